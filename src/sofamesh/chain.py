@@ -1,0 +1,42 @@
+"""The filter chain: one shape for every rule, used by the SDK and the sidecar.
+
+A filter is an object with `async def invoke(inv, call_next) -> Result`. It may
+stop the chain by returning without calling `call_next` (a rate limiter that
+rejects), call it more than once (retries), or change the invocation on the
+way down and the result on the way up. The terminal handler is whatever sends
+the call: a transport client outbound, the app (ASGI or a TCP upstream) inbound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from sofamesh.model import Invocation, Result
+
+Handler = Callable[[Invocation], Awaitable[Result]]
+
+
+class Filter(Protocol):
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result: ...
+
+
+def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:
+    """Compose `filters` (outermost first) around `terminal` into one handler.
+
+    Built once per configuration, so a call pays one bound-method hop per
+    filter and nothing else.
+    """
+    handler = terminal
+    for f in reversed(filters):
+        handler = _bind(f, handler)
+    return handler
+
+
+def _bind(f: Filter, call_next: Handler) -> Handler:
+    invoke = f.invoke
+
+    async def step(inv: Invocation) -> Result:
+        return await invoke(inv, call_next)
+
+    return step

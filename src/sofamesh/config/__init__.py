@@ -1,0 +1,17 @@
+"""Configuration: frozen, validated at load, every problem reported with its path."""
+
+from sofamesh.config.load import load_config, read_document
+from sofamesh.config.model import (
+    Address,
+    EndpointMeta,
+    LimitsConfig,
+    ListenerConfig,
+    MeshConfig,
+    PolicyConfig,
+)
+from sofamesh.config.structure import ConfigError, structure
+
+__all__ = [
+    "Address", "ConfigError", "EndpointMeta", "LimitsConfig", "ListenerConfig", "MeshConfig",
+    "PolicyConfig", "load_config", "read_document", "structure",
+]

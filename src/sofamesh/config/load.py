@@ -1,0 +1,83 @@
+"""Load a `MeshConfig` from a file (YAML or JSON), a mapping, and the environment.
+
+Environment variables override the file, so an app moves from SDK to sidecar
+mode without a code change: ``SOFAMESH_MODE=sidecar``.
+
+| variable | key |
+|---|---|
+| SOFAMESH_CONFIG | path of the config file (when none is given) |
+| SOFAMESH_APP | app |
+| SOFAMESH_MODE | mode (sdk or sidecar) |
+| SOFAMESH_REGISTRY | registry |
+| SOFAMESH_SIDECAR | sidecar (host:port of the local sidecar's admin API) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sofamesh.config.model import MeshConfig
+from sofamesh.config.structure import ConfigError, structure
+from sofamesh.registry import validate_registry_url
+
+ENV_KEYS = {
+    "SOFAMESH_APP": "app",
+    "SOFAMESH_MODE": "mode",
+    "SOFAMESH_REGISTRY": "registry",
+    "SOFAMESH_SIDECAR": "sidecar",
+}
+
+
+def read_document(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML or JSON file (JSON is YAML, but its errors read better from json)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read: {e.strerror}"]) from None
+    try:
+        if p.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise ConfigError([f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}"]) from None
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *, env: Mapping[str, str] | None = None, **overrides: Any,
+) -> MeshConfig:
+    """Build and validate the config; raises `ConfigError` naming every problem."""
+    env = os.environ if env is None else env
+    if source is None and env.get("SOFAMESH_CONFIG"):
+        source = env["SOFAMESH_CONFIG"]
+    if source is None:
+        data: Any = {}
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        data = read_document(source)
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"])
+    for var, key in ENV_KEYS.items():
+        if env.get(var):
+            data[key] = env[var]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    problems: list[str] = []
+    if isinstance(data.get("registry"), str):
+        problem = validate_registry_url(data["registry"])
+        if problem:
+            problems.append(f"registry: {problem}")
+    try:
+        config = structure(MeshConfig, data)
+    except ConfigError as e:
+        raise ConfigError(problems + e.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config

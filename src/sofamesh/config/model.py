@@ -1,0 +1,127 @@
+"""The mesh configuration: frozen attrs classes, the single source of truth for both front doors.
+
+The same `MeshConfig` drives the SDK (`sofamesh.open_mesh`) and the sidecar
+(`python -m sofamesh.sidecar -c mesh.yaml`). docs/configuration.md documents
+every key; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from sofamesh.balancer import BALANCERS
+from sofamesh.governance.outlier import OutlierConfig
+
+Protocol = Literal["http", "bolt", "grpc", "h2"]
+Mode = Literal["sdk", "sidecar"]
+
+
+@attrs.frozen
+class Address:
+    """A `host:port` pair. Port 0 asks the OS for a free port (tests, SDK providers)."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: Any) -> Address:
+        if isinstance(value, Address):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls("127.0.0.1", cls._port(value))
+        if not isinstance(value, str):
+            raise ValueError(f"expected host:port, got {value!r}")
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {value!r}")
+        return cls(host.strip("[]"), cls._port(int(port)))
+
+    @staticmethod
+    def _port(port: int) -> int:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be within 0..65535, got {port}")
+        return port
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+
+
+@attrs.frozen
+class LimitsConfig:
+    """Explicit limits on what a listener accepts (Envoy's names in brackets)."""
+
+    max_connections: int = attrs.field(default=10_000, validator=_positive)
+    max_header_bytes: int = attrs.field(default=64 * 1024, validator=_positive)  # max_request_headers_kb
+    max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    idle_timeout: float = attrs.field(default=60.0, validator=_positive)  # idle_timeout
+    header_timeout: float = attrs.field(default=10.0, validator=_positive)  # request_headers_timeout
+
+
+@attrs.frozen
+class PolicyConfig:
+    """How this app calls a service: the foundation's filters (timeout, retry, ejection)."""
+
+    timeout: float = attrs.field(default=15.0, validator=_positive)  # Envoy's route timeout default
+    connect_timeout: float = attrs.field(default=1.0, validator=_positive)
+    connect_retries: int = attrs.field(default=2, validator=_non_negative)
+    balancer: str = attrs.field(default="round_robin", validator=attrs.validators.in_(BALANCERS))
+    outlier: OutlierConfig = attrs.field(factory=OutlierConfig)
+    max_connections_per_endpoint: int = attrs.field(default=256, validator=_positive)
+    pool_idle_timeout: float = attrs.field(default=30.0, validator=_positive)
+
+
+@attrs.frozen
+class ListenerConfig:
+    """One inbound or outbound listener of the sidecar (or the SDK's provider listener)."""
+
+    protocol: Protocol
+    listen: Address
+    upstream: Address | None = None  # inbound: the local app
+    services: tuple[str, ...] = ()  # inbound: published on the app's behalf
+    advertise: Address | None = None  # the address others should dial, if not `listen`
+    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+
+
+@attrs.frozen
+class EndpointMeta:
+    """Metadata published with every endpoint of this app."""
+
+    version: str = ""
+    zone: str = ""
+    weight: int = attrs.field(default=100, validator=attrs.validators.in_(range(0, 10_001)))
+    tags: tuple[str, ...] = ()
+
+
+def _app_name(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"must be a non-empty name without spaces, got {value!r}")
+
+
+@attrs.frozen
+class MeshConfig:
+    app: str = attrs.field(validator=_app_name)
+    mode: Mode = "sdk"
+    registry: str = "file:///var/tmp/sofamesh"
+    admin: Address | None = None
+    sidecar: Address = Address("127.0.0.1", 15000)  # sidecar mode: the local sidecar's admin API
+    metadata: EndpointMeta = attrs.field(factory=EndpointMeta)
+    policy: PolicyConfig = attrs.field(factory=PolicyConfig)
+    services: dict[str, PolicyConfig] = attrs.field(factory=dict)  # per-service overrides
+    inbound: tuple[ListenerConfig, ...] = ()
+    outbound: tuple[ListenerConfig, ...] = ()
+    drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+
+    def policy_for(self, service: str) -> PolicyConfig:
+        return self.services.get(service, self.policy)

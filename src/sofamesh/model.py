@@ -1,0 +1,164 @@
+"""The protocol-neutral call model: an `Invocation` goes in, a `Result` comes out.
+
+Every codec converts its frames to and from these two types, so nothing above
+`codecs/` sees a wire format. Filters read typed fields (service, method,
+caller, deadline, headers) instead of a grab-bag context.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import attrs
+
+from sofamesh.endpoint import Endpoint
+
+# Well-known header names the mesh itself reads and writes (lowercase).
+CALLER_HEADER = "x-sofamesh-caller"
+SERVICE_HEADER = "x-sofamesh-service"
+TIMEOUT_HEADER = "x-sofamesh-timeout-ms"
+
+
+class Headers:
+    """An ordered multi-map of lowercase `str` names to `str` values.
+
+    Names are lowercased on the way in, so every protocol's headers (HTTP
+    fields, Bolt's header map, gRPC metadata) can be matched the same way.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = [(k.lower(), v) for k, v in items]
+
+    @classmethod
+    def from_lower(cls, items: list[tuple[str, str]]) -> Headers:
+        """Adopt a list whose names are already lowercase (codec fast path)."""
+        h = cls.__new__(cls)
+        h._items = items
+        return h
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for k, v in self._items:
+            if k == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for k, v in self._items if k == name]
+
+    def __contains__(self, name: object) -> bool:
+        return any(k == name for k, _ in self._items)
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of `name` with one value."""
+        name = name.lower()
+        self._items = [(k, v) for k, v in self._items if k != name]
+        self._items.append((name, value))
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name.lower(), value))
+
+    def remove(self, name: str) -> None:
+        self._items = [(k, v) for k, v in self._items if k != name]
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._items
+
+    def copy(self) -> Headers:
+        return Headers.from_lower(list(self._items))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Status(enum.Enum):
+    """The neutral outcome of a call; each codec maps it to its own codes.
+
+    `OK` means the provider answered (an HTTP 404 is still `OK` at this level:
+    the protocol code says more). The others are failures that the mesh or
+    the transport observed, and drive retries, breakers and outlier ejection.
+    """
+
+    OK = "ok"
+    APP_ERROR = "app_error"  # the provider answered with a server error (HTTP 5xx, Bolt status 2)
+    NO_ENDPOINT = "no_endpoint"  # discovery found nobody healthy to call
+    CONNECT_FAILED = "connect_failed"  # the request never reached the provider: safe to retry
+    UPSTREAM_RESET = "upstream_reset"  # connection lost mid-call: the provider may have seen it
+    TIMEOUT = "timeout"  # the deadline passed
+    BAD_REQUEST = "bad_request"  # the caller sent something the mesh cannot carry
+    RATE_LIMITED = "rate_limited"
+    CIRCUIT_OPEN = "circuit_open"
+    OVERLOADED = "overloaded"  # a connection/pending/in-flight limit was hit
+    UNAUTHORIZED = "unauthorized"
+    UNAVAILABLE = "unavailable"  # draining, or a health check failed on purpose
+    INTERNAL = "internal"  # a bug or unexpected condition inside the mesh
+
+    @property
+    def is_failure(self) -> bool:
+        """Counts against the endpoint (outlier ejection, breakers)."""
+        return self in _ENDPOINT_FAILURES
+
+
+_ENDPOINT_FAILURES = frozenset(
+    {Status.APP_ERROR, Status.CONNECT_FAILED, Status.UPSTREAM_RESET, Status.TIMEOUT}
+)
+
+
+@attrs.define(slots=True, eq=False)
+class Invocation:
+    """One call, as every filter sees it.
+
+    `deadline` is absolute on the mesh's `Clock` (`time.monotonic()` in
+    production, a fake clock in tests); `None` means no deadline.
+    `payload` is the protocol's message (an `HttpRequest`, Bolt body bytes, ...),
+    which only the codec at either end interprets.
+    """
+
+    protocol: str
+    service: str
+    method: str
+    headers: Headers = attrs.field(factory=Headers)
+    caller: str = ""
+    deadline: float | None = None
+    payload: Any = None
+    # Per-attempt state, written by the balancing and retry filters.
+    endpoint: Endpoint | None = None
+    tried: set[Endpoint] = attrs.field(factory=set)
+    attempt: int = 0
+
+
+@attrs.define(slots=True, eq=False)
+class Result:
+    """The outcome of one call: a neutral status plus the protocol's own code.
+
+    `code` is protocol-specific (HTTP status, Bolt response status, gRPC status);
+    `detail` is a human-readable reason for mesh-generated failures, and ends up
+    in the response body or status message.
+    """
+
+    status: Status
+    code: int = 0
+    headers: Headers = attrs.field(factory=Headers)
+    payload: Any = None
+    detail: str = ""
+    endpoint: Endpoint | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @classmethod
+    def failure(cls, status: Status, detail: str, endpoint: Endpoint | None = None) -> Result:
+        return cls(status=status, detail=detail, endpoint=endpoint)

@@ -1,0 +1,188 @@
+"""`file://DIR`: the embedded registry for one machine, shared through a directory.
+
+Layout: ``DIR/services/<quoted service>/<host>_<port>_<protocol>.json``, one
+file per endpoint::
+
+    {"endpoint": {...}, "pid": 4242, "pid_start": "123456", "expires": 1764090000.5}
+
+- Writes are atomic: a temporary file in the same directory, then `os.replace`.
+- Each entry carries a lease (`expires`, wall clock). The owner rewrites its
+  entries every lease/3; an entry past its lease is dead and is ignored (and
+  removed by whoever notices).
+- An entry whose owning process is gone (its pid no longer runs the process
+  that wrote it, checked with the pid's start time from /proc) is dead at once,
+  so a SIGKILLed provider vanishes at the next poll, not only at lease expiry.
+- Watchers poll the service's directory (every 0.2 s by default), so a change
+  reaches them well within a second without inotify or extra dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, unquote
+
+import anyio
+import anyio.abc
+
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry.base import Snapshot
+
+DEFAULT_LEASE = 10.0
+DEFAULT_POLL = 0.2
+
+
+def _pid_start(pid: int) -> str:
+    """The kernel's start time of `pid` (field 22 of /proc/PID/stat), '' if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    # The command name (field 2) may contain spaces; it ends at the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or _pid_start(pid) in ("", start)
+
+
+class FileRegistry:
+    """A `Registry` on a directory shared by the processes of one host."""
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, lease: float = DEFAULT_LEASE,
+        poll_interval: float = DEFAULT_POLL,
+    ) -> None:
+        if lease <= 0 or poll_interval <= 0:
+            raise ValueError("lease and poll_interval must be positive")
+        self.root = Path(root)
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self._mine: dict[str, Endpoint] = {}
+        self._pid = os.getpid()
+        self._pid_start = _pid_start(self._pid)
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> FileRegistry:
+        await anyio.to_thread.run_sync(lambda: (self.root / "services").mkdir(parents=True, exist_ok=True))
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._renew_forever)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(et, e, tb)
+        with anyio.CancelScope(shield=True):
+            for ep in list(self._mine.values()):
+                await self.unpublish(ep)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def _dir(self, service: str) -> Path:
+        return self.root / "services" / quote(service, safe="")
+
+    def _path(self, ep: Endpoint) -> Path:
+        return self._dir(ep.service) / f"{ep.host}_{ep.port}_{ep.protocol}.json"
+
+    def _write(self, ep: Endpoint) -> None:
+        entry = {
+            "endpoint": ep.to_dict(), "pid": self._pid, "pid_start": self._pid_start,
+            "expires": time.time() + self.lease,
+        }
+        path = self._path(ep)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{self._pid}.tmp")
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, path)
+
+    async def publish(self, endpoint: Endpoint) -> None:
+        self._mine[endpoint.key] = endpoint
+        await anyio.to_thread.run_sync(self._write, endpoint)
+
+    async def unpublish(self, endpoint: Endpoint) -> None:
+        self._mine.pop(endpoint.key, None)
+        path = self._path(endpoint)
+        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await anyio.sleep(self.lease / 3)
+            for ep in list(self._mine.values()):
+                try:
+                    await anyio.to_thread.run_sync(self._write, ep)
+                except OSError:
+                    pass  # a full or vanished disk: try again next round; the lease covers us
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _scan(self, service: str) -> Snapshot:
+        now = time.time()
+        found: set[Endpoint] = set()
+        try:
+            entries = list(os.scandir(self._dir(service)))
+        except FileNotFoundError:
+            return frozenset()
+        for de in entries:
+            if de.name.startswith(".") or not de.name.endswith(".json"):
+                continue
+            ep = self._read_live(Path(de.path), now)
+            if ep is not None:
+                found.add(ep)
+        return frozenset(found)
+
+    def _read_live(self, path: Path, now: float) -> Endpoint | None:
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            ep = Endpoint.from_dict(data["endpoint"])
+            expired = float(data["expires"]) < now
+            dead = not _process_alive(int(data["pid"]), str(data.get("pid_start", "")))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # half-written by a foreign tool or corrupt: not an endpoint
+        if expired or dead:
+            path.unlink(missing_ok=True)
+            return None
+        return ep
+
+    @asynccontextmanager
+    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
+        yield self._follow(service)
+
+    async def _follow(self, service: str) -> AsyncIterator[Snapshot]:
+        last: Snapshot | None = None
+        while True:
+            try:
+                snap = await anyio.to_thread.run_sync(self._scan, service)
+            except OSError:
+                snap = last  # the directory is unreadable right now: keep what we knew
+            if snap is not None and snap != last:
+                last = snap
+                yield snap
+            await anyio.sleep(self.poll_interval)
+
+    async def list_services(self) -> list[str]:
+        def scan() -> list[str]:
+            base = self.root / "services"
+            names = [d.name for d in os.scandir(base) if d.is_dir()] if base.exists() else []
+            return sorted(unquote(n) for n in names if self._scan(unquote(n)))
+
+        return await anyio.to_thread.run_sync(scan)
