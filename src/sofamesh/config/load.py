@@ -78,6 +78,28 @@ def load_config(
         config = structure(MeshConfig, data)
     except ConfigError as e:
         raise ConfigError(problems + e.problems) from None
+    problems += _cross_checks(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _cross_checks(config: MeshConfig) -> list[str]:
+    """Problems no single field shows: listeners that contradict each other or their role."""
+    problems = []
+    seen: dict[tuple[str, int], str] = {}
+    listeners = [("inbound", i, lc) for i, lc in enumerate(config.inbound)]
+    listeners += [("outbound", i, lc) for i, lc in enumerate(config.outbound)]
+    for side, i, lc in listeners:
+        where = f"{side}[{i}]"
+        if side == "inbound" and lc.services and lc.upstream is None:
+            problems.append(f"{where}.upstream: required when services are published")
+        if side == "outbound" and (lc.upstream is not None or lc.services):
+            problems.append(f"{where}: outbound listeners take no upstream or services")
+        key = (lc.listen.host, lc.listen.port)
+        if lc.listen.port and key in seen:
+            problems.append(f"{where}.listen: {lc.listen} is already used by {seen[key]}")
+        seen.setdefault(key, where)
+    if config.admin and config.admin.port and (config.admin.host, config.admin.port) in seen:
+        problems.append(f"admin: {config.admin} is already used by {seen[(config.admin.host, config.admin.port)]}")
+    return problems

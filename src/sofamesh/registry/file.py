@@ -165,11 +165,16 @@ class FileRegistry:
 
     @asynccontextmanager
     async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        yield self._follow(service)
+        snapshots = self._follow(service)
+        try:
+            yield snapshots
+        finally:
+            await snapshots.aclose()  # finalise here, in this task, not in the GC
 
     async def _follow(self, service: str) -> AsyncIterator[Snapshot]:
         last: Snapshot | None = None
         while True:
+            snap: Snapshot | None
             try:
                 snap = await anyio.to_thread.run_sync(self._scan, service)
             except OSError:

@@ -77,7 +77,11 @@ class MemoryRegistry:
 
     @asynccontextmanager
     async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        yield self._follow(service)
+        snapshots = self._follow(service)
+        try:
+            yield snapshots
+        finally:
+            await snapshots.aclose()  # finalise here, in this task, not in the GC
 
     async def _follow(self, service: str) -> AsyncIterator[Snapshot]:
         last: Snapshot | None = None
