@@ -1,0 +1,158 @@
+"""Frames to bytes, and cheap edits of encoded frames for proxying.
+
+`encode(frame)` checks every field against what the wire can carry (and what our own
+decoder accepts) and raises `LocalProtocolError` otherwise. The class name, header map
+and body are joined as they are, so each byte of the body is copied once.
+
+A proxy re-maps request ids per upstream connection. Either re-encode a decoded frame
+with `encode(frame, request_id=new_id)`, or patch an already-encoded frame with
+`with_request_id(data, new_id)` / `with_timeout(data, ms)`: one copy of the frame, and
+the CRC32 trailer (if any) checked first and recomputed after, so a corrupt frame is
+never laundered into a valid one.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from sofamesh.codecs.bolt.codes import BOLT_V1, BOLT_V2, CommandCode
+from sofamesh.codecs.bolt.errors import CrcMismatchError, LocalProtocolError
+from sofamesh.codecs.bolt.frames import Frame, RequestFrame, ResponseFrame
+from sofamesh.codecs.bolt.wire import (
+    I32,
+    MAX_SHORT_LENGTH,
+    REQUEST_ID_OFFSET,
+    TIMEOUT_OFFSET,
+    U32,
+    V1_REQUEST,
+    V1_RESPONSE,
+    V2_REQUEST,
+    V2_RESPONSE,
+    FixedHeader,
+    read_fixed_header,
+)
+
+_REQUEST_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_REQUEST)
+_RESPONSE_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_RESPONSE)
+
+
+def encode(frame: Frame, *, request_id: int | None = None) -> bytes:
+    """Encode `frame`, optionally under another request id (for proxies)."""
+    _check(frame)
+    rid = frame.request_id if request_id is None else request_id
+    cls, hdr, body = frame.class_name, frame.header, frame.body
+    try:
+        if type(frame) is RequestFrame:
+            typ = 2 if frame.oneway else 1
+            extra = frame.timeout_ms
+            layout = V1_REQUEST if frame.version == BOLT_V1 else V2_REQUEST
+        else:
+            assert type(frame) is ResponseFrame
+            typ, extra = 0, frame.status
+            layout = V1_RESPONSE if frame.version == BOLT_V1 else V2_RESPONSE
+        fixed = (frame.cmd_code, frame.ver2, rid, frame.codec)
+        lengths = (len(cls), len(hdr), len(body))
+        if frame.version == BOLT_V1:
+            head = layout.pack(BOLT_V1, typ, *fixed, extra, *lengths)
+        else:
+            head = layout.pack(BOLT_V2, frame.ver1, typ, *fixed, frame.switch, extra, *lengths)
+    except struct.error as exc:
+        raise LocalProtocolError(f"bolt: cannot encode frame {rid}: {exc}") from None
+    if not frame.has_crc:
+        return b"".join((head, cls, hdr, body))
+    crc = zlib.crc32(body, zlib.crc32(hdr, zlib.crc32(cls, zlib.crc32(head))))
+    return b"".join((head, cls, hdr, body, U32.pack(crc)))
+
+
+def _check(frame: Frame) -> None:
+    """Refuse what struct would silently accept but a peer (or our decoder) would not."""
+    if type(frame) not in (RequestFrame, ResponseFrame):
+        raise TypeError(f"not a Bolt frame: {type(frame).__name__}")
+    rid, cl, hl = frame.request_id, len(frame.class_name), len(frame.header)
+    if cl > MAX_SHORT_LENGTH or hl > MAX_SHORT_LENGTH:
+        raise LocalProtocolError(
+            f"bolt: frame {rid}: class name ({cl} bytes) and header map ({hl} bytes) "
+            f"must each fit in {MAX_SHORT_LENGTH} bytes"
+        )
+    codes = _REQUEST_CODES if type(frame) is RequestFrame else _RESPONSE_CODES
+    if frame.cmd_code not in codes:
+        raise LocalProtocolError(f"bolt: frame {rid}: command code {frame.cmd_code} invalid here")
+    if frame.version == BOLT_V1:
+        if frame.ver1 != 1 or frame.switch != 0:
+            raise LocalProtocolError(f"bolt: frame {rid}: v1 frames need ver1=1, switch=0")
+    elif frame.version != BOLT_V2 or frame.ver1 not in (1, 2):
+        raise LocalProtocolError(
+            f"bolt: frame {rid}: unsupported version {frame.version} / ver1 {frame.ver1}"
+        )
+
+
+def frame_length(data: bytes | bytearray, pos: int = 0) -> int | None:
+    """Total length of the frame starting at `data[pos]`, or None if its fixed header is
+    incomplete. Raises `RemoteProtocolError` if the bytes cannot start a Bolt frame."""
+    fixed = read_fixed_header(data, pos)
+    if fixed is None:
+        return None
+    return _total(fixed)
+
+
+def _total(fixed: FixedHeader) -> int:
+    size, *_, cl, hl, bl, crc = fixed
+    return size + cl + hl + bl + crc
+
+
+def read_request_id(data: bytes | bytearray) -> int:
+    """The request id of an encoded frame (only its fixed header is read)."""
+    fixed = read_fixed_header(data, 0)
+    if fixed is None:
+        raise LocalProtocolError(f"bolt: {len(data)} bytes are not a whole fixed header")
+    return fixed[7]
+
+
+def with_request_id(data: bytes, request_id: int) -> bytes:
+    """A copy of the encoded frame `data` under another request id."""
+    fixed = _whole_frame(data)
+    return _patch(data, REQUEST_ID_OFFSET[fixed[1]], _pack_i32(request_id), fixed)
+
+
+def with_timeout(data: bytes, timeout_ms: int) -> bytes:
+    """A copy of the encoded request `data` with another timeout."""
+    fixed = _whole_frame(data)
+    if fixed[4] == 0:
+        raise LocalProtocolError("bolt: a response has no timeout field")
+    return _patch(data, TIMEOUT_OFFSET[fixed[1]], _pack_i32(timeout_ms), fixed)
+
+
+def _pack_i32(value: int) -> bytes:
+    try:
+        return I32.pack(value)
+    except struct.error:
+        raise LocalProtocolError(f"bolt: {value} does not fit in a signed 32-bit int") from None
+
+
+def _whole_frame(data: bytes) -> FixedHeader:
+    fixed = read_fixed_header(data, 0)
+    total = None if fixed is None or min(fixed[10:13]) < 0 else _total(fixed)
+    if fixed is None or total != len(data):
+        raise LocalProtocolError(
+            f"bolt: expected exactly one encoded frame, got {len(data)} bytes "
+            f"for a frame of {total if total is not None else 'unknown'} bytes"
+        )
+    return fixed
+
+
+def _patch(data: bytes, off: int, new: bytes, fixed: FixedHeader) -> bytes:
+    view = memoryview(data)
+    if not fixed[13]:
+        return b"".join((view[:off], new, view[off + 4 :]))
+    (expected,) = U32.unpack_from(data, len(data) - 4)
+    actual = zlib.crc32(view[:-4])
+    if actual != expected:
+        raise CrcMismatchError(
+            f"bolt v2: refusing to patch frame {fixed[7]} with a bad CRC32",
+            None,
+            expected=expected,
+            actual=actual,
+        )
+    crc = zlib.crc32(view[off + 4 : -4], zlib.crc32(new, zlib.crc32(view[:off])))
+    return b"".join((view[:off], new, view[off + 4 : -4], U32.pack(crc)))

@@ -1,0 +1,126 @@
+"""The header map as SOFARPC (SimpleMapSerializer) and sofa-bolt-node write it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sofamesh.codecs.bolt import (
+    HeaderMapError,
+    LocalProtocolError,
+    encode_header_map,
+    parse_header_map,
+)
+from sofamesh.codecs.bolt.headers import check_header_map
+
+
+def entry(key: bytes | None, value: bytes | None) -> bytes:
+    def one(s: bytes | None) -> bytes:
+        return b"\xff\xff\xff\xff" if s is None else len(s).to_bytes(4, "big") + s
+
+    return one(key) + one(value)
+
+
+def test_captured_service_header() -> None:
+    raw = bytes.fromhex(
+        "00000007736572766963650000001b636f6d2e6578616d706c652e4563686f536572766963653a312e30"
+    )
+    assert parse_header_map(raw) == (("service", "com.example.EchoService:1.0"),)
+    assert encode_header_map({"service": "com.example.EchoService:1.0"}) == raw
+
+
+def test_empty_value_is_length_zero_and_null_is_minus_one() -> None:
+    raw = entry(b"empty", b"") + entry(b"null", None)
+    assert parse_header_map(raw) == (("empty", ""), ("null", None))
+    assert encode_header_map([("empty", ""), ("null", None)], keep_nulls=True) == raw
+
+
+def test_nulls_are_skipped_by_default_as_sofarpc_writes() -> None:
+    assert encode_header_map({"a": None, "b": ""}) == entry(b"b", b"")
+    assert encode_header_map({}) == b""
+    assert parse_header_map(b"") == ()
+
+
+def test_any_negative_length_is_null_as_in_java() -> None:
+    raw = b"\x00\x00\x00\x01k" + (-7).to_bytes(4, "big", signed=True)
+    assert parse_header_map(raw) == (("k", None),)
+
+
+def test_null_keys_are_dropped_empty_keys_kept() -> None:
+    raw = entry(None, b"v") + entry(b"", b"w")
+    assert parse_header_map(raw) == (("", "w"),)
+    assert check_header_map(raw) == 2
+
+
+def test_order_and_duplicates_are_kept() -> None:
+    pairs = (("b", "1"), ("a", "2"), ("b", "3"))
+    assert parse_header_map(encode_header_map(pairs)) == pairs
+
+
+def test_utf8_and_invalid_utf8() -> None:
+    assert parse_header_map(encode_header_map({"ключ": "値 😀"})) == (("ключ", "値 😀"),)
+    assert parse_header_map(entry(b"k", b"\xff\xfe")) == (("k", "\ufffd\ufffd"),)
+
+
+def test_unencodable_strings_are_a_local_error() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_header_map({"k": "\ud800"})
+    with pytest.raises(LocalProtocolError):
+        encode_header_map([(None, "v")])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"\x00\x00", "2 stray bytes at offset 0"),
+        (entry(b"k", b"v") + b"\x00", "1 stray bytes at offset 10"),
+        (b"\x00\x00\x00\x05abc", "overruns"),
+        (b"\x00\x00\x00\x01a\x7f\xff\xff\xff", "overruns"),
+        (entry(b"k", None) + b"\x00\x00\x00\x01", "overruns"),
+    ],
+)
+def test_malformed_maps(raw: bytes, words: str) -> None:
+    with pytest.raises(HeaderMapError, match=words):
+        parse_header_map(raw)
+    with pytest.raises(HeaderMapError, match=words):
+        check_header_map(raw)
+
+
+def test_entry_limit() -> None:
+    raw = entry(b"a", b"1") * 3
+    assert len(parse_header_map(raw, max_entries=3)) == 3
+    with pytest.raises(HeaderMapError, match="more than 2"):
+        parse_header_map(raw, max_entries=2)
+    with pytest.raises(HeaderMapError, match="more than 2"):
+        check_header_map(raw, max_entries=2)
+
+
+headers = st.lists(st.tuples(st.text(max_size=12), st.none() | st.text(max_size=20)), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers)
+def test_round_trip_with_nulls(items: list[tuple[str, str | None]]) -> None:
+    raw = encode_header_map(items, keep_nulls=True)
+    assert parse_header_map(raw) == tuple(items)
+    assert check_header_map(raw) == len(items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(headers)
+def test_round_trip_sofarpc_style(items: list[tuple[str, str | None]]) -> None:
+    raw = encode_header_map(items)
+    assert parse_header_map(raw) == tuple((k, v) for k, v in items if v is not None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_parse_or_raise_header_map_error(raw: bytes) -> None:
+    try:
+        parsed = parse_header_map(raw)
+    except HeaderMapError:
+        with pytest.raises(HeaderMapError):
+            check_header_map(raw)
+    else:
+        assert check_header_map(raw) >= len(parsed)
