@@ -133,6 +133,8 @@ class Invocation:
     caller: str = ""
     deadline: float | None = None
     payload: Any = None
+    # Safe to send twice (HTTP GET, HEAD, PUT, ...): a reset before any response may be retried.
+    idempotent: bool = False
     # Per-attempt state, written by the balancing and retry filters.
     endpoint: Endpoint | None = None
     tried: set[Endpoint] = attrs.field(factory=set)

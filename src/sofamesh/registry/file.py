@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -171,7 +171,7 @@ class FileRegistry:
         finally:
             await snapshots.aclose()  # finalise here, in this task, not in the GC
 
-    async def _follow(self, service: str) -> AsyncIterator[Snapshot]:
+    async def _follow(self, service: str) -> AsyncGenerator[Snapshot, None]:
         last: Snapshot | None = None
         while True:
             snap: Snapshot | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
 
@@ -83,7 +83,7 @@ class MemoryRegistry:
         finally:
             await snapshots.aclose()  # finalise here, in this task, not in the GC
 
-    async def _follow(self, service: str) -> AsyncIterator[Snapshot]:
+    async def _follow(self, service: str) -> AsyncGenerator[Snapshot, None]:
         last: Snapshot | None = None
         while True:
             changed = anyio.Event()

@@ -1,0 +1,186 @@
+"""HTTP/1.1 codec and transport throughput, on one core.
+
+    python benchmarks/http1_codec.py codec              # in-memory: server + client codec per exchange
+    python benchmarks/http1_codec.py loopback           # Http1Pool -> Http1Server echo, one process
+    python benchmarks/http1_codec.py loopback --profile # ... under cProfile, with h11's share
+    python benchmarks/http1_codec.py echo --port 8081   # an echo server, for wrk or as an upstream
+    python benchmarks/http1_codec.py proxy --port 8080 --upstream 127.0.0.1:8081
+                                                        # server + pool: one proxy hop, for wrk
+
+`loopback` runs both ends in one process, so a request costs a server
+exchange *and* a client exchange: the same codec work as one proxy hop.
+asyncio runs on uvloop unless --backend says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+from typing import Any
+
+import anyio
+import anyio.abc
+import h11
+
+from sofamesh.codecs.http1 import Http1ClientCodec, Http1ServerCodec, HttpRequest, HttpResponse
+from sofamesh.transport.http1 import ConnInfo, Http1Pool, Http1Server
+
+REQUEST = HttpRequest(
+    "POST",
+    "/echo",
+    [(b"host", b"127.0.0.1"), (b"user-agent", b"bench/1.0"), (b"accept", b"*/*")],
+    b"hello world",
+)
+
+
+async def echo(request: HttpRequest, _conn: ConnInfo) -> HttpResponse:
+    return HttpResponse(200, [(b"content-type", b"text/plain")], request.body)
+
+
+def bench_codec(n: int) -> None:
+    server, client = Http1ServerCodec(), Http1ClientCodec()
+    response = HttpResponse(200, [(b"content-type", b"text/plain")], b"hello world")
+    start = time.perf_counter()
+    for _ in range(n):
+        server.receive_data(client.encode_request(REQUEST))
+        request = server.next_request()
+        assert request is not None
+        assert client.receive_data(server.encode_response(response)) is not None
+    ours = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(n):
+        _h11_exchange()
+    theirs = n / (time.perf_counter() - start)
+    print(f"codec exchanges/s: sofamesh {ours:,.0f}   h11 send+receive on both sides {theirs:,.0f}")
+
+
+_H11_C, _H11_S = h11.Connection(h11.CLIENT), h11.Connection(h11.SERVER)
+
+
+def _h11_exchange() -> None:
+    """The same exchange with h11 doing both directions (the baseline we improve on)."""
+    c, s = _H11_C, _H11_S
+    s.receive_data(
+        c.send(
+            h11.Request(
+                method="POST",
+                target="/echo",
+                headers=REQUEST.headers[:3] + [(b"content-length", b"11")],
+            )
+        )
+        + c.send(h11.Data(data=REQUEST.body))
+        + c.send(h11.EndOfMessage())
+    )
+    while type(s.next_event()) is not h11.EndOfMessage:
+        pass
+    c.receive_data(
+        s.send(
+            h11.Response(
+                status_code=200,
+                headers=[(b"content-type", b"text/plain"), (b"content-length", b"11")],
+            )
+        )
+        + s.send(h11.Data(data=REQUEST.body))
+        + s.send(h11.EndOfMessage())
+    )
+    while type(c.next_event()) is not h11.EndOfMessage:
+        pass
+    c.start_next_cycle()
+    s.start_next_cycle()
+
+
+async def bench_loopback(n: int, concurrency: int) -> None:
+    server = Http1Server(echo)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with (
+        anyio.create_task_group() as tg,
+        Http1Pool(max_connections_per_endpoint=concurrency) as pool,
+    ):
+        await tg.start(server.serve, listener)
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await pool.send("127.0.0.1", port, REQUEST)
+
+        await worker(100)  # warm up: connections, caches
+        start = time.perf_counter()
+        async with anyio.create_task_group() as workers:
+            for _ in range(concurrency):
+                workers.start_soon(worker, n // concurrency)
+        elapsed = time.perf_counter() - start
+        print(
+            f"loopback req/s: {n // concurrency * concurrency / elapsed:,.0f} ({concurrency} connections)"
+        )
+        await server.drain()
+
+
+async def serve_echo(port: int, seconds: float) -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    with anyio.move_on_after(seconds):
+        await Http1Server(echo).serve(listener)
+
+
+async def serve_proxy(port: int, upstream: str, seconds: float) -> None:
+    host, _, up_port = upstream.rpartition(":")
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
+    async with Http1Pool(max_connections_per_endpoint=256) as pool:
+
+        async def forward(request: HttpRequest, _conn: ConnInfo) -> HttpResponse:
+            return await pool.send(host, int(up_port), request)
+
+        with anyio.move_on_after(seconds):
+            await Http1Server(forward).serve(listener)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=["codec", "loopback", "echo", "proxy"])
+    parser.add_argument("-n", type=int, default=50_000, help="requests")
+    parser.add_argument("-c", type=int, default=32, help="concurrent connections (loopback)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--upstream", default="127.0.0.1:8081")
+    parser.add_argument("--seconds", type=float, default=1e9, help="how long echo/proxy serve")
+    parser.add_argument("--backend", choices=["uvloop", "asyncio", "trio"], default="uvloop")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    backend = "trio" if args.backend == "trio" else "asyncio"
+    options: dict[str, Any] = {"use_uvloop": True} if args.backend == "uvloop" else {}
+    jobs = {
+        "codec": lambda: bench_codec(args.n),
+        "loopback": lambda: anyio.run(
+            bench_loopback, args.n, args.c, backend=backend, backend_options=options
+        ),
+        "echo": lambda: anyio.run(serve_echo, args.port, args.seconds, backend=backend, backend_options=options),
+        "proxy": lambda: anyio.run(
+            serve_proxy, args.port, args.upstream, args.seconds, backend=backend, backend_options=options
+        ),
+    }
+    if not args.profile:
+        jobs[args.mode]()
+        return
+    profiler = cProfile.Profile()
+    profiler.runcall(jobs[args.mode])
+    report(profiler)
+
+
+def report(profiler: cProfile.Profile) -> None:
+    """Top functions, and the share of time spent inside h11 (its own code, not ours)."""
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    total = stats.total_tt  # type: ignore[attr-defined]
+    h11_time = sum(row[2] for key, row in stats.stats.items() if "/h11/" in key[0])  # type: ignore[attr-defined]
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    print(out.getvalue())
+    print(
+        f"h11 internals: {h11_time:.2f}s of {total:.2f}s profiled ({100 * h11_time / total:.0f}%)"
+    )
+
+
+if __name__ == "__main__":
+    main()

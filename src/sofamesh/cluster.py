@@ -1,0 +1,170 @@
+"""Concrete level: a service resolved to endpoints, their health, and a balancer.
+
+A `Cluster` follows one service's endpoint set from the registry and answers
+"which endpoint now?" A `ClusterManager` owns one watch task per service the
+mesh has called, inside its task group, and creates clusters on first use.
+
+Holding on to the last snapshot is deliberate: a registry that goes quiet or
+errors never empties a cluster (see registry/base.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from sofamesh.balancer import Balancer, make_balancer
+from sofamesh.clock import Clock
+from sofamesh.config.model import PolicyConfig
+from sofamesh.endpoint import Endpoint
+from sofamesh.governance.outlier import OutlierDetector
+from sofamesh.registry.base import Registry, Snapshot
+from sofamesh.stats import Stats
+
+log = logging.getLogger("sofamesh.cluster")
+
+ALIAS_RETRY = 1.0  # seconds between case-insensitive look-ups of a name that matched nothing
+
+
+class Cluster:
+    """The endpoints of one service and what the mesh knows about each."""
+
+    def __init__(self, service: str, policy: PolicyConfig, stats: Stats, clock: Clock) -> None:
+        self.service = service
+        self.policy = policy
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self.active: dict[str, int] = {}
+        self.outlier = OutlierDetector(policy.outlier)
+        self.balancer: Balancer = make_balancer(policy.balancer, self._active_of)
+        self.ready = anyio.Event()
+        self._stats = stats
+        self._clock = clock
+
+    def _active_of(self, ep: Endpoint) -> int:
+        return self.active.get(ep.key, 0)
+
+    def update(self, snapshot: Snapshot) -> None:
+        before = set(self.endpoints)
+        self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
+        self.outlier.set_hosts(e.key for e in self.endpoints)
+        added, removed = snapshot - before, before - snapshot
+        if added or removed:
+            log.info(
+                "%s: %d endpoint(s) (+%s -%s)", self.service, len(self.endpoints),
+                ",".join(e.address for e in added) or "0", ",".join(e.address for e in removed) or "0",
+            )
+        self.ready.set()
+
+    def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
+        """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
+        healthy = [e for e in self.endpoints if e.weight > 0 and not self.outlier.is_ejected(e.key, now)]
+        if not healthy and self.endpoints:
+            # Envoy's panic threshold: when everything is ejected, route to all rather than none.
+            healthy = [e for e in self.endpoints if e.weight > 0]
+        candidates = [e for e in healthy if e not in exclude] or healthy
+        return self.balancer.pick(candidates) if candidates else None
+
+    def record(self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float]) -> None:
+        now = self._clock.now()
+        if self.outlier.record(ep.key, failed, now):
+            self._stats.incr("outlier.ejections")
+            log.warning("%s: ejected %s after consecutive failures", self.service, ep.address)
+        status, ms = status_ms
+        self._stats.endpoint(self.service, ep.address).record(status, ms)
+
+    def describe(self) -> dict[str, Any]:
+        now = self._clock.now()
+        return {
+            "service": self.service,
+            "balancer": self.policy.balancer,
+            "endpoints": [self._describe_endpoint(e, now) for e in self.endpoints],
+        }
+
+    def _describe_endpoint(self, ep: Endpoint, now: float) -> dict[str, Any]:
+        host = self.outlier.host_stats(ep.key)
+        ejected = self.outlier.is_ejected(ep.key, now)
+        return {
+            **ep.to_dict(),
+            "address": ep.address,
+            "health": "ejected" if ejected else "healthy",
+            "active_requests": self.active.get(ep.key, 0),
+            "consecutive_failures": host.consecutive_failures if host else 0,
+            "times_ejected": host.times_ejected if host else 0,
+            "ejected_for_s": round(host.ejected_until - now, 3)
+            if host and ejected and host.ejected_until else 0,
+        }
+
+
+class ClusterManager:
+    """Creates clusters on demand and keeps each in step with the registry."""
+
+    def __init__(
+        self, registry: Registry, policy_for: Callable[[str], PolicyConfig], stats: Stats,
+        clock: Clock,
+    ) -> None:
+        self._registry = registry
+        self._policy_for = policy_for
+        self._stats = stats
+        self._clock = clock
+        self.clusters: dict[str, Cluster] = {}
+        self._aliases: dict[str, tuple[str, float]] = {}  # lowercased name -> (service, resolved at)
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> ClusterManager:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(et, e, tb)
+
+    def get(self, service: str) -> Cluster:
+        cluster = self.clusters.get(service)
+        if cluster is None:
+            if self._tg is None:
+                raise RuntimeError("ClusterManager used outside its 'async with' block")
+            cluster = Cluster(service, self._policy_for(service), self._stats, self._clock)
+            self.clusters[service] = cluster
+            self._tg.start_soon(self._follow, cluster)
+        return cluster
+
+    async def resolve(self, service: str) -> Cluster:
+        """The cluster for `service`, matching case-insensitively when the name came lowercased.
+
+        HTTP clients lowercase the Host header (DNS names are case-insensitive), so
+        `http://com.example.Orders/` arrives as `com.example.orders`. A lowercase name
+        with no cluster of its own is looked up among the registered services, again
+        at most once a second while it finds nothing.
+        """
+        cluster = self.clusters.get(service)
+        if cluster is not None and (cluster.endpoints or service != service.lower()):
+            return cluster
+        alias = self._aliases.get(service)
+        now = self._clock.now()
+        if alias is None or (alias[0] == service and now - alias[1] >= ALIAS_RETRY):
+            alias = (await self._match_case(service), now)
+            self._aliases[service] = alias
+        return self.get(alias[0])
+
+    async def _match_case(self, service: str) -> str:
+        try:
+            names = await self._registry.list_services()
+        except Exception:  # a registry error must not fail the call: use the name as given
+            log.debug("listing services failed while resolving %s", service, exc_info=True)
+            return service
+        matches = [n for n in names if n.lower() == service]
+        return matches[0] if len(matches) == 1 else service
+
+    async def _follow(self, cluster: Cluster) -> None:
+        async with self._registry.watch(cluster.service) as snapshots:
+            async for snap in snapshots:
+                cluster.update(snap)

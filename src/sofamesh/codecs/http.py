@@ -1,0 +1,149 @@
+"""HTTP messages <-> the neutral model, shared by HTTP/1.1 and (later) HTTP/2.
+
+Which service a request is for: the `x-sofamesh-service` header if present,
+else the `Host` header without its port (so `http://com.example.Orders/x`
+just works). The invocation's method is the request path without the query.
+
+Mesh-made failures become HTTP responses with a plain-text body that names the
+service and the reason, and an `x-sofamesh-error` header with the neutral
+status, so a caller (or its on-call engineer) can tell a mesh 503 from an app 503.
+"""
+
+from __future__ import annotations
+
+from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.model import (
+    CALLER_HEADER,
+    SERVICE_HEADER,
+    TIMEOUT_HEADER,
+    Headers,
+    Invocation,
+    Result,
+    Status,
+)
+
+ERROR_HEADER = "x-sofamesh-error"
+
+# Envoy's choices where it has one (503 for no healthy upstream / connect failure,
+# 504 for timeouts, 502 for resets), 429 for rate limits as the issue asks.
+STATUS_TO_HTTP = {
+    Status.APP_ERROR: 500,
+    Status.NO_ENDPOINT: 503,
+    Status.CONNECT_FAILED: 503,
+    Status.UPSTREAM_RESET: 502,
+    Status.TIMEOUT: 504,
+    Status.BAD_REQUEST: 400,
+    Status.RATE_LIMITED: 429,
+    Status.CIRCUIT_OPEN: 503,
+    Status.OVERLOADED: 503,
+    Status.UNAUTHORIZED: 403,
+    Status.UNAVAILABLE: 503,
+    Status.INTERNAL: 500,
+}
+
+# RFC 9110 §9.2.2: methods whose repetition has the same effect as one request.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+    "te", "trailer", "transfer-encoding", "upgrade", "content-length",
+})
+
+
+def service_of(headers: Headers) -> str:
+    """The target service of a request, or '' if it names none."""
+    explicit = headers.get(SERVICE_HEADER)
+    if explicit:
+        return explicit
+    host = headers.get("host", "") or ""
+    if host.startswith("["):  # [v6]:port
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def to_headers(raw: list[tuple[bytes, bytes]]) -> Headers:
+    return Headers.from_lower([(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw])
+
+
+def to_raw(headers: Headers) -> list[tuple[bytes, bytes]]:
+    return [
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k not in HOP_BY_HOP
+    ]
+
+
+def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocation:
+    headers = to_headers(req.headers)
+    target = req.target
+    q = target.find("?")
+    return Invocation(
+        protocol=protocol,
+        service=service_of(headers),
+        method=target if q < 0 else target[:q],
+        headers=headers,
+        caller=headers.get(CALLER_HEADER, "") or "",
+        payload=req,
+        idempotent=req.method in IDEMPOTENT_METHODS,
+    )
+
+
+def parse_timeout_ms(headers: Headers) -> float | None:
+    """The remaining time a caller grants, in seconds, from `x-sofamesh-timeout-ms`."""
+    raw = headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        return None
+    return ms / 1000 if ms >= 0 else None
+
+
+def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
+    """The request to send upstream: the caller's, with mesh headers set for the next hop."""
+    req: HttpRequest = inv.payload
+    headers = inv.headers.copy()
+    headers.set(SERVICE_HEADER, inv.service)
+    if inv.caller:
+        headers.set(CALLER_HEADER, inv.caller)
+    if inv.deadline is not None:
+        headers.set(TIMEOUT_HEADER, str(max(0, int((inv.deadline - now) * 1000))))
+    return HttpRequest(
+        method=req.method, target=req.target, headers=to_raw(headers), body=req.body,
+    )
+
+
+# A peer mesh hop that says the app behind it was never reached: as safe to
+# retry elsewhere as a refused connection.
+_NOT_REACHED = {s.value.encode() for s in (Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE)}
+_ERROR_HEADER_B = ERROR_HEADER.encode()
+
+
+def response_to_result(resp: HttpResponse) -> Result:
+    status = Status.OK
+    if resp.status >= 500:
+        status = Status.APP_ERROR
+        for k, v in resp.headers:
+            if k == _ERROR_HEADER_B and v in _NOT_REACHED:
+                status = Status.CONNECT_FAILED
+    return Result(status=status, code=resp.status, payload=resp)
+
+
+def result_to_response(result: Result, service: str) -> HttpResponse:
+    """What the caller receives: the provider's response, or a mesh-made error."""
+    if isinstance(result.payload, HttpResponse):
+        resp = result.payload
+        resp.headers = [(k, v) for k, v in resp.headers if k.decode("latin-1") not in HOP_BY_HOP]
+        return resp
+    return error_response(result.status, result.detail or f"{service}: {result.status.value}")
+
+
+def error_response(status: Status, detail: str) -> HttpResponse:
+    body = (detail + "\n").encode()
+    return HttpResponse(
+        status=STATUS_TO_HTTP.get(status, 500),
+        headers=[
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (ERROR_HEADER.encode(), status.value.encode()),
+        ],
+        body=body,
+    )

@@ -1,0 +1,172 @@
+"""The client side of HTTP/1.1: requests to bytes, bytes in, one `HttpResponse` out.
+
+Theory of operation. One request is outstanding at a time (the pool never
+pipelines). `encode_request` serialises it with `writer`, then tells a fresh
+h11 client connection which method was sent: reading a response depends on
+it (a HEAD response has no body, RFC 9112 §6.3) and on h11 being in the state
+where 1xx interim responses are legal. Sending a stand-in request with that
+method through h11 does both, and costs about a third of having h11 write the
+real request (its header validation is the expensive part, and `writer` has
+already done it). The stand-in bytes go nowhere, and its end of message is
+never sent: only the server side of h11's state machine matters for reading.
+
+    encode_request(HttpRequest) -> bytes ──► peer ──► receive_data(bytes)
+                                                        -> HttpResponse | None
+
+The connection is `reusable` after a complete response unless either side
+said "Connection: close", the server spoke HTTP/1.0, the body ran to EOF, or
+the server sent bytes nobody asked for.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from sofamesh.codecs.http1 import writer
+from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
+from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+
+_STAND_IN_HOST = [(b"host", b"stand-in")]
+
+
+def _stand_in(method: bytes) -> h11.Request:
+    return h11.Request(method=method, target=b"/", headers=_STAND_IN_HOST)
+
+
+# Events are immutable, so the common methods share one stand-in each.
+_STAND_INS = {
+    m: _stand_in(m) for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+}
+
+
+class Http1ClientCodec:
+    """One client connection's HTTP/1.1 state; sans-IO (no sockets, no clock)."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_close",
+        "_headers",
+        "_limits",
+        "_parser",
+        "_response",
+        "_started",
+    )
+
+    def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self._parser: h11.Connection | None = None  # None: no request outstanding
+        self._response: h11.Response | None = None  # head read, body still coming
+        self._headers: list[tuple[bytes, bytes]] = []  # of _response, lowercased
+        self._body: list[bytes | bytearray] = []
+        self._body_size = 0
+        self._started = False  # a byte of the response arrived
+        self._close = False  # this connection will not carry another request
+
+    def encode_request(self, request: HttpRequest, *, host: bytes | None = None) -> bytes:
+        """Bytes of `request`; `host` is the Host header to add if it has none.
+
+        Raises ValueError for an invalid request (nothing is sent), and
+        RuntimeError while a response is outstanding or after the connection
+        became unusable.
+        """
+        if self._parser is not None or self._close:
+            raise RuntimeError("connection is busy or closed")
+        data, self._close = writer.encode_request(request, host=host)
+        method = request.method.encode("latin-1")
+        parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=self._limits.max_header_bytes)
+        # The stand-in's end of message is never sent: reading the response
+        # needs only the server side of h11's state machine to expect it.
+        parser.send_with_data_passthrough(_STAND_INS.get(method) or _stand_in(method))
+        self._parser = parser
+        self._started = False
+        return data
+
+    def receive_data(self, data: bytes) -> HttpResponse | None:
+        """Feed bytes (`b""` at EOF); returns the response once it is complete.
+
+        Raises `HttpProtocolError` (status 502) for a malformed or oversized
+        response and `HttpIncompleteMessage` when the peer closed mid-response.
+        """
+        parser = self._parser
+        if parser is None:
+            raise RuntimeError("no request is outstanding")
+        if data:
+            self._started = True
+        else:
+            self._close = True  # the peer is gone, whatever the response says
+        parser.receive_data(data)
+        try:
+            return self._parse(parser)
+        except h11.RemoteProtocolError as exc:
+            self._fail()
+            if not data:  # everything before EOF parsed: the EOF cut the message
+                raise HttpIncompleteMessage(502, f"upstream closed mid-response: {exc}") from None
+            raise HttpProtocolError(502, f"malformed upstream response: {exc}") from None
+        except HttpProtocolError:
+            self._fail()
+            raise
+
+    def _parse(self, parser: h11.Connection) -> HttpResponse | None:
+        while True:
+            event = parser.next_event()
+            kind = type(event)
+            if kind is h11.Data:
+                self._add_body(event.data)  # type: ignore[union-attr]
+            elif kind is h11.Response:
+                self._start(event)  # type: ignore[arg-type]
+            elif kind is h11.EndOfMessage:
+                return self._finish(parser)
+            elif kind is h11.InformationalResponse:
+                continue  # 1xx (100 Continue, 103 Early Hints): the final one follows
+            else:  # NEED_DATA; ConnectionClosed only comes after EOM
+                return None
+
+    def _start(self, response: h11.Response) -> None:
+        limits = self._limits
+        self._headers = headers = [(k.lower(), v) for k, v in response.headers.raw_items()]
+        if len(headers) > limits.max_headers:
+            raise HttpProtocolError(502, f"upstream sent over {limits.max_headers} header fields")
+        for name, value in headers:
+            if name == b"content-length" and int(value) > limits.max_body_size:
+                raise HttpProtocolError(502, f"upstream body over {limits.max_body_size} bytes")
+        self._response = response
+
+    def _add_body(self, chunk: bytearray) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > self._limits.max_body_size:
+            raise HttpProtocolError(502, f"upstream body over {self._limits.max_body_size} bytes")
+        self._body.append(chunk)
+
+    def _finish(self, parser: h11.Connection) -> HttpResponse:
+        response, self._response = self._response, None
+        assert response is not None
+        body = b"".join(self._body)
+        self._body.clear()
+        self._body_size = 0
+        # MUST_CLOSE/CLOSED: the server said close, spoke HTTP/1.0 or framed
+        # the body by EOF; leftover bytes mean it is out of step with us.
+        if parser.their_state is not h11.DONE or parser.trailing_data[0]:
+            self._close = True
+        self._parser = None
+        return HttpResponse(
+            response.status_code,
+            self._headers,
+            body,
+            response.reason,
+        )
+
+    def _fail(self) -> None:
+        self._close = True
+        self._parser = None
+
+    @property
+    def response_started(self) -> bool:
+        """Some byte of the outstanding response arrived (a retry is no longer safe)."""
+        return self._started
+
+    @property
+    def reusable(self) -> bool:
+        """No request outstanding and the connection may carry another one."""
+        return self._parser is None and not self._close

@@ -1,0 +1,99 @@
+"""Buffered HTTP messages and the header helpers the mesh needs around them.
+
+Header names are lowercase bytes, as h11 hands them over, and values are the
+bytes that were on the wire; `headers_to_neutral` decodes them as latin-1,
+which maps each byte to one code point and back without loss (RFC 9110 §5.5
+treats non-ASCII field bytes as opaque).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from sofamesh.model import Headers
+
+HeaderList = list[tuple[bytes, bytes]]
+
+
+@attrs.define(slots=True, eq=True)
+class HttpRequest:
+    """One request with its whole body (bodies are buffered, up to a limit).
+
+    `target` is the request-target as sent (origin-form `/path?query` in
+    practice); `headers` keeps order and repeats.
+    """
+
+    method: str
+    target: str
+    headers: HeaderList = attrs.field(factory=list)
+    body: bytes = b""
+    http_version: str = "1.1"
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of `name` (lowercase), or None."""
+        return _first(self.headers, name)
+
+
+@attrs.define(slots=True, eq=True)
+class HttpResponse:
+    """One response with its whole body. An empty `reason` means the standard phrase."""
+
+    status: int
+    headers: HeaderList = attrs.field(factory=list)
+    body: bytes = b""
+    reason: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of `name` (lowercase), or None."""
+        return _first(self.headers, name)
+
+
+def _first(headers: HeaderList, name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def headers_to_neutral(headers: HeaderList) -> Headers:
+    """Wire headers (lowercase names, as the codecs produce them) to the neutral model."""
+    return Headers.from_lower([(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers])
+
+
+def headers_from_neutral(headers: Headers) -> HeaderList:
+    """Neutral headers to wire headers; raises UnicodeEncodeError beyond latin-1."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+# RFC 9110 §7.6.1: these describe one connection, not the message, so a proxy
+# must not forward them (RFC 9112 §7.1 adds Transfer-Encoding; Keep-Alive and
+# Proxy-Connection are the HTTP/1.0-era forms listed by RFC 9110 §7.6.1 too).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+def strip_hop_by_hop(headers: HeaderList) -> HeaderList:
+    """A copy of `headers` without hop-by-hop fields, for forwarding.
+
+    Removes the fixed set above, every `proxy-*` field, and every field the
+    Connection header names (RFC 9110 §7.6.1: "a proxy or gateway MUST ...
+    remove any header fields listed in the Connection header field").
+    """
+    drop = HOP_BY_HOP
+    for name, value in headers:
+        if name == b"connection":
+            drop = drop | _connection_options(value)
+    return [(k, v) for k, v in headers if k not in drop and not k.startswith(b"proxy-")]
+
+
+def _connection_options(value: bytes) -> frozenset[bytes]:
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())

@@ -1,0 +1,239 @@
+"""The server side of HTTP/1.1: bytes in, `HttpRequest`s out, responses to bytes.
+
+Theory of operation. h11 parses each request with a fresh `h11.Connection`
+(an h11 server in IDLE reads exactly one request); when the request is
+complete, whatever followed it (pipelined requests) moves to the next parser.
+Responses are serialised by `writer`, so h11 never sees them and its send
+side costs nothing. The codec keeps the one piece of cross-request state:
+a FIFO of requests awaiting their response, so pipelined responses go out
+in request order (RFC 9112 §9.3.2) and each knows if it answers a HEAD and
+whether it is the last one.
+
+    receive_data(bytes) ──► h11 parser ──► next_request() -> HttpRequest | None
+                                              │ (FIFO of unanswered requests)
+    encode_response(HttpResponse) -> bytes ◄──┘ oldest first
+
+Persistence (RFC 9112 §9.3): HTTP/1.1 stays open unless either side says
+"Connection: close"; HTTP/1.0 closes after one exchange (like h11, we do not
+implement the 1.0 keep-alive extension). After a request asking to close, no
+further request is read (RFC 9112 §9.6: "MUST NOT process any further
+requests received on that connection").
+"""
+
+from __future__ import annotations
+
+import collections
+
+import h11
+
+from sofamesh.codecs.http1 import writer
+from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
+from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+
+# Where the codec is in reading the next request, so a transport can pick a timeout.
+IDLE, HEAD, BODY = "idle", "head", "body"
+
+
+class Http1ServerCodec:
+    """One server connection's HTTP/1.1 state; sans-IO (no sockets, no clock)."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_closing",
+        "_continued",
+        "_eof",
+        "_error",
+        "_headers",
+        "_limits",
+        "_parser",
+        "_partial",
+        "_pending",
+        "_request",
+    )
+
+    def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self._parser = self._new_parser()
+        self._request: h11.Request | None = None  # head read, body still coming
+        self._headers: list[tuple[bytes, bytes]] = []  # of _request, lowercased
+        self._body: list[bytes | bytearray] = []
+        self._body_size = 0
+        self._partial = False  # bytes of a not-yet-complete request are buffered
+        # One entry per request handed out and not answered yet: (is HEAD, close after).
+        self._pending: collections.deque[tuple[bool, bool]] = collections.deque()
+        self._closing = False  # no further request will be read
+        self._eof = False  # the peer closed its sending side
+        self._continued = False  # 100 Continue sent for the current request
+        self._error: HttpProtocolError | None = None
+
+    # -- input -------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer; `b""` means the peer closed its side."""
+        if self._closing:
+            return  # RFC 9112 §9.6: input after the final request is ignored
+        if not data:
+            # Not passed to h11: a request body never runs to EOF (RFC 9112
+            # §6.3), so EOF only tells a clean end from a truncated request.
+            self._eof = True
+        elif not self._eof:
+            self._partial = True
+            self._parser.receive_data(data)
+
+    def next_request(self) -> HttpRequest | None:
+        """The next complete request, or None until more data arrives.
+
+        Raises `HttpProtocolError` (malformed: 400, oversized head: 431,
+        body over the limit: 413, unsupported: 501); `HttpIncompleteMessage`
+        when the peer closed mid-request. After an error the codec is dead.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._closing:
+            return None
+        try:
+            return self._parse()
+        except h11.RemoteProtocolError as exc:
+            raise self._fail(HttpProtocolError(_status_for(exc), str(exc))) from None
+        except HttpProtocolError as exc:
+            raise self._fail(exc) from None
+
+    def _parse(self) -> HttpRequest | None:
+        parser = self._parser
+        while True:
+            event = parser.next_event()
+            kind = type(event)
+            if kind is h11.Data:
+                self._add_body(event.data)  # type: ignore[union-attr]
+            elif kind is h11.Request:
+                self._start(event)  # type: ignore[arg-type]
+            elif kind is h11.EndOfMessage:
+                return self._finish()
+            else:  # NEED_DATA: a fresh parser never pauses or sees EOF
+                if self._eof:
+                    self._end_of_input()
+                return None
+
+    def _end_of_input(self) -> None:
+        self._closing = True
+        if self._partial or self._request is not None:
+            raise HttpIncompleteMessage(400, "peer closed the connection mid-request")
+
+    def _start(self, request: h11.Request) -> None:
+        limits = self._limits
+        # raw_items() is a plain list: iterating h11's Headers goes through
+        # Sequence.__getitem__ per field, which shows up in profiles.
+        self._headers = headers = [(k.lower(), v) for k, v in request.headers.raw_items()]
+        if len(headers) > limits.max_headers:
+            raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
+        if request.method == b"CONNECT":
+            raise HttpProtocolError(501, "CONNECT tunnels are not supported")
+        for name, value in headers:
+            if name == b"content-length" and int(value) > limits.max_body_size:
+                raise HttpProtocolError(413, f"body over {limits.max_body_size} bytes")
+        self._request = request
+        self._continued = False
+
+    def _add_body(self, chunk: bytearray) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > self._limits.max_body_size:  # chunked bodies end up here
+            raise HttpProtocolError(413, f"body over {self._limits.max_body_size} bytes")
+        self._body.append(chunk)
+
+    def _finish(self) -> HttpRequest:
+        request, self._request = self._request, None
+        assert request is not None
+        body = b"".join(self._body)
+        self._body.clear()
+        self._body_size = 0
+        close = self._parser.their_state is not h11.DONE  # MUST_CLOSE: close or HTTP/1.0
+        self._pending.append((request.method == b"HEAD", close))
+        if close:
+            self._closing = True
+        else:
+            self._next_parser()
+        return HttpRequest(
+            request.method.decode("latin-1"),
+            request.target.decode("latin-1"),
+            self._headers,
+            body,
+            request.http_version.decode("latin-1"),
+        )
+
+    def _next_parser(self) -> None:
+        leftover = self._parser.trailing_data[0]
+        self._parser = self._new_parser()
+        self._partial = bool(leftover)
+        if leftover:
+            self._parser.receive_data(leftover)
+
+    def _new_parser(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)
+
+    def _fail(self, error: HttpProtocolError) -> HttpProtocolError:
+        self._closing = True
+        self._error = error
+        return error
+
+    # -- output ------------------------------------------------------------
+
+    def encode_response(self, response: HttpResponse, *, close: bool = False) -> bytes:
+        """Bytes answering the oldest unanswered request.
+
+        `close=True` makes it the connection's last response (a draining
+        server). Raises ValueError for an invalid response, leaving the
+        request unanswered so the caller can send a 500 instead.
+        """
+        if not self._pending:
+            raise RuntimeError("no request is waiting for a response")
+        head, closing = self._pending[0]
+        closing = closing or close
+        data, closing = writer.encode_response(response, head=head, close=closing)
+        self._pending.popleft()
+        if closing:
+            self._closing = True
+        return data
+
+    def encode_continue(self) -> bytes:
+        """The interim response a client waiting on `Expect: 100-continue` needs."""
+        self._continued = True
+        return writer.CONTINUE
+
+    def encode_error(self, error: HttpProtocolError) -> bytes:
+        """The final response for a protocol error; the connection then closes."""
+        self._closing = True
+        return writer.encode_error(error.status, error.reason)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def wants_continue(self) -> bool:
+        """The peer waits for 100 Continue before sending the body (RFC 9110 §10.1.1)."""
+        return (
+            self._request is not None
+            and not self._continued
+            and self._parser.they_are_waiting_for_100_continue
+        )
+
+    @property
+    def phase(self) -> str:
+        """IDLE (nothing of a next request buffered), HEAD or BODY."""
+        if self._request is not None:
+            return BODY
+        return HEAD if self._partial else IDLE
+
+    @property
+    def must_close(self) -> bool:
+        """Every response is sent and no further request will be read."""
+        return self._closing and not self._pending
+
+    @property
+    def unanswered(self) -> int:
+        return len(self._pending)
+
+
+def _status_for(exc: h11.RemoteProtocolError) -> int:
+    hint = exc.error_status_hint
+    return hint if hint in (400, 431, 501) else 400

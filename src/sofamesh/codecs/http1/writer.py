@@ -1,0 +1,151 @@
+"""Serialising buffered messages: one `bytes` per message, framed by Content-Length.
+
+h11 parses what peers send; we write what we send. With the whole body in
+hand the framing is always a Content-Length (RFC 9112 §6.3), so the writer is
+a join of pre-validated pieces, which costs a fraction of routing every
+message through h11's event state machine (see benchmarks/http1_codec.py).
+The grammar checks below mirror h11's, so anything h11 parsed can be
+forwarded unchanged, and nothing a caller puts in a header can smuggle a
+second message (CR/LF/NUL are never accepted).
+"""
+
+from __future__ import annotations
+
+import functools
+import http
+import re
+
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
+_FIELD_VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"  # RFC 9110 §5.5, h11's reading
+_FIELD_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+: " + _FIELD_VALUE + rb"\r\n)*")
+_FIELD_VALUE_RE = re.compile(_FIELD_VALUE)
+_TARGET = re.compile(rb"[\x21-\x7e]+")  # RFC 9112 §3.2: no whitespace or controls
+_REASON = re.compile(rb"[^\x00\r\n\x0b\x0c]*")  # RFC 9112 §4: HTAB / SP / VCHAR / obs-text
+
+# Framing is ours to write: the body length is known, and the connection's
+# persistence is decided by the codec, so callers' values are replaced.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+_STATUS_LINES = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus
+}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = (b"connection", b": ", b"close", b"\r\n")
+_METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_name(name: bytes) -> bool:
+    # Names repeat across messages, so the cache turns a regex into a dict hit.
+    return _TOKEN.fullmatch(name) is not None
+
+
+def has_close(value: bytes) -> bool:
+    """Whether a Connection header value carries the "close" option (RFC 9112 §9.6)."""
+    return any(t.strip() == b"close" for t in value.lower().split(b","))
+
+
+def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[bytes, bool]:
+    """`resp` as bytes, and whether the connection closes after it.
+
+    `head`: it answers a HEAD (no body is sent); `close`: the codec already
+    decided this is the last response (a response's own "Connection: close"
+    makes it the last one too).
+
+    RFC 9110 §8.6: a HEAD or 304 response may carry the length a GET would
+    have had, so a caller's Content-Length is kept for those; a 204 carries
+    none; every other response gets len(body).
+    """
+    status = resp.status
+    if not 200 <= status <= 999:
+        raise ValueError(f"final response status must be 200..999, got {status}")
+    parts = [_status_line(status, resp.reason)]
+    length: bytes | None = None if status in (204, 304) else b"%d" % len(resp.body)
+    for name, value in resp.headers:
+        if name in _FRAMING:
+            if name == b"connection":
+                close = close or has_close(value)
+            elif name == b"content-length" and (head or status == 304) and value.isdigit():
+                length = value
+            continue
+        if not _valid_name(name):
+            raise ValueError(f"invalid header name {name!r}")
+        parts += (name, b": ", value, b"\r\n")
+    if length is not None and status != 204:
+        parts += (b"content-length", b": ", length, b"\r\n")
+    if close:
+        parts += _CLOSE
+    return _finish(parts, b"" if head or status in (204, 304) else resp.body), close
+
+
+def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool]:
+    """`req` as HTTP/1.1 bytes, and whether it asks to close the connection.
+
+    `host` is written as the Host header when `req` has none (RFC 9112 §3.2
+    makes it mandatory). Content-Length goes on every request with a body and
+    on POST/PUT/PATCH without one (RFC 9110 §8.6).
+    """
+    method = req.method.encode("latin-1")
+    target = req.target.encode("latin-1")
+    if not _valid_name(method) or _TARGET.fullmatch(target) is None:
+        raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
+    parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    close = False
+    for name, value in req.headers:
+        if name in _FRAMING:
+            close = close or (name == b"connection" and has_close(value))
+            continue
+        if not _valid_name(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if name == b"host":
+            host = None
+        parts += (name, b": ", value, b"\r\n")
+    if host is not None:
+        parts += (b"host", b": ", host, b"\r\n")
+    if req.body or req.method in _METHODS_WITH_CONTENT:
+        parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")
+    if close:
+        parts += _CLOSE
+    return _finish(parts, req.body), close
+
+
+def encode_error(status: int, reason: str) -> bytes:
+    """A small text/plain error response that closes the connection."""
+    body = reason.encode("ascii", "replace") + b"\n"
+    resp = HttpResponse(status, [(b"content-type", b"text/plain; charset=utf-8")], body)
+    return encode_response(resp, head=False, close=True)[0]
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    if not reason:
+        line = _STATUS_LINES.get(status)
+        return line if line is not None else b"HTTP/1.1 %d \r\n" % status
+    if _REASON.fullmatch(reason) is None:
+        raise ValueError(f"invalid reason phrase {reason!r}")
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+def _finish(parts: list[bytes], body: bytes) -> bytes:
+    """Join start line, field lines and body, checking every field value.
+
+    Each field line is four parts (name, ": ", value, CRLF). The regex checks
+    the values at C speed, and counting CRLFs proves no value contained a line
+    break that could start a forged field or message (RFC 9112 §2.2).
+    """
+    lines = (len(parts) - 1) // 4
+    parts.append(b"\r\n")
+    parts.append(body)
+    data = b"".join(parts)
+    start, end = len(parts[0]), len(data) - len(body) - 2
+    if data.count(b"\r\n", start, end) != lines or not _FIELD_LINES.fullmatch(data, start, end):
+        raise ValueError(f"invalid value of header {_first_bad_value(parts)!r}")
+    return data
+
+
+def _first_bad_value(parts: list[bytes]) -> bytes:
+    for i in range(1, len(parts) - 2, 4):
+        if _FIELD_VALUE_RE.fullmatch(parts[i + 2]) is None:
+            return parts[i]
+    return b"?"

@@ -1,0 +1,149 @@
+"""`python -m sofamesh.demo`: a small mesh on this machine, calls flowing every way.
+
+Topology, on the embedded file registry (a temporary directory):
+
+    shop (SDK consumer, this process) ----\\
+    web  (plain HTTP client) -> sidecar "web" --+--> com.example.Orders    x2  (ASGI apps served by the SDK)
+                                            |         each calls Inventory through the mesh
+                                            +--> com.example.Inventory x2  (plain HTTP apps, each
+                                                                            behind its own sidecar)
+
+Phases: steady traffic; inventory-2's app is SIGKILLed (its sidecar stays up and
+published, so callers see connect failures, retry elsewhere, and eject it);
+the app comes back and, once its ejection ends, gets traffic again.
+Exits 0 when every phase behaved; `--keep-running` stays up to explore the
+admin endpoints it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+import sofamesh
+from sofamesh.demo.procs import Procs
+from sofamesh.demo.tally import Tally
+
+ORDERS, INVENTORY = "com.example.Orders", "com.example.Inventory"
+EJECTION_TIME = 3.0
+POLICY = {"outlier": {"consecutive_failures": 3, "base_ejection_time": EJECTION_TIME}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_mesh(procs: Procs, registry: str) -> dict[str, Any]:
+    """Every process of the demo; returns what the phases need to know."""
+    ports = {}
+    for i in (1, 2):
+        ports[i] = free_port()
+        await procs.plain_app(f"inventory-{i}", ports[i])
+        await procs.sidecar(f"inventory-{i}", {
+            "app": "inventory", "registry": registry, "admin": "127.0.0.1:0", "policy": POLICY,
+            "inbound": [{"protocol": "http", "listen": "127.0.0.1:0",
+                         "upstream": f"127.0.0.1:{ports[i]}", "services": [INVENTORY]}],
+        })
+    for i in (1, 2):
+        await procs.sdk_provider(f"orders-{i}", ORDERS, registry, calls=INVENTORY,
+                                 ejection_time=EJECTION_TIME)
+    web_ready = await procs.sidecar("web", {
+        "app": "web", "registry": registry, "admin": "127.0.0.1:0", "policy": POLICY,
+        "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
+    })
+    return {"inventory_ports": ports, "web": web_ready}
+
+
+async def drive(tally: Tally, name: str, call: Any, service: str, stop: anyio.Event) -> None:
+    while not stop.is_set():
+        try:
+            resp = await call(service)
+            body = resp.json() if resp.status_code == 200 else {}
+            tally.record(name, service, resp.status_code, body.get("instance", "-"))
+        except httpx.HTTPError as e:
+            tally.record(name, service, 0, type(e).__name__)
+        await anyio.sleep(0.02)
+
+
+async def run_demo(keep_running: bool, seconds: float) -> int:
+    with tempfile.TemporaryDirectory(prefix="sofamesh-demo-") as tmp:
+        registry = f"file://{tmp}/registry"
+        async with Procs(Path(tmp)) as procs:
+            print(f"starting the demo mesh (registry {registry}) ...", flush=True)
+            info = await start_mesh(procs, registry)
+            web = info["web"]
+            cfg = {"app": "shop", "registry": registry, "policy": POLICY}
+            async with sofamesh.open_mesh(cfg, env={}) as mesh, \
+                    httpx.AsyncClient(transport=mesh.httpx_transport()) as shop, \
+                    httpx.AsyncClient() as plain, anyio.create_task_group() as tg:
+                tally = Tally()
+                stop = anyio.Event()
+
+                async def via_sdk(service: str) -> httpx.Response:
+                    return await shop.get(f"http://{service}/items/42")
+
+                async def via_sidecar(service: str) -> httpx.Response:
+                    return await plain.get(f"http://{web['outbound[0]']}/items/42", headers={"host": service})
+
+                for service in (ORDERS, INVENTORY):
+                    tg.start_soon(drive, tally, "shop (SDK)", via_sdk, service, stop)
+                    tg.start_soon(drive, tally, "web (plain -> sidecar)", via_sidecar, service, stop)
+                ok = await phases(procs, tally, info, web["admin"], seconds)
+                if keep_running:
+                    print_admin(procs)
+                    print("running until Ctrl-C ...", flush=True)
+                    await anyio.sleep_forever()
+                stop.set()
+        return 0 if ok else 1
+
+
+async def phases(procs: Procs, tally: Tally, info: dict[str, Any], web_admin: str, seconds: float) -> bool:
+    await tally.show_for("steady: every caller reaches every service", seconds)
+    steady_ok = tally.phase_errors() == 0 and tally.instances(INVENTORY) == {"inventory-1", "inventory-2"}
+    procs.kill("plain-inventory-2")
+    print("\n>>> SIGKILL inventory-2's app; its sidecar stays published\n", flush=True)
+    await tally.show_for("inventory-2 down: retried elsewhere, then ejected", seconds)
+    ejected = await ejection_state(web_admin)
+    print(f"    web sidecar /clusters says inventory endpoints: {ejected}")
+    down_ok = "ejected" in ejected.values() and tally.phase_errors() == 0
+    await procs.plain_app("inventory-2", info["inventory_ports"][2])
+    print("\n>>> inventory-2's app is back; it returns once its ejection ends\n", flush=True)
+    await tally.show_for("recovery", seconds + EJECTION_TIME)
+    recovered = "inventory-2" in tally.phase_instances(INVENTORY)
+    print(f"\nsteady ok: {steady_ok}   ejection seen, no failed calls: {down_ok}   recovered: {recovered}")
+    return steady_ok and down_ok and recovered
+
+
+async def ejection_state(admin: str) -> dict[str, str]:
+    async with httpx.AsyncClient() as client:
+        clusters = (await client.get(f"http://{admin}/clusters")).json()["clusters"]
+    inv: dict[str, Any] = next((c for c in clusters if c["service"] == INVENTORY), {"endpoints": []})
+    return {e["address"]: e["health"] for e in inv["endpoints"]}
+
+
+def print_admin(procs: Procs) -> None:
+    print("\nadmin endpoints (try /ready /stats /stats/prometheus /clusters /config_dump):")
+    for name, ready in procs.sidecars().items():
+        print(f"  {name:<14} http://{ready['admin']}/clusters")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sofamesh.demo", description=__doc__.split("\n")[0])
+    p.add_argument("--keep-running", action="store_true", help="stay up after the phases")
+    p.add_argument("--phase-seconds", type=float, default=4.0)
+    args = p.parse_args(argv)
+    return anyio.run(run_demo, args.keep_running, args.phase_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

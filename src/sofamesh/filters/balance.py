@@ -1,0 +1,46 @@
+"""Pick the endpoint for this attempt and record how it went (feeds outlier ejection)."""
+
+from __future__ import annotations
+
+import anyio
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.cluster import ClusterManager
+from sofamesh.model import Invocation, Result, Status
+
+# How long a first call waits for a brand-new cluster's first registry answer.
+FIRST_SNAPSHOT_WAIT = 2.0
+
+
+class BalanceFilter:
+    def __init__(self, clusters: ClusterManager, clock: Clock) -> None:
+        self._clusters = clusters
+        self._clock = clock
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        cluster = await self._clusters.resolve(inv.service)
+        inv.service = cluster.service
+        if not cluster.ready.is_set():
+            await _wait_ready(cluster.ready)
+        now = self._clock.now()
+        ep = cluster.pick(inv.tried, now)
+        if ep is None:
+            why = "no endpoints registered" if not cluster.endpoints else "all endpoints unhealthy"
+            return Result.failure(Status.NO_ENDPOINT, f"no healthy endpoint for service {inv.service}: {why}")
+        inv.endpoint = ep
+        inv.tried.add(ep)
+        key = ep.key
+        cluster.active[key] = cluster.active.get(key, 0) + 1
+        try:
+            result = await call_next(inv)
+        finally:
+            cluster.active[key] -= 1
+        result.endpoint = ep
+        cluster.record(ep, result.status.is_failure, (result.status, (self._clock.now() - now) * 1000))
+        return result
+
+
+async def _wait_ready(ready: anyio.Event) -> None:
+    with anyio.move_on_after(FIRST_SNAPSHOT_WAIT):
+        await ready.wait()

@@ -1,0 +1,29 @@
+"""Count every call per direction and service, with its latency."""
+
+from __future__ import annotations
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.model import Invocation, Result
+from sofamesh.stats import Stats
+
+
+class StatsFilter:
+    def __init__(self, stats: Stats, direction: str, clock: Clock) -> None:
+        self._stats = stats
+        self._direction = direction
+        self._clock = clock
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        active = self._stats.service(self._direction, inv.service)
+        start = self._clock.now()
+        active.active += 1
+        try:
+            result = await call_next(inv)
+        finally:
+            active.active -= 1
+        # Record under the name resolved below (a lowercased Host becomes the registered name).
+        self._stats.service(self._direction, inv.service).record(
+            result.status, (self._clock.now() - start) * 1000
+        )
+        return result

@@ -1,0 +1,82 @@
+"""HTTP listener handlers: where requests from the wire enter the chain.
+
+- `OutboundHttpHandler`: the local app (or a plain HTTP client) calls a mesh
+  service through this listener; the request names its service by `Host`
+  or `x-sofamesh-service`, and the outbound chain finds a provider.
+- `InboundHttpHandler`: remote callers reach this app's services; the inbound
+  chain runs, then the terminal hands the call to the app (a TCP upstream in
+  the sidecar, an ASGI app in the SDK).
+
+Both return an `HttpResponse` for every request, mesh failures included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.codecs.http import (
+    error_response,
+    parse_timeout_ms,
+    request_to_invocation,
+    result_to_response,
+)
+from sofamesh.codecs.http1 import Http1Limits, HttpRequest, HttpResponse
+from sofamesh.config.model import LimitsConfig
+from sofamesh.model import Result, Status
+from sofamesh.transport.http1 import ConnInfo, Http1Handler, Http1Server
+
+log = logging.getLogger("sofamesh.listeners")
+
+
+class OutboundHttpHandler:
+    def __init__(self, chain: Handler, app: str) -> None:
+        self._chain = chain
+        self._app = app
+
+    async def __call__(self, req: HttpRequest, _conn: ConnInfo | None = None) -> HttpResponse:
+        inv = request_to_invocation(req)
+        if not inv.service:
+            return error_response(
+                Status.BAD_REQUEST,
+                "request names no service: set the Host header or x-sofamesh-service",
+            )
+        inv.caller = self._app  # the sidecar vouches for its own app's identity
+        result = await self._chain(inv)
+        return result_to_response(result, inv.service)
+
+
+class InboundHttpHandler:
+    """Serves the services routed to this listener; `route(service)` finds the app's handler."""
+
+    def __init__(self, route: Callable[[str], Handler | None], clock: Clock) -> None:
+        self._route = route
+        self._clock = clock
+
+    async def __call__(self, req: HttpRequest, _conn: ConnInfo | None = None) -> HttpResponse:
+        inv = request_to_invocation(req)
+        chain = self._route(inv.service)
+        if chain is None:
+            detail = f"service {inv.service or '(none named)'} is not served here"
+            return error_response(Status.NO_ENDPOINT, detail)
+        timeout = parse_timeout_ms(inv.headers)
+        if timeout is not None:
+            inv.deadline = self._clock.now() + timeout
+        try:
+            result = await chain(inv)
+        except Exception:
+            log.exception("inbound call to %s failed inside the mesh", inv.service)
+            result = Result.failure(Status.INTERNAL, f"{inv.service}: internal error in the mesh")
+        return result_to_response(result, inv.service)
+
+
+def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Server:
+    """An HTTP/1.1 server for a listener, with the listener's configured limits."""
+    cfg = limits or LimitsConfig()
+    codec_limits = Http1Limits(max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes)
+    return Http1Server(
+        handler, codec_limits, max_connections=cfg.max_connections,
+        keepalive_timeout=cfg.idle_timeout, header_timeout=cfg.header_timeout,
+    )

@@ -1,0 +1,193 @@
+"""The SDK front door: `async with sofamesh.open_mesh(...) as mesh:`.
+
+One object gives an app both halves of the mesh:
+
+- consumer: `mesh.httpx_transport()` for `httpx.AsyncClient`, or `mesh.request(...)`;
+- provider: `async with mesh.serve_asgi(app, services=[...]):` serves an ASGI app
+  as mesh services and publishes them.
+
+`mode` (from config or `SOFAMESH_MODE`) decides how: in `sdk` mode the mesh
+talks to the registry and to providers itself; in `sidecar` mode it calls and
+registers through the local sidecar. Application code is the same in both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from sofamesh.chain import Filter, Handler, build_chain
+from sofamesh.codecs.http import result_to_response
+from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.config import Address, MeshConfig, load_config
+from sofamesh.endpoint import Endpoint
+from sofamesh.filters import StatsFilter, TimeoutFilter
+from sofamesh.listeners import InboundHttpHandler, http1_server
+from sofamesh.model import Headers, Invocation, Result
+from sofamesh.runtime import Runtime
+from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
+from sofamesh.sdk.control import SidecarClient
+from sofamesh.transport.http1 import Http1Server
+
+
+
+@attrs.frozen
+class Provider:
+    """A running provider: where it listens and what it published."""
+
+    address: Address
+    services: tuple[str, ...]
+
+
+class Mesh:
+    """An app's handle on the mesh; create it with `open_mesh`."""
+
+    def __init__(self, runtime: Runtime, tg: anyio.abc.TaskGroup, sidecar: SidecarClient | None):
+        self.runtime = runtime
+        self.config: MeshConfig = runtime.config
+        self._tg = tg
+        self._sidecar = sidecar
+        self._chain = self._outbound_chain()
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    def _outbound_chain(self) -> Handler:
+        rt = self.runtime
+        if self._sidecar is None:
+            return rt.outbound_chain()
+        # Sidecar mode: governance and discovery happen in the sidecar; the SDK only
+        # keeps the caller's deadline and its own stats.
+        filters: list[Filter] = [StatsFilter(rt.stats, "outbound", rt.clock), TimeoutFilter(rt.policy_for, rt.clock)]
+        return build_chain(filters, self._via_sidecar)
+
+    async def _via_sidecar(self, inv: Invocation) -> Result:
+        assert self._sidecar is not None
+        addr = self._sidecar.outbound_http
+        return await self.runtime.send_http(addr.host, addr.port, inv)
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    async def invoke(self, inv: Invocation) -> Result:
+        """Run one invocation through the outbound chain (the lowest-level call)."""
+        inv.caller = self.config.app
+        return await self._chain(inv)
+
+    async def request(
+        self, service: str, method: str, target: str, *, headers: Mapping[str, str] | None = None,
+        body: bytes = b"", timeout: float | None = None,
+    ) -> HttpResponse:
+        """One HTTP call to `service`; mesh failures come back as 5xx/4xx responses."""
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        if not any(k == b"host" for k, _ in raw):
+            raw.append((b"host", service.encode("latin-1")))
+        req = HttpRequest(method=method, target=target, headers=raw, body=body)
+        inv = Invocation(
+            protocol="http", service=service, method=target.split("?", 1)[0],
+            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw), payload=req,
+        )
+        if timeout is not None:
+            inv.deadline = self.runtime.clock.now() + timeout
+        return result_to_response(await self.invoke(inv), service)
+
+    def httpx_transport(self) -> Any:
+        """An `httpx.AsyncBaseTransport` that sends every request through the mesh."""
+        from sofamesh.sdk.httpx import MeshTransport
+
+        return MeshTransport(self)
+
+    # -- provider ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def serve_asgi(
+        self, app: ASGIApp, services: list[str] | tuple[str, ...], *, listen: str = "127.0.0.1:0",
+        advertise: str | None = None, lifespan: bool = True,
+    ) -> AsyncIterator[Provider]:
+        """Serve `app` as `services`, published while the block runs, unpublished after."""
+        if not services:
+            raise ValueError("serve_asgi needs at least one service name")
+        bind = Address.parse(listen)
+        async with AsyncExitStack() as stack:
+            if lifespan:
+                await stack.enter_async_context(asgi_lifespan(app))
+            listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            address = Address(bind.host, port)
+            server = self._asgi_server(app, tuple(services), address)
+            await self._tg.start(server.serve, listener)
+            stack.push_async_callback(server.drain)
+            public = Address.parse(advertise) if advertise else address
+            await self._publish(stack, tuple(services), address, public)
+            yield Provider(address=public, services=tuple(services))
+
+    def _asgi_server(self, app: ASGIApp, services: tuple[str, ...], address: Address) -> Http1Server:
+        rt = self.runtime
+        chain = rt.inbound_chain(AsgiTerminal(app, (address.host, address.port)))
+        default = services[0]
+
+        def route(service: str) -> Handler:
+            # The app answers whatever reaches its port; stats use a service it serves.
+            return chain if service in services else _renamed(chain, default)
+
+        handler = InboundHttpHandler(route, rt.clock)
+        return http1_server(handler, self.config.inbound[0].limits if self.config.inbound else None)
+
+    async def _publish(
+        self, stack: AsyncExitStack, services: tuple[str, ...], local: Address, public: Address
+    ) -> None:
+        if self._sidecar is not None:
+            for s in services:
+                await self._sidecar.publish(s, "http", local)
+                stack.push_async_callback(self._sidecar.unpublish, s, "http")
+            return
+        meta = self.config.metadata
+        for s in services:
+            ep = Endpoint(
+                service=s, host=public.host, port=public.port, protocol="http",
+                app=self.config.app, version=meta.version, zone=meta.zone, weight=meta.weight,
+                tags=meta.tags, meta={"mode": "sdk", "pid": str(os.getpid())},
+            )
+            await self.runtime.registry.publish(ep)
+            stack.push_async_callback(_shielded_unpublish, self.runtime.registry, ep)
+
+
+def _renamed(chain: Handler, service: str) -> Handler:
+    async def call(inv: Invocation) -> Result:
+        inv.service = service
+        return await chain(inv)
+
+    return call
+
+
+async def _shielded_unpublish(registry: Any, ep: Endpoint) -> None:
+    with anyio.CancelScope(shield=True):
+        await registry.unpublish(ep)
+
+
+@asynccontextmanager
+async def open_mesh(
+    config: MeshConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None, *,
+    registry: Any = None, **overrides: Any,
+) -> AsyncIterator[Mesh]:
+    """Open the mesh for this app; closes listeners and unpublishes on exit.
+
+    `config` is a `MeshConfig`, a path to YAML/JSON, a mapping, or None (then
+    `SOFAMESH_CONFIG` and the other `SOFAMESH_*` variables are read).
+    """
+    cfg = config if isinstance(config, MeshConfig) else load_config(config, **overrides)
+    async with Runtime(cfg, registry=registry) as rt, anyio.create_task_group() as tg:
+        sidecar = None
+        if cfg.mode == "sidecar":
+            assert rt.pool is not None
+            sidecar = await SidecarClient.connect(rt.pool, cfg.sidecar, cfg.app, tg)
+        try:
+            yield Mesh(rt, tg, sidecar)
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,228 @@
+"""The sidecar: listeners, publication, the local API and draining, composed in one place.
+
+Inbound listeners carry remote calls to the local app (a TCP upstream);
+outbound listeners carry the app's calls to other services. Both run the
+same chains as the SDK (`sofamesh.runtime`). Apps using the SDK in sidecar
+mode register through the local API (`sofamesh.sidecar.admin`), and the
+sidecar publishes them under its own inbound address.
+
+Lifecycle: start listeners -> publish -> ready. On SIGTERM, `/quitquitquit` or
+`stop()`: not ready (503) -> unpublish -> stop accepting -> let in-flight calls
+finish (up to `drain_timeout`) -> exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import anyio
+import anyio.abc
+import attrs
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.config import Address, ListenerConfig, MeshConfig
+from sofamesh.endpoint import Endpoint
+from sofamesh.listeners import InboundHttpHandler, OutboundHttpHandler, http1_server
+from sofamesh.model import Invocation, Result
+from sofamesh.runtime import Runtime
+from sofamesh.transport.http1 import Http1Server
+
+log = logging.getLogger("sofamesh.sidecar")
+
+
+@attrs.define
+class Registration:
+    """An upstream that an SDK in sidecar mode registered through the local API."""
+
+    service: str
+    protocol: str
+    upstream: Address
+    app: str
+    expires: float  # on the sidecar's clock; renewed by the SDK
+
+
+class Sidecar:
+    def __init__(self, config: MeshConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.runtime = Runtime(attrs.evolve(config, mode="sdk"), clock=clock)
+        self.started_at = time.time()
+        self.ready = False
+        self.healthy = True
+        self.draining = False
+        self.bound: dict[str, Address] = {}  # "inbound[0]" -> actual address (port 0 resolved)
+        self.registrations: dict[tuple[str, str], Registration] = {}
+        self._published: dict[str, Endpoint] = {}
+        self._servers: list[Http1Server] = []
+        self._stop = anyio.Event()
+        self._stopped = anyio.Event()
+        self._inbound_chains: dict[Address, Handler] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[Sidecar] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self.runtime, anyio.create_task_group() as tg:
+            for i, lc in enumerate(self.config.inbound):
+                await self._listen(tg, f"inbound[{i}]", lc, self._inbound_handler(lc))
+            for i, lc in enumerate(self.config.outbound):
+                chain = self.runtime.outbound_chain()
+                await self._listen(tg, f"outbound[{i}]", lc, OutboundHttpHandler(chain, self.config.app))
+            if self.config.admin is not None:
+                await self._listen_admin(tg)
+            await self._publish_static()
+            tg.start_soon(self._expire_registrations)
+            self.ready = True
+            log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
+            task_status.started(self)
+            await self._stop.wait()
+            await self._drain()
+            tg.cancel_scope.cancel()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once `run` has drained and closed everything."""
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM and /quitquitquit do)."""
+        self._stop.set()
+
+    async def _drain(self) -> None:
+        self.draining = True
+        self.ready = False
+        log.info("draining: unpublishing and finishing in-flight requests")
+        with anyio.CancelScope(shield=True):
+            await self._unpublish_all()
+            with anyio.move_on_after(self.config.drain_timeout):
+                async with anyio.create_task_group() as tg:
+                    for server in self._servers:
+                        tg.start_soon(server.drain)
+        log.info("drained")
+
+    async def _listen(self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, handler: object) -> None:
+        if lc.protocol != "http":
+            raise NotImplementedError(f"{name}: protocol {lc.protocol} is not available yet")
+        listener = await anyio.create_tcp_listener(local_host=lc.listen.host, local_port=lc.listen.port)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        self.bound[name] = Address(lc.listen.host, port)
+        server = http1_server(handler, lc.limits)  # type: ignore[arg-type]
+        self._servers.append(server)
+        await tg.start(server.serve, listener)
+
+    async def _listen_admin(self, tg: anyio.abc.TaskGroup) -> None:
+        from sofamesh.sidecar.admin import AdminApi
+
+        assert self.config.admin is not None
+        admin = self.config.admin
+        listener = await anyio.create_tcp_listener(local_host=admin.host, local_port=admin.port)
+        self.bound["admin"] = Address(admin.host, listener.extra(anyio.abc.SocketAttribute.local_port))
+        server = http1_server(AdminApi(self), None)
+        await tg.start(server.serve, listener)
+
+    def _describe_bound(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.bound.items())
+
+    # -- inbound routing --------------------------------------------------------------------
+
+    def _inbound_handler(self, lc: ListenerConfig) -> InboundHttpHandler:
+        def route(service: str) -> Handler | None:
+            reg = self.registrations.get((service, lc.protocol))
+            if reg is not None:
+                return self._chain_to(reg.upstream)
+            if lc.upstream is not None:
+                return self._chain_to(lc.upstream)
+            return None
+
+        return InboundHttpHandler(route, self.runtime.clock)
+
+    def _chain_to(self, upstream: Address) -> Handler:
+        chain = self._inbound_chains.get(upstream)
+        if chain is None:
+            chain = self.runtime.inbound_chain(self._forward(upstream))
+            self._inbound_chains[upstream] = chain
+        return chain
+
+    def _forward(self, upstream: Address) -> Handler:
+        rt = self.runtime
+
+        async def forward(inv: Invocation) -> Result:
+            return await rt.send_http(upstream.host, upstream.port, inv)
+
+        return forward
+
+    # -- publication ------------------------------------------------------------------------
+
+    def inbound_address(self, protocol: str) -> Address | None:
+        """Where remote callers reach this sidecar for `protocol`."""
+        for i, lc in enumerate(self.config.inbound):
+            if lc.protocol == protocol:
+                return lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen)
+        return None
+
+    def _endpoint(self, service: str, protocol: str, app: str | None = None) -> Endpoint:
+        addr = self.inbound_address(protocol)
+        if addr is None:
+            raise ValueError(f"this sidecar has no inbound {protocol} listener to publish {service} on")
+        meta = self.config.metadata
+        return Endpoint(
+            service=service, host=addr.host, port=addr.port, protocol=protocol,
+            app=app or self.config.app, version=meta.version, zone=meta.zone, weight=meta.weight,
+            tags=meta.tags, meta={"mode": "sidecar"},
+        )
+
+    async def _publish_static(self) -> None:
+        for lc in self.config.inbound:
+            for service in lc.services:
+                await self.publish(self._endpoint(service, lc.protocol))
+
+    async def publish(self, ep: Endpoint) -> None:
+        if self.draining or not self.healthy:
+            self._published[ep.key] = ep  # remembered; published again on /healthcheck/ok
+            return
+        await self.runtime.registry.publish(ep)
+        self._published[ep.key] = ep
+        log.info("published %s at %s", ep.service, ep.address)
+
+    async def unpublish(self, ep: Endpoint) -> None:
+        self._published.pop(ep.key, None)
+        await self.runtime.registry.unpublish(ep)
+
+    async def _unpublish_all(self) -> None:
+        for ep in list(self._published.values()):
+            await self.runtime.registry.unpublish(ep)
+
+    async def set_healthy(self, healthy: bool) -> None:
+        """`/healthcheck/fail` withdraws every publication; `/healthcheck/ok` restores them."""
+        self.healthy = healthy
+        for ep in list(self._published.values()):
+            if healthy:
+                await self.runtime.registry.publish(ep)
+            else:
+                await self.runtime.registry.unpublish(ep)
+
+    # -- the local API's registrations ------------------------------------------------------
+
+    async def register(self, service: str, protocol: str, upstream: Address, app: str, lease: float) -> Endpoint:
+        ep = self._endpoint(service, protocol, app)
+        now = self.runtime.clock.now()
+        fresh = (service, protocol) not in self.registrations
+        self.registrations[(service, protocol)] = Registration(service, protocol, upstream, app, now + lease)
+        if fresh or ep.key not in self._published:
+            await self.publish(ep)
+        return ep
+
+    async def deregister(self, service: str, protocol: str) -> bool:
+        reg = self.registrations.pop((service, protocol), None)
+        if reg is None:
+            return False
+        await self.unpublish(self._endpoint(service, protocol, reg.app))
+        return True
+
+    async def _expire_registrations(self) -> None:
+        while True:
+            await anyio.sleep(1.0)
+            now = self.runtime.clock.now()
+            for key, reg in list(self.registrations.items()):
+                if reg.expires < now:
+                    log.warning("registration of %s by %s expired: withdrawing it", reg.service, reg.app)
+                    await self.deregister(*key)

@@ -1,0 +1,96 @@
+"""One client connection: send a request, read its response, say whether it can be reused.
+
+The pool owns these; errors come out as the transport exceptions, with one
+internal distinction the pool needs: `StaleConnection`, a reused connection
+that turned out closed before any byte of the response came back (the server
+closed it while it sat idle), which is safe to retry on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+
+from sofamesh.codecs.http1 import (
+    Http1ClientCodec,
+    Http1Limits,
+    HttpIncompleteMessage,
+    HttpProtocolError,
+    HttpRequest,
+    HttpResponse,
+)
+from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
+from sofamesh.transport.net import STREAM_ERRORS
+
+
+class StaleConnection(UpstreamResetError):
+    """A reused connection was closed by the server before it answered; retry once."""
+
+
+class Http1Connection:
+    """A client connection to one endpoint; one request at a time."""
+
+    __slots__ = ("_codec", "_host", "_stream", "address", "idle_since", "requests")
+
+    def __init__(
+        self, stream: anyio.abc.ByteStream, limits: Http1Limits, *, host: str, port: int
+    ) -> None:
+        self._stream = stream
+        self._codec = Http1ClientCodec(limits)
+        self._host = _host_header(host, port)
+        self.address = f"{host}:{port}"
+        self.idle_since = 0.0  # on the pool's clock, set when returned to the pool
+        self.requests = 0
+
+    async def request(self, request: HttpRequest) -> HttpResponse:
+        """One exchange. Raises UpstreamResetError (StaleConnection if retryable),
+        UpstreamProtocolError, or ValueError for an invalid request (nothing sent)."""
+        reused = self.requests > 0
+        data = self._codec.encode_request(request, host=self._host)
+        self.requests += 1
+        try:
+            await self._stream.send(data)
+        except STREAM_ERRORS as exc:
+            raise self._lost(reused, f"send failed: {exc!r}") from exc
+        return await self._read_response(reused)
+
+    async def _read_response(self, reused: bool) -> HttpResponse:
+        codec = self._codec
+        receive = self._stream.receive
+        while True:
+            try:
+                chunk = await receive(65536)
+            except anyio.EndOfStream:
+                chunk = b""
+            except STREAM_ERRORS as exc:
+                raise self._lost(reused, f"receive failed: {exc!r}") from exc
+            if not chunk and not codec.response_started:
+                raise self._lost(reused, "closed before responding")
+            try:
+                response = codec.receive_data(chunk)
+            except HttpIncompleteMessage as exc:
+                raise UpstreamResetError(f"{self.address}: {exc.reason}") from None
+            except HttpProtocolError as exc:
+                raise UpstreamProtocolError(f"{self.address}: {exc.reason}") from None
+            if response is not None:
+                return response
+
+    def _lost(self, reused: bool, what: str) -> UpstreamResetError:
+        if reused and not self._codec.response_started:
+            return StaleConnection(f"{self.address}: reused connection {what}")
+        return UpstreamResetError(f"{self.address}: connection {what}")
+
+    @property
+    def reusable(self) -> bool:
+        return self._codec.reusable
+
+    async def aclose(self) -> None:
+        """Close at once, without waiting on the peer (safe inside a cancelled scope)."""
+        await anyio.aclose_forcefully(self._stream)
+
+
+def _host_header(host: str, port: int) -> bytes:
+    """The Host field for `host:port` (RFC 9110 §7.2), brackets for IPv6 literals."""
+    name = f"[{host}]" if ":" in host else host
+    value = name if port == 80 else f"{name}:{port}"
+    return value.encode("ascii") if value.isascii() else value.encode("idna")

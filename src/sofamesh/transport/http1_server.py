@@ -1,0 +1,361 @@
+"""An HTTP/1.1 server on any anyio listener: one task per connection, all owned by `serve`.
+
+Each connection reads a request, awaits the handler, writes the response in
+one `send`, and loops while the connection persists (RFC 9112 §9.3). Requests
+on one connection are handled one at a time, so pipelined responses leave in
+request order. A misbehaving peer costs only its own connection: malformed
+input gets 400/413/431/501 and a close, a failing handler gets a 500, and
+every protocol error is logged once with the peer's address.
+
+Timeouts, by phase of the next request (see `Http1ServerConfig`): waiting
+for a first byte (`header_timeout` on a new connection, `keepalive_timeout`
+between requests: then the connection just closes), reading the head
+(`header_timeout` from its first byte: a 408 answers a slow client), and
+reading the body (`body_timeout` between reads, also 408).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+from anyio.streams.stapled import MultiListener
+
+from sofamesh.codecs.http1 import (
+    DEFAULT_LIMITS,
+    Http1Limits,
+    Http1ServerCodec,
+    HttpIncompleteMessage,
+    HttpProtocolError,
+    HttpRequest,
+    HttpResponse,
+)
+from sofamesh.codecs.http1.server import HEAD, IDLE
+from sofamesh.transport.net import STREAM_ERRORS, format_address
+
+log = logging.getLogger("sofamesh.http1")
+
+
+@attrs.frozen(slots=True)
+class ConnInfo:
+    """Who is on the other end of a server connection (the same object for each request)."""
+
+    id: int
+    peer: str  # "host:port" of the client
+    local: str  # "host:port" the connection was accepted on
+
+
+Http1Handler = Callable[[HttpRequest, ConnInfo], Awaitable[HttpResponse]]
+
+
+def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name} must be positive, got {value}")
+
+
+@attrs.frozen(slots=True)
+class Http1ServerConfig:
+    """Server limits; every timeout is in seconds.
+
+    Defaults follow nginx where it has one (`keepalive_timeout` 75 s,
+    `client_header_timeout` and `client_body_timeout` 60 s), shortened for
+    a sidecar whose peers are local: idle connections cost memory, and a slow
+    head is more likely an attack than a slow network.
+    """
+
+    limits: Http1Limits = DEFAULT_LIMITS
+    max_connections: int = attrs.field(default=10_000, validator=_positive)
+    keepalive_timeout: float = attrs.field(default=60.0, validator=_positive)
+    header_timeout: float = attrs.field(default=10.0, validator=_positive)
+    body_timeout: float = attrs.field(default=30.0, validator=_positive)
+    linger_timeout: float = attrs.field(default=2.0, validator=_positive)
+
+
+@attrs.frozen(slots=True)
+class ServerStatistics:
+    active_connections: int
+    accepted_connections: int
+    rejected_connections: int  # over max_connections, closed on accept
+    requests_served: int
+    protocol_errors: int  # malformed or oversized requests, timeouts mid-request
+    handler_errors: int  # handler raised (answered with 500)
+    draining: bool
+
+
+_INTERNAL_ERROR = HttpResponse(
+    500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal server error\n"
+)
+_LINGER_MAX_BYTES = 1 << 20
+_LINGER_ERRORS: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
+
+
+class Http1Server:
+    """Serves `handler` over HTTP/1.1 on the listeners passed to `serve`."""
+
+    def __init__(
+        self,
+        handler: Http1Handler,
+        limits: Http1Limits = DEFAULT_LIMITS,
+        *,
+        max_connections: int = 10_000,
+        keepalive_timeout: float = 60.0,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        linger_timeout: float = 2.0,
+    ) -> None:
+        self.config = Http1ServerConfig(
+            limits, max_connections, keepalive_timeout, header_timeout, body_timeout, linger_timeout
+        )
+        self.handler = handler
+        self._conns: set[_Connection] = set()
+        self._draining = False
+        self._serving = 0
+        self._accept_scopes: set[anyio.CancelScope] = set()
+        self._stopped: anyio.Event | None = None
+        self._next_id = 0
+        self._rejected = 0
+        self.requests_served = 0
+        self.protocol_errors = 0
+        self.handler_errors = 0
+
+    async def serve(
+        self,
+        listener: anyio.abc.Listener[Any],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept and serve connections until `drain` finishes them; closes `listener`.
+
+        Reports readiness through `task_status` (use `task_group.start`). May
+        run once per listener, concurrently.
+        """
+        if self._stopped is None:
+            self._stopped = anyio.Event()
+        self._serving += 1
+        try:
+            async with anyio.create_task_group() as tg:
+                for each in _leaves(listener):
+                    tg.start_soon(self._accept_until_drained, each, tg)
+                task_status.started()
+        finally:
+            await anyio.aclose_forcefully(listener)
+            self._serving -= 1
+            if not self._serving:
+                self._stopped.set()
+
+    async def _accept_until_drained(
+        self, listener: anyio.abc.Listener[Any], tg: anyio.abc.TaskGroup
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            self._accept_scopes.add(scope)
+            if self._draining:
+                scope.cancel()
+            if isinstance(listener, anyio.abc.SocketListener):
+                await self._accept_loop(listener, tg)
+            else:  # not a socket: its own loop, without our accept-error handling
+                await listener.serve(self._admit, task_group=tg)
+        self._accept_scopes.discard(scope)
+        # Stop queueing new connections now, not after the in-flight ones finish.
+        await anyio.aclose_forcefully(listener)
+
+    async def _accept_loop(
+        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
+    ) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except anyio.ClosedResourceError:
+                return
+            except OSError as exc:  # EMFILE and friends: back off, keep serving
+                log.warning("http1 accept failed: %s", exc)
+                await anyio.sleep(0.1)
+                continue
+            tg.start_soon(self._admit, stream)
+
+    async def _admit(self, stream: anyio.abc.ByteStream) -> None:
+        if len(self._conns) >= self.config.max_connections:
+            self._rejected += 1
+            await anyio.aclose_forcefully(stream)
+            return
+        conn = _Connection(self, stream, self._new_info(stream))
+        self._conns.add(conn)
+        await conn.run()
+
+    def _new_info(self, stream: Any) -> ConnInfo:
+        self._next_id += 1
+        peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
+        local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
+        return ConnInfo(self._next_id, peer, local)
+
+    async def drain(self) -> None:
+        """Stop accepting, close idle connections, finish in-flight requests, return.
+
+        Each in-flight request gets its response with "Connection: close".
+        Bound it with `anyio.move_on_after` and then cancel `serve` to cut the
+        stragglers off.
+        """
+        self._draining = True
+        for scope in self._accept_scopes:
+            scope.cancel()
+        for conn in self._conns:
+            conn.cancel_if_idle()
+        if self._serving and self._stopped is not None:
+            await self._stopped.wait()
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(
+            active_connections=len(self._conns),
+            accepted_connections=self._next_id,
+            rejected_connections=self._rejected,
+            requests_served=self.requests_served,
+            protocol_errors=self.protocol_errors,
+            handler_errors=self.handler_errors,
+            draining=self._draining,
+        )
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def _forget(self, conn: _Connection) -> None:
+        self._conns.discard(conn)
+
+
+def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:
+    """The listeners inside a MultiListener (what `create_tcp_listener` returns)."""
+    if isinstance(listener, MultiListener):
+        return [leaf for child in listener.listeners for leaf in _leaves(child)]
+    return [listener]
+
+
+class _Connection:
+    """One accepted connection: the read-handle-write loop and its timeouts."""
+
+    __slots__ = ("codec", "head_deadline", "idle_scope", "info", "served", "server", "stream")
+
+    def __init__(self, server: Http1Server, stream: anyio.abc.ByteStream, info: ConnInfo) -> None:
+        self.server = server
+        self.stream = stream
+        self.info = info
+        self.codec = Http1ServerCodec(server.config.limits)
+        self.idle_scope: anyio.CancelScope | None = None  # set while waiting between requests
+        self.head_deadline: float | None = None
+        self.served = 0
+
+    def cancel_if_idle(self) -> None:
+        if self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+    async def run(self) -> None:
+        try:
+            await self._serve()
+        except STREAM_ERRORS as exc:
+            log.debug("http1 connection from %s lost: %r", self.info.peer, exc)
+        except Exception:
+            log.exception("http1 connection from %s failed", self.info.peer)
+        finally:
+            self.server._forget(self)
+            await anyio.aclose_forcefully(self.stream)
+
+    async def _serve(self) -> None:
+        while True:
+            request = await self._next_request()
+            if request is None:
+                return
+            await self._respond(request)
+            if self.codec.must_close:
+                await self._linger()
+                return
+
+    async def _next_request(self) -> HttpRequest | None:
+        codec = self.codec
+        while True:
+            try:
+                request = codec.next_request()
+            except HttpProtocolError as exc:
+                await self._reject(exc)
+                return None
+            if request is not None:
+                self.head_deadline = None
+                return request
+            if codec.must_close:
+                return None
+            if codec.wants_continue:
+                await self.stream.send(codec.encode_continue())
+            data = await self._receive(codec.phase)
+            if data is None:
+                return None
+            codec.receive_data(data)
+
+    async def _receive(self, phase: str) -> bytes | None:
+        """Bytes from the peer (b"" at EOF), or None once the connection should just end."""
+        config = self.server.config
+        if phase is IDLE:
+            if self.server.draining:
+                return None
+            timeout = config.keepalive_timeout if self.served else config.header_timeout
+        elif phase is HEAD:
+            if self.head_deadline is None:
+                self.head_deadline = anyio.current_time() + config.header_timeout
+            timeout = self.head_deadline - anyio.current_time()
+        else:
+            timeout = config.body_timeout
+        with anyio.move_on_after(timeout) as scope:
+            if phase is IDLE:
+                self.idle_scope = scope
+            try:
+                return await self.stream.receive(65536)
+            except anyio.EndOfStream:
+                return b""
+            finally:
+                self.idle_scope = None
+        if phase is not IDLE:  # a timeout mid-request: tell the client (RFC 9110 §15.5.9)
+            what = "request head" if phase is HEAD else "request body"
+            await self._reject(HttpProtocolError(408, f"timed out reading the {what}"))
+        return None
+
+    async def _respond(self, request: HttpRequest) -> None:
+        server = self.server
+        try:
+            response = await server.handler(request, self.info)
+            data = self.codec.encode_response(response, close=server.draining)
+        except Exception:
+            server.handler_errors += 1
+            log.exception(
+                "http1 handler failed on %s %s from %s",
+                request.method,
+                request.target,
+                self.info.peer,
+            )
+            data = self.codec.encode_response(_INTERNAL_ERROR, close=server.draining)
+        await self.stream.send(data)
+        self.served += 1
+        server.requests_served += 1
+
+    async def _reject(self, error: HttpProtocolError) -> None:
+        self.server.protocol_errors += 1
+        if isinstance(error, HttpIncompleteMessage):
+            log.info("http1 %s closed the connection mid-request", self.info.peer)
+            return
+        log.warning("http1 %d from %s: %s", error.status, self.info.peer, error.reason)
+        await self.stream.send(self.codec.encode_error(error))
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Half-close, then read until the peer closes, before the full close.
+
+        RFC 9112 §9.6: closing with unread input makes the kernel send a RST,
+        which can destroy the last response before the client has read it.
+        """
+        with anyio.move_on_after(self.server.config.linger_timeout):
+            try:
+                await self.stream.send_eof()
+                discarded = 0
+                while discarded < _LINGER_MAX_BYTES:
+                    discarded += len(await self.stream.receive(65536))
+            except _LINGER_ERRORS:
+                pass
