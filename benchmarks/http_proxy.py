@@ -109,15 +109,29 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 def wrk(port: int, host: str, duration: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Host: {host}",
-         f"http://127.0.0.1:{port}/"],
-        check=True, capture_output=True, text=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-H",
+            f"Host: {host}",
+            f"http://127.0.0.1:{port}/",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"]),
-            "errors": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50": to_ms(lat["50"]),
+        "p99": to_ms(lat["99"]),
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def to_ms(v: str) -> float:
@@ -129,12 +143,27 @@ def to_ms(v: str) -> float:
 def start_sidecar(tmp: Path, registry: str, backend: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cfg = tmp / f"sidecar-{backend}.json"
-    cfg.write_text(json.dumps({
-        "app": "bench", "registry": registry,
-        "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}],
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "app": "bench",
+                "registry": registry,
+                "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}],
+            }
+        )
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--backend", backend, "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "sofamesh.sidecar",
+            "-c",
+            str(cfg),
+            "--backend",
+            backend,
+            "--log-level",
+            "WARNING",
+        ],
         stdout=subprocess.DEVNULL,
     )
     wait_port(port)
@@ -171,7 +200,11 @@ def main() -> None:
         try:
             upstream = free_port()
             (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-            procs.append(subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    ["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL
+                )
+            )
             wait_port(upstream)
             procs.append(publish_upstream(tmp / "registry", upstream))
             paths: dict[str, int] = {"direct": upstream}
@@ -181,13 +214,31 @@ def main() -> None:
                 paths["sofamesh" if backend == "asyncio" else "sofamesh (trio)"] = port
             if ENVOY.exists():
                 port, admin = free_port(), free_port()
-                (tmp / "envoy.yaml").write_text(ENVOY_CONF.format(port=port, admin=admin, upstream=upstream))
-                procs.append(subprocess.Popen(
-                    [str(ENVOY), "-c", str(tmp / "envoy.yaml"), "--concurrency", "1", "--base-id", "77",
-                     "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                (tmp / "envoy.yaml").write_text(
+                    ENVOY_CONF.format(port=port, admin=admin, upstream=upstream)
+                )
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            str(ENVOY),
+                            "-c",
+                            str(tmp / "envoy.yaml"),
+                            "--concurrency",
+                            "1",
+                            "--base-id",
+                            "77",
+                            "--log-level",
+                            "error",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
                 wait_port(port)
                 paths["envoy 1.40"] = port
-            for port in paths.values():  # warm every path (connection pools, JIT-less but cached imports)
+            for (
+                port
+            ) in paths.values():  # warm every path (connection pools, JIT-less but cached imports)
                 wrk(port, "bench", 2, args.connections)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
             for _ in range(args.runs):
@@ -205,14 +256,18 @@ def main() -> None:
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
-    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.runs} rounds, median round per path;"
-          f" {os.cpu_count()} cores shared by wrk, proxy and upstream\n")
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.runs} rounds, median round per path;"
+        f" {os.cpu_count()} cores shared by wrk, proxy and upstream\n"
+    )
     print("| path | req/s | p50 ms | p99 ms | non-2xx |\n|---|---|---|---|---|")
     for name, runs in results.items():
         best = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
         spread = f"{min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f}"
-        print(f"| {name} | {best['rps']:.0f} ({spread}) | {best['p50']:.2f} | {best['p99']:.2f} "
-              f"| {sum(r['errors'] for r in runs):.0f} |")
+        print(
+            f"| {name} | {best['rps']:.0f} ({spread}) | {best['p50']:.2f} | {best['p99']:.2f} "
+            f"| {sum(r['errors'] for r in runs):.0f} |"
+        )
     if "envoy 1.40" in results:
         env = statistics.median(r["rps"] for r in results["envoy 1.40"])
         ours = statistics.median(r["rps"] for r in results["sofamesh"])

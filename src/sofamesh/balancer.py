@@ -74,7 +74,9 @@ class RandomBalancer:
 
 
 class LeastRequestBalancer:
-    def __init__(self, active: Callable[[Endpoint], int], rand: Callable[[], float] = random.random):
+    def __init__(
+        self, active: Callable[[Endpoint], int], rand: Callable[[], float] = random.random
+    ):
         self._active = active
         self._rand = rand
 

@@ -55,14 +55,19 @@ class Cluster:
         added, removed = snapshot - before, before - snapshot
         if added or removed:
             log.info(
-                "%s: %d endpoint(s) (+%s -%s)", self.service, len(self.endpoints),
-                ",".join(e.address for e in added) or "0", ",".join(e.address for e in removed) or "0",
+                "%s: %d endpoint(s) (+%s -%s)",
+                self.service,
+                len(self.endpoints),
+                ",".join(e.address for e in added) or "0",
+                ",".join(e.address for e in removed) or "0",
             )
         self.ready.set()
 
     def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
         """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
-        healthy = [e for e in self.endpoints if e.weight > 0 and not self.outlier.is_ejected(e.key, now)]
+        healthy = [
+            e for e in self.endpoints if e.weight > 0 and not self.outlier.is_ejected(e.key, now)
+        ]
         if not healthy and self.endpoints:
             # Envoy's panic threshold: when everything is ejected, route to all rather than none.
             healthy = [e for e in self.endpoints if e.weight > 0]
@@ -96,7 +101,8 @@ class Cluster:
             "consecutive_failures": host.consecutive_failures if host else 0,
             "times_ejected": host.times_ejected if host else 0,
             "ejected_for_s": round(host.ejected_until - now, 3)
-            if host and ejected and host.ejected_until else 0,
+            if host and ejected and host.ejected_until
+            else 0,
         }
 
 
@@ -104,7 +110,10 @@ class ClusterManager:
     """Creates clusters on demand and keeps each in step with the registry."""
 
     def __init__(
-        self, registry: Registry, policy_for: Callable[[str], PolicyConfig], stats: Stats,
+        self,
+        registry: Registry,
+        policy_for: Callable[[str], PolicyConfig],
+        stats: Stats,
         clock: Clock,
     ) -> None:
         self._registry = registry
@@ -112,7 +121,9 @@ class ClusterManager:
         self._stats = stats
         self._clock = clock
         self.clusters: dict[str, Cluster] = {}
-        self._aliases: dict[str, tuple[str, float]] = {}  # lowercased name -> (service, resolved at)
+        self._aliases: dict[
+            str, tuple[str, float]
+        ] = {}  # lowercased name -> (service, resolved at)
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> ClusterManager:

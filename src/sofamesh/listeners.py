@@ -75,8 +75,13 @@ class InboundHttpHandler:
 def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Server:
     """An HTTP/1.1 server for a listener, with the listener's configured limits."""
     cfg = limits or LimitsConfig()
-    codec_limits = Http1Limits(max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes)
+    codec_limits = Http1Limits(
+        max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes
+    )
     return Http1Server(
-        handler, codec_limits, max_connections=cfg.max_connections,
-        keepalive_timeout=cfg.idle_timeout, header_timeout=cfg.header_timeout,
+        handler,
+        codec_limits,
+        max_connections=cfg.max_connections,
+        keepalive_timeout=cfg.idle_timeout,
+        header_timeout=cfg.header_timeout,
     )

@@ -50,10 +50,12 @@ class Runtime:
         stack = self._stack
         await stack.__aenter__()
         try:
-            self.pool = await stack.enter_async_context(Http1Pool(
-                max_connections_per_endpoint=self.config.policy.max_connections_per_endpoint,
-                idle_timeout=self.config.policy.pool_idle_timeout,
-            ))
+            self.pool = await stack.enter_async_context(
+                Http1Pool(
+                    max_connections_per_endpoint=self.config.policy.max_connections_per_endpoint,
+                    idle_timeout=self.config.policy.pool_idle_timeout,
+                )
+            )
             if self.config.mode == "sdk" or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)
@@ -76,7 +78,9 @@ class Runtime:
         """Caller side, calling providers directly (SDK mode, and the sidecar's outbound)."""
         assert self.clusters is not None, "outbound calls need a registry (sdk mode or a sidecar)"
         filters: list[Filter] = [
-            StatsFilter(self.stats, "outbound", self.clock),  # every call counted, whatever happens below
+            StatsFilter(
+                self.stats, "outbound", self.clock
+            ),  # every call counted, whatever happens below
             *(extra or []),  # governance rules (routing, limits, breakers) slot in here
             TimeoutFilter(self.policy_for, self.clock),  # one deadline across all retries
             ConnectRetryFilter(self.policy_for, self.stats),  # a new attempt picks a new endpoint
@@ -107,7 +111,11 @@ class Runtime:
         try:
             resp = await self.pool.send(host, port, req)
         except ConnectError as e:
-            return Result.failure(Status.CONNECT_FAILED, f"{inv.service}: cannot connect to {host}:{port}: {e}")
+            return Result.failure(
+                Status.CONNECT_FAILED, f"{inv.service}: cannot connect to {host}:{port}: {e}"
+            )
         except TransportError as e:
-            return Result.failure(Status.UPSTREAM_RESET, f"{inv.service}: {host}:{port} failed mid-call: {e}")
+            return Result.failure(
+                Status.UPSTREAM_RESET, f"{inv.service}: {host}:{port} failed mid-call: {e}"
+            )
         return response_to_result(resp)

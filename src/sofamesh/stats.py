@@ -70,7 +70,8 @@ class CallStats:
             "rq_error": self.errors,
             "rq_status": {s.value: n for s, n in self.by_status.items()},
             "rq_time_ms": {
-                "p50": self.latency.quantile(0.5), "p99": self.latency.quantile(0.99),
+                "p50": self.latency.quantile(0.5),
+                "p99": self.latency.quantile(0.99),
                 "mean": self.latency.sum_ms / self.latency.count if self.latency.count else 0.0,
             },
         }
@@ -121,12 +122,16 @@ class Stats:
         for name, value in sorted(self.counters.items()):
             metric = "sofamesh_" + name.replace(".", "_")
             yield f"# TYPE {metric} counter\n{metric} {value}\n"
-        yield from _family("sofamesh_rq", "service", [
-            ({"direction": d, "service": s}, cs) for (d, s), cs in sorted(self.services.items())
-        ])
-        yield from _family("sofamesh_endpoint_rq", "endpoint", [
-            ({"service": s, "address": a}, cs) for (s, a), cs in sorted(self.endpoints.items())
-        ])
+        yield from _family(
+            "sofamesh_rq",
+            "service",
+            [({"direction": d, "service": s}, cs) for (d, s), cs in sorted(self.services.items())],
+        )
+        yield from _family(
+            "sofamesh_endpoint_rq",
+            "endpoint",
+            [({"service": s, "address": a}, cs) for (s, a), cs in sorted(self.endpoints.items())],
+        )
 
 
 def _labels(labels: dict[str, str], **more: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from sofamesh.config import Address, ConfigError, load_config
 
+# The issue's example, verbatim.
 EXAMPLE = textwrap.dedent("""\
     app: orders                        # this app's name: its identity in the registry, metrics and rules
     registry: file:///var/tmp/sofamesh # embedded default for one machine
@@ -45,7 +46,10 @@ def test_every_problem_is_reported_with_its_path() -> None:
     bad = {
         "app": "",
         "registry": "zk://x",
-        "inbound": [{"protocol": "htp", "listen": "8080", "bogus": 1}, {"protocol": "http", "listen": "127.0.0.1:1", "services": ["s"]}],
+        "inbound": [
+            {"protocol": "htp", "listen": "8080", "bogus": 1},
+            {"protocol": "http", "listen": "127.0.0.1:1", "services": ["s"]},
+        ],
         "outbound": [{"protocol": "http", "listen": "127.0.0.1:1"}],
         "policy": {"timeout": -1, "balancer": "nope", "outlier": {"max_ejection_percent": 120}},
     }

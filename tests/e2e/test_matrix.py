@@ -35,11 +35,22 @@ async def start_providers(procs: Procs, kind: str, registry: str) -> list[list[s
             instances.append([i])
             continue
         app = await procs.plain_app(i)
-        await procs.sidecar(f"orders-{i}", {
-            "app": f"orders-{i}", "registry": registry, "admin": "127.0.0.1:0",
-            "inbound": [{"protocol": "http", "listen": "127.0.0.1:0",
-                         "upstream": f"127.0.0.1:{app['port']}", "services": [SERVICE]}],
-        })
+        await procs.sidecar(
+            f"orders-{i}",
+            {
+                "app": f"orders-{i}",
+                "registry": registry,
+                "admin": "127.0.0.1:0",
+                "inbound": [
+                    {
+                        "protocol": "http",
+                        "listen": "127.0.0.1:0",
+                        "upstream": f"127.0.0.1:{app['port']}",
+                        "services": [SERVICE],
+                    }
+                ],
+            },
+        )
         instances.append([f"sidecar-orders-{i}", f"plain-{i}"])
     return instances
 
@@ -47,23 +58,25 @@ async def start_providers(procs: Procs, kind: str, registry: str) -> list[list[s
 @asynccontextmanager
 async def consumer(procs: Procs, kind: str, registry: str) -> AsyncIterator[Call]:
     if kind == "sdk":
-        async with sofamesh.open_mesh({"app": "shop", "registry": registry}, env={}) as mesh:
-            async with httpx.AsyncClient(transport=mesh.httpx_transport()) as client:
-                yield lambda: client.get(f"http://{SERVICE}/orders/1")
-        return
-    sidecar = await procs.sidecar("shop", {
-        "app": "shop", "registry": registry, "admin": "127.0.0.1:0",
-        "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
-    })
-    if kind == "sdk-sidecar-mode":
+        cfg: dict[str, Any] = {"app": "shop", "registry": registry}
+    else:
+        outbound = {"protocol": "http", "listen": "127.0.0.1:0"}
+        sidecar = await procs.sidecar(
+            "shop",
+            {"app": "shop", "registry": registry, "admin": "127.0.0.1:0", "outbound": [outbound]},
+        )
+        if kind == "plain-via-sidecar":
+            address = sidecar["outbound[0]"]
+            async with httpx.AsyncClient() as client:  # a plain client: no mesh code at all
+                yield lambda: client.get(f"http://{address}/orders/1", headers={"host": SERVICE})
+            return
+        # The same application code as in sdk mode; only the configuration differs.
         cfg = {"app": "shop", "mode": "sidecar", "sidecar": sidecar["admin"]}
-        async with sofamesh.open_mesh(cfg, env={}) as mesh:
-            async with httpx.AsyncClient(transport=mesh.httpx_transport()) as client:
-                yield lambda: client.get(f"http://{SERVICE}/orders/1")
-        return
-    outbound = sidecar["outbound[0]"]
-    async with httpx.AsyncClient() as client:  # a plain client: no mesh code at all
-        yield lambda: client.get(f"http://{outbound}/orders/1", headers={"host": SERVICE})
+    async with (
+        sofamesh.open_mesh(cfg, env={}) as mesh,
+        httpx.AsyncClient(transport=mesh.httpx_transport()) as client,
+    ):
+        yield lambda: client.get(f"http://{SERVICE}/orders/1")
 
 
 async def instances_seen(call: Call, n: int) -> set[str]:
@@ -79,7 +92,9 @@ async def instances_seen(call: Call, n: int) -> set[str]:
 
 @pytest.mark.parametrize("provider_kind", ["sdk", "sidecar"])
 @pytest.mark.parametrize("consumer_kind", ["sdk", "sdk-sidecar-mode", "plain-via-sidecar"])
-async def test_cell(tmp_path: Path, anyio_backend: str, consumer_kind: str, provider_kind: str) -> None:
+async def test_cell(
+    tmp_path: Path, anyio_backend: str, consumer_kind: str, provider_kind: str
+) -> None:
     registry = f"file://{tmp_path}/registry?poll=0.05"
     async with Procs(tmp_path, anyio_backend) as procs:
         instances = await start_providers(procs, provider_kind, registry)

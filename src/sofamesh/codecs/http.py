@@ -44,10 +44,20 @@ STATUS_TO_HTTP = {
 # RFC 9110 §9.2.2: methods whose repetition has the same effect as one request.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade", "content-length",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
 
 
 def service_of(headers: Headers) -> str:
@@ -67,7 +77,9 @@ def to_headers(raw: list[tuple[bytes, bytes]]) -> Headers:
 
 def to_raw(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [
-        (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items() if k not in HOP_BY_HOP
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in headers.items()
+        if k not in HOP_BY_HOP
     ]
 
 
@@ -108,13 +120,18 @@ def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
     if inv.deadline is not None:
         headers.set(TIMEOUT_HEADER, str(max(0, int((inv.deadline - now) * 1000))))
     return HttpRequest(
-        method=req.method, target=req.target, headers=to_raw(headers), body=req.body,
+        method=req.method,
+        target=req.target,
+        headers=to_raw(headers),
+        body=req.body,
     )
 
 
 # A peer mesh hop that says the app behind it was never reached: as safe to
 # retry elsewhere as a refused connection.
-_NOT_REACHED = {s.value.encode() for s in (Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE)}
+_NOT_REACHED = {
+    s.value.encode() for s in (Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE)
+}
 _ERROR_HEADER_B = ERROR_HEADER.encode()
 
 

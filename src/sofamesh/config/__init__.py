@@ -12,6 +12,14 @@ from sofamesh.config.model import (
 from sofamesh.config.structure import ConfigError, structure
 
 __all__ = [
-    "Address", "ConfigError", "EndpointMeta", "LimitsConfig", "ListenerConfig", "MeshConfig",
-    "PolicyConfig", "load_config", "read_document", "structure",
+    "Address",
+    "ConfigError",
+    "EndpointMeta",
+    "LimitsConfig",
+    "ListenerConfig",
+    "MeshConfig",
+    "PolicyConfig",
+    "load_config",
+    "read_document",
+    "structure",
 ]

@@ -46,12 +46,16 @@ def read_document(path: str | os.PathLike[str]) -> Any:
             return json.loads(text)
         return yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:
-        raise ConfigError([f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}"]) from None
+        raise ConfigError(
+            [f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}"]
+        ) from None
 
 
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-    *, env: Mapping[str, str] | None = None, **overrides: Any,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
 ) -> MeshConfig:
     """Build and validate the config; raises `ConfigError` naming every problem."""
     env = os.environ if env is None else env
@@ -100,6 +104,7 @@ def _cross_checks(config: MeshConfig) -> list[str]:
         if lc.listen.port and key in seen:
             problems.append(f"{where}.listen: {lc.listen} is already used by {seen[key]}")
         seen.setdefault(key, where)
-    if config.admin and config.admin.port and (config.admin.host, config.admin.port) in seen:
-        problems.append(f"admin: {config.admin} is already used by {seen[(config.admin.host, config.admin.port)]}")
+    admin = config.admin
+    if admin and admin.port and (admin.host, admin.port) in seen:
+        problems.append(f"admin: {admin} is already used by {seen[(admin.host, admin.port)]}")
     return problems

@@ -63,10 +63,14 @@ class LimitsConfig:
     """Explicit limits on what a listener accepts (Envoy's names in brackets)."""
 
     max_connections: int = attrs.field(default=10_000, validator=_positive)
-    max_header_bytes: int = attrs.field(default=64 * 1024, validator=_positive)  # max_request_headers_kb
+    max_header_bytes: int = attrs.field(
+        default=64 * 1024, validator=_positive
+    )  # max_request_headers_kb
     max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     idle_timeout: float = attrs.field(default=60.0, validator=_positive)  # idle_timeout
-    header_timeout: float = attrs.field(default=10.0, validator=_positive)  # request_headers_timeout
+    header_timeout: float = attrs.field(
+        default=10.0, validator=_positive
+    )  # request_headers_timeout
 
 
 @attrs.frozen

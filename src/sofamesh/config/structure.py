@@ -88,7 +88,9 @@ def _convert_scalar(tp: Any, data: Any, path: str, problems: list[str]) -> Any:
         problems.append(f"{_where(path)}: expected {tp.__name__}, got a boolean")
         return _MISSING
     if not isinstance(data, tp):
-        problems.append(f"{_where(path)}: expected {tp.__name__}, got {type(data).__name__} {data!r}")
+        problems.append(
+            f"{_where(path)}: expected {tp.__name__}, got {type(data).__name__} {data!r}"
+        )
         return _MISSING
     return data
 

@@ -2,11 +2,11 @@
 
 Topology, on the embedded file registry (a temporary directory):
 
-    shop (SDK consumer, this process) ----\\
-    web  (plain HTTP client) -> sidecar "web" --+--> com.example.Orders    x2  (ASGI apps served by the SDK)
-                                            |         each calls Inventory through the mesh
-                                            +--> com.example.Inventory x2  (plain HTTP apps, each
-                                                                            behind its own sidecar)
+    shop (SDK consumer, this process) ------+
+    web (plain client) -> sidecar "web" ----+--> com.example.Orders x2: ASGI apps served by
+                                            |      the SDK, each calling Inventory through the mesh
+                                            +--> com.example.Inventory x2: plain HTTP apps,
+                                                   each behind its own sidecar
 
 Phases: steady traffic; inventory-2's app is SIGKILLed (its sidecar stays up and
 published, so callers see connect failures, retry elsewhere, and eject it);
@@ -18,7 +18,6 @@ admin endpoints it prints.
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import tempfile
@@ -49,18 +48,37 @@ async def start_mesh(procs: Procs, registry: str) -> dict[str, Any]:
     for i in (1, 2):
         ports[i] = free_port()
         await procs.plain_app(f"inventory-{i}", ports[i])
-        await procs.sidecar(f"inventory-{i}", {
-            "app": "inventory", "registry": registry, "admin": "127.0.0.1:0", "policy": POLICY,
-            "inbound": [{"protocol": "http", "listen": "127.0.0.1:0",
-                         "upstream": f"127.0.0.1:{ports[i]}", "services": [INVENTORY]}],
-        })
+        await procs.sidecar(
+            f"inventory-{i}",
+            {
+                "app": "inventory",
+                "registry": registry,
+                "admin": "127.0.0.1:0",
+                "policy": POLICY,
+                "inbound": [
+                    {
+                        "protocol": "http",
+                        "listen": "127.0.0.1:0",
+                        "upstream": f"127.0.0.1:{ports[i]}",
+                        "services": [INVENTORY],
+                    }
+                ],
+            },
+        )
     for i in (1, 2):
-        await procs.sdk_provider(f"orders-{i}", ORDERS, registry, calls=INVENTORY,
-                                 ejection_time=EJECTION_TIME)
-    web_ready = await procs.sidecar("web", {
-        "app": "web", "registry": registry, "admin": "127.0.0.1:0", "policy": POLICY,
-        "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
-    })
+        await procs.sdk_provider(
+            f"orders-{i}", ORDERS, registry, calls=INVENTORY, ejection_time=EJECTION_TIME
+        )
+    web_ready = await procs.sidecar(
+        "web",
+        {
+            "app": "web",
+            "registry": registry,
+            "admin": "127.0.0.1:0",
+            "policy": POLICY,
+            "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
+        },
+    )
     return {"inventory_ports": ports, "web": web_ready}
 
 
@@ -83,9 +101,12 @@ async def run_demo(keep_running: bool, seconds: float) -> int:
             info = await start_mesh(procs, registry)
             web = info["web"]
             cfg = {"app": "shop", "registry": registry, "policy": POLICY}
-            async with sofamesh.open_mesh(cfg, env={}) as mesh, \
-                    httpx.AsyncClient(transport=mesh.httpx_transport()) as shop, \
-                    httpx.AsyncClient() as plain, anyio.create_task_group() as tg:
+            async with (
+                sofamesh.open_mesh(cfg, env={}) as mesh,
+                httpx.AsyncClient(transport=mesh.httpx_transport()) as shop,
+                httpx.AsyncClient() as plain,
+                anyio.create_task_group() as tg,
+            ):
                 tally = Tally()
                 stop = anyio.Event()
 
@@ -93,11 +114,15 @@ async def run_demo(keep_running: bool, seconds: float) -> int:
                     return await shop.get(f"http://{service}/items/42")
 
                 async def via_sidecar(service: str) -> httpx.Response:
-                    return await plain.get(f"http://{web['outbound[0]']}/items/42", headers={"host": service})
+                    return await plain.get(
+                        f"http://{web['outbound[0]']}/items/42", headers={"host": service}
+                    )
 
                 for service in (ORDERS, INVENTORY):
                     tg.start_soon(drive, tally, "shop (SDK)", via_sdk, service, stop)
-                    tg.start_soon(drive, tally, "web (plain -> sidecar)", via_sidecar, service, stop)
+                    tg.start_soon(
+                        drive, tally, "web (plain -> sidecar)", via_sidecar, service, stop
+                    )
                 ok = await phases(procs, tally, info, web["admin"], seconds)
                 if keep_running:
                     print_admin(procs)
@@ -107,9 +132,14 @@ async def run_demo(keep_running: bool, seconds: float) -> int:
         return 0 if ok else 1
 
 
-async def phases(procs: Procs, tally: Tally, info: dict[str, Any], web_admin: str, seconds: float) -> bool:
+async def phases(
+    procs: Procs, tally: Tally, info: dict[str, Any], web_admin: str, seconds: float
+) -> bool:
     await tally.show_for("steady: every caller reaches every service", seconds)
-    steady_ok = tally.phase_errors() == 0 and tally.instances(INVENTORY) == {"inventory-1", "inventory-2"}
+    steady_ok = tally.phase_errors() == 0 and tally.instances(INVENTORY) == {
+        "inventory-1",
+        "inventory-2",
+    }
     procs.kill("plain-inventory-2")
     print("\n>>> SIGKILL inventory-2's app; its sidecar stays published\n", flush=True)
     await tally.show_for("inventory-2 down: retried elsewhere, then ejected", seconds)
@@ -120,14 +150,19 @@ async def phases(procs: Procs, tally: Tally, info: dict[str, Any], web_admin: st
     print("\n>>> inventory-2's app is back; it returns once its ejection ends\n", flush=True)
     await tally.show_for("recovery", seconds + EJECTION_TIME)
     recovered = "inventory-2" in tally.phase_instances(INVENTORY)
-    print(f"\nsteady ok: {steady_ok}   ejection seen, no failed calls: {down_ok}   recovered: {recovered}")
+    print(
+        f"\nsteady ok: {steady_ok}   ejection seen, no failed calls: {down_ok}"
+        f"   recovered: {recovered}"
+    )
     return steady_ok and down_ok and recovered
 
 
 async def ejection_state(admin: str) -> dict[str, str]:
     async with httpx.AsyncClient() as client:
         clusters = (await client.get(f"http://{admin}/clusters")).json()["clusters"]
-    inv: dict[str, Any] = next((c for c in clusters if c["service"] == INVENTORY), {"endpoints": []})
+    inv: dict[str, Any] = next(
+        (c for c in clusters if c["service"] == INVENTORY), {"endpoints": []}
+    )
     return {e["address"]: e["health"] for e in inv["endpoints"]}
 
 

@@ -62,7 +62,9 @@ def plain_app(instance: str, port: int) -> None:
     server.serve_forever()
 
 
-def make_asgi(instance: str, mesh: Any = None, calls: str = "") -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def make_asgi(
+    instance: str, mesh: Any = None, calls: str = ""
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -78,8 +80,13 @@ def make_asgi(instance: str, mesh: Any = None, calls: str = "") -> Callable[[Sco
             extra["downstream"] = json.loads(resp.body) if resp.status == 200 else resp.status
         caller = headers.get(b"x-sofamesh-caller", b"").decode() or None
         data = _reply(instance, scope["path"], caller, body, **extra)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
 
     return app

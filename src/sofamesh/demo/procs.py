@@ -42,8 +42,11 @@ class Procs:
                 await p.aclose()
 
     async def start(self, name: str, argv: list[str], timeout: float = 30.0) -> dict[str, Any]:
-        with open(self.workdir / f"{name}.log", "ab") as log:
-            process = await anyio.open_process(argv, stderr=log)
+        log = await anyio.open_file(self.workdir / f"{name}.log", "ab")
+        try:
+            process = await anyio.open_process(argv, stderr=log.wrapped)
+        finally:
+            await log.aclose()
         self._done.append(process)
         line = await _first_line(process, timeout)
         if not line:
@@ -66,17 +69,47 @@ class Procs:
         return {n: r for n, (_, r) in self.running.items() if n in self._sidecars}
 
     async def plain_app(self, instance: str, port: int = 0) -> dict[str, Any]:
-        argv = [sys.executable, "-m", "sofamesh.demo.apps", "plain", "--instance", instance,
-                "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "sofamesh.demo.apps",
+            "plain",
+            "--instance",
+            instance,
+            "--port",
+            str(port),
+        ]
         return await self.start(f"plain-{instance}", argv)
 
     async def sdk_provider(
-        self, instance: str, service: str, registry: str, *, mode: str = "sdk", sidecar: str = "",
-        calls: str = "", ejection_time: float = 0.0,
+        self,
+        instance: str,
+        service: str,
+        registry: str,
+        *,
+        mode: str = "sdk",
+        sidecar: str = "",
+        calls: str = "",
+        ejection_time: float = 0.0,
     ) -> dict[str, Any]:
-        argv = [sys.executable, "-m", "sofamesh.demo.apps", "sdk-provider", "--instance", instance,
-                "--service", service, "--registry", registry, "--mode", mode, "--backend", self.backend,
-                "--app", instance.rsplit("-", 1)[0]]
+        argv = [
+            sys.executable,
+            "-m",
+            "sofamesh.demo.apps",
+            "sdk-provider",
+            "--instance",
+            instance,
+            "--service",
+            service,
+            "--registry",
+            registry,
+            "--mode",
+            mode,
+            "--backend",
+            self.backend,
+            "--app",
+            instance.rsplit("-", 1)[0],
+        ]
         for flag, value in (("--sidecar", sidecar), ("--calls", calls)):
             if value:
                 argv += [flag, value]
@@ -87,7 +120,15 @@ class Procs:
     async def sidecar(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         path = self.workdir / f"sidecar-{name}.yaml"
         path.write_text(yaml.safe_dump(config))
-        argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path), "--backend", self.backend]
+        argv = [
+            sys.executable,
+            "-m",
+            "sofamesh.sidecar",
+            "-c",
+            str(path),
+            "--backend",
+            self.backend,
+        ]
         ready = await self.start(f"sidecar-{name}", argv)
         self._sidecars.add(f"sidecar-{name}")
         return ready

@@ -23,7 +23,13 @@ class Tally:
         return sum(n for c in self.phase.values() for k, n in c.items() if k.startswith("error"))
 
     def phase_instances(self, service: str) -> set[str]:
-        return {k[1:] for (_, s), c in self.phase.items() if s == service for k in c if k.startswith("@")}
+        return {
+            k[1:]
+            for (_, s), c in self.phase.items()
+            if s == service
+            for k in c
+            if k.startswith("@")
+        }
 
     def instances(self, service: str) -> set[str]:
         return self.phase_instances(service)
@@ -42,5 +48,7 @@ class Tally:
         for (caller, service), c in sorted(self.phase.items()):
             spread = "  ".join(f"{k[1:]}:{n}" for k, n in sorted(c.items()) if k.startswith("@"))
             errors = sum(n for k, n in c.items() if k.startswith("error"))
-            lines.append(f"    {caller:<24} -> {service:<22} ok {c['ok']:>4}  errors {errors:>3}   {spread}")
+            lines.append(
+                f"    {caller:<24} -> {service:<22} ok {c['ok']:>4}  errors {errors:>3}   {spread}"
+            )
         return "\n".join(lines)

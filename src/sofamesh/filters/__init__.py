@@ -7,5 +7,9 @@ from sofamesh.filters.stats import StatsFilter
 from sofamesh.filters.timeout import TimeoutFilter
 
 __all__ = [
-    "BalanceFilter", "ConnectRetryFilter", "InboundDeadlineFilter", "StatsFilter", "TimeoutFilter",
+    "BalanceFilter",
+    "ConnectRetryFilter",
+    "InboundDeadlineFilter",
+    "StatsFilter",
+    "TimeoutFilter",
 ]

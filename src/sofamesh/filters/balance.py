@@ -27,7 +27,9 @@ class BalanceFilter:
         ep = cluster.pick(inv.tried, now)
         if ep is None:
             why = "no endpoints registered" if not cluster.endpoints else "all endpoints unhealthy"
-            return Result.failure(Status.NO_ENDPOINT, f"no healthy endpoint for service {inv.service}: {why}")
+            return Result.failure(
+                Status.NO_ENDPOINT, f"no healthy endpoint for service {inv.service}: {why}"
+            )
         inv.endpoint = ep
         inv.tried.add(ep)
         key = ep.key
@@ -37,7 +39,9 @@ class BalanceFilter:
         finally:
             cluster.active[key] -= 1
         result.endpoint = ep
-        cluster.record(ep, result.status.is_failure, (result.status, (self._clock.now() - now) * 1000))
+        cluster.record(
+            ep, result.status.is_failure, (result.status, (self._clock.now() - now) * 1000)
+        )
         return result
 
 

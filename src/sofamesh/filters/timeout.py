@@ -29,11 +29,14 @@ class TimeoutFilter:
             inv.deadline = limit
         remaining = inv.deadline - now
         if remaining <= 0:
-            return Result.failure(Status.TIMEOUT, f"deadline for {inv.service} passed before the call")
+            return Result.failure(
+                Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+            )
         with anyio.move_on_after(remaining) as scope:
             return await call_next(inv)
         assert scope.cancelled_caught
         return Result.failure(
-            Status.TIMEOUT, f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
+            Status.TIMEOUT,
+            f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
             inv.endpoint,
         )

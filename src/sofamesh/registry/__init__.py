@@ -17,8 +17,14 @@ from sofamesh.registry.file import FileRegistry
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
 
 __all__ = [
-    "FileRegistry", "MemoryHub", "MemoryRegistry", "Registry", "RegistryError", "Snapshot",
-    "open_registry", "validate_registry_url",
+    "FileRegistry",
+    "MemoryHub",
+    "MemoryRegistry",
+    "Registry",
+    "RegistryError",
+    "Snapshot",
+    "open_registry",
+    "validate_registry_url",
 ]
 
 SCHEMES = ("memory", "file")

@@ -18,6 +18,7 @@ file per endpoint::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -64,7 +65,10 @@ class FileRegistry:
     """A `Registry` on a directory shared by the processes of one host."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, lease: float = DEFAULT_LEASE,
+        self,
+        root: str | os.PathLike[str],
+        *,
+        lease: float = DEFAULT_LEASE,
         poll_interval: float = DEFAULT_POLL,
     ) -> None:
         if lease <= 0 or poll_interval <= 0:
@@ -78,7 +82,9 @@ class FileRegistry:
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> FileRegistry:
-        await anyio.to_thread.run_sync(lambda: (self.root / "services").mkdir(parents=True, exist_ok=True))
+        await anyio.to_thread.run_sync(
+            lambda: (self.root / "services").mkdir(parents=True, exist_ok=True)
+        )
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._renew_forever)
@@ -104,7 +110,9 @@ class FileRegistry:
 
     def _write(self, ep: Endpoint) -> None:
         entry = {
-            "endpoint": ep.to_dict(), "pid": self._pid, "pid_start": self._pid_start,
+            "endpoint": ep.to_dict(),
+            "pid": self._pid,
+            "pid_start": self._pid_start,
             "expires": time.time() + self.lease,
         }
         path = self._path(ep)
@@ -126,10 +134,9 @@ class FileRegistry:
         while True:
             await anyio.sleep(self.lease / 3)
             for ep in list(self._mine.values()):
-                try:
+                # A full or vanished disk: try again next round; the lease covers us.
+                with contextlib.suppress(OSError):
                     await anyio.to_thread.run_sync(self._write, ep)
-                except OSError:
-                    pass  # a full or vanished disk: try again next round; the lease covers us
 
     # -- watching ---------------------------------------------------------------------------
 

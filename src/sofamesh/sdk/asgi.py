@@ -71,7 +71,9 @@ class AsgiTerminal:
                 resp = error_response(Status.APP_ERROR, f"{inv.service}: the application failed")
                 return Result(status=Status.APP_ERROR, code=500, payload=resp)
         resp = HttpResponse(status=status, headers=headers, body=b"".join(chunks))
-        return Result(status=Status.APP_ERROR if status >= 500 else Status.OK, code=status, payload=resp)
+        return Result(
+            status=Status.APP_ERROR if status >= 500 else Status.OK, code=status, payload=resp
+        )
 
     def _scope(self, req: HttpRequest) -> Scope:
         path, _, query = req.target.partition("?")

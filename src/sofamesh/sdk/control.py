@@ -64,16 +64,24 @@ class SidecarClient:
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         payload = json.dumps(body).encode() if body is not None else b""
-        req = HttpRequest(method=method, target=path, headers=[
-            (b"host", str(self._admin).encode()), (b"content-type", b"application/json"),
-        ], body=payload)
+        req = HttpRequest(
+            method=method,
+            target=path,
+            headers=[
+                (b"host", str(self._admin).encode()),
+                (b"content-type", b"application/json"),
+            ],
+            body=payload,
+        )
         try:
             with anyio.fail_after(5):
                 resp = await self._pool.send(self._admin.host, self._admin.port, req)
         except (TransportError, TimeoutError) as e:
             raise SidecarUnavailable(f"sidecar API at {self._admin} unreachable: {e}") from e
         if resp.status != 200:
-            raise SidecarUnavailable(f"sidecar refused {method} {path}: {resp.status} {resp.body!r}")
+            raise SidecarUnavailable(
+                f"sidecar refused {method} {path}: {resp.status} {resp.body!r}"
+            )
         return json.loads(resp.body) if resp.body else None
 
     async def publish(self, service: str, protocol: str, upstream: Address) -> None:
@@ -81,16 +89,25 @@ class SidecarClient:
         await self._send_publish(service, protocol, upstream)
 
     async def _send_publish(self, service: str, protocol: str, upstream: Address) -> None:
-        await self.call("POST", "/api/v1/publish", {
-            "service": service, "protocol": protocol, "upstream": str(upstream),
-            "app": self._app, "lease": LEASE,
-        })
+        await self.call(
+            "POST",
+            "/api/v1/publish",
+            {
+                "service": service,
+                "protocol": protocol,
+                "upstream": str(upstream),
+                "app": self._app,
+                "lease": LEASE,
+            },
+        )
 
     async def unpublish(self, service: str, protocol: str) -> None:
         self._published.pop((service, protocol), None)
         with anyio.CancelScope(shield=True):
             try:
-                await self.call("POST", "/api/v1/unpublish", {"service": service, "protocol": protocol})
+                await self.call(
+                    "POST", "/api/v1/unpublish", {"service": service, "protocol": protocol}
+                )
             except SidecarUnavailable as e:
                 log.warning("could not unpublish %s: %s (its lease will expire)", service, e)
 

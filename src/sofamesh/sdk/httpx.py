@@ -36,6 +36,8 @@ class MeshTransport(httpx.AsyncBaseTransport):
             inv.deadline = self._mesh.runtime.clock.now() + float(timeout)
         resp = result_to_response(await self._mesh.invoke(inv), inv.service)
         return httpx.Response(
-            status_code=resp.status, headers=resp.headers, content=resp.body,
+            status_code=resp.status,
+            headers=resp.headers,
+            content=resp.body,
             extensions={"http_version": b"HTTP/1.1"},
         )

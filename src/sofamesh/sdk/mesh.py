@@ -36,7 +36,6 @@ from sofamesh.sdk.control import SidecarClient
 from sofamesh.transport.http1 import Http1Server
 
 
-
 @attrs.frozen
 class Provider:
     """A running provider: where it listens and what it published."""
@@ -65,7 +64,10 @@ class Mesh:
             return rt.outbound_chain()
         # Sidecar mode: governance and discovery happen in the sidecar; the SDK only
         # keeps the caller's deadline and its own stats.
-        filters: list[Filter] = [StatsFilter(rt.stats, "outbound", rt.clock), TimeoutFilter(rt.policy_for, rt.clock)]
+        filters: list[Filter] = [
+            StatsFilter(rt.stats, "outbound", rt.clock),
+            TimeoutFilter(rt.policy_for, rt.clock),
+        ]
         return build_chain(filters, self._via_sidecar)
 
     async def _via_sidecar(self, inv: Invocation) -> Result:
@@ -81,17 +83,28 @@ class Mesh:
         return await self._chain(inv)
 
     async def request(
-        self, service: str, method: str, target: str, *, headers: Mapping[str, str] | None = None,
-        body: bytes = b"", timeout: float | None = None,
+        self,
+        service: str,
+        method: str,
+        target: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        timeout: float | None = None,
     ) -> HttpResponse:
         """One HTTP call to `service`; mesh failures come back as 5xx/4xx responses."""
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
         if not any(k == b"host" for k, _ in raw):
             raw.append((b"host", service.encode("latin-1")))
         req = HttpRequest(method=method, target=target, headers=raw, body=body)
         inv = Invocation(
-            protocol="http", service=service, method=target.split("?", 1)[0],
-            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw), payload=req,
+            protocol="http",
+            service=service,
+            method=target.split("?", 1)[0],
+            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw),
+            payload=req,
         )
         if timeout is not None:
             inv.deadline = self.runtime.clock.now() + timeout
@@ -107,8 +120,13 @@ class Mesh:
 
     @asynccontextmanager
     async def serve_asgi(
-        self, app: ASGIApp, services: list[str] | tuple[str, ...], *, listen: str = "127.0.0.1:0",
-        advertise: str | None = None, lifespan: bool = True,
+        self,
+        app: ASGIApp,
+        services: list[str] | tuple[str, ...],
+        *,
+        listen: str = "127.0.0.1:0",
+        advertise: str | None = None,
+        lifespan: bool = True,
     ) -> AsyncIterator[Provider]:
         """Serve `app` as `services`, published while the block runs, unpublished after."""
         if not services:
@@ -127,7 +145,9 @@ class Mesh:
             await self._publish(stack, tuple(services), address, public)
             yield Provider(address=public, services=tuple(services))
 
-    def _asgi_server(self, app: ASGIApp, services: tuple[str, ...], address: Address) -> Http1Server:
+    def _asgi_server(
+        self, app: ASGIApp, services: tuple[str, ...], address: Address
+    ) -> Http1Server:
         rt = self.runtime
         chain = rt.inbound_chain(AsgiTerminal(app, (address.host, address.port)))
         default = services[0]
@@ -150,9 +170,16 @@ class Mesh:
         meta = self.config.metadata
         for s in services:
             ep = Endpoint(
-                service=s, host=public.host, port=public.port, protocol="http",
-                app=self.config.app, version=meta.version, zone=meta.zone, weight=meta.weight,
-                tags=meta.tags, meta={"mode": "sdk", "pid": str(os.getpid())},
+                service=s,
+                host=public.host,
+                port=public.port,
+                protocol="http",
+                app=self.config.app,
+                version=meta.version,
+                zone=meta.zone,
+                weight=meta.weight,
+                tags=meta.tags,
+                meta={"mode": "sdk", "pid": str(os.getpid())},
             )
             await self.runtime.registry.publish(ep)
             stack.push_async_callback(_shielded_unpublish, self.runtime.registry, ep)
@@ -173,8 +200,10 @@ async def _shielded_unpublish(registry: Any, ep: Endpoint) -> None:
 
 @asynccontextmanager
 async def open_mesh(
-    config: MeshConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None, *,
-    registry: Any = None, **overrides: Any,
+    config: MeshConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    registry: Any = None,
+    **overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """Open the mesh for this app; closes listeners and unpublishes on exit.
 

@@ -21,10 +21,14 @@ log = logging.getLogger("sofamesh.sidecar")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m sofamesh.sidecar", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m sofamesh.sidecar", description=__doc__.split("\n")[0]
+    )
     p.add_argument("-c", "--config", help="YAML or JSON config file (default: $SOFAMESH_CONFIG)")
     p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    p.add_argument("--no-uvloop", action="store_true", help="on asyncio, do not use uvloop even if installed")
+    p.add_argument(
+        "--no-uvloop", action="store_true", help="on asyncio, do not use uvloop even if installed"
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -51,7 +55,9 @@ async def _serve(config: MeshConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         config = load_config(args.config)
     except ConfigError as e:

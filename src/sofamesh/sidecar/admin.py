@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sofamesh import __version__
+from sofamesh._version import __version__
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
 
@@ -44,9 +44,13 @@ def _text(status: int, body: str, ctype: bytes = b"text/plain; charset=utf-8") -
 
 def config_to_data(value: Any) -> Any:
     """A config as plain JSON-able data (addresses as host:port strings)."""
-    return attrs.asdict(
-        value, value_serializer=lambda _i, _f, v: str(v) if isinstance(v, Address) else v
-    ) if attrs.has(type(value)) else value
+    return (
+        attrs.asdict(
+            value, value_serializer=lambda _i, _f, v: str(v) if isinstance(v, Address) else v
+        )
+        if attrs.has(type(value))
+        else value
+    )
 
 
 class AdminApi:
@@ -74,7 +78,10 @@ class AdminApi:
             allowed = sorted(m for m, p in self._routes if p == path)
             if allowed:
                 return _text(405, f"use {' or '.join(allowed)} for {path}\n")
-            return _text(404, "unknown admin path; try " + ", ".join(sorted({p for _, p in self._routes})) + "\n")
+            return _text(
+                404,
+                "unknown admin path; try " + ", ".join(sorted({p for _, p in self._routes})) + "\n",
+            )
         try:
             return await handler(req)
         except (ValueError, KeyError, TypeError) as e:
@@ -100,16 +107,24 @@ class AdminApi:
 
     async def config_dump(self, _req: HttpRequest) -> HttpResponse:
         s = self.sidecar
-        return _json(200, {
-            "version": __version__,
-            "started_at": s.started_at,
-            "bound": {k: str(v) for k, v in s.bound.items()},
-            "config": config_to_data(s.config),
-            "registrations": [
-                {"service": r.service, "protocol": r.protocol, "upstream": str(r.upstream), "app": r.app}
-                for r in s.registrations.values()
-            ],
-        })
+        return _json(
+            200,
+            {
+                "version": __version__,
+                "started_at": s.started_at,
+                "bound": {k: str(v) for k, v in s.bound.items()},
+                "config": config_to_data(s.config),
+                "registrations": [
+                    {
+                        "service": r.service,
+                        "protocol": r.protocol,
+                        "upstream": str(r.upstream),
+                        "app": r.app,
+                    }
+                    for r in s.registrations.values()
+                ],
+            },
+        )
 
     async def healthcheck_fail(self, _req: HttpRequest) -> HttpResponse:
         await self.sidecar.set_healthy(False)
@@ -127,31 +142,45 @@ class AdminApi:
 
     async def info(self, _req: HttpRequest) -> HttpResponse:
         s = self.sidecar
-        return _json(200, {
-            "app": s.config.app,
-            "version": __version__,
-            "inbound": [
-                {"protocol": lc.protocol, "listen": str(s.bound.get(f"inbound[{i}]", lc.listen))}
-                for i, lc in enumerate(s.config.inbound)
-            ],
-            "outbound": [
-                {"protocol": lc.protocol, "listen": str(s.bound.get(f"outbound[{i}]", lc.listen))}
-                for i, lc in enumerate(s.config.outbound)
-            ],
-        })
+        return _json(
+            200,
+            {
+                "app": s.config.app,
+                "version": __version__,
+                "inbound": [
+                    {
+                        "protocol": lc.protocol,
+                        "listen": str(s.bound.get(f"inbound[{i}]", lc.listen)),
+                    }
+                    for i, lc in enumerate(s.config.inbound)
+                ],
+                "outbound": [
+                    {
+                        "protocol": lc.protocol,
+                        "listen": str(s.bound.get(f"outbound[{i}]", lc.listen)),
+                    }
+                    for i, lc in enumerate(s.config.outbound)
+                ],
+            },
+        )
 
     async def publish(self, req: HttpRequest) -> HttpResponse:
         body = json.loads(req.body)
         lease = float(body.get("lease", 10.0))
         ep = await self.sidecar.register(
-            str(body["service"]), str(body.get("protocol", "http")),
-            Address.parse(body["upstream"]), str(body.get("app", "")), lease,
+            str(body["service"]),
+            str(body.get("protocol", "http")),
+            Address.parse(body["upstream"]),
+            str(body.get("app", "")),
+            lease,
         )
         return _json(200, {"published": ep.to_dict()})
 
     async def unpublish(self, req: HttpRequest) -> HttpResponse:
         body = json.loads(req.body)
-        found = await self.sidecar.deregister(str(body["service"]), str(body.get("protocol", "http")))
+        found = await self.sidecar.deregister(
+            str(body["service"]), str(body.get("protocol", "http"))
+        )
         return _json(200 if found else 404, {"unpublished": found})
 
     async def subscribe(self, req: HttpRequest) -> HttpResponse:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+
 import anyio
 import anyio.abc
 import attrs
@@ -60,13 +61,17 @@ class Sidecar:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[Sidecar] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[Sidecar] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         async with self.runtime, anyio.create_task_group() as tg:
             for i, lc in enumerate(self.config.inbound):
                 await self._listen(tg, f"inbound[{i}]", lc, self._inbound_handler(lc))
             for i, lc in enumerate(self.config.outbound):
                 chain = self.runtime.outbound_chain()
-                await self._listen(tg, f"outbound[{i}]", lc, OutboundHttpHandler(chain, self.config.app))
+                await self._listen(
+                    tg, f"outbound[{i}]", lc, OutboundHttpHandler(chain, self.config.app)
+                )
             if self.config.admin is not None:
                 await self._listen_admin(tg)
             await self._publish_static()
@@ -99,10 +104,14 @@ class Sidecar:
                         tg.start_soon(server.drain)
         log.info("drained")
 
-    async def _listen(self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, handler: object) -> None:
+    async def _listen(
+        self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, handler: object
+    ) -> None:
         if lc.protocol != "http":
             raise NotImplementedError(f"{name}: protocol {lc.protocol} is not available yet")
-        listener = await anyio.create_tcp_listener(local_host=lc.listen.host, local_port=lc.listen.port)
+        listener = await anyio.create_tcp_listener(
+            local_host=lc.listen.host, local_port=lc.listen.port
+        )
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         server = http1_server(handler, lc.limits)  # type: ignore[arg-type]
@@ -115,7 +124,9 @@ class Sidecar:
         assert self.config.admin is not None
         admin = self.config.admin
         listener = await anyio.create_tcp_listener(local_host=admin.host, local_port=admin.port)
-        self.bound["admin"] = Address(admin.host, listener.extra(anyio.abc.SocketAttribute.local_port))
+        self.bound["admin"] = Address(
+            admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
+        )
         server = http1_server(AdminApi(self), None)
         await tg.start(server.serve, listener)
 
@@ -162,12 +173,21 @@ class Sidecar:
     def _endpoint(self, service: str, protocol: str, app: str | None = None) -> Endpoint:
         addr = self.inbound_address(protocol)
         if addr is None:
-            raise ValueError(f"this sidecar has no inbound {protocol} listener to publish {service} on")
+            raise ValueError(
+                f"this sidecar has no inbound {protocol} listener to publish {service} on"
+            )
         meta = self.config.metadata
         return Endpoint(
-            service=service, host=addr.host, port=addr.port, protocol=protocol,
-            app=app or self.config.app, version=meta.version, zone=meta.zone, weight=meta.weight,
-            tags=meta.tags, meta={"mode": "sidecar"},
+            service=service,
+            host=addr.host,
+            port=addr.port,
+            protocol=protocol,
+            app=app or self.config.app,
+            version=meta.version,
+            zone=meta.zone,
+            weight=meta.weight,
+            tags=meta.tags,
+            meta={"mode": "sidecar"},
         )
 
     async def _publish_static(self) -> None:
@@ -202,11 +222,15 @@ class Sidecar:
 
     # -- the local API's registrations ------------------------------------------------------
 
-    async def register(self, service: str, protocol: str, upstream: Address, app: str, lease: float) -> Endpoint:
+    async def register(
+        self, service: str, protocol: str, upstream: Address, app: str, lease: float
+    ) -> Endpoint:
         ep = self._endpoint(service, protocol, app)
         now = self.runtime.clock.now()
         fresh = (service, protocol) not in self.registrations
-        self.registrations[(service, protocol)] = Registration(service, protocol, upstream, app, now + lease)
+        self.registrations[(service, protocol)] = Registration(
+            service, protocol, upstream, app, now + lease
+        )
         if fresh or ep.key not in self._published:
             await self.publish(ep)
         return ep
@@ -224,5 +248,7 @@ class Sidecar:
             now = self.runtime.clock.now()
             for key, reg in list(self.registrations.items()):
                 if reg.expires < now:
-                    log.warning("registration of %s by %s expired: withdrawing it", reg.service, reg.app)
+                    log.warning(
+                        "registration of %s by %s expired: withdrawing it", reg.service, reg.app
+                    )
                     await self.deregister(*key)
