@@ -136,13 +136,19 @@ class Sidecar:
     # -- inbound routing --------------------------------------------------------------------
 
     def _inbound_handler(self, lc: ListenerConfig) -> InboundHttpHandler:
+        # A service is served by the upstream an SDK registered for it, else the upstream of
+        # the listener that publishes it, else this listener's own upstream (a catch-all).
+        static = {
+            (svc, other.protocol): other.upstream
+            for other in self.config.inbound
+            if other.upstream is not None
+            for svc in other.services
+        }
+
         def route(service: str) -> Handler | None:
             reg = self.registrations.get((service, lc.protocol))
-            if reg is not None:
-                return self._chain_to(reg.upstream)
-            if lc.upstream is not None:
-                return self._chain_to(lc.upstream)
-            return None
+            upstream = reg.upstream if reg else static.get((service, lc.protocol), lc.upstream)
+            return self._chain_to(upstream) if upstream is not None else None
 
         return InboundHttpHandler(route, self.runtime.clock)
 
@@ -163,15 +169,21 @@ class Sidecar:
 
     # -- publication ------------------------------------------------------------------------
 
-    def inbound_address(self, protocol: str) -> Address | None:
-        """Where remote callers reach this sidecar for `protocol`."""
-        for i, lc in enumerate(self.config.inbound):
-            if lc.protocol == protocol:
-                return lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen)
+    def inbound_address(self, protocol: str, service: str = "") -> Address | None:
+        """Where remote callers reach this sidecar for `service` over `protocol`.
+
+        The listener that lists the service, else the first one of that protocol.
+        """
+        candidates = [
+            (i, lc) for i, lc in enumerate(self.config.inbound) if lc.protocol == protocol
+        ]
+        candidates.sort(key=lambda c: service not in c[1].services)
+        for i, lc in candidates:
+            return lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen)
         return None
 
     def _endpoint(self, service: str, protocol: str, app: str | None = None) -> Endpoint:
-        addr = self.inbound_address(protocol)
+        addr = self.inbound_address(protocol, service)
         if addr is None:
             raise ValueError(
                 f"this sidecar has no inbound {protocol} listener to publish {service} on"

@@ -1,0 +1,154 @@
+"""The foundation's filters through the real chain, with a memory registry and fake terminals."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from sofamesh.chain import build_chain
+from sofamesh.clock import FakeClock
+from sofamesh.cluster import ClusterManager
+from sofamesh.config import PolicyConfig
+from sofamesh.endpoint import Endpoint
+from sofamesh.filters import BalanceFilter, ConnectRetryFilter, InboundDeadlineFilter, TimeoutFilter
+from sofamesh.governance.outlier import OutlierConfig
+from sofamesh.model import Invocation, Result, Status
+from sofamesh.registry import MemoryHub, MemoryRegistry
+from sofamesh.stats import Stats
+
+pytestmark = pytest.mark.anyio
+
+EPS = [Endpoint("svc", "127.0.0.1", p) for p in (1, 2, 3)]
+
+
+def policy(**kw: object) -> PolicyConfig:
+    return PolicyConfig(**kw)  # type: ignore[arg-type]
+
+
+async def test_timeout_sets_deadline_and_fails_slow_calls() -> None:
+    clock = FakeClock()
+    seen: list[float | None] = []
+
+    async def slow(inv: Invocation) -> Result:
+        seen.append(inv.deadline)
+        await anyio.sleep(10)
+        return Result(Status.OK)
+
+    chain = build_chain([TimeoutFilter(lambda s: policy(timeout=0.05), clock)], slow)
+    result = await chain(Invocation("http", "svc", "/"))
+    assert result.status is Status.TIMEOUT and "did not answer within 50 ms" in result.detail
+    assert seen == [clock.now() + 0.05]
+
+
+async def test_callers_tighter_deadline_wins_and_passed_deadline_fails_fast() -> None:
+    clock = FakeClock()
+    calls = 0
+
+    async def ok(inv: Invocation) -> Result:
+        nonlocal calls
+        calls += 1
+        return Result(Status.OK)
+
+    chain = build_chain([TimeoutFilter(lambda s: policy(timeout=30), clock)], ok)
+    inv = Invocation("http", "svc", "/", deadline=clock.now() + 1)
+    assert (await chain(inv)).ok and inv.deadline == clock.now() + 1
+    late = Invocation("http", "svc", "/", deadline=clock.now() - 1)
+    assert (await chain(late)).status is Status.TIMEOUT and calls == 1
+
+
+async def test_inbound_deadline_refuses_expired_work() -> None:
+    clock = FakeClock()
+
+    async def never(inv: Invocation) -> Result:
+        raise AssertionError("the app must not be called")
+
+    chain = build_chain([InboundDeadlineFilter(clock)], never)
+    result = await chain(Invocation("http", "svc", "/", deadline=clock.now()))
+    assert result.status is Status.TIMEOUT
+
+
+async def mesh_chain(terminal, retries: int = 2, outlier: OutlierConfig | None = None):  # type: ignore[no-untyped-def]
+    hub = MemoryHub()
+    clock = FakeClock()
+    pol = policy(connect_retries=retries, outlier=outlier or OutlierConfig())
+    reg = MemoryRegistry(hub)
+    for ep in EPS:
+        await reg.publish(ep)
+    cm = ClusterManager(reg, lambda s: pol, Stats(), clock)
+    chain = build_chain(
+        [ConnectRetryFilter(lambda s: pol, Stats()), BalanceFilter(cm, clock)], terminal
+    )
+    return cm, chain, clock
+
+
+async def test_connect_failure_retries_on_a_different_endpoint() -> None:
+    tried: list[int] = []
+
+    async def refuse_first_two(inv: Invocation) -> Result:
+        assert inv.endpoint is not None
+        tried.append(inv.endpoint.port)
+        return Result(Status.CONNECT_FAILED) if len(tried) < 3 else Result(Status.OK)
+
+    cm, chain, _ = await mesh_chain(refuse_first_two)
+    async with cm:
+        result = await chain(Invocation("http", "svc", "/"))
+    assert result.ok and len(set(tried)) == 3
+
+
+async def test_reset_is_retried_only_when_idempotent() -> None:
+    attempts = 0
+
+    async def reset(inv: Invocation) -> Result:
+        nonlocal attempts
+        attempts += 1
+        return Result(Status.UPSTREAM_RESET)
+
+    cm, chain, _ = await mesh_chain(reset)
+    async with cm:
+        await chain(Invocation("http", "svc", "/", idempotent=False))
+        assert attempts == 1
+        await chain(Invocation("http", "svc", "/", idempotent=True))
+        assert attempts == 1 + 3
+
+
+async def test_no_endpoints_names_the_service() -> None:
+    async def unused(inv: Invocation) -> Result:
+        raise AssertionError
+
+    clock = FakeClock()
+    cm = ClusterManager(MemoryRegistry(MemoryHub()), lambda s: policy(), Stats(), clock)
+    chain = build_chain([BalanceFilter(cm, clock)], unused)
+    async with cm:
+        result = await chain(Invocation("http", "com.example.Nobody", "/"))
+    assert result.status is Status.NO_ENDPOINT
+    assert "com.example.Nobody" in result.detail and "no endpoints registered" in result.detail
+
+
+async def test_failing_endpoint_is_ejected_and_skipped() -> None:
+    async def port1_fails(inv: Invocation) -> Result:
+        assert inv.endpoint is not None
+        return Result(Status.APP_ERROR if inv.endpoint.port == 1 else Status.OK)
+
+    cm, chain, _ = await mesh_chain(port1_fails, outlier=OutlierConfig(consecutive_failures=2))
+    async with cm:
+        ports = []
+        for _ in range(12):
+            ports.append((await chain(Invocation("http", "svc", "/"))).endpoint.port)  # type: ignore[union-attr]
+        cluster = cm.clusters["svc"]
+        assert cluster.describe()["endpoints"][0]["health"] == "ejected"
+    assert 1 not in ports[-6:]  # after two failures, port 1 gets nothing
+
+
+async def test_lowercased_host_resolves_to_registered_service() -> None:
+    async def ok(inv: Invocation) -> Result:
+        return Result(Status.OK)
+
+    clock = FakeClock()
+    reg = MemoryRegistry(MemoryHub())
+    await reg.publish(Endpoint("com.example.Orders", "127.0.0.1", 9))
+    cm = ClusterManager(reg, lambda s: policy(), Stats(), clock)
+    chain = build_chain([BalanceFilter(cm, clock)], ok)
+    async with cm:
+        inv = Invocation("http", "com.example.orders", "/")
+        assert (await chain(inv)).ok
+    assert inv.service == "com.example.Orders"
