@@ -14,7 +14,6 @@ from typing import Any
 from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.cluster import ClusterManager
-from sofamesh.codecs.http import invocation_to_request, response_to_result
 from sofamesh.config.model import MeshConfig, PolicyConfig
 from sofamesh.filters import (
     BalanceFilter,
@@ -24,10 +23,9 @@ from sofamesh.filters import (
     TimeoutFilter,
 )
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
 from sofamesh.stats import Stats
-from sofamesh.transport.errors import ConnectError, TransportError
-from sofamesh.transport.http1 import Http1Pool
 
 
 class Runtime:
@@ -40,7 +38,7 @@ class Runtime:
         self._registry_override = registry
         self.registry: Any = None
         self.clusters: ClusterManager | None = None
-        self.pool: Http1Pool | None = None
+        self.protocols: dict[str, ProtocolSupport] = make_protocols(config.policy, self.clock)
         self._stack = AsyncExitStack()
 
     def policy_for(self, service: str) -> PolicyConfig:
@@ -50,12 +48,8 @@ class Runtime:
         stack = self._stack
         await stack.__aenter__()
         try:
-            self.pool = await stack.enter_async_context(
-                Http1Pool(
-                    max_connections_per_endpoint=self.config.policy.max_connections_per_endpoint,
-                    idle_timeout=self.config.policy.pool_idle_timeout,
-                )
-            )
+            for proto in self.protocols.values():
+                await stack.enter_async_context(proto)
             if self.config.mode == "sdk" or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)
@@ -86,7 +80,7 @@ class Runtime:
             ConnectRetryFilter(self.policy_for, self.stats),  # a new attempt picks a new endpoint
             BalanceFilter(self.clusters, self.clock),  # choose the endpoint, feed outlier ejection
         ]
-        return build_chain(filters, self.http_upstream)
+        return build_chain(filters, self.upstream)
 
     def inbound_chain(self, terminal: Handler, extra: list[Filter] | None = None) -> Handler:
         """Provider side: in front of the local app (an ASGI app or a TCP upstream)."""
@@ -99,23 +93,15 @@ class Runtime:
 
     # -- terminals --------------------------------------------------------------------------
 
-    async def http_upstream(self, inv: Invocation) -> Result:
-        """Send an HTTP invocation to `inv.endpoint` over the pool."""
+    async def upstream(self, inv: Invocation) -> Result:
+        """The outbound terminal: send `inv` to `inv.endpoint` in its protocol."""
         ep = inv.endpoint
-        assert ep is not None and self.pool is not None
-        return await self.send_http(ep.host, ep.port, inv)
+        assert ep is not None
+        return await self.send(ep.host, ep.port, inv)
 
-    async def send_http(self, host: str, port: int, inv: Invocation) -> Result:
-        assert self.pool is not None
-        req = invocation_to_request(inv, self.clock.now())
-        try:
-            resp = await self.pool.send(host, port, req)
-        except ConnectError as e:
-            return Result.failure(
-                Status.CONNECT_FAILED, f"{inv.service}: cannot connect to {host}:{port}: {e}"
-            )
-        except TransportError as e:
-            return Result.failure(
-                Status.UPSTREAM_RESET, f"{inv.service}: {host}:{port} failed mid-call: {e}"
-            )
-        return response_to_result(resp)
+    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        """Send `inv` to one address with the client of `inv.protocol`."""
+        proto = self.protocols.get(inv.protocol)
+        if proto is None:
+            return Result.failure(Status.BAD_REQUEST, f"protocol {inv.protocol!r} is not supported")
+        return await proto.send(host, port, inv)

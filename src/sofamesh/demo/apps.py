@@ -103,8 +103,8 @@ async def sdk_provider(args: argparse.Namespace) -> None:
     async with sofamesh.open_mesh(config, env={}) as mesh:
         app = make_asgi(args.instance, mesh, args.calls)
         async with mesh.serve_asgi(app, services=[args.service]) as provider:
-            print("READY " + json.dumps({"port": provider.address.port}), flush=True)
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                print("READY " + json.dumps({"port": provider.address.port}), flush=True)
                 async for _ in signals:
                     return
 

@@ -28,12 +28,11 @@ from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
 from sofamesh.filters import StatsFilter, TimeoutFilter
-from sofamesh.listeners import InboundHttpHandler, http1_server
 from sofamesh.model import Headers, Invocation, Result
+from sofamesh.protocols import HttpSupport, Server
 from sofamesh.runtime import Runtime
 from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
 from sofamesh.sdk.control import SidecarClient
-from sofamesh.transport.http1 import Http1Server
 
 
 @attrs.frozen
@@ -73,7 +72,7 @@ class Mesh:
     async def _via_sidecar(self, inv: Invocation) -> Result:
         assert self._sidecar is not None
         addr = self._sidecar.outbound_http
-        return await self.runtime.send_http(addr.host, addr.port, inv)
+        return await self.runtime.send(addr.host, addr.port, inv)
 
     # -- consumer ---------------------------------------------------------------------------
 
@@ -145,9 +144,7 @@ class Mesh:
             await self._publish(stack, tuple(services), address, public)
             yield Provider(address=public, services=tuple(services))
 
-    def _asgi_server(
-        self, app: ASGIApp, services: tuple[str, ...], address: Address
-    ) -> Http1Server:
+    def _asgi_server(self, app: ASGIApp, services: tuple[str, ...], address: Address) -> Server:
         rt = self.runtime
         chain = rt.inbound_chain(AsgiTerminal(app, (address.host, address.port)))
         default = services[0]
@@ -156,8 +153,8 @@ class Mesh:
             # The app answers whatever reaches its port; stats use a service it serves.
             return chain if service in services else _renamed(chain, default)
 
-        handler = InboundHttpHandler(route, rt.clock)
-        return http1_server(handler, self.config.inbound[0].limits if self.config.inbound else None)
+        limits = self.config.inbound[0].limits if self.config.inbound else None
+        return rt.protocols["http"].inbound_server(route, limits)
 
     async def _publish(
         self, stack: AsyncExitStack, services: tuple[str, ...], local: Address, public: Address
@@ -214,8 +211,9 @@ async def open_mesh(
     async with Runtime(cfg, registry=registry) as rt, anyio.create_task_group() as tg:
         sidecar = None
         if cfg.mode == "sidecar":
-            assert rt.pool is not None
-            sidecar = await SidecarClient.connect(rt.pool, cfg.sidecar, cfg.app, tg)
+            http = rt.protocols["http"]
+            assert isinstance(http, HttpSupport)
+            sidecar = await SidecarClient.connect(http.pool, cfg.sidecar, cfg.app, tg)
         try:
             yield Mesh(rt, tg, sidecar)
         finally:

@@ -13,6 +13,7 @@ import signal
 import sys
 
 import anyio
+import anyio.abc
 
 from sofamesh.config import ConfigError, MeshConfig, load_config
 from sofamesh.sidecar.app import Sidecar
@@ -37,20 +38,23 @@ async def _serve(config: MeshConfig) -> None:
     sidecar = Sidecar(config)
     async with anyio.create_task_group() as tg:
         await tg.start(sidecar.run)
-        # One machine-readable line on stdout for supervisors and tests (logs go to stderr).
+        await tg.start(_stop_on_signal, sidecar)
+        # One machine-readable line on stdout for supervisors and tests (logs go to stderr),
+        # printed once listeners serve and signals are handled.
         bound = {k: str(v) for k, v in sidecar.bound.items()}
         print("SOFAMESH READY " + json.dumps(bound), flush=True)
-
-        async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    log.info("received %s: draining", signal.Signals(signum).name)
-                    sidecar.stop()
-
-        tg.start_soon(on_signal)
-        # sidecar.run returns after draining; then stop listening for signals.
-        await sidecar.wait_stopped()
+        await sidecar.wait_stopped()  # run() returns after draining
         tg.cancel_scope.cancel()
+
+
+async def _stop_on_signal(
+    sidecar: Sidecar, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("received %s: draining", signal.Signals(signum).name)
+            sidecar.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,12 +22,12 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.config import Address, ListenerConfig, MeshConfig
+from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
 from sofamesh.endpoint import Endpoint
-from sofamesh.listeners import InboundHttpHandler, OutboundHttpHandler, http1_server
 from sofamesh.model import Invocation, Result
+from sofamesh.protocols import ProtocolSupport, Route, Server
+from sofamesh.protocols.http import http1_server
 from sofamesh.runtime import Runtime
-from sofamesh.transport.http1 import Http1Server
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -54,7 +54,7 @@ class Sidecar:
         self.bound: dict[str, Address] = {}  # "inbound[0]" -> actual address (port 0 resolved)
         self.registrations: dict[tuple[str, str], Registration] = {}
         self._published: dict[str, Endpoint] = {}
-        self._servers: list[Http1Server] = []
+        self._servers: list[Server] = []
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
         self._inbound_chains: dict[Address, Handler] = {}
@@ -66,12 +66,14 @@ class Sidecar:
     ) -> None:
         async with self.runtime, anyio.create_task_group() as tg:
             for i, lc in enumerate(self.config.inbound):
-                await self._listen(tg, f"inbound[{i}]", lc, self._inbound_handler(lc))
+                proto = self._protocol(f"inbound[{i}]", lc)
+                server = proto.inbound_server(self._route(lc), lc.limits)
+                await self._listen(tg, f"inbound[{i}]", lc, server)
             for i, lc in enumerate(self.config.outbound):
+                proto = self._protocol(f"outbound[{i}]", lc)
                 chain = self.runtime.outbound_chain()
-                await self._listen(
-                    tg, f"outbound[{i}]", lc, OutboundHttpHandler(chain, self.config.app)
-                )
+                server = proto.outbound_server(chain, self.config.app, lc.limits)
+                await self._listen(tg, f"outbound[{i}]", lc, server)
             if self.config.admin is not None:
                 await self._listen_admin(tg)
             await self._publish_static()
@@ -104,17 +106,20 @@ class Sidecar:
                         tg.start_soon(server.drain)
         log.info("drained")
 
+    def _protocol(self, name: str, lc: ListenerConfig) -> ProtocolSupport:
+        proto = self.runtime.protocols.get(lc.protocol)
+        if proto is None:
+            raise ConfigError([f"{name}.protocol: {lc.protocol} is not available in this build"])
+        return proto
+
     async def _listen(
-        self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, handler: object
+        self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, server: Server
     ) -> None:
-        if lc.protocol != "http":
-            raise NotImplementedError(f"{name}: protocol {lc.protocol} is not available yet")
         listener = await anyio.create_tcp_listener(
             local_host=lc.listen.host, local_port=lc.listen.port
         )
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
-        server = http1_server(handler, lc.limits)  # type: ignore[arg-type]
         self._servers.append(server)
         await tg.start(server.serve, listener)
 
@@ -135,7 +140,7 @@ class Sidecar:
 
     # -- inbound routing --------------------------------------------------------------------
 
-    def _inbound_handler(self, lc: ListenerConfig) -> InboundHttpHandler:
+    def _route(self, lc: ListenerConfig) -> Route:
         # A service is served by the upstream an SDK registered for it, else the upstream of
         # the listener that publishes it, else this listener's own upstream (a catch-all).
         static = {
@@ -150,7 +155,7 @@ class Sidecar:
             upstream = reg.upstream if reg else static.get((service, lc.protocol), lc.upstream)
             return self._chain_to(upstream) if upstream is not None else None
 
-        return InboundHttpHandler(route, self.runtime.clock)
+        return route
 
     def _chain_to(self, upstream: Address) -> Handler:
         chain = self._inbound_chains.get(upstream)
@@ -163,7 +168,7 @@ class Sidecar:
         rt = self.runtime
 
         async def forward(inv: Invocation) -> Result:
-            return await rt.send_http(upstream.host, upstream.port, inv)
+            return await rt.send(upstream.host, upstream.port, inv)
 
         return forward
 

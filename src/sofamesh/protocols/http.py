@@ -1,4 +1,4 @@
-"""HTTP listener handlers: where requests from the wire enter the chain.
+"""HTTP/1.1 in the mesh: listener handlers, the client terminal, and their `ProtocolSupport`.
 
 - `OutboundHttpHandler`: the local app (or a plain HTTP client) calls a mesh
   service through this listener; the request names its service by `Host`
@@ -19,14 +19,17 @@ from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.codecs.http import (
     error_response,
+    invocation_to_request,
     parse_timeout_ms,
     request_to_invocation,
+    response_to_result,
     result_to_response,
 )
 from sofamesh.codecs.http1 import Http1Limits, HttpRequest, HttpResponse
-from sofamesh.config.model import LimitsConfig
-from sofamesh.model import Result, Status
-from sofamesh.transport.http1 import ConnInfo, Http1Handler, Http1Server
+from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.model import Invocation, Result, Status
+from sofamesh.transport.errors import ConnectError, TransportError
+from sofamesh.transport.http1 import ConnInfo, Http1Handler, Http1Pool, Http1Server
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -70,6 +73,47 @@ class InboundHttpHandler:
             log.exception("inbound call to %s failed inside the mesh", inv.service)
             result = Result.failure(Status.INTERNAL, f"{inv.service}: internal error in the mesh")
         return result_to_response(result, inv.service)
+
+
+class HttpSupport:
+    """`ProtocolSupport` for HTTP/1.1: h11 servers and one client pool per mesh process."""
+
+    name = "http"
+
+    def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
+        self._clock = clock
+        self.pool = Http1Pool(
+            connect_timeout=policy.connect_timeout,
+            max_connections_per_endpoint=policy.max_connections_per_endpoint,
+            idle_timeout=policy.pool_idle_timeout,
+        )
+
+    async def __aenter__(self) -> HttpSupport:
+        await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.__aexit__(*exc)  # type: ignore[arg-type]
+
+    def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> Http1Server:
+        return http1_server(OutboundHttpHandler(chain, app), limits)
+
+    def inbound_server(
+        self, route: Callable[[str], Handler | None], limits: LimitsConfig | None
+    ) -> Http1Server:
+        return http1_server(InboundHttpHandler(route, self._clock), limits)
+
+    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        req = invocation_to_request(inv, self._clock.now())
+        try:
+            resp = await self.pool.send(host, port, req)
+        except ConnectError as e:
+            detail = f"{inv.service}: cannot connect to {host}:{port}: {e}"
+            return Result.failure(Status.CONNECT_FAILED, detail)
+        except TransportError as e:
+            detail = f"{inv.service}: {host}:{port} failed mid-call: {e}"
+            return Result.failure(Status.UPSTREAM_RESET, detail)
+        return response_to_result(resp)
 
 
 def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Server:
