@@ -78,7 +78,7 @@ class Http1ServerConfig:
 @attrs.frozen(slots=True)
 class ServerStatistics:
     active_connections: int
-    accepted_connections: int
+    accepted_connections: int  # admitted since start (the rejected ones are not counted)
     rejected_connections: int  # over max_connections, closed on accept
     requests_served: int
     protocol_errors: int  # malformed or oversized requests, timeouts mid-request
@@ -118,9 +118,9 @@ class Http1Server:
         self._stopped: anyio.Event | None = None
         self._next_id = 0
         self._rejected = 0
-        self.requests_served = 0
-        self.protocol_errors = 0
-        self.handler_errors = 0
+        self._requests_served = 0
+        self._protocol_errors = 0
+        self._handler_errors = 0
 
     async def serve(
         self,
@@ -133,7 +133,7 @@ class Http1Server:
         Reports readiness through `task_status` (use `task_group.start`). May
         run once per listener, concurrently.
         """
-        if self._stopped is None:
+        if not self._serving:
             self._stopped = anyio.Event()
         self._serving += 1
         try:
@@ -144,7 +144,7 @@ class Http1Server:
         finally:
             await anyio.aclose_forcefully(listener)
             self._serving -= 1
-            if not self._serving:
+            if not self._serving and self._stopped is not None:
                 self._stopped.set()
 
     async def _accept_until_drained(
@@ -211,9 +211,9 @@ class Http1Server:
             active_connections=len(self._conns),
             accepted_connections=self._next_id,
             rejected_connections=self._rejected,
-            requests_served=self.requests_served,
-            protocol_errors=self.protocol_errors,
-            handler_errors=self.handler_errors,
+            requests_served=self._requests_served,
+            protocol_errors=self._protocol_errors,
+            handler_errors=self._handler_errors,
             draining=self._draining,
         )
 
@@ -324,7 +324,7 @@ class _Connection:
             response = await server.handler(request, self.info)
             data = self.codec.encode_response(response, close=server.draining)
         except Exception:
-            server.handler_errors += 1
+            server._handler_errors += 1
             log.exception(
                 "http1 handler failed on %s %s from %s",
                 request.method,
@@ -334,10 +334,10 @@ class _Connection:
             data = self.codec.encode_response(_INTERNAL_ERROR, close=server.draining)
         await self.stream.send(data)
         self.served += 1
-        server.requests_served += 1
+        server._requests_served += 1
 
     async def _reject(self, error: HttpProtocolError) -> None:
-        self.server.protocol_errors += 1
+        self.server._protocol_errors += 1
         if isinstance(error, HttpIncompleteMessage):
             log.info("http1 %s closed the connection mid-request", self.info.peer)
             return

@@ -128,9 +128,13 @@ class Http1ClientCodec:
         self._headers = headers = [(k.lower(), v) for k, v in response.headers.raw_items()]
         if len(headers) > limits.max_headers:
             raise HttpProtocolError(502, f"upstream sent over {limits.max_headers} header fields")
+        size = len(response.reason) + 16  # see Http1ServerCodec._start
         for name, value in headers:
+            size += len(name) + len(value) + 4
             if name == b"content-length" and int(value) > limits.max_body_size:
                 raise HttpProtocolError(502, f"upstream body over {limits.max_body_size} bytes")
+        if size > limits.max_header_bytes:
+            raise HttpProtocolError(502, f"upstream head over {limits.max_header_bytes} bytes")
         self._response = response
 
     def _add_body(self, chunk: bytearray) -> None:

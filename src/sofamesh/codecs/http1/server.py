@@ -93,6 +93,10 @@ class Http1ServerCodec:
             raise self._error
         if self._closing:
             return None
+        if not self._partial:  # nothing buffered: skip a round through h11's state machine
+            if self._eof:
+                self._closing = True
+            return None
         try:
             return self._parse()
         except h11.RemoteProtocolError as exc:
@@ -130,9 +134,15 @@ class Http1ServerCodec:
             raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
         if request.method == b"CONNECT":
             raise HttpProtocolError(501, "CONNECT tunnels are not supported")
+        # h11 bounds only an *incomplete* head; a complete one that arrived in
+        # one read is measured here (field bytes plus ": " and CRLF per line).
+        size = len(request.target) + 16
         for name, value in headers:
+            size += len(name) + len(value) + 4
             if name == b"content-length" and int(value) > limits.max_body_size:
                 raise HttpProtocolError(413, f"body over {limits.max_body_size} bytes")
+        if size > limits.max_header_bytes:
+            raise HttpProtocolError(431, f"request head over {limits.max_header_bytes} bytes")
         self._request = request
         self._continued = False
 
