@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import h11
 
-from sofamesh.codecs.http1 import writer
+from sofamesh.codecs.http1 import fast, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
@@ -46,9 +46,12 @@ class Http1ClientCodec:
     __slots__ = (
         "_body",
         "_body_size",
+        "_buf",
         "_close",
         "_headers",
         "_limits",
+        "_method",
+        "_outstanding",
         "_parser",
         "_response",
         "_started",
@@ -56,7 +59,10 @@ class Http1ClientCodec:
 
     def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        self._parser: h11.Connection | None = None  # None: no request outstanding
+        self._parser: h11.Connection | None = None  # set once h11 reads the response
+        self._outstanding = False  # a request was sent and its response is not complete
+        self._method = b""  # of the outstanding request
+        self._buf = b""  # response bytes the fast path has not placed yet
         self._response: h11.Response | None = None  # head read, body still coming
         self._headers: list[tuple[bytes, bytes]] = []  # of _response, lowercased
         self._body: list[bytes | bytearray] = []
@@ -71,17 +77,41 @@ class Http1ClientCodec:
         RuntimeError while a response is outstanding or after the connection
         became unusable.
         """
-        if self._parser is not None or self._close:
+        if self._outstanding or self._close:
             raise RuntimeError("connection is busy or closed")
         data, self._close = writer.encode_request(request, host=host)
-        method = request.method.encode("latin-1")
+        self._method = request.method.encode("latin-1")
+        self._outstanding = True
+        self._started = False
+        return data
+
+    def _h11_parser(self) -> h11.Connection:
+        """Hand the response to h11 from its first byte (the fast path declined it)."""
         parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=self._limits.max_header_bytes)
         # The stand-in's end of message is never sent: reading the response
         # needs only the server side of h11's state machine to expect it.
+        method = self._method
         parser.send_with_data_passthrough(_STAND_INS.get(method) or _stand_in(method))
+        buf, self._buf = self._buf, b""
+        if buf:
+            parser.receive_data(buf)
         self._parser = parser
-        self._started = False
-        return data
+        return parser
+
+    def _fast(self, data: bytes) -> HttpResponse | None:
+        """A plain response read without h11; None when h11 must read it."""
+        self._buf += data
+        if self._method == b"HEAD":
+            return None
+        parsed = fast.split_response(self._buf, self._limits)
+        if isinstance(parsed, str):
+            return None
+        status, reason, headers, body, close, used = parsed
+        if close or used < len(self._buf):  # bytes nobody asked for: out of step
+            self._close = True
+        self._buf = b""
+        self._outstanding = False
+        return HttpResponse(status, headers, body, reason)
 
     def receive_data(self, data: bytes) -> HttpResponse | None:
         """Feed bytes (`b""` at EOF); returns the response once it is complete.
@@ -89,14 +119,22 @@ class Http1ClientCodec:
         Raises `HttpProtocolError` (status 502) for a malformed or oversized
         response and `HttpIncompleteMessage` when the peer closed mid-response.
         """
-        parser = self._parser
-        if parser is None:
+        if not self._outstanding:
             raise RuntimeError("no request is outstanding")
         if data:
             self._started = True
         else:
             self._close = True  # the peer is gone, whatever the response says
-        parser.receive_data(data)
+        parser = self._parser
+        if parser is None and data:
+            response = self._fast(data)
+            if response is not None:
+                return response
+            parser = self._h11_parser()  # it has the buffered bytes, `data` included
+        else:
+            if parser is None:
+                parser = self._h11_parser()
+            parser.receive_data(data)
         try:
             return self._parse(parser)
         except h11.RemoteProtocolError as exc:
@@ -154,6 +192,7 @@ class Http1ClientCodec:
         if parser.their_state is not h11.DONE or parser.trailing_data[0]:
             self._close = True
         self._parser = None
+        self._outstanding = False
         return HttpResponse(
             response.status_code,
             self._headers,
@@ -164,6 +203,7 @@ class Http1ClientCodec:
     def _fail(self) -> None:
         self._close = True
         self._parser = None
+        self._outstanding = False
 
     @property
     def response_started(self) -> bool:
@@ -173,4 +213,4 @@ class Http1ClientCodec:
     @property
     def reusable(self) -> bool:
         """No request outstanding and the connection may carry another one."""
-        return self._parser is None and not self._close
+        return not self._outstanding and not self._close

@@ -9,7 +9,8 @@ a FIFO of requests awaiting their response, so pipelined responses go out
 in request order (RFC 9112 §9.3.2) and each knows if it answers a HEAD and
 whether it is the last one.
 
-    receive_data(bytes) ──► h11 parser ──► next_request() -> HttpRequest | None
+    receive_data(bytes) ──► fast path (plain requests, `fast.py`)
+                        └─► h11 parser (everything else) ──► next_request() -> HttpRequest | None
                                               │ (FIFO of unanswered requests)
     encode_response(HttpResponse) -> bytes ◄──┘ oldest first
 
@@ -26,7 +27,7 @@ import collections
 
 import h11
 
-from sofamesh.codecs.http1 import writer
+from sofamesh.codecs.http1 import fast, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
@@ -41,10 +42,12 @@ class Http1ServerCodec:
     __slots__ = (
         "_body",
         "_body_size",
+        "_buf",
         "_closing",
         "_continued",
         "_eof",
         "_error",
+        "_h11",
         "_headers",
         "_limits",
         "_parser",
@@ -61,6 +64,8 @@ class Http1ServerCodec:
         self._body: list[bytes | bytearray] = []
         self._body_size = 0
         self._partial = False  # bytes of a not-yet-complete request are buffered
+        self._buf = b""  # bytes not yet handed to h11 (the fast path reads them first)
+        self._h11 = False  # the current request is h11's to parse
         # One entry per request handed out and not answered yet: (is HEAD, close after).
         self._pending: collections.deque[tuple[bool, bool]] = collections.deque()
         self._closing = False  # no further request will be read
@@ -80,7 +85,10 @@ class Http1ServerCodec:
             self._eof = True
         elif not self._eof:
             self._partial = True
-            self._parser.receive_data(data)
+            if self._h11:
+                self._parser.receive_data(data)
+            else:
+                self._buf += data
 
     def next_request(self) -> HttpRequest | None:
         """The next complete request, or None until more data arrives.
@@ -98,6 +106,10 @@ class Http1ServerCodec:
                 self._closing = True
             return None
         try:
+            if not self._h11:
+                request = self._fast()
+                if request is not None or not self._h11:
+                    return request
             return self._parse()
         except h11.RemoteProtocolError as exc:
             raise self._fail(HttpProtocolError(_status_for(exc), str(exc))) from None
@@ -119,6 +131,22 @@ class Http1ServerCodec:
                 if self._eof:
                     self._end_of_input()
                 return None
+
+    def _fast(self) -> HttpRequest | None:
+        """A plain request read without h11, or None (waiting, or handed to h11)."""
+        parsed = fast.split_request(self._buf, self._limits)
+        if isinstance(parsed, str):
+            self._h11 = True  # h11 reads this request from its first byte
+            buf, self._buf = self._buf, b""
+            self._parser.receive_data(buf)
+            return None
+        method, target, headers, body, close, used = parsed
+        self._pending.append((method == "HEAD", close))
+        self._buf = self._buf[used:]
+        self._partial = bool(self._buf)
+        if close:
+            self._closing = True
+        return HttpRequest(method, target, headers, body, "1.1")
 
     def _end_of_input(self) -> None:
         self._closing = True
@@ -176,8 +204,8 @@ class Http1ServerCodec:
         leftover = self._parser.trailing_data[0]
         self._parser = self._new_parser()
         self._partial = bool(leftover)
-        if leftover:
-            self._parser.receive_data(leftover)
+        self._h11 = False  # the next request tries the fast path again
+        self._buf = bytes(leftover)
 
     def _new_parser(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)

@@ -1,0 +1,140 @@
+"""The fast path: strict parsing of the common HTTP/1.1 message, h11 for the rest.
+
+h11 is the reference parser of this codec, and it costs about 20 µs per
+message head in pure Python. Most messages a mesh carries are plain: an
+HTTP/1.1 head of well-formed fields, a Content-Length body that arrived with
+it. This module reads exactly those with a few regular expressions (C code),
+and answers DEFER for anything else, so h11 decides every case that needs
+judgement: chunked or absent framing, `Expect`, `Upgrade`, obs-fold lines,
+duplicate framing fields, HTTP/1.0, 1xx/204/304 and HEAD responses, bodies
+still on their way, and every malformed message (which h11 then rejects with
+its precise reason). The grammar accepted here is a subset of what h11
+accepts (RFC 9112 §2-§6, RFC 9110 §5), so the two paths never disagree on a
+message the fast path takes; tests/codecs/test_http1_fast.py checks that
+both paths give identical results.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from sofamesh.codecs.http1.errors import HttpProtocolError
+from sofamesh.codecs.http1.limits import Http1Limits
+
+DEFER: Final = "defer"
+"""Not a plain message: hand the bytes to h11."""
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"  # RFC 9110 §5.6.2
+_VALUE = rb"[ \t]*(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?[ \t]*"  # §5.5, no controls
+_FIELDS = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*")
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.1\r\n")
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
+_DIGITS = re.compile(rb"[0-9]{1,18}")
+_HEAD_END = b"\r\n\r\n"
+
+# Fields whose presence means the message needs h11's judgement.
+_REQUEST_DEFER = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te"})
+_RESPONSE_DEFER = frozenset({b"transfer-encoding", b"upgrade"})
+
+
+def _fields(block: bytes) -> list[tuple[bytes, bytes]] | None:
+    """Field lines of a validated block (ending in CRLF), names lowercased; None if invalid."""
+    if _FIELDS.fullmatch(block) is None:
+        return None
+    out = []
+    for line in block.split(b"\r\n")[:-1]:
+        name, _, value = line.partition(b":")
+        out.append((name.lower(), value.strip(b" \t")))
+    return out
+
+
+def _framing(
+    fields: list[tuple[bytes, bytes]], defer: frozenset[bytes]
+) -> tuple[int, bool, int] | None:
+    """(content length or -1, connection: close, host count), or None to defer."""
+    length = -1
+    close = False
+    hosts = 0
+    for name, value in fields:
+        if name == b"content-length":
+            if length >= 0 or _DIGITS.fullmatch(value) is None:
+                return None  # repeated or odd framing: h11 decides (RFC 9112 §6.3)
+            length = int(value)
+        elif name == b"connection":
+            token = value.lower()
+            if token == b"close":
+                close = True
+            elif token != b"keep-alive":
+                return None
+        elif name == b"host":
+            hosts += 1
+        elif name in defer:
+            return None
+    return length, close, hosts
+
+
+def split_request(
+    buf: bytes, limits: Http1Limits
+) -> tuple[str, str, list[tuple[bytes, bytes]], bytes, bool, int] | str:
+    """Parse one plain request at the start of `buf`.
+
+    Returns (method, target, fields, body, close, bytes used), or DEFER when
+    the request is not plain or not complete. Raises `HttpProtocolError` for
+    limits it can decide (413, 431).
+    """
+    end = buf.find(_HEAD_END, 0, limits.max_header_bytes + 4)
+    if end < 0:
+        return DEFER  # a head in pieces: h11 assembles it (and rejects garbage early)
+    line = _REQUEST_LINE.match(buf, 0, end + 2)
+    if line is None:
+        return DEFER
+    fields = _fields(buf[line.end() : end + 2])
+    if fields is None:
+        return DEFER
+    framing = _framing(fields, _REQUEST_DEFER)
+    method = line.group(1)
+    if framing is None or method == b"CONNECT" or framing[2] != 1:
+        return DEFER  # h11 answers CONNECT (501) and a missing or repeated Host (400)
+    length, close, _ = framing
+    if len(fields) > limits.max_headers:
+        raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
+    if length > limits.max_body_size:
+        raise HttpProtocolError(413, f"body over {limits.max_body_size} bytes")
+    start = end + 4
+    stop = start + max(length, 0)
+    if len(buf) < stop:
+        return DEFER  # the body is still arriving: h11 collects it
+    target = line.group(2).decode("latin-1")
+    body = buf[start:stop]
+    return method.decode("latin-1"), target, fields, body, close, stop
+
+
+def split_response(
+    buf: bytes, limits: Http1Limits
+) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool, int] | str:
+    """Parse one plain response (not to HEAD) at the start of `buf`.
+
+    Returns (status, reason, fields, body, close, bytes used), or DEFER.
+    """
+    end = buf.find(_HEAD_END, 0, limits.max_header_bytes + 4)
+    if end < 0:
+        return DEFER
+    line = _STATUS_LINE.match(buf, 0, end + 2)
+    if line is None:
+        return DEFER
+    status = int(line.group(1))
+    if status in (204, 304):
+        return DEFER  # bodiless by definition (RFC 9112 §6.3): h11's rules
+    fields = _fields(buf[line.end() : end + 2])
+    framing = _framing(fields, _RESPONSE_DEFER) if fields is not None else None
+    if fields is None or framing is None or framing[0] < 0 or len(fields) > limits.max_headers:
+        return DEFER
+    length, close, _ = framing
+    if length > limits.max_body_size:
+        return DEFER  # h11's path reports the limit (502) with its wording
+    start = end + 4
+    stop = start + length
+    if len(buf) < stop:
+        return DEFER
+    return status, line.group(2), fields, buf[start:stop], close, stop
