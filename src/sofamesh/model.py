@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -116,6 +116,18 @@ _ENDPOINT_FAILURES = frozenset(
 )
 
 
+class RouteChoice(Protocol):
+    """Governance's decision for one call (`sofamesh.governance.filters.select.Target`).
+
+    `pick` replaces the cluster's own choice in the balancing step: route
+    subsets, tag routing, consistent hashing, zones, slow start.
+    """
+
+    name: str
+
+    def pick(self, cluster: Any, inv: Invocation, now: float) -> Endpoint | None: ...
+
+
 @attrs.define(slots=True, eq=False)
 class Invocation:
     """One call, as every filter sees it.
@@ -139,6 +151,8 @@ class Invocation:
     endpoint: Endpoint | None = None
     tried: set[Endpoint] = attrs.field(factory=set)
     attempt: int = 0
+    # Set by governance routing; None: the cluster picks as usual.
+    route: RouteChoice | None = None
 
 
 @attrs.define(slots=True, eq=False)

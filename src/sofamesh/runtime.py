@@ -11,17 +11,22 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
+import anyio
+import anyio.abc
+
 from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.cluster import ClusterManager
 from sofamesh.config.model import MeshConfig, PolicyConfig
 from sofamesh.filters import (
     BalanceFilter,
-    ConnectRetryFilter,
     InboundDeadlineFilter,
     StatsFilter,
     TimeoutFilter,
 )
+from sofamesh.governance.compose import inbound_filters, outbound_filters, retry_filter
+from sofamesh.governance.filters.state import Options
+from sofamesh.governance.source import Governance, rules_source, watch_rules
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
@@ -39,6 +44,10 @@ class Runtime:
         self.registry: Any = None
         self.clusters: ClusterManager | None = None
         self.protocols: dict[str, ProtocolSupport] = make_protocols(config.policy, self.clock)
+        self.governance = Governance(
+            clock=self.clock, options=Options(local_zone=config.metadata.zone)
+        )
+        self._gov_tg: anyio.abc.TaskGroup | None = None
         self._stack = AsyncExitStack()
 
     def policy_for(self, service: str) -> PolicyConfig:
@@ -50,6 +59,12 @@ class Runtime:
         try:
             for proto in self.protocols.values():
                 await stack.enter_async_context(proto)
+            # Mirrored calls run here; exit cancels them rather than waiting.
+            self._gov_tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._gov_tg.cancel_scope.cancel)
+            source = rules_source(inline=self.config.rules, path=self.config.rules_file)
+            if source is not None:
+                await stack.enter_async_context(watch_rules(self.governance, source))
             if self.config.mode == "sdk" or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)
@@ -71,14 +86,19 @@ class Runtime:
     def outbound_chain(self, extra: list[Filter] | None = None) -> Handler:
         """Caller side, calling providers directly (SDK mode, and the sidecar's outbound)."""
         assert self.clusters is not None, "outbound calls need a registry (sdk mode or a sidecar)"
+        gov = self.governance
         filters: list[Filter] = [
-            StatsFilter(
-                self.stats, "outbound", self.clock
-            ),  # every call counted, whatever happens below
-            *(extra or []),  # governance rules (routing, limits, breakers) slot in here
-            TimeoutFilter(self.policy_for, self.clock),  # one deadline across all retries
-            ConnectRetryFilter(self.policy_for, self.stats),  # a new attempt picks a new endpoint
-            BalanceFilter(self.clusters, self.clock),  # choose the endpoint, feed outlier ejection
+            # Every call counted, whatever happens below.
+            StatsFilter(self.stats, "outbound", self.clock),
+            # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
+            *outbound_filters(gov, self.clock, task_group=self._gov_tg),
+            *(extra or []),
+            # One deadline across all retries.
+            TimeoutFilter(self.policy_for, self.clock),
+            # Retries (connect failures always, more per route policy), each to a new endpoint.
+            retry_filter(gov, self.policy_for, self.stats, self.clock),
+            # Choose the endpoint (or governance's route does), feed outlier ejection.
+            BalanceFilter(self.clusters, self.clock),
         ]
         return build_chain(filters, self.upstream)
 
@@ -87,6 +107,7 @@ class Runtime:
         filters: list[Filter] = [
             StatsFilter(self.stats, "inbound", self.clock),
             InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
+            *inbound_filters(self.governance, self.clock),  # auth, limits, faults on this side
             *(extra or []),
         ]
         return build_chain(filters, terminal)

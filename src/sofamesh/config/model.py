@@ -126,6 +126,8 @@ class MeshConfig:
     inbound: tuple[ListenerConfig, ...] = ()
     outbound: tuple[ListenerConfig, ...] = ()
     drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+    rules: dict[str, Any] | None = None  # the governance rules document, inline
+    rules_file: str | None = None  # or a file holding it, watched for changes
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

@@ -24,7 +24,8 @@ class BalanceFilter:
         if not cluster.ready.is_set():
             await _wait_ready(cluster.ready)
         now = self._clock.now()
-        ep = cluster.pick(inv.tried, now)
+        route = inv.route  # governance routing: subsets, hashing, zones (governance/filters)
+        ep = cluster.pick(inv.tried, now) if route is None else route.pick(cluster, inv, now)
         if ep is None:
             why = "no endpoints registered" if not cluster.endpoints else "all endpoints unhealthy"
             return Result.failure(

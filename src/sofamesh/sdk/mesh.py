@@ -28,6 +28,7 @@ from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
 from sofamesh.filters import StatsFilter, TimeoutFilter
+from sofamesh.governance.source import Governance
 from sofamesh.model import Headers, Invocation, Result
 from sofamesh.protocols import HttpSupport, Server
 from sofamesh.runtime import Runtime
@@ -52,6 +53,11 @@ class Mesh:
         self._tg = tg
         self._sidecar = sidecar
         self._chain = self._outbound_chain()
+
+    @property
+    def governance(self) -> Governance:
+        """The rules in force (`set_fallback`, `apply`, `status()`); see docs/governance.md."""
+        return self.runtime.governance
 
     @property
     def mode(self) -> str:

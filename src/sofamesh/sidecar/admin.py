@@ -95,14 +95,26 @@ class AdminApi:
         return _text(503, state + "\n")
 
     async def stats(self, _req: HttpRequest) -> HttpResponse:
-        return _json(200, self.sidecar.runtime.stats.as_dict())
+        rt = self.sidecar.runtime
+        return _json(200, {**rt.stats.as_dict(), "governance": rt.governance.snapshot()})
 
     async def prometheus(self, _req: HttpRequest) -> HttpResponse:
-        return _text(200, self.sidecar.runtime.stats.prometheus(), b"text/plain; version=0.0.4")
+        rt = self.sidecar.runtime
+        text = rt.stats.prometheus() + rt.governance.prometheus()
+        return _text(200, text, b"text/plain; version=0.0.4")
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:
-        cm = self.sidecar.runtime.clusters
-        items = [c.describe() for c in cm.clusters.values()] if cm else []
+        rt = self.sidecar.runtime
+        breakers = rt.governance.breaker_states()
+        cm = rt.clusters
+        items = (
+            [
+                {**c.describe(), "breakers": breakers.get(c.service, [])}
+                for c in cm.clusters.values()
+            ]
+            if cm
+            else []
+        )
         return _json(200, {"clusters": sorted(items, key=lambda c: c["service"])})
 
     async def config_dump(self, _req: HttpRequest) -> HttpResponse:
@@ -114,6 +126,7 @@ class AdminApi:
                 "started_at": s.started_at,
                 "bound": {k: str(v) for k, v in s.bound.items()},
                 "config": config_to_data(s.config),
+                "rules": s.runtime.governance.status(),
                 "registrations": [
                     {
                         "service": r.service,

@@ -1,0 +1,130 @@
+"""Service authentication: allow and deny lists of caller apps per service and method.
+
+The decision is `governance/auth.py`'s (deny wins, then the most specific
+rule, then its default, then the policy's default); a denial answers
+`Status.UNAUTHORIZED` (HTTP 403) naming the rule and the reason. The caller
+is `inv.caller`: on the inbound side the app the request declares
+(``x-sofamesh-caller``, vouched for by the caller's sidecar); a verified TLS
+identity joins it when mutual TLS lands. Each direction has its own policy
+(`auth.inbound`, `auth.outbound`); no policy, no check.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from sofamesh.chain import Handler
+from sofamesh.governance.auth import Authorizer, AuthRule, Reason, Subject
+from sofamesh.governance.filters.keyed import BoundedDict, aliases
+from sofamesh.governance.rules import AuthPolicy, rule_name
+from sofamesh.governance.shadow import EnforcementConfig, Enforcer, Verdict
+from sofamesh.model import Invocation, Result, Status
+
+if TYPE_CHECKING:
+    from sofamesh.governance.filters.state import Holder
+
+
+Decision = tuple[bool, str, str, list[int]]  # allowed, deciding rule, reason, its counts
+
+
+class AuthLeaf:
+    """One direction's policy: cached decisions, counted per deciding rule.
+
+    A decision depends only on (caller, service, method) and the policy, so it
+    is made once per key (by an authorizer that always enforces) and cached;
+    the policy's shadow mode and shares are applied per call by `enforcer`.
+    """
+
+    def __init__(self, policy: AuthPolicy, direction: str, rand: Callable[[], float] | None):
+        config = policy.config()
+        self.direction = direction
+        self._decider = Authorizer(attrs.evolve(config, enforcement=EnforcementConfig()))
+        self.enforcer = Enforcer(policy.enforcement, rand)
+        prefix = f"auth.{direction}.rules"
+        self._names = {
+            (r.service, r.method): rule_name(prefix, i, r.name) for i, r in enumerate(policy.rules)
+        }
+        self._service = {r.service: r for r in config.rules if not r.method}
+        self._method = {(r.service, r.method): r for r in config.rules if r.method}
+        self._canonical = {a: r.service for r in config.rules for a in aliases(r.service)}
+        self._decisions: BoundedDict[tuple[str, str, str], Decision] = BoundedDict(10_000)
+        self.counts: dict[str, list[int]] = {}  # rule -> [allowed, denied]
+
+    def check(self, inv: Invocation) -> Result | None:
+        """None to let the call through, else the denial."""
+        key = (inv.caller, inv.service, inv.method)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions.put(key, self._decide(*key))
+        if not self.enforcer.sample():
+            return None
+        allowed, name, reason, counts = decision
+        if allowed:
+            counts[0] += 1
+            return None
+        counts[1] += 1
+        if self.enforcer.reject() is Verdict.SHADOW:
+            return None
+        who = f"caller {inv.caller!r}" if inv.caller else "an anonymous caller"
+        return Result.failure(
+            Status.UNAUTHORIZED,
+            f"{inv.service}: {who} may not call {inv.method or 'the service'} "
+            f"(rule {name}: {reason})",
+        )
+
+    def _decide(self, caller: str, service: str, method: str) -> Decision:
+        service = self._canonical.get(service, service)
+        subject = Subject(app=caller)
+        decision = self._decider.check(subject, service, method)
+        rule = self._deciding_rule(subject, service, method, decision.reason)
+        name = f"auth.{self.direction}.default"
+        if rule is not None:
+            name = self._names[(rule.service, rule.method)]
+        counts = self.counts.setdefault(name, [0, 0])
+        return decision.admitted, name, decision.reason.value.replace("_", " "), counts
+
+    def _deciding_rule(
+        self, subject: Subject, service: str, method: str, reason: Reason
+    ) -> AuthRule | None:
+        svc = self._service.get(service)
+        meth = self._method.get((service, method))
+        if reason is Reason.DENY_LIST and svc is not None and svc.deny & set(subject.principals):
+            return svc
+        return meth if meth is not None else svc
+
+    def describe(self) -> list[dict[str, Any]]:
+        st = self.enforcer.statistics()
+        rows: list[dict[str, Any]] = [
+            {"rule": name, "direction": self.direction, "allowed": a, "denied": d}
+            for name, (a, d) in sorted(self.counts.items())
+        ]
+        return [
+            *rows,
+            {
+                "rule": f"auth.{self.direction}",
+                "direction": self.direction,
+                "allowed": sum(r["allowed"] for r in rows),
+                "denied": sum(r["denied"] for r in rows),
+                "rejected": st.rejected,
+                "shadowed": st.shadowed,
+                "skipped": st.skipped,
+            },
+        ]
+
+
+class AuthFilter:
+    def __init__(self, holder: Holder, direction: str) -> None:
+        self._holder = holder
+        self._rules: Callable[[Any], AuthLeaf | None] = operator.attrgetter(f"{direction}.auth")
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        auth = self._rules(self._holder.current)
+        if auth is not None:
+            denied = auth.check(inv)
+            if denied is not None:
+                return denied
+        return await call_next(inv)

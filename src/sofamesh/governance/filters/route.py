@@ -1,0 +1,224 @@
+"""Routing (the *logical* level): match a call to a route and decide where it may go.
+
+Routes belong to a service and are tried in document order; the first whose
+`match` holds wins (Envoy's route table). Matching looks at the method (exact,
+prefix or full regex), headers (exact, prefix, regex, present/absent) and the
+caller app. The winner then:
+
+- answers at once with its `direct_response` (Envoy's ``direct_response``), or
+- tightens the call's deadline to its `timeout` (the service policy's timeout
+  still applies: the tighter wins), and
+- puts a `select.Target` on the invocation (`inv.route`): the weighted `split`
+  entry drawn for this call, or the tag router's subsets for the request's
+  tag, with the service's load-balancing rule and the route's retry policy.
+  `BalanceFilter` and `RetryFilter` read it further down the chain.
+
+A call no route matches takes the service's default target when the service
+has a `load_balancing` rule, else none (the cluster picks as usual).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import re
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.governance.filters.keyed import BoundedDict, Carry, aliases
+from sofamesh.governance.filters.response import static_result
+from sofamesh.governance.filters.retry import RetryBudgetState
+from sofamesh.governance.filters.select import BalancingLeaf, SubsetFilter, Target, tag_subsets
+from sofamesh.governance.rules import (
+    Balancing,
+    HeaderMatch,
+    RetryPolicy,
+    Route,
+    StringMatch,
+    Subset,
+    rule_name,
+)
+from sofamesh.model import Headers, Invocation, Result
+
+if TYPE_CHECKING:
+    from sofamesh.governance.filters.state import Holder
+
+NO_RETRY = RetryPolicy(attempts=1, budget=None)  # mirrored copies are tried once
+
+
+class RouteLeaf:
+    """A route's counters; they survive a reload that leaves the route unchanged."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.matched = 0
+        self.direct = 0
+        self.mirrored = 0
+        self.mirror_dropped = 0
+        self.retries = 0
+        self.retry_overflow = 0
+        self.per_try_timeouts = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "name"} | {"rule": self.name}
+
+
+def _string_matcher(m: StringMatch) -> Callable[[str], bool]:
+    if m.exact is not None:
+        return m.exact.__eq__
+    if m.prefix is not None:
+        prefix = m.prefix
+        return lambda s: s.startswith(prefix)
+    pattern = re.compile(m.regex or "")
+    return lambda s: pattern.fullmatch(s) is not None
+
+
+def _header_matcher(h: HeaderMatch) -> Callable[[Headers], bool]:
+    name = h.name
+    if h.present is not None:
+        want = h.present
+        return lambda headers: (headers.get(name) is not None) is want
+    test = _string_matcher(StringMatch(exact=h.exact, prefix=h.prefix, regex=h.regex))
+    return lambda headers: (v := headers.get(name)) is not None and test(v)
+
+
+class CompiledRoute:
+    """One route, ready for per-call matching and target choice."""
+
+    def __init__(
+        self,
+        rule: Route,
+        leaf: RouteLeaf,
+        balancing: BalancingLeaf | None,
+        budget: RetryBudgetState | None,
+        rand: Callable[[], float],
+    ) -> None:
+        self.rule = rule
+        self.leaf = leaf
+        self._rand = rand
+        self._balancing = balancing
+        self._budget = budget
+        m = rule.match
+        self._method = _string_matcher(m.method) if m.method else None
+        self._headers = tuple(_header_matcher(h) for h in m.headers)
+        self._callers = frozenset(m.callers)
+        self._mirror = self._mirror_target(rule.mirror.subset) if rule.mirror else None
+        fallback = (None,) if rule.subset_fallback == "any" else ()
+        self._targets = [self._target((SubsetFilter.of(w.subset), *fallback)) for w in rule.split]
+        self._cumulative: list[int] = []
+        for w in rule.split:
+            self._cumulative.append((self._cumulative[-1] if self._cumulative else 0) + w.weight)
+        self._default = self._target((None,))
+        self._tags: BoundedDict[tuple[str, bool], Target] = BoundedDict(1024)
+
+    def _target(self, subsets: tuple[SubsetFilter | None, ...]) -> Target:
+        target = Target(
+            self.leaf.name, subsets, self._balancing, self.rule.retry, self._budget, self.leaf
+        )
+        if self._mirror is not None and self.rule.mirror is not None:
+            target.mirror = (self._mirror, self.rule.mirror.percentage / 100.0)
+        return target
+
+    def _mirror_target(self, subset: Subset) -> Target:
+        return Target(
+            self.leaf.name, (SubsetFilter.of(subset),), self._balancing, NO_RETRY, None, self.leaf
+        )
+
+    def matches(self, inv: Invocation) -> bool:
+        if self._method is not None and not self._method(inv.method):
+            return False
+        if self._callers and inv.caller not in self._callers:
+            return False
+        # No generator for the common route without header conditions.
+        return not self._headers or all(test(inv.headers) for test in self._headers)
+
+    def target(self, inv: Invocation) -> Target:
+        if self._cumulative:
+            if len(self._targets) == 1:
+                return self._targets[0]
+            point = self._rand() * self._cumulative[-1]
+            return self._targets[bisect.bisect_right(self._cumulative, point)]
+        tag = self.rule.tag
+        if tag is None:
+            return self._default
+        value = inv.headers.get(tag.header) or ""
+        force = tag.force or (inv.headers.get(tag.force_header) or "").lower() == "true"
+        found = self._tags.get((value, force))
+        if found is None:
+            found = self._tags.put((value, force), self._target(tag_subsets(tag, value, force)))
+        return found
+
+
+class RouteTable:
+    """Every service's routes and default targets, for one generation of rules."""
+
+    def __init__(
+        self,
+        routes: tuple[Route, ...],
+        balancing: tuple[Balancing, ...],
+        carry: Carry,
+        carry_lb: Carry,
+        carry_budget: Carry,
+        *,
+        local_zone: str,
+        rand: Callable[[], float] | None,
+    ) -> None:
+        draw = rand or random.random
+        self.balancing: dict[str, BalancingLeaf] = {
+            b.service: carry_lb.take(b, partial(BalancingLeaf, b, local_zone, rand))
+            for b in balancing
+        }
+        by_service: dict[str, list[CompiledRoute]] = {}
+        for i, rule in enumerate(routes):
+            leaf = carry.take(rule, RouteLeaf)
+            leaf.name = rule_name("routes", i, rule.name)
+            budget = None
+            if rule.retry is not None and rule.retry.budget is not None:
+                spec = (rule.service, rule.retry.budget)
+                budget = carry_budget.take(spec, partial(RetryBudgetState, rule.retry.budget))
+            compiled = CompiledRoute(rule, leaf, self.balancing.get(rule.service), budget, draw)
+            by_service.setdefault(rule.service, []).append(compiled)
+        self.routes = {a: tuple(rs) for s, rs in by_service.items() for a in aliases(s)}
+        self.defaults = {
+            a: Target("", (None,), lb) for s, lb in self.balancing.items() for a in aliases(s)
+        }
+
+    def leaves(self) -> list[RouteLeaf]:
+        return list({id(r.leaf): r.leaf for rs in self.routes.values() for r in rs}.values())
+
+
+class RouteFilter:
+    """Match the call to a route; answer directly, or set the target, deadline and retries."""
+
+    def __init__(self, holder: Holder, clock: Clock) -> None:
+        self._holder = holder
+        self._clock = clock
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        table = self._holder.current.routes
+        routes = table.routes.get(inv.service)
+        if routes is not None:
+            for route in routes:
+                if route.matches(inv):
+                    return await self._take(route, inv, call_next)
+        inv.route = table.defaults.get(inv.service)
+        return await call_next(inv)
+
+    async def _take(self, route: CompiledRoute, inv: Invocation, call_next: Handler) -> Result:
+        leaf = route.leaf
+        leaf.matched += 1
+        rule = route.rule
+        if rule.direct_response is not None:
+            leaf.direct += 1
+            return static_result(
+                inv.protocol, rule.direct_response, f"direct response of route {leaf.name}"
+            )
+        if rule.timeout is not None:
+            limit = self._clock.now() + rule.timeout
+            if inv.deadline is None or limit < inv.deadline:
+                inv.deadline = limit
+        inv.route = route.target(inv)
+        return await call_next(inv)

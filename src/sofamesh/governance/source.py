@@ -1,0 +1,282 @@
+"""Rules pushed live: the `Governance` holder and the sources that feed it.
+
+`Governance` holds the rules in force (`current`, a `GovernanceState`) and
+swaps in a new generation with one assignment (`apply`). `load` validates
+plain data first: an invalid document is rejected whole, the error is kept in
+`last_error` (for the admin API) and logged, and the last good rules stay in
+force. `version`, `origin` and `loaded_at` say what is in force.
+
+A `RulesSource` yields whole documents, never deltas (as registries yield
+whole snapshots): `FileRulesSource` polls a file's metadata and content hash,
+`InlineRulesSource` yields the sidecar config's inline rules once. An etcd or
+ZooKeeper source fits the same shape -- a watch on one key or node yielding
+its value on each change. `watch_rules(governance, source)` runs one source
+as a background task for the life of an ``async with`` block, and returns
+only once the first document has been loaded (or rejected).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+import attrs
+import yaml
+
+from sofamesh.clock import Clock, MonotonicClock
+from sofamesh.config.structure import ConfigError
+from sofamesh.governance.filters.degrade import Fallback
+from sofamesh.governance.filters.metrics import prometheus_lines
+from sofamesh.governance.filters.state import GovernanceState, Options
+from sofamesh.governance.rules import EMPTY, RulesDocument, parse_rules
+
+log = logging.getLogger("sofamesh.governance")
+
+
+class Governance:
+    """The rules in force for one mesh process (SDK instance or sidecar)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        options: Options | None = None,
+        document: RulesDocument = EMPTY,
+    ) -> None:
+        self.clock: Clock = clock or MonotonicClock()
+        self.current = GovernanceState(document, None, options)
+        self.code_fallbacks: dict[tuple[str, str, str], Fallback] = {}
+        self.version = document.version
+        self.origin = "default"
+        self.loaded_at: float | None = None  # wall-clock time of the last accepted change
+        self.last_error: str | None = (
+            None  # why the last change was rejected (None once one is accepted)
+        )
+        self.attempts = 0  # documents offered (accepted or not)
+        self.rejected = 0
+        self._waiters: list[anyio.Event] = []
+
+    def apply(self, document: RulesDocument, origin: str = "api") -> None:
+        """Put a validated document in force at once, keeping the state of unchanged rules."""
+        self.current = GovernanceState(document, self.current)
+        self.version = document.version
+        self.origin = origin
+        self.loaded_at = time.time()
+        self.last_error = None
+        log.info("governance rules %s from %s in force", document.version, origin)
+
+    def load(self, data: Any, origin: str) -> bool:
+        """Validate plain data and apply it; False (and `last_error`) if it is invalid."""
+        self.attempts += 1
+        try:
+            doc = parse_rules(data)
+            if doc != self.current.document:
+                self.apply(doc, origin)
+            else:
+                self.origin, self.last_error = origin, None
+        except ConfigError as e:
+            self.reject(origin, e.problems, counted=False)
+            return False
+        except Exception as e:  # a bug; a rules push must still never take the process down
+            log.exception("applying governance rules from %s failed", origin)
+            self.reject(origin, [f"cannot apply: {e!r}"], counted=False)
+            return False
+        finally:
+            self._wake()
+        return True
+
+    def reject(self, origin: str, problems: list[str], *, counted: bool = True) -> None:
+        """Record a change that cannot be used; the rules in force stay."""
+        if counted:
+            self.attempts += 1
+        self.rejected += 1
+        self.last_error = f"{origin}: rules rejected, {self.version} stays in force:\n" + "\n".join(
+            f"  - {p}" for p in problems
+        )
+        log.error("%s", self.last_error)
+        if counted:
+            self._wake()
+
+    async def wait_attempt(self, attempts: int) -> None:
+        """Wait until more than `attempts` documents have been offered (tests, admin reloads)."""
+        while self.attempts <= attempts:
+            event = anyio.Event()
+            self._waiters.append(event)
+            await event.wait()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for event in waiters:
+            event.set()
+
+    # -- degradation registered in code (SDK) ---------------------------------------------
+
+    def set_fallback(
+        self, service: str, fallback: Fallback, *, method: str = "", direction: str = "outbound"
+    ) -> None:
+        """Answer for `service` (and `method`; "" = every method) when a rule rejects a call."""
+        self.code_fallbacks[(direction, service, method)] = fallback
+
+    def remove_fallback(
+        self, service: str, *, method: str = "", direction: str = "outbound"
+    ) -> None:
+        self.code_fallbacks.pop((direction, service, method), None)
+
+    # -- visibility ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What is in force and how the last change went (for /config_dump)."""
+        return {
+            "version": self.version,
+            "origin": self.origin,
+            "loaded_at": self.loaded_at,
+            "last_error": self.last_error,
+            "attempts": self.attempts,
+            "rejected": self.rejected,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """`status()` plus every rule's decisions (for /stats JSON)."""
+        return {**self.status(), "rules": self.current.snapshot(self.clock.now())}
+
+    def prometheus(self) -> str:
+        """The same counters as Prometheus text lines."""
+        return "".join(prometheus_lines(self.snapshot()))
+
+    def breaker_states(self) -> dict[str, list[dict[str, Any]]]:
+        """Per service, the state of each circuit breaker (for /clusters)."""
+        return self.current.breaker_states(self.clock.now())
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RulesSnapshot:
+    """One whole document from a source, or why the source could not produce one."""
+
+    origin: str  # "file:/etc/sofamesh/rules.yaml", "inline", "etcd:/sofamesh/rules", ...
+    data: Any = None
+    error: str | None = None
+
+
+class RulesSource(Protocol):
+    def watch(self) -> AbstractAsyncContextManager[AsyncIterator[RulesSnapshot]]:
+        """Yield the current document, then each change, until cancelled."""
+        ...
+
+
+class InlineRulesSource:
+    """Rules written inline in the mesh config: one document, changed only by a restart."""
+
+    def __init__(self, data: Any, origin: str = "inline") -> None:
+        self._snapshot = RulesSnapshot(origin, data)
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AsyncIterator[RulesSnapshot]]:
+        yield self._once()
+
+    async def _once(self) -> AsyncIterator[RulesSnapshot]:
+        yield self._snapshot
+
+
+class FileRulesSource:
+    """A YAML or JSON file, polled every `poll_interval` seconds and yielded when its content
+    changes. Write it atomically (write elsewhere, then rename) so that a poll never reads half
+    a document -- though half a document would only be rejected, never applied."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        poll_interval: float = 0.5,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        self.path = anyio.Path(path)
+        self.origin = f"file:{path}"
+        self._interval = poll_interval
+        self._sleep = sleep
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AsyncIterator[RulesSnapshot]]:
+        polls = self._poll()
+        try:
+            yield polls
+        finally:
+            await polls.aclose()
+
+    async def _poll(self) -> AsyncGenerator[RulesSnapshot, None]:
+        # The whole file is read on every poll: rules files are small, and comparing
+        # content (not mtime, whose granularity can hide a quick second write) never
+        # misses a change.
+        seen: str | None = None
+        while True:
+            snapshot, digest = await self._read()
+            if digest != seen:
+                seen = digest
+                yield snapshot
+            await self._sleep(self._interval)
+
+    async def _read(self) -> tuple[RulesSnapshot, str]:
+        try:
+            text = await self.path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            problem = f"cannot read: {getattr(e, 'strerror', None) or e}"
+            return RulesSnapshot(self.origin, error=problem), problem
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        try:
+            return RulesSnapshot(self.origin, yaml.safe_load(text)), digest
+        except yaml.YAMLError as e:
+            return RulesSnapshot(self.origin, error=f"not valid YAML/JSON: {e}"), digest
+
+
+async def follow(
+    source: RulesSource,
+    governance: Governance,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed every document `source` yields to `governance`; started after the first one."""
+    started = False
+    async with source.watch() as snapshots:
+        async for snap in snapshots:
+            if snap.error is not None:
+                governance.reject(snap.origin, [snap.error])
+            else:
+                governance.load(snap.data, snap.origin)
+            if not started:
+                started = True
+                task_status.started()
+    if not started:
+        task_status.started()
+
+
+@asynccontextmanager
+async def watch_rules(governance: Governance, source: RulesSource) -> AsyncIterator[Governance]:
+    """Keep `governance` in step with `source` while the block runs."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(follow, source, governance)
+        try:
+            yield governance
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def rules_source(
+    *, inline: Any = None, path: str | os.PathLike[str] | None = None, poll_interval: float = 0.5
+) -> RulesSource | None:
+    """The source a mesh config names: a watched file, inline rules, or none."""
+    if path is not None:
+        return FileRulesSource(path, poll_interval)
+    if inline is not None:
+        return InlineRulesSource(inline)
+    return None
