@@ -7,6 +7,7 @@ one place, each filter with a line on why it sits where it does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,13 @@ from sofamesh.filters import (
     StatsFilter,
     TimeoutFilter,
 )
-from sofamesh.governance.compose import inbound_filters, outbound_filters, retry_filter
+from sofamesh.governance.compose import (
+    composition_key,
+    inbound_filters,
+    needed,
+    outbound_filters,
+    retry_filter,
+)
 from sofamesh.governance.filters.state import Options
 from sofamesh.governance.source import Governance, rules_source, watch_rules
 from sofamesh.model import Invocation, Result, Status
@@ -86,31 +93,60 @@ class Runtime:
     def outbound_chain(self, extra: list[Filter] | None = None) -> Handler:
         """Caller side, calling providers directly (SDK mode, and the sidecar's outbound)."""
         assert self.clusters is not None, "outbound calls need a registry (sdk mode or a sidecar)"
-        gov = self.governance
-        filters: list[Filter] = [
-            # Every call counted, whatever happens below.
-            StatsFilter(self.stats, "outbound", self.clock),
-            # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
-            *outbound_filters(gov, self.clock, task_group=self._gov_tg),
-            *(extra or []),
-            # One deadline across all retries.
-            TimeoutFilter(self.policy_for, self.clock),
-            # Retries (connect failures always, more per route policy), each to a new endpoint.
-            retry_filter(gov, self.policy_for, self.stats, self.clock),
-            # Choose the endpoint (or governance's route does), feed outlier ejection.
-            BalanceFilter(self.clusters, self.clock),
-        ]
-        return build_chain(filters, self.upstream)
+        clusters = self.clusters
+
+        def build() -> Handler:
+            gov = self.governance
+            filters: list[Filter] = [
+                # Every call counted, whatever happens below.
+                StatsFilter(self.stats, "outbound", self.clock),
+                # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
+                *needed(gov, outbound_filters(gov, self.clock, task_group=self._gov_tg)),
+                *(extra or []),
+                # One deadline across all retries.
+                TimeoutFilter(self.policy_for, self.clock),
+                # Retries (connect failures always, more per route policy), each to a new endpoint.
+                retry_filter(gov, self.policy_for, self.stats, self.clock),
+                # Choose the endpoint (or governance's route does), feed outlier ejection.
+                BalanceFilter(clusters, self.clock),
+            ]
+            return build_chain(filters, self.upstream)
+
+        return self._recomposing(build)
 
     def inbound_chain(self, terminal: Handler, extra: list[Filter] | None = None) -> Handler:
         """Provider side: in front of the local app (an ASGI app or a TCP upstream)."""
-        filters: list[Filter] = [
-            StatsFilter(self.stats, "inbound", self.clock),
-            InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
-            *inbound_filters(self.governance, self.clock),  # auth, limits, faults on this side
-            *(extra or []),
-        ]
-        return build_chain(filters, terminal)
+
+        def build() -> Handler:
+            filters: list[Filter] = [
+                StatsFilter(self.stats, "inbound", self.clock),
+                InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
+                # Auth, limits and faults on this side.
+                *needed(self.governance, inbound_filters(self.governance, self.clock)),
+                *(extra or []),
+            ]
+            return build_chain(filters, terminal)
+
+        return self._recomposing(build)
+
+    def _recomposing(self, build: Callable[[], Handler]) -> Handler:
+        """A handler that composes its chain again when the rules in force change.
+
+        Composing only the governance filters the rules use keeps a mesh without
+        rules as cheap as one without governance; a rules change is picked up by
+        the next call (in-flight calls finish on the chain they started on), and
+        rule state lives in the governance, so nothing unrelated is reset.
+        """
+        gov = self.governance
+        (state, fallbacks), chain = composition_key(gov), build()
+
+        async def call(inv: Invocation) -> Result:
+            nonlocal state, fallbacks, chain
+            if gov.current is not state or len(gov.code_fallbacks) != fallbacks:
+                (state, fallbacks), chain = composition_key(gov), build()
+            return await chain(inv)
+
+        return call
 
     # -- terminals --------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ Inbound (provider side), after `InboundDeadlineFilter`::
 
 Every filter reads `governance.current` once per call, so rules change under
 a running chain without rebuilding it; a filter with no rule for the call
-costs a dict probe or two.
+costs a dict probe or two. `needed(...)` trims the list to the filters the
+rules in force use, which is what `Runtime` composes (and composes again when
+the rules change): a mesh without rules pays nothing for governance.
 """
 
 from __future__ import annotations
@@ -64,6 +66,28 @@ def outbound_filters(
     if task_group is not None:
         filters.append(MirrorFilter(task_group, rand=rand))  # copies skip the caller's rules
     return filters
+
+
+def needed(governance: Governance, filters: list[Filter]) -> list[Filter]:
+    """The filters that have something to do under the rules now in force."""
+    doc = governance.current.document
+    uses: dict[type, bool] = {
+        AuthFilter: doc.auth.inbound is not None or doc.auth.outbound is not None,
+        RouteFilter: bool(doc.routes or doc.load_balancing),
+        DegradeFilter: bool(doc.fallbacks or governance.code_fallbacks),
+        FlowFilter: bool(doc.rate_limits),
+        HotParamFilter: bool(doc.hot_params),
+        LimitsFilter: bool(doc.resource_limits),
+        BreakerFilter: bool(doc.breakers),
+        FaultFilter: bool(doc.faults),
+        MirrorFilter: bool(doc.routes),
+    }
+    return [f for f in filters if uses.get(type(f), True)]
+
+
+def composition_key(governance: Governance) -> tuple[object, int]:
+    """Changes whenever `needed` may give another answer."""
+    return governance.current, len(governance.code_fallbacks)
 
 
 def retry_filter(
