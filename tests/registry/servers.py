@@ -26,14 +26,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.abc
 import pytest
+
+T = TypeVar("T")
 
 ZK_CLASSPATH = ":".join([
     "/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar",
@@ -135,6 +139,10 @@ class EtcdServer(ServerProcess):
 class ZooKeeperServer(ServerProcess):
     name = "zookeeper"
 
+    def __init__(self, root: Path, *, force_sync: bool = False) -> None:
+        super().__init__(root)
+        self.force_sync = force_sync  # benchmarks: fsync every write, as production does
+
     @property
     def url(self) -> str:
         return f"zookeeper://127.0.0.1:{self.port}"
@@ -148,6 +156,7 @@ class ZooKeeperServer(ServerProcess):
             f"tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={self.port}\n"
             "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n"
             "admin.enableServer=false\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n"
+            f"forceSync={'yes' if self.force_sync else 'no'}\n"  # tests need no durability
         )
         return [
             "java", "-cp", ZK_CLASSPATH, "-Dzookeeper.root.logger=WARN,CONSOLE",
@@ -201,6 +210,7 @@ class CuttableProxy:
         self.target_port = target_port
         self.port = 0
         self.cuts = 0
+        self.refusing = False  # while True, new connections are closed at once
         self._conns: set[anyio.abc.SocketStream] = set()
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -208,16 +218,18 @@ class CuttableProxy:
     async def serving(self) -> AsyncIterator[CuttableProxy]:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        async with anyio.create_task_group() as tg:
+        async with listener, anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(listener.serve, self._handle)
             try:
                 yield self
             finally:
                 tg.cancel_scope.cancel()
-                await listener.aclose()
 
     async def _handle(self, client: anyio.abc.SocketStream) -> None:
+        if self.refusing:
+            await client.aclose()
+            return
         try:
             upstream = await anyio.connect_tcp("127.0.0.1", self.target_port)
         except OSError:
@@ -243,3 +255,51 @@ class CuttableProxy:
         self.cuts += 1
         for conn in list(self._conns):
             await conn.aclose()
+
+
+async def next_value(values: AsyncIterator[T], timeout: float = 5.0) -> T:
+    """The next value of a watch, or fail after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        return await values.__anext__()
+
+
+async def wait_for(
+    values: AsyncIterator[T], wanted: Callable[[T], bool], timeout: float = 10.0,
+) -> T:
+    """Skip values until one satisfies `wanted`; fail after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        async for value in values:
+            if wanted(value):
+                return value
+    raise AssertionError("the watch ended")
+
+
+PROVIDER_SCRIPT = """
+import sys, anyio
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry import open_registry
+async def main():
+    async with open_registry(sys.argv[1]) as reg:
+        await reg.publish(Endpoint(sys.argv[2], "127.0.0.1", int(sys.argv[3])))
+        print("up", flush=True)
+        await anyio.sleep_forever()
+anyio.run(main)
+"""
+
+
+@contextlib.contextmanager
+def provider_process(url: str, service: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process that publishes one endpoint on `url` and waits to be killed."""
+    proc = subprocess.Popen([sys.executable, "-c", PROVIDER_SCRIPT, url, service, str(port)],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == b"up", line
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -4,6 +4,10 @@
 |---|---|
 | `memory://` | one process (tests, embedded use) |
 | `file:///var/tmp/sofamesh` | the embedded default: processes of one host share a directory |
+| `etcd://host:2379[,host:2379]?workspace=W` | etcd v3 (JSON gateway), with a local snapshot file |
+| `zookeeper://host:2181[,...]?workspace=W` | ZooKeeper, Dubbo's layout, local snapshot file |
+
+docs/registries.md documents the networked registries' options and layouts.
 """
 
 from __future__ import annotations
@@ -13,21 +17,26 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sofamesh.registry.base import Registry, RegistryError, Snapshot
+from sofamesh.registry.etcd import EtcdRegistry
 from sofamesh.registry.file import FileRegistry
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
+from sofamesh.registry.resilient import NETWORK_SCHEMES, NetworkOptions, parse_network_url
+from sofamesh.registry.snapshot import SnapshotRegistry
 
 __all__ = [
+    "EtcdRegistry",
     "FileRegistry",
     "MemoryHub",
     "MemoryRegistry",
     "Registry",
     "RegistryError",
     "Snapshot",
+    "SnapshotRegistry",
     "open_registry",
     "validate_registry_url",
 ]
 
-SCHEMES = ("memory", "file")
+SCHEMES = ("memory", "file", *NETWORK_SCHEMES)
 
 
 def validate_registry_url(url: str) -> str | None:
@@ -37,6 +46,11 @@ def validate_registry_url(url: str) -> str | None:
         return f"unknown registry scheme {parts.scheme!r} (expected one of {', '.join(SCHEMES)})"
     if parts.scheme == "file" and not parts.path:
         return "file:// registry needs a directory, e.g. file:///var/tmp/sofamesh"
+    if parts.scheme in NETWORK_SCHEMES:
+        try:
+            parse_network_url(url)
+        except ValueError as e:
+            return str(e)
     return None
 
 
@@ -49,6 +63,28 @@ def open_registry(url: str) -> AbstractAsyncContextManager[Any]:
     opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "memory":
         return MemoryRegistry()
+    if parts.scheme in NETWORK_SCHEMES:
+        return open_network_registry(parse_network_url(url))
     lease = float(opts.get("lease", 10.0))
     poll = float(opts.get("poll", 0.2))
     return FileRegistry(parts.path, lease=lease, poll_interval=poll)
+
+
+def open_network_registry(options: NetworkOptions) -> AbstractAsyncContextManager[Any]:
+    """An etcd or ZooKeeper registry, wrapped to keep a local snapshot unless told not to."""
+    inner: Any
+    if options.scheme == "etcd":
+        inner = EtcdRegistry(
+            options.hosts, workspace=options.workspace, root=options.root or "/sofamesh",
+            lease_ttl=max(1, round(options.ttl)), timeout=options.timeout,
+        )
+    else:
+        from sofamesh.registry.zookeeper import ZooKeeperRegistry  # kazoo is an optional extra
+
+        inner = ZooKeeperRegistry(
+            options.hosts, workspace=options.workspace, session_timeout=options.ttl,
+            timeout=options.timeout,
+        )
+    if options.snapshot is None:
+        return inner  # type: ignore[no-any-return]
+    return SnapshotRegistry(inner, options.snapshot, cold_start_wait=options.cold_start_wait)

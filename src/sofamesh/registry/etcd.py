@@ -1,0 +1,366 @@
+"""`etcd://host:2379[,host:2379...]`: endpoints in etcd v3, kept alive by a lease.
+
+Key layout. Every key lives under its workspace, so several teams or
+environments share one etcd without seeing each other::
+
+    /sofamesh/<workspace>/services/<service>/<protocol>/<host>:<port>  endpoint JSON (leased)
+    /sofamesh/<workspace>/rules/<name>                                 governance document
+
+`<service>` and `<name>` are percent-encoded (only RFC 3986 unreserved
+characters stay), so service `a/b` never shares a prefix with service `a`. The
+value is `Endpoint.to_dict()` as JSON (UTF-8).
+
+Publishing: one lease per registry instance (`lease_ttl` seconds, 10 by
+default), renewed every third of its TTL. If etcd answers that the lease is
+gone (it expired while we could not reach etcd), a new lease is granted and
+every endpoint written again; the `Reconciler` retries with backoff and jitter
+until etcd takes them. Closing revokes the lease, which deletes our keys at
+once; a process that dies without closing disappears when its lease expires.
+
+Watching: read the service's prefix once (at revision R), then watch it from
+R + 1. Each watch reply applies its events in revision order and yields one
+snapshot. A broken watch is opened again from the revision after the last
+event seen, so no change is missed or replayed; if etcd has compacted that
+revision away, the prefix is read again. Errors never empty a snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from types import TracebackType
+from typing import TypeVar
+from urllib.parse import quote, unquote
+
+import anyio
+import anyio.abc
+
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry.base import RegistryError, Snapshot
+from sofamesh.registry.etcd_client import EtcdClient
+from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError, Event, EventType, KeyValue, b64
+from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
+from sofamesh.transport.http1 import Http1Pool
+
+log = logging.getLogger("sofamesh.registry.etcd")
+
+T = TypeVar("T")
+DEFAULT_ROOT = "/sofamesh"
+MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+class EtcdKeys:
+    """The key layout of one workspace (see the module docstring)."""
+
+    def __init__(self, workspace: str = "default", root: str = DEFAULT_ROOT) -> None:
+        self.base = f"{root.rstrip('/')}/{_segment(workspace)}/"
+
+    @property
+    def services(self) -> bytes:
+        return f"{self.base}services/".encode()
+
+    def service(self, service: str) -> bytes:
+        return f"{self.base}services/{_segment(service)}/".encode()
+
+    def endpoint(self, ep: Endpoint) -> bytes:
+        return self.service(ep.service) + f"{_segment(ep.protocol)}/{ep.host}:{ep.port}".encode()
+
+    def rule(self, name: str) -> bytes:
+        return f"{self.base}rules/{_segment(name)}".encode()
+
+    def service_of(self, key: bytes) -> str | None:
+        rest = key[len(self.services):]
+        if not key.startswith(self.services) or b"/" not in rest:
+            return None
+        return unquote(rest.split(b"/", 1)[0].decode("utf-8", "replace"))
+
+
+def encode_endpoint(ep: Endpoint) -> bytes:
+    return json.dumps(ep.to_dict(), sort_keys=True).encode()
+
+
+def decode_endpoint(value: bytes) -> Endpoint | None:
+    """The endpoint a value holds, or None if it is not one (written by a foreign tool)."""
+    try:
+        return Endpoint.from_dict(json.loads(value))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class EtcdRegistry:
+    """A `Registry` (and `DocumentSource`) on etcd v3's JSON gateway."""
+
+    def __init__(
+        self, endpoints: Sequence[tuple[str, int]], *, workspace: str = "default",
+        root: str = DEFAULT_ROOT, lease_ttl: int = 10, timeout: float = 3.0,
+        backoff: Backoff | None = None, rand: Callable[[], float] = random.random,
+    ) -> None:
+        check_workspace(workspace)
+        if lease_ttl < 1 or timeout <= 0:
+            raise ValueError("lease_ttl must be at least 1 s and timeout positive")
+        self.endpoints = tuple(endpoints)
+        self.workspace = workspace
+        self.keys = EtcdKeys(workspace, root)
+        self.lease_ttl = lease_ttl
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        self._rand = rand
+        self._wanted: dict[str, Endpoint] = {}  # by Endpoint.key
+        self._withdrawn: dict[str, Endpoint] = {}
+        self._written: dict[str, Endpoint] = {}  # confirmed under the current lease
+        self._lease: int | None = None
+        self._granted_ttl = lease_ttl
+        self._stack = AsyncExitStack()
+        self._client: EtcdClient | None = None
+        self._reconciler: Reconciler | None = None
+        self.leases_granted = 0
+        self.watch_breaks = 0
+
+    async def __aenter__(self) -> EtcdRegistry:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(Http1Pool(connect_timeout=self.timeout))
+            self._client = EtcdClient(self.endpoints, pool, timeout=self.timeout)
+            self._reconciler = Reconciler(self._sync, self.backoff, name="etcd", rand=self._rand)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            await tg.start(self._reconciler.run)
+            tg.start_soon(self._keep_alive_forever)
+            stack.push_async_callback(self._revoke)
+            stack.callback(tg.cancel_scope.cancel)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.__aexit__(et, e, tb)
+
+    @property
+    def client(self) -> EtcdClient:
+        if self._client is None:
+            raise RuntimeError("EtcdRegistry used outside its 'async with' block")
+        return self._client
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, endpoint: Endpoint) -> None:
+        """Write `endpoint` under our lease. On RegistryError it stays wanted: the
+        registry publishes it as soon as etcd answers (call `unpublish` to drop it)."""
+        await self.publish_many([endpoint])
+
+    async def publish_many(self, endpoints: Sequence[Endpoint]) -> None:
+        """`publish` for many endpoints, written in transactions of up to 128 keys."""
+        assert self._reconciler is not None, "EtcdRegistry used outside its 'async with' block"
+        for ep in endpoints:
+            self._withdrawn.pop(ep.key, None)
+            self._wanted[ep.key] = ep
+        await self._reconciler.sync_now()
+
+    async def unpublish(self, endpoint: Endpoint) -> None:
+        """Delete `endpoint`; if etcd cannot be reached, the deletion is retried in the
+        background (and the lease bounds how long it can linger)."""
+        assert self._reconciler is not None, "EtcdRegistry used outside its 'async with' block"
+        self._wanted.pop(endpoint.key, None)
+        self._withdrawn[endpoint.key] = endpoint
+        try:
+            await self._reconciler.sync_now()
+        except RegistryError as e:
+            log.warning("unpublish %s: %s (retrying in the background)", endpoint.address, e)
+
+    async def _sync(self) -> None:
+        """One pass: delete what was withdrawn, write what is wanted and not yet written."""
+        for key, ep in list(self._withdrawn.items()):
+            await self.client.delete(self.keys.endpoint(ep))
+            self._written.pop(key, None)
+            if self._withdrawn.get(key) is ep:
+                del self._withdrawn[key]
+        pending = [ep for key, ep in self._wanted.items() if self._written.get(key) != ep]
+        if not pending:
+            return
+        lease = self._lease if self._lease is not None else await self._grant()
+        for i in range(0, len(pending), MAX_TXN_OPS):
+            await self._put_all(pending[i:i + MAX_TXN_OPS], lease)
+
+    async def _grant(self) -> int:
+        lease, ttl = await self.client.lease_grant(self.lease_ttl)
+        self._lease, self._granted_ttl = lease, max(ttl, 1)
+        self._written.clear()
+        self.leases_granted += 1
+        return lease
+
+    async def _put_all(self, eps: list[Endpoint], lease: int) -> None:
+        puts = [
+            {"request_put": {"key": b64(self.keys.endpoint(ep)), "value": b64(encode_endpoint(ep)),
+                             "lease": str(lease)}}
+            for ep in eps
+        ]
+        try:
+            await self.client.call("/v3/kv/txn", {"success": puts})
+        except EtcdError as e:
+            if e.code == GRPC_NOT_FOUND:  # "requested lease not found": it expired meanwhile
+                self._lose_lease(lease)
+            raise
+        for ep in eps:
+            self._written[ep.key] = ep
+
+    def _lose_lease(self, lease: int) -> None:
+        if self._lease == lease:
+            log.warning("etcd lease %x is gone; publishing again under a new one", lease)
+            self._lease = None
+            self._written.clear()
+            assert self._reconciler is not None
+            self._reconciler.kick()
+
+    async def _keep_alive_forever(self) -> None:
+        attempt = 0
+        while True:
+            period = self._granted_ttl / 3
+            if attempt:  # etcd did not answer: try again sooner, with backoff
+                period = min(period, self.backoff.delay(attempt - 1, self._rand))
+            await anyio.sleep(period)
+            lease = self._lease
+            if lease is None:
+                attempt = 0
+                continue
+            try:
+                ttl = await self.client.lease_keepalive(lease)
+            except RegistryError as e:
+                log.debug("etcd keepalive failed: %s", e)
+                attempt += 1
+                continue
+            attempt = 0
+            if ttl <= 0:
+                self._lose_lease(lease)
+
+    async def _revoke(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(min(self.timeout, 2.0)):
+            try:
+                await self.client.lease_revoke(lease)
+            except RegistryError as e:
+                log.warning("could not revoke etcd lease (%s); our keys expire with it", e)
+
+    # -- watching -----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
+        snapshots = self._follow(service)
+        try:
+            yield snapshots
+        finally:
+            await snapshots.aclose()  # finalise here, in this task, not in the GC
+
+    async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
+        last: Snapshot | None = None
+        follow = self.follow_keys(self.keys.service(service), decode_endpoint)
+        async with aclosing(follow) as states:
+            async for state in states:
+                snap = frozenset(state.values())
+                if snap != last:
+                    last = snap
+                    yield snap
+
+    async def follow_keys(
+        self, key: bytes, decode: Callable[[bytes], T | None], *, prefix: bool = True,
+    ) -> AsyncGenerator[dict[bytes, T]]:
+        """The decoded keys under `key` (or `key` alone), after the first read and after
+        each watch reply. Yields the same dict each time: read it before the next step."""
+        state: dict[bytes, T] = {}
+        next_rev, attempt = 0, 0
+        while True:
+            try:
+                if next_rev == 0:
+                    next_rev = await self._read(key, decode, state, prefix=prefix)
+                    yield state
+                async with self.client.watch(key, next_rev, prefix=prefix) as stream:
+                    async for resp in stream:
+                        attempt = 0
+                        if resp.compact_revision:
+                            log.info("etcd compacted revision %d away; reading again", next_rev)
+                            next_rev = 0
+                            break
+                        if resp.canceled:
+                            raise RegistryError(f"etcd cancelled the watch: {resp.cancel_reason}")
+                        if resp.events:
+                            next_rev = _apply(resp.events, decode, state)
+                            yield state
+            except RegistryError as e:
+                self.watch_breaks += 1
+                self.client.rotate()
+                delay = self.backoff.delay(attempt, self._rand)
+                attempt += 1
+                log.info("etcd watch of %r broke (%s); resuming from revision %d in %.2fs",
+                         key, e, next_rev, delay)
+                await anyio.sleep(delay)
+
+    async def _read(
+        self, key: bytes, decode: Callable[[bytes], T | None], state: dict[bytes, T], *,
+        prefix: bool,
+    ) -> int:
+        if prefix:
+            revision, kvs = await self.client.get_prefix(key)
+        else:
+            revision, kv = await self.client.get(key)
+            kvs = [kv] if kv else []
+        state.clear()
+        for kv in kvs:
+            if (value := decode(kv.value)) is not None:
+                state[kv.key] = value
+        return revision + 1
+
+    async def list_services(self) -> list[str]:
+        _rev, kvs = await self.client.get_prefix(self.keys.services, keys_only=True)
+        return sorted({s for kv in kvs if (s := self.keys.service_of(kv.key)) is not None})
+
+    # -- documents (governance rules) ---------------------------------------------------------
+
+    async def put_document(self, name: str, text: str) -> None:
+        await self.client.put(self.keys.rule(name), text.encode())
+
+    async def delete_document(self, name: str) -> None:
+        await self.client.delete(self.keys.rule(name))
+
+    @asynccontextmanager
+    async def watch_document(self, name: str) -> AsyncIterator[AsyncIterator[str | None]]:
+        texts = self._follow_document(name)
+        try:
+            yield texts
+        finally:
+            await texts.aclose()
+
+    async def _follow_document(self, name: str) -> AsyncGenerator[str | None]:
+        key, last, first = self.keys.rule(name), None, True
+        async with aclosing(self.follow_keys(key, _decode_text, prefix=False)) as states:
+            async for state in states:
+                text = state.get(key)
+                if first or text != last:
+                    first, last = False, text
+                    yield text
+
+
+def _apply(
+    events: Sequence[Event], decode: Callable[[bytes], T | None], state: dict[bytes, T],
+) -> int:
+    """Apply watch events to `state`; the revision to resume from after them."""
+    kv: KeyValue | None = None
+    for event in events:
+        kv = event.kv
+        value = decode(kv.value) if event.type is EventType.PUT else None
+        if value is None:
+            state.pop(kv.key, None)
+        else:
+            state[kv.key] = value
+    assert kv is not None
+    return kv.mod_revision + 1
+
+
+def _decode_text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")

@@ -1,0 +1,413 @@
+"""`zookeeper://host:2181[,host:2181...]`: Dubbo's ZooKeeper layout, shared with Dubbo apps.
+
+Layout. The workspace is Dubbo's registry `group`, the root node: `/dubbo` for
+the `default` workspace, `/<workspace>` otherwise (a Dubbo app with
+`dubbo.registry.group=<workspace>` shares it)::
+
+    /<root>/<service>/providers/<URL-encoded provider URL>   ephemeral, one per endpoint
+    /<root>/<service>/consumers/<URL-encoded consumer URL>   ephemeral, one per watching process
+    /<root>/<service>/routers, /<root>/<service>/configurators   persistent, made as Dubbo does
+    /<root>/config/sofamesh/<name>                           a governance document (node data)
+
+`<service>` and node names are encoded as Dubbo does (Java's URLEncoder); the
+provider URL maps to an `Endpoint` as `dubbo_url.py` documents. So Dubbo
+consumers see sofamesh providers and sofamesh sees Dubbo providers.
+
+Sessions. An endpoint lives as long as our session: one that dies without
+unpublishing disappears after `session_timeout` (10 s by default, negotiated
+within the server's min/max). kazoo reconnects by itself; when it comes back
+with a *new* session (the old one expired during an outage), the `Reconciler`
+creates our ephemeral nodes again, with backoff and jitter while it fails.
+
+Watching: read the providers' children with a watch; each watch event (or a
+reconnection) triggers a new read of the whole list. ZooKeeper watches fire
+once, and the read that re-arms the watch sees every change made before it,
+so none is lost; a reconnection within the session re-arms watches with the
+last zxid seen (kazoo's SetWatches). Errors never empty a snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager, suppress
+from functools import partial
+from types import TracebackType
+
+import anyio
+import anyio.abc
+from kazoo.exceptions import NodeExistsError, NoNodeError
+
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry.base import RegistryError, Snapshot
+from sofamesh.registry.dubbo_url import (
+    consumer_url,
+    endpoint_to_url,
+    java_url_decode,
+    java_url_encode,
+    url_to_endpoint,
+)
+from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
+from sofamesh.registry.zookeeper_bridge import KazooBridge
+
+log = logging.getLogger("sofamesh.registry.zookeeper")
+
+CATEGORIES = ("providers", "consumers", "routers", "configurators")
+PIPELINE = 64  # node creations in flight at once (one session pipelines them in order)
+
+
+class ZooKeeperPaths:
+    """The node layout of one workspace (see the module docstring)."""
+
+    def __init__(self, workspace: str = "default") -> None:
+        self.root = "/dubbo" if workspace == "default" else f"/{workspace}"
+
+    def service(self, service: str) -> str:
+        return f"{self.root}/{java_url_encode(service)}"
+
+    def category(self, service: str, category: str) -> str:
+        return f"{self.service(service)}/{category}"
+
+    def node(self, service: str, category: str, url: str) -> str:
+        return f"{self.category(service, category)}/{java_url_encode(url)}"
+
+    def document(self, name: str) -> str:
+        return f"{self.root}/config/sofamesh/{java_url_encode(name)}"
+
+
+def decode_providers(children: Sequence[str]) -> Snapshot:
+    """The endpoints the node names under `providers/` describe (others are skipped)."""
+    found: set[Endpoint] = set()
+    for child in children:
+        try:
+            found.add(url_to_endpoint(java_url_decode(child)))
+        except ValueError:
+            continue  # not a provider URL (a foreign tool's node): not an endpoint
+    return frozenset(found)
+
+
+class ZooKeeperRegistry:
+    """A `Registry` (and `DocumentSource`) on ZooKeeper, in Dubbo's layout."""
+
+    def __init__(
+        self, hosts: Sequence[tuple[str, int]], *, workspace: str = "default",
+        session_timeout: float = 10.0, timeout: float = 3.0, app: str = "sofamesh",
+        register_consumers: bool = True, backoff: Backoff | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        check_workspace(workspace)
+        if session_timeout <= 0 or timeout <= 0:
+            raise ValueError("session_timeout and timeout must be positive")
+        self.hosts = tuple(hosts)
+        self.workspace = workspace
+        self.paths = ZooKeeperPaths(workspace)
+        self.session_timeout = session_timeout
+        self.timeout = timeout
+        self.app = app
+        self.register_consumers = register_consumers
+        self.backoff = backoff or Backoff()
+        self._rand = rand
+        self._wanted: dict[str, str] = {}  # what we want to exist: key -> ephemeral node path
+        self._withdrawn: dict[str, str] = {}  # to delete: key -> path
+        self._created: dict[str, str] = {}  # created in the current session: key -> path
+        self._consumers: dict[str, int] = {}  # service -> watches open
+        self._followers: set[anyio.Event] = set()
+        self._dirs: set[str] = set()  # service directories known to exist
+        self._local_host = "127.0.0.1"
+        self._stack = AsyncExitStack()
+        self._zk: KazooBridge | None = None
+        self._reconciler: Reconciler | None = None
+        self.sessions = 0
+
+    async def __aenter__(self) -> ZooKeeperRegistry:
+        self._local_host = await anyio.to_thread.run_sync(_local_address, self.hosts[0])
+        async with AsyncExitStack() as stack:
+            self._reconciler = Reconciler(
+                self._sync, self.backoff, name="zookeeper", rand=self._rand,
+            )
+            zk = self._zk = KazooBridge(
+                ",".join(f"{h}:{p}" for h, p in self.hosts), session_timeout=self.session_timeout,
+                timeout=self.timeout, backoff=self.backoff, on_connected=self._connected,
+            )
+            stack.push_async_callback(zk.aclose)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            await tg.start(zk.run)
+            await tg.start(self._reconciler.run)
+            stack.callback(tg.cancel_scope.cancel)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.__aexit__(et, e, tb)
+
+    @property
+    def zk(self) -> KazooBridge:
+        if self._zk is None:
+            raise RuntimeError("ZooKeeperRegistry used outside its 'async with' block")
+        return self._zk
+
+    def _connected(self, new_session: bool) -> None:
+        if new_session:
+            self.sessions += 1
+            self._created.clear()  # a new session holds none of our ephemeral nodes
+            assert self._reconciler is not None
+            self._reconciler.kick()
+        self._wake_followers()
+
+    def _wake_followers(self) -> None:
+        for event in self._followers:
+            event.set()
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, endpoint: Endpoint) -> None:
+        """Create `endpoint`'s provider node. On RegistryError it stays wanted: it is
+        created as soon as ZooKeeper answers (call `unpublish` to drop it)."""
+        await self.publish_many([endpoint])
+
+    async def publish_many(self, endpoints: Sequence[Endpoint]) -> None:
+        """`publish` for many endpoints, in one pass with requests pipelined."""
+        for ep in endpoints:
+            url = endpoint_to_url(ep, timestamp_ms=int(time.time() * 1000), pid=os.getpid())
+            self._want(ep.key, self.paths.node(ep.service, "providers", url))
+        await self.reconciler.sync_now()
+
+    async def unpublish(self, endpoint: Endpoint) -> None:
+        """Delete `endpoint`'s node; if ZooKeeper cannot be reached, the deletion is
+        retried in the background (and the session bounds how long it can linger)."""
+        if self._unwant(endpoint.key):
+            try:
+                await self.reconciler.sync_now()
+            except RegistryError as e:
+                log.warning("zookeeper: could not delete %s now (%s); retrying later",
+                            endpoint.address, e)
+
+    @property
+    def reconciler(self) -> Reconciler:
+        if self._reconciler is None:
+            raise RuntimeError("ZooKeeperRegistry used outside its 'async with' block")
+        return self._reconciler
+
+    def _want(self, key: str, path: str) -> None:
+        self._withdrawn.pop(key, None)
+        self._wanted[key] = path
+
+    def _unwant(self, key: str) -> bool:
+        path = self._wanted.pop(key, None) or self._created.get(key)
+        if path is not None:
+            self._withdrawn[key] = path
+        return path is not None
+
+    async def _sync(self) -> None:
+        """One pass: delete withdrawn nodes, create wanted ones missing from this session."""
+        for key, path in list(self._withdrawn.items()):
+            await self._delete(path)
+            if self._created.get(key) == path:
+                del self._created[key]
+            if self._withdrawn.get(key) == path:
+                del self._withdrawn[key]
+        todo = [(k, p) for k, p in self._wanted.items() if self._created.get(k) != p]
+        dirs = {path.rsplit("/", 2)[0] for _key, path in todo} - self._dirs
+        await self._pipelined([partial(self._ensure_dirs, d) for d in dirs])
+        await self._pipelined([partial(self._create_wanted, k, p) for k, p in todo])
+
+    async def _pipelined(self, calls: list[Callable[[], Awaitable[None]]]) -> None:
+        """Run `calls` with up to PIPELINE in flight; the first RegistryError, after all ran."""
+        failures: list[RegistryError] = []
+        limiter = anyio.CapacityLimiter(PIPELINE)
+
+        async def run(call: Callable[[], Awaitable[None]]) -> None:
+            async with limiter:
+                try:
+                    await call()
+                except RegistryError as e:
+                    failures.append(e)
+
+        async with anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(run, call)
+        if failures:
+            raise failures[0]
+
+    async def _ensure_dirs(self, service_dir: str) -> None:
+        """Make a service's persistent directories, as Dubbo does (plain creates, one
+        round trip each: cheaper than kazoo's ensure_path, which checks every level)."""
+        root = service_dir.rsplit("/", 1)[0]
+        if root not in self._dirs:
+            await self.zk.call("ensure_path", root)
+            self._dirs.add(root)
+        for path in (service_dir, *(f"{service_dir}/{c}" for c in CATEGORIES)):
+            with suppress(NodeExistsError):
+                await self.zk.call("create", path, b"")
+        self._dirs.add(service_dir)
+
+    async def _create_wanted(self, key: str, path: str) -> None:
+        old = self._created.get(key)
+        if old is not None:
+            await self._delete(old)  # metadata changed: the URL, so the node name, did too
+        await self._create_ephemeral(path)
+        if self._wanted.get(key) == path:
+            self._created[key] = path
+
+    async def _create_ephemeral(self, path: str) -> None:
+        try:
+            await self.zk.call("create", path, b"", ephemeral=True)
+        except NoNodeError:
+            self._dirs.discard(path.rsplit("/", 2)[0])  # removed by someone: make them again
+            raise RegistryError(f"zookeeper: the parent of {path} vanished") from None
+        except NodeExistsError:
+            # Ours from this session (an answer we missed), or left by a session that
+            # ZooKeeper has not expired yet: that one would vanish with it, so replace it.
+            stat = await self.zk.call("exists", path)
+            if stat is not None and stat.ephemeralOwner != self.zk.session_id:
+                await self._delete(path)
+                await self.zk.call("create", path, b"", ephemeral=True)
+
+    async def _delete(self, path: str) -> None:
+        with suppress(NoNodeError):
+            await self.zk.call("delete", path)
+
+    # -- watching -----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
+        snapshots = self._follow(service)
+        self._register_consumer(service)
+        try:
+            yield snapshots
+        finally:
+            await snapshots.aclose()  # finalise here, in this task, not in the GC
+            self._unregister_consumer(service)
+
+    def _register_consumer(self, service: str) -> None:
+        """Show this process under `consumers/` as Dubbo consumers do (in the background:
+        a watch must not wait for it, nor fail because of it)."""
+        self._consumers[service] = self._consumers.get(service, 0) + 1
+        if not self.register_consumers or self._consumers[service] > 1:
+            return
+        url = consumer_url(service, self._local_host, app=self.app,
+                           timestamp_ms=int(time.time() * 1000), pid=os.getpid())
+        self._want(f"consumer|{service}", self.paths.node(service, "consumers", url))
+        self.reconciler.kick()
+
+    def _unregister_consumer(self, service: str) -> None:
+        self._consumers[service] -= 1
+        if self._consumers[service] == 0:
+            del self._consumers[service]
+            if self.register_consumers and self._unwant(f"consumer|{service}"):
+                self.reconciler.kick()
+
+    async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
+        path = self.paths.category(service, "providers")
+        last: Snapshot | None = None
+        async with aclosing(self._follow_node(path, "get_children")) as values:
+            async for children in values:
+                snap = decode_providers(children or [])  # type: ignore[arg-type]
+                if snap != last:
+                    last = snap
+                    yield snap
+
+    async def _follow_node(self, path: str, method: str) -> AsyncGenerator[object]:
+        """`method`'s answer for `path` (None while it does not exist), re-read after each
+        watch event or reconnection, until the caller stops."""
+        attempt = 0
+        while True:
+            changed = anyio.Event()
+            self._followers.add(changed)
+            try:
+                value = await self._read_watched(path, method, changed)
+            except RegistryError as e:
+                delay = self.backoff.delay(attempt, self._rand)
+                attempt += 1
+                log.info("zookeeper: reading %s failed (%s); again in %.2fs", path, e, delay)
+                with anyio.move_on_after(delay):
+                    await changed.wait()  # or as soon as we are connected again
+                self._followers.discard(changed)
+                continue
+            attempt = 0
+            try:
+                yield value
+                await changed.wait()
+            finally:
+                self._followers.discard(changed)
+
+    async def _read_watched(self, path: str, method: str, changed: anyio.Event) -> object:
+        try:
+            return await self.zk.call(method, path, watch=self.zk.watcher(changed))
+        except NoNodeError:
+            # Watch for the node's creation instead; if it appeared meanwhile, read again.
+            if await self.zk.call("exists", path, watch=self.zk.watcher(changed)) is not None:
+                changed.set()
+            return None
+
+    async def list_services(self) -> list[str]:
+        try:
+            names = await self.zk.call("get_children", self.paths.root)
+        except NoNodeError:
+            return []
+        found = []
+        for name in names:  # one read per service: fine for catalogs and admin pages
+            path = f"{self.paths.root}/{name}/providers"
+            try:
+                providers = await self.zk.call("get_children", path)
+            except NoNodeError:
+                continue  # `config`, or a service node with no providers yet
+            if decode_providers(providers):
+                found.append(java_url_decode(name))
+        return sorted(found)
+
+    # -- documents (governance rules) ---------------------------------------------------------
+
+    async def put_document(self, name: str, text: str) -> None:
+        path = self.paths.document(name)
+        try:
+            await self.zk.call("set", path, text.encode())
+        except NoNodeError:
+            try:
+                await self.zk.call("create", path, text.encode(), makepath=True)
+            except NodeExistsError:  # created meanwhile by someone else: ours is newer
+                await self.zk.call("set", path, text.encode())
+
+    async def delete_document(self, name: str) -> None:
+        await self._delete(self.paths.document(name))
+
+    @asynccontextmanager
+    async def watch_document(self, name: str) -> AsyncIterator[AsyncIterator[str | None]]:
+        texts = self._follow_document(name)
+        try:
+            yield texts
+        finally:
+            await texts.aclose()
+
+    async def _follow_document(self, name: str) -> AsyncGenerator[str | None]:
+        last: str | None = None
+        first = True
+        async with aclosing(self._follow_node(self.paths.document(name), "get")) as values:
+            async for value in values:
+                text = _document_text(value)
+                if first or text != last:
+                    first, last = False, text
+                    yield text
+
+
+def _document_text(value: object) -> str | None:
+    """The text of a `get` answer, (data, stat), or None for a missing node."""
+    if not isinstance(value, tuple):
+        return None
+    return bytes(value[0] or b"").decode("utf-8", "replace")
+
+
+def _local_address(server: tuple[str, int]) -> str:
+    """The local address we reach `server` from (for consumer URLs); no packet is sent."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(server)
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"

@@ -1,0 +1,258 @@
+"""The etcd registry against a real etcd 3.4 on loopback (one server for the module)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+import pytest
+from tests.registry import servers
+from tests.registry.servers import CuttableProxy, EtcdServer, next_value, provider_process, wait_for
+
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry import EtcdRegistry, RegistryError, open_registry
+from sofamesh.registry.etcd import EtcdKeys, decode_endpoint
+from sofamesh.registry.resilient import Backoff
+
+pytestmark = pytest.mark.anyio
+etcd_server = servers.etcd_server
+
+FAST = Backoff(initial=0.02, maximum=0.2)
+
+
+def ws(request: pytest.FixtureRequest) -> str:
+    """A workspace of its own for each test (and backend), so tests share the server."""
+    return f"t{abs(hash(request.node.nodeid)) % 10**9}"
+
+
+@asynccontextmanager
+async def registry(port: int, workspace: str, **kw: object) -> AsyncIterator[EtcdRegistry]:
+    kw.setdefault("backoff", FAST)
+    async with EtcdRegistry([("127.0.0.1", port)], workspace=workspace, **kw) as reg:  # type: ignore[arg-type]
+        yield reg
+
+
+EP = Endpoint("com.example.Orders", "127.0.0.1", 8080, version="1.0", zone="z1", tags={"canary"},
+              meta={"methods": "get,put"}, app="orders")
+
+
+async def test_publish_discover_unpublish(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    async with registry(etcd_server.port, w) as pub, registry(etcd_server.port, w) as sub, \
+            sub.watch(EP.service) as snaps:
+        assert await next_value(snaps) == frozenset()
+        await pub.publish(EP)
+        (seen,) = await next_value(snaps)
+        assert seen == EP and seen.meta == (("methods", "get,put"),)
+        assert await sub.list_services() == [EP.service]
+        await pub.unpublish(EP)
+        assert await next_value(snaps) == frozenset()
+        assert await sub.list_services() == []
+
+
+async def test_key_layout_is_the_documented_one(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    async with registry(etcd_server.port, w) as reg:
+        await reg.publish(EP)
+        _rev, kv = await reg.client.get(
+            f"/sofamesh/{w}/services/com.example.Orders/http/127.0.0.1:8080".encode()
+        )
+        assert kv is not None and kv.lease != 0
+        assert decode_endpoint(kv.value) == EP and json.loads(kv.value)["zone"] == "z1"
+
+
+async def test_service_names_cannot_collide_through_slashes() -> None:
+    keys = EtcdKeys("w")
+    assert not keys.service("a/b").startswith(keys.service("a"))
+    assert keys.service_of(keys.endpoint(Endpoint("a/b", "h", 1))) == "a/b"
+
+
+async def test_workspaces_do_not_see_each_other(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    a, b = ws(request) + "a", ws(request) + "b"
+    ep_b = Endpoint(EP.service, "127.0.0.2", 9)
+    async with registry(etcd_server.port, a) as ra, registry(etcd_server.port, b) as rb:
+        await ra.publish(EP)
+        await rb.publish(ep_b)
+        async with ra.watch(EP.service) as sa, rb.watch(EP.service) as sb:
+            assert await next_value(sa) == {EP}
+            assert await next_value(sb) == {ep_b}
+        await rb.unpublish(ep_b)
+        assert await rb.list_services() == []
+        assert await ra.list_services() == [EP.service]
+
+
+async def test_lease_is_kept_alive_past_its_ttl(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    opened = registry(etcd_server.port, ws(request), lease_ttl=1)
+    async with opened as reg, reg.watch(EP.service) as snaps:
+        await reg.publish(EP)
+        assert await wait_for(snaps, bool) == {EP}
+        with anyio.move_on_after(2.5):  # 2.5 lease TTLs: an unrenewed lease would be gone
+            await snaps.__anext__()
+            pytest.fail("the endpoint changed while its lease was renewed")
+        assert len((await reg.client.get_prefix(reg.keys.service(EP.service)))[1]) == 1
+        assert reg.leases_granted == 1
+
+
+async def test_sigkilled_provider_disappears_within_its_lease(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    url = f"{etcd_server.url}?workspace={w}&lease=1&snapshot=none"
+    async with registry(etcd_server.port, w) as sub, sub.watch("svc") as snaps:
+        assert await next_value(snaps) == frozenset()
+        with provider_process(url, "svc", 7001) as proc:
+            assert len(await next_value(snaps)) == 1
+            os.kill(proc.pid, signal.SIGKILL)
+            with anyio.fail_after(3.0):  # lease 1 s; etcd checks expiry every 500 ms
+                assert await next_value(snaps) == frozenset()
+
+
+async def test_close_revokes_the_lease_at_once(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    async with registry(etcd_server.port, w) as sub, sub.watch("svc") as snaps:
+        assert await next_value(snaps) == frozenset()
+        async with registry(etcd_server.port, w, lease_ttl=60) as pub:
+            await pub.publish(Endpoint("svc", "127.0.0.1", 1))
+            assert len(await next_value(snaps)) == 1
+        assert await next_value(snaps, timeout=2.0) == frozenset()  # not after 60 s
+
+
+async def test_lost_lease_is_replaced_and_endpoints_written_again(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    async with registry(etcd_server.port, w, lease_ttl=1) as pub, pub.watch(EP.service) as snaps:
+        await pub.publish(EP)
+        assert await wait_for(snaps, bool) == {EP}
+        assert pub._lease is not None
+        await pub.client.lease_revoke(pub._lease)  # what an expiry during a partition does
+        assert await next_value(snaps) == frozenset()
+        assert await next_value(snaps) == {EP}  # the keepalive noticed, a new lease took over
+        assert pub.leases_granted == 2
+
+
+async def test_documents_are_watched_like_services(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    async with registry(etcd_server.port, ws(request)) as reg, reg.watch_document("rules") as docs:
+        assert await next_value(docs) is None
+        await reg.put_document("rules", "flow: []\n")
+        assert await next_value(docs) == "flow: []\n"
+        await reg.put_document("rules", "flow: [{qps: 5}]\n")
+        assert await next_value(docs) == "flow: [{qps: 5}]\n"
+        await reg.delete_document("rules")
+        assert await next_value(docs) is None
+
+
+async def test_publish_while_etcd_is_unreachable_raises_and_retries(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    proxy = CuttableProxy(etcd_server.port)
+    async with proxy.serving(), registry(proxy.port, w, timeout=0.5) as pub, \
+            registry(etcd_server.port, w) as sub, sub.watch(EP.service) as snaps:
+        assert await next_value(snaps) == frozenset()
+        proxy.refusing = True
+        await proxy.cut()
+        with pytest.raises(RegistryError):
+            await pub.publish(EP)
+        proxy.refusing = False
+        assert await next_value(snaps) == {EP}  # the reconciler published it when it could
+
+
+async def _burst(
+    writer: EtcdRegistry, prefix: bytes, proxy: CuttableProxy,
+) -> tuple[list[int], set[bytes]]:
+    """1,000 changes, one revision each; breaks the watch at 3 points while writing."""
+    puts: list[int] = []
+    live: set[bytes] = set()
+    for i in range(1000):
+        if i % 5 == 4:  # every fifth change deletes the previous key
+            key = prefix + b"%04d" % (i - 1)
+            await writer.client.delete(key)
+            live.discard(key)
+        else:
+            key = prefix + b"%04d" % i
+            await writer.client.put(key, json.dumps(i).encode())
+            puts.append(i)
+            live.add(key)
+        if i in (200, 500, 800):
+            await proxy.cut()
+    await writer.client.put(prefix + b"end", b"-1")
+    return puts, live
+
+
+async def test_a_broken_watch_resumes_without_missing_or_replaying_a_change(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    proxy = CuttableProxy(etcd_server.port)
+    seen: list[int] = []  # every PUT value the watcher applied, in order
+
+    def record(value: bytes) -> int:
+        seen.append(json.loads(value))
+        return seen[-1]
+
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(proxy.serving())
+        watcher = await stack.enter_async_context(registry(proxy.port, w))
+        writer = await stack.enter_async_context(registry(etcd_server.port, w))
+        prefix = writer.keys.service("burst")
+        states = watcher.follow_keys(prefix, record)
+        stack.push_async_callback(states.aclose)
+        assert await next_value(states) == {}
+        result: list[tuple[list[int], set[bytes]]] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _collect(result, _burst(writer, prefix, proxy)))
+            # Follow while the burst goes on, up to the end mark the writer puts last.
+            state = await wait_for(states, lambda s: prefix + b"end" in s, timeout=30)
+        puts, live = result[0]
+        assert proxy.cuts == 3 and watcher.watch_breaks >= 3
+        assert seen == [*puts, -1]  # each PUT exactly once, in revision order
+        assert set(state) == {*live, prefix + b"end"}
+
+
+async def _collect(out: list[object], coro: object) -> None:
+    out.append(await coro)  # type: ignore[misc]
+
+
+async def test_compacted_revision_is_read_again(
+    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    proxy = CuttableProxy(etcd_server.port)
+    async with proxy.serving(), registry(proxy.port, w) as watcher, \
+            registry(etcd_server.port, w) as writer, watcher.watch("svc") as snaps:
+        a, b = Endpoint("svc", "127.0.0.1", 1), Endpoint("svc", "127.0.0.1", 2)
+        await writer.publish(a)
+        assert await wait_for(snaps, bool) == {a}
+        proxy.refusing = True
+        await proxy.cut()
+        await writer.publish(b)
+        await writer.unpublish(a)
+        revision = await writer.client.put(b"/unrelated", b"x")
+        await writer.client.call("/v3/kv/compaction", {"revision": str(revision)})
+        proxy.refusing = False
+        assert await wait_for(snaps, lambda s: s == {b}) == {b}
+
+
+async def test_open_registry_by_url(etcd_server: EtcdServer, tmp_path: object) -> None:
+    url = f"{etcd_server.url},127.0.0.1:1?workspace=urltest&lease=3&snapshot=none&timeout=0.5"
+    async with open_registry(url) as reg:
+        assert isinstance(reg, EtcdRegistry) and reg.workspace == "urltest" and reg.lease_ttl == 3
+        assert reg.endpoints == (("127.0.0.1", etcd_server.port), ("127.0.0.1", 1))
+        assert await reg.list_services() == []

@@ -1,0 +1,250 @@
+"""The ZooKeeper registry against a real ZooKeeper 3.8 on loopback (one server per module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+import pytest
+from kazoo.client import KazooClient
+from tests.registry import servers
+from tests.registry.servers import (
+    CuttableProxy,
+    ZooKeeperServer,
+    next_value,
+    provider_process,
+    wait_for,
+)
+from tests.registry.test_dubbo_url import DUBBO_NODE
+
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry import RegistryError, open_registry
+from sofamesh.registry.dubbo_url import endpoint_to_url, java_url_decode, url_to_endpoint
+from sofamesh.registry.resilient import Backoff
+from sofamesh.registry.zookeeper import ZooKeeperRegistry
+
+pytestmark = pytest.mark.anyio
+zookeeper_server = servers.zookeeper_server
+
+FAST = Backoff(initial=0.02, maximum=0.2)
+EP = Endpoint("com.example.Orders", "127.0.0.1", 8080, version="1.0", zone="z1", tags={"canary"},
+              meta={"methods": "get,put"}, app="orders")
+
+
+def ws(request: pytest.FixtureRequest) -> str:
+    """A workspace (root node) of its own for each test, so tests share the server."""
+    return f"t{abs(hash(request.node.nodeid)) % 10**9}"
+
+
+@asynccontextmanager
+async def registry(port: int, workspace: str, **kw: object) -> AsyncIterator[ZooKeeperRegistry]:
+    kw.setdefault("backoff", FAST)
+    async with ZooKeeperRegistry([("127.0.0.1", port)], workspace=workspace, **kw) as reg:  # type: ignore[arg-type]
+        yield reg
+
+
+async def test_publish_discover_unpublish(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    port = zookeeper_server.port
+    async with registry(port, w) as pub, registry(port, w) as sub, sub.watch(EP.service) as snaps:
+        assert await next_value(snaps) == frozenset()
+        await pub.publish(EP)
+        assert await next_value(snaps) == {EP}
+        assert await sub.list_services() == [EP.service]
+        await pub.unpublish(EP)
+        assert await next_value(snaps) == frozenset()
+        assert await sub.list_services() == []
+
+
+async def test_dubbo_layout_both_ways(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    """Our provider node is where and what Dubbo reads; a Dubbo provider's node is an endpoint."""
+    async with registry(zookeeper_server.port, "default") as reg:
+        await reg.publish(EP)
+        base = "/dubbo/com.example.Orders"
+        assert set(await reg.zk.call("get_children", base)) >= {
+            "providers", "consumers", "routers", "configurators"}
+        (node,) = await reg.zk.call("get_children", f"{base}/providers")
+        assert url_to_endpoint(java_url_decode(node)) == EP
+        _data, stat = await reg.zk.call("get", f"{base}/providers/{node}")
+        assert stat.ephemeralOwner == reg.zk.session_id
+        dubbo_path = "/dubbo/org.apache.dubbo.demo.DemoService/providers/" + DUBBO_NODE
+        await reg.zk.call("create", dubbo_path, b"", ephemeral=True, makepath=True)
+        consumers = "/dubbo/org.apache.dubbo.demo.DemoService/consumers"
+        async with reg.watch("org.apache.dubbo.demo.DemoService") as snaps:
+            (ep,) = await next_value(snaps)
+            assert (ep.protocol, ep.address, ep.version, ep.weight) == (
+                "dubbo", "192.168.1.5:20880", "1.0.0", 50)
+            with anyio.fail_after(5):  # consumers register in the background
+                await reg.reconciler.in_sync.wait()
+            (consumer,) = await reg.zk.call("get_children", consumers)
+            assert "side%3Dconsumer" in consumer
+        with anyio.fail_after(5):
+            await reg.reconciler.in_sync.wait()
+        assert await reg.zk.call("get_children", consumers) == []
+        await reg.unpublish(EP)
+
+
+async def test_workspaces_do_not_see_each_other(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    a, b = ws(request) + "a", ws(request) + "b"
+    ep_b = Endpoint(EP.service, "127.0.0.2", 9)
+    async with registry(zookeeper_server.port, a) as ra, registry(zookeeper_server.port, b) as rb:
+        assert ra.paths.root == f"/{a}"
+        await ra.publish(EP)
+        await rb.publish(ep_b)
+        async with ra.watch(EP.service) as sa, rb.watch(EP.service) as sb:
+            assert await next_value(sa) == {EP}
+            assert await next_value(sb) == {ep_b}
+        await rb.unpublish(ep_b)
+        assert await rb.list_services() == []
+        assert await ra.list_services() == [EP.service]
+
+
+async def test_sigkilled_provider_disappears_within_its_session_timeout(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    url = f"{zookeeper_server.url}?workspace={w}&session_timeout=1&snapshot=none"
+    async with registry(zookeeper_server.port, w) as sub, sub.watch("svc") as snaps:
+        assert await next_value(snaps) == frozenset()
+        with provider_process(url, "svc", 7001) as proc:
+            assert len(await next_value(snaps)) == 1
+            os.kill(proc.pid, signal.SIGKILL)
+            with anyio.fail_after(4.0):  # session 1 s; the server checks every tick (500 ms)
+                assert await next_value(snaps) == frozenset()
+
+
+async def test_close_ends_the_session_and_joins_kazoo_threads(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    async with registry(zookeeper_server.port, w) as sub, sub.watch("svc") as snaps:
+        assert await next_value(snaps) == frozenset()
+        before = set(threading.enumerate())
+        async with registry(zookeeper_server.port, w, session_timeout=30) as pub:
+            await pub.publish(Endpoint("svc", "127.0.0.1", 1))
+            assert len(await next_value(snaps)) == 1
+            assert len(set(threading.enumerate()) - before) >= 2  # kazoo's own threads
+        assert await next_value(snaps, timeout=2.0) == frozenset()  # not after 30 s
+        assert not [t for t in set(threading.enumerate()) - before if t.is_alive()
+                    and not t.name.startswith(("AnyIO worker", "Trio thread"))]
+
+
+def _expire(port: int, client_id: tuple[int, bytes]) -> None:
+    """End a session from outside, as the server does when it expires: another client
+    takes it over with its id and password, then closes it."""
+    thief = KazooClient(hosts=f"127.0.0.1:{port}", client_id=client_id)
+    thief.start(timeout=5)
+    thief.stop()
+    thief.close()
+
+
+async def test_expired_session_means_a_new_one_and_our_nodes_again(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    w, port = ws(request), zookeeper_server.port
+    async with registry(port, w) as pub, registry(port, w) as sub, sub.watch(EP.service) as snaps:
+        await pub.publish(EP)
+        assert await wait_for(snaps, bool) == {EP}
+        assert pub.sessions == 1
+        await anyio.to_thread.run_sync(_expire, zookeeper_server.port, pub.zk.client.client_id)
+        assert await next_value(snaps) == frozenset()  # the old session's node went with it
+        assert await next_value(snaps) == {EP}  # the reconciler made it again
+        assert pub.sessions == 2
+
+
+async def test_documents_are_watched_like_services(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    async with registry(zookeeper_server.port, ws(request)) as reg, \
+            reg.watch_document("rules") as docs:
+        assert await next_value(docs) is None
+        await reg.put_document("rules", "flow: []\n")
+        assert await next_value(docs) == "flow: []\n"
+        await reg.put_document("rules", "flow: [{qps: 5}]\n")
+        assert await next_value(docs) == "flow: [{qps: 5}]\n"
+        await reg.delete_document("rules")
+        assert await next_value(docs) is None
+
+
+async def test_publish_while_zookeeper_is_unreachable_raises_and_retries(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    proxy = CuttableProxy(zookeeper_server.port)
+    async with proxy.serving(), registry(proxy.port, w, timeout=0.5) as pub, \
+            registry(zookeeper_server.port, w) as sub, sub.watch(EP.service) as snaps:
+        assert await next_value(snaps) == frozenset()
+        proxy.refusing = True
+        await proxy.cut()
+        with pytest.raises(RegistryError):
+            await pub.publish(EP)
+        proxy.refusing = False
+        assert await next_value(snaps) == {EP}  # created once kazoo reconnected
+
+
+def _states() -> tuple[list[frozenset[int]], list[tuple[str, int]]]:
+    """The 1,000 changes of the burst (create port i; every fifth deletes the one made two
+    steps before, so no state repeats), and the endpoint set after each."""
+    ops: list[tuple[str, int]] = []
+    states, live = [], set()
+    for i in range(1000):
+        op = ("delete", i - 2) if i % 5 == 4 else ("create", i)
+        ops.append(op)
+        live.discard(op[1]) if op[0] == "delete" else live.add(op[1])
+        states.append(frozenset(live))
+    return states, ops
+
+
+async def test_a_broken_watch_resumes_and_loses_no_change(
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    proxy = CuttableProxy(zookeeper_server.port)
+    states, ops = _states()
+    index = {state: k for k, state in enumerate(states)}
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(proxy.serving())
+        watcher = await stack.enter_async_context(registry(proxy.port, w))
+        writer = await stack.enter_async_context(registry(zookeeper_server.port, w))
+        await writer.zk.call("ensure_path", writer.paths.category("burst", "providers"))
+        snaps = await stack.enter_async_context(watcher.watch("burst"))
+        assert await next_value(snaps) == frozenset()
+        seen: list[int] = []  # the step of the burst each snapshot shows
+
+        async def write() -> None:
+            for i, (op, port) in enumerate(ops):
+                ep = Endpoint("burst", "127.0.0.1", port + 1)
+                url = endpoint_to_url(ep, timestamp_ms=0, pid=0)
+                path = writer.paths.node("burst", "providers", url)
+                await writer.zk.call(op, path, *((b"",) if op == "create" else ()))
+                if i in (200, 500, 800):
+                    await proxy.cut()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            async for snap in snaps:
+                ports = frozenset(ep.port - 1 for ep in snap)
+                assert ports in index, "a snapshot that never existed"
+                seen.append(index[ports])
+                if seen[-1] == len(states) - 1:
+                    break
+        assert seen == sorted(seen), "a snapshot went back in time"
+        assert proxy.cuts == 3
+
+
+async def test_open_registry_by_url(zookeeper_server: ZooKeeperServer) -> None:
+    url = f"{zookeeper_server.url}?workspace=urltest&session_timeout=4&snapshot=none"
+    async with open_registry(url) as reg:
+        assert isinstance(reg, ZooKeeperRegistry) and reg.paths.root == "/urltest"
+        assert reg.session_timeout == 4
+        assert await reg.list_services() == []
