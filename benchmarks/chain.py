@@ -119,7 +119,7 @@ async def main(calls: int, rounds: int) -> None:
         async with ClusterManager(
             registry, lambda s: PolicyConfig(), Stats(), MonotonicClock()
         ) as cm:
-            await (await cm.resolve(SERVICE)).ready.wait()
+            await cm.get(SERVICE).ready.wait()
             empty, full = Governance(), Governance()
             assert full.load(FULL_RULES, "bench"), full.last_error
             chains: dict[str, Callable[[], Awaitable[float]]] = {}

@@ -148,23 +148,23 @@ class ClusterManager:
             self._tg.start_soon(self._follow, cluster)
         return cluster
 
-    async def resolve(self, service: str) -> Cluster:
-        """The cluster for `service`, matching case-insensitively when the name came lowercased.
+    async def canonical_name(self, service: str) -> str:
+        """The registered spelling of `service`, matching case-insensitively if it came lowercased.
 
         HTTP clients lowercase the Host header (DNS names are case-insensitive), so
         `http://com.example.Orders/` arrives as `com.example.orders`. A lowercase name
-        with no cluster of its own is looked up among the registered services, again
+        that is not a known service is looked up among the registered services, again
         at most once a second while it finds nothing.
         """
         cluster = self.clusters.get(service)
-        if cluster is not None and (cluster.endpoints or service != service.lower()):
-            return cluster
+        if service != service.lower() or (cluster is not None and cluster.endpoints):
+            return service
         alias = self._aliases.get(service)
         now = self._clock.now()
         if alias is None or (alias[0] == service and now - alias[1] >= ALIAS_RETRY):
             alias = (await self._match_case(service), now)
             self._aliases[service] = alias
-        return self.get(alias[0])
+        return alias[0]
 
     async def _match_case(self, service: str) -> str:
         try:

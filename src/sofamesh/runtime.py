@@ -22,6 +22,7 @@ from sofamesh.config.model import MeshConfig, PolicyConfig
 from sofamesh.filters import (
     BalanceFilter,
     InboundDeadlineFilter,
+    ResolveFilter,
     StatsFilter,
     TimeoutFilter,
 )
@@ -98,6 +99,8 @@ class Runtime:
         def build() -> Handler:
             gov = self.governance
             filters: list[Filter] = [
+                # The service as registered (HTTP clients lowercase Host), for every rule below.
+                ResolveFilter(clusters),
                 # Every call counted, whatever happens below.
                 StatsFilter(self.stats, "outbound", self.clock),
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.

@@ -10,7 +10,13 @@ from sofamesh.clock import FakeClock
 from sofamesh.cluster import ClusterManager
 from sofamesh.config import PolicyConfig
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters import BalanceFilter, ConnectRetryFilter, InboundDeadlineFilter, TimeoutFilter
+from sofamesh.filters import (
+    BalanceFilter,
+    ConnectRetryFilter,
+    InboundDeadlineFilter,
+    ResolveFilter,
+    TimeoutFilter,
+)
 from sofamesh.governance.outlier import OutlierConfig
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.registry import MemoryHub, MemoryRegistry
@@ -147,7 +153,7 @@ async def test_lowercased_host_resolves_to_registered_service() -> None:
     reg = MemoryRegistry(MemoryHub())
     await reg.publish(Endpoint("com.example.Orders", "127.0.0.1", 9))
     cm = ClusterManager(reg, lambda s: policy(), Stats(), clock)
-    chain = build_chain([BalanceFilter(cm, clock)], ok)
+    chain = build_chain([ResolveFilter(cm), BalanceFilter(cm, clock)], ok)
     async with cm:
         inv = Invocation("http", "com.example.orders", "/")
         assert (await chain(inv)).ok

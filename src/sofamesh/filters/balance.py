@@ -13,14 +13,24 @@ from sofamesh.model import Invocation, Result, Status
 FIRST_SNAPSHOT_WAIT = 2.0
 
 
+class ResolveFilter:
+    """Name the service as registered, before any rule or counter looks at the name."""
+
+    def __init__(self, clusters: ClusterManager) -> None:
+        self._clusters = clusters
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        inv.service = await self._clusters.canonical_name(inv.service)
+        return await call_next(inv)
+
+
 class BalanceFilter:
     def __init__(self, clusters: ClusterManager, clock: Clock) -> None:
         self._clusters = clusters
         self._clock = clock
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        cluster = await self._clusters.resolve(inv.service)
-        inv.service = cluster.service
+        cluster = self._clusters.get(inv.service)
         if not cluster.ready.is_set():
             await _wait_ready(cluster.ready)
         now = self._clock.now()

@@ -15,15 +15,12 @@ class StatsFilter:
         self._clock = clock
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        active = self._stats.service(self._direction, inv.service)
+        cs = self._stats.service(self._direction, inv.service)
         start = self._clock.now()
-        active.active += 1
+        cs.active += 1
         try:
             result = await call_next(inv)
         finally:
-            active.active -= 1
-        # Record under the name resolved below (a lowercased Host becomes the registered name).
-        self._stats.service(self._direction, inv.service).record(
-            result.status, (self._clock.now() - start) * 1000
-        )
+            cs.active -= 1
+        cs.record(result.status, (self._clock.now() - start) * 1000)
         return result

@@ -114,7 +114,10 @@ class Clusters:
         self._services = services
         self.clusters: dict[str, Any] = {}
 
-    async def resolve(self, service: str) -> Any:
+    async def canonical_name(self, service: str) -> str:
+        return service
+
+    def get(self, service: str) -> Any:
         from sofamesh.cluster import Cluster
         from sofamesh.config.model import PolicyConfig
         from sofamesh.stats import Stats
@@ -125,6 +128,3 @@ class Clusters:
             cluster.update(frozenset(self._services.get(service, [])))
             self.clusters[service] = cluster
         return cluster
-
-    def get(self, service: str) -> Any:
-        return self.clusters[service]

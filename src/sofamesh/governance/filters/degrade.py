@@ -29,7 +29,7 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
-from sofamesh.governance.filters.response import FALLBACK_HEADER, static_result
+from sofamesh.governance.filters.response import FALLBACK_HEADER, make_result, static_result
 from sofamesh.governance.rules import FallbackRule, StaticResponse, rule_name
 from sofamesh.governance.shadow import Enforcer
 from sofamesh.model import Invocation, Result, Status
@@ -37,8 +37,11 @@ from sofamesh.model import Invocation, Result, Status
 if TYPE_CHECKING:
     from sofamesh.governance.filters.state import Holder
 
-FallbackFn = Callable[[Invocation, Result | None], Result | Awaitable[Result]]
-Fallback = Result | StaticResponse | FallbackFn
+# What a fallback gives: a ready `Result`, a `StaticResponse`, or just a body (bytes or
+# str, answered as code 200 in the call's protocol).
+Answer = Result | StaticResponse | bytes | str
+FallbackFn = Callable[[Invocation, Result | None], Answer | Awaitable[Answer]]
+Fallback = Answer | FallbackFn
 DEFAULT_TRIGGERS = frozenset({Status.RATE_LIMITED, Status.CIRCUIT_OPEN, Status.OVERLOADED})
 
 
@@ -142,12 +145,14 @@ async def _call(
     detail: str,
     mark: tuple[tuple[str, str], ...],
 ) -> Result:
-    if isinstance(fallback, Result):
-        return attrs.evolve(fallback, headers=fallback.headers.copy())
-    if isinstance(fallback, StaticResponse):
-        return static_result(inv.protocol, fallback, detail, mark)
-    out = fallback(inv, result)
+    out = fallback(inv, result) if callable(fallback) else fallback
     if inspect.isawaitable(out):
         out = await out
-    assert isinstance(out, Result), "a fallback must return a Result"
-    return out
+    if isinstance(out, Result):
+        return attrs.evolve(out, headers=out.headers.copy())
+    if isinstance(out, bytes | str):
+        body = out.encode() if isinstance(out, str) else out
+        return make_result(inv.protocol, Status.OK, 200, list(mark), body, detail)
+    if isinstance(out, StaticResponse):
+        return static_result(inv.protocol, out, detail, mark)
+    raise TypeError(f"a fallback must give a Result, StaticResponse, bytes or str, not {out!r}")

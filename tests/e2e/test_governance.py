@@ -1,0 +1,217 @@
+"""Governance end to end: rules enforced by real sidecars and by the SDK, and changed live.
+
+Provider: a plain HTTP app behind sidecar "orders" (inbound rules). Consumers:
+sidecars "shop" and "intruder" (outbound rules) with plain HTTP clients, and
+the SDK in this process. Rules come from watched files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import yaml
+
+import sofamesh
+from sofamesh.demo.procs import Procs
+
+pytestmark = pytest.mark.anyio
+
+ORDERS = "com.example.Orders"
+
+INBOUND_RULES = {
+    "version": "in-1",
+    "auth": {
+        "inbound": {"rules": [{"name": "orders-callers", "service": ORDERS, "allow": ["shop"]}]}
+    },
+    "rate_limits": [
+        {"name": "export-qps", "service": ORDERS, "method": "/export", "count": 3},
+    ],
+}
+OUTBOUND_RULES = {
+    "version": "out-1",
+    "routes": [
+        {
+            "name": "maintenance",
+            "service": "com.example.Legacy",
+            "direct_response": {"code": 503, "body": "back at 14:00"},
+        }
+    ],
+    "faults": [
+        {"name": "chaos", "service": ORDERS, "headers": {"x-chaos": None}, "abort": {"code": 503}},
+    ],
+}
+
+
+def write_rules(path: Path, rules: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(rules))
+    os.replace(tmp, path)  # atomically, as docs/configuration.md asks
+
+
+@asynccontextmanager
+async def mesh(tmp: Path, backend: str) -> AsyncIterator[dict[str, Any]]:
+    registry = f"file://{tmp}/registry?poll=0.05"
+    write_rules(tmp / "inbound.yaml", INBOUND_RULES)
+    write_rules(tmp / "outbound.yaml", OUTBOUND_RULES)
+    async with Procs(tmp, backend) as procs:
+        app = await procs.plain_app("p1")
+        provider = await procs.sidecar(
+            "orders",
+            {
+                "app": "orders",
+                "registry": registry,
+                "admin": "127.0.0.1:0",
+                "rules_file": str(tmp / "inbound.yaml"),
+                "inbound": [
+                    {
+                        "protocol": "http",
+                        "listen": "127.0.0.1:0",
+                        "upstream": f"127.0.0.1:{app['port']}",
+                        "services": [ORDERS],
+                    }
+                ],
+            },
+        )
+        out = {"protocol": "http", "listen": "127.0.0.1:0"}
+        shop = await procs.sidecar(
+            "shop",
+            {
+                "app": "shop",
+                "registry": registry,
+                "admin": "127.0.0.1:0",
+                "rules_file": str(tmp / "outbound.yaml"),
+                "outbound": [out],
+            },
+        )
+        intruder = await procs.sidecar(
+            "intruder",
+            {
+                "app": "intruder",
+                "registry": registry,
+                "outbound": [out],
+            },
+        )
+        yield {"provider": provider, "shop": shop, "intruder": intruder, "registry": registry}
+
+
+def via(sidecar: dict[str, Any]) -> str:
+    return f"http://{sidecar['outbound[0]']}"
+
+
+async def test_rules_enforced_through_sidecars(tmp_path: Path, anyio_backend: str) -> None:
+    async with mesh(tmp_path, anyio_backend) as m, httpx.AsyncClient() as c:
+        h = {"host": ORDERS}
+        ok = await c.get(f"{via(m['shop'])}/orders/1", headers=h)
+        assert ok.status_code == 200 and ok.json()["caller"] == "shop"
+        # auth: the provider's sidecar only lets "shop" in
+        denied = await c.get(f"{via(m['intruder'])}/orders/1", headers=h)
+        assert denied.status_code == 403 and "orders-callers" in denied.text
+        # inbound rate limit: 3 per second on /export
+        codes = [(await c.get(f"{via(m['shop'])}/export", headers=h)).status_code for _ in range(8)]
+        assert codes.count(200) <= 4 and 429 in codes
+        limited = next(
+            r for r in [await c.get(f"{via(m['shop'])}/export", headers=h)] if r.status_code == 429
+        )
+        assert "export-qps" in limited.text
+        # outbound fault, only for requests that ask for chaos
+        chaos = await c.get(f"{via(m['shop'])}/orders/1", headers={**h, "x-chaos": "1"})
+        assert chaos.status_code == 503
+        # direct response: nobody needs to serve com.example.Legacy
+        legacy = await c.get(f"{via(m['shop'])}/x", headers={"host": "com.example.Legacy"})
+        assert legacy.status_code == 503 and legacy.text == "back at 14:00"
+        # every decision is visible in the admin API
+        stats = (await c.get(f"http://{m['provider']['admin']}/stats/prometheus")).text
+        assert "export-qps" in stats and "orders-callers" in stats
+
+
+async def test_hot_reload_applies_and_rejects_bad_documents(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    async with mesh(tmp_path, anyio_backend) as m, httpx.AsyncClient() as c:
+        h = {"host": ORDERS}
+        admin = f"http://{m['provider']['admin']}"
+        assert (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code == 200
+        closed = {**INBOUND_RULES, "version": "in-2"}
+        closed["auth"] = {
+            "inbound": {"rules": [{"name": "lockdown", "service": ORDERS, "deny": ["shop"]}]}
+        }
+        write_rules(tmp_path / "inbound.yaml", closed)
+        with anyio.fail_after(3):  # in force within a second or so (the file is polled)
+            while (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code != 403:
+                pass
+        rules = (await c.get(f"{admin}/config_dump")).json()["rules"]
+        assert rules["version"] == "in-2" and rules["last_error"] is None
+        write_rules(tmp_path / "inbound.yaml", {"rate_limits": [{"service": ORDERS}]})  # no count
+        with anyio.fail_after(3):
+            while (await c.get(f"{admin}/config_dump")).json()["rules"]["last_error"] is None:
+                pass
+        rules = (await c.get(f"{admin}/config_dump")).json()["rules"]
+        assert rules["version"] == "in-2" and "rate_limits[0].count" in rules["last_error"]
+        # the last good rules stay in force
+        assert (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code == 403
+
+
+async def test_reload_under_load_loses_no_call_both_rule_sets_allow(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    async with mesh(tmp_path, anyio_backend) as m, httpx.AsyncClient() as c:
+        h = {"host": ORDERS}
+        failures: list[int] = []
+        done = 0
+        stop = anyio.Event()
+
+        async def load() -> None:
+            nonlocal done
+            while not stop.is_set():
+                r = await c.get(f"{via(m['shop'])}/orders/1", headers=h)
+                done += 1
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(load)
+            for i in range(6):  # six changes, each allowing /orders for shop
+                rules = {**INBOUND_RULES, "version": f"in-load-{i}"}
+                rules["rate_limits"] = [{"service": ORDERS, "method": "/export", "count": 3 + i}]
+                write_rules(tmp_path / "inbound.yaml", rules)
+                await wait_version(c, m, f"in-load-{i}")
+            stop.set()
+        assert done > 50 and failures == []
+
+
+async def wait_version(c: httpx.AsyncClient, m: dict[str, Any], version: str) -> None:
+    admin = f"http://{m['provider']['admin']}"
+    with anyio.fail_after(3):
+        while (await c.get(f"{admin}/config_dump")).json()["rules"]["version"] != version:
+            pass
+
+
+async def test_sdk_applies_the_same_rules(tmp_path: Path, anyio_backend: str) -> None:
+    registry = f"file://{tmp_path}/registry?poll=0.05"
+    rules = {
+        "rate_limits": [
+            {"name": "sdk-out", "service": ORDERS, "direction": "outbound", "count": 2}
+        ],
+        "fallbacks": [{"name": "cached", "service": ORDERS, "method": "/cached"}],
+    }
+    async with Procs(tmp_path, anyio_backend) as procs:
+        await procs.sdk_provider("p1", ORDERS, registry)
+        cfg = {"app": "shop", "registry": registry, "rules": rules}
+        async with sofamesh.open_mesh(cfg, env={}) as m:
+            m.governance.set_fallback(
+                ORDERS, lambda inv, result: b"from the cache", method="/cached"
+            )
+            async with httpx.AsyncClient(transport=m.httpx_transport()) as c:
+                codes = [(await c.get(f"http://{ORDERS}/orders/1")).status_code for _ in range(6)]
+                assert codes[:2] == [200, 200] and 429 in codes
+                r = await c.get(f"http://{ORDERS}/cached")
+                assert r.status_code == 200 and r.content == b"from the cache"
+                assert r.headers["x-sofamesh-fallback"] == "cached"
