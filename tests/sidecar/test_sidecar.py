@@ -242,9 +242,13 @@ async def test_stop_drains_and_unpublishes(tmp_path: Path) -> None:
 
 async def test_endpoint_published_with_metadata(tmp_path: Path) -> None:
     meta = {"version": "2.1", "zone": "gz-a", "weight": 50, "tags": ["canary"]}
-    async with upstream_app() as up, sidecar(base(tmp_path, up, metadata=meta)) as sc:
-        async with FileRegistry(tmp_path / "reg") as reg, reg.watch("com.example.Orders") as snaps:
-            (ep,) = await snaps.__anext__()
+    async with (
+        upstream_app() as up,
+        sidecar(base(tmp_path, up, metadata=meta)) as sc,
+        FileRegistry(tmp_path / "reg") as reg,
+        reg.watch("com.example.Orders") as snaps,
+    ):
+        (ep,) = await snaps.__anext__()
     assert isinstance(ep, Endpoint) and ep.app == "orders"
     assert (ep.version, ep.zone, ep.weight, ep.tags) == ("2.1", "gz-a", 50, frozenset({"canary"}))
     assert ep.address == str(sc.bound["inbound[0]"])
