@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
@@ -23,12 +24,16 @@ from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.outlier import OutlierDetector
+from sofamesh.health import HealthChecker
 from sofamesh.registry.base import Registry, Snapshot
 from sofamesh.stats import Stats
 
 log = logging.getLogger("sofamesh.cluster")
 
-ALIAS_RETRY = 1.0  # seconds between case-insensitive look-ups of a name that matched nothing
+ALIAS_RETRY = 1.0
+CALLABLE_PROTOCOLS = frozenset(
+    {"http", "h2", "grpc", "bolt"}
+)  # seconds between case-insensitive look-ups of a name that matched nothing
 
 
 class Cluster:
@@ -42,6 +47,7 @@ class Cluster:
         self.outlier = OutlierDetector(policy.outlier)
         self.balancer: Balancer = make_balancer(policy.balancer, self._active_of)
         self.ready = anyio.Event()
+        self.health: HealthChecker | None = None  # set while active health checks run
         self._stats = stats
         self._clock = clock
 
@@ -49,9 +55,14 @@ class Cluster:
         return self.active.get(ep.key, 0)
 
     def update(self, snapshot: Snapshot) -> None:
+        # A registry may list instances this mesh cannot call (Dubbo providers in
+        # ZooKeeper speak `dubbo`): only the protocols the mesh carries are kept.
+        snapshot = frozenset(e for e in snapshot if e.protocol in CALLABLE_PROTOCOLS)
         before = set(self.endpoints)
         self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
         self.outlier.set_hosts(e.key for e in self.endpoints)
+        if self.health is not None:
+            self.health.set_endpoints(self.endpoints)
         added, removed = snapshot - before, before - snapshot
         if added or removed:
             log.info(
@@ -63,11 +74,18 @@ class Cluster:
             )
         self.ready.set()
 
+    def available(self, ep: Endpoint, now: float) -> bool:
+        """In rotation: weighted, not ejected by outlier detection, not failing health checks."""
+        health = self.health
+        return (
+            ep.weight > 0
+            and not self.outlier.is_ejected(ep.key, now)
+            and (health is None or health.is_healthy(ep))
+        )
+
     def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
         """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
-        healthy = [
-            e for e in self.endpoints if e.weight > 0 and not self.outlier.is_ejected(e.key, now)
-        ]
+        healthy = [e for e in self.endpoints if self.available(e, now)]
         if not healthy and self.endpoints:
             # Envoy's panic threshold: when everything is ejected, route to all rather than none.
             healthy = [e for e in self.endpoints if e.weight > 0]
@@ -93,10 +111,11 @@ class Cluster:
     def _describe_endpoint(self, ep: Endpoint, now: float) -> dict[str, Any]:
         host = self.outlier.host_stats(ep.key)
         ejected = self.outlier.is_ejected(ep.key, now)
+        down = self.health is not None and not self.health.is_healthy(ep)
         return {
             **ep.to_dict(),
             "address": ep.address,
-            "health": "ejected" if ejected else "healthy",
+            "health": "ejected" if ejected else ("unhealthy" if down else "healthy"),
             "active_requests": self.active.get(ep.key, 0),
             "consecutive_failures": host.consecutive_failures if host else 0,
             "times_ejected": host.times_ejected if host else 0,
@@ -176,6 +195,11 @@ class ClusterManager:
         return matches[0] if len(matches) == 1 else service
 
     async def _follow(self, cluster: Cluster) -> None:
-        async with self._registry.watch(cluster.service) as snapshots:
+        async with AsyncExitStack() as stack:
+            if cluster.policy.health_check is not None:
+                cluster.health = await stack.enter_async_context(
+                    HealthChecker(cluster.policy.health_check)
+                )
+            snapshots = await stack.enter_async_context(self._registry.watch(cluster.service))
             async for snap in snapshots:
                 cluster.update(snap)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+
 import anyio
+import anyio.abc
 import pytest
 
 from sofamesh.chain import build_chain
@@ -158,3 +161,30 @@ async def test_lowercased_host_resolves_to_registered_service() -> None:
         inv = Invocation("http", "com.example.orders", "/")
         assert (await chain(inv)).ok
     assert inv.service == "com.example.Orders"
+
+
+async def test_active_health_check_takes_a_dead_endpoint_out() -> None:
+    from sofamesh.health import HealthCheckConfig
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    alive = Endpoint("svc", "127.0.0.1", listener.extra(anyio.abc.SocketAttribute.local_port))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = Endpoint("svc", "127.0.0.1", s.getsockname()[1])
+    hc = HealthCheckConfig(interval=0.05, timeout=0.5, unhealthy_threshold=1, jitter=0)
+    reg = MemoryRegistry(MemoryHub())
+    for ep in (alive, dead, Endpoint("svc", "127.0.0.1", 9, protocol="dubbo")):
+        await reg.publish(ep)
+    clock = FakeClock()
+    cm = ClusterManager(reg, lambda s: policy(health_check=hc), Stats(), clock)
+    async with listener, cm:
+        cluster = cm.get("svc")
+        await cluster.ready.wait()
+        assert set(cluster.endpoints) == {alive, dead}  # the dubbo instance is not callable
+        assert cluster.health is not None
+        with anyio.fail_after(5):
+            while cluster.health.is_healthy(dead):
+                await cluster.health.wait_changed()
+        assert {cluster.pick(set(), clock.now()) for _ in range(6)} == {alive}
+        health = {e["port"]: e["health"] for e in cluster.describe()["endpoints"]}
+        assert health == {alive.port: "healthy", dead.port: "unhealthy"}

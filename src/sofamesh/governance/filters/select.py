@@ -50,6 +50,8 @@ class ClusterView(Protocol):
     outlier: OutlierDetector
     balancer: Balancer
 
+    def available(self, ep: Endpoint, now: float) -> bool: ...
+
 
 class SubsetFilter:
     """A cluster's members matching a predicate, recomputed only when membership changes."""
@@ -239,7 +241,7 @@ class Target:
 
     def pick(self, cluster: Any, inv: Invocation, now: float) -> Endpoint | None:
         view: ClusterView = cluster
-        members, healthy = self._candidates(view.endpoints, view.outlier, now)
+        members, healthy = self._candidates(view, now)
         if not healthy:
             return None
         if self._balancing is not None:
@@ -249,12 +251,13 @@ class Target:
         return view.balancer.pick(candidates)
 
     def _candidates(
-        self, endpoints: tuple[Endpoint, ...], outlier: OutlierDetector, now: float
+        self, view: ClusterView, now: float
     ) -> tuple[Sequence[Endpoint], list[Endpoint]]:
         first: Sequence[Endpoint] | None = None
+        endpoints = view.endpoints
         for subset in self._subsets:
             members = endpoints if subset is None else subset.members(endpoints)
-            healthy = [e for e in members if e.weight > 0 and not outlier.is_ejected(e.key, now)]
+            healthy = [e for e in members if view.available(e, now)]
             if healthy:
                 return members, healthy
             if first is None and members:
