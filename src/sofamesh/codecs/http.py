@@ -110,21 +110,29 @@ def parse_timeout_ms(headers: Headers) -> float | None:
     return ms / 1000 if ms >= 0 else None
 
 
+_MESH_SET = frozenset({SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER}) | HOP_BY_HOP
+
+
 def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
     """The request to send upstream: the caller's, with mesh headers set for the next hop."""
     req: HttpRequest = inv.payload
-    headers = inv.headers.copy()
-    headers.set(SERVICE_HEADER, inv.service)
+    raw = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in inv.headers.items()
+        if k not in _MESH_SET
+    ]
+    raw.append((_SERVICE_B, inv.service.encode("latin-1")))
     if inv.caller:
-        headers.set(CALLER_HEADER, inv.caller)
+        raw.append((_CALLER_B, inv.caller.encode("latin-1")))
     if inv.deadline is not None:
-        headers.set(TIMEOUT_HEADER, str(max(0, int((inv.deadline - now) * 1000))))
-    return HttpRequest(
-        method=req.method,
-        target=req.target,
-        headers=to_raw(headers),
-        body=req.body,
-    )
+        raw.append((_TIMEOUT_B, b"%d" % max(0, int((inv.deadline - now) * 1000))))
+    return HttpRequest(method=req.method, target=req.target, headers=raw, body=req.body)
+
+
+_SERVICE_B, _CALLER_B, _TIMEOUT_B = (
+    h.encode() for h in (SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER)
+)
+_HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
 
 
 # A peer mesh hop that says the app behind it was never reached: as safe to
@@ -149,7 +157,7 @@ def result_to_response(result: Result, service: str) -> HttpResponse:
     """What the caller receives: the provider's response, or a mesh-made error."""
     if isinstance(result.payload, HttpResponse):
         resp = result.payload
-        resp.headers = [(k, v) for k, v in resp.headers if k.decode("latin-1") not in HOP_BY_HOP]
+        resp.headers = [(k, v) for k, v in resp.headers if k not in _HOP_BY_HOP_B]
         return resp
     return error_response(result.status, result.detail or f"{service}: {result.status.value}")
 
