@@ -1,23 +1,22 @@
-"""Per-call cost of the SDK's outbound chain, with and without governance rules, in one run.
+"""Per-call cost of the SDK's outbound chain, with no rules and with a realistic set, in one run.
 
     .venv/bin/python benchmarks/chain.py [--calls 5000] [--rounds 21] [--backend asyncio|trio]
 
-Three chains, built as `Runtime.outbound_chain` builds them, each in front of a
-null terminal (an async function returning ``Result(Status.OK)``) and a real
-`ClusterManager` over an in-memory registry with three endpoints:
+Both chains are the ones `Runtime.outbound_chain` composes (the SDK's, in sdk
+mode: resolve, stats, governance, timeout, retry, balancing over a real
+`ClusterManager` and an in-memory registry with three endpoints), in front of a
+null transport (a protocol whose `send` returns ``Result(Status.OK)``):
 
-- foundation: StatsFilter, TimeoutFilter, ConnectRetryFilter, BalanceFilter;
-- governance, no rules: the same with `compose.outbound_filters` in `extra` and
-  `compose.retry_filter` in place of ConnectRetryFilter, and an empty rules document;
-- governance, full set: the same chain with a realistic document in force -- a
-  route (weighted split over version subsets, timeout, retry policy with a
-  budget), a service breaker, a QPS limit, an outbound auth allow list.
+- no rules: the runtime composes no governance filter at all;
+- full set: a realistic document in force -- a route (weighted split over
+  version subsets, timeout, retry policy), a service breaker, a QPS limit, an
+  outbound auth allow list.
 
 Each call builds its `Invocation` (as the SDK does) and awaits the chain. Rounds
 alternate the chains so that drift on a shared machine hits each alike; the table
 reports, in microseconds per call, the best round per chain (as `timeit` advises:
-other work on the machine only ever adds time) and the median round, and the
-governance overhead against the foundation chain.
+other work on the machine only ever adds time) and the median round, and what
+the rules add over the chain without them.
 """
 
 from __future__ import annotations
@@ -30,17 +29,12 @@ from typing import Any
 
 import anyio
 
-from sofamesh.chain import Filter, Handler, build_chain
-from sofamesh.clock import MonotonicClock
-from sofamesh.cluster import ClusterManager
-from sofamesh.config.model import PolicyConfig
+from sofamesh.chain import Handler
+from sofamesh.config import load_config
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters import BalanceFilter, ConnectRetryFilter, StatsFilter, TimeoutFilter
-from sofamesh.governance.compose import outbound_filters, retry_filter
-from sofamesh.governance.source import Governance
 from sofamesh.model import Headers, Invocation, Result, Status
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
-from sofamesh.stats import Stats
+from sofamesh.runtime import Runtime
 
 SERVICE = "com.example.Orders"
 FULL_RULES: dict[str, Any] = {
@@ -64,31 +58,26 @@ FULL_RULES: dict[str, Any] = {
 }
 
 
-async def null_terminal(inv: Invocation) -> Result:
-    return Result(Status.OK)
+class NullSupport:
+    """A protocol whose client answers OK at once: the chain's cost and nothing else."""
+
+    name = "null"
+
+    async def __aenter__(self) -> NullSupport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        return Result(Status.OK)
 
 
-def build(clusters: ClusterManager, governance: Governance | None) -> Handler:
-    clock, stats = governance.clock if governance else MonotonicClock(), Stats()
-    policy = PolicyConfig()
-
-    def policy_for(_service: str) -> PolicyConfig:
-        return policy  # as MeshConfig.policy_for: a lookup, no construction
-
-    extra: list[Filter] = outbound_filters(governance, clock) if governance else []
-    retry: Filter = (
-        retry_filter(governance, policy_for, stats, clock)
-        if governance
-        else ConnectRetryFilter(policy_for, stats)
-    )
-    filters: list[Filter] = [
-        StatsFilter(stats, "outbound", clock),
-        *extra,
-        TimeoutFilter(policy_for, clock),
-        retry,
-        BalanceFilter(clusters, clock),
-    ]
-    return build_chain(filters, null_terminal)
+def open_runtime(hub: MemoryHub, rules: dict[str, Any] | None) -> Runtime:
+    config = load_config({"app": "bench-app", "rules": rules}, env={})
+    rt = Runtime(config, registry=MemoryRegistry(hub))
+    rt.protocols["null"] = NullSupport()  # type: ignore[assignment]
+    return rt
 
 
 async def measure(handler: Handler, calls: int) -> float:
@@ -96,7 +85,7 @@ async def measure(handler: Handler, calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         inv = Invocation(
-            protocol="http",
+            protocol="null",
             service=SERVICE,
             method="/orders/1",
             headers=Headers.from_lower(list(headers)),
@@ -113,22 +102,14 @@ async def main(calls: int, rounds: int) -> None:
     hub = MemoryHub()
     async with MemoryRegistry(hub) as registry:
         for i in range(3):
-            await registry.publish(
-                Endpoint(SERVICE, "127.0.0.1", 9000 + i, version=f"v{1 + i % 2}")
-            )
-        async with ClusterManager(
-            registry, lambda s: PolicyConfig(), Stats(), MonotonicClock()
-        ) as cm:
-            await cm.get(SERVICE).ready.wait()
-            empty, full = Governance(), Governance()
-            assert full.load(FULL_RULES, "bench"), full.last_error
+            ep = Endpoint(SERVICE, "127.0.0.1", 9000 + i, version=f"v{1 + i % 2}")
+            await registry.publish(ep)
+        async with open_runtime(hub, None) as bare, open_runtime(hub, FULL_RULES) as full:
             chains: dict[str, Callable[[], Awaitable[float]]] = {}
-            for name, gov in [
-                ("foundation", None),
-                ("governance, no rules", empty),
-                ("governance, full set", full),
-            ]:
-                handler = build(cm, gov)
+            for name, rt in [("no rules", bare), ("full set", full)]:
+                handler = rt.outbound_chain()
+                assert rt.clusters is not None
+                await rt.clusters.get(SERVICE).ready.wait()
                 chains[name] = lambda h=handler: measure(h, calls)  # type: ignore[misc]
             for run in chains.values():
                 await run()  # warm up
@@ -136,10 +117,12 @@ async def main(calls: int, rounds: int) -> None:
             for _ in range(rounds):
                 for name, run in chains.items():
                     samples[name].append(await run())
-    best_base = min(samples["foundation"])
-    median_base = statistics.median(samples["foundation"])
+            rows = full.governance.snapshot()["rules"]
+            assert rows["routes"][0]["matched"] > 0 and rows["breakers"][0]["admitted"] > 0
+    best_base = min(samples["no rules"])
+    median_base = statistics.median(samples["no rules"])
     print(f"us per call, {rounds} rounds x {calls} calls")
-    print("| chain | best | over foundation | median | over foundation |")
+    print("| chain | best | rules add | median | rules add |")
     print("|---|---|---|---|---|")
     for name, values in samples.items():
         best, median = min(values), statistics.median(values)
@@ -147,8 +130,6 @@ async def main(calls: int, rounds: int) -> None:
             f"| {name} | {best:.2f} | {best - best_base:+.2f} | {median:.2f} "
             f"| {median - median_base:+.2f} |"
         )
-    rows = full.snapshot()["rules"]
-    assert rows["routes"][0]["matched"] > 0 and rows["breakers"][0]["admitted"] > 0
 
 
 if __name__ == "__main__":

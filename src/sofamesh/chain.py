@@ -36,7 +36,9 @@ def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:
 def _bind(f: Filter, call_next: Handler) -> Handler:
     invoke = f.invoke
 
-    async def step(inv: Invocation) -> Result:
-        return await invoke(inv, call_next)
+    # A plain function handing back the filter's coroutine: one coroutine frame per
+    # filter instead of two (about half a microsecond each, on every call).
+    def step(inv: Invocation) -> Awaitable[Result]:
+        return invoke(inv, call_next)
 
     return step

@@ -43,6 +43,7 @@ class Cluster:
         self.service = service
         self.policy = policy
         self.endpoints: tuple[Endpoint, ...] = ()
+        self._weighted: list[Endpoint] = []  # endpoints with weight > 0
         self.active: dict[str, int] = {}
         self.outlier = OutlierDetector(policy.outlier)
         self.balancer: Balancer = make_balancer(policy.balancer, self._active_of)
@@ -60,6 +61,7 @@ class Cluster:
         snapshot = frozenset(e for e in snapshot if e.protocol in CALLABLE_PROTOCOLS)
         before = set(self.endpoints)
         self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
+        self._weighted = [e for e in self.endpoints if e.weight > 0]
         self.outlier.set_hosts(e.key for e in self.endpoints)
         if self.health is not None:
             self.health.set_endpoints(self.endpoints)
@@ -85,11 +87,14 @@ class Cluster:
 
     def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
         """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
-        healthy = [e for e in self.endpoints if self.available(e, now)]
-        if not healthy and self.endpoints:
-            # Envoy's panic threshold: when everything is ejected, route to all rather than none.
-            healthy = [e for e in self.endpoints if e.weight > 0]
-        candidates = [e for e in healthy if e not in exclude] or healthy
+        if self.health is None and now >= self.outlier.ejections_end:
+            healthy = self._weighted  # nothing ejected, no probes: all are in rotation
+        else:
+            healthy = [e for e in self._weighted if self.available(e, now)]
+            if not healthy:
+                # Envoy's panic threshold: when everything is out, route to all rather than none.
+                healthy = self._weighted
+        candidates = ([e for e in healthy if e not in exclude] or healthy) if exclude else healthy
         return self.balancer.pick(candidates) if candidates else None
 
     def record(self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float]) -> None:

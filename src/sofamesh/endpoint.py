@@ -16,7 +16,7 @@ def _freeze_meta(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]
     return tuple(sorted((str(k), str(v)) for k, v in (value or {}).items()))
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, cache_hash=True)
 class Endpoint:
     """Where a service can be called, and what a router may select it by.
 
@@ -34,6 +34,11 @@ class Endpoint:
     weight: int = attrs.field(default=100)
     tags: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze_tags)
     meta: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_meta)
+    # Identity, computed once: balancers and detectors look it up on every call.
+    key: str = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.service}|{self.protocol}|{self.host}:{self.port}")
 
     @weight.validator
     def _check_weight(self, _attr: Any, value: int) -> None:
@@ -43,10 +48,6 @@ class Endpoint:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.service}|{self.protocol}|{self.host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
         return {

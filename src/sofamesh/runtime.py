@@ -7,7 +7,7 @@ one place, each filter with a line on why it sits where it does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.cluster import ClusterManager
 from sofamesh.config.model import MeshConfig, PolicyConfig
+from sofamesh.deadlines import DeadlineWatch
 from sofamesh.filters import (
     BalanceFilter,
     InboundDeadlineFilter,
@@ -56,6 +57,7 @@ class Runtime:
             clock=self.clock, options=Options(local_zone=config.metadata.zone)
         )
         self._gov_tg: anyio.abc.TaskGroup | None = None
+        self.deadlines = DeadlineWatch()
         self._stack = AsyncExitStack()
 
     def policy_for(self, service: str) -> PolicyConfig:
@@ -70,6 +72,7 @@ class Runtime:
             # Mirrored calls run here; exit cancels them rather than waiting.
             self._gov_tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._gov_tg.cancel_scope.cancel)
+            await self._gov_tg.start(self.deadlines.run)
             source = rules_source(inline=self.config.rules, path=self.config.rules_file)
             if source is not None:
                 await stack.enter_async_context(watch_rules(self.governance, source))
@@ -107,7 +110,7 @@ class Runtime:
                 *needed(gov, outbound_filters(gov, self.clock, task_group=self._gov_tg)),
                 *(extra or []),
                 # One deadline across all retries.
-                TimeoutFilter(self.policy_for, self.clock),
+                TimeoutFilter(self.policy_for, self.clock, self.deadlines),
                 # Retries (connect failures always, more per route policy), each to a new endpoint.
                 retry_filter(gov, self.policy_for, self.stats, self.clock),
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
@@ -143,11 +146,11 @@ class Runtime:
         gov = self.governance
         (state, fallbacks), chain = composition_key(gov), build()
 
-        async def call(inv: Invocation) -> Result:
+        def call(inv: Invocation) -> Awaitable[Result]:
             nonlocal state, fallbacks, chain
             if gov.current is not state or len(gov.code_fallbacks) != fallbacks:
                 (state, fallbacks), chain = composition_key(gov), build()
-            return await chain(inv)
+            return chain(inv)
 
         return call
 

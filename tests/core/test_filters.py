@@ -188,3 +188,34 @@ async def test_active_health_check_takes_a_dead_endpoint_out() -> None:
         assert {cluster.pick(set(), clock.now()) for _ in range(6)} == {alive}
         health = {e["port"]: e["health"] for e in cluster.describe()["endpoints"]}
         assert health == {alive.port: "healthy", dead.port: "unhealthy"}
+
+
+async def test_timeout_on_the_shared_deadline_watch() -> None:
+    from sofamesh.deadlines import DeadlineWatch
+
+    watch = DeadlineWatch()
+    clock = FakeClock()
+    release = anyio.Event()
+
+    async def slow(inv: Invocation) -> Result:
+        await release.wait()
+        return Result(Status.OK)
+
+    async def fast(inv: Invocation) -> Result:
+        return Result(Status.OK)
+
+    slow_chain = build_chain([TimeoutFilter(lambda s: policy(timeout=0.05), clock, watch)], slow)
+    fast_chain = build_chain([TimeoutFilter(lambda s: policy(timeout=30), clock, watch)], fast)
+    async with anyio.create_task_group() as tg:
+        await tg.start(watch.run)
+        for _ in range(200):  # finished calls leave nothing armed behind
+            assert (await fast_chain(Invocation("http", "svc", "/"))).ok
+        assert watch._live == 0 and len(watch._heap) <= 64
+        # the watch sleeps towards a deadline 30 s away; a 50 ms one must wake it
+        parked = build_chain([TimeoutFilter(lambda s: policy(timeout=30), clock, watch)], slow)
+        tg.start_soon(parked, Invocation("http", "svc", "/"))
+        with anyio.fail_after(5):
+            result = await slow_chain(Invocation("http", "svc", "/"))
+        assert result.status is Status.TIMEOUT
+        release.set()
+        tg.cancel_scope.cancel()

@@ -20,7 +20,9 @@ class ResolveFilter:
         self._clusters = clusters
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        inv.service = await self._clusters.canonical_name(inv.service)
+        known = self._clusters.clusters.get(inv.service)
+        if known is None or not known.endpoints:  # a known, populated service needs no look-up
+            inv.service = await self._clusters.canonical_name(inv.service)
         return await call_next(inv)
 
 

@@ -73,6 +73,9 @@ class OutlierDetector:
         self._hosts: dict[str, _HostState] = {}
         self._ejections_total = 0
         self._overflow = 0
+        # When the last ejection made so far ends: past it, no host is ejected, which
+        # lets the balancing step skip per-host checks (the common case).
+        self.ejections_end = -math.inf
 
     def set_hosts(self, keys: Iterable[str]) -> None:
         """Follow membership: new hosts start clean, departed ones are forgotten."""
@@ -124,6 +127,7 @@ class OutlierDetector:
         cfg = self.config
         duration = min(cfg.base_ejection_time * host.times_ejected, cfg.max_ejection_time)
         host.ejected_until = now + duration
+        self.ejections_end = max(self.ejections_end, host.ejected_until)
         host.streak = 0
         self._ejections_total += 1
         return True

@@ -5,12 +5,30 @@ from __future__ import annotations
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
 from sofamesh.protocols.base import ProtocolSupport, Route, Server
+from sofamesh.protocols.bolt import BoltSupport
+from sofamesh.protocols.grpc import GrpcSupport
+from sofamesh.protocols.h2 import H2Support
 from sofamesh.protocols.http import HttpSupport
 
 
 def make_protocols(policy: PolicyConfig, clock: Clock) -> dict[str, ProtocolSupport]:
     """One instance of every protocol, for one mesh process (each owns its pools)."""
-    return {"http": HttpSupport(policy, clock)}
+    grpc = GrpcSupport(policy, clock)
+    return {
+        "http": HttpSupport(policy, clock),
+        "grpc": grpc,
+        "h2": H2Support(policy, clock, grpc),
+        "bolt": BoltSupport(policy, clock),
+    }
 
 
-__all__ = ["HttpSupport", "ProtocolSupport", "Route", "Server", "make_protocols"]
+__all__ = [
+    "BoltSupport",
+    "GrpcSupport",
+    "H2Support",
+    "HttpSupport",
+    "ProtocolSupport",
+    "Route",
+    "Server",
+    "make_protocols",
+]

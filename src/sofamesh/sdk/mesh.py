@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -115,6 +115,41 @@ class Mesh:
             inv.deadline = self.runtime.clock.now() + timeout
         return result_to_response(await self.invoke(inv), service)
 
+    def grpc_channel(self, service: str | None = None) -> Any:
+        """A grpclib-compatible channel through the mesh (`sofamesh.sdk.grpc.MeshChannel`).
+
+        Each call's service is its path's `package.Service`, or `service` if given.
+        """
+        from sofamesh.sdk.grpc import MeshChannel
+
+        return MeshChannel(self, service)
+
+    async def _grpc_chain(self) -> Handler:
+        """The outbound chain for gRPC calls: the full one, or the sidecar-mode one."""
+        if self._sidecar is None:
+            return self._chain
+        info = await self._sidecar.call("GET", "/api/v1/info")
+        outs = [o for o in info.get("outbound", []) if o.get("protocol") in ("grpc", "h2")]
+        if not outs:
+            raise RuntimeError("the local sidecar has no outbound grpc or h2 listener")
+        addr = Address.parse(outs[0]["listen"])
+        rt = self.runtime
+
+        async def via_sidecar(inv: Invocation) -> Result:
+            return await rt.send(addr.host, addr.port, inv)
+
+        filters: list[Filter] = [
+            StatsFilter(rt.stats, "outbound", rt.clock),
+            TimeoutFilter(rt.policy_for, rt.clock),
+        ]
+        return build_chain(filters, via_sidecar)
+
+    def bolt_consumer(self, interface: str, version: str = "1.0", **options: Any) -> Any:
+        """A SOFARPC consumer of `interface:version` (`sofamesh.sdk.bolt.BoltConsumer`)."""
+        from sofamesh.sdk.bolt import BoltConsumer
+
+        return BoltConsumer(self, interface, version, **options)
+
     def httpx_transport(self) -> Any:
         """An `httpx.AsyncBaseTransport` that sends every request through the mesh."""
         from sofamesh.sdk.httpx import MeshTransport
@@ -150,6 +185,42 @@ class Mesh:
             await self._publish(stack, tuple(services), address, public)
             yield Provider(address=public, services=tuple(services))
 
+    @asynccontextmanager
+    async def serve_grpc(
+        self,
+        handlers: list[Any] | tuple[Any, ...],
+        *,
+        services: list[str] | tuple[str, ...] | None = None,
+        listen: str = "127.0.0.1:0",
+        advertise: str | None = None,
+    ) -> AsyncIterator[Provider]:
+        """Serve grpclib handlers, publishing each gRPC service name they implement."""
+        from sofamesh.sdk.grpc import GrpclibTerminal, provider_server
+
+        terminal = GrpclibTerminal(handlers, self.runtime.clock)
+        names = tuple(services or terminal.services)
+        if not names:
+            raise ValueError("serve_grpc needs handlers with at least one method")
+        bind = Address.parse(listen)
+        async with AsyncExitStack() as stack:
+            listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
+            address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
+            limits = self.config.inbound[0].limits if self.config.inbound else None
+            server = provider_server(self, terminal, limits)
+            await self._tg.start(server.serve, listener)
+            stack.push_async_callback(server.drain)
+            public = Address.parse(advertise) if advertise else address
+            await self._publish(stack, names, address, public, "grpc")
+            yield Provider(address=public, services=names)
+
+    def serve_bolt(
+        self, obj: object, interface: str, **options: Any
+    ) -> AbstractAsyncContextManager[Provider]:
+        """Serve `obj`'s methods as a SOFARPC service (`sofamesh.sdk.bolt.serve_bolt`)."""
+        from sofamesh.sdk.bolt import serve_bolt
+
+        return serve_bolt(self, obj, interface, **options)
+
     def _asgi_server(self, app: ASGIApp, services: tuple[str, ...], address: Address) -> Server:
         rt = self.runtime
         chain = rt.inbound_chain(AsgiTerminal(app, (address.host, address.port)))
@@ -163,12 +234,17 @@ class Mesh:
         return rt.protocols["http"].inbound_server(route, limits)
 
     async def _publish(
-        self, stack: AsyncExitStack, services: tuple[str, ...], local: Address, public: Address
+        self,
+        stack: AsyncExitStack,
+        services: tuple[str, ...],
+        local: Address,
+        public: Address,
+        protocol: str = "http",
     ) -> None:
         if self._sidecar is not None:
             for s in services:
-                await self._sidecar.publish(s, "http", local)
-                stack.push_async_callback(self._sidecar.unpublish, s, "http")
+                await self._sidecar.publish(s, protocol, local)
+                stack.push_async_callback(self._sidecar.unpublish, s, protocol)
             return
         meta = self.config.metadata
         for s in services:
@@ -176,7 +252,7 @@ class Mesh:
                 service=s,
                 host=public.host,
                 port=public.port,
-                protocol="http",
+                protocol=protocol,
                 app=self.config.app,
                 version=meta.version,
                 zone=meta.zone,

@@ -1,0 +1,188 @@
+"""Bolt frames <-> the neutral model, shared by the SDK and the sidecar's Bolt listeners.
+
+A proxy reads only a request's fixed header and header map, and forwards its body
+untouched (so Hessian 3, Hessian 4 and protobuf peers all pass through):
+
+- service: the `service` header (SOFARPC and sofa-rpc-node write it; Java also writes
+  `sofa_head_target_service`), `interface:version[:uniqueId]`;
+- method: `sofa_head_method_name` (Java writes it; sofa-rpc-node does not);
+- caller: `x-sofamesh-caller`, which a mesh hop sets, else SOFATracer's
+  `rpc_trace_context.sofaCallerApp`;
+- deadline: the frame's timeout field (relative ms), rewritten at each hop with the
+  time left (Bolt servers drop work whose timeout passed, sofa-bolt `RpcRequestProcessor`).
+
+When a peer leaves the service or the method out of the header map, the `SofaRequest` at
+the head of a Hessian body is read for them (never the arguments).
+
+Mesh-made failures become a response whose status a SOFARPC client acts on (TIMEOUT,
+SERVER_THREADPOOL_BUSY, CODEC_EXCEPTION, SERVER_EXCEPTION), whose body is an
+`RpcServerException` with a readable message, and whose header map carries
+`x-sofamesh-error: <status>` so the next mesh hop recovers the neutral status exactly
+(as `x-sofamesh-error` does for HTTP). A caller whose request body is in the older
+Hessian draft dialect (sofa-bolt-node's default) gets the error body in that dialect.
+The tables are in docs/protocols/bolt.md.
+"""
+
+from __future__ import annotations
+
+from sofamesh.codecs.bolt import (
+    SOFA_REQUEST_CLASS,
+    Codec,
+    HeaderItems,
+    RequestFrame,
+    ResponseFrame,
+    ResponseStatus,
+    encode_header_map,
+    reply,
+)
+from sofamesh.codecs.bolt.frames import FrameHeader
+from sofamesh.codecs.bolt.sofarpc import (
+    encode_response,
+    legacy_server_exception,
+    peek_request,
+    server_exception,
+)
+from sofamesh.model import CALLER_HEADER, Headers, Invocation, Result, Status
+
+SERVICE_KEY = "service"
+TARGET_SERVICE_KEY = "sofa_head_target_service"
+METHOD_KEY = "sofa_head_method_name"
+TARGET_APP_KEY = "sofa_head_target_app"
+TRACE_CALLER_KEY = "rpc_trace_context.sofacallerapp"  # lowercased, as Headers keeps names
+ERROR_HEADER = "x-sofamesh-error"
+MESH_PREFIX = "x-sofamesh-"
+
+# What a SOFARPC client does with each: TIMEOUT -> InvokeTimeoutException, BUSY ->
+# InvokeServerBusyException (both retried by SOFARPC's FailoverCluster), CODEC ->
+# CodecException, SERVER_EXCEPTION -> the body's message as the cause.
+STATUS_TO_BOLT: dict[Status, int] = {
+    Status.APP_ERROR: ResponseStatus.SERVER_EXCEPTION,
+    Status.NO_ENDPOINT: ResponseStatus.SERVER_EXCEPTION,
+    Status.CONNECT_FAILED: ResponseStatus.SERVER_EXCEPTION,
+    Status.UPSTREAM_RESET: ResponseStatus.SERVER_EXCEPTION,
+    Status.TIMEOUT: ResponseStatus.TIMEOUT,
+    Status.BAD_REQUEST: ResponseStatus.CODEC_EXCEPTION,
+    Status.RATE_LIMITED: ResponseStatus.SERVER_THREADPOOL_BUSY,
+    Status.CIRCUIT_OPEN: ResponseStatus.SERVER_THREADPOOL_BUSY,
+    Status.OVERLOADED: ResponseStatus.SERVER_THREADPOOL_BUSY,
+    Status.UNAUTHORIZED: ResponseStatus.SERVER_EXCEPTION,
+    Status.UNAVAILABLE: ResponseStatus.SERVER_THREADPOOL_BUSY,
+    Status.INTERNAL: ResponseStatus.SERVER_EXCEPTION,
+}
+
+# A peer's status when no mesh hop named the neutral one.
+BOLT_TO_STATUS: dict[int, Status] = {
+    ResponseStatus.SUCCESS: Status.OK,
+    ResponseStatus.TIMEOUT: Status.TIMEOUT,
+    ResponseStatus.SERVER_THREADPOOL_BUSY: Status.OVERLOADED,
+    ResponseStatus.CONNECTION_CLOSED: Status.UPSTREAM_RESET,
+    ResponseStatus.CODEC_EXCEPTION: Status.BAD_REQUEST,
+    ResponseStatus.SERVER_DESERIAL_EXCEPTION: Status.BAD_REQUEST,
+}
+
+# A mesh hop that says the app behind it was never reached: as safe to retry elsewhere
+# as a refused connection (the same rule as HTTP's).
+_NOT_REACHED = frozenset({Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE})
+_BY_VALUE = {s.value: s for s in Status}
+
+
+def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation:
+    """The invocation for a request whose header map parsed to `items`.
+
+    Mesh headers (`x-sofamesh-*`) move from the frame into `inv.headers`; the payload is
+    the frame without them, so each hop sets its own.
+    """
+    pairs = [(k.lower(), v) for k, v in items if v is not None]
+    headers = Headers.from_lower(pairs)
+    get = headers.get
+    service = get(SERVICE_KEY) or get(TARGET_SERVICE_KEY) or ""
+    method = get(METHOD_KEY) or ""
+    if (not service or not method) and _is_sofa_hessian(frame):
+        peeked = peek_request(frame.body)
+        if peeked is not None:
+            service = service or peeked.targetServiceUniqueName or ""
+            method = method or peeked.methodName or ""
+    if any(k.startswith(MESH_PREFIX) for k, _ in pairs):
+        kept = [(k, v) for k, v in items if not k.lower().startswith(MESH_PREFIX)]
+        frame = frame._replace(header=encode_header_map(kept, keep_nulls=True))
+    return Invocation(
+        protocol="bolt",
+        service=service,
+        method=method,
+        headers=headers,
+        caller=get(CALLER_HEADER) or get(TRACE_CALLER_KEY) or "",
+        payload=frame,
+    )
+
+
+def _is_sofa_hessian(frame: RequestFrame) -> bool:
+    return frame.codec == Codec.HESSIAN2 and frame.class_name == SOFA_REQUEST_CLASS
+
+
+def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
+    """The request to send to the next hop: the caller's frame with this hop's mesh
+    headers appended and the time left in the timeout field."""
+    frame: RequestFrame = inv.payload
+    extra = [(k, v) for k, v in inv.headers.items() if k.startswith(MESH_PREFIX)]
+    if extra or inv.caller:
+        extra = [(k, v) for k, v in extra if k not in (CALLER_HEADER, ERROR_HEADER)]
+        if inv.caller:
+            extra.append((CALLER_HEADER, inv.caller))
+        frame = frame._replace(header=frame.header + encode_header_map(extra))
+    if inv.deadline is not None:
+        # At least 1 ms: Bolt reads 0 or less as "no timeout".
+        frame = frame._replace(timeout_ms=max(1, int((inv.deadline - now) * 1000)))
+    return frame
+
+
+def response_to_result(resp: ResponseFrame) -> Result:
+    """A peer's response: SUCCESS is OK; a mesh hop's `x-sofamesh-error` names the status."""
+    code = resp.status
+    if code == ResponseStatus.SUCCESS:
+        return Result(Status.OK, code, payload=resp)
+    status = BOLT_TO_STATUS.get(code, Status.APP_ERROR)
+    if resp.header:
+        for key, value in resp.headers():
+            if key == ERROR_HEADER and value in _BY_VALUE:
+                named = _BY_VALUE[value]
+                status = Status.CONNECT_FAILED if named in _NOT_REACHED else named
+    return Result(status, code, payload=resp)
+
+
+def result_to_response(result: Result, to: RequestFrame | FrameHeader) -> ResponseFrame:
+    """What the caller receives: the provider's response under the caller's request id
+    (and its protocol version, so a v2 request with CRC gets a v2 reply with CRC), or a
+    mesh-made one."""
+    payload = result.payload
+    if type(payload) is ResponseFrame:
+        return payload._replace(
+            request_id=to.request_id, version=to.version, ver1=to.ver1, switch=to.switch
+        )
+    if isinstance(payload, bytes | str) and result.status is Status.OK:
+        # A direct response or fallback from governance: its body is the call's value.
+        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        status = result.code or ResponseStatus.SUCCESS
+        return reply(to, status=status, body=encode_response(text))
+    if isinstance(payload, bytes) and payload:
+        detail = payload.decode("utf-8", "replace")
+    else:
+        detail = result.detail or result.status.value
+    return error_response(to, result.status, detail, code=result.code or None)
+
+
+def error_response(
+    to: RequestFrame | FrameHeader, status: Status, detail: str, *, code: int | None = None
+) -> ResponseFrame:
+    """A mesh-made failure for `to`: the status a SOFARPC client acts on, a readable
+    `RpcServerException` body, and `x-sofamesh-error` for the next mesh hop."""
+    bolt_status = code if code is not None else STATUS_TO_BOLT.get(status, ResponseStatus.ERROR)
+    message = f"sofamesh: {detail}"
+    legacy = isinstance(to, RequestFrame) and _is_sofa_hessian(to) and to.body[:1] == b"O"
+    frame = reply(
+        to,
+        status=bolt_status,
+        body=legacy_server_exception(message) if legacy else server_exception(message),
+        headers=((ERROR_HEADER, status.value),),
+    )
+    # The body is Hessian whatever the request's codec was (clients read the reply's byte).
+    return frame._replace(codec=Codec.HESSIAN2)

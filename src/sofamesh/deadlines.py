@@ -1,0 +1,69 @@
+"""One timer task for many deadlines: cheaper than a timed cancel scope per call.
+
+anyio's `move_on_after` costs about 6 us on asyncio and 15 us on trio, most of
+it arming and disarming a timer for a deadline that is almost never reached.
+`DeadlineWatch` keeps every armed deadline in a heap and runs one task that
+sleeps until the earliest and cancels the scopes whose time has come, so a
+call pays for a plain cancel scope and a heap push. Removal is lazy (an entry
+is marked done and skipped); the heap is compacted when dead entries dominate.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+
+import anyio
+import anyio.abc
+
+# An entry: [deadline, sequence, scope or None once done]
+Entry = list[object]
+
+
+class DeadlineWatch:
+    """Cancels registered scopes at their deadlines (on anyio's clock); run it in a task group."""
+
+    def __init__(self) -> None:
+        self._heap: list[Entry] = []
+        self._seq = itertools.count()
+        self._live = 0
+        self._wake: anyio.Event | None = None
+        self._next = math.inf  # when the task will look again
+
+    def add(self, deadline: float, scope: anyio.CancelScope) -> Entry:
+        entry: Entry = [deadline, next(self._seq), scope]
+        heapq.heappush(self._heap, entry)
+        self._live += 1
+        if deadline < self._next and self._wake is not None:
+            self._wake.set()  # earlier than the task planned to wake: tell it
+        return entry
+
+    def remove(self, entry: Entry) -> None:
+        if entry[2] is not None:
+            entry[2] = None
+            self._live -= 1
+            if len(self._heap) > 64 and self._live * 2 < len(self._heap):
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            self._fire(anyio.current_time())
+            heap = self._heap
+            self._next = heap[0][0] if heap else math.inf  # type: ignore[assignment]
+            self._wake = anyio.Event()
+            delay = min(self._next - anyio.current_time(), 1.0)
+            with anyio.move_on_after(max(delay, 0.0)):
+                await self._wake.wait()
+
+    def _fire(self, now: float) -> None:
+        heap = self._heap
+        while heap and (heap[0][2] is None or heap[0][0] <= now):  # type: ignore[operator]
+            _, _, scope = heapq.heappop(heap)
+            if scope is not None:
+                self._live -= 1
+                scope.cancel()  # type: ignore[attr-defined]

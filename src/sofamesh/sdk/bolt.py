@@ -1,0 +1,411 @@
+"""SOFARPC over Bolt for Python apps: call `interface:version` services, serve Python objects.
+
+Consumer::
+
+    echo = mesh.bolt_consumer("com.example.EchoService", "1.0",
+                              methods={"add": ["int", "int"]})   # Java types, once
+    await echo.add(2, 40)                      # sync-style: the result, or an exception
+    await echo.call("echo", "hi", types=["java.lang.String"])
+    await echo.oneway("log", "started")        # no response
+    fut = echo.future("add", 1, 2); ...; await fut.result()
+
+Provider::
+
+    async with mesh.serve_bolt(Echo(), "com.example.EchoService", version="1.0"):
+        ...                                    # published as com.example.EchoService:1.0
+
+Calls go through the mesh's outbound chain (discovery, balancing, governance), or to the
+local sidecar's Bolt listener in sidecar mode; a provider is published with protocol
+`bolt`. Types: docs/protocols/bolt.md.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from sofamesh.chain import Filter, Handler, build_chain
+from sofamesh.codecs.bolt import Codec, RequestFrame, ResponseStatus, reply, request
+from sofamesh.codecs.bolt.sofarpc import (
+    SofaCodecError,
+    SofaRequest,
+    coerce,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+    error_of,
+    server_exception,
+    signature_of,
+    sofa_classes,
+)
+from sofamesh.codecs.hessian2 import ClassRegistry, Hessian2Error, JavaException
+from sofamesh.codecs.sofarpc import result_to_response
+from sofamesh.config import Address
+from sofamesh.filters import StatsFilter, TimeoutFilter
+from sofamesh.model import Headers, Invocation, Result, Status
+
+if TYPE_CHECKING:
+    from sofamesh.sdk.mesh import Mesh, Provider
+
+__all__ = [
+    "BoltCall",
+    "BoltCallError",
+    "BoltConsumer",
+    "BoltFuture",
+    "RemoteError",
+    "current_call",
+    "serve_bolt",
+    "unique_name",
+]
+
+log = logging.getLogger("sofamesh.sdk")
+
+
+class BoltCallError(Exception):
+    """A Bolt call failed: `status` is the neutral outcome, `code` the Bolt response status."""
+
+    def __init__(self, where: str, status: Status, code: int, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class RemoteError(BoltCallError):
+    """The provider reported an error: its server exception's message, and the exception
+    (`exception`, a `JavaException`) when the body carried one."""
+
+    def __init__(
+        self, where: str, code: int, message: str, exception: JavaException | None = None
+    ) -> None:
+        super().__init__(where, Status.APP_ERROR, code, message)
+        self.exception = exception
+
+
+def unique_name(interface: str, version: str = "1.0", unique_id: str = "") -> str:
+    """SOFARPC's service unique name, `interface:version[:uniqueId]`."""
+    return f"{interface}:{version}:{unique_id}" if unique_id else f"{interface}:{version}"
+
+
+_trace_seq = itertools.count(1000)
+
+
+def new_trace_id() -> str:
+    """A SOFATracer-shaped trace id: IPv4 hex, epoch ms, a 4-digit sequence, the pid."""
+    seq = 1000 + next(_trace_seq) % 9000
+    return f"7f000001{int(time.time() * 1000)}{seq}{os.getpid()}"
+
+
+class BoltConsumer:
+    """Calls one SOFARPC interface through the mesh; methods are also attributes."""
+
+    def __init__(
+        self,
+        mesh: Mesh,
+        interface: str,
+        version: str = "1.0",
+        *,
+        unique_id: str = "",
+        methods: Mapping[str, Sequence[str]] | None = None,
+        registry: ClassRegistry | None = None,
+        timeout: float | None = None,
+        target_app: str = "",
+    ) -> None:
+        self.mesh = mesh
+        self.service = unique_name(interface, version, unique_id)
+        self.methods = {name: tuple(sigs) for name, sigs in (methods or {}).items()}
+        self.timeout = timeout
+        self.target_app = target_app
+        self._user_classes = registry
+        self._registry = sofa_classes(registry)
+        self._chain: Handler | None = None
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        async def call(*args: Any) -> Any:
+            return await self.call(method, *args)
+
+        call.__name__ = method
+        return call
+
+    async def call(
+        self, method: str, *args: Any, types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:  # fmt: skip
+        """Call `method` and return its result; raise `RemoteError` if the provider failed,
+        `BoltCallError` if the mesh did (no endpoint, timeout, ...)."""
+        inv = self._invocation(method, args, types, timeout, oneway=False)
+        return self._outcome(inv, await self._send(inv))
+
+    async def oneway(self, method: str, *args: Any, types: Sequence[str] | None = None) -> None:
+        """Send `method` without waiting for (or getting) a response."""
+        inv = self._invocation(method, args, types, None, oneway=True)
+        result = await self._send(inv)
+        if not result.ok:
+            self._outcome(inv, result)  # raises: the call could not be sent
+
+    def future(
+        self, method: str, *args: Any, types: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> BoltFuture:  # fmt: skip
+        """Start the call now and return at once; `await fut.result()` later."""
+        fut = BoltFuture()
+        self.mesh._tg.start_soon(fut._run, self.call(method, *args, types=types, timeout=timeout))
+        return fut
+
+    # -- building and reading calls ------------------------------------------------------
+
+    def _invocation(
+        self,
+        method: str,
+        args: Sequence[Any],
+        types: Sequence[str] | None,
+        timeout: float | None,
+        *,
+        oneway: bool,
+    ) -> Invocation:
+        sigs = self._signatures(method, args, types)
+        values = [coerce(a, s) for a, s in zip(args, sigs, strict=True)]
+        app = self.mesh.config.app
+        parent = current_call.get(None)
+        trace = {
+            "sofaTraceId": parent.trace_id if parent and parent.trace_id else new_trace_id(),
+            "sofaRpcId": "0",
+            "sofaCallerApp": app,
+        }
+        req = SofaRequest(method, list(sigs), self.service, self.target_app or None, {
+            "rpc_trace_context": trace,
+        })  # fmt: skip
+        headers = [
+            ("service", self.service), ("sofa_head_target_service", self.service),
+            ("sofa_head_method_name", method),
+            *((f"rpc_trace_context.{k}", v) for k, v in trace.items()),
+        ]  # fmt: skip
+        if self.target_app:
+            headers.append(("sofa_head_target_app", self.target_app))
+        body = encode_request(req, values, self._registry)
+        frame = request(0, body, headers=headers, oneway=oneway)
+        inv = Invocation("bolt", self.service, method, Headers(headers), caller=app, payload=frame)
+        budget = timeout if timeout is not None else self.timeout
+        if budget is not None:
+            inv.deadline = self.mesh.runtime.clock.now() + budget
+        return inv
+
+    def _signatures(
+        self, method: str, args: Sequence[Any], types: Sequence[str] | None
+    ) -> tuple[str, ...]:
+        declared = tuple(types) if types is not None else self.methods.get(method)
+        if declared is None:
+            return tuple(signature_of(a, self._user_classes) for a in args)
+        if len(declared) != len(args):
+            raise TypeError(
+                f"{self.service}#{method} takes {len(declared)} arguments "
+                f"({', '.join(declared)}), got {len(args)}"
+            )
+        return declared
+
+    async def _send(self, inv: Invocation) -> Result:
+        if self.mesh._sidecar is None:
+            return await self.mesh.invoke(inv)
+        if self._chain is None:
+            self._chain = await _sidecar_chain(self.mesh)
+        return await self._chain(inv)
+
+    def _outcome(self, inv: Invocation, result: Result) -> Any:
+        where = f"{self.service}#{inv.method}"
+        frame = result_to_response(result, inv.payload)
+        if frame.status == ResponseStatus.SUCCESS:
+            response = decode_response(frame.body, self._registry)
+            if response.isError:
+                raise RemoteError(where, frame.status, response.errorMsg or "error")
+            value = response.appResponse
+            if isinstance(value, JavaException):
+                raise RemoteError(where, frame.status, str(value), value)
+            return value
+        message, value = error_of(frame.body, self._registry)
+        exc = value if isinstance(value, JavaException) else None
+        if result.status is Status.APP_ERROR:
+            raise RemoteError(where, frame.status, message, exc)
+        raise BoltCallError(where, result.status, frame.status, message)
+
+
+class BoltFuture:
+    """The pending result of `BoltConsumer.future(...)` (SOFARPC's future invoke type)."""
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    async def _run(self, call: Any) -> None:
+        try:
+            self._value = await call
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def result(self) -> Any:
+        """The call's result once it arrives (or its exception, raised)."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def __await__(self) -> Any:
+        return self.result().__await__()
+
+
+async def _sidecar_chain(mesh: Mesh) -> Handler:
+    """Sidecar mode: stats and the deadline here, everything else in the local sidecar."""
+    assert mesh._sidecar is not None
+    info = await mesh._sidecar.call("GET", "/api/v1/info")
+    outs = [o for o in info.get("outbound", []) if o.get("protocol") == "bolt"]
+    if not outs:
+        raise BoltCallError("sidecar", Status.BAD_REQUEST, 0, "it has no outbound bolt listener")
+    addr = Address.parse(outs[0]["listen"])
+    rt = mesh.runtime
+
+    async def via_sidecar(inv: Invocation) -> Result:
+        return await rt.send(addr.host, addr.port, inv)
+
+    filters: list[Filter] = [
+        StatsFilter(rt.stats, "outbound", rt.clock),
+        TimeoutFilter(rt.policy_for, rt.clock),
+    ]
+    return build_chain(filters, via_sidecar)
+
+
+# -- provider ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class BoltCall:
+    """The call a provider method is serving: `current_call.get()` inside the method."""
+
+    service: str
+    method: str
+    caller: str
+    trace_id: str
+    headers: Headers
+    props: dict[str, Any]
+
+
+current_call: contextvars.ContextVar[BoltCall] = contextvars.ContextVar("sofamesh_bolt_call")
+
+
+class ServiceTerminal:
+    """A Python provider's inbound terminal: decode the SofaRequest, call the method (sync
+    or async; sync ones run on the event loop), encode its result or its exception."""
+
+    def __init__(
+        self, obj: object, service: str, registry: ClassRegistry, returns: Mapping[str, str]
+    ) -> None:
+        self._methods: dict[str, Callable[..., Any]] = {
+            name: getattr(obj, name)
+            for name in dir(obj)
+            if not name.startswith("_") and callable(getattr(obj, name))
+        }
+        self._service = service
+        self._registry = registry
+        self._returns = returns
+
+    async def __call__(self, inv: Invocation) -> Result:
+        frame: RequestFrame = inv.payload
+        if frame.codec != Codec.HESSIAN2:
+            why = f"codec {frame.codec}: this provider reads Hessian 2 bodies only"
+            return Result(Status.BAD_REQUEST, ResponseStatus.SERVER_DESERIAL_EXCEPTION, detail=why)
+        try:
+            req, args = decode_request(frame.body, self._registry)
+        except SofaCodecError as exc:
+            code = ResponseStatus.SERVER_DESERIAL_EXCEPTION
+            return Result(Status.BAD_REQUEST, code, detail=f"{self._service}: {exc}")
+        fn = self._methods.get(req.methodName or "")
+        if fn is None:
+            return _raised(frame, f"Can not find method: {self._service}#{req.methodName}()")
+        token = current_call.set(_call_of(inv, req))
+        try:
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                value = await value
+            sig = self._returns.get(req.methodName or "")
+            body = encode_response(coerce(value, sig) if sig else value, self._registry)
+        except (Hessian2Error, TypeError) as exc:
+            log.warning("%s#%s: cannot send the result: %s", self._service, req.methodName, exc)
+            return _raised(frame, f"cannot serialize the result: {exc}")
+        except Exception as exc:
+            log.info("%s#%s raised %r", self._service, req.methodName, exc)
+            return _raised(frame, f"{type(exc).__name__}: {exc}")
+        finally:
+            current_call.reset(token)
+        return Result(Status.OK, ResponseStatus.SUCCESS, payload=reply(frame, body=body))
+
+
+def _call_of(inv: Invocation, req: SofaRequest) -> BoltCall:
+    props = req.requestProps or {}
+    trace = props.get("rpc_trace_context")
+    trace_id = trace.get("sofaTraceId", "") if isinstance(trace, dict) else ""
+    method = req.methodName or inv.method
+    return BoltCall(inv.service, method, inv.caller, str(trace_id or ""), inv.headers, props)
+
+
+def _raised(frame: RequestFrame, message: str) -> Result:
+    """The provider's own error, as sofa-rpc-node sends it: SERVER_EXCEPTION and an
+    RpcServerException whose message SOFARPC clients show."""
+    code = ResponseStatus.SERVER_EXCEPTION
+    body = server_exception(message)
+    return Result(Status.APP_ERROR, code, payload=reply(frame, status=code, body=body))
+
+
+@asynccontextmanager
+async def serve_bolt(
+    mesh: Mesh,
+    obj: object,
+    interface: str,
+    *,
+    version: str = "1.0",
+    unique_id: str = "",
+    registry: ClassRegistry | None = None,
+    returns: Mapping[str, str] | None = None,
+    listen: str = "127.0.0.1:0",
+    advertise: str | None = None,
+) -> AsyncIterator[Provider]:
+    """Serve `obj`'s public methods as `interface:version`, published while the block runs."""
+    from sofamesh.sdk.mesh import Provider
+
+    service = unique_name(interface, version, unique_id)
+    rt = mesh.runtime
+    terminal = ServiceTerminal(obj, service, sofa_classes(registry), returns or {})
+    chain = rt.inbound_chain(terminal)
+
+    def route(name: str) -> Handler | None:
+        return chain if name == service else None
+
+    bind = Address.parse(listen)
+    async with AsyncExitStack() as stack:
+        listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
+        address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
+        limits = mesh.config.inbound[0].limits if mesh.config.inbound else None
+        server = rt.protocols["bolt"].inbound_server(route, limits)
+        await mesh._tg.start(server.serve, listener)
+        stack.push_async_callback(server.drain)
+        public = Address.parse(advertise) if advertise else address
+        await mesh._publish(stack, (service,), address, public, "bolt")
+        yield Provider(address=public, services=(service,))

@@ -1,0 +1,115 @@
+"""What both ends of a Bolt connection share: a frame writer that many tasks feed.
+
+Bolt multiplexes: many calls share one connection, and their frames are written by
+whichever task finishes first. anyio streams refuse concurrent sends, so every frame goes
+through one `FrameWriter`: tasks append encoded frames without waiting (heartbeat acks
+and error replies need no task of their own), and the writer task sends whatever piled
+up in one `send`, so a busy connection pays one system call for many frames.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import anyio.abc
+
+from sofamesh.transport.net import STREAM_ERRORS
+
+log = logging.getLogger("sofamesh.bolt")
+
+DEFAULT_MAX_BUFFERED = 4 << 20  # bytes queued for the socket before writers wait
+_MAX_BATCH = 256 << 10  # bytes joined into one send
+
+
+class WriterClosedError(Exception):
+    """The connection's writer stopped: its stream failed or the connection closed."""
+
+
+class FrameWriter:
+    """One writer task per connection; `write_nowait` / `write` from any task."""
+
+    __slots__ = ("_closed", "_max", "_pending", "_room", "_size", "_stream", "_wake")
+
+    def __init__(
+        self, stream: anyio.abc.ByteSendStream, max_buffered: int = DEFAULT_MAX_BUFFERED
+    ) -> None:
+        self._stream = stream
+        self._max = max_buffered
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._wake = anyio.Event()
+        self._room: anyio.Event | None = None
+        self._closed = False
+
+    @property
+    def buffered(self) -> int:
+        return self._size
+
+    def write_nowait(self, data: bytes) -> None:
+        """Queue `data` (one or more whole frames); it is sent in order."""
+        if self._closed:
+            raise WriterClosedError("the connection is closed")
+        self._pending.append(data)
+        self._size += len(data)
+        self._wake.set()
+
+    async def write(self, data: bytes) -> None:
+        """Queue `data`, then wait while more than `max_buffered` bytes are queued."""
+        self.write_nowait(data)
+        while self._size > self._max and not self._closed:
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+        if self._closed:
+            raise WriterClosedError("the connection closed before the frame was sent")
+
+    async def run(self) -> None:
+        """Send queued frames until cancelled or the stream fails (then refuse new ones).
+
+        Cancelled, it leaves what is queued for a last `flush()`.
+        """
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                await self._flush()
+        except STREAM_ERRORS as exc:
+            log.debug("bolt writer stopped: %r", exc)
+            self.close()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            size = sum(map(len, batch))
+            if size > _MAX_BATCH and len(batch) > 1:  # keep each send bounded
+                cut, size = _cut(batch)
+                batch, self._pending = batch[:cut], batch[cut:] + self._pending
+            await self._stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+            self._size -= size
+            if self._room is not None and self._size <= self._max:
+                self._room.set()
+                self._room = None
+
+    async def flush(self) -> None:
+        """Send what is queued now (once the writer task has stopped)."""
+        await self._flush()
+
+    def close(self) -> None:
+        """Refuse new frames and wake whoever waits for room."""
+        self._closed = True
+        self._pending.clear()
+        self._size = 0
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+
+def _cut(batch: list[bytes]) -> tuple[int, int]:
+    """How many frames from the front of `batch` make one send, and their size."""
+    size = 0
+    for i, item in enumerate(batch):
+        size += len(item)
+        if size >= _MAX_BATCH:
+            return i + 1, size
+    return len(batch), size
