@@ -111,7 +111,8 @@ async def asgi_lifespan(app: ASGIApp, timeout: float = 10.0) -> AsyncIterator[No
             log.debug("ASGI app does not support lifespan", exc_info=True)
         await from_app.send({"type": "lifespan.unsupported"})
 
-    async with anyio.create_task_group() as tg:
+    # Every stream is closed on the way out, whatever the app did.
+    async with to_app, app_inbox, from_app, our_inbox, anyio.create_task_group() as tg:
         tg.start_soon(run_app)
         await to_app.send({"type": "lifespan.startup"})
         with anyio.fail_after(timeout):

@@ -302,8 +302,10 @@ class BoltCall:
 
     service: str
     method: str
+    signatures: tuple[str, ...]  # the Java types the caller declared
     caller: str
     trace_id: str
+    deadline: float | None  # on the mesh clock (`mesh.runtime.clock`); None: no timeout
     headers: Headers
     props: dict[str, Any]
 
@@ -362,8 +364,16 @@ def _call_of(inv: Invocation, req: SofaRequest) -> BoltCall:
     props = req.requestProps or {}
     trace = props.get("rpc_trace_context")
     trace_id = trace.get("sofaTraceId", "") if isinstance(trace, dict) else ""
-    method = req.methodName or inv.method
-    return BoltCall(inv.service, method, inv.caller, str(trace_id or ""), inv.headers, props)
+    return BoltCall(
+        service=inv.service,
+        method=req.methodName or inv.method,
+        signatures=tuple(req.methodArgSigs or ()),
+        caller=inv.caller,
+        trace_id=str(trace_id or ""),
+        deadline=inv.deadline,
+        headers=inv.headers,
+        props=props,
+    )
 
 
 def _raised(frame: RequestFrame, message: str) -> Result:

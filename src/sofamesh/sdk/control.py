@@ -41,26 +41,24 @@ class SidecarUnavailable(RuntimeError):
 
 
 class SidecarClient:
-    def __init__(self, pool: Http1Pool, admin: Address, app: str, tg: anyio.abc.TaskGroup):
+    def __init__(self, pool: Http1Pool, admin: Address, app: str):
         self._pool = pool
         self._admin = admin
         self._app = app
-        self._tg = tg
         self._published: dict[tuple[str, str], Address] = {}
         self.outbound_http = Address("127.0.0.1", 0)
 
-    @classmethod
-    async def connect(
-        cls, pool: Http1Pool, admin: Address, app: str, tg: anyio.abc.TaskGroup
-    ) -> SidecarClient:
-        client = cls(pool, admin, app, tg)
-        info = await client.call("GET", "/api/v1/info")
+    async def connect(self) -> None:
+        """Learn the sidecar's listeners; raises `SidecarUnavailable` if it cannot be asked."""
+        info = await self.call("GET", "/api/v1/info")
         http = [o for o in info.get("outbound", []) if o.get("protocol") == "http"]
         if not http:
-            raise SidecarUnavailable(f"the sidecar at {admin} has no outbound http listener")
-        client.outbound_http = Address.parse(http[0]["listen"])
-        tg.start_soon(client._renew_forever)
-        return client
+            raise SidecarUnavailable(f"the sidecar at {self._admin} has no outbound http listener")
+        self.outbound_http = Address.parse(http[0]["listen"])
+
+    def start_renewing(self, tg: anyio.abc.TaskGroup) -> None:
+        """Keep publications alive from now on, in the mesh's task group."""
+        tg.start_soon(self._renew_forever)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         payload = json.dumps(body).encode() if body is not None else b""

@@ -290,13 +290,36 @@ async def open_mesh(
     `SOFAMESH_CONFIG` and the other `SOFAMESH_*` variables are read).
     """
     cfg = config if isinstance(config, MeshConfig) else load_config(config, **overrides)
-    async with Runtime(cfg, registry=registry) as rt, anyio.create_task_group() as tg:
-        sidecar = None
-        if cfg.mode == "sidecar":
-            http = rt.protocols["http"]
-            assert isinstance(http, HttpSupport)
-            sidecar = await SidecarClient.connect(http.pool, cfg.sidecar, cfg.app, tg)
-        try:
-            yield Mesh(rt, tg, sidecar)
-        finally:
-            tg.cancel_scope.cancel()
+    try:
+        async with Runtime(cfg, registry=registry) as rt:
+            sidecar = None
+            if cfg.mode == "sidecar":
+                http = rt.protocols["http"]
+                assert isinstance(http, HttpSupport)
+                sidecar = SidecarClient(http.pool, cfg.sidecar, cfg.app)
+                await (
+                    sidecar.connect()
+                )  # outside the task group: a failure reaches the caller as is
+            async with anyio.create_task_group() as tg:
+                if sidecar is not None:
+                    sidecar.start_renewing(tg)
+                try:
+                    yield Mesh(rt, tg, sidecar)
+                finally:
+                    tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The mesh's own tasks do not fail; a group holding one error came from the
+        # block (or from connecting): raise it as it is, not wrapped by our task groups.
+        leaf = _single(group)
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc

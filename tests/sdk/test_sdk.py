@@ -1,0 +1,70 @@
+"""The SDK in one process: an ASGI provider and an httpx consumer, publication and lifespan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import sofamesh
+from sofamesh.registry import FileRegistry
+
+pytestmark = pytest.mark.anyio
+
+
+def app_with_lifespan(events: list[str]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                events.append(msg["type"])
+                await send({"type": msg["type"] + ".complete"})
+                if msg["type"] == "lifespan.shutdown":
+                    return
+        body = (await receive())["body"]
+        if scope["path"] == "/boom":
+            raise RuntimeError("the app fails")
+        reply = f"{scope['method']} {scope['path']}?{scope['query_string'].decode()} {body!r}"
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"x-app", b"1")]})
+        await send({"type": "http.response.body", "body": reply.encode()})
+
+    return app
+
+
+async def test_provider_and_consumer_in_one_process(tmp_path: Path) -> None:
+    events: list[str] = []
+    cfg = {"app": "shop", "registry": f"file://{tmp_path}/reg?poll=0.05"}
+    async with sofamesh.open_mesh(cfg, env={}) as mesh:
+        assert mesh.mode == "sdk"
+        async with mesh.serve_asgi(app_with_lifespan(events), services=["com.example.Echo"]) as p:
+            assert events == ["lifespan.startup"]
+            async with FileRegistry(tmp_path / "reg") as reg:
+                assert await reg.list_services() == ["com.example.Echo"]
+            async with httpx.AsyncClient(transport=mesh.httpx_transport()) as client:
+                r = await client.post("http://com.example.Echo/a/b?x=1", content=b"hi")
+                assert (r.status_code, r.headers["x-app"]) == (201, "1")
+                assert r.text == "POST /a/b?x=1 b'hi'"
+                boom = await client.get("http://com.example.Echo/boom")
+                assert boom.status_code == 500  # the app's failure, not the mesh's
+            resp = await mesh.request("com.example.Echo", "GET", "/c")
+            assert resp.status == 201 and resp.body == b"GET /c? b''"
+            assert p.address.port > 0
+        assert events == ["lifespan.startup", "lifespan.shutdown"]
+        # a clean exit unpublishes at once (no waiting for the lease)
+        async with FileRegistry(tmp_path / "reg") as reg:
+            assert await reg.list_services() == []
+        with anyio.fail_after(5):
+            r = await mesh.request("com.example.Echo", "GET", "/gone")
+        assert r.status == 503 and b"com.example.Echo" in r.body
+
+
+async def test_sidecar_mode_without_a_sidecar_fails_clearly(tmp_path: Path) -> None:
+    from sofamesh.sdk.control import SidecarUnavailable
+
+    cfg = {"app": "shop", "mode": "sidecar", "sidecar": "127.0.0.1:1"}
+    with pytest.raises(SidecarUnavailable, match="unreachable"):
+        async with sofamesh.open_mesh(cfg, env={}):
+            pass
