@@ -19,6 +19,7 @@ from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.cluster import ClusterManager
 from sofamesh.config.model import MeshConfig, PolicyConfig
+from sofamesh.config.structure import ConfigError
 from sofamesh.deadlines import DeadlineWatch
 from sofamesh.filters import (
     BalanceFilter,
@@ -35,7 +36,13 @@ from sofamesh.governance.compose import (
     retry_filter,
 )
 from sofamesh.governance.filters.state import Options
-from sofamesh.governance.source import Governance, rules_source, watch_rules
+from sofamesh.governance.source import (
+    Governance,
+    RegistryRulesSource,
+    RulesSource,
+    rules_source,
+    watch_rules,
+)
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
@@ -60,6 +67,14 @@ class Runtime:
         self.deadlines = DeadlineWatch()
         self._stack = AsyncExitStack()
 
+    def _rules_source(self) -> RulesSource | None:
+        cfg = self.config
+        if cfg.rules_key is not None:
+            if not hasattr(self.registry, "watch_document"):
+                raise ConfigError([f"rules_key: the registry {cfg.registry} cannot hold documents"])
+            return RegistryRulesSource(self.registry, cfg.rules_key)
+        return rules_source(inline=cfg.rules, path=cfg.rules_file)
+
     def policy_for(self, service: str) -> PolicyConfig:
         return self.config.policy_for(service)
 
@@ -73,15 +88,15 @@ class Runtime:
             self._gov_tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._gov_tg.cancel_scope.cancel)
             await self._gov_tg.start(self.deadlines.run)
-            source = rules_source(inline=self.config.rules, path=self.config.rules_file)
-            if source is not None:
-                await stack.enter_async_context(watch_rules(self.governance, source))
             if self.config.mode == "sdk" or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)
                 self.clusters = await stack.enter_async_context(
                     ClusterManager(self.registry, self.policy_for, self.stats, self.clock)
                 )
+            source = self._rules_source()
+            if source is not None:
+                await stack.enter_async_context(watch_rules(self.governance, source))
         except BaseException:
             await stack.aclose()
             raise

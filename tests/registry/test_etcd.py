@@ -36,16 +36,28 @@ async def registry(port: int, workspace: str, **kw: object) -> AsyncIterator[Etc
         yield reg
 
 
-EP = Endpoint("com.example.Orders", "127.0.0.1", 8080, version="1.0", zone="z1", tags={"canary"},
-              meta={"methods": "get,put"}, app="orders")
+EP = Endpoint(
+    "com.example.Orders",
+    "127.0.0.1",
+    8080,
+    version="1.0",
+    zone="z1",
+    tags={"canary"},
+    meta={"methods": "get,put"},
+    app="orders",
+)
 
 
 async def test_publish_discover_unpublish(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
-    async with registry(etcd_server.port, w) as pub, registry(etcd_server.port, w) as sub, \
-            sub.watch(EP.service) as snaps:
+    async with (
+        registry(etcd_server.port, w) as pub,
+        registry(etcd_server.port, w) as sub,
+        sub.watch(EP.service) as snaps,
+    ):
         assert await next_value(snaps) == frozenset()
         await pub.publish(EP)
         (seen,) = await next_value(snaps)
@@ -57,7 +69,8 @@ async def test_publish_discover_unpublish(
 
 
 async def test_key_layout_is_the_documented_one(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     async with registry(etcd_server.port, w) as reg:
@@ -76,7 +89,8 @@ async def test_service_names_cannot_collide_through_slashes() -> None:
 
 
 async def test_workspaces_do_not_see_each_other(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     a, b = ws(request) + "a", ws(request) + "b"
     ep_b = Endpoint(EP.service, "127.0.0.2", 9)
@@ -92,7 +106,8 @@ async def test_workspaces_do_not_see_each_other(
 
 
 async def test_lease_is_kept_alive_past_its_ttl(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     opened = registry(etcd_server.port, ws(request), lease_ttl=1)
     async with opened as reg, reg.watch(EP.service) as snaps:
@@ -106,7 +121,8 @@ async def test_lease_is_kept_alive_past_its_ttl(
 
 
 async def test_sigkilled_provider_disappears_within_its_lease(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     url = f"{etcd_server.url}?workspace={w}&lease=1&snapshot=none"
@@ -120,7 +136,8 @@ async def test_sigkilled_provider_disappears_within_its_lease(
 
 
 async def test_close_revokes_the_lease_at_once(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     async with registry(etcd_server.port, w) as sub, sub.watch("svc") as snaps:
@@ -132,7 +149,8 @@ async def test_close_revokes_the_lease_at_once(
 
 
 async def test_lost_lease_is_replaced_and_endpoints_written_again(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     async with registry(etcd_server.port, w, lease_ttl=1) as pub, pub.watch(EP.service) as snaps:
@@ -146,7 +164,8 @@ async def test_lost_lease_is_replaced_and_endpoints_written_again(
 
 
 async def test_documents_are_watched_like_services(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     async with registry(etcd_server.port, ws(request)) as reg, reg.watch_document("rules") as docs:
         assert await next_value(docs) is None
@@ -159,12 +178,17 @@ async def test_documents_are_watched_like_services(
 
 
 async def test_publish_while_etcd_is_unreachable_raises_and_retries(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     proxy = CuttableProxy(etcd_server.port)
-    async with proxy.serving(), registry(proxy.port, w, timeout=0.5) as pub, \
-            registry(etcd_server.port, w) as sub, sub.watch(EP.service) as snaps:
+    async with (
+        proxy.serving(),
+        registry(proxy.port, w, timeout=0.5) as pub,
+        registry(etcd_server.port, w) as sub,
+        sub.watch(EP.service) as snaps,
+    ):
         assert await next_value(snaps) == frozenset()
         proxy.refusing = True
         await proxy.cut()
@@ -175,7 +199,9 @@ async def test_publish_while_etcd_is_unreachable_raises_and_retries(
 
 
 async def _burst(
-    writer: EtcdRegistry, prefix: bytes, proxy: CuttableProxy,
+    writer: EtcdRegistry,
+    prefix: bytes,
+    proxy: CuttableProxy,
 ) -> tuple[list[int], set[bytes]]:
     """1,000 changes, one revision each; breaks the watch at 3 points while writing."""
     puts: list[int] = []
@@ -197,7 +223,8 @@ async def _burst(
 
 
 async def test_a_broken_watch_resumes_without_missing_or_replaying_a_change(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     proxy = CuttableProxy(etcd_server.port)
@@ -231,12 +258,17 @@ async def _collect(out: list[object], coro: object) -> None:
 
 
 async def test_compacted_revision_is_read_again(
-    etcd_server: EtcdServer, request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     proxy = CuttableProxy(etcd_server.port)
-    async with proxy.serving(), registry(proxy.port, w) as watcher, \
-            registry(etcd_server.port, w) as writer, watcher.watch("svc") as snaps:
+    async with (
+        proxy.serving(),
+        registry(proxy.port, w) as watcher,
+        registry(etcd_server.port, w) as writer,
+        watcher.watch("svc") as snaps,
+    ):
         a, b = Endpoint("svc", "127.0.0.1", 1), Endpoint("svc", "127.0.0.1", 2)
         await writer.publish(a)
         assert await wait_for(snaps, bool) == {a}
@@ -256,3 +288,30 @@ async def test_open_registry_by_url(etcd_server: EtcdServer, tmp_path: object) -
         assert isinstance(reg, EtcdRegistry) and reg.workspace == "urltest" and reg.lease_ttl == 3
         assert reg.endpoints == (("127.0.0.1", etcd_server.port), ("127.0.0.1", 1))
         assert await reg.list_services() == []
+
+
+async def test_governance_rules_live_in_etcd_and_are_watched(
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
+    tmp_path: object,
+) -> None:
+    import sofamesh
+
+    w = ws(request)
+    url = f"etcd://127.0.0.1:{etcd_server.port}?workspace={w}&snapshot={tmp_path}/snap.json"
+    cfg = {"app": "shop", "registry": url, "rules_key": "mesh-rules"}
+    async with registry(etcd_server.port, w) as admin, sofamesh.open_mesh(cfg, env={}) as mesh:
+        gov = mesh.governance
+        assert gov.current.document.rate_limits == ()  # no document yet: no rules
+        await admin.put_document(
+            "mesh-rules", "version: r1\nrate_limits: [{service: a, count: 5}]\n"
+        )
+        with anyio.fail_after(10):
+            while gov.version != "r1":
+                await gov.wait_attempt(gov.attempts)
+        assert gov.origin == "registry:mesh-rules" and len(gov.current.document.rate_limits) == 1
+        await admin.put_document("mesh-rules", "rate_limits: [{service: a}]\n")  # invalid: no count
+        with anyio.fail_after(10):
+            while gov.last_error is None:
+                await gov.wait_attempt(gov.attempts)
+        assert gov.version == "r1" and "rate_limits[0].count" in str(gov.last_error)

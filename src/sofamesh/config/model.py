@@ -130,6 +130,7 @@ class MeshConfig:
     drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
+    rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

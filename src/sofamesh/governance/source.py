@@ -271,6 +271,38 @@ async def watch_rules(governance: Governance, source: RulesSource) -> AsyncItera
             tg.cancel_scope.cancel()
 
 
+class RegistryRulesSource:
+    """The rules document stored in the registry (etcd key, ZooKeeper node) as `name`.
+
+    The registry's `watch_document` yields the text now and after each change;
+    a document that does not exist means no rules.
+    """
+
+    def __init__(self, registry: Any, name: str) -> None:
+        self._registry = registry
+        self._name = name
+        self.origin = f"registry:{name}"
+
+    @asynccontextmanager
+    async def watch(self) -> AsyncIterator[AsyncIterator[RulesSnapshot]]:
+        async with self._registry.watch_document(self._name) as texts:
+            snapshots = self._parse(texts)
+            try:
+                yield snapshots
+            finally:
+                await snapshots.aclose()
+
+    async def _parse(self, texts: AsyncIterator[str | None]) -> AsyncGenerator[RulesSnapshot, None]:
+        async for text in texts:
+            if text is None:
+                yield RulesSnapshot(self.origin, {})
+                continue
+            try:
+                yield RulesSnapshot(self.origin, yaml.safe_load(text))
+            except yaml.YAMLError as e:
+                yield RulesSnapshot(self.origin, error=f"not valid YAML/JSON: {e}")
+
+
 def rules_source(
     *, inline: Any = None, path: str | os.PathLike[str] | None = None, poll_interval: float = 0.5
 ) -> RulesSource | None:

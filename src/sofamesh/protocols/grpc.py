@@ -121,19 +121,20 @@ class GrpcListener:
         chain = self._select(inv)
         if chain is None:
             return Result.failure(Status.NO_ENDPOINT, f"service {inv.service} is not served here")
-        timeout = float("inf")
+        deadline = float("inf")
         if self._enforce_deadline and inv.deadline is not None:
-            timeout = inv.deadline - self._clock.now()
-        with anyio.CancelScope() as reset_scope:
-            stream.on_reset = reset_scope.cancel  # the caller gave up: stop the whole call
-            with anyio.move_on_after(timeout):
-                try:
-                    return await chain(inv)
-                except Exception:
-                    log.exception("gRPC call to %s failed inside the mesh", inv.method)
-                    return Result.failure(Status.INTERNAL, f"{inv.service}: internal mesh error")
-            return Result.failure(Status.TIMEOUT, f"deadline of {inv.method} passed")
-        return None
+            deadline = anyio.current_time() + inv.deadline - self._clock.now()
+        # One scope for both ways a call ends early: the deadline, or the caller's reset.
+        with anyio.CancelScope(deadline=deadline) as scope:
+            stream.on_reset = scope.cancel
+            try:
+                return await chain(inv)
+            except Exception:
+                log.exception("gRPC call to %s failed inside the mesh", inv.method)
+                return Result.failure(Status.INTERNAL, f"{inv.service}: internal mesh error")
+        if stream.error is not None:
+            return None  # the caller reset the stream: nobody to answer
+        return Result.failure(Status.TIMEOUT, f"deadline of {inv.method} passed")
 
 
 async def finish(stream: H2Stream, call: StreamCall, result: Result) -> None:

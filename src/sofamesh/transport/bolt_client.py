@@ -99,6 +99,7 @@ class BoltClientConnection:
         self.last_used = anyio.current_time()
         self._last_read = self.last_used
         self._calls = self._beats = self._missed_total = self._late = 0
+        self._acked = anyio.Event()
 
     @property
     def closed(self) -> bool:
@@ -112,6 +113,10 @@ class BoltClientConnection:
         return ConnectionStatistics(
             len(self._ids), self._calls, self._beats, self._missed_total, self._late
         )
+
+    async def wait_heartbeat_acked(self) -> None:
+        """Return when the next heartbeat is acknowledged."""
+        await self._acked.wait()
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -216,6 +221,8 @@ class BoltClientConnection:
             self._beats += 1
             if await self._ping(hb.timeout):
                 missed = 0
+                self._acked.set()
+                self._acked = anyio.Event()
                 continue
             missed += 1
             self._missed_total += 1

@@ -29,7 +29,10 @@ class WriterClosedError(Exception):
 class FrameWriter:
     """One writer task per connection; `write_nowait` / `write` from any task."""
 
-    __slots__ = ("_closed", "_max", "_pending", "_room", "_size", "_stream", "_wake")
+    __slots__ = (
+        "_closed", "_finishing", "_max", "_pending", "_room", "_size", "_stream", "_wake",
+        "finished",
+    )  # fmt: skip
 
     def __init__(
         self, stream: anyio.abc.ByteSendStream, max_buffered: int = DEFAULT_MAX_BUFFERED
@@ -41,6 +44,8 @@ class FrameWriter:
         self._wake = anyio.Event()
         self._room: anyio.Event | None = None
         self._closed = False
+        self._finishing = False
+        self.finished = anyio.Event()  # set when `run` returns
 
     @property
     def buffered(self) -> int:
@@ -65,18 +70,25 @@ class FrameWriter:
             raise WriterClosedError("the connection closed before the frame was sent")
 
     async def run(self) -> None:
-        """Send queued frames until cancelled or the stream fails (then refuse new ones).
-
-        Cancelled, it leaves what is queued for a last `flush()`.
-        """
+        """Send queued frames until `finish()` (then return once all is sent), cancellation,
+        or a failed stream (then refuse new frames)."""
         try:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 await self._flush()
+                if self._finishing:
+                    return
         except STREAM_ERRORS as exc:
             log.debug("bolt writer stopped: %r", exc)
             self.close()
+        finally:
+            self.finished.set()
+
+    def finish(self) -> None:
+        """Ask `run` to send what is queued and return (a connection closing cleanly)."""
+        self._finishing = True
+        self._wake.set()
 
     async def _flush(self) -> None:
         while self._pending:
@@ -90,10 +102,6 @@ class FrameWriter:
             if self._room is not None and self._size <= self._max:
                 self._room.set()
                 self._room = None
-
-    async def flush(self) -> None:
-        """Send what is queued now (once the writer task has stopped)."""
-        await self._flush()
 
     def close(self) -> None:
         """Refuse new frames and wake whoever waits for room."""

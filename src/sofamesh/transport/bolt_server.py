@@ -207,11 +207,13 @@ class _ServerConnection:
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
                 tg.start_soon(self.writer.run)
-                await self._read(tg)
+                async with anyio.create_task_group() as handlers:
+                    self._scope = handlers.cancel_scope
+                    await self._read(handlers)
+                    handlers.cancel_scope.cancel()  # the peer is gone, or we close
+                await self._last_words()
                 tg.cancel_scope.cancel()
-            await self._flush_last_words()
         except Exception:
             log.exception("bolt connection from %s failed", self.info.peer)
         finally:
@@ -224,13 +226,17 @@ class _ServerConnection:
             if not data:
                 return
             decoder.receive_data(data)
-            try:
-                for frame in decoder:
-                    self._dispatch(frame, tg)
-            except RemoteProtocolError as exc:
-                self._refuse(exc)
-                if exc.fatal:
-                    return
+            while True:
+                try:
+                    frame = decoder.next_frame()
+                except RemoteProtocolError as exc:
+                    self._refuse(exc)
+                    if exc.fatal:
+                        return
+                    continue  # the frame was skipped; the ones behind it are fine
+                if frame is None:
+                    break
+                self._dispatch(frame, tg)
             if self.server.draining and self.in_flight == 0:
                 return
 
@@ -296,21 +302,22 @@ class _ServerConnection:
             self._send(encode(error_response(header, Status.BAD_REQUEST, str(exc))))
             self._linger = exc.fatal
 
-    async def _flush_last_words(self) -> None:
+    async def _last_words(self) -> None:
         """Send what is still queued (a final error reply) before the socket closes.
 
         After a fatal error the peer may still be sending the refused frame: half-close
         and read until it closes, as closing with unread input makes the kernel send a
         RST that can destroy the reply before the peer reads it (RFC 9112 9.6).
         """
-        shield = anyio.CancelScope(shield=True)
-        errors = (anyio.EndOfStream, *STREAM_ERRORS)
-        with shield, anyio.move_on_after(LINGER), contextlib.suppress(*errors):
-            await self.writer.flush()
+        self.writer.finish()
+        errors: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(LINGER):
+            await self.writer.finished.wait()
             if self._linger and isinstance(self.stream, anyio.abc.SocketStream):
-                await self.stream.send_eof()
-                for _ in range(_LINGER_READS):
-                    await self.stream.receive(65536)
+                with contextlib.suppress(*errors):
+                    await self.stream.send_eof()
+                    for _ in range(_LINGER_READS):
+                        await self.stream.receive(65536)
 
 
 def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:

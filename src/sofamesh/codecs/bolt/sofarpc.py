@@ -126,15 +126,35 @@ def decode_request(
     try:
         decoder = Decoder(body, registry=registry, limits=limits)
         request = decoder.read()
-        if not isinstance(request, SofaRequest):
-            raise SofaCodecError(f"the body starts with {type(request).__name__}, not SofaRequest")
+        problem = _malformed(request)
+        if problem:
+            raise SofaCodecError(problem)
         args = [decoder.read() for _ in request.methodArgSigs or ()]
         if not decoder.at_end:
             raise SofaCodecError(f"trailing bytes after {len(args)} arguments")
-    except Hessian2Error as exc:
+    except (Hessian2Error, RecursionError) as exc:
         raise SofaCodecError(f"cannot decode the SOFARPC request: {exc}") from exc
-    request.methodArgSigs = [str(s) for s in request.methodArgSigs or ()]
+    request.methodArgSigs = list(request.methodArgSigs or ())
     return request, args
+
+
+def _malformed(request: Any) -> str:
+    """What is wrong with a decoded `SofaRequest`, or "" (fields come from the peer)."""
+    if not isinstance(request, SofaRequest):
+        return f"the body starts with {type(request).__name__}, not a SofaRequest"
+    sigs = request.methodArgSigs
+    if sigs is not None and not (isinstance(sigs, list) and all(isinstance(s, str) for s in sigs)):
+        return "methodArgSigs is not a list of strings"
+    for name, kind in _FIELD_KINDS:  # the declared types mean nothing to a peer's bytes
+        if not isinstance(getattr(request, name), kind | None):
+            return f"{name} is not a {kind.__name__}"
+    return ""
+
+
+_FIELD_KINDS: tuple[tuple[str, type], ...] = (
+    ("methodName", str), ("targetServiceUniqueName", str), ("targetAppName", str),
+    ("requestProps", dict),
+)  # fmt: skip
 
 
 def peek_request(body: bytes) -> SofaRequest | None:
@@ -148,7 +168,7 @@ def peek_request(body: bytes) -> SofaRequest | None:
         request = Decoder(body, registry=SOFA_CLASSES).read()
     except (Hessian2Error, RecursionError):
         return None
-    return request if isinstance(request, SofaRequest) else None
+    return None if _malformed(request) else request
 
 
 # -- responses -----------------------------------------------------------------------------
