@@ -24,6 +24,7 @@ from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.outlier import OutlierDetector
+from sofamesh.governance.success_rate import SuccessRateDetector
 from sofamesh.health import HealthChecker
 from sofamesh.registry.base import Registry, Snapshot
 from sofamesh.stats import Stats
@@ -46,6 +47,9 @@ class Cluster:
         self._weighted: list[Endpoint] = []  # endpoints with weight > 0
         self.active: dict[str, int] = {}
         self.outlier = OutlierDetector(policy.outlier)
+        self.success_rate = (
+            SuccessRateDetector(policy.success_rate) if policy.success_rate else None
+        )
         self.balancer: Balancer = make_balancer(policy.balancer, self._active_of)
         self.ready = anyio.Event()
         self.health: HealthChecker | None = None  # set while active health checks run
@@ -63,6 +67,8 @@ class Cluster:
         self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
         self._weighted = [e for e in self.endpoints if e.weight > 0]
         self.outlier.set_hosts(e.key for e in self.endpoints)
+        if self.success_rate is not None:
+            self.success_rate.set_hosts(e.key for e in self.endpoints)
         if self.health is not None:
             self.health.set_endpoints(self.endpoints)
         added, removed = snapshot - before, before - snapshot
@@ -78,16 +84,17 @@ class Cluster:
 
     def available(self, ep: Endpoint, now: float) -> bool:
         """In rotation: weighted, not ejected by outlier detection, not failing health checks."""
-        health = self.health
+        health, rate = self.health, self.success_rate
         return (
             ep.weight > 0
             and not self.outlier.is_ejected(ep.key, now)
             and (health is None or health.is_healthy(ep))
+            and (rate is None or not rate.is_ejected(ep.key, now))
         )
 
     def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
         """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
-        if self.health is None and now >= self.outlier.ejections_end:
+        if self.health is None and self.success_rate is None and now >= self.outlier.ejections_end:
             healthy = self._weighted  # nothing ejected, no probes: all are in rotation
         else:
             healthy = [e for e in self._weighted if self.available(e, now)]
@@ -99,6 +106,8 @@ class Cluster:
 
     def record(self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float]) -> None:
         now = self._clock.now()
+        if self.success_rate is not None:
+            self.success_rate.record(ep.key, not failed, now)
         if self.outlier.record(ep.key, failed, now):
             self._stats.incr("outlier.ejections")
             log.warning("%s: ejected %s after consecutive failures", self.service, ep.address)
@@ -115,7 +124,10 @@ class Cluster:
 
     def _describe_endpoint(self, ep: Endpoint, now: float) -> dict[str, Any]:
         host = self.outlier.host_stats(ep.key)
-        ejected = self.outlier.is_ejected(ep.key, now)
+        rate = self.success_rate
+        ejected = self.outlier.is_ejected(ep.key, now) or (
+            rate is not None and rate.is_ejected(ep.key, now)
+        )
         down = self.health is not None and not self.health.is_healthy(ep)
         return {
             **ep.to_dict(),

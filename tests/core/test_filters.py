@@ -219,3 +219,27 @@ async def test_timeout_on_the_shared_deadline_watch() -> None:
         assert result.status is Status.TIMEOUT
         release.set()
         tg.cancel_scope.cancel()
+
+
+async def test_success_rate_outlier_detection_ejects_the_worst_endpoint() -> None:
+    from sofamesh.governance.success_rate import SuccessRateConfig
+
+    eps = [Endpoint("svc", "127.0.0.1", p) for p in range(1, 7)]
+    reg = MemoryRegistry(MemoryHub())
+    for ep in eps:
+        await reg.publish(ep)
+    clock = FakeClock()
+    sr = SuccessRateConfig(interval=10, request_volume=20, minimum_hosts=5)
+    cm = ClusterManager(reg, lambda s: policy(success_rate=sr), Stats(), clock)
+    async with cm:
+        cluster = cm.get("svc")
+        await cluster.ready.wait()
+        cluster.record(eps[0], False, (Status.OK, 1.0))  # starts the first interval
+        for i in range(40):  # endpoint 1 fails every other call; the others never
+            for ep in eps:
+                failed = ep.port == 1 and i % 2 == 0
+                cluster.record(ep, failed, (Status.APP_ERROR if failed else Status.OK, 1.0))
+        clock.advance(10.5)
+        assert {cluster.pick(set(), clock.now()) for _ in range(30)} == set(eps[1:])
+        (worst,) = [e for e in cluster.describe()["endpoints"] if e["health"] == "ejected"]
+        assert worst["port"] == 1

@@ -13,6 +13,7 @@ import attrs
 
 from sofamesh.balancer import BALANCERS
 from sofamesh.governance.outlier import OutlierConfig
+from sofamesh.governance.success_rate import SuccessRateConfig
 from sofamesh.health import HealthCheckConfig
 
 Protocol = Literal["http", "bolt", "grpc", "h2"]
@@ -86,6 +87,7 @@ class PolicyConfig:
     max_connections_per_endpoint: int = attrs.field(default=256, validator=_positive)
     pool_idle_timeout: float = attrs.field(default=30.0, validator=_positive)
     health_check: HealthCheckConfig | None = None  # active probes between registry updates
+    success_rate: SuccessRateConfig | None = None  # Envoy's success-rate outlier detection
 
 
 @attrs.frozen
