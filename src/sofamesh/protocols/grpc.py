@@ -269,7 +269,6 @@ _H2_FIELDS = (
     "max_frame_size",
     "stream_window",
     "connection_window",
-    "max_message_size",
 )
 
 

@@ -46,15 +46,28 @@ class SidecarClient:
         self._admin = admin
         self._app = app
         self._published: dict[tuple[str, str], Address] = {}
-        self.outbound_http = Address("127.0.0.1", 0)
+        self.outbound: dict[str, Address] = {}  # protocol -> the sidecar's outbound listener
 
     async def connect(self) -> None:
         """Learn the sidecar's listeners; raises `SidecarUnavailable` if it cannot be asked."""
         info = await self.call("GET", "/api/v1/info")
-        http = [o for o in info.get("outbound", []) if o.get("protocol") == "http"]
-        if not http:
-            raise SidecarUnavailable(f"the sidecar at {self._admin} has no outbound http listener")
-        self.outbound_http = Address.parse(http[0]["listen"])
+        for listener in reversed(info.get("outbound", [])):  # the first of each protocol wins
+            self.outbound[str(listener["protocol"])] = Address.parse(listener["listen"])
+
+    def outbound_for(self, protocol: str) -> Address:
+        """Where the sidecar takes this app's calls in `protocol`."""
+        address = self.outbound.get(protocol)
+        if address is None and protocol == "grpc":
+            address = self.outbound.get("h2")  # an h2 listener carries gRPC too
+        if address is None:
+            raise SidecarUnavailable(
+                f"the sidecar at {self._admin} has no outbound {protocol} listener"
+            )
+        return address
+
+    @property
+    def outbound_http(self) -> Address:
+        return self.outbound_for("http")
 
     def start_renewing(self, tg: anyio.abc.TaskGroup) -> None:
         """Keep publications alive from now on, in the mesh's task group."""

@@ -29,11 +29,11 @@ from sofamesh.config import Address, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
 from sofamesh.filters import StatsFilter, TimeoutFilter
 from sofamesh.governance.source import Governance
-from sofamesh.model import Headers, Invocation, Result
+from sofamesh.model import Headers, Invocation, Result, Status
 from sofamesh.protocols import HttpSupport, Server
 from sofamesh.runtime import Runtime
 from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
-from sofamesh.sdk.control import SidecarClient
+from sofamesh.sdk.control import SidecarClient, SidecarUnavailable
 
 
 @attrs.frozen
@@ -77,7 +77,10 @@ class Mesh:
 
     async def _via_sidecar(self, inv: Invocation) -> Result:
         assert self._sidecar is not None
-        addr = self._sidecar.outbound_http
+        try:
+            addr = self._sidecar.outbound_for(inv.protocol)
+        except SidecarUnavailable as e:
+            return Result.failure(Status.UNAVAILABLE, str(e))
         return await self.runtime.send(addr.host, addr.port, inv)
 
     # -- consumer ---------------------------------------------------------------------------
@@ -125,24 +128,8 @@ class Mesh:
         return MeshChannel(self, service)
 
     async def _grpc_chain(self) -> Handler:
-        """The outbound chain for gRPC calls: the full one, or the sidecar-mode one."""
-        if self._sidecar is None:
-            return self._chain
-        info = await self._sidecar.call("GET", "/api/v1/info")
-        outs = [o for o in info.get("outbound", []) if o.get("protocol") in ("grpc", "h2")]
-        if not outs:
-            raise RuntimeError("the local sidecar has no outbound grpc or h2 listener")
-        addr = Address.parse(outs[0]["listen"])
-        rt = self.runtime
-
-        async def via_sidecar(inv: Invocation) -> Result:
-            return await rt.send(addr.host, addr.port, inv)
-
-        filters: list[Filter] = [
-            StatsFilter(rt.stats, "outbound", rt.clock),
-            TimeoutFilter(rt.policy_for, rt.clock),
-        ]
-        return build_chain(filters, via_sidecar)
+        """The outbound chain for gRPC calls: the same as every other protocol's."""
+        return self._chain
 
     def bolt_consumer(self, interface: str, version: str = "1.0", **options: Any) -> Any:
         """A SOFARPC consumer of `interface:version` (`sofamesh.sdk.bolt.BoltConsumer`)."""

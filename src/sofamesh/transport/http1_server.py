@@ -116,6 +116,7 @@ class Http1Server:
         self._draining = False
         self._serving = 0
         self._accept_scopes: set[anyio.CancelScope] = set()
+        self._sweepers: set[anyio.CancelScope] = set()
         self._stopped: anyio.Event | None = None
         self._next_id = 0
         self._rejected = 0
@@ -152,12 +153,22 @@ class Http1Server:
     async def _sweep_until_done(self) -> None:
         """End reads that outlived their timeout; a timeout fires within 1/4 of its length late."""
         cfg = self.config
-        tick = min(cfg.keepalive_timeout, cfg.header_timeout, cfg.body_timeout) / 4
-        while not (self._draining and not self._conns and not self._accept_scopes):
-            await anyio.sleep(min(tick, 1.0))
-            now = anyio.current_time()
-            for conn in list(self._conns):
-                conn.check(now)
+        tick = min(min(cfg.keepalive_timeout, cfg.header_timeout, cfg.body_timeout) / 4, 1.0)
+        with anyio.CancelScope() as scope:
+            self._sweepers.add(scope)
+            self._stop_sweeping_if_done()
+            while True:
+                await anyio.sleep(tick)
+                now = anyio.current_time()
+                for conn in list(self._conns):
+                    conn.check(now)
+        self._sweepers.discard(scope)
+
+    def _stop_sweeping_if_done(self) -> None:
+        # Drained and no connection left: nothing to watch, let `serve` return now.
+        if self._draining and not self._conns and not self._accept_scopes:
+            for scope in self._sweepers:
+                scope.cancel()
 
     async def _accept_until_drained(
         self, listener: anyio.abc.Listener[Any], tg: anyio.abc.TaskGroup
@@ -171,6 +182,7 @@ class Http1Server:
             else:  # not a socket: its own loop, without our accept-error handling
                 await listener.serve(self._admit, task_group=tg)
         self._accept_scopes.discard(scope)
+        self._stop_sweeping_if_done()
         # Stop queueing new connections now, not after the in-flight ones finish.
         await anyio.aclose_forcefully(listener)
 
@@ -235,6 +247,7 @@ class Http1Server:
 
     def _forget(self, conn: _Connection) -> None:
         self._conns.discard(conn)
+        self._stop_sweeping_if_done()
 
 
 def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:

@@ -41,8 +41,6 @@ class H2Limits:
       [initial_connection_window_size]: how much a peer may send before we
       read; data is acknowledged only once the application consumed it, so
       these bound what one stream and one connection can buffer.
-    - `max_message_size`: the largest gRPC message a codec accepts (grpc-core
-      defaults to 4 MiB for receives).
     """
 
     max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
@@ -50,7 +48,6 @@ class H2Limits:
     max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
     stream_window: int = attrs.field(default=1024 * 1024, validator=_window)
     connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
-    max_message_size: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
 
 
 DEFAULT_H2_LIMITS = H2Limits()
