@@ -7,6 +7,7 @@ listing every problem with its path), 1 for anything else fatal.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import signal
@@ -41,10 +42,25 @@ async def _serve(config: MeshConfig) -> None:
         await tg.start(_stop_on_signal, sidecar)
         # One machine-readable line on stdout for supervisors and tests (logs go to stderr),
         # printed once listeners serve and signals are handled.
+        _settle_gc()
         bound = {k: str(v) for k, v in sidecar.bound.items()}
         print("SOFAMESH READY " + json.dumps(bound), flush=True)
         await sidecar.wait_stopped()  # run() returns after draining
         tg.cancel_scope.cancel()
+
+
+def _settle_gc() -> None:
+    """Keep the cyclic GC off the request path's tail latency.
+
+    Everything built at start-up (config, modules, listeners) lives as long as
+    the process: `gc.freeze` moves it out of the collector's view, so full
+    collections stop rescanning it. The first generation's threshold is raised,
+    since a proxied request allocates a few hundred short-lived objects that
+    reference counting alone frees.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def _stop_on_signal(
