@@ -215,3 +215,89 @@ async def test_sdk_applies_the_same_rules(tmp_path: Path, anyio_backend: str) ->
                 r = await c.get(f"http://{ORDERS}/cached")
                 assert r.status_code == 200 and r.content == b"from the cache"
                 assert r.headers["x-sofamesh-fallback"] == "cached"
+
+
+ROUTING_RULES = {
+    "routes": [
+        {
+            "name": "beta",
+            "service": ORDERS,
+            "match": {"headers": [{"name": "x-beta", "present": True}]},
+            "split": [{"subset": {"version": "v2"}}],
+        },
+        {
+            "name": "stable",
+            "service": ORDERS,
+            "split": [{"subset": {"version": "v1"}, "weight": 100}],
+            "retry": {"attempts": 3, "retry_on": ["app_error"]},
+        },
+    ],
+    "hot_params": [
+        {
+            "name": "per-user",
+            "service": ORDERS,
+            "direction": "outbound",
+            "header": "x-user",
+            "count": 2,
+        },
+    ],
+    "breakers": [
+        {
+            "name": "fail-breaker",
+            "service": ORDERS,
+            "method": "/fail-hard",
+            "strategy": "error_count",
+            "threshold": 3,
+            "min_request_count": 3,
+            "recovery_timeout": 30,
+        },
+    ],
+    "load_balancing": [{"service": ORDERS, "hash": {"header": "x-session"}}],
+}
+
+
+async def test_routing_hashing_hot_params_and_breakers_in_real_processes(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """Header and version-subset routes, consistent hashing, hot parameters, a breaker and a retry
+    policy, through the SDK, against two v1 and one v2 SDK providers in processes of their own."""
+    registry = f"file://{tmp_path}/registry?poll=0.05"
+    async with Procs(tmp_path, anyio_backend) as procs:
+        for name, version in (("a1", "v1"), ("a2", "v1"), ("b1", "v2")):
+            await procs.sdk_provider(name, ORDERS, registry, version=version)
+        cfg = {"app": "shop", "registry": registry, "rules": ROUTING_RULES}
+        async with (
+            sofamesh.open_mesh(cfg, env={}) as m,
+            httpx.AsyncClient(transport=m.httpx_transport()) as c,
+        ):
+            url = f"http://{ORDERS}"
+
+            async def who(path: str = "/o", **headers: str) -> str:
+                r = await c.get(url + path, headers=headers)
+                assert r.status_code == 200, r.text
+                return str(r.json()["instance"])
+
+            with anyio.fail_after(10):  # until discovery has all three
+                seen: set[str] = set()
+                while seen != {"a1", "a2"}:
+                    seen.add(await who())
+            assert {await who(**{"x-beta": "1"}) for _ in range(6)} == {"b1"}  # header route
+            assert {await who(**{"x-session": "s-42"}) for _ in range(6)} in ({"a1"}, {"a2"})
+            # hot parameter: two calls per second per user
+            codes = [
+                (await c.get(url + "/o", headers={"x-user": "u1"})).status_code for _ in range(4)
+            ]
+            assert codes[:2] == [200, 200] and 429 in codes
+            assert (await c.get(url + "/o", headers={"x-user": "u2"})).status_code == 200
+            # retry policy: a 500 is retried on the other v1 instance, which fails too
+            r = await c.get(url + "/fail")
+            assert r.status_code == 500
+            # breaker: once provider errors reach the threshold, calls stop leaving
+            codes = []
+            while len(codes) < 8 and (r := await c.get(url + "/fail-hard")).status_code == 500:
+                codes.append(r.status_code)
+            assert 3 <= len(codes) <= 4  # Sentinel's error count: opens at the threshold
+            assert r.status_code == 503 and r.headers["x-sofamesh-error"] == "circuit_open"
+            assert "fail-breaker" in r.text
+            breakers = m.governance.breaker_states()[ORDERS]
+            assert breakers[0]["state"] == "open"

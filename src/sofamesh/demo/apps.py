@@ -74,6 +74,10 @@ def make_asgi(
                     return
         body = (await receive()).get("body", b"")
         headers = dict(scope["headers"])
+        if scope["path"].startswith("/fail"):  # a provider error, for governance tests
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            await send({"type": "http.response.body", "body": instance.encode()})
+            return
         extra: dict[str, Any] = {}
         if calls and mesh is not None:
             resp = await mesh.request(calls, "GET", scope["path"])
@@ -100,6 +104,8 @@ async def sdk_provider(args: argparse.Namespace) -> None:
         config["sidecar"] = args.sidecar
     if args.ejection_time:
         config["policy"] = {"outlier": {"base_ejection_time": args.ejection_time}}
+    if args.version:
+        config["metadata"] = {"version": args.version}
     async with sofamesh.open_mesh(config, env={}) as mesh:
         app = make_asgi(args.instance, mesh, args.calls)
         async with mesh.serve_asgi(app, services=[args.service]) as provider:
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--registry", default="memory://")
     p.add_argument("--sidecar", default="")
     p.add_argument("--ejection-time", type=float, default=0.0)
+    p.add_argument("--version", default="", help="published as the endpoints' version")
     p.add_argument("--backend", default="asyncio")
     args = p.parse_args(argv)
     if args.role == "plain":

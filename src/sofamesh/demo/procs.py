@@ -91,6 +91,7 @@ class Procs:
         sidecar: str = "",
         calls: str = "",
         ejection_time: float = 0.0,
+        version: str = "",
     ) -> dict[str, Any]:
         argv = [
             sys.executable,
@@ -110,7 +111,7 @@ class Procs:
             "--app",
             instance.rsplit("-", 1)[0],
         ]
-        for flag, value in (("--sidecar", sidecar), ("--calls", calls)):
+        for flag, value in (("--sidecar", sidecar), ("--calls", calls), ("--version", version)):
             if value:
                 argv += [flag, value]
         if ejection_time:
