@@ -34,14 +34,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from netutil import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # This file is named grpc.py: keep its folder off the path, or `import grpc` finds it.
@@ -79,23 +79,6 @@ http {{
   }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def generate_stubs(tmp: Path) -> Path:
