@@ -252,3 +252,15 @@ async def test_endpoint_published_with_metadata(tmp_path: Path) -> None:
     assert isinstance(ep, Endpoint) and ep.app == "orders"
     assert (ep.version, ep.zone, ep.weight, ep.tags) == ("2.1", "gz-a", 50, frozenset({"canary"}))
     assert ep.address == str(sc.bound["inbound[0]"])
+
+
+async def test_cancelling_a_sidecar_after_traffic_closes_cleanly(tmp_path: Path) -> None:
+    async with upstream_app() as up, httpx.AsyncClient() as c:
+        sc = Sidecar(load_config(base(tmp_path, up), env={}))
+        async with anyio.create_task_group() as tg:
+            await tg.start(sc.run)
+            r = await c.get(
+                f"http://{sc.bound['outbound[0]']}/x", headers={"host": "com.example.Orders"}
+            )
+            assert r.status_code == 200  # pooled upstream connections are now open
+            tg.cancel_scope.cancel()  # cancellation, not stop(): everything must still unwind

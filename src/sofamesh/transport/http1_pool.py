@@ -113,7 +113,10 @@ class Http1Pool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        await self.aclose()
+        # Shielded: when the owner is being cancelled, the close must still run to the end,
+        # or the reaper's task group below is left open (and anyio rightly complains).
+        with anyio.CancelScope(shield=True):
+            await self.aclose()
         return await self._stack.__aexit__(exc_type, exc, tb)
 
     # -- the request path --------------------------------------------------
