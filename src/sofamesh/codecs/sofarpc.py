@@ -25,6 +25,8 @@ The tables are in docs/protocols/bolt.md.
 
 from __future__ import annotations
 
+import functools
+
 from sofamesh.codecs.bolt import (
     SOFA_REQUEST_CLASS,
     Codec,
@@ -84,6 +86,8 @@ BOLT_TO_STATUS: dict[int, Status] = {
 # as a refused connection (the same rule as HTTP's).
 _NOT_REACHED = frozenset({Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE})
 _BY_VALUE = {s.value: s for s in Status}
+_new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__ (hot path)
+_BOLT_CODES = frozenset(s.value for s in ResponseStatus)
 
 
 def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation:
@@ -92,7 +96,13 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
     Mesh headers (`x-sofamesh-*`) move from the frame into `inv.headers`; the payload is
     the frame without them, so each hop sets its own.
     """
-    pairs = [(k.lower(), v) for k, v in items if v is not None]
+    pairs: list[tuple[str, str]] = []
+    mesh = False
+    for k, v in items:
+        if v is not None:
+            k = k.lower()
+            pairs.append((k, v))
+            mesh = mesh or k.startswith(MESH_PREFIX)
     headers = Headers.from_lower(pairs)
     get = headers.get
     service = get(SERVICE_KEY) or get(TARGET_SERVICE_KEY) or ""
@@ -102,7 +112,7 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
         if peeked is not None:
             service = service or peeked.targetServiceUniqueName or ""
             method = method or peeked.methodName or ""
-    if any(k.startswith(MESH_PREFIX) for k, _ in pairs):
+    if mesh:
         kept = [(k, v) for k, v in items if not k.lower().startswith(MESH_PREFIX)]
         frame = frame._replace(header=encode_header_map(kept, keep_nulls=True))
     return Invocation(
@@ -123,16 +133,30 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     """The request to send to the next hop: the caller's frame with this hop's mesh
     headers appended and the time left in the timeout field."""
     frame: RequestFrame = inv.payload
-    extra = [(k, v) for k, v in inv.headers.items() if k.startswith(MESH_PREFIX)]
-    if extra or inv.caller:
-        extra = [(k, v) for k, v in extra if k not in (CALLER_HEADER, ERROR_HEADER)]
-        if inv.caller:
-            extra.append((CALLER_HEADER, inv.caller))
-        frame = frame._replace(header=frame.header + encode_header_map(extra))
+    header = frame.header
+    extra = [
+        (k, v)
+        for k, v in inv.headers.items()
+        if k.startswith(MESH_PREFIX) and k != CALLER_HEADER and k != ERROR_HEADER
+    ]
+    if extra:
+        header += encode_header_map(extra)
+    if inv.caller:
+        header += _caller_entry(inv.caller)
+    timeout = frame.timeout_ms
     if inv.deadline is not None:
         # At least 1 ms: Bolt reads 0 or less as "no timeout".
-        frame = frame._replace(timeout_ms=max(1, int((inv.deadline - now) * 1000)))
-    return frame
+        timeout = max(1, int((inv.deadline - now) * 1000))
+    rid, body, cls, _, _, oneway, cmd, codec, version, ver1, switch, ver2 = frame
+    return _new(RequestFrame, (
+        rid, body, cls, header, timeout, oneway, cmd, codec, version, ver1, switch, ver2,
+    ))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _caller_entry(caller: str) -> bytes:
+    """`x-sofamesh-caller: <app>` as header-map bytes (a sidecar has one app: cached)."""
+    return encode_header_map(((CALLER_HEADER, caller),))
 
 
 def response_to_result(resp: ResponseFrame) -> Result:
@@ -155,19 +179,26 @@ def result_to_response(result: Result, to: RequestFrame | FrameHeader) -> Respon
     mesh-made one."""
     payload = result.payload
     if type(payload) is ResponseFrame:
-        return payload._replace(
-            request_id=to.request_id, version=to.version, ver1=to.ver1, switch=to.switch
-        )
+        _, status, body, cls, header, cmd, codec, _, _, _, ver2 = payload
+        return _new(ResponseFrame, (
+            to.request_id, status, body, cls, header, cmd, codec, to.version, to.ver1,
+            to.switch, ver2,
+        ))  # fmt: skip
     if isinstance(payload, bytes | str) and result.status is Status.OK:
         # A direct response or fallback from governance: its body is the call's value.
         text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-        status = result.code or ResponseStatus.SUCCESS
+        status = _bolt_code(result.code) or ResponseStatus.SUCCESS
         return reply(to, status=status, body=encode_response(text))
     if isinstance(payload, bytes) and payload:
         detail = payload.decode("utf-8", "replace")
     else:
         detail = result.detail or result.status.value
-    return error_response(to, result.status, detail, code=result.code or None)
+    return error_response(to, result.status, detail, code=_bolt_code(result.code))
+
+
+def _bolt_code(code: int) -> int | None:
+    """A rule's `code` when it is a Bolt status (rules written for HTTP say 200 or 503)."""
+    return code if code and code in _BOLT_CODES else None
 
 
 def error_response(

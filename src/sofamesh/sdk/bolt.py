@@ -22,12 +22,13 @@ local sidecar's Bolt listener in sidecar mode; a provider is published with prot
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from sofamesh.chain import Filter, Handler, build_chain
+from sofamesh.chain import Handler
 from sofamesh.codecs.bolt import Codec, RequestFrame, ResponseStatus, reply, request
 from sofamesh.codecs.bolt.sofarpc import (
     SofaCodecError,
@@ -53,7 +54,6 @@ from sofamesh.codecs.bolt.sofarpc import (
 from sofamesh.codecs.hessian2 import ClassRegistry, Hessian2Error, JavaException
 from sofamesh.codecs.sofarpc import result_to_response
 from sofamesh.config import Address
-from sofamesh.filters import StatsFilter, TimeoutFilter
 from sofamesh.model import Headers, Invocation, Result, Status
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ def new_trace_id() -> str:
 
 
 class BoltConsumer:
-    """Calls one SOFARPC interface through the mesh; methods are also attributes."""
+    """Calls one SOFARPC interface through the mesh. Methods are also attributes
+    (`await echo.add(1, 2)`), except the names this class uses: `call` them."""
 
     def __init__(
         self,
@@ -130,7 +131,6 @@ class BoltConsumer:
         self.target_app = target_app
         self._user_classes = registry
         self._registry = sofa_classes(registry)
-        self._chain: Handler | None = None
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -164,7 +164,8 @@ class BoltConsumer:
     ) -> BoltFuture:  # fmt: skip
         """Start the call now and return at once; `await fut.result()` later."""
         fut = BoltFuture()
-        self.mesh._tg.start_soon(fut._run, self.call(method, *args, types=types, timeout=timeout))
+        call = functools.partial(self.call, method, *args, types=types, timeout=timeout)
+        self.mesh._tg.start_soon(fut._run, call)
         return fut
 
     # -- building and reading calls ------------------------------------------------------
@@ -219,17 +220,17 @@ class BoltConsumer:
         return declared
 
     async def _send(self, inv: Invocation) -> Result:
-        if self.mesh._sidecar is None:
-            return await self.mesh.invoke(inv)
-        if self._chain is None:
-            self._chain = await _sidecar_chain(self.mesh)
-        return await self._chain(inv)
+        # SDK mode: the full outbound chain; sidecar mode: the local sidecar's Bolt listener.
+        return await self.mesh.invoke(inv)
 
     def _outcome(self, inv: Invocation, result: Result) -> Any:
         where = f"{self.service}#{inv.method}"
         frame = result_to_response(result, inv.payload)
         if frame.status == ResponseStatus.SUCCESS:
-            response = decode_response(frame.body, self._registry)
+            try:
+                response = decode_response(frame.body, self._registry)
+            except SofaCodecError as bad:
+                raise RemoteError(where, frame.status, f"unreadable response: {bad}") from None
             if response.isError:
                 raise RemoteError(where, frame.status, response.errorMsg or "error")
             value = response.appResponse
@@ -251,9 +252,9 @@ class BoltFuture:
         self._value: Any = None
         self._error: BaseException | None = None
 
-    async def _run(self, call: Any) -> None:
+    async def _run(self, call: Callable[[], Awaitable[Any]]) -> None:
         try:
-            self._value = await call
+            self._value = await call()
         except Exception as exc:
             self._error = exc
         finally:
@@ -271,26 +272,6 @@ class BoltFuture:
 
     def __await__(self) -> Any:
         return self.result().__await__()
-
-
-async def _sidecar_chain(mesh: Mesh) -> Handler:
-    """Sidecar mode: stats and the deadline here, everything else in the local sidecar."""
-    assert mesh._sidecar is not None
-    info = await mesh._sidecar.call("GET", "/api/v1/info")
-    outs = [o for o in info.get("outbound", []) if o.get("protocol") == "bolt"]
-    if not outs:
-        raise BoltCallError("sidecar", Status.BAD_REQUEST, 0, "it has no outbound bolt listener")
-    addr = Address.parse(outs[0]["listen"])
-    rt = mesh.runtime
-
-    async def via_sidecar(inv: Invocation) -> Result:
-        return await rt.send(addr.host, addr.port, inv)
-
-    filters: list[Filter] = [
-        StatsFilter(rt.stats, "outbound", rt.clock),
-        TimeoutFilter(rt.policy_for, rt.clock),
-    ]
-    return build_chain(filters, via_sidecar)
 
 
 # -- provider ------------------------------------------------------------------------------

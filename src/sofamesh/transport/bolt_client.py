@@ -96,8 +96,7 @@ class BoltClientConnection:
         self._scope: anyio.CancelScope | None = None
         self._closed = False
         self._why = "closed"
-        self.last_used = anyio.current_time()
-        self._last_read = self.last_used
+        self._reads = 0  # receives so far: the heartbeat task's idea of "idle"
         self._calls = self._beats = self._missed_total = self._late = 0
         self._acked = anyio.Event()
 
@@ -108,6 +107,11 @@ class BoltClientConnection:
     @property
     def in_flight(self) -> int:
         return len(self._ids)
+
+    @property
+    def calls(self) -> int:
+        """Calls sent so far (oneway ones included)."""
+        return self._calls
 
     def statistics(self) -> ConnectionStatistics:
         return ConnectionStatistics(
@@ -129,7 +133,6 @@ class BoltClientConnection:
         waiter = _Waiter()
         rid = self._ids.allocate(waiter)
         self._calls += 1
-        self.last_used = anyio.current_time()
         try:
             await self._writer.write(encode(frame, request_id=rid))
             await waiter.event.wait()
@@ -148,7 +151,7 @@ class BoltClientConnection:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
         rid = self._ids.allocate(_Waiter())
         self._ids.pop(rid)  # nothing waits, but the id is not reused next
-        self.last_used = anyio.current_time()
+        self._calls += 1
         try:
             await self._writer.write(encode(frame._replace(oneway=True), request_id=rid))
         except WriterClosedError:
@@ -183,7 +186,7 @@ class BoltClientConnection:
         try:
             while True:
                 data = await self._stream.receive(65536)
-                self._last_read = anyio.current_time()
+                self._reads += 1
                 decoder.receive_data(data)
                 for frame in decoder:
                     self._dispatch(frame)
@@ -210,14 +213,13 @@ class BoltClientConnection:
             log.debug("bolt: ignoring a request from server %s", self.name)
 
     async def _heartbeats(self) -> None:
-        hb, missed, last_ping = self._hb, 0, 0.0
+        """Ping after a whole interval with nothing received (no clock read per frame)."""
+        hb, missed = self._hb, 0
         while True:
-            due = max(self._last_read, last_ping) + hb.interval
-            now = anyio.current_time()
-            if now < due:
-                await anyio.sleep(due - now)
+            seen = self._reads
+            await anyio.sleep(hb.interval)
+            if self._reads != seen:
                 continue
-            last_ping = now
             self._beats += 1
             if await self._ping(hb.timeout):
                 missed = 0

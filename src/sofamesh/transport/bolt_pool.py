@@ -8,7 +8,8 @@ so a burst of first calls opens one connection, not hundreds.
 
 A connection found closed before the frame left (`ConnectError` from the connection) is
 replaced once; every other failure surfaces to the caller, whose governance decides.
-Connections unused for `idle_timeout` and with nothing in flight are closed by a reaper.
+Connections that carried no call for `idle_timeout` and have nothing in flight are closed
+by a reaper.
 """
 
 from __future__ import annotations
@@ -131,17 +132,19 @@ class BoltPool:
         return conn
 
     async def _reap_forever(self) -> None:
-        idle = self.config.idle_timeout
+        """Close connections that carried no call for a whole `idle_timeout` (so after
+        between one and two of them) and have none in flight."""
+        seen: dict[BoltClientConnection, int] = {}
         while True:
-            await anyio.sleep(idle / 2)
-            now = anyio.current_time()
+            await anyio.sleep(self.config.idle_timeout)
             for key, ep in list(self._endpoints.items()):
                 for conn in list(ep.conns):
-                    if conn.in_flight == 0 and now - conn.last_used > idle:
+                    if conn.in_flight == 0 and seen.get(conn) == conn.calls:
                         log.debug("bolt: closing idle connection to %s", conn.name)
                         await conn.aclose()
                 if not ep.conns and not ep.connecting.locked():
                     del self._endpoints[key]
+            seen = {c: c.calls for ep in self._endpoints.values() for c in ep.conns}
 
     def statistics(self) -> BoltPoolStatistics:
         conns = [c for ep in self._endpoints.values() for c in ep.conns]

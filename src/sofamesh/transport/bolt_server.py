@@ -1,8 +1,9 @@
-"""A Bolt server on any anyio listener: multiplexed connections, one task per request.
+"""A Bolt server on any anyio listener: multiplexed connections, a task per request.
 
-Each connection reads frames and starts a task per request, so a slow call never holds
-up the ones behind it; responses leave in completion order through the connection's
-`FrameWriter`, addressed by request id. Heartbeats are answered on the spot, by the
+Each connection reads frames and hands each request to a task of its own (reused from
+earlier requests: `bolt_io.Workers`), so a slow call never holds up the ones behind it;
+responses leave in completion order through the connection's `FrameWriter`, addressed
+by request id. Heartbeats are answered on the spot, by the
 server itself (a proxy never forwards them). Oneway requests run without a response.
 
 A misbehaving peer costs only its own connection. A frame that cannot be delimited
@@ -43,7 +44,7 @@ from sofamesh.codecs.bolt import (
 from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.codecs.sofarpc import error_response
 from sofamesh.model import Status
-from sofamesh.transport.bolt_io import FrameWriter, WriterClosedError
+from sofamesh.transport.bolt_io import FrameWriter, Workers, WriterClosedError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 
 log = logging.getLogger("sofamesh.bolt")
@@ -198,7 +199,9 @@ class _ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_flight = 0
         self._scope: anyio.CancelScope | None = None
+        self._workers: Workers[RequestFrame]  # set by run()
         self._linger = False
+        self._reads = 0
 
     def close_if_idle(self) -> None:
         if self.in_flight == 0 and self._scope is not None:
@@ -210,8 +213,13 @@ class _ServerConnection:
                 tg.start_soon(self.writer.run)
                 async with anyio.create_task_group() as handlers:
                     self._scope = handlers.cancel_scope
-                    await self._read(handlers)
-                    handlers.cancel_scope.cancel()  # the peer is gone, or we close
+                    self._workers = Workers(handlers, self._handle)
+                    handlers.start_soon(self._watch_idle)
+                    try:
+                        await self._read()
+                    finally:
+                        handlers.cancel_scope.cancel()  # the peer is gone, or we close
+                        self._workers.close()
                 await self._last_words()
                 tg.cancel_scope.cancel()
         except Exception:
@@ -219,7 +227,7 @@ class _ServerConnection:
         finally:
             await anyio.aclose_forcefully(self.stream)
 
-    async def _read(self, tg: anyio.abc.TaskGroup) -> None:
+    async def _read(self) -> None:
         decoder = FrameDecoder(self.server.limits)
         while True:
             data = await self._receive()
@@ -236,26 +244,33 @@ class _ServerConnection:
                     continue  # the frame was skipped; the ones behind it are fine
                 if frame is None:
                     break
-                self._dispatch(frame, tg)
+                self._dispatch(frame)
             if self.server.draining and self.in_flight == 0:
                 return
 
     async def _receive(self) -> bytes:
-        """The next bytes; b"" at EOF, on error, or when idle too long."""
-        server = self.server
-        while True:
-            with anyio.move_on_after(server.idle_timeout):
-                try:
-                    return await self.stream.receive(65536)
-                except anyio.EndOfStream:
-                    return b""
-                except STREAM_ERRORS:
-                    return b""
-            if self.in_flight == 0:
-                log.debug("bolt: closing idle connection from %s", self.info.peer)
-                return b""
+        """The next bytes; b"" at EOF or on error."""
+        try:
+            data = await self.stream.receive(65536)
+        except anyio.EndOfStream:
+            return b""
+        except STREAM_ERRORS:
+            return b""
+        self._reads += 1
+        return data
 
-    def _dispatch(self, frame: RequestFrame | ResponseFrame, tg: anyio.abc.TaskGroup) -> None:
+    async def _watch_idle(self) -> None:
+        """Close the connection once a whole `idle_timeout` passed with nothing received
+        and nothing in flight (one timer per connection, not one per read)."""
+        while True:
+            seen = self._reads
+            await anyio.sleep(self.server.idle_timeout)
+            if self._reads == seen and self.in_flight == 0 and self._scope is not None:
+                log.debug("bolt: closing idle connection from %s", self.info.peer)
+                self._scope.cancel()
+                return
+
+    def _dispatch(self, frame: RequestFrame | ResponseFrame) -> None:
         server = self.server
         if not isinstance(frame, RequestFrame):
             return  # we send no requests; a stray response is harmless
@@ -268,7 +283,7 @@ class _ServerConnection:
             self._send(encode(error_response(frame, Status.UNAVAILABLE, "the server is draining")))
             return
         self.in_flight += 1
-        tg.start_soon(self._handle, frame)
+        self._workers.submit(frame)
 
     async def _handle(self, frame: RequestFrame) -> None:
         server = self.server
