@@ -241,7 +241,8 @@ def measure(
     """One round against `port`, in a child generator process; CPU µs per request per pid."""
     before = {pid: cpu_seconds(pid) for pid in pids}
     argv = [sys.executable, __file__, "load", "--port", str(port), "--connections",
-            str(args.connections), "--window", str(args.window), "--duration", str(duration)]  # fmt: skip
+            str(args.connections), "--window", str(args.window), "--duration", str(duration),
+            "--warmup", str(args.warmup)]  # fmt: skip
     gen = start(argv, stdout=subprocess.PIPE)
     out, _ = gen.communicate()
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
