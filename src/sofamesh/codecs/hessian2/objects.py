@@ -60,11 +60,12 @@ class ClassReader:
         return None
 
     def fill(self, obj: Any, values: list[Any]) -> None:
-        raise NotImplementedError
+        """Set the fields of the object `new` made (two-phase readers: references to it resolve)."""
+        raise TypeError(f"{type(self).__name__}.new() made an object but the reader has no fill()")
 
     def build(self, values: list[Any]) -> Any:
-        """Raise ValueError if the values make no sense for this class."""
-        raise NotImplementedError
+        """The value from its fields (one-phase readers); ValueError if they make no sense."""
+        raise TypeError(f"{type(self).__name__} has neither new()/fill() nor build()")
 
 
 class GenericReader(ClassReader):
