@@ -124,8 +124,9 @@ class Runtime:
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
                 *needed(gov, outbound_filters(gov, self.clock, task_group=self._gov_tg)),
                 *(extra or []),
-                # One deadline across all retries.
-                TimeoutFilter(self.policy_for, self.clock, self.deadlines),
+                # One deadline across all retries, held by `send` below (and checked by
+                # retries and balancing), so no cancel scope per call.
+                TimeoutFilter(self.policy_for, self.clock, enforce=False),
                 # Retries (connect failures always, more per route policy), each to a new endpoint.
                 retry_filter(gov, self.policy_for, self.stats, self.clock),
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
@@ -178,8 +179,26 @@ class Runtime:
         return await self.send(ep.host, ep.port, inv)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
-        """Send `inv` to one address with the client of `inv.protocol`."""
+        """Send `inv` to one address with the client of `inv.protocol`, by `inv.deadline`."""
         proto = self.protocols.get(inv.protocol)
         if proto is None:
             return Result.failure(Status.BAD_REQUEST, f"protocol {inv.protocol!r} is not supported")
-        return await proto.send(host, port, inv)
+        if inv.deadline is None or proto.enforces_deadline:
+            return await proto.send(host, port, inv)
+        remaining = inv.deadline - self.clock.now()
+        if remaining <= 0:
+            return Result.failure(
+                Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+            )
+        scope = anyio.CancelScope()
+        entry = self.deadlines.add(anyio.current_time() + remaining, scope)
+        try:
+            with scope:
+                return await proto.send(host, port, inv)
+        finally:
+            self.deadlines.remove(entry)
+        return Result.failure(
+            Status.TIMEOUT,
+            f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
+            inv.endpoint,
+        )

@@ -68,3 +68,44 @@ async def test_sidecar_mode_without_a_sidecar_fails_clearly(tmp_path: Path) -> N
     with pytest.raises(SidecarUnavailable, match="unreachable"):
         async with sofamesh.open_mesh(cfg, env={}):
             pass
+
+
+async def test_a_provider_that_does_not_answer_times_out_at_the_policy_deadline(
+    tmp_path: Path,
+) -> None:
+    entered = anyio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        if scope["path"] == "/slow":
+            entered.set()
+            await anyio.sleep_forever()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"fast"})
+
+    cfg = {
+        "app": "shop",
+        "registry": f"file://{tmp_path}/reg?poll=0.05",
+        "policy": {"timeout": 0.2},
+        "drain_timeout": 0.1,
+    }
+    # Leaving the provider's block ends even with calls stuck in the app (cut off
+    # after drain_timeout).
+    with anyio.fail_after(10):
+        async with (
+            sofamesh.open_mesh(cfg, env={}) as mesh,
+            mesh.serve_asgi(app, services=["com.example.Slow"]),
+        ):
+            started = anyio.current_time()
+            slow = await mesh.request("com.example.Slow", "GET", "/slow")
+            waited = anyio.current_time() - started
+            assert entered.is_set() and 0.15 <= waited < 2
+            assert slow.status == 504 and b"did not answer within" in slow.body
+            # A caller's shorter timeout wins over the policy's.
+            started = anyio.current_time()
+            shorter = await mesh.request("com.example.Slow", "GET", "/slow", timeout=0.05)
+            assert shorter.status == 504 and anyio.current_time() - started < 0.15
+            fast = await mesh.request("com.example.Slow", "GET", "/fast")
+            assert (fast.status, fast.body) == (200, b"fast")

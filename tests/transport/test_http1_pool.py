@@ -7,6 +7,7 @@ import anyio.abc
 import pytest
 from http1_support import echo, raw_server, read_head, serving
 
+import sofamesh.transport.net
 from sofamesh.clock import FakeClock
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.transport import (
@@ -162,7 +163,7 @@ async def test_connect_timeout_is_a_connect_error(monkeypatch: pytest.MonkeyPatc
         await anyio.sleep_forever()
         raise AssertionError
 
-    monkeypatch.setattr(anyio, "connect_tcp", never)
+    monkeypatch.setattr(sofamesh.transport.net, "connect_tcp", never)
     async with Http1Pool(connect_timeout=0.01) as pool:
         with pytest.raises(ConnectError, match="timed out"):
             await pool.send("127.0.0.1", 9, GET)
@@ -213,6 +214,64 @@ async def test_cancelled_exchange_closes_its_connection_and_frees_its_slot() -> 
         assert not scope.cancelled_caught
         assert pool.statistics().open_connections == 0
         assert await conn_id(pool, port) == b"2"  # the slot is free, on a new connection
+
+
+async def test_timeout_ends_a_stuck_exchange_and_drops_its_connection() -> None:
+    entered = anyio.Event()
+
+    async def stuck(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        if request.target == "/stuck":
+            entered.set()
+            await anyio.sleep_forever()
+        return await echo(request, conn)
+
+    async with serving(Http1Server(stuck)) as port, Http1Pool() as pool:
+        with anyio.move_on_after(5) as guard, pytest.raises(TimeoutError):
+            await pool.send("127.0.0.1", port, HttpRequest("GET", "/stuck", []), timeout=0.05)
+        assert not guard.cancelled_caught and entered.is_set()
+        stats = pool.statistics()
+        assert (stats.open_connections, stats.idle_connections) == (0, 0)
+        # A timely answer under a timeout, on a fresh connection; the timer armed
+        # for it must not fire into the next, unlimited, exchange.
+        reply = await pool.send("127.0.0.1", port, GET, timeout=0.05)
+        assert reply.header(b"x-conn") == b"2"
+        assert await conn_id(pool, port) == b"2"
+
+
+async def test_timeout_covers_the_wait_for_a_slot() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def held(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        if request.target == "/held":
+            entered.set()
+            await release.wait()
+        return await echo(request, conn)
+
+    async with (
+        serving(Http1Server(held)) as port,
+        Http1Pool(max_connections_per_endpoint=1) as pool,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(conn_id, pool, port, "/held")
+        await entered.wait()
+        with anyio.move_on_after(5) as guard, pytest.raises(TimeoutError):
+            await pool.send("127.0.0.1", port, GET, timeout=0.05)
+        assert not guard.cancelled_caught
+        assert pool.statistics().waiting_requests == 0
+        release.set()
+
+
+async def test_an_expired_timeout_sends_nothing() -> None:
+    seen: list[str] = []
+
+    async def record(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        seen.append(request.target)
+        return await echo(request, conn)
+
+    async with serving(Http1Server(record)) as port, Http1Pool() as pool:
+        with pytest.raises(TimeoutError):
+            await pool.send("127.0.0.1", port, GET, timeout=0.0)
+        assert seen == [] and pool.statistics().connections_opened == 0
 
 
 async def test_closed_pool_refuses_and_fails_in_flight_exchanges() -> None:

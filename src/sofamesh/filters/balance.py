@@ -34,8 +34,10 @@ class BalanceFilter:
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
         cluster = self._clusters.get(inv.service)
         if not cluster.ready.is_set():
-            await _wait_ready(cluster.ready)
+            await self._wait_ready(cluster.ready, inv)
         now = self._clock.now()
+        if inv.deadline is not None and now >= inv.deadline:
+            return Result.failure(Status.TIMEOUT, f"{inv.service}: deadline passed before the call")
         route = inv.route  # governance routing: subsets, hashing, zones (governance/filters)
         ep = cluster.pick(inv.tried, now) if route is None else route.pick(cluster, inv, now)
         if ep is None:
@@ -57,7 +59,10 @@ class BalanceFilter:
         )
         return result
 
-
-async def _wait_ready(ready: anyio.Event) -> None:
-    with anyio.move_on_after(FIRST_SNAPSHOT_WAIT):
-        await ready.wait()
+    async def _wait_ready(self, ready: anyio.Event, inv: Invocation) -> None:
+        """Wait for the first registry answer, at most `FIRST_SNAPSHOT_WAIT` or to the deadline."""
+        wait = FIRST_SNAPSHOT_WAIT
+        if inv.deadline is not None:
+            wait = min(wait, inv.deadline - self._clock.now())
+        with anyio.move_on_after(max(wait, 0.0)):
+            await ready.wait()

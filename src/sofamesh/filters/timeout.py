@@ -19,17 +19,28 @@ from sofamesh.model import Invocation, Result, Status
 
 
 class TimeoutFilter:
-    """`watch`, when given, arms deadlines on a shared `DeadlineWatch` (cheaper per call)."""
+    """Sets the call's deadline, and holds what runs below to it.
+
+    `watch`, when given, arms deadlines on a shared `DeadlineWatch` (cheaper
+    per call than a timed scope). With `enforce=False` the filter only sets
+    the deadline: for a chain whose every wait below already ends by
+    `inv.deadline` (the runtime's outbound chain: retries and balancing check
+    it, and `Runtime.send` holds each attempt to it), which spares each call
+    a cancel scope (about 8 us in the sidecar).
+    """
 
     def __init__(
         self,
         policy_for: Callable[[str], PolicyConfig],
         clock: Clock,
         watch: DeadlineWatch | None = None,
+        *,
+        enforce: bool = True,
     ) -> None:
         self._policy_for = policy_for
         self._clock = clock
         self._watch = watch
+        self._enforce = enforce
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
         now = self._clock.now()
@@ -41,6 +52,8 @@ class TimeoutFilter:
             return Result.failure(
                 Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
             )
+        if not self._enforce:
+            return await call_next(inv)
         if self._watch is None:
             with anyio.move_on_after(remaining) as scope:
                 return await call_next(inv)

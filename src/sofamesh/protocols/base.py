@@ -12,6 +12,8 @@ adds a module here and a codec under `codecs/`, and changes no chain.
   app's services; `route(service)` gives the chain that ends at the app.
 - `send(host, port, inv)`: the client terminal, sending an invocation to one
   endpoint (connection pooling, multiplexing and heartbeats are its business).
+  A support whose `enforces_deadline` is true answers `Status.TIMEOUT` by
+  `inv.deadline` itself; for the others `Runtime.send` holds the call to it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Server(Protocol):
 
 class ProtocolSupport(AbstractAsyncContextManager["ProtocolSupport"], Protocol):
     name: str
+    enforces_deadline: bool
 
     def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> Server: ...
 

@@ -96,6 +96,7 @@ class BoltSupport:
     """`ProtocolSupport` for Bolt: servers for both listener kinds and one client pool."""
 
     name = "bolt"
+    enforces_deadline = False  # Runtime.send holds the call to its deadline
 
     def __init__(
         self, policy: PolicyConfig, clock: Clock, pool: BoltPoolConfig | None = None

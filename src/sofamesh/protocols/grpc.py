@@ -170,6 +170,7 @@ class GrpcSupport:
     """`ProtocolSupport` for gRPC: h2c listeners (with HTTP on the side) and a multiplexed pool."""
 
     name = "grpc"
+    enforces_deadline = False  # Runtime.send holds the call to its deadline
 
     def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock

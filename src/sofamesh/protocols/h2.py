@@ -27,6 +27,7 @@ class H2Support:
     """`ProtocolSupport` for h2c: the gRPC listeners, and an HTTP/2 client for buffered HTTP."""
 
     name = "h2"
+    enforces_deadline = False  # Runtime.send holds the call to its deadline
 
     def __init__(self, policy: PolicyConfig, clock: Clock, grpc: GrpcSupport) -> None:
         self._clock = clock

@@ -79,6 +79,7 @@ class HttpSupport:
     """`ProtocolSupport` for HTTP/1.1: h11 servers and one client pool per mesh process."""
 
     name = "http"
+    enforces_deadline = True  # the pool gives up at the call's deadline, without a cancel scope
 
     def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock
@@ -104,9 +105,19 @@ class HttpSupport:
         return http1_server(InboundHttpHandler(route, self._clock), limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
-        req = invocation_to_request(inv, self._clock.now())
+        now = self._clock.now()
+        timeout = None if inv.deadline is None else inv.deadline - now
+        if timeout is not None and timeout <= 0:
+            return Result.failure(
+                Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+            )
+        req = invocation_to_request(inv, now)
         try:
-            resp = await self.pool.send(host, port, req)
+            resp = await self.pool.send(host, port, req, timeout)
+        except TimeoutError:
+            assert timeout is not None
+            detail = f"{inv.service} did not answer within {timeout * 1000:.0f} ms"
+            return Result.failure(Status.TIMEOUT, detail, inv.endpoint)
         except ConnectError as e:
             detail = f"{inv.service}: cannot connect to {host}:{port}: {e}"
             return Result.failure(Status.CONNECT_FAILED, detail)

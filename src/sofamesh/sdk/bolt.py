@@ -395,8 +395,7 @@ async def serve_bolt(
         address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
         limits = mesh.config.inbound[0].limits if mesh.config.inbound else None
         server = rt.protocols["bolt"].inbound_server(route, limits)
-        await mesh._tg.start(server.serve, listener)
-        stack.push_async_callback(server.drain)
+        await mesh._serve(stack, server, listener)
         public = Address.parse(advertise) if advertise else address
         await mesh._publish(stack, (service,), address, public, "bolt")
         yield Provider(address=public, services=(service,))

@@ -166,8 +166,7 @@ class Mesh:
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             address = Address(bind.host, port)
             server = self._asgi_server(app, tuple(services), address)
-            await self._tg.start(server.serve, listener)
-            stack.push_async_callback(server.drain)
+            await self._serve(stack, server, listener)
             public = Address.parse(advertise) if advertise else address
             await self._publish(stack, tuple(services), address, public)
             yield Provider(address=public, services=tuple(services))
@@ -194,8 +193,7 @@ class Mesh:
             address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
             limits = self.config.inbound[0].limits if self.config.inbound else None
             server = provider_server(self, terminal, limits)
-            await self._tg.start(server.serve, listener)
-            stack.push_async_callback(server.drain)
+            await self._serve(stack, server, listener)
             public = Address.parse(advertise) if advertise else address
             await self._publish(stack, names, address, public, "grpc")
             yield Provider(address=public, services=names)
@@ -207,6 +205,26 @@ class Mesh:
         from sofamesh.sdk.bolt import serve_bolt
 
         return serve_bolt(self, obj, interface, **options)
+
+    async def _serve(self, stack: AsyncExitStack, server: Server, listener: Any) -> None:
+        """Run `server` until `stack` closes: then drain it, for `drain_timeout` at most.
+
+        Calls still running after that (an app that never answers) are cut
+        off, so leaving a provider's block always ends.
+        """
+        scope = anyio.CancelScope()
+
+        async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with scope:
+                await server.serve(listener, task_status=task_status)
+
+        async def stop() -> None:
+            with anyio.move_on_after(self.config.drain_timeout):
+                await server.drain()
+            scope.cancel()
+
+        await self._tg.start(serve)
+        stack.push_async_callback(stop)
 
     def _asgi_server(self, app: ASGIApp, services: tuple[str, ...], address: Address) -> Server:
         rt = self.runtime

@@ -46,6 +46,7 @@ from sofamesh.codecs.sofarpc import error_response
 from sofamesh.model import Status
 from sofamesh.transport.bolt_io import FrameWriter, Workers, WriterClosedError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
+from sofamesh.transport.streams import accept
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -132,7 +133,7 @@ class BoltServer:
                 scope.cancel()
             while True:
                 try:
-                    stream = await listener.accept()
+                    stream = await accept(listener)
                 except anyio.ClosedResourceError:
                     break
                 except OSError as exc:  # EMFILE and friends: back off, keep serving

@@ -27,6 +27,7 @@ from sofamesh.codecs.h2 import DEFAULT_H2_LIMITS, INTERNAL_ERROR, H2Codec, H2Lim
 from sofamesh.transport.h2_conn import H2Connection
 from sofamesh.transport.h2_stream import H2Stream, StreamResetError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
+from sofamesh.transport.streams import accept
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -103,7 +104,7 @@ class H2Server:
                 scope.cancel()
             while True:
                 try:
-                    sock = await listener.accept()  # type: ignore[attr-defined]
+                    sock = await accept(listener)  # type: ignore[arg-type]
                 except anyio.ClosedResourceError:
                     break
                 except OSError as exc:  # EMFILE and friends: back off, keep serving

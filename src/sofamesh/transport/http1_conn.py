@@ -8,6 +8,9 @@ closed it while it sat idle), which is safe to retry on a fresh connection.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from typing import Any
+
 import anyio
 import anyio.abc
 
@@ -21,6 +24,7 @@ from sofamesh.codecs.http1 import (
 )
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
+from sofamesh.transport.streams import time_limit
 
 
 class StaleConnection(UpstreamResetError):
@@ -50,6 +54,8 @@ class Http1Connection:
         self.requests += 1
         try:
             await self._stream.send(data)
+        except TimeoutError:  # a `time_limit` ran out (an OSError, but not the peer's doing)
+            raise
         except STREAM_ERRORS as exc:
             raise self._lost(reused, f"send failed: {exc!r}") from exc
         return await self._read_response(reused)
@@ -62,6 +68,8 @@ class Http1Connection:
                 chunk = await receive(65536)
             except anyio.EndOfStream:
                 chunk = b""
+            except TimeoutError:
+                raise
             except STREAM_ERRORS as exc:
                 raise self._lost(reused, f"receive failed: {exc!r}") from exc
             if not chunk and not codec.response_started:
@@ -79,6 +87,10 @@ class Http1Connection:
         if reused and not self._codec.response_started:
             return StaleConnection(f"{self.address}: reused connection {what}")
         return UpstreamResetError(f"{self.address}: connection {what}")
+
+    def time_limit(self, seconds: float | None) -> AbstractContextManager[Any]:
+        """Within the block, waiting on the peer raises TimeoutError after `seconds`."""
+        return time_limit(self._stream, seconds)
 
     @property
     def reusable(self) -> bool:

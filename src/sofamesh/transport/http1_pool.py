@@ -11,7 +11,7 @@ Per endpoint (host, port):
   connections: a request holds a slot while it uses a connection, and an
   idle connection is only ever picked up by a slot holder, so open =
   in use + idle never exceeds the limit. Waiters queue FIFO under the
-  caller's own deadline (`anyio.fail_after` around `send`);
+  call's deadline;
 - an idle connection older than `idle_timeout` is closed: when a checkout
   finds it, and by a reaper task, on the injectable clock.
 
@@ -121,40 +121,55 @@ class Http1Pool:
 
     # -- the request path --------------------------------------------------
 
-    async def send(self, host: str, port: int, request: HttpRequest) -> HttpResponse:
+    async def send(
+        self, host: str, port: int, request: HttpRequest, timeout: float | None = None
+    ) -> HttpResponse:
         """Send `request` to `host:port` over a pooled connection; the response.
 
         Raises ConnectError (never sent: safe to retry elsewhere),
-        UpstreamResetError, UpstreamProtocolError or PoolClosedError; bound
-        the whole call with `anyio.fail_after`.
+        UpstreamResetError, UpstreamProtocolError or PoolClosedError, and
+        TimeoutError once `timeout` seconds (for the whole call: a wait for a
+        slot, connecting, the exchange) have passed. The timeout costs no
+        cancel scope on the common path (see `streams.time_limit`).
         """
         if self._closed:
             raise PoolClosedError("pool is closed")
+        deadline = None if timeout is None else self._clock.now() + timeout
         endpoint = self._endpoints.get((host, port))
         if endpoint is None:
             endpoint = self._endpoints[host, port] = _Endpoint(
                 self.config.max_connections_per_endpoint
             )
-        await self._acquire(endpoint.slots)
+        await self._acquire(endpoint.slots, timeout)
         try:
             conn = await self._checkout(endpoint)
             if conn is not None:
                 try:
-                    return await self._exchange(endpoint, conn, request)
+                    return await self._exchange(endpoint, conn, request, self._left(deadline))
                 except StaleConnection:
                     self._stale_retries += 1
-            conn = await self._connect(endpoint, host, port)
-            return await self._exchange(endpoint, conn, request)
+            conn = await self._connect(endpoint, host, port, deadline)
+            return await self._exchange(endpoint, conn, request, self._left(deadline))
         finally:
             endpoint.slots.release()
 
-    async def _acquire(self, slots: anyio.Semaphore) -> None:
+    def _left(self, deadline: float | None) -> float | None:
+        """Seconds until `deadline` (None: no deadline); TimeoutError once it has passed."""
+        if deadline is None:
+            return None
+        left = deadline - self._clock.now()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+    async def _acquire(self, slots: anyio.Semaphore, timeout: float | None) -> None:
         try:
             slots.acquire_nowait()  # the common case pays no scheduling round
         except anyio.WouldBlock:
             self._waiting += 1
             try:
-                await slots.acquire()
+                with anyio.fail_after(timeout):
+                    await slots.acquire()
             finally:
                 self._waiting -= 1
 
@@ -171,10 +186,14 @@ class Http1Pool:
         await self._close_expired(endpoint, expired)
         return None
 
-    async def _connect(self, endpoint: _Endpoint, host: str, port: int) -> Http1Connection:
+    async def _connect(
+        self, endpoint: _Endpoint, host: str, port: int, deadline: float | None
+    ) -> Http1Connection:
+        limit, left = self.config.connect_timeout, self._left(deadline)
         try:
-            stream = await connect(host, port, self.config.connect_timeout)
+            stream = await connect(host, port, limit if left is None or left > limit else left)
         except ConnectError:
+            self._left(deadline)  # out of the call's time rather than the connect's: TimeoutError
             self._connect_errors += 1
             raise
         conn = Http1Connection(stream, self.config.limits, host=host, port=port)
@@ -187,10 +206,15 @@ class Http1Pool:
         return conn
 
     async def _exchange(
-        self, endpoint: _Endpoint, conn: Http1Connection, request: HttpRequest
+        self,
+        endpoint: _Endpoint,
+        conn: Http1Connection,
+        request: HttpRequest,
+        timeout: float | None,
     ) -> HttpResponse:
         try:
-            response = await conn.request(request)
+            with conn.time_limit(timeout):
+                response = await conn.request(request)
         except BaseException as exc:  # cancellation included: the connection's state is unknown
             await self._discard(endpoint, conn)
             if self._closed and not isinstance(exc, anyio.get_cancelled_exc_class()):

@@ -37,6 +37,7 @@ from sofamesh.codecs.http1 import (
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
 from sofamesh.transport.net import STREAM_ERRORS, format_address
+from sofamesh.transport.streams import accept
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -191,7 +192,7 @@ class Http1Server:
     ) -> None:
         while True:
             try:
-                stream = await listener.accept()
+                stream = await accept(listener)
             except anyio.ClosedResourceError:
                 return
             except OSError as exc:  # EMFILE and friends: back off, keep serving

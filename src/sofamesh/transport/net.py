@@ -8,6 +8,7 @@ import anyio
 import anyio.abc
 
 from sofamesh.transport.errors import ConnectError
+from sofamesh.transport.streams import connect_tcp
 
 # What a stream raises when the peer vanished or the stream was closed under us
 # (anyio maps backend errors to these; OSError covers the rest of the kernel's).
@@ -35,7 +36,7 @@ async def connect(host: str, port: int, connect_timeout: float) -> anyio.abc.Soc
     """
     with anyio.move_on_after(connect_timeout) as scope:
         try:
-            return await anyio.connect_tcp(host, port)
+            return await connect_tcp(host, port)
         except OSError as exc:
             raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
     assert scope.cancelled_caught

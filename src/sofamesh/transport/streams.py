@@ -1,0 +1,312 @@
+"""TCP byte streams for every transport: anyio's, or on asyncio a leaner one of our own.
+
+This module is the one place sofamesh touches asyncio directly, on purpose and
+measured (docs/performance.md). Everywhere else a stream is an
+`anyio.abc.SocketStream` and I/O goes through anyio.
+
+Why: anyio's asyncio stream pays, on every `send`, a shielded cancel scope and
+one more trip round the event loop, and on every `receive` a resume and a
+pause of the transport's reading (two `epoll_ctl` calls on uvloop). A proxied
+HTTP request does two of each: about 19 us of CPU per request on uvloop,
+as much as a whole pass-through proxy on raw asyncio protocols. `LoopStream`
+keeps the loop's transport reading (up to `READ_LIMIT` buffered), hands
+`send` straight to the transport, and waits only when there is nothing to read
+or the transport's write buffer is over its high-water mark.
+
+What stays the same, so the rest of the code cannot tell the difference:
+anyio's exceptions (`EndOfStream`, `BrokenResourceError`,
+`ClosedResourceError`, `BusyResourceError`), cancellation by anyio's cancel
+scopes (a wait is a plain future, which anyio cancels like any other), and
+the socket's extra attributes. What differs: `send` and a `receive` that finds
+data buffered do not yield to the loop (a receive does after
+`_YIELD_EVERY` immediate returns in a row, so one busy connection cannot
+starve the others). On trio, anyio's own streams are used: they are already
+a thin layer over trio's sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+import socket
+from contextlib import AbstractContextManager
+from typing import Any, cast
+
+import anyio
+import anyio.abc
+from anyio.lowlevel import checkpoint
+
+READ_LIMIT = 256 * 1024  # bytes buffered from the peer before the transport stops reading
+WRITE_HIGH_WATER = 64 * 1024  # bytes queued in the transport before `send` waits for a drain
+CLOSE_LINGER = 5.0  # seconds a closed stream's queued bytes get before the socket is cut
+_YIELD_EVERY = 32
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop we run on, or None on any other backend (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
+    """A TCP connection (Nagle off, like anyio's), on the running backend's fastest stream."""
+    loop = running_loop()
+    if loop is None:
+        return await anyio.connect_tcp(host, port)
+    transport, protocol = await loop.create_connection(_Protocol, host, port)
+    return LoopStream(loop, transport, protocol)
+
+
+async def accept(listener: anyio.abc.SocketListener) -> anyio.abc.SocketStream:
+    """The next connection from `listener`, as `connect_tcp`'s kind of stream.
+
+    On asyncio the listening socket is read directly (anyio's listener would
+    wrap every connection in its own stream first); anything else, and any
+    listener that is not a TCP socket, goes through `listener.accept()`.
+    """
+    loop = running_loop()
+    raw = listener.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if loop is None or raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
+        return await listener.accept()
+    try:
+        client, _ = await loop.sock_accept(raw)
+    except asyncio.CancelledError:
+        # bpo-41317: a cancelled sock_accept leaves its reader registered.
+        with contextlib.suppress(ValueError, NotImplementedError):
+            loop.remove_reader(raw)
+        raise
+    except OSError as exc:
+        if raw.fileno() < 0:  # the listener was closed under us
+            raise anyio.ClosedResourceError from exc
+        raise
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport, protocol = await loop.connect_accepted_socket(_Protocol, client)
+    return LoopStream(loop, transport, protocol)
+
+
+class _Protocol(asyncio.Protocol):
+    """The loop's side: buffers what arrives and wakes whoever waits on the stream."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.eof = False  # the peer will send no more (EOF, or the connection is gone)
+        self.lost = False  # the connection is gone
+        self.error: BaseException | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.read_waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > READ_LIMIT and not self.reading_paused:
+            self.reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        _wake(self.read_waiter)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        _wake(self.read_waiter)
+        return True  # keep our half open: a response may still be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = self.lost = True
+        self.error = exc
+        _wake(self.read_waiter)
+        _wake(self.drain_waiter)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        _wake(self.drain_waiter)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class LoopStream(anyio.abc.SocketStream):
+    """An anyio socket stream over an asyncio transport, without anyio's per-call overhead."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, protocol: _Protocol
+    ) -> None:
+        self._loop = loop
+        self._transport = transport
+        self._protocol = protocol
+        self._closed = False
+        self._receiving = False
+        self._sending = False
+        self._streak = 0  # receives in a row that returned without waiting
+        # While a `time_limit` is in force: the loop time after which waits fail.
+        # One timer per stream at most, armed lazily and re-armed when it fires
+        # early, so a limit per request costs two assignments, not a timer.
+        self.deadline = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._transport.get_extra_info("socket")  # type: ignore[no-any-return]
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self._receiving:
+            raise anyio.BusyResourceError("reading from")
+        p = self._protocol
+        if p.chunks and self._streak < _YIELD_EVERY:
+            self._streak += 1
+        else:
+            self._streak = 0
+            self._receiving = True
+            try:
+                if p.chunks:
+                    await checkpoint()
+                else:
+                    await self._wait_readable(p)
+            finally:
+                self._receiving = False
+        return self._take(p, max_bytes)
+
+    async def _wait_readable(self, p: _Protocol) -> None:
+        while not p.chunks and not p.eof and not self._closed:
+            waiter = p.read_waiter = self._loop.create_future()
+            try:
+                await self._park(waiter)
+            finally:
+                p.read_waiter = None
+
+    def _take(self, p: _Protocol, max_bytes: int) -> bytes:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        chunks = p.chunks
+        if not chunks:
+            if p.error is not None:
+                raise anyio.BrokenResourceError from p.error
+            raise anyio.EndOfStream
+        chunk = chunks.popleft()
+        if len(chunk) > max_bytes:
+            chunks.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        p.buffered -= len(chunk)
+        if p.reading_paused and p.buffered <= READ_LIMIT // 2 and not p.lost:
+            p.reading_paused = False
+            self._transport.resume_reading()
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        if self._sending:
+            raise anyio.BusyResourceError("writing to")
+        p = self._protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if p.lost or self._transport.is_closing():
+            raise anyio.BrokenResourceError from p.error
+        self._transport.write(item)
+        if p.writing_paused:
+            self._sending = True
+            try:
+                await self._drain(p)
+            finally:
+                self._sending = False
+
+    async def _drain(self, p: _Protocol) -> None:
+        while p.writing_paused and not p.lost:
+            waiter = p.drain_waiter = self._loop.create_future()
+            try:
+                await self._park(waiter)
+            finally:
+                p.drain_waiter = None
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if p.lost:
+            raise anyio.BrokenResourceError from p.error
+
+    async def _park(self, waiter: asyncio.Future[None]) -> None:
+        deadline = self.deadline
+        if deadline != math.inf:
+            if deadline <= self._loop.time():
+                raise TimeoutError
+            if deadline < self._timer_at:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._loop.call_at(deadline, self._expire)
+                self._timer_at = deadline
+        await waiter
+
+    def _expire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        p = self._protocol
+        waiters = [w for w in (p.read_waiter, p.drain_waiter) if w is not None and not w.done()]
+        if not waiters or self.deadline == math.inf:
+            return  # nobody waits under a limit: the next wait arms a new timer
+        if self.deadline <= self._loop.time():
+            for w in waiters:
+                w.set_exception(TimeoutError())
+        else:  # the limit in force now is a later one than the timer was armed for
+            self._timer = self._loop.call_at(self.deadline, self._expire)
+            self._timer_at = self.deadline
+
+    async def send_eof(self) -> None:
+        if self._transport.can_write_eof() and not self._transport.is_closing():
+            self._transport.write_eof()
+
+    async def aclose(self) -> None:
+        """Close without waiting: bytes still queued get `CLOSE_LINGER` seconds to leave."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        transport = self._transport
+        transport.close()
+        if transport.get_write_buffer_size():
+            self._loop.call_later(CLOSE_LINGER, transport.abort)
+        p = self._protocol
+        _wake(p.read_waiter)
+        _wake(p.drain_waiter)
+
+
+class _Limit:
+    """`time_limit` for a `LoopStream`: sets its deadline, clears it on the way out."""
+
+    __slots__ = ("_seconds", "_stream")
+
+    def __init__(self, stream: LoopStream, seconds: float) -> None:
+        self._stream = stream
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        stream = self._stream
+        stream.deadline = stream._loop.time() + self._seconds
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stream.deadline = math.inf
+
+
+def time_limit(stream: anyio.abc.ByteStream, seconds: float | None) -> AbstractContextManager[Any]:
+    """Within the block, `stream`'s waits raise TimeoutError once `seconds` have passed.
+
+    A `LoopStream` does it with one lazily armed timer; any other stream gets
+    `anyio.fail_after` (a cancel scope), with the same TimeoutError.
+    """
+    if seconds is None:
+        return contextlib.nullcontext()
+    if type(stream) is LoopStream:
+        return _Limit(stream, seconds)
+    return anyio.fail_after(seconds)
