@@ -1,10 +1,14 @@
 """The filter chain: one shape for every rule, used by the SDK and the sidecar.
 
-A filter is an object with `async def invoke(inv, call_next) -> Result`. It may
-stop the chain by returning without calling `call_next` (a rate limiter that
-rejects), call it more than once (retries), or change the invocation on the
-way down and the result on the way up. The terminal handler is whatever sends
-the call: a transport client outbound, the app (ASGI or a TCP upstream) inbound.
+A filter is an object with `invoke(inv, call_next)` returning an awaitable
+`Result`, nearly always an `async def`. It may stop the chain by returning
+without calling `call_next` (a rate limiter that rejects), call it more than
+once (retries), or change the invocation on the way down and the result on the
+way up. A filter that only acts on the way down, and usually just passes the
+call on, may be a plain method returning `call_next(inv)` itself: the call then
+costs no coroutine frame for it (the sidecar's hot path does this). The terminal
+handler is whatever sends the call: a transport client outbound, the app (ASGI
+or a TCP upstream) inbound.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ Handler = Callable[[Invocation], Awaitable[Result]]
 
 
 class Filter(Protocol):
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result: ...
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]: ...
 
 
 def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:

@@ -86,6 +86,9 @@ class Headers:
 class Status(enum.Enum):
     """The neutral outcome of a call; each codec maps it to its own codes.
 
+    Hashed by identity (members are singletons), in C: statistics count
+    results by status on every call, and Enum's own `__hash__` is Python code.
+
     `OK` means the provider answered (an HTTP 404 is still `OK` at this level:
     the protocol code says more). The others are failures that the mesh or
     the transport observed, and drive retries, breakers and outlier ejection.
@@ -104,6 +107,8 @@ class Status(enum.Enum):
     UNAUTHORIZED = "unauthorized"
     UNAVAILABLE = "unavailable"  # draining, or a health check failed on purpose
     INTERNAL = "internal"  # a bug or unexpected condition inside the mesh
+
+    __hash__ = object.__hash__
 
     @property
     def is_failure(self) -> bool:

@@ -172,11 +172,11 @@ class Runtime:
 
     # -- terminals --------------------------------------------------------------------------
 
-    async def upstream(self, inv: Invocation) -> Result:
+    def upstream(self, inv: Invocation) -> Awaitable[Result]:
         """The outbound terminal: send `inv` to `inv.endpoint` in its protocol."""
         ep = inv.endpoint
         assert ep is not None
-        return await self.send(ep.host, ep.port, inv)
+        return self.send(ep.host, ep.port, inv)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
         """Send `inv` to one address with the client of `inv.protocol`, by `inv.deadline`."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import anyio
 
 from sofamesh.chain import Handler
@@ -19,10 +21,14 @@ class ResolveFilter:
     def __init__(self, clusters: ClusterManager) -> None:
         self._clusters = clusters
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
         known = self._clusters.clusters.get(inv.service)
-        if known is None or not known.endpoints:  # a known, populated service needs no look-up
-            inv.service = await self._clusters.canonical_name(inv.service)
+        if known is None or not known.endpoints:
+            return self._resolve(inv, call_next)
+        return call_next(inv)  # a known, populated service needs no look-up (nor a frame)
+
+    async def _resolve(self, inv: Invocation, call_next: Handler) -> Result:
+        inv.service = await self._clusters.canonical_name(inv.service)
         return await call_next(inv)
 
 

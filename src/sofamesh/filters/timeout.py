@@ -7,7 +7,7 @@ in Bolt, `grpc-timeout` in gRPC), so clocks need not agree across hosts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -42,18 +42,21 @@ class TimeoutFilter:
         self._watch = watch
         self._enforce = enforce
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
         now = self._clock.now()
         limit = now + self._policy_for(inv.service).timeout
         if inv.deadline is None or limit < inv.deadline:
             inv.deadline = limit
         remaining = inv.deadline - now
         if remaining <= 0:
-            return Result.failure(
-                Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+            return _at_once(
+                Result.failure(Status.TIMEOUT, f"deadline for {inv.service} passed before the call")
             )
         if not self._enforce:
-            return await call_next(inv)
+            return call_next(inv)
+        return self._within(inv, call_next, remaining)
+
+    async def _within(self, inv: Invocation, call_next: Handler, remaining: float) -> Result:
         if self._watch is None:
             with anyio.move_on_after(remaining) as scope:
                 return await call_next(inv)
@@ -70,3 +73,7 @@ class TimeoutFilter:
             f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
             inv.endpoint,
         )
+
+
+async def _at_once(result: Result) -> Result:
+    return result

@@ -52,36 +52,32 @@ class Http1Connection:
         reused = self.requests > 0
         data = self._codec.encode_request(request, host=self._host)
         self.requests += 1
+        stream = self._stream
         try:
-            await self._stream.send(data)
+            await stream.send(data)
+            while True:
+                try:
+                    chunk = await stream.receive(65536)
+                except anyio.EndOfStream:
+                    chunk = b""
+                response = self._parse(chunk, reused)
+                if response is not None:
+                    return response
         except TimeoutError:  # a `time_limit` ran out (an OSError, but not the peer's doing)
             raise
         except STREAM_ERRORS as exc:
-            raise self._lost(reused, f"send failed: {exc!r}") from exc
-        return await self._read_response(reused)
+            raise self._lost(reused, f"lost mid-exchange: {exc!r}") from exc
 
-    async def _read_response(self, reused: bool) -> HttpResponse:
+    def _parse(self, chunk: bytes, reused: bool) -> HttpResponse | None:
         codec = self._codec
-        receive = self._stream.receive
-        while True:
-            try:
-                chunk = await receive(65536)
-            except anyio.EndOfStream:
-                chunk = b""
-            except TimeoutError:
-                raise
-            except STREAM_ERRORS as exc:
-                raise self._lost(reused, f"receive failed: {exc!r}") from exc
-            if not chunk and not codec.response_started:
-                raise self._lost(reused, "closed before responding")
-            try:
-                response = codec.receive_data(chunk)
-            except HttpIncompleteMessage as exc:
-                raise UpstreamResetError(f"{self.address}: {exc.reason}") from None
-            except HttpProtocolError as exc:
-                raise UpstreamProtocolError(f"{self.address}: {exc.reason}") from None
-            if response is not None:
-                return response
+        if not chunk and not codec.response_started:
+            raise self._lost(reused, "closed before responding")
+        try:
+            return codec.receive_data(chunk)
+        except HttpIncompleteMessage as exc:
+            raise UpstreamResetError(f"{self.address}: {exc.reason}") from None
+        except HttpProtocolError as exc:
+            raise UpstreamProtocolError(f"{self.address}: {exc.reason}") from None
 
     def _lost(self, reused: bool, what: str) -> UpstreamResetError:
         if reused and not self._codec.response_started:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,10 @@ from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.streams import accept
 
 log = logging.getLogger("sofamesh.http1")
+
+# Read deadlines and the sweeper's checks share this clock (a C call: every read sets a
+# deadline, and anyio's current_time costs a backend look-up per call).
+_now = time.monotonic
 
 
 @attrs.frozen(slots=True)
@@ -160,7 +165,7 @@ class Http1Server:
             self._stop_sweeping_if_done()
             while True:
                 await anyio.sleep(tick)
-                now = anyio.current_time()
+                now = _now()
                 for conn in list(self._conns):
                     conn.check(now)
         self._sweepers.discard(scope)
@@ -356,11 +361,11 @@ class _Connection:
             timeout = config.keepalive_timeout if self.served else config.header_timeout
         elif phase is HEAD:
             if self.head_deadline is None:
-                self.head_deadline = anyio.current_time() + config.header_timeout
-            timeout = self.head_deadline - anyio.current_time()
+                self.head_deadline = _now() + config.header_timeout
+            timeout = self.head_deadline - _now()
         else:
             timeout = config.body_timeout
-        self.deadline = anyio.current_time() + timeout
+        self.deadline = _now() + timeout
         self.phase = phase
         try:
             return await self.stream.receive(65536)

@@ -145,10 +145,14 @@ class RetryFilter:
         self._sleep = sleep
         self._rand = rand
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
         target = inv.route
         if not isinstance(target, Target) or target.retry is None:
-            return await self._connect_retries(inv, call_next)
+            return self._connect_retries(inv, call_next)
+        return self._by_policy(inv, call_next, target)
+
+    async def _by_policy(self, inv: Invocation, call_next: Handler, target: Target) -> Result:
+        assert target.retry is not None
         budget = target.budget
         if budget is None:
             return await self._retries(inv, call_next, target.retry, target, None)
