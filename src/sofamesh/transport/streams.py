@@ -171,25 +171,23 @@ class LoopStream(anyio.abc.SocketStream):
         p = self._protocol
         if p.chunks and self._streak < _YIELD_EVERY:
             self._streak += 1
-        else:
-            self._streak = 0
-            self._receiving = True
-            try:
-                if p.chunks:
-                    await checkpoint()
-                else:
-                    await self._wait_readable(p)
-            finally:
-                self._receiving = False
+            return self._take(p, max_bytes)
+        self._streak = 0
+        self._receiving = True
+        try:
+            if p.chunks:
+                await checkpoint()
+            while not p.chunks and not p.eof and not self._closed:
+                waiter = p.read_waiter = self._loop.create_future()
+                if self.deadline != math.inf:
+                    self._arm_timer()
+                try:
+                    await waiter
+                finally:
+                    p.read_waiter = None
+        finally:
+            self._receiving = False
         return self._take(p, max_bytes)
-
-    async def _wait_readable(self, p: _Protocol) -> None:
-        while not p.chunks and not p.eof and not self._closed:
-            waiter = p.read_waiter = self._loop.create_future()
-            try:
-                await self._park(waiter)
-            finally:
-                p.read_waiter = None
 
     def _take(self, p: _Protocol, max_bytes: int) -> bytes:
         if self._closed:
@@ -228,8 +226,10 @@ class LoopStream(anyio.abc.SocketStream):
     async def _drain(self, p: _Protocol) -> None:
         while p.writing_paused and not p.lost:
             waiter = p.drain_waiter = self._loop.create_future()
+            if self.deadline != math.inf:
+                self._arm_timer()
             try:
-                await self._park(waiter)
+                await waiter
             finally:
                 p.drain_waiter = None
         if self._closed:
@@ -237,17 +237,16 @@ class LoopStream(anyio.abc.SocketStream):
         if p.lost:
             raise anyio.BrokenResourceError from p.error
 
-    async def _park(self, waiter: asyncio.Future[None]) -> None:
+    def _arm_timer(self) -> None:
+        """Before a wait under a limit: TimeoutError if it has passed, else a timer by then."""
         deadline = self.deadline
-        if deadline != math.inf:
-            if deadline <= self._loop.time():
-                raise TimeoutError
-            if deadline < self._timer_at:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = self._loop.call_at(deadline, self._expire)
-                self._timer_at = deadline
-        await waiter
+        if deadline <= self._loop.time():
+            raise TimeoutError
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._expire)
+            self._timer_at = deadline
 
     def _expire(self) -> None:
         self._timer, self._timer_at = None, math.inf
