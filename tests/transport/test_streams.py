@@ -11,7 +11,13 @@ import anyio
 import anyio.abc
 import pytest
 
-from sofamesh.transport.streams import LoopStream, accept, connect_tcp, time_limit
+from sofamesh.transport.streams import (
+    LoopStream,
+    accept,
+    connect_tcp,
+    serve_accepted,
+    time_limit,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +33,7 @@ async def pair() -> AsyncIterator[tuple[anyio.abc.SocketStream, anyio.abc.Socket
         async with anyio.create_task_group() as tg:
 
             async def take() -> None:
-                accepted.append(await accept(listener))
+                accepted.append(await (await accept(listener)).open())
 
             tg.start_soon(take)
             client = await connect_tcp("127.0.0.1", port)
@@ -214,3 +220,32 @@ async def read_exactly_small(stream: anyio.abc.ByteStream, n: int) -> None:
     got = 0
     while got < n:
         got += len(await stream.receive(1))
+
+
+async def test_a_burst_of_connections_is_accepted_and_each_served() -> None:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as multi:
+        port = multi.extra(anyio.abc.SocketAttribute.local_port)
+        listener = multi.listeners[0]
+        assert isinstance(listener, anyio.abc.SocketListener)
+        clients = [await connect_tcp("127.0.0.1", port) for _ in range(20)]
+        served: list[bytes] = []
+
+        async def echo_once(stream: anyio.abc.SocketStream) -> None:
+            async with stream:
+                data = await stream.receive()
+                served.append(data)
+                await stream.send(data.upper())
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in clients:  # all 20 are queued already: no accept waits
+                    tg.start_soon(serve_accepted, await accept(listener), echo_once)
+                for i, client in enumerate(clients):
+                    await client.send(b"hello %d" % i)
+                replies = [
+                    await read_exactly(c, len(b"hello %d" % i)) for i, c in enumerate(clients)
+                ]
+        for c in clients:
+            await c.aclose()
+    assert sorted(served) == sorted(b"hello %d" % i for i in range(20))
+    assert replies == [b"HELLO %d" % i for i in range(20)]

@@ -46,7 +46,7 @@ from sofamesh.codecs.sofarpc import error_response
 from sofamesh.model import Status
 from sofamesh.transport.bolt_io import FrameWriter, Workers, WriterClosedError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.streams import accept
+from sofamesh.transport.streams import accept, serve_accepted
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -133,14 +133,14 @@ class BoltServer:
                 scope.cancel()
             while True:
                 try:
-                    stream = await accept(listener)
+                    accepted = await accept(listener)
                 except anyio.ClosedResourceError:
                     break
                 except OSError as exc:  # EMFILE and friends: back off, keep serving
                     log.warning("bolt accept failed: %s", exc)
                     await anyio.sleep(0.1)
                     continue
-                tg.start_soon(self._admit, stream)
+                tg.start_soon(serve_accepted, accepted, self._admit)
         self._accept_scopes.discard(scope)
         await anyio.aclose_forcefully(listener)
 

@@ -38,7 +38,7 @@ from sofamesh.codecs.http1 import (
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.streams import accept
+from sofamesh.transport.streams import accept, serve_accepted
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -197,14 +197,14 @@ class Http1Server:
     ) -> None:
         while True:
             try:
-                stream = await accept(listener)
+                accepted = await accept(listener)
             except anyio.ClosedResourceError:
                 return
             except OSError as exc:  # EMFILE and friends: back off, keep serving
                 log.warning("http1 accept failed: %s", exc)
                 await anyio.sleep(0.1)
                 continue
-            tg.start_soon(self._admit, stream)
+            tg.start_soon(serve_accepted, accepted, self._admit)
 
     async def _admit(self, stream: anyio.abc.ByteStream) -> None:
         if len(self._conns) >= self.config.max_connections:

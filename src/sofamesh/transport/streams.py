@@ -29,14 +29,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import math
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import anyio
 import anyio.abc
 from anyio.lowlevel import checkpoint
+
+log = logging.getLogger("sofamesh.transport")
 
 READ_LIMIT = 256 * 1024  # bytes buffered from the peer before the transport stops reading
 WRITE_HIGH_WATER = 64 * 1024  # bytes queued in the transport before `send` waits for a drain
@@ -61,17 +65,76 @@ async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
     return LoopStream(loop, transport, protocol)
 
 
-async def accept(listener: anyio.abc.SocketListener) -> anyio.abc.SocketStream:
-    """The next connection from `listener`, as `connect_tcp`'s kind of stream.
+class Accepted:
+    """A connection just taken off a listener; `open()` it in the task that serves it.
 
-    On asyncio the listening socket is read directly (anyio's listener would
-    wrap every connection in its own stream first); anything else, and any
-    listener that is not a TCP socket, goes through `listener.accept()`.
+    Accepting stays cheap this way: a burst of connections (a load balancer's
+    pool, a client's 50 at once) is taken off the listen queue in one go, and
+    each connection's stream is set up in its own task rather than one loop
+    round after another in the accept loop.
+    """
+
+    __slots__ = ("_loop", "_sock", "_stream")
+
+    def __init__(
+        self,
+        stream: anyio.abc.SocketStream | None,
+        sock: socket.socket | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._stream, self._sock, self._loop = stream, sock, loop
+
+    async def open(self) -> anyio.abc.SocketStream:
+        """The connection's stream (OSError if the peer is already gone)."""
+        if self._stream is not None:
+            return self._stream
+        assert self._sock is not None and self._loop is not None
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport, protocol = await self._loop.connect_accepted_socket(_Protocol, self._sock)
+        except BaseException:
+            self._sock.close()
+            raise
+        return LoopStream(self._loop, transport, protocol)
+
+
+async def accept(listener: anyio.abc.SocketListener) -> Accepted:
+    """The next connection from `listener`.
+
+    On asyncio the listening socket is read directly, without waiting while a
+    connection is queued (anyio's listener waits for the loop on each one and
+    wraps it in its own stream); anything else, and any listener that is not a
+    TCP socket, goes through `listener.accept()`.
     """
     loop = running_loop()
     raw = listener.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if loop is None or raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
-        return await listener.accept()
+        return Accepted(await listener.accept())
+    try:
+        client, _ = raw.accept()
+    except BlockingIOError:
+        client = await _wait_accept(loop, raw)
+    except OSError as exc:
+        if raw.fileno() < 0:  # the listener was closed under us
+            raise anyio.ClosedResourceError from exc
+        raise
+    client.setblocking(False)
+    return Accepted(None, client, loop)
+
+
+async def serve_accepted(
+    accepted: Accepted, handler: Callable[[anyio.abc.SocketStream], Awaitable[None]]
+) -> None:
+    """Open `accepted` and hand its stream to `handler` (a server's per-connection task)."""
+    try:
+        stream = await accepted.open()
+    except OSError as exc:
+        log.debug("a connection was lost before it could be served: %r", exc)
+        return
+    await handler(stream)
+
+
+async def _wait_accept(loop: asyncio.AbstractEventLoop, raw: socket.socket) -> socket.socket:
     try:
         client, _ = await loop.sock_accept(raw)
     except asyncio.CancelledError:
@@ -80,12 +143,10 @@ async def accept(listener: anyio.abc.SocketListener) -> anyio.abc.SocketStream:
             loop.remove_reader(raw)
         raise
     except OSError as exc:
-        if raw.fileno() < 0:  # the listener was closed under us
+        if raw.fileno() < 0:
             raise anyio.ClosedResourceError from exc
         raise
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport, protocol = await loop.connect_accepted_socket(_Protocol, client)
-    return LoopStream(loop, transport, protocol)
+    return client
 
 
 class _Protocol(asyncio.Protocol):
