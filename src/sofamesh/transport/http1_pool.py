@@ -68,6 +68,9 @@ class PoolStatistics:
     expired_connections: int
 
 
+_NONE: list[Http1Connection] = []  # shared, never modified
+
+
 class _Endpoint:
     __slots__ = ("idle", "open", "slots")
 
@@ -142,7 +145,9 @@ class Http1Pool:
             )
         await self._acquire(endpoint.slots, timeout)
         try:
-            conn = await self._checkout(endpoint)
+            conn, expired = self._checkout(endpoint)
+            if expired:
+                await self._close_expired(endpoint, expired)
             if conn is not None:
                 try:
                     return await self._exchange(endpoint, conn, request, self._left(deadline))
@@ -173,18 +178,20 @@ class Http1Pool:
             finally:
                 self._waiting -= 1
 
-    async def _checkout(self, endpoint: _Endpoint) -> Http1Connection | None:
+    def _checkout(
+        self, endpoint: _Endpoint
+    ) -> tuple[Http1Connection | None, list[Http1Connection]]:
+        """The newest idle connection if still fresh, and the expired ones to close."""
         idle = endpoint.idle
         if not idle:
-            return None
+            return None, _NONE
         conn = idle.pop()
         if self._clock.now() - conn.idle_since < self.config.idle_timeout:
-            return conn
+            return conn, _NONE
         # LIFO: everything below the newest connection is older, so expired too.
         expired = [conn, *idle]
         idle.clear()
-        await self._close_expired(endpoint, expired)
-        return None
+        return None, expired
 
     async def _connect(
         self, endpoint: _Endpoint, host: str, port: int, deadline: float | None

@@ -347,17 +347,23 @@ class _Connection:
                 return None
             if codec.wants_continue:
                 await self.stream.send(codec.encode_continue())
-            data = await self._receive(codec.phase)
-            if data is None:
+            if not self._arm(codec.phase):
                 return None
+            try:
+                data = await self.stream.receive(65536)
+            except anyio.EndOfStream:
+                data = b""
+            finally:
+                self.deadline = math.inf
+                self.phase = None
             codec.receive_data(data)
 
-    async def _receive(self, phase: str) -> bytes | None:
-        """Bytes from the peer (b"" at EOF), or None once the connection should just end."""
+    def _arm(self, phase: str) -> bool:
+        """Set the deadline of the read about to start (for the sweeper); False: just end."""
         config = self.server.config
         if phase is IDLE:
             if self.server.draining:
-                return None
+                return False
             timeout = config.keepalive_timeout if self.served else config.header_timeout
         elif phase is HEAD:
             if self.head_deadline is None:
@@ -367,13 +373,7 @@ class _Connection:
             timeout = config.body_timeout
         self.deadline = _now() + timeout
         self.phase = phase
-        try:
-            return await self.stream.receive(65536)
-        except anyio.EndOfStream:
-            return b""
-        finally:
-            self.deadline = math.inf
-            self.phase = None
+        return True
 
     async def _respond(self, request: HttpRequest) -> None:
         server = self.server
