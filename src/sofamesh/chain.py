@@ -25,6 +25,11 @@ class Filter(Protocol):
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]: ...
 
 
+async def completed(result: Result) -> Result:
+    """An awaitable of a result already known (for filters that return awaitables)."""
+    return result
+
+
 def build_chain(filters: Sequence[Filter], terminal: Handler) -> Handler:
     """Compose `filters` (outermost first) around `terminal` into one handler.
 

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from sofamesh.chain import Filter, Handler, build_chain
+from sofamesh.chain import Filter, Handler, build_chain, completed
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.cluster import ClusterManager
 from sofamesh.config.model import MeshConfig, PolicyConfig
@@ -178,14 +178,21 @@ class Runtime:
         assert ep is not None
         return self.send(ep.host, ep.port, inv)
 
-    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+    def send(self, host: str, port: int, inv: Invocation) -> Awaitable[Result]:
         """Send `inv` to one address with the client of `inv.protocol`, by `inv.deadline`."""
         proto = self.protocols.get(inv.protocol)
         if proto is None:
-            return Result.failure(Status.BAD_REQUEST, f"protocol {inv.protocol!r} is not supported")
+            detail = f"protocol {inv.protocol!r} is not supported"
+            return completed(Result.failure(Status.BAD_REQUEST, detail))
         if inv.deadline is None or proto.enforces_deadline:
-            return await proto.send(host, port, inv)
-        remaining = inv.deadline - self.clock.now()
+            return proto.send(host, port, inv)
+        return self._send_by_deadline(proto, host, port, inv, inv.deadline)
+
+    async def _send_by_deadline(
+        self, proto: ProtocolSupport, host: str, port: int, inv: Invocation, deadline: float
+    ) -> Result:
+        """For a protocol that does not hold calls to their deadline itself: a cancel scope."""
+        remaining = deadline - self.clock.now()
         if remaining <= 0:
             return Result.failure(
                 Status.TIMEOUT, f"deadline for {inv.service} passed before the call"

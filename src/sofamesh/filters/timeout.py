@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from sofamesh.chain import Handler
+from sofamesh.chain import Handler, completed
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
 from sofamesh.deadlines import DeadlineWatch
@@ -49,7 +49,7 @@ class TimeoutFilter:
             inv.deadline = limit
         remaining = inv.deadline - now
         if remaining <= 0:
-            return _at_once(
+            return completed(
                 Result.failure(Status.TIMEOUT, f"deadline for {inv.service} passed before the call")
             )
         if not self._enforce:
@@ -73,7 +73,3 @@ class TimeoutFilter:
             f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
             inv.endpoint,
         )
-
-
-async def _at_once(result: Result) -> Result:
-    return result

@@ -323,12 +323,20 @@ class _Connection:
             await anyio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
+        server, codec = self.server, self.codec
         while True:
             request = await self._next_request()
             if request is None:
                 return
-            await self._respond(request)
-            if self.codec.must_close:
+            try:
+                response = await server.handler(request, self.info)
+                data = codec.encode_response(response, close=server.draining)
+            except Exception:
+                data = self._failed(request)
+            await self.stream.send(data)
+            self.served += 1
+            server._requests_served += 1
+            if codec.must_close:
                 await self._linger()
                 return
 
@@ -375,23 +383,13 @@ class _Connection:
         self.phase = phase
         return True
 
-    async def _respond(self, request: HttpRequest) -> None:
-        server = self.server
-        try:
-            response = await server.handler(request, self.info)
-            data = self.codec.encode_response(response, close=server.draining)
-        except Exception:
-            server._handler_errors += 1
-            log.exception(
-                "http1 handler failed on %s %s from %s",
-                request.method,
-                request.target,
-                self.info.peer,
-            )
-            data = self.codec.encode_response(_INTERNAL_ERROR, close=server.draining)
-        await self.stream.send(data)
-        self.served += 1
-        server._requests_served += 1
+    def _failed(self, request: HttpRequest) -> bytes:
+        """The handler raised (or its response would not encode): log it, answer 500."""
+        self.server._handler_errors += 1
+        log.exception(
+            "http1 handler failed on %s %s from %s", request.method, request.target, self.info.peer
+        )
+        return self.codec.encode_response(_INTERNAL_ERROR, close=self.server.draining)
 
     async def _reject(self, error: HttpProtocolError) -> None:
         self.server._protocol_errors += 1
