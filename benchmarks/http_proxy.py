@@ -252,9 +252,14 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
             f"| {sum(r['errors'] for r in runs):.0f} |"
         )
     if "envoy 1.40" in results:
-        env = statistics.median(r["rps"] for r in results["envoy 1.40"])
-        ours = statistics.median(r["rps"] for r in results["sofamesh"])
-        print(f"\nsofamesh / envoy requests/s: {ours / env:.2f}")
+        env, ours = results["envoy 1.40"], results["sofamesh"]
+        rps = statistics.median(r["rps"] for r in ours) / statistics.median(r["rps"] for r in env)
+        p99 = statistics.median(r["p99"] for r in ours) / statistics.median(r["p99"] for r in env)
+        met = rps >= 0.5 and p99 <= 2.0
+        print(
+            f"\nsofamesh / envoy (medians over rounds): requests/s {rps:.2f} (bar >= 0.5),"
+            f" p99 {p99:.2f}x (bar <= 2): {'met' if met else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

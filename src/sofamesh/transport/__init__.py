@@ -1,7 +1,9 @@
-"""Transports: sockets and connection management under the codecs, on anyio only.
+"""Transports: sockets and connection management under the codecs.
 
 Everything here runs on asyncio (uvloop included) and trio alike, and every
 task belongs to an `async with` owner: a server's `serve`, a pool's context.
+I/O goes through anyio, except `streams.py`, which gives asyncio a leaner TCP
+stream of its own (see its docstring and docs/architecture.md for why).
 """
 
 from sofamesh.transport.errors import (
