@@ -46,7 +46,7 @@ from sofamesh.codecs.sofarpc import error_response
 from sofamesh.model import Status
 from sofamesh.transport.bolt_io import FrameWriter, Workers, WriterClosedError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.streams import accept, serve_accepted
+from sofamesh.transport.serving import accept_until_closed
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -131,16 +131,7 @@ class BoltServer:
             self._accept_scopes.add(scope)
             if self._draining:
                 scope.cancel()
-            while True:
-                try:
-                    accepted = await accept(listener)
-                except anyio.ClosedResourceError:
-                    break
-                except OSError as exc:  # EMFILE and friends: back off, keep serving
-                    log.warning("bolt accept failed: %s", exc)
-                    await anyio.sleep(0.1)
-                    continue
-                tg.start_soon(serve_accepted, accepted, self._admit)
+            await accept_until_closed(listener, tg, self._admit, "bolt")
         self._accept_scopes.discard(scope)
         await anyio.aclose_forcefully(listener)
 

@@ -27,7 +27,7 @@ from sofamesh.codecs.h2 import DEFAULT_H2_LIMITS, INTERNAL_ERROR, H2Codec, H2Lim
 from sofamesh.transport.h2_conn import H2Connection
 from sofamesh.transport.h2_stream import H2Stream, StreamResetError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.streams import accept, serve_accepted
+from sofamesh.transport.serving import accept_until_closed
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -102,16 +102,7 @@ class H2Server:
             self._accept_scopes.add(scope)
             if self._draining:
                 scope.cancel()
-            while True:
-                try:
-                    accepted = await accept(listener)  # type: ignore[arg-type]
-                except anyio.ClosedResourceError:
-                    break
-                except OSError as exc:  # EMFILE and friends: back off, keep serving
-                    log.warning("h2 accept failed: %s", exc)
-                    await anyio.sleep(0.1)
-                    continue
-                tg.start_soon(serve_accepted, accepted, self._admit)
+            await accept_until_closed(listener, tg, self._admit, "h2")
         self._accept_scopes.discard(scope)
         await anyio.aclose_forcefully(listener)
         if self._handoff is not None and not self._accept_scopes:

@@ -38,7 +38,7 @@ from sofamesh.codecs.http1 import (
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.streams import accept, serve_accepted
+from sofamesh.transport.serving import accept_until_closed
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -184,27 +184,13 @@ class Http1Server:
             if self._draining:
                 scope.cancel()
             if isinstance(listener, anyio.abc.SocketListener):
-                await self._accept_loop(listener, tg)
+                await accept_until_closed(listener, tg, self._admit, "http1")
             else:  # not a socket: its own loop, without our accept-error handling
                 await listener.serve(self._admit, task_group=tg)
         self._accept_scopes.discard(scope)
         self._stop_sweeping_if_done()
         # Stop queueing new connections now, not after the in-flight ones finish.
         await anyio.aclose_forcefully(listener)
-
-    async def _accept_loop(
-        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
-    ) -> None:
-        while True:
-            try:
-                accepted = await accept(listener)
-            except anyio.ClosedResourceError:
-                return
-            except OSError as exc:  # EMFILE and friends: back off, keep serving
-                log.warning("http1 accept failed: %s", exc)
-                await anyio.sleep(0.1)
-                continue
-            tg.start_soon(serve_accepted, accepted, self._admit)
 
     async def _admit(self, stream: anyio.abc.ByteStream) -> None:
         if len(self._conns) >= self.config.max_connections:
