@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sofamesh.config import ConfigError
+from sofamesh.governance.enforcement_rules import BreakerRule
 from sofamesh.governance.filters.state import GovernanceState
-from sofamesh.governance.rules import EMPTY, BreakerRule, parse_rules
+from sofamesh.governance.rules import EMPTY, parse_rules
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

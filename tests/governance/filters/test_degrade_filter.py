@@ -11,7 +11,7 @@ from sofamesh.clock import FakeClock
 from sofamesh.governance.filters.breaker import BreakerFilter
 from sofamesh.governance.filters.degrade import DegradeFilter
 from sofamesh.governance.filters.flow import FlowFilter
-from sofamesh.governance.rules import StaticResponse
+from sofamesh.governance.routing_rules import StaticResponse
 from sofamesh.model import Invocation, Result, Status
 
 pytestmark = pytest.mark.anyio

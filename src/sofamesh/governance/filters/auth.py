@@ -19,8 +19,9 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.governance.auth import Authorizer, AuthRule, Reason, Subject
+from sofamesh.governance.enforcement_rules import AuthPolicy
 from sofamesh.governance.filters.keyed import BoundedDict, aliases
-from sofamesh.governance.rules import AuthPolicy, rule_name
+from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import EnforcementConfig, Enforcer, Verdict
 from sofamesh.model import Invocation, Result, Status
 

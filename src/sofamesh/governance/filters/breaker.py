@@ -19,8 +19,10 @@ import cachetools
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.governance.breaker import CircuitBreaker, Permit
+from sofamesh.governance.enforcement_rules import BreakerRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
-from sofamesh.governance.rules import EACH_METHOD, BreakerRule, rule_name
+from sofamesh.governance.rule_fields import EACH_METHOD
+from sofamesh.governance.rules import rule_name
 from sofamesh.model import Invocation, Result, Status
 
 if TYPE_CHECKING:

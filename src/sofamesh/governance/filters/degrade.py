@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from sofamesh.chain import Handler
+from sofamesh.governance.enforcement_rules import FallbackRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.filters.response import FALLBACK_HEADER, make_result, static_result
-from sofamesh.governance.rules import FallbackRule, StaticResponse, rule_name
+from sofamesh.governance.routing_rules import StaticResponse
+from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import Enforcer
 from sofamesh.model import Invocation, Result, Status
 

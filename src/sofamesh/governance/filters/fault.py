@@ -26,10 +26,11 @@ import anyio
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
+from sofamesh.governance.enforcement_rules import FaultRule
 from sofamesh.governance.fault import FaultDecision, FaultInjector
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.filters.response import make_result
-from sofamesh.governance.rules import FaultRule, rule_name
+from sofamesh.governance.rules import rule_name
 from sofamesh.model import Invocation, Result, Status
 
 if TYPE_CHECKING:

@@ -26,9 +26,11 @@ import cachetools
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
+from sofamesh.governance.enforcement_rules import RateLimitRule
 from sofamesh.governance.filters.keyed import BoundedDict, Carry, ScopeIndex
 from sofamesh.governance.ratelimit import FlowLimiter, Pace, build_limiter
-from sofamesh.governance.rules import EACH_METHOD, RateLimitRule, rule_name
+from sofamesh.governance.rule_fields import EACH_METHOD
+from sofamesh.governance.rules import rule_name
 from sofamesh.model import Invocation, Result, Status
 
 if TYPE_CHECKING:

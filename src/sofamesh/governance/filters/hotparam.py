@@ -19,9 +19,10 @@ from urllib.parse import unquote_plus
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
+from sofamesh.governance.enforcement_rules import HotParamRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.hotparam import HotParamLimiter
-from sofamesh.governance.rules import HotParamRule, rule_name
+from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import Verdict
 from sofamesh.model import Invocation, Result, Status
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
-from sofamesh.governance.rules import EACH_METHOD
+from sofamesh.governance.rule_fields import EACH_METHOD
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")

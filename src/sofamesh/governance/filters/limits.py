@@ -15,9 +15,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sofamesh.chain import Handler
+from sofamesh.governance.enforcement_rules import ResourceLimitRule
 from sofamesh.governance.filters.keyed import Carry, aliases
 from sofamesh.governance.limits import Gauge, ResourceLimits
-from sofamesh.governance.rules import ResourceLimitRule, rule_name
+from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import Verdict
 from sofamesh.model import Invocation, Result, Status
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from sofamesh.codecs.http import STATUS_TO_HTTP
 from sofamesh.codecs.http1 import HttpResponse
-from sofamesh.governance.rules import StaticResponse
+from sofamesh.governance.routing_rules import StaticResponse
 from sofamesh.model import Headers, Result, Status
 
 HTTP_PROTOCOLS = frozenset({"http", "h2"})

@@ -42,7 +42,7 @@ from sofamesh.filters.retry import ConnectRetryFilter
 from sofamesh.governance.filters.limits import retry_gauge
 from sofamesh.governance.filters.select import Target
 from sofamesh.governance.limits import Gauge, RetryBudget
-from sofamesh.governance.rules import RetryPolicy
+from sofamesh.governance.routing_rules import RetryPolicy
 from sofamesh.governance.shadow import Verdict
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.stats import Stats

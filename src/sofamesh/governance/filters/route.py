@@ -32,15 +32,15 @@ from sofamesh.governance.filters.keyed import BoundedDict, Carry, aliases
 from sofamesh.governance.filters.response import static_result
 from sofamesh.governance.filters.retry import RetryBudgetState
 from sofamesh.governance.filters.select import BalancingLeaf, SubsetFilter, Target, tag_subsets
-from sofamesh.governance.rules import (
+from sofamesh.governance.routing_rules import (
     Balancing,
     HeaderMatch,
     RetryPolicy,
     Route,
     StringMatch,
     Subset,
-    rule_name,
 )
+from sofamesh.governance.rules import rule_name
 from sofamesh.model import Headers, Invocation, Result
 
 if TYPE_CHECKING:

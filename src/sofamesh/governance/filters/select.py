@@ -32,7 +32,7 @@ from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.keyed import BoundedDict
 from sofamesh.governance.hashing import Maglev, MaglevConfig, RingHash
 from sofamesh.governance.outlier import OutlierDetector
-from sofamesh.governance.rules import Balancing, Subset, TagRouting
+from sofamesh.governance.routing_rules import Balancing, Subset, TagRouting
 from sofamesh.governance.slowstart import SlowStart
 from sofamesh.governance.zone import ZoneAwareConfig, ZonePlan, plan_zones
 from sofamesh.model import Invocation
@@ -40,7 +40,7 @@ from sofamesh.model import Invocation
 if TYPE_CHECKING:
     from sofamesh.governance.filters.retry import RetryBudgetState
     from sofamesh.governance.filters.route import RouteLeaf
-    from sofamesh.governance.rules import RetryPolicy
+    from sofamesh.governance.routing_rules import RetryPolicy
 
 
 class ClusterView(Protocol):
