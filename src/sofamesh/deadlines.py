@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from types import TracebackType
 
 import anyio
 import anyio.abc
@@ -38,6 +39,10 @@ class DeadlineWatch:
         if deadline < self._next and self._wake is not None:
             self._wake.set()  # earlier than the task planned to wake: tell it
         return entry
+
+    def cancel_after(self, seconds: float) -> WatchedScope:
+        """A cancel scope this watch cancels `seconds` from now (`anyio.move_on_after`, cheaper)."""
+        return WatchedScope(self, seconds)
 
     def remove(self, entry: Entry) -> None:
         if entry[2] is not None:
@@ -67,3 +72,28 @@ class DeadlineWatch:
             if scope is not None:
                 self._live -= 1
                 scope.cancel()  # type: ignore[attr-defined]
+
+
+class WatchedScope:
+    """`with watch.cancel_after(s) as scope:`: a plain cancel scope armed on a `DeadlineWatch`."""
+
+    __slots__ = ("_entry", "_scope", "_seconds", "_watch")
+
+    def __init__(self, watch: DeadlineWatch, seconds: float) -> None:
+        self._watch, self._seconds = watch, seconds
+        self._scope = anyio.CancelScope()
+        self._entry: Entry | None = None
+
+    def __enter__(self) -> anyio.CancelScope:
+        self._entry = self._watch.add(anyio.current_time() + self._seconds, self._scope)
+        return self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._entry is not None
+        self._watch.remove(self._entry)
+        return self._scope.__exit__(exc_type, exc, tb)

@@ -28,6 +28,7 @@ from sofamesh.filters import (
     StatsFilter,
     TimeoutFilter,
 )
+from sofamesh.filters.timeout import timed_out
 from sofamesh.governance.compose import (
     composition_key,
     inbound_filters,
@@ -197,15 +198,6 @@ class Runtime:
             return Result.failure(
                 Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
             )
-        scope = anyio.CancelScope()
-        entry = self.deadlines.add(anyio.current_time() + remaining, scope)
-        try:
-            with scope:
-                return await proto.send(host, port, inv)
-        finally:
-            self.deadlines.remove(entry)
-        return Result.failure(
-            Status.TIMEOUT,
-            f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
-            inv.endpoint,
-        )
+        with self.deadlines.cancel_after(remaining):
+            return await proto.send(host, port, inv)
+        return timed_out(inv, remaining)

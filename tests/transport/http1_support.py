@@ -17,6 +17,21 @@ async def echo(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
     return HttpResponse(200, [(b"x-conn", b"%d" % conn.id)], request.body)
 
 
+def holding(
+    target: str, entered: anyio.Event, release: anyio.Event | None = None
+) -> Callable[[HttpRequest, ConnInfo], Awaitable[HttpResponse]]:
+    """A handler that echoes, except that `target` signals `entered` and waits for `release`
+    (forever if None)."""
+
+    async def handle(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        if request.target == target:
+            entered.set()
+            await (anyio.sleep_forever() if release is None else release.wait())
+        return await echo(request, conn)
+
+    return handle
+
+
 @asynccontextmanager
 async def serving(server: Http1Server) -> AsyncIterator[int]:
     """Run `server` on an ephemeral 127.0.0.1 port; cancel it on exit."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import anyio.abc
 import pytest
-from http1_support import echo, raw_server, read_head, serving
+from http1_support import echo, holding, raw_server, read_head, serving
 
 import sofamesh.transport.net
 from sofamesh.clock import FakeClock
@@ -172,11 +172,7 @@ async def test_connect_timeout_is_a_connect_error(monkeypatch: pytest.MonkeyPatc
 async def test_per_endpoint_limit_queues_callers_under_their_deadline() -> None:
     entered, release = anyio.Event(), anyio.Event()
 
-    async def held(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
-        if request.target == "/held":
-            entered.set()
-            await release.wait()
-        return await echo(request, conn)
+    held = holding("/held", entered, release)
 
     server = Http1Server(held)
     async with serving(server) as port, Http1Pool(max_connections_per_endpoint=1) as pool:
@@ -196,11 +192,7 @@ async def test_per_endpoint_limit_queues_callers_under_their_deadline() -> None:
 async def test_cancelled_exchange_closes_its_connection_and_frees_its_slot() -> None:
     entered = anyio.Event()
 
-    async def stuck(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
-        if request.target == "/stuck":
-            entered.set()
-            await anyio.sleep_forever()
-        return await echo(request, conn)
+    stuck = holding("/stuck", entered)
 
     async with (
         serving(Http1Server(stuck)) as port,
@@ -219,11 +211,7 @@ async def test_cancelled_exchange_closes_its_connection_and_frees_its_slot() -> 
 async def test_timeout_ends_a_stuck_exchange_and_drops_its_connection() -> None:
     entered = anyio.Event()
 
-    async def stuck(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
-        if request.target == "/stuck":
-            entered.set()
-            await anyio.sleep_forever()
-        return await echo(request, conn)
+    stuck = holding("/stuck", entered)
 
     async with serving(Http1Server(stuck)) as port, Http1Pool() as pool:
         with anyio.move_on_after(5) as guard, pytest.raises(TimeoutError):
@@ -241,11 +229,7 @@ async def test_timeout_ends_a_stuck_exchange_and_drops_its_connection() -> None:
 async def test_timeout_covers_the_wait_for_a_slot() -> None:
     entered, release = anyio.Event(), anyio.Event()
 
-    async def held(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
-        if request.target == "/held":
-            entered.set()
-            await release.wait()
-        return await echo(request, conn)
+    held = holding("/held", entered, release)
 
     async with (
         serving(Http1Server(held)) as port,

@@ -6,7 +6,7 @@ import logging
 
 import anyio
 import pytest
-from http1_support import echo, read_exactly, read_head, read_until_eof, serving
+from http1_support import echo, holding, read_exactly, read_head, read_until_eof, serving
 
 from sofamesh.codecs.http1 import Http1Limits, HttpRequest, HttpResponse
 from sofamesh.transport.http1 import ConnInfo, Http1Server
@@ -143,11 +143,7 @@ async def test_slow_request_head_gets_408(caplog: pytest.LogCaptureFixture) -> N
 async def test_drain_finishes_in_flight_closes_idle_and_stops_accepting() -> None:
     entered, release = anyio.Event(), anyio.Event()
 
-    async def held(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
-        if request.target == "/held":
-            entered.set()
-            await release.wait()
-        return await echo(request, conn)
+    held = holding("/held", entered, release)
 
     server = Http1Server(held)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)

@@ -57,19 +57,14 @@ class TimeoutFilter:
         return self._within(inv, call_next, remaining)
 
     async def _within(self, inv: Invocation, call_next: Handler, remaining: float) -> Result:
-        if self._watch is None:
-            with anyio.move_on_after(remaining) as scope:
-                return await call_next(inv)
-        else:
-            scope = anyio.CancelScope()
-            entry = self._watch.add(anyio.current_time() + remaining, scope)
-            try:
-                with scope:
-                    return await call_next(inv)
-            finally:
-                self._watch.remove(entry)
-        return Result.failure(
-            Status.TIMEOUT,
-            f"{inv.service} did not answer within {remaining * 1000:.0f} ms",
-            inv.endpoint,
-        )
+        watch = self._watch
+        with anyio.move_on_after(remaining) if watch is None else watch.cancel_after(remaining):
+            return await call_next(inv)
+        return timed_out(inv, remaining)
+
+
+def timed_out(inv: Invocation, seconds: float) -> Result:
+    """The result of a call that did not answer within `seconds`."""
+    return Result.failure(
+        Status.TIMEOUT, f"{inv.service} did not answer within {seconds * 1000:.0f} ms", inv.endpoint
+    )

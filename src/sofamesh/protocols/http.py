@@ -27,6 +27,7 @@ from sofamesh.codecs.http import (
 )
 from sofamesh.codecs.http1 import Http1Limits, HttpRequest, HttpResponse
 from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.transport.errors import ConnectError, TransportError
 from sofamesh.transport.http1 import ConnInfo, Http1Handler, Http1Pool, Http1Server
@@ -116,8 +117,7 @@ class HttpSupport:
             resp = await self.pool.send(host, port, req, timeout)
         except TimeoutError:
             assert timeout is not None
-            detail = f"{inv.service} did not answer within {timeout * 1000:.0f} ms"
-            return Result.failure(Status.TIMEOUT, detail, inv.endpoint)
+            return timed_out(inv, timeout)
         except ConnectError as e:
             detail = f"{inv.service}: cannot connect to {host}:{port}: {e}"
             return Result.failure(Status.CONNECT_FAILED, detail)
