@@ -241,9 +241,9 @@ class LoopStream(anyio.abc.SocketStream):
             if p.chunks:
                 await checkpoint()
             while not p.chunks and not p.eof and not self._closed:
-                waiter = p.read_waiter = self._loop.create_future()
                 if self.deadline != math.inf:
                     self._arm_timer()
+                waiter = p.read_waiter = self._loop.create_future()
                 try:
                     await waiter
                 finally:
@@ -288,9 +288,9 @@ class LoopStream(anyio.abc.SocketStream):
 
     async def _drain(self, p: _Protocol) -> None:
         while p.writing_paused and not p.lost:
-            waiter = p.drain_waiter = self._loop.create_future()
             if self.deadline != math.inf:
                 self._arm_timer()
+            waiter = p.drain_waiter = self._loop.create_future()
             try:
                 await waiter
             finally:
