@@ -215,3 +215,25 @@ async def test_large_last_response_is_not_cut_short_by_the_close() -> None:
         reply = await read_until_eof(s)
     head = b"HTTP/1.1 200 OK\r\ncontent-length: 4194304\r\nconnection: close\r\n\r\n"
     assert reply[: len(head)] == head and reply[len(head) :] == big
+
+
+async def test_a_client_that_stops_reading_is_cut_off_after_send_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    big = b"x" * (32 << 20)  # more than the kernel buffers on both sides hold
+
+    async def large(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        return HttpResponse(200, [], big) if request.target == "/big" else await echo(request, conn)
+
+    server = Http1Server(large, send_timeout=0.2)
+    async with serving(server) as port:
+        stuck = await anyio.connect_tcp("127.0.0.1", port)
+        await stuck.send(b"GET /big HTTP/1.1\r\nhost: t\r\n\r\n")  # and never reads the answer
+        with anyio.fail_after(10):
+            while server.statistics().active_connections:
+                async with await anyio.connect_tcp("127.0.0.1", port) as other:
+                    await other.send(GET)  # everyone else is served meanwhile
+                    assert (await read_head(other)).startswith(b"HTTP/1.1 200 OK\r\n")
+                await anyio.sleep(0.05)
+        await stuck.aclose()
+    assert "took no response within 0.2s" in caplog.text

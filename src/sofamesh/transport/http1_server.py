@@ -11,7 +11,9 @@ Timeouts, by phase of the next request (see `Http1ServerConfig`): waiting
 for a first byte (`header_timeout` on a new connection, `keepalive_timeout`
 between requests: then the connection just closes), reading the head
 (`header_timeout` from its first byte: a 408 answers a slow client), and
-reading the body (`body_timeout` between reads, also 408).
+reading the body (`body_timeout` between reads, also 408). A response the
+client does not take within `send_timeout` (it stopped reading) ends the
+connection, as nginx's `send_timeout` does.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Http1ServerConfig:
     """Server limits; every timeout is in seconds.
 
     Defaults follow nginx where it has one (`keepalive_timeout` 75 s,
-    `client_header_timeout` and `client_body_timeout` 60 s), shortened for
+    `client_header_timeout`, `client_body_timeout` and `send_timeout` 60 s), shortened for
     a sidecar whose peers are local: idle connections cost memory, and a slow
     head is more likely an attack than a slow network.
     """
@@ -80,6 +82,7 @@ class Http1ServerConfig:
     header_timeout: float = attrs.field(default=10.0, validator=_positive)
     body_timeout: float = attrs.field(default=30.0, validator=_positive)
     linger_timeout: float = attrs.field(default=2.0, validator=_positive)
+    send_timeout: float = attrs.field(default=60.0, validator=_positive)
 
 
 @attrs.frozen(slots=True)
@@ -97,6 +100,7 @@ _INTERNAL_ERROR = HttpResponse(
     500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal server error\n"
 )
 _LINGER_MAX_BYTES = 1 << 20
+_SENDING = "sending"  # the phase while a response waits for the client to take it
 _LINGER_ERRORS: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
 
 
@@ -113,9 +117,16 @@ class Http1Server:
         header_timeout: float = 10.0,
         body_timeout: float = 30.0,
         linger_timeout: float = 2.0,
+        send_timeout: float = 60.0,
     ) -> None:
         self.config = Http1ServerConfig(
-            limits, max_connections, keepalive_timeout, header_timeout, body_timeout, linger_timeout
+            limits,
+            max_connections,
+            keepalive_timeout,
+            header_timeout,
+            body_timeout,
+            linger_timeout,
+            send_timeout,
         )
         self.handler = handler
         self._conns: set[_Connection] = set()
@@ -159,7 +170,8 @@ class Http1Server:
     async def _sweep_until_done(self) -> None:
         """End reads that outlived their timeout; a timeout fires within 1/4 of its length late."""
         cfg = self.config
-        tick = min(min(cfg.keepalive_timeout, cfg.header_timeout, cfg.body_timeout) / 4, 1.0)
+        timeouts = (cfg.keepalive_timeout, cfg.header_timeout, cfg.body_timeout, cfg.send_timeout)
+        tick = min(min(timeouts) / 4, 1.0)
         with anyio.CancelScope() as scope:
             self._sweepers.add(scope)
             self._stop_sweeping_if_done()
@@ -275,7 +287,7 @@ class _Connection:
         # phase, and the sweeper cancels `watch` once the deadline has passed.
         self.watch = anyio.CancelScope()
         self.deadline = math.inf  # while waiting on the peer; inf otherwise
-        self.phase: str | None = None  # what the pending read is for (IDLE, HEAD, BODY)
+        self.phase: str | None = None  # what the pending wait is for (IDLE, HEAD, BODY, _SENDING)
         self.expired: str | None = None  # the phase whose deadline passed
         self.head_deadline: float | None = None
         self.served = 0
@@ -300,6 +312,12 @@ class _Connection:
                 what = "request head" if self.expired is HEAD else "request body"
                 with anyio.move_on_after(self.server.config.linger_timeout):
                     await self._reject(HttpProtocolError(408, f"timed out reading the {what}"))
+            elif self.expired is _SENDING:
+                log.warning(
+                    "http1 %s took no response within %gs; closing the connection",
+                    self.info.peer,
+                    self.server.config.send_timeout,
+                )
         except STREAM_ERRORS as exc:
             log.debug("http1 connection from %s lost: %r", self.info.peer, exc)
         except Exception:
@@ -319,7 +337,12 @@ class _Connection:
                 data = codec.encode_response(response, close=server.draining)
             except Exception:
                 data = self._failed(request)
-            await self.stream.send(data)
+            # A client that stopped reading holds a response here; the sweeper ends it.
+            self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
+            try:
+                await self.stream.send(data)
+            finally:
+                self.deadline, self.phase = math.inf, None
             self.served += 1
             server._requests_served += 1
             if codec.must_close:

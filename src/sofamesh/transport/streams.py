@@ -39,7 +39,7 @@ from typing import Any, cast
 
 import anyio
 import anyio.abc
-from anyio.lowlevel import checkpoint
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 log = logging.getLogger("sofamesh.transport")
 
@@ -329,19 +329,28 @@ class LoopStream(anyio.abc.SocketStream):
             self._transport.write_eof()
 
     async def aclose(self) -> None:
-        """Close without waiting: bytes still queued get `CLOSE_LINGER` seconds to leave."""
+        """Close without waiting. Bytes still queued get `CLOSE_LINGER` seconds to leave, unless
+        the close is forceful (`anyio.aclose_forcefully`, a cancelled scope): then they are
+        dropped, as anyio's own stream does (the peer is likely not reading them anyway)."""
         if self._closed:
             return
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        transport = self._transport
-        transport.close()
-        if transport.get_write_buffer_size():
-            self._loop.call_later(CLOSE_LINGER, transport.abort)
         p = self._protocol
         _wake(p.read_waiter)
         _wake(p.drain_waiter)
+        transport = self._transport
+        if not transport.get_write_buffer_size():
+            transport.close()
+            return
+        try:
+            await checkpoint_if_cancelled()
+        except BaseException:
+            transport.abort()
+            raise
+        transport.close()
+        self._loop.call_later(CLOSE_LINGER, transport.abort)
 
 
 class _Limit:
