@@ -68,10 +68,10 @@ class Mesh:
         if self._sidecar is None:
             return rt.outbound_chain()
         # Sidecar mode: governance and discovery happen in the sidecar; the SDK only
-        # keeps the caller's deadline and its own stats.
+        # keeps the caller's deadline (held by `Runtime.send`) and its own stats.
         filters: list[Filter] = [
             StatsFilter(rt.stats, "outbound", rt.clock),
-            TimeoutFilter(rt.policy_for, rt.clock),
+            TimeoutFilter(rt.policy_for, rt.clock, enforce=False),
         ]
         return build_chain(filters, self._via_sidecar)
 
