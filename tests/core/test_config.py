@@ -91,3 +91,48 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("app: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, env={})
+
+
+def test_listener_limits_reach_the_servers_that_enforce_them() -> None:
+    from sofamesh.protocols.grpc import h2_limits
+    from sofamesh.protocols.http import http1_server
+
+    cfg = load_config(
+        {
+            "app": "orders",
+            "inbound": [
+                {
+                    "protocol": "grpc",
+                    "listen": "127.0.0.1:0",
+                    "upstream": "127.0.0.1:1",
+                    "services": ["s"],
+                    "limits": {
+                        "max_concurrent_streams": 10,
+                        "max_frame_size": 32768,
+                        "stream_window": 65535,
+                        "connection_window": 1 << 20,
+                        "send_timeout": 5,
+                    },
+                }
+            ],
+        },
+        env={},
+    )
+    limits = cfg.inbound[0].limits
+    h2 = h2_limits(limits)
+    assert (h2.max_concurrent_streams, h2.max_frame_size, h2.stream_window) == (10, 32768, 65535)
+    assert h2.connection_window == 1 << 20
+    server = http1_server(lambda req, conn: None, limits)  # type: ignore[arg-type,return-value]
+    assert server.config.send_timeout == 5
+
+
+def test_out_of_range_http2_limits_are_reported_with_their_path() -> None:
+    bad = {"max_frame_size": 10, "stream_window": 0, "send_timeout": 0}
+    listener = {"protocol": "grpc", "listen": "127.0.0.1:0", "limits": bad}
+    with pytest.raises(ConfigError) as e:
+        load_config({"app": "a", "outbound": [listener]}, env={})
+    assert sorted(e.value.problems) == [
+        "outbound[0].limits.max_frame_size: must be within 16384..16777215, got 10",
+        "outbound[0].limits.send_timeout: must be positive, got 0.0",
+        "outbound[0].limits.stream_window: must be within 1..2147483647, got 0",
+    ]

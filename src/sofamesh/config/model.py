@@ -12,6 +12,7 @@ from typing import Any, Literal
 import attrs
 
 from sofamesh.balancer import BALANCERS
+from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
 from sofamesh.governance.outlier import OutlierConfig
 from sofamesh.governance.success_rate import SuccessRateConfig
 from sofamesh.health import HealthCheckConfig
@@ -60,6 +61,16 @@ def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> No
         raise ValueError(f"must not be negative, got {value}")
 
 
+def _frame_size(_inst: Any, _attr: attrs.Attribute[Any], value: int) -> None:
+    if not MIN_FRAME_SIZE <= value <= MAX_FRAME_SIZE:
+        raise ValueError(f"must be within {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}, got {value}")
+
+
+def _window(_inst: Any, _attr: attrs.Attribute[Any], value: int) -> None:
+    if not 0 < value <= MAX_WINDOW:
+        raise ValueError(f"must be within 1..{MAX_WINDOW}, got {value}")
+
+
 @attrs.frozen
 class LimitsConfig:
     """Explicit limits on what a listener accepts (Envoy's names in brackets)."""
@@ -73,6 +84,12 @@ class LimitsConfig:
     header_timeout: float = attrs.field(
         default=10.0, validator=_positive
     )  # request_headers_timeout
+    send_timeout: float = attrs.field(default=60.0, validator=_positive)  # nginx's send_timeout
+    # HTTP/2 and gRPC listeners [http2_protocol_options]; see codecs/h2/limits.py.
+    max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
+    max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
+    stream_window: int = attrs.field(default=1024 * 1024, validator=_window)
+    connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
 
 
 @attrs.frozen

@@ -263,8 +263,7 @@ def _as_protocol(route: Route, protocol: str) -> Route:
     return routed
 
 
-# LimitsConfig fields an HTTP/2 listener honours when the config has them (the names the
-# H2Limits docstring documents), else the H2Limits defaults.
+# The LimitsConfig fields an HTTP/2 listener honours (H2Limits' names).
 _H2_FIELDS = (
     "max_concurrent_streams",
     "max_frame_size",
@@ -274,9 +273,9 @@ _H2_FIELDS = (
 
 
 def h2_limits(limits: LimitsConfig | None) -> H2Limits:
-    """The HTTP/2 limits of a listener: its header size, and the h2 fields its config has."""
+    """The HTTP/2 limits of a listener: its header size and its h2 fields."""
     cfg = limits or LimitsConfig()
-    extra = {f: getattr(cfg, f) for f in _H2_FIELDS if hasattr(cfg, f)}
+    extra = {f: getattr(cfg, f) for f in _H2_FIELDS}
     return H2Limits(max_header_list_size=cfg.max_header_bytes, **extra)
 
 

@@ -139,4 +139,5 @@ def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Ser
         max_connections=cfg.max_connections,
         keepalive_timeout=cfg.idle_timeout,
         header_timeout=cfg.header_timeout,
+        send_timeout=cfg.send_timeout,
     )
