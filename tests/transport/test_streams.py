@@ -22,6 +22,18 @@ from sofamesh.transport.streams import (
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param("trio", id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """These streams also run on uvloop, whose transports differ from asyncio's own."""
+    return request.param
+
+
 @asynccontextmanager
 async def pair() -> AsyncIterator[tuple[anyio.abc.SocketStream, anyio.abc.SocketStream]]:
     """A connected (client, server) pair, both made by this module."""
