@@ -26,7 +26,8 @@ import anyio.abc
 import h11
 
 from sofamesh.codecs.http1 import Http1ClientCodec, Http1ServerCodec, HttpRequest, HttpResponse
-from sofamesh.transport.http1 import ConnInfo, Http1Pool, Http1Server
+from sofamesh.protocols.http.pool import Http1Pool
+from sofamesh.protocols.http.server import ConnInfo, Http1Server
 
 REQUEST = HttpRequest(
     "POST",

@@ -56,8 +56,9 @@ def opener(server: ServerProcess) -> Callable[[], Any]:
     hosts = [("127.0.0.1", server.port)]
     if isinstance(server, EtcdServer):
         return lambda: EtcdRegistry(hosts, workspace="bench", lease_ttl=30)
-    return lambda: ZooKeeperRegistry(hosts, workspace="bench", session_timeout=30,
-                                     register_consumers=False)
+    return lambda: ZooKeeperRegistry(
+        hosts, workspace="bench", session_timeout=30, register_consumers=False
+    )
 
 
 def service_name(i: int) -> str:
@@ -65,9 +66,19 @@ def service_name(i: int) -> str:
 
 
 async def populate(publisher: Any, services: int, endpoints: int) -> float:
-    eps = [Endpoint(service_name(s), f"10.{s // 250}.{s % 250}.{e + 1}", 20880, app="bench",
-                    version="1.0", weight=100, meta={"methods": "get,put,delete"})
-           for s in range(services) for e in range(endpoints)]
+    eps = [
+        Endpoint(
+            service_name(s),
+            f"10.{s // 250}.{s % 250}.{e + 1}",
+            20880,
+            app="bench",
+            version="1.0",
+            weight=100,
+            meta={"methods": "get,put,delete"},
+        )
+        for s in range(services)
+        for e in range(endpoints)
+    ]
     t0 = time.perf_counter()
     await publisher.publish_many(eps)
     return time.perf_counter() - t0
@@ -94,8 +105,9 @@ async def memory_per_10k(open_reg: Callable[[], Any], args: argparse.Namespace) 
         async with reg.watch(service) as snaps:
             async for snap in snaps:
                 held[service] = snap
-                if len(held) == args.services and all(len(v) == args.endpoints
-                                                      for v in held.values()):
+                if len(held) == args.services and all(
+                    len(v) == args.endpoints for v in held.values()
+                ):
                     done.set()
 
     tracemalloc.start()
@@ -123,8 +135,11 @@ async def watcher_process(kind: str, port: int, service: str) -> None:
             print(f"{time.perf_counter():.6f} {ports}", flush=True)
 
 
-async def propagation(server: ServerProcess, publisher: Any, args: argparse.Namespace,
-                      ) -> list[float]:
+async def propagation(
+    server: ServerProcess,
+    publisher: Any,
+    args: argparse.Namespace,
+) -> list[float]:
     service = "com.example.bench.Propagation"
     await publisher.publish(Endpoint(service, "10.99.0.1", 1))
     latencies: list[float] = []
@@ -156,8 +171,12 @@ async def propagation(server: ServerProcess, publisher: Any, args: argparse.Name
                 await ready.wait()
         for k in range(args.changes):
             port, adding = 1000 + k // 2, k % 2 == 0
-            state.update(want=lambda s, p=port, a=adding: (p in s) == a, left=args.watchers,
-                         event=anyio.Event(), t0=time.perf_counter())
+            state.update(
+                want=lambda s, p=port, a=adding: (p in s) == a,
+                left=args.watchers,
+                event=anyio.Event(),
+                t0=time.perf_counter(),
+            )
             ep = Endpoint(service, "10.99.1.1", port)
             await (publisher.publish(ep) if adding else publisher.unpublish(ep))
             with anyio.fail_after(30):
@@ -177,11 +196,9 @@ async def measure(server: ServerProcess, args: argparse.Namespace) -> dict[str, 
     ms = 1000.0
     return {
         f"publish {args.services * args.endpoints:,} endpoints (one publisher)": f"{populate_s:.2f} s",
-        "new consumer syncs one service, p50 / p99":
-            f"{percentile(syncs, 50) * ms:.1f} / {percentile(syncs, 99) * ms:.1f} ms",
+        "new consumer syncs one service, p50 / p99": f"{percentile(syncs, 50) * ms:.1f} / {percentile(syncs, 99) * ms:.1f} ms",
         "memory per 10,000 endpoints held": f"{memory / 2**20:.1f} MiB",
-        f"publish to {args.watchers} watchers, p50 / p99":
-            f"{percentile(lat, 50) * ms:.1f} / {percentile(lat, 99) * ms:.1f} ms",
+        f"publish to {args.watchers} watchers, p50 / p99": f"{percentile(lat, 50) * ms:.1f} / {percentile(lat, 99) * ms:.1f} ms",
         "  (max, mean)": f"{max(lat) * ms:.1f}, {statistics.fmean(lat) * ms:.1f} ms",
     }
 
@@ -195,8 +212,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--only", choices=["etcd", "zookeeper"])
-    parser.add_argument("--watcher", nargs=3, metavar=("KIND", "PORT", "SERVICE"),
-                        help=argparse.SUPPRESS)  # internal: one watching consumer process
+    parser.add_argument(
+        "--watcher", nargs=3, metavar=("KIND", "PORT", "SERVICE"), help=argparse.SUPPRESS
+    )  # internal: one watching consumer process
     args = parser.parse_args()
     if args.watcher:
         kind, port, service = args.watcher
@@ -208,8 +226,11 @@ def main() -> None:
         if args.only and not name.lower().startswith(args.only[:4]):
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            server = (kind(Path(tmp)) if kind is EtcdServer
-                      else ZooKeeperServer(Path(tmp), force_sync=True))
+            server = (
+                kind(Path(tmp))
+                if kind is EtcdServer
+                else ZooKeeperServer(Path(tmp), force_sync=True)
+            )
             server.start()
             try:
                 results[name] = anyio.run(measure, server, args, backend=args.backend)

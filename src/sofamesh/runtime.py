@@ -17,18 +17,12 @@ import anyio.abc
 
 from sofamesh.chain import Filter, Handler, build_chain, completed
 from sofamesh.clock import Clock, MonotonicClock
-from sofamesh.cluster import ClusterManager
 from sofamesh.config.model import MeshConfig, PolicyConfig
 from sofamesh.config.structure import ConfigError
 from sofamesh.deadlines import DeadlineWatch
-from sofamesh.filters import (
-    BalanceFilter,
-    InboundDeadlineFilter,
-    ResolveFilter,
-    StatsFilter,
-    TimeoutFilter,
-)
-from sofamesh.filters.timeout import timed_out
+from sofamesh.filters.deadline import InboundDeadlineFilter
+from sofamesh.filters.stats import StatsFilter
+from sofamesh.filters.timeout import TimeoutFilter, timed_out
 from sofamesh.governance.compose import (
     composition_key,
     inbound_filters,
@@ -48,6 +42,8 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
 from sofamesh.stats import Stats
+from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
+from sofamesh.upstream.cluster import ClusterManager
 
 
 class Runtime:

@@ -10,20 +10,17 @@ import pytest
 
 from sofamesh.chain import build_chain
 from sofamesh.clock import FakeClock
-from sofamesh.cluster import ClusterManager
 from sofamesh.config import PolicyConfig
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters import (
-    BalanceFilter,
-    ConnectRetryFilter,
-    InboundDeadlineFilter,
-    ResolveFilter,
-    TimeoutFilter,
-)
-from sofamesh.governance.outlier import OutlierConfig
+from sofamesh.filters.deadline import InboundDeadlineFilter
+from sofamesh.filters.timeout import TimeoutFilter
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.registry import MemoryHub, MemoryRegistry
 from sofamesh.stats import Stats
+from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
+from sofamesh.upstream.cluster import ClusterManager
+from sofamesh.upstream.outlier import OutlierConfig
+from sofamesh.upstream.retry import ConnectRetryFilter
 
 pytestmark = pytest.mark.anyio
 
@@ -164,7 +161,7 @@ async def test_lowercased_host_resolves_to_registered_service() -> None:
 
 
 async def test_active_health_check_takes_a_dead_endpoint_out() -> None:
-    from sofamesh.health import HealthCheckConfig
+    from sofamesh.upstream.health import HealthCheckConfig
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     alive = Endpoint("svc", "127.0.0.1", listener.extra(anyio.abc.SocketAttribute.local_port))
@@ -222,7 +219,7 @@ async def test_timeout_on_the_shared_deadline_watch() -> None:
 
 
 async def test_success_rate_outlier_detection_ejects_the_worst_endpoint() -> None:
-    from sofamesh.governance.success_rate import SuccessRateConfig
+    from sofamesh.upstream.success_rate import SuccessRateConfig
 
     eps = [Endpoint("svc", "127.0.0.1", p) for p in range(1, 7)]
     reg = MemoryRegistry(MemoryHub())

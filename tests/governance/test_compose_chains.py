@@ -12,11 +12,14 @@ import pytest
 from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.clock import FakeClock
 from sofamesh.config.model import PolicyConfig
-from sofamesh.filters import BalanceFilter, InboundDeadlineFilter, StatsFilter, TimeoutFilter
+from sofamesh.filters.deadline import InboundDeadlineFilter
+from sofamesh.filters.stats import StatsFilter
+from sofamesh.filters.timeout import TimeoutFilter
 from sofamesh.governance.compose import inbound_filters, outbound_filters, retry_filter
 from sofamesh.governance.source import Governance
 from sofamesh.model import Result, Status
 from sofamesh.stats import Stats
+from sofamesh.upstream.balance import BalanceFilter
 
 sys.path.insert(0, str(Path(__file__).parent / "filters"))
 from govhelp import Clusters, Sleeps, Terminal, call, endpoints, governance

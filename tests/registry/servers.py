@@ -39,10 +39,14 @@ import pytest
 
 T = TypeVar("T")
 
-ZK_CLASSPATH = ":".join([
-    "/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar",
-    "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar",
-])
+ZK_CLASSPATH = ":".join(
+    [
+        "/etc/zookeeper/conf",
+        "/usr/share/java/zookeeper.jar",
+        "/usr/share/java/slf4j-log4j12.jar",
+        "/usr/share/java/log4j-1.2.jar",
+    ]
+)
 
 
 def free_port() -> int:
@@ -79,7 +83,10 @@ class ServerProcess:
         assert not self.running, f"{self.name} already running"
         with open(self._log, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env(),
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -120,12 +127,33 @@ class EtcdServer(ServerProcess):
     def argv(self) -> list[str]:
         c, p = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.peer_port}"
         return [
-            "etcd", "--name", "sofamesh-test", "--data-dir", str(self.root / "data"),
-            "--listen-client-urls", c, "--advertise-client-urls", c,
-            "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-            "--initial-cluster", f"sofamesh-test={p}", "--initial-cluster-state", "new",
-            "--initial-cluster-token", "sofamesh-test", "--log-level", "warn", "--logger", "zap",
-            "--heartbeat-interval", "10", "--election-timeout", "100",
+            "etcd",
+            "--name",
+            "sofamesh-test",
+            "--data-dir",
+            str(self.root / "data"),
+            "--listen-client-urls",
+            c,
+            "--advertise-client-urls",
+            c,
+            "--listen-peer-urls",
+            p,
+            "--initial-advertise-peer-urls",
+            p,
+            "--initial-cluster",
+            f"sofamesh-test={p}",
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "sofamesh-test",
+            "--log-level",
+            "warn",
+            "--logger",
+            "zap",
+            "--heartbeat-interval",
+            "10",
+            "--election-timeout",
+            "100",
         ]
 
     def ready(self) -> bool:
@@ -159,9 +187,16 @@ class ZooKeeperServer(ServerProcess):
             f"forceSync={'yes' if self.force_sync else 'no'}\n"  # tests need no durability
         )
         return [
-            "java", "-cp", ZK_CLASSPATH, "-Dzookeeper.root.logger=WARN,CONSOLE",
-            f"-Dzookeeper.log.dir={logs}", "-Xmx256m", "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1", "org.apache.zookeeper.server.ZooKeeperServerMain", str(cfg),
+            "java",
+            "-cp",
+            ZK_CLASSPATH,
+            "-Dzookeeper.root.logger=WARN,CONSOLE",
+            f"-Dzookeeper.log.dir={logs}",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            str(cfg),
         ]
 
     def ready(self) -> bool:
@@ -242,10 +277,12 @@ class CuttableProxy:
         self._conns -= {client, upstream}
 
     @staticmethod
-    async def _pump(src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream,
-                    scope: anyio.CancelScope) -> None:
-        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError,
-                                 anyio.ClosedResourceError, OSError):
+    async def _pump(
+        src: anyio.abc.SocketStream, dst: anyio.abc.SocketStream, scope: anyio.CancelScope
+    ) -> None:
+        with contextlib.suppress(
+            anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError
+        ):
             async for chunk in src:
                 await dst.send(chunk)
         scope.cancel()
@@ -264,7 +301,9 @@ async def next_value(values: AsyncIterator[T], timeout: float = 5.0) -> T:
 
 
 async def wait_for(
-    values: AsyncIterator[T], wanted: Callable[[T], bool], timeout: float = 10.0,
+    values: AsyncIterator[T],
+    wanted: Callable[[T], bool],
+    timeout: float = 10.0,
 ) -> T:
     """Skip values until one satisfies `wanted`; fail after `timeout` seconds."""
     with anyio.fail_after(timeout):
@@ -290,8 +329,9 @@ anyio.run(main)
 @contextlib.contextmanager
 def provider_process(url: str, service: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A child process that publishes one endpoint on `url` and waits to be killed."""
-    proc = subprocess.Popen([sys.executable, "-c", PROVIDER_SCRIPT, url, service, str(port)],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROVIDER_SCRIPT, url, service, str(port)], stdout=subprocess.PIPE
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -31,8 +31,14 @@ DUBBO_NODE = (
 def test_a_dubbo_provider_node_maps_to_an_endpoint() -> None:
     ep = url_to_endpoint(java_url_decode(DUBBO_NODE))
     assert ep == Endpoint(
-        "org.apache.dubbo.demo.DemoService", "192.168.1.5", 20880, protocol="dubbo",
-        app="demo-provider", version="1.0.0", weight=50, tags={"gray"},
+        "org.apache.dubbo.demo.DemoService",
+        "192.168.1.5",
+        20880,
+        protocol="dubbo",
+        app="demo-provider",
+        version="1.0.0",
+        weight=50,
+        tags={"gray"},
         meta={"group": "g1", "methods": "sayHello,sayHelloAsync"},
     )
 
@@ -54,14 +60,33 @@ def test_java_url_encoding_round_trips_and_is_a_single_znode_name(text: str) -> 
 
 
 def test_our_provider_url_is_what_dubbo_expects() -> None:
-    ep = Endpoint("com.foo.Bar", "10.0.0.5", 12200, protocol="bolt", app="bar", version="2",
-                  zone="z1", tags={"canary"}, meta={"group": "g"})
+    ep = Endpoint(
+        "com.foo.Bar",
+        "10.0.0.5",
+        12200,
+        protocol="bolt",
+        app="bar",
+        version="2",
+        zone="z1",
+        tags={"canary"},
+        meta={"group": "g"},
+    )
     scheme, host, port, path, params = parse_url(endpoint_to_url(ep, timestamp_ms=1, pid=7))
     assert (scheme, host, port, path) == ("bolt", "10.0.0.5", 12200, "com.foo.Bar")
     assert params == {
-        "anyhost": "false", "application": "bar", "dubbo": "2.0.2", "dubbo.tag": "canary",
-        "dynamic": "true", "group": "g", "interface": "com.foo.Bar", "pid": "7",
-        "side": "provider", "timestamp": "1", "version": "2", "weight": "100", "zone": "z1",
+        "anyhost": "false",
+        "application": "bar",
+        "dubbo": "2.0.2",
+        "dubbo.tag": "canary",
+        "dynamic": "true",
+        "group": "g",
+        "interface": "com.foo.Bar",
+        "pid": "7",
+        "side": "provider",
+        "timestamp": "1",
+        "version": "2",
+        "weight": "100",
+        "zone": "z1",
     }
     # Dubbo sorts parameters (URL.toFullString): so do we, and node names are stable.
     query = endpoint_to_url(ep, timestamp_ms=1, pid=7).split("?", 1)[1]
@@ -76,14 +101,16 @@ def test_ipv6_hosts_are_bracketed() -> None:
 
 
 def test_consumer_url_registers_like_a_dubbo_consumer() -> None:
-    scheme, host, port, path, params = parse_url(consumer_url("s", "10.1.1.1", app="a",
-                                                              timestamp_ms=5, pid=6))
+    scheme, host, port, path, params = parse_url(
+        consumer_url("s", "10.1.1.1", app="a", timestamp_ms=5, pid=6)
+    )
     assert (scheme, host, port, path) == ("consumer", "10.1.1.1", None, "s")
     assert params["category"] == "consumers" and params["side"] == "consumer"
 
 
-@pytest.mark.parametrize("url", ["", "nope", "dubbo://h/x", "dubbo://:80/x", "dubbo://h:99999/x",
-                                 "dubbo://h:80/"])
+@pytest.mark.parametrize(
+    "url", ["", "nope", "dubbo://h/x", "dubbo://:80/x", "dubbo://h:99999/x", "dubbo://h:80/"]
+)
 def test_urls_that_describe_no_provider(url: str) -> None:
     with pytest.raises(ValueError):
         url_to_endpoint(url)
@@ -102,11 +129,16 @@ endpoints = st.builds(
     host=st.sampled_from(["10.0.0.1", "127.0.0.1", "::1", "host.example"]),
     port=st.integers(1, 65535),
     protocol=st.sampled_from(["http", "bolt", "dubbo", "tri", "grpc"]),
-    app=st.text(max_size=8).map(str.strip), version=st.text(max_size=8).map(str.strip),
-    zone=st.text(max_size=8).map(str.strip), weight=st.integers(0, 10_000),
+    app=st.text(max_size=8).map(str.strip),
+    version=st.text(max_size=8).map(str.strip),
+    zone=st.text(max_size=8).map(str.strip),
+    weight=st.integers(0, 10_000),
     tags=st.frozensets(words, max_size=3),
-    meta=st.dictionaries(names.filter(lambda k: k not in RESERVED and "&" not in k
-                                      and "=" not in k), st.text(max_size=10), max_size=4),
+    meta=st.dictionaries(
+        names.filter(lambda k: k not in RESERVED and "&" not in k and "=" not in k),
+        st.text(max_size=10),
+        max_size=4,
+    ),
 )
 
 

@@ -69,10 +69,18 @@ def test_stream_error_and_unary_error() -> None:
     assert err.code == 5 and "lease not found" in err.message
 
 
-@pytest.mark.parametrize("line", [b"nope", b"[]", b'{"result":1}', b'{"result":{"events":[1]}}',
-                                  b'{"result":{"header":{"revision":"x"}}}',
-                                  b'{"result":{"events":[{"type":"BOOM","kv":{"key":""}}]}}',
-                                  b'{"result":{"events":[{"kv":{"key":"%%%"}}]}}'])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"nope",
+        b"[]",
+        b'{"result":1}',
+        b'{"result":{"events":[1]}}',
+        b'{"result":{"header":{"revision":"x"}}}',
+        b'{"result":{"events":[{"type":"BOOM","kv":{"key":""}}]}}',
+        b'{"result":{"events":[{"kv":{"key":"%%%"}}]}}',
+    ],
+)
 def test_malformed_watch_lines_are_registry_errors(line: bytes) -> None:
     with pytest.raises(RegistryError):
         parse_watch_message(line)
@@ -100,7 +108,9 @@ def test_keys_outside_the_prefix_are_outside_the_range(prefix: bytes, other: byt
 
 @given(st.binary(max_size=40), st.binary(max_size=40), st.integers(0, 2**63 - 1))
 def test_put_request_round_trips_bytes_and_64_bit_lease(
-    key: bytes, value: bytes, lease: int,
+    key: bytes,
+    value: bytes,
+    lease: int,
 ) -> None:
     body = json.loads(json.dumps(put_request(key, value, lease)))
     assert unb64(body["key"]) == key and unb64(body["value"]) == value
@@ -113,14 +123,16 @@ def test_watch_create_request_covers_the_prefix() -> None:
 
 
 @settings(max_examples=60)
-@given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),
-       st.lists(st.integers(1, 17), min_size=1, max_size=10))
+@given(
+    st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=20),
+    st.lists(st.integers(1, 17), min_size=1, max_size=10),
+)
 def test_line_splitter_is_independent_of_chunking(lines: list[bytes], cuts: list[int]) -> None:
     data = b"".join(line + b"\n" for line in lines)
     splitter, out, i, k = LineSplitter(), [], 0, 0
     while i < len(data):
         step = cuts[k % len(cuts)]
-        out += splitter.feed(data[i:i + step])
+        out += splitter.feed(data[i : i + step])
         i, k = i + step, k + 1
     assert out == [line for line in lines if line.strip()]
     assert splitter.pending == 0

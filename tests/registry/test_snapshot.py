@@ -55,14 +55,24 @@ class ScriptedRegistry:
         await self.sends[name].send(value)
 
 
-def stored(path: Path, services: dict[str, list[Endpoint]], documents: dict[str, str] | None = None,
-           at: float = 1.0) -> None:
-    path.write_text(json.dumps({
-        "version": 1,
-        "services": {s: {"at": at, "endpoints": [e.to_dict() for e in eps]}
-                     for s, eps in services.items()},
-        "documents": {n: {"at": at, "text": t} for n, t in (documents or {}).items()},
-    }))
+def stored(
+    path: Path,
+    services: dict[str, list[Endpoint]],
+    documents: dict[str, str] | None = None,
+    at: float = 1.0,
+) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "services": {
+                    s: {"at": at, "endpoints": [e.to_dict() for e in eps]}
+                    for s, eps in services.items()
+                },
+                "documents": {n: {"at": at, "text": t} for n, t in (documents or {}).items()},
+            }
+        )
+    )
 
 
 async def test_cold_start_serves_the_stored_snapshot_then_follows_the_registry(
@@ -92,8 +102,10 @@ async def test_a_registry_that_answers_in_time_wins_over_the_file(tmp_path: Path
 
 async def test_no_stored_snapshot_means_waiting_for_the_registry(tmp_path: Path) -> None:
     inner = ScriptedRegistry()
-    async with SnapshotRegistry(inner, tmp_path / "none.json", cold_start_wait=0) as reg, \
-            reg.watch("svc") as snaps:
+    async with (
+        SnapshotRegistry(inner, tmp_path / "none.json", cold_start_wait=0) as reg,
+        reg.watch("svc") as snaps,
+    ):
         with anyio.move_on_after(0.1):
             await snaps.__anext__()
             pytest.fail("served something nobody knew")
@@ -125,8 +137,10 @@ async def test_documents_are_kept_too(tmp_path: Path) -> None:
     path = tmp_path / "snap.json"
     stored(path, {}, {"rules": "flow: []"})
     inner = ScriptedRegistry()
-    async with SnapshotRegistry(inner, path, cold_start_wait=0, flush_interval=0) as reg, \
-            reg.watch_document("rules") as docs:
+    async with (
+        SnapshotRegistry(inner, path, cold_start_wait=0, flush_interval=0) as reg,
+        reg.watch_document("rules") as docs,
+    ):
         assert await next_value(docs) == "flow: []"
         await inner.say("rules", "flow: [1]")
         assert await next_value(docs) == "flow: [1]"
@@ -144,8 +158,15 @@ def test_merge_keeps_the_newest_entry_of_every_name(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     stored(path, {"mine": [A], "theirs": [B]}, at=5.0)
     f = SnapshotFile(path)
-    f.merge_and_save({"services": {"mine": {"at": 9.0, "endpoints": []},
-                                   "theirs": {"at": 1.0, "endpoints": []}}, "documents": {}})
+    f.merge_and_save(
+        {
+            "services": {
+                "mine": {"at": 9.0, "endpoints": []},
+                "theirs": {"at": 1.0, "endpoints": []},
+            },
+            "documents": {},
+        }
+    )
     services = f.load()["services"]
     assert services["mine"]["endpoints"] == [] and services["theirs"]["endpoints"] == [B.to_dict()]
 
@@ -157,8 +178,9 @@ class _Closing:
     async def __aenter__(self) -> _Closing:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.closed = True
 
 
@@ -172,8 +194,9 @@ async def test_closing_the_wrapper_closes_the_inner_registry(tmp_path: Path) -> 
 async def test_an_unwritable_file_is_reported_not_fatal(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    async with SnapshotRegistry(MemoryRegistry(MemoryHub()), blocker / "snap.json",
-                                flush_interval=0) as reg:
+    async with SnapshotRegistry(
+        MemoryRegistry(MemoryHub()), blocker / "snap.json", flush_interval=0
+    ) as reg:
         await reg.publish(A)
         async with reg.watch("svc") as snaps:
             assert await next_value(snaps) == {A}

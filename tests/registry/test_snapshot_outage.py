@@ -14,13 +14,13 @@ import pytest
 from tests.registry.servers import EtcdServer, ServerProcess, ZooKeeperServer, running
 
 from sofamesh.clock import MonotonicClock
-from sofamesh.cluster import ClusterManager
 from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.registry import EtcdRegistry, RegistryError, Snapshot, SnapshotRegistry
 from sofamesh.registry.resilient import Backoff
 from sofamesh.registry.zookeeper import ZooKeeperRegistry
 from sofamesh.stats import Stats
+from sofamesh.upstream.cluster import ClusterManager
 
 pytestmark = pytest.mark.anyio
 
@@ -29,8 +29,10 @@ A, B, C, D = (Endpoint("svc", "10.0.0.1", port) for port in (1, 2, 3, 4))
 
 
 @pytest.fixture(scope="module", params=["etcd", "zookeeper"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           ) -> Iterator[ServerProcess]:
+def server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
     kind = EtcdServer if request.param == "etcd" else ZooKeeperServer
     with running(kind(tmp_path_factory.mktemp(request.param))) as srv:
         yield srv
@@ -40,8 +42,9 @@ def open_backend(server: ServerProcess, workspace: str, ttl: int = 5) -> Any:
     hosts = [("127.0.0.1", server.port)]
     if isinstance(server, EtcdServer):
         return EtcdRegistry(hosts, workspace=workspace, lease_ttl=ttl, timeout=0.5, backoff=FAST)
-    return ZooKeeperRegistry(hosts, workspace=workspace, session_timeout=ttl, timeout=0.5,
-                             backoff=FAST)
+    return ZooKeeperRegistry(
+        hosts, workspace=workspace, session_timeout=ttl, timeout=0.5, backoff=FAST
+    )
 
 
 class AppliedSpy:
@@ -76,11 +79,15 @@ class AppliedSpy:
 
 
 @asynccontextmanager
-async def consumer(server: ServerProcess, workspace: str, snapshot: Path,
-                   ) -> AsyncIterator[tuple[AppliedSpy, ClusterManager, SnapshotRegistry]]:
+async def consumer(
+    server: ServerProcess,
+    workspace: str,
+    snapshot: Path,
+) -> AsyncIterator[tuple[AppliedSpy, ClusterManager, SnapshotRegistry]]:
     """A mesh consumer as the runtime builds one: snapshot-wrapped registry, cluster manager."""
-    reg = SnapshotRegistry(open_backend(server, workspace), snapshot, cold_start_wait=0.3,
-                           flush_interval=0.05)
+    reg = SnapshotRegistry(
+        open_backend(server, workspace), snapshot, cold_start_wait=0.3, flush_interval=0.05
+    )
     async with reg:
         spy = AppliedSpy(reg)
         async with ClusterManager(spy, lambda _s: PolicyConfig(), Stats(), MonotonicClock()) as cm:
@@ -117,7 +124,9 @@ async def publish_during_outage(reg: Any, ep: Endpoint) -> None:
 
 
 async def test_cluster_keeps_routing_through_an_outage_and_converges_after(
-    server: ServerProcess, tmp_path: Path, request: pytest.FixtureRequest,
+    server: ServerProcess,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = f"o{abs(hash(request.node.nodeid)) % 10**9}"
     async with AsyncExitStack() as stack:
@@ -149,7 +158,9 @@ async def test_cluster_keeps_routing_through_an_outage_and_converges_after(
 
 
 async def test_a_consumer_started_during_the_outage_serves_from_its_snapshot(
-    server: ServerProcess, tmp_path: Path, request: pytest.FixtureRequest,
+    server: ServerProcess,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = f"c{abs(hash(request.node.nodeid)) % 10**9}"
     snapshot = tmp_path / "snapshot.json"
@@ -178,7 +189,9 @@ async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def test_sdk_calls_keep_succeeding_while_the_registry_is_down(
-    server: ServerProcess, tmp_path: Path, request: pytest.FixtureRequest,
+    server: ServerProcess,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """End to end through `open_mesh`: HTTP calls from one SDK app to another, by URL."""
     from sofamesh.sdk import open_mesh
@@ -187,9 +200,11 @@ async def test_sdk_calls_keep_succeeding_while_the_registry_is_down(
     scheme = "etcd" if isinstance(server, EtcdServer) else "zookeeper"
     ttl = "lease=3" if scheme == "etcd" else "session_timeout=5"
     url = f"{scheme}://127.0.0.1:{server.port}?workspace={w}&{ttl}&timeout=0.5"
-    async with open_mesh({"app": "orders", "registry": f"{url}&snapshot=none"}) as provider, \
-            provider.serve_asgi(hello, ["com.example.Orders"], lifespan=False), \
-            open_mesh({"app": "shop", "registry": f"{url}&snapshot={tmp_path}/s.json"}) as shop:
+    async with (
+        open_mesh({"app": "orders", "registry": f"{url}&snapshot=none"}) as provider,
+        provider.serve_asgi(hello, ["com.example.Orders"], lifespan=False),
+        open_mesh({"app": "shop", "registry": f"{url}&snapshot={tmp_path}/s.json"}) as shop,
+    ):
 
         async def call() -> int:
             return (await shop.request("com.example.Orders", "GET", "/", timeout=5)).status

@@ -31,8 +31,16 @@ pytestmark = pytest.mark.anyio
 zookeeper_server = servers.zookeeper_server
 
 FAST = Backoff(initial=0.02, maximum=0.2)
-EP = Endpoint("com.example.Orders", "127.0.0.1", 8080, version="1.0", zone="z1", tags={"canary"},
-              meta={"methods": "get,put"}, app="orders")
+EP = Endpoint(
+    "com.example.Orders",
+    "127.0.0.1",
+    8080,
+    version="1.0",
+    zone="z1",
+    tags={"canary"},
+    meta={"methods": "get,put"},
+    app="orders",
+)
 
 
 def ws(request: pytest.FixtureRequest) -> str:
@@ -48,7 +56,8 @@ async def registry(port: int, workspace: str, **kw: object) -> AsyncIterator[Zoo
 
 
 async def test_publish_discover_unpublish(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     port = zookeeper_server.port
@@ -63,14 +72,19 @@ async def test_publish_discover_unpublish(
 
 
 async def test_dubbo_layout_both_ways(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Our provider node is where and what Dubbo reads; a Dubbo provider's node is an endpoint."""
     async with registry(zookeeper_server.port, "default") as reg:
         await reg.publish(EP)
         base = "/dubbo/com.example.Orders"
         assert set(await reg.zk.call("get_children", base)) >= {
-            "providers", "consumers", "routers", "configurators"}
+            "providers",
+            "consumers",
+            "routers",
+            "configurators",
+        }
         (node,) = await reg.zk.call("get_children", f"{base}/providers")
         assert url_to_endpoint(java_url_decode(node)) == EP
         _data, stat = await reg.zk.call("get", f"{base}/providers/{node}")
@@ -81,7 +95,11 @@ async def test_dubbo_layout_both_ways(
         async with reg.watch("org.apache.dubbo.demo.DemoService") as snaps:
             (ep,) = await next_value(snaps)
             assert (ep.protocol, ep.address, ep.version, ep.weight) == (
-                "dubbo", "192.168.1.5:20880", "1.0.0", 50)
+                "dubbo",
+                "192.168.1.5:20880",
+                "1.0.0",
+                50,
+            )
             with anyio.fail_after(5):  # consumers register in the background
                 await reg.reconciler.in_sync.wait()
             (consumer,) = await reg.zk.call("get_children", consumers)
@@ -93,7 +111,8 @@ async def test_dubbo_layout_both_ways(
 
 
 async def test_workspaces_do_not_see_each_other(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     a, b = ws(request) + "a", ws(request) + "b"
     ep_b = Endpoint(EP.service, "127.0.0.2", 9)
@@ -110,7 +129,8 @@ async def test_workspaces_do_not_see_each_other(
 
 
 async def test_sigkilled_provider_disappears_within_its_session_timeout(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     url = f"{zookeeper_server.url}?workspace={w}&session_timeout=1&snapshot=none"
@@ -124,7 +144,8 @@ async def test_sigkilled_provider_disappears_within_its_session_timeout(
 
 
 async def test_close_ends_the_session_and_joins_kazoo_threads(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     async with registry(zookeeper_server.port, w) as sub, sub.watch("svc") as snaps:
@@ -135,8 +156,11 @@ async def test_close_ends_the_session_and_joins_kazoo_threads(
             assert len(await next_value(snaps)) == 1
             assert len(set(threading.enumerate()) - before) >= 2  # kazoo's own threads
         assert await next_value(snaps, timeout=2.0) == frozenset()  # not after 30 s
-        assert not [t for t in set(threading.enumerate()) - before if t.is_alive()
-                    and not t.name.startswith(("AnyIO worker", "Trio thread"))]
+        assert not [
+            t
+            for t in set(threading.enumerate()) - before
+            if t.is_alive() and not t.name.startswith(("AnyIO worker", "Trio thread"))
+        ]
 
 
 def _expire(port: int, client_id: tuple[int, bytes]) -> None:
@@ -149,7 +173,8 @@ def _expire(port: int, client_id: tuple[int, bytes]) -> None:
 
 
 async def test_expired_session_means_a_new_one_and_our_nodes_again(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w, port = ws(request), zookeeper_server.port
     async with registry(port, w) as pub, registry(port, w) as sub, sub.watch(EP.service) as snaps:
@@ -163,10 +188,13 @@ async def test_expired_session_means_a_new_one_and_our_nodes_again(
 
 
 async def test_documents_are_watched_like_services(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
-    async with registry(zookeeper_server.port, ws(request)) as reg, \
-            reg.watch_document("rules") as docs:
+    async with (
+        registry(zookeeper_server.port, ws(request)) as reg,
+        reg.watch_document("rules") as docs,
+    ):
         assert await next_value(docs) is None
         await reg.put_document("rules", "flow: []\n")
         assert await next_value(docs) == "flow: []\n"
@@ -177,12 +205,17 @@ async def test_documents_are_watched_like_services(
 
 
 async def test_publish_while_zookeeper_is_unreachable_raises_and_retries(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     proxy = CuttableProxy(zookeeper_server.port)
-    async with proxy.serving(), registry(proxy.port, w, timeout=0.5) as pub, \
-            registry(zookeeper_server.port, w) as sub, sub.watch(EP.service) as snaps:
+    async with (
+        proxy.serving(),
+        registry(proxy.port, w, timeout=0.5) as pub,
+        registry(zookeeper_server.port, w) as sub,
+        sub.watch(EP.service) as snaps,
+    ):
         assert await next_value(snaps) == frozenset()
         proxy.refusing = True
         await proxy.cut()
@@ -206,7 +239,8 @@ def _states() -> tuple[list[frozenset[int]], list[tuple[str, int]]]:
 
 
 async def test_a_broken_watch_resumes_and_loses_no_change(
-    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
 ) -> None:
     w = ws(request)
     proxy = CuttableProxy(zookeeper_server.port)

@@ -15,9 +15,9 @@ import pytest
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import load_config
 from sofamesh.endpoint import Endpoint
+from sofamesh.protocols.http.server import Http1Server
 from sofamesh.registry import FileRegistry
 from sofamesh.sidecar import Sidecar
-from sofamesh.transport.http1 import Http1Server
 
 pytestmark = pytest.mark.anyio
 

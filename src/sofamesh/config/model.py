@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 import attrs
 
-from sofamesh.balancer import BALANCERS
 from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
-from sofamesh.governance.outlier import OutlierConfig
-from sofamesh.governance.success_rate import SuccessRateConfig
-from sofamesh.health import HealthCheckConfig
+from sofamesh.upstream.balancers import BALANCERS
+from sofamesh.upstream.health import HealthCheckConfig
+from sofamesh.upstream.outlier import OutlierConfig
+from sofamesh.upstream.success_rate import SuccessRateConfig
 
 Protocol = Literal["http", "bolt", "grpc", "h2"]
 Mode = Literal["sdk", "sidecar"]

@@ -7,7 +7,6 @@ from typing import Literal
 import attrs
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.governance.hashing import MaglevConfig, RingHashConfig
 from sofamesh.governance.limits import RetryBudget
 from sofamesh.governance.rule_fields import (
     RetryOn,
@@ -17,7 +16,8 @@ from sofamesh.governance.rule_fields import (
     named_service,
     valid_regex,
 )
-from sofamesh.governance.slowstart import SlowStartConfig
+from sofamesh.upstream.hashing import MaglevConfig, RingHashConfig
+from sofamesh.upstream.slowstart import SlowStartConfig
 
 # -- routing ------------------------------------------------------------------------------
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
 from sofamesh.protocols.base import ProtocolSupport, Route, Server
-from sofamesh.protocols.bolt import BoltSupport
-from sofamesh.protocols.grpc import GrpcSupport
-from sofamesh.protocols.h2 import H2Support
-from sofamesh.protocols.http import HttpSupport
+from sofamesh.protocols.bolt.support import BoltSupport
+from sofamesh.protocols.grpc.support import GrpcSupport
+from sofamesh.protocols.h2.support import H2Support
+from sofamesh.protocols.http.support import HttpSupport
 
 
 def make_protocols(policy: PolicyConfig, clock: Clock) -> dict[str, ProtocolSupport]:

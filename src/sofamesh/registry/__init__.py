@@ -75,14 +75,19 @@ def open_network_registry(options: NetworkOptions) -> AbstractAsyncContextManage
     inner: Any
     if options.scheme == "etcd":
         inner = EtcdRegistry(
-            options.hosts, workspace=options.workspace, root=options.root or "/sofamesh",
-            lease_ttl=max(1, round(options.ttl)), timeout=options.timeout,
+            options.hosts,
+            workspace=options.workspace,
+            root=options.root or "/sofamesh",
+            lease_ttl=max(1, round(options.ttl)),
+            timeout=options.timeout,
         )
     else:
         from sofamesh.registry.zookeeper import ZooKeeperRegistry  # kazoo is an optional extra
 
         inner = ZooKeeperRegistry(
-            options.hosts, workspace=options.workspace, session_timeout=options.ttl,
+            options.hosts,
+            workspace=options.workspace,
+            session_timeout=options.ttl,
             timeout=options.timeout,
         )
     if options.snapshot is None:

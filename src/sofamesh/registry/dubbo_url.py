@@ -39,10 +39,25 @@ from urllib.parse import quote, unquote, unquote_plus
 
 from sofamesh.endpoint import Endpoint
 
-BOOKKEEPING = frozenset({
-    "side", "interface", "anyhost", "timestamp", "pid", "category", "dynamic", "dubbo",
-    "release", "register", "deprecated", "generic", "check", "bind.ip", "bind.port",
-})
+BOOKKEEPING = frozenset(
+    {
+        "side",
+        "interface",
+        "anyhost",
+        "timestamp",
+        "pid",
+        "category",
+        "dynamic",
+        "dubbo",
+        "release",
+        "register",
+        "deprecated",
+        "generic",
+        "check",
+        "bind.ip",
+        "bind.port",
+    }
+)
 MAPPED = {"application": "app", "version": "version", "zone": "zone"}
 TAG_KEY = "dubbo.tag"  # Dubbo's CommonConstants.TAG_KEY
 RESERVED = BOOKKEEPING | set(MAPPED) | {"weight", TAG_KEY}
@@ -117,11 +132,18 @@ def _split_host(where: str) -> tuple[str, int | None]:
 def endpoint_to_url(ep: Endpoint, *, timestamp_ms: int, pid: int) -> str:
     """The provider URL Dubbo tooling reads for `ep`."""
     params = {k: v for k, v in ep.meta if k not in RESERVED}
-    params.update({
-        "anyhost": "false", "dynamic": "true", "side": "provider", "interface": ep.service,
-        "dubbo": DUBBO_PROTOCOL_VERSION, "timestamp": str(timestamp_ms), "pid": str(pid),
-        "weight": str(ep.weight),
-    })
+    params.update(
+        {
+            "anyhost": "false",
+            "dynamic": "true",
+            "side": "provider",
+            "interface": ep.service,
+            "dubbo": DUBBO_PROTOCOL_VERSION,
+            "timestamp": str(timestamp_ms),
+            "pid": str(pid),
+            "weight": str(ep.weight),
+        }
+    )
     for dubbo_name, field in MAPPED.items():
         if value := getattr(ep, field):
             params[dubbo_name] = value
@@ -144,7 +166,12 @@ def url_to_endpoint(url: str) -> Endpoint:
         weight = 100
     tags = [t for t in params.get(TAG_KEY, "").split(",") if t]
     return Endpoint(
-        service=service, host=host, port=port, protocol=scheme, weight=weight, tags=tags,
+        service=service,
+        host=host,
+        port=port,
+        protocol=scheme,
+        weight=weight,
+        tags=tags,
         meta={k: v for k, v in params.items() if k not in RESERVED},
         **{field: params.get(name, "") for name, field in MAPPED.items()},
     )
@@ -153,8 +180,13 @@ def url_to_endpoint(url: str) -> Endpoint:
 def consumer_url(service: str, host: str, *, app: str, timestamp_ms: int, pid: int) -> str:
     """What a Dubbo consumer registers under `consumers/` (shown by Dubbo Admin)."""
     params = {
-        "application": app, "category": "consumers", "check": "false", "interface": service,
-        "side": "consumer", "dubbo": DUBBO_PROTOCOL_VERSION, "timestamp": str(timestamp_ms),
+        "application": app,
+        "category": "consumers",
+        "check": "false",
+        "interface": service,
+        "side": "consumer",
+        "dubbo": DUBBO_PROTOCOL_VERSION,
+        "timestamp": str(timestamp_ms),
         "pid": str(pid),
     }
     return format_url("consumer", host, None, service, params)

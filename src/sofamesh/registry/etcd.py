@@ -39,11 +39,11 @@ import anyio
 import anyio.abc
 
 from sofamesh.endpoint import Endpoint
+from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.registry.base import RegistryError, Snapshot
 from sofamesh.registry.etcd_client import EtcdClient
 from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError, Event, EventType, KeyValue, b64
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
-from sofamesh.transport.http1 import Http1Pool
 
 log = logging.getLogger("sofamesh.registry.etcd")
 
@@ -76,7 +76,7 @@ class EtcdKeys:
         return f"{self.base}rules/{_segment(name)}".encode()
 
     def service_of(self, key: bytes) -> str | None:
-        rest = key[len(self.services):]
+        rest = key[len(self.services) :]
         if not key.startswith(self.services) or b"/" not in rest:
             return None
         return unquote(rest.split(b"/", 1)[0].decode("utf-8", "replace"))
@@ -98,9 +98,15 @@ class EtcdRegistry:
     """A `Registry` (and `DocumentSource`) on etcd v3's JSON gateway."""
 
     def __init__(
-        self, endpoints: Sequence[tuple[str, int]], *, workspace: str = "default",
-        root: str = DEFAULT_ROOT, lease_ttl: int = 10, timeout: float = 3.0,
-        backoff: Backoff | None = None, rand: Callable[[], float] = random.random,
+        self,
+        endpoints: Sequence[tuple[str, int]],
+        *,
+        workspace: str = "default",
+        root: str = DEFAULT_ROOT,
+        lease_ttl: int = 10,
+        timeout: float = 3.0,
+        backoff: Backoff | None = None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         check_workspace(workspace)
         if lease_ttl < 1 or timeout <= 0:
@@ -185,7 +191,7 @@ class EtcdRegistry:
             return
         lease = self._lease if self._lease is not None else await self._grant()
         for i in range(0, len(pending), MAX_TXN_OPS):
-            await self._put_all(pending[i:i + MAX_TXN_OPS], lease)
+            await self._put_all(pending[i : i + MAX_TXN_OPS], lease)
 
     async def _grant(self) -> int:
         lease, ttl = await self.client.lease_grant(self.lease_ttl)
@@ -196,8 +202,13 @@ class EtcdRegistry:
 
     async def _put_all(self, eps: list[Endpoint], lease: int) -> None:
         puts = [
-            {"request_put": {"key": b64(self.keys.endpoint(ep)), "value": b64(encode_endpoint(ep)),
-                             "lease": str(lease)}}
+            {
+                "request_put": {
+                    "key": b64(self.keys.endpoint(ep)),
+                    "value": b64(encode_endpoint(ep)),
+                    "lease": str(lease),
+                }
+            }
             for ep in eps
         ]
         try:
@@ -269,7 +280,11 @@ class EtcdRegistry:
                     yield snap
 
     async def follow_keys(
-        self, key: bytes, decode: Callable[[bytes], T | None], *, prefix: bool = True,
+        self,
+        key: bytes,
+        decode: Callable[[bytes], T | None],
+        *,
+        prefix: bool = True,
     ) -> AsyncGenerator[dict[bytes, T]]:
         """The decoded keys under `key` (or `key` alone), after the first read and after
         each watch reply. Yields the same dict each time: read it before the next step."""
@@ -297,12 +312,21 @@ class EtcdRegistry:
                 self.client.rotate()
                 delay = self.backoff.delay(attempt, self._rand)
                 attempt += 1
-                log.info("etcd watch of %r broke (%s); resuming from revision %d in %.2fs",
-                         key, e, next_rev, delay)
+                log.info(
+                    "etcd watch of %r broke (%s); resuming from revision %d in %.2fs",
+                    key,
+                    e,
+                    next_rev,
+                    delay,
+                )
                 await anyio.sleep(delay)
 
     async def _read(
-        self, key: bytes, decode: Callable[[bytes], T | None], state: dict[bytes, T], *,
+        self,
+        key: bytes,
+        decode: Callable[[bytes], T | None],
+        state: dict[bytes, T],
+        *,
         prefix: bool,
     ) -> int:
         if prefix:
@@ -347,7 +371,9 @@ class EtcdRegistry:
 
 
 def _apply(
-    events: Sequence[Event], decode: Callable[[bytes], T | None], state: dict[bytes, T],
+    events: Sequence[Event],
+    decode: Callable[[bytes], T | None],
+    state: dict[bytes, T],
 ) -> int:
     """Apply watch events to `state`; the revision to resume from after them."""
     kv: KeyValue | None = None

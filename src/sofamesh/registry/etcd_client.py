@@ -25,6 +25,7 @@ import anyio.abc
 import h11
 
 from sofamesh.codecs.http1 import HttpRequest
+from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.registry.base import RegistryError
 from sofamesh.registry.etcd_wire import (
     GRPC_NOT_FOUND,
@@ -44,7 +45,6 @@ from sofamesh.registry.etcd_wire import (
     watch_create_request,
 )
 from sofamesh.transport.errors import TransportError
-from sofamesh.transport.http1 import Http1Pool
 from sofamesh.transport.net import STREAM_ERRORS, connect
 
 JSON = [(b"content-type", b"application/json")]
@@ -55,7 +55,11 @@ class EtcdClient:
     """Unary etcd calls with failover across `endpoints`, and watch streams."""
 
     def __init__(
-        self, endpoints: Sequence[tuple[str, int]], pool: Http1Pool, *, timeout: float = 3.0,
+        self,
+        endpoints: Sequence[tuple[str, int]],
+        pool: Http1Pool,
+        *,
+        timeout: float = 3.0,
         max_line: int = 16 * 1024 * 1024,
     ) -> None:
         if not endpoints:
@@ -120,7 +124,10 @@ class EtcdClient:
         return header_revision(await self.call("/v3/kv/put", put_request(key, value, lease)))
 
     async def get_prefix(
-        self, prefix: bytes, *, keys_only: bool = False,
+        self,
+        prefix: bytes,
+        *,
+        keys_only: bool = False,
     ) -> tuple[int, list[KeyValue]]:
         """Every key under `prefix`, and the store revision they were read at."""
         body = range_request(prefix, prefix=True)
@@ -164,7 +171,11 @@ class EtcdClient:
 
     @asynccontextmanager
     async def watch(
-        self, key: bytes, start_revision: int, *, prefix: bool = True,
+        self,
+        key: bytes,
+        start_revision: int,
+        *,
+        prefix: bool = True,
     ) -> AsyncIterator[WatchStream]:
         """A watch of `key` (or every key under it) from `start_revision`, on the current
         endpoint."""

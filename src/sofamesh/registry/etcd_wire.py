@@ -142,9 +142,12 @@ class WatchResponse:
 def parse_kv(obj: Mapping[str, Any]) -> KeyValue:
     try:
         return KeyValue(
-            key=unb64(obj["key"]), value=unb64(obj.get("value", "")),
-            create_revision=_int(obj, "create_revision"), mod_revision=_int(obj, "mod_revision"),
-            version=_int(obj, "version"), lease=_int(obj, "lease"),
+            key=unb64(obj["key"]),
+            value=unb64(obj.get("value", "")),
+            create_revision=_int(obj, "create_revision"),
+            mod_revision=_int(obj, "mod_revision"),
+            version=_int(obj, "version"),
+            lease=_int(obj, "lease"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise RegistryError(f"etcd: malformed key-value {obj!r}: {e}") from None
@@ -184,8 +187,10 @@ def parse_watch_message(line: bytes) -> WatchResponse:
     if not isinstance(events, list):
         raise RegistryError("etcd: watch 'events' is not a list")
     return WatchResponse(
-        revision=header_revision(result), watch_id=_int(result, "watch_id"),
-        created=bool(result.get("created", False)), canceled=bool(result.get("canceled", False)),
+        revision=header_revision(result),
+        watch_id=_int(result, "watch_id"),
+        created=bool(result.get("created", False)),
+        canceled=bool(result.get("canceled", False)),
         compact_revision=_int(result, "compact_revision"),
         cancel_reason=str(result.get("cancel_reason", "")),
         events=tuple(_parse_event(e) for e in events),

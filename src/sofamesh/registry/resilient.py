@@ -134,8 +134,9 @@ def parse_network_url(url: str) -> NetworkOptions:
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     problems: list[str] = []
     known = {"workspace", "snapshot", "root", ttl_key, *_NUMBERS}
-    problems += [f"unknown option {k!r} (known: {', '.join(sorted(known))})" for k in query
-                 if k not in known]
+    problems += [
+        f"unknown option {k!r} (known: {', '.join(sorted(known))})" for k in query if k not in known
+    ]
     values: dict[str, Any] = {}
     try:
         values["hosts"] = tuple(parse_hosts(parts.netloc, default_port))
@@ -172,7 +173,11 @@ class Reconciler:
     """
 
     def __init__(
-        self, sync: Callable[[], Awaitable[None]], backoff: Backoff, *, name: str,
+        self,
+        sync: Callable[[], Awaitable[None]],
+        backoff: Backoff,
+        *,
+        name: str,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._sync = sync
@@ -209,7 +214,9 @@ class Reconciler:
                 raise
 
     async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+        self,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
         attempt = 0
@@ -263,8 +270,7 @@ class DocumentSource(Protocol):
         """Store `text` as document `name` (persistent: it outlives this process)."""
         ...
 
-    async def delete_document(self, name: str) -> None:
-        ...
+    async def delete_document(self, name: str) -> None: ...
 
     def watch_document(self, name: str) -> AbstractAsyncContextManager[AsyncIterator[str | None]]:
         """The document's text now and after each change; None while it does not exist."""

@@ -108,8 +108,13 @@ class SnapshotRegistry:
     """A registry wrapper that remembers, persists and, when the registry is down, serves."""
 
     def __init__(
-        self, inner: Any, path: str | os.PathLike[str], *, cold_start_wait: float = 1.0,
-        flush_interval: float = 0.5, wall_clock: Callable[[], float] = time.time,
+        self,
+        inner: Any,
+        path: str | os.PathLike[str],
+        *,
+        cold_start_wait: float = 1.0,
+        flush_interval: float = 0.5,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if cold_start_wait < 0 or flush_interval < 0:
             raise ValueError("cold_start_wait and flush_interval must not be negative")
@@ -167,7 +172,10 @@ class SnapshotRegistry:
     def watch(self, service: str) -> AbstractAsyncContextManager[AsyncIterator[Snapshot]]:
         stored = self.stored_snapshot(service)
         return self._cached_watch(
-            "services", service, self.inner.watch, None if stored is None else (stored,),
+            "services",
+            service,
+            self.inner.watch,
+            None if stored is None else (stored,),
             lambda snap: {"endpoints": [ep.to_dict() for ep in sorted(snap, key=_key)]},
         )
 
@@ -183,7 +191,9 @@ class SnapshotRegistry:
         entry = self._mine["documents"].get(name) or self._stored["documents"].get(name)
         text = entry.get("text") if entry else None
         return self._cached_watch(
-            "documents", name, self.inner.watch_document,
+            "documents",
+            name,
+            self.inner.watch_document,
             (text if isinstance(text, str) else None,) if entry else None,
             lambda text: {"text": text},
         )
@@ -192,7 +202,11 @@ class SnapshotRegistry:
 
     @asynccontextmanager
     async def _cached_watch(
-        self, kind: str, name: str, open_inner: Callable[[str], Any], stored: tuple[Any] | None,
+        self,
+        kind: str,
+        name: str,
+        open_inner: Callable[[str], Any],
+        stored: tuple[Any] | None,
         to_entry: Callable[[Any], dict[str, Any]],
     ) -> AsyncIterator[AsyncIterator[Any]]:
         box: Latest[Any] = Latest()
@@ -206,8 +220,12 @@ class SnapshotRegistry:
                 tg.cancel_scope.cancel()
 
     async def _pump(
-        self, kind: str, name: str, open_inner: Callable[[str], Any],
-        to_entry: Callable[[Any], dict[str, Any]], box: Latest[Any],
+        self,
+        kind: str,
+        name: str,
+        open_inner: Callable[[str], Any],
+        to_entry: Callable[[Any], dict[str, Any]],
+        box: Latest[Any],
     ) -> None:
         async with open_inner(name) as values:
             async for value in values:
@@ -217,7 +235,11 @@ class SnapshotRegistry:
                 box.put(value)
 
     async def _serve(
-        self, kind: str, name: str, box: Latest[Any], stored: tuple[Any] | None,
+        self,
+        kind: str,
+        name: str,
+        box: Latest[Any],
+        stored: tuple[Any] | None,
     ) -> AsyncGenerator[Any]:
         first: list[Any] = []
         if stored is not None:

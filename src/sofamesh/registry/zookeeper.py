@@ -94,9 +94,15 @@ class ZooKeeperRegistry:
     """A `Registry` (and `DocumentSource`) on ZooKeeper, in Dubbo's layout."""
 
     def __init__(
-        self, hosts: Sequence[tuple[str, int]], *, workspace: str = "default",
-        session_timeout: float = 10.0, timeout: float = 3.0, app: str = "sofamesh",
-        register_consumers: bool = True, backoff: Backoff | None = None,
+        self,
+        hosts: Sequence[tuple[str, int]],
+        *,
+        workspace: str = "default",
+        session_timeout: float = 10.0,
+        timeout: float = 3.0,
+        app: str = "sofamesh",
+        register_consumers: bool = True,
+        backoff: Backoff | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         check_workspace(workspace)
@@ -127,11 +133,17 @@ class ZooKeeperRegistry:
         self._local_host = await anyio.to_thread.run_sync(_local_address, self.hosts[0])
         async with AsyncExitStack() as stack:
             self._reconciler = Reconciler(
-                self._sync, self.backoff, name="zookeeper", rand=self._rand,
+                self._sync,
+                self.backoff,
+                name="zookeeper",
+                rand=self._rand,
             )
             zk = self._zk = KazooBridge(
-                ",".join(f"{h}:{p}" for h, p in self.hosts), session_timeout=self.session_timeout,
-                timeout=self.timeout, backoff=self.backoff, on_connected=self._connected,
+                ",".join(f"{h}:{p}" for h, p in self.hosts),
+                session_timeout=self.session_timeout,
+                timeout=self.timeout,
+                backoff=self.backoff,
+                on_connected=self._connected,
             )
             stack.push_async_callback(zk.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
@@ -185,8 +197,9 @@ class ZooKeeperRegistry:
             try:
                 await self.reconciler.sync_now()
             except RegistryError as e:
-                log.warning("zookeeper: could not delete %s now (%s); retrying later",
-                            endpoint.address, e)
+                log.warning(
+                    "zookeeper: could not delete %s now (%s); retrying later", endpoint.address, e
+                )
 
     @property
     def reconciler(self) -> Reconciler:
@@ -291,8 +304,13 @@ class ZooKeeperRegistry:
         self._consumers[service] = self._consumers.get(service, 0) + 1
         if not self.register_consumers or self._consumers[service] > 1:
             return
-        url = consumer_url(service, self._local_host, app=self.app,
-                           timestamp_ms=int(time.time() * 1000), pid=os.getpid())
+        url = consumer_url(
+            service,
+            self._local_host,
+            app=self.app,
+            timestamp_ms=int(time.time() * 1000),
+            pid=os.getpid(),
+        )
         self._want(f"consumer|{service}", self.paths.node(service, "consumers", url))
         self.reconciler.kick()
 

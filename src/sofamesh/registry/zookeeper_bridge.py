@@ -50,7 +50,12 @@ class KazooBridge:
     """One kazoo client and session, used from one anyio event loop."""
 
     def __init__(
-        self, hosts: str, *, session_timeout: float, timeout: float, backoff: Backoff,
+        self,
+        hosts: str,
+        *,
+        session_timeout: float,
+        timeout: float,
+        backoff: Backoff,
         on_connected: Callable[[bool], None],
     ) -> None:
         self.hosts = hosts
@@ -58,12 +63,22 @@ class KazooBridge:
         self.session_id: int | None = None
         self._on_connected = on_connected
         # kazoo's reconnect loop: retry forever, capped like our own backoff.
-        retry = KazooRetry(max_tries=-1, delay=backoff.initial, backoff=backoff.multiplier,
-                           max_jitter=backoff.jitter, max_delay=backoff.maximum)
-        self.client = KazooClient(hosts=hosts, timeout=session_timeout, connection_retry=retry,
-                                  command_retry=KazooRetry(max_tries=0))
+        retry = KazooRetry(
+            max_tries=-1,
+            delay=backoff.initial,
+            backoff=backoff.multiplier,
+            max_jitter=backoff.jitter,
+            max_delay=backoff.maximum,
+        )
+        self.client = KazooClient(
+            hosts=hosts,
+            timeout=session_timeout,
+            connection_retry=retry,
+            command_retry=KazooRetry(max_tries=0),
+        )
         self._inbox: queue.SimpleQueue[tuple[Callable[..., object], tuple[object, ...]]] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)

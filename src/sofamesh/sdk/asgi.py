@@ -17,9 +17,9 @@ from urllib.parse import unquote
 
 import anyio
 
-from sofamesh.codecs.http import error_response
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.protocols.http.mapping import error_response
 
 log = logging.getLogger("sofamesh.asgi")
 

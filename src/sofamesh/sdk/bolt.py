@@ -52,9 +52,9 @@ from sofamesh.codecs.bolt.sofarpc import (
     sofa_classes,
 )
 from sofamesh.codecs.hessian2 import ClassRegistry, Hessian2Error, JavaException
-from sofamesh.codecs.sofarpc import result_to_response
 from sofamesh.config import Address
 from sofamesh.model import Headers, Invocation, Result, Status
+from sofamesh.protocols.bolt.mapping import result_to_response
 
 if TYPE_CHECKING:
     from sofamesh.sdk.mesh import Mesh, Provider

@@ -28,8 +28,8 @@ import anyio.abc
 
 from sofamesh.codecs.http1 import HttpRequest
 from sofamesh.config import Address
+from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.transport.errors import TransportError
-from sofamesh.transport.http1 import Http1Pool
 
 log = logging.getLogger("sofamesh.sdk")
 

@@ -45,15 +45,15 @@ from sofamesh.codecs.grpc import (
     status_trailers,
 )
 from sofamesh.model import Headers, Invocation, Result
-from sofamesh.protocols.grpc import GrpcListener, h2_limits
-from sofamesh.transport.h2_call import (
+from sofamesh.protocols.grpc.support import GrpcListener, h2_limits
+from sofamesh.protocols.h2.call import (
     QueueSink,
     QueueSource,
     ReplayableBody,
     StreamCall,
     StreamReply,
 )
-from sofamesh.transport.h2_server import H2Server
+from sofamesh.protocols.h2.server import H2Server
 
 if TYPE_CHECKING:
     from sofamesh.sdk.mesh import Mesh

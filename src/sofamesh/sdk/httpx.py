@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from sofamesh.codecs.http import request_to_invocation, result_to_response
 from sofamesh.codecs.http1 import HttpRequest
+from sofamesh.protocols.http.mapping import request_to_invocation, result_to_response
 
 if TYPE_CHECKING:
     from sofamesh.sdk.mesh import Mesh

@@ -23,14 +23,15 @@ import anyio.abc
 import attrs
 
 from sofamesh.chain import Filter, Handler, build_chain
-from sofamesh.codecs.http import result_to_response
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters import StatsFilter, TimeoutFilter
+from sofamesh.filters.stats import StatsFilter
+from sofamesh.filters.timeout import TimeoutFilter
 from sofamesh.governance.source import Governance
 from sofamesh.model import Headers, Invocation, Result, Status
 from sofamesh.protocols import HttpSupport, Server
+from sofamesh.protocols.http.mapping import result_to_response
 from sofamesh.runtime import Runtime
 from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
 from sofamesh.sdk.control import SidecarClient, SidecarUnavailable

@@ -26,7 +26,7 @@ from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols import ProtocolSupport, Route, Server
-from sofamesh.protocols.http import http1_server
+from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Runtime
 
 log = logging.getLogger("sofamesh.sidecar")

@@ -118,9 +118,9 @@ class Clusters:
         return service
 
     def get(self, service: str) -> Any:
-        from sofamesh.cluster import Cluster
         from sofamesh.config.model import PolicyConfig
         from sofamesh.stats import Stats
+        from sofamesh.upstream.cluster import Cluster
 
         cluster = self.clusters.get(service)
         if cluster is None:

@@ -10,8 +10,8 @@ from govhelp import Clusters, Terminal, call, chain, endpoints, governance
 
 from sofamesh.clock import FakeClock
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters.balance import BalanceFilter
 from sofamesh.governance.filters.route import RouteFilter
+from sofamesh.upstream.balance import BalanceFilter
 
 pytestmark = pytest.mark.anyio
 

@@ -10,10 +10,10 @@ import pytest
 from govhelp import Clusters, Terminal, call, chain, endpoints, governance
 
 from sofamesh.clock import FakeClock
-from sofamesh.filters.balance import BalanceFilter
 from sofamesh.governance.filters.mirror import SHADOW_HEADER, MirrorFilter
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.upstream.balance import BalanceFilter
 
 pytestmark = pytest.mark.anyio
 

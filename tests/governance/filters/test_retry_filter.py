@@ -11,12 +11,12 @@ from govhelp import Clusters, Sleeps, Terminal, call, chain, endpoints, governan
 
 from sofamesh.clock import FakeClock
 from sofamesh.config.model import PolicyConfig
-from sofamesh.filters.balance import BalanceFilter
 from sofamesh.governance.filters.retry import RetryFilter, backoff, retryable
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.governance.rules import parse_rules
 from sofamesh.model import Result, Status
 from sofamesh.stats import Stats
+from sofamesh.upstream.balance import BalanceFilter
 
 pytestmark = pytest.mark.anyio
 

@@ -10,9 +10,9 @@ from govhelp import Clusters, Terminal, call, chain, endpoints, governance
 
 from sofamesh.clock import FakeClock
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters.balance import BalanceFilter
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.model import Status
+from sofamesh.upstream.balance import BalanceFilter
 
 pytestmark = pytest.mark.anyio
 

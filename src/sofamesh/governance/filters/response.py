@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sofamesh.codecs.http import STATUS_TO_HTTP
 from sofamesh.codecs.http1 import HttpResponse
 from sofamesh.governance.routing_rules import StaticResponse
 from sofamesh.model import Headers, Result, Status
+from sofamesh.protocols.http.mapping import STATUS_TO_HTTP
 
 HTTP_PROTOCOLS = frozenset({"http", "h2"})
 FALLBACK_HEADER = "x-sofamesh-fallback"  # names the rule that answered instead of the provider

@@ -1,6 +1,6 @@
 """Retries by a route's policy; without one, `ConnectRetryFilter`'s connect-failure retries.
 
-This filter takes the place of `filters/retry.py`'s `ConnectRetryFilter` (below
+This filter takes the place of `upstream/retry.py`'s `ConnectRetryFilter` (below
 `TimeoutFilter`, above `BalanceFilter`). A call whose `inv.route` carries a
 `RetryPolicy` is tried up to `attempts` times (the first included, as gRPC's
 ``maxAttempts``):
@@ -38,7 +38,6 @@ import anyio
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
-from sofamesh.filters.retry import ConnectRetryFilter
 from sofamesh.governance.filters.limits import retry_gauge
 from sofamesh.governance.filters.select import Target
 from sofamesh.governance.limits import Gauge, RetryBudget
@@ -46,6 +45,7 @@ from sofamesh.governance.routing_rules import RetryPolicy
 from sofamesh.governance.shadow import Verdict
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.stats import Stats
+from sofamesh.upstream.retry import ConnectRetryFilter
 
 if TYPE_CHECKING:
     from sofamesh.governance.filters.route import RouteLeaf

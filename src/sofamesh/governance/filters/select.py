@@ -27,15 +27,15 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sofamesh.balancer import Balancer
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.keyed import BoundedDict
-from sofamesh.governance.hashing import Maglev, MaglevConfig, RingHash
-from sofamesh.governance.outlier import OutlierDetector
 from sofamesh.governance.routing_rules import Balancing, Subset, TagRouting
-from sofamesh.governance.slowstart import SlowStart
-from sofamesh.governance.zone import ZoneAwareConfig, ZonePlan, plan_zones
 from sofamesh.model import Invocation
+from sofamesh.upstream.balancers import Balancer
+from sofamesh.upstream.hashing import Maglev, MaglevConfig, RingHash
+from sofamesh.upstream.outlier import OutlierDetector
+from sofamesh.upstream.slowstart import SlowStart
+from sofamesh.upstream.zone import ZoneAwareConfig, ZonePlan, plan_zones
 
 if TYPE_CHECKING:
     from sofamesh.governance.filters.retry import RetryBudgetState

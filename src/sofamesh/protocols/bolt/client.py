@@ -1,0 +1,277 @@
+"""One multiplexed Bolt client connection: many calls in flight, kept alive by heartbeats.
+
+Theory of operation. `call(frame)` takes a fresh request id (`RequestIds`: positive
+31-bit, wrapping to 1 and skipping ids still in flight), queues the encoded frame on the
+`FrameWriter`, and waits for the response with that id; responses come back in any order
+and a heartbeat ack may overtake them. A caller that gives up (its deadline's cancel
+scope) just forgets its id: a late response is dropped.
+
+Keep-alive follows sofa-bolt's client (`HeartbeatHandler`, `RpcHeartbeatTrigger`): when
+nothing was received for `heartbeat_interval`, send a heartbeat; an ack resets the count
+of misses; `max_missed` heartbeats in a row without an ack (each given
+`heartbeat_timeout`) close the connection, failing its calls in flight, as a dead peer
+or a black-holed network would otherwise hold them until their deadlines.
+
+When the connection ends (peer closed, protocol error, missed heartbeats, `aclose`),
+every call in flight fails with `UpstreamResetError`; only this connection's calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import attrs
+
+from sofamesh.codecs.bolt import (
+    DEFAULT_LIMITS,
+    BoltLimits,
+    FrameDecoder,
+    RemoteProtocolError,
+    RequestFrame,
+    RequestIds,
+    ResponseFrame,
+    encode,
+    heartbeat,
+    heartbeat_ack,
+)
+from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
+from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
+from sofamesh.transport.net import STREAM_ERRORS
+
+log = logging.getLogger("sofamesh.bolt")
+
+
+@attrs.frozen(kw_only=True)
+class HeartbeatConfig:
+    """sofa-bolt's client defaults: 15 s idle, 1 s for the ack, 3 misses close."""
+
+    interval: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
+    timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    max_missed: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    enabled: bool = True
+
+
+class _Waiter:
+    __slots__ = ("error", "event", "response")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.response: ResponseFrame | None = None
+        self.error: Exception | None = None
+
+
+@attrs.frozen
+class ConnectionStatistics:
+    in_flight: int
+    calls: int
+    heartbeats_sent: int
+    heartbeats_missed: int
+    late_responses: int
+
+
+class BoltClientConnection:
+    """Run with `await task_group.start(conn.run)`; `call` from any task."""
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        name: str,
+        *,
+        limits: BoltLimits = DEFAULT_LIMITS,
+        heartbeats: HeartbeatConfig | None = None,
+        first_request_id: int = 1,
+        on_closed: Callable[[BoltClientConnection], None] | None = None,
+    ) -> None:
+        self.name = name  # host:port, for log lines
+        self._stream = stream
+        self._decoder = FrameDecoder(limits)
+        self._writer = FrameWriter(stream)
+        self._ids: RequestIds[_Waiter] = RequestIds(first=first_request_id)
+        self._hb = heartbeats or HeartbeatConfig()
+        self._on_closed = on_closed
+        self._scope: anyio.CancelScope | None = None
+        self._closed = False
+        self._why = "closed"
+        self._reads = 0  # receives so far: the heartbeat task's idea of "idle"
+        self._calls = self._beats = self._missed_total = self._late = 0
+        self._acked = anyio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._ids)
+
+    @property
+    def calls(self) -> int:
+        """Calls sent so far (oneway ones included)."""
+        return self._calls
+
+    def statistics(self) -> ConnectionStatistics:
+        return ConnectionStatistics(
+            len(self._ids), self._calls, self._beats, self._missed_total, self._late
+        )
+
+    async def wait_heartbeat_acked(self) -> None:
+        """Return when the next heartbeat is acknowledged."""
+        await self._acked.wait()
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def call(self, frame: RequestFrame) -> ResponseFrame:
+        """Send `frame` under a fresh id and return its response (any id in `frame` is
+        ignored). Raises `ConnectError` if the connection was already closed (the frame
+        never left), `UpstreamResetError` if it closes before the response arrives."""
+        if self._closed:
+            raise ConnectError(f"bolt connection to {self.name} closed before sending")
+        waiter = _Waiter()
+        rid = self._ids.allocate(waiter)
+        self._calls += 1
+        try:
+            await self._writer.write(encode(frame, request_id=rid))
+            await waiter.event.wait()
+        except WriterClosedError:
+            raise UpstreamResetError(f"bolt connection to {self.name} {self._why}") from None
+        finally:
+            self._ids.pop(rid)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.response is not None
+        return waiter.response
+
+    async def send_oneway(self, frame: RequestFrame) -> None:
+        """Send a oneway request (no response will come); its id is still fresh."""
+        if self._closed:
+            raise ConnectError(f"bolt connection to {self.name} closed before sending")
+        rid = self._ids.allocate(_Waiter())
+        self._ids.pop(rid)  # nothing waits, but the id is not reused next
+        self._calls += 1
+        try:
+            await self._writer.write(encode(frame._replace(oneway=True), request_id=rid))
+        except WriterClosedError:
+            raise UpstreamResetError(f"bolt connection to {self.name} {self._why}") from None
+
+    # -- the connection's tasks ----------------------------------------------------------
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Read responses, write frames and keep the connection alive until it closes."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                tg.start_soon(self._write_then_close)
+                if self._hb.enabled:
+                    tg.start_soon(self._heartbeats)
+                task_status.started()
+                await self._read()
+                tg.cancel_scope.cancel()
+        finally:
+            self._close_now()
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(self._stream)
+
+    async def _write_then_close(self) -> None:
+        await self._writer.run()
+        self._shut("write failed")
+
+    async def _read(self) -> None:
+        decoder = self._decoder
+        try:
+            while True:
+                data = await self._stream.receive(65536)
+                self._reads += 1
+                decoder.receive_data(data)
+                for frame in decoder:
+                    self._dispatch(frame)
+        except anyio.EndOfStream:
+            self._why = "was closed by the peer"
+        except STREAM_ERRORS as exc:
+            self._why = f"failed: {exc!r}"
+        except RemoteProtocolError as exc:
+            log.warning("bolt: closing connection to %s: %s", self.name, exc)
+            self._why = f"sent an invalid frame: {exc}"
+            self._fail_all(UpstreamProtocolError(f"bolt peer {self.name} {self._why}"))
+
+    def _dispatch(self, frame: ResponseFrame | RequestFrame) -> None:
+        if type(frame) is ResponseFrame:
+            waiter = self._ids.pop(frame.request_id)
+            if waiter is None:
+                self._late += 1  # its caller gave up, or a oneway's stray answer
+                return
+            waiter.response = frame
+            waiter.event.set()
+        elif frame.is_heartbeat:  # a server may probe too; answer as sofa-bolt does
+            self._writer.write_nowait(encode(heartbeat_ack(frame)))
+        else:
+            log.debug("bolt: ignoring a request from server %s", self.name)
+
+    async def _heartbeats(self) -> None:
+        """Ping after a whole interval with nothing received (no clock read per frame)."""
+        hb, missed = self._hb, 0
+        while True:
+            seen = self._reads
+            await anyio.sleep(hb.interval)
+            if self._reads != seen:
+                continue
+            self._beats += 1
+            if await self._ping(hb.timeout):
+                missed = 0
+                self._acked.set()
+                self._acked = anyio.Event()
+                continue
+            missed += 1
+            self._missed_total += 1
+            if missed >= hb.max_missed:
+                log.warning(
+                    "bolt: closing connection to %s: %d heartbeats unanswered", self.name, missed
+                )
+                self._shut(f"missed {missed} heartbeats")
+                return
+
+    async def _ping(self, timeout: float) -> bool:
+        waiter = _Waiter()
+        rid = self._ids.allocate(waiter)
+        try:
+            self._writer.write_nowait(encode(heartbeat(rid, timeout_ms=int(timeout * 1000))))
+            with anyio.move_on_after(timeout):
+                await waiter.event.wait()
+        except WriterClosedError:
+            return False
+        finally:
+            self._ids.pop(rid)
+        return waiter.response is not None
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _shut(self, why: str) -> None:
+        self._why = why
+        self._close_now()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _close_now(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        self._fail_all(UpstreamResetError(f"bolt connection to {self.name} {self._why}"))
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def _fail_all(self, error: Exception) -> None:
+        for _, waiter in self._ids.drain():
+            if waiter.response is None and waiter.error is None:
+                waiter.error = error
+            waiter.event.set()
+
+    async def aclose(self) -> None:
+        """Close now: calls in flight fail with `UpstreamResetError`."""
+        self._shut("was closed by this side")
+        await anyio.lowlevel.checkpoint()

@@ -1,0 +1,334 @@
+"""A Bolt server on any anyio listener: multiplexed connections, a task per request.
+
+Each connection reads frames and hands each request to a task of its own (reused from
+earlier requests: `bolt_io.Workers`), so a slow call never holds up the ones behind it;
+responses leave in completion order through the connection's `FrameWriter`, addressed
+by request id. Heartbeats are answered on the spot, by the
+server itself (a proxy never forwards them). Oneway requests run without a response.
+
+A misbehaving peer costs only its own connection. A frame that cannot be delimited
+(unknown protocol byte, impossible or over-limit lengths, bad CRC) is fatal: the
+connection is closed after a CODEC_EXCEPTION reply when the frame's fixed header was
+readable, so the peer learns why; a frame that was delimited but is invalid (unknown
+command code, malformed header map) gets the reply and the connection carries on. Every
+such problem is logged once with the peer's address.
+
+A connection with nothing in flight that receives nothing for `idle_timeout` is closed
+(clients send heartbeats while idle: sofa-bolt every 15 s, servers close after 90 s).
+`drain()` stops accepting, answers new requests with SERVER_THREADPOOL_BUSY (SOFARPC
+clients retry that elsewhere), lets the calls in flight finish, then closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+import attrs
+from anyio.streams.stapled import MultiListener
+
+from sofamesh.codecs.bolt import (
+    DEFAULT_LIMITS,
+    BoltLimits,
+    FrameDecoder,
+    RemoteProtocolError,
+    RequestFrame,
+    ResponseFrame,
+    encode,
+    heartbeat_ack,
+)
+from sofamesh.codecs.bolt.frames import FrameHeader
+from sofamesh.model import Status
+from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
+from sofamesh.protocols.bolt.mapping import error_response
+from sofamesh.transport.net import STREAM_ERRORS, format_address
+from sofamesh.transport.serving import accept_until_closed
+
+log = logging.getLogger("sofamesh.bolt")
+
+LINGER = 1.0  # seconds a refused peer gets to read its error reply before the close
+_LINGER_READS = 16  # ... and at most this many reads of what it still sends (up to 1 MiB)
+
+
+@attrs.frozen(slots=True)
+class BoltConnInfo:
+    """Who is on the other end of a server connection."""
+
+    id: int
+    peer: str
+    local: str
+
+
+BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[ResponseFrame | None]]
+
+
+@attrs.frozen(slots=True)
+class BoltServerStatistics:
+    active_connections: int
+    accepted_connections: int
+    rejected_connections: int
+    requests: int
+    heartbeats: int
+    protocol_errors: int
+    handler_errors: int
+    draining: bool
+
+
+class BoltServer:
+    """Serves `handler` over Bolt v1/v2 on the listeners passed to `serve`."""
+
+    def __init__(
+        self,
+        handler: BoltHandler,
+        limits: BoltLimits = DEFAULT_LIMITS,
+        *,
+        max_connections: int = 10_000,
+        idle_timeout: float = 90.0,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._conns: set[_ServerConnection] = set()
+        self._draining = False
+        self._serving = 0
+        self._accept_scopes: set[anyio.CancelScope] = set()
+        self._stopped: anyio.Event | None = None
+        self._next_id = self._rejected = 0
+        self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
+
+    async def serve(
+        self,
+        listener: anyio.abc.Listener[Any],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept and serve connections until `drain` finishes them; closes `listener`."""
+        if not self._serving:
+            self._stopped = anyio.Event()
+        self._serving += 1
+        try:
+            async with anyio.create_task_group() as tg:
+                for each in _leaves(listener):
+                    if not isinstance(each, anyio.abc.SocketListener):
+                        raise TypeError(f"bolt serves socket listeners, not {each!r}")
+                    tg.start_soon(self._accept_until_drained, each, tg)
+                task_status.started()
+        finally:
+            await anyio.aclose_forcefully(listener)
+            self._serving -= 1
+            if not self._serving and self._stopped is not None:
+                self._stopped.set()
+
+    async def _accept_until_drained(
+        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            self._accept_scopes.add(scope)
+            if self._draining:
+                scope.cancel()
+            await accept_until_closed(listener, tg, self._admit, "bolt")
+        self._accept_scopes.discard(scope)
+        await anyio.aclose_forcefully(listener)
+
+    async def _admit(self, stream: anyio.abc.ByteStream) -> None:
+        if len(self._conns) >= self.max_connections:
+            self._rejected += 1
+            log.warning("bolt: refusing a connection: %d open", len(self._conns))
+            await anyio.aclose_forcefully(stream)
+            return
+        self._next_id += 1
+        peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
+        local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
+        conn = _ServerConnection(self, stream, BoltConnInfo(self._next_id, peer, local))
+        self._conns.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self._conns.discard(conn)
+
+    async def drain(self) -> None:
+        """Stop accepting; busy-answer new requests; return once the calls in flight are
+        answered and every connection closed."""
+        self._draining = True
+        for scope in self._accept_scopes:
+            scope.cancel()
+        for conn in self._conns:
+            conn.close_if_idle()
+        if self._serving and self._stopped is not None:
+            await self._stopped.wait()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def statistics(self) -> BoltServerStatistics:
+        return BoltServerStatistics(
+            active_connections=len(self._conns),
+            accepted_connections=self._next_id,
+            rejected_connections=self._rejected,
+            requests=self.requests,
+            heartbeats=self.heartbeats,
+            protocol_errors=self.protocol_errors,
+            handler_errors=self.handler_errors,
+            draining=self._draining,
+        )
+
+
+class _ServerConnection:
+    """One accepted connection: the read loop, its request tasks and its writer."""
+
+    def __init__(
+        self, server: BoltServer, stream: anyio.abc.ByteStream, info: BoltConnInfo
+    ) -> None:
+        self.server = server
+        self.stream = stream
+        self.info = info
+        self.writer = FrameWriter(stream)
+        self.in_flight = 0
+        self._scope: anyio.CancelScope | None = None
+        self._workers: Workers[RequestFrame]  # set by run()
+        self._linger = False
+        self._reads = 0
+
+    def close_if_idle(self) -> None:
+        if self.in_flight == 0 and self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.writer.run)
+                async with anyio.create_task_group() as handlers:
+                    self._scope = handlers.cancel_scope
+                    self._workers = Workers(handlers, self._handle)
+                    handlers.start_soon(self._watch_idle)
+                    try:
+                        await self._read()
+                    finally:
+                        handlers.cancel_scope.cancel()  # the peer is gone, or we close
+                        self._workers.close()
+                await self._last_words()
+                tg.cancel_scope.cancel()
+        except Exception:
+            log.exception("bolt connection from %s failed", self.info.peer)
+        finally:
+            await anyio.aclose_forcefully(self.stream)
+
+    async def _read(self) -> None:
+        decoder = FrameDecoder(self.server.limits)
+        while True:
+            data = await self._receive()
+            if not data:
+                return
+            decoder.receive_data(data)
+            while True:
+                try:
+                    frame = decoder.next_frame()
+                except RemoteProtocolError as exc:
+                    self._refuse(exc)
+                    if exc.fatal:
+                        return
+                    continue  # the frame was skipped; the ones behind it are fine
+                if frame is None:
+                    break
+                self._dispatch(frame)
+            if self.server.draining and self.in_flight == 0:
+                return
+
+    async def _receive(self) -> bytes:
+        """The next bytes; b"" at EOF or on error."""
+        try:
+            data = await self.stream.receive(65536)
+        except anyio.EndOfStream:
+            return b""
+        except STREAM_ERRORS:
+            return b""
+        self._reads += 1
+        return data
+
+    async def _watch_idle(self) -> None:
+        """Close the connection once a whole `idle_timeout` passed with nothing received
+        and nothing in flight (one timer per connection, not one per read)."""
+        while True:
+            seen = self._reads
+            await anyio.sleep(self.server.idle_timeout)
+            if self._reads == seen and self.in_flight == 0 and self._scope is not None:
+                log.debug("bolt: closing idle connection from %s", self.info.peer)
+                self._scope.cancel()
+                return
+
+    def _dispatch(self, frame: RequestFrame | ResponseFrame) -> None:
+        server = self.server
+        if not isinstance(frame, RequestFrame):
+            return  # we send no requests; a stray response is harmless
+        if frame.is_heartbeat:
+            server.heartbeats += 1
+            self._send(encode(heartbeat_ack(frame)))
+            return
+        server.requests += 1
+        if server.draining:
+            self._send(encode(error_response(frame, Status.UNAVAILABLE, "the server is draining")))
+            return
+        self.in_flight += 1
+        self._workers.submit(frame)
+
+    async def _handle(self, frame: RequestFrame) -> None:
+        server = self.server
+        try:
+            response = await server.handler(frame, self.info)
+            if response is not None and not frame.oneway:
+                self._send(encode(response))
+        except Exception as exc:
+            server.handler_errors += 1
+            log.exception(
+                "bolt handler failed on request %d from %s", frame.request_id, self.info.peer
+            )
+            if not frame.oneway:
+                detail = f"internal error: {type(exc).__name__}"
+                self._send(encode(error_response(frame, Status.INTERNAL, detail)))
+        finally:
+            self.in_flight -= 1
+            if server.draining and self.in_flight == 0 and self._scope is not None:
+                self._scope.cancel()
+
+    def _send(self, data: bytes) -> None:
+        with contextlib.suppress(WriterClosedError):  # the peer is gone: nowhere to answer
+            self.writer.write_nowait(data)
+
+    def _refuse(self, exc: RemoteProtocolError) -> None:
+        self.server.protocol_errors += 1
+        what = "closing the connection" if exc.fatal else "skipped the frame"
+        log.warning("%s, from %s (%s)", exc, self.info.peer, what)
+        header: FrameHeader | None = exc.header
+        if header is not None and header.cmd_type != 0 and header.cmd_code != 0:
+            self._send(encode(error_response(header, Status.BAD_REQUEST, str(exc))))
+            self._linger = exc.fatal
+
+    async def _last_words(self) -> None:
+        """Send what is still queued (a final error reply) before the socket closes.
+
+        After a fatal error the peer may still be sending the refused frame: half-close
+        and read until it closes, as closing with unread input makes the kernel send a
+        RST that can destroy the reply before the peer reads it (RFC 9112 9.6).
+        """
+        self.writer.finish()
+        errors: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(LINGER):
+            await self.writer.finished.wait()
+            if self._linger and isinstance(self.stream, anyio.abc.SocketStream):
+                with contextlib.suppress(*errors):
+                    await self.stream.send_eof()
+                    for _ in range(_LINGER_READS):
+                        await self.stream.receive(65536)
+
+
+def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:
+    """The listeners inside a MultiListener (what `create_tcp_listener` returns)."""
+    if isinstance(listener, MultiListener):
+        return [leaf for child in listener.listeners for leaf in _leaves(child)]
+    return [listener]

@@ -1,0 +1,159 @@
+"""SOFA Bolt in the mesh: listener handlers, the client terminal, and their `ProtocolSupport`.
+
+- `OutboundBoltHandler`: the local app (a SOFARPC client, Java or Node) calls a mesh
+  service through this listener; the `service` header names it, the outbound chain
+  finds a provider, and the reply goes back under the app's own request id.
+- `InboundBoltHandler`: remote callers reach this app's services; the inbound chain runs
+  under the caller's deadline (the frame's timeout), then the terminal hands the call to
+  the app (a Bolt upstream in the sidecar, a Python object in the SDK).
+
+Neither decodes a body: the frame's header map is all a proxy reads (see
+`sofamesh.protocols.bolt.mapping`). Heartbeats never reach these handlers; the server answers
+them. Every request gets a response frame, mesh failures included; oneway requests none.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.codecs.bolt import BoltLimits, LocalProtocolError, RequestFrame, ResponseFrame
+from sofamesh.codecs.bolt.wire import MAX_INT_LENGTH, MAX_SHORT_LENGTH
+from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.model import Invocation, Result, Status
+from sofamesh.protocols.base import Route
+from sofamesh.protocols.bolt.mapping import (
+    error_response,
+    invocation_to_frame,
+    request_to_invocation,
+    response_to_result,
+    result_to_response,
+)
+from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
+from sofamesh.protocols.bolt.server import BoltConnInfo, BoltHandler, BoltServer
+from sofamesh.transport.errors import ConnectError, TransportError
+
+log = logging.getLogger("sofamesh.listeners")
+
+
+class OutboundBoltHandler:
+    """The local app's calls into the mesh."""
+
+    def __init__(self, chain: Handler, app: str, clock: Clock) -> None:
+        self._chain = chain
+        self._app = app
+        self._clock = clock
+
+    async def __call__(self, frame: RequestFrame, _conn: BoltConnInfo) -> ResponseFrame | None:
+        inv = request_to_invocation(frame, frame.headers())
+        if not inv.service:
+            return error_response(
+                frame, Status.BAD_REQUEST, "request names no service: set the `service` header"
+            )
+        inv.caller = self._app  # the sidecar vouches for its own app's identity
+        if frame.timeout_ms > 0:
+            inv.deadline = self._clock.now() + frame.timeout_ms / 1000
+        result = await self._chain(inv)
+        return None if frame.oneway else result_to_response(result, frame)
+
+
+class InboundBoltHandler:
+    """Serves the services routed to this listener; `route(service)` finds the app's chain."""
+
+    def __init__(self, route: Route, clock: Clock) -> None:
+        self._route = route
+        self._clock = clock
+
+    async def __call__(self, frame: RequestFrame, _conn: BoltConnInfo) -> ResponseFrame | None:
+        inv = request_to_invocation(frame, frame.headers())
+        chain = self._route(inv.service)
+        if chain is None:
+            detail = f"service {inv.service or '(none named)'} is not served here"
+            return error_response(frame, Status.NO_ENDPOINT, detail)
+        result = await self._run(chain, inv, frame.timeout_ms)
+        return None if frame.oneway else result_to_response(result, frame)
+
+    async def _run(self, chain: Handler, inv: Invocation, timeout_ms: int) -> Result:
+        """The chain under the caller's deadline: work it gave up on is cancelled."""
+        budget = timeout_ms / 1000 if timeout_ms > 0 else float("inf")
+        if timeout_ms > 0:
+            inv.deadline = self._clock.now() + budget
+        try:
+            with anyio.move_on_after(budget):
+                return await chain(inv)
+        except Exception:
+            log.exception("inbound bolt call to %s failed inside the mesh", inv.service)
+            return Result.failure(Status.INTERNAL, f"{inv.service}: internal error in the mesh")
+        return Result.failure(
+            Status.TIMEOUT, f"{inv.service}.{inv.method}: the caller's {timeout_ms} ms ran out"
+        )
+
+
+class BoltSupport:
+    """`ProtocolSupport` for Bolt: servers for both listener kinds and one client pool."""
+
+    name = "bolt"
+    enforces_deadline = False  # Runtime.send holds the call to its deadline
+
+    def __init__(
+        self, policy: PolicyConfig, clock: Clock, pool: BoltPoolConfig | None = None
+    ) -> None:
+        self._clock = clock
+        self.pool = BoltPool(
+            pool
+            or BoltPoolConfig(
+                connect_timeout=policy.connect_timeout, idle_timeout=policy.pool_idle_timeout
+            )
+        )
+
+    async def __aenter__(self) -> BoltSupport:
+        await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.__aexit__(*exc)  # type: ignore[arg-type]
+
+    def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> BoltServer:
+        return bolt_server(OutboundBoltHandler(chain, app, self._clock), limits)
+
+    def inbound_server(self, route: Route, limits: LimitsConfig | None) -> BoltServer:
+        return bolt_server(InboundBoltHandler(route, self._clock), limits)
+
+    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        try:
+            frame = invocation_to_frame(inv, self._clock.now())
+            if frame.oneway:
+                await self.pool.send_oneway(host, port, frame)
+                return Result(Status.OK)
+            resp = await self.pool.call(host, port, frame)
+        except ConnectError as e:
+            return Result.failure(Status.CONNECT_FAILED, f"{inv.service}: {e}")
+        except TransportError as e:
+            detail = f"{inv.service}: {host}:{port} failed mid-call: {e}"
+            return Result.failure(Status.UPSTREAM_RESET, detail)
+        except LocalProtocolError as e:
+            return Result.failure(Status.BAD_REQUEST, f"{inv.service}: cannot send: {e}")
+        return response_to_result(resp)
+
+
+def bolt_limits(limits: LimitsConfig | None) -> BoltLimits:
+    """The decoder limits of a listener (the header map is a Java short at most)."""
+    cfg = limits or LimitsConfig()
+    return BoltLimits(
+        max_body_size=min(cfg.max_body_bytes, MAX_INT_LENGTH),
+        max_header_size=min(cfg.max_header_bytes, MAX_SHORT_LENGTH),
+    )
+
+
+def bolt_server(handler: BoltHandler, limits: LimitsConfig | None) -> BoltServer:
+    """A Bolt server for a listener, with the listener's configured limits."""
+    cfg = limits or LimitsConfig()
+    return BoltServer(
+        handler,
+        bolt_limits(cfg),
+        max_connections=cfg.max_connections,
+        idle_timeout=cfg.idle_timeout,
+    )

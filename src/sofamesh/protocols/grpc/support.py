@@ -1,0 +1,303 @@
+"""gRPC in the mesh: listeners that proxy stream by stream, the client terminal, `GrpcSupport`.
+
+A gRPC call arrives on an HTTP/2 stream and becomes one `Invocation`
+(protocol "grpc", service from `x-sofamesh-service`, else the `:path`'s
+`package.Service`, else `:authority`; `grpc-timeout` as the deadline) whose
+payload is a `StreamCall`. The chain runs as for any call; its terminal,
+`GrpcSupport.send`, relays the stream to the chosen endpoint and returns when
+the response has ended, with the provider's grpc-status as `Result.code` and
+a neutral `Status` classified from it (`codecs.grpc.status_of`). The listener
+then ends the caller's stream: with the provider's trailers as received, or
+with the status of a failure the mesh produced (UNAVAILABLE for no endpoint,
+DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED for limits, PERMISSION_DENIED for
+auth; `codecs.grpc.STATUS_TO_GRPC`). An upstream reset after the response
+began resets the caller's stream too, as Envoy does.
+
+The same listeners carry plain HTTP: h2c requests that are not gRPC, and
+HTTP/1.1 connections (sniffed on the same port), go through the HTTP
+handlers of `sofamesh.protocols.http.support` (see `mesh_server`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.codecs.grpc import (
+    TRAILERS_ONLY_HEAD,
+    code_of,
+    code_of_reset,
+    encode_message,
+    forwardable,
+    outcome_of,
+    read_request,
+    request_headers,
+    status_trailers,
+)
+from sofamesh.codecs.h2 import INTERNAL_ERROR, H2Limits
+from sofamesh.codecs.http1 import Http1Limits
+from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.model import Headers, Invocation, Result, Status
+from sofamesh.protocols.base import Route
+from sofamesh.protocols.h2.call import (
+    H2StreamSink,
+    H2StreamSource,
+    NotReplayable,
+    ReplayableBody,
+    StreamCall,
+    StreamReply,
+)
+from sofamesh.protocols.h2.client import H2Pool
+from sofamesh.protocols.h2.http import H2HttpHandler
+from sofamesh.protocols.h2.relay import relay
+from sofamesh.protocols.h2.server import H2Handler, H2Server
+from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+from sofamesh.protocols.http.server import Http1Server
+from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler
+from sofamesh.transport.errors import ConnectError, TransportError
+
+log = logging.getLogger("sofamesh.grpc")
+
+Select = Callable[[Invocation], Handler | None]
+
+
+class GrpcListener:
+    """Serves gRPC streams: each one an invocation through the chain `select` gives for it.
+
+    `caller`: the app this listener vouches for (outbound), or None to trust
+    the `x-sofamesh-caller` field (inbound). `enforce_deadline`: end the call
+    at its deadline here (inbound, where no `TimeoutFilter` runs).
+    """
+
+    def __init__(
+        self,
+        select: Select,
+        clock: Clock,
+        *,
+        caller: str | None = None,
+        enforce_deadline: bool = False,
+        fallback: H2Handler | None = None,
+    ) -> None:
+        self._select = select
+        self._clock = clock
+        self._caller = caller
+        self._enforce_deadline = enforce_deadline
+        self.fallback = fallback
+
+    async def __call__(self, stream: H2Stream) -> None:
+        assert stream.headers is not None
+        head = read_request(stream.headers)
+        if not head.is_grpc:
+            if self.fallback is not None:
+                await self.fallback(stream)
+            else:  # gRPC over HTTP/2 spec: a non-gRPC content-type is a 415
+                await stream.send_headers([(b":status", b"415")], end_stream=True)
+            return
+        call = StreamCall(
+            head.path, head.authority, ReplayableBody(H2StreamSource(stream)), H2StreamSink(stream)
+        )
+        inv = Invocation(
+            protocol="grpc",
+            service=head.service,
+            method=head.path,
+            headers=Headers.from_lower(head.metadata),
+            caller=self._caller if self._caller is not None else head.caller,
+            payload=call,
+        )
+        if head.timeout is not None:
+            inv.deadline = self._clock.now() + head.timeout
+        result = await self._run(inv, stream)
+        if result is not None:
+            await finish(stream, call, result)
+
+    async def _run(self, inv: Invocation, stream: H2Stream) -> Result | None:
+        """The chain's result, or None if the caller reset the stream meanwhile."""
+        if not inv.service:
+            return Result.failure(Status.BAD_REQUEST, "the request names no service")
+        chain = self._select(inv)
+        if chain is None:
+            return Result.failure(Status.NO_ENDPOINT, f"service {inv.service} is not served here")
+        deadline = float("inf")
+        if self._enforce_deadline and inv.deadline is not None:
+            deadline = anyio.current_time() + inv.deadline - self._clock.now()
+        # One scope for both ways a call ends early: the deadline, or the caller's reset.
+        with anyio.CancelScope(deadline=deadline) as scope:
+            stream.on_reset = scope.cancel
+            try:
+                return await chain(inv)
+            except Exception:
+                log.exception("gRPC call to %s failed inside the mesh", inv.method)
+                return Result.failure(Status.INTERNAL, f"{inv.service}: internal mesh error")
+        if stream.error is not None:
+            return None  # the caller reset the stream: nobody to answer
+        return Result.failure(Status.TIMEOUT, f"deadline of {inv.method} passed")
+
+
+async def finish(stream: H2Stream, call: StreamCall, result: Result) -> None:
+    """End the caller's stream with the provider's trailers or the mesh's own status."""
+    sink = call.sink
+    reply = result.payload
+    if isinstance(reply, StreamReply):
+        if reply.trailers_only and not sink.committed:
+            await stream.send_headers(forwardable(reply.headers), end_stream=True)
+            return
+        if sink.committed:
+            trailers = forwardable(reply.trailers)
+            await stream.send_trailers(trailers or status_trailers(result.code, result.detail))
+            return
+    if sink.committed and result.status is Status.UPSTREAM_RESET:
+        stream.reset(INTERNAL_ERROR)  # mid-response: the caller must not take it as complete
+        return
+    ok = result.status is Status.OK
+    code = code_of(result.status, result.code)
+    detail = result.detail if ok or result.detail else f"{call.path}: {result.status.value}"
+    trailers = status_trailers(code, detail, None if ok else result.status)
+    if sink.committed:
+        await stream.send_trailers(trailers)
+    elif ok and isinstance(reply, bytes) and reply:  # a rule's static answer: one message
+        await stream.send_headers(TRAILERS_ONLY_HEAD)
+        await stream.send_data(encode_message(reply))
+        await stream.send_trailers(trailers)
+    else:
+        await stream.send_headers(TRAILERS_ONLY_HEAD + trailers, end_stream=True)
+
+
+class GrpcSupport:
+    """`ProtocolSupport` for gRPC: h2c listeners (with HTTP on the side) and a multiplexed pool."""
+
+    name = "grpc"
+    enforces_deadline = False  # Runtime.send holds the call to its deadline
+
+    def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
+        self._clock = clock
+        self.pool = H2Pool(
+            connect_timeout=policy.connect_timeout,
+            max_connections_per_endpoint=4,
+            idle_timeout=policy.pool_idle_timeout,
+        )
+
+    async def __aenter__(self) -> GrpcSupport:
+        await self.pool.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.__aexit__(*exc)  # type: ignore[arg-type]
+
+    def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> H2Server:
+        grpc = GrpcListener(lambda _inv: chain, self._clock, caller=app)
+        return mesh_server(grpc, OutboundHttpHandler(chain, app), limits)
+
+    def inbound_server(self, route: Route, limits: LimitsConfig | None) -> H2Server:
+        grpc = GrpcListener(lambda inv: route(inv.service), self._clock, enforce_deadline=True)
+        http = InboundHttpHandler(_as_protocol(route, "h2"), self._clock)
+        return mesh_server(grpc, http, limits)
+
+    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        call = inv.payload
+        if not isinstance(call, StreamCall):
+            return Result.failure(Status.BAD_REQUEST, "a gRPC invocation needs a StreamCall")
+        if call.sink.committed:  # a retry after the caller saw a response cannot happen
+            return call.last_result or Result.failure(Status.UPSTREAM_RESET, "already answered")
+        now = self._clock.now()
+        timeout = None if inv.deadline is None else max(inv.deadline - now, 0.0)
+        headers = request_headers(
+            call.path,
+            call.authority,
+            inv.headers.items(),
+            service=inv.service,
+            caller=inv.caller,
+            timeout=timeout,
+        )
+        result = await self._relay(host, port, headers, inv, call)
+        call.last_result = result
+        return result
+
+    async def _relay(
+        self,
+        host: str,
+        port: int,
+        headers: list[tuple[bytes, bytes]],
+        inv: Invocation,
+        call: StreamCall,
+    ) -> Result:
+        where = f"{inv.service}: {host}:{port}"
+        try:
+            reply = await relay(self.pool, host, port, headers, call)
+        except ConnectError as e:
+            return Result.failure(Status.CONNECT_FAILED, f"{where}: {e}")
+        except NotReplayable as e:
+            return call.last_result or Result.failure(Status.UPSTREAM_RESET, f"{where}: {e}")
+        except StreamResetError as e:
+            if e.refused:  # REFUSED_STREAM or past GOAWAY: never processed (RFC 9113 §8.7)
+                return Result.failure(Status.CONNECT_FAILED, f"{where} refused the stream")
+            res = Result.failure(Status.UPSTREAM_RESET, f"{where} reset the stream: {e}")
+            res.code = int(code_of_reset(e.error_code))
+            return res
+        except TransportError as e:
+            return Result.failure(Status.UPSTREAM_RESET, f"{where} failed mid-call: {e}")
+        out = outcome_of(reply.headers, reply.trailers)
+        headers_out = Headers.from_lower(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.trailers]
+        )
+        return Result(out.status, out.code, headers_out, reply, out.message)
+
+
+def _as_protocol(route: Route, protocol: str) -> Route:
+    """Inbound plain HTTP on an HTTP/2 listener goes on to the app over HTTP/2 (`protocol`)."""
+
+    def routed(service: str) -> Handler | None:
+        chain = route(service)
+        if chain is None:
+            return None
+
+        async def call(inv: Invocation) -> Result:
+            inv.protocol = protocol
+            return await chain(inv)
+
+        return call
+
+    return routed
+
+
+# The LimitsConfig fields an HTTP/2 listener honours (H2Limits' names).
+_H2_FIELDS = (
+    "max_concurrent_streams",
+    "max_frame_size",
+    "stream_window",
+    "connection_window",
+)
+
+
+def h2_limits(limits: LimitsConfig | None) -> H2Limits:
+    """The HTTP/2 limits of a listener: its header size and its h2 fields."""
+    cfg = limits or LimitsConfig()
+    extra = {f: getattr(cfg, f) for f in _H2_FIELDS}
+    return H2Limits(max_header_list_size=cfg.max_header_bytes, **extra)
+
+
+def mesh_server(
+    grpc: GrpcListener,
+    http: OutboundHttpHandler | InboundHttpHandler,
+    limits: LimitsConfig | None,
+) -> H2Server:
+    """One port for gRPC, h2c and HTTP/1.1: the listener kind of `grpc` and `h2` in config."""
+    cfg = limits or LimitsConfig()
+    grpc.fallback = H2HttpHandler(http, cfg.max_body_bytes)
+    http1 = Http1Server(
+        http,
+        Http1Limits(max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes),
+        max_connections=cfg.max_connections,
+        keepalive_timeout=cfg.idle_timeout,
+        header_timeout=cfg.header_timeout,
+    )
+    return H2Server(
+        grpc,
+        h2_limits(limits),
+        http1=http1,
+        max_connections=cfg.max_connections,
+        idle_timeout=cfg.idle_timeout,
+    )

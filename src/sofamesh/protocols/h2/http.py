@@ -1,0 +1,135 @@
+"""Plain HTTP over HTTP/2 streams, buffered like HTTP/1.1: the same `HttpRequest`/`HttpResponse`.
+
+- `H2HttpHandler` adapts an HTTP/1.1-style handler (`HttpRequest -> HttpResponse`)
+  to an HTTP/2 stream, so the sidecar carries h2c requests exactly as it
+  carries HTTP/1.1 ones (`:authority` becomes `Host`, RFC 9113 §8.3.1).
+- `send_http` sends an `HttpRequest` over a pooled HTTP/2 connection.
+
+Bodies are buffered up to `max_body` (413 / `UpstreamProtocolError` above it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sofamesh.codecs.h2 import RawHeaders
+from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.protocols.h2.client import H2Pool
+from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
+
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+# RFC 9113 §8.2.2: never sent in HTTP/2; Host travels as :authority.
+_CONNECTION_SPECIFIC = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"te",
+    }
+)
+
+
+class H2HttpHandler:
+    """Serves HTTP/2 streams with a handler of buffered HTTP messages."""
+
+    def __init__(self, handler: HttpHandler, max_body: int) -> None:
+        self._handler = handler
+        self._max_body = max_body
+
+    async def __call__(self, stream: H2Stream) -> None:
+        assert stream.headers is not None
+        method, target, headers = _request_head(stream.headers)
+        body = await _read_body(stream, self._max_body)
+        if body is None:
+            await _send_response(stream, _too_large())
+            return
+        req = HttpRequest(method=method, target=target, headers=headers, body=body)
+        await _send_response(stream, await self._handler(req))
+
+
+def _request_head(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]:
+    method = target = ""
+    headers: list[tuple[bytes, bytes]] = []
+    for k, v in raw:
+        if k == b":method":
+            method = v.decode("latin-1")
+        elif k == b":path":
+            target = v.decode("latin-1")
+        elif k == b":authority":
+            headers.insert(0, (b"host", v))
+        elif k[:1] != b":":
+            headers.append((k, v))
+    return method, target or "/", headers
+
+
+async def _read_body(stream: H2Stream, limit: int) -> bytes | None:
+    parts: list[bytes] = []
+    size = 0
+    while (chunk := await stream.receive_data()) is not None:
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large() -> HttpResponse:
+    return HttpResponse(413, [(b"content-type", b"text/plain")], b"request body too large\n")
+
+
+async def _send_response(stream: H2Stream, resp: HttpResponse) -> None:
+    headers: RawHeaders = [(b":status", str(resp.status).encode())]
+    headers += [(k.lower(), v) for k, v in resp.headers if k.lower() not in _CONNECTION_SPECIFIC]
+    if resp.body:
+        headers.append((b"content-length", str(len(resp.body)).encode()))
+        await stream.send_headers(headers)
+        await stream.send_data(resp.body, end_stream=True)
+    else:
+        await stream.send_headers(headers, end_stream=True)
+
+
+async def send_http(
+    pool: H2Pool, host: str, port: int, req: HttpRequest, max_body: int
+) -> HttpResponse:
+    """One buffered exchange over HTTP/2; transport errors as in `sofamesh.transport.errors`."""
+    authority = b""
+    fields: RawHeaders = []
+    for k, v in req.headers:
+        name = k.lower()
+        if name == b"host":
+            authority = v
+        elif name not in _CONNECTION_SPECIFIC and name != b"content-length":
+            fields.append((name, v))
+    head: RawHeaders = [
+        (b":method", req.method.encode()),
+        (b":scheme", b"http"),
+        (b":path", req.target.encode("latin-1")),
+        (b":authority", authority or f"{host}:{port}".encode()),
+        *fields,
+    ]
+    if req.body:
+        head.append((b"content-length", str(len(req.body)).encode()))
+    up = await pool.open_stream(host, port, head, end_stream=not req.body)
+    try:
+        if req.body:
+            await up.send_data(req.body, end_stream=True)
+        return await _read_response(up, max_body)
+    except StreamResetError as exc:
+        raise UpstreamResetError(str(exc)) from exc
+    finally:
+        up.conn.finished(up)
+
+
+async def _read_response(up: H2Stream, max_body: int) -> HttpResponse:
+    raw = await up.receive_headers()
+    status = int(raw[0][1])
+    headers = [(k, v) for k, v in raw if k[:1] != b":"]
+    body = await _read_body(up, max_body)
+    if body is None:
+        raise UpstreamProtocolError(f"response body over the limit of {max_body} bytes")
+    return HttpResponse(status, headers, body)

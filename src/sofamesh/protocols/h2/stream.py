@@ -1,0 +1,183 @@
+"""One HTTP/2 stream as the application sees it: headers and body in, headers, body, trailers out.
+
+`H2Connection` (`protocols/h2/conn.py`) owns the streams: its reader queues
+body chunks here and wakes the waiting task; `receive_data` acknowledges
+each chunk as it hands it out, which is what reopens the peer's window.
+`send_data` sends what the peer's windows allow and waits for the rest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from sofamesh.codecs.h2 import CANCEL, RawHeaders, StreamGone
+
+if TYPE_CHECKING:
+    from sofamesh.protocols.h2.support.conn import H2Connection
+
+HIGH_WATER = 256 * 1024  # unflushed bytes above which senders wait for the writer
+CONNECTION_LOST = -1  # StreamResetError.error_code when the connection itself went away
+
+
+class StreamResetError(Exception):
+    """The stream ended abnormally: RST_STREAM (`error_code`), or the connection was lost.
+
+    `refused`: the peer provably did not process the stream (REFUSED_STREAM,
+    or above a GOAWAY's last stream id, RFC 9113 §8.7), so it is safe to retry.
+    """
+
+    def __init__(self, error_code: int, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.error_code = error_code
+        self.refused = refused
+
+
+class H2Stream:
+    """One stream: headers and body in, headers, body and trailers out."""
+
+    __slots__ = (
+        "_chunks",
+        "_recv_wait",
+        "_window_wait",
+        "conn",
+        "error",
+        "headers",
+        "id",
+        "local_closed",
+        "on_reset",
+        "remote_closed",
+        "trailers",
+    )
+
+    def __init__(self, conn: H2Connection, stream_id: int) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.headers: RawHeaders | None = None  # the request's (server) or response's (client)
+        self.trailers: RawHeaders | None = None
+        self.error: StreamResetError | None = None
+        self.remote_closed = False
+        self.local_closed = False
+        self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._recv_wait: anyio.Event | None = None
+        self._window_wait: anyio.Event | None = None
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def receive_headers(self) -> RawHeaders:
+        """The response headers (client side); waits until they arrive."""
+        while self.headers is None:
+            self._raise_if_reset()
+            await self._wait_input()
+        return self.headers
+
+    async def receive_data(self) -> bytes | None:
+        """The next body chunk, or None once the peer ended the stream."""
+        chunks = self._chunks
+        while not chunks:
+            if self.remote_closed:
+                return None
+            self._raise_if_reset()
+            await self._wait_input()
+        data, flow = chunks.popleft()
+        if flow:
+            self.conn.ack(self.id, flow)
+        return data
+
+    async def _wait_input(self) -> None:
+        ev = self._recv_wait = anyio.Event()
+        await ev.wait()
+
+    def _raise_if_reset(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send_headers(self, headers: RawHeaders, end_stream: bool = False) -> None:
+        self._raise_if_reset()
+        try:
+            self.conn.codec.send_headers(self.id, headers, end_stream)
+        except StreamGone as exc:
+            raise self.error or StreamResetError(CANCEL, str(exc)) from exc
+        self.conn.flush_soon()
+        if end_stream:
+            self._local_end()
+
+    async def send_data(self, data: bytes | memoryview, end_stream: bool = False) -> None:
+        """Send all of `data`, waiting for flow-control window and writer drain as needed."""
+        conn = self.conn
+        view = memoryview(data) if len(data) > conn.codec.limits.max_frame_size else data
+        while True:
+            self._raise_if_reset()
+            try:
+                sent = conn.codec.send_data(self.id, view, end_stream)
+            except StreamGone as exc:
+                raise self.error or StreamResetError(CANCEL, str(exc)) from exc
+            conn.flush_soon(sent)
+            if sent == len(view):
+                break
+            view = view[sent:]
+            await self._wait_window()
+        if end_stream:
+            self._local_end()
+        if conn.unflushed > HIGH_WATER:
+            await conn.wait_drained()
+
+    async def send_trailers(self, headers: RawHeaders) -> None:
+        await self.send_headers(headers, end_stream=True)
+
+    def _local_end(self) -> None:
+        self.local_closed = True
+        if self.remote_closed:
+            self.conn.forget(self.id)
+
+    async def _wait_window(self) -> None:
+        ev = self._window_wait = anyio.Event()
+        await ev.wait()
+
+    def reset(self, error_code: int = CANCEL) -> None:
+        """Abandon the stream (RST_STREAM), waking anyone waiting on it."""
+        if self.error is None:
+            self.conn.codec.reset(self.id, error_code)
+            self.conn.flush_soon()
+            self._fail(StreamResetError(error_code, "reset locally"))
+        self.conn.forget(self.id)
+
+    # -- called by the connection -------------------------------------------------------
+
+    def _wake(self) -> None:
+        ev = self._recv_wait
+        if ev is not None:
+            self._recv_wait = None
+            ev.set()
+
+    def _wake_window(self) -> None:
+        ev = self._window_wait
+        if ev is not None:
+            self._window_wait = None
+            ev.set()
+
+    def _fail(self, error: StreamResetError) -> None:
+        if self.error is None:
+            self.error = error
+            # A response that ended before a RST_STREAM(NO_ERROR) stays readable (RFC 9113
+            # §8.1: the server needs no more of the request); other unread data is dropped
+            # and its flow-control credit returned to the connection.
+            if not (self.remote_closed and error.error_code == 0):
+                chunks, self._chunks = self._chunks, deque()
+                for _data, flow in chunks:
+                    if flow and error.error_code != CONNECTION_LOST:
+                        self.conn.codec.ack(self.id, flow)
+        self._wake()
+        self._wake_window()
+        if self.on_reset is not None:
+            self.on_reset()
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or (self.remote_closed and self.local_closed)

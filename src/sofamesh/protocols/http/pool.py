@@ -1,0 +1,305 @@
+"""A keep-alive connection pool for HTTP/1.1 clients, bounded per endpoint.
+
+Bookkeeping is synchronous (nothing awaits between reading and updating the
+pool's state, so no lock is needed); closing connections happens after it.
+Per endpoint (host, port):
+
+- idle connections are a LIFO stack: the most recently used one is reused
+  first (warm, least likely to have been closed by the server), and the
+  oldest sink to the bottom, where expiry finds them;
+- a semaphore of `max_connections_per_endpoint` slots bounds the open
+  connections: a request holds a slot while it uses a connection, and an
+  idle connection is only ever picked up by a slot holder, so open =
+  in use + idle never exceeds the limit. Waiters queue FIFO under the
+  call's deadline;
+- an idle connection older than `idle_timeout` is closed: when a checkout
+  finds it, and by a reaper task, on the injectable clock.
+
+A reused connection that turns out closed before any byte of the response
+arrived (the server timed it out while idle) is retried once on a fresh
+connection, as httpcore does. Anything that interrupts an exchange, a
+caller's cancellation included, closes that connection: its state is unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from types import TracebackType
+from typing import Any
+
+import anyio
+import attrs
+
+from sofamesh.clock import Clock, MonotonicClock
+from sofamesh.codecs.http1 import DEFAULT_LIMITS, Http1Limits, HttpRequest, HttpResponse
+from sofamesh.protocols.http.conn import Http1Connection, StaleConnection
+from sofamesh.transport.errors import ConnectError, PoolClosedError
+from sofamesh.transport.net import connect
+
+log = logging.getLogger("sofamesh.http1")
+
+
+def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name} must be positive, got {value}")
+
+
+@attrs.frozen(slots=True)
+class Http1PoolConfig:
+    """Pool limits; timeouts in seconds. Defaults are httpx's where it has one."""
+
+    limits: Http1Limits = DEFAULT_LIMITS
+    connect_timeout: float = attrs.field(default=5.0, validator=_positive)
+    max_connections_per_endpoint: int = attrs.field(default=64, validator=_positive)
+    idle_timeout: float = attrs.field(default=60.0, validator=_positive)
+
+
+@attrs.frozen(slots=True)
+class PoolStatistics:
+    endpoints: int
+    open_connections: int
+    idle_connections: int
+    waiting_requests: int  # queued for a slot of a full endpoint
+    requests: int  # completed exchanges
+    connections_opened: int
+    connect_errors: int
+    stale_retries: int
+    expired_connections: int
+
+
+_NONE: list[Http1Connection] = []  # shared, never modified
+
+
+class _Endpoint:
+    __slots__ = ("idle", "open", "slots")
+
+    def __init__(self, max_connections: int) -> None:
+        self.idle: list[Http1Connection] = []  # oldest first
+        self.open = 0
+        self.slots = anyio.Semaphore(max_connections)
+
+
+class Http1Pool:
+    """`async with Http1Pool(...) as pool: response = await pool.send(host, port, request)`."""
+
+    def __init__(
+        self,
+        limits: Http1Limits = DEFAULT_LIMITS,
+        *,
+        connect_timeout: float = 5.0,
+        max_connections_per_endpoint: int = 64,
+        idle_timeout: float = 60.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = Http1PoolConfig(
+            limits, connect_timeout, max_connections_per_endpoint, idle_timeout
+        )
+        self._clock = clock or MonotonicClock()
+        self._endpoints: dict[tuple[str, int], _Endpoint] = {}
+        self._conns: set[Http1Connection] = set()
+        self._closed = False
+        self._stack = contextlib.AsyncExitStack()
+        self._reaper: anyio.CancelScope | None = None
+        self._waiting = 0
+        self._requests = self._opened = self._connect_errors = 0
+        self._stale_retries = self._expired = 0
+
+    async def __aenter__(self) -> Http1Pool:
+        tg = await self._stack.enter_async_context(anyio.create_task_group())
+        await tg.start(self._reap_forever)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        # Shielded: when the owner is being cancelled, the close must still run to the end,
+        # or the reaper's task group below is left open (and anyio rightly complains).
+        with anyio.CancelScope(shield=True):
+            await self.aclose()
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    # -- the request path --------------------------------------------------
+
+    async def send(
+        self, host: str, port: int, request: HttpRequest, timeout: float | None = None
+    ) -> HttpResponse:
+        """Send `request` to `host:port` over a pooled connection; the response.
+
+        Raises ConnectError (never sent: safe to retry elsewhere),
+        UpstreamResetError, UpstreamProtocolError or PoolClosedError, and
+        TimeoutError once `timeout` seconds (for the whole call: a wait for a
+        slot, connecting, the exchange) have passed. The timeout costs no
+        cancel scope on the common path (see `streams.time_limit`).
+        """
+        if self._closed:
+            raise PoolClosedError("pool is closed")
+        deadline = None if timeout is None else self._clock.now() + timeout
+        endpoint = self._endpoints.get((host, port))
+        if endpoint is None:
+            endpoint = self._endpoints[host, port] = _Endpoint(
+                self.config.max_connections_per_endpoint
+            )
+        await self._acquire(endpoint.slots, timeout)
+        try:
+            conn, expired = self._checkout(endpoint)
+            if expired:
+                await self._close_expired(endpoint, expired)
+            if conn is not None:
+                try:
+                    return await self._exchange(endpoint, conn, request, self._left(deadline))
+                except StaleConnection:
+                    self._stale_retries += 1
+            conn = await self._connect(endpoint, host, port, deadline)
+            return await self._exchange(endpoint, conn, request, self._left(deadline))
+        finally:
+            endpoint.slots.release()
+
+    def _left(self, deadline: float | None) -> float | None:
+        """Seconds until `deadline` (None: no deadline); TimeoutError once it has passed."""
+        if deadline is None:
+            return None
+        left = deadline - self._clock.now()
+        if left <= 0:
+            raise TimeoutError
+        return left
+
+    async def _acquire(self, slots: anyio.Semaphore, timeout: float | None) -> None:
+        try:
+            slots.acquire_nowait()  # the common case pays no scheduling round
+        except anyio.WouldBlock:
+            self._waiting += 1
+            try:
+                with anyio.fail_after(timeout):
+                    await slots.acquire()
+            finally:
+                self._waiting -= 1
+
+    def _checkout(
+        self, endpoint: _Endpoint
+    ) -> tuple[Http1Connection | None, list[Http1Connection]]:
+        """The newest idle connection if still fresh, and the expired ones to close."""
+        idle = endpoint.idle
+        if not idle:
+            return None, _NONE
+        conn = idle.pop()
+        if self._clock.now() - conn.idle_since < self.config.idle_timeout:
+            return conn, _NONE
+        # LIFO: everything below the newest connection is older, so expired too.
+        expired = [conn, *idle]
+        idle.clear()
+        return None, expired
+
+    async def _connect(
+        self, endpoint: _Endpoint, host: str, port: int, deadline: float | None
+    ) -> Http1Connection:
+        limit, left = self.config.connect_timeout, self._left(deadline)
+        try:
+            stream = await connect(host, port, limit if left is None or left > limit else left)
+        except ConnectError:
+            self._left(deadline)  # out of the call's time rather than the connect's: TimeoutError
+            self._connect_errors += 1
+            raise
+        conn = Http1Connection(stream, self.config.limits, host=host, port=port)
+        if self._closed:
+            await conn.aclose()
+            raise PoolClosedError("pool closed while connecting")
+        self._opened += 1
+        endpoint.open += 1
+        self._conns.add(conn)
+        return conn
+
+    async def _exchange(
+        self,
+        endpoint: _Endpoint,
+        conn: Http1Connection,
+        request: HttpRequest,
+        timeout: float | None,
+    ) -> HttpResponse:
+        try:
+            with conn.time_limit(timeout):
+                response = await conn.request(request)
+        except BaseException as exc:  # cancellation included: the connection's state is unknown
+            await self._discard(endpoint, conn)
+            if self._closed and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                raise PoolClosedError("pool closed during the exchange") from exc
+            raise
+        self._requests += 1
+        if conn.reusable and not self._closed:
+            conn.idle_since = self._clock.now()
+            endpoint.idle.append(conn)
+        else:
+            await self._discard(endpoint, conn)
+        return response
+
+    async def _discard(self, endpoint: _Endpoint, conn: Http1Connection) -> None:
+        if conn in self._conns:
+            self._conns.discard(conn)
+            endpoint.open -= 1
+        await conn.aclose()
+
+    async def _close_expired(self, endpoint: _Endpoint, expired: list[Http1Connection]) -> None:
+        self._expired += len(expired)
+        for conn in expired:
+            await self._discard(endpoint, conn)
+
+    # -- housekeeping ------------------------------------------------------
+
+    async def reap_idle(self) -> int:
+        """Close idle connections older than `idle_timeout`; how many were closed.
+
+        The reaper task calls this periodically; tests call it after moving
+        a fake clock.
+        """
+        now, timeout, closed = self._clock.now(), self.config.idle_timeout, 0
+        for key, endpoint in list(self._endpoints.items()):
+            idle = endpoint.idle
+            fresh = next((i for i, c in enumerate(idle) if now - c.idle_since < timeout), len(idle))
+            expired = idle[:fresh]
+            del idle[:fresh]
+            await self._close_expired(endpoint, expired)
+            closed += len(expired)
+            unused = endpoint.slots.value == self.config.max_connections_per_endpoint
+            if unused and not endpoint.open:
+                del self._endpoints[key]  # nobody holds or awaits a slot: forget it
+        return closed
+
+    async def _reap_forever(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        interval = self.config.idle_timeout / 2
+        with anyio.CancelScope() as self._reaper:
+            task_status.started()
+            while True:
+                await anyio.sleep(interval)
+                try:
+                    await self.reap_idle()
+                except Exception:  # a reaper bug must not take the pool down
+                    log.exception("http1 pool reaper failed")
+
+    async def aclose(self) -> None:
+        """Close every connection, in use or idle; later sends raise PoolClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        conns, self._conns = self._conns, set()
+        for endpoint in self._endpoints.values():
+            endpoint.idle.clear()
+        for conn in conns:
+            await conn.aclose()
+
+    def statistics(self) -> PoolStatistics:
+        return PoolStatistics(
+            endpoints=len(self._endpoints),
+            open_connections=len(self._conns),
+            idle_connections=sum(len(e.idle) for e in self._endpoints.values()),
+            waiting_requests=self._waiting,
+            requests=self._requests,
+            connections_opened=self._opened,
+            connect_errors=self._connect_errors,
+            stale_retries=self._stale_retries,
+            expired_connections=self._expired,
+        )

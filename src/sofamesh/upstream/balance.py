@@ -1,0 +1,74 @@
+"""Pick the endpoint for this attempt and record how it went (feeds outlier ejection)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import anyio
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.model import Invocation, Result, Status
+from sofamesh.upstream.cluster import ClusterManager
+
+# How long a first call waits for a brand-new cluster's first registry answer.
+FIRST_SNAPSHOT_WAIT = 2.0
+
+
+class ResolveFilter:
+    """Name the service as registered, before any rule or counter looks at the name."""
+
+    def __init__(self, clusters: ClusterManager) -> None:
+        self._clusters = clusters
+
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        known = self._clusters.clusters.get(inv.service)
+        if known is None or not known.endpoints:
+            return self._resolve(inv, call_next)
+        return call_next(inv)  # a known, populated service needs no look-up (nor a frame)
+
+    async def _resolve(self, inv: Invocation, call_next: Handler) -> Result:
+        inv.service = await self._clusters.canonical_name(inv.service)
+        return await call_next(inv)
+
+
+class BalanceFilter:
+    def __init__(self, clusters: ClusterManager, clock: Clock) -> None:
+        self._clusters = clusters
+        self._clock = clock
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        cluster = self._clusters.get(inv.service)
+        if not cluster.ready.is_set():
+            await self._wait_ready(cluster.ready, inv)
+        now = self._clock.now()
+        if inv.deadline is not None and now >= inv.deadline:
+            return Result.failure(Status.TIMEOUT, f"{inv.service}: deadline passed before the call")
+        route = inv.route  # governance routing: subsets, hashing, zones (governance/filters)
+        ep = cluster.pick(inv.tried, now) if route is None else route.pick(cluster, inv, now)
+        if ep is None:
+            why = "no endpoints registered" if not cluster.endpoints else "all endpoints unhealthy"
+            return Result.failure(
+                Status.NO_ENDPOINT, f"no healthy endpoint for service {inv.service}: {why}"
+            )
+        inv.endpoint = ep
+        inv.tried.add(ep)
+        key = ep.key
+        cluster.active[key] = cluster.active.get(key, 0) + 1
+        try:
+            result = await call_next(inv)
+        finally:
+            cluster.active[key] -= 1
+        result.endpoint = ep
+        cluster.record(
+            ep, result.status.is_failure, (result.status, (self._clock.now() - now) * 1000)
+        )
+        return result
+
+    async def _wait_ready(self, ready: anyio.Event, inv: Invocation) -> None:
+        """Wait for the first registry answer, at most `FIRST_SNAPSHOT_WAIT` or to the deadline."""
+        wait = FIRST_SNAPSHOT_WAIT
+        if inv.deadline is not None:
+            wait = min(wait, inv.deadline - self._clock.now())
+        with anyio.move_on_after(max(wait, 0.0)):
+            await ready.wait()

@@ -1,0 +1,222 @@
+"""Concrete level: a service resolved to endpoints, their health, and a balancer.
+
+A `Cluster` follows one service's endpoint set from the registry and answers
+"which endpoint now?" A `ClusterManager` owns one watch task per service the
+mesh has called, inside its task group, and creates clusters on first use.
+
+Holding on to the last snapshot is deliberate: a registry that goes quiet or
+errors never empties a cluster (see registry/base.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from sofamesh.clock import Clock
+from sofamesh.config.model import PolicyConfig
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry.base import Registry, Snapshot
+from sofamesh.stats import Stats
+from sofamesh.upstream.balancers import Balancer, make_balancer
+from sofamesh.upstream.health import HealthChecker
+from sofamesh.upstream.outlier import OutlierDetector
+from sofamesh.upstream.success_rate import SuccessRateDetector
+
+log = logging.getLogger("sofamesh.upstream.cluster")
+
+ALIAS_RETRY = 1.0
+CALLABLE_PROTOCOLS = frozenset(
+    {"http", "h2", "grpc", "bolt"}
+)  # seconds between case-insensitive look-ups of a name that matched nothing
+
+
+class Cluster:
+    """The endpoints of one service and what the mesh knows about each."""
+
+    def __init__(self, service: str, policy: PolicyConfig, stats: Stats, clock: Clock) -> None:
+        self.service = service
+        self.policy = policy
+        self.endpoints: tuple[Endpoint, ...] = ()
+        self._weighted: list[Endpoint] = []  # endpoints with weight > 0
+        self.active: dict[str, int] = {}
+        self.outlier = OutlierDetector(policy.outlier)
+        self.success_rate = (
+            SuccessRateDetector(policy.success_rate) if policy.success_rate else None
+        )
+        self.balancer: Balancer = make_balancer(policy.balancer, self._active_of)
+        self.ready = anyio.Event()
+        self.health: HealthChecker | None = None  # set while active health checks run
+        self._stats = stats
+        self._clock = clock
+
+    def _active_of(self, ep: Endpoint) -> int:
+        return self.active.get(ep.key, 0)
+
+    def update(self, snapshot: Snapshot) -> None:
+        # A registry may list instances this mesh cannot call (Dubbo providers in
+        # ZooKeeper speak `dubbo`): only the protocols the mesh carries are kept.
+        snapshot = frozenset(e for e in snapshot if e.protocol in CALLABLE_PROTOCOLS)
+        before = set(self.endpoints)
+        self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
+        self._weighted = [e for e in self.endpoints if e.weight > 0]
+        self.outlier.set_hosts(e.key for e in self.endpoints)
+        if self.success_rate is not None:
+            self.success_rate.set_hosts(e.key for e in self.endpoints)
+        if self.health is not None:
+            self.health.set_endpoints(self.endpoints)
+        added, removed = snapshot - before, before - snapshot
+        if added or removed:
+            log.info(
+                "%s: %d endpoint(s) (+%s -%s)",
+                self.service,
+                len(self.endpoints),
+                ",".join(e.address for e in added) or "0",
+                ",".join(e.address for e in removed) or "0",
+            )
+        self.ready.set()
+
+    def available(self, ep: Endpoint, now: float) -> bool:
+        """In rotation: weighted, not ejected by outlier detection, not failing health checks."""
+        health, rate = self.health, self.success_rate
+        return (
+            ep.weight > 0
+            and not self.outlier.is_ejected(ep.key, now)
+            and (health is None or health.is_healthy(ep))
+            and (rate is None or not rate.is_ejected(ep.key, now))
+        )
+
+    def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
+        """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
+        if self.health is None and self.success_rate is None and now >= self.outlier.ejections_end:
+            healthy = self._weighted  # nothing ejected, no probes: all are in rotation
+        else:
+            healthy = [e for e in self._weighted if self.available(e, now)]
+            if not healthy:
+                # Envoy's panic threshold: when everything is out, route to all rather than none.
+                healthy = self._weighted
+        candidates = ([e for e in healthy if e not in exclude] or healthy) if exclude else healthy
+        return self.balancer.pick(candidates) if candidates else None
+
+    def record(self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float]) -> None:
+        now = self._clock.now()
+        if self.success_rate is not None:
+            self.success_rate.record(ep.key, not failed, now)
+        if self.outlier.record(ep.key, failed, now):
+            self._stats.incr("outlier.ejections")
+            log.warning("%s: ejected %s after consecutive failures", self.service, ep.address)
+        status, ms = status_ms
+        self._stats.endpoint(self.service, ep.address).record(status, ms)
+
+    def describe(self) -> dict[str, Any]:
+        now = self._clock.now()
+        return {
+            "service": self.service,
+            "balancer": self.policy.balancer,
+            "endpoints": [self._describe_endpoint(e, now) for e in self.endpoints],
+        }
+
+    def _describe_endpoint(self, ep: Endpoint, now: float) -> dict[str, Any]:
+        host = self.outlier.host_stats(ep.key)
+        rate = self.success_rate
+        ejected = self.outlier.is_ejected(ep.key, now) or (
+            rate is not None and rate.is_ejected(ep.key, now)
+        )
+        down = self.health is not None and not self.health.is_healthy(ep)
+        return {
+            **ep.to_dict(),
+            "address": ep.address,
+            "health": "ejected" if ejected else ("unhealthy" if down else "healthy"),
+            "active_requests": self.active.get(ep.key, 0),
+            "consecutive_failures": host.consecutive_failures if host else 0,
+            "times_ejected": host.times_ejected if host else 0,
+            "ejected_for_s": round(host.ejected_until - now, 3)
+            if host and ejected and host.ejected_until
+            else 0,
+        }
+
+
+class ClusterManager:
+    """Creates clusters on demand and keeps each in step with the registry."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        policy_for: Callable[[str], PolicyConfig],
+        stats: Stats,
+        clock: Clock,
+    ) -> None:
+        self._registry = registry
+        self._policy_for = policy_for
+        self._stats = stats
+        self._clock = clock
+        self.clusters: dict[str, Cluster] = {}
+        self._aliases: dict[
+            str, tuple[str, float]
+        ] = {}  # lowercased name -> (service, resolved at)
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> ClusterManager:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(et, e, tb)
+
+    def get(self, service: str) -> Cluster:
+        cluster = self.clusters.get(service)
+        if cluster is None:
+            if self._tg is None:
+                raise RuntimeError("ClusterManager used outside its 'async with' block")
+            cluster = Cluster(service, self._policy_for(service), self._stats, self._clock)
+            self.clusters[service] = cluster
+            self._tg.start_soon(self._follow, cluster)
+        return cluster
+
+    async def canonical_name(self, service: str) -> str:
+        """The registered spelling of `service`, matching case-insensitively if it came lowercased.
+
+        HTTP clients lowercase the Host header (DNS names are case-insensitive), so
+        `http://com.example.Orders/` arrives as `com.example.orders`. A lowercase name
+        that is not a known service is looked up among the registered services, again
+        at most once a second while it finds nothing.
+        """
+        cluster = self.clusters.get(service)
+        if service != service.lower() or (cluster is not None and cluster.endpoints):
+            return service
+        alias = self._aliases.get(service)
+        now = self._clock.now()
+        if alias is None or (alias[0] == service and now - alias[1] >= ALIAS_RETRY):
+            alias = (await self._match_case(service), now)
+            self._aliases[service] = alias
+        return alias[0]
+
+    async def _match_case(self, service: str) -> str:
+        try:
+            names = await self._registry.list_services()
+        except Exception:  # a registry error must not fail the call: use the name as given
+            log.debug("listing services failed while resolving %s", service, exc_info=True)
+            return service
+        matches = [n for n in names if n.lower() == service]
+        return matches[0] if len(matches) == 1 else service
+
+    async def _follow(self, cluster: Cluster) -> None:
+        async with AsyncExitStack() as stack:
+            if cluster.policy.health_check is not None:
+                cluster.health = await stack.enter_async_context(
+                    HealthChecker(cluster.policy.health_check)
+                )
+            snapshots = await stack.enter_async_context(self._registry.watch(cluster.service))
+            async for snap in snapshots:
+                cluster.update(snap)

@@ -1,0 +1,310 @@
+"""Active health checks: probe endpoints between registry updates and mark them down.
+
+A registry says an endpoint exists; only a probe says it answers. This module
+follows Envoy's active health checking (`config.core.v3.HealthCheck`):
+
+| ours | Envoy |
+|---|---|
+| `interval` (5 s), `jitter` (10 % of it) | `interval`, `interval_jitter_percent` |
+| `timeout` (1 s): a probe slower than this failed | `timeout` |
+| `unhealthy_threshold` (3 failures in a row) | `unhealthy_threshold` |
+| `healthy_threshold` (2 successes in a row) | `healthy_threshold` |
+| `kind="tcp"`: the connection opens | `tcp_health_check` with no payload |
+| `kind="http"`: `GET path` answers 2xx | `http_health_check` (`expected_statuses`: 200) |
+| `kind="bolt"`: a heartbeat gets a SUCCESS ack | (MOSN's / SOFARPC's Bolt heartbeat) |
+
+Differences: an endpoint the registry announces starts *healthy* (Envoy starts
+hosts unhealthy until a first check passes) because the registry vouches for
+it and waiting `interval` before routing to a new instance would slow every
+scale-up; HTTP accepts any 2xx by default.
+
+Shape: `HealthState` is the pure part (counters and transitions, no I/O, no
+clock); `HealthChecker` runs one probe loop per endpoint inside its task group
+and offers `is_healthy()`, `healthy()` (with Envoy's panic rule: when every
+endpoint is down, route to all rather than none), `wait_changed()` and
+`statistics()`.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+import attrs
+import h11
+
+from sofamesh.codecs import bolt
+from sofamesh.endpoint import Endpoint
+
+log = logging.getLogger("sofamesh.upstream.health")
+
+Prober = Callable[[Endpoint], Awaitable[bool]]
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name} must be positive, got {value}")
+
+
+@attrs.frozen
+class HealthCheckConfig:
+    """How to probe; names and defaults as in the module docstring's table."""
+
+    kind: Literal["tcp", "http", "bolt"] = attrs.field(
+        default="tcp", validator=attrs.validators.in_(("tcp", "http", "bolt"))
+    )
+    interval: float = attrs.field(default=5.0, validator=_positive)
+    timeout: float = attrs.field(default=1.0, validator=_positive)
+    jitter: float = attrs.field(
+        default=0.1,
+        validator=attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0)),
+    )
+    unhealthy_threshold: int = attrs.field(default=3, validator=_positive)
+    healthy_threshold: int = attrs.field(default=2, validator=_positive)
+    path: str = "/health"  # http
+    expected_statuses: tuple[int, int] = (200, 300)  # http: [low, high)
+    max_response_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
+
+
+class Health(enum.Enum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+@attrs.define
+class _Host:
+    health: Health = Health.HEALTHY
+    successes: int = 0  # in a row
+    failures: int = 0  # in a row
+
+
+@attrs.frozen
+class HealthStatistics:
+    endpoints: int
+    unhealthy: int
+    checks: int
+    failed_checks: int
+    transitions: int
+
+
+class HealthState:
+    """Per-endpoint streaks and the healthy/unhealthy verdict: pure, no I/O, no clock."""
+
+    def __init__(self, config: HealthCheckConfig) -> None:
+        self.config = config
+        self._hosts: dict[str, _Host] = {}
+        self.checks = self.failed_checks = self.transitions = 0
+
+    def set_endpoints(self, keys: Iterable[str]) -> None:
+        """Track exactly `keys`: new ones start healthy, vanished ones are forgotten."""
+        keys = set(keys)
+        self._hosts = {k: self._hosts.get(k) or _Host() for k in keys}
+
+    def record(self, key: str, ok: bool) -> Health | None:
+        """One probe's outcome; the new verdict if it changed, else None."""
+        host = self._hosts.get(key)
+        if host is None:
+            return None  # removed while its probe ran
+        self.checks += 1
+        cfg = self.config
+        if ok:
+            host.successes, host.failures = host.successes + 1, 0
+            flip = host.health is Health.UNHEALTHY and host.successes >= cfg.healthy_threshold
+        else:
+            self.failed_checks += 1
+            host.successes, host.failures = 0, host.failures + 1
+            flip = host.health is Health.HEALTHY and host.failures >= cfg.unhealthy_threshold
+        if not flip:
+            return None
+        host.health = Health.UNHEALTHY if host.health is Health.HEALTHY else Health.HEALTHY
+        self.transitions += 1
+        return host.health
+
+    def is_healthy(self, key: str) -> bool:
+        host = self._hosts.get(key)
+        return host is None or host.health is Health.HEALTHY  # unknown: not ours to veto
+
+    def statistics(self) -> HealthStatistics:
+        unhealthy = sum(h.health is Health.UNHEALTHY for h in self._hosts.values())
+        return HealthStatistics(
+            len(self._hosts), unhealthy, self.checks, self.failed_checks, self.transitions
+        )
+
+
+# -- probes ---------------------------------------------------------------------------------
+
+
+async def tcp_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
+    """The endpoint accepts a TCP connection."""
+    stream = await anyio.connect_tcp(ep.host, ep.port)
+    await stream.aclose()
+    return True
+
+
+async def http_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
+    """`GET config.path` answers with a status in `expected_statuses`."""
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(
+        method="GET",
+        target=config.path,
+        headers=[("host", ep.address), ("user-agent", "sofamesh-health"), ("connection", "close")],
+    )
+    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
+        await stream.send(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
+        received = 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive(65536)
+                received += len(data)
+                if received > config.max_response_bytes:
+                    return False
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                low, high = config.expected_statuses
+                return low <= event.status_code < high
+            else:
+                return False  # closed without a response
+
+
+_heartbeat_ids = itertools.count(1)
+
+
+async def bolt_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
+    """A Bolt heartbeat (command code 0) gets a SUCCESS heartbeat ack."""
+    frame = bolt.heartbeat(
+        next(_heartbeat_ids) & 0x7FFFFFFF, timeout_ms=max(1, int(config.timeout * 1000))
+    )
+    decoder = bolt.FrameDecoder()
+    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
+        await stream.send(bolt.encode(frame))
+        while True:
+            decoder.receive_data(await stream.receive(65536))
+            reply = decoder.next_frame()
+            if reply is None:
+                continue
+            return (
+                isinstance(reply, bolt.ResponseFrame)
+                and reply.is_heartbeat
+                and reply.request_id == frame.request_id
+                and reply.status == bolt.ResponseStatus.SUCCESS
+            )
+
+
+PROBES: dict[str, Callable[[Endpoint, HealthCheckConfig], Awaitable[bool]]] = {
+    "tcp": tcp_probe,
+    "http": http_probe,
+    "bolt": bolt_probe,
+}
+
+
+# -- the checker ------------------------------------------------------------------------------
+
+
+class HealthChecker:
+    """Probes every endpoint it is given, one loop each, until closed.
+
+    `async with HealthChecker(config) as hc:` then `hc.set_endpoints(snapshot)` on
+    every registry snapshot, and `hc.healthy(endpoints)` when choosing.
+    """
+
+    def __init__(
+        self,
+        config: HealthCheckConfig,
+        *,
+        prober: Prober | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.state = HealthState(config)
+        probe = PROBES[config.kind]
+        self._prober: Prober = prober or (lambda ep: probe(ep, config))
+        self._rand = rand
+        self._loops: dict[str, anyio.CancelScope] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._changed = anyio.Event()
+
+    async def __aenter__(self) -> HealthChecker:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(et, e, tb)
+
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
+        """Probe exactly these endpoints from now on."""
+        if self._tg is None:
+            raise RuntimeError("HealthChecker used outside its 'async with' block")
+        wanted = {ep.key: ep for ep in endpoints}
+        self.state.set_endpoints(wanted)
+        for key in set(self._loops) - set(wanted):
+            self._loops.pop(key).cancel()
+        for key, ep in wanted.items():
+            if key not in self._loops:
+                self._loops[key] = scope = anyio.CancelScope()
+                self._tg.start_soon(self._probe_forever, ep, scope)
+
+    def is_healthy(self, ep: Endpoint) -> bool:
+        return self.state.is_healthy(ep.key)
+
+    def healthy(self, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+        """The healthy ones; all of them if none is (Envoy's panic routing)."""
+        endpoints = list(endpoints)
+        return [ep for ep in endpoints if self.is_healthy(ep)] or endpoints
+
+    async def wait_changed(self) -> None:
+        """Return after the next healthy/unhealthy transition."""
+        await self._changed.wait()
+
+    def statistics(self) -> HealthStatistics:
+        return self.state.statistics()
+
+    async def _probe_forever(self, ep: Endpoint, scope: anyio.CancelScope) -> None:
+        with scope:
+            # Spread the first probes over one interval so a large snapshot does not
+            # probe every endpoint in the same instant.
+            await anyio.sleep(self.config.interval * self._rand())
+            while True:
+                self._record(ep, await self._probe_once(ep))
+                spread = 1 + self.config.jitter * (2 * self._rand() - 1)
+                await anyio.sleep(self.config.interval * spread)
+
+    async def _probe_once(self, ep: Endpoint) -> bool:
+        with anyio.move_on_after(self.config.timeout):
+            try:
+                return await self._prober(ep)
+            except (
+                OSError,
+                anyio.BrokenResourceError,
+                anyio.EndOfStream,
+                h11.ProtocolError,
+                bolt.BoltProtocolError,
+            ):
+                return False
+        return False  # timed out
+
+    def _record(self, ep: Endpoint, ok: bool) -> None:
+        verdict = self.state.record(ep.key, ok)
+        if verdict is None:
+            return
+        log.warning(
+            "%s %s is now %s (active %s health check)",
+            ep.service,
+            ep.address,
+            verdict.value,
+            self.config.kind,
+        )
+        self._changed.set()
+        self._changed = anyio.Event()
