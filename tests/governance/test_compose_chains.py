@@ -22,7 +22,7 @@ from sofamesh.stats import Stats
 from sofamesh.upstream.balance import BalanceFilter
 
 sys.path.insert(0, str(Path(__file__).parent / "filters"))
-from govhelp import Clusters, Sleeps, Terminal, call, endpoints, governance
+from govhelp import Clusters, Sleeps, Terminal, call, endpoints, governance, rendered
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +57,7 @@ async def test_injected_faults_trip_the_breaker_and_the_fallback_answers() -> No
     statuses = [(await handler(call())).status for _ in range(3)]
     assert statuses == [Status.APP_ERROR] * 3  # injected aborts pass through as failures
     answer = await handler(call())
-    assert answer.payload.body == b"cached" and term.calls == []
+    assert rendered(answer).body == b"cached" and term.calls == []
     rules = g.snapshot()["rules"]
     assert rules["faults"][0]["aborts_injected"] == 3
     assert rules["breakers"][0]["state"] == "open" and rules["fallbacks"][0]["served"] == 1
@@ -131,7 +131,7 @@ async def test_inbound_chain_auth_then_limits_then_fallback() -> None:
     assert (await handler(call(caller="intruder"))).status is Status.UNAUTHORIZED
     assert (await handler(call(caller="web"))).ok
     busy = await handler(call(caller="web"))
-    assert busy.payload.status == 503 and busy.payload.body == b"busy"
+    assert rendered(busy).status == 503 and rendered(busy).body == b"busy"
     assert len(term.calls) == 1
 
 

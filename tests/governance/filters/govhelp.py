@@ -10,10 +10,12 @@ import anyio
 
 from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.clock import FakeClock
+from sofamesh.codecs.http1 import HttpResponse
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.state import Options
 from sofamesh.governance.source import Governance
 from sofamesh.model import Headers, Invocation, Result, Status
+from sofamesh.protocols.http.mapping import result_to_response
 
 
 def governance(
@@ -128,3 +130,8 @@ class Clusters:
             cluster.update(frozenset(self._services.get(service, [])))
             self.clusters[service] = cluster
         return cluster
+
+
+def rendered(result: Result) -> HttpResponse:
+    """What an HTTP caller receives for `result`: the listener's own rendering."""
+    return result_to_response(result, "orders")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from govhelp import Terminal, call, chain, governance
+from govhelp import Terminal, call, chain, governance, rendered
 
 from sofamesh.clock import FakeClock
 from sofamesh.governance.filters.breaker import BreakerFilter
@@ -40,9 +40,11 @@ async def test_static_fallback_answers_a_rate_limited_call() -> None:
     handler, term, g = degraded(rules)
     assert (await handler(call())).ok and len(term.calls) == 1
     answer = await handler(call())
-    assert answer.ok and answer.payload.status == 200 and answer.payload.body == b'{"items": []}'
-    assert (b"x-sofamesh-fallback", b"cached") in answer.payload.headers
-    assert (b"content-type", b"application/json") in answer.payload.headers
+    assert (
+        answer.ok and rendered(answer).status == 200 and rendered(answer).body == b'{"items": []}'
+    )
+    assert (b"x-sofamesh-fallback", b"cached") in rendered(answer).headers
+    assert (b"content-type", b"application/json") in rendered(answer).headers
     assert len(term.calls) == 1
     assert g.snapshot()["rules"]["fallbacks"][0]["served"] == 1
 
@@ -55,7 +57,7 @@ async def test_open_breaker_falls_back() -> None:
     handler, _, _ = degraded(rules, Terminal(Status.APP_ERROR))
     assert (await handler(call())).status is Status.APP_ERROR  # failures pass as they are
     await handler(call())
-    assert (await handler(call())).payload.body == b"stale"
+    assert rendered(await handler(call())).body == b"stale"
 
 
 async def test_trigger_statuses_are_configurable() -> None:
@@ -63,7 +65,7 @@ async def test_trigger_statuses_are_configurable() -> None:
         "fallbacks": [{"service": "orders", "when": ["app_error"], "response": {"body": "sorry"}}]
     }
     handler, _, _ = degraded(rules, Terminal(Status.APP_ERROR))
-    assert (await handler(call())).payload.body == b"sorry"
+    assert rendered(await handler(call())).body == b"sorry"
 
 
 async def test_forced_degradation_never_calls_the_provider() -> None:
@@ -73,7 +75,7 @@ async def test_forced_degradation_never_calls_the_provider() -> None:
         ]
     }
     handler, term, g = degraded(rules)
-    assert (await handler(call())).payload.status == 503 and term.calls == []
+    assert rendered(await handler(call())).status == 503 and term.calls == []
     assert g.snapshot()["rules"]["fallbacks"][0]["forced"] == 1
 
 
@@ -102,8 +104,8 @@ async def test_method_rule_wins_over_service_rule() -> None:
     }
     handler, _, _ = degraded(rules)
     await handler(call(method="/pay"))
-    assert (await handler(call(method="/pay"))).payload.body == b"pay"
-    assert (await handler(call(method="/list"))).payload.body == b"service"
+    assert rendered(await handler(call(method="/pay"))).body == b"pay"
+    assert rendered(await handler(call(method="/list"))).body == b"service"
 
 
 async def test_fallbacks_registered_in_code() -> None:
@@ -129,7 +131,7 @@ async def test_fallbacks_registered_in_code() -> None:
     g.set_fallback("orders", later)
     assert (await handler(call())).payload == "awaited"
     g.set_fallback("orders", StaticResponse(code=202, body="accepted"))
-    assert (await handler(call())).payload.status == 202
+    assert rendered(await handler(call())).status == 202
     g.remove_fallback("orders")
     assert (await handler(call())).status is Status.RATE_LIMITED
 

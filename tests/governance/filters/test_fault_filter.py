@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
-from govhelp import Sleeps, Terminal, call, chain, governance
+from govhelp import Sleeps, Terminal, call, chain, governance, rendered
 
 from sofamesh.clock import FakeClock
 from sofamesh.governance.filters.fault import FaultFilter
@@ -31,7 +31,7 @@ async def test_abort_answers_with_the_protocol_code() -> None:
     rules = {"faults": [{"name": "chaos", "service": "orders", "abort": {"code": 503}}]}
     handler, term, _, _, _ = faulty(rules)
     result = await handler(call())
-    assert result.status is Status.APP_ERROR and result.payload.status == 503
+    assert result.status is Status.APP_ERROR and rendered(result).status == 503
     assert "chaos" in result.detail and term.calls == []
 
 
@@ -75,7 +75,7 @@ async def test_only_when_the_request_asks() -> None:
             }
         )
     )
-    assert asked.payload.status == 418 and sleeps.asked == [0.1]
+    assert rendered(asked).status == 418 and sleeps.asked == [0.1]
 
 
 async def test_match_headers_and_method_scope() -> None:
@@ -92,7 +92,7 @@ async def test_match_headers_and_method_scope() -> None:
     handler, _, _, _, _ = faulty(rules)
     assert (await handler(call(method="/pay"))).ok
     assert (await handler(call(method="/list", headers={"x-test": "chaos"}))).ok
-    assert (await handler(call(method="/pay", headers={"x-test": "chaos"}))).payload.status == 500
+    assert rendered(await handler(call(method="/pay", headers={"x-test": "chaos"}))).status == 500
 
 
 async def test_route_scoped_fault_applies_to_that_route_only() -> None:
@@ -102,7 +102,7 @@ async def test_route_scoped_fault_applies_to_that_route_only() -> None:
     }
     handler, _, _, _, _ = faulty(rules)
     assert (await handler(call(caller="web"))).ok
-    assert (await handler(call(caller="beta"))).payload.status == 500
+    assert rendered(await handler(call(caller="beta"))).status == 500
 
 
 async def test_active_fault_cap() -> None:
@@ -127,4 +127,4 @@ async def test_inbound_faults_need_direction_inbound() -> None:
     handler, _, _, _, _ = faulty(rules, direction="outbound")
     assert (await handler(call())).ok
     handler, _, _, _, _ = faulty(rules, direction="inbound")
-    assert (await handler(call())).payload.status == 500
+    assert rendered(await handler(call())).status == 500

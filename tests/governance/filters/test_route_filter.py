@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from govhelp import Clusters, Terminal, call, chain, endpoints, governance
+from govhelp import Clusters, Terminal, call, chain, endpoints, governance, rendered
 
 from sofamesh.clock import FakeClock
 from sofamesh.endpoint import Endpoint
@@ -139,8 +139,8 @@ async def test_direct_response_answers_without_calling() -> None:
     handler, term, g, _ = routed({"routes": [route(name="maint", direct_response=response)]}, [V1])
     result = await handler(call())
     assert term.calls == []
-    assert result.payload.status == 503 and result.payload.body == b"down for maintenance"
-    assert (b"retry-after", b"30") in result.payload.headers
+    assert rendered(result).status == 503 and rendered(result).body == b"down for maintenance"
+    assert (b"retry-after", b"30") in rendered(result).headers
     assert g.snapshot()["rules"]["routes"][0]["direct"] == 1
 
 

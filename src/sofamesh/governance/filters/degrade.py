@@ -129,7 +129,7 @@ async def _answer(
     if fallback is not None:
         answer = await _call(fallback, inv, result, detail, mark)
     elif leaf is not None and leaf.rule.response is not None:
-        answer = static_result(inv.protocol, leaf.rule.response, detail, mark)
+        answer = static_result(leaf.rule.response, detail, mark)
     elif result is None:
         return Result.failure(Status.UNAVAILABLE, f"{inv.service}: degraded by rule {name}")
     else:
@@ -154,7 +154,7 @@ async def _call(
         return attrs.evolve(out, headers=out.headers.copy())
     if isinstance(out, bytes | str):
         body = out.encode() if isinstance(out, str) else out
-        return make_result(inv.protocol, Status.OK, 200, list(mark), body, detail)
+        return make_result(Status.OK, 200, list(mark), body, detail)
     if isinstance(out, StaticResponse):
-        return static_result(inv.protocol, out, detail, mark)
+        return static_result(out, detail, mark)
     raise TypeError(f"a fallback must give a Result, StaticResponse, bytes or str, not {out!r}")

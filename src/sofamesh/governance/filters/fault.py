@@ -116,7 +116,5 @@ class FaultFilter:
             await self._sleep(decision.delay)
         if decision.abort is not None:
             detail = f"{inv.service}: fault injected by rule {leaf.name}"
-            return make_result(
-                inv.protocol, decision.abort, decision.code, (), (detail + "\n").encode(), detail
-            )
+            return make_result(decision.abort, decision.code, (), (detail + "\n").encode(), detail)
         return await call_next(inv)

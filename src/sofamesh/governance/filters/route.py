@@ -213,9 +213,7 @@ class RouteFilter:
         rule = route.rule
         if rule.direct_response is not None:
             leaf.direct += 1
-            return static_result(
-                inv.protocol, rule.direct_response, f"direct response of route {leaf.name}"
-            )
+            return static_result(rule.direct_response, f"direct response of route {leaf.name}")
         if rule.timeout is not None:
             limit = self._clock.now() + rule.timeout
             if inv.deadline is None or limit < inv.deadline:

@@ -159,7 +159,18 @@ def result_to_response(result: Result, service: str) -> HttpResponse:
         resp = result.payload
         resp.headers = [(k, v) for k, v in resp.headers if k not in _HOP_BY_HOP_B]
         return resp
+    if isinstance(result.payload, bytes):
+        return answer_response(result)
     return error_response(result.status, result.detail or f"{service}: {result.status.value}")
+
+
+def answer_response(result: Result) -> HttpResponse:
+    """A mesh-made answer (body bytes as payload): its code, or the status's usual one."""
+    code = result.code or STATUS_TO_HTTP.get(result.status, 200)
+    headers = to_raw(result.headers)
+    if "content-type" not in result.headers:
+        headers.append((b"content-type", b"text/plain; charset=utf-8"))
+    return HttpResponse(status=code, headers=headers, body=result.payload)
 
 
 def error_response(status: Status, detail: str) -> HttpResponse:
