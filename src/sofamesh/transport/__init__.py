@@ -13,6 +13,7 @@ from sofamesh.transport.errors import (
     TransportError,
     UpstreamProtocolError,
     UpstreamResetError,
+    failure_of,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "TransportError",
     "UpstreamProtocolError",
     "UpstreamResetError",
+    "failure_of",
 ]

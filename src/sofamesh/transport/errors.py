@@ -7,6 +7,8 @@ UPSTREAM_RESET (the upstream may have acted on the request).
 
 from __future__ import annotations
 
+from sofamesh.model import Result, Status
+
 
 class TransportError(Exception):
     """Base class: the exchange with `host:port` failed below HTTP semantics."""
@@ -29,3 +31,14 @@ class UpstreamProtocolError(TransportError):
 
 class PoolClosedError(TransportError):
     """The pool was closed before or during the exchange."""
+
+
+def failure_of(exc: TransportError, service: str, host: str, port: int) -> Result:
+    """The neutral result of a call to `host:port` that broke in the transport.
+
+    Every protocol's client maps its failures here, so a connect failure is
+    retried elsewhere, and a reset is not, whichever protocol carried the call.
+    """
+    if isinstance(exc, ConnectError):  # its message already names host:port
+        return Result.failure(Status.CONNECT_FAILED, f"{service}: {exc}")
+    return Result.failure(Status.UPSTREAM_RESET, f"{service}: {host}:{port} failed mid-call: {exc}")

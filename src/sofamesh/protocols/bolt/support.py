@@ -34,7 +34,7 @@ from sofamesh.protocols.bolt.mapping import (
 )
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.server import BoltConnInfo, BoltHandler, BoltServer
-from sofamesh.transport.errors import ConnectError, TransportError
+from sofamesh.transport.errors import TransportError, failure_of
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -129,11 +129,8 @@ class BoltSupport:
                 await self.pool.send_oneway(host, port, frame)
                 return Result(Status.OK)
             resp = await self.pool.call(host, port, frame)
-        except ConnectError as e:
-            return Result.failure(Status.CONNECT_FAILED, f"{inv.service}: {e}")
         except TransportError as e:
-            detail = f"{inv.service}: {host}:{port} failed mid-call: {e}"
-            return Result.failure(Status.UPSTREAM_RESET, detail)
+            return failure_of(e, inv.service, host, port)
         except LocalProtocolError as e:
             return Result.failure(Status.BAD_REQUEST, f"{inv.service}: cannot send: {e}")
         return response_to_result(resp)

@@ -58,7 +58,7 @@ from sofamesh.protocols.h2.server import H2Handler, H2Server
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.protocols.http.server import Http1Server
 from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler
-from sofamesh.transport.errors import ConnectError, TransportError
+from sofamesh.transport.errors import TransportError, failure_of
 
 log = logging.getLogger("sofamesh.grpc")
 
@@ -227,8 +227,6 @@ class GrpcSupport:
         where = f"{inv.service}: {host}:{port}"
         try:
             reply = await relay(self.pool, host, port, headers, call)
-        except ConnectError as e:
-            return Result.failure(Status.CONNECT_FAILED, f"{where}: {e}")
         except NotReplayable as e:
             return call.last_result or Result.failure(Status.UPSTREAM_RESET, f"{where}: {e}")
         except StreamResetError as e:
@@ -238,7 +236,7 @@ class GrpcSupport:
             res.code = int(code_of_reset(e.error_code))
             return res
         except TransportError as e:
-            return Result.failure(Status.UPSTREAM_RESET, f"{where} failed mid-call: {e}")
+            return failure_of(e, inv.service, host, port)
         out = outcome_of(reply.headers, reply.trailers)
         headers_out = Headers.from_lower(
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.trailers]

@@ -12,13 +12,13 @@ from __future__ import annotations
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config.model import LimitsConfig, PolicyConfig
-from sofamesh.model import Invocation, Result, Status
+from sofamesh.model import Invocation, Result
 from sofamesh.protocols.base import Route
 from sofamesh.protocols.grpc.support import GrpcSupport
 from sofamesh.protocols.h2.http import send_http
 from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.http.mapping import invocation_to_request, response_to_result
-from sofamesh.transport.errors import ConnectError, TransportError
+from sofamesh.transport.errors import TransportError, failure_of
 
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
 
@@ -49,9 +49,6 @@ class H2Support:
         req = invocation_to_request(inv, self._clock.now())
         try:
             resp = await send_http(self._grpc.pool, host, port, req, MAX_RESPONSE_BODY)
-        except ConnectError as e:
-            return Result.failure(Status.CONNECT_FAILED, f"{inv.service}: {e}")
         except TransportError as e:
-            detail = f"{inv.service}: {host}:{port} failed mid-call: {e}"
-            return Result.failure(Status.UPSTREAM_RESET, detail)
+            return failure_of(e, inv.service, host, port)
         return response_to_result(resp)

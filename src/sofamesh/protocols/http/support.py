@@ -31,7 +31,7 @@ from sofamesh.protocols.http.mapping import (
 )
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
-from sofamesh.transport.errors import ConnectError, TransportError
+from sofamesh.transport.errors import TransportError, failure_of
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -119,12 +119,8 @@ class HttpSupport:
         except TimeoutError:
             assert timeout is not None
             return timed_out(inv, timeout)
-        except ConnectError as e:
-            detail = f"{inv.service}: cannot connect to {host}:{port}: {e}"
-            return Result.failure(Status.CONNECT_FAILED, detail)
         except TransportError as e:
-            detail = f"{inv.service}: {host}:{port} failed mid-call: {e}"
-            return Result.failure(Status.UPSTREAM_RESET, detail)
+            return failure_of(e, inv.service, host, port)
         return response_to_result(resp)
 
 
