@@ -94,7 +94,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 
 
 def test_listener_limits_reach_the_servers_that_enforce_them() -> None:
-    from sofamesh.protocols.grpc.support import h2_limits
+    from sofamesh.protocols.h2.listener import h2_limits
     from sofamesh.protocols.http.support import http1_server
 
     cfg = load_config(

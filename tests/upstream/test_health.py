@@ -11,15 +11,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sofamesh import protocols
 from sofamesh.codecs import bolt
 from sofamesh.endpoint import Endpoint
+from sofamesh.protocols.bolt.probe import bolt_probe
+from sofamesh.protocols.http.probe import http_probe
 from sofamesh.upstream.health import (
     Health,
     HealthCheckConfig,
     HealthChecker,
     HealthState,
-    bolt_probe,
-    http_probe,
+    probe_of,
     tcp_probe,
 )
 
@@ -72,6 +74,15 @@ def test_verdict_matches_a_streak_model(outcomes: list[bool], down: int, up: int
 def test_config_rejects_nonsense(bad: dict[str, object]) -> None:
     with pytest.raises((ValueError, TypeError)):
         HealthCheckConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_the_kinds_are_tcp_and_the_protocols_with_a_probe() -> None:
+    assert protocols.health_kinds() == ("tcp", "http", "bolt")
+    assert protocols.health_probe("http") is http_probe
+    assert protocols.health_probe("bolt") is bolt_probe
+    assert protocols.health_probe("grpc") is None
+    with pytest.raises(ValueError, match="expected one of \\['tcp', 'http', 'bolt'\\], got 'h2'"):
+        HealthCheckConfig(kind="h2")
 
 
 # -- probes against real sockets ----------------------------------------------------------------
@@ -131,6 +142,16 @@ def bolt_answering(status: int) -> Handler:
 
 async def just_close(stream: anyio.abc.SocketStream) -> None:
     await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_checker_probes_with_the_probe_its_kind_names() -> None:
+    async with serving(http_answering(204)) as ep:
+        assert await probe_of(HealthCheckConfig(kind="http"))(ep)
+    async with serving(http_answering(503)) as ep:
+        assert not await probe_of(HealthCheckConfig(kind="http"))(ep)
+    async with serving(just_close) as ep:
+        assert await probe_of(HealthCheckConfig(kind="tcp"))(ep)
 
 
 @pytest.mark.anyio

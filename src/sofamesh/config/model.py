@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 import attrs
 
+from sofamesh import protocols
 from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
 from sofamesh.upstream.balancers import BALANCERS
 from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
 from sofamesh.upstream.success_rate import SuccessRateConfig
 
-Protocol = Literal["http", "bolt", "grpc", "h2"]
 Mode = Literal["sdk", "sidecar"]
 
 
@@ -107,11 +107,17 @@ class PolicyConfig:
     success_rate: SuccessRateConfig | None = None  # Envoy's success-rate outlier detection
 
 
+def _known_protocol(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    names = protocols.protocol_names()  # the registry's list: no protocol is imported
+    if value not in names:
+        raise ValueError(f"expected one of {list(names)}, got {value!r}")
+
+
 @attrs.frozen
 class ListenerConfig:
     """One inbound or outbound listener of the sidecar (or the SDK's provider listener)."""
 
-    protocol: Protocol
+    protocol: str = attrs.field(validator=_known_protocol)
     listen: Address
     upstream: Address | None = None  # inbound: the local app
     services: tuple[str, ...] = ()  # inbound: published on the app's behalf

@@ -45,7 +45,7 @@ from sofamesh.codecs.grpc import (
     status_trailers,
 )
 from sofamesh.model import Headers, Invocation, Result
-from sofamesh.protocols.grpc.support import GrpcListener, h2_limits
+from sofamesh.protocols.grpc.support import GrpcListener
 from sofamesh.protocols.h2.call import (
     QueueSink,
     QueueSource,
@@ -53,6 +53,7 @@ from sofamesh.protocols.h2.call import (
     StreamCall,
     StreamReply,
 )
+from sofamesh.protocols.h2.listener import h2_limits
 from sofamesh.protocols.h2.server import H2Server
 
 if TYPE_CHECKING:

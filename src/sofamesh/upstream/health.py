@@ -13,6 +13,10 @@ follows Envoy's active health checking (`config.core.v3.HealthCheck`):
 | `kind="http"`: `GET path` answers 2xx | `http_health_check` (`expected_statuses`: 200) |
 | `kind="bolt"`: a heartbeat gets a SUCCESS ack | (MOSN's / SOFARPC's Bolt heartbeat) |
 
+`kind` is `tcp` or the name of a protocol with a probe (`protocols.health_kinds()`);
+the HTTP and Bolt probes live in their slices (`protocols/http/probe.py`,
+`protocols/bolt/probe.py`), and this module keeps the schedule and the TCP probe.
+
 Differences: an endpoint the registry announces starts *healthy* (Envoy starts
 hosts unhealthy until a first check passes) because the registry vouches for
 it and waiting `interval` before routing to a new instance would slow every
@@ -28,19 +32,17 @@ endpoint is down, route to all rather than none), `wait_changed()` and
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.abc
 import attrs
-import h11
 
-from sofamesh.codecs import bolt
+from sofamesh import protocols
 from sofamesh.endpoint import Endpoint
 
 log = logging.getLogger("sofamesh.upstream.health")
@@ -53,13 +55,19 @@ def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"{attr.name} must be positive, got {value}")
 
 
+def _known_kind(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
+    if value == protocols.TCP_PROBE:
+        return  # the default: no protocol need be imported to know it
+    kinds = protocols.health_kinds()
+    if value not in kinds:
+        raise ValueError(f"expected one of {list(kinds)}, got {value!r}")
+
+
 @attrs.frozen
 class HealthCheckConfig:
     """How to probe; names and defaults as in the module docstring's table."""
 
-    kind: Literal["tcp", "http", "bolt"] = attrs.field(
-        default="tcp", validator=attrs.validators.in_(("tcp", "http", "bolt"))
-    )
+    kind: str = attrs.field(default="tcp", validator=_known_kind)
     interval: float = attrs.field(default=5.0, validator=_positive)
     timeout: float = attrs.field(default=1.0, validator=_positive)
     jitter: float = attrs.field(
@@ -148,61 +156,10 @@ async def tcp_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
     return True
 
 
-async def http_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
-    """`GET config.path` answers with a status in `expected_statuses`."""
-    conn = h11.Connection(h11.CLIENT)
-    request = h11.Request(
-        method="GET",
-        target=config.path,
-        headers=[("host", ep.address), ("user-agent", "sofamesh-health"), ("connection", "close")],
-    )
-    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
-        await stream.send(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
-        received = 0
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive(65536)
-                received += len(data)
-                if received > config.max_response_bytes:
-                    return False
-                conn.receive_data(data)
-            elif isinstance(event, h11.Response):
-                low, high = config.expected_statuses
-                return low <= event.status_code < high
-            else:
-                return False  # closed without a response
-
-
-_heartbeat_ids = itertools.count(1)
-
-
-async def bolt_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
-    """A Bolt heartbeat (command code 0) gets a SUCCESS heartbeat ack."""
-    frame = bolt.heartbeat(
-        next(_heartbeat_ids) & 0x7FFFFFFF, timeout_ms=max(1, int(config.timeout * 1000))
-    )
-    decoder = bolt.FrameDecoder()
-    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
-        await stream.send(bolt.encode(frame))
-        while True:
-            decoder.receive_data(await stream.receive(65536))
-            reply = decoder.next_frame()
-            if reply is None:
-                continue
-            return (
-                isinstance(reply, bolt.ResponseFrame)
-                and reply.is_heartbeat
-                and reply.request_id == frame.request_id
-                and reply.status == bolt.ResponseStatus.SUCCESS
-            )
-
-
-PROBES: dict[str, Callable[[Endpoint, HealthCheckConfig], Awaitable[bool]]] = {
-    "tcp": tcp_probe,
-    "http": http_probe,
-    "bolt": bolt_probe,
-}
+def probe_of(config: HealthCheckConfig) -> Prober:
+    """The probe `config.kind` names: TCP here, a protocol's from its slice (the registry's)."""
+    probe = protocols.health_probe(config.kind) or tcp_probe
+    return lambda ep: probe(ep, config)
 
 
 # -- the checker ------------------------------------------------------------------------------
@@ -224,8 +181,7 @@ class HealthChecker:
     ) -> None:
         self.config = config
         self.state = HealthState(config)
-        probe = PROBES[config.kind]
-        self._prober: Prober = prober or (lambda ep: probe(ep, config))
+        self._prober: Prober = prober or probe_of(config)
         self._rand = rand
         self._loops: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -285,14 +241,8 @@ class HealthChecker:
         with anyio.move_on_after(self.config.timeout):
             try:
                 return await self._prober(ep)
-            except (
-                OSError,
-                anyio.BrokenResourceError,
-                anyio.EndOfStream,
-                h11.ProtocolError,
-                bolt.BoltProtocolError,
-            ):
-                return False
+            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+                return False  # a probe answers False itself for what its protocol rejects
         return False  # timed out
 
     def _record(self, ep: Endpoint, ok: bool) -> None:

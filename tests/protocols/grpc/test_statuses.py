@@ -23,6 +23,7 @@ from sofamesh.config import load_config
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.grpc.support import GrpcListener, GrpcSupport
 from sofamesh.protocols.h2.server import H2Server
+from sofamesh.protocols.h2.support import H2Support
 from sofamesh.sidecar.app import Sidecar
 
 pytestmark = pytest.mark.anyio
@@ -105,7 +106,8 @@ async def test_provider_statuses_are_classified_for_governance(
     from sofamesh.protocols.h2.call import QueueSink, QueueSource, ReplayableBody, StreamCall
 
     results = {}
-    async with GrpcSupport(PolicyConfig(), MonotonicClock()) as support:
+    h2 = H2Support(PolicyConfig(), MonotonicClock())
+    async with h2, GrpcSupport(PolicyConfig(), MonotonicClock(), h2) as support:
         for code in (0, 5, 14, 13):
             source = QueueSource()
             body = peers.echo.Msg(text="x", code=code).SerializeToString()
@@ -161,7 +163,7 @@ async def test_a_hop_that_never_reached_its_app_is_retried_elsewhere(
 
 def test_listener_limits_become_h2_limits() -> None:
     from sofamesh.config.model import LimitsConfig
-    from sofamesh.protocols.grpc.support import h2_limits
+    from sofamesh.protocols.h2.listener import h2_limits
 
     assert h2_limits(LimitsConfig(max_header_bytes=8192)).max_header_list_size == 8192
     assert h2_limits(None).max_concurrent_streams == 1000

@@ -33,6 +33,7 @@ from sofamesh.protocols.bolt.mapping import (
     result_to_response,
 )
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
+from sofamesh.protocols.bolt.probe import bolt_probe
 from sofamesh.protocols.bolt.server import BoltConnInfo, BoltHandler, BoltServer
 from sofamesh.transport.errors import TransportError, failure_of
 
@@ -97,6 +98,9 @@ class BoltSupport:
 
     name = "bolt"
     enforces_deadline = False  # Runtime.send holds the call to its deadline
+    gateway_codes = frozenset({0x0004})  # SERVER_THREADPOOL_BUSY: refused before running
+    endpoint_protocols = frozenset({"bolt"})
+    health_probe = staticmethod(bolt_probe)
 
     def __init__(
         self, policy: PolicyConfig, clock: Clock, pool: BoltPoolConfig | None = None

@@ -13,9 +13,9 @@ DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED for limits, PERMISSION_DENIED for
 auth; `codecs.grpc.STATUS_TO_GRPC`). An upstream reset after the response
 began resets the caller's stream too, as Envoy does.
 
-The same listeners carry plain HTTP: h2c requests that are not gRPC, and
-HTTP/1.1 connections (sniffed on the same port), go through the HTTP
-handlers of `sofamesh.protocols.http.support` (see `mesh_server`).
+gRPC builds on the h2 slice: `GrpcSupport` plugs its stream handler into
+`H2Support`'s listener for gRPC content types (`is_grpc`), so one port takes
+gRPC, plain h2c and HTTP/1.1, and it relays over h2's connection pool.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import anyio
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.codecs.grpc import (
+    CONTENT_TYPE,
     TRAILERS_ONLY_HEAD,
     code_of,
     code_of_reset,
@@ -38,8 +39,7 @@ from sofamesh.codecs.grpc import (
     request_headers,
     status_trailers,
 )
-from sofamesh.codecs.h2 import INTERNAL_ERROR, H2Limits
-from sofamesh.codecs.http1 import Http1Limits
+from sofamesh.codecs.h2 import INTERNAL_ERROR, RawHeaders
 from sofamesh.config.model import LimitsConfig, PolicyConfig
 from sofamesh.model import Headers, Invocation, Result, Status
 from sofamesh.protocols.base import Route
@@ -51,13 +51,10 @@ from sofamesh.protocols.h2.call import (
     StreamCall,
     StreamReply,
 )
-from sofamesh.protocols.h2.client import H2Pool
-from sofamesh.protocols.h2.http import H2HttpHandler
 from sofamesh.protocols.h2.relay import relay
-from sofamesh.protocols.h2.server import H2Handler, H2Server
+from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
-from sofamesh.protocols.http.server import Http1Server
-from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler
+from sofamesh.protocols.h2.support import H2Support
 from sofamesh.transport.errors import TransportError, failure_of
 
 log = logging.getLogger("sofamesh.grpc")
@@ -70,7 +67,9 @@ class GrpcListener:
 
     `caller`: the app this listener vouches for (outbound), or None to trust
     the `x-sofamesh-caller` field (inbound). `enforce_deadline`: end the call
-    at its deadline here (inbound, where no `TimeoutFilter` runs).
+    at its deadline here (inbound, where no `TimeoutFilter` runs). Alone it is
+    a gRPC-only server's handler; on a mesh listener, `H2Listener` hands it
+    only the streams `is_grpc` matches.
     """
 
     def __init__(
@@ -80,22 +79,17 @@ class GrpcListener:
         *,
         caller: str | None = None,
         enforce_deadline: bool = False,
-        fallback: H2Handler | None = None,
     ) -> None:
         self._select = select
         self._clock = clock
         self._caller = caller
         self._enforce_deadline = enforce_deadline
-        self.fallback = fallback
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
         head = read_request(stream.headers)
-        if not head.is_grpc:
-            if self.fallback is not None:
-                await self.fallback(stream)
-            else:  # gRPC over HTTP/2 spec: a non-gRPC content-type is a 415
-                await stream.send_headers([(b":status", b"415")], end_stream=True)
+        if not head.is_grpc:  # gRPC over HTTP/2 spec: a non-gRPC content-type is a 415
+            await stream.send_headers([(b":status", b"415")], end_stream=True)
             return
         call = StreamCall(
             head.path, head.authority, ReplayableBody(H2StreamSource(stream)), H2StreamSink(stream)
@@ -166,35 +160,57 @@ async def finish(stream: H2Stream, call: StreamCall, result: Result) -> None:
         await stream.send_headers(TRAILERS_ONLY_HEAD + trailers, end_stream=True)
 
 
+def is_grpc(headers: RawHeaders) -> bool:
+    """A gRPC request: content-type application/grpc[+codec] (the last one, as `read_request`)."""
+    ctype = b""
+    for k, v in headers:
+        if k == b"content-type":
+            ctype = v
+    return ctype == _GRPC_TYPE or ctype.startswith(_GRPC_TYPE + b"+")
+
+
+_GRPC_TYPE = CONTENT_TYPE.encode()
+
+
 class GrpcSupport:
-    """`ProtocolSupport` for gRPC: h2c listeners (with HTTP on the side) and a multiplexed pool."""
+    """`ProtocolSupport` for gRPC: its stream handler plugged into the h2 listener, and a relay.
+
+    It builds on `H2Support`: its listeners are h2's (one port for gRPC, h2c and
+    HTTP/1.1), and it relays calls over h2's pool of HTTP/2 connections.
+    """
 
     name = "grpc"
     enforces_deadline = False  # Runtime.send holds the call to its deadline
+    gateway_codes = frozenset({14})  # UNAVAILABLE
+    endpoint_protocols = frozenset({"grpc"})
+    health_probe = None
 
-    def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
+    def __init__(self, policy: PolicyConfig, clock: Clock, h2: H2Support) -> None:
         self._clock = clock
-        self.pool = H2Pool(
-            connect_timeout=policy.connect_timeout,
-            max_connections_per_endpoint=4,
-            idle_timeout=policy.pool_idle_timeout,
-        )
+        self._h2 = h2
+        self.pool = h2.pool  # one set of HTTP/2 connections per endpoint, owned by h2
+        h2.plug(self)
 
     async def __aenter__(self) -> GrpcSupport:
-        await self.pool.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.pool.__aexit__(*exc)  # type: ignore[arg-type]
+        return None
+
+    def matches(self, headers: RawHeaders) -> bool:
+        return is_grpc(headers)
+
+    def outbound_streams(self, chain: Handler, app: str) -> GrpcListener:
+        return GrpcListener(lambda _inv: chain, self._clock, caller=app)
+
+    def inbound_streams(self, route: Route) -> GrpcListener:
+        return GrpcListener(lambda inv: route(inv.service), self._clock, enforce_deadline=True)
 
     def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> H2Server:
-        grpc = GrpcListener(lambda _inv: chain, self._clock, caller=app)
-        return mesh_server(grpc, OutboundHttpHandler(chain, app), limits)
+        return self._h2.outbound_server(chain, app, limits)
 
     def inbound_server(self, route: Route, limits: LimitsConfig | None) -> H2Server:
-        grpc = GrpcListener(lambda inv: route(inv.service), self._clock, enforce_deadline=True)
-        http = InboundHttpHandler(_as_protocol(route, "h2"), self._clock)
-        return mesh_server(grpc, http, limits)
+        return self._h2.inbound_server(route, limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
         call = inv.payload
@@ -242,60 +258,3 @@ class GrpcSupport:
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.trailers]
         )
         return Result(out.status, out.code, headers_out, reply, out.message)
-
-
-def _as_protocol(route: Route, protocol: str) -> Route:
-    """Inbound plain HTTP on an HTTP/2 listener goes on to the app over HTTP/2 (`protocol`)."""
-
-    def routed(service: str) -> Handler | None:
-        chain = route(service)
-        if chain is None:
-            return None
-
-        async def call(inv: Invocation) -> Result:
-            inv.protocol = protocol
-            return await chain(inv)
-
-        return call
-
-    return routed
-
-
-# The LimitsConfig fields an HTTP/2 listener honours (H2Limits' names).
-_H2_FIELDS = (
-    "max_concurrent_streams",
-    "max_frame_size",
-    "stream_window",
-    "connection_window",
-)
-
-
-def h2_limits(limits: LimitsConfig | None) -> H2Limits:
-    """The HTTP/2 limits of a listener: its header size and its h2 fields."""
-    cfg = limits or LimitsConfig()
-    extra = {f: getattr(cfg, f) for f in _H2_FIELDS}
-    return H2Limits(max_header_list_size=cfg.max_header_bytes, **extra)
-
-
-def mesh_server(
-    grpc: GrpcListener,
-    http: OutboundHttpHandler | InboundHttpHandler,
-    limits: LimitsConfig | None,
-) -> H2Server:
-    """One port for gRPC, h2c and HTTP/1.1: the listener kind of `grpc` and `h2` in config."""
-    cfg = limits or LimitsConfig()
-    grpc.fallback = H2HttpHandler(http, cfg.max_body_bytes)
-    http1 = Http1Server(
-        http,
-        Http1Limits(max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes),
-        max_connections=cfg.max_connections,
-        keepalive_timeout=cfg.idle_timeout,
-        header_timeout=cfg.header_timeout,
-    )
-    return H2Server(
-        grpc,
-        h2_limits(limits),
-        http1=http1,
-        max_connections=cfg.max_connections,
-        idle_timeout=cfg.idle_timeout,
-    )

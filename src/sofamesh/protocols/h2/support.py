@@ -1,10 +1,10 @@
-"""Plain HTTP over HTTP/2 (h2c) in the mesh: `H2Support`, the protocol `h2` of listener configs.
+"""HTTP/2 (h2c) in the mesh: `H2Support`, the protocol `h2` of listener configs.
 
-Its listeners are the gRPC ones (`protocols.grpc.mesh_server`): one port takes
-HTTP/1.1, h2c and gRPC. Plain HTTP requests become the same invocations as
-HTTP/1.1 ones (protocol "http" outbound, so any HTTP provider is reachable),
-and an inbound call goes on to the app over h2c (protocol "h2", sent by
-`send` here). gRPC requests on these listeners are proxied as gRPC.
+It owns the HTTP/2 listener (`listener.py`: one port for h2c, HTTP/1.1 and the
+protocols plugged into it, gRPC among them) and the HTTP/2 client pool those
+protocols share. Plain HTTP requests become the same invocations as HTTP/1.1
+ones (protocol "http" outbound, so any HTTP provider is reachable), and an
+inbound call goes on to the app over h2c (protocol "h2", sent by `send` here).
 """
 
 from __future__ import annotations
@@ -14,41 +14,76 @@ from sofamesh.clock import Clock
 from sofamesh.config.model import LimitsConfig, PolicyConfig
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols.base import Route
-from sofamesh.protocols.grpc.support import GrpcSupport
+from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.http import send_http
+from sofamesh.protocols.h2.listener import StreamProtocol, h2_server
 from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.http.mapping import invocation_to_request, response_to_result
+from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler
 from sofamesh.transport.errors import TransportError, failure_of
 
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
 
 
 class H2Support:
-    """`ProtocolSupport` for h2c: the gRPC listeners, and an HTTP/2 client for buffered HTTP."""
+    """`ProtocolSupport` for h2c: the HTTP/2 listeners and pool, and a client for buffered HTTP."""
 
     name = "h2"
     enforces_deadline = False  # Runtime.send holds the call to its deadline
+    gateway_codes = frozenset({502, 503, 504})
+    endpoint_protocols = frozenset({"h2"})
+    health_probe = None
 
-    def __init__(self, policy: PolicyConfig, clock: Clock, grpc: GrpcSupport) -> None:
+    def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock
-        self._grpc = grpc  # shares its pool: one set of HTTP/2 connections per endpoint
+        self._plugged: list[StreamProtocol] = []
+        self.pool = H2Pool(
+            connect_timeout=policy.connect_timeout,
+            max_connections_per_endpoint=4,
+            idle_timeout=policy.pool_idle_timeout,
+        )
+
+    def plug(self, protocol: StreamProtocol) -> None:
+        """Serve the streams `protocol` matches with its handlers on every listener made after."""
+        self._plugged.append(protocol)
 
     async def __aenter__(self) -> H2Support:
+        await self.pool.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        await self.pool.__aexit__(*exc)  # type: ignore[arg-type]
 
     def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> H2Server:
-        return self._grpc.outbound_server(chain, app, limits)
+        plugs = [(p.matches, p.outbound_streams(chain, app)) for p in self._plugged]
+        return h2_server(plugs, OutboundHttpHandler(chain, app), limits)
 
     def inbound_server(self, route: Route, limits: LimitsConfig | None) -> H2Server:
-        return self._grpc.inbound_server(route, limits)
+        plugs = [(p.matches, p.inbound_streams(route)) for p in self._plugged]
+        http = InboundHttpHandler(_as_protocol(route, "h2"), self._clock)
+        return h2_server(plugs, http, limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
         req = invocation_to_request(inv, self._clock.now())
         try:
-            resp = await send_http(self._grpc.pool, host, port, req, MAX_RESPONSE_BODY)
+            resp = await send_http(self.pool, host, port, req, MAX_RESPONSE_BODY)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
         return response_to_result(resp)
+
+
+def _as_protocol(route: Route, protocol: str) -> Route:
+    """Inbound plain HTTP on an HTTP/2 listener goes on to the app over HTTP/2 (`protocol`)."""
+
+    def routed(service: str) -> Handler | None:
+        chain = route(service)
+        if chain is None:
+            return None
+
+        async def call(inv: Invocation) -> Result:
+            inv.protocol = protocol
+            return await chain(inv)
+
+        return call
+
+    return routed

@@ -30,6 +30,7 @@ from sofamesh.protocols.http.mapping import (
     result_to_response,
 )
 from sofamesh.protocols.http.pool import Http1Pool
+from sofamesh.protocols.http.probe import http_probe
 from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
 from sofamesh.transport.errors import TransportError, failure_of
 
@@ -82,6 +83,9 @@ class HttpSupport:
 
     name = "http"
     enforces_deadline = True  # the pool gives up at the call's deadline, without a cancel scope
+    gateway_codes = frozenset({502, 503, 504})
+    endpoint_protocols = frozenset({"http"})
+    health_probe = staticmethod(http_probe)
 
     def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock

@@ -1,0 +1,51 @@
+"""The HTTP active health check: `GET path` answers with an expected status (Envoy's
+`http_health_check`). The checker, its schedule and its thresholds are `upstream/health.py`'s.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+import h11
+
+from sofamesh.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from sofamesh.upstream.health import HealthCheckConfig
+
+
+async def http_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
+    """`GET config.path` answers with a status in `expected_statuses`."""
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(
+        method="GET",
+        target=config.path,
+        headers=[("host", ep.address), ("user-agent", "sofamesh-health"), ("connection", "close")],
+    )
+    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
+        try:
+            await stream.send(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
+            return await _status_ok(conn, stream, config)
+        except h11.ProtocolError:
+            return False
+
+
+async def _status_ok(
+    conn: h11.Connection, stream: anyio.abc.ByteStream, config: HealthCheckConfig
+) -> bool:
+    received = 0
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive(65536)
+            received += len(data)
+            if received > config.max_response_bytes:
+                return False
+            conn.receive_data(data)
+        elif isinstance(event, h11.Response):
+            low, high = config.expected_statuses
+            return low <= event.status_code < high
+        else:
+            return False  # closed without a response
