@@ -11,7 +11,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from sofamesh.transport.serving import accept_until_closed
+from sofamesh.transport.serving import ServerLifecycle, accept_until_closed
 from sofamesh.transport.streams import connect_tcp
 
 pytestmark = pytest.mark.anyio
@@ -65,3 +65,36 @@ async def test_an_accept_error_is_logged_and_the_next_connection_served(
             await client.aclose()
             await listener.aclose()  # ends the loop, and with it the task group
     assert "test accept failed" in caplog.text and "Too many open files" in caplog.text
+
+
+async def test_the_lifecycle_admits_up_to_max_connections_then_drains() -> None:
+    life: ServerLifecycle[anyio.abc.ByteStream] = ServerLifecycle("test", max_connections=1)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    admitted, release = anyio.Event(), anyio.Event()
+
+    async def admit(stream: anyio.abc.ByteStream) -> None:
+        if not await life.admit(stream):
+            return
+        life.conns.add(stream)
+        admitted.set()
+        await release.wait()
+        life.conns.discard(stream)
+        await stream.aclose()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(life.serve, listener, admit)
+            first = await connect_tcp("127.0.0.1", port)
+            await admitted.wait()
+            second = await connect_tcp("127.0.0.1", port)
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                await second.receive()  # refused: closed on accept
+            life.begin_drain()
+            release.set()
+            await life.wait_stopped()
+            await first.aclose()
+            await second.aclose()
+    assert (life.accepted, life.rejected, len(life.conns), life.draining) == (1, 1, 0, True)
+    with pytest.raises(OSError):
+        await connect_tcp("127.0.0.1", port)  # drained: the listener is closed

@@ -29,7 +29,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
-from anyio.streams.stapled import MultiListener
 
 from sofamesh.codecs.bolt import (
     DEFAULT_LIMITS,
@@ -46,7 +45,7 @@ from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.serving import accept_until_closed
+from sofamesh.transport.serving import ServerLifecycle, leaves
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -93,12 +92,7 @@ class BoltServer:
         self.limits = limits
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self._conns: set[_ServerConnection] = set()
-        self._draining = False
-        self._serving = 0
-        self._accept_scopes: set[anyio.CancelScope] = set()
-        self._stopped: anyio.Event | None = None
-        self._next_id = self._rejected = 0
+        self._life: ServerLifecycle[_ServerConnection] = ServerLifecycle("bolt", max_connections)
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
 
     async def serve(
@@ -108,74 +102,43 @@ class BoltServer:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept and serve connections until `drain` finishes them; closes `listener`."""
-        if not self._serving:
-            self._stopped = anyio.Event()
-        self._serving += 1
-        try:
-            async with anyio.create_task_group() as tg:
-                for each in _leaves(listener):
-                    if not isinstance(each, anyio.abc.SocketListener):
-                        raise TypeError(f"bolt serves socket listeners, not {each!r}")
-                    tg.start_soon(self._accept_until_drained, each, tg)
-                task_status.started()
-        finally:
-            await anyio.aclose_forcefully(listener)
-            self._serving -= 1
-            if not self._serving and self._stopped is not None:
-                self._stopped.set()
-
-    async def _accept_until_drained(
-        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
-    ) -> None:
-        with anyio.CancelScope() as scope:
-            self._accept_scopes.add(scope)
-            if self._draining:
-                scope.cancel()
-            await accept_until_closed(listener, tg, self._admit, "bolt")
-        self._accept_scopes.discard(scope)
-        await anyio.aclose_forcefully(listener)
+        for each in leaves(listener):
+            if not isinstance(each, anyio.abc.SocketListener):
+                await anyio.aclose_forcefully(listener)
+                raise TypeError(f"bolt serves socket listeners, not {each!r}")
+        await self._life.serve(listener, self._admit, task_status)
 
     async def _admit(self, stream: anyio.abc.ByteStream) -> None:
-        if len(self._conns) >= self.max_connections:
-            self._rejected += 1
-            log.warning("bolt: refusing a connection: %d open", len(self._conns))
-            await anyio.aclose_forcefully(stream)
+        if not await self._life.admit(stream):
             return
-        self._next_id += 1
         peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
         local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
-        conn = _ServerConnection(self, stream, BoltConnInfo(self._next_id, peer, local))
-        self._conns.add(conn)
+        conn = _ServerConnection(self, stream, BoltConnInfo(self._life.accepted, peer, local))
+        self._life.conns.add(conn)
         try:
             await conn.run()
         finally:
-            self._conns.discard(conn)
+            self._life.conns.discard(conn)
 
     async def drain(self) -> None:
         """Stop accepting; busy-answer new requests; return once the calls in flight are
         answered and every connection closed."""
-        self._draining = True
-        for scope in self._accept_scopes:
-            scope.cancel()
-        for conn in self._conns:
+        self._life.begin_drain()
+        for conn in self._life.conns:
             conn.close_if_idle()
-        if self._serving and self._stopped is not None:
-            await self._stopped.wait()
+        await self._life.wait_stopped()
 
     @property
     def draining(self) -> bool:
-        return self._draining
+        return self._life.draining
 
     def statistics(self) -> BoltServerStatistics:
         return BoltServerStatistics(
-            active_connections=len(self._conns),
-            accepted_connections=self._next_id,
-            rejected_connections=self._rejected,
+            **self._life.connection_counts(),
             requests=self.requests,
             heartbeats=self.heartbeats,
             protocol_errors=self.protocol_errors,
             handler_errors=self.handler_errors,
-            draining=self._draining,
         )
 
 
@@ -325,10 +288,3 @@ class _ServerConnection:
                     await self.stream.send_eof()
                     for _ in range(_LINGER_READS):
                         await self.stream.receive(65536)
-
-
-def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:
-    """The listeners inside a MultiListener (what `create_tcp_listener` returns)."""
-    if isinstance(listener, MultiListener):
-        return [leaf for child in listener.listeners for leaf in _leaves(child)]
-    return [listener]

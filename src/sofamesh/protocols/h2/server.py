@@ -21,13 +21,12 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
-from anyio.streams.stapled import MultiListener
 
 from sofamesh.codecs.h2 import DEFAULT_H2_LIMITS, INTERNAL_ERROR, H2Codec, H2Limits, looks_like_h2
 from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.serving import accept_until_closed
+from sofamesh.transport.serving import ServerLifecycle
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -63,13 +62,11 @@ class H2Server:
         self.http1 = http1
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self._conns: set[H2Connection] = set()
-        self._draining = False
-        self._accept_scopes: set[anyio.CancelScope] = set()
-        self._serving = 0
-        self._stopped: anyio.Event | None = None
+        self._life: ServerLifecycle[H2Connection] = ServerLifecycle(
+            "h2", max_connections, on_accept_end=self._accept_ended
+        )
         self._handoff: _HandoffListener | None = None
-        self._accepted = self._rejected = self._http1 = self._streams = self._errors = 0
+        self._http1 = self._streams = self._errors = 0
 
     async def serve(
         self,
@@ -78,42 +75,20 @@ class H2Server:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept and serve until `drain` finishes; closes `listener`. Use `task_group.start`."""
-        if self._stopped is None:
-            self._stopped = anyio.Event()
-        self._serving += 1
-        try:
-            async with anyio.create_task_group() as tg:
-                if self.http1 is not None and self._handoff is None:
-                    self._handoff = _HandoffListener()
-                    tg.start_soon(self.http1.serve, self._handoff)
-                for leaf in _leaves(listener):
-                    tg.start_soon(self._accept_until_drained, leaf, tg)
-                task_status.started()
-        finally:
-            await anyio.aclose_forcefully(listener)
-            self._serving -= 1
-            if not self._serving:
-                self._stopped.set()
+        await self._life.serve(listener, self._admit, task_status, also=self._start_http1)
 
-    async def _accept_until_drained(
-        self, listener: anyio.abc.Listener[Any], tg: anyio.abc.TaskGroup
-    ) -> None:
-        with anyio.CancelScope() as scope:
-            self._accept_scopes.add(scope)
-            if self._draining:
-                scope.cancel()
-            await accept_until_closed(listener, tg, self._admit, "h2")
-        self._accept_scopes.discard(scope)
-        await anyio.aclose_forcefully(listener)
-        if self._handoff is not None and not self._accept_scopes:
+    def _start_http1(self, tg: anyio.abc.TaskGroup) -> None:
+        if self.http1 is not None and self._handoff is None:
+            self._handoff = _HandoffListener()
+            tg.start_soon(self.http1.serve, self._handoff)
+
+    async def _accept_ended(self) -> None:
+        if self._handoff is not None and not self._life.accepting:
             await self._handoff.aclose()
 
     async def _admit(self, sock: anyio.abc.ByteStream) -> None:
-        if len(self._conns) >= self.max_connections:
-            self._rejected += 1
-            await anyio.aclose_forcefully(sock)
+        if not await self._life.admit(sock):
             return
-        self._accepted += 1
         first = await self._sniff(sock)
         if first is None:
             await anyio.aclose_forcefully(sock)
@@ -154,13 +129,13 @@ class H2Server:
                 peer=_peer(sock),
                 idle_timeout=self.idle_timeout,
             )
-            self._conns.add(conn)
-            if self._draining:
+            self._life.conns.add(conn)
+            if self._life.draining:
                 conn.close()
             try:
                 await conn.run(first)
             finally:
-                self._conns.discard(conn)
+                self._life.conns.discard(conn)
                 tg.cancel_scope.cancel()  # handlers of a dead connection have nobody to answer
 
     async def _run_handler(self, stream: H2Stream) -> None:
@@ -178,36 +153,24 @@ class H2Server:
 
     async def drain(self) -> None:
         """Stop accepting, GOAWAY every connection, and return once all have closed."""
-        self._draining = True
-        for scope in self._accept_scopes:
-            scope.cancel()
-        for conn in list(self._conns):
+        self._life.begin_drain()
+        for conn in list(self._life.conns):
             conn.close()
         if self.http1 is not None:
             await self.http1.drain()
-        if self._serving and self._stopped is not None:
-            await self._stopped.wait()
+        await self._life.wait_stopped()
 
     def statistics(self) -> H2ServerStatistics:
         return H2ServerStatistics(
-            active_connections=len(self._conns),
-            accepted_connections=self._accepted,
-            rejected_connections=self._rejected,
+            **self._life.connection_counts(),
             http1_connections=self._http1,
             streams=self._streams,
             handler_errors=self._errors,
-            draining=self._draining,
         )
 
 
 def _peer(sock: anyio.abc.ByteStream) -> str:
     return format_address(sock.extra(anyio.abc.SocketAttribute.remote_address, None))
-
-
-def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:
-    if isinstance(listener, MultiListener):
-        return [leaf for child in listener.listeners for leaf in _leaves(child)]
-    return [listener]
 
 
 class _PrefixedStream(anyio.abc.ByteStream):

@@ -27,7 +27,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import attrs
-from anyio.streams.stapled import MultiListener
 
 from sofamesh.codecs.http1 import (
     DEFAULT_LIMITS,
@@ -40,7 +39,7 @@ from sofamesh.codecs.http1 import (
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.serving import accept_until_closed
+from sofamesh.transport.serving import ServerLifecycle
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -129,14 +128,10 @@ class Http1Server:
             send_timeout,
         )
         self.handler = handler
-        self._conns: set[_Connection] = set()
-        self._draining = False
-        self._serving = 0
-        self._accept_scopes: set[anyio.CancelScope] = set()
+        self._life: ServerLifecycle[_Connection] = ServerLifecycle(
+            "http1", max_connections, on_accept_end=self._accept_ended
+        )
         self._sweepers: set[anyio.CancelScope] = set()
-        self._stopped: anyio.Event | None = None
-        self._next_id = 0
-        self._rejected = 0
         self._requests_served = 0
         self._protocol_errors = 0
         self._handler_errors = 0
@@ -152,20 +147,10 @@ class Http1Server:
         Reports readiness through `task_status` (use `task_group.start`). May
         run once per listener, concurrently.
         """
-        if not self._serving:
-            self._stopped = anyio.Event()
-        self._serving += 1
-        try:
-            async with anyio.create_task_group() as tg:
-                for each in _leaves(listener):
-                    tg.start_soon(self._accept_until_drained, each, tg)
-                tg.start_soon(self._sweep_until_done)
-                task_status.started()
-        finally:
-            await anyio.aclose_forcefully(listener)
-            self._serving -= 1
-            if not self._serving and self._stopped is not None:
-                self._stopped.set()
+        await self._life.serve(listener, self._admit, task_status, also=self._start_sweeper)
+
+    def _start_sweeper(self, tg: anyio.abc.TaskGroup) -> None:
+        tg.start_soon(self._sweep_until_done)
 
     async def _sweep_until_done(self) -> None:
         """End reads that outlived their timeout; a timeout fires within 1/4 of its length late."""
@@ -178,46 +163,31 @@ class Http1Server:
             while True:
                 await anyio.sleep(tick)
                 now = _now()
-                for conn in list(self._conns):
+                for conn in list(self._life.conns):
                     conn.check(now)
         self._sweepers.discard(scope)
 
     def _stop_sweeping_if_done(self) -> None:
         # Drained and no connection left: nothing to watch, let `serve` return now.
-        if self._draining and not self._conns and not self._accept_scopes:
+        life = self._life
+        if life.draining and not life.conns and not life.accepting:
             for scope in self._sweepers:
                 scope.cancel()
 
-    async def _accept_until_drained(
-        self, listener: anyio.abc.Listener[Any], tg: anyio.abc.TaskGroup
-    ) -> None:
-        with anyio.CancelScope() as scope:
-            self._accept_scopes.add(scope)
-            if self._draining:
-                scope.cancel()
-            if isinstance(listener, anyio.abc.SocketListener):
-                await accept_until_closed(listener, tg, self._admit, "http1")
-            else:  # not a socket: its own loop, without our accept-error handling
-                await listener.serve(self._admit, task_group=tg)
-        self._accept_scopes.discard(scope)
+    async def _accept_ended(self) -> None:
         self._stop_sweeping_if_done()
-        # Stop queueing new connections now, not after the in-flight ones finish.
-        await anyio.aclose_forcefully(listener)
 
     async def _admit(self, stream: anyio.abc.ByteStream) -> None:
-        if len(self._conns) >= self.config.max_connections:
-            self._rejected += 1
-            await anyio.aclose_forcefully(stream)
+        if not await self._life.admit(stream):
             return
         conn = _Connection(self, stream, self._new_info(stream))
-        self._conns.add(conn)
+        self._life.conns.add(conn)
         await conn.run()
 
     def _new_info(self, stream: Any) -> ConnInfo:
-        self._next_id += 1
         peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
         local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
-        return ConnInfo(self._next_id, peer, local)
+        return ConnInfo(self._life.accepted, peer, local)
 
     async def drain(self) -> None:
         """Stop accepting, close idle connections, finish in-flight requests, return.
@@ -226,39 +196,26 @@ class Http1Server:
         Bound it with `anyio.move_on_after` and then cancel `serve` to cut the
         stragglers off.
         """
-        self._draining = True
-        for scope in self._accept_scopes:
-            scope.cancel()
-        for conn in self._conns:
+        self._life.begin_drain()
+        for conn in self._life.conns:
             conn.cancel_if_idle()
-        if self._serving and self._stopped is not None:
-            await self._stopped.wait()
+        await self._life.wait_stopped()
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
-            active_connections=len(self._conns),
-            accepted_connections=self._next_id,
-            rejected_connections=self._rejected,
+            **self._life.connection_counts(),
             requests_served=self._requests_served,
             protocol_errors=self._protocol_errors,
             handler_errors=self._handler_errors,
-            draining=self._draining,
         )
 
     @property
     def draining(self) -> bool:
-        return self._draining
+        return self._life.draining
 
     def _forget(self, conn: _Connection) -> None:
-        self._conns.discard(conn)
+        self._life.conns.discard(conn)
         self._stop_sweeping_if_done()
-
-
-def _leaves(listener: anyio.abc.Listener[Any]) -> list[anyio.abc.Listener[Any]]:
-    """The listeners inside a MultiListener (what `create_tcp_listener` returns)."""
-    if isinstance(listener, MultiListener):
-        return [leaf for child in listener.listeners for leaf in _leaves(child)]
-    return [listener]
 
 
 class _Connection:
