@@ -112,10 +112,9 @@ def generate_stubs(tmp: Path) -> Path:
 
 def check_grpc(port: int) -> str:
     """One real gRPC call: the reply's message, or an exception."""
+    import grpc
     import helloworld_pb2
     import helloworld_pb2_grpc  # type: ignore[import-not-found]
-
-    import grpc
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = helloworld_pb2_grpc.GreeterStub(ch)

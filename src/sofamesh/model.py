@@ -167,6 +167,13 @@ class Result:
     `code` is protocol-specific (HTTP status, Bolt response status, gRPC status);
     `detail` is a human-readable reason for mesh-generated failures, and ends up
     in the response body or status message.
+
+    `payload` is the protocol's own response when a provider answered (an
+    `HttpResponse`, a Bolt frame, a gRPC `StreamReply`), None for a mesh-made
+    failure, and the body as `bytes` for an answer the mesh makes itself (a
+    rule's direct response, a fallback, an injected abort): then `headers` are
+    the answer's headers and `code` its protocol code, 0 meaning the status's
+    usual one, and the caller's protocol renders it on its listener.
     """
 
     status: Status
