@@ -107,7 +107,7 @@ class MeshChannel:
 
     async def chain(self) -> Handler:
         if self._chain is None:
-            self._chain = await self._mesh._grpc_chain()
+            self._chain = self._mesh.outbound_chain
         return self._chain
 
     def close(self) -> None:
