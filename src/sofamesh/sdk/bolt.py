@@ -166,7 +166,7 @@ class BoltConsumer:
         """Start the call now and return at once; `await fut.result()` later."""
         fut = BoltFuture()
         call = functools.partial(self.call, method, *args, types=types, timeout=timeout)
-        self.mesh.start_soon(functools.partial(fut._run, call))
+        self.mesh.start_soon(fut._run, call)
         return fut
 
     # -- building and reading calls ------------------------------------------------------

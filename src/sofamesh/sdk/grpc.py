@@ -184,7 +184,7 @@ class MeshStream:
         )
         if self._timeout is not None:
             inv.deadline = mesh.runtime.clock.now() + self._timeout
-        mesh._tg.start_soon(self._run, chain, inv, self._scope)
+        mesh.start_soon(self._run, chain, inv, self._scope)
         if end:
             await self.end()
 

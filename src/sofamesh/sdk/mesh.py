@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -32,9 +32,15 @@ from sofamesh.governance.source import Governance
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import HttpSupport, Server
 from sofamesh.protocols.http.mapping import request_to_invocation, result_to_response
+from sofamesh.registry import OpenedRegistry, Registry
 from sofamesh.runtime import Runtime
 from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
 from sofamesh.sdk.control import SidecarClient, SidecarUnavailable
+
+if TYPE_CHECKING:  # optional extras (httpx) and modules that import this one
+    from sofamesh.sdk.bolt import BoltConsumer
+    from sofamesh.sdk.grpc import MeshChannel
+    from sofamesh.sdk.httpx import MeshTransport
 
 
 @attrs.frozen
@@ -117,7 +123,7 @@ class Mesh:
             inv.deadline = self.runtime.clock.now() + timeout
         return result_to_response(await self.invoke(inv), service)
 
-    def grpc_channel(self, service: str | None = None) -> Any:
+    def grpc_channel(self, service: str | None = None) -> MeshChannel:
         """A grpclib-compatible channel through the mesh (`sofamesh.sdk.grpc.MeshChannel`).
 
         Each call's service is its path's `package.Service`, or `service` if given.
@@ -131,17 +137,17 @@ class Mesh:
         """The outbound chain every consumer's call runs through (without `invoke`'s caller)."""
         return self._chain
 
-    def start_soon(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        """Run `func` in a task the mesh owns: cancelled when the mesh closes."""
-        self._tg.start_soon(func)
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
+        """Run `func(*args)` in a task the mesh owns: cancelled when the mesh closes."""
+        self._tg.start_soon(func, *args)
 
-    def bolt_consumer(self, interface: str, version: str = "1.0", **options: Any) -> Any:
+    def bolt_consumer(self, interface: str, version: str = "1.0", **options: Any) -> BoltConsumer:
         """A SOFARPC consumer of `interface:version` (`sofamesh.sdk.bolt.BoltConsumer`)."""
         from sofamesh.sdk.bolt import BoltConsumer
 
         return BoltConsumer(self, interface, version, **options)
 
-    def httpx_transport(self) -> Any:
+    def httpx_transport(self) -> MeshTransport:
         """An `httpx.AsyncBaseTransport` that sends every request through the mesh."""
         from sofamesh.sdk.httpx import MeshTransport
 
@@ -304,7 +310,7 @@ def _renamed(chain: Handler, service: str) -> Handler:
     return call
 
 
-async def _shielded_unpublish(registry: Any, ep: Endpoint) -> None:
+async def _shielded_unpublish(registry: Registry, ep: Endpoint) -> None:
     with anyio.CancelScope(shield=True):
         await registry.unpublish(ep)
 
@@ -313,7 +319,7 @@ async def _shielded_unpublish(registry: Any, ep: Endpoint) -> None:
 async def open_mesh(
     config: MeshConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None,
     *,
-    registry: Any = None,
+    registry: OpenedRegistry | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """Open the mesh for this app; closes listeners and unpublishes on exit.
