@@ -1,6 +1,7 @@
 """Bolt throughput, side by side in one run: direct, one sofamesh sidecar, Envoy tcp_proxy.
 
     .venv/bin/python benchmarks/bolt.py [--duration 10] [--runs 3] [--connections 16] [--window 32]
+    .venv/bin/python benchmarks/bolt.py --quick   # one 0.5 s round per path, no trio: a smoke run
 
 Provider: the sofamesh SDK serving `echo` (`mesh.serve_bolt`, asyncio + uvloop), published
 in a file registry. The load generator (raw asyncio protocols on uvloop, one process) keeps
@@ -263,7 +264,13 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--registry", default="")
     ap.add_argument("--no-trio", action="store_true")
+    ap.add_argument(
+        "--quick", action="store_true", help="one 0.5 s round per path, no warm-up, no trio"
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.runs, args.no_trio = 0.5, 0.1, 1, True
+        args.connections, args.window = 2, 4
     if args.mode == "provider":
         import uvloop
 
@@ -313,8 +320,8 @@ def bench(args: argparse.Namespace) -> None:
                 proc, port = start_envoy(tmp, upstream)
                 procs.append(proc)
                 paths["envoy 1.40 tcp_proxy"] = (port, [provider.pid, proc.pid])
-            for port, pids in paths.values():  # warm every path: connections, discovery
-                measure(port, args, pids, 2)
+            for port, pids in paths.values() if not args.quick else ():
+                measure(port, args, pids, 2)  # warm every path: connections, discovery
             results: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
             for _ in range(args.runs):
                 for name, (port, pids) in paths.items():

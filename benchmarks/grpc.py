@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/grpc.py [--duration 10] [--clients 10] [--streams 10] [--runs 3]
                                         [--upstream grpcio|nginx]
+    .venv/bin/python benchmarks/grpc.py --quick   # one 1 s round, nginx upstream, no trio
 
 The load client is h2load (nghttp2) sending helloworld's SayHello as a gRPC
 request (`content-type: application/grpc`, `te: trailers`, one framed
@@ -129,7 +130,7 @@ def h2load(port: int, tmp: Path, args: argparse.Namespace, grpc: bool = True) ->
         f"-c{args.clients}",
         f"-m{args.streams}",
         f"-D{args.duration}",
-        "--warm-up-time=1",
+        f"--warm-up-time={args.warmup}",
         f"--log-file={log}",
     ]
     if grpc:
@@ -290,13 +291,20 @@ def start_envoy(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=1, help="h2load's warm-up seconds")
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--streams", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--upstream", choices=["grpcio", "nginx"], default="grpcio")
     ap.add_argument("--h2c", action="store_true", help="also plain HTTP over h2c (to nginx)")
     ap.add_argument("--no-trio", action="store_true")
+    ap.add_argument(
+        "--quick", action="store_true", help="one 1 s round per path, nginx upstream, no trio"
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.runs, args.no_trio = 1, 0, 1, True
+        args.clients, args.streams, args.upstream = 2, 4, "nginx"
     for tool in ("h2load", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is missing: apt-get install -y nghttp2-client nginx")
@@ -304,33 +312,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         try:
-            gen = generate_stubs(tmp)
-            ngx_grpc, ngx_http = free_port(), free_port()
-            (tmp / "nginx.conf").write_text(
-                NGINX_CONF.format(dir=tmp, grpc_port=ngx_grpc, http_port=ngx_http)
-            )
-            spawn(["nginx", "-c", str(tmp / "nginx.conf")], procs)
-            upstream = ngx_grpc
-            if args.upstream == "grpcio":
-                upstream = free_port()
-                spawn(
-                    [sys.executable, str(tmp / "grpcio_server.py"), str(upstream)],
-                    procs,
-                    env={**os.environ, "PYTHONPATH": str(gen)},
-                )
-            wait_port(upstream)
-            wait_port(ngx_http)
-            procs.append(
-                publish(
-                    tmp / "registry", [(SERVICE, upstream, "grpc"), ("bench", ngx_http, "http")]
-                )
-            )
-            paths: dict[str, int] = {"direct": upstream}
-            for backend in ("asyncio",) if args.no_trio else ("asyncio", "trio"):
-                name = "sofamesh" if backend == "asyncio" else "sofamesh (trio)"
-                paths[name] = start_sidecar(tmp, backend, procs)
-            if ENVOY.exists():
-                paths["envoy 1.40"] = start_envoy(tmp, upstream, ngx_http, procs)
+            paths = start_paths(tmp, args, procs)
             for name, port in paths.items():
                 print(f"check {name}: {check_grpc(port)!r}", file=sys.stderr)
             results = run_rounds(paths, tmp, args, grpc=True)
@@ -350,6 +332,37 @@ def main() -> None:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+def start_paths(
+    tmp: Path, args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]
+) -> dict[str, int]:
+    """The upstreams, their publication, the sidecars and Envoy: the port of each path, by name."""
+    gen = generate_stubs(tmp)
+    ngx_grpc, ngx_http = free_port(), free_port()
+    (tmp / "nginx.conf").write_text(
+        NGINX_CONF.format(dir=tmp, grpc_port=ngx_grpc, http_port=ngx_http)
+    )
+    spawn(["nginx", "-c", str(tmp / "nginx.conf")], procs)
+    upstream = ngx_grpc
+    if args.upstream == "grpcio":
+        upstream = free_port()
+        spawn(
+            [sys.executable, str(tmp / "grpcio_server.py"), str(upstream)],
+            procs,
+            env={**os.environ, "PYTHONPATH": str(gen)},
+        )
+    wait_port(upstream)
+    wait_port(ngx_http)
+    endpoints = [(SERVICE, upstream, "grpc"), ("bench", ngx_http, "http")]
+    procs.append(publish(tmp / "registry", endpoints))
+    paths: dict[str, int] = {"direct": upstream}
+    for backend in ("asyncio",) if args.no_trio else ("asyncio", "trio"):
+        name = "sofamesh" if backend == "asyncio" else "sofamesh (trio)"
+        paths[name] = start_sidecar(tmp, backend, procs)
+    if ENVOY.exists():
+        paths["envoy 1.40"] = start_envoy(tmp, upstream, ngx_http, procs)
+    return paths
 
 
 def run_rounds(

@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/hessian2.py            # full run, markdown table
-    .venv/bin/python benchmarks/hessian2.py --quick    # fewer repeats
+    .venv/bin/python benchmarks/hessian2.py --quick    # each operation a few times: rough, ~1 s
 
 Cases (each the same data in every codec; json gets dicts, base64 for bytes):
   a. a SOFARPC request body: SofaRequest object + three arguments, one stream
@@ -147,28 +147,36 @@ def pyhessian_loads_all(data: bytes, count: int) -> list[Any]:
     return [parser.read_object() for _ in range(count)]
 
 
-def best_us(func: Callable[[], Any], repeat: int) -> float:
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How each operation is timed: `repeat` rounds of `number` calls (None: autorange)."""
+
+    repeat: int
+    number: int | None = None
+
+
+def best_us(func: Callable[[], Any], timing: Timing) -> float:
     timer = timeit.Timer(func)
-    number, _ = timer.autorange()
-    return min(timer.repeat(repeat=repeat, number=number)) / number * 1e6
+    number = timing.number or timer.autorange()[0]
+    return min(timer.repeat(repeat=timing.repeat, number=number)) / number * 1e6
 
 
-def measure(name: str, values: list[Any], repeat: int) -> dict[str, Any]:
+def measure(name: str, values: list[Any], timing: Timing) -> dict[str, Any]:
     data = hessian2.dumps_all(values, registry=REGISTRY)
     back = hessian2.loads_all(data, registry=REGISTRY)
     assert loose(back) == loose(values), name
     jdata = json.dumps(as_json(values), ensure_ascii=False).encode()
     row: dict[str, Any] = {"case": name, "bytes": len(data), "json_bytes": len(jdata)}
-    row["enc"] = best_us(lambda: hessian2.dumps_all(values, registry=REGISTRY), repeat)
-    row["dec"] = best_us(lambda: hessian2.loads_all(data, registry=REGISTRY), repeat)
+    row["enc"] = best_us(lambda: hessian2.dumps_all(values, registry=REGISTRY), timing)
+    row["dec"] = best_us(lambda: hessian2.loads_all(data, registry=REGISTRY), timing)
     plain = as_json(values)  # json gets dicts and lists, built outside the timing
-    row["json_enc"] = best_us(lambda: json.dumps(plain, ensure_ascii=False).encode(), repeat)
-    row["json_dec"] = best_us(lambda: json.loads(jdata), repeat)
-    row["pyh_dec"] = pyhessian_column(data, values, repeat)
+    row["json_enc"] = best_us(lambda: json.dumps(plain, ensure_ascii=False).encode(), timing)
+    row["json_dec"] = best_us(lambda: json.loads(jdata), timing)
+    row["pyh_dec"] = pyhessian_column(data, values, timing)
     return row
 
 
-def pyhessian_column(data: bytes, values: list[Any], repeat: int) -> float | str:
+def pyhessian_column(data: bytes, values: list[Any], timing: Timing) -> float | str:
     if Parser is None:
         return "not installed"
     try:
@@ -177,7 +185,7 @@ def pyhessian_column(data: bytes, values: list[Any], repeat: int) -> float | str
         return f"cannot read ({type(exc).__name__})"
     if loose(read) != loose(values):
         return "misreads"
-    return best_us(lambda: pyhessian_loads_all(data, len(values)), repeat)
+    return best_us(lambda: pyhessian_loads_all(data, len(values)), timing)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -198,17 +206,19 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7")
+    parser.add_argument(
+        "--quick", action="store_true", help="each operation 3 x once, no autorange (rough, ~1 s)"
+    )
     args = parser.parse_args()
-    repeat = 3 if args.quick else 7
+    timing = Timing(3, 1) if args.quick else Timing(7)
     cases = [
         ("a. SOFARPC request (SofaRequest + 3 args)", sofa_request()),
         ("b. object graph, 100 orders (~10 KB)", order_graph()),
         ("c. 1 MB binary", [bytes(range(256)) * 4096]),
         ("c. Chinese string, 34,000 chars (~100 KB UTF-8)", ["中文测试服务网格" * 4250]),
     ]
-    rows = [measure(name, values, repeat) for name, values in cases]
-    print(f"Python {sys.version.split()[0]}, best of {repeat}; µs per operation.\n")
+    rows = [measure(name, values, timing) for name, values in cases]
+    print(f"Python {sys.version.split()[0]}, best of {timing.repeat}; µs per operation.\n")
     print(table(rows))
     print("\n(in brackets: python-hessian's decode time over sofamesh's)")
 

@@ -6,6 +6,7 @@
     python benchmarks/http1_codec.py echo --port 8081   # an echo server, for wrk or as an upstream
     python benchmarks/http1_codec.py proxy --port 8080 --upstream 127.0.0.1:8081
                                                         # server + pool: one proxy hop, for wrk
+    python benchmarks/http1_codec.py --quick            # every mode, small and short: a smoke run
 
 `loopback` runs both ends in one process, so a request costs a server
 exchange *and* a client exchange: the same codec work as one proxy hop.
@@ -19,6 +20,7 @@ import cProfile
 import io
 import pstats
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -159,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["codec", "loopback", "echo", "proxy"])
+    parser.add_argument("mode", nargs="?", choices=["codec", "loopback", "echo", "proxy"])
     parser.add_argument("-n", type=int, default=50_000, help="requests")
     parser.add_argument("-c", type=int, default=32, help="concurrent connections (loopback)")
     parser.add_argument("--port", type=int, default=8080)
@@ -167,32 +169,40 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1e9, help="how long echo/proxy serve")
     parser.add_argument("--backend", choices=["uvloop", "asyncio", "trio"], default="uvloop")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every mode, 2,000 requests, 0.1 s of serving on port 0",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.c, args.port, args.seconds = 2_000, 8, 0, 0.1
+    elif args.mode is None:
+        parser.error("name a mode, or --quick")
+    jobs = make_jobs(args)
+    modes = list(jobs) if args.quick else [args.mode]
+    for mode in modes:
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(jobs[mode])
+            report(profiler)
+        else:
+            jobs[mode]()
+
+
+def make_jobs(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     backend = "trio" if args.backend == "trio" else "asyncio"
     options: dict[str, Any] = {"use_uvloop": True} if args.backend == "uvloop" else {}
-    jobs = {
+
+    def run(func: Callable[..., Awaitable[None]], *fargs: Any) -> None:
+        anyio.run(func, *fargs, backend=backend, backend_options=options)
+
+    return {
         "codec": lambda: bench_codec(args.n),
-        "loopback": lambda: anyio.run(
-            bench_loopback, args.n, args.c, backend=backend, backend_options=options
-        ),
-        "echo": lambda: anyio.run(
-            serve_echo, args.port, args.seconds, backend=backend, backend_options=options
-        ),
-        "proxy": lambda: anyio.run(
-            serve_proxy,
-            args.port,
-            args.upstream,
-            args.seconds,
-            backend=backend,
-            backend_options=options,
-        ),
+        "loopback": lambda: run(bench_loopback, args.n, args.c),
+        "echo": lambda: run(serve_echo, args.port, args.seconds),
+        "proxy": lambda: run(serve_proxy, args.port, args.upstream, args.seconds),
     }
-    if not args.profile:
-        jobs[args.mode]()
-        return
-    profiler = cProfile.Profile()
-    profiler.runcall(jobs[args.mode])
-    report(profiler)
 
 
 def report(profiler: cProfile.Profile) -> None:

@@ -1,6 +1,7 @@
 """HTTP/1.1 proxy throughput, side by side in one run: direct, sofamesh sidecar, Envoy.
 
     .venv/bin/python benchmarks/http_proxy.py [--duration 10] [--connections 50] [--runs 3]
+    .venv/bin/python benchmarks/http_proxy.py --quick   # one 1 s round, no trio: a smoke run
 
 Upstream: nginx answering a small 200 on 127.0.0.1. Paths compared, each with
 wrk -t1 -c50 (wrk, proxy and upstream share this machine's 2 cores):
@@ -173,69 +174,73 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-trio", action="store_true")
+    ap.add_argument(
+        "--quick", action="store_true", help="one 1 s round per path, no warm-up, no trio"
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.duration, args.connections, args.runs, args.no_trio = 1, 8, 1, True
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is missing: apt-get install -y {tool}")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
         try:
-            upstream = free_port()
-            (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-            procs.append(
-                subprocess.Popen(
-                    ["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL
-                )
-            )
-            wait_port(upstream)
-            procs.append(publish_upstream(tmp / "registry", upstream))
-            paths: dict[str, int] = {"direct": upstream}
-            for backend in ("asyncio", "trio"):
-                proc, port = start_sidecar(tmp, f"file://{tmp}/registry", backend)
-                procs.append(proc)
-                paths["sofamesh" if backend == "asyncio" else "sofamesh (trio)"] = port
-            if ENVOY.exists():
-                port, admin = free_port(), free_port()
-                (tmp / "envoy.yaml").write_text(
-                    ENVOY_CONF.format(port=port, admin=admin, upstream=upstream)
-                )
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            str(ENVOY),
-                            "-c",
-                            str(tmp / "envoy.yaml"),
-                            "--concurrency",
-                            "1",
-                            "--base-id",
-                            "77",
-                            "--log-level",
-                            "error",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-                wait_port(port)
-                paths["envoy 1.40"] = port
-            for (
-                port
-            ) in paths.values():  # warm every path (connection pools, JIT-less but cached imports)
-                wrk(port, "bench", 2, args.connections)
+            paths = start_paths(Path(d), args, procs)
+            if not args.quick:  # warm every path (connection pools, cached imports)
+                for port in paths.values():
+                    wrk(port, "bench", 2, args.connections)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
             for _ in range(args.runs):
                 for name, port in paths.items():
                     results[name].append(wrk(port, "bench", args.duration, args.connections))
             report(results, args)
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_all(procs)
+
+
+def start_paths(
+    tmp: Path, args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]
+) -> dict[str, int]:
+    """nginx, its publication, the sidecars and Envoy: the port of each path, by name."""
+    upstream = free_port()
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
+    procs.append(
+        subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL)
+    )
+    wait_port(upstream)
+    procs.append(publish_upstream(tmp / "registry", upstream))
+    paths: dict[str, int] = {"direct": upstream}
+    for backend in ("asyncio",) if args.no_trio else ("asyncio", "trio"):
+        proc, port = start_sidecar(tmp, f"file://{tmp}/registry", backend)
+        procs.append(proc)
+        paths["sofamesh" if backend == "asyncio" else "sofamesh (trio)"] = port
+    if ENVOY.exists():
+        proc, port = start_envoy(tmp, upstream)
+        procs.append(proc)
+        paths["envoy 1.40"] = port
+    return paths
+
+
+def start_envoy(tmp: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]:
+    port, admin = free_port(), free_port()
+    (tmp / "envoy.yaml").write_text(ENVOY_CONF.format(port=port, admin=admin, upstream=upstream))
+    argv = [str(ENVOY), "-c", str(tmp / "envoy.yaml"), "--concurrency", "1", "--base-id", "77",
+            "--log-level", "error"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/registry.py [--services 1000] [--endpoints 10] [--watchers 20]
                                             [--changes 200] [--samples 50] [--backend asyncio|trio]
+    .venv/bin/python benchmarks/registry.py --quick   # 20 services, 2 watchers: a smoke run
 
 For each registry, a fresh server in a temp dir (started as the tests start theirs;
 ZooKeeper with forceSync=yes, as in production), then:
@@ -215,7 +216,12 @@ def main() -> None:
     parser.add_argument(
         "--watcher", nargs=3, metavar=("KIND", "PORT", "SERVICE"), help=argparse.SUPPRESS
     )  # internal: one watching consumer process
+    parser.add_argument(
+        "--quick", action="store_true", help="20 x 2 endpoints, 2 watchers, 4 changes, 4 samples"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.services, args.endpoints, args.watchers, args.changes, args.samples = 20, 2, 2, 4, 4
     if args.watcher:
         kind, port, service = args.watcher
         anyio.run(watcher_process, kind, int(port), service)

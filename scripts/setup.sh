@@ -28,9 +28,14 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-stamp=.venv/.sofamesh-installed
+# The demo needs only its extra; a full set-up installs every extra (the demo's too).
+if [ "$MODE" = "--demo-only" ]; then
+  extras=demo stamp=.venv/.sofamesh-installed-demo
+else
+  extras=test,httpx,trio,speedups,bench,demo stamp=.venv/.sofamesh-installed
+fi
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
-  .venv/bin/pip install -q -e ".[test,httpx,trio,speedups,bench]"
+  .venv/bin/pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
 [ "$MODE" = "--demo-only" ] && exit 0

@@ -1,20 +1,38 @@
 """Counters and latency histograms, rendered as JSON (`/stats`) and Prometheus text.
 
-Cheap on the hot path: one `CallStats` per (direction, service) and one per
-endpoint, each a few integers and a fixed-bucket histogram, found by dict
-lookup. Names follow Envoy's (`upstream_rq_total`, `upstream_rq_time`).
+Cheap on the hot path: one `CallStats` per (direction, service, caller) and one
+per endpoint, each a few integers and a fixed-bucket histogram, found by dict
+lookup. JSON names follow Envoy's (`upstream_rq_total`, `upstream_rq_time`).
+
+Prometheus families follow its naming rules: counters end in `_total`, durations
+are histograms in seconds (`_duration_seconds`), every family has `# HELP` and
+`# TYPE`. `render` writes the classic text format (0.0.4) or OpenMetrics 1.0,
+which Prometheus asks for first.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Literal
+
+import attrs
 
 from sofamesh.model import Status
 
 # Latency buckets in milliseconds (Envoy's default histogram buckets, trimmed).
 BUCKETS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+# Distinct callers counted apart per service; the rest share one row, so a peer sending
+# made-up caller names cannot grow the stats without bound.
+MAX_CALLERS = 64
+OTHER_CALLERS = "_other"
+COUNTER_HELP = {
+    "upstream_rq_retry": "Outbound calls retried.",
+    "outlier.ejections": "Endpoints ejected by outlier detection.",
+}
+
+Match = Callable[[str], bool]
 
 
 class Histogram:
@@ -51,24 +69,33 @@ class CallStats:
     def __init__(self) -> None:
         self.total = 0
         self.active = 0
-        self.by_status: dict[Status, int] = {}
+        self.by_status: dict[Status, dict[int, int]] = {}  # status -> protocol code -> calls
         self.latency = Histogram()
 
-    def record(self, status: Status, ms: float) -> None:
+    def record(self, status: Status, ms: float, code: int = 0) -> None:
         self.total += 1
-        self.by_status[status] = self.by_status.get(status, 0) + 1
+        codes = self.by_status.get(status)
+        if codes is None:
+            codes = self.by_status[status] = {}
+        codes[code] = codes.get(code, 0) + 1
         self.latency.observe(ms)
+
+    def reset(self) -> None:
+        """Counters and histogram back to zero; calls in flight stay counted."""
+        self.total = 0
+        self.by_status = {}
+        self.latency = Histogram()
 
     @property
     def errors(self) -> int:
-        return self.total - self.by_status.get(Status.OK, 0)
+        return self.total - sum(self.by_status.get(Status.OK, {}).values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rq_total": self.total,
             "rq_active": self.active,
             "rq_error": self.errors,
-            "rq_status": {s.value: n for s, n in self.by_status.items()},
+            "rq_status": {s.value: sum(c.values()) for s, c in self.by_status.items()},
             "rq_time_ms": {
                 "p50": self.latency.quantile(0.5),
                 "p99": self.latency.quantile(0.99),
@@ -81,15 +108,24 @@ class Stats:
     """Every counter of one mesh (SDK instance or sidecar process)."""
 
     def __init__(self) -> None:
-        self.services: dict[tuple[str, str], CallStats] = {}  # (direction, service)
+        self.services: dict[tuple[str, str, str], CallStats] = {}  # (direction, service, caller)
         self.endpoints: dict[tuple[str, str], CallStats] = {}  # (service, address)
         self.counters: dict[str, int] = {}
+        self._callers: dict[tuple[str, str], int] = {}  # (direction, service) -> callers kept
 
-    def service(self, direction: str, service: str) -> CallStats:
-        key = (direction, service)
+    def service(self, direction: str, service: str, caller: str = "") -> CallStats:
+        key = (direction, service, caller)
         s = self.services.get(key)
         if s is None:
-            s = self.services[key] = CallStats()
+            s = self._new_service(direction, service, caller)
+        return s
+
+    def _new_service(self, direction: str, service: str, caller: str) -> CallStats:
+        kept = self._callers.get((direction, service), 0)
+        if kept >= MAX_CALLERS:
+            return self.services.setdefault((direction, service, OTHER_CALLERS), CallStats())
+        self._callers[(direction, service)] = kept + 1
+        s = self.services[(direction, service, caller)] = CallStats()
         return s
 
     def endpoint(self, service: str, address: str) -> CallStats:
@@ -102,63 +138,119 @@ class Stats:
     def incr(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def as_dict(self) -> dict[str, Any]:
+    def reset_counters(self) -> None:
+        """Every counter and histogram to zero (Envoy's `/reset_counters`); gauges stay."""
+        self.counters = dict.fromkeys(self.counters, 0)
+        for cs in (*self.services.values(), *self.endpoints.values()):
+            cs.reset()
+
+    def as_dict(self, match: Match | None = None) -> dict[str, Any]:
+        """The JSON of `/stats`; `match` keeps counters by name, services by
+        `direction.service`, endpoints by `service.address`."""
+        keep = match or (lambda _name: True)
         return {
-            "counters": dict(sorted(self.counters.items())),
+            "counters": {k: v for k, v in sorted(self.counters.items()) if keep(k)},
             "services": [
-                {"direction": d, "service": s, **cs.as_dict()}
-                for (d, s), cs in sorted(self.services.items())
+                {"direction": d, "service": s, "caller": c, **cs.as_dict()}
+                for (d, s, c), cs in sorted(self.services.items())
+                if keep(f"{d}.{s}")
             ],
             "endpoints": [
                 {"service": s, "address": a, **cs.as_dict()}
                 for (s, a), cs in sorted(self.endpoints.items())
+                if keep(f"{s}.{a}")
             ],
         }
 
-    def prometheus(self) -> str:
-        return "".join(self._prometheus_lines())
-
-    def _prometheus_lines(self) -> Iterator[str]:
+    def families(self) -> Iterator[Family]:
         for name, value in sorted(self.counters.items()):
-            metric = "sofamesh_" + name.replace(".", "_")
-            yield f"# TYPE {metric} counter\n{metric} {value}\n"
-        yield from _family(
-            "sofamesh_rq",
-            "service",
-            [({"direction": d, "service": s}, cs) for (d, s), cs in sorted(self.services.items())],
-        )
-        yield from _family(
-            "sofamesh_endpoint_rq",
-            "endpoint",
-            [({"service": s, "address": a}, cs) for (s, a), cs in sorted(self.endpoints.items())],
-        )
+            help_ = COUNTER_HELP.get(name, f"Mesh counter {name}.")
+            metric = "sofamesh_" + name.replace(".", "_").removesuffix("_total")
+            yield Family(metric, "counter", help_, [("_total", {}, value)])
+        services = [
+            ({"direction": d, "service": s, "caller": c}, cs)
+            for (d, s, c), cs in sorted(self.services.items())
+        ]
+        yield from _call_families("sofamesh_rq", "service and caller", services, with_code=True)
+        endpoints = [
+            ({"service": s, "address": a}, cs) for (s, a), cs in sorted(self.endpoints.items())
+        ]
+        yield from _call_families("sofamesh_endpoint_rq", "endpoint", endpoints, with_code=False)
 
 
-def _labels(labels: dict[str, str], **more: str) -> str:
-    items = {**labels, **more}
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in items.items())
-    return "{" + inner + "}"
+@attrs.frozen
+class Family:
+    """One Prometheus metric family: `name` without a counter's `_total`."""
+
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    help: str
+    samples: list[tuple[str, dict[str, str], float]]  # (suffix, labels, value)
+    unit: str = ""
+
+
+def render(families: Iterable[Family], *, openmetrics: bool = False) -> str:
+    """Families as the classic text format, or OpenMetrics 1.0 (ending in `# EOF`)."""
+    out: list[str] = []
+    for f in families:
+        # The classic format names a counter family with its `_total`; OpenMetrics without.
+        head = f.name + ("_total" if f.kind == "counter" and not openmetrics else "")
+        out.append(f"# HELP {head} {f.help}\n# TYPE {head} {f.kind}\n")
+        if f.unit and openmetrics:
+            out.append(f"# UNIT {head} {f.unit}\n")
+        out.extend(
+            f"{f.name}{suffix}{_labels(labels)} {_number(v)}\n" for suffix, labels, v in f.samples
+        )
+    if openmetrics:
+        out.append("# EOF\n")
+    return "".join(out)
+
+
+def name_filter(pattern: str | None) -> Match | None:
+    """Envoy's `filter=REGEX`: a name is kept when the expression matches part of it."""
+    if not pattern:
+        return None
+    return re.compile(pattern).search  # type: ignore[return-value]
+
+
+def _call_families(
+    prefix: str, what: str, rows: list[tuple[dict[str, str], CallStats]], *, with_code: bool
+) -> Iterator[Family]:
+    calls: list[tuple[str, dict[str, str], float]] = []
+    for labels, cs in rows:
+        for status, codes in sorted(cs.by_status.items(), key=lambda kv: kv[0].value):
+            for code, n in sorted(codes.items()):
+                more = {"status": status.value}
+                if with_code:
+                    more["response_code"] = str(code) if code else ""
+                calls.append(("_total", {**labels, **more}, n))
+    yield Family(prefix, "counter", f"Calls per {what}, by outcome.", calls)
+    active = [("", labels, float(cs.active)) for labels, cs in rows]
+    yield Family(f"{prefix}_active", "gauge", f"Calls in flight per {what}.", active)
+    durations = [sample for labels, cs in rows for sample in _histogram(labels, cs.latency)]
+    help_ = f"Call duration per {what}, in seconds."
+    yield Family(f"{prefix}_duration_seconds", "histogram", help_, durations, unit="seconds")
+
+
+def _histogram(labels: dict[str, str], h: Histogram) -> Iterator[tuple[str, dict[str, str], float]]:
+    cum = 0
+    for bound, c in zip((*BUCKETS_MS, float("inf")), h.counts, strict=True):
+        cum += c
+        le = "+Inf" if bound == float("inf") else f"{bound / 1000:g}"
+        yield "_bucket", {**labels, "le": le}, cum
+    yield "_sum", labels, h.sum_ms / 1000
+    yield "_count", labels, h.count
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
 def _escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _family(prefix: str, what: str, rows: list[tuple[dict[str, str], CallStats]]) -> Iterator[str]:
-    yield f"# HELP {prefix}_total Calls per {what} and outcome.\n# TYPE {prefix}_total counter\n"
-    for labels, cs in rows:
-        for status, n in sorted(cs.by_status.items(), key=lambda kv: kv[0].value):
-            yield f"{prefix}_total{_labels(labels, status=status.value)} {n}\n"
-    yield f"# TYPE {prefix}_active gauge\n"
-    for labels, cs in rows:
-        yield f"{prefix}_active{_labels(labels)} {cs.active}\n"
-    yield f"# TYPE {prefix}_time_ms histogram\n"
-    for labels, cs in rows:
-        h = cs.latency
-        cum = 0
-        for bound, c in zip((*BUCKETS_MS, float("inf")), h.counts, strict=True):
-            cum += c
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            yield f"{prefix}_time_ms_bucket{_labels(labels, le=le)} {cum}\n"
-        yield f"{prefix}_time_ms_sum{_labels(labels)} {h.sum_ms:.3f}\n"
-        yield f"{prefix}_time_ms_count{_labels(labels)} {h.count}\n"
+def _number(v: float) -> str:
+    return str(v)

@@ -47,7 +47,7 @@ def test_every_problem_is_reported_with_its_path() -> None:
         "app": "",
         "registry": "zk://x",
         "inbound": [
-            {"protocol": "htp", "listen": "8080", "bogus": 1},
+            {"protocol": "htp", "listen": "localhost", "bogus": 1},
             {"protocol": "http", "listen": "127.0.0.1:1", "services": ["s"]},
         ],
         "outbound": [{"protocol": "http", "listen": "127.0.0.1:1"}],
@@ -60,7 +60,7 @@ def test_every_problem_is_reported_with_its_path() -> None:
         "app: must be a non-empty name",
         "registry: unknown registry scheme 'zk'",
         "inbound[0].protocol: expected one of",
-        "inbound[0].listen: expected host:port, got '8080'",
+        "inbound[0].listen: expected host:port, got 'localhost'",
         "inbound[0].bogus: unknown key",
         "policy.timeout: must be positive",
         "policy.balancer:",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
 import sofamesh
+from sofamesh.endpoint import Endpoint
 from sofamesh.registry import FileRegistry
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +114,52 @@ async def test_a_provider_that_does_not_answer_times_out_at_the_policy_deadline(
             assert shorter.status == 504 and anyio.current_time() - started < 0.15
             fast = await mesh.request("com.example.Slow", "GET", "/fast")
             assert (fast.status, fast.body) == (200, b"fast")
+
+
+@asynccontextmanager
+async def resetting_provider() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """An HTTP/1.1 provider that drops every odd-numbered request unanswered (a reset
+    after the request reached it) and answers the others, one request per connection."""
+    seen: list[bytes] = []
+
+    async def handle(conn: anyio.abc.SocketStream) -> None:
+        async with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await conn.receive()
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            while length and len(body) < int(length.group(1)):
+                body += await conn.receive()
+            seen.append(head.split(b" ", 1)[0])
+            if len(seen) % 2 == 0:
+                await conn.send(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                )
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port), seen
+        tg.cancel_scope.cancel()
+
+
+async def test_mesh_request_retries_an_idempotent_call_after_a_reset_as_httpx_does(
+    tmp_path: Path,
+) -> None:
+    cfg = {"app": "shop", "registry": f"file://{tmp_path}/reg?poll=0.05"}
+    async with (
+        resetting_provider() as (port, seen),
+        FileRegistry(tmp_path / "reg") as reg,
+        sofamesh.open_mesh(cfg, env={}) as mesh,
+        httpx.AsyncClient(transport=mesh.httpx_transport()) as client,
+    ):
+        await reg.publish(Endpoint("com.example.Flaky", "127.0.0.1", port))
+        with anyio.fail_after(10):
+            got = await mesh.request("com.example.Flaky", "GET", "/a")
+            assert (got.status, got.body) == (200, b"ok")  # reset, then retried
+            r = await client.get("http://com.example.Flaky/b")
+            assert (r.status_code, r.text) == (200, "ok")  # the same through httpx
+            posted = await mesh.request("com.example.Flaky", "POST", "/c", body=b"x")
+            assert posted.status == 502  # not idempotent: the reset is the answer
+    assert seen == [b"GET", b"GET", b"GET", b"GET", b"POST"]

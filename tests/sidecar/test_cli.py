@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import anyio
 import pytest
 import yaml
 
+import sofamesh
+from sofamesh.config import Address, load_config
 from sofamesh.demo.procs import Procs
 from sofamesh.registry import FileRegistry
 
@@ -78,3 +81,57 @@ async def test_sigterm_unpublishes_and_exits_0(tmp_path: Path, anyio_backend: st
             assert not list((tmp_path / "reg").rglob("*.json"))
         log = (tmp_path / "sidecar-orders.log").read_text()
         assert "draining" in log and "drained" in log
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SIDECAR, *args], capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_version_prints_the_package_version() -> None:
+    proc = _run("--version")
+    assert proc.returncode == 0
+    assert proc.stdout == f"python -m sofamesh.sidecar {sofamesh.__version__}\n"
+
+
+def test_help_names_the_command_the_user_typed() -> None:
+    assert _run("--help").stdout.startswith("usage: python -m sofamesh.sidecar ")
+    script = (
+        "import sys; sys.argv[0] = '/usr/local/bin/sofamesh-sidecar'; "
+        "from sofamesh.sidecar.__main__ import main; main(['--help'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    assert proc.stdout.startswith("usage: sofamesh-sidecar "), proc.stdout + proc.stderr
+
+
+def test_unknown_log_level_is_a_clear_usage_error() -> None:
+    proc = _run("--log-level", "foo", "--check")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "argument --log-level: unknown log level 'foo' (use one of" in proc.stderr
+
+
+def test_check_validates_without_binding(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # a listen address in use: --check must not bind it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        good = tmp_path / "good.yaml"
+        good.write_text(
+            yaml.safe_dump({"app": "a", "outbound": [{"protocol": "http", "listen": str(port)}]})
+        )
+        proc = _run("-c", str(good), "--check", "--log-level", "WARNING")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"sofamesh.sidecar: configuration OK ({good})\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"app": "a", "outbound": [{"protocol": "smtp"}]}))
+    proc = _run("-c", str(bad), "--check")
+    assert proc.returncode == 2 and "outbound[0].protocol:" in proc.stderr
+
+
+def test_listen_as_a_number_or_a_string_means_the_same() -> None:
+    configs = [
+        load_config({"app": "a", "outbound": [{"protocol": "http", "listen": v}]}, env={})
+        for v in (8080, "8080", "127.0.0.1:8080")
+    ]
+    assert {c.outbound[0].listen for c in configs} == {Address("127.0.0.1", 8080)}

@@ -83,10 +83,14 @@ async def test_admin_endpoints(tmp_path: Path) -> None:
         assert svc[("inbound", "com.example.Orders")]["rq_status"] == {"ok": 1}
         prom = (await c.get(f"{admin}/stats/prometheus")).text
         assert (
-            'sofamesh_rq_total{direction="outbound",service="com.example.Orders",status="ok"} 1'
-            in prom
+            'sofamesh_rq_total{direction="outbound",service="com.example.Orders",caller="",'
+            'status="ok",response_code="200"} 1' in prom
         )
-        assert "sofamesh_rq_time_ms_bucket" in prom
+        assert (
+            'sofamesh_rq_total{direction="inbound",service="com.example.Orders",caller="orders",'
+            'status="ok",response_code="200"} 1' in prom
+        )
+        assert "sofamesh_rq_duration_seconds_bucket" in prom
         clusters = (await c.get(f"{admin}/clusters")).json()["clusters"]
         (orders,) = clusters
         assert orders["endpoints"][0]["address"] == str(sc.bound["inbound[0]"])

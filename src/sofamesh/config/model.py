@@ -23,7 +23,11 @@ Mode = Literal["sdk", "sidecar"]
 
 @attrs.frozen
 class Address:
-    """A `host:port` pair. Port 0 asks the OS for a free port (tests, SDK providers)."""
+    """A `host:port` pair. Port 0 asks the OS for a free port (tests, SDK providers).
+
+    A bare port, as a number or a string (YAML reads `8080` and `"8080"` differently, a
+    user means the same), is that port on 127.0.0.1.
+    """
 
     host: str
     port: int
@@ -32,6 +36,8 @@ class Address:
     def parse(cls, value: Any) -> Address:
         if isinstance(value, Address):
             return value
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return cls("127.0.0.1", cls._port(value))
         if not isinstance(value, str):

@@ -2,7 +2,7 @@
 
 Unlike a parser that stops at the first error (or, worse, falls back to
 defaults), `structure` walks the whole document and collects each problem with
-its dotted path (``inbound[0].listen: expected host:port, got '8080'``), so
+its dotted path (``inbound[0].listen: expected host:port, got 'localhost'``), so
 one run of a bad config tells the operator everything to fix.
 
 Supported field types: attrs classes, str, int, float, bool, `X | None`,

@@ -12,12 +12,14 @@ Phases: steady traffic; inventory-2's app is SIGKILLed (its sidecar stays up and
 published, so callers see connect failures, retry elsewhere, and eject it);
 the app comes back and, once its ejection ends, gets traffic again.
 Exits 0 when every phase behaved; `--keep-running` stays up to explore the
-admin endpoints it prints.
+admin endpoints it prints. SIGTERM or Ctrl-C stops every process the demo
+started and removes its temporary directory (exit status 128 + the signal).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 import tempfile
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 
 import sofamesh
@@ -172,12 +175,42 @@ def print_admin(procs: Procs) -> None:
         print(f"  {name:<14} http://{ready['admin']}/clusters")
 
 
+async def run_until_signal(keep_running: bool, seconds: float) -> int:
+    """The demo, ended early by SIGTERM or SIGINT as cleanly as by its own end."""
+    codes: list[int] = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(_stop_on_signal, tg.cancel_scope, codes)
+        codes.append(await run_demo(keep_running, seconds))
+        tg.cancel_scope.cancel()
+    return codes[0]
+
+
+async def _stop_on_signal(
+    scope: anyio.CancelScope,
+    codes: list[int],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    # Handled as a cancellation, so every `async with` owner unwinds: Procs stops the
+    # children, the temporary directory is removed. Python's default would skip both on
+    # SIGTERM, and leave SIGINT's KeyboardInterrupt to land anywhere.
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for signum in signals:
+            print(
+                f"\n{signal.Signals(signum).name}: stopping the demo", file=sys.stderr, flush=True
+            )
+            codes.append(128 + signum)
+            scope.cancel()
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sofamesh.demo", description=__doc__.split("\n")[0])
     p.add_argument("--keep-running", action="store_true", help="stay up after the phases")
     p.add_argument("--phase-seconds", type=float, default=4.0)
     args = p.parse_args(argv)
-    return anyio.run(run_demo, args.keep_running, args.phase_seconds)
+    return anyio.run(run_until_signal, args.keep_running, args.phase_seconds)
 
 
 if __name__ == "__main__":

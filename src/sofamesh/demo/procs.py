@@ -30,16 +30,15 @@ class Procs:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # Every process ever started, including one still starting when a signal or an
+        # error ended the demo: none may outlive it.
         with anyio.CancelScope(shield=True):
-            for name in list(self.running):
-                self.stop(name)
+            self.running.clear()
             for p in self._done:
-                with anyio.move_on_after(5):
-                    await p.wait()
                 if p.returncode is None:
-                    p.kill()
-                    await p.wait()
-                await p.aclose()
+                    p.terminate()
+            for p in self._done:
+                await _reap(p)
 
     async def start(self, name: str, argv: list[str], timeout: float = 30.0) -> dict[str, Any]:
         log = await anyio.open_file(self.workdir / f"{name}.log", "ab")
@@ -133,6 +132,16 @@ class Procs:
         ready = await self.start(f"sidecar-{name}", argv)
         self._sidecars.add(f"sidecar-{name}")
         return ready
+
+
+async def _reap(process: anyio.abc.Process, grace: float = 5.0) -> None:
+    """Wait for a terminated process; SIGKILL it if it does not exit within `grace` seconds."""
+    with anyio.move_on_after(grace):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+    await process.aclose()
 
 
 async def _first_line(process: anyio.abc.Process, timeout: float) -> str:

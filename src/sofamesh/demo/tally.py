@@ -36,7 +36,7 @@ class Tally:
 
     async def show_for(self, title: str, seconds: float) -> None:
         self.phase.clear()
-        print(f"--- {title}")
+        print(f"--- {title}", flush=True)
         elapsed = 0.0
         while elapsed < seconds:
             await anyio.sleep(1.0)

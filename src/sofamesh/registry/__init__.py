@@ -12,11 +12,9 @@ docs/registries.md documents the networked registries' options and layouts.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sofamesh.registry.base import Registry, RegistryError, Snapshot
+from sofamesh.registry.base import OpenedRegistry, Registry, RegistryError, Snapshot
 from sofamesh.registry.etcd import EtcdRegistry
 from sofamesh.registry.file import FileRegistry
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
@@ -28,6 +26,7 @@ __all__ = [
     "FileRegistry",
     "MemoryHub",
     "MemoryRegistry",
+    "OpenedRegistry",
     "Registry",
     "RegistryError",
     "Snapshot",
@@ -54,7 +53,7 @@ def validate_registry_url(url: str) -> str | None:
     return None
 
 
-def open_registry(url: str) -> AbstractAsyncContextManager[Any]:
+def open_registry(url: str) -> OpenedRegistry:
     """The registry for `url`, as an async context manager owning its background work."""
     problem = validate_registry_url(url)
     if problem:
@@ -70,9 +69,9 @@ def open_registry(url: str) -> AbstractAsyncContextManager[Any]:
     return FileRegistry(parts.path, lease=lease, poll_interval=poll)
 
 
-def open_network_registry(options: NetworkOptions) -> AbstractAsyncContextManager[Any]:
+def open_network_registry(options: NetworkOptions) -> OpenedRegistry:
     """An etcd or ZooKeeper registry, wrapped to keep a local snapshot unless told not to."""
-    inner: Any
+    inner: OpenedRegistry
     if options.scheme == "etcd":
         inner = EtcdRegistry(
             options.hosts,
@@ -91,5 +90,5 @@ def open_network_registry(options: NetworkOptions) -> AbstractAsyncContextManage
             timeout=options.timeout,
         )
     if options.snapshot is None:
-        return inner  # type: ignore[no-any-return]
+        return inner
     return SnapshotRegistry(inner, options.snapshot, cold_start_wait=options.cold_start_wait)

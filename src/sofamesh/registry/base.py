@@ -17,13 +17,14 @@ Semantics every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol, TypeVar
 
 from sofamesh.endpoint import Endpoint
 
 Snapshot = frozenset[Endpoint]
+T = TypeVar("T")
 
 
 class Registry(Protocol):
@@ -44,6 +45,21 @@ class Registry(Protocol):
     async def list_services(self) -> list[str]:
         """Every service with at least one live endpoint (for catalogs and admin)."""
         ...
+
+
+class OpenedRegistry(Registry, AbstractAsyncContextManager["OpenedRegistry"], Protocol):
+    """A registry as `open_registry` gives it: `async with` owns its background work."""
+
+
+@asynccontextmanager
+async def watching(follower: AsyncGenerator[T, None]) -> AsyncIterator[AsyncIterator[T]]:
+    """Every backend's `watch`: lend `follower` (a generator of snapshots or documents) to
+    the block, and finalise it when the block ends, in this task rather than in the GC
+    (whose finaliser would run the generator's cleanup outside any cancel scope)."""
+    try:
+        yield follower
+    finally:
+        await follower.aclose()
 
 
 class RegistryError(Exception):

@@ -30,7 +30,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from types import TracebackType
 from typing import TypeVar
 from urllib.parse import quote, unquote
@@ -40,7 +40,7 @@ import anyio.abc
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.protocols.http.pool import Http1Pool
-from sofamesh.registry.base import RegistryError, Snapshot
+from sofamesh.registry.base import RegistryError, Snapshot, watching
 from sofamesh.registry.etcd_client import EtcdClient
 from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError, Event, EventType, KeyValue, b64
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
@@ -261,13 +261,8 @@ class EtcdRegistry:
 
     # -- watching -----------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        snapshots = self._follow(service)
-        try:
-            yield snapshots
-        finally:
-            await snapshots.aclose()  # finalise here, in this task, not in the GC
+    def watch(self, service: str) -> AbstractAsyncContextManager[AsyncIterator[Snapshot]]:
+        return watching(self._follow(service))
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
         last: Snapshot | None = None
@@ -352,13 +347,8 @@ class EtcdRegistry:
     async def delete_document(self, name: str) -> None:
         await self.client.delete(self.keys.rule(name))
 
-    @asynccontextmanager
-    async def watch_document(self, name: str) -> AsyncIterator[AsyncIterator[str | None]]:
-        texts = self._follow_document(name)
-        try:
-            yield texts
-        finally:
-            await texts.aclose()
+    def watch_document(self, name: str) -> AbstractAsyncContextManager[AsyncIterator[str | None]]:
+        return watching(self._follow_document(name))
 
     async def _follow_document(self, name: str) -> AsyncGenerator[str | None]:
         key, last, first = self.keys.rule(name), None, True

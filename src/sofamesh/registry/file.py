@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,7 +33,7 @@ import anyio
 import anyio.abc
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import Snapshot
+from sofamesh.registry.base import Snapshot, watching
 
 DEFAULT_LEASE = 10.0
 DEFAULT_POLL = 0.2
@@ -170,13 +170,8 @@ class FileRegistry:
             return None
         return ep
 
-    @asynccontextmanager
-    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        snapshots = self._follow(service)
-        try:
-            yield snapshots
-        finally:
-            await snapshots.aclose()  # finalise here, in this task, not in the GC
+    def watch(self, service: str) -> AbstractAsyncContextManager[AsyncIterator[Snapshot]]:
+        return watching(self._follow(service))
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot, None]:
         last: Snapshot | None = None

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 import anyio
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import Snapshot
+from sofamesh.registry.base import Snapshot, watching
 
 
 class MemoryHub:
@@ -75,13 +75,8 @@ class MemoryRegistry:
                 del self._hub.services[endpoint.service]
             self._hub.bump()
 
-    @asynccontextmanager
-    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        snapshots = self._follow(service)
-        try:
-            yield snapshots
-        finally:
-            await snapshots.aclose()  # finalise here, in this task, not in the GC
+    def watch(self, service: str) -> AbstractAsyncContextManager[AsyncIterator[Snapshot]]:
+        return watching(self._follow(service))
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot, None]:
         last: Snapshot | None = None

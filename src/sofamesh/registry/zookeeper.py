@@ -34,7 +34,13 @@ import random
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    aclosing,
+    asynccontextmanager,
+    suppress,
+)
 from functools import partial
 from types import TracebackType
 
@@ -43,7 +49,7 @@ import anyio.abc
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import RegistryError, Snapshot
+from sofamesh.registry.base import RegistryError, Snapshot, watching
 from sofamesh.registry.dubbo_url import (
     consumer_url,
     endpoint_to_url,
@@ -290,12 +296,11 @@ class ZooKeeperRegistry:
 
     @asynccontextmanager
     async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        snapshots = self._follow(service)
         self._register_consumer(service)
         try:
-            yield snapshots
+            async with watching(self._follow(service)) as snapshots:
+                yield snapshots
         finally:
-            await snapshots.aclose()  # finalise here, in this task, not in the GC
             self._unregister_consumer(service)
 
     def _register_consumer(self, service: str) -> None:
@@ -395,13 +400,8 @@ class ZooKeeperRegistry:
     async def delete_document(self, name: str) -> None:
         await self._delete(self.paths.document(name))
 
-    @asynccontextmanager
-    async def watch_document(self, name: str) -> AsyncIterator[AsyncIterator[str | None]]:
-        texts = self._follow_document(name)
-        try:
-            yield texts
-        finally:
-            await texts.aclose()
+    def watch_document(self, name: str) -> AbstractAsyncContextManager[AsyncIterator[str | None]]:
+        return watching(self._follow_document(name))
 
     async def _follow_document(self, name: str) -> AsyncGenerator[str | None]:
         last: str | None = None

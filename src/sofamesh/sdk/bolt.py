@@ -29,7 +29,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -54,6 +54,7 @@ from sofamesh.codecs.bolt.sofarpc import (
 from sofamesh.codecs.hessian2 import ClassRegistry, Hessian2Error, JavaException
 from sofamesh.config import Address
 from sofamesh.model import Headers, Invocation, Result, Status
+from sofamesh.protocols import Server
 from sofamesh.protocols.bolt.mapping import result_to_response
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ class BoltConsumer:
         """Start the call now and return at once; `await fut.result()` later."""
         fut = BoltFuture()
         call = functools.partial(self.call, method, *args, types=types, timeout=timeout)
-        self.mesh._tg.start_soon(fut._run, call)
+        self.mesh.start_soon(fut._run, call)
         return fut
 
     # -- building and reading calls ------------------------------------------------------
@@ -379,8 +380,6 @@ async def serve_bolt(
     advertise: str | None = None,
 ) -> AsyncIterator[Provider]:
     """Serve `obj`'s public methods as `interface:version`, published while the block runs."""
-    from sofamesh.sdk.mesh import Provider
-
     service = unique_name(interface, version, unique_id)
     rt = mesh.runtime
     terminal = ServiceTerminal(obj, service, sofa_classes(registry), returns or {})
@@ -389,13 +388,10 @@ async def serve_bolt(
     def route(name: str) -> Handler | None:
         return chain if name == service else None
 
-    bind = Address.parse(listen)
-    async with AsyncExitStack() as stack:
-        listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
-        address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
-        limits = mesh.config.inbound[0].limits if mesh.config.inbound else None
-        server = rt.protocols["bolt"].inbound_server(route, limits)
-        await mesh._serve(stack, server, listener)
-        public = Address.parse(advertise) if advertise else address
-        await mesh._publish(stack, (service,), address, public, "bolt")
-        yield Provider(address=public, services=(service,))
+    def server_for(_address: Address) -> Server:
+        return rt.protocols["bolt"].inbound_server(route, mesh.inbound_limits)
+
+    async with mesh.provide(
+        server_for, (service,), "bolt", listen=listen, advertise=advertise
+    ) as provider:
+        yield provider

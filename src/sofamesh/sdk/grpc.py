@@ -108,7 +108,7 @@ class MeshChannel:
 
     async def chain(self) -> Handler:
         if self._chain is None:
-            self._chain = await self._mesh._grpc_chain()
+            self._chain = self._mesh.outbound_chain
         return self._chain
 
     def close(self) -> None:
@@ -185,7 +185,7 @@ class MeshStream:
         )
         if self._timeout is not None:
             inv.deadline = mesh.runtime.clock.now() + self._timeout
-        mesh._tg.start_soon(self._run, chain, inv, self._scope)
+        mesh.start_soon(self._run, chain, inv, self._scope)
         if end:
             await self.end()
 

@@ -14,9 +14,9 @@ registers through the local sidecar. Application code is the same in both.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -24,17 +24,23 @@ import attrs
 
 from sofamesh.chain import Filter, Handler, build_chain
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
-from sofamesh.config import Address, MeshConfig, load_config
+from sofamesh.config import Address, LimitsConfig, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
 from sofamesh.filters.stats import StatsFilter
 from sofamesh.filters.timeout import TimeoutFilter
 from sofamesh.governance.source import Governance
-from sofamesh.model import Headers, Invocation, Result, Status
+from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import HttpSupport, Server
-from sofamesh.protocols.http.mapping import result_to_response
+from sofamesh.protocols.http.mapping import request_to_invocation, result_to_response
+from sofamesh.registry import OpenedRegistry, Registry
 from sofamesh.runtime import Runtime
 from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
 from sofamesh.sdk.control import SidecarClient, SidecarUnavailable
+
+if TYPE_CHECKING:  # optional extras (httpx) and modules that import this one
+    from sofamesh.sdk.bolt import BoltConsumer
+    from sofamesh.sdk.grpc import MeshChannel
+    from sofamesh.sdk.httpx import MeshTransport
 
 
 @attrs.frozen
@@ -107,19 +113,17 @@ class Mesh:
         ]
         if not any(k == b"host" for k, _ in raw):
             raw.append((b"host", service.encode("latin-1")))
-        req = HttpRequest(method=method, target=target, headers=raw, body=body)
-        inv = Invocation(
-            protocol="http",
-            service=service,
-            method=target.split("?", 1)[0],
-            headers=Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw),
-            payload=req,
+        # The httpx transport's conversion, so both mark the same calls idempotent (retried
+        # after a reset) and read the same headers.
+        inv = request_to_invocation(
+            HttpRequest(method=method, target=target, headers=raw, body=body)
         )
+        inv.service = service
         if timeout is not None:
             inv.deadline = self.runtime.clock.now() + timeout
         return result_to_response(await self.invoke(inv), service)
 
-    def grpc_channel(self, service: str | None = None) -> Any:
+    def grpc_channel(self, service: str | None = None) -> MeshChannel:
         """A grpclib-compatible channel through the mesh (`sofamesh.sdk.grpc.MeshChannel`).
 
         Each call's service is its path's `package.Service`, or `service` if given.
@@ -128,17 +132,22 @@ class Mesh:
 
         return MeshChannel(self, service)
 
-    async def _grpc_chain(self) -> Handler:
-        """The outbound chain for gRPC calls: the same as every other protocol's."""
+    @property
+    def outbound_chain(self) -> Handler:
+        """The outbound chain every consumer's call runs through (without `invoke`'s caller)."""
         return self._chain
 
-    def bolt_consumer(self, interface: str, version: str = "1.0", **options: Any) -> Any:
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
+        """Run `func(*args)` in a task the mesh owns: cancelled when the mesh closes."""
+        self._tg.start_soon(func, *args)
+
+    def bolt_consumer(self, interface: str, version: str = "1.0", **options: Any) -> BoltConsumer:
         """A SOFARPC consumer of `interface:version` (`sofamesh.sdk.bolt.BoltConsumer`)."""
         from sofamesh.sdk.bolt import BoltConsumer
 
         return BoltConsumer(self, interface, version, **options)
 
-    def httpx_transport(self) -> Any:
+    def httpx_transport(self) -> MeshTransport:
         """An `httpx.AsyncBaseTransport` that sends every request through the mesh."""
         from sofamesh.sdk.httpx import MeshTransport
 
@@ -159,28 +168,27 @@ class Mesh:
         """Serve `app` as `services`, published while the block runs, unpublished after."""
         if not services:
             raise ValueError("serve_asgi needs at least one service name")
-        bind = Address.parse(listen)
-        async with AsyncExitStack() as stack:
-            if lifespan:
-                await stack.enter_async_context(asgi_lifespan(app))
-            listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
-            port = listener.extra(anyio.abc.SocketAttribute.local_port)
-            address = Address(bind.host, port)
-            server = self._asgi_server(app, tuple(services), address)
-            await self._serve(stack, server, listener)
-            public = Address.parse(advertise) if advertise else address
-            await self._publish(stack, tuple(services), address, public)
-            yield Provider(address=public, services=tuple(services))
+        names = tuple(services)
+        async with (
+            asgi_lifespan(app) if lifespan else nullcontext(),
+            self.provide(
+                lambda address: self._asgi_server(app, names, address),
+                names,
+                "http",
+                listen=listen,
+                advertise=advertise,
+            ) as provider,
+        ):
+            yield provider
 
-    @asynccontextmanager
-    async def serve_grpc(
+    def serve_grpc(
         self,
         handlers: list[Any] | tuple[Any, ...],
         *,
         services: list[str] | tuple[str, ...] | None = None,
         listen: str = "127.0.0.1:0",
         advertise: str | None = None,
-    ) -> AsyncIterator[Provider]:
+    ) -> AbstractAsyncContextManager[Provider]:
         """Serve grpclib handlers, publishing each gRPC service name they implement."""
         from sofamesh.sdk.grpc import GrpclibTerminal, provider_server
 
@@ -188,16 +196,13 @@ class Mesh:
         names = tuple(services or terminal.services)
         if not names:
             raise ValueError("serve_grpc needs handlers with at least one method")
-        bind = Address.parse(listen)
-        async with AsyncExitStack() as stack:
-            listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
-            address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
-            limits = self.config.inbound[0].limits if self.config.inbound else None
-            server = provider_server(self, terminal, limits)
-            await self._serve(stack, server, listener)
-            public = Address.parse(advertise) if advertise else address
-            await self._publish(stack, names, address, public, "grpc")
-            yield Provider(address=public, services=names)
+        return self.provide(
+            lambda _address: provider_server(self, terminal, self.inbound_limits),
+            names,
+            "grpc",
+            listen=listen,
+            advertise=advertise,
+        )
 
     def serve_bolt(
         self, obj: object, interface: str, **options: Any
@@ -206,6 +211,34 @@ class Mesh:
         from sofamesh.sdk.bolt import serve_bolt
 
         return serve_bolt(self, obj, interface, **options)
+
+    @property
+    def inbound_limits(self) -> LimitsConfig | None:
+        """The limits a provider's server enforces: the first inbound listener's, if any."""
+        return self.config.inbound[0].limits if self.config.inbound else None
+
+    @asynccontextmanager
+    async def provide(
+        self,
+        server_for: Callable[[Address], Server],
+        services: tuple[str, ...],
+        protocol: str,
+        *,
+        listen: str = "127.0.0.1:0",
+        advertise: str | None = None,
+    ) -> AsyncIterator[Provider]:
+        """What every provider does: listen, serve, publish `services`; undone in reverse.
+
+        `server_for` gets the bound address (port 0 resolved) and returns the server.
+        """
+        bind = Address.parse(listen)
+        async with AsyncExitStack() as stack:
+            listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
+            address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
+            await self._serve(stack, server_for(address), listener)
+            public = Address.parse(advertise) if advertise else address
+            await self._publish(stack, services, address, public, protocol)
+            yield Provider(address=public, services=services)
 
     async def _serve(self, stack: AsyncExitStack, server: Server, listener: Any) -> None:
         """Run `server` until `stack` closes: then drain it, for `drain_timeout` at most.
@@ -236,8 +269,7 @@ class Mesh:
             # The app answers whatever reaches its port; stats use a service it serves.
             return chain if service in services else _renamed(chain, default)
 
-        limits = self.config.inbound[0].limits if self.config.inbound else None
-        return rt.protocols["http"].inbound_server(route, limits)
+        return rt.protocols["http"].inbound_server(route, self.inbound_limits)
 
     async def _publish(
         self,
@@ -245,7 +277,7 @@ class Mesh:
         services: tuple[str, ...],
         local: Address,
         public: Address,
-        protocol: str = "http",
+        protocol: str,
     ) -> None:
         if self._sidecar is not None:
             for s in services:
@@ -278,7 +310,7 @@ def _renamed(chain: Handler, service: str) -> Handler:
     return call
 
 
-async def _shielded_unpublish(registry: Any, ep: Endpoint) -> None:
+async def _shielded_unpublish(registry: Registry, ep: Endpoint) -> None:
     with anyio.CancelScope(shield=True):
         await registry.unpublish(ep)
 
@@ -287,7 +319,7 @@ async def _shielded_unpublish(registry: Any, ep: Endpoint) -> None:
 async def open_mesh(
     config: MeshConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None,
     *,
-    registry: Any = None,
+    registry: OpenedRegistry | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Mesh]:
     """Open the mesh for this app; closes listeners and unpublishes on exit.

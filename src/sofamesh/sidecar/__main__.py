@@ -1,7 +1,8 @@
-"""`python -m sofamesh.sidecar -c mesh.yaml`: run the sidecar until SIGTERM.
+"""`python -m sofamesh.sidecar -c mesh.yaml` (or `sofamesh-sidecar`): run the sidecar until SIGTERM.
 
-Exit status: 0 after a clean drain, 2 for a bad configuration (one message
-listing every problem with its path), 1 for anything else fatal.
+Exit status: 0 after a clean drain (or a good configuration, with `--check`), 2 for
+a bad configuration or command line (one message listing every problem with its
+path), 1 for anything else fatal.
 """
 
 from __future__ import annotations
@@ -10,29 +11,50 @@ import argparse
 import gc
 import json
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 import anyio
 import anyio.abc
 
+from sofamesh._version import __version__
 from sofamesh.config import ConfigError, MeshConfig, load_config
+from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 
 log = logging.getLogger("sofamesh.sidecar")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m sofamesh.sidecar", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog=_prog(), description=__doc__.split("\n")[0])
     p.add_argument("-c", "--config", help="YAML or JSON config file (default: $SOFAMESH_CONFIG)")
+    p.add_argument(
+        "--check", action="store_true", help="validate the configuration and exit (0 good, 2 bad)"
+    )
     p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     p.add_argument(
         "--no-uvloop", action="store_true", help="on asyncio, do not use uvloop even if installed"
     )
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-level", type=_level_arg, default="info", help="debug, info, warning, error, critical"
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
+
+
+def _prog() -> str:
+    """The name the user typed: the console script's, or `python -m sofamesh.sidecar`."""
+    name = Path(sys.argv[0]).name
+    return "python -m sofamesh.sidecar" if name in ("__main__.py", "") else name
+
+
+def _level_arg(value: str) -> int:
+    try:
+        return log_level(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 async def _serve(config: MeshConfig) -> None:
@@ -76,13 +98,17 @@ async def _stop_on_signal(
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         config = load_config(args.config)
     except ConfigError as e:
         print(f"sofamesh.sidecar: {e}", file=sys.stderr)
         return 2
+    if args.check:
+        source = args.config or os.environ.get("SOFAMESH_CONFIG") or "defaults"
+        print(f"sofamesh.sidecar: configuration OK ({source})")
+        return 0
     backend_options: dict[str, object] = {}
     if args.backend == "asyncio" and not args.no_uvloop:
         try:

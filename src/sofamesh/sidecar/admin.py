@@ -3,10 +3,14 @@
 | request | answer |
 |---|---|
 | `GET /ready` | 200 `LIVE` once listeners serve; 503 while starting, draining or failed |
-| `GET /stats` | JSON: counters, per-service and per-endpoint calls and latencies |
-| `GET /stats/prometheus` | the same in Prometheus text format |
+| `GET /server_info` | JSON: version, state, uptime, node |
+| `GET /listeners` | each listener's name and bound address (`?format=json`: protocol, direction) |
+| `GET /stats` | JSON: counters, per-service and per-endpoint calls, latencies (`?filter=REGEX`) |
+| `GET /stats/prometheus` | the same in Prometheus text format, or OpenMetrics when asked |
 | `GET /clusters` | JSON: each service's endpoints, health and ejection state |
 | `GET /config_dump` | JSON: the configuration in force |
+| `POST /logging` | list loggers; `?level=L` sets every one, `?name=L` one |
+| `POST /reset_counters` | counters and histograms to zero |
 | `POST /healthcheck/fail`, `POST /healthcheck/ok` | withdraw / restore this app's publications |
 | `POST /quitquitquit` | drain and exit |
 | `GET/POST /api/v1/...` | the local API (see `sofamesh.sdk.control`) |
@@ -16,14 +20,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import attrs
 
 from sofamesh._version import __version__
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
+from sofamesh.governance.filters.metrics import families as governance_families
+from sofamesh.stats import name_filter, render
 
 if TYPE_CHECKING:
     from sofamesh.sidecar.app import Sidecar
@@ -31,6 +40,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("sofamesh.admin")
 
 Route = Callable[["AdminApi", HttpRequest], Awaitable[HttpResponse]]
+
+# Envoy's level names (`warn`, `off` as well) and Python's; `trace` is Python's DEBUG.
+LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "off": logging.CRITICAL + 10,
+}
+OPENMETRICS = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def log_level(name: str) -> int:
+    """A level by name, any case; ValueError naming the valid ones otherwise."""
+    level = LOG_LEVELS.get(name.lower())
+    if level is None:
+        raise ValueError(f"unknown log level {name!r} (use one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+def _query(req: HttpRequest) -> dict[str, str]:
+    return dict(parse_qsl(req.target.partition("?")[2], keep_blank_values=True))
 
 
 def _json(status: int, body: Any) -> HttpResponse:
@@ -58,6 +92,10 @@ class AdminApi:
         self.sidecar = sidecar
         self._routes: dict[tuple[str, str], Callable[[HttpRequest], Awaitable[HttpResponse]]] = {
             ("GET", "/ready"): self.ready,
+            ("GET", "/server_info"): self.server_info,
+            ("GET", "/listeners"): self.listeners,
+            ("POST", "/logging"): self.logging,
+            ("POST", "/reset_counters"): self.reset_counters,
             ("GET", "/stats"): self.stats,
             ("GET", "/stats/prometheus"): self.prometheus,
             ("GET", "/clusters"): self.clusters,
@@ -84,6 +122,8 @@ class AdminApi:
             )
         try:
             return await handler(req)
+        except re.error as e:
+            return _json(400, {"error": f"bad request: filter is not a regular expression: {e}"})
         except (ValueError, KeyError, TypeError) as e:
             return _json(400, {"error": f"bad request: {e}"})
 
@@ -94,14 +134,87 @@ class AdminApi:
         state = "DRAINING" if s.draining else ("FAILED" if not s.healthy else "INITIALIZING")
         return _text(503, state + "\n")
 
-    async def stats(self, _req: HttpRequest) -> HttpResponse:
+    async def stats(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
-        return _json(200, {**rt.stats.as_dict(), "governance": rt.governance.snapshot()})
+        match = name_filter(_query(req).get("filter"))
+        governance = rt.governance.snapshot()
+        if match is not None:
+            rules = governance.get("rules", {})
+            governance["rules"] = {k: v for k, v in rules.items() if match(f"governance.{k}")}
+        return _json(200, {**rt.stats.as_dict(match), "governance": governance})
 
-    async def prometheus(self, _req: HttpRequest) -> HttpResponse:
+    async def prometheus(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
-        text = rt.stats.prometheus() + rt.governance.prometheus()
-        return _text(200, text, b"text/plain; version=0.0.4")
+        match = name_filter(_query(req).get("filter"))
+        families = [*rt.stats.families(), *governance_families(rt.governance.snapshot())]
+        kept = [f for f in families if match is None or match(f.name)]
+        # Prometheus asks for OpenMetrics first; everything else gets the classic format.
+        accept = next((v for k, v in req.headers if k.lower() == b"accept"), b"")
+        if b"application/openmetrics-text" in accept:
+            return _text(200, render(kept, openmetrics=True), OPENMETRICS)
+        return _text(200, render(kept), b"text/plain; version=0.0.4; charset=utf-8")
+
+    async def server_info(self, _req: HttpRequest) -> HttpResponse:
+        s = self.sidecar
+        uptime = f"{max(0, int(time.time() - s.started_at))}s"
+        state = "DRAINING" if s.draining else ("LIVE" if s.ready else "INITIALIZING")
+        return _json(
+            200,
+            {
+                "version": __version__,
+                "state": state,
+                "uptime_current_epoch": uptime,
+                "uptime_all_epochs": uptime,
+                "node": {"id": s.config.app, "cluster": s.config.app},
+            },
+        )
+
+    async def listeners(self, req: HttpRequest) -> HttpResponse:
+        s = self.sidecar
+        rows = [
+            (
+                f"{direction}[{i}]",
+                direction,
+                lc.protocol,
+                s.bound.get(f"{direction}[{i}]", lc.listen),
+            )
+            for direction, configs in (
+                ("inbound", s.config.inbound),
+                ("outbound", s.config.outbound),
+            )
+            for i, lc in enumerate(configs)
+        ]
+        if _query(req).get("format") != "json":
+            return _text(200, "".join(f"{name}::{addr}\n" for name, _d, _p, addr in rows))
+        statuses = [
+            {
+                "name": name,
+                "direction": direction,
+                "protocol": protocol,
+                "local_address": {
+                    "socket_address": {"address": addr.host, "port_value": addr.port}
+                },
+            }
+            for name, direction, protocol, addr in rows
+        ]
+        return _json(200, {"listener_statuses": statuses})
+
+    async def logging(self, req: HttpRequest) -> HttpResponse:
+        """Envoy's `/logging`: `level=L` sets every logger, `<logger>=L` one logger."""
+        changes = {name: log_level(value) for name, value in _query(req).items()}
+        if "level" in changes:
+            level = changes.pop("level")
+            for logger in (logging.getLogger(), *_sofamesh_loggers()):
+                logger.setLevel(level)
+        for name, level in changes.items():
+            logging.getLogger(name).setLevel(level)
+        lines = [f"  {lg.name}: {logging.getLevelName(lg.getEffectiveLevel()).lower()}"
+                 for lg in (logging.getLogger(), *_sofamesh_loggers())]  # fmt: skip
+        return _text(200, "active loggers:\n" + "\n".join(lines) + "\n")
+
+    async def reset_counters(self, _req: HttpRequest) -> HttpResponse:
+        self.sidecar.runtime.stats.reset_counters()
+        return _text(200, "OK\n")
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
@@ -202,3 +315,14 @@ class AdminApi:
         assert cm is not None
         cluster = cm.get(str(body["service"]))
         return _json(200, {"service": cluster.service, "endpoints": len(cluster.endpoints)})
+
+
+def _sofamesh_loggers() -> list[logging.Logger]:
+    """The loggers of this package that exist so far, sorted by name."""
+    known = logging.Logger.manager.loggerDict
+    return [
+        logging.getLogger(name)
+        for name in sorted(known)
+        if (name == "sofamesh" or name.startswith("sofamesh."))
+        and isinstance(known[name], logging.Logger)
+    ]

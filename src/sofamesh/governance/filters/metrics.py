@@ -1,4 +1,4 @@
-"""Governance counters as Prometheus text: one family per rule kind and counter.
+"""Governance counters as Prometheus families: one per rule kind and counter.
 
 Rows of `GovernanceState.snapshot` become samples: string fields are labels
 (rule, service, method, caller, direction, ...), numbers are values, booleans
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+
+from sofamesh.stats import Family, render
 
 PREFIX = "sofamesh_governance"
 # Values that go up and down; every other number is a counter.
@@ -26,49 +28,41 @@ GAUGES = frozenset(
     }
 )
 
+Sample = tuple[str, dict[str, str], float]
+
 
 def prometheus_lines(snapshot: dict[str, Any]) -> Iterator[str]:
+    yield render(families(snapshot))
+
+
+def families(snapshot: dict[str, Any]) -> Iterator[Family]:
     labels = {
         "version": str(snapshot.get("version", "")),
         "origin": str(snapshot.get("origin", "")),
     }
-    yield f"# TYPE {PREFIX}_rules_info gauge\n{PREFIX}_rules_info{_labels(labels)} 1\n"
-    yield f"# TYPE {PREFIX}_rules_rejected_total counter\n"
-    yield f"{PREFIX}_rules_rejected_total {snapshot.get('rejected', 0)}\n"
+    yield Family(f"{PREFIX}_rules_info", "gauge", "The rules document in force.", [("", labels, 1)])
+    rejected: list[Sample] = [("_total", {}, snapshot.get("rejected", 0))]
+    yield Family(f"{PREFIX}_rules_rejected", "counter", "Rules documents rejected.", rejected)
     for kind, rows in snapshot.get("rules", {}).items():
         yield from _kind(kind, rows)
 
 
-def _kind(kind: str, rows: list[dict[str, Any]]) -> Iterator[str]:
-    families: dict[str, list[str]] = {}
-    types: dict[str, str] = {}
+def _kind(kind: str, rows: list[dict[str, Any]]) -> Iterator[Family]:
+    samples: dict[str, list[Sample]] = {}
     for row in rows:
         labels = {k: v for k, v in row.items() if isinstance(v, str) and k != "state"}
         for field, value in row.items():
             if isinstance(value, bool):
                 value = int(value)
             if isinstance(value, int | float) and field != "next_retry_at":
-                gauge = field in GAUGES
-                name = f"{PREFIX}_{kind}_{field}" + ("" if gauge else "_total")
-                types[name] = "gauge" if gauge else "counter"
-                families.setdefault(name, []).append(f"{name}{_labels(labels)} {value}\n")
+                suffix = "" if field in GAUGES else "_total"
+                samples.setdefault(field, []).append((suffix, labels, value))
         if kind == "breakers" and "state" in row:
-            name = f"{PREFIX}_breakers_state"
-            types[name] = "gauge"
             for state in ("closed", "open", "half_open"):
-                sample = int(row["state"] == state)
-                families.setdefault(name, []).append(
-                    f"{name}{_labels({**labels, 'state': state})} {sample}\n"
-                )
-    for name, samples in families.items():
-        yield f"# TYPE {name} {types[name]}\n"
-        yield from samples
-
-
-def _labels(labels: dict[str, str]) -> str:
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    return "{" + inner + "}"
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+                sample = ("", {**labels, "state": state}, int(row["state"] == state))
+                samples.setdefault("state", []).append(sample)
+    for field, rows_ in samples.items():
+        gauge = field in GAUGES or field == "state"
+        help_ = f"Governance {kind}: {field.replace('_', ' ')}."
+        name = f"{PREFIX}_{kind}_{field.removesuffix('_total')}"
+        yield Family(name, "gauge" if gauge else "counter", help_, rows_)

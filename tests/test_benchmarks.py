@@ -1,0 +1,51 @@
+"""Every benchmark runs in its `--quick` mode, so a refactor that breaks one fails here.
+
+Each runs as a user runs it (a subprocess from the repository root, this checkout's
+`src` first on the path) and must exit 0 and print its figures: the row named below,
+with a number in its first figure column.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+HELPERS = {"netutil.py"}  # shared code, not a benchmark
+
+# benchmark -> a pattern its output must match: a figure row, with a number
+FIGURES = {
+    "chain.py": r"^\| full set \| [\d.]+ \|",
+    "hessian2.py": r"^\| a\. SOFARPC request \(SofaRequest \+ 3 args\) \| [\d,]+ \|",
+    "http1_codec.py": r"^loopback: [\d,]+ req/s",
+    "http_proxy.py": r"^\| sofamesh \| [\d.]+ ",
+    "grpc.py": r"^\| sofamesh \| [\d.]+ ",
+    "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
+    "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
+}
+
+
+def test_every_benchmark_has_a_quick_run_here() -> None:
+    found = {p.name for p in BENCHMARKS.glob("*.py")} - HELPERS
+    assert found == set(FIGURES)
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_quick_run_prints_its_figures(name: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(FIGURES[name], proc.stdout, re.M), proc.stdout[-3000:]
