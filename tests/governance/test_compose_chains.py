@@ -27,6 +27,7 @@ from govhelp import Clusters, Sleeps, Terminal, call, endpoints, governance
 pytestmark = pytest.mark.anyio
 
 POLICY = PolicyConfig()
+GATEWAY = {"http": frozenset({502, 503, 504})}  # what the runtime passes in for HTTP
 
 
 def outbound(g: Governance, clock: FakeClock, term: Any, tg: Any = None) -> Handler:
@@ -36,7 +37,14 @@ def outbound(g: Governance, clock: FakeClock, term: Any, tg: Any = None) -> Hand
         StatsFilter(stats, "outbound", clock),
         *outbound_filters(g, clock, task_group=tg, sleep=Sleeps(clock)),
         TimeoutFilter(lambda s: POLICY, clock),
-        retry_filter(g, lambda s: POLICY, stats, clock, sleep=Sleeps(clock)),
+        retry_filter(
+            g,
+            lambda s: POLICY,
+            stats,
+            clock,
+            gateway_codes=GATEWAY.__getitem__,
+            sleep=Sleeps(clock),
+        ),
         BalanceFilter(Clusters(clock, orders=endpoints(n=3, version=lambda i: f"v{i % 2}")), clock),  # type: ignore[arg-type]
     ]
     return build_chain(filters, term)

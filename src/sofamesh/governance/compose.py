@@ -3,7 +3,7 @@
 Outbound (caller side), between `StatsFilter` and `TimeoutFilter`::
 
     auth -> route -> degrade -> rate limits -> hot params -> limits -> breaker -> fault -> mirror
-    ... TimeoutFilter -> retry_filter() (in place of ConnectRetryFilter) -> BalanceFilter
+    ... TimeoutFilter -> retry_filter() (upstream's RetryFilter with route plans) -> BalanceFilter
 
 Inbound (provider side), after `InboundDeadlineFilter`::
 
@@ -35,10 +35,11 @@ from sofamesh.governance.filters.flow import FlowFilter
 from sofamesh.governance.filters.hotparam import HotParamFilter
 from sofamesh.governance.filters.limits import LimitsFilter
 from sofamesh.governance.filters.mirror import MirrorFilter
-from sofamesh.governance.filters.retry import RetryFilter
+from sofamesh.governance.filters.retry import RoutePlans
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.governance.source import Governance
 from sofamesh.stats import Stats
+from sofamesh.upstream.retry import GatewayCodes, RetryFilter
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -96,11 +97,18 @@ def retry_filter(
     stats: Stats,
     clock: Clock,
     *,
+    gateway_codes: GatewayCodes,
     sleep: Sleep = anyio.sleep,
     rand: Callable[[], float] = random.random,
 ) -> Filter:
-    """Replaces `ConnectRetryFilter` (same place, same behaviour without a route retry policy)."""
-    return RetryFilter(governance, policy_for, stats, clock, sleep=sleep, rand=rand)
+    """The retry filter, with the retry policies of the routes in `governance`.
+
+    `gateway_codes(protocol)`: the codes `retry_on: gateway_error` retries (the runtime's).
+    """
+    plans = RoutePlans(governance, rand)
+    return RetryFilter(
+        policy_for, stats, clock, gateway_codes=gateway_codes, plans=plans, sleep=sleep
+    )
 
 
 def inbound_filters(
