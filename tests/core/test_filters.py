@@ -18,6 +18,7 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.registry import MemoryHub, MemoryRegistry
 from sofamesh.stats import Stats
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
+from sofamesh.upstream.balancers import DEFAULT_HASH_HEADER
 from sofamesh.upstream.cluster import ClusterManager
 from sofamesh.upstream.outlier import OutlierConfig
 from sofamesh.upstream.retry import RetryFilter
@@ -243,3 +244,41 @@ async def test_success_rate_outlier_detection_ejects_the_worst_endpoint() -> Non
         assert {cluster.pick(set(), clock.now()) for _ in range(30)} == set(eps[1:])
         (worst,) = [e for e in cluster.describe()["endpoints"] if e["health"] == "ejected"]
         assert worst["port"] == 1
+
+
+async def test_policy_ring_hash_keeps_a_key_on_one_endpoint_across_calls() -> None:
+    seen: list[int] = []
+
+    async def record(inv: Invocation) -> Result:
+        assert inv.endpoint is not None
+        seen.append(inv.endpoint.port)
+        return Result(Status.OK)
+
+    clock = FakeClock()
+    reg = MemoryRegistry(MemoryHub())
+    for ep in EPS:
+        await reg.publish(ep)
+    pol = policy(balancer="ring_hash")
+    cm = ClusterManager(reg, lambda s: pol, Stats(), clock, protocols=PROTOCOLS)
+    chain = build_chain([BalanceFilter(cm, clock)], record)
+    async with cm:
+        for key in ("alice", "bob", "carol", "dave"):
+            for _ in range(3):
+                inv = Invocation("http", "svc", "/")
+                inv.headers.set(DEFAULT_HASH_HEADER, key)
+                await chain(inv)
+    per_key = [set(seen[i : i + 3]) for i in range(0, 12, 3)]
+    assert all(len(ports) == 1 for ports in per_key)  # each key stayed on its endpoint
+    assert len(set().union(*per_key)) > 1  # and the keys did not all land on one
+
+
+async def test_cluster_keeps_only_the_protocols_the_runtime_carries() -> None:
+    clock = FakeClock()
+    reg = MemoryRegistry(MemoryHub())
+    await reg.publish(Endpoint("svc", "127.0.0.1", 7, protocol="bolt"))
+    await reg.publish(Endpoint("svc", "127.0.0.1", 8, protocol="http"))
+    cm = ClusterManager(reg, lambda s: policy(), Stats(), clock, protocols={"http"})
+    async with cm:
+        cluster = cm.get("svc")
+        await cluster.ready.wait()
+        assert [e.port for e in cluster.endpoints] == [8]
