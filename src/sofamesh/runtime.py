@@ -27,7 +27,6 @@ from sofamesh.filters.timeout import TimeoutFilter, timed_out
 from sofamesh.governance.compose import (
     composition_key,
     inbound_filters,
-    needed,
     outbound_filters,
     retry_filter,
 )
@@ -188,7 +187,7 @@ class Runtime:
                 # Every call counted, whatever happens below.
                 StatsFilter(self.stats, "outbound", self.clock),
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
-                *needed(gov, outbound_filters(gov, self.clock, task_group=self._gov_tg)),
+                *outbound_filters(gov, self.clock, task_group=self._gov_tg, in_use_only=True),
                 *(extra or []),
                 # One deadline across all retries, held by `send` below (and checked by
                 # retries and balancing), so no cancel scope per call.
@@ -212,7 +211,7 @@ class Runtime:
                 StatsFilter(self.stats, "inbound", self.clock),
                 InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
                 # Auth, limits and faults on this side.
-                *needed(self.governance, inbound_filters(self.governance, self.clock)),
+                *inbound_filters(self.governance, self.clock, in_use_only=True),
                 *(extra or []),
             ]
             return build_chain(filters, terminal)

@@ -33,6 +33,7 @@ from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.governance.enforcement_rules import RateLimitRule
 from sofamesh.governance.filters.keyed import BoundedDict, Carry, ScopeIndex
+from sofamesh.governance.kind import DIRECTIONS, Build, Compose, FilterSlot, RuleKind
 from sofamesh.governance.ratelimit import FlowLimiter, Pace, build_limiter
 from sofamesh.governance.rule_fields import EACH_METHOD
 from sofamesh.governance.rules import rule_name
@@ -250,3 +251,28 @@ def _limited(name: str, inv: Invocation) -> Result:
 def _cancel(held: list[tuple[FlowLimiter, Pace]], now: float) -> None:
     for limiter, pace in held:
         limiter.cancel(pace, now)
+
+
+def _build(b: Build) -> FlowIndex:
+    opts = b.options
+    rules = b.mine(b.document.rate_limits)
+    return FlowIndex(rules, b.carries["rate_limits"], opts.rand, opts.max_keys)
+
+
+def _filter(c: Compose) -> FlowFilter:
+    return FlowFilter(c.governance, c.clock, c.direction, sleep=c.sleep)
+
+
+KIND = RuleKind(
+    name="rate_limits",
+    sections=("rate_limits",),
+    carries=("rate_limits",),
+    build=_build,
+    snapshot=lambda sides, now: {
+        "rate_limits": [row for side in sides for leaf in side.leaves for row in leaf.describe(now)]
+    },
+    in_use=lambda doc, g: bool(doc.rate_limits),
+    # QPS, warm-up, pacing, concurrency.
+    filters=(FilterSlot(40, DIRECTIONS, _filter),),
+    per_direction=True,
+)
