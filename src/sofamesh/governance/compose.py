@@ -95,8 +95,10 @@ def retry_filter(
     """The retry filter, with the retry policies of the routes in `governance`.
 
     `gateway_codes(protocol)`: the codes `retry_on: gateway_error` retries (the runtime's).
+    Only routes carry retry policies, so without routes the filter looks for no plan
+    (the runtime composes again when the rules change).
     """
-    plans = RoutePlans(governance, rand)
+    plans = RoutePlans(governance, rand) if governance.current.document.routes else None
     return RetryFilter(
         policy_for, stats, clock, gateway_codes=gateway_codes, plans=plans, sleep=sleep
     )
