@@ -7,6 +7,7 @@ one place, each filter with a line on why it sits where it does.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -26,7 +27,6 @@ from sofamesh.filters.timeout import TimeoutFilter, timed_out
 from sofamesh.governance.compose import (
     composition_key,
     inbound_filters,
-    needed,
     outbound_filters,
     retry_filter,
 )
@@ -46,17 +46,45 @@ from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
 
 
-class Runtime:
-    """Opened with `async with Runtime(config) as rt:`; owns every background task it starts."""
+class Composes(enum.Enum):
+    """What a runtime's outbound chain composes."""
 
-    def __init__(self, config: MeshConfig, *, clock: Clock | None = None, registry: Any = None):
+    # Discovery, balancing and governance in this process: the SDK in sdk mode, the sidecar.
+    DIRECT = "direct"
+    # The SDK in sidecar mode: stats and the deadline here; the call goes to the local
+    # sidecar's outbound listener, which discovers, governs and balances.
+    VIA_SIDECAR = "via the local sidecar"
+
+    @classmethod
+    def for_mode(cls, mode: str) -> Composes:
+        """The SDK's composition for its configured `mode`."""
+        return cls.VIA_SIDECAR if mode == "sidecar" else cls.DIRECT
+
+
+class Runtime:
+    """Opened with `async with Runtime(config) as rt:`; owns every background task it starts.
+
+    `composes` says what the outbound chain is made of (`Composes`); by default the
+    SDK's choice for `config.mode`. The sidecar composes `Composes.DIRECT`.
+    """
+
+    def __init__(
+        self,
+        config: MeshConfig,
+        *,
+        composes: Composes | None = None,
+        clock: Clock | None = None,
+        registry: Any = None,
+    ) -> None:
         self.config = config
+        self.composes = composes if composes is not None else Composes.for_mode(config.mode)
         self.clock: Clock = clock or MonotonicClock()
         self.stats = Stats()
         self._registry_override = registry
         self.registry: Any = None
         self.clusters: ClusterManager | None = None
         self.protocols: dict[str, ProtocolSupport] = make_protocols(config.policy, self.clock)
+        self._gateway_codes = {name: p.gateway_codes for name, p in self.protocols.items()}
         self.governance = Governance(
             clock=self.clock, options=Options(local_zone=config.metadata.zone)
         )
@@ -75,6 +103,10 @@ class Runtime:
     def policy_for(self, service: str) -> PolicyConfig:
         return self.config.policy_for(service)
 
+    def gateway_codes(self, protocol: str) -> frozenset[int]:
+        """The status codes that mean "a gateway failed" in `protocol` (retry's gateway_error)."""
+        return self._gateway_codes.get(protocol, frozenset())
+
     async def __aenter__(self) -> Runtime:
         stack = self._stack
         await stack.__aenter__()
@@ -85,11 +117,19 @@ class Runtime:
             self._gov_tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._gov_tg.cancel_scope.cancel)
             await self._gov_tg.start(self.deadlines.run)
-            if self.config.mode == "sdk" or self._registry_override is not None:
+            if self.composes is Composes.DIRECT or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)
                 self.clusters = await stack.enter_async_context(
-                    ClusterManager(self.registry, self.policy_for, self.stats, self.clock)
+                    ClusterManager(
+                        self.registry,
+                        self.policy_for,
+                        self.stats,
+                        self.clock,
+                        protocols=frozenset().union(
+                            *(p.endpoint_protocols for p in self.protocols.values())
+                        ),
+                    )
                 )
             source = self._rules_source()
             if source is not None:
@@ -106,9 +146,27 @@ class Runtime:
 
     # -- chains -----------------------------------------------------------------------------
 
-    def outbound_chain(self, extra: list[Filter] | None = None) -> Handler:
-        """Caller side, calling providers directly (SDK mode, and the sidecar's outbound)."""
-        assert self.clusters is not None, "outbound calls need a registry (sdk mode or a sidecar)"
+    def outbound_chain(
+        self, extra: list[Filter] | None = None, *, via: Handler | None = None
+    ) -> Handler:
+        """Caller side: what `composes` says; `via` is the terminal to the local sidecar."""
+        if self.composes is Composes.VIA_SIDECAR:
+            assert via is not None, "a runtime composing via the local sidecar needs `via`"
+            return self._via_sidecar_chain(via)
+        return self._direct_chain(extra)
+
+    def _via_sidecar_chain(self, via: Handler) -> Handler:
+        """The SDK in sidecar mode: discovery and governance happen in the sidecar."""
+        filters: list[Filter] = [
+            StatsFilter(self.stats, "outbound", self.clock),  # the app's own view of its calls
+            # The caller's deadline, held by `send` (which `via` calls) and sent on to the sidecar.
+            TimeoutFilter(self.policy_for, self.clock, enforce=False),
+        ]
+        return build_chain(filters, via)
+
+    def _direct_chain(self, extra: list[Filter] | None) -> Handler:
+        """Calling providers directly (SDK mode, and the sidecar's outbound)."""
+        assert self.clusters is not None, "outbound calls need the runtime's registry"
         clusters = self.clusters
 
         def build() -> Handler:
@@ -119,13 +177,15 @@ class Runtime:
                 # Every call counted, whatever happens below.
                 StatsFilter(self.stats, "outbound", self.clock),
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
-                *needed(gov, outbound_filters(gov, self.clock, task_group=self._gov_tg)),
+                *outbound_filters(gov, self.clock, task_group=self._gov_tg, in_use_only=True),
                 *(extra or []),
                 # One deadline across all retries, held by `send` below (and checked by
                 # retries and balancing), so no cancel scope per call.
                 TimeoutFilter(self.policy_for, self.clock, enforce=False),
                 # Retries (connect failures always, more per route policy), each to a new endpoint.
-                retry_filter(gov, self.policy_for, self.stats, self.clock),
+                retry_filter(
+                    gov, self.policy_for, self.stats, self.clock, gateway_codes=self.gateway_codes
+                ),
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
                 BalanceFilter(clusters, self.clock),
             ]
@@ -141,7 +201,7 @@ class Runtime:
                 StatsFilter(self.stats, "inbound", self.clock),
                 InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
                 # Auth, limits and faults on this side.
-                *needed(self.governance, inbound_filters(self.governance, self.clock)),
+                *inbound_filters(self.governance, self.clock, in_use_only=True),
                 *(extra or []),
             ]
             return build_chain(filters, terminal)

@@ -18,13 +18,15 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.registry import MemoryHub, MemoryRegistry
 from sofamesh.stats import Stats
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
+from sofamesh.upstream.balancers import DEFAULT_HASH_HEADER
 from sofamesh.upstream.cluster import ClusterManager
 from sofamesh.upstream.outlier import OutlierConfig
-from sofamesh.upstream.retry import ConnectRetryFilter
+from sofamesh.upstream.retry import RetryFilter
 
 pytestmark = pytest.mark.anyio
 
 EPS = [Endpoint("svc", "127.0.0.1", p) for p in (1, 2, 3)]
+PROTOCOLS = frozenset({"http", "h2", "grpc", "bolt"})  # what a runtime carries
 
 
 def policy(**kw: object) -> PolicyConfig:
@@ -80,9 +82,9 @@ async def mesh_chain(terminal, retries: int = 2, outlier: OutlierConfig | None =
     reg = MemoryRegistry(hub)
     for ep in EPS:
         await reg.publish(ep)
-    cm = ClusterManager(reg, lambda s: pol, Stats(), clock)
+    cm = ClusterManager(reg, lambda s: pol, Stats(), clock, protocols=PROTOCOLS)
     chain = build_chain(
-        [ConnectRetryFilter(lambda s: pol, Stats()), BalanceFilter(cm, clock)], terminal
+        [RetryFilter(lambda s: pol, Stats(), clock), BalanceFilter(cm, clock)], terminal
     )
     return cm, chain, clock
 
@@ -122,7 +124,9 @@ async def test_no_endpoints_names_the_service() -> None:
         raise AssertionError
 
     clock = FakeClock()
-    cm = ClusterManager(MemoryRegistry(MemoryHub()), lambda s: policy(), Stats(), clock)
+    cm = ClusterManager(
+        MemoryRegistry(MemoryHub()), lambda s: policy(), Stats(), clock, protocols=PROTOCOLS
+    )
     chain = build_chain([BalanceFilter(cm, clock)], unused)
     async with cm:
         result = await chain(Invocation("http", "com.example.Nobody", "/"))
@@ -152,7 +156,7 @@ async def test_lowercased_host_resolves_to_registered_service() -> None:
     clock = FakeClock()
     reg = MemoryRegistry(MemoryHub())
     await reg.publish(Endpoint("com.example.Orders", "127.0.0.1", 9))
-    cm = ClusterManager(reg, lambda s: policy(), Stats(), clock)
+    cm = ClusterManager(reg, lambda s: policy(), Stats(), clock, protocols=PROTOCOLS)
     chain = build_chain([ResolveFilter(cm), BalanceFilter(cm, clock)], ok)
     async with cm:
         inv = Invocation("http", "com.example.orders", "/")
@@ -173,7 +177,7 @@ async def test_active_health_check_takes_a_dead_endpoint_out() -> None:
     for ep in (alive, dead, Endpoint("svc", "127.0.0.1", 9, protocol="dubbo")):
         await reg.publish(ep)
     clock = FakeClock()
-    cm = ClusterManager(reg, lambda s: policy(health_check=hc), Stats(), clock)
+    cm = ClusterManager(reg, lambda s: policy(health_check=hc), Stats(), clock, protocols=PROTOCOLS)
     async with listener, cm:
         cluster = cm.get("svc")
         await cluster.ready.wait()
@@ -227,7 +231,7 @@ async def test_success_rate_outlier_detection_ejects_the_worst_endpoint() -> Non
         await reg.publish(ep)
     clock = FakeClock()
     sr = SuccessRateConfig(interval=10, request_volume=20, minimum_hosts=5)
-    cm = ClusterManager(reg, lambda s: policy(success_rate=sr), Stats(), clock)
+    cm = ClusterManager(reg, lambda s: policy(success_rate=sr), Stats(), clock, protocols=PROTOCOLS)
     async with cm:
         cluster = cm.get("svc")
         await cluster.ready.wait()
@@ -240,3 +244,41 @@ async def test_success_rate_outlier_detection_ejects_the_worst_endpoint() -> Non
         assert {cluster.pick(set(), clock.now()) for _ in range(30)} == set(eps[1:])
         (worst,) = [e for e in cluster.describe()["endpoints"] if e["health"] == "ejected"]
         assert worst["port"] == 1
+
+
+async def test_policy_ring_hash_keeps_a_key_on_one_endpoint_across_calls() -> None:
+    seen: list[int] = []
+
+    async def record(inv: Invocation) -> Result:
+        assert inv.endpoint is not None
+        seen.append(inv.endpoint.port)
+        return Result(Status.OK)
+
+    clock = FakeClock()
+    reg = MemoryRegistry(MemoryHub())
+    for ep in EPS:
+        await reg.publish(ep)
+    pol = policy(balancer="ring_hash")
+    cm = ClusterManager(reg, lambda s: pol, Stats(), clock, protocols=PROTOCOLS)
+    chain = build_chain([BalanceFilter(cm, clock)], record)
+    async with cm:
+        for key in ("alice", "bob", "carol", "dave"):
+            for _ in range(3):
+                inv = Invocation("http", "svc", "/")
+                inv.headers.set(DEFAULT_HASH_HEADER, key)
+                await chain(inv)
+    per_key = [set(seen[i : i + 3]) for i in range(0, 12, 3)]
+    assert all(len(ports) == 1 for ports in per_key)  # each key stayed on its endpoint
+    assert len(set().union(*per_key)) > 1  # and the keys did not all land on one
+
+
+async def test_cluster_keeps_only_the_protocols_the_runtime_carries() -> None:
+    clock = FakeClock()
+    reg = MemoryRegistry(MemoryHub())
+    await reg.publish(Endpoint("svc", "127.0.0.1", 7, protocol="bolt"))
+    await reg.publish(Endpoint("svc", "127.0.0.1", 8, protocol="http"))
+    cm = ClusterManager(reg, lambda s: policy(), Stats(), clock, protocols={"http"})
+    async with cm:
+        cluster = cm.get("svc")
+        await cluster.ready.wait()
+        assert [e.port for e in cluster.endpoints] == [8]

@@ -338,16 +338,3 @@ def test_never_admits_while_open_before_timeout(
             opened_at = now
         if b.state is BreakerState.HALF_OPEN:
             assert b.statistics(now).probes_in_flight <= probes
-
-
-def test_breakers_per_resource_via_scope() -> None:
-    from sofamesh.governance.scope import ScopedRules
-
-    cfg = BreakerConfig(min_request_count=2)
-    breakers = ScopedRules([("s", "*", cfg)], CircuitBreaker)
-    (bad,) = breakers.lookup("s", "bad")
-    for _ in range(2):
-        call(bad, T0, failed=True)
-    assert bad.state is BreakerState.OPEN
-    (good,) = breakers.lookup("s", "good")
-    assert good.state is BreakerState.CLOSED and good.allow(T0).admitted

@@ -27,6 +27,7 @@ from govhelp import Clusters, Sleeps, Terminal, call, endpoints, governance, ren
 pytestmark = pytest.mark.anyio
 
 POLICY = PolicyConfig()
+GATEWAY = {"http": frozenset({502, 503, 504})}  # what the runtime passes in for HTTP
 
 
 def outbound(g: Governance, clock: FakeClock, term: Any, tg: Any = None) -> Handler:
@@ -36,7 +37,14 @@ def outbound(g: Governance, clock: FakeClock, term: Any, tg: Any = None) -> Hand
         StatsFilter(stats, "outbound", clock),
         *outbound_filters(g, clock, task_group=tg, sleep=Sleeps(clock)),
         TimeoutFilter(lambda s: POLICY, clock),
-        retry_filter(g, lambda s: POLICY, stats, clock, sleep=Sleeps(clock)),
+        retry_filter(
+            g,
+            lambda s: POLICY,
+            stats,
+            clock,
+            gateway_codes=GATEWAY.__getitem__,
+            sleep=Sleeps(clock),
+        ),
         BalanceFilter(Clusters(clock, orders=endpoints(n=3, version=lambda i: f"v{i % 2}")), clock),  # type: ignore[arg-type]
     ]
     return build_chain(filters, term)
@@ -170,3 +178,53 @@ async def test_visibility_for_the_admin_api() -> None:
         'method="",caller="default",direction="outbound"} 1'
     ) in text
     assert g.snapshot()["rules"]["rate_limits"][0]["passed"] == 1
+
+
+def names(filters: list[Filter]) -> list[str]:
+    return [type(f).__name__ for f in filters]
+
+
+async def test_filters_keep_their_order_in_each_chain() -> None:
+    g, clock = governance({}), FakeClock()
+    async with anyio.create_task_group() as tg:
+        outbound = names(outbound_filters(g, clock, task_group=tg))
+        tg.cancel_scope.cancel()
+    assert outbound == [
+        "AuthFilter",
+        "RouteFilter",
+        "DegradeFilter",
+        "FlowFilter",
+        "HotParamFilter",
+        "LimitsFilter",
+        "BreakerFilter",
+        "FaultFilter",
+        "MirrorFilter",
+    ]
+    assert "MirrorFilter" not in names(outbound_filters(g, clock))  # no task group to copy in
+    assert names(inbound_filters(g, clock)) == [
+        "AuthFilter",
+        "DegradeFilter",
+        "FlowFilter",
+        "HotParamFilter",
+        "FaultFilter",
+    ]
+
+
+async def test_only_the_filters_the_rules_use_are_composed() -> None:
+    clock = FakeClock()
+    assert outbound_filters(governance({}), clock, in_use_only=True) == []
+    g = governance({"load_balancing": [{"service": "orders", "hash": {"header": "x-user"}}]})
+    async with anyio.create_task_group() as tg:
+        composed = names(outbound_filters(g, clock, task_group=tg, in_use_only=True))
+        tg.cancel_scope.cancel()
+    assert composed == ["RouteFilter"]  # balancing needs the route filter, not mirroring
+    g = governance(
+        {
+            "breakers": [{"service": "orders"}],
+            "faults": [{"service": "orders", "abort": {"code": 503}}],
+        }
+    )
+    assert names(outbound_filters(g, clock, in_use_only=True)) == ["BreakerFilter", "FaultFilter"]
+    assert names(inbound_filters(g, clock, in_use_only=True)) == ["FaultFilter"]
+    g.set_fallback("orders", lambda inv, result: Result(Status.OK))
+    assert names(inbound_filters(g, clock, in_use_only=True)) == ["DegradeFilter", "FaultFilter"]

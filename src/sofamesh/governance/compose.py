@@ -1,9 +1,11 @@
 """The governance filters in chain order, for `Runtime` to slot into its chains.
 
-Outbound (caller side), between `StatsFilter` and `TimeoutFilter`::
+Each kind of rule (`kinds.KINDS`) declares its filters with a slot; the chains
+take them in slot order. Today that is, outbound (caller side), between
+`StatsFilter` and `TimeoutFilter`::
 
     auth -> route -> degrade -> rate limits -> hot params -> limits -> breaker -> fault -> mirror
-    ... TimeoutFilter -> retry_filter() (in place of ConnectRetryFilter) -> BalanceFilter
+    ... TimeoutFilter -> retry_filter() (upstream's RetryFilter with route plans) -> BalanceFilter
 
 Inbound (provider side), after `InboundDeadlineFilter`::
 
@@ -11,15 +13,16 @@ Inbound (provider side), after `InboundDeadlineFilter`::
 
 Every filter reads `governance.current` once per call, so rules change under
 a running chain without rebuilding it; a filter with no rule for the call
-costs a dict probe or two. `needed(...)` trims the list to the filters the
-rules in force use, which is what `Runtime` composes (and composes again when
-the rules change): a mesh without rules pays nothing for governance.
+costs a dict probe or two. With ``in_use_only`` the list holds only the
+filters the rules in force use (each kind's `in_use`), which is what
+`Runtime` composes (and composes again when the rules change): a mesh without
+rules pays nothing for governance.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 import anyio.abc
@@ -27,20 +30,12 @@ import anyio.abc
 from sofamesh.chain import Filter
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
-from sofamesh.governance.filters.auth import AuthFilter
-from sofamesh.governance.filters.breaker import BreakerFilter
-from sofamesh.governance.filters.degrade import DegradeFilter
-from sofamesh.governance.filters.fault import FaultFilter
-from sofamesh.governance.filters.flow import FlowFilter
-from sofamesh.governance.filters.hotparam import HotParamFilter
-from sofamesh.governance.filters.limits import LimitsFilter
-from sofamesh.governance.filters.mirror import MirrorFilter
-from sofamesh.governance.filters.retry import RetryFilter
-from sofamesh.governance.filters.route import RouteFilter
+from sofamesh.governance.filters.retry import RoutePlans
+from sofamesh.governance.kind import Compose, FilterSlot, Sleep
+from sofamesh.governance.kinds import KINDS
 from sofamesh.governance.source import Governance
 from sofamesh.stats import Stats
-
-Sleep = Callable[[float], Awaitable[None]]
+from sofamesh.upstream.retry import GatewayCodes, RetryFilter
 
 
 def outbound_filters(
@@ -50,43 +45,40 @@ def outbound_filters(
     task_group: anyio.abc.TaskGroup | None = None,
     sleep: Sleep = anyio.sleep,
     rand: Callable[[], float] = random.random,
+    in_use_only: bool = False,
 ) -> list[Filter]:
     """Caller-side filters, outermost first; mirroring needs a task group to send copies in."""
-    g = governance
-    filters: list[Filter] = [
-        AuthFilter(g, "outbound"),  # this app's own egress policy, before anything is spent
-        RouteFilter(g, clock),  # direct response, route deadline, the target for balancing/retry
-        DegradeFilter(g, "outbound"),  # a fallback answers when a rule below rejects
-        FlowFilter(g, clock, "outbound", sleep=sleep),  # QPS, warm-up, pacing, concurrency
-        HotParamFilter(g, clock, "outbound"),  # per header/argument value
-        LimitsFilter(g),  # calls in flight per service, before the breaker counts them
-        BreakerFilter(g, clock),  # sees the outcome after retries, as the caller does
-        FaultFilter(g, clock, "outbound", sleep=sleep),  # inside the breaker: faults trip it
-    ]
-    if task_group is not None:
-        filters.append(MirrorFilter(task_group, rand=rand))  # copies skip the caller's rules
-    return filters
+    ctx = Compose(governance, clock, "outbound", sleep, rand, task_group)
+    return _filters(ctx, in_use_only)
 
 
-def needed(governance: Governance, filters: list[Filter]) -> list[Filter]:
-    """The filters that have something to do under the rules now in force."""
-    doc = governance.current.document
-    uses: dict[type, bool] = {
-        AuthFilter: doc.auth.inbound is not None or doc.auth.outbound is not None,
-        RouteFilter: bool(doc.routes or doc.load_balancing),
-        DegradeFilter: bool(doc.fallbacks or governance.code_fallbacks),
-        FlowFilter: bool(doc.rate_limits),
-        HotParamFilter: bool(doc.hot_params),
-        LimitsFilter: bool(doc.resource_limits),
-        BreakerFilter: bool(doc.breakers),
-        FaultFilter: bool(doc.faults),
-        MirrorFilter: bool(doc.routes),
-    }
-    return [f for f in filters if uses.get(type(f), True)]
+def inbound_filters(
+    governance: Governance,
+    clock: Clock,
+    *,
+    sleep: Sleep = anyio.sleep,
+    in_use_only: bool = False,
+) -> list[Filter]:
+    """Provider-side filters, outermost first (after the inbound deadline check)."""
+    return _filters(Compose(governance, clock, "inbound", sleep), in_use_only)
+
+
+def _filters(ctx: Compose, in_use_only: bool) -> list[Filter]:
+    doc = ctx.governance.current.document
+    slots: list[FilterSlot] = []
+    for kind in KINDS:
+        for slot in kind.filters:
+            in_use = slot.in_use or kind.in_use
+            if ctx.direction in slot.directions and (
+                not in_use_only or in_use(doc, ctx.governance)
+            ):
+                slots.append(slot)
+    slots.sort(key=lambda s: s.slot)
+    return [f for f in (s.make(ctx) for s in slots) if f is not None]
 
 
 def composition_key(governance: Governance) -> tuple[object, int]:
-    """Changes whenever `needed` may give another answer."""
+    """Changes whenever `in_use_only` may give another answer."""
     return governance.current, len(governance.code_fallbacks)
 
 
@@ -96,22 +88,17 @@ def retry_filter(
     stats: Stats,
     clock: Clock,
     *,
+    gateway_codes: GatewayCodes,
     sleep: Sleep = anyio.sleep,
     rand: Callable[[], float] = random.random,
 ) -> Filter:
-    """Replaces `ConnectRetryFilter` (same place, same behaviour without a route retry policy)."""
-    return RetryFilter(governance, policy_for, stats, clock, sleep=sleep, rand=rand)
+    """The retry filter, with the retry policies of the routes in `governance`.
 
-
-def inbound_filters(
-    governance: Governance, clock: Clock, *, sleep: Sleep = anyio.sleep
-) -> list[Filter]:
-    """Provider-side filters, outermost first (after the inbound deadline check)."""
-    g = governance
-    return [
-        AuthFilter(g, "inbound"),  # who may call at all
-        DegradeFilter(g, "inbound"),  # a static answer when this side's limits reject
-        FlowFilter(g, clock, "inbound", sleep=sleep),
-        HotParamFilter(g, clock, "inbound"),
-        FaultFilter(g, clock, "inbound", sleep=sleep),
-    ]
+    `gateway_codes(protocol)`: the codes `retry_on: gateway_error` retries (the runtime's).
+    Only routes carry retry policies, so without routes the filter looks for no plan
+    (the runtime composes again when the rules change).
+    """
+    plans = RoutePlans(governance, rand) if governance.current.document.routes else None
+    return RetryFilter(
+        policy_for, stats, clock, gateway_codes=gateway_codes, plans=plans, sleep=sleep
+    )

@@ -22,18 +22,16 @@ import anyio
 import anyio.abc
 import attrs
 
-from sofamesh.chain import Filter, Handler, build_chain
+from sofamesh.chain import Handler
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, LimitsConfig, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters.stats import StatsFilter
-from sofamesh.filters.timeout import TimeoutFilter
 from sofamesh.governance.source import Governance
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import HttpSupport, Server
 from sofamesh.protocols.http.mapping import request_to_invocation, result_to_response
 from sofamesh.registry import OpenedRegistry, Registry
-from sofamesh.runtime import Runtime
+from sofamesh.runtime import Composes, Runtime
 from sofamesh.sdk.asgi import ASGIApp, AsgiTerminal, asgi_lifespan
 from sofamesh.sdk.control import SidecarClient, SidecarUnavailable
 
@@ -71,16 +69,8 @@ class Mesh:
         return self.config.mode
 
     def _outbound_chain(self) -> Handler:
-        rt = self.runtime
-        if self._sidecar is None:
-            return rt.outbound_chain()
-        # Sidecar mode: governance and discovery happen in the sidecar; the SDK only
-        # keeps the caller's deadline (held by `Runtime.send`) and its own stats.
-        filters: list[Filter] = [
-            StatsFilter(rt.stats, "outbound", rt.clock),
-            TimeoutFilter(rt.policy_for, rt.clock, enforce=False),
-        ]
-        return build_chain(filters, self._via_sidecar)
+        # The runtime composes what its mode says: direct, or via the local sidecar.
+        return self.runtime.outbound_chain(via=self._via_sidecar if self._sidecar else None)
 
     async def _via_sidecar(self, inv: Invocation) -> Result:
         assert self._sidecar is not None
@@ -329,7 +319,7 @@ async def open_mesh(
     """
     cfg = config if isinstance(config, MeshConfig) else load_config(config, **overrides)
     try:
-        async with Runtime(cfg, registry=registry) as rt:
+        async with Runtime(cfg, composes=Composes.for_mode(cfg.mode), registry=registry) as rt:
             sidecar = None
             if cfg.mode == "sidecar":
                 http = rt.protocols["http"]

@@ -27,7 +27,7 @@ from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
-from sofamesh.runtime import Runtime
+from sofamesh.runtime import Composes, Runtime
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -46,7 +46,7 @@ class Registration:
 class Sidecar:
     def __init__(self, config: MeshConfig, *, clock: Clock | None = None) -> None:
         self.config = config
-        self.runtime = Runtime(attrs.evolve(config, mode="sdk"), clock=clock)
+        self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
         self.started_at = time.time()
         self.ready = False
         self.healthy = True

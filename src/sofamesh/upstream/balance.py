@@ -45,7 +45,7 @@ class BalanceFilter:
         if inv.deadline is not None and now >= inv.deadline:
             return Result.failure(Status.TIMEOUT, f"{inv.service}: deadline passed before the call")
         route = inv.route  # governance routing: subsets, hashing, zones (governance/filters)
-        ep = cluster.pick(inv.tried, now) if route is None else route.pick(cluster, inv, now)
+        ep = cluster.pick(inv.tried, now, inv) if route is None else route.pick(cluster, inv, now)
         if ep is None:
             why = "no endpoints registered" if not cluster.endpoints else "all endpoints unhealthy"
             return Result.failure(

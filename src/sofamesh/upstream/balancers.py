@@ -1,6 +1,7 @@
 """Balancers: choose one endpoint among the healthy candidates for a call.
 
-Three policies, named as in Envoy:
+One table (`FACTORIES`) names every balancer, for `policy.balancer` and for
+governance's `load_balancing` rules alike. The policies, named as in Envoy:
 
 - `RoundRobinBalancer`: smooth weighted round robin (nginx's algorithm): over
   any window, each endpoint is picked in proportion to its weight, and picks
@@ -8,6 +9,8 @@ Three policies, named as in Envoy:
 - `RandomBalancer`: weighted random.
 - `LeastRequestBalancer`: power of two choices; of two endpoints drawn at
   random (weighted), take the one with fewer requests in flight.
+- `HashBalancer` (`ring_hash`, `maglev`): consistent hashing of a request key
+  (`hashing.py`), so the same key keeps going to the same endpoint.
 
 A balancer sees only candidates (already filtered for health, ejection and
 routing) and reads in-flight counts through the `active` callable the cluster
@@ -20,18 +23,33 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import attrs
+
 from sofamesh.endpoint import Endpoint
+from sofamesh.model import Invocation
+from sofamesh.upstream.hashing import Maglev, MaglevConfig, RingHash, RingHashConfig
+
+# The header a `ring_hash` / `maglev` policy hashes when no rule names one.
+DEFAULT_HASH_HEADER = "x-sofamesh-hash-key"
+TABLES_KEPT = 8  # hash tables kept per balancer: the live membership and a few retry subsets
 
 
 class Balancer(Protocol):
-    def pick(self, candidates: Sequence[Endpoint]) -> Endpoint: ...
+    def pick(self, candidates: Sequence[Endpoint], inv: Invocation | None = None) -> Endpoint: ...
+
+
+class HashTable(Protocol):
+    def pick(self, key: str | int) -> Endpoint | None: ...
+
+
+HashTableFactory = Callable[[Sequence[Endpoint]], HashTable]
 
 
 class RoundRobinBalancer:
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
 
-    def pick(self, candidates: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, candidates: Sequence[Endpoint], inv: Invocation | None = None) -> Endpoint:
         if len(candidates) == 1:
             return candidates[0]
         total = 0
@@ -69,7 +87,7 @@ class RandomBalancer:
     def __init__(self, rand: Callable[[], float] = random.random) -> None:
         self._rand = rand
 
-    def pick(self, candidates: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, candidates: Sequence[Endpoint], inv: Invocation | None = None) -> Endpoint:
         return _weighted_choice(candidates, self._rand)
 
 
@@ -80,7 +98,7 @@ class LeastRequestBalancer:
         self._active = active
         self._rand = rand
 
-    def pick(self, candidates: Sequence[Endpoint]) -> Endpoint:
+    def pick(self, candidates: Sequence[Endpoint], inv: Invocation | None = None) -> Endpoint:
         if len(candidates) == 1:
             return candidates[0]
         a = _weighted_choice(candidates, self._rand)
@@ -89,14 +107,95 @@ class LeastRequestBalancer:
         return a if self._active(a) * b.weight <= self._active(b) * a.weight else b
 
 
-BALANCERS = ("round_robin", "random", "least_request")
+class HashBalancer:
+    """Consistent hashing as a cluster's balancer (`ring_hash`, `maglev`).
+
+    The key is a request header: a `load_balancing` rule's `hash.header` when
+    one applies to the service (the rule's `BalancingLeaf` then hashes with its
+    own table settings), else `DEFAULT_HASH_HEADER`. A call without the key
+    gets a weighted random pick, as in Envoy when no hash policy yields a key.
+    Tables are built per candidate set (a retry excludes the endpoints tried,
+    which rehashes over the rest) and a few are kept.
+    """
+
+    def __init__(
+        self,
+        table: HashTableFactory,
+        header: str = DEFAULT_HASH_HEADER,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._make = table
+        self._header = header
+        self._rand = rand
+        self._tables: dict[tuple[tuple[str, int], ...], HashTable] = {}
+        self.table_builds = 0
+
+    def pick(self, candidates: Sequence[Endpoint], inv: Invocation | None = None) -> Endpoint:
+        key = inv.headers.get(self._header) if inv is not None else None
+        ep = self.pick_key(candidates, key) if key is not None else None
+        return ep if ep is not None else _weighted_choice(candidates, self._rand)
+
+    def pick_key(self, candidates: Sequence[Endpoint], key: str) -> Endpoint | None:
+        """The endpoint `key` hashes to among `candidates` (None if none has weight)."""
+        return self.table(candidates).pick(key)
+
+    def table(self, candidates: Sequence[Endpoint]) -> HashTable:
+        sig = tuple((e.key, e.weight) for e in candidates)
+        table = self._tables.get(sig)
+        if table is None:
+            if len(self._tables) >= TABLES_KEPT:  # membership moved on: drop the oldest
+                del self._tables[next(iter(self._tables))]
+            # Built on the request path when membership changes; see docs for the cost.
+            table = self._tables[sig] = self._make(candidates)
+            self.table_builds += 1
+        return table
 
 
-def make_balancer(name: str, active: Callable[[Endpoint], int]) -> Balancer:
-    if name == "round_robin":
-        return RoundRobinBalancer()
-    if name == "random":
-        return RandomBalancer()
-    if name == "least_request":
-        return LeastRequestBalancer(active)
-    raise ValueError(f"unknown balancer {name!r} (expected one of {', '.join(BALANCERS)})")
+@attrs.frozen
+class BalancerSpec:
+    """What a factory may use: in-flight counts, randomness, a hash balancer's table settings."""
+
+    active: Callable[[Endpoint], int] = lambda _ep: 0
+    rand: Callable[[], float] = random.random
+    hash_config: RingHashConfig | MaglevConfig | None = None
+
+
+BalancerFactory = Callable[[BalancerSpec], Balancer]
+
+
+def _ring(spec: BalancerSpec) -> HashBalancer:
+    cfg = spec.hash_config if isinstance(spec.hash_config, RingHashConfig) else None
+    return HashBalancer(lambda eps: RingHash(eps, cfg), rand=spec.rand)
+
+
+def _maglev(spec: BalancerSpec) -> HashBalancer:
+    cfg = spec.hash_config if isinstance(spec.hash_config, MaglevConfig) else None
+    return HashBalancer(lambda eps: Maglev(eps, cfg), rand=spec.rand)
+
+
+# The one table of balancers, by the name `policy.balancer` and `load_balancing`
+# rules use. A new balancer is a class with `pick` and a line here.
+FACTORIES: dict[str, BalancerFactory] = {
+    "round_robin": lambda spec: RoundRobinBalancer(),
+    "random": lambda spec: RandomBalancer(spec.rand),
+    "weighted_random": lambda spec: RandomBalancer(spec.rand),
+    "least_request": lambda spec: LeastRequestBalancer(spec.active, spec.rand),
+    "ring_hash": _ring,
+    "maglev": _maglev,
+}
+BALANCERS = tuple(FACTORIES)
+
+
+def make_balancer(name: str, spec: BalancerSpec | None = None) -> Balancer:
+    factory = FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(f"unknown balancer {name!r} (expected one of {', '.join(BALANCERS)})")
+    return factory(spec or BalancerSpec())
+
+
+def make_hash_balancer(name: str, spec: BalancerSpec | None = None) -> HashBalancer:
+    """A hashing balancer by name (`ring_hash`, `maglev`): what a `load_balancing` rule uses."""
+    balancer = make_balancer(name, spec)
+    if not isinstance(balancer, HashBalancer):
+        raise ValueError(f"balancer {name!r} does not hash")
+    return balancer

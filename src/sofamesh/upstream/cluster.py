@@ -11,37 +11,55 @@ errors never empties a cluster (see registry/base.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 
 from sofamesh.clock import Clock
-from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
+from sofamesh.model import Invocation
 from sofamesh.registry.base import Registry, Snapshot
 from sofamesh.stats import Stats
-from sofamesh.upstream.balancers import Balancer, make_balancer
-from sofamesh.upstream.health import HealthChecker
-from sofamesh.upstream.outlier import OutlierDetector
-from sofamesh.upstream.success_rate import SuccessRateDetector
+from sofamesh.upstream.balancers import Balancer, BalancerSpec, make_balancer
+from sofamesh.upstream.health import HealthCheckConfig, HealthChecker
+from sofamesh.upstream.outlier import OutlierConfig, OutlierDetector
+from sofamesh.upstream.success_rate import SuccessRateConfig, SuccessRateDetector
 
 log = logging.getLogger("sofamesh.upstream.cluster")
 
-ALIAS_RETRY = 1.0
-CALLABLE_PROTOCOLS = frozenset(
-    {"http", "h2", "grpc", "bolt"}
-)  # seconds between case-insensitive look-ups of a name that matched nothing
+ALIAS_RETRY = 1.0  # seconds between case-insensitive look-ups of a name that matched nothing
+
+
+class ClusterPolicy(Protocol):
+    """What a cluster reads of a service's policy (`config.model.PolicyConfig` has it)."""
+
+    @property
+    def balancer(self) -> str: ...
+    @property
+    def outlier(self) -> OutlierConfig: ...
+    @property
+    def success_rate(self) -> SuccessRateConfig | None: ...
+    @property
+    def health_check(self) -> HealthCheckConfig | None: ...
 
 
 class Cluster:
     """The endpoints of one service and what the mesh knows about each."""
 
-    def __init__(self, service: str, policy: PolicyConfig, stats: Stats, clock: Clock) -> None:
+    def __init__(
+        self,
+        service: str,
+        policy: ClusterPolicy,
+        stats: Stats,
+        clock: Clock,
+        protocols: Set[str] | None = None,
+    ) -> None:
         self.service = service
+        self.protocols = protocols
         self.policy = policy
         self.endpoints: tuple[Endpoint, ...] = ()
         self._weighted: list[Endpoint] = []  # endpoints with weight > 0
@@ -50,7 +68,9 @@ class Cluster:
         self.success_rate = (
             SuccessRateDetector(policy.success_rate) if policy.success_rate else None
         )
-        self.balancer: Balancer = make_balancer(policy.balancer, self._active_of)
+        self.balancer: Balancer = make_balancer(
+            policy.balancer, BalancerSpec(active=self._active_of)
+        )
         self.ready = anyio.Event()
         self.health: HealthChecker | None = None  # set while active health checks run
         self._stats = stats
@@ -62,7 +82,8 @@ class Cluster:
     def update(self, snapshot: Snapshot) -> None:
         # A registry may list instances this mesh cannot call (Dubbo providers in
         # ZooKeeper speak `dubbo`): only the protocols the mesh carries are kept.
-        snapshot = frozenset(e for e in snapshot if e.protocol in CALLABLE_PROTOCOLS)
+        if self.protocols is not None:
+            snapshot = frozenset(e for e in snapshot if e.protocol in self.protocols)
         before = set(self.endpoints)
         self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
         self._weighted = [e for e in self.endpoints if e.weight > 0]
@@ -92,8 +113,13 @@ class Cluster:
             and (rate is None or not rate.is_ejected(ep.key, now))
         )
 
-    def pick(self, exclude: set[Endpoint], now: float) -> Endpoint | None:
-        """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one."""
+    def pick(
+        self, exclude: set[Endpoint], now: float, inv: Invocation | None = None
+    ) -> Endpoint | None:
+        """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one.
+
+        `inv` is the call, for a balancer that hashes one of its headers.
+        """
         if self.health is None and self.success_rate is None and now >= self.outlier.ejections_end:
             healthy = self._weighted  # nothing ejected, no probes: all are in rotation
         else:
@@ -102,7 +128,7 @@ class Cluster:
                 # Envoy's panic threshold: when everything is out, route to all rather than none.
                 healthy = self._weighted
         candidates = ([e for e in healthy if e not in exclude] or healthy) if exclude else healthy
-        return self.balancer.pick(candidates) if candidates else None
+        return self.balancer.pick(candidates, inv) if candidates else None
 
     def record(self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float]) -> None:
         now = self._clock.now()
@@ -148,11 +174,15 @@ class ClusterManager:
     def __init__(
         self,
         registry: Registry,
-        policy_for: Callable[[str], PolicyConfig],
+        policy_for: Callable[[str], ClusterPolicy],
         stats: Stats,
         clock: Clock,
+        *,
+        protocols: Set[str] | None = None,
     ) -> None:
+        """`protocols`: those the mesh can call (the runtime's); other endpoints are ignored."""
         self._registry = registry
+        self._protocols = frozenset(protocols) if protocols is not None else None
         self._policy_for = policy_for
         self._stats = stats
         self._clock = clock
@@ -179,7 +209,8 @@ class ClusterManager:
         if cluster is None:
             if self._tg is None:
                 raise RuntimeError("ClusterManager used outside its 'async with' block")
-            cluster = Cluster(service, self._policy_for(service), self._stats, self._clock)
+            policy = self._policy_for(service)
+            cluster = Cluster(service, policy, self._stats, self._clock, self._protocols)
             self.clusters[service] = cluster
             self._tg.start_soon(self._follow, cluster)
         return cluster

@@ -1,30 +1,111 @@
-"""Retry on connect failure, to another endpoint.
+"""The retry filter: each try to an endpoint not yet tried, below `TimeoutFilter`, above balancing.
 
-Failures where the request provably never reached a provider
-(`Status.CONNECT_FAILED`) are retried for every call, even non-idempotent ones.
-A connection reset (`Status.UPSTREAM_RESET`) is retried only for idempotent
+Without a retry plan, failures where the request provably never reached a
+provider (`Status.CONNECT_FAILED`) are retried for every call, even
+non-idempotent ones, up to the service's `policy.connect_retries`. A
+connection reset (`Status.UPSTREAM_RESET`) is retried only for idempotent
 calls (HTTP GET, PUT, DELETE, ...), where a provider that did see the request
 may safely see it twice: that covers a provider killed between accepting a
-connection and answering. The governance issue's retry policy (retry on 5xx,
-budgets, backoff) replaces this filter with a richer one of the same shape.
+connection and answering.
+
+A call may carry a `RetryPlan` instead (governance gives one for a route with
+a retry policy, through `plans`): the plan says which results are retried, how
+many tries in all, the back-off before each retry and the timeout of each
+try, and it admits each retry (retry budgets, retry limits) and counts them.
+The filter owns the loop: a retry never starts when it could not begin before
+the call's deadline, and `BalanceFilter` excludes the endpoints already tried
+(`inv.tried`).
+
+Which status codes are a protocol's gateway errors (HTTP 502/503/504, gRPC
+UNAVAILABLE, Bolt SERVER_THREADPOOL_BUSY) is the protocol's to say: the
+runtime passes a `gateway_codes(protocol)` lookup, handed to the plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import anyio
 
 from sofamesh.chain import Handler
-from sofamesh.config.model import PolicyConfig
+from sofamesh.clock import Clock
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.stats import Stats
 
+GatewayCodes = Callable[[str], frozenset[int]]
+Release = Callable[[], None]
 
-class ConnectRetryFilter:
-    def __init__(self, policy_for: Callable[[str], PolicyConfig], stats: Stats) -> None:
+
+def no_gateway_codes(_protocol: str) -> frozenset[int]:
+    return frozenset()
+
+
+class ConnectRetries(Protocol):
+    """What the filter reads of a service's policy (`config.model.PolicyConfig` has it)."""
+
+    @property
+    def connect_retries(self) -> int: ...
+
+
+class RetryPlan(Protocol):
+    """One call's retry policy with its accounting, as governance provides it."""
+
+    @property
+    def attempts(self) -> int:
+        """Tries in all, the first included (gRPC's ``maxAttempts``)."""
+
+    @property
+    def per_try_timeout(self) -> float | None: ...
+
+    def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
+        """Whether a try that ended in `result` is repeated."""
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1 = the first retry)."""
+
+    def begin(self) -> None:
+        """The call starts (a retry budget counts requests in flight)."""
+
+    def end(self) -> None: ...
+
+    def admit(self, service: str) -> Release | None:
+        """A place for one more retry, and how to give it back; None when refused."""
+
+    def retried(self) -> None: ...
+
+    def try_timed_out(self) -> None: ...
+
+
+RetryPlans = Callable[[Invocation], "RetryPlan | None"]
+
+
+class RetryFilter:
+    def __init__(
+        self,
+        policy_for: Callable[[str], ConnectRetries],
+        stats: Stats,
+        clock: Clock,
+        *,
+        gateway_codes: GatewayCodes = no_gateway_codes,
+        plans: RetryPlans | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self._policy_for = policy_for
         self._stats = stats
+        self._clock = clock
+        self._gateway_codes = gateway_codes
+        self._plans = plans
+        self._sleep = sleep
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        plans = self._plans
+        plan = plans(inv) if plans is not None else None
+        if plan is None:
+            return self._connect_retries(inv, call_next)
+        return self._by_plan(inv, call_next, plan)
+
+    async def _connect_retries(self, inv: Invocation, call_next: Handler) -> Result:
         retries = self._policy_for(inv.service).connect_retries
         while True:
             result = await call_next(inv)
@@ -35,3 +116,51 @@ class ConnectRetryFilter:
                 return result
             inv.attempt += 1
             self._stats.incr("upstream_rq_retry")
+
+    async def _by_plan(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
+        plan.begin()
+        try:
+            return await self._retries(inv, call_next, plan)
+        finally:
+            plan.end()
+
+    async def _retries(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
+        codes = self._gateway_codes(inv.protocol)
+        result = await self._attempt(inv, call_next, plan)
+        while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
+            release = plan.admit(inv.service)
+            if release is None:
+                break
+            try:
+                if not await self._back_off(inv, plan):
+                    break
+                inv.attempt += 1
+                self._stats.incr("upstream_rq_retry")
+                plan.retried()
+                result = await self._attempt(inv, call_next, plan)
+            finally:
+                release()
+        return result
+
+    async def _back_off(self, inv: Invocation, plan: RetryPlan) -> bool:
+        """Wait before the next try; False if it could not start before the deadline."""
+        delay = plan.backoff(inv.attempt + 1)
+        if inv.deadline is not None and self._clock.now() + delay >= inv.deadline:
+            return False
+        if delay > 0:
+            await self._sleep(delay)
+        return True
+
+    async def _attempt(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
+        per_try = plan.per_try_timeout
+        if per_try is None:
+            return await call_next(inv)
+        with anyio.move_on_after(per_try):
+            return await call_next(inv)
+        plan.try_timed_out()
+        return Result.failure(
+            Status.TIMEOUT,
+            f"{inv.service}: attempt {inv.attempt + 1} did not answer within the per-try timeout "
+            f"of {per_try * 1000:.0f} ms",
+            inv.endpoint,
+        )

@@ -8,8 +8,8 @@ from govhelp import Clusters, Sleeps, Terminal, call, chain, endpoints, governan
 
 from sofamesh.clock import FakeClock
 from sofamesh.config.model import PolicyConfig
+from sofamesh.governance.compose import retry_filter
 from sofamesh.governance.filters.limits import LimitsFilter
-from sofamesh.governance.filters.retry import RetryFilter
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.model import Result, Status
 from sofamesh.stats import Stats
@@ -53,7 +53,10 @@ async def test_max_retries_caps_retries_in_flight() -> None:
     g = governance(rules, clock)
     gate = anyio.Event()
     term = Terminal(Result(Status.APP_ERROR, code=503), gate=gate)
-    retry = RetryFilter(g, lambda s: PolicyConfig(), Stats(), clock, sleep=Sleeps())
+    gateway = {"http": frozenset({503})}.__getitem__
+    retry = retry_filter(
+        g, lambda s: PolicyConfig(), Stats(), clock, gateway_codes=gateway, sleep=Sleeps()
+    )
     balance = BalanceFilter(Clusters(clock, orders=endpoints(n=4)), clock)  # type: ignore[arg-type]
     handler = chain([RouteFilter(g, clock), retry, balance], term)
     async with anyio.create_task_group() as tg:

@@ -11,7 +11,8 @@ from govhelp import Clusters, Sleeps, Terminal, call, chain, endpoints, governan
 
 from sofamesh.clock import FakeClock
 from sofamesh.config.model import PolicyConfig
-from sofamesh.governance.filters.retry import RetryFilter, backoff, retryable
+from sofamesh.governance.compose import retry_filter as make_retry_filter
+from sofamesh.governance.filters.retry import backoff, retryable
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.governance.rules import parse_rules
 from sofamesh.model import Result, Status
@@ -21,6 +22,12 @@ from sofamesh.upstream.balance import BalanceFilter
 pytestmark = pytest.mark.anyio
 
 GATEWAY = Result(Status.APP_ERROR, code=503)
+# What the runtime passes in: each protocol's gateway codes.
+GATEWAY_CODES = {
+    "http": frozenset({502, 503, 504}),
+    "grpc": frozenset({14}),
+    "bolt": frozenset({4}),
+}
 
 
 def policy(**kw: Any) -> Any:
@@ -40,11 +47,12 @@ def retrying(
     g = governance(rules, clock)
     term = terminal or Terminal(*script)
     sleeps = sleeps or Sleeps()
-    retry_filter = RetryFilter(
+    retry_filter = make_retry_filter(
         g,
         lambda s: PolicyConfig(connect_retries=1),
         Stats(),
         clock,
+        gateway_codes=GATEWAY_CODES.__getitem__,
         sleep=sleeps,
         rand=random.Random(3).random,
     )
@@ -79,25 +87,27 @@ async def test_non_idempotent_call_is_retried_only_on_connect_failure() -> None:
     assert (await handler(call(idempotent=False))).ok
 
 
+def retries(pol: Any, inv: Any, result: Result) -> bool:
+    return retryable(pol, inv, result, GATEWAY_CODES[inv.protocol])
+
+
 def test_retryable_names_each_condition_per_protocol() -> None:
     c = call()
-    assert retryable(policy(retry_on=["reset"]), c, Result(Status.UPSTREAM_RESET))
-    assert not retryable(policy(retry_on=["connect_failure"]), c, Result(Status.UPSTREAM_RESET))
-    assert retryable(policy(retry_on=["app_error"]), c, Result(Status.APP_ERROR, code=500))
-    assert not retryable(policy(retry_on=["gateway_error"]), c, Result(Status.APP_ERROR, code=500))
-    assert retryable(policy(retry_on=["gateway_error"]), c, Result(Status.APP_ERROR, code=504))
-    assert retryable(policy(retry_on=["timeout"]), c, Result(Status.TIMEOUT))
-    assert retryable(policy(retry_on=[], retriable_codes=[409]), c, Result(Status.OK, code=409))
-    assert not retryable(policy(), c, Result(Status.OK, code=200))
-    assert not retryable(policy(), c, Result(Status.RATE_LIMITED))
+    assert retries(policy(retry_on=["reset"]), c, Result(Status.UPSTREAM_RESET))
+    assert not retries(policy(retry_on=["connect_failure"]), c, Result(Status.UPSTREAM_RESET))
+    assert retries(policy(retry_on=["app_error"]), c, Result(Status.APP_ERROR, code=500))
+    assert not retries(policy(retry_on=["gateway_error"]), c, Result(Status.APP_ERROR, code=500))
+    assert retries(policy(retry_on=["gateway_error"]), c, Result(Status.APP_ERROR, code=504))
+    assert retries(policy(retry_on=["timeout"]), c, Result(Status.TIMEOUT))
+    assert retries(policy(retry_on=[], retriable_codes=[409]), c, Result(Status.OK, code=409))
+    assert not retries(policy(), c, Result(Status.OK, code=200))
+    assert not retries(policy(), c, Result(Status.RATE_LIMITED))
     grpc = call(protocol="grpc")
-    assert retryable(policy(retry_on=["gateway_error"]), grpc, Result(Status.APP_ERROR, code=14))
-    assert not retryable(
-        policy(retry_on=["gateway_error"]), grpc, Result(Status.APP_ERROR, code=503)
-    )
+    assert retries(policy(retry_on=["gateway_error"]), grpc, Result(Status.APP_ERROR, code=14))
+    assert not retries(policy(retry_on=["gateway_error"]), grpc, Result(Status.APP_ERROR, code=503))
     bolt = call(protocol="bolt", idempotent=False)
-    assert not retryable(policy(retry_on=["gateway_error"]), bolt, Result(Status.APP_ERROR, code=4))
-    assert retryable(
+    assert not retries(policy(retry_on=["gateway_error"]), bolt, Result(Status.APP_ERROR, code=4))
+    assert retries(
         policy(retry_on=["gateway_error"], non_idempotent=True),
         bolt,
         Result(Status.APP_ERROR, code=4),

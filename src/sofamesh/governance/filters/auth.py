@@ -12,7 +12,8 @@ identity joins it when mutual TLS lands. Each direction has its own policy
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -21,6 +22,7 @@ from sofamesh.chain import Handler
 from sofamesh.governance.auth import Authorizer, AuthRule, Reason, Subject
 from sofamesh.governance.enforcement_rules import AuthPolicy
 from sofamesh.governance.filters.keyed import BoundedDict, aliases
+from sofamesh.governance.kind import DIRECTIONS, Build, FilterSlot, RuleKind
 from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import EnforcementConfig, Enforcer, Verdict
 from sofamesh.model import Invocation, Result, Status
@@ -129,3 +131,26 @@ class AuthFilter:
             if denied is not None:
                 return denied
         return await call_next(inv)
+
+
+def _build(b: Build) -> AuthLeaf | None:
+    policy = getattr(b.document.auth, b.direction)
+    if policy is None:
+        return None
+    key: Hashable = (b.direction, policy)
+    return b.carries["auth"].take(key, partial(AuthLeaf, policy, b.direction, b.options.rand))
+
+
+KIND = RuleKind(
+    name="auth",
+    sections=("auth",),
+    carries=("auth",),
+    build=_build,
+    snapshot=lambda sides, now: {
+        "auth": [row for side in sides if side is not None for row in side.describe()]
+    },
+    in_use=lambda doc, g: doc.auth.inbound is not None or doc.auth.outbound is not None,
+    # Who may call at all (inbound); this app's own egress policy, before anything is spent.
+    filters=(FilterSlot(10, DIRECTIONS, lambda c: AuthFilter(c.governance, c.direction)),),
+    per_direction=True,
+)

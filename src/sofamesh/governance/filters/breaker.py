@@ -21,6 +21,7 @@ from sofamesh.clock import Clock
 from sofamesh.governance.breaker import CircuitBreaker, Permit
 from sofamesh.governance.enforcement_rules import BreakerRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
+from sofamesh.governance.kind import Build, FilterSlot, RuleKind
 from sofamesh.governance.rule_fields import EACH_METHOD
 from sofamesh.governance.rules import rule_name
 from sofamesh.model import Invocation, Result, Status
@@ -160,3 +161,22 @@ def _open(name: str, inv: Invocation) -> Result:
         Status.CIRCUIT_OPEN,
         f"{inv.service}: circuit breaker {name} is open for {inv.method or 'the service'}",
     )
+
+
+def _build(b: Build) -> BreakerIndex:
+    opts = b.options
+    return build_breakers(b.document.breakers, b.carries["breakers"], opts.rand, opts.max_keys)
+
+
+KIND = RuleKind(
+    name="breakers",
+    sections=("breakers",),
+    carries=("breakers",),
+    build=_build,
+    snapshot=lambda states, now: {
+        "breakers": [row for leaf in states[0].leaves() for row in leaf.describe(now)]
+    },
+    in_use=lambda doc, g: bool(doc.breakers),
+    # Sees the outcome after retries, as the caller does.
+    filters=(FilterSlot(70, ("outbound",), lambda c: BreakerFilter(c.governance, c.clock)),),
+)

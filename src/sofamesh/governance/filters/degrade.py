@@ -31,6 +31,7 @@ from sofamesh.chain import Handler
 from sofamesh.governance.enforcement_rules import FallbackRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.filters.response import FALLBACK_HEADER, make_result, static_result
+from sofamesh.governance.kind import DIRECTIONS, Build, FilterSlot, RuleKind
 from sofamesh.governance.routing_rules import StaticResponse
 from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import Enforcer
@@ -158,3 +159,22 @@ async def _call(
     if isinstance(out, StaticResponse):
         return static_result(out, detail, mark)
     raise TypeError(f"a fallback must give a Result, StaticResponse, bytes or str, not {out!r}")
+
+
+def _build(b: Build) -> FallbackIndex:
+    return build_fallbacks(b.mine(b.document.fallbacks), b.carries["fallbacks"], b.options.rand)
+
+
+KIND = RuleKind(
+    name="fallbacks",
+    sections=("fallbacks",),
+    carries=("fallbacks",),
+    build=_build,
+    snapshot=lambda sides, now: {
+        "fallbacks": [leaf.describe() for side in sides for leaf in side.leaves()]
+    },
+    in_use=lambda doc, g: bool(doc.fallbacks or g.code_fallbacks),
+    # A fallback answers when a rule below it rejects (a static answer inbound).
+    filters=(FilterSlot(30, DIRECTIONS, lambda c: DegradeFilter(c.governance, c.direction)),),
+    per_direction=True,
+)

@@ -30,6 +30,7 @@ from sofamesh.governance.enforcement_rules import FaultRule
 from sofamesh.governance.fault import FaultDecision, FaultInjector
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.filters.response import make_result
+from sofamesh.governance.kind import DIRECTIONS, Build, Compose, FilterSlot, RuleKind
 from sofamesh.governance.rules import rule_name
 from sofamesh.model import Invocation, Result, Status
 
@@ -118,3 +119,26 @@ class FaultFilter:
             detail = f"{inv.service}: fault injected by rule {leaf.name}"
             return make_result(decision.abort, decision.code, (), (detail + "\n").encode(), detail)
         return await call_next(inv)
+
+
+def _build(b: Build) -> FaultIndex:
+    return build_faults(b.mine(b.document.faults), b.carries["faults"], b.options.rand)
+
+
+def _filter(c: Compose) -> FaultFilter:
+    return FaultFilter(c.governance, c.clock, c.direction, sleep=c.sleep)
+
+
+KIND = RuleKind(
+    name="faults",
+    sections=("faults",),
+    carries=("faults",),
+    build=_build,
+    snapshot=lambda sides, now: {
+        "faults": [leaf.describe() for side in sides for leaf in side.leaves()]
+    },
+    in_use=lambda doc, g: bool(doc.faults),
+    # Inside the breaker: injected faults trip it.
+    filters=(FilterSlot(80, DIRECTIONS, _filter),),
+    per_direction=True,
+)

@@ -1,12 +1,17 @@
 """Rate limiting per service, method and caller app: Sentinel's FlowRule, inbound or outbound.
 
-Which limiters a call passes follows `flowrules.py`: the service-wide
-resource, then the method's; within a resource the ``"default"`` rules (every
-caller together), the caller's own rules, and ``"other"`` rules (one limiter
-per caller no rule of the resource names; a call without a caller is not
-"other"). The call is admitted only if every limiter admits; otherwise the
-admissions already made are cancelled and the call is answered with
-`Status.RATE_LIMITED` and a detail naming the rule (HTTP 429).
+Resources are (service, method), found as `keyed.ScopeIndex` says: the
+service-wide resource, then the method's. Within a resource the `caller` of a
+rule follows Sentinel's ``limitApp``: ``"default"`` rules count every caller
+together (Sentinel's cluster node), an app name counts only that caller's
+calls (its origin node), and ``"other"`` gives *each* caller no rule of the
+resource names a limiter of its own, in a bounded LRU of callers (as in
+Sentinel, a call without a caller is not "other"). The call passes through
+every rule that applies and is admitted only if every limiter admits;
+otherwise the admissions already made are cancelled (Sentinel counts a pass
+only after every slot passed) and the call is answered with
+`Status.RATE_LIMITED` and a detail naming the rule (HTTP 429). Paced delays
+add up, as Sentinel's controllers sleep one after another.
 
 Pacing (`pacing`, `warm_up_pacing`): the filter waits out the summed delay
 itself (`sleep`, injectable), but never past the caller's deadline: a call
@@ -28,6 +33,7 @@ from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.governance.enforcement_rules import RateLimitRule
 from sofamesh.governance.filters.keyed import BoundedDict, Carry, ScopeIndex
+from sofamesh.governance.kind import DIRECTIONS, Build, Compose, FilterSlot, RuleKind
 from sofamesh.governance.ratelimit import FlowLimiter, Pace, build_limiter
 from sofamesh.governance.rule_fields import EACH_METHOD
 from sofamesh.governance.rules import rule_name
@@ -245,3 +251,28 @@ def _limited(name: str, inv: Invocation) -> Result:
 def _cancel(held: list[tuple[FlowLimiter, Pace]], now: float) -> None:
     for limiter, pace in held:
         limiter.cancel(pace, now)
+
+
+def _build(b: Build) -> FlowIndex:
+    opts = b.options
+    rules = b.mine(b.document.rate_limits)
+    return FlowIndex(rules, b.carries["rate_limits"], opts.rand, opts.max_keys)
+
+
+def _filter(c: Compose) -> FlowFilter:
+    return FlowFilter(c.governance, c.clock, c.direction, sleep=c.sleep)
+
+
+KIND = RuleKind(
+    name="rate_limits",
+    sections=("rate_limits",),
+    carries=("rate_limits",),
+    build=_build,
+    snapshot=lambda sides, now: {
+        "rate_limits": [row for side in sides for leaf in side.leaves for row in leaf.describe(now)]
+    },
+    in_use=lambda doc, g: bool(doc.rate_limits),
+    # QPS, warm-up, pacing, concurrency.
+    filters=(FilterSlot(40, DIRECTIONS, _filter),),
+    per_direction=True,
+)

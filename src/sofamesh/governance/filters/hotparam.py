@@ -22,6 +22,7 @@ from sofamesh.clock import Clock
 from sofamesh.governance.enforcement_rules import HotParamRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.hotparam import HotParamLimiter
+from sofamesh.governance.kind import DIRECTIONS, Build, FilterSlot, RuleKind
 from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import Verdict
 from sofamesh.model import Invocation, Result, Status
@@ -107,3 +108,28 @@ class HotParamFilter:
                         f"{inv.service}: rate limited by rule {leaf.name} for {param}={value!r}",
                     )
         return await call_next(inv)
+
+
+def _build(b: Build) -> HotParamIndex:
+    return build_hot_params(b.mine(b.document.hot_params), b.carries["hot_params"], b.options.rand)
+
+
+KIND = RuleKind(
+    name="hot_params",
+    sections=("hot_params",),
+    carries=("hot_params",),
+    build=_build,
+    snapshot=lambda sides, now: {
+        "hot_params": [leaf.describe() for side in sides for leaf in side.leaves()]
+    },
+    in_use=lambda doc, g: bool(doc.hot_params),
+    # Per header or argument value.
+    filters=(
+        FilterSlot(
+            50,
+            DIRECTIONS,
+            lambda c: HotParamFilter(c.governance, c.clock, c.direction),
+        ),
+    ),
+    per_direction=True,
+)

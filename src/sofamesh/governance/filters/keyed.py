@@ -7,9 +7,11 @@ generation hands over its leaf, anything else starts fresh. So a breaker for
 service A keeps its state when only a rule for B changed, and a changed rule
 starts clean -- it is a different rule.
 
-`ScopeIndex` finds the leaves of a call with `scope.py`'s precedence: the
-service-wide rules (method ``""``) first, then the method's -- the explicit
-rules for that method if any, else the each-method rules (``"*"``). Lookups
+`ScopeIndex` finds the leaves of a call by resource, as Sentinel's Dubbo
+adapter enters both the interface and the method resource: the service-wide
+rules (method ``""``, one leaf the whole service shares) first, then the
+method's -- the explicit rules for that method (``"name"``) if any, else the
+each-method rules (``"*"``, one leaf per method, made on first use). Lookups
 are cached in a dict that is cleared when full: one dict probe per call.
 """
 

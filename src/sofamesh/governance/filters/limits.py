@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sofamesh.chain import Handler
 from sofamesh.governance.enforcement_rules import ResourceLimitRule
 from sofamesh.governance.filters.keyed import Carry, aliases
+from sofamesh.governance.kind import Build, FilterSlot, RuleKind
 from sofamesh.governance.limits import Gauge, ResourceLimits
 from sofamesh.governance.rules import rule_name
 from sofamesh.governance.shadow import Verdict
@@ -83,3 +84,24 @@ class LimitsFilter:
             return await call_next(inv)
         finally:
             gauge.release(verdict)
+
+
+def _build(b: Build) -> dict[str, LimitsLeaf]:
+    return build_limits(b.document.resource_limits, b.carries["limits"], b.options.rand)
+
+
+def _rows(states: tuple[Any, ...], now: float) -> dict[str, list[dict[str, Any]]]:
+    leaves = {id(leaf): leaf for leaf in states[0].values()}  # aliases share one leaf
+    return {"resource_limits": [leaf.describe() for leaf in leaves.values()]}
+
+
+KIND = RuleKind(
+    name="limits",
+    sections=("resource_limits",),
+    carries=("limits",),
+    build=_build,
+    snapshot=_rows,
+    in_use=lambda doc, g: bool(doc.resource_limits),
+    # Calls in flight per service, before the breaker counts them.
+    filters=(FilterSlot(60, ("outbound",), lambda c: LimitsFilter(c.governance)),),
+)

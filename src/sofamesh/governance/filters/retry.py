@@ -1,16 +1,16 @@
-"""Retries by a route's policy; without one, `ConnectRetryFilter`'s connect-failure retries.
+"""A route's retry policy as a `RetryPlan` for `upstream/retry.py`'s `RetryFilter`.
 
-This filter takes the place of `upstream/retry.py`'s `ConnectRetryFilter` (below
-`TimeoutFilter`, above `BalanceFilter`). A call whose `inv.route` carries a
-`RetryPolicy` is tried up to `attempts` times (the first included, as gRPC's
+`RoutePlans` gives the retry filter a plan for a call whose `inv.route` carries
+a `RetryPolicy`; other calls get the filter's connect-failure retries. A plan
+tries the call up to `attempts` times (the first included, as gRPC's
 ``maxAttempts``):
 
 - **Which failures** (`retry_on`, Envoy's ``x-envoy-retry-on`` names):
   ``connect_failure`` (the request never left: safe for every method),
   ``reset``, ``timeout`` (a per-try timeout, or a timeout from below),
   ``app_error`` (any provider error), ``gateway_error`` (the protocol's
-  gateway codes: HTTP 502/503/504, gRPC UNAVAILABLE, Bolt
-  SERVER_THREADPOOL_BUSY), plus `retriable_codes`. A request that may have
+  gateway codes, which the filter passes in: HTTP 502/503/504, gRPC
+  UNAVAILABLE, Bolt SERVER_THREADPOOL_BUSY), plus `retriable_codes`. A request that may have
   reached the provider is repeated only if it is idempotent (`inv.idempotent`:
   the HTTP methods of RFC 9110 §9.2.2; RPC codecs say per call) or the policy
   sets `non_idempotent`.
@@ -30,33 +30,20 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import anyio
-
-from sofamesh.chain import Handler
-from sofamesh.clock import Clock
-from sofamesh.config.model import PolicyConfig
 from sofamesh.governance.filters.limits import retry_gauge
 from sofamesh.governance.filters.select import Target
 from sofamesh.governance.limits import Gauge, RetryBudget
 from sofamesh.governance.routing_rules import RetryPolicy
 from sofamesh.governance.shadow import Verdict
 from sofamesh.model import Invocation, Result, Status
-from sofamesh.stats import Stats
-from sofamesh.upstream.retry import ConnectRetryFilter
+from sofamesh.upstream.retry import Release
 
 if TYPE_CHECKING:
     from sofamesh.governance.filters.route import RouteLeaf
     from sofamesh.governance.filters.state import Holder
-
-GATEWAY_CODES = {
-    "http": frozenset({502, 503, 504}),
-    "h2": frozenset({502, 503, 504}),
-    "grpc": frozenset({14}),  # UNAVAILABLE
-    "bolt": frozenset({0x0004}),  # SERVER_THREADPOOL_BUSY: refused before running
-}
 
 
 class RetryBudgetState:
@@ -79,7 +66,9 @@ class RetryBudgetState:
         return True
 
 
-def retryable(policy: RetryPolicy, inv: Invocation, result: Result) -> bool:
+def retryable(
+    policy: RetryPolicy, inv: Invocation, result: Result, gateway_codes: frozenset[int]
+) -> bool:
     """Whether `policy` repeats a call that ended in `result` (see the module docstring)."""
     status = result.status
     on = policy.retry_on
@@ -97,9 +86,7 @@ def retryable(policy: RetryPolicy, inv: Invocation, result: Result) -> bool:
             return True
         if status is Status.OK:
             return False
-        return "app_error" in on or (
-            "gateway_error" in on and code in GATEWAY_CODES.get(inv.protocol, ())
-        )
+        return "app_error" in on or ("gateway_error" in on and code in gateway_codes)
     return False
 
 
@@ -127,93 +114,79 @@ def _admit_retry(
     return verdict
 
 
-class RetryFilter:
+class PolicyPlan:
+    """One call's `RetryPlan`: its route's policy, budget and counters; the retry limit."""
+
+    __slots__ = ("_budget", "_holder", "_leaf", "_policy", "_rand")
+
     def __init__(
         self,
-        holder: Holder | None,
-        policy_for: Callable[[str], PolicyConfig],
-        stats: Stats,
-        clock: Clock,
-        *,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        rand: Callable[[], float] = random.random,
-    ) -> None:
-        self._holder = holder
-        self._connect_retries = ConnectRetryFilter(policy_for, stats).invoke
-        self._stats = stats
-        self._clock = clock
-        self._sleep = sleep
-        self._rand = rand
-
-    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
-        target = inv.route
-        if not isinstance(target, Target) or target.retry is None:
-            return self._connect_retries(inv, call_next)
-        return self._by_policy(inv, call_next, target)
-
-    async def _by_policy(self, inv: Invocation, call_next: Handler, target: Target) -> Result:
-        assert target.retry is not None
-        budget = target.budget
-        if budget is None:
-            return await self._retries(inv, call_next, target.retry, target, None)
-        budget.requests += 1
-        try:
-            return await self._retries(inv, call_next, target.retry, target, budget)
-        finally:
-            budget.requests -= 1
-
-    async def _retries(
-        self,
-        inv: Invocation,
-        call_next: Handler,
         policy: RetryPolicy,
         target: Target,
-        budget: RetryBudgetState | None,
-    ) -> Result:
-        leaf = target.leaf
-        result = await self._attempt(inv, call_next, policy, leaf)
-        while inv.attempt + 1 < policy.attempts and retryable(policy, inv, result):
-            gauge = retry_gauge(self._holder, inv.service) if self._holder is not None else None
-            held = _admit_retry(budget, gauge, leaf)
-            if held is None:
-                break
-            try:
-                if not await self._back_off(inv, policy):
-                    break
-                inv.attempt += 1
-                self._stats.incr("upstream_rq_retry")
-                if leaf is not None:
-                    leaf.retries += 1
-                result = await self._attempt(inv, call_next, policy, leaf)
-            finally:
-                if budget is not None:
-                    budget.retries -= 1
-                if gauge is not None:
-                    gauge.release(held)
-        return result
+        holder: Holder | None,
+        rand: Callable[[], float],
+    ) -> None:
+        self._policy = policy
+        self._budget = target.budget
+        self._leaf = target.leaf
+        self._holder = holder
+        self._rand = rand
 
-    async def _back_off(self, inv: Invocation, policy: RetryPolicy) -> bool:
-        """Wait before the next try; False if it could not start before the deadline."""
-        delay = backoff(policy, inv.attempt + 1, self._rand)
-        if inv.deadline is not None and self._clock.now() + delay >= inv.deadline:
-            return False
-        if delay > 0:
-            await self._sleep(delay)
-        return True
+    @property
+    def attempts(self) -> int:
+        return self._policy.attempts
 
-    async def _attempt(
-        self, inv: Invocation, call_next: Handler, policy: RetryPolicy, leaf: RouteLeaf | None
-    ) -> Result:
-        per_try = policy.per_try_timeout
-        if per_try is None:
-            return await call_next(inv)
-        with anyio.move_on_after(per_try):
-            return await call_next(inv)
-        if leaf is not None:
-            leaf.per_try_timeouts += 1
-        return Result.failure(
-            Status.TIMEOUT,
-            f"{inv.service}: attempt {inv.attempt + 1} did not answer within the per-try timeout "
-            f"of {per_try * 1000:.0f} ms",
-            inv.endpoint,
-        )
+    @property
+    def per_try_timeout(self) -> float | None:
+        return self._policy.per_try_timeout
+
+    def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
+        return retryable(self._policy, inv, result, gateway_codes)
+
+    def backoff(self, retry: int) -> float:
+        return backoff(self._policy, retry, self._rand)
+
+    def begin(self) -> None:
+        if self._budget is not None:
+            self._budget.requests += 1
+
+    def end(self) -> None:
+        if self._budget is not None:
+            self._budget.requests -= 1
+
+    def admit(self, service: str) -> Release | None:
+        holder, budget = self._holder, self._budget
+        gauge = retry_gauge(holder, service) if holder is not None else None
+        held = _admit_retry(budget, gauge, self._leaf)
+        if held is None:
+            return None
+
+        def release() -> None:
+            if budget is not None:
+                budget.retries -= 1
+            if gauge is not None:
+                gauge.release(held)
+
+        return release
+
+    def retried(self) -> None:
+        if self._leaf is not None:
+            self._leaf.retries += 1
+
+    def try_timed_out(self) -> None:
+        if self._leaf is not None:
+            self._leaf.per_try_timeouts += 1
+
+
+class RoutePlans:
+    """The retry filter's `plans`: a plan for a call whose route has a retry policy."""
+
+    def __init__(self, holder: Holder | None, rand: Callable[[], float] = random.random) -> None:
+        self._holder = holder
+        self._rand = rand
+
+    def __call__(self, inv: Invocation) -> PolicyPlan | None:
+        target = inv.route
+        if not isinstance(target, Target) or target.retry is None:
+            return None
+        return PolicyPlan(target.retry, target, self._holder, self._rand)

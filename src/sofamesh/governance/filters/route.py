@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.governance.filters.keyed import BoundedDict, Carry, aliases
+from sofamesh.governance.filters.mirror import MirrorFilter
 from sofamesh.governance.filters.response import static_result
 from sofamesh.governance.filters.retry import RetryBudgetState
 from sofamesh.governance.filters.select import BalancingLeaf, SubsetFilter, Target, tag_subsets
+from sofamesh.governance.kind import Build, Compose, FilterSlot, RuleKind
 from sofamesh.governance.routing_rules import (
     Balancing,
     HeaderMatch,
@@ -220,3 +222,44 @@ class RouteFilter:
                 inv.deadline = limit
         inv.route = route.target(inv)
         return await call_next(inv)
+
+
+def _build(b: Build) -> RouteTable:
+    doc, carries, opts = b.document, b.carries, b.options
+    return RouteTable(
+        doc.routes,
+        doc.load_balancing,
+        carries["routes"],
+        carries["balancing"],
+        carries["budgets"],
+        local_zone=opts.local_zone,
+        rand=opts.rand,
+    )
+
+
+def _rows(states: tuple[Any, ...], now: float) -> dict[str, list[dict[str, Any]]]:
+    table: RouteTable = states[0]
+    return {
+        "routes": [leaf.describe() for leaf in table.leaves()],
+        "load_balancing": [lb.describe() for lb in table.balancing.values()],
+    }
+
+
+def _mirror(c: Compose) -> MirrorFilter | None:
+    return MirrorFilter(c.task_group, rand=c.rand) if c.task_group is not None else None
+
+
+KIND = RuleKind(
+    name="routes",
+    sections=("routes", "load_balancing"),
+    carries=("routes", "balancing", "budgets"),
+    build=_build,
+    snapshot=_rows,
+    in_use=lambda doc, g: bool(doc.routes or doc.load_balancing),
+    filters=(
+        # Direct response, route deadline, the target for balancing and retries.
+        FilterSlot(20, ("outbound",), lambda c: RouteFilter(c.governance, c.clock)),
+        # Copies of calls, sent in the composer's task group; they skip the caller's rules.
+        FilterSlot(90, ("outbound",), _mirror, in_use=lambda doc, g: bool(doc.routes)),
+    ),
+)

@@ -12,13 +12,15 @@ on the common path. It picks in four steps:
 2. **Zones** (`zone.py`, Envoy zone-aware routing), if the service has a
    `load_balancing.zone_aware` rule: the plan narrows the healthy endpoints to
    the local zone or a spill-over zone.
-3. **Hashing** (`hashing.py`), if the rule hashes a header and the call has it:
-   the ring or Maglev table of the candidates decides. A retry whose hashed
+3. **Hashing** (`upstream/hashing.py`), if the rule hashes a header and the call has it:
+   the ring or Maglev balancer named by the rule's `hash.algorithm` (made by
+   the balancer registry) decides over the candidates. A retry whose hashed
    endpoint was already tried rehashes (key#attempt) as Envoy does, then
    falls back to the balancer.
-4. **Balancer**: the cluster's own (round robin, ...) over the candidates not
-   yet tried (all of them when every one was tried). During slow start
-   (`slowstart.py`) the choice is weighted random over the ramped weights.
+4. **Balancer**: the cluster's own (`policy.balancer`, made by the registry
+   in `upstream/balancers.py`) over the candidates not yet tried (all of
+   them when every one was tried). During slow start (`slowstart.py`) the
+   choice is weighted random over the ramped weights.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.keyed import BoundedDict
 from sofamesh.governance.routing_rules import Balancing, Subset, TagRouting
 from sofamesh.model import Invocation
-from sofamesh.upstream.balancers import Balancer
-from sofamesh.upstream.hashing import Maglev, MaglevConfig, RingHash
+from sofamesh.upstream.balancers import Balancer, BalancerSpec, HashBalancer, make_hash_balancer
 from sofamesh.upstream.outlier import OutlierDetector
 from sofamesh.upstream.slowstart import SlowStart
 from sofamesh.upstream.zone import ZoneAwareConfig, ZonePlan, plan_zones
@@ -108,7 +109,10 @@ class BalancingLeaf:
         self.rule = rule
         self._rand = rand or random.random
         self._hash = rule.hash
-        self._hash_config = rule.hash.config() if rule.hash else None
+        self._hasher: HashBalancer | None = None
+        if rule.hash is not None:
+            spec = BalancerSpec(rand=self._rand, hash_config=rule.hash.config())
+            self._hasher = make_hash_balancer(rule.hash.algorithm, spec)
         zone = rule.zone_aware
         zone_name = (zone.local_zone or local_zone) if zone else ""
         self._zone = (
@@ -123,10 +127,8 @@ class BalancingLeaf:
         )
         self._slow = SlowStart(rule.slow_start) if rule.slow_start else None
         self._observed: tuple[Endpoint, ...] | None = None
-        self._tables: BoundedDict[tuple[tuple[str, int], ...], RingHash | Maglev] = BoundedDict(8)
         self._plans: BoundedDict[tuple[tuple[str, ...], tuple[str, ...]], ZonePlan] = BoundedDict(8)
         self.hashed = 0
-        self.table_builds = 0
 
     def choose(
         self,
@@ -140,17 +142,17 @@ class BalancingLeaf:
         if self._zone is not None:
             pool = self._plan(members, healthy).choose(self._rand) or healthy
         tried = inv.tried
-        if self._hash is not None:
+        if self._hash is not None and self._hasher is not None:
             key = inv.headers.get(self._hash.header)
             if key is not None:
-                ep = self._hashed(pool, key, tried, inv.attempt)
+                ep = self._hashed(self._hasher, pool, key, tried, inv.attempt)
                 if ep is not None:
                     self.hashed += 1
                     return ep
         candidates = [e for e in pool if e not in tried] or list(pool)
         if self._slow is not None:
-            return self._slow_pick(cluster.endpoints, candidates, cluster.balancer, now)
-        return cluster.balancer.pick(candidates)
+            return self._slow_pick(cluster.endpoints, candidates, cluster.balancer, inv, now)
+        return cluster.balancer.pick(candidates, inv)
 
     def _plan(self, members: Sequence[Endpoint], healthy: Sequence[Endpoint]) -> ZonePlan:
         assert self._zone is not None
@@ -160,10 +162,15 @@ class BalancingLeaf:
             plan = self._plans.put(key, plan_zones(self._zone, members, set(healthy)))
         return plan
 
+    @staticmethod
     def _hashed(
-        self, pool: Sequence[Endpoint], key: str, tried: set[Endpoint], attempt: int
+        hasher: HashBalancer,
+        pool: Sequence[Endpoint],
+        key: str,
+        tried: set[Endpoint],
+        attempt: int,
     ) -> Endpoint | None:
-        table = self._table(pool)
+        table = hasher.table(pool)
         ep = table.pick(key)
         for n in range(1, 4):  # Envoy rehashes a retry that lands on a host already tried
             if ep is None or ep not in tried:
@@ -171,22 +178,12 @@ class BalancingLeaf:
             ep = table.pick(f"{key}#{attempt}.{n}")
         return ep if ep is not None and ep not in tried else None
 
-    def _table(self, pool: Sequence[Endpoint]) -> RingHash | Maglev:
-        sig = tuple((e.key, e.weight) for e in pool)
-        table = self._tables.get(sig)
-        if table is None:
-            # Built on the request path when membership changes; see docs for the cost.
-            cfg = self._hash_config
-            table = Maglev(pool, cfg) if isinstance(cfg, MaglevConfig) else RingHash(pool, cfg)
-            self._tables.put(sig, table)
-            self.table_builds += 1
-        return table
-
     def _slow_pick(
         self,
         endpoints: tuple[Endpoint, ...],
         candidates: list[Endpoint],
         balancer: Balancer,
+        inv: Invocation,
         now: float,
     ) -> Endpoint:
         slow = self._slow
@@ -195,7 +192,7 @@ class BalancingLeaf:
             slow.observe(endpoints, now)
             self._observed = endpoints
         if not any(slow.in_slow_start(e, now) for e in candidates):
-            return balancer.pick(candidates)
+            return balancer.pick(candidates, inv)
         weights = [slow.weight(e, now) for e in candidates]
         point = self._rand() * sum(weights)
         for e, w in zip(candidates, weights, strict=True):
@@ -208,7 +205,7 @@ class BalancingLeaf:
         return {
             "service": self.rule.service,
             "hashed": self.hashed,
-            "table_builds": self.table_builds,
+            "table_builds": self._hasher.table_builds if self._hasher is not None else 0,
             "zone": self._zone.local_zone if self._zone else None,
             "slow_start": self._slow is not None,
         }
@@ -248,7 +245,7 @@ class Target:
             return self._balancing.choose(view, members, healthy, inv, now)
         tried = inv.tried
         candidates = [e for e in healthy if e not in tried] or healthy
-        return view.balancer.pick(candidates)
+        return view.balancer.pick(candidates, inv)
 
     def _candidates(
         self, view: ClusterView, now: float
