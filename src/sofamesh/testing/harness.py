@@ -97,11 +97,8 @@ class Harness:
 
     def client(self, **options: Any) -> httpx.AsyncClient:
         """An httpx client through the consumer mesh, based at the first service."""
-        return httpx.AsyncClient(
-            transport=self.consumer.httpx_transport(),
-            base_url=f"http://{self.services[0]}",
-            **options,
-        )
+        options = {"base_url": f"http://{self.services[0]}", **options}
+        return httpx.AsyncClient(transport=self.consumer.httpx_transport(), **options)
 
     def set_rules(self, document: dict[str, Any] | None) -> None:
         """Put `document` in force on the consumer (outbound rules) at once."""
@@ -123,23 +120,54 @@ async def mesh_for(
     provider_rules: dict[str, Any] | None = None,
     instances: int = 1,
     consumer_app: str = "consumer",
-    provider_app: str = "provider",
     config: dict[str, Any] | None = None,
 ) -> AsyncIterator[Harness]:
     """A consumer SDK mesh wired to `instances` in-memory providers of `app` as `services`."""
+    try:
+        cfg = {"app": consumer_app, **(config or {})}
+        async with _wired(app, services, rules, provider_rules, instances, cfg) as h:
+            yield h
+    except BaseExceptionGroup as group:
+        # The harness's own tasks do not fail: a lone error came from the block; raise
+        # it as it is, not wrapped in one group per runtime.
+        leaf = single_error(group)
+        if leaf is None:
+            raise
+        raise leaf from None
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one error inside nested groups of one, or None."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+@asynccontextmanager
+async def _wired(
+    app: ASGIApp,
+    services: Sequence[str],
+    rules: dict[str, Any] | None,
+    provider_rules: dict[str, Any] | None,
+    instances: int,
+    config: dict[str, Any] | None,
+) -> AsyncIterator[Harness]:
     network, hub = MemoryNetwork(), MemoryHub()
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(asgi_lifespan(app))
         providers = []
         for i in range(instances):
-            cfg = {"app": provider_app, "registry": "memory://", "rules": provider_rules}
+            cfg = {"app": "provider", "registry": "memory://", "rules": provider_rules}
             rt = await stack.enter_async_context(MemoryRuntime(_config(cfg), network, hub))
             port = network.bind(rt.inbound_chain(AsgiTerminal(app, (HOST, i + 1))))
             stack.callback(network.unbind, port)
             for service in services:
-                await rt.registry.publish(_endpoint(service, port, provider_app))
+                await rt.registry.publish(_endpoint(service, port, "provider"))
             providers.append(rt)
-        cfg = {"app": consumer_app, "registry": "memory://", "rules": rules, **(config or {})}
+        cfg = {"registry": "memory://", "rules": rules, **(config or {})}
         consumer = await stack.enter_async_context(MemoryRuntime(_config(cfg), network, hub))
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
