@@ -6,9 +6,9 @@ import time
 
 import anyio
 import pytest
+from tests.testing.apps import orders
 
 from sofamesh.testing import assert_reached, calls_to, mesh_for
-from tests.testing.apps import orders
 
 pytestmark = pytest.mark.anyio
 
@@ -53,9 +53,11 @@ async def test_inbound_auth_on_the_provider_sees_the_callers_app() -> None:
         async with h.client() as c:
             denied = await c.get("/orders/1")
         assert denied.status_code == 403 and "only-shop" in denied.text
-    async with mesh_for(orders, [ORDERS], consumer_app="shop", provider_rules=auth) as h:
-        async with h.client() as c:
-            assert (await c.get("/orders/1")).status_code == 200
+    async with (
+        mesh_for(orders, [ORDERS], consumer_app="shop", provider_rules=auth) as h,
+        h.client() as c,
+    ):
+        assert (await c.get("/orders/1")).status_code == 200
 
 
 async def test_balancing_retries_and_a_provider_deadline() -> None:
