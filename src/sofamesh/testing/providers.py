@@ -55,16 +55,23 @@ async def serve_provider(
     kind: str = "asgi",
     app: str = "provider",
     version: str = "",
+    rules: dict[str, Any] | None = None,
     sidecar_config: dict[str, Any] | None = None,
 ) -> AsyncIterator[ProviderHandle]:
-    """Run `target` (`module:attr`) as `services` in `shape`; stopped when the block ends."""
+    """Run `target` (`module:attr`) as `services` in `shape`; stopped when the block ends.
+
+    `rules` (inbound rules) go to the provider's sidecar, or to its mesh in `sdk` shape.
+    """
     if shape not in SHAPES:
         raise ValueError(f"unknown provider shape {shape!r} (expected one of {', '.join(SHAPES)})")
+    if shape == "sdk-process" and rules is not None:
+        raise ValueError("rules for an `sdk-process` provider: use `sdk` or `sidecar`")
     names = tuple(services)
     if shape == "sdk":
-        config: dict[str, Any] = {"app": app, "registry": registry}
+        config: dict[str, Any] = {"app": app, "registry": registry, "rules": rules}
         if version:
             config["metadata"] = {"version": version}
+        config = {k: v for k, v in config.items() if v is not None}
         async with (
             sofamesh.open_mesh(config, env={}) as mesh,
             serve(mesh, kind, load_target(target), list(names)),
@@ -73,16 +80,17 @@ async def serve_provider(
         return
     own_registry = registry if shape == "sdk-process" else "memory://"
     argv = _upstream_argv(processes, kind, target, names, app, own_registry, version)
-    upstream = await processes.upstream(f"{app}-app", argv)
-    handle = ProviderHandle(shape, names, processes=[upstream])
-    if shape == "sidecar":
-        config = _sidecar_config(registry, kind, names, app, upstream, version)
-        handle.sidecar = await processes.sidecar({**config, **(sidecar_config or {})})
-        handle.processes.append(handle.sidecar)
+    handle = ProviderHandle(shape, names)
     try:
+        handle.processes.append(await processes.upstream(f"{app}-app", argv))
+        if shape == "sidecar":
+            config = _sidecar_config(registry, kind, names, app, handle.processes[0], version)
+            config |= sidecar_config or {}
+            handle.sidecar = await processes.sidecar(config, rules)
+            handle.processes.append(handle.sidecar)
         yield handle
     finally:
-        for p in handle.processes:
+        for p in reversed(handle.processes):  # the sidecar unpublishes before its app stops
             await p.aclose()
 
 
