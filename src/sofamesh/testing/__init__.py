@@ -9,6 +9,7 @@ Fixtures: `sofamesh_registry`, `sofamesh_sidecar`, `sofamesh_mesh`, `sofamesh_pr
 
 from sofamesh.testing.harness import Harness, mesh_for
 from sofamesh.testing.helpers import (
+    Target,
     assert_reached,
     call_stats,
     calls_to,
@@ -50,6 +51,7 @@ __all__ = [
     "RulesRejected",
     "SidecarFactory",
     "SidecarProcess",
+    "Target",
     "assert_reached",
     "call_stats",
     "calls_to",

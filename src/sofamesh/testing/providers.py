@@ -6,7 +6,7 @@
 | `sdk-process` | the app served by an SDK mesh in a process of its own (can be killed) |
 | `sidecar` | the app as a plain upstream process, behind a real sidecar process |
 
-The app is named `module:attr` (see `sofamesh.testing.upstream`), so a process can import it.
+The app is named `module:attr` (see `python -m sofamesh.testing`), so a process can import it.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _upstream_argv(
     registry: str,
     version: str,
 ) -> list[str]:
-    argv = [sys.executable, "-m", "sofamesh.testing.upstream", kind, target, "--app", app]
+    argv = [sys.executable, "-m", "sofamesh.testing", kind, target, "--app", app]
     argv += ["--registry", registry, "--backend", processes.backend]
     for s in services:
         argv += ["--service", s]
