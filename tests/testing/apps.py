@@ -37,3 +37,13 @@ async def orders(
         }
     )
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+class Calculator:
+    """A SOFARPC service object (`com.example.Calculator:1.0`)."""
+
+    async def add(self, a: int, b: int) -> int:
+        return a + b
+
+    def pid(self) -> int:
+        return os.getpid()

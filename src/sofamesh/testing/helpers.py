@@ -80,12 +80,20 @@ async def calls_to(
 
 
 async def assert_reached(
-    caller: Target, service: str, n: int, *, status: str | None = "ok"
+    caller: Target,
+    service: str,
+    n: int,
+    *,
+    status: str | None = "ok",
+    direction: str = "outbound",
 ) -> None:
-    """Assert `caller` reached `service` exactly `n` times (successful calls, by default)."""
-    got = await calls_to(caller, service, status=status)
+    """Assert `caller` reached `service` exactly `n` times (successful calls, by default).
+
+    With `direction="inbound"`, on a provider's side: `service` was reached through it `n` times.
+    """
+    got = await calls_to(caller, service, status=status, direction=direction)
     who = caller.name if isinstance(caller, SidecarProcess) else caller.config.app
-    assert got == n, f"{who} reached {service} {got} time(s), expected {n}"
+    assert got == n, f"{who}: {direction} calls to {service}: {got}, expected {n}"
 
 
 @asynccontextmanager
