@@ -49,3 +49,12 @@ def test_a_failure_report_holds_each_sidecar_log_and_every_process_is_stopped(
         "drained"
         in (tmp_path / "t").joinpath("test_fails0", "sofamesh-logs", "sidecar-shop.log").read_text()
     )  # stopped with SIGTERM: it drained
+
+
+def test_importing_sofamesh_does_not_import_pytest() -> None:
+    code = "import sys, sofamesh, sofamesh.sidecar.app; print('pytest' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
