@@ -2,28 +2,31 @@
 
 Provider: a plain HTTP app behind sidecar "orders" (inbound rules). Consumers:
 sidecars "shop" and "intruder" (outbound rules) with plain HTTP clients, and
-the SDK in this process. Rules come from watched files.
+the SDK in this process. Rules come from each sidecar's watched rules file,
+rewritten by the plugin's `set_rules`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 import httpx
 import pytest
-import yaml
 
-import sofamesh
-from sofamesh.demo.procs import Procs
+from sofamesh.testing import (
+    MeshFactory,
+    ProviderFactory,
+    RulesRejected,
+    SidecarFactory,
+    SidecarProcess,
+)
 
 pytestmark = pytest.mark.anyio
 
 ORDERS = "com.example.Orders"
+APP = "tests.testing.apps:orders"
 
 INBOUND_RULES = {
     "version": "in-1",
@@ -49,64 +52,26 @@ OUTBOUND_RULES = {
 }
 
 
-def write_rules(path: Path, rules: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(rules))
-    os.replace(tmp, path)  # atomically, as docs/configuration.md asks
-
-
 @asynccontextmanager
-async def mesh(tmp: Path, backend: str) -> AsyncIterator[dict[str, Any]]:
-    registry = f"file://{tmp}/registry?poll=0.05"
-    write_rules(tmp / "inbound.yaml", INBOUND_RULES)
-    write_rules(tmp / "outbound.yaml", OUTBOUND_RULES)
-    async with Procs(tmp, backend) as procs:
-        app = await procs.plain_app("p1")
-        provider = await procs.sidecar(
-            "orders",
-            {
-                "app": "orders",
-                "registry": registry,
-                "admin": "127.0.0.1:0",
-                "rules_file": str(tmp / "inbound.yaml"),
-                "inbound": [
-                    {
-                        "protocol": "http",
-                        "listen": "127.0.0.1:0",
-                        "upstream": f"127.0.0.1:{app['port']}",
-                        "services": [ORDERS],
-                    }
-                ],
-            },
-        )
-        out = {"protocol": "http", "listen": "127.0.0.1:0"}
-        shop = await procs.sidecar(
-            "shop",
-            {
-                "app": "shop",
-                "registry": registry,
-                "admin": "127.0.0.1:0",
-                "rules_file": str(tmp / "outbound.yaml"),
-                "outbound": [out],
-            },
-        )
-        intruder = await procs.sidecar(
-            "intruder",
-            {
-                "app": "intruder",
-                "registry": registry,
-                "outbound": [out],
-            },
-        )
-        yield {"provider": provider, "shop": shop, "intruder": intruder, "registry": registry}
+async def mesh(
+    sidecar: SidecarFactory, provider: ProviderFactory
+) -> AsyncIterator[dict[str, SidecarProcess]]:
+    async with provider("sidecar", APP, [ORDERS], app="orders", rules=INBOUND_RULES) as orders:
+        assert orders.sidecar is not None
+        out = [{"protocol": "http"}]
+        shop = await sidecar("shop", outbound=out, rules=OUTBOUND_RULES)
+        intruder = await sidecar("intruder", outbound=out)
+        yield {"provider": orders.sidecar, "shop": shop, "intruder": intruder}
 
 
-def via(sidecar: dict[str, Any]) -> str:
-    return f"http://{sidecar['outbound[0]']}"
+def via(sidecar: SidecarProcess) -> str:
+    return sidecar.outbound_url("http")
 
 
-async def test_rules_enforced_through_sidecars(tmp_path: Path, anyio_backend: str) -> None:
-    async with mesh(tmp_path, anyio_backend) as m, httpx.AsyncClient() as c:
+async def test_rules_enforced_through_sidecars(
+    sofamesh_sidecar: SidecarFactory, sofamesh_provider: ProviderFactory
+) -> None:
+    async with mesh(sofamesh_sidecar, sofamesh_provider) as m, httpx.AsyncClient() as c:
         h = {"host": ORDERS}
         ok = await c.get(f"{via(m['shop'])}/orders/1", headers=h)
         assert ok.status_code == 200 and ok.json()["caller"] == "shop"
@@ -127,41 +92,37 @@ async def test_rules_enforced_through_sidecars(tmp_path: Path, anyio_backend: st
         legacy = await c.get(f"{via(m['shop'])}/x", headers={"host": "com.example.Legacy"})
         assert legacy.status_code == 503 and legacy.text == "back at 14:00"
         # every decision is visible in the admin API
-        stats = (await c.get(f"http://{m['provider']['admin']}/stats/prometheus")).text
+        stats = (await m["provider"].admin("GET", "/stats/prometheus")).text
         assert "export-qps" in stats and "orders-callers" in stats
 
 
 async def test_hot_reload_applies_and_rejects_bad_documents(
-    tmp_path: Path, anyio_backend: str
+    sofamesh_sidecar: SidecarFactory, sofamesh_provider: ProviderFactory
 ) -> None:
-    async with mesh(tmp_path, anyio_backend) as m, httpx.AsyncClient() as c:
+    async with mesh(sofamesh_sidecar, sofamesh_provider) as m, httpx.AsyncClient() as c:
         h = {"host": ORDERS}
-        admin = f"http://{m['provider']['admin']}"
+        provider = m["provider"]
         assert (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code == 200
         closed = {**INBOUND_RULES, "version": "in-2"}
         closed["auth"] = {
             "inbound": {"rules": [{"name": "lockdown", "service": ORDERS, "deny": ["shop"]}]}
         }
-        write_rules(tmp_path / "inbound.yaml", closed)
-        with anyio.fail_after(3):  # in force within a second or so (the file is polled)
-            while (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code != 403:
-                pass
-        rules = (await c.get(f"{admin}/config_dump")).json()["rules"]
+        await provider.set_rules(closed)  # returns once the sidecar has read the file
+        assert (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code == 403
+        rules = await provider.rules_status()
         assert rules["version"] == "in-2" and rules["last_error"] is None
-        write_rules(tmp_path / "inbound.yaml", {"rate_limits": [{"service": ORDERS}]})  # no count
-        with anyio.fail_after(3):
-            while (await c.get(f"{admin}/config_dump")).json()["rules"]["last_error"] is None:
-                pass
-        rules = (await c.get(f"{admin}/config_dump")).json()["rules"]
+        with pytest.raises(RulesRejected):
+            await provider.set_rules({"rate_limits": [{"service": ORDERS}]})  # no count
+        rules = await provider.rules_status()
         assert rules["version"] == "in-2" and "rate_limits[0].count" in rules["last_error"]
         # the last good rules stay in force
         assert (await c.get(f"{via(m['shop'])}/orders/1", headers=h)).status_code == 403
 
 
 async def test_reload_under_load_loses_no_call_both_rule_sets_allow(
-    tmp_path: Path, anyio_backend: str
+    sofamesh_sidecar: SidecarFactory, sofamesh_provider: ProviderFactory
 ) -> None:
-    async with mesh(tmp_path, anyio_backend) as m, httpx.AsyncClient() as c:
+    async with mesh(sofamesh_sidecar, sofamesh_provider) as m, httpx.AsyncClient() as c:
         h = {"host": ORDERS}
         failures: list[int] = []
         done = 0
@@ -181,40 +142,32 @@ async def test_reload_under_load_loses_no_call_both_rule_sets_allow(
             for i in range(6):  # six changes, each allowing /orders for shop
                 rules = {**INBOUND_RULES, "version": f"in-load-{i}"}
                 rules["rate_limits"] = [{"service": ORDERS, "method": "/export", "count": 3 + i}]
-                write_rules(tmp_path / "inbound.yaml", rules)
-                await wait_version(c, m, f"in-load-{i}")
+                await m["provider"].set_rules(rules)
+                assert (await m["provider"].rules_status())["version"] == f"in-load-{i}"
             stop.set()
         assert done > 50 and failures == []
 
 
-async def wait_version(c: httpx.AsyncClient, m: dict[str, Any], version: str) -> None:
-    admin = f"http://{m['provider']['admin']}"
-    with anyio.fail_after(3):
-        while (await c.get(f"{admin}/config_dump")).json()["rules"]["version"] != version:
-            pass
-
-
-async def test_sdk_applies_the_same_rules(tmp_path: Path, anyio_backend: str) -> None:
-    registry = f"file://{tmp_path}/registry?poll=0.05"
+async def test_sdk_applies_the_same_rules(
+    sofamesh_mesh: MeshFactory, sofamesh_provider: ProviderFactory
+) -> None:
     rules = {
         "rate_limits": [
             {"name": "sdk-out", "service": ORDERS, "direction": "outbound", "count": 2}
         ],
         "fallbacks": [{"name": "cached", "service": ORDERS, "method": "/cached"}],
     }
-    async with Procs(tmp_path, anyio_backend) as procs:
-        await procs.sdk_provider("p1", ORDERS, registry)
-        cfg = {"app": "shop", "registry": registry, "rules": rules}
-        async with sofamesh.open_mesh(cfg, env={}) as m:
-            m.governance.set_fallback(
-                ORDERS, lambda inv, result: b"from the cache", method="/cached"
-            )
-            async with httpx.AsyncClient(transport=m.httpx_transport()) as c:
-                codes = [(await c.get(f"http://{ORDERS}/orders/1")).status_code for _ in range(6)]
-                assert codes[:2] == [200, 200] and 429 in codes
-                r = await c.get(f"http://{ORDERS}/cached")
-                assert r.status_code == 200 and r.content == b"from the cache"
-                assert r.headers["x-sofamesh-fallback"] == "cached"
+    async with (
+        sofamesh_provider("sdk-process", APP, [ORDERS], app="p1"),
+        sofamesh_mesh("shop", rules=rules) as m,
+    ):
+        m.governance.set_fallback(ORDERS, lambda inv, result: b"from the cache", method="/cached")
+        async with httpx.AsyncClient(transport=m.httpx_transport()) as c:
+            codes = [(await c.get(f"http://{ORDERS}/orders/1")).status_code for _ in range(6)]
+            assert codes[:2] == [200, 200] and 429 in codes
+            r = await c.get(f"http://{ORDERS}/cached")
+            assert r.status_code == 200 and r.content == b"from the cache"
+            assert r.headers["x-sofamesh-fallback"] == "cached"
 
 
 ROUTING_RULES = {
@@ -257,47 +210,45 @@ ROUTING_RULES = {
 
 
 async def test_routing_hashing_hot_params_and_breakers_in_real_processes(
-    tmp_path: Path, anyio_backend: str
+    sofamesh_mesh: MeshFactory, sofamesh_provider: ProviderFactory
 ) -> None:
     """Header and version-subset routes, consistent hashing, hot parameters, a breaker and a retry
     policy, through the SDK, against two v1 and one v2 SDK providers in processes of their own."""
-    registry = f"file://{tmp_path}/registry?poll=0.05"
-    async with Procs(tmp_path, anyio_backend) as procs:
+    async with AsyncExitStack() as stack:
+        names: dict[int, str] = {}
         for name, version in (("a1", "v1"), ("a2", "v1"), ("b1", "v2")):
-            await procs.sdk_provider(name, ORDERS, registry, version=version)
-        cfg = {"app": "shop", "registry": registry, "rules": ROUTING_RULES}
-        async with (
-            sofamesh.open_mesh(cfg, env={}) as m,
-            httpx.AsyncClient(transport=m.httpx_transport()) as c,
-        ):
-            url = f"http://{ORDERS}"
+            p = await stack.enter_async_context(
+                sofamesh_provider("sdk-process", APP, [ORDERS], app=name, version=version)
+            )
+            names[p.processes[0].pid] = name
+        m = await stack.enter_async_context(sofamesh_mesh("shop", rules=ROUTING_RULES))
+        c = await stack.enter_async_context(httpx.AsyncClient(transport=m.httpx_transport()))
+        url = f"http://{ORDERS}"
 
-            async def who(path: str = "/o", **headers: str) -> str:
-                r = await c.get(url + path, headers=headers)
-                assert r.status_code == 200, r.text
-                return str(r.json()["instance"])
+        async def who(path: str = "/o", **headers: str) -> str:
+            r = await c.get(url + path, headers=headers)
+            assert r.status_code == 200, r.text
+            return names[r.json()["pid"]]
 
-            with anyio.fail_after(10):  # until discovery has all three
-                seen: set[str] = set()
-                while seen != {"a1", "a2"}:
-                    seen.add(await who())
-            assert {await who(**{"x-beta": "1"}) for _ in range(6)} == {"b1"}  # header route
-            assert {await who(**{"x-session": "s-42"}) for _ in range(6)} in ({"a1"}, {"a2"})
-            # hot parameter: two calls per second per user
-            codes = [
-                (await c.get(url + "/o", headers={"x-user": "u1"})).status_code for _ in range(4)
-            ]
-            assert codes[:2] == [200, 200] and 429 in codes
-            assert (await c.get(url + "/o", headers={"x-user": "u2"})).status_code == 200
-            # retry policy: a 500 is retried on the other v1 instance, which fails too
-            r = await c.get(url + "/fail")
-            assert r.status_code == 500
-            # breaker: once provider errors reach the threshold, calls stop leaving
-            codes = []
-            while len(codes) < 8 and (r := await c.get(url + "/fail-hard")).status_code == 500:
-                codes.append(r.status_code)
-            assert 3 <= len(codes) <= 4  # Sentinel's error count: opens at the threshold
-            assert r.status_code == 503 and r.headers["x-sofamesh-error"] == "circuit_open"
-            assert "fail-breaker" in r.text
-            breakers = m.governance.breaker_states()[ORDERS]
-            assert breakers[0]["state"] == "open"
+        with anyio.fail_after(10):  # until discovery has all three
+            seen: set[str] = set()
+            while seen != {"a1", "a2"}:
+                seen.add(await who())
+        assert {await who(**{"x-beta": "1"}) for _ in range(6)} == {"b1"}  # header route
+        assert {await who(**{"x-session": "s-42"}) for _ in range(6)} in ({"a1"}, {"a2"})
+        # hot parameter: two calls per second per user
+        codes = [(await c.get(url + "/o", headers={"x-user": "u1"})).status_code for _ in range(4)]
+        assert codes[:2] == [200, 200] and 429 in codes
+        assert (await c.get(url + "/o", headers={"x-user": "u2"})).status_code == 200
+        # retry policy: a 500 is retried on the other v1 instance, which fails too
+        r = await c.get(url + "/fail")
+        assert r.status_code == 500
+        # breaker: once provider errors reach the threshold, calls stop leaving
+        codes = []
+        while len(codes) < 8 and (r := await c.get(url + "/fail-hard")).status_code == 500:
+            codes.append(r.status_code)
+        assert 3 <= len(codes) <= 4  # Sentinel's error count: opens at the threshold
+        assert r.status_code == 503 and r.headers["x-sofamesh-error"] == "circuit_open"
+        assert "fail-breaker" in r.text
+        breakers = m.governance.breaker_states()[ORDERS]
+        assert breakers[0]["state"] == "open"

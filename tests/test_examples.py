@@ -1,0 +1,70 @@
+"""The example project under examples/migration, installed as a user would install it.
+
+A fresh virtualenv gets `pip install <this repo>[testing]` and the example, then the example's
+own pytest runs there: its tests use only the public plugin, found through the `pytest11`
+entry point (no `-p` flag, no import of it in a conftest).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "migration"
+VENV = ROOT / "build" / "example-venv"
+
+
+def run(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only what pip installed
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def copy_sources(into: Path) -> tuple[Path, Path]:
+    """The repository's package and the example, copied: pip builds in place, and its
+    `*.egg-info` must not land in this checkout (on PYTHONPATH it would pose as an install)."""
+    repo = into / "sofamesh"
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=skip)
+    example = shutil.copytree(EXAMPLE, into / "example", ignore=skip)
+    return repo, example
+
+
+def fresh_venv(sources: Path) -> tuple[Path, Path]:
+    """A new virtualenv with `sofamesh[testing]` and the example installed as a user would."""
+    shutil.rmtree(VENV, ignore_errors=True)
+    made = run([sys.executable, "-m", "venv", str(VENV)], ROOT, 120)
+    assert made.returncode == 0, made.stderr
+    repo, example = copy_sources(sources)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    installed = run([*pip, f"{repo}[testing]", str(example)], ROOT, 300)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return VENV / "bin" / "python", example
+
+
+def test_the_migration_example_passes_in_a_fresh_virtualenv(tmp_path: Path) -> None:
+    python, example = fresh_venv(tmp_path / "src")
+    plugins = run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m; "
+            "print([e.value for e in m.entry_points(group='pytest11')])",
+        ],
+        ROOT,
+        60,
+    )
+    assert "sofamesh.testing" in plugins.stdout, plugins.stdout + plugins.stderr
+    argv = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    result = run([*argv, "--basetemp", str(tmp_path / "t")], example, 300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed and int(passed.group(1)) >= 18 and "failed" not in result.stdout, out
