@@ -64,6 +64,9 @@ class NullSupport:
 
     name = "null"
     enforces_deadline = True  # answers at once: no deadline to hold it to
+    gateway_codes: frozenset[int] = frozenset()
+    endpoint_protocols = frozenset({"null"})
+    health_probe = None
 
     async def __aenter__(self) -> NullSupport:
         return self

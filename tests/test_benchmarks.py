@@ -28,6 +28,7 @@ FIGURES = {
     "grpc.py": r"^\| sofamesh \| [\d.]+ ",
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
+    "testing_fixtures.py": r"^\| asyncio \| [\d.]+ ms, ",
 }
 
 

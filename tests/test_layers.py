@@ -25,7 +25,7 @@ functions count too. The order, lowest first, and why:
   **config loading**, which checks registry URLs.
 - **governance** (the logical level, over upstream), **runtime** (composes the
   chains), the front doors (**sdk**, **sidecar**, the package's re-exports),
-  and the **demo**.
+  and the **demo** and the **testing** plugin (users' tests of SDK and sidecar apps).
 
 Besides the order, upstream, governance and the foundation's filters are
 protocol-neutral: they import no protocol slice, and governance and filters no
@@ -70,7 +70,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("governance", ("sofamesh.governance",)),
     ("runtime", ("sofamesh.runtime",)),
     ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),
-    ("demo", ("sofamesh.demo",)),
+    ("demo, testing", ("sofamesh.demo", "sofamesh.testing")),
 ]
 
 # Packages that stay protocol-neutral, and what they must not import.

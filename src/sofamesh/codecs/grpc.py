@@ -170,7 +170,7 @@ def decode_grpc_message(value: str) -> str:
 
 # -- status mapping ---------------------------------------------------------------------
 
-# What the mesh answers for its own failures (the list; the rest follow
+# What the mesh answers for its own failures (the rest follow
 # Envoy's local replies translated by grpc's HTTP mapping).
 STATUS_TO_GRPC = {
     Status.OK: GrpcStatus.OK,

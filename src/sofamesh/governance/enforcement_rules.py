@@ -155,7 +155,7 @@ class AuthRuleSpec:
     service: str = attrs.field(validator=named_service)
     method: str = ""
     name: str = ""
-    allow: tuple[str, ...] = ()  # "app:<name>" or a bare app name; "tls:<id>" later
+    allow: tuple[str, ...] = ()  # "app:<name>" or a bare app name; "tls:<id>" (a TLS identity)
     deny: tuple[str, ...] = ()
     default: Literal["allow", "deny"] | None = None  # None: deny with an allow list, else allow
 

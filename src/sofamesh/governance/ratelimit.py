@@ -1,6 +1,6 @@
 """Flow control of one resource: Sentinel's ``FlowRule`` traffic shaping controllers.
 
-Every limiter has the same shape, so the (later) filter treats them alike::
+Every limiter has the same shape, so the flow filter (`filters/flow.py`) treats them alike::
 
     pace = limiter.try_acquire(now)   # Pace: verdict + how long to wait first
     ... if pace.admitted: sleep(pace.delay), call, then limiter.release(pace)

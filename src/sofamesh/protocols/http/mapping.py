@@ -1,4 +1,4 @@
-"""HTTP messages <-> the neutral model, shared by HTTP/1.1 and (later) HTTP/2.
+"""HTTP messages <-> the neutral model, shared by HTTP/1.1 and HTTP/2 (plain h2c requests).
 
 Which service a request is for: the `x-sofamesh-service` header if present,
 else the `Host` header without its port (so `http://com.example.Orders/x`
@@ -25,7 +25,7 @@ from sofamesh.model import (
 ERROR_HEADER = "x-sofamesh-error"
 
 # Envoy's choices where it has one (503 for no healthy upstream / connect failure,
-# 504 for timeouts, 502 for resets), 429 for rate limits as the issue asks.
+# 504 for timeouts, 502 for resets), 429 for rate limits (Envoy's local rate limit answers 429 too).
 STATUS_TO_HTTP = {
     Status.APP_ERROR: 500,
     Status.NO_ENDPOINT: 503,
