@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netutil import free_port, wait_port
+from netutil import add_baseline_arg, free_port, src_env, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
@@ -212,16 +212,18 @@ def start(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, **kw)
 
 
-def start_sidecar(tmp: Path, registry: str, backend: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_sidecar(
+    tmp: Path, registry: str, backend: str, src: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    cfg = tmp / f"sidecar-{backend}.json"
+    cfg = tmp / f"sidecar-{backend}{'-baseline' if src else ''}.json"
     cfg.write_text(json.dumps({
         "app": "bench", "registry": registry,
         "outbound": [{"protocol": "bolt", "listen": f"127.0.0.1:{port}"}],
     }))  # fmt: skip
     argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--backend", backend,
             "--log-level", "WARNING"]  # fmt: skip
-    proc = start(argv, stdout=subprocess.DEVNULL)
+    proc = start(argv, stdout=subprocess.DEVNULL, env=src_env(src))
     wait_port(port)
     return proc, port
 
@@ -264,6 +266,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--registry", default="")
     ap.add_argument("--no-trio", action="store_true")
+    add_baseline_arg(ap)
     ap.add_argument(
         "--quick", action="store_true", help="one 0.5 s round per path, no warm-up, no trio"
     )
@@ -316,6 +319,10 @@ def bench(args: argparse.Namespace) -> None:
                     ", trio" if backend == "trio" else ", asyncio + uvloop"
                 )
                 paths[name] = (port, [provider.pid, proc.pid])
+            if args.baseline_src:
+                proc, port = start_sidecar(tmp, registry, "asyncio", args.baseline_src)
+                procs.append(proc)
+                paths["sofamesh @ baseline"] = (port, [provider.pid, proc.pid])
             if ENVOY.exists():
                 proc, port = start_envoy(tmp, upstream)
                 procs.append(proc)

@@ -42,7 +42,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from netutil import free_port, wait_port
+from netutil import add_baseline_arg, free_port, src_env, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # This file is named grpc.py: keep its folder off the path, or `import grpc` finds it.
@@ -179,9 +179,11 @@ def publish(registry: Path, endpoints: list[tuple[str, int, str]]) -> subprocess
     return proc
 
 
-def start_sidecar(tmp: Path, backend: str, procs: list[subprocess.Popen[bytes]]) -> int:
+def start_sidecar(
+    tmp: Path, backend: str, procs: list[subprocess.Popen[bytes]], src: str | None = None
+) -> int:
     port = free_port()
-    cfg = tmp / f"sidecar-{backend}.json"
+    cfg = tmp / f"sidecar-{backend}{'-baseline' if src else ''}.json"
     cfg.write_text(
         json.dumps(
             {
@@ -205,6 +207,7 @@ def start_sidecar(tmp: Path, backend: str, procs: list[subprocess.Popen[bytes]])
             "WARNING",
         ],
         procs,
+        env=src_env(src),
     )
     wait_port(port)
     return port
@@ -298,6 +301,7 @@ def main() -> None:
     ap.add_argument("--upstream", choices=["grpcio", "nginx"], default="grpcio")
     ap.add_argument("--h2c", action="store_true", help="also plain HTTP over h2c (to nginx)")
     ap.add_argument("--no-trio", action="store_true")
+    add_baseline_arg(ap)
     ap.add_argument(
         "--quick", action="store_true", help="one 1 s round per path, nginx upstream, no trio"
     )
@@ -360,6 +364,8 @@ def start_paths(
     for backend in ("asyncio",) if args.no_trio else ("asyncio", "trio"):
         name = "sofamesh" if backend == "asyncio" else "sofamesh (trio)"
         paths[name] = start_sidecar(tmp, backend, procs)
+    if args.baseline_src:
+        paths["sofamesh @ baseline"] = start_sidecar(tmp, "asyncio", procs, args.baseline_src)
     if ENVOY.exists():
         paths["envoy 1.40"] = start_envoy(tmp, upstream, ngx_http, procs)
     return paths

@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from netutil import free_port, wait_port
+from netutil import add_baseline_arg, free_port, src_env, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
@@ -124,9 +124,11 @@ def to_ms(v: str) -> float:
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
-def start_sidecar(tmp: Path, registry: str, backend: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_sidecar(
+    tmp: Path, registry: str, backend: str, src: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    cfg = tmp / f"sidecar-{backend}.json"
+    cfg = tmp / f"sidecar-{backend}{'-baseline' if src else ''}.json"
     cfg.write_text(
         json.dumps(
             {
@@ -149,6 +151,7 @@ def start_sidecar(tmp: Path, registry: str, backend: str) -> tuple[subprocess.Po
             "WARNING",
         ],
         stdout=subprocess.DEVNULL,
+        env=src_env(src),
     )
     wait_port(port)
     return proc, port
@@ -178,6 +181,7 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="one 1 s round per path, no warm-up, no trio"
     )
+    add_baseline_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.duration, args.connections, args.runs, args.no_trio = 1, 8, 1, True
@@ -216,6 +220,10 @@ def start_paths(
         proc, port = start_sidecar(tmp, f"file://{tmp}/registry", backend)
         procs.append(proc)
         paths["sofamesh" if backend == "asyncio" else "sofamesh (trio)"] = port
+    if args.baseline_src:
+        proc, port = start_sidecar(tmp, f"file://{tmp}/registry", "asyncio", args.baseline_src)
+        procs.append(proc)
+        paths["sofamesh @ baseline"] = port
     if ENVOY.exists():
         proc, port = start_envoy(tmp, upstream)
         procs.append(proc)

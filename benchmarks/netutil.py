@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import socket
 import time
 
@@ -23,3 +25,19 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def add_baseline_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also run a sidecar from another checkout's src/ (e.g. a worktree of the previous"
+        " release), as the path 'sofamesh @ baseline': before and after in one run",
+    )
+
+
+def src_env(src: str | None) -> dict[str, str] | None:
+    """The environment for a sidecar run from `src` (a checkout's src/), or None for this one."""
+    if src is None:
+        return None
+    return {**os.environ, "PYTHONPATH": os.path.abspath(src)}
