@@ -25,7 +25,7 @@ import h11
 from sofamesh.codecs.http1 import fast, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
 
 _STAND_IN_HOST = [(b"host", b"stand-in")]
 
@@ -194,6 +194,7 @@ class Http1ClientCodec:
     def _finish(self, parser: h11.Connection) -> HttpResponse:
         response, self._response = self._response, None
         assert response is not None
+        self._headers = drop_connection_options(self._headers)  # the fast path never has any
         body = b"".join(self._body)
         self._body.clear()
         self._body_size = 0

@@ -30,7 +30,7 @@ import h11
 from sofamesh.codecs.http1 import fast, paths, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
 
 # Where the codec is in reading the next request, so a transport can pick a timeout.
 IDLE, HEAD, BODY = "idle", "head", "body"
@@ -201,6 +201,7 @@ class Http1ServerCodec:
         body = b"".join(self._body)
         self._body.clear()
         self._body_size = 0
+        self._headers = drop_connection_options(self._headers)  # the fast path never has any
         method = request.method.decode("latin-1")
         target = _request_target(
             method, request.target.decode("latin-1"), self._headers, self._limits

@@ -286,10 +286,15 @@ def mesh_server(
 ) -> H2Server:
     """One port for gRPC, h2c and HTTP/1.1: the listener kind of `grpc` and `h2` in config."""
     cfg = limits or LimitsConfig()
-    grpc.fallback = H2HttpHandler(http, cfg.max_body_bytes)
+    slashes = cfg.path_with_escaped_slashes_action
+    grpc.fallback = H2HttpHandler(http, cfg.max_body_bytes, slashes)
     http1 = Http1Server(
         http,
-        Http1Limits(max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes),
+        Http1Limits(
+            max_header_bytes=cfg.max_header_bytes,
+            max_body_size=cfg.max_body_bytes,
+            path_with_escaped_slashes_action=slashes,
+        ),
         max_connections=cfg.max_connections,
         keepalive_timeout=cfg.idle_timeout,
         header_timeout=cfg.header_timeout,
