@@ -41,7 +41,7 @@ _SUSPECT: Final = re.compile(r"[%\\#]|/\.|//|[^\x21-\x7e]")
 _BAD_CHAR: Final = re.compile(r"[^\x21-\x7e]|#")
 _ESCAPE: Final = re.compile(r"%(?:([0-9A-Fa-f]{2})|)")
 _SLASHES: Final = re.compile(r"/{2,}")
-_ABSOLUTE: Final = re.compile(r"(?i:https?)://([^/?#@]+)([^#]*)")
+_ABSOLUTE: Final = re.compile(r"(?i:https?)://([^/?#@]+)((?:[/?][^#]*)?)")
 
 
 class PathError(ValueError):

@@ -36,7 +36,8 @@ def head_end(buf: bytes | bytearray) -> int:
 
 
 MAX_CHUNK_LINE: Final = 4096
-"""Bytes a chunk-size line (with extensions) or the trailer section may take."""
+"""Bytes a chunk-size line may take, extensions included (h11 bounds none that arrives whole)."""
+_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,20}")
 
 
 def check_request_head(head: bytes | bytearray) -> bool:
@@ -90,3 +91,42 @@ def _check_fields(lines: list[bytes], status: int) -> bool:
     if chunked and lengths:
         raise HttpProtocolError(status, "both Content-Length and Transfer-Encoding")
     return chunked
+
+
+class ChunkLines:
+    """Bounds the chunk-size lines of a chunked body as its bytes arrive.
+
+    h11 decodes the body; this only walks its framing (size line, then that
+    many bytes and CRLF) to refuse a size line over `MAX_CHUNK_LINE`. A line
+    it cannot read, and the last chunk's trailers, are h11's to judge.
+    """
+
+    __slots__ = ("_done", "_line", "_skip")
+
+    def __init__(self) -> None:
+        self._skip = 0  # chunk data (and its CRLF) still to pass over
+        self._line = b""  # the size line so far
+        self._done = False
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Raise `HttpProtocolError` (400) once a size line runs over the limit."""
+        i, n = 0, len(data)
+        while i < n and not self._done:
+            if self._skip:
+                step = min(self._skip, n - i)
+                self._skip -= step
+                i += step
+                continue
+            end = data.find(b"\n", i)
+            self._line += data[i : n if end < 0 else end + 1]
+            if len(self._line) > MAX_CHUNK_LINE:
+                raise HttpProtocolError(400, f"chunk-size line over {MAX_CHUNK_LINE} bytes")
+            if end < 0:
+                return
+            i = end + 1
+            size = _CHUNK_SIZE.match(self._line)
+            self._line = b""
+            if size is None or size.group() == b"0" * len(size.group()):
+                self._done = True  # h11 refuses the line, or the trailers follow
+            else:
+                self._skip = int(size.group(), 16) + 2
