@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sofamesh.codecs.http1.paths import (
+    CLEAN,
     KEEP_UNCHANGED,
     REJECT_REQUEST,
     UNESCAPE_AND_FORWARD,
@@ -172,3 +173,10 @@ def test_only_unreserved_escapes_are_decoded(path: str) -> None:
     escapes = [e.upper() for e in re.findall(r"%[0-9A-Fa-f]{2}", path)]
     kept = [e for e in escapes if _UNRESERVED_ESCAPE.fullmatch(e) is None]
     assert re.findall(r"%[0-9A-Fa-f]{2}", out) == kept  # uppercase, in order, none decoded
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(PATHS, PATHS.map(lambda p: p + "?q=%2F/../#"), st.text(max_size=12)))
+def test_the_clean_check_only_passes_what_normalising_keeps(target: str) -> None:
+    if CLEAN.fullmatch(target) is not None:
+        assert normalize_target(target) == target

@@ -159,7 +159,8 @@ class Http1ServerCodec:
             self._parser.receive_data(buf)
             return None
         method, target, headers, body, close, used = parsed
-        target = _request_target(method, target, headers, self._limits)
+        if paths.CLEAN.fullmatch(target) is None:  # one C call for a clean target
+            target = _request_target(method, target, headers, self._limits)
         self._pending.append((method == "HEAD", close))
         self._buf = self._buf[used:]
         self._partial = bool(self._buf)
