@@ -49,10 +49,8 @@ class H2HttpHandler:
         try:  # the path every rule judges and the app receives (codecs/http1/paths.py)
             target = normalize_target(target, self._slashes)
         except PathError as exc:
-            body = f"{exc}\n".encode()
-            await _send_response(
-                stream, HttpResponse(400, [(b"content-type", b"text/plain")], body)
-            )
+            refusal = HttpResponse(400, [(b"content-type", b"text/plain")], f"{exc}\n".encode())
+            await _send_response(stream, refusal)
             return
         body = await _read_body(stream, self._max_body)
         if body is None:

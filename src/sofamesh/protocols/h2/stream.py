@@ -17,7 +17,7 @@ import anyio
 from sofamesh.codecs.h2 import CANCEL, RawHeaders, StreamGone
 
 if TYPE_CHECKING:
-    from sofamesh.protocols.h2.support.conn import H2Connection
+    from sofamesh.protocols.h2.conn import H2Connection
 
 HIGH_WATER = 256 * 1024  # unflushed bytes above which senders wait for the writer
 CONNECTION_LOST = -1  # StreamResetError.error_code when the connection itself went away
