@@ -200,11 +200,43 @@ BASE = [
 ]
 
 
-def test_service_comes_from_header_then_path_then_authority() -> None:
+def test_a_grpc_service_comes_from_the_path_and_the_header_may_only_repeat_it() -> None:
     assert read_request(BASE).service == "pkg.Orders"
-    named = read_request([*BASE, (b"x-sofamesh-service", b"com.example.Orders")])
-    assert named.service == "com.example.Orders"
+    assert not read_request(BASE).refused
+    same = read_request([*BASE, (b"x-sofamesh-service", b"pkg.Orders")])
+    assert (same.service, same.refused) == ("pkg.Orders", "")
+    other = read_request([*BASE, (b"x-sofamesh-service", b"com.example.Orders")])
+    assert other.service == "pkg.Orders" and "contradicts" in other.refused
     no_path = [(k, b"/" if k == b":path" else v) for k, v in BASE]
+    assert "not a gRPC method path" in read_request(no_path).refused
+
+
+@pytest.mark.parametrize(
+    ("path", "normalised"),
+    [
+        (b"//pkg.Orders/Get", "/pkg.Orders/Get"),
+        (b"/pkg.Other/../pkg.Orders/Get", "/pkg.Orders/Get"),
+        (b"/pkg.%4Frders/Get", "/pkg.Orders/Get"),
+        (b"/pkg.Orders/./Get", "/pkg.Orders/Get"),
+    ],
+)
+def test_a_grpc_path_is_normalised_before_its_service_is_read(path: bytes, normalised: str) -> None:
+    raw = [(k, path if k == b":path" else v) for k, v in BASE]
+    head = read_request([*raw, (b"x-sofamesh-service", b"pkg.Orders")])
+    assert (head.path, head.service, head.refused) == (normalised, "pkg.Orders", "")
+
+
+@pytest.mark.parametrize("path", [b"/pkg.Orders%2FGet", b"/pkg.Orders/G%zz", b"/pkg.Orders/Get#x"])
+def test_a_grpc_path_that_cannot_be_normalised_is_refused(path: bytes) -> None:
+    raw = [(k, path if k == b":path" else v) for k, v in BASE]
+    assert read_request(raw).refused
+
+
+def test_plain_h2c_keeps_the_service_header_then_path_then_authority() -> None:
+    plain = [(k, v) for k, v in BASE if k != b"content-type"]
+    named = read_request([*plain, (b"x-sofamesh-service", b"com.example.Orders")])
+    assert (named.service, named.refused) == ("com.example.Orders", "")
+    no_path = [(k, b"/" if k == b":path" else v) for k, v in plain]
     assert read_request(no_path).service == "127.0.0.1"
     head = read_request([*BASE, (b"grpc-timeout", b"150m"), (b"x-sofamesh-caller", b"shop")])
     assert head.is_grpc and head.timeout == pytest.approx(0.15) and head.caller == "shop"

@@ -21,6 +21,7 @@ from sofamesh.codecs.http1 import (
     looks_like_http1,
     strip_hop_by_hop,
 )
+from sofamesh.codecs.http1.paths import normalize_target
 from sofamesh.model import Headers
 
 GET = HttpRequest("GET", "/a?b=1", [(b"host", b"svc"), (b"accept", b"*/*")])
@@ -462,7 +463,7 @@ FIELDS = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(
     method=TOKEN.map(str.upper),
-    target=st.text("abcdefghijklmnopqrstuvwxyz/?=&%0123456789", min_size=1).map(lambda t: "/" + t),
+    target=st.text("abcdefghijklmnopqrstuvwxyz/?=&.0123456789", min_size=1).map(lambda t: "/" + t),
     fields=FIELDS,
     body=st.binary(max_size=64),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
@@ -479,7 +480,8 @@ def test_any_valid_request_survives_the_round_trip(
     got = [r for piece in pieces for r in parse_all(server, piece)]
     assert len(got) == 1
     req = got[0]
-    assert (req.method, req.target, req.body) == (method, target, body)
+    # The server hands over the normalised path (dot segments, doubled slashes).
+    assert (req.method, req.target, req.body) == (method, normalize_target(target), body)
     framing = (
         [(b"content-length", b"%d" % len(body))]
         if body or method in ("POST", "PUT", "PATCH")

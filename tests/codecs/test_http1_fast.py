@@ -7,6 +7,8 @@ request or response, and the same error for the same bad input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,19 +67,21 @@ def read_bytewise(data: bytes) -> HttpRequest | None:
     return None
 
 
+def outcome(read: Callable[[bytes], HttpRequest | None], data: bytes) -> object:
+    """The request as read, or the status of the error (a target that cannot be normalised)."""
+    try:
+        req = read(data)
+    except HttpProtocolError as e:
+        return e.status
+    assert req is not None
+    return (req.method, req.target, req.headers, req.body, req.http_version)
+
+
 @settings(max_examples=200, deadline=None)
 @given(plain_requests())
 def test_plain_requests_read_the_same_by_both_paths(data: bytes) -> None:
     assert fast.split_request(data, Http1Limits()) != fast.DEFER  # really the fast path
-    a, b = read_whole(data), read_bytewise(data)
-    assert a is not None and b is not None
-    assert (a.method, a.target, a.headers, a.body, a.http_version) == (
-        b.method,
-        b.target,
-        b.headers,
-        b.body,
-        b.http_version,
-    )
+    assert outcome(read_whole, data) == outcome(read_bytewise, data)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 
 import attrs
 
+from sofamesh.codecs.http1.paths import PathError, normalize_target
 from sofamesh.model import CALLER_HEADER, SERVICE_HEADER, Status
 
 CONTENT_TYPE = "application/grpc"
@@ -277,7 +278,12 @@ _NOT_FORWARDED = frozenset(
 
 @attrs.frozen(slots=True)
 class RequestHead:
-    """What the mesh reads from a request's header block."""
+    """What the mesh reads from a request's header block.
+
+    `refused` is why a gRPC request must be answered INVALID_ARGUMENT without
+    running the chain ("" when it may run): its `:path` is not a method path
+    once normalised, or `x-sofamesh-service` contradicts it.
+    """
 
     path: str
     service: str
@@ -286,10 +292,17 @@ class RequestHead:
     timeout: float | None
     caller: str
     metadata: list[tuple[str, str]]  # the regular fields, lowercase names
+    refused: str = ""
 
 
 def read_request(raw: RawHeaders) -> RequestHead:
-    """Split a request header block. The service: x-sofamesh-service, the path's, :authority."""
+    """Split a request header block.
+
+    A gRPC request's service is the one its `:path` names, as the provider
+    dispatches on `:path`: `x-sofamesh-service` may repeat it, never
+    contradict it. Other HTTP/2 requests (plain h2c) take the service from
+    x-sofamesh-service, else the path's, else :authority.
+    """
     path = authority = ctype = explicit = caller = ""
     timeout: float | None = None
     metadata: list[tuple[str, str]] = []
@@ -311,8 +324,32 @@ def read_request(raw: RawHeaders) -> RequestHead:
             caller = value
         metadata.append((k.decode("latin-1"), value))
     is_grpc = ctype == CONTENT_TYPE or ctype.startswith(CONTENT_TYPE + "+")
+    if is_grpc:
+        return _grpc_head(path, explicit, authority, timeout, caller, metadata)
     service = explicit or _service_of_path(path) or _host_of(authority)
     return RequestHead(path, service, authority, is_grpc, timeout, caller, metadata)
+
+
+def _grpc_head(
+    path: str,
+    explicit: str,
+    authority: str,
+    timeout: float | None,
+    caller: str,
+    metadata: list[tuple[str, str]],
+) -> RequestHead:
+    refused = ""
+    try:  # escaped slashes have no place in a method path: refused (codecs/http1/paths.py)
+        path = normalize_target(path)
+    except PathError as exc:
+        refused = str(exc)
+    mp = MethodPath.parse(path) if not refused else None
+    service = mp.service if mp is not None else ""
+    if not refused and mp is None:
+        refused = f"{path!r} is not a gRPC method path (/package.Service/Method)"
+    elif explicit and explicit != service:
+        refused = f"{SERVICE_HEADER} {explicit!r} contradicts :path {path!r}"
+    return RequestHead(path, service, authority, True, timeout, caller, metadata, refused)
 
 
 def _service_of_path(path: str) -> str:

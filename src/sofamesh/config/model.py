@@ -13,11 +13,13 @@ import attrs
 
 from sofamesh import protocols
 from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
+from sofamesh.codecs.http1.paths import REJECT_REQUEST
 from sofamesh.upstream.balancers import BALANCERS
 from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
 from sofamesh.upstream.success_rate import SuccessRateConfig
 
+EscapedSlashesAction = Literal["KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_FORWARD"]
 Mode = Literal["sdk", "sidecar"]
 
 
@@ -96,6 +98,8 @@ class LimitsConfig:
     max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
     stream_window: int = attrs.field(default=1024 * 1024, validator=_window)
     connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
+    # HTTP/1.1 and h2c paths [path_with_escaped_slashes_action]; see codecs/http1/paths.py.
+    path_with_escaped_slashes_action: EscapedSlashesAction = REJECT_REQUEST
 
 
 @attrs.frozen

@@ -321,6 +321,10 @@ class ServiceTerminal:
         except SofaCodecError as exc:
             code = ResponseStatus.SERVER_DESERIAL_EXCEPTION
             return Result(Status.BAD_REQUEST, code, detail=f"{self._service}: {exc}")
+        mismatch = _mismatch(inv, req)
+        if mismatch:  # the rules judged inv's names: run nothing else
+            log.warning("%s: request refused: %s", self._service, mismatch)
+            return Result.failure(Status.BAD_REQUEST, f"request refused: {mismatch}")
         fn = self._methods.get(req.methodName or "")
         if fn is None:
             return _raised(frame, f"Can not find method: {self._service}#{req.methodName}()")
@@ -340,6 +344,16 @@ class ServiceTerminal:
         finally:
             current_call.reset(token)
         return Result(Status.OK, ResponseStatus.SUCCESS, payload=reply(frame, body=body))
+
+
+def _mismatch(inv: Invocation, req: SofaRequest) -> str:
+    """Why the body names another call than the invocation the chain judged, or ""."""
+    if inv.method and req.methodName != inv.method:
+        return f"the invocation names method {inv.method}, the body {req.methodName}"
+    target = req.targetServiceUniqueName
+    if inv.service and target and target != inv.service:
+        return f"the invocation names service {inv.service}, the body {target}"
+    return ""
 
 
 def _call_of(inv: Invocation, req: SofaRequest) -> BoltCall:

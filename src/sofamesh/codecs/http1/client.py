@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import h11
 
-from sofamesh.codecs.http1 import fast, writer
+from sofamesh.codecs.http1 import fast, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
 
 _STAND_IN_HOST = [(b"host", b"stand-in")]
 
@@ -48,6 +48,7 @@ class Http1ClientCodec:
         "_body_size",
         "_buf",
         "_close",
+        "_head",
         "_headers",
         "_limits",
         "_method",
@@ -63,6 +64,7 @@ class Http1ClientCodec:
         self._outstanding = False  # a request was sent and its response is not complete
         self._method = b""  # of the outstanding request
         self._buf = b""  # response bytes the fast path has not placed yet
+        self._head = b""  # h11's response as received, until its head is read (`strict.py`)
         self._response: h11.Response | None = None  # head read, body still coming
         self._headers: list[tuple[bytes, bytes]] = []  # of _response, lowercased
         self._body: list[bytes | bytearray] = []
@@ -93,6 +95,7 @@ class Http1ClientCodec:
         method = self._method
         parser.send_with_data_passthrough(_STAND_INS.get(method) or _stand_in(method))
         buf, self._buf = self._buf, b""
+        self._head = buf
         if buf:
             parser.receive_data(buf)
         self._parser = parser
@@ -134,6 +137,8 @@ class Http1ClientCodec:
         else:
             if parser is None:
                 parser = self._h11_parser()
+            elif self._response is None:
+                self._head += data
             parser.receive_data(data)
         try:
             return self._parse(parser)
@@ -157,11 +162,16 @@ class Http1ClientCodec:
             elif kind is h11.EndOfMessage:
                 return self._finish(parser)
             elif kind is h11.InformationalResponse:
-                continue  # 1xx (100 Continue, 103 Early Hints): the final one follows
+                # 1xx (100 Continue, 103 Early Hints): checked, and the final one follows
+                end = strict.head_end(self._head)
+                strict.check_response_head(self._head[:end])
+                self._head = self._head[end:]
             else:  # NEED_DATA; ConnectionClosed only comes after EOM
                 return None
 
     def _start(self, response: h11.Response) -> None:
+        head, self._head = self._head, b""
+        strict.check_response_head(head)
         limits = self._limits
         self._headers = headers = [(k.lower(), v) for k, v in response.headers.raw_items()]
         if len(headers) > limits.max_headers:
@@ -184,6 +194,7 @@ class Http1ClientCodec:
     def _finish(self, parser: h11.Connection) -> HttpResponse:
         response, self._response = self._response, None
         assert response is not None
+        self._headers = drop_connection_options(self._headers)  # the fast path never has any
         body = b"".join(self._body)
         self._body.clear()
         self._body_size = 0

@@ -28,7 +28,9 @@ DEFER: Final = "defer"
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"  # RFC 9110 §5.6.2
 _VALUE = rb"[ \t]*(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?[ \t]*"  # §5.5, no controls
 _FIELDS = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*")
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.1\r\n")
+# Methods are uppercase tokens here: h11's path refuses the others (`strict.py`).
+_METHOD = rb"[-!#$%&'*+.^_`|~0-9A-Z]+"
+_REQUEST_LINE = re.compile(rb"(" + _METHOD + rb") ([\x21-\x7e]+) HTTP/1\.1\r\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEAD_END = b"\r\n\r\n"

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from sofamesh.codecs.http1.paths import ESCAPED_SLASH_ACTIONS, REJECT_REQUEST
+
 
 def _positive(_inst: Any, attr: attrs.Attribute[Any], value: int) -> None:
     if value <= 0:
@@ -23,11 +25,18 @@ class Http1Limits:
     - `max_body_size`: a buffered body above this is a 413 (RFC 9110 §15.5.14),
       decided from Content-Length before reading the body when it is known.
     - `max_headers`: number of header fields; above it is a 431.
+    - `path_with_escaped_slashes_action`: what a request path's `%2F` / `%5C`
+      get (Envoy's name; see `paths.py`). REJECT_REQUEST by default: an ASGI
+      app sees the path percent-decoded, so a kept `%2F` would reach it as a
+      separator the rules never saw.
     """
 
     max_header_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
     max_body_size: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     max_headers: int = attrs.field(default=100, validator=_positive)
+    path_with_escaped_slashes_action: str = attrs.field(
+        default=REJECT_REQUEST, validator=attrs.validators.in_(ESCAPED_SLASH_ACTIONS)
+    )
 
 
 DEFAULT_LIMITS = Http1Limits()

@@ -97,3 +97,27 @@ def strip_hop_by_hop(headers: HeaderList) -> HeaderList:
 
 def _connection_options(value: bytes) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
+# Connection options a message may not use to remove these fields: the
+# message's own framing and target depend on them (Host, RFC 9112 §3.2).
+_KEPT_OPTIONS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection"})
+
+
+def drop_connection_options(headers: HeaderList) -> HeaderList:
+    """`headers` without the fields its Connection header names (RFC 9110 §7.6.1).
+
+    They describe the hop the message arrived on, so nothing beyond this
+    codec may see them: a proxy that forwarded them would let a client hide
+    or inject per-connection fields at the next hop. The standard hop-by-hop
+    fields themselves are left for `strip_hop_by_hop` (the Connection field
+    still says whether to close).
+    """
+    named: frozenset[bytes] = frozenset()
+    for name, value in headers:
+        if name == b"connection":
+            named = named | _connection_options(value)
+    named = named - _KEPT_OPTIONS - {b"close", b"keep-alive"}
+    if not named:
+        return headers
+    return [(k, v) for k, v in headers if k not in named]

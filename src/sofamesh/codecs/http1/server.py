@@ -27,10 +27,10 @@ import collections
 
 import h11
 
-from sofamesh.codecs.http1 import fast, writer
+from sofamesh.codecs.http1 import fast, paths, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
 
 # Where the codec is in reading the next request, so a transport can pick a timeout.
 IDLE, HEAD, BODY = "idle", "head", "body"
@@ -43,11 +43,13 @@ class Http1ServerCodec:
         "_body",
         "_body_size",
         "_buf",
+        "_chunks",
         "_closing",
         "_continued",
         "_eof",
         "_error",
         "_h11",
+        "_head",
         "_headers",
         "_limits",
         "_parser",
@@ -66,6 +68,8 @@ class Http1ServerCodec:
         self._partial = False  # bytes of a not-yet-complete request are buffered
         self._buf = b""  # bytes not yet handed to h11 (the fast path reads them first)
         self._h11 = False  # the current request is h11's to parse
+        self._head = b""  # its bytes as received, until h11 has read its head (`strict.py`)
+        self._chunks: strict.ChunkLines | None = None  # its chunked body's framing, if any
         # One entry per request handed out and not answered yet: (is HEAD, close after).
         self._pending: collections.deque[tuple[bool, bool]] = collections.deque()
         self._closing = False  # no further request will be read
@@ -86,6 +90,14 @@ class Http1ServerCodec:
         elif not self._eof:
             self._partial = True
             if self._h11:
+                if self._request is None:
+                    self._head += data
+                elif self._chunks is not None:
+                    try:
+                        self._chunks.feed(data)
+                    except HttpProtocolError as exc:
+                        self._fail(exc)  # next_request raises it
+                        return
                 self._parser.receive_data(data)
             else:
                 self._buf += data
@@ -112,6 +124,11 @@ class Http1ServerCodec:
                     return request
             return self._parse()
         except h11.RemoteProtocolError as exc:
+            if self._request is None and strict.head_end(self._head) > 0:
+                try:  # the smuggling checks speak first: 400 for CL with TE, whatever h11 says
+                    strict.check_request_head(self._head)
+                except HttpProtocolError as strict_error:
+                    raise self._fail(strict_error) from None
             raise self._fail(HttpProtocolError(_status_for(exc), str(exc))) from None
         except HttpProtocolError as exc:
             raise self._fail(exc) from None
@@ -138,9 +155,12 @@ class Http1ServerCodec:
         if isinstance(parsed, str):
             self._h11 = True  # h11 reads this request from its first byte
             buf, self._buf = self._buf, b""
+            self._head = buf
             self._parser.receive_data(buf)
             return None
         method, target, headers, body, close, used = parsed
+        if paths.CLEAN.fullmatch(target) is None:  # one C call for a clean target
+            target = _request_target(method, target, headers, self._limits)
         self._pending.append((method == "HEAD", close))
         self._buf = self._buf[used:]
         self._partial = bool(self._buf)
@@ -162,6 +182,10 @@ class Http1ServerCodec:
             raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
         if request.method == b"CONNECT":
             raise HttpProtocolError(501, "CONNECT tunnels are not supported")
+        head, self._head = self._head, b""
+        if strict.check_request_head(head):
+            self._chunks = strict.ChunkLines()
+            self._chunks.feed(head[strict.head_end(head) :])
         # h11 bounds only an *incomplete* head; a complete one that arrived in
         # one read is measured here (field bytes plus ": " and CRLF per line).
         size = len(request.target) + 16
@@ -182,10 +206,16 @@ class Http1ServerCodec:
 
     def _finish(self) -> HttpRequest:
         request, self._request = self._request, None
+        self._chunks = None
         assert request is not None
         body = b"".join(self._body)
         self._body.clear()
         self._body_size = 0
+        self._headers = drop_connection_options(self._headers)  # the fast path never has any
+        method = request.method.decode("latin-1")
+        target = _request_target(
+            method, request.target.decode("latin-1"), self._headers, self._limits
+        )
         close = self._parser.their_state is not h11.DONE  # MUST_CLOSE: close or HTTP/1.0
         self._pending.append((request.method == b"HEAD", close))
         if close:
@@ -193,11 +223,7 @@ class Http1ServerCodec:
         else:
             self._next_parser()
         return HttpRequest(
-            request.method.decode("latin-1"),
-            request.target.decode("latin-1"),
-            self._headers,
-            body,
-            request.http_version.decode("latin-1"),
+            method, target, self._headers, body, request.http_version.decode("latin-1")
         )
 
     def _next_parser(self) -> None:
@@ -270,6 +296,30 @@ class Http1ServerCodec:
     @property
     def unanswered(self) -> int:
         return len(self._pending)
+
+
+def _request_target(
+    method: str, target: str, headers: list[tuple[bytes, bytes]], limits: Http1Limits
+) -> str:
+    """The origin-form target with its path normalised (`paths.py`), as every rule must judge it.
+
+    An absolute-form target is reduced to origin form, its authority
+    replacing Host (RFC 9112 §3.2.2); `*` is for OPTIONS only (§3.2.4), and
+    authority form for CONNECT only (§3.2.3), which is refused before this.
+    """
+    action = limits.path_with_escaped_slashes_action
+    try:
+        if target.startswith("/"):
+            return paths.normalize_target(target, action)
+        if target == "*" and method == "OPTIONS":
+            return target
+        authority, origin = paths.split_absolute(target)
+        normalised = paths.normalize_target(origin, action)
+    except paths.PathError as exc:
+        raise HttpProtocolError(400, str(exc)) from None
+    host = authority.encode("latin-1")
+    headers[:] = [(k, host if k == b"host" else v) for k, v in headers]
+    return normalised
 
 
 def _status_for(exc: h11.RemoteProtocolError) -> int:

@@ -11,8 +11,12 @@ untouched (so Hessian 3, Hessian 4 and protobuf peers all pass through):
 - deadline: the frame's timeout field (relative ms), rewritten at each hop with the
   time left (Bolt servers drop work whose timeout passed, sofa-bolt `RpcRequestProcessor`).
 
-When a peer leaves the service or the method out of the header map, the `SofaRequest` at
-the head of a Hessian body is read for them (never the arguments).
+The `SofaRequest` at the head of a Hessian body is read too (never the arguments): it
+fills in what a peer left out of the header map (sofa-rpc-node writes no method), and it
+is what the provider will run. So a frame whose header map and body name different
+services or methods is refused (`NameMismatch`): rules judge the header, the provider
+runs the body, and the two must be one call. The refusal is a CODEC_EXCEPTION response
+on the same connection, which stays open for the caller's other requests.
 
 Mesh-made failures become a response whose status a SOFARPC client acts on (TIMEOUT,
 SERVER_THREADPOOL_BUSY, CODEC_EXCEPTION, SERVER_EXCEPTION), whose body is an
@@ -26,6 +30,7 @@ The tables are in docs/protocols/bolt.md.
 from __future__ import annotations
 
 import functools
+import logging
 
 from sofamesh.codecs.bolt import (
     SOFA_REQUEST_CLASS,
@@ -45,6 +50,8 @@ from sofamesh.codecs.bolt.sofarpc import (
     server_exception,
 )
 from sofamesh.model import CALLER_HEADER, Headers, Invocation, Result, Status
+
+log = logging.getLogger("sofamesh.bolt")
 
 SERVICE_KEY = "service"
 TARGET_SERVICE_KEY = "sofa_head_target_service"
@@ -90,11 +97,15 @@ _new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__
 _BOLT_CODES = frozenset(s.value for s in ResponseStatus)
 
 
+class NameMismatch(ValueError):
+    """The header map and the `SofaRequest` body name different services or methods."""
+
+
 def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation:
     """The invocation for a request whose header map parsed to `items`.
 
     Mesh headers (`x-sofamesh-*`) move from the frame into `inv.headers`; the payload is
-    the frame without them, so each hop sets its own.
+    the frame without them, so each hop sets its own. Raises `NameMismatch`.
     """
     pairs: list[tuple[str, str]] = []
     mesh = False
@@ -105,13 +116,9 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
             mesh = mesh or k.startswith(MESH_PREFIX)
     headers = Headers.from_lower(pairs)
     get = headers.get
-    service = get(SERVICE_KEY) or get(TARGET_SERVICE_KEY) or ""
-    method = get(METHOD_KEY) or ""
-    if (not service or not method) and _is_sofa_hessian(frame):
-        peeked = peek_request(frame.body)
-        if peeked is not None:
-            service = service or peeked.targetServiceUniqueName or ""
-            method = method or peeked.methodName or ""
+    service, method = _names(
+        frame, get(SERVICE_KEY) or get(TARGET_SERVICE_KEY) or "", get(METHOD_KEY) or ""
+    )
     if mesh:
         kept = [(k, v) for k, v in items if not k.lower().startswith(MESH_PREFIX)]
         frame = frame._replace(header=encode_header_map(kept, keep_nulls=True))
@@ -123,6 +130,30 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
         caller=get(CALLER_HEADER) or get(TRACE_CALLER_KEY) or "",
         payload=frame,
     )
+
+
+def _names(frame: RequestFrame, service: str, method: str) -> tuple[str, str]:
+    """(service, method): the header's, checked against the body's and completed by it."""
+    if not _is_sofa_hessian(frame):
+        return service, method  # protobuf or another class: the header is all there is
+    peeked = peek_request(frame.body)
+    if peeked is None:
+        return service, method  # the older Hessian dialect: forwarded as it is
+    body_service = peeked.targetServiceUniqueName or ""
+    body_method = peeked.methodName or ""
+    if service and body_service and service != body_service:
+        raise NameMismatch(f"header names service {service}, the body {body_service}")
+    if method and body_method and method != body_method:
+        raise NameMismatch(f"header names method {method}, the body {body_method}")
+    return service or body_service, method or body_method
+
+
+def refuse(frame: RequestFrame, error: NameMismatch, peer: object) -> ResponseFrame | None:
+    """The answer to a frame whose header and body disagree: logged, CODEC_EXCEPTION."""
+    log.warning("bolt request %d from %s refused: %s", frame.request_id, peer, error)
+    if frame.oneway:
+        return None
+    return error_response(frame, Status.BAD_REQUEST, f"request refused: {error}")
 
 
 def _is_sofa_hessian(frame: RequestFrame) -> bool:

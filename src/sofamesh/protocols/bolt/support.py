@@ -26,8 +26,10 @@ from sofamesh.config.model import LimitsConfig, PolicyConfig
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.base import Route
 from sofamesh.protocols.bolt.mapping import (
+    NameMismatch,
     error_response,
     invocation_to_frame,
+    refuse,
     request_to_invocation,
     response_to_result,
     result_to_response,
@@ -48,8 +50,11 @@ class OutboundBoltHandler:
         self._app = app
         self._clock = clock
 
-    async def __call__(self, frame: RequestFrame, _conn: BoltConnInfo) -> ResponseFrame | None:
-        inv = request_to_invocation(frame, frame.headers())
+    async def __call__(self, frame: RequestFrame, conn: BoltConnInfo) -> ResponseFrame | None:
+        try:
+            inv = request_to_invocation(frame, frame.headers())
+        except NameMismatch as exc:
+            return refuse(frame, exc, conn.peer)
         if not inv.service:
             return error_response(
                 frame, Status.BAD_REQUEST, "request names no service: set the `service` header"
@@ -68,8 +73,11 @@ class InboundBoltHandler:
         self._route = route
         self._clock = clock
 
-    async def __call__(self, frame: RequestFrame, _conn: BoltConnInfo) -> ResponseFrame | None:
-        inv = request_to_invocation(frame, frame.headers())
+    async def __call__(self, frame: RequestFrame, conn: BoltConnInfo) -> ResponseFrame | None:
+        try:
+            inv = request_to_invocation(frame, frame.headers())
+        except NameMismatch as exc:
+            return refuse(frame, exc, conn.peer)
         chain = self._route(inv.service)
         if chain is None:
             detail = f"service {inv.service or '(none named)'} is not served here"

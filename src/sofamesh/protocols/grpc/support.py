@@ -30,6 +30,7 @@ from sofamesh.clock import Clock
 from sofamesh.codecs.grpc import (
     CONTENT_TYPE,
     TRAILERS_ONLY_HEAD,
+    GrpcStatus,
     code_of,
     code_of_reset,
     encode_message,
@@ -104,7 +105,7 @@ class GrpcListener:
         )
         if head.timeout is not None:
             inv.deadline = self._clock.now() + head.timeout
-        result = await self._run(inv, stream)
+        result = await self._run(inv, stream) if not head.refused else _refused(head.refused)
         if result is not None:
             await finish(stream, call, result)
 
@@ -129,6 +130,14 @@ class GrpcListener:
         if stream.error is not None:
             return None  # the caller reset the stream: nobody to answer
         return Result.failure(Status.TIMEOUT, f"deadline of {inv.method} passed")
+
+
+def _refused(reason: str) -> Result:
+    """A request whose :path and x-sofamesh-service disagree (codecs.grpc.read_request)."""
+    log.warning("gRPC request refused: %s", reason)
+    result = Result.failure(Status.BAD_REQUEST, reason)
+    result.code = int(GrpcStatus.INVALID_ARGUMENT)
+    return result
 
 
 async def finish(stream: H2Stream, call: StreamCall, result: Result) -> None:

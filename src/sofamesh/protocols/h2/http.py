@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_target
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
@@ -37,13 +38,20 @@ _CONNECTION_SPECIFIC = frozenset(
 class H2HttpHandler:
     """Serves HTTP/2 streams with a handler of buffered HTTP messages."""
 
-    def __init__(self, handler: HttpHandler, max_body: int) -> None:
+    def __init__(self, handler: HttpHandler, max_body: int, slashes: str = REJECT_REQUEST) -> None:
         self._handler = handler
         self._max_body = max_body
+        self._slashes = slashes  # path_with_escaped_slashes_action
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
         method, target, headers = _request_head(stream.headers)
+        try:  # the path every rule judges and the app receives (codecs/http1/paths.py)
+            target = normalize_target(target, self._slashes)
+        except PathError as exc:
+            refusal = HttpResponse(400, [(b"content-type", b"text/plain")], f"{exc}\n".encode())
+            await _send_response(stream, refusal)
+            return
         body = await _read_body(stream, self._max_body)
         if body is None:
             await _send_response(stream, _too_large())

@@ -132,7 +132,9 @@ def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Ser
     """An HTTP/1.1 server for a listener, with the listener's configured limits."""
     cfg = limits or LimitsConfig()
     codec_limits = Http1Limits(
-        max_header_bytes=cfg.max_header_bytes, max_body_size=cfg.max_body_bytes
+        max_header_bytes=cfg.max_header_bytes,
+        max_body_size=cfg.max_body_bytes,
+        path_with_escaped_slashes_action=cfg.path_with_escaped_slashes_action,
     )
     return Http1Server(
         handler,
