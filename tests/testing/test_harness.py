@@ -25,7 +25,7 @@ async def test_a_call_goes_through_both_chains_in_milliseconds() -> None:
             "caller": "shop",  # the caller's identity crossed the hop
         }
         await assert_reached(h.consumer, ORDERS, 1)
-        assert h.providers[0].stats.service("inbound", ORDERS).total == 1
+        assert h.providers[0].stats.service("inbound", ORDERS, "shop").total == 1
     assert time.perf_counter() - started < 1.0
 
 
@@ -64,7 +64,8 @@ async def test_balancing_retries_and_a_provider_deadline() -> None:
     async with mesh_for(orders, [ORDERS], instances=2) as h, h.client() as c:
         for _ in range(4):
             assert (await c.get("/")).status_code == 200
-        assert [rt.stats.service("inbound", ORDERS).total for rt in h.providers] == [2, 2]
+        totals = [rt.stats.service("inbound", ORDERS, "consumer").total for rt in h.providers]
+        assert totals == [2, 2]
         # An inbound delay longer than the caller's timeout: the caller gets a 504.
         h.set_provider_rules(
             {"faults": [{"service": ORDERS, "direction": "inbound", "delay": {"fixed_delay": 5}}]}

@@ -57,16 +57,30 @@ async def wait_endpoints(target: Target, service: str, n: int, *, timeout: float
         ) from None
 
 
-async def call_stats(target: Target, service: str, direction: str = "outbound") -> dict[str, Any]:
-    """`target`'s stats for `service` in `direction` (`rq_total`, `rq_status`, ...), or {}."""
+async def call_stats(
+    target: Target, service: str, direction: str = "outbound", *, caller: str | None = None
+) -> dict[str, Any]:
+    """`target`'s counts for `service` in `direction` (`rq_total`, `rq_error`, `rq_status`), or {}.
+
+    Inbound rows are kept per caller; they are added up unless `caller` names one.
+    """
     if isinstance(target, SidecarProcess):
         rows = (await target.stats())["services"]
     else:
         rows = target.runtime.stats.as_dict()["services"]
+    total: dict[str, Any] = {}
     for row in rows:
-        if row["service"] == service and row["direction"] == direction:
-            return dict(row)
-    return {}
+        if row["service"] != service or row["direction"] != direction:
+            continue
+        if caller is not None and row.get("caller", "") != caller:
+            continue
+        if not total:
+            total = {"rq_total": 0, "rq_error": 0, "rq_status": {}}
+        total["rq_total"] += row["rq_total"]
+        total["rq_error"] += row["rq_error"]
+        for status, n in row["rq_status"].items():
+            total["rq_status"][status] = total["rq_status"].get(status, 0) + n
+    return total
 
 
 async def calls_to(
