@@ -129,6 +129,9 @@ class ListenerConfig:
     services: tuple[str, ...] = ()  # inbound: published on the app's behalf
     advertise: Address | None = None  # the address others should dial, if not `listen`
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+    # inbound: also forward services this sidecar does not publish to `upstream` (off: they
+    # get a no_endpoint error, so a caller cannot reach the app by naming any service).
+    catch_all: bool = False
 
 
 @attrs.frozen

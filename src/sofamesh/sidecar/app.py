@@ -31,6 +31,9 @@ from sofamesh.runtime import Runtime
 
 log = logging.getLogger("sofamesh.sidecar")
 
+# The counter of inbound calls refused because this sidecar serves no such service.
+UNKNOWN_SERVICE = "inbound.unknown_service"
+
 
 @attrs.define
 class Registration:
@@ -142,20 +145,41 @@ class Sidecar:
 
     def _route(self, lc: ListenerConfig) -> Route:
         # A service is served by the upstream an SDK registered for it, else the upstream of
-        # the listener that publishes it, else this listener's own upstream (a catch-all).
+        # the listener that publishes it. Anything else is refused (a caller must not reach
+        # the app, past its auth rules, by naming a service nobody serves), unless this
+        # listener is a catch-all on purpose. Refusals are one counter: the names are the
+        # caller's choice, so a series per name would let any caller grow the stats.
         static = {
             (svc, other.protocol): other.upstream
             for other in self.config.inbound
             if other.upstream is not None
             for svc in other.services
         }
+        fallback = lc.upstream if lc.catch_all else None
 
         def route(service: str) -> Handler | None:
             reg = self.registrations.get((service, lc.protocol))
-            upstream = reg.upstream if reg else static.get((service, lc.protocol), lc.upstream)
-            return self._chain_to(upstream) if upstream is not None else None
+            upstream = reg.upstream if reg else static.get((service, lc.protocol), fallback)
+            if upstream is None:
+                self._refuse_unknown(service, lc)
+                return None
+            return self._chain_to(upstream)
 
         return route
+
+    def _refuse_unknown(self, service: str, lc: ListenerConfig) -> None:
+        stats = self.runtime.stats
+        stats.incr(UNKNOWN_SERVICE)
+        refused = stats.counters[UNKNOWN_SERVICE]
+        # A log line for the 1st, 2nd, 4th, 8th... refusal: visible, yet a caller sending
+        # names in a loop cannot flood the log.
+        if refused & (refused - 1) == 0:
+            log.warning(
+                "refused inbound %s call to %r: this sidecar does not serve it (%d refused so far)",
+                lc.protocol,
+                service[:200],
+                refused,
+            )
 
     def _chain_to(self, upstream: Address) -> Handler:
         chain = self._inbound_chains.get(upstream)
