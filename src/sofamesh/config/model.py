@@ -7,6 +7,7 @@ every key; keep the two in step.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import attrs
@@ -149,6 +150,29 @@ def _app_name(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
         raise ValueError(f"must be a non-empty name without spaces, got {value!r}")
 
 
+def _positive_finite(_inst: object, _attr: attrs.Attribute[Any], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be a positive number, got {value}")
+
+
+def _service_patterns(_inst: object, _attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for pattern in value:
+        if not pattern or "*" in pattern[:-1]:
+            raise ValueError(f"expected a service name or a prefix ending in *, got {pattern!r}")
+
+
+@attrs.frozen
+class LocalApiConfig:
+    """What an SDK in sidecar mode may publish through the local API (see `local_api.py`)."""
+
+    token_file: str | None = None  # default: local_api.default_token_path(the admin port)
+    # Services an app may publish besides those the inbound listeners list: names, or
+    # prefixes ending in "*" ("com.example.*"; "*" allows any name).
+    services: tuple[str, ...] = attrs.field(default=(), validator=_service_patterns)
+    upstreams: tuple[Address, ...] = ()  # allowed besides loopback addresses
+    max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
+
+
 @attrs.frozen
 class MeshConfig:
     app: str = attrs.field(validator=_app_name)
@@ -165,6 +189,7 @@ class MeshConfig:
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
+    local_api: LocalApiConfig = attrs.field(factory=LocalApiConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

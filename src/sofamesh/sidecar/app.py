@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
+from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Runtime
+from sofamesh.sidecar.token import remove_token, write_token
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -61,6 +65,8 @@ class Sidecar:
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
         self._inbound_chains: dict[Address, Handler] = {}
+        self.token = ""  # the local API's, once the admin API listens
+        self.token_path: Path | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -87,6 +93,8 @@ class Sidecar:
             await self._stop.wait()
             await self._drain()
             tg.cancel_scope.cancel()
+        if self.token_path is not None:
+            remove_token(self.token_path, self.token)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -135,6 +143,8 @@ class Sidecar:
         self.bound["admin"] = Address(
             admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
+        self.token_path = token_path(self.config.local_api, self.bound["admin"].port)
+        self.token = await anyio.to_thread.run_sync(write_token, self.token_path)
         server = http1_server(AdminApi(self), None)
         await tg.start(server.serve, listener)
 
