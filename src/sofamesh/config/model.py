@@ -21,6 +21,8 @@ from sofamesh.upstream.success_rate import SuccessRateConfig
 
 Mode = Literal["sdk", "sidecar"]
 
+DEFAULT_STATE = "/var/tmp/sofamesh/state"  # where a sidecar keeps what outlives a restart
+
 
 @attrs.frozen
 class Address:
@@ -189,7 +191,14 @@ class MeshConfig:
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
+    # sidecar: where the last good rules from rules_file/rules_key are kept, to start on
+    # them if the source is invalid at start (default: DEFAULT_STATE/rules/<app>.json)
+    rules_last_good: str | None = None
     local_api: LocalApiConfig = attrs.field(factory=LocalApiConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)
+
+    @property
+    def last_good_rules_path(self) -> str:
+        return self.rules_last_good or f"{DEFAULT_STATE}/rules/{self.app}.json"

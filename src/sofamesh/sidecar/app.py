@@ -21,16 +21,19 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import attrs
+from anyio.streams.stapled import MultiListener
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
 from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
+from sofamesh.governance.source import LastGoodRules
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Runtime
+from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
 
 log = logging.getLogger("sofamesh.sidecar")
@@ -54,6 +57,9 @@ class Sidecar:
     def __init__(self, config: MeshConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.runtime = Runtime(attrs.evolve(config, mode="sdk"), clock=clock)
+        if config.rules_file is not None or config.rules_key is not None:
+            # Rules pushed from a source survive a restart that finds the source invalid.
+            self.runtime.governance.last_good = LastGoodRules(config.last_good_rules_path)
         self.started_at = time.time()
         self.ready = False
         self.healthy = True
@@ -126,9 +132,7 @@ class Sidecar:
     async def _listen(
         self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, server: Server
     ) -> None:
-        listener = await anyio.create_tcp_listener(
-            local_host=lc.listen.host, local_port=lc.listen.port
-        )
+        listener = await _bind(name, lc.listen)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         self._servers.append(server)
@@ -139,7 +143,7 @@ class Sidecar:
 
         assert self.config.admin is not None
         admin = self.config.admin
-        listener = await anyio.create_tcp_listener(local_host=admin.host, local_port=admin.port)
+        listener = await _bind("admin", admin)
         self.bound["admin"] = Address(
             admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
@@ -303,3 +307,11 @@ class Sidecar:
                         "registration of %s by %s expired: withdrawing it", reg.service, reg.app
                     )
                     await self.deregister(*key)
+
+
+async def _bind(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
+    try:
+        return await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
+    except OSError as e:
+        cause = e.strerror or str(e)
+        raise SidecarError(f"{name}: cannot listen on {address}: {cause}") from None

@@ -14,9 +14,10 @@ import stat
 from pathlib import Path
 
 from sofamesh.config.local_api import private_dir
+from sofamesh.sidecar.errors import SidecarError
 
 
-class TokenFileError(RuntimeError):
+class TokenFileError(SidecarError):
     """The token file cannot be written safely; the message names the path and the cause."""
 
 
