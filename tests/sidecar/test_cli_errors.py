@@ -76,3 +76,9 @@ def test_a_missing_rules_file_stops_the_start_with_exit_2(tmp_path: Path) -> Non
         },
     )
     assert_fails(proc, 2, f"  - file:{missing}: cannot read: No such file or directory")
+
+
+def test_a_registry_directory_it_cannot_make_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    proc = run(tmp_path, {"registry": f"file://{tmp_path}/not-a-dir/reg"})
+    assert_fails(proc, 1, f"sofamesh.sidecar: Not a directory: {tmp_path}/not-a-dir/reg")
