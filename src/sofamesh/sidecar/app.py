@@ -79,29 +79,34 @@ class Sidecar:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Sidecar] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        async with self.runtime, anyio.create_task_group() as tg:
-            for i, lc in enumerate(self.config.inbound):
-                proto = self._protocol(f"inbound[{i}]", lc)
-                server = proto.inbound_server(self._route(lc), lc.limits)
-                await self._listen(tg, f"inbound[{i}]", lc, server)
-            for i, lc in enumerate(self.config.outbound):
-                proto = self._protocol(f"outbound[{i}]", lc)
-                chain = self.runtime.outbound_chain()
-                server = proto.outbound_server(chain, self.config.app, lc.limits)
-                await self._listen(tg, f"outbound[{i}]", lc, server)
-            if self.config.admin is not None:
-                await self._listen_admin(tg)
-            await self._publish_static()
-            tg.start_soon(self._expire_registrations)
-            self.ready = True
-            log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
-            task_status.started(self)
-            await self._stop.wait()
-            await self._drain()
-            tg.cancel_scope.cancel()
-        if self.token_path is not None:
-            remove_token(self.token_path, self.token)
+        try:
+            async with self.runtime, anyio.create_task_group() as tg:
+                await self._start_listeners(tg)
+                await self._publish_static()
+                tg.start_soon(self._expire_registrations)
+                self.ready = True
+                log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
+                task_status.started(self)
+                await self._stop.wait()
+                await self._drain()
+                tg.cancel_scope.cancel()
+        finally:
+            if self.token_path is not None:  # the token opens nothing once we are gone
+                remove_token(self.token_path, self.token)
         self._stopped.set()
+
+    async def _start_listeners(self, tg: anyio.abc.TaskGroup) -> None:
+        for i, lc in enumerate(self.config.inbound):
+            proto = self._protocol(f"inbound[{i}]", lc)
+            server = proto.inbound_server(self._route(lc), lc.limits)
+            await self._listen(tg, f"inbound[{i}]", lc, server)
+        for i, lc in enumerate(self.config.outbound):
+            proto = self._protocol(f"outbound[{i}]", lc)
+            chain = self.runtime.outbound_chain()
+            server = proto.outbound_server(chain, self.config.app, lc.limits)
+            await self._listen(tg, f"outbound[{i}]", lc, server)
+        if self.config.admin is not None:
+            await self._listen_admin(tg)
 
     async def wait_stopped(self) -> None:
         """Return once `run` has drained and closed everything."""
