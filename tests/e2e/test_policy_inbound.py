@@ -26,7 +26,7 @@ NOTHING = "com.example.Nothing"
 REFUSED = "refused inbound {protocol} call to 'com.example.Nothing'"
 
 
-def sidecar_config(tmp: Path, app_port: int) -> dict[str, Any]:
+def sidecar_config(tmp: Path, app_port: int, *more: dict[str, Any]) -> dict[str, Any]:
     upstream = f"127.0.0.1:{app_port}"
 
     def inbound(protocol: str, **more: Any) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def sidecar_config(tmp: Path, app_port: int) -> dict[str, Any]:
             inbound("h2", services=[f"{ORDERS}.H2"]),
             inbound("grpc", services=[f"{ORDERS}.Grpc"]),
             inbound("bolt", services=[f"{ORDERS}.Bolt:1.0"]),
-            inbound("http", catch_all=True),
+            *(inbound(**m) for m in more),
         ],
         # Inbound auth lets only "shop" in: the refused calls must not reach the app anyway.
         "rules": {"auth": {"inbound": {"rules": [{"service": ORDERS, "allow": ["shop"]}]}}},
@@ -100,7 +100,8 @@ async def test_a_catch_all_listener_forwards_unknown_services_on_purpose(
 ) -> None:
     async with Procs(tmp_path, anyio_backend) as procs:
         app = await procs.plain_app("orders-1")
-        bound = await procs.sidecar("orders", sidecar_config(tmp_path, app["port"]))
+        catch_all = {"protocol": "http", "catch_all": True}
+        bound = await procs.sidecar("orders", sidecar_config(tmp_path, app["port"], catch_all))
         async with httpx.AsyncClient() as c:
             r = await c.get(
                 f"http://{bound['inbound[4]']}/any", headers={"x-sofamesh-service": NOTHING}

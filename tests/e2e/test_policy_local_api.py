@@ -10,7 +10,9 @@ Every refusal is asserted by its status and by the sidecar's log line.
 from __future__ import annotations
 
 import json
+import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,6 @@ import httpx
 import pytest
 
 import sofamesh
-from sofamesh.config.local_api import default_token_path
 from sofamesh.demo.procs import Procs
 
 pytestmark = pytest.mark.anyio
@@ -28,15 +29,24 @@ ORDERS = "com.example.Orders"
 JSON = {"content-type": "application/json"}
 
 
-def config(tmp: Path) -> dict[str, Any]:
+def config(tmp: Path, **more: Any) -> dict[str, Any]:
     return {
         "app": "orders",
         "registry": f"file://{tmp}/reg?poll=0.05",
         "admin": "127.0.0.1:0",
         "inbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
         "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
-        "local_api": {"services": ["com.example.mine.*"], "max_lease": 60},
+        **more,
     }
+
+
+LIMITS = {"services": ["com.example.mine.*"], "max_lease": 60}
+
+
+def default_token_path(admin: str) -> Path:
+    """Where a sidecar keeps its token by default, as docs/configuration.md says."""
+    port = admin.rsplit(":", 1)[1]
+    return Path(tempfile.gettempdir()) / f"sofamesh-{os.getuid()}" / f"sidecar-{port}.token"
 
 
 def log_of(tmp: Path) -> str:
@@ -47,24 +57,35 @@ def publication(service: str, **more: Any) -> dict[str, Any]:
     return {"service": service, "upstream": "127.0.0.1:9", "app": "orders", "lease": 5, **more}
 
 
-async def test_publishing_needs_the_token_and_stays_within_limits(
+async def test_a_local_process_without_the_token_cannot_hijack_a_service(
     tmp_path: Path, anyio_backend: str
 ) -> None:
     async with Procs(tmp_path, anyio_backend) as procs:
         bound = await procs.sidecar("orders", config(tmp_path))
         admin = f"http://{bound['admin']}"
-        path = default_token_path(int(bound["admin"].rsplit(":", 1)[1]))
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        auth = {"authorization": f"Bearer {path.read_text().strip()}"}
+        hijack = publication(ORDERS, lease=float("nan"))
         async with httpx.AsyncClient() as c:
-            r = await c.post(f"{admin}/api/v1/publish", json=publication(ORDERS))
+            r = await c.post(f"{admin}/api/v1/publish", content=json.dumps(hijack), headers=JSON)
             assert r.status_code == 403
             assert "refused POST /api/v1/publish" in log_of(tmp_path)
             assert "needs the sidecar's token" in log_of(tmp_path)
             assert (await c.get(f"{admin}/api/v1/info")).status_code == 403
-            wrong = {"authorization": "Bearer guess"}
+            wrong = {**JSON, "authorization": "Bearer guess"}
             r = await c.post(f"{admin}/api/v1/publish", json=publication(ORDERS), headers=wrong)
             assert r.status_code == 403
+            assert not (await c.get(f"{admin}/config_dump")).json()["registrations"]
+
+
+async def test_publishing_with_the_token_stays_within_limits(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    async with Procs(tmp_path, anyio_backend) as procs:
+        bound = await procs.sidecar("orders", config(tmp_path, local_api=LIMITS))
+        admin = f"http://{bound['admin']}"
+        path = default_token_path(bound["admin"])
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        auth = {"authorization": f"Bearer {path.read_text().strip()}"}
+        async with httpx.AsyncClient() as c:
             refusals = [
                 (publication(ORDERS), 403, "'com.example.Orders' is not one this app may publish"),
                 (
@@ -119,7 +140,7 @@ async def test_the_sdk_finds_the_token_by_itself(tmp_path: Path, anyio_backend: 
         await send({"type": "http.response.body", "body": b"mine"})
 
     async with Procs(tmp_path, anyio_backend) as procs:
-        bound = await procs.sidecar("orders", config(tmp_path))
+        bound = await procs.sidecar("orders", config(tmp_path, local_api=LIMITS))
         cfg = {"app": "orders", "mode": "sidecar", "sidecar": bound["admin"]}
         async with (
             sofamesh.open_mesh(cfg, env={}) as mesh,
