@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
 from prometheus_client.parser import text_string_to_metric_families as classic
-from tests.sidecar.test_sidecar import base, sidecar, upstream_app
+from tests.sidecar.test_sidecar import JSON, base, sidecar, upstream_app
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +67,7 @@ async def test_stats_filter_and_reset_counters(tmp_path: Path) -> None:
             assert "sofamesh_endpoint_rq_total{" in prom and "sofamesh_rq_total{" not in prom
             bad = await c.get(f"{admin}/stats", params={"filter": "("})
             assert bad.status_code == 400 and "regular expression" in bad.json()["error"]
-            assert (await c.post(f"{admin}/reset_counters")).text == "OK\n"
+            assert (await c.post(f"{admin}/reset_counters", headers=JSON)).text == "OK\n"
             assert (await c.get(f"{admin}/reset_counters")).status_code == 405
             after = (await c.get(f"{admin}/stats")).json()
     assert {s["rq_total"] for s in after["services"]} == {0}
@@ -105,14 +105,14 @@ async def test_logging_changes_levels_live_and_rejects_unknown_ones(tmp_path: Pa
         async with sidecar(base(tmp_path)) as sc:
             admin = f"http://{sc.bound['admin']}"
             async with httpx.AsyncClient() as c:
-                bad = await c.post(f"{admin}/logging?level=foo")
+                bad = await c.post(f"{admin}/logging?level=foo", headers=JSON)
                 assert bad.status_code == 400 and "unknown log level 'foo'" in bad.text
                 assert "info, warning" in bad.text  # names the valid ones
                 assert (await c.get(f"{admin}/logging?level=debug")).status_code == 405
-                r = await c.post(f"{admin}/logging?level=warn")
+                r = await c.post(f"{admin}/logging?level=warn", headers=JSON)
                 assert r.status_code == 200 and "  sofamesh.admin: warning" in r.text
                 assert root.level == admin_log.level == logging.WARNING
-                r = await c.post(f"{admin}/logging?sofamesh.admin=DEBUG")
+                r = await c.post(f"{admin}/logging?sofamesh.admin=DEBUG", headers=JSON)
                 assert "  sofamesh.admin: debug" in r.text and root.level == logging.WARNING
     finally:
         for lg, level in saved.items():

@@ -21,6 +21,13 @@ from sofamesh.sidecar import Sidecar
 
 pytestmark = pytest.mark.anyio
 
+JSON = {"content-type": "application/json"}  # every admin POST says so (CSRF defence)
+
+
+def auth(sc: Sidecar) -> dict[str, str]:
+    """The local API's header, with the token the sidecar wrote to its file."""
+    return {"authorization": f"Bearer {sc.token}"}
+
 
 @asynccontextmanager
 async def upstream_app(
@@ -111,11 +118,11 @@ async def test_healthcheck_fail_withdraws_and_ok_restores(tmp_path: Path) -> Non
             reg.watch("com.example.Orders") as snaps,
         ):
             assert len(await snaps.__anext__()) == 1
-            await c.post(f"{admin}/healthcheck/fail")
+            await c.post(f"{admin}/healthcheck/fail", headers=JSON)
             assert (await c.get(f"{admin}/ready")).status_code == 503
             with anyio.fail_after(2):
                 assert await snaps.__anext__() == frozenset()
-            await c.post(f"{admin}/healthcheck/ok")
+            await c.post(f"{admin}/healthcheck/ok", headers=JSON)
             with anyio.fail_after(2):
                 assert len(await snaps.__anext__()) == 1
 
@@ -191,23 +198,32 @@ async def test_malformed_and_oversized_requests(tmp_path: Path) -> None:
 
 
 async def test_sdk_registration_through_the_local_api(tmp_path: Path) -> None:
-    async with upstream_app() as up, sidecar(base(tmp_path)) as sc, httpx.AsyncClient() as c:
+    late = {"services": ["com.example.Late"]}
+    async with (
+        upstream_app() as up,
+        sidecar(base(tmp_path, local_api=late)) as sc,
+        httpx.AsyncClient() as c,
+    ):
         admin = f"http://{sc.bound['admin']}"
         body = {"service": "com.example.Late", "upstream": f"127.0.0.1:{up}", "lease": 5}
-        r = await c.post(f"{admin}/api/v1/publish", json=body)
+        r = await c.post(f"{admin}/api/v1/publish", json=body, headers=auth(sc))
         assert r.status_code == 400 and "no inbound http listener" in r.text
-    cfg = base(tmp_path)
+    cfg = base(tmp_path, local_api={"services": ["com.example.L*"]})
     cfg["inbound"] = [{"protocol": "http", "listen": "127.0.0.1:0"}]
     async with upstream_app() as up, sidecar(cfg) as sc, httpx.AsyncClient() as c:
         admin = f"http://{sc.bound['admin']}"
         body = {"service": "com.example.Late", "upstream": f"127.0.0.1:{up}", "lease": 5}
-        assert (await c.post(f"{admin}/api/v1/publish", json=body)).status_code == 200
-        info = (await c.get(f"{admin}/api/v1/info")).json()
+        assert (
+            await c.post(f"{admin}/api/v1/publish", json=body, headers=auth(sc))
+        ).status_code == 200
+        info = (await c.get(f"{admin}/api/v1/info", headers=auth(sc))).json()
         assert info["outbound"][0]["listen"] == str(sc.bound["outbound[0]"])
         out = f"http://{sc.bound['outbound[0]']}"
         r = await c.get(f"{out}/late", headers={"host": "com.example.Late"})
         assert r.text == "hello /late"
-        r = await c.post(f"{admin}/api/v1/unpublish", json={"service": "com.example.Late"})
+        r = await c.post(
+            f"{admin}/api/v1/unpublish", json={"service": "com.example.Late"}, headers=auth(sc)
+        )
         assert r.json() == {"unpublished": True}
 
 

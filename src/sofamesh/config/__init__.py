@@ -6,6 +6,7 @@ from sofamesh.config.model import (
     EndpointMeta,
     LimitsConfig,
     ListenerConfig,
+    LocalApiConfig,
     MeshConfig,
     PolicyConfig,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "EndpointMeta",
     "LimitsConfig",
     "ListenerConfig",
+    "LocalApiConfig",
     "MeshConfig",
     "PolicyConfig",
     "load_config",

@@ -100,6 +100,10 @@ def _cross_checks(config: MeshConfig) -> list[str]:
             problems.append(f"{where}.upstream: required when services are published")
         if side == "outbound" and (lc.upstream is not None or lc.services):
             problems.append(f"{where}: outbound listeners take no upstream or services")
+        if side == "outbound" and lc.catch_all:
+            problems.append(f"{where}.catch_all: only inbound listeners forward unknown services")
+        if side == "inbound" and lc.catch_all and lc.upstream is None:
+            problems.append(f"{where}.upstream: required when catch_all is set")
         key = (lc.listen.host, lc.listen.port)
         if lc.listen.port and key in seen:
             problems.append(f"{where}.listen: {lc.listen} is already used by {seen[key]}")

@@ -7,6 +7,7 @@ every key; keep the two in step.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import attrs
@@ -21,6 +22,8 @@ from sofamesh.upstream.success_rate import SuccessRateConfig
 
 EscapedSlashesAction = Literal["KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_FORWARD"]
 Mode = Literal["sdk", "sidecar"]
+
+DEFAULT_STATE = "/var/tmp/sofamesh/state"  # where a sidecar keeps what outlives a restart
 
 
 @attrs.frozen
@@ -133,6 +136,9 @@ class ListenerConfig:
     services: tuple[str, ...] = ()  # inbound: published on the app's behalf
     advertise: Address | None = None  # the address others should dial, if not `listen`
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+    # inbound: also forward services this sidecar does not publish to `upstream` (off: they
+    # get a no_endpoint error, so a caller cannot reach the app by naming any service).
+    catch_all: bool = False
 
 
 @attrs.frozen
@@ -148,6 +154,29 @@ class EndpointMeta:
 def _app_name(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
     if not value or any(c.isspace() for c in value):
         raise ValueError(f"must be a non-empty name without spaces, got {value!r}")
+
+
+def _positive_finite(_inst: object, _attr: attrs.Attribute[Any], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be a positive number, got {value}")
+
+
+def _service_patterns(_inst: object, _attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for pattern in value:
+        if not pattern or "*" in pattern[:-1]:
+            raise ValueError(f"expected a service name or a prefix ending in *, got {pattern!r}")
+
+
+@attrs.frozen
+class LocalApiConfig:
+    """What an SDK in sidecar mode may publish through the local API (see `local_api.py`)."""
+
+    token_file: str | None = None  # default: local_api.default_token_path(the admin port)
+    # Services an app may publish besides those the inbound listeners list: names, or
+    # prefixes ending in "*" ("com.example.*"; "*" allows any name).
+    services: tuple[str, ...] = attrs.field(default=(), validator=_service_patterns)
+    upstreams: tuple[Address, ...] = ()  # allowed besides loopback addresses
+    max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
 
 
 @attrs.frozen
@@ -166,6 +195,14 @@ class MeshConfig:
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
+    # sidecar: where the last good rules from rules_file/rules_key are kept, to start on
+    # them if the source is invalid at start (default: DEFAULT_STATE/rules/<app>.json)
+    rules_last_good: str | None = None
+    local_api: LocalApiConfig = attrs.field(factory=LocalApiConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)
+
+    @property
+    def last_good_rules_path(self) -> str:
+        return self.rules_last_good or f"{DEFAULT_STATE}/rules/{self.app}.json"

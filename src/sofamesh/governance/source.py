@@ -12,21 +12,26 @@ whole snapshots): `FileRulesSource` polls a file's metadata and content hash,
 ZooKeeper source fits the same shape -- a watch on one key or node yielding
 its value on each change. `watch_rules(governance, source)` runs one source
 as a background task for the life of an ``async with`` block, and returns
-only once the first document has been loaded (or rejected).
+only once the first document has been loaded. If that one cannot be used, it
+raises `ConfigError` (fail closed), unless `Governance.last_good` keeps the last
+document accepted before (a sidecar's restart), which is then put in force.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import attrs
 import yaml
 
@@ -61,6 +66,8 @@ class Governance:
         )
         self.attempts = 0  # documents offered (accepted or not)
         self.rejected = 0
+        self.last_problems: list[str] = []  # those of the last rejected document
+        self.last_good: LastGoodRules | None = None  # where accepted documents are kept
         self._waiters: list[anyio.Event] = []
 
     def apply(self, document: RulesDocument, origin: str = "api") -> None:
@@ -97,6 +104,7 @@ class Governance:
         if counted:
             self.attempts += 1
         self.rejected += 1
+        self.last_problems = [f"{origin}: {p}" for p in problems]
         self.last_error = f"{origin}: rules rejected, {self.version} stays in force:\n" + "\n".join(
             f"  - {p}" for p in problems
         )
@@ -239,36 +247,107 @@ class FileRulesSource:
             return RulesSnapshot(self.origin, error=f"not valid YAML/JSON: {e}"), digest
 
 
+class LastGoodRules:
+    """The last document a source offered that was accepted, kept in a file (JSON).
+
+    A process that restarts while its source offers an invalid document runs on this
+    one rather than on no rules at all. Written atomically: a crash mid-write leaves
+    the previous document.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def save(self, data: Any) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, default=str))
+            os.replace(tmp, self.path)
+        except (OSError, TypeError, ValueError) as e:
+            log.warning("cannot keep the last good rules at %s: %s", self.path, e)
+
+    def load(self) -> Any:
+        """The document kept, or None if there is none (or it cannot be read)."""
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            log.warning("cannot read the last good rules at %s: %s", self.path, e)
+            return None
+
+
 async def follow(
     source: RulesSource,
     governance: Governance,
     *,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Feed every document `source` yields to `governance`; started after the first one."""
+    """Feed every document `source` yields to `governance`; started after the first one.
+
+    Started with the problems of the first document if it could not be used and no
+    last good document stands in for it (and then returns): a process must not serve
+    without the rules it was given (fail closed).
+    """
     started = False
     async with source.watch() as snapshots:
         async for snap in snapshots:
-            if snap.error is not None:
-                governance.reject(snap.origin, [snap.error])
-            else:
-                governance.load(snap.data, snap.origin)
+            ok = await _offer(governance, snap)
             if not started:
                 started = True
-                task_status.started()
+                if not ok and not await _start_on_last_good(governance):
+                    task_status.started(governance.last_problems)
+                    return
+                task_status.started([])
     if not started:
-        task_status.started()
+        task_status.started([])
+
+
+async def _offer(governance: Governance, snap: RulesSnapshot) -> bool:
+    if snap.error is not None:
+        governance.reject(snap.origin, [snap.error])
+        return False
+    ok = governance.load(snap.data, snap.origin)
+    if ok and governance.last_good is not None:
+        await anyio.to_thread.run_sync(governance.last_good.save, snap.data)
+    return ok
+
+
+async def _start_on_last_good(governance: Governance) -> bool:
+    store = governance.last_good
+    data = None if store is None else await anyio.to_thread.run_sync(store.load)
+    if store is None or data is None:
+        return False
+    problems = governance.last_problems
+    if not governance.load(data, f"last-good:{store.path}"):
+        governance.last_problems = problems
+        return False
+    log.error(
+        "the rules offered at start are invalid; running on the LAST GOOD rules (%s, kept "
+        "at %s) until a valid document arrives:\n%s",
+        governance.version,
+        store.path,
+        "\n".join(f"  - {p}" for p in problems),
+    )
+    return True
 
 
 @asynccontextmanager
 async def watch_rules(governance: Governance, source: RulesSource) -> AsyncIterator[Governance]:
-    """Keep `governance` in step with `source` while the block runs."""
+    """Keep `governance` in step with `source` while the block runs.
+
+    Raises `ConfigError` listing the problems if the first document cannot be used.
+    """
     async with anyio.create_task_group() as tg:
-        await tg.start(follow, source, governance)
-        try:
-            yield governance
-        finally:
-            tg.cancel_scope.cancel()
+        problems = await tg.start(follow, source, governance)
+        if not problems:
+            try:
+                yield governance
+            finally:
+                tg.cancel_scope.cancel()
+    if problems:
+        raise ConfigError(problems)
 
 
 class RegistryRulesSource:

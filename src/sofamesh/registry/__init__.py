@@ -12,7 +12,7 @@ docs/registries.md documents the networked registries' options and layouts.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from sofamesh.registry.base import OpenedRegistry, Registry, RegistryError, Snapshot
 from sofamesh.registry.etcd import EtcdRegistry
@@ -38,6 +38,13 @@ __all__ = [
 SCHEMES = ("memory", "file", *NETWORK_SCHEMES)
 
 
+# The options of the embedded registries, with their defaults (seconds).
+LOCAL_OPTIONS: dict[str, dict[str, float]] = {
+    "memory": {},
+    "file": {"lease": 10.0, "poll": 0.2},
+}
+
+
 def validate_registry_url(url: str) -> str | None:
     """Why `url` is not a registry URL we can open, or None if it is fine."""
     parts = urlsplit(url)
@@ -45,12 +52,38 @@ def validate_registry_url(url: str) -> str | None:
         return f"unknown registry scheme {parts.scheme!r} (expected one of {', '.join(SCHEMES)})"
     if parts.scheme == "file" and not parts.path:
         return "file:// registry needs a directory, e.g. file:///var/tmp/sofamesh"
-    if parts.scheme in NETWORK_SCHEMES:
-        try:
+    try:
+        if parts.scheme in NETWORK_SCHEMES:
             parse_network_url(url)
-        except ValueError as e:
-            return str(e)
+        else:
+            local_options(url)
+    except ValueError as e:
+        return str(e)
     return None
+
+
+def local_options(url: str) -> dict[str, float]:
+    """The options of a `memory://` or `file://` URL; ValueError naming every problem."""
+    parts = urlsplit(url)
+    defaults = LOCAL_OPTIONS[parts.scheme]
+    problems: list[str] = []
+    values = dict(defaults)
+    for key, text in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in defaults:
+            known = ", ".join(defaults) or "none"
+            problems.append(f"unknown option {key!r} (known: {known})")
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            problems.append(f"{key}: not a number: {text!r}")
+            continue
+        if not 0 < value < 86400:  # also refuses nan and inf
+            problems.append(f"{key}: must be a positive number of seconds, got {text}")
+        values[key] = value
+    if problems:
+        raise ValueError(f"{parts.scheme} registry URL: " + "; ".join(problems))
+    return values
 
 
 def open_registry(url: str) -> OpenedRegistry:
@@ -59,14 +92,12 @@ def open_registry(url: str) -> OpenedRegistry:
     if problem:
         raise ValueError(problem)
     parts = urlsplit(url)
-    opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "memory":
         return MemoryRegistry()
     if parts.scheme in NETWORK_SCHEMES:
         return open_network_registry(parse_network_url(url))
-    lease = float(opts.get("lease", 10.0))
-    poll = float(opts.get("poll", 0.2))
-    return FileRegistry(parts.path, lease=lease, poll_interval=poll)
+    opts = local_options(url)
+    return FileRegistry(parts.path, lease=opts["lease"], poll_interval=opts["poll"])
 
 
 def open_network_registry(options: NetworkOptions) -> OpenedRegistry:

@@ -15,19 +15,27 @@ This is the role MOSN's port 13330 plays for SOFARPC apps.
 
 A publication is a lease: the SDK renews it every lease/3, so a sidecar
 withdraws the services of an app that died without saying goodbye.
+
+Every call carries the sidecar's token (`Authorization: Bearer`): from
+`SOFAMESH_SIDECAR_TOKEN`, else the file `SOFAMESH_SIDECAR_TOKEN_FILE` names, else
+the file a sidecar with that admin port writes by default
+(`sofamesh.config.local_api`). The sidecar only accepts publications its
+`local_api` config allows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from sofamesh.codecs.http1 import HttpRequest
+from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
+from sofamesh.config.local_api import TOKEN_ENV, TOKEN_FILE_ENV, default_token_path
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.transport.errors import TransportError
 
@@ -47,6 +55,9 @@ class SidecarClient:
         self._app = app
         self._published: dict[tuple[str, str], Address] = {}
         self.outbound: dict[str, Address] = {}  # protocol -> the sidecar's outbound listener
+        self._token: str | None = os.environ.get(TOKEN_ENV) or None
+        self._token_from_file = self._token is None
+        self._token_problem = ""
 
     async def connect(self) -> None:
         """Learn the sidecar's listeners; raises `SidecarUnavailable` if it cannot be asked."""
@@ -74,26 +85,55 @@ class SidecarClient:
         tg.start_soon(self._renew_forever)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
+        resp = await self._send(method, path, body)
+        if resp.status == 403 and self._token_from_file:
+            # The sidecar restarted with a new token since we read it: read it again.
+            self._token = None
+            resp = await self._send(method, path, body)
+        if resp.status == 403 and self._token_problem:
+            raise SidecarUnavailable(f"sidecar refused {method} {path}: {self._token_problem}")
+        if resp.status != 200:
+            raise SidecarUnavailable(
+                f"sidecar refused {method} {path}: {resp.status} {resp.body!r}"
+            )
+        return json.loads(resp.body) if resp.body else None
+
+    async def _send(self, method: str, path: str, body: Any) -> HttpResponse:
         payload = json.dumps(body).encode() if body is not None else b""
+        token = await self._read_token()
         req = HttpRequest(
             method=method,
             target=path,
             headers=[
                 (b"host", str(self._admin).encode()),
                 (b"content-type", b"application/json"),
+                (b"authorization", b"Bearer " + token.encode()),
             ],
             body=payload,
         )
         try:
             with anyio.fail_after(5):
-                resp = await self._pool.send(self._admin.host, self._admin.port, req)
+                return await self._pool.send(self._admin.host, self._admin.port, req)
         except (TransportError, TimeoutError) as e:
             raise SidecarUnavailable(f"sidecar API at {self._admin} unreachable: {e}") from e
-        if resp.status != 200:
-            raise SidecarUnavailable(
-                f"sidecar refused {method} {path}: {resp.status} {resp.body!r}"
+
+    async def _read_token(self) -> str:
+        """The token from `SOFAMESH_SIDECAR_TOKEN`, else from the file the sidecar wrote."""
+        if self._token is None:
+            path = anyio.Path(
+                os.environ.get(TOKEN_FILE_ENV) or default_token_path(self._admin.port)
             )
-        return json.loads(resp.body) if resp.body else None
+            try:
+                self._token, self._token_problem = (await path.read_text()).strip(), ""
+            except OSError as e:
+                # Asked without it, a sidecar refuses (and this problem is the message),
+                # while no sidecar at all still reads as "unreachable".
+                self._token_problem = (
+                    f"cannot read its local API token at {path}: {e.strerror} "
+                    f"(set {TOKEN_ENV} or {TOKEN_FILE_ENV} if the sidecar keeps it elsewhere)"
+                )
+                return ""
+        return self._token
 
     async def publish(self, service: str, protocol: str, upstream: Address) -> None:
         self._published[(service, protocol)] = upstream

@@ -1,8 +1,9 @@
 """`python -m sofamesh.sidecar -c mesh.yaml` (or `sofamesh-sidecar`): run the sidecar until SIGTERM.
 
 Exit status: 0 after a clean drain (or a good configuration, with `--check`), 2 for
-a bad configuration or command line (one message listing every problem with its
-path), 1 for anything else fatal.
+a bad configuration, command line or rules document at start (one message listing
+every problem with its path), 1 for anything else fatal (a busy port, a file that
+cannot be written: one line naming the cause).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sofamesh._version import __version__
 from sofamesh.config import ConfigError, MeshConfig, load_config
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
+from sofamesh.sidecar.errors import describe
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -117,7 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             backend_options["use_uvloop"] = True
         except ImportError:
             pass
-    anyio.run(_serve, config, backend=args.backend, backend_options=backend_options)
+    try:
+        anyio.run(_serve, config, backend=args.backend, backend_options=backend_options)
+    except Exception as e:
+        known = describe(e)
+        if known is None:
+            raise  # a bug: its traceback is what a report needs
+        status, message = known
+        print(f"sofamesh.sidecar: {message}", file=sys.stderr)
+        return status
     return 0
 
 

@@ -13,7 +13,10 @@
 | `POST /reset_counters` | counters and histograms to zero |
 | `POST /healthcheck/fail`, `POST /healthcheck/ok` | withdraw / restore this app's publications |
 | `POST /quitquitquit` | drain and exit |
-| `GET/POST /api/v1/...` | the local API (see `sofamesh.sdk.control`) |
+| `GET/POST /api/v1/...` | the local API (see `sofamesh.sdk.control`), with the sidecar's token |
+
+Every POST needs `Content-Type: application/json`, and no request may come from
+another origin (`sofamesh.sidecar.guard`); refusals are 400/403 and a log line.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from sofamesh._version import __version__
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
 from sofamesh.governance.filters.metrics import families as governance_families
+from sofamesh.sidecar import guard
+from sofamesh.sidecar.guard import Refused
+from sofamesh.sidecar.local_api import json_body, publication
 from sofamesh.stats import name_filter, render
 
 if TYPE_CHECKING:
@@ -109,7 +115,7 @@ class AdminApi:
             ("POST", "/api/v1/subscribe"): self.subscribe,
         }
 
-    async def __call__(self, req: HttpRequest, _conn: object = None) -> HttpResponse:
+    async def __call__(self, req: HttpRequest, conn: object = None) -> HttpResponse:
         path = req.target.split("?", 1)[0]
         handler = self._routes.get((req.method, path))
         if handler is None:
@@ -121,10 +127,16 @@ class AdminApi:
                 "unknown admin path; try " + ", ".join(sorted({p for _, p in self._routes})) + "\n",
             )
         try:
+            guard.check(req, path, self.sidecar.bound.get("admin"), self.sidecar.token)
             return await handler(req)
+        except Refused as e:
+            peer = getattr(conn, "peer", None) or "?"
+            log.warning("admin: refused %s %s from %s: %s", req.method, path, peer, e.reason)
+            return _json(e.status, {"error": e.reason})
         except re.error as e:
             return _json(400, {"error": f"bad request: filter is not a regular expression: {e}"})
         except (ValueError, KeyError, TypeError) as e:
+            log.warning("admin: bad request %s %s: %s", req.method, path, e)
             return _json(400, {"error": f"bad request: {e}"})
 
     async def ready(self, _req: HttpRequest) -> HttpResponse:
@@ -291,26 +303,19 @@ class AdminApi:
         )
 
     async def publish(self, req: HttpRequest) -> HttpResponse:
-        body = json.loads(req.body)
-        lease = float(body.get("lease", 10.0))
-        ep = await self.sidecar.register(
-            str(body["service"]),
-            str(body.get("protocol", "http")),
-            Address.parse(body["upstream"]),
-            str(body.get("app", "")),
-            lease,
-        )
+        service, protocol, upstream, app, lease = publication(self.sidecar, json_body(req))
+        ep = await self.sidecar.register(service, protocol, upstream, app, lease)
         return _json(200, {"published": ep.to_dict()})
 
     async def unpublish(self, req: HttpRequest) -> HttpResponse:
-        body = json.loads(req.body)
+        body = json_body(req)
         found = await self.sidecar.deregister(
             str(body["service"]), str(body.get("protocol", "http"))
         )
         return _json(200 if found else 404, {"unpublished": found})
 
     async def subscribe(self, req: HttpRequest) -> HttpResponse:
-        body = json.loads(req.body)
+        body = json_body(req)
         cm = self.sidecar.runtime.clusters
         assert cm is not None
         cluster = cm.get(str(body["service"]))

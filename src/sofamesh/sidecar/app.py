@@ -15,21 +15,31 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import attrs
+from anyio.streams.stapled import MultiListener
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
+from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
+from sofamesh.governance.source import LastGoodRules
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
+from sofamesh.sidecar.errors import SidecarError
+from sofamesh.sidecar.token import remove_token, write_token
 
 log = logging.getLogger("sofamesh.sidecar")
+
+# The counter of inbound calls refused because this sidecar serves no such service.
+UNKNOWN_SERVICE = "inbound.unknown_service"
 
 
 @attrs.define
@@ -47,6 +57,9 @@ class Sidecar:
     def __init__(self, config: MeshConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
+        if config.rules_file is not None or config.rules_key is not None:
+            # Rules pushed from a source survive a restart that finds the source invalid.
+            self.runtime.governance.last_good = LastGoodRules(config.last_good_rules_path)
         self.started_at = time.time()
         self.ready = False
         self.healthy = True
@@ -58,33 +71,42 @@ class Sidecar:
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
         self._inbound_chains: dict[Address, Handler] = {}
+        self.token = ""  # the local API's, once the admin API listens
+        self.token_path: Path | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[Sidecar] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        async with self.runtime, anyio.create_task_group() as tg:
-            for i, lc in enumerate(self.config.inbound):
-                proto = self._protocol(f"inbound[{i}]", lc)
-                server = proto.inbound_server(self._route(lc), lc.limits)
-                await self._listen(tg, f"inbound[{i}]", lc, server)
-            for i, lc in enumerate(self.config.outbound):
-                proto = self._protocol(f"outbound[{i}]", lc)
-                chain = self.runtime.outbound_chain()
-                server = proto.outbound_server(chain, self.config.app, lc.limits)
-                await self._listen(tg, f"outbound[{i}]", lc, server)
-            if self.config.admin is not None:
-                await self._listen_admin(tg)
-            await self._publish_static()
-            tg.start_soon(self._expire_registrations)
-            self.ready = True
-            log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
-            task_status.started(self)
-            await self._stop.wait()
-            await self._drain()
-            tg.cancel_scope.cancel()
+        try:
+            async with self.runtime, anyio.create_task_group() as tg:
+                await self._start_listeners(tg)
+                await self._publish_static()
+                tg.start_soon(self._expire_registrations)
+                self.ready = True
+                log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
+                task_status.started(self)
+                await self._stop.wait()
+                await self._drain()
+                tg.cancel_scope.cancel()
+        finally:
+            if self.token_path is not None:  # the token opens nothing once we are gone
+                remove_token(self.token_path, self.token)
         self._stopped.set()
+
+    async def _start_listeners(self, tg: anyio.abc.TaskGroup) -> None:
+        for i, lc in enumerate(self.config.inbound):
+            proto = self._protocol(f"inbound[{i}]", lc)
+            server = proto.inbound_server(self._route(lc), lc.limits)
+            await self._listen(tg, f"inbound[{i}]", lc, server)
+        for i, lc in enumerate(self.config.outbound):
+            proto = self._protocol(f"outbound[{i}]", lc)
+            chain = self.runtime.outbound_chain()
+            server = proto.outbound_server(chain, self.config.app, lc.limits)
+            await self._listen(tg, f"outbound[{i}]", lc, server)
+        if self.config.admin is not None:
+            await self._listen_admin(tg)
 
     async def wait_stopped(self) -> None:
         """Return once `run` has drained and closed everything."""
@@ -115,9 +137,7 @@ class Sidecar:
     async def _listen(
         self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, server: Server
     ) -> None:
-        listener = await anyio.create_tcp_listener(
-            local_host=lc.listen.host, local_port=lc.listen.port
-        )
+        listener = await _bind(name, lc.listen)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         self._servers.append(server)
@@ -128,10 +148,12 @@ class Sidecar:
 
         assert self.config.admin is not None
         admin = self.config.admin
-        listener = await anyio.create_tcp_listener(local_host=admin.host, local_port=admin.port)
+        listener = await _bind("admin", admin)
         self.bound["admin"] = Address(
             admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
+        self.token_path = token_path(self.config.local_api, self.bound["admin"].port)
+        self.token = await anyio.to_thread.run_sync(write_token, self.token_path)
         server = http1_server(AdminApi(self), None)
         await tg.start(server.serve, listener)
 
@@ -142,20 +164,41 @@ class Sidecar:
 
     def _route(self, lc: ListenerConfig) -> Route:
         # A service is served by the upstream an SDK registered for it, else the upstream of
-        # the listener that publishes it, else this listener's own upstream (a catch-all).
+        # the listener that publishes it. Anything else is refused (a caller must not reach
+        # the app, past its auth rules, by naming a service nobody serves), unless this
+        # listener is a catch-all on purpose. Refusals are one counter: the names are the
+        # caller's choice, so a series per name would let any caller grow the stats.
         static = {
             (svc, other.protocol): other.upstream
             for other in self.config.inbound
             if other.upstream is not None
             for svc in other.services
         }
+        fallback = lc.upstream if lc.catch_all else None
 
         def route(service: str) -> Handler | None:
             reg = self.registrations.get((service, lc.protocol))
-            upstream = reg.upstream if reg else static.get((service, lc.protocol), lc.upstream)
-            return self._chain_to(upstream) if upstream is not None else None
+            upstream = reg.upstream if reg else static.get((service, lc.protocol), fallback)
+            if upstream is None:
+                self._refuse_unknown(service, lc)
+                return None
+            return self._chain_to(upstream)
 
         return route
+
+    def _refuse_unknown(self, service: str, lc: ListenerConfig) -> None:
+        stats = self.runtime.stats
+        stats.incr(UNKNOWN_SERVICE)
+        refused = stats.counters[UNKNOWN_SERVICE]
+        # A log line for the 1st, 2nd, 4th, 8th... refusal: visible, yet a caller sending
+        # names in a loop cannot flood the log.
+        if refused & (refused - 1) == 0:
+            log.warning(
+                "refused inbound %s call to %r: this sidecar does not serve it (%d refused so far)",
+                lc.protocol,
+                service[:200],
+                refused,
+            )
 
     def _chain_to(self, upstream: Address) -> Handler:
         chain = self._inbound_chains.get(upstream)
@@ -269,3 +312,11 @@ class Sidecar:
                         "registration of %s by %s expired: withdrawing it", reg.service, reg.app
                     )
                     await self.deregister(*key)
+
+
+async def _bind(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
+    try:
+        return await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
+    except OSError as e:
+        cause = e.strerror or str(e)
+        raise SidecarError(f"{name}: cannot listen on {address}: {cause}") from None

@@ -219,7 +219,10 @@ async def test_sdk_apps_in_sidecar_mode_on_both_sides() -> None:
     iface = service.rsplit(":", 1)[0]
     # Bolt listeners only: the SDK talks to each sidecar's API on its admin address.
     prov = sidecar_config(
-        "prov", admin="127.0.0.1:0", inbound=[{"protocol": "bolt", "listen": "127.0.0.1:0"}]
+        "prov",
+        admin="127.0.0.1:0",
+        inbound=[{"protocol": "bolt", "listen": "127.0.0.1:0"}],
+        local_api={"services": ["com.example.*"]},  # what its app may publish
     )
     shop = sidecar_config(
         "shop", admin="127.0.0.1:0", outbound=[{"protocol": "bolt", "listen": "127.0.0.1:0"}]

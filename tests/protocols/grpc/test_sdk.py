@@ -192,7 +192,14 @@ async def test_sidecar_mode_both_ways(peers: Peers, grpcio_server: int) -> None:
         sidecar({"app": "shop", "outbound": out}) as shop,
         sidecar({"app": "greeter", "inbound": [upstream]}),
         # The SDK's sidecar client insists on an outbound http listener (sdk/control.py).
-        sidecar({"app": "orders", "inbound": [grpc_in], "outbound": out[:1]}) as orders,
+        sidecar(
+            {
+                "app": "orders",
+                "inbound": [grpc_in],
+                "outbound": out[:1],
+                "local_api": {"services": ["*"]},  # its app may publish any service
+            }
+        ) as orders,
     ):
         cfg = {"app": "shop", "mode": "sidecar", "sidecar": str(shop.bound["admin"])}
         prov = {"app": "orders", "mode": "sidecar", "sidecar": str(orders.bound["admin"])}
