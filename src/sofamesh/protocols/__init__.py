@@ -96,7 +96,7 @@ def make_protocols(policy: PolicyConfig, clock: Clock) -> dict[str, ProtocolSupp
 
 
 _BASE_NAMES = ("HealthProbe", "ProtocolSupport", "Route", "Server")
-_SUPPORTS = {"HttpSupport": "http", "H2Support": "h2", "GrpcSupport": "grpc", "BoltSupport": "bolt"}
+_SUPPORTS = {reg.support.rpartition(":")[2]: name for name, reg in PROTOCOLS.items()}
 
 
 def __getattr__(name: str) -> Any:

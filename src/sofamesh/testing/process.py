@@ -22,6 +22,8 @@ import anyio.abc
 import httpx
 import yaml
 
+from sofamesh.config.local_api import default_token_path
+
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 RULES_TIMEOUT = 5.0
@@ -145,9 +147,21 @@ class SidecarProcess(MeshProcess):
         raise LookupError(f"sidecar {self.name} has no {side} {protocol} listener")
 
     async def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        """One request to the admin API."""
+        """One request to the admin API (a POST as JSON; the local API with the sidecar's token)."""
+        headers = {}
+        if path.startswith("/api/v1/"):
+            headers["authorization"] = f"Bearer {self.local_api_token()}"
         async with httpx.AsyncClient(base_url=self.admin_url, timeout=10.0) as client:
-            return await client.request(method, path, json=body)
+            if method == "POST":
+                return await client.request(method, path, json=body or {}, headers=headers)
+            return await client.request(method, path, headers=headers)
+
+    def local_api_token(self) -> str:
+        """The token this sidecar wrote for its local API (docs/security.md)."""
+        configured = self.config.get("local_api", {}).get("token_file")
+        port = int(self.admin_url.rsplit(":", 1)[1])
+        path = Path(configured) if configured else default_token_path(port)
+        return path.read_text().strip()
 
     async def stats(self) -> dict[str, Any]:
         """`GET /stats`: counters, per-service and per-endpoint calls, rule decisions."""
@@ -276,11 +290,22 @@ class Processes:
 
 
 def complete_config(config: dict[str, Any], rules_path: Path) -> dict[str, Any]:
-    """`config` with what a sidecar under test needs filled in where it is missing."""
+    """`config` with what a sidecar under test needs filled in where it is missing.
+
+    Its state stays in the test's directory (the last good rules), and SDK apps in sidecar
+    mode may publish any service through its local API (the registry is the test's own),
+    unless the test gives `local_api` itself.
+    """
     listeners = {
         side: [_listener(lc) for lc in config.get(side, [])] for side in ("inbound", "outbound")
     }
-    return {"admin": "127.0.0.1:0", "rules_file": str(rules_path), **config, **listeners}
+    defaults = {
+        "admin": "127.0.0.1:0",
+        "rules_file": str(rules_path),
+        "rules_last_good": str(rules_path.with_suffix(".last-good.json")),
+        "local_api": {"services": ["*"]},
+    }
+    return {**defaults, **config, **listeners}
 
 
 def _listener(lc: dict[str, Any]) -> dict[str, Any]:
