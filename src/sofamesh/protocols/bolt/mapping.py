@@ -43,6 +43,7 @@ from sofamesh.codecs.bolt import (
     reply,
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
+from sofamesh.codecs.bolt.names import peek_names
 from sofamesh.codecs.bolt.sofarpc import (
     encode_response,
     legacy_server_exception,
@@ -136,11 +137,13 @@ def _names(frame: RequestFrame, service: str, method: str) -> tuple[str, str]:
     """(service, method): the header's, checked against the body's and completed by it."""
     if not _is_sofa_hessian(frame):
         return service, method  # protobuf or another class: the header is all there is
-    peeked = peek_request(frame.body)
-    if peeked is None:
-        return service, method  # the older Hessian dialect: forwarded as it is
-    body_service = peeked.targetServiceUniqueName or ""
-    body_method = peeked.methodName or ""
+    names = peek_names(frame.body)  # the head alone, in the forms peers write (a few us)
+    if names is None:
+        peeked = peek_request(frame.body)  # any other form: the full decoder
+        if peeked is None:
+            return service, method  # the older Hessian dialect: forwarded as it is
+        names = peeked.methodName, peeked.targetServiceUniqueName
+    body_method, body_service = names[0] or "", names[1] or ""
     if service and body_service and service != body_service:
         raise NameMismatch(f"header names service {service}, the body {body_service}")
     if method and body_method and method != body_method:
