@@ -111,7 +111,7 @@ async def test_a_reader_that_waits_stalls_the_sender_at_the_window() -> None:
     async def slow(stream: H2Stream) -> None:
         started.set()
         await go.wait()
-        seen.append(sum(len(d) for d, _ in stream._chunks))  # what arrived unread
+        seen.append(sum(len(d) for d, _ in stream.chunks))  # what arrived unread
         await stream.send_headers([(b":status", b"200")])
         total = len(await read_all(stream))
         await stream.send_data(b"%d" % total, end_stream=True)

@@ -1,9 +1,9 @@
 """Writers for Hessian 2.0 scalars, strings and binaries (the leaves of a value).
 
-Each writer appends to `enc._buf` the form Hessian2Output 4.0.38 chooses for
+Each writer appends to `enc.buf` the form Hessian2Output 4.0.38 chooses for
 the value (spec sections 3.1-3.12): the shortest compact form, except where
 Java's writer does otherwise (the int-thousandths double form, chunk sizes).
-Big strings and binaries are handed to `Encoder._spill` so that their bytes
+Big strings and binaries are handed to `Encoder.spill` so that their bytes
 are copied once, when the stream is joined.
 """
 
@@ -35,15 +35,15 @@ LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def write_none(enc: Encoder, value: Any) -> None:
-    enc._buf.append(0x4E)
+    enc.buf.append(0x4E)
 
 
 def write_bool(enc: Encoder, value: Any) -> None:
-    enc._buf.append(0x54 if value else 0x46)
+    enc.buf.append(0x54 if value else 0x46)
 
 
 def write_int(enc: Encoder, value: Any) -> None:
-    buf = enc._buf
+    buf = enc.buf
     if -0x10 <= value <= 0x2F:
         buf.append(0x90 + value)
     elif -0x800 <= value <= 0x7FF:
@@ -57,7 +57,7 @@ def write_int(enc: Encoder, value: Any) -> None:
 
 
 def write_long(enc: Encoder, value: Any) -> None:
-    buf = enc._buf
+    buf = enc.buf
     if -0x08 <= value <= 0x0F:
         buf.append(0xE0 + value)
     elif -0x800 <= value <= 0x7FF:
@@ -89,7 +89,7 @@ def write_double(enc: Encoder, value: Any) -> None:
     thousandths (x5f); else the 8-byte form. Java's (int) saturates, so outside the
     int range only the 8-byte form (or thousandths, checked with `java_int`) can match.
     """
-    buf = enc._buf
+    buf = enc.buf
     if -2147483648.0 < value < 2147483647.0:  # also excludes NaN and infinities
         whole = int(value)
         if whole == value:
@@ -123,9 +123,9 @@ def write_date(enc: Encoder, value: Any) -> None:
         ) from None
     ms = (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
     if ms % 60000 == 0 and INT_MIN <= ms // 60000 <= INT_MAX:
-        enc._buf += TAG_I(0x4B, ms // 60000)
+        enc.buf += TAG_I(0x4B, ms // 60000)
     else:
-        enc._buf += TAG_Q(0x4A, ms)
+        enc.buf += TAG_Q(0x4A, ms)
 
 
 def write_str(enc: Encoder, value: Any) -> None:
@@ -137,7 +137,7 @@ def write_str(enc: Encoder, value: Any) -> None:
     if (len(raw) != units and has_four_byte(raw)) or units > 0x8000:
         write_str_chunks(enc, value)
         return
-    buf = enc._buf
+    buf = enc.buf
     if units <= 0x1F:
         buf.append(units)
     elif units <= 0x3FF:
@@ -161,7 +161,7 @@ def write_str_chunks(enc: Encoder, value: str) -> None:
     else:
         pieces.append(TAG_H(0x53, units))
     pieces.append(raw)
-    enc._spill(pieces)
+    enc.spill(pieces)
 
 
 def write_bytes(enc: Encoder, value: Any) -> None:
@@ -169,7 +169,7 @@ def write_bytes(enc: Encoder, value: Any) -> None:
     if size > _BINARY_CHUNK:
         write_bytes_chunks(enc, memoryview(value), size)
         return
-    buf = enc._buf
+    buf = enc.buf
     if size <= 0x0F:
         buf.append(0x20 + size)
     elif size <= 0x3FF:
@@ -193,7 +193,7 @@ def write_bytes_chunks(enc: Encoder, view: memoryview, size: int) -> None:
     else:
         pieces.append(TAG_H(0x42, left))
     pieces.append(view[start:])
-    enc._spill(pieces)
+    enc.spill(pieces)
 
 
 def write_memoryview(enc: Encoder, value: Any) -> None:

@@ -71,11 +71,25 @@ class Encoder:
     `Byte` as Java's writeObject does (com.caucho.hessian.io.*Handle objects);
     by default they are written as plain double/int, which Java also accepts
     into primitive `float`/`short`/`byte` fields, where handles fail.
+
+    The writers of `encode_scalars.py` and of the containers below write through
+    `buf` (the current bytes), `spill` (big pieces), `seen` (back references),
+    `write_type`, `write_each`, `write_pairs` and `write_object`: the encoder's
+    interface for its own writers, public so that no module reaches into another's.
     """
 
     __slots__ = (
-        "_buf", "_classes", "_depth", "_extra", "_handles", "_keep", "_max_depth", "_parts",
-        "_refs", "_registry", "_types",
+        "_classes",
+        "_depth",
+        "_extra",
+        "_handles",
+        "_keep",
+        "_max_depth",
+        "_parts",
+        "_refs",
+        "_registry",
+        "_types",
+        "buf",
     )  # fmt: skip
 
     def __init__(
@@ -85,7 +99,7 @@ class Encoder:
         limits: Hessian2Limits = DEFAULT_LIMITS,
         java_handles: bool = False,
     ) -> None:
-        self._buf = bytearray()
+        self.buf = bytearray()
         self._parts: list[Piece] = []  # big pieces, joined once instead of copied
         self._refs: dict[int, int] = {}
         self._keep: list[Any] = []  # referenced objects stay alive, so their ids stay unique
@@ -100,7 +114,7 @@ class Encoder:
     def encode(self, value: Any) -> bytes:
         """The bytes of `value` as the next value of this stream."""
         marks = (len(self._refs), len(self._classes), len(self._types))
-        self._buf = buf = bytearray()
+        self.buf = buf = bytearray()
         parts: list[Piece] = []
         self._parts = parts
         try:
@@ -138,7 +152,7 @@ class Encoder:
         writer = _WRITERS.get(cls) or self._extra.get(cls) or self._resolve(cls)
         writer(self, value)
 
-    def _write_each(self, values: Iterable[Any]) -> None:
+    def write_each(self, values: Iterable[Any]) -> None:
         self._depth += 1
         if self._depth > self._max_depth:
             raise Hessian2EncodeError(f"value nested deeper than max_depth={self._max_depth}")
@@ -148,7 +162,7 @@ class Encoder:
             (writers.get(cls) or extra.get(cls) or self._resolve(cls))(self, value)
         self._depth -= 1
 
-    def _write_pairs(self, mapping: dict[Any, Any]) -> None:
+    def write_pairs(self, mapping: dict[Any, Any]) -> None:
         self._depth += 1
         if self._depth > self._max_depth:
             raise Hessian2EncodeError(f"value nested deeper than max_depth={self._max_depth}")
@@ -176,25 +190,25 @@ class Encoder:
         self._extra[cls] = writer
         return writer
 
-    def _spill(self, pieces: list[Piece]) -> None:
+    def spill(self, pieces: list[Piece]) -> None:
         """Append large pieces by reference; `encode` joins them with one copy."""
-        buf = self._buf
+        buf = self.buf
         self._parts.append(bytes(buf))
         buf.clear()  # the same bytearray: writers holding it keep appending after the pieces
         self._parts.extend(pieces)
 
-    def _seen(self, value: Any) -> bool:
+    def seen(self, value: Any) -> bool:
         """Write a back-reference if `value` was written before; else remember it."""
         index = self._refs.get(id(value))
         if index is not None:
-            self._buf.append(0x51)
+            self.buf.append(0x51)
             write_int(self, index)
             return True
         self._refs[id(value)] = len(self._refs)
         self._keep.append(value)
         return False
 
-    def _type(self, name: str) -> None:
+    def write_type(self, name: str) -> None:
         """A type name, or the index of its first use in this stream (Hessian2Output.writeType)."""
         index = self._types.get(name)
         if index is None:
@@ -203,9 +217,9 @@ class Encoder:
         else:
             write_int(self, index)
 
-    def _object(self, name: str, fields: tuple[str, ...], values: Iterable[Any]) -> None:
+    def write_object(self, name: str, fields: tuple[str, ...], values: Iterable[Any]) -> None:
         index = self._classes.get((name, fields))
-        buf = self._buf
+        buf = self.buf
         if index is None:
             index = self._classes[(name, fields)] = len(self._classes)
             buf += _class_def(name, fields)
@@ -214,34 +228,34 @@ class Encoder:
         else:
             buf.append(0x4F)
             write_int(self, index)
-        self._write_each(values)
+        self.write_each(values)
 
 
 # -------------------------------------------------------------------- lists and maps
 def _write_list(enc: Encoder, value: Any) -> None:
-    if enc._seen(value):
+    if enc.seen(value):
         return
     size = len(value)
     if size <= 7:
-        enc._buf.append(0x78 + size)
+        enc.buf.append(0x78 + size)
     else:
-        enc._buf.append(0x58)
+        enc.buf.append(0x58)
         write_int(enc, size)
-    enc._write_each(value)
+    enc.write_each(value)
 
 
 def _write_typed_list(enc: Encoder, value: Any, java_type: str | None = None) -> None:
-    if enc._seen(value):
+    if enc.seen(value):
         return
     size = len(value)
     if size <= 7:
-        enc._buf.append(0x70 + size)
-        enc._type(java_type or value.java_type)
+        enc.buf.append(0x70 + size)
+        enc.write_type(java_type or value.java_type)
     else:
-        enc._buf.append(0x56)
-        enc._type(java_type or value.java_type)
+        enc.buf.append(0x56)
+        enc.write_type(java_type or value.java_type)
         write_int(enc, size)
-    enc._write_each(value)
+    enc.write_each(value)
 
 
 def _write_set(enc: Encoder, value: Any) -> None:
@@ -249,20 +263,20 @@ def _write_set(enc: Encoder, value: Any) -> None:
 
 
 def _write_dict(enc: Encoder, value: Any) -> None:
-    if enc._seen(value):
+    if enc.seen(value):
         return
-    enc._buf.append(0x48)
-    enc._write_pairs(value)
-    enc._buf.append(0x5A)
+    enc.buf.append(0x48)
+    enc.write_pairs(value)
+    enc.buf.append(0x5A)
 
 
 def _write_typed_map(enc: Encoder, value: Any) -> None:
-    if enc._seen(value):
+    if enc.seen(value):
         return
-    enc._buf.append(0x4D)
-    enc._type(value.java_type)
-    enc._write_pairs(value)
-    enc._buf.append(0x5A)
+    enc.buf.append(0x4D)
+    enc.write_type(value.java_type)
+    enc.write_pairs(value)
+    enc.buf.append(0x5A)
 
 
 # -------------------------------------------------------------------- objects
@@ -276,20 +290,20 @@ def _class_def(name: str, fields: tuple[str, ...]) -> bytes:
 
 
 def _write_java_object(enc: Encoder, value: Any) -> None:
-    if not enc._seen(value):
-        enc._object(value.class_name, tuple(value.fields), value.fields.values())
+    if not enc.seen(value):
+        enc.write_object(value.class_name, tuple(value.fields), value.fields.values())
 
 
 def _write_java_enum(enc: Encoder, value: Any) -> None:
-    if not enc._seen(value):
-        enc._object(value.class_name, ("name",), (value.name,))
+    if not enc.seen(value):
+        enc.write_object(value.class_name, ("name",), (value.name,))
 
 
 def _write_decimal(enc: Encoder, value: Any) -> None:
     if not value.is_finite():
         raise Hessian2EncodeError(f"BigDecimal has no {value}")
-    if not enc._seen(value):
-        enc._object(objects.BIG_DECIMAL, ("value",), (str(value),))
+    if not enc.seen(value):
+        enc.write_object(objects.BIG_DECIMAL, ("value",), (str(value),))
 
 
 def _handle_writer(name: str, plain: Writer) -> Writer:
@@ -301,7 +315,7 @@ def _handle_writer(name: str, plain: Writer) -> Writer:
             # fresh object, never referenced again); readers count it as well.
             enc._refs[-1 - len(enc._refs)] = len(enc._refs)
             enc._keep.append(None)
-            enc._object(name, ("_value",), (convert(value),))
+            enc.write_object(name, ("_value",), (convert(value),))
         else:
             plain(enc, value)
 
@@ -310,8 +324,8 @@ def _handle_writer(name: str, plain: Writer) -> Writer:
 
 def _enum_writer(binding: ClassBinding) -> Writer:
     def write(enc: Encoder, value: Any) -> None:
-        if not enc._seen(value):
-            enc._object(binding.java_name, ("name",), (value.name,))
+        if not enc.seen(value):
+            enc.write_object(binding.java_name, ("name",), (value.name,))
 
     return write
 
@@ -328,8 +342,8 @@ def _record_writer(binding: ClassBinding) -> Writer:
             return [g(obj) for g in getters]
 
     def write(enc: Encoder, value: Any) -> None:
-        if not enc._seen(value):
-            enc._object(binding.java_name, fields, get(value))
+        if not enc.seen(value):
+            enc.write_object(binding.java_name, fields, get(value))
 
     return write
 

@@ -191,10 +191,10 @@ class H2Connection:
                     self.codec.ack(ev.stream_id, ev.flow_length)
                     continue
                 if ev.data or ev.flow_length:
-                    s._chunks.append((ev.data, ev.flow_length))
+                    s.chunks.append((ev.data, ev.flow_length))
                 if ev.end_stream:
                     self._remote_end(s)
-                s._wake()
+                s.wake()
             elif t is HeadersReceived:
                 assert isinstance(ev, HeadersReceived)
                 self._on_headers(ev)
@@ -204,7 +204,7 @@ class H2Connection:
                 if s is not None:
                     s.trailers = ev.headers
                     self._remote_end(s)
-                    s._wake()
+                    s.wake()
             elif t is WindowOpened:
                 assert isinstance(ev, WindowOpened)
                 self._window_opened(ev.stream_id)
@@ -229,7 +229,7 @@ class H2Connection:
         s.headers = ev.headers
         if ev.end_stream:
             self._remote_end(s)
-        s._wake()
+        s.wake()
 
     def _remote_end(self, s: H2Stream) -> None:
         s.remote_closed = True
@@ -240,17 +240,17 @@ class H2Connection:
         if stream_id:
             s = self.streams.get(stream_id)
             if s is not None:
-                s._wake_window()
+                s.wake_window()
             return
         for s in self.streams.values():
-            s._wake_window()
+            s.wake_window()
 
     def _on_reset(self, ev: StreamReset) -> None:
         s = self.streams.pop(ev.stream_id, None)
         if s is not None:
             refused = ev.error_code == 0x7  # REFUSED_STREAM
             reason = f"stream reset by the peer (error code {ev.error_code})"
-            s._fail(StreamResetError(ev.error_code, reason, refused=refused))
+            s.fail(StreamResetError(ev.error_code, reason, refused=refused))
 
     def _on_rare(self, ev: Event) -> None:
         if isinstance(ev, GoAway):
@@ -258,7 +258,7 @@ class H2Connection:
             for sid, s in list(self.streams.items()):
                 if self.codec.client_side and sid > ev.last_stream_id:
                     self.streams.pop(sid, None)
-                    s._fail(StreamResetError(ev.error_code, "refused by GOAWAY", refused=True))
+                    s.fail(StreamResetError(ev.error_code, "refused by GOAWAY", refused=True))
             if self.on_goaway is not None:
                 self.on_goaway()
         elif isinstance(ev, SettingsChanged):
@@ -301,7 +301,7 @@ class H2Connection:
         self.closed = True
         streams, self.streams = self.streams, {}
         for s in streams.values():
-            s._fail(StreamResetError(CONNECTION_LOST, why))
+            s.fail(StreamResetError(CONNECTION_LOST, why))
 
     @property
     def available(self) -> bool:

@@ -80,7 +80,7 @@ async def _pump(reader: BodyReader, up: H2Stream) -> None:
 
 async def _respond(up: H2Stream, call: StreamCall) -> StreamReply:
     head = await up.receive_headers()
-    if up.remote_closed and up.trailers is None and not up._chunks:
+    if up.remote_closed and up.trailers is None and not up.chunks:
         return StreamReply(head, [], trailers_only=True)
     sink = call.sink
     await sink.send_headers(head)

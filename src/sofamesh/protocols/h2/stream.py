@@ -40,9 +40,9 @@ class H2Stream:
     """One stream: headers and body in, headers, body and trailers out."""
 
     __slots__ = (
-        "_chunks",
         "_recv_wait",
         "_window_wait",
+        "chunks",
         "conn",
         "error",
         "headers",
@@ -62,7 +62,7 @@ class H2Stream:
         self.remote_closed = False
         self.local_closed = False
         self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
-        self._chunks: deque[tuple[bytes, int]] = deque()
+        self.chunks: deque[tuple[bytes, int]] = deque()
         self._recv_wait: anyio.Event | None = None
         self._window_wait: anyio.Event | None = None
 
@@ -77,7 +77,7 @@ class H2Stream:
 
     async def receive_data(self) -> bytes | None:
         """The next body chunk, or None once the peer ended the stream."""
-        chunks = self._chunks
+        chunks = self.chunks
         while not chunks:
             if self.remote_closed:
                 return None
@@ -145,36 +145,36 @@ class H2Stream:
         if self.error is None:
             self.conn.codec.reset(self.id, error_code)
             self.conn.flush_soon()
-            self._fail(StreamResetError(error_code, "reset locally"))
+            self.fail(StreamResetError(error_code, "reset locally"))
         self.conn.forget(self.id)
 
     # -- called by the connection -------------------------------------------------------
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         ev = self._recv_wait
         if ev is not None:
             self._recv_wait = None
             ev.set()
 
-    def _wake_window(self) -> None:
+    def wake_window(self) -> None:
         ev = self._window_wait
         if ev is not None:
             self._window_wait = None
             ev.set()
 
-    def _fail(self, error: StreamResetError) -> None:
+    def fail(self, error: StreamResetError) -> None:
         if self.error is None:
             self.error = error
             # A response that ended before a RST_STREAM(NO_ERROR) stays readable (RFC 9113
             # §8.1: the server needs no more of the request); other unread data is dropped
             # and its flow-control credit returned to the connection.
             if not (self.remote_closed and error.error_code == 0):
-                chunks, self._chunks = self._chunks, deque()
+                chunks, self.chunks = self.chunks, deque()
                 for _data, flow in chunks:
                     if flow and error.error_code != CONNECTION_LOST:
                         self.conn.codec.ack(self.id, flow)
-        self._wake()
-        self._wake_window()
+        self.wake()
+        self.wake_window()
         if self.on_reset is not None:
             self.on_reset()
 
