@@ -8,11 +8,10 @@ sees why the endpoint went.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-
-import time
 
 import anyio
 
@@ -45,7 +44,9 @@ class MemoryHub:
             now = time.monotonic()
             for key in [k for k, until in marks.items() if until <= now]:
                 del marks[key]
-        return Snapshot(self.services.get(service, {}).values(), withdrawn=marks, lease=WITHDRAWN_FOR)
+        return Snapshot(
+            self.services.get(service, {}).values(), withdrawn=marks, lease=WITHDRAWN_FOR
+        )
 
 
 _DEFAULT_HUB: MemoryHub | None = None
