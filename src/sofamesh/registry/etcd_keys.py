@@ -17,7 +17,7 @@ def _segment(text: str) -> str:
 
 
 class EtcdKeys:
-    """The key layout of one workspace (see the module docstring)."""
+    """The key layout of one workspace (etcd.py's docstring draws it)."""
 
     def __init__(self, workspace: str = "default", root: str = DEFAULT_ROOT) -> None:
         self.base = f"{root.rstrip('/')}/{_segment(workspace)}/"
