@@ -236,9 +236,12 @@ class EtcdRegistry:
         if lease is None:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(min(self.timeout, 2.0)):
-            try:
-                if self._written:  # closing withdraws: marks first, then the keys go
+            if self._written:  # closing withdraws: marks first, then the keys go
+                try:
                     await self._mark_withdrawn(list(self._written.values()), delete=False)
+                except RegistryError as e:  # our keys still go: watchers hold them a lease
+                    log.warning("could not mark our endpoints withdrawn in etcd: %s", e)
+            try:
                 await self.client.lease_revoke(lease)
             except RegistryError as e:
                 log.warning("could not revoke etcd lease (%s); our keys expire with it", e)
