@@ -15,7 +15,7 @@ from tests.registry.servers import CuttableProxy, EtcdServer, next_value, provid
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.registry import EtcdRegistry, RegistryError, open_registry
-from sofamesh.registry.etcd import EtcdKeys, decode_endpoint
+from sofamesh.registry.etcd_keys import EtcdKeys, decode_endpoint
 from sofamesh.registry.resilient import Backoff
 
 pytestmark = pytest.mark.anyio
@@ -132,7 +132,8 @@ async def test_sigkilled_provider_disappears_within_its_lease(
             assert len(await next_value(snaps)) == 1
             os.kill(proc.pid, signal.SIGKILL)
             with anyio.fail_after(3.0):  # lease 1 s; etcd checks expiry every 500 ms
-                assert await next_value(snaps) == frozenset()
+                gone = await next_value(snaps)
+            assert gone == frozenset() and gone.withdrawn == frozenset()  # died: no mark
 
 
 async def test_close_revokes_the_lease_at_once(
@@ -146,6 +147,32 @@ async def test_close_revokes_the_lease_at_once(
             await pub.publish(Endpoint("svc", "127.0.0.1", 1))
             assert len(await next_value(snaps)) == 1
         assert await next_value(snaps, timeout=2.0) == frozenset()  # not after 60 s
+
+
+async def test_unpublish_and_close_leave_withdrawal_marks(
+    etcd_server: EtcdServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    async with registry(etcd_server.port, w) as sub, sub.watch(EP.service) as snaps:
+        assert await next_value(snaps) == frozenset()
+        async with registry(etcd_server.port, w, lease_ttl=60) as pub:
+            await pub.publish(EP)
+            assert await next_value(snaps) == {EP}
+            await pub.unpublish(EP)
+            gone = await next_value(snaps)  # the deletion and the mark in one reply
+            assert gone == frozenset() and gone.withdrawn == {EP.key} and gone.lease == 10
+            _rev, kv = await sub.client.get(
+                f"/sofamesh/{w}/services/com.example.Orders/!withdrawn/http/127.0.0.1:8080".encode()
+            )
+            assert kv is not None and json.loads(kv.value) == {"withdrawn": EP.key}
+            assert kv.lease and kv.lease != pub._lease  # its own lease: it outlives ours
+            assert await sub.list_services() == []
+            await pub.publish(EP)
+            back = await next_value(snaps)
+            assert back == {EP} and back.withdrawn == frozenset()
+        closed = await next_value(snaps, timeout=2.0)
+        assert closed == frozenset() and closed.withdrawn == {EP.key}
 
 
 async def test_lost_lease_is_replaced_and_endpoints_written_again(

@@ -121,3 +121,46 @@ async def test_open_registry_by_url(tmp_path: Path) -> None:
         assert isinstance(reg, FileRegistry) and reg.poll_interval == 0.05
     with pytest.raises(ValueError, match="unknown registry scheme"):
         open_registry("nope://x")
+
+
+async def test_an_unpublish_leaves_a_withdrawal_mark_for_one_lease(tmp_path: Path) -> None:
+    async with (
+        FileRegistry(tmp_path, lease=30.0, poll_interval=0.05) as pub,
+        FileRegistry(tmp_path, poll_interval=0.05) as sub,
+        sub.watch(EP.service) as snaps,
+    ):
+        await pub.publish(EP)
+        first = await next_snapshot(snaps)
+        while not first:
+            first = await next_snapshot(snaps)
+        assert first.withdrawn == frozenset() and first.lease == 10.0
+        await pub.unpublish(EP)
+        gone = await next_snapshot(snaps)
+        assert gone == frozenset() and gone.withdrawn == {EP.key}
+        mark = json.loads(next((tmp_path / "services").rglob("*.withdrawn")).read_text())
+        assert mark["key"] == EP.key and mark["expires"] == pytest.approx(time.time() + 30, abs=5)
+        await pub.publish(EP)
+        back = await next_snapshot(snaps)
+        assert back == {EP} and back.withdrawn == frozenset()
+        assert not list((tmp_path / "services").rglob("*.withdrawn"))
+
+
+async def test_a_deleted_or_dead_entry_leaves_no_mark(tmp_path: Path) -> None:
+    async with FileRegistry(tmp_path, poll_interval=0.05) as reg, reg.watch(EP.service) as snaps:
+        await reg.publish(EP)
+        while not await next_snapshot(snaps):
+            pass
+        next((tmp_path / "services").rglob("*.json")).unlink()  # by hand, not by the owner
+        gone = await next_snapshot(snaps)
+        assert gone == frozenset() and gone.withdrawn == frozenset()
+
+
+async def test_an_expired_mark_is_dropped(tmp_path: Path) -> None:
+    async with FileRegistry(tmp_path) as reg:
+        await reg.publish(EP)
+        await reg.unpublish(EP)
+        path = next((tmp_path / "services").rglob("*.withdrawn"))
+        path.write_text(json.dumps({"key": EP.key, "expires": time.time() - 1}))
+        async with reg.watch(EP.service) as snaps:
+            assert (await next_snapshot(snaps)).withdrawn == frozenset()
+        assert not path.exists()

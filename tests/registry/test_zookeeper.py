@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -140,7 +141,8 @@ async def test_sigkilled_provider_disappears_within_its_session_timeout(
             assert len(await next_value(snaps)) == 1
             os.kill(proc.pid, signal.SIGKILL)
             with anyio.fail_after(4.0):  # session 1 s; the server checks every tick (500 ms)
-                assert await next_value(snaps) == frozenset()
+                gone = await next_value(snaps)
+            assert gone == frozenset() and gone.withdrawn == frozenset()  # died: no mark
 
 
 async def test_close_ends_the_session_and_joins_kazoo_threads(
@@ -161,6 +163,48 @@ async def test_close_ends_the_session_and_joins_kazoo_threads(
             for t in set(threading.enumerate()) - before
             if t.is_alive() and not t.name.startswith(("AnyIO worker", "Trio thread"))
         ]
+
+
+async def test_unpublish_and_close_leave_withdrawal_marks(
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    port = zookeeper_server.port
+    marks = f"/{w}/com.example.Orders/sofamesh-withdrawn"
+    async with registry(port, w) as sub, sub.watch(EP.service) as snaps:
+        assert await next_value(snaps) == frozenset()
+        async with registry(port, w, session_timeout=30) as pub:
+            await pub.publish(EP)
+            assert await next_value(snaps) == {EP}
+            await pub.unpublish(EP)
+            gone = await next_value(snaps)
+            assert gone == frozenset() and gone.withdrawn == {EP.key} and gone.lease == 10
+            (name,) = await sub.zk.call("get_children", marks)
+            expires, _sep, key = name.partition("-")
+            assert java_url_decode(key) == EP.key
+            assert abs(int(expires) / 1000 - (time.time() + 30)) < 5  # the owner's session
+            assert await sub.list_services() == []
+            other = Endpoint(EP.service, "127.0.0.1", 8081)
+            await pub.publish_many([EP, other])
+            back = await wait_for(snaps, lambda snap: len(snap) == 2)
+            assert EP.key in back.withdrawn  # listed wins over the mark left from before
+        closed = await next_value(snaps, timeout=2.0)  # `other` has a mark only from closing
+        assert closed == frozenset() and closed.withdrawn == {EP.key, other.key}
+
+
+async def test_an_expired_mark_is_deleted_by_its_reader(
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    w = ws(request)
+    marks = f"/{w}/svc/sofamesh-withdrawn"
+    async with registry(zookeeper_server.port, w) as reg:
+        old = f"{marks}/{int((time.time() - 1) * 1000)}-svc%7Chttp%7C127.0.0.1%3A1"
+        await reg.zk.call("create", old, b"", makepath=True)
+        async with reg.watch("svc") as snaps:
+            assert (await next_value(snaps)).withdrawn == frozenset()
+        assert await reg.zk.call("get_children", marks) == []
 
 
 def _expire(port: int, client_id: tuple[int, bytes]) -> None:

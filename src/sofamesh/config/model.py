@@ -18,6 +18,7 @@ from sofamesh.codecs.http1.paths import REJECT_REQUEST
 from sofamesh.upstream.balancers import BALANCERS
 from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
+from sofamesh.upstream.removals import RemovalConfig
 from sofamesh.upstream.success_rate import SuccessRateConfig
 
 EscapedSlashesAction = Literal["KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_FORWARD"]
@@ -118,6 +119,7 @@ class PolicyConfig:
     pool_idle_timeout: float = attrs.field(default=30.0, validator=_positive)
     health_check: HealthCheckConfig | None = None  # active probes between registry updates
     success_rate: SuccessRateConfig | None = None  # Envoy's success-rate outlier detection
+    registry: RemovalConfig = attrs.field(factory=RemovalConfig)  # removals held for a lease
 
 
 def _known_protocol(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:

@@ -13,18 +13,58 @@ Semantics every backend keeps:
   so a consumer that misses an intermediate state still converges.
 - A registry *error* never produces an empty snapshot: only an explicit removal
   does. Consumers keep routing on what they last knew.
+- `unpublish` (and closing the registry, which unpublishes what it published)
+  leaves a withdrawal mark for about a lease, and snapshots carry the marks
+  (`Snapshot.withdrawn`): a consumer can tell an owner's removal, which it
+  believes at once, from an entry that vanished (an expired lease, a deleted
+  file), which it may hold for a lease (upstream/removals.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, TypeVar
 
 from sofamesh.endpoint import Endpoint
 
-Snapshot = frozenset[Endpoint]
 T = TypeVar("T")
+
+DEFAULT_LEASE = 10.0  # seconds; what a snapshot says when its registry has no lease of its own
+
+
+class Snapshot(frozenset[Endpoint]):
+    """A service's endpoints as the registry lists them, and what it knows of removals.
+
+    - `withdrawn`: the keys (`Endpoint.key`) whose owners unpublished them within about
+      a lease: their absence is deliberate. A key may be both listed and withdrawn
+      while an owner publishes again; listing wins.
+    - `lease`: seconds within which a live owner renews its entries, so how long an
+      entry that vanished without a withdrawal may be a glitch rather than a death.
+
+    Equality and hashing are the endpoint set's: two snapshots listing the same
+    endpoints are the same state, whatever marks they carry.
+    """
+
+    __slots__ = ("lease", "withdrawn")
+    withdrawn: frozenset[str]
+    lease: float
+
+    def __new__(
+        cls,
+        endpoints: Iterable[Endpoint] = (),
+        *,
+        withdrawn: Iterable[str] = (),
+        lease: float = DEFAULT_LEASE,
+    ) -> Snapshot:
+        self = super().__new__(cls, endpoints)
+        self.withdrawn = frozenset(withdrawn)
+        self.lease = lease
+        return self
+
+    def __repr__(self) -> str:
+        listed = ", ".join(sorted(e.key for e in self))
+        return f"Snapshot({{{listed}}}, withdrawn={sorted(self.withdrawn)}, lease={self.lease:g})"
 
 
 class Registry(Protocol):
@@ -35,7 +75,7 @@ class Registry(Protocol):
         ...
 
     async def unpublish(self, endpoint: Endpoint) -> None:
-        """Withdraw `endpoint`; watchers see it gone promptly."""
+        """Withdraw `endpoint`; watchers see it gone promptly, with a withdrawal mark."""
         ...
 
     def watch(self, service: str) -> AbstractAsyncContextManager[AsyncIterator[Snapshot]]:

@@ -4,6 +4,8 @@ Key layout. Every key lives under its workspace, so several teams or
 environments share one etcd without seeing each other::
 
     /sofamesh/<workspace>/services/<service>/<protocol>/<host>:<port>  endpoint JSON (leased)
+    /sofamesh/<workspace>/services/<service>/!withdrawn/<protocol>/<host>:<port>
+                                                   withdrawal mark {"withdrawn": key} (leased)
     /sofamesh/<workspace>/rules/<name>                                 governance document
 
 `<service>` and `<name>` are percent-encoded (only RFC 3986 unreserved
@@ -17,6 +19,13 @@ every endpoint written again; the `Reconciler` retries with backoff and jitter
 until etcd takes them. Closing revokes the lease, which deletes our keys at
 once; a process that dies without closing disappears when its lease expires.
 
+Withdrawals: `unpublish` deletes the endpoint's key and puts its withdrawal mark
+in one transaction, so a watcher sees both in the same reply; closing puts the
+marks of every endpoint before revoking the lease. A mark lives under a lease of
+its own (`lease_ttl`, never renewed nor revoked), so it outlives the owner by one
+lease and then goes by itself; publishing again deletes it. `!` is reserved in
+a percent-encoded segment, so the marks never clash with a protocol's keys.
+
 Watching: read the service's prefix once (at revision R), then watch it from
 R + 1. Each watch reply applies its events in revision order and yields one
 snapshot. A broken watch is opened again from the revision after the last
@@ -26,14 +35,12 @@ revision away, the prefix is read again. Errors never empty a snapshot.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from types import TracebackType
 from typing import TypeVar
-from urllib.parse import quote, unquote
 
 import anyio
 import anyio.abc
@@ -42,56 +49,23 @@ from sofamesh.endpoint import Endpoint
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.registry.base import RegistryError, Snapshot, watching
 from sofamesh.registry.etcd_client import EtcdClient
-from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError, Event, EventType, KeyValue, b64
+from sofamesh.registry.etcd_keys import (
+    DEFAULT_ROOT,
+    MARKS,
+    EtcdKeys,
+    decode_entry,
+    delete_op,
+    encode_endpoint,
+    encode_mark,
+    put_op,
+)
+from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError, Event, EventType, KeyValue
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
 
 log = logging.getLogger("sofamesh.registry.etcd")
 
 T = TypeVar("T")
-DEFAULT_ROOT = "/sofamesh"
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
-
-
-def _segment(text: str) -> str:
-    return quote(text, safe="")
-
-
-class EtcdKeys:
-    """The key layout of one workspace (see the module docstring)."""
-
-    def __init__(self, workspace: str = "default", root: str = DEFAULT_ROOT) -> None:
-        self.base = f"{root.rstrip('/')}/{_segment(workspace)}/"
-
-    @property
-    def services(self) -> bytes:
-        return f"{self.base}services/".encode()
-
-    def service(self, service: str) -> bytes:
-        return f"{self.base}services/{_segment(service)}/".encode()
-
-    def endpoint(self, ep: Endpoint) -> bytes:
-        return self.service(ep.service) + f"{_segment(ep.protocol)}/{ep.host}:{ep.port}".encode()
-
-    def rule(self, name: str) -> bytes:
-        return f"{self.base}rules/{_segment(name)}".encode()
-
-    def service_of(self, key: bytes) -> str | None:
-        rest = key[len(self.services) :]
-        if not key.startswith(self.services) or b"/" not in rest:
-            return None
-        return unquote(rest.split(b"/", 1)[0].decode("utf-8", "replace"))
-
-
-def encode_endpoint(ep: Endpoint) -> bytes:
-    return json.dumps(ep.to_dict(), sort_keys=True).encode()
-
-
-def decode_endpoint(value: bytes) -> Endpoint | None:
-    """The endpoint a value holds, or None if it is not one (written by a foreign tool)."""
-    try:
-        return Endpoint.from_dict(json.loads(value))
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 class EtcdRegistry:
@@ -181,8 +155,10 @@ class EtcdRegistry:
 
     async def _sync(self) -> None:
         """One pass: delete what was withdrawn, write what is wanted and not yet written."""
-        for key, ep in list(self._withdrawn.items()):
-            await self.client.delete(self.keys.endpoint(ep))
+        withdrawn = list(self._withdrawn.items())
+        if withdrawn:
+            await self._mark_withdrawn([ep for _key, ep in withdrawn], delete=True)
+        for key, ep in withdrawn:
             self._written.pop(key, None)
             if self._withdrawn.get(key) is ep:
                 del self._withdrawn[key]
@@ -190,8 +166,9 @@ class EtcdRegistry:
         if not pending:
             return
         lease = self._lease if self._lease is not None else await self._grant()
-        for i in range(0, len(pending), MAX_TXN_OPS):
-            await self._put_all(pending[i : i + MAX_TXN_OPS], lease)
+        per_txn = MAX_TXN_OPS // 2  # a put and a mark's deletion each
+        for i in range(0, len(pending), per_txn):
+            await self._put_all(pending[i : i + per_txn], lease)
 
     async def _grant(self) -> int:
         lease, ttl = await self.client.lease_grant(self.lease_ttl)
@@ -200,19 +177,24 @@ class EtcdRegistry:
         self.leases_granted += 1
         return lease
 
+    async def _mark_withdrawn(self, eps: list[Endpoint], *, delete: bool) -> None:
+        """Put the withdrawal marks of `eps` (under a lease of their own), deleting their
+        keys in the same transactions if `delete`."""
+        lease, _ttl = await self.client.lease_grant(self.lease_ttl)
+        per_txn = MAX_TXN_OPS // 2
+        for i in range(0, len(eps), per_txn):
+            ops = []
+            for ep in eps[i : i + per_txn]:
+                ops.append(put_op(self.keys.withdrawal(ep), encode_mark(ep), lease))
+                if delete:
+                    ops.append(delete_op(self.keys.endpoint(ep)))
+            await self.client.call("/v3/kv/txn", {"success": ops})
+
     async def _put_all(self, eps: list[Endpoint], lease: int) -> None:
-        puts = [
-            {
-                "request_put": {
-                    "key": b64(self.keys.endpoint(ep)),
-                    "value": b64(encode_endpoint(ep)),
-                    "lease": str(lease),
-                }
-            }
-            for ep in eps
-        ]
+        ops = [put_op(self.keys.endpoint(ep), encode_endpoint(ep), lease) for ep in eps]
+        ops += [delete_op(self.keys.withdrawal(ep)) for ep in eps]  # published again
         try:
-            await self.client.call("/v3/kv/txn", {"success": puts})
+            await self.client.call("/v3/kv/txn", {"success": ops})
         except EtcdError as e:
             if e.code == GRPC_NOT_FOUND:  # "requested lease not found": it expired meanwhile
                 self._lose_lease(lease)
@@ -254,6 +236,11 @@ class EtcdRegistry:
         if lease is None:
             return
         with anyio.CancelScope(shield=True), anyio.move_on_after(min(self.timeout, 2.0)):
+            if self._written:  # closing withdraws: marks first, then the keys go
+                try:
+                    await self._mark_withdrawn(list(self._written.values()), delete=False)
+                except RegistryError as e:  # our keys still go: watchers hold them a lease
+                    log.warning("could not mark our endpoints withdrawn in etcd: %s", e)
             try:
                 await self.client.lease_revoke(lease)
             except RegistryError as e:
@@ -266,10 +253,14 @@ class EtcdRegistry:
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
         last: Snapshot | None = None
-        follow = self.follow_keys(self.keys.service(service), decode_endpoint)
+        follow = self.follow_keys(self.keys.service(service), decode_entry)
         async with aclosing(follow) as states:
             async for state in states:
-                snap = frozenset(state.values())
+                snap = Snapshot(
+                    (v for v in state.values() if isinstance(v, Endpoint)),
+                    withdrawn=(v for v in state.values() if isinstance(v, str)),
+                    lease=float(self.lease_ttl),
+                )
                 if snap != last:
                     last = snap
                     yield snap
@@ -337,7 +328,8 @@ class EtcdRegistry:
 
     async def list_services(self) -> list[str]:
         _rev, kvs = await self.client.get_prefix(self.keys.services, keys_only=True)
-        return sorted({s for kv in kvs if (s := self.keys.service_of(kv.key)) is not None})
+        listed = (kv.key for kv in kvs if b"/" + MARKS not in kv.key)
+        return sorted({s for key in listed if (s := self.keys.service_of(key)) is not None})
 
     # -- documents (governance rules) ---------------------------------------------------------
 

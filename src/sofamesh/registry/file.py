@@ -14,6 +14,12 @@ file per endpoint::
   so a SIGKILLed provider vanishes at the next poll, not only at lease expiry.
 - Watchers poll the service's directory (every 0.2 s by default), so a change
   reaches them well within a second without inotify or extra dependencies.
+- `unpublish` (and closing the registry) first writes a withdrawal mark beside
+  the entry, ``<host>_<port>_<protocol>.withdrawn`` (``{"key": ..., "expires": ...}``,
+  living one lease), then deletes the entry; publishing deletes the mark. A
+  watcher reads the marks after the entries, so an entry its owner removed is
+  never seen gone without its mark. An entry deleted by anyone else, or dropped
+  because its owner died or its lease ran out, leaves no mark.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import anyio.abc
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.registry.base import Snapshot, watching
+
+MARK = ".withdrawn"
 
 DEFAULT_LEASE = 10.0
 DEFAULT_POLL = 0.2
@@ -105,8 +113,8 @@ class FileRegistry:
     def _dir(self, service: str) -> Path:
         return self.root / "services" / quote(service, safe="")
 
-    def _path(self, ep: Endpoint) -> Path:
-        return self._dir(ep.service) / f"{ep.host}_{ep.port}_{ep.protocol}.json"
+    def _path(self, ep: Endpoint, suffix: str = ".json") -> Path:
+        return self._dir(ep.service) / f"{ep.host}_{ep.port}_{ep.protocol}{suffix}"
 
     def _write(self, ep: Endpoint) -> None:
         entry = {
@@ -115,20 +123,30 @@ class FileRegistry:
             "pid_start": self._pid_start,
             "expires": time.time() + self.lease,
         }
-        path = self._path(ep)
+        self._write_atomically(self._path(ep), entry)
+
+    def _write_atomically(self, path: Path, data: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{self._pid}.tmp")
-        tmp.write_text(json.dumps(entry))
+        tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
+
+    def _publish(self, ep: Endpoint) -> None:
+        self._write(ep)
+        self._path(ep, MARK).unlink(missing_ok=True)  # after the entry: never neither
+
+    def _withdraw(self, ep: Endpoint) -> None:
+        mark = {"key": ep.key, "expires": time.time() + self.lease}
+        self._write_atomically(self._path(ep, MARK), mark)  # before the entry goes
+        self._path(ep).unlink(missing_ok=True)
 
     async def publish(self, endpoint: Endpoint) -> None:
         self._mine[endpoint.key] = endpoint
-        await anyio.to_thread.run_sync(self._write, endpoint)
+        await anyio.to_thread.run_sync(self._publish, endpoint)
 
     async def unpublish(self, endpoint: Endpoint) -> None:
         self._mine.pop(endpoint.key, None)
-        path = self._path(endpoint)
-        await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+        await anyio.to_thread.run_sync(self._withdraw, endpoint)
 
     async def _renew_forever(self) -> None:
         while True:
@@ -146,14 +164,39 @@ class FileRegistry:
         try:
             entries = list(os.scandir(self._dir(service)))
         except FileNotFoundError:
-            return frozenset()
+            return Snapshot(lease=self.lease)
         for de in entries:
             if de.name.startswith(".") or not de.name.endswith(".json"):
                 continue
             ep = self._read_live(Path(de.path), now)
             if ep is not None:
                 found.add(ep)
-        return frozenset(found)
+        # A second listing: a mark written before an entry went is in it even if the
+        # first listing already missed the entry.
+        return Snapshot(found, withdrawn=self._marks(service, now), lease=self.lease)
+
+    def _marks(self, service: str, now: float) -> set[str]:
+        keys: set[str] = set()
+        with contextlib.suppress(FileNotFoundError):
+            for de in os.scandir(self._dir(service)):
+                if de.name.endswith(MARK) and not de.name.startswith("."):
+                    key = self._read_mark(Path(de.path), now)
+                    if key is not None:
+                        keys.add(key)
+        return keys
+
+    def _read_mark(self, path: Path, now: float) -> str | None:
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+            key, expired = str(data["key"]), float(data["expires"]) < now
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # not a mark of ours
+        if expired:
+            path.unlink(missing_ok=True)
+            return None
+        return key
 
     def _read_live(self, path: Path, now: float) -> Endpoint | None:
         try:

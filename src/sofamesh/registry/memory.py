@@ -1,7 +1,14 @@
-"""`memory://`: one process, no persistence; for tests and single-process apps."""
+"""`memory://`: one process, no persistence; for tests and single-process apps.
+
+An endpoint leaves the hub only when its owner unpublishes it (or closes its
+registry), so every removal here is a withdrawal: the hub keeps its mark for
+`WITHDRAWN_FOR` seconds, so a watcher that wakes after several changes still
+sees why the endpoint went.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -9,7 +16,9 @@ from types import TracebackType
 import anyio
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import Snapshot, watching
+from sofamesh.registry.base import DEFAULT_LEASE, Snapshot, watching
+
+WITHDRAWN_FOR = DEFAULT_LEASE  # seconds a withdrawal mark lives (the implicit lease)
 
 
 class MemoryHub:
@@ -17,6 +26,7 @@ class MemoryHub:
 
     def __init__(self) -> None:
         self.services: dict[str, dict[str, Endpoint]] = {}
+        self.withdrawn: dict[str, dict[str, float]] = {}  # service -> key -> mark ends (monotonic)
         self.version = 0
         # One event per waiting watcher, made in the watcher's own event loop, so a
         # hub outlives any one backend (tests run asyncio and trio in turn).
@@ -29,7 +39,14 @@ class MemoryHub:
             ev.set()
 
     def snapshot(self, service: str) -> Snapshot:
-        return frozenset(self.services.get(service, {}).values())
+        marks = self.withdrawn.get(service, {})
+        if marks:
+            now = time.monotonic()
+            for key in [k for k, until in marks.items() if until <= now]:
+                del marks[key]
+        return Snapshot(
+            self.services.get(service, {}).values(), withdrawn=marks, lease=WITHDRAWN_FOR
+        )
 
 
 _DEFAULT_HUB: MemoryHub | None = None
@@ -61,6 +78,7 @@ class MemoryRegistry:
 
     async def publish(self, endpoint: Endpoint) -> None:
         self._hub.services.setdefault(endpoint.service, {})[endpoint.key] = endpoint
+        self._hub.withdrawn.get(endpoint.service, {}).pop(endpoint.key, None)
         self._mine.add(endpoint)
         self._hub.bump()
 
@@ -71,6 +89,8 @@ class MemoryRegistry:
         self._mine.discard(endpoint)
         eps = self._hub.services.get(endpoint.service, {})
         if eps.pop(endpoint.key, None) is not None:
+            marks = self._hub.withdrawn.setdefault(endpoint.service, {})
+            marks[endpoint.key] = time.monotonic() + WITHDRAWN_FOR
             if not eps:
                 del self._hub.services[endpoint.service]
             self._hub.bump()

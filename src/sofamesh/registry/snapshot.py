@@ -92,7 +92,8 @@ def _entries(value: Any) -> dict[str, dict[str, Any]]:
 
 def _snapshot_of(entry: dict[str, Any]) -> Snapshot | None:
     try:
-        return frozenset(Endpoint.from_dict(d) for d in entry["endpoints"])
+        # No marks and no lease: a stored snapshot only stands in until the registry answers.
+        return Snapshot(Endpoint.from_dict(d) for d in entry["endpoints"])
     except (KeyError, TypeError, ValueError):
         return None
 

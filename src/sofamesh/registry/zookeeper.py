@@ -7,6 +7,7 @@ the `default` workspace, `/<workspace>` otherwise (a Dubbo app with
     /<root>/<service>/providers/<URL-encoded provider URL>   ephemeral, one per endpoint
     /<root>/<service>/consumers/<URL-encoded consumer URL>   ephemeral, one per watching process
     /<root>/<service>/routers, /<root>/<service>/configurators   persistent, made as Dubbo does
+    /<root>/<service>/sofamesh-withdrawn/<expiry>-<key>      withdrawal marks (zookeeper_marks.py)
     /<root>/config/sofamesh/<name>                           a governance document (node data)
 
 `<service>` and node names are encoded as Dubbo does (Java's URLEncoder); the
@@ -31,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import (
@@ -54,46 +54,22 @@ from sofamesh.registry.dubbo_url import (
     consumer_url,
     endpoint_to_url,
     java_url_decode,
-    java_url_encode,
-    url_to_endpoint,
 )
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
 from sofamesh.registry.zookeeper_bridge import KazooBridge
+from sofamesh.registry.zookeeper_layout import (
+    CATEGORIES,
+    ZooKeeperPaths,
+    decode_providers,
+    document_text,
+    local_address,
+)
+from sofamesh.registry.zookeeper_marks import WithdrawalMarks
 
 log = logging.getLogger("sofamesh.registry.zookeeper")
 
-CATEGORIES = ("providers", "consumers", "routers", "configurators")
+CONSUMER = "consumer|"  # the prefix of our consumer nodes' keys (providers' are Endpoint.key)
 PIPELINE = 64  # node creations in flight at once (one session pipelines them in order)
-
-
-class ZooKeeperPaths:
-    """The node layout of one workspace (see the module docstring)."""
-
-    def __init__(self, workspace: str = "default") -> None:
-        self.root = "/dubbo" if workspace == "default" else f"/{workspace}"
-
-    def service(self, service: str) -> str:
-        return f"{self.root}/{java_url_encode(service)}"
-
-    def category(self, service: str, category: str) -> str:
-        return f"{self.service(service)}/{category}"
-
-    def node(self, service: str, category: str, url: str) -> str:
-        return f"{self.category(service, category)}/{java_url_encode(url)}"
-
-    def document(self, name: str) -> str:
-        return f"{self.root}/config/sofamesh/{java_url_encode(name)}"
-
-
-def decode_providers(children: Sequence[str]) -> Snapshot:
-    """The endpoints the node names under `providers/` describe (others are skipped)."""
-    found: set[Endpoint] = set()
-    for child in children:
-        try:
-            found.add(url_to_endpoint(java_url_decode(child)))
-        except ValueError:
-            continue  # not a provider URL (a foreign tool's node): not an endpoint
-    return frozenset(found)
 
 
 class ZooKeeperRegistry:
@@ -132,11 +108,12 @@ class ZooKeeperRegistry:
         self._local_host = "127.0.0.1"
         self._stack = AsyncExitStack()
         self._zk: KazooBridge | None = None
+        self._marks: WithdrawalMarks | None = None
         self._reconciler: Reconciler | None = None
         self.sessions = 0
 
     async def __aenter__(self) -> ZooKeeperRegistry:
-        self._local_host = await anyio.to_thread.run_sync(_local_address, self.hosts[0])
+        self._local_host = await anyio.to_thread.run_sync(local_address, self.hosts[0])
         async with AsyncExitStack() as stack:
             self._reconciler = Reconciler(
                 self._sync,
@@ -151,11 +128,13 @@ class ZooKeeperRegistry:
                 backoff=self.backoff,
                 on_connected=self._connected,
             )
+            self._marks = WithdrawalMarks(zk, self.session_timeout)
             stack.push_async_callback(zk.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
             await tg.start(zk.run)
             await tg.start(self._reconciler.run)
             stack.callback(tg.cancel_scope.cancel)
+            stack.push_async_callback(self._mark_on_close)  # while the session still lives
             self._stack = stack.pop_all()
         return self
 
@@ -169,6 +148,21 @@ class ZooKeeperRegistry:
         if self._zk is None:
             raise RuntimeError("ZooKeeperRegistry used outside its 'async with' block")
         return self._zk
+
+    @property
+    def marks(self) -> WithdrawalMarks:
+        if self._marks is None:
+            raise RuntimeError("ZooKeeperRegistry used outside its 'async with' block")
+        return self._marks
+
+    async def _mark_on_close(self) -> None:
+        """Closing withdraws: leave the marks of our providers before the session ends."""
+        providers = [(k, p) for k, p in self._created.items() if not k.startswith(CONSUMER)]
+        with anyio.CancelScope(shield=True), anyio.move_on_after(min(self.timeout, 2.0)):
+            try:
+                await self.marks.mark_all(providers)
+            except RegistryError as e:
+                log.warning("zookeeper: could not mark our providers withdrawn: %s", e)
 
     def _connected(self, new_session: bool) -> None:
         if new_session:
@@ -226,7 +220,10 @@ class ZooKeeperRegistry:
     async def _sync(self) -> None:
         """One pass: delete withdrawn nodes, create wanted ones missing from this session."""
         for key, path in list(self._withdrawn.items()):
-            await self._delete(path)
+            if key.startswith(CONSUMER):
+                await self._delete(path)
+            else:
+                await self.marks.withdraw(key, path)
             if self._created.get(key) == path:
                 del self._created[key]
             if self._withdrawn.get(key) == path:
@@ -316,14 +313,14 @@ class ZooKeeperRegistry:
             timestamp_ms=int(time.time() * 1000),
             pid=os.getpid(),
         )
-        self._want(f"consumer|{service}", self.paths.node(service, "consumers", url))
+        self._want(f"{CONSUMER}{service}", self.paths.node(service, "consumers", url))
         self.reconciler.kick()
 
     def _unregister_consumer(self, service: str) -> None:
         self._consumers[service] -= 1
         if self._consumers[service] == 0:
             del self._consumers[service]
-            if self.register_consumers and self._unwant(f"consumer|{service}"):
+            if self.register_consumers and self._unwant(f"{CONSUMER}{service}"):
                 self.reconciler.kick()
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
@@ -331,10 +328,21 @@ class ZooKeeperRegistry:
         last: Snapshot | None = None
         async with aclosing(self._follow_node(path, "get_children")) as values:
             async for children in values:
-                snap = decode_providers(children or [])  # type: ignore[arg-type]
+                listed = decode_providers(children or [])  # type: ignore[arg-type]
+                snap = Snapshot(
+                    listed, withdrawn=await self._withdrawn_in(service), lease=self.session_timeout
+                )
                 if snap != last:
                     last = snap
                     yield snap
+
+    async def _withdrawn_in(self, service: str) -> set[str]:
+        """The marks, read after the providers: a node its owner deleted has its mark."""
+        try:
+            return await self.marks.read(self.paths.service(service))
+        except RegistryError as e:  # without them a removal may be held: the safe side
+            log.info("zookeeper: reading the withdrawal marks of %s failed (%s)", service, e)
+            return set()
 
     async def _follow_node(self, path: str, method: str) -> AsyncGenerator[object]:
         """`method`'s answer for `path` (None while it does not exist), re-read after each
@@ -408,24 +416,7 @@ class ZooKeeperRegistry:
         first = True
         async with aclosing(self._follow_node(self.paths.document(name), "get")) as values:
             async for value in values:
-                text = _document_text(value)
+                text = document_text(value)
                 if first or text != last:
                     first, last = False, text
                     yield text
-
-
-def _document_text(value: object) -> str | None:
-    """The text of a `get` answer, (data, stat), or None for a missing node."""
-    if not isinstance(value, tuple):
-        return None
-    return bytes(value[0] or b"").decode("utf-8", "replace")
-
-
-def _local_address(server: tuple[str, int]) -> str:
-    """The local address we reach `server` from (for consumer URLs); no packet is sent."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(server)
-            return str(s.getsockname()[0])
-    except OSError:
-        return "127.0.0.1"

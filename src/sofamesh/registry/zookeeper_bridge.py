@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from kazoo.client import KazooClient, KazooState
+from kazoo.client import KazooClient, KazooState, TransactionRequest
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.retry import KazooRetry
 
@@ -150,23 +150,35 @@ class KazooBridge:
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`client.<method>_async(*args, **kwargs)`, awaited. Raises NoNodeError or
         NodeExistsError as kazoo does, RegistryError for everything else."""
+        return await self.request(
+            f"{method} {args[:1]}", lambda: getattr(self.client, f"{method}_async")(*args, **kwargs)
+        )
+
+    async def commit(self, transaction: TransactionRequest) -> list[Any]:
+        """Commit a multi-operation transaction: kazoo's list of results, one per
+        operation (an exception in place of each result if the transaction failed)."""
+        results: list[Any] = await self.request("transaction", transaction.commit_async)
+        return results
+
+    async def request(self, label: str, start: Callable[[], Any]) -> Any:
+        """Start one of kazoo's asynchronous requests with `start()` and await its result."""
         await self.wait_connected()
         done = anyio.Event()
         try:
-            result = getattr(self.client, f"{method}_async")(*args, **kwargs)
+            result = start()
         except KazooException as e:
-            raise RegistryError(f"zookeeper {method} {args[:1]}: {e!r}") from None
+            raise RegistryError(f"zookeeper {label}: {e!r}") from None
         result.rawlink(lambda _r: self.post(done.set))
         with anyio.move_on_after(self.timeout):
             await done.wait()
         if not done.is_set():
-            raise RegistryError(f"zookeeper {method} {args[:1]}: no answer in {self.timeout:g}s")
+            raise RegistryError(f"zookeeper {label}: no answer in {self.timeout:g}s")
         try:
             return result.get_nowait()
         except EXPECTED:
             raise
         except Exception as e:  # kazoo's results carry any exception its threads met
-            raise RegistryError(f"zookeeper {method} {args[:1]}: {e!r}") from None
+            raise RegistryError(f"zookeeper {label}: {e!r}") from None
 
     async def wait_connected(self) -> None:
         assert self.connected is not None, "KazooBridge used before run()"

@@ -5,28 +5,33 @@ A `Cluster` follows one service's endpoint set from the registry and answers
 mesh has called, inside its task group, and creates clusters on first use.
 
 Holding on to the last snapshot is deliberate: a registry that goes quiet or
-errors never empties a cluster (see registry/base.py).
+errors never empties a cluster (see registry/base.py). Nor does one snapshot
+that removes too much at once: `removals.RemovalGuard` holds such a removal for
+one lease (unless the owners withdrew the endpoints), and the manager's task
+ends the hold when it is due.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Set
+from collections.abc import Awaitable, Callable, Set
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import attrs
 
 from sofamesh.clock import Clock
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation
-from sofamesh.registry.base import Registry, Snapshot
+from sofamesh.registry.base import DEFAULT_LEASE, Registry, Snapshot
 from sofamesh.stats import Stats
 from sofamesh.upstream.balancers import Balancer, BalancerSpec, make_balancer
 from sofamesh.upstream.health import HealthCheckConfig, HealthChecker
 from sofamesh.upstream.outlier import OutlierConfig, OutlierDetector
+from sofamesh.upstream.removals import NO_CHANGE, Change, RemovalConfig, RemovalGuard
 from sofamesh.upstream.success_rate import SuccessRateConfig, SuccessRateDetector
 
 log = logging.getLogger("sofamesh.upstream.cluster")
@@ -45,6 +50,8 @@ class ClusterPolicy(Protocol):
     def success_rate(self) -> SuccessRateConfig | None: ...
     @property
     def health_check(self) -> HealthCheckConfig | None: ...
+    @property
+    def registry(self) -> RemovalConfig: ...
 
 
 class Cluster:
@@ -72,6 +79,8 @@ class Cluster:
             policy.balancer, BalancerSpec(active=self._active_of)
         )
         self.ready = anyio.Event()
+        self.removals = RemovalGuard(policy.registry)
+        self.hold_started = anyio.Event()  # set when a removal is held (the manager's timer)
         self.health: HealthChecker | None = None  # set while active health checks run
         self._stats = stats
         self._clock = clock
@@ -79,20 +88,64 @@ class Cluster:
     def _active_of(self, ep: Endpoint) -> int:
         return self.active.get(ep.key, 0)
 
-    def update(self, snapshot: Snapshot) -> None:
+    def update(self, snapshot: frozenset[Endpoint]) -> None:
+        """Follow a registry snapshot (a `Snapshot`, or a bare set: no marks, default lease)."""
+        withdrawn: frozenset[str] = frozenset()
+        lease = DEFAULT_LEASE
+        if isinstance(snapshot, Snapshot):
+            withdrawn, lease = snapshot.withdrawn, snapshot.lease
         # A registry may list instances this mesh cannot call (Dubbo providers in
         # ZooKeeper speak `dubbo`): only the protocols the mesh carries are kept.
         if self.protocols is not None:
             snapshot = frozenset(e for e in snapshot if e.protocol in self.protocols)
+        change = self.removals.offer(snapshot, withdrawn, lease, self._clock.now())
+        if change is not NO_CHANGE:
+            self._report(change, lease)
+        self._set_endpoints(self.removals.in_force())
+        self.ready.set()
+
+    def release(self, now: float) -> None:
+        """End the holds due by `now` (the manager's timer calls it)."""
+        due = self.removals.release(now)
+        if due:
+            log.warning(
+                "%s: held removal took effect after %.1fs: %s",
+                self.service,
+                now - due[0].since,
+                ",".join(h.endpoint.address for h in due),
+            )
+            self._set_endpoints(self.removals.in_force())
+
+    def _report(self, change: Change, lease: float) -> None:
+        if change.held:
+            self._stats.incr("registry.removals_held")
+            self.hold_started.set()
+            log.warning(
+                "%s: the registry dropped %d endpoint(s) at once without their owners "
+                "unpublishing them (%s); keeping them for one lease (%.1fs)",
+                self.service,
+                len(change.held),
+                ",".join(e.address for e in change.held),
+                lease,
+            )
+        if change.restored:
+            log.info(
+                "%s: listed again during their hold: %s",
+                self.service,
+                ",".join(e.address for e in change.restored),
+            )
+
+    def _set_endpoints(self, endpoints: list[Endpoint]) -> None:
         before = set(self.endpoints)
-        self.endpoints = tuple(sorted(snapshot, key=lambda e: e.key))
+        self.endpoints = tuple(sorted(endpoints, key=lambda e: e.key))
         self._weighted = [e for e in self.endpoints if e.weight > 0]
         self.outlier.set_hosts(e.key for e in self.endpoints)
         if self.success_rate is not None:
             self.success_rate.set_hosts(e.key for e in self.endpoints)
         if self.health is not None:
             self.health.set_endpoints(self.endpoints)
-        added, removed = snapshot - before, before - snapshot
+        after = set(self.endpoints)
+        added, removed = after - before, before - after
         if added or removed:
             log.info(
                 "%s: %d endpoint(s) (+%s -%s)",
@@ -101,7 +154,6 @@ class Cluster:
                 ",".join(e.address for e in added) or "0",
                 ",".join(e.address for e in removed) or "0",
             )
-        self.ready.set()
 
     def available(self, ep: Endpoint, now: float) -> bool:
         """In rotation: weighted, not ejected by outlier detection, not failing health checks."""
@@ -146,6 +198,7 @@ class Cluster:
             "service": self.service,
             "balancer": self.policy.balancer,
             "endpoints": [self._describe_endpoint(e, now) for e in self.endpoints],
+            "removals": attrs.asdict(self.removals.statistics()),
         }
 
     def _describe_endpoint(self, ep: Endpoint, now: float) -> dict[str, Any]:
@@ -155,9 +208,13 @@ class Cluster:
             rate is not None and rate.is_ejected(ep.key, now)
         )
         down = self.health is not None and not self.health.is_healthy(ep)
+        held = self.removals.held.get(ep.key)
         return {
             **ep.to_dict(),
             "address": ep.address,
+            # "held": the registry no longer lists it; routed to until the hold ends.
+            "registry": "held" if held else "listed",
+            "held_for_s": round(max(0.0, held.until - now), 3) if held else 0,
             "health": "ejected" if ejected else ("unhealthy" if down else "healthy"),
             "active_requests": self.active.get(ep.key, 0),
             "consecutive_failures": host.consecutive_failures if host else 0,
@@ -179,9 +236,12 @@ class ClusterManager:
         clock: Clock,
         *,
         protocols: Set[str] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        """`protocols`: those the mesh can call (the runtime's); other endpoints are ignored."""
+        """`protocols`: those the mesh can call (the runtime's); other endpoints are ignored.
+        `sleep`: how the timer that ends held removals waits (tests pass a fake)."""
         self._registry = registry
+        self._sleep = sleep
         self._protocols = frozenset(protocols) if protocols is not None else None
         self._policy_for = policy_for
         self._stats = stats
@@ -249,5 +309,19 @@ class ClusterManager:
                     HealthChecker(cluster.policy.health_check)
                 )
             snapshots = await stack.enter_async_context(self._registry.watch(cluster.service))
-            async for snap in snapshots:
-                cluster.update(snap)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._end_holds, cluster)
+                async for snap in snapshots:
+                    cluster.update(snap)
+                tg.cancel_scope.cancel()
+
+    async def _end_holds(self, cluster: Cluster) -> None:
+        """Release each held removal when its lease is over; idle while nothing is held."""
+        while True:
+            due = cluster.removals.next_release
+            if due is None:
+                cluster.hold_started = anyio.Event()
+                await cluster.hold_started.wait()
+                continue
+            await self._sleep(max(0.0, due - self._clock.now()))
+            cluster.release(self._clock.now())
