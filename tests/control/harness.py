@@ -70,3 +70,37 @@ async def running_control(
             )
             yield cp, api.as_(login["token"])
         cp.stop()
+
+
+async def eventually(check: Any, timeout: float = 15.0, what: str = "") -> Any:
+    """Call `check()` (async) until it returns something truthy; fail after `timeout`."""
+    last: Any = None
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                last = await check()
+                if last:
+                    return last
+                await anyio.sleep(0.05)  # a poll of the condition, not a guess at timing
+    except TimeoutError:
+        raise AssertionError(f"not reached: {what}; last seen: {last!r}") from None
+
+
+def sidecar_config(tmp: Path, control: str, token: str, app: str, upstream: int) -> dict[str, Any]:
+    return {
+        "app": app,
+        "registry": f"file://{tmp}/reg?poll=0.05",
+        "admin": "127.0.0.1:0",
+        "inbound": [
+            {
+                "protocol": "http",
+                "listen": "127.0.0.1:0",
+                "upstream": f"127.0.0.1:{upstream}",
+                "services": [f"{app}-svc"],
+            }
+        ],
+        "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
+        "control": control,
+        "control_token": token,
+        "workspace": "a",
+    }

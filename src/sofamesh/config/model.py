@@ -13,6 +13,7 @@ import attrs
 
 from sofamesh import protocols
 from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
+from sofamesh.control.urls import ControlUrls
 from sofamesh.upstream.balancers import BALANCERS
 from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
@@ -156,6 +157,9 @@ class MeshConfig:
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
+    control: ControlUrls | None = None  # or the control plane's (sofamesh.control.agent)
+    control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
+    workspace: str | None = None  # the control plane's workspace this app belongs to
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

@@ -65,6 +65,10 @@ class Sidecar:
         self, *, task_status: anyio.abc.TaskStatus[Sidecar] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         async with self.runtime, anyio.create_task_group() as tg:
+            if self.config.control is not None:  # rules from the control plane, before serving
+                from sofamesh.control.hosts import SidecarHost, run_agent
+
+                await tg.start(run_agent, self.config, SidecarHost(self))
             for i, lc in enumerate(self.config.inbound):
                 proto = self._protocol(f"inbound[{i}]", lc)
                 server = proto.inbound_server(self._route(lc), lc.limits)
