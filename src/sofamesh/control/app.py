@@ -24,7 +24,7 @@ from sofamesh.control.api_dataplanes import DataPlaneApi
 from sofamesh.control.api_rules import RulesApi
 from sofamesh.control.catalog import Catalog
 from sofamesh.control.config import ControlConfig
-from sofamesh.control.records import Records
+from sofamesh.control.records import Conflict, Records
 from sofamesh.control.rules import RulesBook
 from sofamesh.control.sessions import Sessions
 from sofamesh.control.store import LastKnownStore, Store, open_store
@@ -96,7 +96,10 @@ class ControlPlane:
         password = os.environ.get("SOFAMESH_ADMIN_PASSWORD") or ""
         generated = not password
         password = password or secrets.token_urlsafe(16)
-        await self.records.create_user("admin", password, admin=True)
+        try:
+            await self.records.create_user("admin", password, admin=True)
+        except Conflict:  # another replica sharing the store created it first
+            return
         await self.records.audit("-", None, "user.create", "admin", bootstrap=True)
         if generated:
             self.on_password(password)
