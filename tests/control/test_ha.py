@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
-from sofamesh.demo.procs import Procs
 from tests.control.harness import ADMIN_PASSWORD, Api, eventually, sidecar_config
 from tests.registry.servers import EtcdServer, running
+
+from sofamesh.demo.procs import Procs
 
 pytestmark = pytest.mark.anyio
 
