@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import attrs
+from cachetools import TTLCache
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.control.auth import Denied, Need, Principal, check
@@ -30,6 +31,7 @@ from sofamesh.protocols.http.server import ConnInfo
 log = logging.getLogger("sofamesh.control.api")
 
 JSON_TYPE = (b"content-type", b"application/json")
+CACHE_TTL = 2.0  # seconds a token's identity and a workspace's existence are remembered
 
 
 class ApiError(Exception):
@@ -132,6 +134,15 @@ class Dispatcher:
     def __init__(self, routes: list[Route], records: Records) -> None:
         self.routes = routes
         self.records = records
+        # Who a token is, and which workspaces exist, for a moment: a data plane's reports
+        # and watches would otherwise read both from the store on every request. A revoked
+        # token stops working here at once (`forget`), on other replicas within `CACHE_TTL`.
+        self._principals: TTLCache[str, Principal] = TTLCache(maxsize=20_000, ttl=CACHE_TTL)
+        self._workspaces: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=CACHE_TTL)
+
+    def forget(self) -> None:
+        """Drop every cached identity (a token was revoked, a role changed)."""
+        self._principals.clear()
 
     async def __call__(self, req: HttpRequest, conn: ConnInfo | None = None) -> HttpResponse:
         path, _, qs = req.target.partition("?")
@@ -157,7 +168,7 @@ class Dispatcher:
         try:
             principal = await self._principal(req)
             check(principal, route.need, params.get("ws"))
-            if "ws" in params and await self.records.workspace(params["ws"]) is None:
+            if "ws" in params and not await self._exists(params["ws"]):
                 raise ApiError(404, f"no workspace {params['ws']!r}")
             call = Call(req, principal, params, query, conn.peer if conn else "")
             result = await route.handler(call)
@@ -181,6 +192,14 @@ class Dispatcher:
             return respond(result.status, result.body, result.headers)
         return respond(200, result)
 
+    async def _exists(self, workspace: str) -> bool:
+        if workspace in self._workspaces:
+            return True
+        found = await self.records.workspace(workspace) is not None
+        if found:
+            self._workspaces[workspace] = True
+        return found
+
     async def _principal(self, req: HttpRequest) -> Principal | None:
         auth = req.header(b"authorization")
         if auth is None:
@@ -188,7 +207,11 @@ class Dispatcher:
         scheme, _, token = auth.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Denied(401, "send Authorization: Bearer TOKEN")
-        principal = await self.records.principal(token.strip())
+        token = token.strip()
+        principal = self._principals.get(token)
         if principal is None:
-            raise Denied(401, "unknown, expired or revoked token")
+            principal = await self.records.principal(token)
+            if principal is None:
+                raise Denied(401, "unknown, expired or revoked token")
+            self._principals[token] = principal
         return principal

@@ -106,6 +106,7 @@ class AccessApi:
         await self.records.create_user(name, password, admin=admin)
         if role and not admin:
             await self.records.set_member(str(workspace), name, str(role))
+            self.cp.dispatcher.forget()
         await self.records.audit(call.actor, workspace, "user.create", name, role=role)
         out = {"name": name, "admin": admin, "role": role, "workspace": workspace}
         if not body.get("password"):
@@ -123,6 +124,7 @@ class AccessApi:
         if not isinstance(user, str) or await self.records.user(user) is None:
             raise ApiError(404, f"no user {user!r}")
         await self.records.set_member(call.workspace, user, role)
+        self.cp.dispatcher.forget()  # the user's roles changed
         await self.records.audit(call.actor, call.workspace, "member.set", user, role=role)
         return {"user": user, "role": role}
 
@@ -145,6 +147,7 @@ class AccessApi:
         token_id = call.params["id"]
         if not await self.records.revoke_token(call.workspace, token_id):
             raise ApiError(404, f"no token {token_id!r} in this workspace")
+        self.cp.dispatcher.forget()
         await self.records.audit(call.actor, call.workspace, "token.revoke", token_id)
         return {"revoked": token_id}
 

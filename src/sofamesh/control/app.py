@@ -53,6 +53,7 @@ class ControlPlane:
         self.sessions: Sessions
         self.catalog: Catalog
         self.routes: list[Route] = []
+        self.dispatcher: Dispatcher
 
     def stop(self) -> None:
         self._stop.set()
@@ -68,11 +69,12 @@ class ControlPlane:
             self.rules = RulesBook(self.records)
             self.sessions = Sessions(self.config, self.records, self.rules)
             registry = await stack.enter_async_context(open_registry(self.config.registry))
-            self.catalog = Catalog(self.records, registry)
+            self.catalog = Catalog(self.sessions.planes, registry)
             await self._bootstrap_admin()
             self.routes = self._routes()
+            self.dispatcher = Dispatcher(self.routes, self.records)
             server = Http1Server(
-                Dispatcher(self.routes, self.records),
+                self.dispatcher,
                 Http1Limits(max_body_size=self.config.max_body_bytes),
                 keepalive_timeout=max(60.0, self.config.watch_timeout * 2),
             )
@@ -82,6 +84,7 @@ class ControlPlane:
             )
             self.bound = Address(listen.host, listener.extra(anyio.abc.SocketAttribute.local_port))
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self.sessions.run)
                 await tg.start(server.serve, listener)
                 log.info("control plane serving on %s", self.bound)
                 task_status.started(self)

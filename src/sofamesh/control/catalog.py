@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from sofamesh.control.records import Records
+from sofamesh.control.planes import Planes
 from sofamesh.endpoint import Endpoint
 from sofamesh.registry.base import Registry
 
@@ -76,8 +76,8 @@ def provider(ep: Endpoint, serving: set[str]) -> dict[str, Any]:
 
 
 class Catalog:
-    def __init__(self, records: Records, registry: Registry) -> None:
-        self.records = records
+    def __init__(self, planes: Planes, registry: Registry) -> None:
+        self.planes = planes
         self.registry = registry
         self._endpoints: dict[str, tuple[float, frozenset[Endpoint]]] = {}
 
@@ -95,7 +95,7 @@ class Catalog:
         return snapshot
 
     async def services(self, workspace: str) -> list[dict[str, Any]]:
-        planes = await self.records.list_json(f"dataplanes/{workspace}/")
+        planes = await self.planes.list(workspace)
         names: set[str] = set()
         for dp in planes:
             names.update(str(s) for s in dp.get("provides") or [])

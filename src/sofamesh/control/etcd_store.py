@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from sofamesh.control.store import StoreUnavailable
+from sofamesh.control.store import Items, StoreUnavailable
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.registry.base import RegistryError
 from sofamesh.registry.etcd_client import EtcdClient
@@ -70,6 +70,15 @@ class EtcdStore:
 
     async def put(self, key: str, value: str) -> None:
         await self._guard(self.client.put(self._key(key), value.encode()))
+
+    async def put_many(self, items: Items) -> None:
+        # One transaction per 100 puts (etcd refuses more than 128 operations in one).
+        for start in range(0, len(items), 100):
+            ops = [
+                {"request_put": put_request(self._key(k), v.encode())}
+                for k, v in items[start : start + 100]
+            ]
+            await self._guard(self.client.call("/v3/kv/txn", {"success": ops}))
 
     async def create(self, key: str, value: str) -> bool:
         k = self._key(key)

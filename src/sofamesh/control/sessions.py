@@ -32,6 +32,8 @@ import anyio
 
 from sofamesh.control.api import ApiError
 from sofamesh.control.config import ControlConfig
+from sofamesh.control.heads import Heads
+from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
 from sofamesh.control.rules import RulesBook, pushed, validate, version_name
 
@@ -73,19 +75,24 @@ class Sessions:
         self.config = config
         self.records = records
         self.rules = rules
-        self._events: dict[str, anyio.Event] = {}
+        self.heads = Heads(records)
         self._lock = anyio.Lock()  # one read-modify-write of a data-plane record at a time
+        self.planes = Planes(records)
         self._last: dict[str, float] = {}  # session -> last report time (flood guard)
         self._strikes: dict[str, tuple[int, float]] = {}  # session -> (strikes, cut until)
         self._pushed: dict[tuple[str, int], dict[str, Any]] = {}  # checked documents
+
+    async def run(self) -> None:
+        """The background work of sessions: follow other replicas' heads, save records."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.heads.follow_forever)
+            tg.start_soon(self.planes.flush_forever)
 
     # -- wakeups --------------------------------------------------------------------------
 
     def changed(self, workspace: str) -> None:
         """Wake the watches of `workspace` (a new rules version, an operator request)."""
-        event = self._events.pop(workspace, None)
-        if event is not None:
-            event.set()
+        self.heads.changed(workspace)
 
     # -- report and ack -------------------------------------------------------------------
 
@@ -107,7 +114,7 @@ class Sessions:
         self._guard(f"{workspace}/{body['id']}", time.monotonic())
         async with self._lock:
             key = f"dataplanes/{workspace}/{body['id']}"
-            record = await self.records.get_json(key) or {"connected_at": now}
+            record = await self.planes.get(key) or {"connected_at": now}
             if record.get("traffic") is not None:
                 record["traffic_prev"] = record["traffic"]
                 record["traffic_prev_time"] = record["last_seen"]
@@ -122,8 +129,8 @@ class Sessions:
                 rules_error=body.get("rules_error"),
                 last_seen=now,
             )
-            await self.records.put_json(key, record)
-        head = await self.rules.head(workspace)
+            self.planes.put(key, record)
+        head = (await self.heads.get(workspace)).rules
         return {
             "report_interval": self.config.report_interval,
             "rules_version": version_name(head) if head else None,
@@ -135,7 +142,7 @@ class Sessions:
             raise ValueError('send {"version": "vN", "error": null or "why"}')
         async with self._lock:
             key = f"dataplanes/{workspace}/{dp_id}"
-            record = await self.records.get_json(key)
+            record = await self.planes.get(key)
             if record is None:
                 raise ApiError(404, f"no data plane {dp_id!r}: report first")
             if problem is None:
@@ -143,7 +150,7 @@ class Sessions:
             else:
                 record["rules_error"] = {"version": version, "error": problem}
             record["last_seen"] = time.time()
-            await self.records.put_json(key, record)
+            self.planes.put(key, record)
         return {"acked": version}
 
     # -- watch ----------------------------------------------------------------------------
@@ -152,27 +159,26 @@ class Sessions:
         """What is newer than the versions named in `query`, as soon as there is something."""
         wait = min(float(query.get("wait", self.config.watch_timeout)), self.config.watch_timeout)
         deadline = anyio.current_time() + max(wait, 0.0)
+        held_rules, held_desired = query.get("rules", ""), int(query.get("desired", 0))
+        looked_desired = held_desired  # the operator-request counter already looked at
         while True:
-            event = self._events.setdefault(workspace, anyio.Event())
-            found = await self._newer(workspace, dp_id, query)
+            event = self.heads.event(workspace)
+            head = await self.heads.get(workspace)
+            found: dict[str, Any] = {}
+            if head.rules and held_rules != version_name(head.rules):
+                document = await self._document(workspace, head.rules)
+                if document is not None:
+                    found["rules"] = {"version": version_name(head.rules), "document": document}
+            if head.desired > looked_desired:
+                looked_desired = head.desired
+                desired = await self.records.get_json(f"desired/{workspace}/{dp_id}")
+                if desired and desired["seq"] > held_desired:
+                    found["desired"] = desired
             left = deadline - anyio.current_time()
             if found or left <= 0:
                 return found
-            # Another replica may change the store: look again at least every second.
-            with anyio.move_on_after(min(left, 1.0)):
+            with anyio.move_on_after(left):
                 await event.wait()
-
-    async def _newer(self, workspace: str, dp_id: str, query: dict[str, str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        head = await self.rules.head(workspace)
-        if head and query.get("rules") != version_name(head):
-            document = await self._document(workspace, head)
-            if document is not None:
-                found["rules"] = {"version": version_name(head), "document": document}
-        desired = await self.records.get_json(f"desired/{workspace}/{dp_id}")
-        if desired and desired["seq"] > int(query.get("desired", 0)):
-            found["desired"] = desired
-        return found
 
     async def _document(self, workspace: str, number: int) -> dict[str, Any] | None:
         """The version to push, checked once more with the data planes' parser."""
@@ -191,12 +197,17 @@ class Sessions:
     async def act(self, workspace: str, dp_id: str, action: str) -> dict[str, Any]:
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {sorted(ACTIONS)}, got {action!r}")
-        if await self.records.get_json(f"dataplanes/{workspace}/{dp_id}") is None:
+        if await self.planes.get(f"dataplanes/{workspace}/{dp_id}") is None:
             raise ApiError(404, f"no data plane {dp_id!r}")
+        # Requests are numbered per workspace, so one counter tells every watch of the
+        # workspace whether there is anything to look at.
+        counter = await self.records.get_json(f"desiredhead/{workspace}") or {"seq": 0}
+        seq = counter["seq"] + 1
         key = f"desired/{workspace}/{dp_id}"
-        desired = await self.records.get_json(key) or {"seq": 0, "health": "serving"}
-        desired = {**desired, **ACTIONS[action], "seq": desired["seq"] + 1, "time": time.time()}
+        desired = await self.records.get_json(key) or {"health": "serving"}
+        desired = {**desired, **ACTIONS[action], "seq": seq, "time": time.time()}
         await self.records.put_json(key, desired)
+        await self.records.put_json(f"desiredhead/{workspace}", {"seq": seq})
         self.changed(workspace)
         return desired
 
@@ -204,7 +215,7 @@ class Sessions:
         head = await self.rules.head(workspace)
         latest = version_name(head) if head else None
         now = time.time()
-        rows = await self.records.list_json(f"dataplanes/{workspace}/")
+        rows = await self.planes.list(workspace)
         return [self._row(r, latest, now) for r in rows]
 
     def _row(self, r: dict[str, Any], latest: str | None, now: float) -> dict[str, Any]:
@@ -247,7 +258,7 @@ class Sessions:
     async def decisions(self, workspace: str) -> list[dict[str, Any]]:
         """Every rule's decisions (admitted, rejected, shadowed ...) summed over the data planes."""
         totals: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in await self.records.list_json(f"dataplanes/{workspace}/"):
+        for r in await self.planes.list(workspace):
             for row in r.get("decisions", []):
                 if not isinstance(row, dict):
                     continue

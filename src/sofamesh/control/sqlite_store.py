@@ -16,10 +16,14 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from sofamesh.control.store import StoreUnavailable
+from sofamesh.control.store import Items, StoreUnavailable
 
 T = TypeVar("T")
 
+_UPSERT = (
+    "INSERT INTO kv (key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
 
@@ -76,12 +80,22 @@ class SqliteStore:
         return [(str(k), str(v)) for k, v in cur.fetchall()]
 
     async def put(self, key: str, value: str) -> None:
-        await self._run(
-            "INSERT INTO kv (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            key,
-            value,
-        )
+        await self._run(_UPSERT, key, value)
+
+    async def put_many(self, items: Items) -> None:
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the store is closed")
+
+        def run() -> None:
+            with db:  # one transaction
+                db.execute("BEGIN")
+                db.executemany(_UPSERT, items)
+
+        try:
+            await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailable(f"sqlite: {e}") from e
 
     async def create(self, key: str, value: str) -> bool:
         cur = await self._run("INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)", key, value)

@@ -18,6 +18,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 from urllib.parse import urlsplit
 
+Items = list[tuple[str, str]]  # (key, value) pairs
+
 
 class StoreUnavailable(Exception):
     """The backing store could not be reached; nothing was written."""
@@ -31,6 +33,10 @@ class Store(Protocol):
         ...
 
     async def put(self, key: str, value: str) -> None: ...
+
+    async def put_many(self, items: Items) -> None:
+        """Put every (key, value), in one transaction where the backend has them."""
+        ...
 
     async def create(self, key: str, value: str) -> bool:
         """Put `value` only if `key` does not exist; False if it did (nothing written)."""
@@ -73,6 +79,10 @@ class LastKnownStore:
     async def put(self, key: str, value: str) -> None:
         await self.backend.put(key, value)
         self._gets[key] = value
+
+    async def put_many(self, items: Items) -> None:
+        await self.backend.put_many(items)
+        self._gets.update(items)
 
     async def create(self, key: str, value: str) -> bool:
         created = await self.backend.create(key, value)
