@@ -23,6 +23,7 @@ def test_control_needs_a_workspace_and_excludes_other_rule_sources() -> None:
         load_config({"app": "x", "control": "http://a:1", "rules_file": "r.yaml"}, env={})
     assert any(p.startswith("workspace:") for p in e.value.problems)
     assert any(p.startswith("control:") for p in e.value.problems)
+    assert any(p.startswith("control_token:") for p in e.value.problems)
     with pytest.raises(ConfigError) as e:
         load_config({"app": "x", "control": "ftp://a", "workspace": "w"}, env={})
     assert e.value.problems[0].startswith("control: expected http://HOST:PORT")

@@ -83,6 +83,10 @@ def load_config(
     except ConfigError as e:
         raise ConfigError(problems + e.problems) from None
     problems += _cross_checks(config)
+    if config.control is not None and not (
+        config.control_token or env.get("SOFAMESH_CONTROL_TOKEN")
+    ):
+        problems.append("control_token: required with control (or SOFAMESH_CONTROL_TOKEN)")
     if problems:
         raise ConfigError(problems)
     return config

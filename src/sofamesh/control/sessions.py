@@ -25,6 +25,7 @@ a minute. Each session is judged alone, so others never notice.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -35,7 +36,9 @@ from sofamesh.control.config import ControlConfig
 from sofamesh.control.heads import Heads
 from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
-from sofamesh.control.rules import RulesBook, pushed, validate, version_name
+from sofamesh.control.rules import Refused, RulesBook, pushed, validate, version_name
+
+log = logging.getLogger("sofamesh.control.sessions")
 
 HEALTH = ("serving", "draining", "failed")
 MODES = ("sdk", "sidecar")
@@ -188,7 +191,13 @@ class Sessions:
         entry = await self.rules.get(workspace, number)
         if entry is None:
             return None
-        document = validate(pushed(entry))  # never push what a data plane would refuse
+        try:
+            document = validate(pushed(entry))  # never push what a data plane would refuse
+        except Refused as e:
+            log.error(
+                "rules %s of %s in the store are invalid; not pushed: %s", number, workspace, e
+            )
+            return None
         self._pushed[(workspace, number)] = document
         return document
 
