@@ -1,25 +1,38 @@
-"""An SDK app and a sidecar in one workspace: the catalog's providers, consumers and metrics."""
+"""An SDK app and a sidecar, both processes: the catalog's providers, consumers and metrics."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from tests.control.harness import eventually, running_control, sidecar_config
 
 from sofamesh.demo.procs import Procs
-from sofamesh.sdk import open_mesh
 
 pytestmark = pytest.mark.anyio
 
 
-async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": b"hi"})
+SDK_APP = """
+import json, sys
+import anyio
+from sofamesh.sdk import open_mesh
+
+async def hello(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hi"})
+
+async def main(config):
+    async with open_mesh(config) as mesh, mesh.serve_asgi(hello, ["shop-svc"], lifespan=False):
+        print("SDK READY " + json.dumps({"rules": mesh.governance.version}), flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main, sys.argv[1], backend=sys.argv[2])
+"""
 
 
 async def test_catalog_and_inventory_of_an_sdk_app_and_a_sidecar(
@@ -31,19 +44,23 @@ async def test_catalog_and_inventory_of_an_sdk_app_and_a_sidecar(
         token = await admin.token_for("a", "dataplane")
         control = f"http://{cp.bound}"
         await admin.ok("POST", "/api/v1/workspaces/a/rules", {"document": {}, "message": "empty"})
-        sdk_cfg = {
-            "app": "shop",
-            "registry": f"file://{tmp_path}/reg?poll=0.05",
-            "control": control,
-            "control_token": token,
-            "workspace": "a",
-        }
-        async with (
-            open_mesh(sdk_cfg) as mesh,
-            mesh.serve_asgi(hello, ["shop-svc"], lifespan=False),
-            Procs(tmp_path, anyio_backend) as procs,
-        ):
-            assert mesh.governance.version in ("v1", "empty")
+        sdk_cfg = tmp_path / "shop.yaml"
+        sdk_cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "app": "shop",
+                    "registry": f"file://{tmp_path}/reg?poll=0.05",
+                    "control": control,
+                    "control_token": token,
+                    "workspace": "a",
+                }
+            )
+        )
+        script = tmp_path / "sdk_app.py"
+        script.write_text(SDK_APP)
+        async with Procs(tmp_path, anyio_backend) as procs:
+            argv = [sys.executable, str(script), str(sdk_cfg), anyio_backend]
+            await procs.start("sdk-shop", argv)
             app = await procs.plain_app("a")
             cfg = sidecar_config(tmp_path, control, token, "orders", app["port"])
             ready = await procs.sidecar("orders", cfg)
@@ -76,4 +93,5 @@ async def test_catalog_and_inventory_of_an_sdk_app_and_a_sidecar(
             assert by_app["shop"]["mode"] == "sdk" and by_app["orders"]["mode"] == "sidecar"
             assert by_app["shop"]["provides"] == ["shop-svc"]
             assert by_app["orders"]["calls"] == ["shop-svc"]
-            assert mesh.governance.version == "v1"
+            saved = tmp_path / "state" / "a-shop.rules.json"
+            assert '"version": "v1"' in saved.read_text()  # the SDK app persisted what it runs
