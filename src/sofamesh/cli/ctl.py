@@ -69,6 +69,12 @@ def add_parser(groups: Any) -> None:
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(run=run)
     cmds = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_access(cmds)
+    _add_views(cmds)
+    _add_rules(cmds)
+
+
+def _add_access(cmds: Any) -> None:
     login = cmds.add_parser("login", help="log in; prints a token")
     login.add_argument("-u", "--user", required=True)
     login.add_argument("-p", "--password", help="default: read from stdin")
@@ -86,6 +92,9 @@ def add_parser(groups: Any) -> None:
     tokens.add_argument("-w", "--workspace", required=True)
     tokens.add_argument("--role", required=True, help="owner, editor, viewer or dataplane")
     tokens.add_argument("--name", default="")
+
+
+def _add_views(cmds: Any) -> None:
     for name in ("services", "sidecars"):
         sub = cmds.add_parser(name, help=f"the workspace's {name}")
         sub.add_argument("-w", "--workspace", required=True)
@@ -93,7 +102,6 @@ def add_parser(groups: Any) -> None:
     act.add_argument("action", choices=["fail", "ok", "drain"])
     act.add_argument("id")
     act.add_argument("-w", "--workspace", required=True)
-    _add_rules(cmds)
     top = cmds.add_parser("top", help="live golden metrics, refreshing")
     top.add_argument("-w", "--workspace", required=True)
     top.add_argument("--interval", type=float, default=2.0)
@@ -189,13 +197,7 @@ def rules(client: Client, args: argparse.Namespace) -> int:
     if not low <= len(versions) <= high:
         raise _bad(f"rules {action} takes {low}..{high} versions, got {len(versions)}")
     if action == "get":
-        path = f"{base}/versions/{versions[0]}" if versions else base
-        entry = client.call("GET", path)
-        if args.output == "json":
-            emit(entry, "json")
-        else:
-            sys.stdout.write(f"# {entry['version']} by {entry['author']}: {entry['message']}\n")
-            sys.stdout.write(yaml.safe_dump(entry["document"], sort_keys=False))
+        _get_rules(client, base, versions, args.output)
     elif action == "apply":
         body = {
             "document": _read_document(args.file),
@@ -215,6 +217,15 @@ def rules(client: Client, args: argparse.Namespace) -> int:
         body = {"version": versions[0], "message": args.message}
         emit(client.call("POST", f"{base}/rollback", body), args.output, HISTORY_COLUMNS)
     return OK
+
+
+def _get_rules(client: Client, base: str, versions: list[str], fmt: str) -> None:
+    entry = client.call("GET", f"{base}/versions/{versions[0]}" if versions else base)
+    if fmt == "json":
+        emit(entry, "json")
+        return
+    sys.stdout.write(f"# {entry['version']} by {entry['author']}: {entry['message']}\n")
+    sys.stdout.write(yaml.safe_dump(entry["document"], sort_keys=False))
 
 
 def _read_document(path: str | None) -> Any:

@@ -128,6 +128,25 @@ def error(status: int, message: str, problems: list[str] | None = None) -> HttpR
     return respond(status, body)
 
 
+def failure(e: Exception) -> HttpResponse:
+    """The answer to a request that failed with `e` (one of the errors handlers raise)."""
+    if isinstance(e, Denied):
+        return error(e.status, e.message)
+    if isinstance(e, ApiError):
+        headers = tuple((k.encode(), v.encode()) for k, v in e.headers.items())
+        body: dict[str, Any] = {"error": e.message}
+        if e.problems:
+            body["problems"] = e.problems
+        return respond(e.status, body, headers)
+    if isinstance(e, Refused):
+        return error(400, "document refused: nothing stored, nothing pushed", e.problems)
+    if isinstance(e, Conflict):
+        return error(409, str(e))
+    if isinstance(e, StoreUnavailable):
+        return error(503, f"the store is unavailable, try again: {e}")
+    return error(400, str(e))
+
+
 class Dispatcher:
     """The HTTP/1.1 server's handler: route, authenticate, authorize, run."""
 
@@ -172,22 +191,8 @@ class Dispatcher:
                 raise ApiError(404, f"no workspace {params['ws']!r}")
             call = Call(req, principal, params, query, conn.peer if conn else "")
             result = await route.handler(call)
-        except Denied as e:
-            return error(e.status, e.message)
-        except ApiError as e:
-            headers = tuple((k.encode(), v.encode()) for k, v in e.headers.items())
-            body: dict[str, Any] = {"error": e.message}
-            if e.problems:
-                body["problems"] = e.problems
-            return respond(e.status, body, headers)
-        except Refused as e:
-            return error(400, "document refused: nothing stored, nothing pushed", e.problems)
-        except Conflict as e:
-            return error(409, str(e))
-        except StoreUnavailable as e:
-            return error(503, f"the store is unavailable, try again: {e}")
-        except ValueError as e:
-            return error(400, str(e))
+        except (Denied, ApiError, Refused, Conflict, StoreUnavailable, ValueError) as e:
+            return failure(e)
         if isinstance(result, Reply):
             return respond(result.status, result.body, result.headers)
         return respond(200, result)

@@ -62,17 +62,7 @@ class ControlPlane:
         self, *, task_status: anyio.abc.TaskStatus[ControlPlane] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         async with AsyncExitStack() as stack:
-            backend = self._store_override
-            if backend is None:
-                backend = await stack.enter_async_context(open_store(self.config.store))
-            self.records = Records(LastKnownStore(backend))
-            self.rules = RulesBook(self.records)
-            self.sessions = Sessions(self.config, self.records, self.rules)
-            registry = await stack.enter_async_context(open_registry(self.config.registry))
-            self.catalog = Catalog(self.sessions.planes, registry)
-            await self._bootstrap_admin()
-            self.routes = self._routes()
-            self.dispatcher = Dispatcher(self.routes, self.records)
+            await self._open(stack)
             server = Http1Server(
                 self.dispatcher,
                 Http1Limits(max_body_size=self.config.max_body_bytes),
@@ -92,6 +82,20 @@ class ControlPlane:
                 with anyio.move_on_after(5):
                     await server.drain()
                 tg.cancel_scope.cancel()
+
+    async def _open(self, stack: AsyncExitStack) -> None:
+        """The store, the registry and everything built on them; the admin user exists after."""
+        backend = self._store_override
+        if backend is None:
+            backend = await stack.enter_async_context(open_store(self.config.store))
+        self.records = Records(LastKnownStore(backend))
+        self.rules = RulesBook(self.records)
+        self.sessions = Sessions(self.config, self.records, self.rules)
+        registry = await stack.enter_async_context(open_registry(self.config.registry))
+        self.catalog = Catalog(self.sessions.planes, registry)
+        await self._bootstrap_admin()
+        self.routes = self._routes()
+        self.dispatcher = Dispatcher(self.routes, self.records)
 
     async def _bootstrap_admin(self) -> None:
         if await self.records.user("admin") is not None:

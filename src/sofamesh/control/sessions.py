@@ -73,6 +73,16 @@ def check_report(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def sync_state(record: dict[str, Any], latest: str | None) -> tuple[str, str | None]:
+    """SYNCED, STALE or REJECTED (with the data plane's error), against the latest version."""
+    error = record.get("rules_error")
+    if error and error.get("version") == latest:
+        return "REJECTED", str(error.get("error"))
+    if latest is None or record.get("rules_version") == latest:
+        return "SYNCED", None
+    return "STALE", None
+
+
 class Sessions:
     def __init__(self, config: ControlConfig, records: Records, rules: RulesBook) -> None:
         self.config = config
@@ -230,13 +240,7 @@ class Sessions:
     def _row(self, r: dict[str, Any], latest: str | None, now: float) -> dict[str, Any]:
         lost = now - r["last_seen"] > self.config.lost_after
         status = "lost" if lost else ("draining" if r["health"] == "draining" else "connected")
-        error = r.get("rules_error")
-        if error and error.get("version") == latest:
-            sync = "REJECTED"
-        elif latest is None or r.get("rules_version") == latest:
-            sync = "SYNCED"
-        else:
-            sync = "STALE"
+        sync, error = sync_state(r, latest)
         pod = r.get("pod") or {}
         return {
             "id": r["id"],
@@ -259,7 +263,7 @@ class Sessions:
             "rules_version": r.get("rules_version"),
             "latest_rules_version": latest,
             "sync": sync,
-            "sync_error": error.get("error") if sync == "REJECTED" and error else None,
+            "sync_error": error,
             "last_seen": r["last_seen"],
             "connected_at": r.get("connected_at"),
         }
