@@ -60,7 +60,7 @@ class SidecarHost:
 
     def describe(self) -> dict[str, Any]:
         s = self.sidecar
-        provides = {ep.service for ep in s._published.values()}
+        provides = {svc for lc in s.config.inbound for svc in lc.services}
         provides |= {r.service for r in s.registrations.values()}
         health = "draining" if s.draining else ("serving" if s.healthy else "failed")
         return {
