@@ -10,6 +10,10 @@ import httpx
 import pytest
 from tests.control.harness import eventually, running_control, sidecar_config
 
+from sofamesh.control.planes import Planes
+from sofamesh.control.records import Records
+from sofamesh.control.sqlite_store import SqliteStore
+from sofamesh.control.store import LastKnownStore
 from sofamesh.demo.procs import Procs
 
 pytestmark = pytest.mark.anyio
@@ -94,3 +98,15 @@ async def test_shadow_rules_count_what_they_would_do(
 
             row = await eventually(shadowed, what="shadowed decisions reported")
             assert row["kind"] == "rate_limits" and row.get("rejected", 0) == 0
+
+
+async def test_long_lost_data_planes_are_forgotten(tmp_path: Path) -> None:
+    async with SqliteStore(str(tmp_path / "s.db")) as store:
+        planes = Planes(Records(LastKnownStore(store)), forget_after=100.0)
+        for name, seen in (("old", 1000.0), ("new", 1150.0)):
+            planes.put(f"dataplanes/a/{name}", {"id": name, "last_seen": seen})
+        await planes.flush()
+        assert [r["id"] for r in await planes.list("a")] == ["new", "old"]
+        assert await planes.forget_lost(now=1200.0) == 1
+        assert [r["id"] for r in await planes.list("a")] == ["new"]
+        assert await store.get("dataplanes/a/old") is None

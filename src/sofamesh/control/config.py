@@ -30,6 +30,7 @@ class ControlConfig:
     store: str = DEFAULT_STORE  # where the control plane keeps its own state
     report_interval: float = attrs.field(default=5.0, validator=_positive)  # asked of data planes
     lost_after: float = attrs.field(default=15.0, validator=_positive)  # no report: lost
+    forget_after: float = attrs.field(default=86400.0, validator=_positive)  # lost: forgotten
     watch_timeout: float = attrs.field(default=25.0, validator=_positive)  # long-poll hold
     max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     token_ttl: float = attrs.field(default=12 * 3600.0, validator=_positive)  # login tokens

@@ -90,7 +90,7 @@ class Sessions:
         self.rules = rules
         self.heads = Heads(records)
         self._lock = anyio.Lock()  # one read-modify-write of a data-plane record at a time
-        self.planes = Planes(records)
+        self.planes = Planes(records, forget_after=config.forget_after)
         self._last: dict[str, float] = {}  # session -> last report time (flood guard)
         self._strikes: dict[str, tuple[int, float]] = {}  # session -> (strikes, cut until)
         self._pushed: dict[tuple[str, int], dict[str, Any]] = {}  # checked documents
