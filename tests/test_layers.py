@@ -25,7 +25,9 @@ functions count too. The order, lowest first, and why:
   **config loading**, which checks registry URLs.
 - **governance** (the logical level, over upstream), **runtime** (composes the
   chains), the front doors (**sdk**, **sidecar**, the package's re-exports),
-  and the **demo** and the **testing** plugin (users' tests of SDK and sidecar apps).
+  the **control plane** and its **cli** (the data plane's agent, which the front
+  doors start, sits below them), and the **demo** and the **testing** plugin
+  (users' tests of SDK and sidecar apps).
 
 Besides the order, upstream, governance and the foundation's filters are
 protocol-neutral: they import no protocol slice, and governance and filters no
@@ -62,15 +64,22 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("codecs", ("sofamesh.codecs",)),
     ("transport", ("sofamesh.transport",)),
     ("upstream", ("sofamesh.upstream",)),
-    ("config model", ("sofamesh.config.model", "sofamesh.config.structure")),
+    (
+        "config model",
+        ("sofamesh.config.model", "sofamesh.config.structure", "sofamesh.config.control_urls"),
+    ),
     ("filters", ("sofamesh.filters",)),
     ("protocols", ("sofamesh.protocols",)),
     ("registry", ("sofamesh.registry",)),
     ("config loading", ("sofamesh.config",)),
     ("governance", ("sofamesh.governance",)),
     ("runtime", ("sofamesh.runtime",)),
+    # The data plane's side of the control-plane session, which the front doors start.
+    ("control agent", ("sofamesh.control.agent", "sofamesh.control.hosts")),
     ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),
-    ("demo, testing", ("sofamesh.demo", "sofamesh.testing")),
+    ("control plane", ("sofamesh.control",)),
+    ("cli", ("sofamesh.cli",)),
+    ("demo, testing", ("sofamesh.demo", "sofamesh.testing", "sofamesh.control.demo")),
 ]
 
 # Packages that stay protocol-neutral, and what they must not import.
@@ -84,7 +93,10 @@ NEUTRAL: dict[str, tuple[str, ...]] = {
 KNOWN: set[tuple[str, str]] = set()
 
 # Modules whose upward imports may only be type-only (`if TYPE_CHECKING:`).
-TYPE_ONLY_UPWARD = {"sofamesh.protocols"}
+TYPE_ONLY_UPWARD = {
+    "sofamesh.protocols",  # names its supports for type checkers, imports them by name
+    "sofamesh.control.hosts",  # adapts the Mesh and the Sidecar it is handed
+}
 
 
 def within(module: str, prefix: str) -> bool:
@@ -173,7 +185,7 @@ def test_imports_run_down_the_layers() -> None:
     for path, module in modules():
         own = layer_of(module)
         assert own is not None
-        # The registry names its supports for type checkers only; it imports them by name.
+        # Type-only upward imports are allowed for the modules TYPE_ONLY_UPWARD names.
         runtime_only = module in TYPE_ONLY_UPWARD
         for target, line in imports(path, module, runtime_only=runtime_only):
             theirs = layer_of(target)

@@ -83,6 +83,10 @@ def load_config(
     except ConfigError as e:
         raise ConfigError(problems + e.problems) from None
     problems += _cross_checks(config)
+    if config.control is not None and not (
+        config.control_token or env.get("SOFAMESH_CONTROL_TOKEN")
+    ):
+        problems.append("control_token: required with control (or SOFAMESH_CONTROL_TOKEN)")
     if problems:
         raise ConfigError(problems)
     return config
@@ -108,6 +112,13 @@ def _cross_checks(config: MeshConfig) -> list[str]:
         if lc.listen.port and key in seen:
             problems.append(f"{where}.listen: {lc.listen} is already used by {seen[key]}")
         seen.setdefault(key, where)
+    if config.control is not None:
+        if config.workspace is None:
+            problems.append("workspace: required with control")
+        if config.rules is not None or config.rules_file or config.rules_key:
+            problems.append(
+                "control: the control plane pushes the rules; drop rules/rules_file/rules_key"
+            )
     admin = config.admin
     if admin and admin.port and (admin.host, admin.port) in seen:
         problems.append(f"admin: {admin} is already used by {seen[(admin.host, admin.port)]}")

@@ -15,6 +15,7 @@ import attrs
 from sofamesh import protocols
 from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
 from sofamesh.codecs.http1.paths import REJECT_REQUEST
+from sofamesh.config.control_urls import ControlUrls
 from sofamesh.upstream.balancers import BALANCERS
 from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
@@ -201,6 +202,9 @@ class MeshConfig:
     # them if the source is invalid at start (default: DEFAULT_STATE/rules/<app>.json)
     rules_last_good: str | None = None
     local_api: LocalApiConfig = attrs.field(factory=LocalApiConfig)
+    control: ControlUrls | None = None  # or the control plane's (sofamesh.control.agent)
+    control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
+    workspace: str | None = None  # the control plane's workspace this app belongs to
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

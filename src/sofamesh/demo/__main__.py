@@ -31,6 +31,7 @@ import anyio.abc
 import httpx
 
 import sofamesh
+from sofamesh.control.demo import DemoControl, start_demo_control
 from sofamesh.demo.procs import Procs
 from sofamesh.demo.tally import Tally
 
@@ -45,7 +46,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_mesh(procs: Procs, registry: str) -> dict[str, Any]:
+async def start_mesh(procs: Procs, registry: str, control: DemoControl) -> dict[str, Any]:
     """Every process of the demo; returns what the phases need to know."""
     ports = {}
     for i in (1, 2):
@@ -56,6 +57,7 @@ async def start_mesh(procs: Procs, registry: str) -> dict[str, Any]:
             {
                 "app": "inventory",
                 "registry": registry,
+                **control.mesh_keys(),
                 "admin": "127.0.0.1:0",
                 "policy": POLICY,
                 "inbound": [
@@ -77,6 +79,7 @@ async def start_mesh(procs: Procs, registry: str) -> dict[str, Any]:
         {
             "app": "web",
             "registry": registry,
+            **control.mesh_keys(),
             "admin": "127.0.0.1:0",
             "policy": POLICY,
             "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
@@ -101,9 +104,10 @@ async def run_demo(keep_running: bool, seconds: float) -> int:
         registry = f"file://{tmp}/registry"
         async with Procs(Path(tmp)) as procs:
             print(f"starting the demo mesh (registry {registry}) ...", flush=True)
-            info = await start_mesh(procs, registry)
+            control = await start_demo_control(procs, Path(tmp), registry)
+            info = await start_mesh(procs, registry, control)
             web = info["web"]
-            cfg = {"app": "shop", "registry": registry, "policy": POLICY}
+            cfg = {"app": "shop", "registry": registry, "policy": POLICY, **control.mesh_keys()}
             async with (
                 sofamesh.open_mesh(cfg, env={}) as mesh,
                 httpx.AsyncClient(transport=mesh.httpx_transport()) as shop,
@@ -127,8 +131,11 @@ async def run_demo(keep_running: bool, seconds: float) -> int:
                         drive, tally, "web (plain -> sidecar)", via_sidecar, service, stop
                     )
                 ok = await phases(procs, tally, info, web["admin"], seconds)
+                print(f"control plane: {await control.sync_summary()}")
                 if keep_running:
                     print_admin(procs)
+                print("\n" + "\n".join(control.commands()), flush=True)
+                if keep_running:
                     print("running until Ctrl-C ...", flush=True)
                     await anyio.sleep_forever()
                 stop.set()

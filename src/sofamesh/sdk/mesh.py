@@ -58,6 +58,7 @@ class Mesh:
         self._tg = tg
         self._sidecar = sidecar
         self._chain = self._outbound_chain()
+        self.provided: set[str] = set()  # services this app serves (for the control plane)
 
     @property
     def governance(self) -> Governance:
@@ -269,6 +270,7 @@ class Mesh:
         public: Address,
         protocol: str,
     ) -> None:
+        self.provided.update(services)
         if self._sidecar is not None:
             for s in services:
                 await self._sidecar.publish(s, protocol, local)
@@ -331,8 +333,13 @@ async def open_mesh(
             async with anyio.create_task_group() as tg:
                 if sidecar is not None:
                     sidecar.start_renewing(tg)
+                mesh = Mesh(rt, tg, sidecar)
+                if cfg.control is not None:  # report to the control plane, take its rules
+                    from sofamesh.control.hosts import MeshHost, run_agent
+
+                    await tg.start(run_agent, cfg, MeshHost(mesh))
                 try:
-                    yield Mesh(rt, tg, sidecar)
+                    yield mesh
                 finally:
                     tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -81,6 +81,10 @@ class Sidecar:
     ) -> None:
         try:
             async with self.runtime, anyio.create_task_group() as tg:
+                if self.config.control is not None:  # rules from the control plane, first
+                    from sofamesh.control.hosts import SidecarHost, run_agent
+
+                    await tg.start(run_agent, self.config, SidecarHost(self))
                 await self._start_listeners(tg)
                 await self._publish_static()
                 tg.start_soon(self._expire_registrations)

@@ -1,0 +1,102 @@
+"""What the control-plane benchmarks share: a control-plane process, a workspace, fake hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sofamesh.cli.client import Client
+from sofamesh.governance.source import Governance
+
+PASSWORD = "benchmark-admin"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def start_control(tmp: Path, **config: Any) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m sofamesh.control` on a free port with a sqlite store in `tmp`."""
+    cfg = tmp / "control.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "store": f"sqlite://{tmp}/control.db",
+                "registry": f"file://{tmp}/reg",
+                **config,
+            }
+        )
+    )
+    env = {**os.environ, "SOFAMESH_ADMIN_PASSWORD": PASSWORD}
+    argv = [sys.executable, "-m", "sofamesh.control", "-c", str(cfg), "--log-level", "WARNING"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    if "READY" not in line:
+        proc.kill()
+        raise RuntimeError(f"control plane did not start: {line!r}")
+    return proc, "http://" + json.loads(line.split("READY ", 1)[1])["listen"]
+
+
+def workspace(url: str, name: str = "bench") -> tuple[Client, str]:
+    """An admin client, and a dataplane token of a new workspace `name`."""
+    anon = Client(url, None)
+    token = anon.call("POST", "/api/v1/login", {"user": "admin", "password": PASSWORD})["token"]
+    admin = Client(url, token)
+    admin.call("POST", "/api/v1/workspaces", {"name": name})
+    dp = admin.call("POST", f"/api/v1/workspaces/{name}/tokens", {"role": "dataplane"})
+    return admin, dp["token"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class FakeHost:
+    """A data plane without listeners: what the agent reports, and a real `Governance`."""
+
+    mode = "sidecar"
+    ready = True
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        self.governance = Governance()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "listeners": [{"name": "inbound[0]", "address": "127.0.0.1:1"}],
+            "provides": [f"{self.app}-svc"],
+            "calls": ["shared-svc"],
+            "health": "serving",
+            "started_at": 0.0,
+        }
+
+    def traffic(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "direction": "inbound",
+                "service": f"{self.app}-svc",
+                "requests": 100,
+                "errors": 0,
+                "p50": 1.0,
+                "p99": 5.0,
+            },
+        ]
+
+    async def set_healthy(self, healthy: bool) -> None:
+        pass
+
+    def drain(self) -> None:
+        pass

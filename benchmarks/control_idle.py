@@ -1,0 +1,93 @@
+"""A data plane's cost of being connected: an idle sidecar's CPU with and without `control:`.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/control_idle.py [--duration 30] [--interval 5]
+
+Two sidecars (one inbound listener publishing a service on a file registry, an admin API,
+no traffic) run side by side for `--duration` seconds: one with `control:` (reporting every
+`--interval` seconds and holding a long-poll to a control-plane process), one without.
+Their CPU (utime + stime from /proc) over the same window is the cost. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from control_common import cpu_seconds, start_control, workspace
+from netutil import free_port
+
+
+def sidecar(tmp: Path, name: str, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "app": name,
+                "registry": f"file://{tmp}/reg",
+                "admin": "127.0.0.1:0",
+                "inbound": [
+                    {
+                        "protocol": "http",
+                        "listen": "127.0.0.1:0",
+                        "upstream": f"127.0.0.1:{free_port()}",
+                        "services": [f"{name}-svc"],
+                    }
+                ],
+                **extra,
+            }
+        )
+    )
+    env = {**os.environ, "SOFAMESH_STATE_DIR": str(tmp / "state")}
+    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--log-level", "WARNING"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    if "READY" not in proc.stdout.readline().decode():
+        raise RuntimeError(f"sidecar {name} did not start")
+    return proc
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--interval", type=float, default=5.0)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="control-idle-") as tmp_name:
+        tmp = Path(tmp_name)
+        control, url = start_control(tmp, report_interval=args.interval)
+        _admin, token = workspace(url)
+        keys = {"control": url, "control_token": token, "workspace": "bench"}
+        procs = {
+            "without control": sidecar(tmp, "plain", {}),
+            "with control": sidecar(tmp, "joined", keys),
+        }
+        try:
+            time.sleep(2.0)  # past start-up work
+            before = {k: cpu_seconds(p.pid) for k, p in procs.items()}
+            t0 = time.monotonic()
+            time.sleep(args.duration)
+            elapsed = time.monotonic() - t0
+            cpu = {k: (cpu_seconds(p.pid) - before[k]) / elapsed for k, p in procs.items()}
+        finally:
+            for proc in [*procs.values(), control]:
+                proc.terminate()
+                proc.wait()
+    print(
+        f"| idle sidecar ({args.duration:g} s, reports every {args.interval:g} s) | CPU (% of a core) |"
+    )
+    print("|---|---|")
+    for name, value in cpu.items():
+        print(f"| {name} | {value * 100:.2f} % |")
+    print(
+        f"| cost of being connected | {(cpu['with control'] - cpu['without control']) * 100:.2f} % |"
+    )
+
+
+if __name__ == "__main__":
+    main()

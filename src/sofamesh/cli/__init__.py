@@ -1,0 +1,1 @@
+"""`sofamesh`: the command line. `sofamesh ctl ...` talks to the control plane (`ctl.py`)."""

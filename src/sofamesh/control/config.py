@@ -1,0 +1,89 @@
+"""The control plane's configuration: a frozen attrs class, every problem reported with its path."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from sofamesh.config import Address, ConfigError, read_document, structure
+from sofamesh.registry import validate_registry_url
+from sofamesh.registry.resilient import parse_hosts
+
+DEFAULT_LISTEN = Address("127.0.0.1", 15080)
+DEFAULT_STORE = "sqlite:///var/tmp/sofamesh/control.db"
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value}")
+
+
+@attrs.frozen
+class ControlConfig:
+    listen: Address = DEFAULT_LISTEN
+    registry: str = "file:///var/tmp/sofamesh"  # the mesh registry the catalog reads
+    store: str = DEFAULT_STORE  # where the control plane keeps its own state
+    report_interval: float = attrs.field(default=5.0, validator=_positive)  # asked of data planes
+    lost_after: float = attrs.field(default=15.0, validator=_positive)  # no report: lost
+    forget_after: float = attrs.field(default=86400.0, validator=_positive)  # lost: forgotten
+    watch_timeout: float = attrs.field(default=25.0, validator=_positive)  # long-poll hold
+    max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    token_ttl: float = attrs.field(default=12 * 3600.0, validator=_positive)  # login tokens
+    max_reports_per_second: float = attrs.field(default=20.0, validator=_positive)  # per plane
+
+
+def validate_store_url(url: str) -> str | None:
+    """Why `url` is not a store we can open, or None."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not parts.path or parts.path == "/":
+            return "sqlite:// store needs a file, e.g. sqlite:///var/tmp/sofamesh/control.db"
+        return None
+    if parts.scheme == "etcd":
+        try:
+            if not parse_hosts(parts.netloc, 2379):
+                return "etcd:// store needs HOST:PORT[,HOST:PORT...]"
+        except ValueError as e:
+            return f"etcd:// store: {e}"
+        return None
+    return f"unknown store scheme {parts.scheme!r} (expected sqlite or etcd)"
+
+
+def load_control_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None,
+) -> ControlConfig:
+    """Build and validate the config; raises `ConfigError` naming every problem."""
+    if source is None:
+        data: Any = {}
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        data = read_document(source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"])
+    problems: list[str] = []
+    for key, check in (("registry", validate_registry_url), ("store", validate_store_url)):
+        value = data.get(key)
+        if isinstance(value, str) and (problem := check(value)):
+            problems.append(f"{key}: {problem}")
+    try:
+        config = structure(ControlConfig, data)
+    except ConfigError as e:
+        raise ConfigError(problems + e.problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def describe(config: ControlConfig) -> dict[str, Any]:
+    """The config as plain JSON-able data."""
+    out: dict[str, Any] = json.loads(json.dumps(attrs.asdict(config), default=str))
+    out["listen"] = str(config.listen)
+    return out
