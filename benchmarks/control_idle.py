@@ -57,7 +57,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--interval", type=float, default=5.0)
+    p.add_argument("--quick", action="store_true", help="2 s, a report every 0.5 s: a smoke run")
     args = p.parse_args()
+    if args.quick:
+        args.duration, args.interval = 2.0, 0.5
     with tempfile.TemporaryDirectory(prefix="control-idle-") as tmp_name:
         tmp = Path(tmp_name)
         control, url = start_control(tmp, report_interval=args.interval)

@@ -20,8 +20,8 @@ from typing import Any
 
 import anyio
 from control_common import FakeHost, cpu_seconds, rss_mb, start_control, workspace
-from sofamesh.control.urls import ControlUrls
 
+from sofamesh.config.control_urls import ControlUrls
 from sofamesh.control.agent import ControlAgent
 
 
@@ -73,7 +73,10 @@ def main() -> None:
     p.add_argument("--dataplanes", type=int, default=1000)
     p.add_argument("--interval", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--quick", action="store_true", help="20 data planes for 2 s: a smoke run")
     args = p.parse_args()
+    if args.quick:
+        args.dataplanes, args.interval, args.duration = 20, 0.5, 2.0
     with tempfile.TemporaryDirectory(prefix="control-inventory-") as tmp:
         r = anyio.run(run, args.dataplanes, args.interval, args.duration, Path(tmp))
     print(

@@ -21,8 +21,8 @@ from typing import Any
 
 import anyio
 from control_common import FakeHost, start_control, workspace
-from sofamesh.control.urls import ControlUrls
 
+from sofamesh.config.control_urls import ControlUrls
 from sofamesh.control.agent import ControlAgent
 
 
@@ -94,7 +94,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--dataplanes", type=int, default=50)
     p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--quick", action="store_true", help="5 data planes, 2 pushes: a smoke run")
     args = p.parse_args()
+    if args.quick:
+        args.dataplanes, args.rounds = 5, 2
     with tempfile.TemporaryDirectory(prefix="control-push-") as tmp:
         result = anyio.run(run, args.dataplanes, args.rounds, Path(tmp))
     ms = sorted(result["ms"])

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-HELPERS = {"netutil.py"}  # shared code, not a benchmark
+HELPERS = {"netutil.py", "control_common.py"}  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number
 FIGURES = {
@@ -29,6 +29,9 @@ FIGURES = {
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
     "testing_fixtures.py": r"^\| asyncio \| [\d.]+ ms, ",
+    "control_push.py": r"^\| 5 \| 2 \| 10 \| [\d.]+ \|",
+    "control_inventory.py": r"^\| 20 \| 0\.5 s \| [\d.]+ \|",
+    "control_idle.py": r"^\| cost of being connected \| -?[\d.]+ % \|",
 }
 
 
