@@ -60,6 +60,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # ask which protocols exist without importing a single support.
     ("protocol registry", ("=sofamesh.protocols",)),
     ("codecs", ("sofamesh.codecs",)),
+    # Workload identity (SPIFFE IDs, the CA, identity files): what transport's TLS presents.
+    ("security", ("sofamesh.security",)),
     ("transport", ("sofamesh.transport",)),
     ("upstream", ("sofamesh.upstream",)),
     ("config model", ("sofamesh.config.model", "sofamesh.config.structure")),
@@ -69,7 +71,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config loading", ("sofamesh.config",)),
     ("governance", ("sofamesh.governance",)),
     ("runtime", ("sofamesh.runtime",)),
-    ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),
+    ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", "sofamesh.cli", ROOT)),
     ("demo, testing", ("sofamesh.demo", "sofamesh.testing")),
 ]
 
