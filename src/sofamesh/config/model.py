@@ -8,6 +8,7 @@ every key; keep the two in step.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal
 
 import attrs
@@ -179,6 +180,39 @@ class LocalApiConfig:
     max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
 
 
+TlsMode = Literal["disable", "permissive", "strict"]
+
+
+def _readable_file(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not os.path.isfile(value):
+        raise ValueError(f"no such file: {value}")
+
+
+@attrs.frozen
+class TlsConfig:
+    """Mutual TLS on this data plane's mesh hops, with an identity from files (docs/security.md).
+
+    `disable`: plaintext, as without `tls:`. `permissive`: inbound listeners take mTLS and
+    plaintext on one port; calls to endpoints that publish mTLS use it. `strict`: inbound
+    listeners refuse plaintext. The files are re-read when they change.
+    """
+
+    mode: TlsMode = "disable"
+    cert: str | None = attrs.field(default=None, validator=_readable_file)
+    key: str | None = attrs.field(default=None, validator=_readable_file)
+    trust_bundle: str | None = attrs.field(default=None, validator=_readable_file)
+
+    def __attrs_post_init__(self) -> None:
+        given = [f for f in ("cert", "key", "trust_bundle") if getattr(self, f) is not None]
+        if self.mode != "disable" and len(given) != 3:
+            missing = ", ".join(sorted({"cert", "key", "trust_bundle"} - set(given)))
+            raise ValueError(f"mode {self.mode} needs cert, key and trust_bundle: no {missing}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disable"
+
+
 @attrs.frozen
 class MeshConfig:
     app: str = attrs.field(validator=_app_name)
@@ -199,6 +233,7 @@ class MeshConfig:
     # them if the source is invalid at start (default: DEFAULT_STATE/rules/<app>.json)
     rules_last_good: str | None = None
     local_api: LocalApiConfig = attrs.field(factory=LocalApiConfig)
+    tls: TlsConfig = attrs.field(factory=TlsConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

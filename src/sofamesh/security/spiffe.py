@@ -9,6 +9,7 @@ so the verified app of a peer is read from its ID and nothing else.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import attrs
@@ -64,6 +65,12 @@ class SpiffeId:
 
     def __str__(self) -> str:
         return f"{SCHEME}{self.trust_domain}/ws/{self.workspace}/app/{self.app}"
+
+
+@functools.lru_cache(maxsize=1024)
+def app_of(uri: str) -> str:
+    """The app a verified workload ID names (what `app:<name>` rules match)."""
+    return SpiffeId.parse(uri).app
 
 
 def trust_domain_id(trust_domain: str) -> str:
