@@ -29,9 +29,11 @@ def issue_files(
     life: datetime.timedelta = datetime.timedelta(hours=24),
     at: datetime.datetime | None = None,
     bundle: bytes | None = None,
+    dns: tuple[str, ...] = (),
 ) -> IdentityFiles:
     """`cert.pem`, `key.pem` and `bundle.pem` for `app`, issued by `ca` at `at` (default now)."""
-    cert, key = ca.issue(SpiffeId(ca.trust_domain, workspace, app), life=life, now=at)
+    workload = SpiffeId(ca.trust_domain, workspace, app)
+    cert, key = ca.issue(workload, life=life, now=at, dns=dns)
     write_identity(out, cert, key, bundle if bundle is not None else cert_pem(ca.cert))
     return files_in(out)
 

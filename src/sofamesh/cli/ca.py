@@ -43,6 +43,9 @@ def add_parser(subparsers: Any) -> None:
     hours = WORKLOAD_LIFE.total_seconds() / 3600
     issue.add_argument("--hours", type=float, default=hours, help=f"life (default {hours:g})")
     issue.add_argument("--bundle", help="a trust bundle to write instead of the CA's certificate")
+    issue.add_argument(
+        "--dns", action="append", default=[], help="a DNS SAN too (clients that check host names)"
+    )
     issue.set_defaults(run=run)
 
 
@@ -73,7 +76,7 @@ def _issue(args: argparse.Namespace) -> int:
     if not args.hours > 0:
         raise ValueError(f"--hours must be positive, got {args.hours}")
     life = datetime.timedelta(hours=args.hours)
-    cert, key = ca.issue(workload, life=life)
+    cert, key = ca.issue(workload, life=life, dns=tuple(args.dns))
     bundle = (
         Path(args.bundle).read_bytes() if args.bundle else (Path(args.ca) / CA_CERT).read_bytes()
     )

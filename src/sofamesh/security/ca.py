@@ -120,10 +120,15 @@ class CertificateAuthority:
         *,
         life: datetime.timedelta = WORKLOAD_LIFE,
         now: datetime.datetime | None = None,
+        dns: tuple[str, ...] = (),
     ) -> tuple[x509.Certificate, PrivateKey]:
-        """A new key and its certificate for `workload` (files-based identity)."""
+        """A new key and its certificate for `workload` (files-based identity).
+
+        `dns`: host names to add as DNS SANs, for clients outside the mesh that
+        check a host name (gRPC's TLS credentials); the SPIFFE ID stays the one URI.
+        """
         key = new_key()
-        return self.sign(key.public_key(), workload, life=life, now=now), key
+        return self.sign(key.public_key(), workload, life=life, now=now, dns=dns), key
 
     def sign_csr(
         self,
@@ -159,6 +164,7 @@ class CertificateAuthority:
         *,
         life: datetime.timedelta = WORKLOAD_LIFE,
         now: datetime.datetime | None = None,
+        dns: tuple[str, ...] = (),
     ) -> x509.Certificate:
         """A workload certificate for `public_key` with `workload` as its URI SAN."""
         if workload.trust_domain != self.trust_domain:
@@ -186,7 +192,12 @@ class CertificateAuthority:
                 critical=False,
             )
             .add_extension(
-                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(workload))]),
+                x509.SubjectAlternativeName(
+                    [
+                        x509.UniformResourceIdentifier(str(workload)),
+                        *(x509.DNSName(name) for name in dns),
+                    ]
+                ),
                 critical=False,
             )
         )

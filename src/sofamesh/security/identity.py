@@ -136,6 +136,12 @@ class IdentitySource:
             self._reload_if_changed()
         return self._identity
 
+    def check_now(self) -> Identity:
+        """Look at the files now (a renewer that just wrote them, a test), not at the next tick."""
+        self._checked = self._clock()
+        self._reload_if_changed()
+        return self._identity
+
     def _reload_if_changed(self) -> None:
         try:
             if self.files.stamp() == self._identity.stamp:
