@@ -144,6 +144,8 @@ def _reason(exc: BaseException) -> str:
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).lower().replace("_", " ")
+    if isinstance(exc, anyio.EndOfStream):
+        return "the peer closed the connection during the handshake"
     if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None:
         return _reason(exc.__cause__)
     return str(exc) or type(exc).__name__
