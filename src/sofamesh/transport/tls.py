@@ -28,7 +28,7 @@ import logging
 import ssl
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -151,6 +151,36 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class SecureStream(TLSStream):
+    """anyio's TLS stream, failing as our TCP streams do, so no protocol needs a TLS case.
+
+    A peer that closed makes `send` fail with `BrokenResourceError` (anyio's
+    raises `EndOfStream`, which a TCP stream never does on send), and
+    `send_eof` half-closes the TCP connection under the records (anyio's
+    refuses: TLS has no half-close) for the servers' lingering close.
+    """
+
+    async def send(self, item: bytes) -> None:
+        try:
+            await super().send(item)
+        except anyio.EndOfStream as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        await self.transport_stream.send_eof()
+
+
+async def _wrap(
+    stream: anyio.abc.ByteStream, ctx: ssl.SSLContext, *, server_side: bool
+) -> SecureStream:
+    """The handshake. No close_notify exchange on close (`standard_compatible=False`): a
+    mesh hop's messages are framed, so a truncation cannot pass for a whole message."""
+    tls = await SecureStream.wrap(
+        stream, server_side=server_side, ssl_context=ctx, standard_compatible=False
+    )
+    return cast(SecureStream, tls)
+
+
 class Prefixed(anyio.abc.ByteStream):
     """A connection whose first bytes were read to sniff it, given back to the next reader."""
 
@@ -243,12 +273,10 @@ class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
         await anyio.aclose_forcefully(stream)
         return None
 
-    async def _handshake(self, stream: anyio.abc.ByteStream, peer: str) -> TLSStream | None:
+    async def _handshake(self, stream: anyio.abc.ByteStream, peer: str) -> SecureStream | None:
         ctx = self.contexts.context(True, self.alpn)
         try:
-            tls = await TLSStream.wrap(
-                stream, server_side=True, ssl_context=ctx, standard_compatible=False
-            )
+            tls = await _wrap(stream, ctx, server_side=True)
             self.contexts.check_peer(tls.extra(TLSAttribute.ssl_object))
         except _REFUSED as exc:
             self._count("tls.handshake_failures")
@@ -300,12 +328,10 @@ class ClientTls:
         host: str,
         port: int,
         expected: str,
-    ) -> TLSStream:
+    ) -> SecureStream:
         ctx = self.contexts.context(False, alpn)
         try:
-            tls = await TLSStream.wrap(
-                stream, server_side=False, ssl_context=ctx, standard_compatible=False
-            )
+            tls = await _wrap(stream, ctx, server_side=False)
             self.contexts.check_peer(tls.extra(TLSAttribute.ssl_object), expected)
         except _REFUSED as exc:
             self._count("tls.client_handshake_failures")
