@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,3 +52,45 @@ async def test_a_call_through_two_sidecars_carries_the_verified_caller(
         with pytest.raises(httpx.HTTPError):
             await client.get(f"http://{inbound(prov)}/x", headers={"host": ORDERS})
         assert prov.runtime.stats.counters["tls.plaintext_refused"] == 1
+
+
+OTHER = "com.example.Other"
+DEFAULT_DENY = {
+    "auth": {
+        "inbound": {
+            "default": "deny",  # the one switch: a service no rule names is closed
+            "rules": [{"service": ORDERS, "allow": ["tls:spiffe://mesh.test/ws/prod/app/shop"]}],
+        }
+    }
+}
+
+
+async def test_default_deny_and_a_tls_rule_match_only_the_verified_id(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    ids = identities(ca, tmp_path, "orders", "shop", "web")
+    async with app_server() as app:
+        config = provider_config(tmp_path, ids["orders"], "permissive", app, DEFAULT_DENY)
+        config["inbound"][0]["services"].append(OTHER)
+        await check_default_deny(config, caller_config(tmp_path, "shop", ids["shop"], "strict"))
+
+
+async def check_default_deny(provider: dict[str, Any], consumer: dict[str, Any]) -> None:
+    async with (
+        sidecar(provider) as prov,
+        sidecar(consumer) as shop,
+        httpx.AsyncClient() as client,
+    ):
+        r = await client.get(f"http://{outbound(shop)}/", headers={"host": ORDERS})
+        assert r.status_code == 200, r.text
+        # Naming the ID in a header over plaintext (permissive) is a declaration, not an ID.
+        spoof = {"host": ORDERS, "x-sofamesh-caller": "spiffe://mesh.test/ws/prod/app/shop"}
+        r = await client.get(f"http://{inbound(prov)}/", headers=spoof)
+        assert r.status_code == 403, r.text
+        # Any other service: the default denies, even the verified shop.
+        r = await client.get(f"http://{outbound(shop)}/", headers={"host": OTHER})
+        assert r.status_code == 403, r.text
+        snapshot = prov.runtime.governance.snapshot()["rules"]["auth"]
+        rows = {row["rule"]: row for row in snapshot}
+        assert rows["auth.inbound"]["allowed"] == 1 and rows["auth.inbound"]["denied"] == 2
+        assert rows["auth.inbound.default"]["denied"] == 1
