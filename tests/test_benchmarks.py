@@ -29,6 +29,7 @@ FIGURES = {
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
     "testing_fixtures.py": r"^\| asyncio \| [\d.]+ ms, ",
+    "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import httpx
 import pytest
 from tests.security.meshes import (
@@ -94,3 +96,32 @@ async def check_default_deny(provider: dict[str, Any], consumer: dict[str, Any])
         rows = {row["rule"]: row for row in snapshot}
         assert rows["auth.inbound"]["allowed"] == 1 and rows["auth.inbound"]["denied"] == 2
         assert rows["auth.inbound.default"]["denied"] == 1
+
+
+async def test_a_deadline_on_an_mtls_hop_is_a_timeout_not_a_reset(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    """The caller's pool holds the mTLS connection to the deadline as it does a TCP one."""
+    ids = identities(ca, tmp_path, "orders", "shop")
+    silent = await anyio.create_tcp_listener(local_host="127.0.0.1")  # accepts, never answers
+    port = silent.extra(anyio.abc.SocketAttribute.local_port)
+    consumer = caller_config(tmp_path, "shop", ids["shop"], "strict")
+    consumer["policy"] = {"timeout": 0.3}
+    async with (
+        silent,
+        anyio.create_task_group() as tg,
+        sidecar(provider_config(tmp_path, ids["orders"], "strict", port)),
+        sidecar(consumer) as shop,
+        httpx.AsyncClient() as client,
+    ):
+        held: list[anyio.abc.SocketStream] = []
+
+        async def hold(stream: anyio.abc.SocketStream) -> None:
+            held.append(stream)
+
+        tg.start_soon(silent.serve, hold)
+        r = await client.get(f"http://{outbound(shop)}/", headers={"host": ORDERS})
+        assert r.status_code == 504 and r.headers["x-sofamesh-error"] == "timeout", r.text
+        tg.cancel_scope.cancel()
+        for stream in held:
+            await stream.aclose()

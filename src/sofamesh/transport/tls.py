@@ -40,6 +40,7 @@ from sofamesh.security.spiffe import SpiffeId
 from sofamesh.transport.errors import ConnectError
 from sofamesh.transport.net import STREAM_ERRORS, Connect, connect, format_address
 from sofamesh.transport.serving import accept_until_closed, leaves
+from sofamesh.transport.streams import LoopStream
 
 log = logging.getLogger("sofamesh.tls")
 
@@ -157,8 +158,34 @@ class SecureStream(TLSStream):
     A peer that closed makes `send` fail with `BrokenResourceError` (anyio's
     raises `EndOfStream`, which a TCP stream never does on send), and
     `send_eof` half-closes the TCP connection under the records (anyio's
-    refuses: TLS has no half-close) for the servers' lingering close.
+    refuses: TLS has no half-close) for the servers' lingering close. A
+    `streams.time_limit` on it is one on the TCP stream below (`loop_stream`),
+    and ends a wait with TimeoutError as it does there.
+
+    `receive` reads from the TCP stream first when nothing is buffered (the
+    usual case on a request/response connection), rather than asking OpenSSL,
+    being told by an exception that it needs bytes, and asking again.
     """
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        bio = self._read_bio
+        try:
+            if not bio.pending and not self._ssl_object.pending():
+                try:
+                    bio.write(await self.transport_stream.receive())
+                except anyio.EndOfStream:
+                    bio.write_eof()
+            return await super().receive(max_bytes)
+        except anyio.BrokenResourceError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                raise TimeoutError from None  # a time limit, not the peer's doing
+            raise
+
+    @property
+    def loop_stream(self) -> LoopStream | None:
+        """The asyncio stream whose waits a time limit bounds, if this runs over one."""
+        inner = self.transport_stream
+        return inner if type(inner) is LoopStream else None
 
     async def send(self, item: bytes) -> None:
         try:
@@ -187,6 +214,11 @@ class Prefixed(anyio.abc.ByteStream):
     def __init__(self, inner: anyio.abc.ByteStream, prefix: bytes) -> None:
         self._inner = inner
         self._prefix = prefix
+
+    @property
+    def drained(self) -> bool:
+        """Every sniffed byte has been read again."""
+        return not self._prefix
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._prefix:
@@ -254,7 +286,7 @@ class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
                 return None
             if first[0] != _HANDSHAKE_RECORD:
                 return await self._plaintext(stream, first, peer)
-            return await self._handshake(Prefixed(stream, first), peer)
+            return await self._handshake(stream, first, peer)
         log.warning("%s: mTLS handshake from %s timed out; closed", self.name, peer)
         self._count("tls.handshake_failures")
         await anyio.aclose_forcefully(stream)
@@ -273,10 +305,15 @@ class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
         await anyio.aclose_forcefully(stream)
         return None
 
-    async def _handshake(self, stream: anyio.abc.ByteStream, peer: str) -> SecureStream | None:
+    async def _handshake(
+        self, stream: anyio.abc.ByteStream, first: bytes, peer: str
+    ) -> SecureStream | None:
         ctx = self.contexts.context(True, self.alpn)
+        prefixed = Prefixed(stream, first)
         try:
-            tls = await _wrap(stream, ctx, server_side=True)
+            tls = await _wrap(prefixed, ctx, server_side=True)
+            if prefixed.drained:  # the sniffed bytes were the handshake's: read the TCP stream
+                tls.transport_stream = stream
             self.contexts.check_peer(tls.extra(TLSAttribute.ssl_object))
         except _REFUSED as exc:
             self._count("tls.handshake_failures")
