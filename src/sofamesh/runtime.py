@@ -43,7 +43,7 @@ from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.stats import Stats
-from sofamesh.transport.tls import MeshTls
+from sofamesh.transport.tls_listener import MeshTls
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
 

@@ -14,7 +14,8 @@ from tests.security.pki import DOMAIN, issue_files
 from sofamesh.security.ca import CertificateAuthority
 from sofamesh.security.identity import IdentitySource
 from sofamesh.transport.streams import time_limit
-from sofamesh.transport.tls import ALPN_HTTP1, STRICT, MeshTls, peer_identity
+from sofamesh.transport.tls import ALPN_HTTP1, STRICT, peer_identity
+from sofamesh.transport.tls_listener import MeshTls
 
 pytestmark = pytest.mark.anyio
 

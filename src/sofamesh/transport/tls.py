@@ -12,14 +12,15 @@ and client cannot tell the difference except by the peer's identity.
   the other's (`CERT_REQUIRED`); host names are not checked, the peer's
   SPIFFE ID is: it must be in our trust domain, and a client that knows the
   ID its endpoint published requires exactly that one.
-- `TlsListener`: a listener whose connections are secured before the server
-  sees them. `strict` refuses a connection whose first byte does not open a
-  TLS handshake (0x16, a handshake record) with a log line naming the peer;
-  `permissive` serves it as plaintext.
+- `SecureStream`: the TLS stream every secured connection is, failing as a
+  TCP stream does.
 - `ClientTls`: the connect function of a protocol's pool: TLS to the
   addresses whose registry metadata says they take mTLS, plain TCP elsewhere.
 - `peer_identity(stream)`: the verified SPIFFE ID of a server connection's
   peer, "" on plaintext; servers read it once per connection.
+
+The listener side (`TlsListener`, and `MeshTls`, a data plane's whole TLS) is
+in `tls_listener.py`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,10 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from sofamesh.endpoint import Endpoint
 from sofamesh.security.identity import Identity, IdentitySource
 from sofamesh.security.spiffe import SpiffeId
 from sofamesh.transport.errors import ConnectError
-from sofamesh.transport.net import STREAM_ERRORS, Connect, connect, format_address
-from sofamesh.transport.serving import accept_until_closed, leaves
+from sofamesh.transport.net import STREAM_ERRORS, Connect, connect
 from sofamesh.transport.streams import LoopStream
 
 log = logging.getLogger("sofamesh.tls")
@@ -52,16 +51,16 @@ STRICT: TlsMode = "strict"
 ALPN_HTTP1 = ("http/1.1",)
 ALPN_H2 = ("h2", "http/1.1")  # gRPC clients require h2 by ALPN
 HANDSHAKE_TIMEOUT = 10.0  # seconds for a server connection's first byte and handshake
-_HANDSHAKE_RECORD = 0x16  # TLS record type of a ClientHello (RFC 8446 §5.1)
+HANDSHAKE_RECORD = 0x16  # TLS record type of a ClientHello (RFC 8446 §5.1)
 
 # What identifies a peer in the endpoint metadata a data plane publishes.
 META_MODE = "mtls"  # "permissive" or "strict": this endpoint takes mTLS
 META_ID = "spiffe"  # the SPIFFE ID its certificate carries
 
 Count = Callable[[str], None]
-_LOST: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
+LOST: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
 # What ends a handshake we refuse: OpenSSL's verdict, our check of the peer's ID, a lost peer.
-_REFUSED: tuple[type[Exception], ...] = (
+REFUSED: tuple[type[Exception], ...] = (
     ssl.SSLError,
     ValueError,
     anyio.EndOfStream,
@@ -69,7 +68,7 @@ _REFUSED: tuple[type[Exception], ...] = (
 )
 
 
-def _ignore(_name: str) -> None:
+def count_nothing(_name: str) -> None:
     return None
 
 
@@ -139,7 +138,7 @@ def peer_identity(stream: anyio.TypedAttributeProvider) -> str:
     return _uri_san(stream.extra(TLSAttribute.peer_certificate, None))
 
 
-def _reason(exc: BaseException) -> str:
+def refusal_reason(exc: BaseException) -> str:
     """What OpenSSL said, as a reader wants it: "certificate has expired", "unknown ca"..."""
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
@@ -148,7 +147,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, anyio.EndOfStream):
         return "the peer closed the connection during the handshake"
     if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ is not None:
-        return _reason(exc.__cause__)
+        return refusal_reason(exc.__cause__)
     return str(exc) or type(exc).__name__
 
 
@@ -197,7 +196,7 @@ class SecureStream(TLSStream):
         await self.transport_stream.send_eof()
 
 
-async def _wrap(
+async def handshake(
     stream: anyio.abc.ByteStream, ctx: ssl.SSLContext, *, server_side: bool
 ) -> SecureStream:
     """The handshake. No close_notify exchange on close (`standard_compatible=False`): a
@@ -208,133 +207,10 @@ async def _wrap(
     return cast(SecureStream, tls)
 
 
-class Prefixed(anyio.abc.ByteStream):
-    """A connection whose first bytes were read to sniff it, given back to the next reader."""
-
-    def __init__(self, inner: anyio.abc.ByteStream, prefix: bytes) -> None:
-        self._inner = inner
-        self._prefix = prefix
-
-    @property
-    def drained(self) -> bool:
-        """Every sniffed byte has been read again."""
-        return not self._prefix
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
-            return data
-        return await self._inner.receive(max_bytes)
-
-    async def send(self, item: bytes) -> None:
-        await self._inner.send(item)
-
-    async def send_eof(self) -> None:
-        await self._inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self._inner.extra_attributes
-
-
-class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
-    """Secures each connection of `inner` (`mode` permissive or strict) before `handler` runs."""
-
-    def __init__(
-        self,
-        inner: anyio.abc.Listener[Any],
-        contexts: TlsContexts,
-        mode: TlsMode,
-        alpn: tuple[str, ...],
-        *,
-        name: str = "inbound",
-        count: Count = _ignore,
-    ) -> None:
-        assert mode in (PERMISSIVE, STRICT)
-        self.inner, self.contexts, self.mode, self.alpn = inner, contexts, mode, alpn
-        self.name = name
-        self._count = count
-
-    async def serve(
-        self,
-        handler: Callable[[anyio.abc.ByteStream], Any],
-        task_group: anyio.abc.TaskGroup | None = None,
-    ) -> None:
-        secured = partial(self._secure_then, handler)
-        async with anyio.create_task_group() as tg:
-            for leaf in leaves(self.inner):
-                tg.start_soon(accept_until_closed, leaf, task_group or tg, secured, self.name)
-
-    async def _secure_then(
-        self, handler: Callable[[anyio.abc.ByteStream], Any], stream: anyio.abc.SocketStream
-    ) -> None:
-        secured = await self.secure(stream)
-        if secured is not None:
-            await handler(secured)
-
-    async def secure(self, stream: anyio.abc.ByteStream) -> anyio.abc.ByteStream | None:
-        """The connection to serve (TLS, or plaintext when permissive), or None (closed)."""
-        peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
-        with anyio.move_on_after(HANDSHAKE_TIMEOUT):
-            try:
-                first = await stream.receive()
-            except _LOST:
-                await anyio.aclose_forcefully(stream)
-                return None
-            if first[0] != _HANDSHAKE_RECORD:
-                return await self._plaintext(stream, first, peer)
-            return await self._handshake(stream, first, peer)
-        log.warning("%s: mTLS handshake from %s timed out; closed", self.name, peer)
-        self._count("tls.handshake_failures")
-        await anyio.aclose_forcefully(stream)
-        return None
-
-    async def _plaintext(
-        self, stream: anyio.abc.ByteStream, first: bytes, peer: str
-    ) -> anyio.abc.ByteStream | None:
-        if self.mode == PERMISSIVE:
-            self._count("tls.plaintext_accepted")
-            return Prefixed(stream, first)
-        self._count("tls.plaintext_refused")
-        log.warning(
-            "%s: refused a plaintext connection from %s: mTLS is strict here", self.name, peer
-        )
-        await anyio.aclose_forcefully(stream)
-        return None
-
-    async def _handshake(
-        self, stream: anyio.abc.ByteStream, first: bytes, peer: str
-    ) -> SecureStream | None:
-        ctx = self.contexts.context(True, self.alpn)
-        prefixed = Prefixed(stream, first)
-        try:
-            tls = await _wrap(prefixed, ctx, server_side=True)
-            if prefixed.drained:  # the sniffed bytes were the handshake's: read the TCP stream
-                tls.transport_stream = stream
-            self.contexts.check_peer(tls.extra(TLSAttribute.ssl_object))
-        except _REFUSED as exc:
-            self._count("tls.handshake_failures")
-            log.warning("%s: refused mTLS from %s: %s", self.name, peer, _reason(exc))
-            await anyio.aclose_forcefully(stream)
-            return None
-        self._count("tls.handshakes")
-        return tls
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.inner.extra_attributes
-
-
 class ClientTls:
     """TLS to the endpoints that take mTLS; `expect(host, port, spiffe_id)` names them."""
 
-    def __init__(self, contexts: TlsContexts, *, count: Count = _ignore) -> None:
+    def __init__(self, contexts: TlsContexts, *, count: Count = count_nothing) -> None:
         self.contexts = contexts
         self.endpoints: dict[tuple[str, int], str] = {}  # address -> its published SPIFFE ID
         self._count = count
@@ -368,51 +244,14 @@ class ClientTls:
     ) -> SecureStream:
         ctx = self.contexts.context(False, alpn)
         try:
-            tls = await _wrap(stream, ctx, server_side=False)
+            tls = await handshake(stream, ctx, server_side=False)
             self.contexts.check_peer(tls.extra(TLSAttribute.ssl_object), expected)
-        except _REFUSED as exc:
+        except REFUSED as exc:
             self._count("tls.client_handshake_failures")
             await anyio.aclose_forcefully(stream)
-            log.warning("mTLS to %s:%d refused: %s", host, port, _reason(exc))
-            raise ConnectError(f"mTLS handshake with {host}:{port} failed: {_reason(exc)}") from exc
+            log.warning("mTLS to %s:%d refused: %s", host, port, refusal_reason(exc))
+            raise ConnectError(
+                f"mTLS handshake with {host}:{port} failed: {refusal_reason(exc)}"
+            ) from exc
         self._count("tls.client_handshakes")
         return tls
-
-
-class MeshTls:
-    """One data plane's mutual TLS: its identity, its listeners' wrap, its client's choice.
-
-    `learn(endpoint)` reads an endpoint's registry metadata once: one that
-    publishes `mtls` is called over TLS and must present the ID it published.
-    """
-
-    def __init__(self, mode: TlsMode, source: IdentitySource, *, count: Count = _ignore) -> None:
-        self.mode = mode
-        self.contexts = TlsContexts(source)
-        self.client = ClientTls(self.contexts, count=count)
-        self._count = count
-        self._learned: set[Endpoint] = set()
-
-    def listener(
-        self, inner: anyio.abc.Listener[Any], alpn: tuple[str, ...], name: str
-    ) -> TlsListener:
-        return TlsListener(inner, self.contexts, self.mode, alpn, name=name, count=self._count)
-
-    def meta(self) -> dict[str, str]:
-        """What an endpoint served by this data plane publishes about its TLS."""
-        return {META_MODE: self.mode, META_ID: str(self.contexts.source.current().spiffe_id)}
-
-    def learn(self, ep: Endpoint) -> None:
-        if ep in self._learned:
-            return
-        if len(self._learned) >= _LEARNED_MAX:
-            self._learned.clear()
-        self._learned.add(ep)
-        meta = dict(ep.meta)
-        if meta.get(META_MODE) in (PERMISSIVE, STRICT):
-            self.client.expect(ep.host, ep.port, meta.get(META_ID, ""))
-        else:
-            self.client.endpoints.pop((ep.host, ep.port), None)
-
-
-_LEARNED_MAX = 10_000  # endpoints remembered as read; past it, read again

@@ -46,7 +46,8 @@ from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle, leaves
-from sofamesh.transport.tls import TlsListener, peer_identity
+from sofamesh.transport.tls import peer_identity
+from sofamesh.transport.tls_listener import TlsListener
 
 log = logging.getLogger("sofamesh.bolt")
 
