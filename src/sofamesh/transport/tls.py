@@ -163,17 +163,29 @@ class SecureStream(TLSStream):
 
     `receive` reads from the TCP stream first when nothing is buffered (the
     usual case on a request/response connection), rather than asking OpenSSL,
-    being told by an exception that it needs bytes, and asking again.
+    being told by an exception that it needs bytes, and asking again; `send`
+    encrypts and writes in one step. Anything unusual (a partial record, an
+    alert, a closed peer) takes anyio's general path.
     """
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        bio = self._read_bio
-        try:
-            if not bio.pending and not self._ssl_object.pending():
+        ssl_object, bio = self._ssl_object, self._read_bio
+        if not self._broken:
+            if not bio.pending and not ssl_object.pending():
                 try:
                     bio.write(await self.transport_stream.receive())
                 except anyio.EndOfStream:
                     bio.write_eof()
+            try:
+                data = ssl_object.read(max_bytes)
+            except ssl.SSLError:
+                pass  # a partial record, an alert, the end: anyio's path below sorts it out
+            else:
+                if data:
+                    if self._write_bio.pending:  # OpenSSL's answer to a key update, say
+                        await self._flush_write_bio()
+                    return data
+        try:
             return await super().receive(max_bytes)
         except anyio.BrokenResourceError as exc:
             if isinstance(exc.__cause__, TimeoutError):
@@ -187,6 +199,14 @@ class SecureStream(TLSStream):
         return inner if type(inner) is LoopStream else None
 
     async def send(self, item: bytes) -> None:
+        if not self._broken and not self._write_bio.pending:
+            try:
+                self._ssl_object.write(item)  # into a memory BIO: all of it, or an error
+            except ssl.SSLError:
+                pass  # closed or broken: anyio's path below says how
+            else:
+                await self._flush_write_bio()
+                return
         try:
             await super().send(item)
         except anyio.EndOfStream as exc:
