@@ -42,6 +42,7 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
+from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
 from sofamesh.transport.tls_listener import MeshTls
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
@@ -214,9 +215,14 @@ class Runtime:
     def inbound_chain(self, terminal: Handler, extra: list[Filter] | None = None) -> Handler:
         """Provider side: in front of the local app (an ASGI app or a TCP upstream)."""
 
+        strict = self.config.tls.strict_services
+        required = [RequireMtlsFilter(strict)] if strict else []
+
         def build() -> Handler:
             filters: list[Filter] = [
                 StatsFilter(self.stats, "inbound", self.clock),
+                # Services that take verified callers only, on a permissive data plane.
+                *required,
                 InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
                 # Auth, limits and faults on this side.
                 *inbound_filters(self.governance, self.clock, in_use_only=True),

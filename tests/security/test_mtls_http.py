@@ -125,3 +125,37 @@ async def test_a_deadline_on_an_mtls_hop_is_a_timeout_not_a_reset(
         tg.cancel_scope.cancel()
         for stream in held:
             await stream.aclose()
+
+
+async def test_a_strict_service_on_a_permissive_sidecar_refuses_plaintext(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    ids = identities(ca, tmp_path, "orders", "shop")
+    async with app_server() as app:
+        config = provider_config(tmp_path, ids["orders"], "permissive", app)
+        config["inbound"][0]["services"].append(OTHER)
+        config["tls"]["services"] = {ORDERS: "strict"}
+        async with (
+            sidecar(config) as prov,
+            sidecar(caller_config(tmp_path, "shop", ids["shop"], "strict")) as shop,
+            httpx.AsyncClient() as client,
+        ):
+            direct = f"http://{inbound(prov)}/"
+            r = await client.get(direct, headers={"host": ORDERS})
+            assert r.status_code == 403 and "over mutual TLS only" in r.text
+            assert (await client.get(direct, headers={"host": OTHER})).status_code == 200
+            r = await client.get(f"http://{outbound(shop)}/", headers={"host": ORDERS})
+            assert r.status_code == 200 and r.json() == {"caller": "shop"}
+            published = {ep.service: dict(ep.meta) for ep in prov._published.values()}
+            assert published[ORDERS]["mtls"] == "strict"
+            assert published[OTHER]["mtls"] == "permissive"
+            assert published[ORDERS]["spiffe"] == "spiffe://mesh.test/ws/prod/app/orders"
+
+
+def test_per_service_modes_need_tls_on(tmp_path: Path) -> None:
+    from sofamesh.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="per-service modes need mode permissive or strict"):
+        load_config({"app": "a", "tls": {"services": {ORDERS: "strict"}}}, env={})
+    with pytest.raises(ConfigError, match=r"tls\.cert: no such file"):
+        load_config({"app": "a", "tls": {"mode": "strict", "cert": str(tmp_path / "x")}}, env={})

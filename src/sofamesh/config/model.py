@@ -201,8 +201,13 @@ class TlsConfig:
     cert: str | None = attrs.field(default=None, validator=_readable_file)
     key: str | None = attrs.field(default=None, validator=_readable_file)
     trust_bundle: str | None = attrs.field(default=None, validator=_readable_file)
+    # Per service, a mode stricter than `mode`: a `strict` service on a permissive data plane
+    # refuses plaintext calls (its endpoints publish `mtls: strict`).
+    services: dict[str, Literal["permissive", "strict"]] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
+        if self.services and self.mode == "disable":
+            raise ValueError("services: per-service modes need mode permissive or strict")
         given = [f for f in ("cert", "key", "trust_bundle") if getattr(self, f) is not None]
         if self.mode != "disable" and len(given) != 3:
             missing = ", ".join(sorted({"cert", "key", "trust_bundle"} - set(given)))
@@ -211,6 +216,16 @@ class TlsConfig:
     @property
     def enabled(self) -> bool:
         return self.mode != "disable"
+
+    def mode_for(self, service: str) -> TlsMode:
+        return "strict" if self.mode == "strict" else self.services.get(service, self.mode)
+
+    @property
+    def strict_services(self) -> frozenset[str]:
+        """Services stricter than the data plane: plaintext calls to them are refused."""
+        if self.mode == "strict":
+            return frozenset()  # the listeners already refuse plaintext
+        return frozenset(s for s, m in self.services.items() if m == "strict")
 
 
 @attrs.frozen

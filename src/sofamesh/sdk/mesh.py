@@ -283,7 +283,7 @@ class Mesh:
                 stack.push_async_callback(self._sidecar.unpublish, s, protocol)
             return
         meta = self.config.metadata
-        tls_meta = self.runtime.tls.meta() if self.runtime.tls is not None else {}
+        tls, tls_config = self.runtime.tls, self.config.tls
         for s in services:
             ep = Endpoint(
                 service=s,
@@ -295,7 +295,11 @@ class Mesh:
                 zone=meta.zone,
                 weight=meta.weight,
                 tags=meta.tags,
-                meta={"mode": "sdk", "pid": str(os.getpid()), **tls_meta},
+                meta={
+                    "mode": "sdk",
+                    "pid": str(os.getpid()),
+                    **(tls.meta(tls_config.mode_for(s)) if tls is not None else {}),
+                },
             )
             await self.runtime.registry.publish(ep)
             stack.push_async_callback(_shielded_unpublish, self.runtime.registry, ep)

@@ -73,9 +73,6 @@ class Sidecar:
         self._inbound_chains: dict[Address, Handler] = {}
         self.token = ""  # the local API's, once the admin API listens
         self.token_path: Path | None = None
-        tls = self.runtime.tls
-        # Published with every endpoint: a sidecar, and whether (and as whom) it takes mTLS.
-        self._meta = {"mode": "sidecar", **(tls.meta() if tls is not None else {})}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -260,8 +257,15 @@ class Sidecar:
             zone=meta.zone,
             weight=meta.weight,
             tags=meta.tags,
-            meta=self._meta,
+            meta=self._endpoint_meta(service),
         )
+
+    def _endpoint_meta(self, service: str) -> dict[str, str]:
+        """Published with every endpoint: a sidecar, and whether (and as whom) it takes mTLS."""
+        tls = self.runtime.tls
+        if tls is None:
+            return {"mode": "sidecar"}
+        return {"mode": "sidecar", **tls.meta(self.config.tls.mode_for(service))}
 
     async def _publish_static(self) -> None:
         for lc in self.config.inbound:

@@ -189,9 +189,11 @@ class MeshTls:
     ) -> TlsListener:
         return TlsListener(inner, self.contexts, self.mode, alpn, name=name, count=self._count)
 
-    def meta(self) -> dict[str, str]:
-        """What an endpoint served by this data plane publishes about its TLS."""
-        return {META_MODE: self.mode, META_ID: str(self.contexts.source.current().spiffe_id)}
+    def meta(self, mode: TlsMode | None = None) -> dict[str, str]:
+        """What an endpoint served by this data plane publishes about its TLS (`mode`: its
+        service's, if stricter than the data plane's)."""
+        identity = str(self.contexts.source.current().spiffe_id)
+        return {META_MODE: mode or self.mode, META_ID: identity}
 
     def learn(self, ep: Endpoint) -> None:
         if ep in self._learned:
