@@ -15,7 +15,6 @@ from sofamesh.model import Invocation, Result, Status
 
 log = logging.getLogger("sofamesh.tls")
 
-REFUSED = "inbound.mtls_required"  # the counter of such refusals
 
 
 class RequireMtlsFilter:
