@@ -16,7 +16,6 @@ from sofamesh.model import Invocation, Result, Status
 log = logging.getLogger("sofamesh.tls")
 
 
-
 class RequireMtlsFilter:
     """Refuses plaintext calls to `services` (the inbound chain's, right after stats)."""
 
