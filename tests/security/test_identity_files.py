@@ -67,3 +67,12 @@ def test_a_broken_set_keeps_the_last_good_identity(
     assert source.current() is good
     assert source.failed_reloads == 1
     assert "identity files not reloaded, keeping spiffe://mesh.test/ws/prod/app/web" in caplog.text
+
+
+def test_an_expired_identity_is_loaded_with_a_warning(
+    ca: CertificateAuthority, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=30)
+    source = IdentitySource(issue_files(ca, tmp_path, "web", at=start))
+    assert str(source.current().spiffe_id).endswith("/app/web")
+    assert "identity spiffe://mesh.test/ws/prod/app/web expired at" in caplog.text

@@ -128,6 +128,7 @@ class IdentitySource:
         self._checked = clock()
         self.reloads = 0
         self.failed_reloads = 0
+        _warn_if_stale(self._identity)
 
     def current(self) -> Identity:
         now = self._clock()
@@ -157,4 +158,24 @@ class IdentitySource:
         self.reloads += 1
         log.info(
             "identity reloaded: %s, valid until %s", fresh.spiffe_id, fresh.not_after.isoformat()
+        )
+        _warn_if_stale(fresh)
+
+
+def _warn_if_stale(identity: Identity) -> None:
+    """Say so when this workload's own certificate will be refused by its peers."""
+    now = datetime.datetime.now(datetime.UTC)
+    cert = identity.cert
+    if now > identity.not_after:
+        log.warning(
+            "identity %s expired at %s: peers will refuse it until %s is renewed",
+            identity.spiffe_id,
+            identity.not_after.isoformat(),
+            identity.files.cert,
+        )
+    elif now < cert.not_valid_before_utc:
+        log.warning(
+            "identity %s is not valid before %s: peers will refuse it until then (clock skew?)",
+            identity.spiffe_id,
+            cert.not_valid_before_utc.isoformat(),
         )
