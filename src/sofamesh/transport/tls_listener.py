@@ -124,7 +124,12 @@ class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
             if first[0] != HANDSHAKE_RECORD:
                 return await self._plaintext(stream, first, peer)
             return await self._handshake(stream, first, peer)
-        log.warning("%s: mTLS handshake from %s timed out; closed", self.name, peer)
+        log.warning(
+            "%s: %s finished no handshake (nor, if permissive, sent a byte) within %gs; closed",
+            self.name,
+            peer,
+            HANDSHAKE_TIMEOUT,
+        )
         self._count("tls.handshake_failures")
         await anyio.aclose_forcefully(stream)
         return None
