@@ -32,6 +32,7 @@ FIGURES = {
     "control_push.py": r"^\| 5 \| 2 \| 10 \| [\d.]+ \|",
     "control_inventory.py": r"^\| 20 \| 0\.5 s \| [\d.]+ \|",
     "control_idle.py": r"^\| cost of being connected \| -?[\d.]+ % \|",
+    "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
 }
 
 

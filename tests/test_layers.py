@@ -62,6 +62,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # ask which protocols exist without importing a single support.
     ("protocol registry", ("=sofamesh.protocols",)),
     ("codecs", ("sofamesh.codecs",)),
+    # Workload identity (SPIFFE IDs, the CA, identity files): what transport's TLS presents.
+    ("security", ("sofamesh.security",)),
     ("transport", ("sofamesh.transport",)),
     ("upstream", ("sofamesh.upstream",)),
     (

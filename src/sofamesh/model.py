@@ -149,6 +149,9 @@ class Invocation:
     headers: Headers = attrs.field(factory=Headers)
     caller: str = ""
     deadline: float | None = None
+    # The caller's identity verified by mutual TLS (its SPIFFE ID), "" on a plaintext hop:
+    # then `caller` is the app that ID names, whatever the request declared.
+    peer: str = ""
     payload: Any = None
     # Safe to send twice (HTTP GET, HEAD, PUT, ...): a reset before any response may be retried.
     idempotent: bool = False

@@ -41,7 +41,10 @@ from sofamesh.governance.source import (
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
+from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
+from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
+from sofamesh.transport.tls_listener import MeshTls
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
 
@@ -91,6 +94,22 @@ class Runtime:
         self._gov_tg: anyio.abc.TaskGroup | None = None
         self.deadlines = DeadlineWatch()
         self._stack = AsyncExitStack()
+        self.tls = self._mesh_tls()
+
+    def _mesh_tls(self) -> MeshTls | None:
+        """Mutual TLS on mesh hops when configured: every client calls mTLS endpoints over it."""
+        cfg = self.config.tls
+        if not cfg.enabled:
+            return None
+        assert cfg.cert is not None and cfg.key is not None and cfg.trust_bundle is not None
+        try:
+            source = IdentitySource(IdentityFiles(cfg.cert, cfg.key, cfg.trust_bundle))
+        except IdentityError as exc:
+            raise ConfigError([f"tls: {exc}"]) from None
+        tls = MeshTls(cfg.mode, source, count=self.stats.incr)
+        for proto in self.protocols.values():
+            proto.use_tls(tls.client)
+        return tls
 
     def _rules_source(self) -> RulesSource | None:
         cfg = self.config
@@ -189,16 +208,21 @@ class Runtime:
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
                 BalanceFilter(clusters, self.clock),
             ]
-            return build_chain(filters, self.upstream)
+            return build_chain(filters, self.upstream if self.tls is None else self._upstream_tls)
 
         return self._recomposing(build)
 
     def inbound_chain(self, terminal: Handler, extra: list[Filter] | None = None) -> Handler:
         """Provider side: in front of the local app (an ASGI app or a TCP upstream)."""
 
+        strict = self.config.tls.strict_services
+        required = [RequireMtlsFilter(strict)] if strict else []
+
         def build() -> Handler:
             filters: list[Filter] = [
                 StatsFilter(self.stats, "inbound", self.clock),
+                # Services that take verified callers only, on a permissive data plane.
+                *required,
                 InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
                 # Auth, limits and faults on this side.
                 *inbound_filters(self.governance, self.clock, in_use_only=True),
@@ -233,6 +257,13 @@ class Runtime:
         """The outbound terminal: send `inv` to `inv.endpoint` in its protocol."""
         ep = inv.endpoint
         assert ep is not None
+        return self.send(ep.host, ep.port, inv)
+
+    def _upstream_tls(self, inv: Invocation) -> Awaitable[Result]:
+        """The outbound terminal under mTLS: the endpoint's metadata says whether it takes TLS."""
+        ep = inv.endpoint
+        assert ep is not None and self.tls is not None
+        self.tls.learn(ep)
         return self.send(ep.host, ep.port, inv)
 
     def send(self, host: str, port: int, inv: Invocation) -> Awaitable[Result]:

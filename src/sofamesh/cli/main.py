@@ -1,7 +1,7 @@
 """`sofamesh COMMAND ...`: one entry point; each command group is a module that adds its parser.
 
-Groups: `ctl` (the control plane, `ctl.py`). A group module has `add_parser(subparsers)`
-and sets `run` on its namespace; `main` returns its exit status.
+Groups: `ctl` (the control plane, `ctl.py`), `ca` (certificates, `ca.py`). A group module
+has `add_parser(subparsers)` and sets `run` on its namespace; `main` returns its exit status.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sofamesh.cli import ctl
+from sofamesh.cli import ca, ctl
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sofamesh", description="The sofamesh command line.")
     groups = p.add_subparsers(dest="group", metavar="COMMAND", required=True)
     ctl.add_parser(groups)
+    ca.add_parser(groups)
     return p
 
 

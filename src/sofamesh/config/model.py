@@ -8,6 +8,7 @@ every key; keep the two in step.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal
 
 import attrs
@@ -182,6 +183,54 @@ class LocalApiConfig:
     max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
 
 
+TlsMode = Literal["disable", "permissive", "strict"]
+
+
+def _readable_file(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not os.path.isfile(value):
+        raise ValueError(f"no such file: {value}")
+
+
+@attrs.frozen
+class TlsConfig:
+    """Mutual TLS on this data plane's mesh hops, with an identity from files (docs/security.md).
+
+    `disable`: plaintext, as without `tls:`. `permissive`: inbound listeners take mTLS and
+    plaintext on one port; calls to endpoints that publish mTLS use it. `strict`: inbound
+    listeners refuse plaintext. The files are re-read when they change.
+    """
+
+    mode: TlsMode = "disable"
+    cert: str | None = attrs.field(default=None, validator=_readable_file)
+    key: str | None = attrs.field(default=None, validator=_readable_file)
+    trust_bundle: str | None = attrs.field(default=None, validator=_readable_file)
+    # Per service, a mode stricter than `mode`: a `strict` service on a permissive data plane
+    # refuses plaintext calls (its endpoints publish `mtls: strict`).
+    services: dict[str, Literal["permissive", "strict"]] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        if self.services and self.mode == "disable":
+            raise ValueError("services: per-service modes need mode permissive or strict")
+        given = [f for f in ("cert", "key", "trust_bundle") if getattr(self, f) is not None]
+        if self.mode != "disable" and len(given) != 3:
+            missing = ", ".join(sorted({"cert", "key", "trust_bundle"} - set(given)))
+            raise ValueError(f"mode {self.mode} needs cert, key and trust_bundle: no {missing}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disable"
+
+    def mode_for(self, service: str) -> TlsMode:
+        return "strict" if self.mode == "strict" else self.services.get(service, self.mode)
+
+    @property
+    def strict_services(self) -> frozenset[str]:
+        """Services stricter than the data plane: plaintext calls to them are refused."""
+        if self.mode == "strict":
+            return frozenset()  # the listeners already refuse plaintext
+        return frozenset(s for s, m in self.services.items() if m == "strict")
+
+
 @attrs.frozen
 class MeshConfig:
     app: str = attrs.field(validator=_app_name)
@@ -205,6 +254,7 @@ class MeshConfig:
     control: ControlUrls | None = None  # or the control plane's (sofamesh.control.agent)
     control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
     workspace: str | None = None  # the control plane's workspace this app belongs to
+    tls: TlsConfig = attrs.field(factory=TlsConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

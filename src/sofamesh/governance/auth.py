@@ -19,11 +19,11 @@ A subject with no identity (no caller app, no verified peer) matches no list,
 so it gets the default. Sentinel lets an empty origin through unconditionally;
 here it does so only where the default allows.
 
-The subject is a value, not a string: today it carries the caller app the
-request declares; a verified mutual-TLS identity (a SPIFFE ID) slots in as a
-second principal kind without changing rules already written. List entries
-are ``"app:<name>"`` (or a bare name, meaning an app) and ``"tls:<identity>"``
-(a bare ``spiffe://...`` ID means the latter).
+The subject is a value, not a string: the caller's app, and on a mutual-TLS
+hop its verified identity (a SPIFFE ID) as a second principal; then the app
+is the one that ID names, never a declared one (the listeners see to that).
+List entries are ``"app:<name>"`` (or a bare name, meaning an app) and
+``"tls:<identity>"`` (a bare ``spiffe://...`` ID means the latter).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class Principal:
 
 @attrs.frozen(slots=True)
 class Subject:
-    """Who is calling. `app` is declared by the caller; `tls_identity` is verified."""
+    """Who is calling: `app`, and on a mutual-TLS hop `tls_identity` (verified; `app` is then
+    the app it names)."""
 
     app: str = ""
     tls_identity: str = ""

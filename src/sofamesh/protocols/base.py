@@ -23,6 +23,8 @@ Its decisions, as class attributes (the registry reads them without an instance)
 - `endpoint_protocols`: the endpoint protocols (as registered) it can call.
 - `health_probe`: its active health check (`upstream.health_check.kind` of
   its name), or None if it has none beyond TCP.
+- `alpn`: the ALPN protocol names its connections offer under mutual TLS
+  (`use_tls(client)` makes its client use TLS to the endpoints that take it).
 
 Mesh-made answers (`Result` with body bytes as payload) are rendered by its
 listeners; its listener limits are converted from `LimitsConfig` in its slice.
@@ -40,6 +42,7 @@ from sofamesh.chain import Handler
 from sofamesh.config.model import LimitsConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result
+from sofamesh.transport.tls import ClientTls
 
 if TYPE_CHECKING:
     from sofamesh.upstream.health import HealthCheckConfig
@@ -61,6 +64,7 @@ class ProtocolSupport(AbstractAsyncContextManager["ProtocolSupport"], Protocol):
     enforces_deadline: bool
     gateway_codes: frozenset[int]
     endpoint_protocols: frozenset[str]
+    alpn: tuple[str, ...]
 
     @property
     def health_probe(self) -> HealthProbe | None: ...
@@ -70,3 +74,5 @@ class ProtocolSupport(AbstractAsyncContextManager["ProtocolSupport"], Protocol):
     def inbound_server(self, route: Route, limits: LimitsConfig | None) -> Server: ...
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result: ...
+
+    def use_tls(self, client: ClientTls) -> None: ...

@@ -226,10 +226,18 @@ class Mesh:
         async with AsyncExitStack() as stack:
             listener = await anyio.create_tcp_listener(local_host=bind.host, local_port=bind.port)
             address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
-            await self._serve(stack, server_for(address), listener)
+            await self._serve(stack, server_for(address), self._secured(listener, protocol))
             public = Address.parse(advertise) if advertise else address
             await self._publish(stack, services, address, public, protocol)
             yield Provider(address=public, services=services)
+
+    def _secured(self, listener: Any, protocol: str) -> Any:
+        """A provider's listener, under mTLS if on (in sidecar mode, the sidecar's hop is local)."""
+        tls = self.runtime.tls
+        if tls is None or self._sidecar is not None:
+            return listener
+        alpn = self.runtime.protocols[protocol].alpn
+        return tls.listener(listener, alpn, f"{protocol} provider")
 
     async def _serve(self, stack: AsyncExitStack, server: Server, listener: Any) -> None:
         """Run `server` until `stack` closes: then drain it, for `drain_timeout` at most.
@@ -277,6 +285,7 @@ class Mesh:
                 stack.push_async_callback(self._sidecar.unpublish, s, protocol)
             return
         meta = self.config.metadata
+        tls, tls_config = self.runtime.tls, self.config.tls
         for s in services:
             ep = Endpoint(
                 service=s,
@@ -288,7 +297,11 @@ class Mesh:
                 zone=meta.zone,
                 weight=meta.weight,
                 tags=meta.tags,
-                meta={"mode": "sdk", "pid": str(os.getpid())},
+                meta={
+                    "mode": "sdk",
+                    "pid": str(os.getpid()),
+                    **(tls.meta(tls_config.mode_for(s)) if tls is not None else {}),
+                },
             )
             await self.runtime.registry.publish(ep)
             stack.push_async_callback(_shielded_unpublish, self.runtime.registry, ep)

@@ -103,7 +103,7 @@ class Sidecar:
         for i, lc in enumerate(self.config.inbound):
             proto = self._protocol(f"inbound[{i}]", lc)
             server = proto.inbound_server(self._route(lc), lc.limits)
-            await self._listen(tg, f"inbound[{i}]", lc, server)
+            await self._listen(tg, f"inbound[{i}]", lc, server, proto.alpn)
         for i, lc in enumerate(self.config.outbound):
             proto = self._protocol(f"outbound[{i}]", lc)
             chain = self.runtime.outbound_chain()
@@ -139,13 +139,23 @@ class Sidecar:
         return proto
 
     async def _listen(
-        self, tg: anyio.abc.TaskGroup, name: str, lc: ListenerConfig, server: Server
+        self,
+        tg: anyio.abc.TaskGroup,
+        name: str,
+        lc: ListenerConfig,
+        server: Server,
+        alpn: tuple[str, ...] | None = None,
     ) -> None:
+        """Serve `server` on `lc.listen`; `alpn` given: a mesh-facing listener, under mTLS if on."""
         listener = await _bind(name, lc.listen)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         self._servers.append(server)
-        await tg.start(server.serve, listener)
+        tls = self.runtime.tls
+        if alpn is not None and tls is not None:
+            await tg.start(server.serve, tls.listener(listener, alpn, name))
+        else:  # the outbound listeners and the admin API: the app's own, local hop
+            await tg.start(server.serve, listener)
 
     async def _listen_admin(self, tg: anyio.abc.TaskGroup) -> None:
         from sofamesh.sidecar.admin import AdminApi
@@ -251,8 +261,15 @@ class Sidecar:
             zone=meta.zone,
             weight=meta.weight,
             tags=meta.tags,
-            meta={"mode": "sidecar"},
+            meta=self._endpoint_meta(service),
         )
+
+    def _endpoint_meta(self, service: str) -> dict[str, str]:
+        """Published with every endpoint: a sidecar, and whether (and as whom) it takes mTLS."""
+        tls = self.runtime.tls
+        if tls is None:
+            return {"mode": "sidecar"}
+        return {"mode": "sidecar", **tls.meta(self.config.tls.mode_for(service))}
 
     async def _publish_static(self) -> None:
         for lc in self.config.inbound:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -17,6 +18,10 @@ STREAM_ERRORS: tuple[type[Exception], ...] = (
     anyio.ClosedResourceError,
     OSError,
 )
+
+
+# How a pool opens a connection: `connect` below, or mutual TLS on top of it (`tls.ClientTls`).
+Connect = Callable[[str, int, float], Awaitable[anyio.abc.ByteStream]]
 
 
 def format_address(address: Any) -> str:

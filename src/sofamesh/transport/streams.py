@@ -380,6 +380,10 @@ def time_limit(stream: anyio.abc.ByteStream, seconds: float | None) -> AbstractC
         return contextlib.nullcontext()
     if type(stream) is LoopStream:
         return _Limit(stream, seconds)
+    # A stream over a LoopStream (TLS) waits only in it: the same lazy timer does.
+    under = getattr(stream, "loop_stream", None)
+    if under is not None:
+        return _Limit(under, seconds)
     return _ScopeLimit(seconds)
 
 

@@ -2,11 +2,13 @@
 
 The decision is `governance/auth.py`'s (deny wins, then the most specific
 rule, then its default, then the policy's default); a denial answers
-`Status.UNAUTHORIZED` (HTTP 403) naming the rule and the reason. The caller
-is `inv.caller`: on the inbound side the app the request declares
-(``x-sofamesh-caller``, vouched for by the caller's sidecar); a verified TLS
-identity joins it when mutual TLS lands. Each direction has its own policy
-(`auth.inbound`, `auth.outbound`); no policy, no check.
+`Status.UNAUTHORIZED` (HTTP 403) naming the rule and the reason. The caller:
+on a mutual-TLS hop, the peer certificate's SPIFFE ID (`inv.peer`, matched by
+``tls:spiffe://...``) and the app it names (`inv.caller`, matched by
+``app:<name>``), whatever the request declared; on a plaintext hop, the app
+the request declares (``x-sofamesh-caller``, vouched for by the caller's
+sidecar). Each direction has its own policy (`auth.inbound`, `auth.outbound`);
+no policy, no check.
 """
 
 from __future__ import annotations
@@ -54,12 +56,12 @@ class AuthLeaf:
         self._service = {r.service: r for r in config.rules if not r.method}
         self._method = {(r.service, r.method): r for r in config.rules if r.method}
         self._canonical = {a: r.service for r in config.rules for a in aliases(r.service)}
-        self._decisions: BoundedDict[tuple[str, str, str], Decision] = BoundedDict(10_000)
+        self._decisions: BoundedDict[tuple[str, str, str, str], Decision] = BoundedDict(10_000)
         self.counts: dict[str, list[int]] = {}  # rule -> [allowed, denied]
 
     def check(self, inv: Invocation) -> Result | None:
         """None to let the call through, else the denial."""
-        key = (inv.caller, inv.service, inv.method)
+        key = (inv.caller, inv.peer, inv.service, inv.method)
         decision = self._decisions.get(key)
         if decision is None:
             decision = self._decisions.put(key, self._decide(*key))
@@ -72,16 +74,16 @@ class AuthLeaf:
         counts[1] += 1
         if self.enforcer.reject() is Verdict.SHADOW:
             return None
-        who = f"caller {inv.caller!r}" if inv.caller else "an anonymous caller"
+        who = f"caller {inv.peer or inv.caller!r}" if inv.caller else "an anonymous caller"
         return Result.failure(
             Status.UNAUTHORIZED,
             f"{inv.service}: {who} may not call {inv.method or 'the service'} "
             f"(rule {name}: {reason})",
         )
 
-    def _decide(self, caller: str, service: str, method: str) -> Decision:
+    def _decide(self, caller: str, peer: str, service: str, method: str) -> Decision:
         service = self._canonical.get(service, service)
-        subject = Subject(app=caller)
+        subject = Subject(app=caller, tls_identity=peer)
         decision = self._decider.check(subject, service, method)
         rule = self._deciding_rule(subject, service, method, decision.reason)
         name = f"auth.{self.direction}.default"

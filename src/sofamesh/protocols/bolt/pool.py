@@ -25,7 +25,7 @@ import attrs
 from sofamesh.codecs.bolt import DEFAULT_LIMITS, BoltLimits, RequestFrame, ResponseFrame
 from sofamesh.protocols.bolt.client import BoltClientConnection, HeartbeatConfig
 from sofamesh.transport.errors import ConnectError, PoolClosedError
-from sofamesh.transport.net import connect
+from sofamesh.transport.net import Connect, connect
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -63,6 +63,7 @@ class BoltPool:
         self.config = config or BoltPoolConfig()
         self._endpoints: dict[tuple[str, int], _Endpoint] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.connect: Connect = connect  # mutual TLS replaces it (`use_tls`)
         self._stack = contextlib.AsyncExitStack()
         self._opened = self._connect_errors = 0
 
@@ -114,7 +115,7 @@ class BoltPool:
         if self._tg is None:
             raise PoolClosedError("the bolt pool is closed")
         try:
-            stream = await connect(host, port, self.config.connect_timeout)
+            stream = await self.connect(host, port, self.config.connect_timeout)
         except ConnectError:
             self._connect_errors += 1
             raise

@@ -46,6 +46,8 @@ from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle, leaves
+from sofamesh.transport.tls import peer_identity
+from sofamesh.transport.tls_listener import TlsListener
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -60,6 +62,7 @@ class BoltConnInfo:
     id: int
     peer: str
     local: str
+    identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
 
 
 BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[ResponseFrame | None]]
@@ -103,7 +106,7 @@ class BoltServer:
     ) -> None:
         """Accept and serve connections until `drain` finishes them; closes `listener`."""
         for each in leaves(listener):
-            if not isinstance(each, anyio.abc.SocketListener):
+            if not isinstance(each, (anyio.abc.SocketListener, TlsListener)):
                 await anyio.aclose_forcefully(listener)
                 raise TypeError(f"bolt serves socket listeners, not {each!r}")
         await self._life.serve(listener, self._admit, task_status)
@@ -113,7 +116,8 @@ class BoltServer:
             return
         peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
         local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
-        conn = _ServerConnection(self, stream, BoltConnInfo(self._life.accepted, peer, local))
+        info = BoltConnInfo(self._life.accepted, peer, local, peer_identity(stream))
+        conn = _ServerConnection(self, stream, info)
         self._life.conns.add(conn)
         try:
             await conn.run()

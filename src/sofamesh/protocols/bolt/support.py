@@ -37,7 +37,9 @@ from sofamesh.protocols.bolt.mapping import (
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.probe import bolt_probe
 from sofamesh.protocols.bolt.server import BoltConnInfo, BoltHandler, BoltServer
+from sofamesh.security.spiffe import app_of
 from sofamesh.transport.errors import TransportError, failure_of
+from sofamesh.transport.tls import ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -78,6 +80,8 @@ class InboundBoltHandler:
             inv = request_to_invocation(frame, frame.headers())
         except NameMismatch as exc:
             return refuse(frame, exc, conn.peer)
+        if conn.identity:  # mutual TLS: the caller is the verified peer, whatever it declared
+            inv.caller, inv.peer = app_of(conn.identity), conn.identity
         chain = self._route(inv.service)
         if chain is None:
             detail = f"service {inv.service or '(none named)'} is not served here"
@@ -109,6 +113,7 @@ class BoltSupport:
     gateway_codes = frozenset({0x0004})  # SERVER_THREADPOOL_BUSY: refused before running
     endpoint_protocols = frozenset({"bolt"})
     health_probe = staticmethod(bolt_probe)
+    alpn: tuple[str, ...] = ()
 
     def __init__(
         self, policy: PolicyConfig, clock: Clock, pool: BoltPoolConfig | None = None
@@ -120,6 +125,10 @@ class BoltSupport:
                 connect_timeout=policy.connect_timeout, idle_timeout=policy.pool_idle_timeout
             )
         )
+
+    def use_tls(self, client: ClientTls) -> None:
+        """Call the endpoints that publish mTLS over it (offering `alpn`)."""
+        self.pool.connect = client.connector(self.alpn)
 
     async def __aenter__(self) -> BoltSupport:
         await self.pool.__aenter__()

@@ -56,7 +56,9 @@ from sofamesh.protocols.h2.relay import relay
 from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.protocols.h2.support import H2Support
+from sofamesh.security.spiffe import app_of
 from sofamesh.transport.errors import TransportError, failure_of
+from sofamesh.transport.tls import ALPN_H2, ClientTls
 
 log = logging.getLogger("sofamesh.grpc")
 
@@ -67,10 +69,11 @@ class GrpcListener:
     """Serves gRPC streams: each one an invocation through the chain `select` gives for it.
 
     `caller`: the app this listener vouches for (outbound), or None to trust
-    the `x-sofamesh-caller` field (inbound). `enforce_deadline`: end the call
-    at its deadline here (inbound, where no `TimeoutFilter` runs). Alone it is
-    a gRPC-only server's handler; on a mesh listener, `H2Listener` hands it
-    only the streams `is_grpc` matches.
+    the `x-sofamesh-caller` field (inbound), unless the connection is mutual
+    TLS: then the caller is the peer's verified SPIFFE ID, whatever it
+    declared. `enforce_deadline`: end the call at its deadline here (inbound,
+    where no `TimeoutFilter` runs). Alone it is a gRPC-only server's handler;
+    on a mesh listener, `H2Listener` hands it only the streams `is_grpc` matches.
     """
 
     def __init__(
@@ -103,6 +106,8 @@ class GrpcListener:
             caller=self._caller if self._caller is not None else head.caller,
             payload=call,
         )
+        if self._caller is None and stream.conn.identity:  # inbound over mutual TLS
+            inv.caller, inv.peer = app_of(stream.conn.identity), stream.conn.identity
         if head.timeout is not None:
             inv.deadline = self._clock.now() + head.timeout
         result = await self._run(inv, stream) if not head.refused else _refused(head.refused)
@@ -193,12 +198,16 @@ class GrpcSupport:
     gateway_codes = frozenset({14})  # UNAVAILABLE
     endpoint_protocols = frozenset({"grpc"})
     health_probe = None
+    alpn: tuple[str, ...] = ALPN_H2
 
     def __init__(self, policy: PolicyConfig, clock: Clock, h2: H2Support) -> None:
         self._clock = clock
         self._h2 = h2
         self.pool = h2.pool  # one set of HTTP/2 connections per endpoint, owned by h2
         h2.plug(self)
+
+    def use_tls(self, client: ClientTls) -> None:
+        return None  # its connections are h2's, which the runtime secures itself
 
     async def __aenter__(self) -> GrpcSupport:
         return self

@@ -24,7 +24,7 @@ from sofamesh.codecs.h2 import DEFAULT_H2_LIMITS, H2Codec, H2Limits, RawHeaders
 from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream
 from sofamesh.transport.errors import ConnectError, PoolClosedError
-from sofamesh.transport.net import connect
+from sofamesh.transport.net import Connect, connect
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -64,6 +64,7 @@ class H2Pool:
         self.idle_timeout = idle_timeout
         self._endpoints: dict[tuple[str, int], _Endpoint] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.connect: Connect = connect  # mutual TLS replaces it (`use_tls`)
         self._opened = 0
         self._connect_errors = 0
 
@@ -114,7 +115,7 @@ class H2Pool:
             if self._tg is None:
                 raise PoolClosedError("the HTTP/2 pool is closed")
             try:
-                sock = await connect(host, port, self.connect_timeout)
+                sock = await self.connect(host, port, self.connect_timeout)
             except ConnectError:
                 self._connect_errors += 1
                 raise

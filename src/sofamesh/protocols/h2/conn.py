@@ -68,6 +68,7 @@ class H2Connection:
         self.sock = sock
         self.codec = codec
         self.peer = peer
+        self.identity = ""  # a server connection's peer, verified by mutual TLS (a SPIFFE ID)
         self.streams: dict[int, H2Stream] = {}
         self.unflushed = 0
         self.closed = False

@@ -17,6 +17,7 @@ from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_target
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+from sofamesh.protocols.http.server import handler_for
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -57,7 +58,10 @@ class H2HttpHandler:
             await _send_response(stream, _too_large())
             return
         req = HttpRequest(method=method, target=target, headers=headers, body=body)
-        await _send_response(stream, await self._handler(req))
+        handler = self._handler
+        if stream.conn.identity:  # mutual TLS: the caller is the verified peer
+            handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
+        await _send_response(stream, await handler(req))
 
 
 def _request_head(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]:

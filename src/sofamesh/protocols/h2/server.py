@@ -27,6 +27,7 @@ from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
+from sofamesh.transport.tls import peer_identity
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -129,6 +130,7 @@ class H2Server:
                 peer=_peer(sock),
                 idle_timeout=self.idle_timeout,
             )
+            conn.identity = peer_identity(sock)
             self._life.conns.add(conn)
             if self._life.draining:
                 conn.close()

@@ -21,6 +21,7 @@ from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.http.mapping import invocation_to_request, response_to_result
 from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler
 from sofamesh.transport.errors import TransportError, failure_of
+from sofamesh.transport.tls import ALPN_H2, ClientTls
 
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
 
@@ -33,6 +34,7 @@ class H2Support:
     gateway_codes = frozenset({502, 503, 504})
     endpoint_protocols = frozenset({"h2"})
     health_probe = None
+    alpn: tuple[str, ...] = ALPN_H2
 
     def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock
@@ -46,6 +48,10 @@ class H2Support:
     def plug(self, protocol: StreamProtocol) -> None:
         """Serve the streams `protocol` matches with its handlers on every listener made after."""
         self._plugged.append(protocol)
+
+    def use_tls(self, client: ClientTls) -> None:
+        """Call the endpoints that publish mTLS over it (offering `alpn`)."""
+        self.pool.connect = client.connector(self.alpn)
 
     async def __aenter__(self) -> H2Support:
         await self.pool.__aenter__()

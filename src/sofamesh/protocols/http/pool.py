@@ -35,7 +35,7 @@ from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.codecs.http1 import DEFAULT_LIMITS, Http1Limits, HttpRequest, HttpResponse
 from sofamesh.protocols.http.conn import Http1Connection, StaleConnection
 from sofamesh.transport.errors import ConnectError, PoolClosedError
-from sofamesh.transport.net import connect
+from sofamesh.transport.net import Connect, connect
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -99,6 +99,7 @@ class Http1Pool:
         self._endpoints: dict[tuple[str, int], _Endpoint] = {}
         self._conns: set[Http1Connection] = set()
         self._closed = False
+        self.connect: Connect = connect  # mutual TLS replaces it (`use_tls`)
         self._stack = contextlib.AsyncExitStack()
         self._reaper: anyio.CancelScope | None = None
         self._waiting = 0
@@ -198,7 +199,7 @@ class Http1Pool:
     ) -> Http1Connection:
         limit, left = self.config.connect_timeout, self._left(deadline)
         try:
-            stream = await connect(host, port, limit if left is None or left > limit else left)
+            stream = await self.connect(host, port, limit if left is None or left > limit else left)
         except ConnectError:
             self._left(deadline)  # out of the call's time rather than the connect's: TimeoutError
             self._connect_errors += 1

@@ -40,6 +40,7 @@ from sofamesh.codecs.http1 import (
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
+from sofamesh.transport.tls import peer_identity
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -55,9 +56,21 @@ class ConnInfo:
     id: int
     peer: str  # "host:port" of the client
     local: str  # "host:port" the connection was accepted on
+    identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
 
 
 Http1Handler = Callable[[HttpRequest, ConnInfo], Awaitable[HttpResponse]]
+
+
+def handler_for(handler: Http1Handler, identity: str) -> Http1Handler:
+    """The handler of a connection whose peer is `identity`, verified (mutual TLS).
+
+    A handler that acts on who calls (the inbound listeners) offers
+    `for_peer(identity)`; it is asked once per connection, so a plaintext
+    connection's requests go straight to `handler`, without a check each.
+    """
+    for_peer = getattr(handler, "for_peer", None)
+    return handler if for_peer is None else for_peer(identity)
 
 
 def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
@@ -187,7 +200,7 @@ class Http1Server:
     def _new_info(self, stream: Any) -> ConnInfo:
         peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
         local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
-        return ConnInfo(self._life.accepted, peer, local)
+        return ConnInfo(self._life.accepted, peer, local, peer_identity(stream))
 
     async def drain(self) -> None:
         """Stop accepting, close idle connections, finish in-flight requests, return.
@@ -285,12 +298,15 @@ class _Connection:
 
     async def _serve(self) -> None:
         server, codec = self.server, self.codec
+        handler = server.handler
+        if self.info.identity:
+            handler = handler_for(handler, self.info.identity)
         while True:
             request = await self._next_request()
             if request is None:
                 return
             try:
-                response = await server.handler(request, self.info)
+                response = await handler(request, self.info)
                 data = codec.encode_response(response, close=server.draining)
             except Exception:
                 data = self._failed(request)

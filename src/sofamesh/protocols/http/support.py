@@ -32,7 +32,9 @@ from sofamesh.protocols.http.mapping import (
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.protocols.http.probe import http_probe
 from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
+from sofamesh.security.spiffe import app_of
 from sofamesh.transport.errors import TransportError, failure_of
+from sofamesh.transport.tls import ALPN_HTTP1, ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -62,6 +64,7 @@ class InboundHttpHandler:
         self._clock = clock
 
     async def __call__(self, req: HttpRequest, _conn: ConnInfo | None = None) -> HttpResponse:
+        # `dispatch` inline: a plaintext request costs no frame more than before mTLS existed.
         inv = request_to_invocation(req)
         chain = self._route(inv.service)
         if chain is None:
@@ -77,6 +80,44 @@ class InboundHttpHandler:
             result = Result.failure(Status.INTERNAL, f"{inv.service}: internal error in the mesh")
         return result_to_response(result, inv.service)
 
+    async def dispatch(self, inv: Invocation) -> HttpResponse:
+        """`__call__` from the invocation on (a verified connection's requests come here)."""
+        chain = self._route(inv.service)
+        if chain is None:
+            detail = f"service {inv.service or '(none named)'} is not served here"
+            return error_response(Status.NO_ENDPOINT, detail)
+        timeout = parse_timeout_ms(inv.headers)
+        if timeout is not None:
+            inv.deadline = self._clock.now() + timeout
+        try:
+            result = await chain(inv)
+        except Exception:
+            log.exception("inbound call to %s failed inside the mesh", inv.service)
+            result = Result.failure(Status.INTERNAL, f"{inv.service}: internal error in the mesh")
+        return result_to_response(result, inv.service)
+
+    def for_peer(self, identity: str) -> VerifiedHttpHandler:
+        """This handler for a connection whose caller mutual TLS verified as `identity`."""
+        return VerifiedHttpHandler(self, identity)
+
+
+class VerifiedHttpHandler:
+    """An inbound handler on a mutual-TLS connection: the caller is the peer's verified ID.
+
+    Whatever `x-sofamesh-caller` the request carries is replaced by the app
+    the peer's SPIFFE ID names (`inv.caller`), and the ID itself is `inv.peer`.
+    """
+
+    def __init__(self, inbound: InboundHttpHandler, identity: str) -> None:
+        self._inbound = inbound
+        self._identity = identity
+        self._app = app_of(identity)
+
+    async def __call__(self, req: HttpRequest, conn: ConnInfo | None = None) -> HttpResponse:
+        inv = request_to_invocation(req)
+        inv.caller, inv.peer = self._app, self._identity
+        return await self._inbound.dispatch(inv)
+
 
 class HttpSupport:
     """`ProtocolSupport` for HTTP/1.1: h11 servers and one client pool per mesh process."""
@@ -86,6 +127,7 @@ class HttpSupport:
     gateway_codes = frozenset({502, 503, 504})
     endpoint_protocols = frozenset({"http"})
     health_probe = staticmethod(http_probe)
+    alpn: tuple[str, ...] = ALPN_HTTP1
 
     def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock
@@ -94,6 +136,10 @@ class HttpSupport:
             max_connections_per_endpoint=policy.max_connections_per_endpoint,
             idle_timeout=policy.pool_idle_timeout,
         )
+
+    def use_tls(self, client: ClientTls) -> None:
+        """Call the endpoints that publish mTLS over it (offering `alpn`)."""
+        self.pool.connect = client.connector(self.alpn)
 
     async def __aenter__(self) -> HttpSupport:
         await self.pool.__aenter__()
