@@ -55,7 +55,9 @@ def test_head_agrees_with_full_decode(
     head = dubbo.peek_head(raw)
     if head is not None:
         assert head[1:5] == (path, version, method, body.descriptor)
-        assert dubbo.attachments_of(raw, head) == {"group": "g"}
+        attachments, start = dubbo.attachments_of(raw, head)
+        assert attachments == {"group": "g"}
+        assert hessian2.loads(raw[start:]) == attachments
     assert dubbo.decode_request(raw) == body
     for bad in (junk, raw[: len(raw) // 2] + junk):
         with contextlib.suppress(dubbo.BodyError):

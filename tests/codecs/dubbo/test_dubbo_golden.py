@@ -57,7 +57,7 @@ def test_add_request_fields_and_head() -> None:
     assert head is not None
     assert head[:5] == ("5.3.0", "com.example.DemoService", "1.0.0", "add", "II")
     assert frame.body[head.end : head.end + 2] == b"\x92\x93"  # the arguments start here
-    assert dubbo.attachments_of(frame.body, head) == ATTACHMENTS
+    assert dubbo.attachments_of(frame.body, head) == (ATTACHMENTS, 45)
     assert decode_request(frame.body).args == (2, 3)
 
 

@@ -62,15 +62,17 @@ def _string(buf: bytes, pos: int) -> tuple[str, int]:
 
 def attachments_of(
     body: bytes, head: Head, limits: hessian2.Hessian2Limits = hessian2.DEFAULT_LIMITS
-) -> dict[str, Any]:
-    """The attachments after the arguments ({} when there are none). Raises
+) -> tuple[dict[str, Any], int]:
+    """The attachments after the arguments ({} when there are none) and the offset where
+    their map starts (the body's length when there is none). Raises
     `hessian2.Hessian2DecodeError` or ValueError (a bad descriptor)."""
     decoder = hessian2.Decoder(memoryview(body)[head.end :], limits=limits)
     for _ in range(descriptors.count(head.descriptor)):
         decoder.read()
+    start = head.end + decoder.offset
     if decoder.at_end:
-        return {}
+        return {}, start
     found = decoder.read()
-    if not isinstance(found, dict):
-        raise hessian2.Hessian2DecodeError("the attachments are not a map", decoder.offset)
-    return {str(k): v for k, v in found.items()}
+    if not isinstance(found, dict) or head.end + decoder.offset != len(body):
+        raise hessian2.Hessian2DecodeError("the attachments are not one map", decoder.offset)
+    return {str(k): v for k, v in found.items()}, start
