@@ -37,6 +37,7 @@ from sofamesh.sdk.control import SidecarClient, SidecarUnavailable
 
 if TYPE_CHECKING:  # optional extras (httpx) and modules that import this one
     from sofamesh.sdk.bolt import BoltConsumer
+    from sofamesh.sdk.dubbo import DubboConsumer
     from sofamesh.sdk.grpc import MeshChannel
     from sofamesh.sdk.httpx import MeshTransport
 
@@ -137,6 +138,12 @@ class Mesh:
 
         return BoltConsumer(self, interface, version, **options)
 
+    def dubbo_consumer(self, interface: str, **options: Any) -> DubboConsumer:
+        """A Dubbo 2 consumer of `interface` (`sofamesh.sdk.dubbo.DubboConsumer`)."""
+        from sofamesh.sdk.dubbo import DubboConsumer
+
+        return DubboConsumer(self, interface, **options)
+
     def httpx_transport(self) -> MeshTransport:
         """An `httpx.AsyncBaseTransport` that sends every request through the mesh."""
         from sofamesh.sdk.httpx import MeshTransport
@@ -201,6 +208,12 @@ class Mesh:
         from sofamesh.sdk.bolt import serve_bolt
 
         return serve_bolt(self, obj, interface, **options)
+
+    def serve_dubbo(self, obj: object, **options: Any) -> AbstractAsyncContextManager[Provider]:
+        """Serve `obj`'s methods as a Dubbo 2 service (`sofamesh.sdk.dubbo.serve_dubbo`)."""
+        from sofamesh.sdk.dubbo import serve_dubbo
+
+        return serve_dubbo(self, obj, **options)
 
     @property
     def inbound_limits(self) -> LimitsConfig | None:
