@@ -65,3 +65,26 @@ def test_head_agrees_with_full_decode(
         with contextlib.suppress(dubbo.BodyError):
             dubbo.decode_response(bad)
     assert hessian2.loads_all(raw)[1] == path
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+    st.text(max_size=40), st.integers(32760, 33000).map(lambda n: "a" * n),  # chunked
+)  # fmt: skip
+attachment_maps = st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(0, 99),
+                                  max_size=4)  # fmt: skip
+
+
+@given(st.lists(scalars, max_size=4), attachment_maps)
+def test_the_fast_attachment_reader_agrees_with_the_decoder(
+    args: list[object], attachments: dict[str, object]
+) -> None:
+    desc = "Ljava/lang/Object;" * len(args)
+    body = dubbo.RequestBody(path="p", method="m", descriptor=desc, args=tuple(args),
+                             attachments=attachments)  # fmt: skip
+    raw = dubbo.encode_request(body)
+    head = dubbo.peek_head(raw)
+    assert head is not None
+    found, start = dubbo.attachments_of(raw, head)
+    assert found == attachments
+    assert hessian2.loads_all(raw[head.end : start]) == args

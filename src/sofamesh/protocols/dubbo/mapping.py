@@ -24,6 +24,7 @@ authorization) is what Dubbo's own filters produce: an OK response carrying an
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, NamedTuple
 
@@ -148,11 +149,16 @@ def invocation_to_frame(inv: Invocation) -> RequestFrame:
 
 def append_attachments(body: bytes, at: int, extra: list[tuple[str, str]]) -> bytes:
     """`body` with `extra` entries added at the end of its attachments map (or a new map)."""
-    enc = hessian2.Encoder()
-    entries = b"".join(enc.encode(k) + enc.encode(v) for k, v in extra)
+    entries = b"".join(_entry(k, v) for k, v in extra)
     if at < len(body) and body[-1:] == b"Z":  # 'H' ... 'Z' or 'M' type ... 'Z'
         return body[:-1] + entries + b"Z"
     return body[:at] + b"H" + entries + b"Z"
+
+
+@functools.lru_cache(maxsize=256)
+def _entry(key: str, value: str) -> bytes:
+    """One map entry's bytes (a sidecar has one app and a few mesh keys: cached)."""
+    return hessian2.dumps(key) + hessian2.dumps(value)
 
 
 def response_to_result(resp: ResponseFrame) -> Result:
