@@ -9,7 +9,9 @@ the `default` workspace, `/<workspace>` otherwise (a Dubbo app with
     /<root>/<service>/routers, /<root>/<service>/configurators   persistent, made as Dubbo does
     /<root>/config/sofamesh/<name>                           a governance document (node data)
 
-`<service>` and node names are encoded as Dubbo does (Java's URLEncoder); the
+`<service>` is the interface of a Dubbo service key (`group/interface:version`: the
+version and group are URL parameters, and a watch keeps the providers of its own), else
+the service name; it and node names are encoded as Dubbo does (Java's URLEncoder); the
 provider URL maps to an `Endpoint` as `dubbo_url.py` documents. So Dubbo
 consumers see sofamesh providers and sofamesh sees Dubbo providers.
 
@@ -53,8 +55,10 @@ from sofamesh.registry.base import RegistryError, Snapshot, watching
 from sofamesh.registry.dubbo_url import (
     consumer_url,
     endpoint_to_url,
+    interface_of,
     java_url_decode,
     java_url_encode,
+    provider_for,
     url_to_endpoint,
 )
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
@@ -73,7 +77,8 @@ class ZooKeeperPaths:
         self.root = "/dubbo" if workspace == "default" else f"/{workspace}"
 
     def service(self, service: str) -> str:
-        return f"{self.root}/{java_url_encode(service)}"
+        # A Dubbo service key (group/interface:version) lives under its interface.
+        return f"{self.root}/{java_url_encode(interface_of(service))}"
 
     def category(self, service: str, category: str) -> str:
         return f"{self.service(service)}/{category}"
@@ -331,7 +336,8 @@ class ZooKeeperRegistry:
         last: Snapshot | None = None
         async with aclosing(self._follow_node(path, "get_children")) as values:
             async for children in values:
-                snap = decode_providers(children or [])  # type: ignore[arg-type]
+                found = decode_providers(children or [])  # type: ignore[arg-type]
+                snap = frozenset(e for ep in found if (e := provider_for(ep, service)))
                 if snap != last:
                     last = snap
                     yield snap

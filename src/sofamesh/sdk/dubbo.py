@@ -214,7 +214,7 @@ class DubboTerminal:
     async), encode its value, or its exception as a Dubbo provider does."""
 
     def __init__(self, obj: object, service: str) -> None:
-        self._methods: dict[str, Callable[..., Any]] = {
+        self.methods: dict[str, Callable[..., Any]] = {
             name: getattr(obj, name)
             for name in dir(obj)
             if not name.startswith("_") and callable(getattr(obj, name))
@@ -227,7 +227,7 @@ class DubboTerminal:
             call = dubbo.decode_request(frame.body)
         except dubbo.BodyError as exc:
             return Result.failure(Status.BAD_REQUEST, f"{self._service}: {exc}")
-        fn = self._methods.get(call.method)
+        fn = self.methods.get(call.method)
         if fn is None or call.method != inv.method:
             return _raised(frame, f"No such method {call.method} in service {self._service}")
         token = current_dubbo_call.set(DubboRequest(
@@ -272,7 +272,8 @@ async def serve_dubbo(
     """Serve `obj`'s public methods as `group/interface:version`, published meanwhile."""
     service = service_key(interface, version, group)
     rt = mesh.runtime
-    chain = rt.inbound_chain(DubboTerminal(obj, service))
+    terminal = DubboTerminal(obj, service)
+    chain = rt.inbound_chain(terminal)
 
     def route(name: str) -> Handler | None:
         return chain if name == service else None
@@ -280,7 +281,8 @@ async def serve_dubbo(
     def server_for(_address: Address) -> Server:
         return rt.protocols["dubbo"].inbound_server(route, mesh.inbound_limits)
 
+    methods = {"methods": ",".join(sorted(terminal.methods))}  # Dubbo's URL lists them
     async with mesh.provide(
-        server_for, (service,), "dubbo", listen=listen, advertise=advertise
+        server_for, (service,), "dubbo", listen=listen, advertise=advertise, meta=methods
     ) as provider:
         yield provider

@@ -229,10 +229,12 @@ class Mesh:
         *,
         listen: str = "127.0.0.1:0",
         advertise: str | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Provider]:
         """What every provider does: listen, serve, publish `services`; undone in reverse.
 
-        `server_for` gets the bound address (port 0 resolved) and returns the server.
+        `server_for` gets the bound address (port 0 resolved) and returns the server;
+        `meta` is published with the endpoints (in SDK mode: Dubbo's `methods`, say).
         """
         bind = Address.parse(listen)
         async with AsyncExitStack() as stack:
@@ -240,7 +242,7 @@ class Mesh:
             address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
             await self._serve(stack, server_for(address), listener)
             public = Address.parse(advertise) if advertise else address
-            await self._publish(stack, services, address, public, protocol)
+            await self._publish(stack, services, address, public, protocol, meta or {})
             yield Provider(address=public, services=services)
 
     async def _serve(self, stack: AsyncExitStack, server: Server, listener: Any) -> None:
@@ -281,6 +283,7 @@ class Mesh:
         local: Address,
         public: Address,
         protocol: str,
+        extra: Mapping[str, str],
     ) -> None:
         if self._sidecar is not None:
             for s in services:
@@ -299,7 +302,7 @@ class Mesh:
                 zone=meta.zone,
                 weight=meta.weight,
                 tags=meta.tags,
-                meta={"mode": "sdk", "pid": str(os.getpid())},
+                meta={**extra, "mode": "sdk", "pid": str(os.getpid())},
             )
             await self.runtime.registry.publish(ep)
             stack.push_async_callback(_shielded_unpublish, self.runtime.registry, ep)
