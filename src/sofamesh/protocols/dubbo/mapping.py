@@ -213,7 +213,3 @@ def error_response(
 
 # RpcException.code: FORBIDDEN_EXCEPTION = 4, LIMIT_EXCEEDED_EXCEPTION = 7.
 _RPC_CODES = {Status.RATE_LIMITED: 7, Status.CIRCUIT_OPEN: 7, Status.UNAUTHORIZED: 4}
-
-
-def is_exception(resp: ResponseFrame) -> bool:
-    return resp.status == DubboStatus.OK and resp.body[:1] in _EXCEPTION_FLAGS
