@@ -52,3 +52,10 @@ if [ ! -f build/peers/.built ] || [ "$PEERS_SRC/setup_peers.sh" -nt build/peers/
   bash "$PEERS_SRC/setup_peers.sh" build/peers >/dev/null
   touch build/peers/.built
 fi
+
+# Dubbo 2 reference peers (sofa-rpc-node 2.10 + dubbo-remoting 2.1.4), built from ../shared.
+DUBBO_SRC=${SOFAMESH_SHARED:-$ROOT/../shared}/peers/dubbo
+if [ ! -f build/peers/dubbo/.built ] || [ "$DUBBO_SRC/setup_peers.sh" -nt build/peers/dubbo/.built ]; then
+  bash "$DUBBO_SRC/setup_peers.sh" build/peers/dubbo >/dev/null
+  touch build/peers/dubbo/.built
+fi

@@ -27,6 +27,7 @@ FIGURES = {
     "http_proxy.py": r"^\| sofamesh \| [\d.]+ ",
     "grpc.py": r"^\| sofamesh \| [\d.]+ ",
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
+    "dubbo.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
     "testing_fixtures.py": r"^\| asyncio \| [\d.]+ ms, ",
     "control_push.py": r"^\| 5 \| 2 \| 10 \| [\d.]+ \|",

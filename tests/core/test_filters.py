@@ -174,14 +174,14 @@ async def test_active_health_check_takes_a_dead_endpoint_out() -> None:
         dead = Endpoint("svc", "127.0.0.1", s.getsockname()[1])
     hc = HealthCheckConfig(interval=0.05, timeout=0.5, unhealthy_threshold=1, jitter=0)
     reg = MemoryRegistry(MemoryHub())
-    for ep in (alive, dead, Endpoint("svc", "127.0.0.1", 9, protocol="dubbo")):
+    for ep in (alive, dead, Endpoint("svc", "127.0.0.1", 9, protocol="thrift")):
         await reg.publish(ep)
     clock = FakeClock()
     cm = ClusterManager(reg, lambda s: policy(health_check=hc), Stats(), clock, protocols=PROTOCOLS)
     async with listener, cm:
         cluster = cm.get("svc")
         await cluster.ready.wait()
-        assert set(cluster.endpoints) == {alive, dead}  # the dubbo instance is not callable
+        assert set(cluster.endpoints) == {alive, dead}  # the thrift instance is not callable
         assert cluster.health is not None
         with anyio.fail_after(5):
             while cluster.health.is_healthy(dead):

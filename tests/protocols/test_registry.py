@@ -16,7 +16,7 @@ from sofamesh.protocols.h2.support import H2Support
 
 
 def test_the_names_are_the_registrations() -> None:
-    assert protocols.protocol_names() == ("http", "h2", "grpc", "bolt")
+    assert protocols.protocol_names() == ("http", "h2", "grpc", "bolt", "dubbo")
 
 
 @pytest.mark.parametrize(
@@ -33,17 +33,17 @@ def test_no_import_cycle_whichever_module_comes_first(module: str) -> None:
 
 
 def test_an_unknown_listener_protocol_is_a_config_error_with_its_path() -> None:
-    data = {"app": "a", "inbound": [{"protocol": "dubbo", "listen": "127.0.0.1:0"}]}
+    data = {"app": "a", "inbound": [{"protocol": "thrift", "listen": "127.0.0.1:0"}]}
     with pytest.raises(ConfigError) as err:
         structure(MeshConfig, data)
     assert err.value.problems == [
-        "inbound[0].protocol: expected one of ['http', 'h2', 'grpc', 'bolt'], got 'dubbo'"
+        "inbound[0].protocol: expected one of ['http', 'h2', 'grpc', 'bolt', 'dubbo'], got 'thrift'"
     ]
 
 
 def test_grpc_is_wired_onto_h2() -> None:
     built = protocols.make_protocols(PolicyConfig(), MonotonicClock())
-    assert list(built) == ["http", "h2", "grpc", "bolt"]
+    assert list(built) == ["http", "h2", "grpc", "bolt", "dubbo"]
     h2, grpc = built["h2"], built["grpc"]
     assert isinstance(h2, H2Support) and isinstance(grpc, GrpcSupport)
     assert grpc.pool is h2.pool  # one set of HTTP/2 connections per endpoint
@@ -55,8 +55,9 @@ def test_the_protocol_decisions() -> None:
     assert protocols.gateway_codes("h2") == frozenset({502, 503, 504})
     assert protocols.gateway_codes("grpc") == frozenset({14})
     assert protocols.gateway_codes("bolt") == frozenset({0x0004})
-    assert protocols.gateway_codes("dubbo") == frozenset()
-    assert protocols.callable_protocols() == frozenset({"http", "h2", "grpc", "bolt"})
+    assert protocols.gateway_codes("dubbo") == frozenset({60, 100})
+    assert protocols.gateway_codes("thrift") == frozenset()
+    assert protocols.callable_protocols() == frozenset({"http", "h2", "grpc", "bolt", "dubbo"})
 
 
 @pytest.mark.parametrize(

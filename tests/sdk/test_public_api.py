@@ -11,6 +11,7 @@ from pathlib import Path
 import sofamesh.sdk.mesh
 from sofamesh.registry import OpenedRegistry, open_registry
 from sofamesh.sdk.bolt import BoltConsumer
+from sofamesh.sdk.dubbo import DubboConsumer
 from sofamesh.sdk.grpc import MeshChannel
 from sofamesh.sdk.httpx import MeshTransport
 from sofamesh.sdk.mesh import Mesh, Provider
@@ -24,11 +25,13 @@ def test_public_methods_return_real_types() -> None:
     names = {
         "MeshChannel": MeshChannel,
         "BoltConsumer": BoltConsumer,
+        "DubboConsumer": DubboConsumer,
         "MeshTransport": MeshTransport,
     }
     wanted = {
         "grpc_channel": MeshChannel,
         "bolt_consumer": BoltConsumer,
+        "dubbo_consumer": DubboConsumer,
         "httpx_transport": MeshTransport,
         "request": sofamesh.sdk.mesh.HttpResponse,
         "invoke": sofamesh.sdk.mesh.Result,

@@ -77,11 +77,13 @@ def test_config_rejects_nonsense(bad: dict[str, object]) -> None:
 
 
 def test_the_kinds_are_tcp_and_the_protocols_with_a_probe() -> None:
-    assert protocols.health_kinds() == ("tcp", "http", "bolt")
+    assert protocols.health_kinds() == ("tcp", "http", "bolt", "dubbo")
     assert protocols.health_probe("http") is http_probe
     assert protocols.health_probe("bolt") is bolt_probe
     assert protocols.health_probe("grpc") is None
-    with pytest.raises(ValueError, match="expected one of \\['tcp', 'http', 'bolt'\\], got 'h2'"):
+    with pytest.raises(
+        ValueError, match="expected one of \\['tcp', 'http', 'bolt', 'dubbo'\\], got 'h2'"
+    ):
         HealthCheckConfig(kind="h2")
 
 

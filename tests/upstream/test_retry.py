@@ -148,7 +148,8 @@ def test_runtime_gives_each_protocol_its_gateway_codes() -> None:
     assert rt.gateway_codes("h2") == frozenset({502, 503, 504})
     assert rt.gateway_codes("grpc") == frozenset({14})
     assert rt.gateway_codes("bolt") == frozenset({4})
-    assert rt.gateway_codes("dubbo") == frozenset()
+    assert rt.gateway_codes("dubbo") == frozenset({60, 100})
+    assert rt.gateway_codes("thrift") == frozenset()
 
 
 def test_runtime_composition_follows_the_mode_unless_told() -> None:

@@ -28,6 +28,12 @@ The mapping (docs/registries.md has the same table):
 | tags      | `dubbo.tag` (Dubbo's tag routing), several joined by `,` |
 | meta      | every other parameter, as is (`group`, `methods`, `timeout`, ...) |
 
+A Dubbo service is named in the mesh by Dubbo's service key, `group/interface:version`
+(what the Dubbo protocol slice routes on); Dubbo's layout keys nodes by interface alone,
+with the version and group as parameters. So a `dubbo` endpoint whose service is such a
+key is written under its interface with those parameters, and `provider_for` reads a
+provider node back as an endpoint of the key it serves (a Dubbo app's own providers too).
+
 Bookkeeping parameters (`side`, `interface`, `anyhost`, `timestamp`, `pid`,
 `category`, `dynamic`, `dubbo`, `release`, ...) are written for Dubbo's sake and
 not carried into `meta` when read.
@@ -36,6 +42,8 @@ not carried into `meta` when read.
 from __future__ import annotations
 
 from urllib.parse import quote, unquote, unquote_plus
+
+import attrs
 
 from sofamesh.endpoint import Endpoint
 
@@ -129,15 +137,53 @@ def _split_host(where: str) -> tuple[str, int | None]:
     return host, int(port_text) if port_text else None
 
 
+def split_service_key(key: str) -> tuple[str, str, str]:
+    """(group, interface, version) of Dubbo's service key `group/interface:version`."""
+    group, sep, rest = key.partition("/")
+    if not sep:
+        group, rest = "", key
+    interface, _, version = rest.partition(":")
+    return group, interface, version
+
+
+def service_key(interface: str, version: str = "", group: str = "") -> str:
+    """Dubbo's service key (as `protocols.dubbo.mapping.service_key`)."""
+    key = f"{group}/{interface}" if group else interface
+    return f"{key}:{version}" if version else key
+
+
+def interface_of(service: str) -> str:
+    """The interface a service's nodes live under: a service key's middle part."""
+    return split_service_key(service)[1] or service
+
+
+def provider_for(ep: Endpoint, service: str) -> Endpoint | None:
+    """`ep`, read from the nodes of `service`'s interface, as an endpoint of `service`;
+    None if it provides another version or group (or another service)."""
+    if ep.service == service:
+        return ep
+    if ep.protocol != "dubbo":
+        return None
+    group = dict(ep.meta).get("group", "")
+    if service_key(ep.service, ep.version, group) != service:
+        return None
+    return attrs.evolve(ep, service=service, meta=dict(ep.meta))
+
+
 def endpoint_to_url(ep: Endpoint, *, timestamp_ms: int, pid: int) -> str:
     """The provider URL Dubbo tooling reads for `ep`."""
     params = {k: v for k, v in ep.meta if k not in RESERVED}
+    path = ep.service
+    keyed = ep.protocol == "dubbo" and interface_of(ep.service) != ep.service
+    if keyed:  # a Dubbo service key: the interface, with its version and group
+        group, path, version = split_service_key(ep.service)
+        params.update({"group": group} if group else {})
     params.update(
         {
             "anyhost": "false",
             "dynamic": "true",
             "side": "provider",
-            "interface": ep.service,
+            "interface": path,
             "dubbo": DUBBO_PROTOCOL_VERSION,
             "timestamp": str(timestamp_ms),
             "pid": str(pid),
@@ -149,7 +195,9 @@ def endpoint_to_url(ep: Endpoint, *, timestamp_ms: int, pid: int) -> str:
             params[dubbo_name] = value
     if ep.tags:
         params[TAG_KEY] = ",".join(sorted(ep.tags))
-    return format_url(ep.protocol, ep.host, ep.port, ep.service, params)
+    if keyed and version:
+        params["version"] = version  # what Dubbo consumers match; ep.version is not kept
+    return format_url(ep.protocol, ep.host, ep.port, path, params)
 
 
 def url_to_endpoint(url: str) -> Endpoint:
@@ -179,14 +227,19 @@ def url_to_endpoint(url: str) -> Endpoint:
 
 def consumer_url(service: str, host: str, *, app: str, timestamp_ms: int, pid: int) -> str:
     """What a Dubbo consumer registers under `consumers/` (shown by Dubbo Admin)."""
+    group, interface, version = split_service_key(service)
+    if not interface:
+        group, interface, version = "", service, ""
     params = {
         "application": app,
         "category": "consumers",
         "check": "false",
-        "interface": service,
+        "interface": interface,
         "side": "consumer",
         "dubbo": DUBBO_PROTOCOL_VERSION,
         "timestamp": str(timestamp_ms),
         "pid": str(pid),
     }
-    return format_url("consumer", host, None, service, params)
+    params.update({"group": group} if group else {})
+    params.update({"version": version} if version else {})
+    return format_url("consumer", host, None, interface, params)

@@ -10,7 +10,9 @@ the `default` workspace, `/<workspace>` otherwise (a Dubbo app with
     /<root>/<service>/sofamesh-withdrawn/<expiry>-<key>      withdrawal marks (zookeeper_marks.py)
     /<root>/config/sofamesh/<name>                           a governance document (node data)
 
-`<service>` and node names are encoded as Dubbo does (Java's URLEncoder); the
+`<service>` is the interface of a Dubbo service key (`group/interface:version`: the
+version and group are URL parameters, and a watch keeps the providers of its own), else
+the service name; it and node names are encoded as Dubbo does (Java's URLEncoder); the
 provider URL maps to an `Endpoint` as `dubbo_url.py` documents. So Dubbo
 consumers see sofamesh providers and sofamesh sees Dubbo providers.
 
@@ -54,6 +56,7 @@ from sofamesh.registry.dubbo_url import (
     consumer_url,
     endpoint_to_url,
     java_url_decode,
+    provider_for,
 )
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
 from sofamesh.registry.zookeeper_bridge import KazooBridge
@@ -328,7 +331,9 @@ class ZooKeeperRegistry:
         last: Snapshot | None = None
         async with aclosing(self._follow_node(path, "get_children")) as values:
             async for children in values:
-                listed = decode_providers(children or [])  # type: ignore[arg-type]
+                found = decode_providers(children or [])  # type: ignore[arg-type]
+                # The interface's node holds every version and group: keep this key's.
+                listed = frozenset(e for ep in found if (e := provider_for(ep, service)))
                 snap = Snapshot(
                     listed, withdrawn=await self._withdrawn_in(service), lease=self.session_timeout
                 )

@@ -6,7 +6,12 @@ import socket
 from collections.abc import Sequence
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.dubbo_url import java_url_decode, java_url_encode, url_to_endpoint
+from sofamesh.registry.dubbo_url import (
+    interface_of,
+    java_url_decode,
+    java_url_encode,
+    url_to_endpoint,
+)
 
 CATEGORIES = ("providers", "consumers", "routers", "configurators")
 
@@ -18,7 +23,8 @@ class ZooKeeperPaths:
         self.root = "/dubbo" if workspace == "default" else f"/{workspace}"
 
     def service(self, service: str) -> str:
-        return f"{self.root}/{java_url_encode(service)}"
+        # A Dubbo service key (group/interface:version) lives under its interface.
+        return f"{self.root}/{java_url_encode(interface_of(service))}"
 
     def category(self, service: str, category: str) -> str:
         return f"{self.service(service)}/{category}"

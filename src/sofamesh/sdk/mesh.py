@@ -37,6 +37,7 @@ from sofamesh.sdk.control import SidecarClient, SidecarUnavailable
 
 if TYPE_CHECKING:  # optional extras (httpx) and modules that import this one
     from sofamesh.sdk.bolt import BoltConsumer
+    from sofamesh.sdk.dubbo import DubboConsumer
     from sofamesh.sdk.grpc import MeshChannel
     from sofamesh.sdk.httpx import MeshTransport
 
@@ -138,6 +139,12 @@ class Mesh:
 
         return BoltConsumer(self, interface, version, **options)
 
+    def dubbo_consumer(self, interface: str, **options: Any) -> DubboConsumer:
+        """A Dubbo 2 consumer of `interface` (`sofamesh.sdk.dubbo.DubboConsumer`)."""
+        from sofamesh.sdk.dubbo import DubboConsumer
+
+        return DubboConsumer(self, interface, **options)
+
     def httpx_transport(self) -> MeshTransport:
         """An `httpx.AsyncBaseTransport` that sends every request through the mesh."""
         from sofamesh.sdk.httpx import MeshTransport
@@ -203,6 +210,12 @@ class Mesh:
 
         return serve_bolt(self, obj, interface, **options)
 
+    def serve_dubbo(self, obj: object, **options: Any) -> AbstractAsyncContextManager[Provider]:
+        """Serve `obj`'s methods as a Dubbo 2 service (`sofamesh.sdk.dubbo.serve_dubbo`)."""
+        from sofamesh.sdk.dubbo import serve_dubbo
+
+        return serve_dubbo(self, obj, **options)
+
     @property
     def inbound_limits(self) -> LimitsConfig | None:
         """The limits a provider's server enforces: the first inbound listener's, if any."""
@@ -217,10 +230,12 @@ class Mesh:
         *,
         listen: str = "127.0.0.1:0",
         advertise: str | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Provider]:
         """What every provider does: listen, serve, publish `services`; undone in reverse.
 
-        `server_for` gets the bound address (port 0 resolved) and returns the server.
+        `server_for` gets the bound address (port 0 resolved) and returns the server;
+        `meta` is published with the endpoints (in SDK mode: Dubbo's `methods`, say).
         """
         bind = Address.parse(listen)
         async with AsyncExitStack() as stack:
@@ -228,7 +243,7 @@ class Mesh:
             address = Address(bind.host, listener.extra(anyio.abc.SocketAttribute.local_port))
             await self._serve(stack, server_for(address), self._secured(listener, protocol))
             public = Address.parse(advertise) if advertise else address
-            await self._publish(stack, services, address, public, protocol)
+            await self._publish(stack, services, address, public, protocol, meta or {})
             yield Provider(address=public, services=services)
 
     def _secured(self, listener: Any, protocol: str) -> Any:
@@ -277,6 +292,7 @@ class Mesh:
         local: Address,
         public: Address,
         protocol: str,
+        extra: Mapping[str, str],
     ) -> None:
         self.provided.update(services)
         if self._sidecar is not None:
@@ -298,6 +314,7 @@ class Mesh:
                 weight=meta.weight,
                 tags=meta.tags,
                 meta={
+                    **extra,
                     "mode": "sdk",
                     "pid": str(os.getpid()),
                     **(tls.meta(tls_config.mode_for(s)) if tls is not None else {}),
