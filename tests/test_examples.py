@@ -16,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "migration"
-VENV = ROOT / "build" / "example-venv"
 
 
 def run(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -37,20 +36,22 @@ def copy_sources(into: Path) -> tuple[Path, Path]:
     return repo, example
 
 
-def fresh_venv(sources: Path) -> tuple[Path, Path]:
-    """A new virtualenv with `sofamesh[testing]` and the example installed as a user would."""
-    shutil.rmtree(VENV, ignore_errors=True)
-    made = run([sys.executable, "-m", "venv", str(VENV)], ROOT, 120)
+def fresh_venv(sources: Path, venv: Path) -> tuple[Path, Path]:
+    """A new virtualenv with `sofamesh[testing]` and the example installed as a user would.
+
+    It lives in the test's own directory, so two runs of the suite never share one.
+    """
+    made = run([sys.executable, "-m", "venv", str(venv)], ROOT, 120)
     assert made.returncode == 0, made.stderr
     repo, example = copy_sources(sources)
-    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     installed = run([*pip, f"{repo}[testing]", str(example)], ROOT, 300)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    return VENV / "bin" / "python", example
+    return venv / "bin" / "python", example
 
 
 def test_the_migration_example_passes_in_a_fresh_virtualenv(tmp_path: Path) -> None:
-    python, example = fresh_venv(tmp_path / "src")
+    python, example = fresh_venv(tmp_path / "src", tmp_path / "venv")
     plugins = run(
         [
             str(python),
