@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import anyio
+
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_target
@@ -57,7 +59,12 @@ class H2HttpHandler:
             await _send_response(stream, _too_large())
             return
         req = HttpRequest(method=method, target=target, headers=headers, body=body)
-        await _send_response(stream, await self._handler(req))
+        with anyio.CancelScope() as scope:  # the caller's reset cancels the upstream call
+            stream.on_reset = scope.cancel
+            resp = await self._handler(req)
+        if scope.cancelled_caught:
+            return  # nobody is left to answer
+        await _send_response(stream, resp)
 
 
 def _request_head(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]:
