@@ -92,7 +92,7 @@ def test_settings_flood_is_capped() -> None:
 
 
 def test_window_update_flood_without_data_sent_is_capped() -> None:
-    c, s = pair()
+    _, s = pair()
     one_byte = WindowUpdateFrame(0, window_increment=1).serialize()
     s.receive_data(one_byte * (5 - s.guard.window_updates))  # Envoy's allowance before DATA
     assert "WINDOW_UPDATE" in flooded(s, one_byte)
