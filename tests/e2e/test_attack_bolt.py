@@ -30,7 +30,7 @@ from sofamesh.registry.memory import MemoryHub, MemoryRegistry
 pytestmark = pytest.mark.anyio
 
 SERVICE = "com.example.Bombed:1.0"
-BOUND = 0.5  # seconds for both answers; the old full decode took about 1.5 s per hop here
+BOUND = 0.5  # seconds for both answers; decoding this body whole takes about 1.5 s per hop
 
 
 class Echo:

@@ -79,11 +79,14 @@ async def served(port: int) -> int:
 
 
 async def rapid_reset(port: int, streams: int) -> h2.events.ConnectionTerminated | None:
-    """Open and reset `streams` streams, 100 a write, reading what the server says."""
+    """Open and reset `streams` streams, 100 a write, each write followed by a PING whose
+    ACK says the server read it: the attacker never writes past the server's GOAWAY, so
+    the GOAWAY is not lost to a reset of the unread bytes."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     ended: list[h2.events.ConnectionTerminated] = []
     read_all = anyio.Event()
+    acked = [anyio.Event()]
     async with await anyio.connect_tcp("127.0.0.1", port) as sock:
 
         async def read() -> None:
@@ -92,24 +95,31 @@ async def rapid_reset(port: int, streams: int) -> h2.events.ConnectionTerminated
                     for ev in conn.receive_data(await sock.receive()):
                         if isinstance(ev, h2.events.ConnectionTerminated):
                             ended.append(ev)
+                        elif isinstance(ev, h2.events.PingAckReceived):
+                            acked[0].set()
             except (*GONE, h2.exceptions.ProtocolError):
                 pass
             finally:
                 read_all.set()
+                acked[0].set()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read)
-            for _ in range(streams // 100):
-                if ended:
+            for batch in range(streams // 100):
+                if read_all.is_set():
                     break
                 for _ in range(100):
                     sid = conn.get_next_available_stream_id()
                     conn.send_headers(sid, REQUEST, end_stream=True)
                     conn.reset_stream(sid)
+                conn.ping(batch.to_bytes(8, "big"))
+                acked[0] = anyio.Event()
                 try:
                     await sock.send(conn.data_to_send())
                 except GONE:
                     break
+                with anyio.fail_after(10):
+                    await acked[0].wait()
             with anyio.fail_after(10):
                 await read_all.wait()  # the GOAWAY, or the end of the connection
     return ended[0] if ended else None
