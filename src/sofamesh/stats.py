@@ -27,6 +27,11 @@ BUCKETS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 # made-up caller names cannot grow the stats without bound.
 MAX_CALLERS = 64
 OTHER_CALLERS = "_other"
+# Distinct services counted apart per direction, for the same reason: any caller can name
+# any service (a sidecar's outbound listener takes the Host it is given), so past this
+# many, new names share one row.
+MAX_SERVICES = 1000
+OTHER_SERVICES = "_other"
 COUNTER_HELP = {
     "upstream_rq_retry": "Outbound calls retried.",
     "outlier.ejections": "Endpoints ejected by outlier detection.",
@@ -112,6 +117,7 @@ class Stats:
         self.endpoints: dict[tuple[str, str], CallStats] = {}  # (service, address)
         self.counters: dict[str, int] = {}
         self._callers: dict[tuple[str, str], int] = {}  # (direction, service) -> callers kept
+        self._services: dict[str, int] = {}  # direction -> services kept
 
     def service(self, direction: str, service: str, caller: str = "") -> CallStats:
         key = (direction, service, caller)
@@ -121,6 +127,11 @@ class Stats:
         return s
 
     def _new_service(self, direction: str, service: str, caller: str) -> CallStats:
+        if (direction, service) not in self._callers and service != OTHER_SERVICES:
+            services = self._services.get(direction, 0)
+            if services >= MAX_SERVICES:
+                return self.service(direction, OTHER_SERVICES, caller)
+            self._services[direction] = services + 1
         kept = self._callers.get((direction, service), 0)
         if kept >= MAX_CALLERS:
             return self.services.setdefault((direction, service, OTHER_CALLERS), CallStats())

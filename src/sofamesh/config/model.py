@@ -104,6 +104,13 @@ class LimitsConfig:
     max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
     stream_window: int = attrs.field(default=1024 * 1024, validator=_window)
     connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
+    # HTTP/2 flood and rapid-reset defences, Envoy's names and defaults; see codecs/h2/guard.py.
+    max_outbound_control_frames: int = attrs.field(default=1000, validator=_positive)
+    max_inbound_window_update_frames_per_data_frame_sent: int = attrs.field(
+        default=10, validator=_positive
+    )
+    max_inbound_priority_frames_per_stream: int = attrs.field(default=100, validator=_positive)
+    premature_reset_total_stream_count: int = attrs.field(default=500, validator=_positive)
     # HTTP/1.1 and h2c paths [path_with_escaped_slashes_action]; see codecs/http1/paths.py.
     path_with_escaped_slashes_action: EscapedSlashesAction = REJECT_REQUEST
 

@@ -4,6 +4,12 @@ A `Cluster` follows one service's endpoint set from the registry and answers
 "which endpoint now?" A `ClusterManager` owns one watch task per service the
 mesh has called, inside its task group, and creates clusters on first use.
 
+Per-name state is bounded, since any caller can name any service: a cluster
+unused for a whole `idle_timeout` (and with no call in flight) is dropped with
+its watch, and at most `max_clusters` exist. At the cap an idle cluster makes
+room; when none is idle, the name gets a cluster that is not kept nor watched,
+so the call is answered at once with `no_endpoint`.
+
 Holding on to the last snapshot is deliberate: a registry that goes quiet or
 errors never empties a cluster (see registry/base.py). Nor does one snapshot
 that removes too much at once: `removals.RemovalGuard` holds such a removal for
@@ -37,6 +43,8 @@ from sofamesh.upstream.success_rate import SuccessRateConfig, SuccessRateDetecto
 log = logging.getLogger("sofamesh.upstream.cluster")
 
 ALIAS_RETRY = 1.0  # seconds between case-insensitive look-ups of a name that matched nothing
+MAX_CLUSTERS = 1000
+CLUSTER_IDLE_TIMEOUT = 600.0  # seconds
 
 
 class ClusterPolicy(Protocol):
@@ -82,6 +90,8 @@ class Cluster:
         self.removals = RemovalGuard(policy.registry)
         self.hold_started = anyio.Event()  # set when a removal is held (the manager's timer)
         self.health: HealthChecker | None = None  # set while active health checks run
+        self.used = True  # called since the manager's last idle sweep
+        self.watch: anyio.CancelScope | None = None  # the manager's task following the registry
         self._stats = stats
         self._clock = clock
 
@@ -237,11 +247,19 @@ class ClusterManager:
         *,
         protocols: Set[str] | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        max_clusters: int = MAX_CLUSTERS,
+        idle_timeout: float = CLUSTER_IDLE_TIMEOUT,
+        idle_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         """`protocols`: those the mesh can call (the runtime's); other endpoints are ignored.
-        `sleep`: how the timer that ends held removals waits (tests pass a fake)."""
+        `sleep`: how the timer that ends held removals waits, `idle_sleep` the idle
+        sweep's (tests pass fakes)."""
         self._registry = registry
         self._sleep = sleep
+        self._idle_sleep = idle_sleep
+        self.max_clusters = max_clusters
+        self.idle_timeout = idle_timeout
+        self.overflowed = 0  # names answered without a cluster: the cap was full
         self._protocols = frozenset(protocols) if protocols is not None else None
         self._policy_for = policy_for
         self._stats = stats
@@ -255,6 +273,7 @@ class ClusterManager:
     async def __aenter__(self) -> ClusterManager:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._tg.start_soon(self._sweep_idle)
         return self
 
     async def __aexit__(
@@ -267,13 +286,48 @@ class ClusterManager:
     def get(self, service: str) -> Cluster:
         cluster = self.clusters.get(service)
         if cluster is None:
-            if self._tg is None:
-                raise RuntimeError("ClusterManager used outside its 'async with' block")
-            policy = self._policy_for(service)
-            cluster = Cluster(service, policy, self._stats, self._clock, self._protocols)
-            self.clusters[service] = cluster
-            self._tg.start_soon(self._follow, cluster)
+            return self._create(service)
+        cluster.used = True
         return cluster
+
+    def _create(self, service: str) -> Cluster:
+        if self._tg is None:
+            raise RuntimeError("ClusterManager used outside its 'async with' block")
+        policy = self._policy_for(service)
+        cluster = Cluster(service, policy, self._stats, self._clock, self._protocols)
+        if len(self.clusters) >= self.max_clusters and not self._make_room():
+            self.overflowed += 1
+            if self.overflowed == 1 or self.overflowed % 1000 == 0:
+                log.warning(
+                    "%d clusters (max_clusters): %s not followed", len(self.clusters), service
+                )
+            cluster.ready.set()  # no endpoints, never watched: no_endpoint at once
+            return cluster
+        self.clusters[service] = cluster
+        self._tg.start_soon(self._follow, cluster)
+        return cluster
+
+    def _make_room(self) -> bool:
+        """Drop one cluster not called since the last sweep; False if every one is in use."""
+        for name, cluster in self.clusters.items():
+            if not cluster.used and not any(cluster.active.values()):
+                self._drop(name)
+                return True
+        return False
+
+    def _drop(self, service: str) -> None:
+        cluster = self.clusters.pop(service)
+        if cluster.watch is not None:
+            cluster.watch.cancel()
+
+    async def _sweep_idle(self) -> None:
+        """Every `idle_timeout`, drop the clusters nobody called since the last sweep."""
+        while True:
+            await self._idle_sleep(self.idle_timeout)
+            for name, cluster in list(self.clusters.items()):
+                if not cluster.used and not any(cluster.active.values()):
+                    self._drop(name)
+                cluster.used = False
 
     async def canonical_name(self, service: str) -> str:
         """The registered spelling of `service`, matching case-insensitively if it came lowercased.
@@ -303,6 +357,10 @@ class ClusterManager:
         return matches[0] if len(matches) == 1 else service
 
     async def _follow(self, cluster: Cluster) -> None:
+        with anyio.CancelScope() as cluster.watch:
+            await self._watch(cluster)
+
+    async def _watch(self, cluster: Cluster) -> None:
         async with AsyncExitStack() as stack:
             if cluster.policy.health_check is not None:
                 cluster.health = await stack.enter_async_context(

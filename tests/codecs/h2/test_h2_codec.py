@@ -172,7 +172,7 @@ def test_header_list_over_the_limit_ends_the_connection() -> None:
     assert goaway_code(s.data_to_send()) == 0xB
 
 
-def test_too_many_concurrent_streams_is_a_protocol_error() -> None:
+def test_a_stream_past_max_concurrent_streams_is_refused_not_the_connection() -> None:
     s = H2Codec(client_side=False, limits=H2Limits(max_concurrent_streams=2))
     s.initiate()
     s.data_to_send()
@@ -180,10 +180,15 @@ def test_too_many_concurrent_streams_is_a_protocol_error() -> None:
     c.initiate()
     for _ in range(3):
         c.send_headers(c.next_stream_id(), REQ)
-    with pytest.raises(H2ConnectionError) as exc:
-        s.receive_data(c.data_to_send())
-    assert exc.value.error_code == 0x1
-    assert goaway_code(s.data_to_send()) == 0x1
+    events = s.receive_data(c.data_to_send())
+    assert [e.stream_id for e in events if isinstance(e, HeadersReceived)] == [1, 3]
+    assert s.guard.refused_streams == 1
+    back = c.receive_data(s.data_to_send())
+    assert StreamReset(stream_id=5, error_code=0x7, remote=True) in back  # REFUSED_STREAM
+    c.reset(1)  # one slot frees: the connection carries on
+    c.send_headers(c.next_stream_id(), REQ)
+    events = s.receive_data(c.data_to_send())
+    assert [e.stream_id for e in events if isinstance(e, HeadersReceived)] == [7]
 
 
 def test_graceful_close_sends_goaway_with_last_stream() -> None:

@@ -23,6 +23,7 @@ from tests.codecs.bolt.bolt_vectors import (
 from sofamesh.codecs.bolt import FrameDecoder, RequestFrame, ResponseFrame
 from sofamesh.codecs.bolt.sofarpc import (
     RPC_SERVER_EXCEPTION,
+    HeadUnreadable,
     SofaCodecError,
     SofaRequest,
     SofaResponse,
@@ -239,7 +240,12 @@ def test_requests_round_trip_with_guessed_signatures(method: str, args: list[Any
 def test_hostile_bodies_give_codec_errors_only(body: bytes) -> None:
     with contextlib.suppress(SofaCodecError):
         decode_request(body)
-    assert peek_request(body) is None or isinstance(peek_request(body), SofaRequest)
+    try:
+        peeked = peek_request(body)
+    except HeadUnreadable:
+        assert body[:1] == b"C"  # only a Hessian 2 head is refused rather than passed on
+    else:
+        assert peeked is None or isinstance(peeked, SofaRequest)
     assert isinstance(error_of(body)[0], str)
 
 

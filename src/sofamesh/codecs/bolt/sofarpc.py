@@ -157,16 +157,38 @@ _FIELD_KINDS: tuple[tuple[str, type], ...] = (
 )  # fmt: skip
 
 
-def peek_request(body: bytes) -> SofaRequest | None:
+# The head a proxy may read to learn a request's names: the `SofaRequest` must fit in the
+# body's first PEEK_PREFIX bytes (its five fields and a trace context take a few hundred)
+# under limits small enough that no input costs more than a few ms to reject. A legal
+# body may otherwise hold millions of class definitions before its `SofaRequest`.
+PEEK_PREFIX = 16 << 10
+PEEK_LIMITS = Hessian2Limits(
+    max_size=PEEK_PREFIX, max_depth=8, max_string=4096, max_binary=1024, max_items=256,
+    max_objects=64,
+)  # fmt: skip
+
+
+class HeadUnreadable(SofaCodecError):
+    """A Hessian 2 body whose `SofaRequest` head cannot be read within the peek's bounds."""
+
+
+def peek_request(
+    body: bytes, limits: Hessian2Limits = PEEK_LIMITS, prefix: int = PEEK_PREFIX
+) -> SofaRequest | None:
     """The `SofaRequest` at the start of `body` without its arguments, or None.
 
     For a proxy that needs the method or service of a peer that did not put them in the
-    header map. Anything unreadable (the older Hessian dialect, protobuf) gives None:
-    the proxy still forwards the body untouched.
+    header map. Only the first `prefix` bytes are read, under `limits`. A body in another
+    form (the older Hessian dialect, protobuf) or whose first value is no `SofaRequest`
+    gives None: the proxy still forwards it untouched. A Hessian 2 body (one that opens
+    with a class definition, as every Hessian 2 `SofaRequest` must) whose head does not
+    decode within those bounds raises `HeadUnreadable`.
     """
     try:
-        request = Decoder(body, registry=SOFA_CLASSES).read()
-    except (Hessian2Error, RecursionError):
+        request = Decoder(body[:prefix], registry=SOFA_CLASSES, limits=limits).read()
+    except (Hessian2Error, RecursionError) as exc:
+        if body[:1] == b"C":
+            raise HeadUnreadable(f"the SofaRequest head is unreadable: {exc}") from None
         return None
     return None if _malformed(request) else request
 

@@ -2,6 +2,7 @@
 
 from sofamesh.codecs.h2.connection import (
     CANCEL,
+    ENHANCE_YOUR_CALM,
     INTERNAL_ERROR,
     NO_ERROR,
     PROTOCOL_ERROR,
@@ -27,6 +28,7 @@ from sofamesh.codecs.h2.matcher import PREFACE, looks_like_h2
 __all__ = [
     "CANCEL",
     "DEFAULT_H2_LIMITS",
+    "ENHANCE_YOUR_CALM",
     "INTERNAL_ERROR",
     "NO_ERROR",
     "PREFACE",

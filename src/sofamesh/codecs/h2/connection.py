@@ -12,6 +12,10 @@ what a mesh needs on top of h2:
 - **Connection errors carry their code**: when h2 rejects input it queues a
   GOAWAY with the right error code; `receive_data` then raises
   `H2ConnectionError` so the transport flushes that GOAWAY and closes.
+- **Streams past `max_concurrent_streams` are refused** (RST_STREAM
+  REFUSED_STREAM, RFC 9113 §5.1.2; `guard.py`), not the connection.
+- **Floods and rapid resets end the connection** (`guard.py`: GOAWAY
+  ENHANCE_YOUR_CALM, Envoy's limits and defaults).
 - **Flow control the application drives**: DATA is acknowledged only through
   `ack`, after the bytes were consumed, so a slow reader throttles its peer
   (RFC 9113 §5.2), and `send_data` sends only what the windows allow.
@@ -28,6 +32,7 @@ import h2.connection
 import h2.events as h2e
 import h2.exceptions
 import h2.settings
+from h2.exceptions import DenialOfServiceError
 from hyperframe.frame import GoAwayFrame
 
 from sofamesh.codecs.h2.events import (
@@ -41,12 +46,14 @@ from sofamesh.codecs.h2.events import (
     TrailersReceived,
     WindowOpened,
 )
+from sofamesh.codecs.h2.guard import FloodGuard
 from sofamesh.codecs.h2.limits import DEFAULT_H2_LIMITS, H2Limits
 
 PROTOCOL_ERROR = 0x1
 INTERNAL_ERROR = 0x2
 REFUSED_STREAM = 0x7
 CANCEL = 0x8
+ENHANCE_YOUR_CALM = 0xB
 NO_ERROR = 0x0
 
 # RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
@@ -90,7 +97,7 @@ class H2Codec:
         self.limits = limits
         self._h2 = h2.connection.H2Connection(config=_config(client_side))
         s = h2.settings.SettingCodes
-        self._h2.local_settings = h2.settings.Settings(
+        self._h2.local_settings = _AdvertisedOnly(
             client=client_side,
             initial_values={
                 s.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
@@ -102,6 +109,7 @@ class H2Codec:
         self._h2.max_inbound_frame_size = limits.max_frame_size
         self._h2.decoder.max_header_list_size = limits.max_header_list_size
         _survive_graceful_goaway(self._h2)
+        self.guard = FloodGuard(self._h2, limits)
         self.stream_errors = 0  # streams we reset for malformed input
         self.goaway: GoAway | None = None
         self._sent: bytes = b""  # frames written here, not by h2 (our graceful GOAWAY)
@@ -141,6 +149,7 @@ class H2Codec:
         self._refuse_above = last
 
     def data_to_send(self) -> bytes:
+        self.guard.control_queued = 0  # the ACKs owed so far are on their way
         if self._sent:
             out, self._sent = self._sent, b""
             return out + self._h2.data_to_send()
@@ -158,8 +167,12 @@ class H2Codec:
             self.close(PROTOCOL_ERROR)
             raise H2ConnectionError(PROTOCOL_ERROR, f"unprocessable input: {exc!r}") from exc
         out: list[Event] = []
-        for ev in raw:
-            self._translate(ev, out)
+        try:
+            for ev in raw:
+                self._translate(ev, out)
+        except DenialOfServiceError as exc:  # our own resets tipped the rapid-reset count
+            self._h2.close_connection(ENHANCE_YOUR_CALM, str(exc).encode()[:256])
+            raise H2ConnectionError(ENHANCE_YOUR_CALM, str(exc)) from exc
         return out
 
     def _translate(self, ev: h2e.Event, out: list[Event]) -> None:
@@ -231,6 +244,7 @@ class H2Codec:
     def _stream_error(self, stream_id: int) -> None:
         self.stream_errors += 1
         self.reset(stream_id, PROTOCOL_ERROR)
+        self.guard.stream_refused_or_malformed()
 
     # -- output -------------------------------------------------------------------------
 
@@ -261,6 +275,7 @@ class H2Codec:
                 n = min(total - sent, window, frame)
                 last = end_stream and sent + n == total
                 h.send_data(stream_id, data[sent : sent + n], end_stream=last)
+                self.guard.data_frames_sent += 1
                 sent += n
                 window -= n
             return sent
@@ -326,6 +341,23 @@ def _malformed_response(headers: RawHeaders) -> str:
     if not headers or headers[0][0] != b":status" or not headers[0][1].isdigit():
         return "response lacks a leading :status"
     return ""
+
+
+class _AdvertisedOnly(h2.settings.Settings):
+    """Local settings whose MAX_CONCURRENT_STREAMS is advertised but enforced by us.
+
+    h2 treats a stream past the limit as a connection error; RFC 9113 §5.1.2 allows
+    a stream error instead, which is what Envoy sends: the one stream is refused
+    (`FloodGuard`) and the connection's other streams live on.
+    """
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2**31 - 1
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
 def _survive_graceful_goaway(conn: h2.connection.H2Connection) -> None:

@@ -41,6 +41,14 @@ class H2Limits:
       [initial_connection_window_size]: how much a peer may send before we
       read; data is acknowledged only once the application consumed it, so
       these bound what one stream and one connection can buffer.
+
+    Floods (`codecs/h2/guard.py`; Envoy's defaults, their names as Envoy's):
+    `max_outbound_control_frames` (PING and SETTINGS ACKs owed to a peer that
+    does not read), `max_inbound_window_update_frames_per_data_frame_sent`,
+    `max_inbound_priority_frames_per_stream`, and
+    `premature_reset_total_stream_count` (the rapid reset's threshold, Envoy's
+    runtime key `overload.premature_reset_total_stream_count`). Each ends the
+    connection with GOAWAY(ENHANCE_YOUR_CALM).
     """
 
     max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
@@ -48,6 +56,12 @@ class H2Limits:
     max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
     stream_window: int = attrs.field(default=1024 * 1024, validator=_window)
     connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
+    max_outbound_control_frames: int = attrs.field(default=1000, validator=_positive)
+    max_inbound_window_update_frames_per_data_frame_sent: int = attrs.field(
+        default=10, validator=_positive
+    )
+    max_inbound_priority_frames_per_stream: int = attrs.field(default=100, validator=_positive)
+    premature_reset_total_stream_count: int = attrs.field(default=500, validator=_positive)
 
 
 DEFAULT_H2_LIMITS = H2Limits()

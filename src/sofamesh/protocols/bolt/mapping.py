@@ -16,7 +16,11 @@ fills in what a peer left out of the header map (sofa-rpc-node writes no method)
 is what the provider will run. So a frame whose header map and body name different
 services or methods is refused (`NameMismatch`): rules judge the header, the provider
 runs the body, and the two must be one call. The refusal is a CODEC_EXCEPTION response
-on the same connection, which stays open for the caller's other requests.
+on the same connection, which stays open for the caller's other requests. The head is
+read within small bounds (`sofarpc.peek_request`: a 16 KiB prefix, 64 class definitions),
+so no body costs the event loop more than a few ms; a Hessian 2 body whose head breaks
+them is refused the same way (`UncheckableBody`), since forwarding it would let a padded
+body name a call the rules never judged.
 
 Mesh-made failures become a response whose status a SOFARPC client acts on (TIMEOUT,
 SERVER_THREADPOOL_BUSY, CODEC_EXCEPTION, SERVER_EXCEPTION), whose body is an
@@ -45,6 +49,7 @@ from sofamesh.codecs.bolt import (
 from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.codecs.bolt.names import peek_names
 from sofamesh.codecs.bolt.sofarpc import (
+    HeadUnreadable,
     encode_response,
     legacy_server_exception,
     peek_request,
@@ -102,6 +107,11 @@ class NameMismatch(ValueError):
     """The header map and the `SofaRequest` body name different services or methods."""
 
 
+class UncheckableBody(NameMismatch):
+    """A Hessian 2 body whose head the proxy cannot read within its bounds, so it cannot
+    be shown to name the header's call: refused like a mismatch, never forwarded."""
+
+
 def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation:
     """The invocation for a request whose header map parsed to `items`.
 
@@ -139,7 +149,10 @@ def _names(frame: RequestFrame, service: str, method: str) -> tuple[str, str]:
         return service, method  # protobuf or another class: the header is all there is
     names = peek_names(frame.body)  # the head alone, in the forms peers write (a few us)
     if names is None:
-        peeked = peek_request(frame.body)  # any other form: the full decoder
+        try:  # any other form: the decoder, on a bounded prefix under small limits
+            peeked = peek_request(frame.body)
+        except HeadUnreadable as exc:
+            raise UncheckableBody(str(exc)) from None
         if peeked is None:
             return service, method  # the older Hessian dialect: forwarded as it is
         names = peeked.methodName, peeked.targetServiceUniqueName

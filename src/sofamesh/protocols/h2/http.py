@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import anyio
+
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_target
@@ -61,7 +63,12 @@ class H2HttpHandler:
         handler = self._handler
         if stream.conn.identity:  # mutual TLS: the caller is the verified peer
             handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
-        await _send_response(stream, await handler(req))
+        with anyio.CancelScope() as scope:  # the caller's reset cancels the upstream call
+            stream.on_reset = scope.cancel
+            resp = await handler(req)
+        if scope.cancelled_caught:
+            return  # nobody is left to answer
+        await _send_response(stream, resp)
 
 
 def _request_head(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]:

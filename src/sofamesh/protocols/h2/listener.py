@@ -57,6 +57,10 @@ _H2_FIELDS = (
     "max_frame_size",
     "stream_window",
     "connection_window",
+    "max_outbound_control_frames",
+    "max_inbound_window_update_frames_per_data_frame_sent",
+    "max_inbound_priority_frames_per_stream",
+    "premature_reset_total_stream_count",
 )
 
 

@@ -5,7 +5,9 @@ makes it an `H2Connection` whose every new stream runs `handler(stream)` in
 its own task; anything else goes, with the bytes already read, to the
 optional `http1` server (`Http1Server`), so one port serves HTTP/1.1, h2c
 and gRPC. A handler that fails resets its stream (INTERNAL_ERROR) and the
-connection's other streams carry on.
+connection's other streams carry on. A stream the peer reset before its
+handler started never runs it (no upstream call for a rapid reset); one reset
+while its handler runs cancels the handler (the handlers set `on_reset`).
 
 `drain()` stops accepting, sends every connection a GOAWAY (NO_ERROR) so
 clients open no new streams, lets the streams in flight finish, and returns
@@ -143,6 +145,8 @@ class H2Server:
     async def _run_handler(self, stream: H2Stream) -> None:
         self._streams += 1
         try:
+            if stream.error is not None:
+                return  # reset before its handler ran (a rapid reset): no upstream call
             await self.handler(stream)
         except StreamResetError:
             pass  # the peer went away; nothing to answer
