@@ -14,6 +14,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || want python3-venv
 if [ "$MODE" != "--demo-only" ]; then
   # Test peers: load tools, etcd, ZooKeeper (needs a JRE), the Java Hessian reference, Node for SOFARPC.
   for p in wrk nghttp2-client nginx-light etcd-server etcd-client zookeeper libhessian-java netcat-openbsd curl openssl; do want "$p"; done
+  # Deployment: kubectl checks injected manifests; systemd-analyze verifies the VM units.
+  for p in kubectl systemd; do want "$p"; done
   command -v javac >/dev/null || want openjdk-17-jdk-headless
   command -v node >/dev/null || { want nodejs; want npm; }
 fi

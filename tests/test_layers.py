@@ -80,6 +80,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("control agent", ("sofamesh.control.agent", "sofamesh.control.hosts")),
     ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),
     ("control plane", ("sofamesh.control",)),
+    # Putting a sidecar next to an app (Kubernetes injection, the webhook, systemd units).
+    ("deployment", ("sofamesh.deploy",)),
     ("cli", ("sofamesh.cli",)),
     ("demo, testing", ("sofamesh.demo", "sofamesh.testing", "sofamesh.control.demo")),
 ]

@@ -1,6 +1,7 @@
 """`sofamesh COMMAND ...`: one entry point; each command group is a module that adds its parser.
 
-Groups: `ctl` (the control plane, `ctl.py`), `ca` (certificates, `ca.py`). A group module
+Groups: `ctl` (the control plane, `ctl.py`), `ca` (certificates, `ca.py`), and from
+`sofamesh.deploy`: `inject`, `injector` (Kubernetes) and `vm` (systemd). A group module
 has `add_parser(subparsers)` and sets `run` on its namespace; `main` returns its exit status.
 """
 
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from sofamesh.cli import ca, ctl
+from sofamesh.deploy import manifests
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,6 +19,7 @@ def parser() -> argparse.ArgumentParser:
     groups = p.add_subparsers(dest="group", metavar="COMMAND", required=True)
     ctl.add_parser(groups)
     ca.add_parser(groups)
+    manifests.add_parser(groups)
     return p
 
 
