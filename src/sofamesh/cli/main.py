@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from sofamesh.cli import ca, ctl
-from sofamesh.deploy import manifests
+from sofamesh.deploy import manifests, webhook
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def parser() -> argparse.ArgumentParser:
     ctl.add_parser(groups)
     ca.add_parser(groups)
     manifests.add_parser(groups)
+    webhook.add_parser(groups)
     return p
 
 

@@ -104,7 +104,9 @@ def _annotations(obj: Obj, pod_meta: Obj) -> dict[str, str]:
 
 def _app_name(obj: Obj, pod_meta: Obj, s: InjectSettings) -> str:
     labels = pod_meta.get("labels") or {}
-    name = (obj.get("metadata") or {}).get("name") or ""
+    meta = obj.get("metadata") or {}
+    # A pod made by a ReplicaSet reaches the webhook with only `generateName` ("orders-7c9f-").
+    name = meta.get("name") or str(meta.get("generateName") or "").rstrip("-")
     app = s.app or labels.get("app.kubernetes.io/name") or labels.get("app") or name
     if not app:
         raise InjectError(f"{_describe(obj)}: no app name (set the sofamesh.io/app annotation)")
