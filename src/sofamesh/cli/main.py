@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from sofamesh.cli import ca, ctl
-from sofamesh.deploy import manifests, webhook
+from sofamesh.deploy import manifests, vm, webhook
 
 
 def parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def parser() -> argparse.ArgumentParser:
     ca.add_parser(groups)
     manifests.add_parser(groups)
     webhook.add_parser(groups)
+    vm.add_parser(groups)
     return p
 
 

@@ -27,12 +27,12 @@ INIT_FLAGS: dict[str, str] = {
 InitOptions = Mapping[str, str | int | bool | None]
 
 
-def init_argv(options: InitOptions) -> list[str]:
-    """`sofamesh-init` and its flags for `options` (keys of `INIT_FLAGS`, in its order)."""
+def init_argv(options: InitOptions, command: tuple[str, ...] = INIT_COMMAND) -> list[str]:
+    """`command` and its flags for `options` (keys of `INIT_FLAGS`, in its order)."""
     unknown = set(options) - set(INIT_FLAGS)
     if unknown:
         raise ValueError(f"unknown sofamesh-init options: {sorted(unknown)}")
-    argv = list(INIT_COMMAND)
+    argv = list(command)
     for key, flag in INIT_FLAGS.items():
         value = options.get(key)
         if value is None or value is False or value == "":
