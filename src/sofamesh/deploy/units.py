@@ -22,6 +22,9 @@ import attrs
 SIDECAR_UNIT = "sofamesh-sidecar.service"
 INIT_UNIT = "sofamesh-init.service"
 USER = "sofamesh"
+# Secrets for the sidecar's environment (SOFAMESH_CONTROL_TOKEN): systemd reads this file as
+# root before dropping to the sidecar's user, so it can be 0600 root's; the admin writes it.
+ENV_FILE = "/etc/sofamesh/sidecar.env"
 
 _HARDENING = """\
 NoNewPrivileges=yes
@@ -75,6 +78,7 @@ User={s.user}
 Group={s.user}
 ExecStart={start}
 Environment=SOFAMESH_CONFIG={s.config} TMPDIR=/run/sofamesh SOFAMESH_STATE_DIR=/var/lib/sofamesh
+EnvironmentFile=-{ENV_FILE}
 Restart=on-failure
 RestartSec=1
 TimeoutStopSec={int(s.drain_timeout) + 5}

@@ -14,6 +14,7 @@ finish (up to `drain_timeout`) -> exit.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -241,7 +242,7 @@ class Sidecar:
         ]
         candidates.sort(key=lambda c: service not in c[1].services)
         for i, lc in candidates:
-            return lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen)
+            return pod_reachable(lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen))
         return None
 
     def _endpoint(self, service: str, protocol: str, app: str | None = None) -> Endpoint:
@@ -341,3 +342,12 @@ async def _bind(name: str, address: Address) -> MultiListener[anyio.abc.SocketSt
     except OSError as e:
         cause = e.strerror or str(e)
         raise SidecarError(f"{name}: cannot listen on {address}: {cause}") from None
+
+
+def pod_reachable(addr: Address) -> Address:
+    """`addr`, or when it is a wildcard (0.0.0.0, ::) in a Kubernetes pod, the pod's IP there
+    (`POD_IP`, from the Downward API): a wildcard is where to listen, not where to call."""
+    pod_ip = os.environ.get("POD_IP")
+    if pod_ip and addr.host in ("0.0.0.0", "::"):
+        return Address(pod_ip, addr.port)
+    return addr
