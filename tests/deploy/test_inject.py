@@ -75,8 +75,9 @@ def test_the_sidecar_is_native_held_until_ready_and_reports_its_pod() -> None:
     proxy = pod_of(inject(deployment(), SETTINGS, NOW))["spec"]["initContainers"][1]
     assert proxy["restartPolicy"] == "Always"
     assert proxy["image"] == "registry.example/sofamesh:test"
-    probe = ["python", "-m", "sofamesh.deploy.probe", "15000"]
-    assert proxy["startupProbe"]["exec"]["command"] == probe
+    probe = proxy["startupProbe"]["exec"]["command"]
+    assert probe[:3] == ["python", "-I", "-S"]
+    assert probe[-1] == "15000"
     assert proxy["readinessProbe"]["exec"]["command"] == probe
     assert proxy["securityContext"]["runAsUser"] == 1337
     assert proxy["securityContext"]["runAsNonRoot"] is True

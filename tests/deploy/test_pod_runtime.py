@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.abc
 import pytest
+from tests.deploy.workloads import NOW, SETTINGS, pod
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, load_config
-from sofamesh.deploy.probe import ready
+from sofamesh.deploy.inject import inject
 from sofamesh.protocols.http.server import ConnInfo, Http1Server
 from sofamesh.sidecar.app import Sidecar
 
@@ -42,28 +43,32 @@ async def admin() -> AsyncIterator[Admin]:
         await server.drain()
 
 
+def probe_command(port: int) -> list[str]:
+    """The injected sidecar's probe, run here as the kubelet runs it in the pod."""
+    proxy = inject(pod(), SETTINGS, NOW)["spec"]["initContainers"][1]
+    command: list[str] = proxy["readinessProbe"]["exec"]["command"]
+    assert command == proxy["startupProbe"]["exec"]["command"]
+    assert command[0] == "python" and command[-1] == "15000"
+    return [sys.executable, *command[1:-1], str(port)]
+
+
 @pytest.mark.anyio
 async def test_the_probe_follows_ready(admin: Admin) -> None:
-    assert await ready(admin.port) is False
-    admin.status = 200
-    assert await ready(admin.port) is True
-
-
-@pytest.mark.anyio
-async def test_the_probe_command_exits_by_readiness(admin: Admin) -> None:
-    argv = [sys.executable, "-m", "sofamesh.deploy.probe", str(admin.port)]
-    assert (await anyio.run_process(argv, check=False)).returncode == 1
+    argv = probe_command(admin.port)
+    failed = await anyio.run_process(argv, check=False)
+    assert failed.returncode == 1
+    assert b"sofamesh sidecar not ready" in failed.stderr
     admin.status = 200
     assert (await anyio.run_process(argv, check=False)).returncode == 0
 
 
-def test_the_probe_fails_on_a_closed_port_and_a_bad_argument() -> None:
+def test_the_probe_fails_on_a_closed_port() -> None:
     with socket.socket() as s:  # a port that was free a moment ago, closed now
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    probe = [sys.executable, "-m", "sofamesh.deploy.probe"]
-    assert subprocess.run([*probe, str(port)], capture_output=True).returncode == 1
-    assert subprocess.run([*probe, "admin"], capture_output=True).returncode == 2
+    proc = subprocess.run(probe_command(port), capture_output=True)
+    assert proc.returncode == 1
+    assert b"Connection refused" in proc.stderr
 
 
 def sidecar(listen: str, **extra: str) -> Sidecar:

@@ -7,5 +7,4 @@ and a systemd install for virtual machines.
 - `manifests.py`: multi-document YAML in and out (`sofamesh inject`).
 - `patch.py`, `review.py`, `webhook.py`: the mutating admission webhook (`sofamesh injector`).
 - `vm.py`, `units.py`: `sofamesh vm install` / `uninstall`.
-- `probe.py`: the sidecar's readiness probe, run by the kubelet inside the pod.
 """
