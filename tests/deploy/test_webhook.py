@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +212,32 @@ async def test_a_renewed_certificate_is_served_without_a_restart(webhook: Webhoo
 async def test_a_broken_certificate_file_keeps_the_last_good_one(webhook: Webhook) -> None:
     (webhook.certs / "cert.pem").write_text("not a certificate")
     assert (await webhook.post(b"{}")).status_code == 400
+
+
+async def test_the_injector_command_serves_until_sigterm(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create("cluster.local")
+    issue(tmp_path, ca)
+    argv = [sys.executable, "-m", "sofamesh.cli", "injector", "--listen", "127.0.0.1:0"]
+    argv += ["--cert", str(tmp_path / "cert.pem"), "--key", str(tmp_path / "key.pem")]
+    async with await anyio.open_process(argv) as proc:
+        assert proc.stdout is not None
+        line = b""
+        with anyio.fail_after(30):
+            while not line.endswith(b"\n"):
+                line += await proc.stdout.receive(1)
+        assert line.startswith(b"SOFAMESH INJECTOR READY ")
+        port = int(json.loads(line.split(b"READY ", 1)[1])["listen"].rsplit(":", 1)[1])
+        async with httpx.AsyncClient(verify=trusting(ca)) as client:
+            reply = await client.get(f"https://localhost:{port}/healthz")
+        assert reply.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert await proc.wait() == 0
+
+
+async def test_the_injector_command_refuses_a_missing_certificate(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "sofamesh.cli", "injector", "--listen", "127.0.0.1:0"]
+    argv += ["--cert", str(tmp_path / "none.pem"), "--key", str(tmp_path / "none.pem")]
+    proc = await anyio.run_process(argv, check=False)
+    assert proc.returncode == 1
+    assert b"sofamesh injector:" in proc.stderr
