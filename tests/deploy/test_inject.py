@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from tests.deploy.workloads import (
 
 from sofamesh.deploy.inject import inject
 from sofamesh.deploy.manifests import inject_yaml
-from sofamesh.deploy.settings import STATUS, InjectError
+from sofamesh.deploy.settings import ANNOTATIONS, STATUS, InjectError
 from sofamesh.deploy.template import INIT, SIDECAR
 
 SHAPES = {
@@ -221,3 +222,9 @@ async def test_the_command_names_a_bad_annotation_and_fails() -> None:
     proc = await anyio.run_process(argv, input=yaml.safe_dump(bad).encode(), check=False)
     assert proc.returncode == 1
     assert b"sofamesh.io/dns" in proc.stderr
+
+
+def test_every_annotation_is_documented_and_every_documented_one_exists() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
+    table = set(re.findall(r"^\| `sofamesh\.io/([a-z-]+)` \|", docs, re.MULTILINE))
+    assert table == set(ANNOTATIONS)
