@@ -127,7 +127,7 @@ def test_annotations_change_one_pod() -> None:
     assert init["args"][init["args"].index("--exclude-outbound-cidrs") + 1] == (
         "10.0.0.0/8,169.254.169.254/32"
     )
-    assert init["args"][init["args"].index("--dns-port") + 1] == "15053"
+    assert init["args"][-3:] == ["--dns", "--dns-port", "15053"]
     assert {"name": "sofamesh-identity", "secret": {"secretName": "orders-identity"}} in spec[
         "volumes"
     ]

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.deploy.kube_api import kubeconfig, kubectl_create
 from tests.deploy.workloads import NOW, SETTINGS, as_model
 
-from sofamesh.config import load_config
+from sofamesh.config import Address, load_config
 from sofamesh.control.config import load_control_config
 from sofamesh.deploy.manifests import inject_yaml
+from sofamesh.deploy.settings import DNS_PORT, INBOUND_PORT, OUTBOUND_PORT
 
 __all__ = ["kubeconfig"]  # the fixture
 
@@ -97,12 +98,24 @@ async def test_kubectl_accepts_the_manifests(kubeconfig: Path, built: Path) -> N
     assert "mutatingwebhookconfiguration.admissionregistration.k8s.io/sofamesh-injector" in out
 
 
+def mesh_config(text: str) -> dict[str, Any]:
+    """A ConfigMap's mesh config, its `intercept` section checked against the init rules'
+    ports and taken out: the rest is checked by `load_config` (the section by the sidecar's
+    transparent mode, which reads it)."""
+    mesh: dict[str, Any] = yaml.safe_load(text)
+    intercept = mesh.pop("intercept")
+    assert Address.parse(intercept["outbound"]).port == OUTBOUND_PORT
+    assert Address.parse(intercept["inbound"]).port == INBOUND_PORT
+    assert Address.parse(intercept["dns"]["listen"]).port == DNS_PORT
+    return mesh
+
+
 def test_the_configs_in_the_manifests_are_valid(objects: list[dict[str, Any]]) -> None:
     example = list(yaml.safe_load_all((SOURCE / "example" / "orders.yaml").read_text()))
     maps = {m["metadata"]["name"]: m["data"] for m in by_kind(objects, "ConfigMap")}
     load_control_config(yaml.safe_load(maps["sofamesh-control"]["control.yaml"]))
-    load_config({"app": "x", **yaml.safe_load(maps["sofamesh-mesh"]["mesh.yaml"])}, env={})
-    mesh = yaml.safe_load(by_kind(example, "ConfigMap")[0]["data"]["mesh.yaml"])
+    load_config({"app": "x", **mesh_config(maps["sofamesh-mesh"]["mesh.yaml"])}, env={})
+    mesh = mesh_config(by_kind(example, "ConfigMap")[0]["data"]["mesh.yaml"])
     load_config({"app": "orders", **mesh}, env={"SOFAMESH_CONTROL_TOKEN": "smt_from_secret"})
 
 

@@ -20,7 +20,8 @@ INIT_FLAGS: dict[str, str] = {
     "exclude_inbound_ports": "--exclude-inbound-ports",
     "exclude_outbound_ports": "--exclude-outbound-ports",
     "exclude_outbound_cidrs": "--exclude-outbound-cidrs",
-    "dns_port": "--dns-port",  # the app's DNS queries go to the sidecar's DNS proxy there
+    "dns": "--dns",  # the app's DNS queries (udp/53) go to the sidecar's DNS proxy...
+    "dns_port": "--dns-port",  # ...on this port
     "remove": "--remove",  # delete the rules this command installs
 }
 

@@ -104,6 +104,7 @@ def init_container(s: InjectSettings, app_ports: list[int]) -> Obj:
             "exclude_inbound_ports": s.exclude_inbound_ports,
             "exclude_outbound_ports": s.exclude_outbound_ports,
             "exclude_outbound_cidrs": s.exclude_outbound_cidrs,
+            "dns": s.dns,
             "dns_port": DNS_PORT if s.dns else None,
         }
     )

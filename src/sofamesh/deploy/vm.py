@@ -87,6 +87,7 @@ def _init_options(args: argparse.Namespace) -> dict[str, Any]:
         "exclude_inbound_ports": args.exclude_inbound_ports,
         "exclude_outbound_ports": args.exclude_outbound_ports,
         "exclude_outbound_cidrs": args.exclude_outbound_cidrs,
+        "dns": args.dns,
         "dns_port": DNS_PORT if args.dns else None,
     }
 
