@@ -29,6 +29,8 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "orders.yaml"
     path.write_text(
         "app: orders\nadmin: 127.0.0.1:15000\nregistry: etcd://10.0.0.5:2379\ndrain_timeout: 20\n"
+        "inbound:\n  - {protocol: http, listen: 0.0.0.0:15443, upstream: 127.0.0.1:8080,"
+        " services: [orders]}\n"
     )
     return path
 
@@ -67,7 +69,8 @@ def test_install_writes_the_units_the_config_and_the_user(tmp_path: Path, config
     assert stop == start + " --remove"
     assert "--proxy-uid 1337" in start
     assert "--exclude-outbound-cidrs 169.254.169.254/32" in start
-    assert "--exclude-inbound-ports 22" in start
+    # The sidecar's own ports are never redirected: its mesh listener and its admin.
+    assert "--exclude-inbound-ports 22,15443,15000" in start
     assert oct((root / "etc/sofamesh/mesh.yaml").stat().st_mode & 0o777) == "0o644"
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sofamesh._version import __version__
-from sofamesh.config import ConfigError, load_config
+from sofamesh.config import ConfigError, MeshConfig, load_config
 from sofamesh.deploy.initcmd import init_argv
 from sofamesh.deploy.settings import DNS_PORT, INBOUND_PORT, OUTBOUND_PORT, PROXY_UID
 from sofamesh.deploy.units import (
@@ -59,7 +59,8 @@ def plan(args: argparse.Namespace) -> Files:
     target = f"/etc/sofamesh/mesh{source.suffix if source.suffix == '.json' else '.yaml'}"
     init: tuple[str, ...] = ()
     if not args.no_interception:
-        init = tuple(init_argv(_init_options(args), (args.python, "-m", "sofamesh.intercept")))
+        options = _init_options(args, _own_ports(config))
+        init = tuple(init_argv(options, (args.python, "-m", "sofamesh.intercept")))
     units = UnitSettings(
         python=args.python,
         config=target,
@@ -77,14 +78,25 @@ def plan(args: argparse.Namespace) -> Files:
     return files
 
 
-def _init_options(args: argparse.Namespace) -> dict[str, Any]:
+def _own_ports(config: MeshConfig) -> list[int]:
+    """The sidecar's own listening ports that callers dial directly (its explicit inbound
+    listeners, the admin): never redirected, whatever `--inbound-ports` takes."""
+    ports = [lc.listen.port for lc in config.inbound]
+    if config.admin is not None:
+        ports.append(config.admin.port)
+    return ports
+
+
+def _init_options(args: argparse.Namespace, own_ports: list[int]) -> dict[str, Any]:
+    given = [p for p in args.exclude_inbound_ports.split(",") if p.strip()]
+    excluded = ",".join(dict.fromkeys([*given, *map(str, own_ports)]))
     return {
         "outbound_port": OUTBOUND_PORT,
         "inbound_port": INBOUND_PORT,
         "proxy_uid": args.uid,
         "proxy_gid": args.uid,
         "inbound_ports": args.inbound_ports,
-        "exclude_inbound_ports": args.exclude_inbound_ports,
+        "exclude_inbound_ports": excluded,
         "exclude_outbound_ports": args.exclude_outbound_ports,
         "exclude_outbound_cidrs": args.exclude_outbound_cidrs,
         "dns": args.dns,
