@@ -25,9 +25,10 @@ functions count too. The order, lowest first, and why:
   **config loading**, which checks registry URLs.
 - **governance** (the logical level, over upstream), **runtime** (composes the
   chains), the front doors (**sdk**, **sidecar**, the package's re-exports),
-  the **control plane** and its **cli** (the data plane's agent, which the front
-  doors start, sits below them), and the **demo** and the **testing** plugin
-  (users' tests of SDK and sidecar apps).
+  the **control plane**, the **deployment** tools (Kubernetes injection and its
+  webhook, the VM units) and the **cli** over them (the data plane's agent, which
+  the front doors start, sits below them), and the **demo** and the **testing**
+  plugin (users' tests of SDK and sidecar apps).
 
 Besides the order, upstream, governance and the foundation's filters are
 protocol-neutral: they import no protocol slice, and governance and filters no

@@ -38,7 +38,15 @@ SHAPES = {
     "pod": pod(),
     "pod-rich": pod(rich_spec()),
     "cronjob": cronjob(),
+    "daemonset": {**deployment(), "kind": "DaemonSet"},
+    "job": {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate"},
+        "spec": cronjob()["spec"]["jobTemplate"]["spec"],
+    },
 }
+SHAPES["daemonset"]["spec"] = {k: v for k, v in deployment()["spec"].items() if k != "replicas"}
 
 
 def pod_of(obj: dict[str, Any]) -> dict[str, Any]:
