@@ -1,0 +1,91 @@
+"""Small programs the interception tests run inside network namespaces (`ip netns exec`).
+
+- `provider PORT`: an HTTP server on 0.0.0.0:PORT answering JSON about each request.
+- `dns-upstream HOST ADDRESS`: a DNS server on HOST:53 answering every A query with ADDRESS.
+- `get URL [HEADER:VALUE ...]`: one HTTP GET; prints JSON {status, body}; knows no mesh.
+- `resolve NAME`: prints the IPv4 addresses getaddrinfo gives NAME, or the error.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def provider(port: int) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {
+                    "path": self.path,
+                    "host": self.headers.get("host"),
+                    "caller": self.headers.get("x-sofamesh-caller"),
+                    "peer": self.client_address[0],
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    print("READY " + json.dumps({"port": port}), flush=True)
+    server.serve_forever()
+
+
+def dns_upstream(host: str, address: str) -> None:
+    import dns.message
+    import dns.rrset
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 53))
+    print("READY " + json.dumps({"port": 53}), flush=True)
+    while True:
+        data, peer = sock.recvfrom(4096)
+        query = dns.message.from_wire(data)
+        reply = dns.message.make_response(query)
+        question = query.question[0]
+        if question.rdtype == 1:
+            reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", address))
+        sock.sendto(reply.to_wire(), peer)
+
+
+def get(url: str, headers: list[str]) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, headers=dict(h.split(":", 1) for h in headers))
+    try:
+        with opener.open(request, timeout=10) as response:
+            out = {"status": response.status, "body": response.read().decode()}
+    except urllib.error.HTTPError as e:
+        out = {"status": e.code, "body": e.read().decode()}
+    except OSError as e:
+        out = {"status": 0, "body": str(e)}
+    print(json.dumps(out))
+
+
+def resolve(name: str) -> None:
+    try:
+        infos = socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)
+        print(json.dumps(sorted({info[4][0] for info in infos})))
+    except OSError as e:
+        print(json.dumps(str(e)))
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "provider":
+        provider(int(args[0]))
+    elif command == "dns-upstream":
+        dns_upstream(args[0], args[1])
+    elif command == "get":
+        get(args[0], args[1:])
+    else:
+        resolve(args[0])
