@@ -89,7 +89,7 @@ class DnsProxy:
                 async for data, (host, port) in sock:
                     reply = self.answer(data)
                     if reply is not None:
-                        await sock.sendto(reply, host, port)
+                        await _send(sock, reply, (host, port))
                     elif self._pending >= self.config.max_pending:
                         self._stats.incr("dns.overloaded")
                         await self._fail(sock, data, (host, port))
@@ -143,7 +143,7 @@ class DnsProxy:
                 self._stats.incr("dns.upstream_timeouts")
                 await self._fail(sock, data, client)
             else:
-                await sock.sendto(reply, *client)
+                await _send(sock, reply, client)
         finally:
             self._pending -= 1
 
@@ -175,8 +175,13 @@ class DnsProxy:
     async def _fail(self, sock: anyio.abc.UDPSocket, data: bytes, client: tuple[str, int]) -> None:
         try:
             query = parse_query(data, MAX_UDP_QUERY)
-            await sock.sendto(
-                build_answer(Query(query.id, query.flags, ()), RCODE_SERVFAIL), *client
-            )
         except DnsError:
-            pass  # nothing to answer to
+            return  # nothing to answer to
+        await _send(sock, build_answer(Query(query.id, query.flags, ()), RCODE_SERVFAIL), client)
+
+
+async def _send(sock: anyio.abc.UDPSocket, reply: bytes, client: tuple[str, int]) -> None:
+    try:
+        await sock.sendto(reply, *client)
+    except OSError as e:  # one client's trouble stops no one else's answers
+        log.info("dns: cannot answer %s:%d: %s", client[0], client[1], e)
