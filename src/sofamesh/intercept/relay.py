@@ -10,6 +10,7 @@ from typing import Any, cast
 import anyio
 import anyio.abc
 
+from sofamesh.transport.streams import LoopStream
 from sofamesh.transport.tls import LOST
 
 BUFFER = 65536
@@ -45,12 +46,24 @@ class Sniffed(anyio.abc.ByteStream):
         self._inner = inner
         self._prefix = prefix
         self._original = original
+        # Past the sniffed bytes every call goes straight to the connection: no frame of ours.
+        self.send = inner.send  # type: ignore[method-assign]
+        if not prefix:
+            self.receive = inner.receive  # type: ignore[method-assign]
+
+    @property
+    def loop_stream(self) -> LoopStream | None:
+        """The asyncio stream below, whose own timer bounds reads (`streams.time_limit`)."""
+        inner = self._inner
+        return inner if type(inner) is LoopStream else None
 
     async def receive(self, max_bytes: int = BUFFER) -> bytes:
-        if self._prefix:
+        if len(self._prefix) > max_bytes:
             data, self._prefix = self._prefix[:max_bytes], self._prefix[max_bytes:]
             return data
-        return await self._inner.receive(max_bytes)
+        data = self._prefix
+        self.receive = self._inner.receive  # type: ignore[method-assign]
+        return data
 
     async def send(self, item: bytes) -> None:
         await self._inner.send(item)
