@@ -4,6 +4,8 @@
 - `dns-upstream HOST ADDRESS`: a DNS server on HOST:53 answering every A query with ADDRESS.
 - `get URL [HEADER:VALUE ...]`: one HTTP GET; prints JSON {status, body}; knows no mesh.
 - `resolve NAME`: prints the IPv4 addresses getaddrinfo gives NAME, or the error.
+- `grpc-provider PORT`: a gRPC server (grpcio) on 0.0.0.0:PORT serving helloworld.Greeter/SayHello.
+- `grpc-call TARGET`: one SayHello call to TARGET; prints JSON {code, body}; knows no mesh.
 """
 
 from __future__ import annotations
@@ -79,12 +81,52 @@ def resolve(name: str) -> None:
         print(json.dumps(str(e)))
 
 
+GREETER = "helloworld.Greeter"
+
+
+def grpc_provider(port: int) -> None:
+    from concurrent import futures
+
+    import grpc
+
+    def say_hello(request: bytes, context: grpc.ServicerContext) -> bytes:
+        caller = dict(context.invocation_metadata()).get("x-sofamesh-caller", "")
+        return b"hello " + request + b" from " + str(caller).encode()
+
+    method = grpc.unary_unary_rpc_method_handler(say_hello)
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(GREETER, {"SayHello": method}),)
+    )
+    server.add_insecure_port(f"0.0.0.0:{port}")
+    server.start()
+    print("READY " + json.dumps({"port": port}), flush=True)
+    server.wait_for_termination()
+
+
+def grpc_call(target: str) -> None:
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(f"/{GREETER}/SayHello")
+        try:
+            reply = call(b"mesh", timeout=10)
+            out = {"code": "OK", "body": reply.decode()}
+        except grpc.RpcError as e:
+            out = {"code": e.code().name, "body": e.details()}
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "provider":
         provider(int(args[0]))
     elif command == "dns-upstream":
         dns_upstream(args[0], args[1])
+    elif command == "grpc-provider":
+        grpc_provider(int(args[0]))
+    elif command == "grpc-call":
+        grpc_call(args[0])
     elif command == "get":
         get(args[0], args[1:])
     else:

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.anyio
 PROXY_GID = "1337"
 APPS = str(Path(__file__).with_name("nsapps.py"))
 UPSTREAM_ANSWER = "10.9.9.9"
+GREETER = "helloworld.Greeter"
 CHAOS = {"faults": [{"service": "orders", "headers": {"x-chaos": "on"}, "abort": {"code": 418}}]}
 
 
@@ -66,7 +67,13 @@ def _provider_sidecar(tmp: Path, hosts: Hosts, files: IdentityFiles) -> dict[str
                 "listen": f"{hosts.b_ip}:20000",
                 "upstream": "127.0.0.1:8080",
                 "services": ["orders"],
-            }
+            },
+            {
+                "protocol": "grpc",
+                "listen": f"{hosts.b_ip}:20001",
+                "upstream": "127.0.0.1:50051",
+                "services": [GREETER],
+            },
         ],
         "tls": _tls(files, "strict"),
         "intercept": {"outbound": None, "inbound": "0.0.0.0:15006"},
@@ -138,6 +145,9 @@ async def _start_mesh(procs: Procs, hosts: Hosts, tmp: Path, backend: str) -> tu
         [*hosts.exec(hosts.b), sys.executable, APPS, "dns-upstream", hosts.b_ip, UPSTREAM_ANSWER],
     )
     await procs.start("provider", [*hosts.exec(hosts.b), sys.executable, APPS, "provider", "8080"])
+    await procs.start(
+        "grpc-provider", [*hosts.exec(hosts.b), sys.executable, APPS, "grpc-provider", "50051"]
+    )
     await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
     b = await _sidecar(
         procs, hosts.b, "sidecar-b", _provider_sidecar(tmp, hosts, ids["orders"]), backend
@@ -163,12 +173,15 @@ async def test_a_client_that_knows_no_mesh_calls_a_service_by_name(
         # A's governance applies to the intercepted call: the fault answers 418.
         got = await _app(hosts.a, "get", "http://orders.mesh.local:8080/hello", "x-chaos:on")
         assert got["status"] == 418, got
+        # gRPC by name likewise: the sniffed HTTP/2 preface goes to the gRPC outbound server.
+        got = await _app(hosts.a, "grpc-call", "helloworld.greeter.mesh.local:50051")
+        assert got == {"code": "OK", "body": "hello mesh from shop"}, got
         # Any other name goes to the host's resolver (a DNS server on B).
         assert await _app(hosts.a, "resolve", "example.test") == [UPSTREAM_ANSWER]
         counters = await _counters(hosts.a, a["admin"])
-        # Two client connections, two intercepted: the sidecar's own upstream
+        # Three client connections, three intercepted: the sidecar's own upstream
         # connections (to B, and its DNS queries) were not redirected back to it.
-        assert counters["intercept.outbound.mesh"] == 2, counters
+        assert counters["intercept.outbound.mesh"] == 3, counters
         b_counters = await _counters(hosts.b, b["admin"])
         # B's inbound listener is strict: the calls came over mTLS, and not by interception.
         assert b_counters["tls.handshakes"] >= 1, b_counters
