@@ -80,7 +80,7 @@ def _provider_sidecar(tmp: Path, hosts: Hosts, files: IdentityFiles) -> dict[str
     }
 
 
-def _client_sidecar(tmp: Path, files: IdentityFiles) -> dict[str, Any]:
+def _client_sidecar(tmp: Path, files: IdentityFiles, unknown: str) -> dict[str, Any]:
     return {
         "app": "shop",
         "registry": f"file://{tmp}/reg?poll=0.05",
@@ -92,6 +92,7 @@ def _client_sidecar(tmp: Path, files: IdentityFiles) -> dict[str, Any]:
             "outbound": "127.0.0.1:15001",
             "domain": "mesh.local",
             "refresh": 0.2,
+            "unknown": unknown,
             "dns": {"listen": "127.0.0.1:15053"},
         },
     }
@@ -137,7 +138,9 @@ async def _resolved(ns: str, name: str) -> list[str]:
             await anyio.sleep(0.1)
 
 
-async def _start_mesh(procs: Procs, hosts: Hosts, tmp: Path, backend: str) -> tuple[Any, Any]:
+async def _start_mesh(
+    procs: Procs, hosts: Hosts, tmp: Path, backend: str, unknown: str = "pass"
+) -> tuple[Any, Any]:
     ca = CertificateAuthority.create(DOMAIN)
     ids = {app: issue_files(ca, tmp / app, app) for app in ("orders", "shop")}
     await procs.start(
@@ -153,7 +156,9 @@ async def _start_mesh(procs: Procs, hosts: Hosts, tmp: Path, backend: str) -> tu
         procs, hosts.b, "sidecar-b", _provider_sidecar(tmp, hosts, ids["orders"]), backend
     )
     await _init(hosts.a, "--dns", "--dns-port", "15053")
-    a = await _sidecar(procs, hosts.a, "sidecar-a", _client_sidecar(tmp, ids["shop"]), backend)
+    a = await _sidecar(
+        procs, hosts.a, "sidecar-a", _client_sidecar(tmp, ids["shop"], unknown), backend
+    )
     return a, b
 
 
@@ -208,3 +213,19 @@ async def test_unknown_destinations_pass_and_removal_restores_direct_traffic(
         assert (await _counters(hosts.a, a["admin"]))["intercept.outbound.passthrough"] == 1
         # No DNS redirect any more: B's resolver does not know the mesh name.
         assert await _app(hosts.a, "resolve", "orders.mesh.local") == [UPSTREAM_ANSWER]
+
+
+async def test_unknown_destinations_can_be_blocked(
+    hosts: Hosts, tmp_path: Path, anyio_backend: str
+) -> None:
+    async with Procs(tmp_path, anyio_backend) as procs:
+        a, _b = await _start_mesh(procs, hosts, tmp_path, anyio_backend, unknown="block")
+        got = await _app(hosts.a, "get", f"http://{hosts.b_ip}:8080/direct")
+        assert got["status"] == 0, got  # closed: the app sees a failed connection
+        got = await _app(hosts.a, "get", "http://orders.mesh.local:8080/hello")
+        assert got["status"] == 200, got  # mesh calls are not blocked
+        counters = await _counters(hosts.a, a["admin"])
+        assert counters["intercept.outbound.refused"] == 1, counters
+        assert "intercept.outbound.passthrough" not in counters, counters
+        log = (tmp_path / "sidecar-a.log").read_text()
+        assert f"to {hosts.b_ip}:8080: an unknown destination" in log
