@@ -6,6 +6,10 @@
 - `resolve NAME`: prints the IPv4 addresses getaddrinfo gives NAME, or the error.
 - `grpc-provider PORT`: a gRPC server (grpcio) on 0.0.0.0:PORT serving helloworld.Greeter/SayHello.
 - `grpc-call TARGET`: one SayHello call to TARGET; prints JSON {code, body}; knows no mesh.
+- `bolt-provider SERVICE`: a SOFARPC Bolt provider of SERVICE (`interface:version`) on
+  127.0.0.1 (the SDK on a private registry), whose `whoami` answers [caller, method].
+- `bolt-call HOST PORT SERVICE`: one `whoami` over Bolt to HOST:PORT, as a plain SOFARPC
+  client writes it; prints JSON {status, value}; knows no mesh.
 """
 
 from __future__ import annotations
@@ -117,6 +121,53 @@ def grpc_call(target: str) -> None:
     print(json.dumps(out))
 
 
+def bolt_provider(service: str) -> None:
+    import anyio
+
+    import sofamesh
+    from sofamesh.registry.memory import MemoryHub, MemoryRegistry
+    from sofamesh.sdk.bolt import current_call
+
+    class Echo:
+        def whoami(self) -> list[str]:
+            call = current_call.get()
+            return [call.caller, call.method]
+
+    async def serve() -> None:
+        iface, version = service.rsplit(":", 1)
+        config = {"app": "echo", "registry": "memory://"}
+        registry = MemoryRegistry(MemoryHub())  # published where nobody looks: B's sidecar does
+        async with (
+            sofamesh.open_mesh(config, env={}, registry=registry) as mesh,
+            mesh.serve_bolt(Echo(), iface, version=version) as served,
+        ):
+            print("READY " + json.dumps({"port": served.address.port}), flush=True)
+            await anyio.sleep_forever()
+
+    anyio.run(serve)
+
+
+def bolt_call(host: str, port: int, service: str) -> None:
+    from sofamesh.codecs.bolt import FrameDecoder, ResponseFrame, ResponseStatus, encode, request
+    from sofamesh.codecs.bolt.sofarpc import SofaRequest, decode_response, encode_request
+
+    body = encode_request(SofaRequest("whoami", [], service, None, {}), [])
+    frame = request(7, body, headers={"service": service})
+    decoder = FrameDecoder()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(encode(frame))
+        while (reply := decoder.next_frame()) is None:
+            data = sock.recv(65536)
+            if not data:
+                print(json.dumps({"status": "closed", "value": None}))
+                return
+            decoder.receive_data(data)
+    assert isinstance(reply, ResponseFrame)
+    ok = reply.status == ResponseStatus.SUCCESS
+    value = decode_response(reply.body).appResponse if ok else None
+    print(json.dumps({"status": reply.status.name, "value": value}))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "provider":
@@ -127,6 +178,10 @@ if __name__ == "__main__":
         grpc_provider(int(args[0]))
     elif command == "grpc-call":
         grpc_call(args[0])
+    elif command == "bolt-provider":
+        bolt_provider(args[0])
+    elif command == "bolt-call":
+        bolt_call(args[0], int(args[1]), args[2])
     elif command == "get":
         get(args[0], args[1:])
     else:

@@ -60,6 +60,13 @@ def test_the_directory_maps_names_and_destinations() -> None:
     assert directory.service_at("10.1.0.5", 20001) is None
 
 
+def test_interface_and_version_services_are_named_by_their_interface() -> None:
+    directory = ServiceDirectory(InterceptConfig())
+    directory.update({"com.example.Echo:2.0": set(), "com.example.Echo:1.0": set(), "a:1": set()})
+    assert directory.service_named("com.example.echo.mesh.local") == "com.example.Echo:1.0"
+    assert directory.service_named("a.mesh.local") == "a:1"
+
+
 async def test_the_directory_reads_the_registry() -> None:
     registry = MemoryRegistry()
     await registry.publish(Endpoint("orders", "10.1.0.5", 20000))

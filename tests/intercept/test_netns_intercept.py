@@ -35,6 +35,7 @@ PROXY_GID = "1337"
 APPS = str(Path(__file__).with_name("nsapps.py"))
 UPSTREAM_ANSWER = "10.9.9.9"
 GREETER = "helloworld.Greeter"
+ECHO = "com.example.Echo:1.0"
 CHAOS = {"faults": [{"service": "orders", "headers": {"x-chaos": "on"}, "abort": {"code": 418}}]}
 
 
@@ -55,7 +56,9 @@ def _tls(files: IdentityFiles, mode: str) -> dict[str, str]:
     return {"mode": mode, "cert": files.cert, "key": files.key, "trust_bundle": files.trust_bundle}
 
 
-def _provider_sidecar(tmp: Path, hosts: Hosts, files: IdentityFiles) -> dict[str, Any]:
+def _provider_sidecar(
+    tmp: Path, hosts: Hosts, files: IdentityFiles, bolt_port: int
+) -> dict[str, Any]:
     return {
         "app": "orders",
         "registry": f"file://{tmp}/reg?poll=0.05",
@@ -73,6 +76,12 @@ def _provider_sidecar(tmp: Path, hosts: Hosts, files: IdentityFiles) -> dict[str
                 "listen": f"{hosts.b_ip}:20001",
                 "upstream": "127.0.0.1:50051",
                 "services": [GREETER],
+            },
+            {
+                "protocol": "bolt",
+                "listen": f"{hosts.b_ip}:20002",
+                "upstream": f"127.0.0.1:{bolt_port}",
+                "services": [ECHO],
             },
         ],
         "tls": _tls(files, "strict"),
@@ -151,10 +160,12 @@ async def _start_mesh(
     await procs.start(
         "grpc-provider", [*hosts.exec(hosts.b), sys.executable, APPS, "grpc-provider", "50051"]
     )
-    await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
-    b = await _sidecar(
-        procs, hosts.b, "sidecar-b", _provider_sidecar(tmp, hosts, ids["orders"]), backend
+    bolt = await procs.start(
+        "bolt-provider", [*hosts.exec(hosts.b), sys.executable, APPS, "bolt-provider", ECHO]
     )
+    await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
+    config = _provider_sidecar(tmp, hosts, ids["orders"], bolt["port"])
+    b = await _sidecar(procs, hosts.b, "sidecar-b", config, backend)
     await _init(hosts.a, "--dns", "--dns-port", "15053")
     a = await _sidecar(
         procs, hosts.a, "sidecar-a", _client_sidecar(tmp, ids["shop"], unknown), backend
@@ -181,12 +192,16 @@ async def test_a_client_that_knows_no_mesh_calls_a_service_by_name(
         # gRPC by name likewise: the sniffed HTTP/2 preface goes to the gRPC outbound server.
         got = await _app(hosts.a, "grpc-call", "helloworld.greeter.mesh.local:50051")
         assert got == {"code": "OK", "body": "hello mesh from shop"}, got
+        # Bolt by its interface's name: the frame is sniffed and goes to the Bolt outbound server.
+        (echo_vip,) = await _resolved(hosts.a, "com.example.echo.mesh.local")
+        got = await _app(hosts.a, "bolt-call", echo_vip, "12200", ECHO)
+        assert got == {"status": "SUCCESS", "value": ["shop", "whoami"]}, got
         # Any other name goes to the host's resolver (a DNS server on B).
         assert await _app(hosts.a, "resolve", "example.test") == [UPSTREAM_ANSWER]
         counters = await _counters(hosts.a, a["admin"])
-        # Three client connections, three intercepted: the sidecar's own upstream
+        # Four client connections, four intercepted: the sidecar's own upstream
         # connections (to B, and its DNS queries) were not redirected back to it.
-        assert counters["intercept.outbound.mesh"] == 3, counters
+        assert counters["intercept.outbound.mesh"] == 4, counters
         b_counters = await _counters(hosts.b, b["admin"])
         # B's inbound listener is strict: the calls came over mTLS, and not by interception.
         assert b_counters["tls.handshakes"] >= 1, b_counters

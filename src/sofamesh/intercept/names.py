@@ -37,6 +37,9 @@ class ServiceDirectory:
         self.vip_of = vips.assign(names, self._config.vip_cidr)
         self._by_vip = {ip: name for name, ip in self.vip_of.items()}
         self._lower = {name.lower(): name for name in names}
+        for name in names:  # Bolt and Dubbo's `interface:version`: named by the interface too
+            if ":" in name:
+                self._lower.setdefault(name.split(":", 1)[0].lower(), name)
         self._by_endpoint = {addr: name for name in names for addr in endpoints[name]}
 
     def service_at(self, host: str, port: int) -> str | None:
