@@ -43,11 +43,13 @@ from sofamesh.runtime import Runtime
 from sofamesh.transport.errors import TransportError
 from sofamesh.transport.net import connect, format_address
 from sofamesh.transport.serving import ServerLifecycle
+from sofamesh.transport.streams import time_limit
 from sofamesh.transport.tls import LOST
 
 log = logging.getLogger("sofamesh.intercept")
 
 # The protocol support whose outbound server takes each sniffed kind (HTTP/1.1 has its own).
+_SNIFF_ENDS: tuple[type[Exception], ...] = (TimeoutError, *LOST)
 _SERVED_BY = {Kind.H2: "grpc", Kind.BOLT: "bolt", Kind.DUBBO: "dubbo"}
 
 
@@ -67,17 +69,27 @@ class TransparentHttpHandler:
 
     def __init__(self, chain: Handler, app: str, directory: ServiceDirectory) -> None:
         self._chain, self._app, self._directory = chain, app, directory
+        self._last: tuple[ConnInfo | None, str | None] = (None, None)
 
     async def __call__(self, req: HttpRequest, conn: ConnInfo | None = None) -> HttpResponse:
         inv = request_to_invocation(req)
-        host, _, port = (conn.local if conn else "").rpartition(":")
-        at = self._directory.service_at(host, int(port)) if port.isdigit() else None
+        at = self._at(conn)
         inv.service = at or self._directory.service_named(inv.service) or inv.service
         if not inv.service:
             return error_response(Status.BAD_REQUEST, "request names no service: set Host")
         inv.caller = self._app
         result: Result = await self._chain(inv)
         return result_to_response(result, inv.service)
+
+    def _at(self, conn: ConnInfo | None) -> str | None:
+        """The service of the connection's original destination (kept for its next request)."""
+        last, service = self._last
+        if conn is last:
+            return service
+        host, _, port = (conn.local if conn else "").rpartition(":")
+        service = self._directory.service_at(host, int(port)) if port.isdigit() else None
+        self._last = (conn, service)
+        return service
 
 
 class TransparentOutbound:
@@ -216,22 +228,21 @@ class TransparentInbound:
 async def sniff(sock: anyio.abc.ByteStream, config: InterceptConfig) -> tuple[bytes, Kind]:
     """The first bytes and the protocol they open (TCP if nothing comes in time)."""
     buf = b""
-    with anyio.move_on_after(config.sniff_timeout):
-        try:
+    try:  # `time_limit`: the stream's own lazy timer on asyncio, not a cancel scope
+        with time_limit(sock, config.sniff_timeout):
             while (kind := classify(buf)) is None:
                 buf += await sock.receive(65536)
             return buf, kind
-        except LOST:
-            pass
-    return buf, Kind.TCP
+    except _SNIFF_ENDS:
+        return buf, Kind.TCP
 
 
 async def _read_head(sock: anyio.abc.ByteStream, buf: bytes, config: InterceptConfig) -> bytes:
     """`buf` and more, up to the end of the request head (bounded by `max_header_bytes`)."""
-    with anyio.move_on_after(config.sniff_timeout):
-        try:
+    try:
+        with time_limit(sock, config.sniff_timeout):
             while b"\r\n\r\n" not in buf and len(buf) < config.limits.max_header_bytes:
                 buf += await sock.receive(65536)
-        except LOST:
-            pass
+    except _SNIFF_ENDS:
+        pass
     return buf
