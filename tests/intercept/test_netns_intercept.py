@@ -118,10 +118,8 @@ async def _app(ns: str, *args: str) -> Any:
     return json.loads(await _in(ns, sys.executable, APPS, *args))
 
 
-async def _init(ns: str, *args: str) -> str:
-    return await _in(
-        ns, sys.executable, "-m", "sofamesh.intercept", "--proxy-gid", PROXY_GID, *args
-    )
+async def _init(ns: str, *args: str, gid: str = PROXY_GID) -> str:
+    return await _in(ns, sys.executable, "-m", "sofamesh.intercept", "--proxy-gid", gid, *args)
 
 
 async def _sidecar(procs: Procs, ns: str, name: str, config: dict[str, Any], backend: str) -> Any:
@@ -148,7 +146,12 @@ async def _resolved(ns: str, name: str) -> list[str]:
 
 
 async def _start_mesh(
-    procs: Procs, hosts: Hosts, tmp: Path, backend: str, unknown: str = "pass"
+    procs: Procs,
+    hosts: Hosts,
+    tmp: Path,
+    backend: str,
+    unknown: str = "pass",
+    exempt_gid: str = PROXY_GID,
 ) -> tuple[Any, Any]:
     ca = CertificateAuthority.create(DOMAIN)
     ids = {app: issue_files(ca, tmp / app, app) for app in ("orders", "shop")}
@@ -166,7 +169,7 @@ async def _start_mesh(
     await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
     config = _provider_sidecar(tmp, hosts, ids["orders"], bolt["port"])
     b = await _sidecar(procs, hosts.b, "sidecar-b", config, backend)
-    await _init(hosts.a, "--dns", "--dns-port", "15053")
+    await _init(hosts.a, "--dns", "--dns-port", "15053", gid=exempt_gid)
     a = await _sidecar(
         procs, hosts.a, "sidecar-a", _client_sidecar(tmp, ids["shop"], unknown), backend
     )
@@ -244,3 +247,19 @@ async def test_unknown_destinations_can_be_blocked(
         assert "intercept.outbound.passthrough" not in counters, counters
         log = (tmp_path / "sidecar-a.log").read_text()
         assert f"to {hosts.b_ip}:8080: an unknown destination" in log
+
+
+async def test_without_the_owner_exemption_the_sidecars_own_calls_come_back_to_it(
+    hosts: Hosts, tmp_path: Path, anyio_backend: str
+) -> None:
+    # The rules exempt group 4242, not the sidecar's 1337: its upstream connection to B is
+    # redirected into its own transparent listener, which refuses a TLS connection to a
+    # mesh service. The exemption the other tests rely on is what prevents this.
+    async with Procs(tmp_path, anyio_backend) as procs:
+        a, _b = await _start_mesh(procs, hosts, tmp_path, anyio_backend, exempt_gid="4242")
+        got = await _app(hosts.a, "get", "http://orders.mesh.local:8080/hello")
+        assert got["status"] >= 500, got
+        counters = await _counters(hosts.a, a["admin"])
+        assert counters["intercept.outbound.mesh"] == 1, counters  # the client's own
+        assert counters["intercept.outbound.refused"] >= 1, counters  # the sidecar's, looped
+        assert "tls to service orders" in (tmp_path / "sidecar-a.log").read_text()
