@@ -7,6 +7,7 @@ import logging
 import anyio.abc
 
 from sofamesh.config.model import Address, InterceptConfig
+from sofamesh.config.structure import ConfigError
 from sofamesh.intercept.dns import DnsProxy
 from sofamesh.intercept.names import ServiceDirectory
 from sofamesh.intercept.transparent import TransparentInbound, TransparentOutbound
@@ -21,9 +22,12 @@ class TransparentMode:
         self.config = config
         self.runtime = runtime
         self.directory = ServiceDirectory(config)
-        self.dns = (
-            DnsProxy(config.dns, self.directory, runtime.stats) if config.dns is not None else None
-        )
+        self.dns: DnsProxy | None = None
+        if config.dns is not None:
+            try:
+                self.dns = DnsProxy(config.dns, self.directory, runtime.stats)
+            except ValueError as e:  # no upstream given, and none in /etc/resolv.conf
+                raise ConfigError([f"intercept.dns.upstream: {e}"]) from None
 
     def listeners(self) -> list[tuple[str, Address, Server]]:
         """(name, address, server) of each transparent listener to bind."""

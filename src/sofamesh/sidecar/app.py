@@ -119,15 +119,15 @@ class Sidecar:
 
         assert self.config.intercept is not None
         mode = TransparentMode(self.runtime, self.config.intercept)
+        dns = await mode.start(tg)  # the names first: a redirected connection needs them
+        if dns is not None:
+            self.bound["dns"] = dns
         for name, address, server in mode.listeners():
             listener = await _bind(name, address)
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             self.bound[name] = Address(address.host, port)
             self._servers.append(server)
             await tg.start(server.serve, listener)
-        dns = await mode.start(tg)
-        if dns is not None:
-            self.bound["dns"] = dns
 
     async def wait_stopped(self) -> None:
         """Return once `run` has drained and closed everything."""
