@@ -14,6 +14,7 @@ import logging
 import shlex
 import subprocess
 import sys
+from typing import Any
 
 from sofamesh.intercept.rules import (
     ALL_PORTS,
@@ -35,72 +36,41 @@ traffic (by --proxy-uid / --proxy-gid) and loopback are never redirected.
 MAX_DUPLICATE_JUMPS = 16  # jumps left by runs of other tools are deleted up to this many
 
 
+# (flag, its argparse keywords): what to intercept, what to leave alone, and how to run.
+_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--outbound-port", {"type": int, "default": 15001,
+                         "help": "the sidecar's transparent outbound port (default 15001)"}),
+    ("--inbound-port", {"type": int, "default": 15006,
+                        "help": "the sidecar's transparent inbound port (default 15006)"}),
+    ("--proxy-uid", {"action": "append", "type": int, "default": None,
+                     "help": "uid the sidecar runs as, never redirected "
+                             "(repeatable; default 1337)"}),
+    ("--proxy-gid", {"action": "append", "type": int, "default": [],
+                     "help": "gid the sidecar runs as, never redirected (repeatable)"}),
+    ("--inbound-ports", {"default": "", "help": "the app's ports whose inbound TCP goes to the "
+                         "sidecar: 'P1,P2' or '*' (default none)"}),
+    ("--exclude-inbound-ports", {"default": "", "help": "inbound ports never redirected: 'P1,P2'"}),
+    ("--exclude-outbound-ports", {"default": "",
+                                  "help": "destination ports never redirected: 'P1,P2'"}),
+    ("--exclude-outbound-cidrs", {"default": "", "help": "destination IPv4 networks never "
+                                  "redirected: 'CIDR1,CIDR2'"}),
+    ("--dns", {"action": argparse.BooleanOptionalAction, "default": False, "help": "redirect the "
+               "app's DNS (udp/53) to the sidecar's DNS proxy (default: off)"}),
+    ("--dns-port", {"type": int, "default": 15053,
+                    "help": "the sidecar's DNS proxy port (default 15053)"}),
+    ("--iptables", {"default": "iptables", "help": "the iptables binary (default iptables; "
+                    "iptables-legacy or iptables-nft: a backend)"}),
+    ("--remove", {"action": "store_true",
+                  "help": "remove the rules this command installs, and nothing else"}),
+    ("--dry-run", {"action": "store_true",
+                   "help": "print the iptables commands instead of running them"}),
+)  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sofamesh-init", description=DESCRIPTION)
-    p.add_argument(
-        "--outbound-port",
-        type=int,
-        default=15001,
-        help="the sidecar's transparent outbound port (default 15001)",
-    )
-    p.add_argument(
-        "--inbound-port",
-        type=int,
-        default=15006,
-        help="the sidecar's transparent inbound port (default 15006)",
-    )
-    p.add_argument(
-        "--proxy-uid",
-        action="append",
-        type=int,
-        default=None,
-        help="uid the sidecar runs as, never redirected (repeatable; default 1337)",
-    )
-    p.add_argument(
-        "--proxy-gid",
-        action="append",
-        type=int,
-        default=[],
-        help="gid the sidecar runs as, never redirected (repeatable)",
-    )
-    p.add_argument(
-        "--inbound-ports",
-        default="",
-        help="the app's ports whose inbound TCP goes to the sidecar: 'P1,P2' or '*' (default none)",
-    )
-    p.add_argument(
-        "--exclude-inbound-ports", default="", help="inbound ports never redirected: 'P1,P2'"
-    )
-    p.add_argument(
-        "--exclude-outbound-ports", default="", help="destination ports never redirected: 'P1,P2'"
-    )
-    p.add_argument(
-        "--exclude-outbound-cidrs",
-        default="",
-        help="destination IPv4 networks never redirected: 'CIDR1,CIDR2'",
-    )
-    p.add_argument(
-        "--dns",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="redirect the app's DNS (udp/53) to the sidecar's DNS proxy (default: off)",
-    )
-    p.add_argument(
-        "--dns-port", type=int, default=15053, help="the sidecar's DNS proxy port (default 15053)"
-    )
-    p.add_argument(
-        "--iptables",
-        default="iptables",
-        help="the iptables binary (default iptables; iptables-legacy or iptables-nft: a backend)",
-    )
-    p.add_argument(
-        "--remove",
-        action="store_true",
-        help="remove the rules this command installs, and nothing else",
-    )
-    p.add_argument(
-        "--dry-run", action="store_true", help="print the iptables commands instead of running them"
-    )
+    for flag, options in _OPTIONS:
+        p.add_argument(flag, **options)
     return p
 
 
