@@ -16,6 +16,8 @@ if [ "$MODE" != "--demo-only" ]; then
   for p in wrk nghttp2-client nginx-light etcd-server etcd-client zookeeper libhessian-java netcat-openbsd curl openssl; do want "$p"; done
   # Deployment: kubectl checks injected manifests; systemd-analyze verifies the VM units.
   for p in kubectl systemd; do want "$p"; done
+  # Interception tests: iptables (the nft backend works in a netns) and ip netns.
+  for p in iptables iproute2; do want "$p"; done
   command -v javac >/dev/null || want openjdk-17-jdk-headless
   command -v node >/dev/null || { want nodejs; want npm; }
 fi

@@ -77,6 +77,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config loading", ("sofamesh.config",)),
     ("governance", ("sofamesh.governance",)),
     ("runtime", ("sofamesh.runtime",)),
+    # Transparent interception: the init rules, original destinations, virtual IPs, the DNS
+    # proxy and the transparent listeners the sidecar starts.
+    ("intercept", ("sofamesh.intercept",)),
     # The data plane's side of the control-plane session, which the front doors start.
     ("control agent", ("sofamesh.control.agent", "sofamesh.control.hosts")),
     ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),

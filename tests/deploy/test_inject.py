@@ -29,6 +29,7 @@ from sofamesh.deploy.inject import inject
 from sofamesh.deploy.manifests import inject_yaml
 from sofamesh.deploy.settings import ANNOTATIONS, STATUS, InjectError
 from sofamesh.deploy.template import INIT, SIDECAR
+from sofamesh.intercept.init import parser as init_parser
 
 SHAPES = {
     "deployment": deployment(),
@@ -114,6 +115,8 @@ def test_the_init_container_redirects_the_declared_ports_with_net_admin_only() -
     caps = init["securityContext"]["capabilities"]
     assert caps == {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}
     assert init["securityContext"]["privileged"] is False
+    parsed = init_parser().parse_args(args)  # the init command itself takes these flags
+    assert (parsed.outbound_port, parsed.inbound_port) == (15001, 15006)
 
 
 def test_annotations_change_one_pod() -> None:

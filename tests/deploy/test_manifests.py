@@ -100,10 +100,9 @@ async def test_kubectl_accepts_the_manifests(kubeconfig: Path, built: Path) -> N
 
 def mesh_config(text: str) -> dict[str, Any]:
     """A ConfigMap's mesh config, its `intercept` section checked against the init rules'
-    ports and taken out: the rest is checked by `load_config` (the section by the sidecar's
-    transparent mode, which reads it)."""
+    ports (the whole config is then checked by `load_config`)."""
     mesh: dict[str, Any] = yaml.safe_load(text)
-    intercept = mesh.pop("intercept")
+    intercept = mesh["intercept"]
     assert Address.parse(intercept["outbound"]).port == OUTBOUND_PORT
     assert Address.parse(intercept["inbound"]).port == INBOUND_PORT
     assert Address.parse(intercept["dns"]["listen"]).port == DNS_PORT

@@ -7,6 +7,7 @@ every key; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from typing import Any, Literal
@@ -238,6 +239,46 @@ class TlsConfig:
         return frozenset(s for s, m in self.services.items() if m == "strict")
 
 
+def _cidr(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
+    net = ipaddress.IPv4Network(value, strict=False)  # ValueError names the bad text
+    if net.num_addresses < 4:
+        raise ValueError(f"must hold at least 4 addresses, got {value}")
+
+
+def _domain(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
+    labels = value.split(".")
+    if not value or any(not label or len(label) > 63 for label in labels):
+        raise ValueError(f"expected a DNS domain like mesh.local, got {value!r}")
+
+
+@attrs.frozen
+class DnsProxyConfig:
+    """The sidecar's DNS proxy (docs/deployment.md): mesh names answered, the rest forwarded."""
+
+    listen: Address = Address("127.0.0.1", 15053)
+    upstream: Address | None = None  # default: the first nameserver in /etc/resolv.conf, port 53
+    ttl: int = attrs.field(default=30, validator=_non_negative)
+    timeout: float = attrs.field(default=2.0, validator=_positive)  # per forwarded query
+    max_pending: int = attrs.field(default=1000, validator=_positive)  # forwarded, unanswered
+
+
+@attrs.frozen
+class InterceptConfig:
+    """Transparent interception: the listeners `sofamesh-init`'s rules redirect to."""
+
+    outbound: Address | None = Address("127.0.0.1", 15001)  # the app's redirected calls
+    inbound: Address | None = None  # redirected calls to the app's ports (e.g. 0.0.0.0:15006)
+    unknown: Literal["pass", "block"] = "pass"  # destinations that are no mesh service
+    domain: str = attrs.field(default="mesh.local", validator=_domain)  # <service>.<domain>
+    vip_cidr: str = attrs.field(default="240.240.0.0/16", validator=_cidr)  # virtual IPs
+    refresh: float = attrs.field(default=5.0, validator=_positive)  # re-reading the registry
+    max_services: int = attrs.field(default=10_000, validator=_positive)
+    sniff_timeout: float = attrs.field(default=5.0, validator=_positive)  # for the first bytes
+    connect_timeout: float = attrs.field(default=5.0, validator=_positive)  # relayed TCP
+    dns: DnsProxyConfig | None = None
+    limits: LimitsConfig = attrs.field(factory=LimitsConfig)
+
+
 @attrs.frozen
 class MeshConfig:
     app: str = attrs.field(validator=_app_name)
@@ -262,6 +303,7 @@ class MeshConfig:
     control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
     workspace: str | None = None  # the control plane's workspace this app belongs to
     tls: TlsConfig = attrs.field(factory=TlsConfig)
+    intercept: InterceptConfig | None = None  # the sidecar's transparent mode
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

@@ -110,8 +110,25 @@ class Sidecar:
             chain = self.runtime.outbound_chain()
             server = proto.outbound_server(chain, self.config.app, lc.limits)
             await self._listen(tg, f"outbound[{i}]", lc, server)
+        if self.config.intercept is not None:  # transparent mode (docs/deployment.md)
+            await self._start_transparent(tg)
         if self.config.admin is not None:
             await self._listen_admin(tg)
+
+    async def _start_transparent(self, tg: anyio.abc.TaskGroup) -> None:
+        from sofamesh.intercept.mode import TransparentMode
+
+        assert self.config.intercept is not None
+        mode = TransparentMode(self.runtime, self.config.intercept)
+        dns = await mode.start(tg)  # the names first: a redirected connection needs them
+        if dns is not None:
+            self.bound["dns"] = dns
+        for name, address, server in mode.listeners():
+            listener = await _bind(name, address)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            self.bound[name] = Address(address.host, port)
+            self._servers.append(server)
+            await tg.start(server.serve, listener)
 
     async def wait_stopped(self) -> None:
         """Return once `run` has drained and closed everything."""
