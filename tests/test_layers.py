@@ -68,8 +68,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("upstream", ("sofamesh.upstream",)),
     (
         "config model",
-        ("sofamesh.config.model", "sofamesh.config.structure", "sofamesh.config.control_urls"),
+        (
+            "sofamesh.config.model",
+            "sofamesh.config.structure",
+            "sofamesh.config.control_urls",
+            "sofamesh.config.telemetry",
+        ),
     ),
+    # Spans, trace context formats and span export: what the tracing filter runs on.
+    ("tracing", ("sofamesh.tracing",)),
     ("filters", ("sofamesh.filters",)),
     ("protocols", ("sofamesh.protocols",)),
     ("registry", ("sofamesh.registry",)),
@@ -89,6 +96,7 @@ NEUTRAL: dict[str, tuple[str, ...]] = {
     "sofamesh.upstream": ("sofamesh.protocols",),
     "sofamesh.governance": ("sofamesh.protocols", "sofamesh.codecs"),
     "sofamesh.filters": ("sofamesh.protocols", "sofamesh.codecs"),
+    "sofamesh.tracing": ("sofamesh.protocols",),
 }
 
 # (importer, imported) pairs allowed to break the rules below: none today.
