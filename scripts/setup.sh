@@ -32,7 +32,7 @@ fi
 if [ "$MODE" = "--demo-only" ]; then
   extras=demo stamp=.venv/.sofamesh-installed-demo
 else
-  extras=test,httpx,trio,speedups,bench,demo stamp=.venv/.sofamesh-installed
+  extras=test,httpx,trio,speedups,bench,demo,otel stamp=.venv/.sofamesh-installed
 fi
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   .venv/bin/pip install -q -e ".[$extras]"

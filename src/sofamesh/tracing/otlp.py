@@ -24,7 +24,10 @@ _KINDS = {"internal": 1, "server": 2, "client": 3}  # OTLP's SpanKind numbers
 
 def available() -> bool:
     """Whether the `otel` extra is installed."""
-    return importlib.util.find_spec("opentelemetry.proto") is not None
+    try:
+        return importlib.util.find_spec("opentelemetry.proto") is not None
+    except ModuleNotFoundError:  # no `opentelemetry` package at all
+        return False
 
 
 def encode(spans: Sequence[Span], service_name: str, wall_offset: float) -> bytes:
