@@ -79,6 +79,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("tracing", ("sofamesh.tracing",)),
     ("filters", ("sofamesh.filters",)),
     ("protocols", ("sofamesh.protocols",)),
+    # Access logs and Istio's metrics: the protocols' codes read as Envoy and Istio name them.
+    ("observability", ("sofamesh.observability",)),
     ("registry", ("sofamesh.registry",)),
     ("config loading", ("sofamesh.config",)),
     ("governance", ("sofamesh.governance",)),

@@ -90,9 +90,12 @@ def _settle_gc() -> None:
 async def _stop_on_signal(
     sidecar: Sidecar, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
+            if signum == signal.SIGHUP:  # logrotate's signal: access-log files reopened
+                sidecar.reopen_logs()
+                continue
             log.info("received %s: draining", signal.Signals(signum).name)
             sidecar.stop()
 
