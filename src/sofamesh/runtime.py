@@ -40,6 +40,7 @@ from sofamesh.governance.source import (
     watch_rules,
 )
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
@@ -100,6 +101,10 @@ class Runtime:
         self.tls = self._mesh_tls()
         self.spans: SpanBuffer | None = None
         self.tracer = self._tracer()
+        metrics = config.metrics
+        self.istio = (
+            IstioMetrics(metrics, config.app, config.metadata.version) if metrics.istio else None
+        )
 
     def _mesh_tls(self) -> MeshTls | None:
         """Mutual TLS on mesh hops when configured: every client calls mTLS endpoints over it."""
@@ -230,6 +235,7 @@ class Runtime:
                 ResolveFilter(clusters),
                 # The call's span, under the app's context (or a new trace), once per call.
                 *self._traced("internal"),
+                *self._istio("source"),  # Istio's view: this app's call, as its source reports
                 # Every call counted, whatever happens below.
                 StatsFilter(self.stats, "outbound", self.clock),
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
@@ -260,6 +266,7 @@ class Runtime:
         def build() -> Handler:
             filters: list[Filter] = [
                 *self._traced("server"),  # continue the caller's trace before anything decides
+                *self._istio("destination"),
                 StatsFilter(self.stats, "inbound", self.clock),
                 # Services that take verified callers only, on a permissive data plane.
                 *required,
@@ -275,6 +282,10 @@ class Runtime:
     def _traced(self, kind: Kind) -> list[Filter]:
         """The hop's tracing filter when tracing is on; nothing at all when it is off."""
         return [] if self.tracer is None else [TracingFilter(self.tracer, kind)]
+
+    def _istio(self, reporter: Reporter) -> list[Filter]:
+        """Istio's standard metrics when `metrics.istio` is on."""
+        return [] if self.istio is None else [IstioFilter(self.istio, reporter, self.clock)]
 
     def _recomposing(self, build: Callable[[], Handler]) -> Handler:
         """A handler that composes its chain again when the rules in force change.

@@ -96,7 +96,7 @@ class AccessLogConfig:
 class MetricsConfig:
     """Istio's standard metrics next to sofamesh's own, so Istio's dashboards read them."""
 
-    istio: bool = True
+    istio: bool = False
     duration_buckets_ms: tuple[float, ...] = attrs.field(
         default=ISTIO_BUCKETS_MS, validator=_buckets
     )

@@ -35,6 +35,7 @@ from sofamesh._version import __version__
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
 from sofamesh.governance.filters.metrics import families as governance_families
+from sofamesh.observability.rule_metrics import rule_families
 from sofamesh.sidecar import guard
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
@@ -158,7 +159,10 @@ class AdminApi:
     async def prometheus(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
         match = name_filter(_query(req).get("filter"))
-        families = [*rt.stats.families(), *governance_families(rt.governance.snapshot())]
+        snapshot = rt.governance.snapshot()
+        families = [*rt.stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
+        if rt.istio is not None:
+            families += rt.istio.families()
         kept = [f for f in families if match is None or match(f.name)]
         # Prometheus asks for OpenMetrics first; everything else gets the classic format.
         accept = next((v for k, v in req.headers if k.lower() == b"accept"), b"")
@@ -226,6 +230,8 @@ class AdminApi:
 
     async def reset_counters(self, _req: HttpRequest) -> HttpResponse:
         self.sidecar.runtime.stats.reset_counters()
+        if self.sidecar.runtime.istio is not None:
+            self.sidecar.runtime.istio.reset()
         return _text(200, "OK\n")
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:
