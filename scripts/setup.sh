@@ -14,6 +14,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || want python3-venv
 if [ "$MODE" != "--demo-only" ]; then
   # Test peers: load tools, etcd, ZooKeeper (needs a JRE), the Java Hessian reference, Node for SOFARPC.
   for p in wrk nghttp2-client nginx-light etcd-server etcd-client zookeeper libhessian-java netcat-openbsd curl openssl; do want "$p"; done
+  want prometheus  # Istio dashboard queries evaluated by a real Prometheus (tests/observability)
   command -v javac >/dev/null || want openjdk-17-jdk-headless
   command -v node >/dev/null || { want nodejs; want npm; }
 fi
