@@ -22,6 +22,7 @@ import anyio.abc
 
 from sofamesh._version import __version__
 from sofamesh.config import ConfigError, MeshConfig, load_config
+from sofamesh.observability.logs import configure_logging
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
@@ -41,6 +42,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--log-level", type=_level_arg, default="info", help="debug, info, warning, error, critical"
+    )
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
@@ -102,9 +106,7 @@ async def _stop_on_signal(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as e:
