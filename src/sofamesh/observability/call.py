@@ -67,8 +67,16 @@ def body_size(message: object) -> int:
     return len(body) if isinstance(body, bytes | bytearray) else 0
 
 
+_TRACE_NAMES = frozenset(
+    {"traceparent", "b3", "x-b3-traceid", "sofa-traceid", "rpc_trace_context.sofatraceid"}
+)
+
+
 def trace_id(inv: Invocation) -> str:
     """The call's trace id in any format it carries (the span's, when tracing is on)."""
+    # One pass to see whether any format is there at all: most untraced calls carry none.
+    if not any(k in _TRACE_NAMES for k, _ in inv.headers.items()):
+        return ""
     ctx = _ANY_FORMAT.extract(inv.headers, inv.protocol)
     return ctx.trace_id if ctx is not None else ""
 
