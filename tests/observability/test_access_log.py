@@ -140,9 +140,8 @@ async def test_a_sidecar_logs_each_call_and_samples_only_successes(tmp_path: Pat
         "protocol": "http", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{port}",
         "services": ["web"], "access_log": json_log,
     }  # fmt: skip
-    car = Sidecar(
-        load_config({"app": "web", "registry": "memory://", "inbound": [inbound]}, env={})
-    )
+    cfg = {"app": "web", "registry": "memory://", "admin": "127.0.0.1:0", "inbound": [inbound]}
+    car = Sidecar(load_config(cfg, env={}))
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, upstream)
         await tg.start(car.run)
@@ -155,9 +154,12 @@ async def test_a_sidecar_logs_each_call_and_samples_only_successes(tmp_path: Pat
         async with httpx.AsyncClient() as client:
             for target in ("/ok", "/fail", "/ok"):
                 await client.get(url + target, headers=headers)
+            stats = (await client.get(f"http://{car.bound['admin']}/stats")).json()
         assert not path.exists() or path.read_text() == ""  # buffered: nothing written per line
+        assert stats["access_logs"] == {"inbound[0]": {"written": 0, "dropped": 0}}
         car.stop()
         await car.wait_stopped()
         tg.cancel_scope.cancel()
+    assert car.access_logs["inbound[0]"].sink.written == 1
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [{"path": "/fail", "code": 500, "trace": TRACE, "caller": "shop"}]

@@ -154,7 +154,14 @@ class AdminApi:
         if match is not None:
             rules = governance.get("rules", {})
             governance["rules"] = {k: v for k, v in rules.items() if match(f"governance.{k}")}
-        return _json(200, {**rt.stats.as_dict(match), "governance": governance})
+        observed = {
+            "tracing": rt.spans.statistics() if rt.spans is not None else None,
+            "access_logs": {
+                name: {"written": log_.sink.written, "dropped": log_.sink.dropped}
+                for name, log_ in self.sidecar.access_logs.items()
+            },
+        }
+        return _json(200, {**rt.stats.as_dict(match), "governance": governance, **observed})
 
     async def prometheus(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
