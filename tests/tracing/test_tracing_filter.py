@@ -118,3 +118,16 @@ async def test_attempt_spans_show_each_try_under_the_hop() -> None:
     assert (second.ok, second.attributes["server.address"]) == (True, "10.0.0.2")
     assert hop.attributes["sofamesh.retries"] == 1
     assert first.trace_id == second.trace_id == hop.trace_id
+
+
+def test_off_composes_nothing_and_on_composes_the_hop_filter() -> None:
+    from sofamesh.config import load_config
+    from sofamesh.runtime import Runtime
+
+    off = Runtime(load_config({"app": "shop", "registry": "memory://"}, env={}))
+    assert (off.tracer, off.spans, off.istio) == (None, None, None)
+    assert off._traced("server") == [] and off._istio("source") == []
+    cfg = {"app": "shop", "registry": "memory://", "tracing": {"enabled": True}}
+    on = Runtime(load_config(cfg, env={}))
+    [hop] = on._traced("server")
+    assert isinstance(hop, TracingFilter)

@@ -14,7 +14,9 @@ import attrs
 
 Kind = Literal["server", "client", "internal"]
 
-_bits = random.SystemRandom().getrandbits  # ids must not repeat across processes forked alike
+# The module's generator: seeded from the OS at start and again in every forked child (so
+# forked workers never repeat ids), and a C call, where SystemRandom is a system call per id.
+_bits = random.getrandbits
 
 
 def new_trace_id() -> str:

@@ -61,14 +61,22 @@ class Tracer:
         )  # fmt: skip
         return Span(name, kind, ctx, parent.span_id, now)
 
+    def child(self, parent: Span, name: str, kind: Kind) -> Span:
+        """A span under `parent` in this process: a try under the hop's span."""
+        p = parent.context
+        ctx = SpanContext(
+            p.trace_id, new_span_id(), p.sampled, p.tracestate, p.sofa_trace_id, p.sofa_rpc_id
+        )
+        return Span(name, kind, ctx, p.span_id, self.clock.now())
+
     def finish(self, span: Span, inv: Invocation, result: Result) -> None:
         """End `span` with `result`; keep it if sampled, or failed and errors are kept."""
         span.end = self.clock.now()
         span.ok = result.ok
         if not result.ok:
             span.status_message = result.detail or result.status.value
-        describe(span, inv, result)
         if span.context.sampled or (self._keep_errors and not result.ok):
+            describe(span, inv, result)  # only for spans kept: most are not, at low ratios
             self._sink(span)
 
 
