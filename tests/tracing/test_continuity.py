@@ -1,4 +1,4 @@
-"""One trace through SDK -> sidecar -> sidecar -> SDK, for HTTP/1.1, gRPC and Bolt.
+"""One trace through SDK -> sidecar -> sidecar -> SDK, for HTTP/1.1, gRPC, Bolt and Dubbo.
 
 Four runtimes in this process (two SDK apps in sidecar mode, two sidecars), each
 with tracing on at 100 %. The consumer's sidecar also finds a dead instance of the
@@ -194,6 +194,21 @@ async def test_grpc(stubs: Peers) -> None:
         async def call() -> None:
             reply = await stub.Unary(stubs.echo.Msg(text="hi"), timeout=5)
             assert reply.text == "hi"
+
+        await calls(4, call)
+        check_traces(drain(holders), 4)
+
+
+async def test_dubbo() -> None:
+    iface = f"com.example.D{uuid.uuid4().hex[:8]}"
+    async with mesh_of_four("dubbo", iface, lambda m: m.serve_dubbo(Echo(), interface=iface)) as (
+        consumer,
+        holders,
+    ):
+        client = consumer.dubbo_consumer(iface)
+
+        async def call() -> None:
+            assert await client.echo("hi") == "hi"
 
         await calls(4, call)
         check_traces(drain(holders), 4)

@@ -26,6 +26,9 @@ from sofamesh.model import Headers
 from sofamesh.tracing.span import SpanContext
 
 TRACE_MARK = "x-sofamesh-trace-set"
+# Protocols whose mapping forwards the caller's own header map (Bolt) or attachments (Dubbo)
+# and adds only the mesh's entries: there the injected names are marked.
+_FORWARDED_UNTOUCHED = frozenset({"bolt", "dubbo"})
 # Bolt header-map keys are case-sensitive for Java peers: the names SOFARPC writes.
 BOLT_CASE = {
     "rpc_trace_context.sofatraceid": "rpc_trace_context.sofaTraceId",
@@ -198,8 +201,17 @@ class Propagator:
         names: list[str] = []
         for inject in self._inject:
             names += inject(ctx, headers, protocol)
-        if protocol == "bolt":
+        if protocol in _FORWARDED_UNTOUCHED:
             headers.set(TRACE_MARK, ",".join(names))
+
+
+def expand_mark(extra: list[tuple[str, str]], headers: Headers) -> list[tuple[str, str]]:
+    """A hop's mesh entries (`x-sofamesh-*`) with `TRACE_MARK` replaced by the entries it
+    names: appended after the caller's own, they win as the last value of a key does."""
+    for i, (k, v) in enumerate(extra):
+        if k == TRACE_MARK:
+            return extra[:i] + extra[i + 1 :] + bolt_entries(v, headers)
+    return extra
 
 
 def bolt_entries(names: str, headers: Headers) -> list[tuple[str, str]]:

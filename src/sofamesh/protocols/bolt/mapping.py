@@ -56,7 +56,7 @@ from sofamesh.codecs.bolt.sofarpc import (
     server_exception,
 )
 from sofamesh.model import CALLER_HEADER, Headers, Invocation, Result, Status
-from sofamesh.tracing.propagation import TRACE_MARK, bolt_entries
+from sofamesh.tracing.propagation import expand_mark
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -188,7 +188,7 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
         if k.startswith(MESH_PREFIX) and k != CALLER_HEADER and k != ERROR_HEADER
     ]
     if extra:
-        header += encode_header_map(_trace_set(extra, inv.headers))
+        header += encode_header_map(expand_mark(extra, inv.headers))
     if inv.caller:
         header += _caller_entry(inv.caller)
     timeout = frame.timeout_ms
@@ -199,15 +199,6 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     return _new(RequestFrame, (
         rid, body, cls, header, timeout, oneway, cmd, codec, version, ver1, switch, ver2,
     ))  # fmt: skip
-
-
-def _trace_set(extra: list[tuple[str, str]], headers: Headers) -> list[tuple[str, str]]:
-    """`extra` with a tracing hop's mark replaced by the entries it names: appended after
-    the caller's own, they win as the last value of a key does for SOFARPC."""
-    for i, (k, v) in enumerate(extra):
-        if k == TRACE_MARK:
-            return extra[:i] + extra[i + 1 :] + bolt_entries(v, headers)
-    return extra
 
 
 @functools.lru_cache(maxsize=256)
