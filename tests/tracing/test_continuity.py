@@ -19,24 +19,13 @@ import attrs
 import httpx
 import pytest
 from tests.protocols.grpc.grpc_support import Peers, generate
+from tracing_support import TRACING, sidecar
 
 import sofamesh
-from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.tracing import Span
 
 pytestmark = pytest.mark.anyio
-TRACING = {"enabled": True, "sample_ratio": 1.0, "propagation": ["w3c", "b3", "sofatracer"]}
-
-
-@asynccontextmanager
-async def sidecar(config: dict[str, Any]) -> AsyncIterator[Sidecar]:
-    cfg = {"registry": "memory://", "admin": "127.0.0.1:0", "tracing": TRACING, **config}
-    car = Sidecar(load_config(cfg, env={}))
-    async with anyio.create_task_group() as tg:
-        await tg.start(car.run)
-        yield car
-        car.stop()
 
 
 def sdk(app: str, car: Sidecar) -> Any:
