@@ -163,3 +163,20 @@ async def test_a_sidecar_logs_each_call_and_samples_only_successes(tmp_path: Pat
     assert car.access_logs["inbound[0]"].sink.written == 1
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [{"path": "/fail", "code": 500, "trace": TRACE, "caller": "shop"}]
+
+
+def test_check_validates_formats_without_starting(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def check(fmt: str) -> subprocess.CompletedProcess[str]:
+        lc = {"protocol": "http", "listen": "127.0.0.1:0", "access_log": {"format": fmt}}
+        cfg = tmp_path / "mesh.json"
+        cfg.write_text(json.dumps({"app": "a", "registry": "memory://", "outbound": [lc]}))
+        argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--check"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    bad = check("%DURATION% %NOPE%")
+    assert bad.returncode == 2 and "outbound[0].access_log: unknown operator %NOPE%" in bad.stderr
+    good = check("%DURATION% %REQ(:PATH)%")
+    assert good.returncode == 0, good.stderr

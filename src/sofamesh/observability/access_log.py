@@ -21,6 +21,7 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
+from sofamesh.config.model import MeshConfig
 from sofamesh.config.telemetry import AccessLogConfig
 from sofamesh.model import Invocation, Result
 from sofamesh.observability import call
@@ -223,3 +224,22 @@ class AccessLog:
             return result
 
         return logged
+
+
+def listener_access_logs(
+    config: MeshConfig, clock: Clock
+) -> tuple[dict[str, AccessLog], list[str]]:
+    """The access log of each listener that has one, by name (`inbound[0]`), and the
+    problems of those whose format does not compile (each naming its listener)."""
+    logs: dict[str, AccessLog] = {}
+    problems: list[str] = []
+    for direction, listeners in (("inbound", config.inbound), ("outbound", config.outbound)):
+        for i, lc in enumerate(listeners):
+            cfg = lc.access_log
+            if cfg is None or cfg.path == "off":
+                continue
+            try:
+                logs[f"{direction}[{i}]"] = AccessLog(cfg, clock)
+            except FormatError as e:
+                problems.append(f"{direction}[{i}].access_log: {e}")
+    return logs, problems

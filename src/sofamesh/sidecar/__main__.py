@@ -21,7 +21,9 @@ import anyio
 import anyio.abc
 
 from sofamesh._version import __version__
+from sofamesh.clock import MonotonicClock
 from sofamesh.config import ConfigError, MeshConfig, load_config
+from sofamesh.observability.access_log import listener_access_logs
 from sofamesh.observability.logs import configure_logging
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sofamesh.sidecar: {e}", file=sys.stderr)
         return 2
     if args.check:
+        _, problems = listener_access_logs(config, MonotonicClock())
+        if problems:
+            print(f"sofamesh.sidecar: {ConfigError(problems)}", file=sys.stderr)
+            return 2
         source = args.config or os.environ.get("SOFAMESH_CONFIG") or "defaults"
         print(f"sofamesh.sidecar: configuration OK ({source})")
         return 0

@@ -30,7 +30,7 @@ from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.source import LastGoodRules
 from sofamesh.model import Invocation, Result
-from sofamesh.observability.access_log import AccessLog, FormatError
+from sofamesh.observability.access_log import AccessLog, listener_access_logs
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
@@ -217,20 +217,7 @@ class Sidecar:
 
     def _access_logs(self) -> dict[str, AccessLog]:
         """Each listener's access log (`access_log:`, unless its path is `off`)."""
-        logs: dict[str, AccessLog] = {}
-        problems: list[str] = []
-        for direction, listeners in (
-            ("inbound", self.config.inbound),
-            ("outbound", self.config.outbound),
-        ):
-            for i, lc in enumerate(listeners):
-                cfg = lc.access_log
-                if cfg is None or cfg.path == "off":
-                    continue
-                try:
-                    logs[f"{direction}[{i}]"] = AccessLog(cfg, self.runtime.clock)
-                except FormatError as e:
-                    problems.append(f"{direction}[{i}].access_log: {e}")
+        logs, problems = listener_access_logs(self.config, self.runtime.clock)
         if problems:
             raise ConfigError(problems)
         return logs
