@@ -29,7 +29,9 @@ async def app(stream: anyio.abc.SocketStream) -> None:
 
 
 @asynccontextmanager
-async def istio_mesh(**metrics: Any) -> AsyncIterator[tuple[Sidecar, Sidecar]]:
+async def istio_mesh(
+    rules: dict[str, Any] | None = None, **metrics: Any
+) -> AsyncIterator[tuple[Sidecar, Sidecar]]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     m = {"istio": True, **metrics}
@@ -37,7 +39,7 @@ async def istio_mesh(**metrics: Any) -> AsyncIterator[tuple[Sidecar, Sidecar]]:
                "services": [SERVICE]}  # fmt: skip
     base = {"registry": "memory://", "admin": "127.0.0.1:0", "metrics": m}
     orders = Sidecar(load_config({**base, "app": "orders", "metadata": {"version": "v2"},
-                                  "inbound": [inbound]}, env={}))  # fmt: skip
+                                  "inbound": [inbound], "rules": rules}, env={}))  # fmt: skip
     out = {"protocol": "http", "listen": "127.0.0.1:0"}
     shop = Sidecar(load_config({**base, "app": "shop", "outbound": [out]}, env={}))
     async with listener, anyio.create_task_group() as tg:

@@ -137,3 +137,17 @@ def test_rule_decisions_by_name() -> None:
         ("breakers", "b1", "allowed"): 4, ("breakers", "b1", "rejected"): 0,
         ("breakers", "b1", "shadow_would_reject"): 2,
     }  # fmt: skip
+
+
+async def test_a_shadow_rules_decisions_are_scraped_by_name() -> None:
+    limit = {"name": "orders-qps", "service": SERVICE, "count": 1, "enforcement": {"shadow": True}}
+    async with istio_mesh(rules={"rate_limits": [limit]}) as (shop, orders):
+        await traffic(shop, ok=10, failed=0)  # all pass: the rule only counts what it would refuse
+        inbound = parse(await scrape(orders))
+    decided = {
+        s[1]["decision"]: s[2]
+        for s in select(
+            inbound, 'sofamesh_rule_decisions_total{kind="rate_limits",rule="orders-qps"}'
+        )
+    }
+    assert decided["shadow_would_reject"] >= 1 and decided["rejected"] == 0
