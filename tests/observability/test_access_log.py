@@ -180,3 +180,12 @@ def test_check_validates_formats_without_starting(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "outbound[0].access_log: unknown operator %NOPE%" in bad.stderr
     good = check("%DURATION% %REQ(:PATH)%")
     assert good.returncode == 0, good.stderr
+
+
+async def test_a_stuck_disk_drops_lines_past_four_buffers_and_counts_them(tmp_path: Path) -> None:
+    sink = LogSink(str(tmp_path / "a.log"), flush_interval=3600, buffer_bytes=10)
+    for _ in range(10):
+        sink.write("0123456789\n")  # nothing flushes: the writer task is not running
+    assert sink.dropped == 6  # 11 bytes each: four lines are 44 bytes, past the 40 allowed
+    await sink.aclose()
+    assert (sink.written, len((tmp_path / "a.log").read_text().splitlines())) == (4, 4)

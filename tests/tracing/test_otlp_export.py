@@ -190,3 +190,21 @@ def test_without_the_extra_an_endpoint_is_a_config_error_and_ids_still_propagate
         }
         Runtime(load_config(cfg, env={}))
     assert Runtime(load_config(base, env={})).tracer is not None  # spans, no export
+
+
+async def test_the_runtimes_export_task_sends_while_running() -> None:
+    from sofamesh.runtime import Runtime
+
+    async with receiver() as (rx, port):
+        tracing = {"enabled": True, "export_interval": 0.05,
+                   "otlp_endpoint": f"http://127.0.0.1:{port}/v1/traces"}  # fmt: skip
+        cfg = load_config({"app": "web", "registry": "memory://", "tracing": tracing}, env={})
+        async with Runtime(cfg) as rt:
+            assert rt.spans is not None
+            rt.spans.put(span(7))
+            with anyio.fail_after(10):
+                await rx.arrived.wait()  # before the runtime closes: the task's own round
+        # Closing waited for the batch in flight instead of cancelling it.
+        assert rt.spans.statistics()["exported"] == 1
+    [got] = rx.spans()
+    assert got.name == "s7"

@@ -73,6 +73,7 @@ class SpanExport:
         self._interval = interval
         self._batch = batch
         self._timeout = timeout
+        self._exporting = anyio.Lock()  # the final flush waits for a batch in flight
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -84,6 +85,10 @@ class SpanExport:
 
     async def flush(self) -> None:
         """Export everything buffered now, batch by batch; a failed batch is dropped."""
+        async with self._exporting:
+            await self._flush()
+
+    async def _flush(self) -> None:
         while len(self.buffer):
             spans = self.buffer.take(self._batch)
             try:
