@@ -8,8 +8,10 @@ processor runs a thread; here the runtime's task group owns the one export task)
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Awaitable, Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from sofamesh.transport.errors import TransportError
 
 Post = Callable[[str, int, HttpRequest], Awaitable[HttpResponse]]
 _KINDS = {"internal": 1, "server": 2, "client": 3}  # OTLP's SpanKind numbers
+_OK, _ERROR = 1, 2  # OTLP's Status.StatusCode numbers
 
 
 def available() -> bool:
@@ -31,43 +34,63 @@ def available() -> bool:
 
 
 def encode(spans: Sequence[Span], service_name: str, wall_offset: float) -> bytes:
-    """One `ExportTraceServiceRequest` holding `spans`, monotonic times moved to the epoch."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-    from opentelemetry.proto.trace.v1 import trace_pb2
+    """One `ExportTraceServiceRequest` holding `spans`, monotonic times moved to the epoch.
 
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    rs.resource.attributes.append(_attribute("service.name", service_name))
-    scope = rs.scope_spans.add()
-    scope.scope.name = "sofamesh"
-    for span in spans:
-        out: Any = scope.spans.add()
-        out.trace_id = bytes.fromhex(span.trace_id)
-        out.span_id = bytes.fromhex(span.span_id)
-        if span.parent_id:
-            out.parent_span_id = bytes.fromhex(span.parent_id)
-        out.trace_state = span.context.tracestate
-        out.name = span.name
-        out.kind = _KINDS[span.kind]
-        out.start_time_unix_nano = int((span.start + wall_offset) * 1e9)
-        out.end_time_unix_nano = int((span.end + wall_offset) * 1e9)
-        out.attributes.extend(_attribute(k, v) for k, v in span.attributes.items())
-        out.status.code = (
-            trace_pb2.Status.STATUS_CODE_OK if span.ok else trace_pb2.Status.STATUS_CODE_ERROR
-        )
-        out.status.message = span.status_message
+    Messages are built whole by their constructors: faster on protobuf's upb backend
+    than setting fields one by one.
+    """
+    pb = _messages()
+    resource = pb.Resource(attributes=[_attribute(pb, "service.name", service_name)])
+    scope = pb.ScopeSpans(
+        scope=pb.InstrumentationScope(name="sofamesh"),
+        spans=[_span(pb, s, wall_offset) for s in spans],
+    )
+    request = pb.ExportTraceServiceRequest(
+        resource_spans=[pb.ResourceSpans(resource=resource, scope_spans=[scope])]
+    )
     return bytes(request.SerializeToString())
 
 
-def _attribute(key: str, value: str | int) -> Any:
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+@functools.cache
+def _messages() -> SimpleNamespace:
+    """The generated message classes, imported once (only with the `otel` extra)."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
 
-    any_value = (
-        AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+    return SimpleNamespace(
+        ExportTraceServiceRequest=trace_service_pb2.ExportTraceServiceRequest,
+        InstrumentationScope=common_pb2.InstrumentationScope,
+        AnyValue=common_pb2.AnyValue,
+        KeyValue=common_pb2.KeyValue,
+        Resource=resource_pb2.Resource,
+        ResourceSpans=trace_pb2.ResourceSpans,
+        ScopeSpans=trace_pb2.ScopeSpans,
+        Span=trace_pb2.Span,
+        Status=trace_pb2.Status,
     )
-    return KeyValue(key=key, value=any_value)
+
+
+def _span(pb: Any, span: Span, wall_offset: float) -> Any:
+    return pb.Span(
+        trace_id=bytes.fromhex(span.trace_id),
+        span_id=bytes.fromhex(span.span_id),
+        parent_span_id=bytes.fromhex(span.parent_id),
+        trace_state=span.context.tracestate,
+        name=span.name,
+        kind=_KINDS[span.kind],
+        start_time_unix_nano=int((span.start + wall_offset) * 1e9),
+        end_time_unix_nano=int((span.end + wall_offset) * 1e9),
+        attributes=[_attribute(pb, k, v) for k, v in span.attributes.items()],
+        status=pb.Status(code=_OK if span.ok else _ERROR, message=span.status_message),
+    )
+
+
+def _attribute(pb: Any, key: str, value: str | int) -> Any:
+    if isinstance(value, int):
+        return pb.KeyValue(key=key, value=pb.AnyValue(int_value=value))
+    return pb.KeyValue(key=key, value=pb.AnyValue(string_value=value))
 
 
 class OtlpHttpExporter:
