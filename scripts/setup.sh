@@ -18,6 +18,7 @@ if [ "$MODE" != "--demo-only" ]; then
   for p in kubectl systemd; do want "$p"; done
   # Interception tests: iptables (the nft backend works in a netns) and ip netns.
   for p in iptables iproute2; do want "$p"; done
+  want prometheus  # Istio dashboard queries evaluated by a real Prometheus (tests/observability)
   command -v javac >/dev/null || want openjdk-17-jdk-headless
   command -v node >/dev/null || { want nodejs; want npm; }
 fi
@@ -36,7 +37,7 @@ fi
 if [ "$MODE" = "--demo-only" ]; then
   extras=demo stamp=.venv/.sofamesh-installed-demo
 else
-  extras=test,httpx,trio,speedups,bench,demo stamp=.venv/.sofamesh-installed
+  extras=test,httpx,trio,speedups,bench,demo,otel stamp=.venv/.sofamesh-installed
 fi
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
   .venv/bin/pip install -q -e ".[$extras]"

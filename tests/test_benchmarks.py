@@ -35,6 +35,7 @@ FIGURES = {
     "control_idle.py": r"^\| cost of being connected \| -?[\d.]+ % \|",
     "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
     "intercept.py": r"^\| transparent \| keep-alive \| [\d,]+ \|",
+    "observability.py": r"^\| sofamesh, tracing 100 % \| [\d,]+ \|",
 }
 
 

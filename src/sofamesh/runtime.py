@@ -24,6 +24,7 @@ from sofamesh.deadlines import DeadlineWatch
 from sofamesh.filters.deadline import InboundDeadlineFilter
 from sofamesh.filters.stats import StatsFilter
 from sofamesh.filters.timeout import TimeoutFilter, timed_out
+from sofamesh.filters.tracing import AttemptSpanFilter, TracingFilter
 from sofamesh.governance.compose import (
     composition_key,
     inbound_filters,
@@ -39,11 +40,14 @@ from sofamesh.governance.source import (
     watch_rules,
 )
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
+from sofamesh.tracing import SpanBuffer, SpanExport, Tracer, otlp
+from sofamesh.tracing.span import Kind
 from sofamesh.transport.tls_listener import MeshTls
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
@@ -95,6 +99,12 @@ class Runtime:
         self.deadlines = DeadlineWatch()
         self._stack = AsyncExitStack()
         self.tls = self._mesh_tls()
+        self.spans: SpanBuffer | None = None
+        self.tracer = self._tracer()
+        metrics = config.metrics
+        self.istio = (
+            IstioMetrics(metrics, config.app, config.metadata.version) if metrics.istio else None
+        )
 
     def _mesh_tls(self) -> MeshTls | None:
         """Mutual TLS on mesh hops when configured: every client calls mTLS endpoints over it."""
@@ -110,6 +120,34 @@ class Runtime:
         for proto in self.protocols.values():
             proto.use_tls(tls.client)
         return tls
+
+    def _tracer(self) -> Tracer | None:
+        """Spans when `tracing.enabled`: kept in a bounded buffer that export drains."""
+        cfg = self.config.tracing
+        if not cfg.enabled:
+            return None
+        if cfg.otlp_endpoint is not None and not otlp.available():
+            problem = "tracing.otlp_endpoint: needs the otel extra (pip install 'sofamesh[otel]')"
+            raise ConfigError([problem])
+        self.spans = SpanBuffer(cfg.max_buffered_spans)
+        return Tracer(cfg, self.clock, self.spans.put, self.config.app)
+
+    async def _start_export(self, stack: AsyncExitStack, tg: anyio.abc.TaskGroup) -> None:
+        """OTLP export, when configured, over this runtime's own HTTP/1.1 client."""
+        cfg, tracer, spans = self.config.tracing, self.tracer, self.spans
+        if cfg.otlp_endpoint is None or tracer is None or spans is None:
+            return
+        http: Any = self.protocols["http"]
+        exporter = otlp.OtlpHttpExporter(
+            cfg.otlp_endpoint, http.pool.send, cfg.service_name or self.config.app,
+            tracer.wall_offset,
+        )  # fmt: skip
+        export = SpanExport(
+            spans, exporter, interval=cfg.export_interval, batch=cfg.max_export_batch,
+            timeout=cfg.export_timeout,
+        )  # fmt: skip
+        await tg.start(export.run)
+        stack.push_async_callback(export.aclose)  # the last spans, before the task group ends
 
     def _rules_source(self) -> RulesSource | None:
         cfg = self.config
@@ -136,6 +174,7 @@ class Runtime:
             self._gov_tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._gov_tg.cancel_scope.cancel)
             await self._gov_tg.start(self.deadlines.run)
+            await self._start_export(stack, self._gov_tg)
             if self.composes is Composes.DIRECT or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)
@@ -177,6 +216,7 @@ class Runtime:
     def _via_sidecar_chain(self, via: Handler) -> Handler:
         """The SDK in sidecar mode: discovery and governance happen in the sidecar."""
         filters: list[Filter] = [
+            *self._traced("client"),  # the app's call, the sidecar's span its child
             StatsFilter(self.stats, "outbound", self.clock),  # the app's own view of its calls
             # The caller's deadline, held by `send` (which `via` calls) and sent on to the sidecar.
             TimeoutFilter(self.policy_for, self.clock, enforce=False),
@@ -193,6 +233,9 @@ class Runtime:
             filters: list[Filter] = [
                 # The service as registered (HTTP clients lowercase Host), for every rule below.
                 ResolveFilter(clusters),
+                # The call's span, under the app's context (or a new trace), once per call.
+                *self._traced("internal"),
+                *self._istio("source"),  # Istio's view: this app's call, as its source reports
                 # Every call counted, whatever happens below.
                 StatsFilter(self.stats, "outbound", self.clock),
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
@@ -205,6 +248,8 @@ class Runtime:
                 retry_filter(
                     gov, self.policy_for, self.stats, self.clock, gateway_codes=self.gateway_codes
                 ),
+                # A span per try, naming its endpoint: the next hop's parent.
+                *([AttemptSpanFilter(self.tracer)] if self.tracer is not None else []),
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
                 BalanceFilter(clusters, self.clock),
             ]
@@ -220,6 +265,8 @@ class Runtime:
 
         def build() -> Handler:
             filters: list[Filter] = [
+                *self._traced("server"),  # continue the caller's trace before anything decides
+                *self._istio("destination"),
                 StatsFilter(self.stats, "inbound", self.clock),
                 # Services that take verified callers only, on a permissive data plane.
                 *required,
@@ -231,6 +278,14 @@ class Runtime:
             return build_chain(filters, terminal)
 
         return self._recomposing(build)
+
+    def _traced(self, kind: Kind) -> list[Filter]:
+        """The hop's tracing filter when tracing is on; nothing at all when it is off."""
+        return [] if self.tracer is None else [TracingFilter(self.tracer, kind)]
+
+    def _istio(self, reporter: Reporter) -> list[Filter]:
+        """Istio's standard metrics when `metrics.istio` is on."""
+        return [] if self.istio is None else [IstioFilter(self.istio, reporter, self.clock)]
 
     def _recomposing(self, build: Callable[[], Handler]) -> Handler:
         """A handler that composes its chain again when the rules in force change.

@@ -18,6 +18,7 @@ from sofamesh import protocols
 from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
 from sofamesh.codecs.http1.paths import REJECT_REQUEST
 from sofamesh.config.control_urls import ControlUrls
+from sofamesh.config.telemetry import AccessLogConfig, MetricsConfig, TracingConfig
 from sofamesh.upstream.balancers import BALANCERS
 from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
@@ -151,6 +152,7 @@ class ListenerConfig:
     # inbound: also forward services this sidecar does not publish to `upstream` (off: they
     # get a no_endpoint error, so a caller cannot reach the app by naming any service).
     catch_all: bool = False
+    access_log: AccessLogConfig | None = None  # sidecar: one line per call (observability.md)
 
 
 @attrs.frozen
@@ -304,6 +306,8 @@ class MeshConfig:
     workspace: str | None = None  # the control plane's workspace this app belongs to
     tls: TlsConfig = attrs.field(factory=TlsConfig)
     intercept: InterceptConfig | None = None  # the sidecar's transparent mode
+    tracing: TracingConfig = attrs.field(factory=TracingConfig)  # docs/observability.md
+    metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

@@ -19,6 +19,7 @@ import anyio.abc
 from sofamesh.config import ConfigError
 from sofamesh.control.app import ControlPlane
 from sofamesh.control.config import ControlConfig, load_control_config
+from sofamesh.observability.logs import configure_logging
 
 log = logging.getLogger("sofamesh.control")
 
@@ -28,6 +29,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-c", "--config", help="YAML or JSON config file (default: all defaults)")
     p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
+    )
     return p.parse_args(argv)
 
 
@@ -57,9 +61,7 @@ async def _stop_on_signal(
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level.upper(), args.log_format)
     try:
         config = load_control_config(args.config)
     except ConfigError as e:

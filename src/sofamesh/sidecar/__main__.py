@@ -21,7 +21,10 @@ import anyio
 import anyio.abc
 
 from sofamesh._version import __version__
+from sofamesh.clock import MonotonicClock
 from sofamesh.config import ConfigError, MeshConfig, load_config
+from sofamesh.observability.access_log import listener_access_logs
+from sofamesh.observability.logs import configure_logging
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
@@ -41,6 +44,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--log-level", type=_level_arg, default="info", help="debug, info, warning, error, critical"
+    )
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p.parse_args(argv)
@@ -90,24 +96,29 @@ def _settle_gc() -> None:
 async def _stop_on_signal(
     sidecar: Sidecar, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
+            if signum == signal.SIGHUP:  # logrotate's signal: access-log files reopened
+                sidecar.reopen_logs()
+                continue
             log.info("received %s: draining", signal.Signals(signum).name)
             sidecar.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as e:
         print(f"sofamesh.sidecar: {e}", file=sys.stderr)
         return 2
     if args.check:
+        _, problems = listener_access_logs(config, MonotonicClock())
+        if problems:
+            print(f"sofamesh.sidecar: {ConfigError(problems)}", file=sys.stderr)
+            return 2
         source = args.config or os.environ.get("SOFAMESH_CONFIG") or "defaults"
         print(f"sofamesh.sidecar: configuration OK ({source})")
         return 0

@@ -35,6 +35,7 @@ from sofamesh._version import __version__
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
 from sofamesh.governance.filters.metrics import families as governance_families
+from sofamesh.observability.rule_metrics import rule_families
 from sofamesh.sidecar import guard
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
@@ -153,12 +154,22 @@ class AdminApi:
         if match is not None:
             rules = governance.get("rules", {})
             governance["rules"] = {k: v for k, v in rules.items() if match(f"governance.{k}")}
-        return _json(200, {**rt.stats.as_dict(match), "governance": governance})
+        observed = {
+            "tracing": rt.spans.statistics() if rt.spans is not None else None,
+            "access_logs": {
+                name: {"written": log_.sink.written, "dropped": log_.sink.dropped}
+                for name, log_ in self.sidecar.access_logs.items()
+            },
+        }
+        return _json(200, {**rt.stats.as_dict(match), "governance": governance, **observed})
 
     async def prometheus(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
         match = name_filter(_query(req).get("filter"))
-        families = [*rt.stats.families(), *governance_families(rt.governance.snapshot())]
+        snapshot = rt.governance.snapshot()
+        families = [*rt.stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
+        if rt.istio is not None:
+            families += rt.istio.families()
         kept = [f for f in families if match is None or match(f.name)]
         # Prometheus asks for OpenMetrics first; everything else gets the classic format.
         accept = next((v for k, v in req.headers if k.lower() == b"accept"), b"")
@@ -226,6 +237,8 @@ class AdminApi:
 
     async def reset_counters(self, _req: HttpRequest) -> HttpResponse:
         self.sidecar.runtime.stats.reset_counters()
+        if self.sidecar.runtime.istio is not None:
+            self.sidecar.runtime.istio.reset()
         return _text(200, "OK\n")
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:

@@ -31,6 +31,7 @@ from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.source import LastGoodRules
 from sofamesh.model import Invocation, Result
+from sofamesh.observability.access_log import AccessLog, listener_access_logs
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
@@ -74,6 +75,7 @@ class Sidecar:
         self._inbound_chains: dict[Address, Handler] = {}
         self.token = ""  # the local API's, once the admin API listens
         self.token_path: Path | None = None
+        self.access_logs = self._access_logs()  # by listener name
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -86,6 +88,8 @@ class Sidecar:
                     from sofamesh.control.hosts import SidecarHost, run_agent
 
                     await tg.start(run_agent, self.config, SidecarHost(self))
+                for access_log in self.access_logs.values():  # flushed off the loop
+                    await tg.start(access_log.sink.run)
                 await self._start_listeners(tg)
                 await self._publish_static()
                 tg.start_soon(self._expire_registrations)
@@ -94,6 +98,8 @@ class Sidecar:
                 task_status.started(self)
                 await self._stop.wait()
                 await self._drain()
+                for access_log in self.access_logs.values():
+                    await access_log.sink.aclose()
                 tg.cancel_scope.cancel()
         finally:
             if self.token_path is not None:  # the token opens nothing once we are gone
@@ -103,11 +109,11 @@ class Sidecar:
     async def _start_listeners(self, tg: anyio.abc.TaskGroup) -> None:
         for i, lc in enumerate(self.config.inbound):
             proto = self._protocol(f"inbound[{i}]", lc)
-            server = proto.inbound_server(self._route(lc), lc.limits)
+            server = proto.inbound_server(self._route(lc, f"inbound[{i}]"), lc.limits)
             await self._listen(tg, f"inbound[{i}]", lc, server, proto.alpn)
         for i, lc in enumerate(self.config.outbound):
             proto = self._protocol(f"outbound[{i}]", lc)
-            chain = self.runtime.outbound_chain()
+            chain = self._logged(f"outbound[{i}]", self.runtime.outbound_chain())
             server = proto.outbound_server(chain, self.config.app, lc.limits)
             await self._listen(tg, f"outbound[{i}]", lc, server)
         if self.config.intercept is not None:  # transparent mode (docs/deployment.md)
@@ -194,7 +200,7 @@ class Sidecar:
 
     # -- inbound routing --------------------------------------------------------------------
 
-    def _route(self, lc: ListenerConfig) -> Route:
+    def _route(self, lc: ListenerConfig, name: str) -> Route:
         # A service is served by the upstream an SDK registered for it, else the upstream of
         # the listener that publishes it. Anything else is refused (a caller must not reach
         # the app, past its auth rules, by naming a service nobody serves), unless this
@@ -214,9 +220,34 @@ class Sidecar:
             if upstream is None:
                 self._refuse_unknown(service, lc)
                 return None
-            return self._chain_to(upstream)
+            if access_log is None:
+                return self._chain_to(upstream)
+            chain = logged.get(upstream)
+            if chain is None:
+                chain = logged[upstream] = access_log.wrap(self._chain_to(upstream))
+            return chain
 
+        access_log = self.access_logs.get(name)
+        logged: dict[Address, Handler] = {}
         return route
+
+    # -- access logs ------------------------------------------------------------------------
+
+    def _access_logs(self) -> dict[str, AccessLog]:
+        """Each listener's access log (`access_log:`, unless its path is `off`)."""
+        logs, problems = listener_access_logs(self.config, self.runtime.clock)
+        if problems:
+            raise ConfigError(problems)
+        return logs
+
+    def _logged(self, name: str, chain: Handler) -> Handler:
+        access_log = self.access_logs.get(name)
+        return chain if access_log is None else access_log.wrap(chain)
+
+    def reopen_logs(self) -> None:
+        """Reopen every access-log file at its next flush (SIGHUP, after rotation)."""
+        for access_log in self.access_logs.values():
+            access_log.sink.reopen()
 
     def _refuse_unknown(self, service: str, lc: ListenerConfig) -> None:
         stats = self.runtime.stats

@@ -56,6 +56,7 @@ from sofamesh.codecs.bolt.sofarpc import (
     server_exception,
 )
 from sofamesh.model import CALLER_HEADER, Headers, Invocation, Result, Status
+from sofamesh.tracing.propagation import expand_mark
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -187,7 +188,7 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
         if k.startswith(MESH_PREFIX) and k != CALLER_HEADER and k != ERROR_HEADER
     ]
     if extra:
-        header += encode_header_map(extra)
+        header += encode_header_map(expand_mark(extra, inv.headers))
     if inv.caller:
         header += _caller_entry(inv.caller)
     timeout = frame.timeout_ms

@@ -32,6 +32,7 @@ from sofamesh.codecs import dubbo, hessian2
 from sofamesh.codecs.dubbo import RequestFrame, ResponseFrame, Serialization
 from sofamesh.codecs.dubbo import Status as DubboStatus
 from sofamesh.model import CALLER_HEADER, Headers, Invocation, Result, Status
+from sofamesh.tracing.propagation import expand_mark
 
 MESH_PREFIX = "x-sofamesh-"
 APPLICATION_KEY = "remote.application"
@@ -139,7 +140,7 @@ def invocation_to_frame(inv: Invocation) -> RequestFrame:
     """The request for the next hop: the caller's, with this hop's mesh attachments."""
     call: DubboCall = inv.payload
     extra = [(k, v) for k, v in inv.headers.items() if k.startswith(MESH_PREFIX)]
-    extra = [(k, v) for k, v in extra if k != CALLER_HEADER]
+    extra = expand_mark([(k, v) for k, v in extra if k != CALLER_HEADER], inv.headers)
     if inv.caller:
         extra.append((CALLER_HEADER, inv.caller))
     if not extra:

@@ -1,0 +1,1 @@
+"""What a data plane reports about its calls besides traces: access logs, Istio's metrics."""

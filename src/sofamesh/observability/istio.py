@@ -1,0 +1,166 @@
+"""Istio's standard metrics, so Istio's Grafana dashboards and Kiali read a sofamesh mesh.
+
+Names, label names and buckets follow Istio's "Standard Metrics" reference:
+`istio_requests_total`, `istio_request_duration_milliseconds`,
+`istio_request_bytes` and `istio_response_bytes`, each labelled with the reporter
+(`source` on the caller's side, `destination` on the provider's), the two
+workloads, the service, the protocol and the outcome. A sofamesh app is its
+own workload, app and canonical service; the namespace is `metrics.namespace`.
+
+A call records one tuple of the labels that vary; the rest are filled in when
+scraped. Series are capped (`MAX_SERIES`): past it, new label sets count under
+`destination_service="_other"`, so peers choosing names cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from typing import Literal
+
+from sofamesh.chain import Handler
+from sofamesh.clock import Clock
+from sofamesh.config.telemetry import MetricsConfig
+from sofamesh.model import Invocation, Result
+from sofamesh.observability import call
+from sofamesh.stats import Family
+
+Reporter = Literal["source", "destination"]
+# Istio's byte-size buckets (1 B to 1 GB, by tens).
+BYTE_BUCKETS = tuple(float(10**i) for i in range(10))
+MAX_SERIES = 4096
+_UNKNOWN = "unknown"
+# reporter, source app, destination app, service, protocol, code, grpc status, flags, policy,
+# source version, destination version
+Key = tuple[str, str, str, str, str, str, str, str, str, str, str]
+
+
+class Buckets:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class Series:
+    __slots__ = ("duration", "request_bytes", "requests", "response_bytes")
+
+    def __init__(self, duration_buckets: tuple[float, ...]) -> None:
+        self.requests = 0
+        self.duration = Buckets(duration_buckets)
+        self.request_bytes = Buckets(BYTE_BUCKETS)
+        self.response_bytes = Buckets(BYTE_BUCKETS)
+
+
+class IstioMetrics:
+    """The series of one data plane (an SDK app or a sidecar)."""
+
+    def __init__(self, config: MetricsConfig, app: str, version: str) -> None:
+        self.app = app
+        self.version = version or _UNKNOWN
+        self.namespace = config.namespace
+        self._buckets = config.duration_buckets_ms
+        self.series: dict[Key, Series] = {}
+
+    def observe(self, reporter: Reporter, inv: Invocation, result: Result, ms: float) -> None:
+        ep = result.endpoint or inv.endpoint
+        if reporter == "source":
+            src, src_ver = self.app, self.version
+            dst = ep.app if ep is not None and ep.app else _UNKNOWN
+            dst_ver = ep.version if ep is not None and ep.version else _UNKNOWN
+        else:
+            src, src_ver = inv.caller or _UNKNOWN, _UNKNOWN
+            dst, dst_ver = self.app, self.version
+        key: Key = (
+            reporter, src, dst, inv.service, _protocol(inv.protocol),
+            str(call.response_code(inv, result)), call.grpc_status(inv, result),
+            call.response_flags(result), "mutual_tls" if inv.peer else "none", src_ver, dst_ver,
+        )  # fmt: skip
+        series = self.series.get(key) or self._new(key)
+        series.requests += 1
+        series.duration.observe(ms)
+        series.request_bytes.observe(call.body_size(inv.payload))
+        series.response_bytes.observe(call.body_size(result.payload))
+
+    def _new(self, key: Key) -> Series:
+        if len(self.series) >= MAX_SERIES:
+            key = (*key[:3], "_other", *key[4:])
+            found = self.series.get(key)
+            if found is not None:
+                return found
+        series = self.series[key] = Series(self._buckets)
+        return series
+
+    def reset(self) -> None:
+        self.series = {}
+
+    def families(self) -> Iterator[Family]:
+        rows = [(self._labels(key), s) for key, s in sorted(self.series.items())]
+        yield Family(
+            "istio_requests", "counter", "Requests, as Istio's standard metrics count them.",
+            [("_total", labels, s.requests) for labels, s in rows],
+        )  # fmt: skip
+        for name, attr, help_ in (
+            (
+                "istio_request_duration_milliseconds",
+                "duration",
+                "Request duration in milliseconds.",
+            ),
+            ("istio_request_bytes", "request_bytes", "Request body sizes in bytes."),
+            ("istio_response_bytes", "response_bytes", "Response body sizes in bytes."),
+        ):
+            samples = [x for labels, s in rows for x in _histogram(labels, getattr(s, attr))]
+            yield Family(name, "histogram", help_, samples)
+
+    def _labels(self, key: Key) -> dict[str, str]:
+        reporter, src, dst, service, protocol, code, grpc, flags, policy, src_ver, dst_ver = key
+        ns = self.namespace
+        return {
+            "reporter": reporter,
+            "source_workload": src, "source_workload_namespace": ns, "source_principal": _UNKNOWN,
+            "source_app": src, "source_version": src_ver, "source_canonical_service": src,
+            "source_canonical_revision": src_ver, "source_cluster": _UNKNOWN,
+            "destination_workload": dst, "destination_workload_namespace": ns,
+            "destination_principal": _UNKNOWN, "destination_app": dst,
+            "destination_version": dst_ver, "destination_service": service,
+            "destination_service_name": service, "destination_service_namespace": ns,
+            "destination_canonical_service": dst, "destination_canonical_revision": dst_ver,
+            "destination_cluster": _UNKNOWN, "request_protocol": protocol,
+            "response_code": code, "grpc_response_status": grpc, "response_flags": flags,
+            "connection_security_policy": policy,
+        }  # fmt: skip
+
+
+def _protocol(name: str) -> str:
+    """Istio's `request_protocol`: http, grpc; the mesh's RPC protocols by their names."""
+    return "http" if name in ("http", "h2") else name
+
+
+def _histogram(labels: dict[str, str], b: Buckets) -> Iterator[tuple[str, dict[str, str], float]]:
+    cum = 0
+    for bound, c in zip((*b.bounds, float("inf")), b.counts, strict=True):
+        cum += c
+        yield "_bucket", {**labels, "le": "+Inf" if bound == float("inf") else f"{bound:g}"}, cum
+    yield "_sum", labels, b.sum
+    yield "_count", labels, cum
+
+
+class IstioFilter:
+    """Records each call in Istio's metrics, as the reporter this side of the call is."""
+
+    def __init__(self, metrics: IstioMetrics, reporter: Reporter, clock: Clock) -> None:
+        self._metrics = metrics
+        self._reporter = reporter
+        self._clock = clock
+
+    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+        start = self._clock.now()
+        result = await call_next(inv)
+        self._metrics.observe(self._reporter, inv, result, (self._clock.now() - start) * 1000)
+        return result

@@ -1,0 +1,69 @@
+"""Two sidecars with Istio's metrics on (shop -> orders -> a plain HTTP app), for the
+dashboard tests: the app answers 500 on `/fail`, 200 otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+
+from sofamesh.config import load_config
+from sofamesh.sidecar.app import Sidecar
+
+SERVICE = "orders.shop"
+
+
+async def app(stream: anyio.abc.SocketStream) -> None:
+    async with stream:
+        try:
+            while True:
+                head = await stream.receive()
+                status = b"500 Oops" if b"/fail" in head else b"200 OK"
+                await stream.send(b"HTTP/1.1 " + status + b"\r\ncontent-length: 5\r\n\r\nhello")
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return
+
+
+@asynccontextmanager
+async def istio_mesh(
+    rules: dict[str, Any] | None = None, **metrics: Any
+) -> AsyncIterator[tuple[Sidecar, Sidecar]]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    m = {"istio": True, **metrics}
+    inbound = {"protocol": "http", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{port}",
+               "services": [SERVICE]}  # fmt: skip
+    base = {"registry": "memory://", "admin": "127.0.0.1:0", "metrics": m}
+    orders = Sidecar(load_config({**base, "app": "orders", "metadata": {"version": "v2"},
+                                  "inbound": [inbound], "rules": rules}, env={}))  # fmt: skip
+    out = {"protocol": "http", "listen": "127.0.0.1:0"}
+    shop = Sidecar(load_config({**base, "app": "shop", "outbound": [out]}, env={}))
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, app)
+        await tg.start(orders.run)
+        await tg.start(shop.run)
+        yield shop, orders
+        shop.stop()
+        orders.stop()
+        await shop.wait_stopped()
+        await orders.wait_stopped()
+        tg.cancel_scope.cancel()
+
+
+async def traffic(shop: Sidecar, ok: int, failed: int) -> None:
+    url = f"http://{shop.bound['outbound[0]']}"
+    async with httpx.AsyncClient() as client:
+        for path in ["/ok"] * ok + ["/fail"] * failed:
+            r = await client.post(url + path, content=b"x" * 20, headers={"host": SERVICE})
+            assert r.status_code == (500 if path == "/fail" else 200)
+
+
+async def scrape(car: Sidecar) -> str:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"http://{car.bound['admin']}/stats/prometheus")
+    assert r.status_code == 200
+    return r.text
