@@ -77,7 +77,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("governance", ("sofamesh.governance",)),
     ("runtime", ("sofamesh.runtime",)),
     # The data plane's side of the control-plane session, which the front doors start.
-    ("control agent", ("sofamesh.control.agent", "sofamesh.control.hosts")),
+    (
+        "control agent",
+        ("sofamesh.control.agent", "sofamesh.control.enroll", "sofamesh.control.hosts"),
+    ),
     ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),
     ("control plane", ("sofamesh.control",)),
     ("cli", ("sofamesh.cli",)),

@@ -219,7 +219,8 @@ class TlsConfig:
         if self.services and self.mode == "disable":
             raise ValueError("services: per-service modes need mode permissive or strict")
         given = [f for f in ("cert", "key", "trust_bundle") if getattr(self, f) is not None]
-        if self.mode != "disable" and len(given) != 3:
+        # None of them: the control plane issues the identity (checked with `control:`).
+        if self.mode != "disable" and len(given) not in (0, 3):
             missing = ", ".join(sorted({"cert", "key", "trust_bundle"} - set(given)))
             raise ValueError(f"mode {self.mode} needs cert, key and trust_bundle: no {missing}")
 

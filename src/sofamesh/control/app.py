@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from sofamesh.codecs.http1 import Http1Limits
 from sofamesh.config import Address
@@ -24,12 +25,14 @@ from sofamesh.control.api_dataplanes import DataPlaneApi
 from sofamesh.control.api_rules import RulesApi
 from sofamesh.control.catalog import Catalog
 from sofamesh.control.config import ControlConfig
+from sofamesh.control.mesh_ca import CaApi, open_ca
 from sofamesh.control.records import Conflict, Records
 from sofamesh.control.rules import RulesBook
 from sofamesh.control.sessions import Sessions
 from sofamesh.control.store import LastKnownStore, Store, open_store
 from sofamesh.protocols.http.server import Http1Server
 from sofamesh.registry import open_registry
+from sofamesh.security.ca import CertificateAuthority
 
 log = logging.getLogger("sofamesh.control")
 
@@ -52,6 +55,7 @@ class ControlPlane:
         self.rules: RulesBook
         self.sessions: Sessions
         self.catalog: Catalog
+        self.ca: CertificateAuthority
         self.routes: list[Route] = []
         self.dispatcher: Dispatcher
 
@@ -94,6 +98,7 @@ class ControlPlane:
         registry = await stack.enter_async_context(open_registry(self.config.registry))
         self.catalog = Catalog(self.sessions.planes, registry)
         await self._bootstrap_admin()
+        self.ca = await anyio.to_thread.run_sync(open_ca, self.config)
         self.routes = self._routes()
         self.dispatcher = Dispatcher(self.routes, self.records)
 
@@ -126,4 +131,5 @@ class ControlPlane:
             *AccessApi(self).routes(),
             *RulesApi(self).routes(),
             *DataPlaneApi(self).routes(),
+            *CaApi(self, self.ca).routes(),
         ]

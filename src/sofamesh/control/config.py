@@ -13,6 +13,7 @@ import attrs
 from sofamesh.config import Address, ConfigError, read_document, structure
 from sofamesh.registry import validate_registry_url
 from sofamesh.registry.resilient import parse_hosts
+from sofamesh.security.spiffe import check_trust_domain
 
 DEFAULT_LISTEN = Address("127.0.0.1", 15080)
 DEFAULT_STORE = "sqlite:///var/tmp/sofamesh/control.db"
@@ -21,6 +22,11 @@ DEFAULT_STORE = "sqlite:///var/tmp/sofamesh/control.db"
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ValueError(f"must be positive, got {value}")
+
+
+def _trust_domain(_inst: object, attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        check_trust_domain(value)
 
 
 @attrs.frozen
@@ -35,6 +41,25 @@ class ControlConfig:
     max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     token_ttl: float = attrs.field(default=12 * 3600.0, validator=_positive)  # login tokens
     max_reports_per_second: float = attrs.field(default=20.0, validator=_positive)  # per plane
+    # The mesh CA that signs data planes' CSRs: a `sofamesh ca init` directory, made on the
+    # first start if absent (default: `ca/` beside a sqlite store, else DEFAULT_CA_DIR).
+    ca_dir: str | None = None
+    # The trust domain of a CA made on the first start; checked against a loaded one.
+    trust_domain: str | None = attrs.field(default=None, validator=_trust_domain)
+    cert_life: float = attrs.field(default=86400.0, validator=_positive)  # seconds, workloads'
+
+
+DEFAULT_CA_DIR = "/var/tmp/sofamesh/ca"
+
+
+def ca_dir(config: ControlConfig) -> str:
+    """The CA's directory: configured, or beside the sqlite store (the control plane's state)."""
+    if config.ca_dir:
+        return config.ca_dir
+    parts = urlsplit(config.store)
+    if parts.scheme == "sqlite":
+        return os.path.join(os.path.dirname(parts.path), "ca")
+    return DEFAULT_CA_DIR
 
 
 def validate_store_url(url: str) -> str | None:

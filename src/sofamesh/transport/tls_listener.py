@@ -150,9 +150,9 @@ class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
     async def _handshake(
         self, stream: anyio.abc.ByteStream, first: bytes, peer: str
     ) -> SecureStream | None:
-        ctx = self.contexts.context(True, self.alpn)
         prefixed = Prefixed(stream, first)
-        try:
+        try:  # no identity yet (the control plane has not issued one) refuses, too
+            ctx = self.contexts.context(True, self.alpn)
             tls = await handshake(prefixed, ctx, server_side=True)
             if prefixed.drained:  # the sniffed bytes were the handshake's: read the TCP stream
                 tls.transport_stream = stream
