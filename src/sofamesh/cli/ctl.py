@@ -3,7 +3,8 @@
     sofamesh ctl [--server URL] [--token T] [-o table|json] COMMAND
 
 `--server` defaults to `$SOFAMESH_SERVER` (else http://127.0.0.1:15080), `--token`
-to `$SOFAMESH_TOKEN`. Exit status: 0 success, 2 a refused document or bad input
+to `$SOFAMESH_TOKEN`, `--ca` (the CA file an https:// server is verified against) to
+`$SOFAMESH_CA`. Exit status: 0 success, 2 a refused document or bad input
 (every problem printed), 3 not authenticated or not allowed, 1 anything else.
 docs/control-plane.md documents each command's JSON output.
 """
@@ -65,6 +66,11 @@ WORKSPACE_COLUMNS: list[Column] = [
 def add_parser(groups: Any) -> None:
     p = groups.add_parser("ctl", help="the control plane", description=__doc__.split("\n")[0])
     p.add_argument("--server", default=os.environ.get("SOFAMESH_SERVER", "http://127.0.0.1:15080"))
+    p.add_argument(
+        "--ca",
+        default=os.environ.get("SOFAMESH_CA"),
+        help="CA file that verifies an https:// server (default: $SOFAMESH_CA, else the system's)",
+    )
     p.add_argument("--token", default=os.environ.get("SOFAMESH_TOKEN"))
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(run=run)
@@ -119,8 +125,8 @@ def _add_rules(cmds: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    client = Client(args.server, args.token)
     try:
+        client = Client(args.server, args.token, cafile=args.ca)
         return COMMANDS[args.command](client, args)
     except CtlError as e:
         print(f"error: {e.message}", file=sys.stderr)

@@ -262,6 +262,8 @@ class MeshConfig:
     control: ControlUrls | None = None  # or the control plane's (sofamesh.control.agent)
     control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
     workspace: str | None = None  # the control plane's workspace this app belongs to
+    # CA file that verifies an https:// control plane (default: the system's CAs)
+    control_ca: str | None = attrs.field(default=None, validator=_readable_file)
     tls: TlsConfig = attrs.field(factory=TlsConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:

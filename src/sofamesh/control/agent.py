@@ -41,6 +41,7 @@ from sofamesh.governance.source import Governance
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.security.enroll import STATE_DIR, state_dir_of
 from sofamesh.transport.errors import TransportError
+from sofamesh.transport.tls_https import https_connector
 
 log = logging.getLogger("sofamesh.control.agent")
 
@@ -110,6 +111,7 @@ class ControlAgent:
         self.reports = 0  # reports the control plane accepted (tests, statistics)
         self._reported = anyio.Event()
         self.enroller: Enrolls | None = None  # with tls: and no cert of its own
+        self.ca_file: str | None = None  # verifies an https:// control plane (None: system CAs)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -118,6 +120,8 @@ class ControlAgent:
     ) -> None:
         self._restore()
         async with Http1Pool(connect_timeout=2.0) as pool:
+            if self.urls.secure:  # the control plane's certificate and name verified
+                pool.connect = https_connector(self.ca_file)
             self._pool = pool
             if self.enroller is not None:  # an identity before serving, or no start at all
                 await self.enroller.ensure()

@@ -151,6 +151,7 @@ def agent_for(config: MeshConfig, host: Any, env: dict[str, str] | None = None) 
         raise ConfigError(["control_token: required with control (or SOFAMESH_CONTROL_TOKEN)"])
     assert config.control is not None and config.workspace is not None
     agent = ControlAgent(host, config.control, token, config.workspace, env=env)
+    agent.ca_file = config.control_ca
     tls = host.runtime.tls
     if tls is not None and config.tls.cert is None:  # the control plane issues the identity
         source = tls.contexts.source
