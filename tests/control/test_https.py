@@ -107,6 +107,17 @@ async def test_data_planes_enroll_over_https_and_refuse_an_unknown_server(
 
             rows = await eventually(reported, what="the data plane reported over HTTPS")
             assert rows[0]["tls"]["spiffe_id"] == "spiffe://mesh.test/ws/a/app/orders"
+            ctl = [sys.executable, "-m", "sofamesh.cli", "ctl", "--server", f"https://{cp.bound}"]
+            ctl += ["--ca", str(bundle), "--token", admin.token or ""]
+            code, out = await run(*ctl, "sidecars", "-w", "a")
+            assert code == 0, out
+            header, line = out.splitlines()[:2]
+            assert header.split()[-3:] == ["MTLS", "IDENTITY", "CERT"]
+            assert "strict" in line and "spiffe://mesh.test/ws/a/app/orders" in line
+            assert "OK until 20" in line
+            code, out = await run(*ctl, "-o", "json", "tokens", "create", "-w", "a",
+                                  "--role", "dataplane", "--app", "orders")  # fmt: skip
+            assert code == 0 and '"apps": [' in out, out
             good.stop()
         # Another CA's bundle: the data plane does not trust this server, gets no identity.
         other = tmp_path / "other"

@@ -49,7 +49,18 @@ SIDECAR_COLUMNS: list[Column] = [
     ("INJECTED", lambda r: when(r["injected_at"])),
     ("RULES", lambda r: r["rules_version"]),
     ("SYNC", lambda r: r["sync"] + (f": {r['sync_error']}" if r.get("sync_error") else "")),
+    ("MTLS", lambda r: (r.get("tls") or {}).get("mode")),
+    ("IDENTITY", lambda r: (r.get("tls") or {}).get("spiffe_id")),
+    ("CERT", lambda r: _cert(r.get("tls") or {})),
 ]
+
+
+def _cert(tls: dict[str, Any]) -> str:
+    """`OK until 2026-12-04 06:13:19`, `EXPIRED 2026-...`: the state the inventory flags."""
+    state = tls.get("cert_state")
+    if state is None:
+        return "-"
+    return f"{state} {'since' if state == 'EXPIRED' else 'until'} {when(tls.get('not_after'))}"
 HISTORY_COLUMNS: list[Column] = [
     ("VERSION", lambda v: v["version"]),
     ("AUTHOR", lambda v: v["author"]),
@@ -98,6 +109,12 @@ def _add_access(cmds: Any) -> None:
     tokens.add_argument("-w", "--workspace", required=True)
     tokens.add_argument("--role", required=True, help="owner, editor, viewer or dataplane")
     tokens.add_argument("--name", default="")
+    tokens.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        help="dataplane: the app it is for (repeatable; the identities the CA gives it)",
+    )
 
 
 def _add_views(cmds: Any) -> None:
@@ -170,7 +187,9 @@ def users(client: Client, args: argparse.Namespace) -> int:
 
 
 def tokens(client: Client, args: argparse.Namespace) -> int:
-    body = {"role": args.role, "name": args.name}
+    body: dict[str, Any] = {"role": args.role, "name": args.name}
+    if args.app:
+        body["apps"] = args.app
     reply = client.call("POST", f"{WS}/{args.workspace}/tokens", body)
     if args.output == "json":
         emit(reply, "json")
