@@ -165,3 +165,27 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for e in exc.exceptions for leaf in _leaves(e)]
     return [exc]
+
+
+async def test_an_sdk_app_gets_its_identity_from_the_control_plane(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import sofamesh
+
+    monkeypatch.setenv("SOFAMESH_STATE_DIR", str(tmp_path / "state"))
+    async with running_control(tmp_path, monkeypatch) as (cp, admin):
+        await admin.ok("POST", "/api/v1/workspaces", {"name": "a"})
+        token = await admin.token_for("a", "dataplane")
+        control = f"http://{cp.bound}"
+        shop = config(tmp_path, "shop", control, token, None)
+        del shop["outbound"]
+        async with (
+            app_server() as app,
+            sidecar(config(tmp_path, "orders", control, token, app)),
+            sofamesh.open_mesh(shop, env={}) as mesh,
+        ):
+            resp = await mesh.request(ORDERS, "GET", "/", headers={"x-sofamesh-caller": "web"})
+            assert resp.status == 200, resp.body
+            assert resp.body == b'{"caller": "shop"}'  # verified from its certificate
+            assert mesh.runtime.stats.counters["tls.client_handshakes"] >= 1
+        assert _ca_api(cp).issued == 2
