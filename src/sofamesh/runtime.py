@@ -158,6 +158,8 @@ class Runtime:
                         ),
                     )
                 )
+                if self.tls is not None:  # probes reach mTLS endpoints as calls do
+                    self.clusters.probe_connect = self.tls.probe_connect
             source = self._rules_source()
             if source is not None:
                 await stack.enter_async_context(watch_rules(self.governance, source))

@@ -61,6 +61,8 @@ def _cert(tls: dict[str, Any]) -> str:
     if state is None:
         return "-"
     return f"{state} {'since' if state == 'EXPIRED' else 'until'} {when(tls.get('not_after'))}"
+
+
 HISTORY_COLUMNS: list[Column] = [
     ("VERSION", lambda v: v["version"]),
     ("AUTHOR", lambda v: v["author"]),

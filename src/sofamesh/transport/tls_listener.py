@@ -200,6 +200,11 @@ class MeshTls:
         identity = str(self.contexts.source.current().spiffe_id)
         return {META_MODE: mode or self.mode, META_ID: identity}
 
+    async def probe_connect(self, ep: Endpoint, alpn: tuple[str, ...]) -> anyio.abc.ByteStream:
+        """A health probe's connection: mTLS to an endpoint that publishes it, as calls get."""
+        self.learn(ep)
+        return await self.client.connect(alpn, ep.host, ep.port, HANDSHAKE_TIMEOUT)
+
     def learn(self, ep: Endpoint) -> None:
         if ep in self._learned:
             return
