@@ -116,3 +116,16 @@ def test_tls_without_files_needs_a_control_plane() -> None:
     ]
     with pytest.raises(ConfigError, match="needs cert, key and trust_bundle: no key"):
         load_config({"app": "web", "tls": {"mode": "strict", "cert": __file__}}, env={})
+
+
+def test_a_shared_store_has_no_ca_unless_one_is_given(tmp_path: Path) -> None:
+    from sofamesh.control.config import ca_dir, load_control_config
+    from sofamesh.control.mesh_ca import open_ca
+
+    shared = load_control_config({"store": "etcd://127.0.0.1:2379"})
+    assert ca_dir(shared) is None and open_ca(shared) is None
+    given = load_control_config({"store": "etcd://127.0.0.1:2379", "ca_dir": str(tmp_path / "ca")})
+    made = open_ca(given)
+    assert made is not None and made.trust_domain == "cluster.local"
+    with pytest.raises(ConfigError, match=r"trust_domain: 'other\.test', but the CA"):
+        open_ca(load_control_config({"ca_dir": str(tmp_path / "ca"), "trust_domain": "other.test"}))

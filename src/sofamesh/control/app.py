@@ -58,7 +58,7 @@ class ControlPlane:
         self.rules: RulesBook
         self.sessions: Sessions
         self.catalog: Catalog
-        self.ca: CertificateAuthority
+        self.ca: CertificateAuthority | None
         self.routes: list[Route] = []
         self.dispatcher: Dispatcher
 

@@ -58,7 +58,8 @@ class ControlConfig:
     token_ttl: float = attrs.field(default=12 * 3600.0, validator=_positive)  # login tokens
     max_reports_per_second: float = attrs.field(default=20.0, validator=_positive)  # per plane
     # The mesh CA that signs data planes' CSRs: a `sofamesh ca init` directory, made on the
-    # first start if absent (default: `ca/` beside a sqlite store, else DEFAULT_CA_DIR).
+    # first start if absent. Default: `ca/` beside a sqlite store; with a shared store (etcd)
+    # none, since each replica would make its own: give every replica the same directory.
     ca_dir: str | None = None
     # The trust domain of a CA made on the first start; checked against a loaded one.
     trust_domain: str | None = attrs.field(default=None, validator=_trust_domain)
@@ -83,17 +84,15 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve anywhere
 
 
-DEFAULT_CA_DIR = "/var/tmp/sofamesh/ca"
-
-
-def ca_dir(config: ControlConfig) -> str:
-    """The CA's directory: configured, or beside the sqlite store (the control plane's state)."""
+def ca_dir(config: ControlConfig) -> str | None:
+    """The CA's directory: configured, or beside a sqlite store (the control plane's state);
+    None (no CA) for a store replicas share."""
     if config.ca_dir:
         return config.ca_dir
     parts = urlsplit(config.store)
     if parts.scheme == "sqlite":
         return os.path.join(os.path.dirname(parts.path), "ca")
-    return DEFAULT_CA_DIR
+    return None
 
 
 def validate_store_url(url: str) -> str | None:

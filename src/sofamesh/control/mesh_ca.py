@@ -38,9 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("sofamesh.control.ca")
 
 
-def open_ca(config: ControlConfig) -> CertificateAuthority:
-    """The CA in the configured directory, made (and saved) on the first start."""
-    directory = Path(ca_dir(config))
+def open_ca(config: ControlConfig) -> CertificateAuthority | None:
+    """The CA in the configured directory, made (and saved) on the first start; None without
+    a directory (an etcd store and no `ca_dir`)."""
+    where = ca_dir(config)
+    if where is None:
+        log.info("no ca_dir: this control plane issues no workload certificates")
+        return None
+    directory = Path(where)
     if (directory / CA_KEY).exists():
         ca = CertificateAuthority.load(directory)
         if config.trust_domain and config.trust_domain != ca.trust_domain:
@@ -61,9 +66,9 @@ def open_ca(config: ControlConfig) -> CertificateAuthority:
 class CaApi:
     """`GET .../ca` (the trust domain and bundle) and `POST .../certificates` (sign a CSR)."""
 
-    def __init__(self, cp: ControlPlane, ca: CertificateAuthority) -> None:
+    def __init__(self, cp: ControlPlane, ca: CertificateAuthority | None) -> None:
         self.cp = cp
-        self.ca = ca
+        self._ca = ca
         self.life = datetime.timedelta(seconds=cp.config.cert_life)
         self.issued = 0
         self.refused = 0
@@ -81,6 +86,12 @@ class CaApi:
                 "Csr",
             ),
         ]
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        if self._ca is None:
+            raise ApiError(404, "this control plane has no CA: set ca_dir to issue identities")
+        return self._ca
 
     async def bundle(self, _call: Call) -> Any:
         return {"trust_domain": self.ca.trust_domain, "bundle": cert_pem(self.ca.cert).decode()}
