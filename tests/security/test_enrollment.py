@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.control.harness import Api, running_control
 
 from sofamesh.config import ConfigError, load_config
-from sofamesh.security.ca import CertificateAuthority, make_csr, new_key, uri_sans
+from sofamesh.security.ca import CertificateAuthority, cert_pem, make_csr, new_key, uri_sans
 from sofamesh.security.spiffe import SpiffeId
 
 pytestmark = pytest.mark.anyio
@@ -129,3 +129,20 @@ def test_a_shared_store_has_no_ca_unless_one_is_given(tmp_path: Path) -> None:
     assert made is not None and made.trust_domain == "cluster.local"
     with pytest.raises(ConfigError, match=r"trust_domain: 'other\.test', but the CA"):
         open_ca(load_control_config({"ca_dir": str(tmp_path / "ca"), "trust_domain": "other.test"}))
+
+
+async def test_the_bundle_carries_the_old_and_new_ca_in_a_rotation(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    new = CertificateAuthority.create("cluster.local")
+    old = CertificateAuthority.create("cluster.local")
+    new.save(tmp_path / "ca")
+    both = tmp_path / "both.pem"
+    both.write_bytes(cert_pem(old.cert) + cert_pem(new.cert))
+    async with running_control(tmp_path, monkeypatch, trust_bundle=str(both)) as (_cp, admin):
+        dp, _web, domain = await _setup(admin)
+        got = await dp.ok(
+            "POST", "/api/v1/workspaces/a/certificates", {"csr": csr_for(domain, "a", "web")}
+        )
+    bundle = x509.load_pem_x509_certificates(got["bundle"].encode())
+    assert bundle == [new.cert, old.cert]  # the signing CA first, each once

@@ -64,6 +64,8 @@ class ControlConfig:
     # The trust domain of a CA made on the first start; checked against a loaded one.
     trust_domain: str | None = attrs.field(default=None, validator=_trust_domain)
     cert_life: float = attrs.field(default=86400.0, validator=_positive)  # seconds, workloads'
+    # More CA certificates for the bundle data planes get (a CA rotation: the old and the new).
+    trust_bundle: str | None = attrs.field(default=None, validator=attrs.validators.optional(_file))
     tls: ApiTlsConfig | None = None  # the API over HTTPS
     # Every route but /ready and login needs a token. None: when `listen` is beyond loopback.
     require_token: bool | None = None

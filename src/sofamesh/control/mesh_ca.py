@@ -93,8 +93,23 @@ class CaApi:
             raise ApiError(404, "this control plane has no CA: set ca_dir to issue identities")
         return self._ca
 
+    def trust_bundle(self) -> str:
+        """The CA's certificate, and those of `trust_bundle` (read at each request: replacing
+        the file during a CA rotation needs no restart); each certificate once."""
+        certs = [self.ca.cert]
+        if self.cp.config.trust_bundle:
+            try:
+                extra = x509.load_pem_x509_certificates(
+                    Path(self.cp.config.trust_bundle).read_bytes()
+                )
+            except (OSError, ValueError) as exc:
+                log.warning("trust_bundle not read, the CA alone is sent: %s", exc)
+                extra = []
+            certs += [c for c in extra if c != self.ca.cert]
+        return "".join(cert_pem(c).decode() for c in certs)
+
     async def bundle(self, _call: Call) -> Any:
-        return {"trust_domain": self.ca.trust_domain, "bundle": cert_pem(self.ca.cert).decode()}
+        return {"trust_domain": self.ca.trust_domain, "bundle": self.trust_bundle()}
 
     async def sign(self, call: Call) -> Any:
         try:
@@ -117,7 +132,7 @@ class CaApi:
         return {
             "spiffe_id": str(workload),
             "cert": cert_pem(cert).decode(),
-            "bundle": cert_pem(self.ca.cert).decode(),
+            "bundle": self.trust_bundle(),
             "serial": serial,
             "not_after": expiry,
         }
