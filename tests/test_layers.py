@@ -90,7 +90,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # proxy and the transparent listeners the sidecar starts.
     ("intercept", ("sofamesh.intercept",)),
     # The data plane's side of the control-plane session, which the front doors start.
-    ("control agent", ("sofamesh.control.agent", "sofamesh.control.hosts")),
+    (
+        "control agent",
+        ("sofamesh.control.agent", "sofamesh.control.enroll", "sofamesh.control.hosts"),
+    ),
     ("front doors", ("sofamesh.sdk", "sofamesh.sidecar", ROOT)),
     ("control plane", ("sofamesh.control",)),
     # Putting a sidecar next to an app (Kubernetes injection, the webhook, systemd units).

@@ -8,6 +8,7 @@ one place, each filter with a line on why it sits where it does.
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -43,6 +44,7 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
+from sofamesh.security.enroll import identity_files, state_dir_of
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
@@ -111,9 +113,15 @@ class Runtime:
         cfg = self.config.tls
         if not cfg.enabled:
             return None
-        assert cfg.cert is not None and cfg.key is not None and cfg.trust_bundle is not None
         try:
-            source = IdentitySource(IdentityFiles(cfg.cert, cfg.key, cfg.trust_bundle))
+            if cfg.cert is None:  # issued by the control plane: its agent enrolls before serving
+                ws, app = self.config.workspace, self.config.app
+                assert ws is not None
+                files = identity_files(state_dir_of(os.environ), ws, app)
+                source = IdentitySource(files, pending=True)
+            else:
+                assert cfg.key is not None and cfg.trust_bundle is not None
+                source = IdentitySource(IdentityFiles(cfg.cert, cfg.key, cfg.trust_bundle))
         except IdentityError as exc:
             raise ConfigError([f"tls: {exc}"]) from None
         tls = MeshTls(cfg.mode, source, count=self.stats.incr)
@@ -189,6 +197,8 @@ class Runtime:
                         ),
                     )
                 )
+                if self.tls is not None:  # probes reach mTLS endpoints as calls do
+                    self.clusters.probe_connect = self.tls.probe_connect
             source = self._rules_source()
             if source is not None:
                 await stack.enter_async_context(watch_rules(self.governance, source))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,15 +56,19 @@ def control_config(tmp: Path, **more: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running_control(
-    tmp: Path, monkeypatch: Any = None, **more: Any
+    tmp: Path, monkeypatch: Any = None, *, cafile: str | None = None, **more: Any
 ) -> AsyncIterator[tuple[ControlPlane, Api]]:
-    """A control plane on a free port and an admin client of it."""
+    """A control plane on a free port and an admin client of it (over HTTPS, verified
+    against `cafile`, when `more` has `tls`)."""
     if monkeypatch is not None:
         monkeypatch.setenv("SOFAMESH_ADMIN_PASSWORD", ADMIN_PASSWORD)
     cp = ControlPlane(load_control_config(control_config(tmp, **more)))
+    scheme = "https" if "tls" in more else "http"
+    verify: Any = ssl.create_default_context(cafile=cafile) if cafile else True
     async with anyio.create_task_group() as tg:
         await tg.start(cp.run)
-        async with httpx.AsyncClient(base_url=f"http://{cp.bound}", timeout=30) as client:
+        base = f"{scheme}://{cp.bound}"
+        async with httpx.AsyncClient(base_url=base, timeout=30, verify=verify) as client:
             api = Api(client)
             login = await api.ok(
                 "POST", "/api/v1/login", {"user": "admin", "password": ADMIN_PASSWORD}

@@ -13,7 +13,9 @@ def test_control_urls_parse_one_or_several() -> None:
     both = ControlUrls.parse("http://a:1, http://b:2")
     assert both.addresses == (("a", 1), ("b", 2)) and str(both) == "http://a:1,http://b:2"
     assert ControlUrls.parse(["http://a:1", "http://b:2"]) == both
-    for bad in ("a:1", "https://a:1", "http://a", "http://a:1/x", "", 7):
+    secure = ControlUrls.parse("https://a:1,https://b:2")
+    assert secure.secure and str(secure) == "https://a:1,https://b:2" and not both.secure
+    for bad in ("a:1", "ftp://a:1", "http://a:1,https://b:2", "http://a", "http://a:1/x", "", 7):
         with pytest.raises(ValueError):
             ControlUrls.parse(bad)
 

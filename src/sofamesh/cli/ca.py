@@ -3,6 +3,8 @@
     sofamesh ca init DIR [--trust-domain D]      -> DIR/ca.pem, DIR/ca-key.pem
     sofamesh ca issue --ca DIR --app A --workspace W --out OUT [--hours H]
                                                  -> OUT/cert.pem, OUT/key.pem, OUT/bundle.pem
+    sofamesh ca issue-server --ca DIR [--dns NAME]... [--ip ADDR]... --out OUT [--days N]
+                                                 -> the same three files, for HTTPS
 
 For meshes without a control plane, and for scripts: a data plane reads the
 issued files through `tls: {cert, key, trust_bundle}` and reloads them when
@@ -20,6 +22,7 @@ from typing import Any
 from sofamesh.security.ca import (
     CA_CERT,
     CA_KEY,
+    SERVER_LIFE,
     WORKLOAD_LIFE,
     CertificateAuthority,
     write_identity,
@@ -47,12 +50,24 @@ def add_parser(subparsers: Any) -> None:
         "--dns", action="append", default=[], help="a DNS SAN too (clients that check host names)"
     )
     issue.set_defaults(run=run)
+    server = sub.add_parser(
+        "issue-server", help="a server certificate for the control plane's API over HTTPS"
+    )
+    server.add_argument("--ca", required=True, help="the CA directory")
+    server.add_argument("--dns", action="append", default=[], help="a host name (repeatable)")
+    server.add_argument("--ip", action="append", default=[], help="an IP address (repeatable)")
+    server.add_argument("--out", required=True)
+    days = SERVER_LIFE.days
+    server.add_argument("--days", type=float, default=days, help=f"life (default {days})")
+    server.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         if args.ca_command == "init":
             return _init(args)
+        if args.ca_command == "issue-server":
+            return _issue_server(args)
         return _issue(args)
     except (OSError, ValueError) as exc:
         print(f"sofamesh ca {args.ca_command}: {exc}", file=sys.stderr)
@@ -82,4 +97,19 @@ def _issue(args: argparse.Namespace) -> int:
     )
     write_identity(args.out, cert, key, bundle)
     print(f"{workload}: {Path(args.out) / 'cert.pem'}, valid until {cert.not_valid_after_utc}")
+    return 0
+
+
+def _issue_server(args: argparse.Namespace) -> int:
+    ca = CertificateAuthority.load(args.ca)
+    if not args.days > 0:
+        raise ValueError(f"--days must be positive, got {args.days}")
+    life = datetime.timedelta(days=args.days)
+    cert, key = ca.issue_server(tuple(args.dns), tuple(args.ip), life=life)
+    write_identity(args.out, cert, key, (Path(args.ca) / CA_CERT).read_bytes())
+    names = ", ".join([*args.dns, *args.ip])
+    print(
+        f"server certificate for {names}: {Path(args.out) / 'cert.pem'}, "
+        f"valid until {cert.not_valid_after_utc}"
+    )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -30,10 +31,17 @@ def exit_status_of(http_status: int) -> int:
 
 
 class Client:
-    def __init__(self, server: str, token: str | None, timeout: float = 30.0) -> None:
+    def __init__(
+        self, server: str, token: str | None, timeout: float = 30.0, cafile: str | None = None
+    ) -> None:
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
+        # https: the server's certificate and host name are verified (never switched off)
+        try:
+            self.context = ssl.create_default_context(cafile=cafile) if cafile else None
+        except (OSError, ssl.SSLError) as e:
+            raise CtlError(f"--ca {cafile}: not a readable PEM CA file: {e}", BAD_INPUT) from None
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -44,7 +52,7 @@ class Client:
         if self.token:
             req.add_header("authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as e:
             raise self._failure(e.code, e.read()) from None

@@ -3,7 +3,8 @@
     sofamesh ctl [--server URL] [--token T] [-o table|json] COMMAND
 
 `--server` defaults to `$SOFAMESH_SERVER` (else http://127.0.0.1:15080), `--token`
-to `$SOFAMESH_TOKEN`. Exit status: 0 success, 2 a refused document or bad input
+to `$SOFAMESH_TOKEN`, `--ca` (the CA file an https:// server is verified against) to
+`$SOFAMESH_CA`. Exit status: 0 success, 2 a refused document or bad input
 (every problem printed), 3 not authenticated or not allowed, 1 anything else.
 docs/control-plane.md documents each command's JSON output.
 """
@@ -48,7 +49,20 @@ SIDECAR_COLUMNS: list[Column] = [
     ("INJECTED", lambda r: when(r["injected_at"])),
     ("RULES", lambda r: r["rules_version"]),
     ("SYNC", lambda r: r["sync"] + (f": {r['sync_error']}" if r.get("sync_error") else "")),
+    ("MTLS", lambda r: (r.get("tls") or {}).get("mode")),
+    ("IDENTITY", lambda r: (r.get("tls") or {}).get("spiffe_id")),
+    ("CERT", lambda r: _cert(r.get("tls") or {})),
 ]
+
+
+def _cert(tls: dict[str, Any]) -> str:
+    """`OK until 2026-12-04 06:13:19`, `EXPIRED 2026-...`: the state the inventory flags."""
+    state = tls.get("cert_state")
+    if state is None:
+        return "-"
+    return f"{state} {'since' if state == 'EXPIRED' else 'until'} {when(tls.get('not_after'))}"
+
+
 HISTORY_COLUMNS: list[Column] = [
     ("VERSION", lambda v: v["version"]),
     ("AUTHOR", lambda v: v["author"]),
@@ -65,6 +79,11 @@ WORKSPACE_COLUMNS: list[Column] = [
 def add_parser(groups: Any) -> None:
     p = groups.add_parser("ctl", help="the control plane", description=__doc__.split("\n")[0])
     p.add_argument("--server", default=os.environ.get("SOFAMESH_SERVER", "http://127.0.0.1:15080"))
+    p.add_argument(
+        "--ca",
+        default=os.environ.get("SOFAMESH_CA"),
+        help="CA file that verifies an https:// server (default: $SOFAMESH_CA, else the system's)",
+    )
     p.add_argument("--token", default=os.environ.get("SOFAMESH_TOKEN"))
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.set_defaults(run=run)
@@ -92,6 +111,12 @@ def _add_access(cmds: Any) -> None:
     tokens.add_argument("-w", "--workspace", required=True)
     tokens.add_argument("--role", required=True, help="owner, editor, viewer or dataplane")
     tokens.add_argument("--name", default="")
+    tokens.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        help="dataplane: the app it is for (repeatable; the identities the CA gives it)",
+    )
 
 
 def _add_views(cmds: Any) -> None:
@@ -119,8 +144,8 @@ def _add_rules(cmds: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    client = Client(args.server, args.token)
     try:
+        client = Client(args.server, args.token, cafile=args.ca)
         return COMMANDS[args.command](client, args)
     except CtlError as e:
         print(f"error: {e.message}", file=sys.stderr)
@@ -164,7 +189,9 @@ def users(client: Client, args: argparse.Namespace) -> int:
 
 
 def tokens(client: Client, args: argparse.Namespace) -> int:
-    body = {"role": args.role, "name": args.name}
+    body: dict[str, Any] = {"role": args.role, "name": args.name}
+    if args.app:
+        body["apps"] = args.app
     reply = client.call("POST", f"{WS}/{args.workspace}/tokens", body)
     if args.output == "json":
         emit(reply, "json")

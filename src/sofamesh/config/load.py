@@ -119,6 +119,11 @@ def _cross_checks(config: MeshConfig) -> list[str]:
             problems.append(
                 "control: the control plane pushes the rules; drop rules/rules_file/rules_key"
             )
+    if config.tls.enabled and config.tls.cert is None and config.control is None:
+        problems.append(
+            f"tls: mode {config.tls.mode} needs cert, key and trust_bundle, "
+            "or control: for an identity the control plane issues"
+        )
     admin = config.admin
     if admin and admin.port and (admin.host, admin.port) in seen:
         problems.append(f"admin: {admin} is already used by {seen[(admin.host, admin.port)]}")

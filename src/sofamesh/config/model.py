@@ -222,7 +222,8 @@ class TlsConfig:
         if self.services and self.mode == "disable":
             raise ValueError("services: per-service modes need mode permissive or strict")
         given = [f for f in ("cert", "key", "trust_bundle") if getattr(self, f) is not None]
-        if self.mode != "disable" and len(given) != 3:
+        # None of them: the control plane issues the identity (checked with `control:`).
+        if self.mode != "disable" and len(given) not in (0, 3):
             missing = ", ".join(sorted({"cert", "key", "trust_bundle"} - set(given)))
             raise ValueError(f"mode {self.mode} needs cert, key and trust_bundle: no {missing}")
 
@@ -304,6 +305,8 @@ class MeshConfig:
     control: ControlUrls | None = None  # or the control plane's (sofamesh.control.agent)
     control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
     workspace: str | None = None  # the control plane's workspace this app belongs to
+    # CA file that verifies an https:// control plane (default: the system's CAs)
+    control_ca: str | None = attrs.field(default=None, validator=_readable_file)
     tls: TlsConfig = attrs.field(factory=TlsConfig)
     intercept: InterceptConfig | None = None  # the sidecar's transparent mode
     tracing: TracingConfig = attrs.field(factory=TracingConfig)  # docs/observability.md

@@ -39,11 +39,13 @@ from sofamesh.codecs.http1 import HttpRequest
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.governance.source import Governance
 from sofamesh.protocols.http.pool import Http1Pool
+from sofamesh.security.enroll import STATE_DIR, state_dir_of
 from sofamesh.transport.errors import TransportError
+from sofamesh.transport.tls_https import https_connector
 
 log = logging.getLogger("sofamesh.control.agent")
 
-DEFAULT_STATE_DIR = "/var/tmp/sofamesh/state"
+DEFAULT_STATE_DIR = STATE_DIR
 
 
 class ControlUnavailable(Exception):
@@ -73,6 +75,14 @@ class DataPlaneHost(Protocol):
     def drain(self) -> None: ...
 
 
+class Enrolls(Protocol):
+    """The identity from the control plane (`enroll.py`): at start, then renewed."""
+
+    async def ensure(self) -> None: ...
+
+    async def renew_forever(self) -> None: ...
+
+
 class ControlAgent:
     def __init__(
         self,
@@ -89,7 +99,7 @@ class ControlAgent:
         self.token = token
         self.workspace = workspace
         self.env = dict(os.environ if env is None else env)
-        state = state_dir or self.env.get("SOFAMESH_STATE_DIR") or DEFAULT_STATE_DIR
+        state = state_dir or state_dir_of(self.env)
         self.state_file = Path(state) / f"{workspace}-{host.app}.rules.json"
         self.id = f"{host.app}-{os.getpid()}-{secrets.token_hex(3)}"
         self.interval = 5.0
@@ -100,6 +110,8 @@ class ControlAgent:
         self._pool: Http1Pool | None = None
         self.reports = 0  # reports the control plane accepted (tests, statistics)
         self._reported = anyio.Event()
+        self.enroller: Enrolls | None = None  # with tls: and no cert of its own
+        self.ca_file: str | None = None  # verifies an https:// control plane (None: system CAs)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -108,8 +120,14 @@ class ControlAgent:
     ) -> None:
         self._restore()
         async with Http1Pool(connect_timeout=2.0) as pool:
+            if self.urls.secure:  # the control plane's certificate and name verified
+                pool.connect = https_connector(self.ca_file)
             self._pool = pool
+            if self.enroller is not None:  # an identity before serving, or no start at all
+                await self.enroller.ensure()
             async with anyio.create_task_group() as tg:
+                if self.enroller is not None:
+                    tg.start_soon(self.enroller.renew_forever)
                 tg.start_soon(self._report_forever)
                 tg.start_soon(self._watch_forever)
                 task_status.started()
@@ -141,9 +159,10 @@ class ControlAgent:
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    async def _call(
+    async def call(
         self, method: str, path: str, body: Any = None, timeout: float = 10.0
     ) -> tuple[int, Any]:
+        """`method path` on the control plane that answers, failing over to the next."""
         assert self._pool is not None
         data = b"" if body is None else json.dumps(body, default=str).encode()
         addresses = self.urls.addresses
@@ -177,7 +196,7 @@ class ControlAgent:
             await anyio.sleep(0.05)
         while True:
             try:
-                status, reply = await self._call("POST", path, self.report())
+                status, reply = await self.call("POST", path, self.report())
             except (ControlUnavailable, ValueError) as e:
                 log.warning("report not delivered: %s", e)
                 await anyio.sleep(min(self.interval, 1.0))
@@ -220,7 +239,7 @@ class ControlAgent:
                 await self.wait_reported()  # the control plane knows us before we watch
             query = f"?rules={self.offered or ''}&desired={self.desired_seq}&wait=25"
             try:
-                status, found = await self._call("GET", path + query, timeout=35.0)
+                status, found = await self.call("GET", path + query, timeout=35.0)
             except (ControlUnavailable, ValueError) as e:
                 log.warning("watch failed: %s", e)
                 await anyio.sleep(1.0)
@@ -246,7 +265,7 @@ class ControlAgent:
             self.rules_error = {"version": version, "error": error}
         path = f"/api/v1/workspaces/{self.workspace}/dataplanes/{self.id}/ack"
         with contextlib.suppress(ControlUnavailable):  # the next report carries the same state
-            await self._call("POST", path, {"version": version, "error": error})
+            await self.call("POST", path, {"version": version, "error": error})
 
     async def _obey(self, desired: dict[str, Any]) -> None:
         self.desired_seq = int(desired["seq"])

@@ -220,3 +220,19 @@ class Dispatcher:
                 raise Denied(401, "unknown, expired or revoked token")
             self._principals[token] = principal
         return principal
+
+
+# Public whatever the policy: a health check, and the login that hands out tokens (itself
+# authenticated by a password, and slowed down on failures).
+ALWAYS_PUBLIC = ("/ready", "/api/v1/login")
+
+
+def token_everywhere(routes: list[Route], required: bool) -> list[Route]:
+    """`routes`, each public one but `ALWAYS_PUBLIC` needing a token when `required` (the API
+    reachable beyond loopback): nothing else answers a caller who brings none."""
+    if not required:
+        return routes
+    return [
+        attrs.evolve(r, need="user") if r.need == "public" and r.path not in ALWAYS_PUBLIC else r
+        for r in routes
+    ]

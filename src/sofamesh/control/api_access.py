@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -135,8 +136,9 @@ class AccessApi:
         body = call.json()
         role = check_role(body.get("role", "dataplane"))
         name = str(body.get("name", ""))
+        apps = _apps(body.get("apps", []), role)
         token, record = await self.records.issue_token(
-            user=call.actor, workspace=call.workspace, role=role, name=name
+            user=call.actor, workspace=call.workspace, role=role, name=name, apps=apps
         )
         await self.records.audit(
             call.actor, call.workspace, "token.create", record["id"], role=role, name=name
@@ -156,3 +158,18 @@ class AccessApi:
 
     async def audit(self, call: Call) -> Any:
         return await self.records.audit_log(None, int(call.query.get("limit", 200)))
+
+
+def _apps(value: Any, role: str) -> tuple[str, ...]:
+    """The apps a data-plane token is limited to (the identities the CA may give it)."""
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ApiError(400, "apps: expected a list of app names")
+    if value and role != "dataplane":
+        raise ApiError(400, "apps: only a dataplane token is limited to apps")
+    for app in value:
+        if not _APP.fullmatch(app):
+            raise ApiError(400, f"apps: {app!r} is not an app name (letters, digits, . - _)")
+    return tuple(value)
+
+
+_APP = re.compile(r"[A-Za-z0-9._-]{1,63}")

@@ -12,26 +12,32 @@ import os
 import secrets
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from sofamesh.codecs.http1 import Http1Limits
 from sofamesh.config import Address
-from sofamesh.control.api import Dispatcher, Reply, Route
+from sofamesh.control.api import Dispatcher, Reply, Route, token_everywhere
 from sofamesh.control.api_access import AccessApi
 from sofamesh.control.api_dataplanes import DataPlaneApi
 from sofamesh.control.api_rules import RulesApi
 from sofamesh.control.catalog import Catalog
 from sofamesh.control.config import ControlConfig
+from sofamesh.control.mesh_ca import CaApi, open_ca
 from sofamesh.control.records import Conflict, Records
 from sofamesh.control.rules import RulesBook
 from sofamesh.control.sessions import Sessions
 from sofamesh.control.store import LastKnownStore, Store, open_store
 from sofamesh.protocols.http.server import Http1Server
 from sofamesh.registry import open_registry
+from sofamesh.security.ca import CertificateAuthority
+from sofamesh.transport.tls_https import HttpsListener, ServerCertificate
 
 log = logging.getLogger("sofamesh.control")
+HEALTH = "/ready"
 
 
 class ControlPlane:
@@ -52,6 +58,7 @@ class ControlPlane:
         self.rules: RulesBook
         self.sessions: Sessions
         self.catalog: Catalog
+        self.ca: CertificateAuthority | None
         self.routes: list[Route] = []
         self.dispatcher: Dispatcher
 
@@ -69,10 +76,11 @@ class ControlPlane:
                 keepalive_timeout=max(60.0, self.config.watch_timeout * 2),
             )
             listen = self.config.listen
-            listener = await anyio.create_tcp_listener(
-                local_host=listen.host, local_port=listen.port
-            )
-            self.bound = Address(listen.host, listener.extra(anyio.abc.SocketAttribute.local_port))
+            tcp = await anyio.create_tcp_listener(local_host=listen.host, local_port=listen.port)
+            self.bound = Address(listen.host, tcp.extra(anyio.abc.SocketAttribute.local_port))
+            listener: anyio.abc.Listener[Any] = tcp
+            if (tls := self.config.tls) is not None:  # the API over HTTPS
+                listener = HttpsListener(tcp, ServerCertificate(tls.cert, tls.key), "control")
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.sessions.run)
                 await tg.start(server.serve, listener)
@@ -94,7 +102,8 @@ class ControlPlane:
         registry = await stack.enter_async_context(open_registry(self.config.registry))
         self.catalog = Catalog(self.sessions.planes, registry)
         await self._bootstrap_admin()
-        self.routes = self._routes()
+        self.ca = await anyio.to_thread.run_sync(open_ca, self.config)
+        self.routes = token_everywhere(self._routes(), self.config.tokens_required)
         self.dispatcher = Dispatcher(self.routes, self.records)
 
     async def _bootstrap_admin(self) -> None:
@@ -121,9 +130,10 @@ class ControlPlane:
             return Reply(200, openapi(self.routes))
 
         return [
-            Route("GET", "/ready", "public", ready, "200 once serving"),
+            Route("GET", HEALTH, "public", ready, "200 once serving"),
             Route("GET", "/api/openapi.json", "public", spec, "This API as OpenAPI 3.1"),
             *AccessApi(self).routes(),
             *RulesApi(self).routes(),
             *DataPlaneApi(self).routes(),
+            *CaApi(self, self.ca).routes(),
         ]

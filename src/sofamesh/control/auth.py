@@ -92,6 +92,9 @@ class Principal:
     admin: bool = False
     roles: dict[str, str] = attrs.field(factory=dict)  # workspace -> role
     token_id: str = ""
+    # The apps a data-plane token stands for (the identities the CA gives it); empty: any
+    # app of its workspace.
+    apps: tuple[str, ...] = ()
 
     def role_in(self, workspace: str) -> str | None:
         return "owner" if self.admin else self.roles.get(workspace)

@@ -16,11 +16,14 @@ import anyio.abc
 
 from sofamesh.config import ConfigError
 from sofamesh.control.agent import ControlAgent
+from sofamesh.control.enroll import Enroller
 from sofamesh.governance.source import Governance
+from sofamesh.security.enroll import renew_time
 from sofamesh.stats import Stats
 
 if TYPE_CHECKING:
     from sofamesh.config import MeshConfig
+    from sofamesh.runtime import Runtime
     from sofamesh.sdk.mesh import Mesh
     from sofamesh.sidecar.app import Sidecar
 
@@ -51,12 +54,28 @@ def _calls(stats: Stats) -> list[str]:
     return sorted({s for d, s, _c in stats.services if d == "outbound"})
 
 
+def tls_state(runtime: Runtime) -> dict[str, Any]:
+    """What a report says of mTLS: the mode, and the identity in force with its expiry."""
+    cfg = runtime.config.tls
+    if runtime.tls is None:
+        return {"mode": cfg.mode}
+    identity = runtime.tls.contexts.source.loaded
+    return {
+        "mode": cfg.mode,
+        "issuer": "files" if cfg.cert else "control",
+        "spiffe_id": str(identity.spiffe_id) if identity else None,
+        "not_after": identity.not_after.timestamp() if identity else None,
+        "renew_after": renew_time(identity.cert).timestamp() if identity else None,
+    }
+
+
 class SidecarHost:
     mode = "sidecar"
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
         self.app = sidecar.config.app
+        self.runtime = sidecar.runtime
         self.governance: Governance = sidecar.runtime.governance
 
     @property
@@ -74,6 +93,7 @@ class SidecarHost:
             "calls": _calls(s.runtime.stats),
             "health": health,
             "started_at": s.started_at,
+            "tls": tls_state(s.runtime),
         }
 
     def traffic(self) -> list[dict[str, Any]]:
@@ -92,6 +112,7 @@ class MeshHost:
     def __init__(self, mesh: Mesh) -> None:
         self.mesh = mesh
         self.app = mesh.config.app
+        self.runtime = mesh.runtime
         self.governance: Governance = mesh.governance
         self.healthy = True
         self.started_at = time.time()
@@ -108,6 +129,7 @@ class MeshHost:
             "calls": _calls(stats),
             "health": "serving" if self.healthy else "failed",
             "started_at": self.started_at,
+            "tls": tls_state(self.mesh.runtime),
         }
 
     def traffic(self) -> list[dict[str, Any]]:
@@ -128,7 +150,13 @@ def agent_for(config: MeshConfig, host: Any, env: dict[str, str] | None = None) 
     if not token:
         raise ConfigError(["control_token: required with control (or SOFAMESH_CONTROL_TOKEN)"])
     assert config.control is not None and config.workspace is not None
-    return ControlAgent(host, config.control, token, config.workspace, env=env)
+    agent = ControlAgent(host, config.control, token, config.workspace, env=env)
+    agent.ca_file = config.control_ca
+    tls = host.runtime.tls
+    if tls is not None and config.tls.cert is None:  # the control plane issues the identity
+        source = tls.contexts.source
+        agent.enroller = Enroller(agent.call, config.workspace, config.app, source)
+    return agent
 
 
 async def run_agent(

@@ -26,7 +26,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Workspace": _obj(["name"], name=_STR),
     "User": _obj(["name"], name=_STR, password=_STR, role=_STR, workspace=_STR),
     "Member": _obj(["user", "role"], user=_STR, role={"enum": ["owner", "editor", "viewer"]}),
-    "Token": _obj(["role"], role={"enum": ["owner", "editor", "viewer", "dataplane"]}, name=_STR),
+    "Token": _obj(
+        ["role"],
+        role={"enum": ["owner", "editor", "viewer", "dataplane"]},
+        name=_STR,
+        apps={"type": "array", "items": _STR},
+    ),
+    "Csr": _obj(["csr"], csr=_STR),
     "RulesApply": _obj(
         ["document"],
         document={"oneOf": [{"type": "object"}, _STR]},
@@ -53,6 +59,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         rules_error={"type": ["object", "null"]},
         traffic={"type": "array"},
         decisions={"type": "array"},
+        tls={"type": ["object", "null"]},
     ),
     "Ack": _obj(["version"], version=_STR, error={"type": ["string", "null"]}),
     "Action": _obj(["action"], action={"enum": ["fail", "ok", "drain"]}),

@@ -147,6 +147,7 @@ class Records:
         role: str | None = None,
         name: str = "",
         ttl: float | None = None,
+        apps: tuple[str, ...] = (),
     ) -> tuple[str, dict[str, Any]]:
         """A new token (shown once) and its record; a login token has no workspace or role."""
         token = new_token()
@@ -161,6 +162,7 @@ class Records:
             "created": now,
             "expires": None if ttl is None else now + ttl,
             "revoked": False,
+            "apps": list(apps),
         }
         await self.put_json(f"tokens/{digest}", record)
         return token, record
@@ -174,7 +176,8 @@ class Records:
             return None
         if record["workspace"] is not None:
             roles = {record["workspace"]: record["role"]}
-            return Principal(record["user"], False, roles, record["id"])
+            apps = tuple(record.get("apps") or ())
+            return Principal(record["user"], False, roles, record["id"], apps)
         user = await self.user(record["user"])
         if user is None:
             return None

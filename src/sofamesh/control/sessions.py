@@ -34,6 +34,7 @@ import anyio
 from sofamesh.control.api import ApiError
 from sofamesh.control.config import ControlConfig
 from sofamesh.control.heads import Heads
+from sofamesh.control.identities import check_tls, tls_row
 from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
 from sofamesh.control.rules import Refused, RulesBook, pushed, validate, version_name
@@ -68,6 +69,7 @@ def check_report(body: dict[str, Any]) -> dict[str, Any]:
             problems.append(f"{key}: expected a list")
     if not isinstance(body.get("pod", {}), dict):
         problems.append("pod: expected a mapping")
+    problems += check_tls(body.get("tls"))
     if problems:
         raise ValueError("bad report: " + "; ".join(problems))
     return body
@@ -140,6 +142,7 @@ class Sessions:
                 pod=body.get("pod", {}),
                 rules_version=body.get("rules_version"),
                 rules_error=body.get("rules_error"),
+                tls=body.get("tls"),
                 last_seen=now,
             )
             self.planes.put(key, record)
@@ -266,6 +269,7 @@ class Sessions:
             "sync_error": error,
             "last_seen": r["last_seen"],
             "connected_at": r.get("connected_at"),
+            "tls": tls_row(r.get("tls"), now),
         }
 
     async def decisions(self, workspace: str) -> list[dict[str, Any]]:

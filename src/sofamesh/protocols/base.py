@@ -45,9 +45,10 @@ from sofamesh.model import Invocation, Result
 from sofamesh.transport.tls import ClientTls
 
 if TYPE_CHECKING:
-    from sofamesh.upstream.health import HealthCheckConfig
+    from sofamesh.upstream.health import HealthCheckConfig, ProbeConnect
 
-HealthProbe = Callable[[Endpoint, "HealthCheckConfig"], Awaitable[bool]]
+# (endpoint, config, connect: None for plain TCP, else the runtime's, mTLS where published)
+HealthProbe = Callable[[Endpoint, "HealthCheckConfig", "ProbeConnect | None"], Awaitable[bool]]
 Route = Callable[[str], Handler | None]
 
 

@@ -14,6 +14,7 @@ public key of a CSR whose private key never left its data plane.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from sofamesh.security.spiffe import SpiffeId, trust_domain_id
 
 WORKLOAD_LIFE = datetime.timedelta(hours=24)
 CA_LIFE = datetime.timedelta(days=3650)
+SERVER_LIFE = datetime.timedelta(days=90)  # the control plane's own certificate
 # Not-before is set this far back, so a peer whose clock is a little behind ours accepts
 # a certificate issued a moment ago.
 CLOCK_SKEW = datetime.timedelta(minutes=1)
@@ -129,6 +131,39 @@ class CertificateAuthority:
         """
         key = new_key()
         return self.sign(key.public_key(), workload, life=life, now=now, dns=dns), key
+
+    def issue_server(
+        self,
+        dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        *,
+        life: datetime.timedelta = SERVER_LIFE,
+        now: datetime.datetime | None = None,
+    ) -> tuple[x509.Certificate, PrivateKey]:
+        """A key and a server certificate for host names and addresses (serverAuth only): the
+        control plane's API over HTTPS, which clients check by name, not by SPIFFE ID."""
+        if not dns and not ips:
+            raise ValueError("a server certificate needs at least one DNS name or IP address")
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        key = new_key()
+        ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        common_name = (dns or ips)[0]
+        builder = (
+            _validity(x509.CertificateBuilder(), _now(now), life)
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
+            )
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        )
+        return builder.sign(self.key, hashes.SHA256()), key
 
     def sign_csr(
         self,

@@ -120,39 +120,59 @@ class IdentitySource:
         *,
         check_interval: float = CHECK_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        pending: bool = False,
     ) -> None:
         self.files = files
         self._interval = check_interval
         self._clock = clock
-        self._identity = load_identity(files)  # at start, files that do not load are an error
-        self._checked = clock()
+        self._identity: Identity | None = None
         self.reloads = 0
         self.failed_reloads = 0
-        _warn_if_stale(self._identity)
+        try:
+            self._identity = load_identity(files)
+        except (IdentityError, OSError):
+            # At start, files that do not load are an error, unless a renewer (the control
+            # plane's enrollment) is about to write them: then there is no identity yet, and
+            # every handshake fails until there is one.
+            if not pending:
+                raise
+        self._checked = clock()
+        if self._identity is not None:
+            _warn_if_stale(self._identity)
+
+    @property
+    def loaded(self) -> Identity | None:
+        """The identity in force, or None while a pending source has none yet."""
+        return self._identity
 
     def current(self) -> Identity:
         now = self._clock()
         if now - self._checked >= self._interval:
             self._checked = now
             self._reload_if_changed()
-        return self._identity
+        return self._in_force()
 
     def check_now(self) -> Identity:
         """Look at the files now (a renewer that just wrote them, a test), not at the next tick."""
         self._checked = self._clock()
         self._reload_if_changed()
+        return self._in_force()
+
+    def _in_force(self) -> Identity:
+        if self._identity is None:
+            raise IdentityError(f"no identity yet: {self.files.cert} has not been issued")
         return self._identity
 
     def _reload_if_changed(self) -> None:
+        old = self._identity
         try:
-            if self.files.stamp() == self._identity.stamp:
+            if old is not None and self.files.stamp() == old.stamp:
                 return
             fresh = load_identity(self.files)
         except (IdentityError, OSError) as exc:
             self.failed_reloads += 1
-            log.warning(
-                "identity files not reloaded, keeping %s: %s", self._identity.spiffe_id, exc
-            )
+            keeping = old.spiffe_id if old is not None else "no identity"
+            log.warning("identity files not reloaded, keeping %s: %s", keeping, exc)
             return
         self._identity = fresh
         self.reloads += 1

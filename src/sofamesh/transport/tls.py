@@ -77,12 +77,8 @@ class TlsContexts:
 
     def __init__(self, source: IdentitySource) -> None:
         self.source = source
-        self._identity = source.current()
+        self._identity = source.loaded  # None until a pending source has an identity
         self._cache: dict[tuple[bool, tuple[str, ...]], ssl.SSLContext] = {}
-
-    @property
-    def identity(self) -> Identity:
-        return self._identity
 
     def context(self, server_side: bool, alpn: tuple[str, ...]) -> ssl.SSLContext:
         identity = self.source.current()
@@ -100,7 +96,7 @@ class TlsContexts:
             peer = SpiffeId.parse(uri)
         except ValueError as exc:
             raise ValueError(f"the peer's certificate carries no mesh identity: {exc}") from None
-        ours = self._identity.spiffe_id.trust_domain
+        ours = self.source.current().spiffe_id.trust_domain
         if peer.trust_domain != ours:
             raise ValueError(f"{uri} is outside the trust domain {ours!r}")
         if expected and uri != expected:
@@ -264,8 +260,8 @@ class ClientTls:
         port: int,
         expected: str,
     ) -> SecureStream:
-        ctx = self.contexts.context(False, alpn)
         try:
+            ctx = self.contexts.context(False, alpn)
             tls = await handshake(stream, ctx, server_side=False)
             self.contexts.check_peer(tls.extra(TLSAttribute.ssl_object), expected)
         except REFUSED as exc:

@@ -150,9 +150,9 @@ class TlsListener(anyio.abc.Listener[anyio.abc.ByteStream]):
     async def _handshake(
         self, stream: anyio.abc.ByteStream, first: bytes, peer: str
     ) -> SecureStream | None:
-        ctx = self.contexts.context(True, self.alpn)
         prefixed = Prefixed(stream, first)
-        try:
+        try:  # no identity yet (the control plane has not issued one) refuses, too
+            ctx = self.contexts.context(True, self.alpn)
             tls = await handshake(prefixed, ctx, server_side=True)
             if prefixed.drained:  # the sniffed bytes were the handshake's: read the TCP stream
                 tls.transport_stream = stream
@@ -199,6 +199,11 @@ class MeshTls:
         service's, if stricter than the data plane's)."""
         identity = str(self.contexts.source.current().spiffe_id)
         return {META_MODE: mode or self.mode, META_ID: identity}
+
+    async def probe_connect(self, ep: Endpoint, alpn: tuple[str, ...]) -> anyio.abc.ByteStream:
+        """A health probe's connection: mTLS to an endpoint that publishes it, as calls get."""
+        self.learn(ep)
+        return await self.client.connect(alpn, ep.host, ep.port, HANDSHAKE_TIMEOUT)
 
     def learn(self, ep: Endpoint) -> None:
         if ep in self._learned:

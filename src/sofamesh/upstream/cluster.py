@@ -35,7 +35,7 @@ from sofamesh.model import Invocation
 from sofamesh.registry.base import DEFAULT_LEASE, Registry, Snapshot
 from sofamesh.stats import Stats
 from sofamesh.upstream.balancers import Balancer, BalancerSpec, make_balancer
-from sofamesh.upstream.health import HealthCheckConfig, HealthChecker
+from sofamesh.upstream.health import HealthCheckConfig, HealthChecker, ProbeConnect
 from sofamesh.upstream.outlier import OutlierConfig, OutlierDetector
 from sofamesh.upstream.removals import NO_CHANGE, Change, RemovalConfig, RemovalGuard
 from sofamesh.upstream.success_rate import SuccessRateConfig, SuccessRateDetector
@@ -255,6 +255,7 @@ class ClusterManager:
         `sleep`: how the timer that ends held removals waits, `idle_sleep` the idle
         sweep's (tests pass fakes)."""
         self._registry = registry
+        self.probe_connect: ProbeConnect | None = None  # mTLS probes (the runtime's, with tls:)
         self._sleep = sleep
         self._idle_sleep = idle_sleep
         self.max_clusters = max_clusters
@@ -364,7 +365,7 @@ class ClusterManager:
         async with AsyncExitStack() as stack:
             if cluster.policy.health_check is not None:
                 cluster.health = await stack.enter_async_context(
-                    HealthChecker(cluster.policy.health_check)
+                    HealthChecker(cluster.policy.health_check, connect=self.probe_connect)
                 )
             snapshots = await stack.enter_async_context(self._registry.watch(cluster.service))
             async with anyio.create_task_group() as tg:

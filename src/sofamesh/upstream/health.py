@@ -44,10 +44,14 @@ import attrs
 
 from sofamesh import protocols
 from sofamesh.endpoint import Endpoint
+from sofamesh.transport.errors import TransportError
 
 log = logging.getLogger("sofamesh.upstream.health")
 
 Prober = Callable[[Endpoint], Awaitable[bool]]
+# A probe's connection to an endpoint, offering these ALPN protocols: plain TCP, or mutual TLS
+# to an endpoint that publishes it (the runtime's, as its calls get).
+ProbeConnect = Callable[[Endpoint, tuple[str, ...]], Awaitable[anyio.abc.ByteStream]]
 
 
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
@@ -156,10 +160,15 @@ async def tcp_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
     return True
 
 
-def probe_of(config: HealthCheckConfig) -> Prober:
-    """The probe `config.kind` names: TCP here, a protocol's from its slice (the registry's)."""
-    probe = protocols.health_probe(config.kind) or tcp_probe
-    return lambda ep: probe(ep, config)
+def probe_of(config: HealthCheckConfig, connect: ProbeConnect | None = None) -> Prober:
+    """The probe `config.kind` names: TCP here, a protocol's from its slice (the registry's).
+
+    `connect`: how a protocol's probe connects (default plain TCP); the TCP probe stays a
+    plain connect, which shows the port is open without a handshake."""
+    probe = protocols.health_probe(config.kind)
+    if probe is None:
+        return lambda ep: tcp_probe(ep, config)
+    return lambda ep: probe(ep, config, connect)
 
 
 # -- the checker ------------------------------------------------------------------------------
@@ -177,11 +186,12 @@ class HealthChecker:
         config: HealthCheckConfig,
         *,
         prober: Prober | None = None,
+        connect: ProbeConnect | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.state = HealthState(config)
-        self._prober: Prober = prober or probe_of(config)
+        self._prober: Prober = prober or probe_of(config, connect)
         self._rand = rand
         self._loops: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -241,7 +251,7 @@ class HealthChecker:
         with anyio.move_on_after(self.config.timeout):
             try:
                 return await self._prober(ep)
-            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+            except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, TransportError):
                 return False  # a probe answers False itself for what its protocol rejects
         return False  # timed out
 

@@ -13,18 +13,21 @@ from sofamesh.codecs import bolt
 from sofamesh.endpoint import Endpoint
 
 if TYPE_CHECKING:
-    from sofamesh.upstream.health import HealthCheckConfig
+    from sofamesh.upstream.health import HealthCheckConfig, ProbeConnect
 
 _heartbeat_ids = itertools.count(1)
 
 
-async def bolt_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
+async def bolt_probe(
+    ep: Endpoint, config: HealthCheckConfig, connect: ProbeConnect | None = None
+) -> bool:
     """A Bolt heartbeat (command code 0) gets a SUCCESS heartbeat ack."""
     frame = bolt.heartbeat(
         next(_heartbeat_ids) & 0x7FFFFFFF, timeout_ms=max(1, int(config.timeout * 1000))
     )
     decoder = bolt.FrameDecoder()
-    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
+    opened = connect(ep, ()) if connect else anyio.connect_tcp(ep.host, ep.port)
+    async with await opened as stream:
         await stream.send(bolt.encode(frame))
         while True:
             try:

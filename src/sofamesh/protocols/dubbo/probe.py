@@ -13,16 +13,19 @@ from sofamesh.codecs import dubbo
 from sofamesh.endpoint import Endpoint
 
 if TYPE_CHECKING:
-    from sofamesh.upstream.health import HealthCheckConfig
+    from sofamesh.upstream.health import HealthCheckConfig, ProbeConnect
 
 _ids = itertools.count(1)
 
 
-async def dubbo_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
+async def dubbo_probe(
+    ep: Endpoint, config: HealthCheckConfig, connect: ProbeConnect | None = None
+) -> bool:
     """A heartbeat event gets an OK event reply with the same id."""
     beat = dubbo.heartbeat(next(_ids))
     decoder = dubbo.FrameDecoder()
-    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
+    opened = connect(ep, ()) if connect else anyio.connect_tcp(ep.host, ep.port)
+    async with await opened as stream:
         await stream.send(dubbo.encode(beat))
         while True:
             try:

@@ -11,20 +11,25 @@ import anyio.abc
 import h11
 
 from sofamesh.endpoint import Endpoint
+from sofamesh.transport.tls import ALPN_HTTP1
 
 if TYPE_CHECKING:
-    from sofamesh.upstream.health import HealthCheckConfig
+    from sofamesh.upstream.health import HealthCheckConfig, ProbeConnect
 
 
-async def http_probe(ep: Endpoint, config: HealthCheckConfig) -> bool:
-    """`GET config.path` answers with a status in `expected_statuses`."""
+async def http_probe(
+    ep: Endpoint, config: HealthCheckConfig, connect: ProbeConnect | None = None
+) -> bool:
+    """`GET config.path` answers with a status in `expected_statuses` (over mTLS to an endpoint
+    that publishes it, when `connect` is the runtime's)."""
     conn = h11.Connection(h11.CLIENT)
     request = h11.Request(
         method="GET",
         target=config.path,
         headers=[("host", ep.address), ("user-agent", "sofamesh-health"), ("connection", "close")],
     )
-    async with await anyio.connect_tcp(ep.host, ep.port) as stream:
+    opened = connect(ep, ALPN_HTTP1) if connect else anyio.connect_tcp(ep.host, ep.port)
+    async with await opened as stream:
         try:
             await stream.send(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
             return await _status_ok(conn, stream, config)
