@@ -12,8 +12,9 @@ want() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
 command -v python3 >/dev/null || want python3
 python3 -c 'import venv, ensurepip' 2>/dev/null || want python3-venv
 if [ "$MODE" != "--demo-only" ]; then
-  # Test peers: load tools, etcd, ZooKeeper (needs a JRE), the Java Hessian reference, Node for SOFARPC.
-  for p in wrk nghttp2-client nginx-light etcd-server etcd-client zookeeper libhessian-java netcat-openbsd curl openssl; do want "$p"; done
+  # Test peers: load tools, etcd, ZooKeeper (needs a JRE), the Java Hessian reference, Node for SOFARPC,
+  # Chromium for the console's browser tests (driven by Playwright from PyPI, never `playwright install`).
+  for p in wrk nghttp2-client nginx-light etcd-server etcd-client zookeeper libhessian-java netcat-openbsd curl openssl chromium; do want "$p"; done
   command -v javac >/dev/null || want openjdk-17-jdk-headless
   command -v node >/dev/null || { want nodejs; want npm; }
 fi

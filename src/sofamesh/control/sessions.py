@@ -37,6 +37,7 @@ from sofamesh.control.heads import Heads
 from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
 from sofamesh.control.rules import Refused, RulesBook, pushed, validate, version_name
+from sofamesh.control.samples import Samples
 
 log = logging.getLogger("sofamesh.control.sessions")
 
@@ -94,6 +95,7 @@ class Sessions:
         self._last: dict[str, float] = {}  # session -> last report time (flood guard)
         self._strikes: dict[str, tuple[int, float]] = {}  # session -> (strikes, cut until)
         self._pushed: dict[tuple[str, int], dict[str, Any]] = {}  # checked documents
+        self.samples = Samples()  # per service, for the console's charts
 
     async def run(self) -> None:
         """The background work of sessions: follow other replicas' heads, save records."""
@@ -143,6 +145,7 @@ class Sessions:
                 last_seen=now,
             )
             self.planes.put(key, record)
+            self.samples.add(workspace, record, now)
         head = (await self.heads.get(workspace)).rules
         return {
             "report_interval": self.config.report_interval,
