@@ -47,8 +47,9 @@ function loginPage(error) {
       if (token.value.trim()) setToken(token.value.trim());
       else setToken((await api("POST", "/api/v1/login", { user: user.value, password: pass.value })).token);
       await loadMe();
-      location.hash = workspaces.length ? `#/w/${encodeURIComponent(workspaces[0].name)}/overview` : "#/none";
-      route();
+      const target = workspaces.length ? `#/w/${encodeURIComponent(workspaces[0].name)}/overview` : "#/none";
+      if (location.hash === target) route();
+      else location.hash = target; // routed by the hashchange
     } catch (e) {
       setToken(null);
       msg.replaceChildren(notice(e.message));
