@@ -25,6 +25,10 @@ def test_every_module_the_page_imports_is_packaged() -> None:
             for name in re.findall(r'from "\./([\w.]+)"', asset.body.decode()):
                 wanted.add(f"{here}/{name}")
     assert wanted and wanted <= set(assets), wanted - set(assets)
+    # The page names every module up front (one round of requests, not one per import level).
+    preloaded = set(re.findall(r'rel="modulepreload" href="([^"]+)"', page))
+    modules = {p for p in assets if p.endswith(".js")}
+    assert preloaded == modules - {"/console/js/main.js"}
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
 
 
