@@ -160,6 +160,7 @@ def photograph(stage: Stage, out: Path) -> None:
         page.screenshot(path=str(out / "rule-review.png"), full_page=True)
         shoot(page, f"{base}/yaml", "yaml", out, "#yaml-text")
         shoot(page, f"{base}/history", "history", out, "main table")
+        shoot(page, f"{base}/access", "access", out, "main table")
         page.close()
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         log_in(phone, stage.url)

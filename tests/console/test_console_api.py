@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.control.harness import running_control
+from tests.control.harness import ADMIN_PASSWORD, running_control
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +89,20 @@ async def test_preview_names_problems_and_diffs_against_the_latest(
         ]:
             status, _ = await other.call(method, path, {"document": {}})
             assert status == 404
+
+
+async def test_logout_revokes_the_callers_own_token_at_once(
+    tmp_path: Path, monkeypatch: Any, anyio_backend: str
+) -> None:
+    async with running_control(tmp_path, monkeypatch) as (_cp, admin):
+        login = await admin.as_(None).ok(
+            "POST", "/api/v1/login", {"user": "admin", "password": ADMIN_PASSWORD}
+        )
+        mine = admin.as_(login["token"])
+        assert (await mine.ok("GET", "/api/v1/whoami"))["user"] == "admin"
+        token_id = (await mine.ok("GET", "/api/v1/whoami"))["token_id"]
+        assert await mine.ok("POST", "/api/v1/logout") == {"revoked": token_id}
+        status, _ = await mine.call("GET", "/api/v1/whoami")
+        assert status == 401
+        assert (await admin.ok("GET", "/api/v1/whoami"))["user"] == "admin"  # others stay
+        assert (await admin.as_(None).call("POST", "/api/v1/logout"))[0] == 401

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import configparser
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,19 @@ def test_every_module_the_page_imports_is_packaged() -> None:
     modules = {p for p in assets if p.endswith(".js")}
     assert preloaded == modules - {"/console/js/main.js"}
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
+
+
+def test_setup_cfg_ships_every_file_of_the_console() -> None:
+    """`pip install sofamesh` serves the console: package_data names every static file."""
+    root = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    patterns = config["options.package_data"]["sofamesh.control.console"].split(",")
+    package = root / "src" / "sofamesh" / "control" / "console"
+    files = [p.relative_to(package).as_posix() for p in (package / "static").rglob("*.*")]
+    assert files
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p.strip()) for p in patterns), name
 
 
 async def test_page_assets_headers_and_the_api_beside_them(

@@ -1,5 +1,6 @@
 """Routes the console needs beyond the rest of the API: live samples, per-data-plane
-decisions, and a dry run of a rules document (problems, YAML, diff; nothing stored).
+decisions, a dry run of a rules document (problems, YAML, diff; nothing stored), and
+logging out (the caller's own token revoked at once, not left to expire).
 
 Ordinary routes of the one table: the CLI and any other client may use them too,
 with the same roles.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from sofamesh.control.api import ApiError, Call, Route
+from sofamesh.control.auth import token_hash
 from sofamesh.control.rules import Refused, validate
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class ConsoleApi:
     def routes(self) -> list[Route]:
         ws = "/api/v1/workspaces/{ws}"
         return [
+            Route("POST", "/api/v1/logout", "user", self.logout, "Revoke the caller's own token"),
             Route(
                 "GET",
                 f"{ws}/services/{{name}}/samples",
@@ -55,6 +58,18 @@ class ConsoleApi:
                 "RulesApply",  # the same body; `message` and `shadow` are ignored
             ),
         ]
+
+    async def logout(self, call: Call) -> Any:
+        bearer = (call.request.header(b"authorization") or b"").decode("latin-1")
+        key = f"tokens/{token_hash(bearer.partition(' ')[2].strip())}"
+        record = await self.cp.records.get_json(key)
+        if record is None:  # the dispatcher found it a moment ago: another replica's cache
+            raise ApiError(404, "no such token")
+        record["revoked"] = True
+        await self.cp.records.put_json(key, record)
+        self.cp.dispatcher.forget()
+        await self.cp.records.audit(call.actor, record["workspace"], "token.revoke", record["id"])
+        return {"revoked": record["id"]}
 
     async def service_samples(self, call: Call) -> Any:
         ring = self.cp.sessions.samples

@@ -204,7 +204,7 @@ function rulePage(ctx, kind, indexText) {
     dec.replaceChildren(
       h("h2", {}, inShadow(rule) ? "Preview on live traffic (shadow mode)" : "Decisions on live traffic"),
       h("div", { class: "row" },
-        h("p", { id: "would-reject" }, "Would reject: ", h("strong", {}, String(t.shadowed))),
+        h("p", { id: "would-reject" }, kind === "breakers" ? "Would open (calls rejected): " : "Would reject: ", h("strong", {}, String(t.shadowed))),
         h("p", { id: "rejected" }, "Rejected: ", h("strong", {}, String(t.rejected))),
         inShadow(rule) && ctx.edit ? h("button", { id: "enforce", class: "danger", onclick: () => enforce(rule, name) }, "Enforce") : null),
       table(

@@ -8,6 +8,7 @@ import { sidecars, sidecar } from "./sidecars.js";
 import { governance } from "./governance.js";
 import { history, yamlView } from "./history.js";
 import { topology } from "./topology.js";
+import { access } from "./access.js";
 
 const REFRESH_MS = 2000;
 const PAGES = {
@@ -18,6 +19,7 @@ const PAGES = {
   governance: { title: "Governance", make: governance },
   yaml: { title: "Rules YAML", make: yamlView, nav: false },
   history: { title: "History", make: history, nav: false },
+  access: { title: "Access", make: access, owner: true },
 };
 
 const root = document.getElementById("app");
@@ -74,8 +76,8 @@ function loginPage(error) {
   );
 }
 
-function logout() {
-  api("GET", "/api/v1/whoami").catch(() => {}); // the token simply expires; forget it here
+async function logout() {
+  await api("POST", "/api/v1/logout").catch(() => {}); // revoked at once; forgotten here anyway
   setToken(null);
   session.me = null;
   location.hash = "#/login";
@@ -92,15 +94,20 @@ function shell(ws, name) {
     workspaces.map((w) => h("option", { value: w.name, selected: w.name === ws }, w.name)),
   );
   const nav = Object.entries(PAGES)
-    .filter(([, p]) => p.nav !== false)
+    .filter(([, p]) => p.nav !== false && (!p.owner || role(ws) === "owner"))
     .map(([key, p]) =>
       h("a", { href: `#/w/${encodeURIComponent(ws)}/${key}`, "aria-current": key === name ? "page" : null }, p.title),
     );
   const conn = h("span", { id: "conn", role: "status", class: session.online ? "ok" : "lost" },
     session.online ? "live" : "connection lost");
+  const skip = (ev) => {
+    ev.preventDefault(); // the hash is the router's: move the focus instead
+    document.getElementById("main").focus();
+  };
   return h(
     "header",
     { class: "top" },
+    h("a", { class: "skip", href: "#main", onclick: skip }, "Skip to content"),
     h("a", { class: "brand", href: `#/w/${encodeURIComponent(ws)}/overview` }, "sofamesh"),
     h("nav", { "aria-label": "Pages" }, nav),
     h("div", { class: "who" }, select, conn,
@@ -143,7 +150,8 @@ export async function route() {
     }
   }
   const known = workspaces.map((w) => w.name);
-  if (!where.ws || !known.includes(where.ws) || !PAGES[where.name]) {
+  const allowed = PAGES[where.name] && (!PAGES[where.name].owner || role(where.ws) === "owner");
+  if (!where.ws || !known.includes(where.ws) || !allowed) {
     if (!known.length) {
       root.replaceChildren(h("main", { class: "pad" }, notice("No workspace is shared with you.", "info")));
       return;
