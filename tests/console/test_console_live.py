@@ -123,8 +123,16 @@ def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     page.get_by_label("Sync").select_option("REJECTED")
     expect(page.get_by_text("1 of 3 data planes")).to_be_visible()
 
-    # Mark failed, with confirmation; the data plane carries it out.
+    # A data plane's page: its live traffic and its clusters' endpoints.
     page.get_by_label("Sync").select_option("")
+    page.get_by_role("link", name="web", exact=True).click()
+    traffic = page.get_by_role("table", name="Traffic")
+    expect(traffic.get_by_role("row").filter(has_text="orders-svc")).to_contain_text("outbound")
+    clusters = page.get_by_role("table", name="Clusters")
+    expect(clusters.get_by_role("row").filter(has_text="orders-svc")).to_contain_text("healthy")
+    page.go_back()
+
+    # Mark failed, with confirmation; the data plane carries it out.
     page.get_by_role("button", name=re.compile(r"^Mark failed: orders ")).click()
     page.locator("dialog.confirm").get_by_role("button", name="Mark failed").click()
     expect(page.get_by_text("Mark failed: asked")).to_be_visible()

@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 
 from sofamesh.control.api import ApiError
+from sofamesh.control.catalog import rates
 from sofamesh.control.config import ControlConfig
 from sofamesh.control.heads import Heads
 from sofamesh.control.planes import Planes
@@ -51,7 +52,7 @@ ACTIONS: dict[str, dict[str, Any]] = {
 _STRIKES_TO_CUT = 20
 _CUT_FOR = 60.0
 _IDENTITY = ("app", "mode", "version", "host", "pid", "started_at", "injected_at")
-_LISTS = ("listeners", "provides", "calls", "traffic", "decisions")
+_LISTS = ("listeners", "provides", "calls", "traffic", "decisions", "clusters")
 
 
 def check_report(body: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +264,11 @@ class Sessions:
             "listeners": r.get("listeners", []),
             "provides": r.get("provides", []),
             "calls": r.get("calls", []),
+            "clusters": r.get("clusters", []),
+            "rates": [
+                {"direction": d, "service": svc, **numbers}
+                for (d, svc), numbers in sorted(rates(r).items())
+            ],
             "rules_version": r.get("rules_version"),
             "latest_rules_version": latest,
             "sync": sync,

@@ -128,6 +128,31 @@ export function sidecar(ctx) {
         h("h2", {}, "Services"),
         h("p", {}, "Provides: ", (row.provides || []).map((s) => [link(`#/w/${ctx.ws}/services/${encodeURIComponent(s)}`, s), " "]), row.provides?.length ? null : "—"),
         h("p", {}, "Calls: ", (row.calls || []).map((s) => [link(`#/w/${ctx.ws}/services/${encodeURIComponent(s)}`, s), " "]), row.calls?.length ? null : "—"),
+        h("h2", {}, "Traffic (since its previous report)"),
+        table(
+          [
+            { title: "Direction", cell: (t) => t.direction },
+            { title: "Service", cell: (t) => link(`#/w/${ctx.ws}/services/${encodeURIComponent(t.service)}`, t.service) },
+            { title: "Requests/s", cell: (t) => fmt.rps(t.rps) },
+            { title: "Errors", cell: (t) => t.errors },
+            { title: "p99", cell: (t) => fmt.ms(t.p99_ms) },
+          ],
+          row.rates || [],
+          { label: "Traffic", empty: "No calls yet." },
+        ),
+        h("h2", {}, "Clusters (the services it calls)"),
+        table(
+          [
+            { title: "Service", cell: (c) => c.cluster },
+            { title: "Endpoint", cell: (c) => c.address },
+            { title: "Health", cell: (c) => badge(c.health) },
+            { title: "Active", cell: (c) => c.active_requests },
+            { title: "Times ejected", cell: (c) => c.times_ejected },
+            { title: "Ejected for", cell: (c) => (c.ejected_for_s ? `${c.ejected_for_s} s` : "—") },
+          ],
+          (row.clusters || []).flatMap((c) => c.endpoints.map((e) => ({ cluster: c.service, ...e }))),
+          { label: "Clusters", empty: "It has called no service yet." },
+        ),
         h("h2", {}, "Rule decisions here"),
         table(
           [
