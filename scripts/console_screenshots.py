@@ -92,7 +92,9 @@ def mesh(stage: Stage) -> None:
     stage.drive(web["outbound[0]"], "inventory-svc", rate=10)
 
 
-def shoot(page: Page, url: str, name: str, out: Path, wait_for: str = "main h1") -> None:
+def shoot(
+    page: Page, url: str, name: str, out: Path, wait_for: str = "main h1", full: bool = False
+) -> None:
     page.goto(url)
     try:
         page.wait_for_selector(wait_for)
@@ -100,7 +102,7 @@ def shoot(page: Page, url: str, name: str, out: Path, wait_for: str = "main h1")
         page.screenshot(path=str(out / f"{name}-failed.png"))
         raise
     page.wait_for_timeout(600)  # let a refresh land so the numbers are live ones
-    page.screenshot(path=str(out / f"{name}.png"))
+    page.screenshot(path=str(out / f"{name}.png"), full_page=full)
     print(f"{out / name}.png")
 
 
@@ -150,8 +152,10 @@ def photograph(stage: Stage, out: Path) -> None:
         shoot(page, f"{base}/services/orders-svc", "service", out, "svg.chart path.line")
         shoot(page, f"{base}/topology", "topology", out, "svg.topology .edge")
         shoot(page, f"{base}/sidecars", "sidecars", out, "#sidecar-table table")
-        dp = stage.call("GET", f"{WS}/sidecars")[0]["id"]
-        shoot(page, f"{base}/sidecars/{dp}", "sidecar", out, "dl.facts")
+        dp = next(r["id"] for r in stage.call("GET", f"{WS}/sidecars") if r["app"] == "web")
+        shoot(
+            page, f"{base}/sidecars/{dp}", "sidecar", out, "table[aria-label=Clusters]", full=True
+        )
         shoot(page, f"{base}/governance", "governance", out, "main table")
         shoot(page, f"{base}/governance/rate_limits/0", "rule-shadow", out, "#decisions table")
         page.get_by_label("Count (calls/s) *").fill("12")

@@ -101,7 +101,11 @@ function readForm(fields, rule) {
         err.textContent = `not valid JSON: ${e.message}`;
         bad.push(f.key);
       }
-    } else if (f.type === "number") v = input.value.trim() === "" ? undefined : Number(input.value) || input.value;
+    } else if (f.type === "number") {
+      const raw = input.value.trim();
+      // Not a number: sent as typed, so the API names the problem at this field.
+      v = raw === "" ? undefined : Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    }
     else v = input.value.trim() === "" ? undefined : input.value.trim();
     set(next, f.key, v);
   }

@@ -124,7 +124,14 @@ export function sidecar(ctx) {
         actions(ctx, row, (n) => said.replaceChildren(n)),
         facts(row),
         h("h2", {}, "Listeners"),
-        table([{ title: "Listener", cell: (l) => (typeof l === "string" ? l : JSON.stringify(l)) }], row.listeners || [], { label: "Listeners" }),
+        table(
+          [
+            { title: "Listener", cell: (l) => (typeof l === "string" ? l : l.name) },
+            { title: "Address", cell: (l) => (typeof l === "string" ? "" : l.address) },
+          ],
+          row.listeners || [],
+          { label: "Listeners", empty: "No listener (an SDK app)." },
+        ),
         h("h2", {}, "Services"),
         h("p", {}, "Provides: ", (row.provides || []).map((s) => [link(`#/w/${ctx.ws}/services/${encodeURIComponent(s)}`, s), " "]), row.provides?.length ? null : "—"),
         h("p", {}, "Calls: ", (row.calls || []).map((s) => [link(`#/w/${ctx.ws}/services/${encodeURIComponent(s)}`, s), " "]), row.calls?.length ? null : "—"),
