@@ -104,6 +104,11 @@ def test_a_viewer_sees_no_edit_control_and_another_workspace_stays_hidden(
     expect(page.get_by_role("link", name="orders")).to_be_visible()
     expect(page.get_by_role("button", name="Mark failed")).to_have_count(0)
     expect(page.get_by_role("button", name="Drain")).to_have_count(0)
+    # At a phone width the inventory is stacked cards: nothing runs off the side.
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.get_by_role("link", name="orders")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(stage.url + "/#/w/a/history")
     expect(page.get_by_role("cell", name="v2", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Diff v1 to v2")).to_be_visible()
