@@ -19,6 +19,8 @@ if [ "$MODE" != "--demo-only" ]; then
   # Interception tests: iptables (the nft backend works in a netns) and ip netns.
   for p in iptables iproute2; do want "$p"; done
   want prometheus  # Istio dashboard queries evaluated by a real Prometheus (tests/observability)
+  # Chromium for the console's browser tests (driven by Playwright from PyPI, never `playwright install`).
+  want chromium
   command -v javac >/dev/null || want openjdk-17-jdk-headless
   command -v node >/dev/null || { want nodejs; want npm; }
 fi

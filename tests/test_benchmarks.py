@@ -36,6 +36,7 @@ FIGURES = {
     "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
     "intercept.py": r"^\| transparent \| keep-alive \| [\d,]+ \|",
     "observability.py": r"^\| sofamesh, tracing 100 % \| [\d,]+ \|",
+    "console.py": r"^\| services page, 200 services / 50 data planes \| [\d.]+ ms \|",
 }
 
 

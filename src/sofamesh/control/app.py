@@ -22,10 +22,12 @@ from sofamesh.codecs.http1 import Http1Limits
 from sofamesh.config import Address
 from sofamesh.control.api import Dispatcher, Reply, Route, token_everywhere
 from sofamesh.control.api_access import AccessApi
+from sofamesh.control.api_console import ConsoleApi
 from sofamesh.control.api_dataplanes import DataPlaneApi
 from sofamesh.control.api_rules import RulesApi
 from sofamesh.control.catalog import Catalog
 from sofamesh.control.config import ControlConfig
+from sofamesh.control.console import ConsoleSite
 from sofamesh.control.mesh_ca import CaApi, open_ca
 from sofamesh.control.records import Conflict, Records
 from sofamesh.control.rules import RulesBook
@@ -71,7 +73,7 @@ class ControlPlane:
         async with AsyncExitStack() as stack:
             await self._open(stack)
             server = Http1Server(
-                self.dispatcher,
+                ConsoleSite(self.dispatcher),  # the web console at /, the API under /api
                 Http1Limits(max_body_size=self.config.max_body_bytes),
                 keepalive_timeout=max(60.0, self.config.watch_timeout * 2),
             )
@@ -136,4 +138,5 @@ class ControlPlane:
             *RulesApi(self).routes(),
             *DataPlaneApi(self).routes(),
             *CaApi(self, self.ca).routes(),
+            *ConsoleApi(self).routes(),
         ]

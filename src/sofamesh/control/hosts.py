@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sofamesh.runtime import Runtime
     from sofamesh.sdk.mesh import Mesh
     from sofamesh.sidecar.app import Sidecar
+    from sofamesh.upstream.cluster import ClusterManager
 
 log = logging.getLogger("sofamesh.control.agent")
 
@@ -48,6 +49,25 @@ def traffic(stats: Stats) -> list[dict[str, Any]]:
         row["p50"] = max(row["p50"], cs.latency.quantile(0.5))
         row["p99"] = max(row["p99"], cs.latency.quantile(0.99))
     return list(rows.values())
+
+
+MAX_REPORTED_CLUSTERS = 100  # a report stays small however many services a data plane calls
+
+
+def clusters(manager: ClusterManager | None) -> list[dict[str, Any]]:
+    """Each called service's endpoints and their state (healthy, unhealthy, ejected)."""
+    if manager is None:
+        return []
+    found = sorted(manager.clusters.values(), key=lambda c: c.service)[:MAX_REPORTED_CLUSTERS]
+    keep = ("address", "health", "times_ejected", "ejected_for_s", "active_requests")
+    return [
+        {
+            "service": d["service"],
+            "balancer": d["balancer"],
+            "endpoints": [{k: e[k] for k in keep} for e in d["endpoints"]],
+        }
+        for d in (c.describe() for c in found)
+    ]
 
 
 def _calls(stats: Stats) -> list[str]:
@@ -94,6 +114,7 @@ class SidecarHost:
             "health": health,
             "started_at": s.started_at,
             "tls": tls_state(s.runtime),
+            "clusters": clusters(s.runtime.clusters),
         }
 
     def traffic(self) -> list[dict[str, Any]]:
@@ -130,6 +151,7 @@ class MeshHost:
             "health": "serving" if self.healthy else "failed",
             "started_at": self.started_at,
             "tls": tls_state(self.mesh.runtime),
+            "clusters": clusters(self.mesh.runtime.clusters),
         }
 
     def traffic(self) -> list[dict[str, Any]]:

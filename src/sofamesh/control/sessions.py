@@ -32,12 +32,14 @@ from typing import Any
 import anyio
 
 from sofamesh.control.api import ApiError
+from sofamesh.control.catalog import rates
 from sofamesh.control.config import ControlConfig
 from sofamesh.control.heads import Heads
 from sofamesh.control.identities import check_tls, tls_row
 from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
 from sofamesh.control.rules import Refused, RulesBook, pushed, validate, version_name
+from sofamesh.control.samples import Samples
 
 log = logging.getLogger("sofamesh.control.sessions")
 
@@ -51,7 +53,7 @@ ACTIONS: dict[str, dict[str, Any]] = {
 _STRIKES_TO_CUT = 20
 _CUT_FOR = 60.0
 _IDENTITY = ("app", "mode", "version", "host", "pid", "started_at", "injected_at")
-_LISTS = ("listeners", "provides", "calls", "traffic", "decisions")
+_LISTS = ("listeners", "provides", "calls", "traffic", "decisions", "clusters")
 
 
 def check_report(body: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class Sessions:
         self._last: dict[str, float] = {}  # session -> last report time (flood guard)
         self._strikes: dict[str, tuple[int, float]] = {}  # session -> (strikes, cut until)
         self._pushed: dict[tuple[str, int], dict[str, Any]] = {}  # checked documents
+        self.samples = Samples()  # per service, for the console's charts
 
     async def run(self) -> None:
         """The background work of sessions: follow other replicas' heads, save records."""
@@ -146,6 +149,7 @@ class Sessions:
                 last_seen=now,
             )
             self.planes.put(key, record)
+            self.samples.add(workspace, record, now)
         head = (await self.heads.get(workspace)).rules
         return {
             "report_interval": self.config.report_interval,
@@ -263,6 +267,11 @@ class Sessions:
             "listeners": r.get("listeners", []),
             "provides": r.get("provides", []),
             "calls": r.get("calls", []),
+            "clusters": r.get("clusters", []),
+            "rates": [
+                {"direction": d, "service": svc, **numbers}
+                for (d, svc), numbers in sorted(rates(r).items())
+            ],
             "rules_version": r.get("rules_version"),
             "latest_rules_version": latest,
             "sync": sync,
