@@ -111,6 +111,7 @@ class ServerStatistics:
 _INTERNAL_ERROR = HttpResponse(
     500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal server error\n"
 )
+DRAIN_IDLE_GRACE = 0.5  # seconds an idle connection may still bring a request once draining
 _LINGER_MAX_BYTES = 1 << 20
 _SENDING = "sending"  # the phase while a response waits for the client to take it
 _LINGER_ERRORS: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
@@ -206,13 +207,22 @@ class Http1Server:
         """Stop accepting, close idle connections, finish in-flight requests, return.
 
         Each in-flight request gets its response with "Connection: close".
-        Bound it with `anyio.move_on_after` and then cancel `serve` to cut the
-        stragglers off.
+        Connections idle when the drain begins are closed `DRAIN_IDLE_GRACE` later,
+        unless a request arrives first (then it is answered, with the close): a
+        keep-alive client may have sent one that the loop has not read yet, and
+        closing with it unread would lose it (RFC 9112 9.6). Bound the drain with
+        `anyio.move_on_after` and then cancel `serve` to cut the stragglers off.
         """
         self._life.begin_drain()
-        for conn in self._life.conns:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._close_idle_after, DRAIN_IDLE_GRACE)
+            await self._life.wait_stopped()
+            tg.cancel_scope.cancel()
+
+    async def _close_idle_after(self, grace: float) -> None:
+        await anyio.sleep(grace)
+        for conn in list(self._life.conns):
             conn.cancel_if_idle()
-        await self._life.wait_stopped()
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
