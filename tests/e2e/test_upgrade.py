@@ -21,9 +21,11 @@ import httpx
 import pytest
 import yaml
 
+import sofamesh
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.demo.procs import Procs
 from sofamesh.protocols.http.server import ConnInfo, Http1Server
+from sofamesh.registry.memory import MemoryHub, MemoryRegistry
 
 pytestmark = pytest.mark.anyio
 
@@ -189,3 +191,81 @@ async def test_upgrade_under_wrk_load_loses_no_request(tmp_path: Path, anyio_bac
 
 async def _more_than(admin: int, n: int) -> bool:
     return await served(admin) > n
+
+
+BOLT_IFACE, BOLT_VERSION = "com.example.Slow", "1.0"
+BOLT_SERVICE = f"{BOLT_IFACE}:{BOLT_VERSION}"
+CALLERS = 50
+
+
+class Slow:
+    """Answers after a while, so that calls are in flight whenever the upgrade happens."""
+
+    async def echo(self, value: str) -> str:
+        await anyio.sleep(0.05)
+        return value
+
+
+def bolt_sidecar_config(tmp_path: Path, upstream: str, port: int = 0) -> dict[str, Any]:
+    return {
+        "app": "slow",
+        "registry": f"file://{tmp_path}/reg?poll=0.05",
+        "upgrade_socket": str(tmp_path / "upgrade.sock"),
+        "drain_timeout": 10,
+        "inbound": [
+            {
+                "protocol": "bolt",
+                "listen": f"127.0.0.1:{port}",
+                "upstream": upstream,
+                "services": [BOLT_SERVICE],
+            }
+        ],
+    }
+
+
+async def test_bolt_upgrade_with_calls_in_flight_fails_none(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    outcomes = {"ok": 0, "failed": 0}
+    errors: list[str] = []
+    stop = anyio.Event()
+    provider_registry = MemoryRegistry(MemoryHub())  # the sidecar alone publishes to callers
+    async with (
+        sofamesh.open_mesh({"app": "prov", "registry": "memory://"}, env={},
+                           registry=provider_registry) as prov,
+        prov.serve_bolt(Slow(), BOLT_IFACE, version=BOLT_VERSION) as served,
+        Procs(tmp_path, anyio_backend) as procs,
+    ):  # fmt: skip
+        ready = await procs.sidecar("old", bolt_sidecar_config(tmp_path, str(served.address)))
+        port = port_of(ready["inbound[0]"])
+        old_process, _ = procs.running["sidecar-old"]
+        shop = {"app": "shop", "registry": f"file://{tmp_path}/reg?poll=0.05"}
+        async with sofamesh.open_mesh(shop, env={}) as mesh:
+            slow = mesh.bolt_consumer(BOLT_IFACE, BOLT_VERSION, timeout=10)
+
+            async def caller(n: int) -> None:
+                while not stop.is_set():
+                    try:
+                        assert await slow.echo(f"v{n}") == f"v{n}"
+                        outcomes["ok"] += 1
+                    except Exception as exc:
+                        outcomes["failed"] += 1
+                        errors.append(repr(exc))
+
+            async with anyio.create_task_group() as tg:
+                for n in range(CALLERS):
+                    tg.start_soon(caller, n)
+                await wait_for(lambda: _at_least(outcomes, 500))
+                config = bolt_sidecar_config(tmp_path, str(served.address), port)
+                await procs.start("sidecar-new", upgrade_argv(tmp_path, config, anyio_backend))
+                with anyio.fail_after(20):
+                    assert await old_process.wait() == 0
+                after = outcomes["ok"]
+                await wait_for(lambda: _at_least(outcomes, after + 500))
+                stop.set()
+    assert outcomes["failed"] == 0, errors[:5]
+    assert "serves now; draining and exiting" in (tmp_path / "sidecar-old.log").read_text()
+
+
+async def _at_least(outcomes: dict[str, int], n: int) -> bool:
+    return outcomes["ok"] + outcomes["failed"] >= n
