@@ -17,13 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
 import yaml
+from hyperframe.frame import Frame, HeadersFrame
 
 import sofamesh
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.demo.procs import Procs
+from sofamesh.protocols.h2.http import H2HttpHandler
+from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.http.server import ConnInfo, Http1Server
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
 
@@ -269,3 +276,104 @@ async def test_bolt_upgrade_with_calls_in_flight_fails_none(
 
 async def _at_least(outcomes: dict[str, int], n: int) -> bool:
     return outcomes["ok"] + outcomes["failed"] >= n
+
+
+class Held:
+    """An h2c app whose `/slow` requests wait until released."""
+
+    def __init__(self) -> None:
+        self.entered = 0
+        self.release = anyio.Event()
+
+    async def __call__(self, req: HttpRequest) -> HttpResponse:
+        if req.target == "/slow":
+            self.entered += 1
+            await self.release.wait()
+        return HttpResponse(200, [(b"content-type", b"text/plain")], b"ok")
+
+
+@asynccontextmanager
+async def h2_app(app: Held) -> AsyncIterator[int]:
+    server = H2Server(H2HttpHandler(app, max_body=1 << 20))
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve, listener)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        tg.cancel_scope.cancel()
+
+
+async def test_h2_upgrade_sends_goaway_and_finishes_streams_in_flight(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    app = Held()
+    async with h2_app(app) as app_port, Procs(tmp_path, anyio_backend) as procs:
+        config = sidecar_config(tmp_path, app_port)
+        config["inbound"][0]["protocol"] = "h2"
+        ready = await procs.sidecar("old", config)
+        port = port_of(ready["inbound[0]"])
+        old_process, _ = procs.running["sidecar-old"]
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+            for sid in (1, 3, 5):
+                headers = [(":method", "GET"), (":scheme", "http"), (":path", "/slow"),
+                           (":authority", SERVICE)]  # fmt: skip
+                conn.send_headers(sid, headers, end_stream=True)
+            await sock.send(conn.data_to_send())
+            await wait_for(lambda: _entered(app, 3))
+            config["inbound"][0]["listen"] = f"127.0.0.1:{port}"
+            config["admin"] = ready["admin"]
+            await procs.start("sidecar-new", upgrade_argv(tmp_path, config, anyio_backend))
+            events = await _until(sock, conn, h2.events.ConnectionTerminated)
+            goaway = events[-1]
+            assert isinstance(goaway, h2.events.ConnectionTerminated)
+            assert goaway.error_code == 0 and goaway.last_stream_id == 5
+            app.release.set()
+            statuses = await _responses_after_goaway(sock, conn)
+        assert statuses == {1: "200", 3: "200", 5: "200"}
+        with anyio.fail_after(20):
+            assert await old_process.wait() == 0
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            resp = await client.get(f"http://127.0.0.1:{port}/", headers={"host": SERVICE})
+        assert resp.status_code == 200
+
+
+async def _entered(app: Held, n: int) -> bool:
+    return app.entered >= n
+
+
+async def _until(
+    sock: anyio.abc.SocketStream, conn: h2.connection.H2Connection, kind: type
+) -> list[h2.events.Event]:
+    """Events received until one of `kind`."""
+    seen: list[h2.events.Event] = []
+    with anyio.fail_after(20):
+        while True:
+            for event in conn.receive_data(await sock.receive()):
+                seen.append(event)
+                if isinstance(event, kind):
+                    return seen
+            await sock.send(conn.data_to_send())
+
+
+async def _responses_after_goaway(
+    sock: anyio.abc.SocketStream, conn: h2.connection.H2Connection
+) -> dict[int, str]:
+    """Each stream's status, read frame by frame until the server closes (the `h2` state
+    machine takes no frame after a GOAWAY, though RFC 9113 6.8 lets streams finish)."""
+    data = b""
+    with anyio.fail_after(20):
+        while True:
+            try:
+                data += await sock.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                break
+    statuses: dict[int, str] = {}
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        data = data[9 + length :]
+        if isinstance(frame, HeadersFrame):
+            headers = dict(conn.decoder.decode(frame.data))
+            statuses[frame.stream_id] = str(headers[":status"])
+    return statuses
