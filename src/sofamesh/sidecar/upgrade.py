@@ -146,6 +146,7 @@ class UpgradeServer:
         self.sidecar = sidecar
         self.path = path
         self.finished = anyio.Event()  # the hand-over is complete: this process may exit
+        self.uid = os.getuid()  # the only user whose processes may take over
         self._busy = False
         self._handed_over = False
         self._accepting = anyio.CancelScope()
@@ -224,9 +225,9 @@ class UpgradeServer:
 
     async def _converse(self, channel: Channel) -> None:
         uid = peer_uid(channel.stream)
-        if uid != os.getuid():
+        if uid != self.uid:
             log.warning(
-                "upgrade refused: a process of uid %d connected (ours is %d)", uid, os.getuid()
+                "upgrade refused: a process of uid %d connected (ours is %d)", uid, self.uid
             )
             return
         with anyio.fail_after(HANDSHAKE_TIMEOUT):
