@@ -169,7 +169,10 @@ class Sidecar:
     async def _drain(self) -> None:
         self.draining = True
         self.ready = False
-        log.info("draining: unpublishing and finishing in-flight requests")
+        if self.handed_over:  # the publications are the new process's now
+            log.info("draining: finishing in-flight requests")
+        else:
+            log.info("draining: unpublishing and finishing in-flight requests")
         with anyio.CancelScope(shield=True):
             if not self.handed_over:
                 await self._unpublish_all()

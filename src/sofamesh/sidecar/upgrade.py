@@ -135,6 +135,8 @@ def adopt(offer: list[dict[str, Any]], sockets: list[socket.socket]) -> Listener
         addresses = [str(a) for a in entry["addresses"]]
         adopted.inherited[str(entry["name"])] = (addresses, taken)
     if rest:
+        for sock in sockets:
+            sock.close()
         raise HandoverError("more descriptors than the listeners offered")
     return adopted
 
