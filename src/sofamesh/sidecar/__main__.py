@@ -30,6 +30,7 @@ from sofamesh.config import ConfigError, MeshConfig, load_config
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
+from sofamesh.sidecar.systemd import notify, run_detached
 from sofamesh.sidecar.upgrade import take_over
 
 log = logging.getLogger("sofamesh.sidecar")
@@ -46,6 +47,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="take the listeners over from the running sidecar (its upgrade_socket), then "
         "let it drain and exit",
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="with --upgrade: run the new sidecar on its own and return once it serves "
+        "(for systemd's ExecReload=)",
     )
     p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     p.add_argument(
@@ -89,6 +96,8 @@ async def _run(sidecar: Sidecar) -> None:
         _settle_gc()
         bound = {k: str(v) for k, v in sidecar.bound.items()}
         print("SOFAMESH READY " + json.dumps(bound), flush=True)
+        # Under systemd (Type=notify): ready, and after an upgrade, the service's process.
+        await notify(f"READY=1\nMAINPID={os.getpid()}" if sidecar.takeover else "READY=1")
         await sidecar.wait_stopped()  # run() returns after draining
         tg.cancel_scope.cancel()
 
@@ -118,7 +127,13 @@ async def _stop_on_signal(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
+    if args.detach:
+        if not args.upgrade:
+            print("sofamesh.sidecar: --detach goes with --upgrade", file=sys.stderr)
+            return 2
+        return run_detached([a for a in argv if a != "--detach"])
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
