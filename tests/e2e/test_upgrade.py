@@ -28,6 +28,7 @@ from hyperframe.frame import Frame, HeadersFrame
 
 import sofamesh
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.config.local_api import default_token_path
 from sofamesh.demo.procs import Procs
 from sofamesh.protocols.h2.http import H2HttpHandler
 from sofamesh.protocols.h2.server import H2Server
@@ -151,6 +152,7 @@ async def test_upgrade_under_wrk_load_loses_no_request(tmp_path: Path, anyio_bac
         port, admin = port_of(old_ready["inbound[0]"]), port_of(old_ready["admin"])
         old_pid = (await server_info(admin))["pid"]
         old_process, _ = procs.running["sidecar-old"]
+        token = default_token_path(admin).read_text()
         url = f"http://127.0.0.1:{port}/"
         result: dict[str, str] = {}
         script = tmp_path / "statuses.lua"
@@ -184,6 +186,7 @@ async def test_upgrade_under_wrk_load_loses_no_request(tmp_path: Path, anyio_bac
         }, result["out"]
         info = await server_info(admin)
         assert info["pid"] != old_pid and info["state"] == "LIVE"
+        assert default_token_path(admin).read_text() == token  # the local API's, kept
         async with httpx.AsyncClient() as client:
             resp = await client.get(url, headers={"host": SERVICE})
         assert resp.status_code == 200

@@ -97,7 +97,10 @@ async def test_a_second_upgrade_under_way_is_refused(tmp_path: Path, anyio_backe
         assert status == 1 and "another upgrade of this sidecar is under way" in err, err
         await first.aclose()  # gives up: the old one serves on, and can be upgraded again
         await still_serving(port, admin, pid)
-        await procs.start("sidecar-new", upgrade_argv(tmp_path, config, anyio_backend))
+        # Then a real upgrade, which also adds a listener: bound afresh by the new process.
+        config["outbound"] = [{"protocol": "http", "listen": "127.0.0.1:0"}]
+        new = await procs.start("sidecar-new", upgrade_argv(tmp_path, config, anyio_backend))
+        assert new["inbound[0]"] == ready["inbound[0]"] and "outbound[0]" in new
         with anyio.fail_after(20):
             assert await old_process.wait() == 0
         assert (await server_info(admin))["pid"] != pid

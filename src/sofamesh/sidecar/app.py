@@ -116,7 +116,8 @@ class Sidecar:
                         await self.upgrades.finished.wait()  # the new one has published
                 tg.cancel_scope.cancel()
         finally:
-            if self.token_path is not None:  # the token opens nothing once we are gone
+            # The token opens nothing once we are gone (after an upgrade, it is the new one's).
+            if self.token_path is not None and not self.handed_over:
                 remove_token(self.token_path, self.token)
         self._stopped.set()
 
@@ -164,7 +165,10 @@ class Sidecar:
     async def republish(self) -> None:
         """Publish every endpoint again (after a take-over: the entries become ours alone)."""
         for ep in list(self._published.values()):
-            await self.runtime.registry.publish(ep)
+            try:
+                await self.runtime.registry.publish(ep)
+            except Exception as exc:  # a registry outage: its own retries publish it later
+                log.warning("could not publish %s again: %s", ep.service, exc)
 
     async def _drain(self) -> None:
         self.draining = True
@@ -217,7 +221,10 @@ class Sidecar:
             admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
         self.token_path = token_path(self.config.local_api, self.bound["admin"].port)
-        self.token = await anyio.to_thread.run_sync(write_token, self.token_path)
+        # After an upgrade, the old process's token: apps holding it keep their access.
+        self.token = await anyio.to_thread.run_sync(
+            write_token, self.token_path, self.sockets.token
+        )
         server = http1_server(AdminApi(self), None)
         await tg.start(server.serve, listener)
 

@@ -23,6 +23,7 @@ be bound, a crash) leaves the old process serving exactly as before; both log wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sofamesh.sidecar.upgrade")
 
+ACCEPT_PAUSE = 0.1  # seconds before the upgrade socket accepts again after an error
 HANDSHAKE_TIMEOUT = 10.0  # seconds a peer gets for each step but the new process's start-up
 MAX_SOCKET_PATH = 100  # bytes; sun_path holds 108 on Linux, fewer elsewhere
 
@@ -72,6 +74,7 @@ class ListenerSockets:
         # name -> (the addresses it answers to: as configured and as bound, its sockets)
         self.inherited: dict[str, tuple[list[str], list[socket.socket]]] = {}
         self.serving: dict[str, tuple[list[str], list[socket.socket]]] = {}
+        self.token: str | None = None  # the local API's, handed over with the admin listener
 
     async def open(
         self, name: str, address: Address, bind: Bind
@@ -166,7 +169,7 @@ class UpgradeServer:
                 with self._accepting:
                     async with listener:
                         while True:
-                            tg.start_soon(self._session, await listener.accept())
+                            tg.start_soon(self._session, await _accept(listener))
         finally:
             self._unlink_if_mine()
 
@@ -221,7 +224,12 @@ class UpgradeServer:
         try:
             await self._converse(channel)
         except (HandoverError, TimeoutError, OSError) as exc:
-            log.warning("upgrade failed (%s): this sidecar keeps serving", exc)
+            if self._handed_over:  # the new process serves; we drain all the same
+                log.warning("upgrade: after the hand-over: %s", exc)
+            else:
+                log.warning("upgrade failed (%s): this sidecar keeps serving", exc)
+        except Exception:
+            log.exception("upgrade failed: this sidecar keeps serving")
         finally:
             await channel.aclose()
 
@@ -257,7 +265,8 @@ class UpgradeServer:
         pid = hello.get("pid")
         listeners, fds = self.sidecar.sockets.offer()
         log.info("upgrade: handing %d listening sockets to pid %s", len(fds), pid)
-        await channel.send({"listeners": listeners, "pid": os.getpid()}, fds)
+        offer = {"listeners": listeners, "pid": os.getpid(), "token": self.sidecar.token}
+        await channel.send(offer, fds)
         # The new process starts up now (config, listeners, registry): no tighter bound.
         ready, _ = await channel.receive()
         if "ready" not in ready:
@@ -272,6 +281,16 @@ class UpgradeServer:
                 await channel.receive()  # "published": its entries are its own
         finally:
             self.finished.set()
+
+
+async def _accept(listener: anyio.abc.SocketListener) -> anyio.abc.SocketStream:
+    """The next connection; an accept that fails (out of descriptors) is retried."""
+    while True:
+        try:
+            return await listener.accept()
+        except OSError as exc:
+            log.warning("upgrade socket: accept failed: %s", exc)
+            await anyio.sleep(ACCEPT_PAUSE)
 
 
 def _answers(path: Path) -> bool:
@@ -296,13 +315,18 @@ class Takeover:
 
     async def complete(self, sidecar: Sidecar) -> None:
         """Tell the old process to go, then publish again as the entries' sole owner."""
-        await self.channel.send({"ready": os.getpid()})
-        with anyio.fail_after(HANDSHAKE_TIMEOUT):
-            going, _ = await self.channel.receive()
-        if "going" not in going:
-            raise HandoverError(f"the old process answered {sorted(going)} to ready")
+        try:
+            await self.channel.send({"ready": os.getpid()})
+            with anyio.fail_after(HANDSHAKE_TIMEOUT):
+                going, _ = await self.channel.receive()
+            if "going" not in going:
+                raise HandoverError(f"it answered {sorted(going)} to ready")
+        except (HandoverError, TimeoutError, OSError) as exc:
+            # We serve and told it to go: whatever it says now changes nothing.
+            log.warning("upgrade: the old process did not confirm (%s); serving", exc)
         await sidecar.republish()
-        await self.channel.send({"published": os.getpid()})
+        with contextlib.suppress(HandoverError, OSError):
+            await self.channel.send({"published": os.getpid()})
         await self.channel.aclose()
         log.info("upgrade: took over from pid %d, which drains and exits", self.old_pid)
 
@@ -322,6 +346,7 @@ async def take_over(config: MeshConfig) -> Takeover:
         if "refused" in offer:
             raise SidecarError(f"the running sidecar refused: {offer['refused']}")
         adopted = adopt(list(offer.get("listeners", [])), sockets)
+        adopted.token = str(offer.get("token") or "") or None
     except BaseException:
         await channel.aclose()
         raise

@@ -59,9 +59,12 @@ class Channel:
         if len(fds) > MAX_FDS:
             raise HandoverError(f"{len(fds)} descriptors are more than one message carries")
         body = json.dumps({**message, "fds": len(fds)}).encode()
-        await self.stream.send(_LENGTH.pack(len(body)) + body)
-        if fds:
-            await self.stream.send_fds(b"F", fds)
+        try:
+            await self.stream.send(_LENGTH.pack(len(body)) + body)
+            if fds:
+                await self.stream.send_fds(b"F", fds)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise HandoverError("the other process closed the connection") from None
 
     async def receive(self) -> tuple[dict[str, Any], list[socket.socket]]:
         """The next message and the sockets sent with it (the caller owns them)."""
