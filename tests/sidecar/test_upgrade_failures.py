@@ -104,6 +104,11 @@ async def test_a_second_upgrade_under_way_is_refused(tmp_path: Path, anyio_backe
         with anyio.fail_after(20):
             assert await old_process.wait() == 0
         assert (await server_info(admin))["pid"] != pid
+        # The new one serves upgrades in turn.
+        second, _ = procs.running["sidecar-new"]
+        await procs.start("sidecar-third", upgrade_argv(tmp_path, config, anyio_backend))
+        with anyio.fail_after(20):
+            assert await second.wait() == 0
     log = (tmp_path / "sidecar-old.log").read_text()
     assert "upgrade refused: another upgrade of this sidecar is under way" in log
 

@@ -155,6 +155,7 @@ class UpgradeServer:
         self._busy = False
         self._handed_over = False
         self._accepting = anyio.CancelScope()
+        self._closed = anyio.Event()  # the upgrade socket no longer accepts
         self._inode: int | None = None
 
     async def serve(
@@ -170,6 +171,7 @@ class UpgradeServer:
                     async with listener:
                         while True:
                             tg.start_soon(self._session, await _accept(listener))
+                self._closed.set()
         finally:
             self._unlink_if_mine()
 
@@ -274,6 +276,7 @@ class UpgradeServer:
         self._handed_over = True
         self._accepting.cancel()
         self.sidecar.hand_over()
+        await self._closed.wait()  # the new process binds the path next: ours must be shut
         log.info("upgrade: pid %s serves now; draining and exiting", pid)
         try:
             await channel.send({"going": os.getpid()})
