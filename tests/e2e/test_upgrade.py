@@ -158,11 +158,12 @@ async def test_upgrade_under_wrk_load_loses_no_request(tmp_path: Path, anyio_bac
         script = tmp_path / "statuses.lua"
         script.write_text(COUNT_STATUSES)
 
+        # A lost request, not a slow one, is what fails: wrk's timeout (2 s) would abort a
+        # request the loaded machine merely delayed while the new process starts.
+        argv = [wrk, "-t1", "-c20", "-d8s", "--timeout", "10s", "-s", str(script)]
+
         async def load() -> None:
-            done = await anyio.run_process(
-                [wrk, "-t1", "-c20", "-d8s", "-s", str(script), "-H", f"Host: {SERVICE}", url],
-                check=False,
-            )
+            done = await anyio.run_process([*argv, "-H", f"Host: {SERVICE}", url], check=False)
             result["out"] = done.stdout.decode() + done.stderr.decode()
 
         async with anyio.create_task_group() as tg:
