@@ -295,6 +295,9 @@ class MeshConfig:
     inbound: tuple[ListenerConfig, ...] = ()
     outbound: tuple[ListenerConfig, ...] = ()
     drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+    # sidecar: the Unix socket a new process connects to in order to take over the listeners
+    # (`--upgrade`; default: $SOFAMESH_STATE_DIR/upgrade/<app>.sock)
+    upgrade_socket: str | None = None
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched

@@ -153,6 +153,13 @@ class EtcdRegistry:
         except RegistryError as e:
             log.warning("unpublish %s: %s (retrying in the background)", endpoint.address, e)
 
+    def forget(self, endpoint: Endpoint) -> None:
+        """Stop keeping `endpoint` and leave its key be: closing neither marks it withdrawn
+        nor deletes it (a process that took over our listeners put the same key under its
+        own lease, which our revoke does not touch)."""
+        self._wanted.pop(endpoint.key, None)
+        self._written.pop(endpoint.key, None)
+
     async def _sync(self) -> None:
         """One pass: delete what was withdrawn, write what is wanted and not yet written."""
         withdrawn = list(self._withdrawn.items())

@@ -148,6 +148,11 @@ class FileRegistry:
         self._mine.pop(endpoint.key, None)
         await anyio.to_thread.run_sync(self._withdraw, endpoint)
 
+    def forget(self, endpoint: Endpoint) -> None:
+        """Stop renewing `endpoint` and leave its entry be (a process that takes over this
+        one's listeners has published the same entry as its own)."""
+        self._mine.pop(endpoint.key, None)
+
     async def _renew_forever(self) -> None:
         while True:
             await anyio.sleep(self.lease / 3)

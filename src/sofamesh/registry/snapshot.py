@@ -163,6 +163,12 @@ class SnapshotRegistry:
     async def unpublish(self, endpoint: Endpoint) -> None:
         await self.inner.unpublish(endpoint)
 
+    def forget(self, endpoint: Endpoint) -> None:
+        """The backend's `forget`, where it has one (see `FileRegistry.forget`)."""
+        forget = getattr(self.inner, "forget", None)
+        if forget is not None:
+            forget(endpoint)
+
     async def list_services(self) -> list[str]:
         try:
             return list(await self.inner.list_services())

@@ -204,6 +204,12 @@ class ZooKeeperRegistry:
                     "zookeeper: could not delete %s now (%s); retrying later", endpoint.address, e
                 )
 
+    def forget(self, endpoint: Endpoint) -> None:
+        """Stop keeping `endpoint`'s node and leave no withdrawal mark for it: the node goes
+        with our session, while the process that took over our listeners has its own."""
+        self._wanted.pop(endpoint.key, None)
+        self._created.pop(endpoint.key, None)
+
     @property
     def reconciler(self) -> Reconciler:
         if self._reconciler is None:

@@ -1,5 +1,10 @@
 """`python -m sofamesh.sidecar -c mesh.yaml` (or `sofamesh-sidecar`): run the sidecar until SIGTERM.
 
+With `--upgrade`, the new process takes the listening sockets over from the
+running sidecar of the same app (through its `upgrade_socket`), serves, and
+only then tells the old one to drain and exit (docs/operations.md). If the
+upgrade fails, the running sidecar keeps serving.
+
 Exit status: 0 after a clean drain (or a good configuration, with `--check`), 2 for
 a bad configuration, command line or rules document at start (one message listing
 every problem with its path), 1 for anything else fatal (a busy port, a file that
@@ -28,6 +33,8 @@ from sofamesh.observability.logs import configure_logging
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
+from sofamesh.sidecar.systemd import notify, run_detached
+from sofamesh.sidecar.upgrade import take_over
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -37,6 +44,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-c", "--config", help="YAML or JSON config file (default: $SOFAMESH_CONFIG)")
     p.add_argument(
         "--check", action="store_true", help="validate the configuration and exit (0 good, 2 bad)"
+    )
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="take the listeners over from the running sidecar (its upgrade_socket), then "
+        "let it drain and exit",
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="with --upgrade: run the new sidecar on its own and return once it serves "
+        "(for systemd's ExecReload=)",
     )
     p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     p.add_argument(
@@ -65,8 +84,16 @@ def _level_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-async def _serve(config: MeshConfig) -> None:
-    sidecar = Sidecar(config)
+async def _serve(config: MeshConfig, upgrade: bool = False) -> None:
+    takeover = await take_over(config) if upgrade else None
+    try:
+        await _run(Sidecar(config, upgrades=True, takeover=takeover))
+    finally:
+        if takeover is not None:  # before it was ready: the running sidecar serves on
+            await takeover.channel.aclose()
+
+
+async def _run(sidecar: Sidecar) -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(sidecar.run)
         await tg.start(_stop_on_signal, sidecar)
@@ -75,6 +102,8 @@ async def _serve(config: MeshConfig) -> None:
         _settle_gc()
         bound = {k: str(v) for k, v in sidecar.bound.items()}
         print("SOFAMESH READY " + json.dumps(bound), flush=True)
+        # Under systemd (Type=notify): ready, and after an upgrade, the service's process.
+        await notify(f"READY=1\nMAINPID={os.getpid()}" if sidecar.takeover else "READY=1")
         await sidecar.wait_stopped()  # run() returns after draining
         tg.cancel_scope.cancel()
 
@@ -107,12 +136,18 @@ async def _stop_on_signal(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
+    if args.detach:
+        if not args.upgrade:
+            print("sofamesh.sidecar: --detach goes with --upgrade", file=sys.stderr)
+            return 2
+        return run_detached([a for a in argv if a != "--detach"])
     configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as e:
-        print(f"sofamesh.sidecar: {e}", file=sys.stderr)
+        print(f"sofamesh.sidecar: {_failed(args)}{e}", file=sys.stderr)
         return 2
     if args.check:
         _, problems = listener_access_logs(config, MonotonicClock())
@@ -131,15 +166,21 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             pass
     try:
-        anyio.run(_serve, config, backend=args.backend, backend_options=backend_options)
+        anyio.run(
+            _serve, config, args.upgrade, backend=args.backend, backend_options=backend_options
+        )
     except Exception as e:
         known = describe(e)
         if known is None:
             raise  # a bug: its traceback is what a report needs
         status, message = known
-        print(f"sofamesh.sidecar: {message}", file=sys.stderr)
+        print(f"sofamesh.sidecar: {_failed(args)}{message}", file=sys.stderr)
         return status
     return 0
+
+
+def _failed(args: argparse.Namespace) -> str:
+    return "upgrade failed, the running sidecar keeps serving: " if args.upgrade else ""
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -189,6 +190,7 @@ class AdminApi:
                 "uptime_current_epoch": uptime,
                 "uptime_all_epochs": uptime,
                 "node": {"id": s.config.app, "cluster": s.config.app},
+                "pid": os.getpid(),  # which process answers, before and after an upgrade
             },
         )
 

@@ -8,7 +8,9 @@ sidecar publishes them under its own inbound address.
 
 Lifecycle: start listeners -> publish -> ready. On SIGTERM, `/quitquitquit` or
 `stop()`: not ready (503) -> unpublish -> stop accepting -> let in-flight calls
-finish (up to `drain_timeout`) -> exit.
+finish (up to `drain_timeout`) -> exit. Handed over to a new process (`--upgrade`,
+sidecar/upgrade.py): stop accepting -> finish in-flight calls -> exit, leaving the
+publications to the new process.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
 from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
+from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -56,7 +59,14 @@ class Registration:
 
 
 class Sidecar:
-    def __init__(self, config: MeshConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: MeshConfig,
+        *,
+        clock: Clock | None = None,
+        upgrades: bool = False,
+        takeover: Takeover | None = None,
+    ) -> None:
         self.config = config
         self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
         if config.rules_file is not None or config.rules_key is not None:
@@ -76,6 +86,12 @@ class Sidecar:
         self.token = ""  # the local API's, once the admin API listens
         self.token_path: Path | None = None
         self.access_logs = self._access_logs()  # by listener name
+        # In-place upgrades (sidecar/upgrade.py): the listening sockets by listener name,
+        # those taken over from the process this one replaces, and the control socket.
+        self.takeover = takeover
+        self.sockets = takeover.sockets if takeover is not None else ListenerSockets()
+        self.upgrades = UpgradeServer(self, upgrade_socket_path(config)) if upgrades else None
+        self.handed_over = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -91,18 +107,24 @@ class Sidecar:
                 for access_log in self.access_logs.values():  # flushed off the loop
                     await tg.start(access_log.sink.run)
                 await self._start_listeners(tg)
+                self.sockets.close_unclaimed()
                 await self._publish_static()
                 tg.start_soon(self._expire_registrations)
                 self.ready = True
+                await self._serve_upgrades(tg)
                 log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
                 task_status.started(self)
                 await self._stop.wait()
                 await self._drain()
                 for access_log in self.access_logs.values():
                     await access_log.sink.aclose()
+                if self.handed_over and self.upgrades is not None:
+                    with anyio.move_on_after(self.config.drain_timeout):
+                        await self.upgrades.finished.wait()  # the new one has published
                 tg.cancel_scope.cancel()
         finally:
-            if self.token_path is not None:  # the token opens nothing once we are gone
+            # The token opens nothing once we are gone (after an upgrade, it is the new one's).
+            if self.token_path is not None and not self.handed_over:
                 remove_token(self.token_path, self.token)
         self._stopped.set()
 
@@ -144,12 +166,44 @@ class Sidecar:
         """Begin a graceful shutdown (what SIGTERM and /quitquitquit do)."""
         self._stop.set()
 
+    async def _serve_upgrades(self, tg: anyio.abc.TaskGroup) -> None:
+        """Finish taking over from the process this one replaces, then take upgrade requests."""
+        if self.takeover is not None:
+            await self.takeover.complete(self)
+        if self.upgrades is not None:
+            await tg.start(self.upgrades.serve)
+
+    def hand_over(self) -> None:
+        """A new process serves our listeners now: drain without withdrawing what it published.
+
+        The registry forgets our entries rather than withdrawing them: they have the same
+        keys as the new process's, and a withdrawal would take its endpoints down too.
+        """
+        self.handed_over = True
+        forget = getattr(self.runtime.registry, "forget", None)
+        if forget is not None:
+            for ep in self._published.values():
+                forget(ep)
+        self.stop()
+
+    async def republish(self) -> None:
+        """Publish every endpoint again (after a take-over: the entries become ours alone)."""
+        for ep in list(self._published.values()):
+            try:
+                await self.runtime.registry.publish(ep)
+            except Exception as exc:  # a registry outage: its own retries publish it later
+                log.warning("could not publish %s again: %s", ep.service, exc)
+
     async def _drain(self) -> None:
         self.draining = True
         self.ready = False
-        log.info("draining: unpublishing and finishing in-flight requests")
+        if self.handed_over:  # the publications are the new process's now
+            log.info("draining: finishing in-flight requests")
+        else:
+            log.info("draining: unpublishing and finishing in-flight requests")
         with anyio.CancelScope(shield=True):
-            await self._unpublish_all()
+            if not self.handed_over:
+                await self._unpublish_all()
             with anyio.move_on_after(self.config.drain_timeout):
                 async with anyio.create_task_group() as tg:
                     for server in self._servers:
@@ -171,7 +225,7 @@ class Sidecar:
         alpn: tuple[str, ...] | None = None,
     ) -> None:
         """Serve `server` on `lc.listen`; `alpn` given: a mesh-facing listener, under mTLS if on."""
-        listener = await _bind(name, lc.listen)
+        listener = await self.sockets.open(name, lc.listen, _bind)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         self._servers.append(server)
@@ -186,12 +240,15 @@ class Sidecar:
 
         assert self.config.admin is not None
         admin = self.config.admin
-        listener = await _bind("admin", admin)
+        listener = await self.sockets.open("admin", admin, _bind)
         self.bound["admin"] = Address(
             admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
         self.token_path = token_path(self.config.local_api, self.bound["admin"].port)
-        self.token = await anyio.to_thread.run_sync(write_token, self.token_path)
+        # After an upgrade, the old process's token: apps holding it keep their access.
+        self.token = await anyio.to_thread.run_sync(
+            write_token, self.token_path, self.sockets.token
+        )
         server = http1_server(AdminApi(self), None)
         await tg.start(server.serve, listener)
 

@@ -21,11 +21,12 @@ class TokenFileError(SidecarError):
     """The token file cannot be written safely; the message names the path and the cause."""
 
 
-def write_token(path: Path) -> str:
-    """A fresh token, written atomically to `path` with mode 0600."""
+def write_token(path: Path, token: str | None = None) -> str:
+    """A fresh token (or `token`, kept across an in-place upgrade), written atomically to
+    `path` with mode 0600."""
     if path.parent == private_dir():
         _ensure_private_dir(path.parent)
-    token = secrets.token_urlsafe(32)
+    token = token or secrets.token_urlsafe(32)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

@@ -14,6 +14,13 @@ or a black-holed network would otherwise hold them until their deadlines.
 
 When the connection ends (peer closed, protocol error, missed heartbeats, `aclose`),
 every call in flight fails with `UpstreamResetError`; only this connection's calls.
+
+Bolt has no GOAWAY. A mesh server that drains (a sidecar being upgraded or stopped)
+answers new requests with SERVER_THREADPOOL_BUSY marked `x-sofamesh-error:
+unavailable` (the app never saw them: safe to send again). Such an answer retires the
+connection: it takes no new call (the pool opens another), and closes itself once its
+calls in flight are answered, so the server never has to close it under a request on
+its way.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ from sofamesh.codecs.bolt import (
     RequestFrame,
     RequestIds,
     ResponseFrame,
+    ResponseStatus,
     encode,
     heartbeat,
     heartbeat_ack,
 )
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
+from sofamesh.protocols.bolt.mapping import ERROR_HEADER
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
 
@@ -95,6 +104,7 @@ class BoltClientConnection:
         self._on_closed = on_closed
         self._scope: anyio.CancelScope | None = None
         self._closed = False
+        self._retired = False  # the server drains: no new calls here
         self._why = "closed"
         self._reads = 0  # receives so far: the heartbeat task's idea of "idle"
         self._calls = self._beats = self._missed_total = self._late = 0
@@ -128,7 +138,7 @@ class BoltClientConnection:
         """Send `frame` under a fresh id and return its response (any id in `frame` is
         ignored). Raises `ConnectError` if the connection was already closed (the frame
         never left), `UpstreamResetError` if it closes before the response arrives."""
-        if self._closed:
+        if self._closed or self._retired:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
         waiter = _Waiter()
         rid = self._ids.allocate(waiter)
@@ -140,6 +150,7 @@ class BoltClientConnection:
             raise UpstreamResetError(f"bolt connection to {self.name} {self._why}") from None
         finally:
             self._ids.pop(rid)
+            self._close_if_drained()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.response is not None
@@ -207,6 +218,8 @@ class BoltClientConnection:
                 return
             waiter.response = frame
             waiter.event.set()
+            if frame.status == ResponseStatus.SERVER_THREADPOOL_BUSY and _draining(frame):
+                self._retire()
         elif frame.is_heartbeat:  # a server may probe too; answer as sofa-bolt does
             self._writer.write_nowait(encode(heartbeat_ack(frame)))
         else:
@@ -250,6 +263,20 @@ class BoltClientConnection:
 
     # -- closing -------------------------------------------------------------------------
 
+    def _close_if_drained(self) -> None:
+        if self._retired and not self._ids:
+            self._shut("was drained by the peer")
+
+    def _retire(self) -> None:
+        """Take no new call; close once the calls in flight are answered (see the top)."""
+        if self._retired:
+            return
+        self._retired = True
+        log.debug("bolt: %s drains; moving new calls to another connection", self.name)
+        on_closed, self._on_closed = self._on_closed, None
+        if on_closed is not None:
+            on_closed(self)  # out of the pool now, so new calls open another connection
+
     def _shut(self, why: str) -> None:
         self._why = why
         self._close_now()
@@ -275,3 +302,8 @@ class BoltClientConnection:
         """Close now: calls in flight fail with `UpstreamResetError`."""
         self._shut("was closed by this side")
         await anyio.lowlevel.checkpoint()
+
+
+def _draining(frame: ResponseFrame) -> bool:
+    """Whether a busy answer says the server drains (a mesh server's mark on it)."""
+    return (ERROR_HEADER, "unavailable") in frame.headers()

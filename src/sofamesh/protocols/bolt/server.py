@@ -16,7 +16,10 @@ such problem is logged once with the peer's address.
 A connection with nothing in flight that receives nothing for `idle_timeout` is closed
 (clients send heartbeats while idle: sofa-bolt every 15 s, servers close after 90 s).
 `drain()` stops accepting, answers new requests with SERVER_THREADPOOL_BUSY (SOFARPC
-clients retry that elsewhere), lets the calls in flight finish, then closes.
+clients retry that elsewhere; sofamesh's client also moves to a new connection and closes
+this one), lets the calls in flight finish, then closes each connection once it has had
+nothing in flight and received nothing for `DRAIN_QUIET`: a request already on its way
+is answered (busy), not cut off by the close.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from sofamesh.transport.tls_listener import TlsListener
 
 log = logging.getLogger("sofamesh.bolt")
 
+DRAIN_QUIET = 0.5  # seconds without a request before a draining connection closes
 LINGER = 1.0  # seconds a refused peer gets to read its error reply before the close
 _LINGER_READS = 16  # ... and at most this many reads of what it still sends (up to 1 MiB)
 
@@ -129,7 +133,7 @@ class BoltServer:
         answered and every connection closed."""
         self._life.begin_drain()
         for conn in self._life.conns:
-            conn.close_if_idle()
+            conn.begin_drain()
         await self._life.wait_stopped()
 
     @property
@@ -158,13 +162,25 @@ class _ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_flight = 0
         self._scope: anyio.CancelScope | None = None
+        self._handlers: anyio.abc.TaskGroup | None = None
+        self._draining = False
         self._workers: Workers[RequestFrame]  # set by run()
         self._linger = False
         self._reads = 0
 
-    def close_if_idle(self) -> None:
-        if self.in_flight == 0 and self._scope is not None:
-            self._scope.cancel()
+    def begin_drain(self) -> None:
+        if self._handlers is not None and not self._draining:
+            self._draining = True
+            self._handlers.start_soon(self._close_when_quiet)
+
+    async def _close_when_quiet(self) -> None:
+        """Close once a whole `DRAIN_QUIET` passed with nothing in flight or received."""
+        while True:
+            seen = self._reads
+            await anyio.sleep(DRAIN_QUIET)
+            if self._reads == seen and self.in_flight == 0 and self._scope is not None:
+                self._scope.cancel()
+                return
 
     async def run(self) -> None:
         try:
@@ -172,12 +188,16 @@ class _ServerConnection:
                 tg.start_soon(self.writer.run)
                 async with anyio.create_task_group() as handlers:
                     self._scope = handlers.cancel_scope
+                    self._handlers = handlers
                     self._workers = Workers(handlers, self._handle)
                     handlers.start_soon(self._watch_idle)
+                    if self.server.draining:  # accepted as the drain began
+                        self.begin_drain()
                     try:
                         await self._read()
                     finally:
                         handlers.cancel_scope.cancel()  # the peer is gone, or we close
+                        self._handlers = None  # takes no task from now on
                         self._workers.close()
                 await self._last_words()
                 tg.cancel_scope.cancel()
@@ -204,8 +224,6 @@ class _ServerConnection:
                 if frame is None:
                     break
                 self._dispatch(frame)
-            if self.server.draining and self.in_flight == 0:
-                return
 
     async def _receive(self) -> bytes:
         """The next bytes; b"" at EOF or on error."""
@@ -260,8 +278,6 @@ class _ServerConnection:
                 self._send(encode(error_response(frame, Status.INTERNAL, detail)))
         finally:
             self.in_flight -= 1
-            if server.draining and self.in_flight == 0 and self._scope is not None:
-                self._scope.cancel()
 
     def _send(self, data: bytes) -> None:
         with contextlib.suppress(WriterClosedError):  # the peer is gone: nowhere to answer

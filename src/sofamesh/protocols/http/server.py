@@ -111,6 +111,7 @@ class ServerStatistics:
 _INTERNAL_ERROR = HttpResponse(
     500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal server error\n"
 )
+DRAIN_IDLE_GRACE = 0.5  # seconds an idle connection may still bring a request once draining
 _LINGER_MAX_BYTES = 1 << 20
 _SENDING = "sending"  # the phase while a response waits for the client to take it
 _LINGER_ERRORS: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
@@ -206,12 +207,17 @@ class Http1Server:
         """Stop accepting, close idle connections, finish in-flight requests, return.
 
         Each in-flight request gets its response with "Connection: close".
-        Bound it with `anyio.move_on_after` and then cancel `serve` to cut the
-        stragglers off.
+        A connection idle when the drain begins, or between requests while it
+        runs, waits `DRAIN_IDLE_GRACE` more (the sweeper closes it then) and a
+        request that arrives meanwhile is answered, with the close: a keep-alive
+        client may have sent one the loop has not read yet, and closing with it
+        unread would lose it (RFC 9112 9.6). Bound the drain with
+        `anyio.move_on_after` and then cancel `serve` to cut the stragglers off.
         """
         self._life.begin_drain()
+        deadline = _now() + DRAIN_IDLE_GRACE
         for conn in self._life.conns:
-            conn.cancel_if_idle()
+            conn.close_idle_by(deadline)
         await self._life.wait_stopped()
 
     def statistics(self) -> ServerStatistics:
@@ -262,9 +268,9 @@ class _Connection:
         self.head_deadline: float | None = None
         self.served = 0
 
-    def cancel_if_idle(self) -> None:
+    def close_idle_by(self, deadline: float) -> None:
         if self.phase is IDLE:
-            self.watch.cancel()
+            self.deadline = min(self.deadline, deadline)
 
     def check(self, now: float) -> None:
         """The sweeper's look: end a wait that outlived its deadline."""
@@ -337,8 +343,7 @@ class _Connection:
                 return None
             if codec.wants_continue:
                 await self.stream.send(codec.encode_continue())
-            if not self._arm(codec.phase):
-                return None
+            self._arm(codec.phase)
             try:
                 data = await self.stream.receive(65536)
             except anyio.EndOfStream:
@@ -348,13 +353,14 @@ class _Connection:
                 self.phase = None
             codec.receive_data(data)
 
-    def _arm(self, phase: str) -> bool:
-        """Set the deadline of the read about to start (for the sweeper); False: just end."""
+    def _arm(self, phase: str) -> None:
+        """Set the deadline of the read about to start (for the sweeper)."""
         config = self.server.config
         if phase is IDLE:
-            if self.server.draining:
-                return False
-            timeout = config.keepalive_timeout if self.served else config.header_timeout
+            if self.server.draining:  # a request already on its way is still served
+                timeout = DRAIN_IDLE_GRACE
+            else:
+                timeout = config.keepalive_timeout if self.served else config.header_timeout
         elif phase is HEAD:
             if self.head_deadline is None:
                 self.head_deadline = _now() + config.header_timeout
@@ -363,7 +369,6 @@ class _Connection:
             timeout = config.body_timeout
         self.deadline = _now() + timeout
         self.phase = phase
-        return True
 
     def _failed(self, request: HttpRequest) -> bytes:
         """The handler raised (or its response would not encode): log it, answer 500."""
