@@ -90,6 +90,8 @@ class LimitsConfig:
     """Explicit limits on what a listener accepts (Envoy's names in brackets)."""
 
     max_connections: int = attrs.field(default=10_000, validator=_positive)
+    # One client address's share of max_connections (0: a tenth of it); transport/admission.py.
+    max_connections_per_source: int = attrs.field(default=0, validator=_non_negative)
     max_header_bytes: int = attrs.field(
         default=64 * 1024, validator=_positive
     )  # max_request_headers_kb
@@ -244,6 +246,9 @@ class MeshConfig:
     mode: Mode = "sdk"
     registry: str = "file:///var/tmp/sofamesh"
     admin: Address | None = None
+    # The admin API's own limits, apart from the listeners', so a flood of those leaves
+    # /ready and /stats answering.
+    admin_limits: LimitsConfig = attrs.field(factory=lambda: LimitsConfig(max_connections=1000))
     sidecar: Address = Address("127.0.0.1", 15000)  # sidecar mode: the local sidecar's admin API
     metadata: EndpointMeta = attrs.field(factory=EndpointMeta)
     policy: PolicyConfig = attrs.field(factory=PolicyConfig)

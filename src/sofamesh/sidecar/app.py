@@ -35,6 +35,7 @@ from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
 from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
+from sofamesh.transport.budget import OVERLOAD
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -57,6 +58,7 @@ class Sidecar:
     def __init__(self, config: MeshConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
+        OVERLOAD.report_to(self.runtime.stats.incr)  # the defences' counts, in /stats
         if config.rules_file is not None or config.rules_key is not None:
             # Rules pushed from a source survive a restart that finds the source invalid.
             self.runtime.governance.last_good = LastGoodRules(config.last_good_rules_path)
@@ -168,7 +170,7 @@ class Sidecar:
         )
         self.token_path = token_path(self.config.local_api, self.bound["admin"].port)
         self.token = await anyio.to_thread.run_sync(write_token, self.token_path)
-        server = http1_server(AdminApi(self), None)
+        server = http1_server(AdminApi(self), self.config.admin_limits)
         await tg.start(server.serve, listener)
 
     def _describe_bound(self) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,6 +53,7 @@ from sofamesh.transport.tls_listener import TlsListener
 log = logging.getLogger("sofamesh.bolt")
 
 LINGER = 1.0  # seconds a refused peer gets to read its error reply before the close
+_USED_LATER = 1e9  # idle rank offset: a used idle connection goes after every never-used one
 _LINGER_READS = 16  # ... and at most this many reads of what it still sends (up to 1 MiB)
 
 
@@ -90,12 +92,15 @@ class BoltServer:
         *,
         max_connections: int = 10_000,
         idle_timeout: float = 90.0,
+        max_connections_per_source: int = 0,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self._life: ServerLifecycle[_ServerConnection] = ServerLifecycle("bolt", max_connections)
+        self._life: ServerLifecycle[_ServerConnection] = ServerLifecycle(
+            "bolt", max_connections, max_per_source=max_connections_per_source
+        )
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
 
     async def serve(
@@ -161,10 +166,27 @@ class _ServerConnection:
         self._workers: Workers[RequestFrame]  # set by run()
         self._linger = False
         self._reads = 0
+        self.opened = time.monotonic()
+        self.used = False  # has sent a request
 
     def close_if_idle(self) -> None:
         if self.in_flight == 0 and self._scope is not None:
             self._scope.cancel()
+
+    def idle_rank(self) -> float | None:
+        """Never used connections first (oldest first), then used ones with nothing in flight.
+
+        Bolt clients keep pooled connections open between calls, so a used one is only
+        closed when no never-used one is left.
+        """
+        if self.in_flight or self._scope is None or self._scope.cancel_called:
+            return None
+        return self.opened + (_USED_LATER if self.used else 0.0)
+
+    def evict(self) -> str:
+        if self._scope is not None:
+            self._scope.cancel()
+        return self.info.peer
 
     async def run(self) -> None:
         try:
@@ -242,6 +264,7 @@ class _ServerConnection:
             self._send(encode(error_response(frame, Status.UNAVAILABLE, "the server is draining")))
             return
         self.in_flight += 1
+        self.used = True
         self._workers.submit(frame)
 
     async def _handle(self, frame: RequestFrame) -> None:

@@ -20,6 +20,7 @@ with `StreamResetError`; the application resets a stream with `reset()`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -83,6 +84,7 @@ class H2Connection:
         self.draining = False
         self._read_scope: anyio.CancelScope | None = None
         self.on_stream_closed: Callable[[], None] | None = None
+        self.opened = time.monotonic()
         codec.initiate()  # before any stream: the preface and SETTINGS go first
 
     # -- running ------------------------------------------------------------------------
@@ -303,6 +305,16 @@ class H2Connection:
         streams, self.streams = self.streams, {}
         for s in streams.values():
             s.fail(StreamResetError(CONNECTION_LOST, why))
+
+    def idle_rank(self) -> float | None:
+        """A server connection without streams is idle: the oldest such goes first."""
+        if self.streams or self.draining or self.closed:
+            return None
+        return self.opened
+
+    def evict(self) -> str:
+        self.close()
+        return self.peer
 
     @property
     def available(self) -> bool:

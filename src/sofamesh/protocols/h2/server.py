@@ -59,6 +59,7 @@ class H2Server:
         http1: Any = None,
         max_connections: int = 10_000,
         idle_timeout: float = 60.0,
+        max_connections_per_source: int = 0,
     ) -> None:
         self.handler = handler
         self.limits = limits
@@ -66,7 +67,10 @@ class H2Server:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self._life: ServerLifecycle[H2Connection] = ServerLifecycle(
-            "h2", max_connections, on_accept_end=self._accept_ended
+            "h2",
+            max_connections,
+            on_accept_end=self._accept_ended,
+            max_per_source=max_connections_per_source,
         )
         self._handoff: _HandoffListener | None = None
         self._http1 = self._streams = self._errors = 0

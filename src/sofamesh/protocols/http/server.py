@@ -95,6 +95,7 @@ class Http1ServerConfig:
     body_timeout: float = attrs.field(default=30.0, validator=_positive)
     linger_timeout: float = attrs.field(default=2.0, validator=_positive)
     send_timeout: float = attrs.field(default=60.0, validator=_positive)
+    max_connections_per_source: int = 0  # 0: a tenth of max_connections (transport/admission)
 
 
 @attrs.frozen(slots=True)
@@ -130,6 +131,7 @@ class Http1Server:
         body_timeout: float = 30.0,
         linger_timeout: float = 2.0,
         send_timeout: float = 60.0,
+        max_connections_per_source: int = 0,
     ) -> None:
         self.config = Http1ServerConfig(
             limits,
@@ -139,10 +141,14 @@ class Http1Server:
             body_timeout,
             linger_timeout,
             send_timeout,
+            max_connections_per_source,
         )
         self.handler = handler
         self._life: ServerLifecycle[_Connection] = ServerLifecycle(
-            "http1", max_connections, on_accept_end=self._accept_ended
+            "http1",
+            max_connections,
+            on_accept_end=self._accept_ended,
+            max_per_source=max_connections_per_source,
         )
         self._sweepers: set[anyio.CancelScope] = set()
         self._requests_served = 0
@@ -265,6 +271,27 @@ class _Connection:
     def cancel_if_idle(self) -> None:
         if self.phase is IDLE:
             self.watch.cancel()
+
+    def idle_rank(self) -> float | None:
+        """When the wait for the next complete request began; None while one is served.
+
+        A connection still reading a head counts as idle too (a slowloris is no client
+        to keep); one reading a body is busy.
+        """
+        if self.watch.cancel_called:
+            return None
+        config = self.server.config
+        if self.phase is IDLE:
+            return self.deadline - (
+                config.keepalive_timeout if self.served else config.header_timeout
+            )
+        if self.phase is HEAD and self.head_deadline is not None:
+            return self.head_deadline - config.header_timeout
+        return None
+
+    def evict(self) -> str:
+        self.watch.cancel()
+        return self.info.peer
 
     def check(self, now: float) -> None:
         """The sweeper's look: end a wait that outlived its deadline."""

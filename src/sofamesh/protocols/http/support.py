@@ -189,4 +189,5 @@ def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Ser
         keepalive_timeout=cfg.idle_timeout,
         header_timeout=cfg.header_timeout,
         send_timeout=cfg.send_timeout,
+        max_connections_per_source=cfg.max_connections_per_source,
     )
