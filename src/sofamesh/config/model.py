@@ -101,6 +101,10 @@ class LimitsConfig:
         default=10.0, validator=_positive
     )  # request_headers_timeout
     send_timeout: float = attrs.field(default=60.0, validator=_positive)  # nginx's send_timeout
+    # Bolt: a frame begun must arrive whole within frame_timeout; replies queued for a peer
+    # that does not read them past max_write_buffer_bytes end the connection.
+    frame_timeout: float = attrs.field(default=30.0, validator=_positive)
+    max_write_buffer_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
     # HTTP/2 and gRPC listeners [http2_protocol_options]; see codecs/h2/limits.py.
     max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
     max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
@@ -256,6 +260,9 @@ class MeshConfig:
     inbound: tuple[ListenerConfig, ...] = ()
     outbound: tuple[ListenerConfig, ...] = ()
     drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+    # Bytes held in request and response buffers across the process; past it, new requests
+    # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
+    buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched

@@ -59,6 +59,7 @@ class Sidecar:
         self.config = config
         self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
         OVERLOAD.report_to(self.runtime.stats.incr)  # the defences' counts, in /stats
+        OVERLOAD.limit = config.buffer_budget
         if config.rules_file is not None or config.rules_key is not None:
             # Rules pushed from a source survive a restart that finds the source invalid.
             self.runtime.governance.last_good = LastGoodRules(config.last_good_rules_path)

@@ -13,11 +13,14 @@ buffer is gone; past `limit`, `over` is true and new work is shed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("sofamesh.overload")
 
-DEFAULT_BUFFER_BUDGET = 512 * 1024 * 1024
+DEFAULT_BUFFER_BUDGET = 256 * 1024 * 1024
+SHED_LOG_EVERY = 1.0  # seconds between two "shedding" log lines (each names its peer)
+OVERLOAD_HEADER = (b"x-sofamesh-overload", b"buffers")
 
 
 class Overload:
@@ -28,6 +31,7 @@ class Overload:
         self.held = 0
         self.counters: dict[str, int] = {}
         self._sink: Callable[[str, int], None] | None = None
+        self._logged_at = -SHED_LOG_EVERY
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -49,6 +53,20 @@ class Overload:
     @property
     def over(self) -> bool:
         return self.held > self.limit
+
+    def shed(self, protocol: str, peer: str) -> None:
+        """Count a request refused for the budget; log it (at most once a second)."""
+        self.count("requests_shed_overload")
+        now = time.monotonic()
+        if now - self._logged_at >= SHED_LOG_EVERY:
+            self._logged_at = now
+            log.warning(
+                "%s: shedding a request from %s: %d bytes buffered, over the buffer budget of %d",
+                protocol,
+                peer,
+                self.held,
+                self.limit,
+            )
 
 
 OVERLOAD = Overload()

@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS
 
 log = logging.getLogger("sofamesh.bolt")
@@ -66,7 +67,9 @@ class FrameWriter:
         if self._closed:
             raise WriterClosedError("the connection is closed")
         self._pending.append(data)
-        self._size += len(data)
+        n = len(data)
+        self._size += n
+        OVERLOAD.held += n  # queued frames count against the process's buffer budget
         self._wake.set()
 
     async def write(self, data: bytes) -> None:
@@ -111,7 +114,10 @@ class FrameWriter:
                 cut, size = _cut(batch)
                 batch, self._pending = batch[:cut], batch[cut:] + self._pending
             await self._stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+            if self._closed:
+                return  # `close` already took everything queued off the budget
             self._size -= size
+            OVERLOAD.held -= size
             if self._room is not None and self._size <= self._max:
                 self._room.set()
                 self._room = None
@@ -120,6 +126,7 @@ class FrameWriter:
         """Refuse new frames and wake whoever waits for room."""
         self._closed = True
         self._pending.clear()
+        OVERLOAD.held -= self._size
         self._size = 0
         if self._room is not None:
             self._room.set()

@@ -87,4 +87,5 @@ def h2_server(
         max_connections=cfg.max_connections,
         idle_timeout=cfg.idle_timeout,
         max_connections_per_source=cfg.max_connections_per_source,
+        send_timeout=cfg.send_timeout,
     )

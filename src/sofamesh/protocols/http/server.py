@@ -38,6 +38,7 @@ from sofamesh.codecs.http1 import (
     HttpResponse,
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
+from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
@@ -111,6 +112,11 @@ class ServerStatistics:
 
 _INTERNAL_ERROR = HttpResponse(
     500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal server error\n"
+)
+_OVERLOADED = HttpResponse(
+    503,
+    [(b"content-type", b"text/plain; charset=utf-8"), OVERLOAD_HEADER, (b"retry-after", b"1")],
+    b"overloaded: too much buffered, try again\n",
 )
 _LINGER_MAX_BYTES = 1 << 20
 _SENDING = "sending"  # the phase while a response waits for the client to take it
@@ -328,20 +334,32 @@ class _Connection:
         handler = server.handler
         if self.info.identity:
             handler = handler_for(handler, self.info.identity)
+        overload = OVERLOAD
         while True:
             request = await self._next_request()
             if request is None:
                 return
+            # The buffers this exchange holds count against the process's budget until the
+            # response has left; past the budget, new requests are shed (transport/budget.py).
+            held = len(request.body)
+            overload.held += held
             try:
-                response = await handler(request, self.info)
-                data = codec.encode_response(response, close=server.draining)
-            except Exception:
-                data = self._failed(request)
-            # A client that stopped reading holds a response here; the sweeper ends it.
-            self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
-            try:
+                if overload.held > overload.limit:
+                    data = self._shed()
+                else:
+                    try:  # the response is a temporary: only its encoding outlives this line
+                        data = codec.encode_response(
+                            await handler(request, self.info), close=server.draining
+                        )
+                    except Exception:
+                        data = self._failed(request)
+                overload.held += len(data)
+                held += len(data)
+                # A client that stopped reading holds a response here; the sweeper ends it.
+                self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
                 await self.stream.send(data)
             finally:
+                overload.held -= held
                 self.deadline, self.phase = math.inf, None
             self.served += 1
             server._requests_served += 1
@@ -391,6 +409,11 @@ class _Connection:
         self.deadline = _now() + timeout
         self.phase = phase
         return True
+
+    def _shed(self) -> bytes:
+        """503 for a request that came while the process is over its buffer budget."""
+        OVERLOAD.shed("http1", self.info.peer)
+        return self.codec.encode_response(_OVERLOADED, close=self.server.draining)
 
     def _failed(self, request: HttpRequest) -> bytes:
         """The handler raised (or its response would not encode): log it, answer 500."""
