@@ -148,6 +148,8 @@ class Runtime:
                         protocols=frozenset().union(
                             *(p.endpoint_protocols for p in self.protocols.values())
                         ),
+                        max_clusters=self.config.max_clusters,
+                        idle_timeout=self.config.cluster_idle_timeout,
                     )
                 )
             source = self._rules_source()

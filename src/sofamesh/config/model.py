@@ -263,6 +263,10 @@ class MeshConfig:
     # Bytes held in request and response buffers across the process; past it, new requests
     # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
     buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    # Per-name state (upstream/cluster.py): clusters kept at most, and how long an unused
+    # one lives (dropped after one to two of these periods).
+    max_clusters: int = attrs.field(default=1000, validator=_positive)
+    cluster_idle_timeout: float = attrs.field(default=600.0, validator=_positive)
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
