@@ -97,8 +97,8 @@ async def test_slow_readers_are_bounded_by_the_buffer_budget(
 ) -> None:
     """30 slow readers of a 10 MiB response, with a 40 MiB budget: the first few hold
     their responses, the rest are shed with 503, RSS stays within 120 MiB of where it
-    started (it grew by 20 MiB per reader before), and once the readers are gone a
-    well-behaved client is served again."""
+    started (it grew by 20 MiB per reader before), /ready keeps answering, and once the
+    readers are gone a well-behaved client is served again."""
     async with app() as port:
         sidecar = await provider(sofamesh_sidecar, "http", port, buffer_budget=40 * MIB)
         address = sidecar.inbound_address()
@@ -110,7 +110,9 @@ async def test_slow_readers_are_bounded_by_the_buffer_budget(
                 statuses = [await slow_reader(stack, address) for _ in range(30)]
                 during = rss_mib(sidecar.pid)
                 shed = await client.get(url)
+                ready = await sidecar.admin("GET", "/ready")  # the admin API is never shed
             assert shed.status_code == 503 and shed.headers["x-sofamesh-overload"] == "buffers"
+            assert ready.status_code == 200
 
             async def served() -> bool:
                 return (await client.get(url)).status_code == 200

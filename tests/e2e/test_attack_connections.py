@@ -58,7 +58,7 @@ async def probe(address: str, path: str = "/", host: str = SERVICE) -> bytes:
     """One request from 127.0.0.1 on a new connection; the status line ("" if refused)."""
     ip, port = split(address)
     request = f"GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n".encode()
-    with anyio.fail_after(5):
+    with anyio.fail_after(15):
         try:
             async with await anyio.connect_tcp(ip, port, local_host="127.0.0.1") as sock:
                 await sock.send(request)
@@ -70,15 +70,18 @@ async def probe(address: str, path: str = "/", host: str = SERVICE) -> bytes:
     return data.split(b"\r\n", 1)[0]
 
 
-async def flood(stack: AsyncExitStack, address: str, source: str, n: int) -> None:
-    """Open `n` idle connections from `source`, held open by `stack`."""
+async def flood(stack: AsyncExitStack, address: str, source: str, n: int) -> int:
+    """Open `n` idle connections from `source`, held open by `stack`; how many opened."""
     ip, port = split(address)
+    opened = 0
     for _ in range(n):
         try:
             sock = await anyio.connect_tcp(ip, port, local_host=source)
         except OSError:
             continue
         await stack.enter_async_context(sock)
+        opened += 1
+    return opened
 
 
 async def counter(sidecar: SidecarProcess, name: str) -> int:
@@ -88,18 +91,26 @@ async def counter(sidecar: SidecarProcess, name: str) -> int:
 async def test_one_source_cannot_lock_others_out(
     sofamesh_sidecar: SidecarFactory, anyio_backend: Any
 ) -> None:
-    """3,000 idle connections from 127.0.0.2 to a listener of 2,000 (a share of 200 each)
-    and to the admin API: 127.0.0.1's probes and /ready keep being answered."""
+    """2,000 idle connections from 127.0.0.2 to a listener of 1,000 (a share of 100 each)
+    and 1,000 to the admin API (of 1,000 too): 127.0.0.1's probes and /ready keep being
+    answered."""
     async with app() as app_port, AsyncExitStack() as stack:
-        sidecar = await provider(sofamesh_sidecar, app_port, {"max_connections": 2000})
+        sidecar = await provider(sofamesh_sidecar, app_port, {"max_connections": 1000})
         inbound = sidecar.inbound_address()
-        await flood(stack, inbound, "127.0.0.2", 3000)
-        await flood(stack, sidecar.admin_address, "127.0.0.2", 1500)
+        opened = await flood(stack, inbound, "127.0.0.2", 2000)
+        opened += await flood(stack, sidecar.admin_address, "127.0.0.2", 1000)
+        seen = [0]
 
         async def refused() -> bool:
-            return await counter(sidecar, "connections_refused_per_source") >= 2800 + 1400
+            seen[0] = await counter(sidecar, "connections_refused_per_source")
+            # All but the shares (100 each) are refused, give or take the shares freed each
+            # time their idle connections reach the 10 s header timeout during a slow flood.
+            return seen[0] >= opened * 2 // 3
 
-        await poll_until(refused, 20)
+        try:
+            await poll_until(refused, 90)
+        except TimeoutError:
+            raise AssertionError(f"{seen[0]} of {opened} refused") from None
         for _ in range(15):
             assert await probe(inbound) == b"HTTP/1.1 200 OK"
             assert await probe(sidecar.admin_address, "/ready", "admin") == b"HTTP/1.1 200 OK"
@@ -120,7 +131,7 @@ async def test_idle_connections_make_room(
         async def evicted() -> bool:
             return await counter(sidecar, "connections_evicted_idle") > 0
 
-        await poll_until(evicted, 20)
+        await poll_until(evicted, 60)
         for _ in range(15):
             assert await probe(inbound) == b"HTTP/1.1 200 OK"
         assert "idle ones (the longest idle from 127.0.0.2" in sidecar.log()

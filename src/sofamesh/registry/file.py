@@ -31,7 +31,7 @@ import json
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,7 +41,7 @@ import anyio
 import anyio.abc
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import Snapshot, watching
+from sofamesh.registry.base import Shared, Snapshot, follow_shared, watching
 
 MARK = ".withdrawn"
 
@@ -71,22 +71,6 @@ def _process_alive(pid: int, start: str) -> bool:
     return not start or _pid_start(pid) in ("", start)
 
 
-class _Watched:
-    """A service's last snapshot, shared by its watchers, and how they learn of a new one."""
-
-    __slots__ = ("changed", "snapshot", "watchers")
-
-    def __init__(self) -> None:
-        self.snapshot: Snapshot | None = None
-        self.changed = anyio.Event()
-        self.watchers = 0
-
-    def publish(self, snap: Snapshot) -> None:
-        self.snapshot = snap
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
-
-
 class FileRegistry:
     """A `Registry` on a directory shared by the processes of one host."""
 
@@ -106,7 +90,7 @@ class FileRegistry:
         self._pid = os.getpid()
         self._pid_start = _pid_start(self._pid)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._watched: dict[str, _Watched] = {}  # one entry per service followed
+        self._watched: dict[str, Shared] = {}  # one entry per service followed
 
     async def __aenter__(self) -> FileRegistry:
         await anyio.to_thread.run_sync(
@@ -240,23 +224,18 @@ class FileRegistry:
         """The service's snapshots from the registry's one poller, shared by its watchers."""
         shared = self._watched.get(service)
         if shared is None:
-            shared = self._watched[service] = _Watched()
-            with contextlib.suppress(OSError):  # unreadable now: the poller tries again
-                shared.snapshot = await anyio.to_thread.run_sync(self._scan, service)
-        shared.watchers += 1
-        try:
-            last: Snapshot | None = None
-            while True:
-                snap = shared.snapshot
-                if snap is not None and snap != last:
-                    last = snap
-                    yield snap
-                    continue
-                await shared.changed.wait()
-        finally:
-            shared.watchers -= 1
-            if not shared.watchers and self._watched.get(service) is shared:
-                del self._watched[service]
+            shared = self._watched[service] = Shared()
+            try:
+                shared.publish(await anyio.to_thread.run_sync(self._scan, service))
+            except OSError:
+                pass  # unreadable now: the poller tries again
+            except BaseException:  # cancelled before following: nobody holds it
+                if not shared.watchers and self._watched.get(service) is shared:
+                    del self._watched[service]
+                raise
+        async with aclosing(follow_shared(self._watched, service, shared)) as snapshots:
+            async for snap in snapshots:
+                yield snap
 
     async def _poll_forever(self) -> None:
         """Every `poll_interval`, scan every watched service in one trip to a thread."""
@@ -266,7 +245,7 @@ class FileRegistry:
                 found = await anyio.to_thread.run_sync(self._scan_all, list(self._watched))
                 for service, snap in found.items():
                     shared = self._watched.get(service)
-                    if shared is not None and snap != shared.snapshot:
+                    if shared is not None:
                         shared.publish(snap)
 
     def _scan_all(self, services: list[str]) -> dict[str, Snapshot]:

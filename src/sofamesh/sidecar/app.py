@@ -14,6 +14,7 @@ finish (up to `drain_timeout`) -> exit.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
 from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
-from sofamesh.transport.budget import OVERLOAD
+from sofamesh.transport.budget import OVERLOAD, Overload
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -171,7 +172,9 @@ class Sidecar:
         )
         self.token_path = token_path(self.config.local_api, self.bound["admin"].port)
         self.token = await anyio.to_thread.run_sync(write_token, self.token_path)
-        server = http1_server(AdminApi(self), self.config.admin_limits)
+        # Its own budget, never reached: /ready and /stats answer whatever the listeners hold.
+        unshed = Overload(limit=sys.maxsize)
+        server = http1_server(AdminApi(self), self.config.admin_limits, overload=unshed)
         await tg.start(server.serve, listener)
 
     def _describe_bound(self) -> str:

@@ -38,7 +38,7 @@ from sofamesh.codecs.http1 import (
     HttpResponse,
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
-from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER
+from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
@@ -138,7 +138,9 @@ class Http1Server:
         linger_timeout: float = 2.0,
         send_timeout: float = 60.0,
         max_connections_per_source: int = 0,
+        overload: Overload = OVERLOAD,
     ) -> None:
+        self.overload = overload  # the buffer budget its requests count in, and are shed by
         self.config = Http1ServerConfig(
             limits,
             max_connections,
@@ -334,7 +336,7 @@ class _Connection:
         handler = server.handler
         if self.info.identity:
             handler = handler_for(handler, self.info.identity)
-        overload = OVERLOAD
+        overload = server.overload
         while True:
             request = await self._next_request()
             if request is None:
@@ -412,7 +414,7 @@ class _Connection:
 
     def _shed(self) -> bytes:
         """503 for a request that came while the process is over its buffer budget."""
-        OVERLOAD.shed("http1", self.info.peer)
+        self.server.overload.shed("http1", self.info.peer)
         return self.codec.encode_response(_OVERLOADED, close=self.server.draining)
 
     def _failed(self, request: HttpRequest) -> bytes:
