@@ -8,6 +8,7 @@ whose client opens no window, and a time limit on Bolt frames that stop half way
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -213,3 +214,34 @@ async def test_stalled_bolt_frames_are_closed_and_shed_while_held(
             assert not await busy()
     assert await counter(sidecar, "bolt_frame_timeouts") == 20
     assert "of a frame and not the rest within 1s" in sidecar.log()
+
+
+async def test_a_bolt_client_that_reads_no_replies_is_cut_off(
+    sofamesh_sidecar: SidecarFactory, anyio_backend: Any
+) -> None:
+    """Heartbeats from a client that never reads their acknowledgements: once 64 KiB of
+    replies are queued for it, the sidecar closes the connection."""
+    config = {"limits": {"max_write_buffer_bytes": 64 * 1024}}
+    sidecar = await provider(sofamesh_sidecar, "bolt", 1, **config)
+    ip, port = split(sidecar.inbound_address())
+    batch = b"".join(encode(heartbeat(i)) for i in range(1000))
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    raw.connect((ip, port))
+    raw.setblocking(False)
+    async with await anyio.abc.SocketStream.from_socket(raw) as sock:
+        with anyio.move_on_after(10):  # the send blocks once the sidecar stops reading
+            for _ in range(300):  # at most 300,000 heartbeats: cut off long before
+                try:
+                    await sock.send(batch)
+                except GONE:
+                    break
+
+        async def counted() -> bool:
+            return await counter(sidecar, "bolt_write_buffer_overflows") == 1
+
+        await poll_until(counted, 10)
+        with anyio.fail_after(10), pytest.raises(GONE):  # and the connection has ended
+            while True:
+                await sock.receive()
+    assert "does not read its replies" in sidecar.log()
