@@ -245,3 +245,29 @@ async def test_a_bolt_client_that_reads_no_replies_is_cut_off(
             while True:
                 await sock.receive()
     assert "does not read its replies" in sidecar.log()
+
+
+async def test_a_half_sent_upload_counts_in_the_budget(
+    sofamesh_sidecar: SidecarFactory, anyio_backend: Any
+) -> None:
+    """5 MiB of an 8 MiB request body, then nothing: with a 4 MiB budget, other requests
+    are shed while it is held, and served again once the uploader has gone."""
+    async with app() as port:
+        sidecar = await provider(sofamesh_sidecar, "http", port, buffer_budget=4 * MIB)
+        address = sidecar.inbound_address()
+        url = f"http://{address}/"
+        async with httpx.AsyncClient(headers={"host": SERVICE}, timeout=10) as client:
+            ip, tcp_port = split(address)
+            async with await anyio.connect_tcp(ip, tcp_port) as upload:
+                head = f"POST / HTTP/1.1\r\nhost: {SERVICE}\r\ncontent-length: {8 * MIB}\r\n\r\n"
+                await upload.send(head.encode() + b"x" * (5 * MIB))
+
+                async def shed() -> bool:
+                    return (await client.get(url)).status_code == 503
+
+                await poll_until(shed, 10)
+
+            async def served() -> bool:
+                return (await client.get(url)).status_code == 200
+
+            await poll_until(served, 10)

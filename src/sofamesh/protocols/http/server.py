@@ -21,12 +21,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
-import attrs
 
 from sofamesh.codecs.http1 import (
     DEFAULT_LIMITS,
@@ -38,76 +36,32 @@ from sofamesh.codecs.http1 import (
     HttpResponse,
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
+from sofamesh.protocols.http.server_config import (
+    ConnInfo,
+    Http1Handler,
+    Http1ServerConfig,
+    ServerStatistics,
+    handler_for,
+)
 from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
+
+__all__ = [
+    "ConnInfo",
+    "Http1Handler",
+    "Http1Server",
+    "Http1ServerConfig",
+    "ServerStatistics",
+    "handler_for",
+]
 
 log = logging.getLogger("sofamesh.http1")
 
 # Read deadlines and the sweeper's checks share this clock (a C call: every read sets a
 # deadline, and anyio's current_time costs a backend look-up per call).
 _now = time.monotonic
-
-
-@attrs.frozen(slots=True)
-class ConnInfo:
-    """Who is on the other end of a server connection (the same object for each request)."""
-
-    id: int
-    peer: str  # "host:port" of the client
-    local: str  # "host:port" the connection was accepted on
-    identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
-
-
-Http1Handler = Callable[[HttpRequest, ConnInfo], Awaitable[HttpResponse]]
-
-
-def handler_for(handler: Http1Handler, identity: str) -> Http1Handler:
-    """The handler of a connection whose peer is `identity`, verified (mutual TLS).
-
-    A handler that acts on who calls (the inbound listeners) offers
-    `for_peer(identity)`; it is asked once per connection, so a plaintext
-    connection's requests go straight to `handler`, without a check each.
-    """
-    for_peer = getattr(handler, "for_peer", None)
-    return handler if for_peer is None else for_peer(identity)
-
-
-def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attr.name} must be positive, got {value}")
-
-
-@attrs.frozen(slots=True)
-class Http1ServerConfig:
-    """Server limits; every timeout is in seconds.
-
-    Defaults follow nginx where it has one (`keepalive_timeout` 75 s,
-    `client_header_timeout`, `client_body_timeout` and `send_timeout` 60 s), shortened for
-    a sidecar whose peers are local: idle connections cost memory, and a slow
-    head is more likely an attack than a slow network.
-    """
-
-    limits: Http1Limits = DEFAULT_LIMITS
-    max_connections: int = attrs.field(default=10_000, validator=_positive)
-    keepalive_timeout: float = attrs.field(default=60.0, validator=_positive)
-    header_timeout: float = attrs.field(default=10.0, validator=_positive)
-    body_timeout: float = attrs.field(default=30.0, validator=_positive)
-    linger_timeout: float = attrs.field(default=2.0, validator=_positive)
-    send_timeout: float = attrs.field(default=60.0, validator=_positive)
-    max_connections_per_source: int = 0  # 0: a tenth of max_connections (transport/admission)
-
-
-@attrs.frozen(slots=True)
-class ServerStatistics:
-    active_connections: int
-    accepted_connections: int  # admitted since start (the rejected ones are not counted)
-    rejected_connections: int  # over max_connections, closed on accept
-    requests_served: int
-    protocol_errors: int  # malformed or oversized requests, timeouts mid-request
-    handler_errors: int  # handler raised (answered with 500)
-    draining: bool
 
 
 _INTERNAL_ERROR = HttpResponse(
@@ -255,6 +209,7 @@ class _Connection:
         "head_deadline",
         "info",
         "phase",
+        "reading",
         "served",
         "server",
         "stream",
@@ -275,6 +230,7 @@ class _Connection:
         self.expired: str | None = None  # the phase whose deadline passed
         self.head_deadline: float | None = None
         self.served = 0
+        self.reading = 0  # bytes received of the request not yet whole (in the budget)
 
     def cancel_if_idle(self) -> None:
         if self.phase is IDLE:
@@ -328,6 +284,8 @@ class _Connection:
         except Exception:
             log.exception("http1 connection from %s failed", self.info.peer)
         finally:
+            self.server.overload.held -= self.reading
+            self.reading = 0
             self.server._forget(self)
             await anyio.aclose_forcefully(self.stream)
 
@@ -379,6 +337,9 @@ class _Connection:
                 return None
             if request is not None:
                 self.head_deadline = None
+                if self.reading:  # from here the exchange counts the body itself
+                    self.server.overload.held -= self.reading
+                    self.reading = 0
                 return request
             if codec.must_close:
                 return None
@@ -393,6 +354,9 @@ class _Connection:
             finally:
                 self.deadline = math.inf
                 self.phase = None
+            # A request still arriving counts in the buffer budget (a slow upload too).
+            self.reading += len(data)
+            self.server.overload.held += len(data)
             codec.receive_data(data)
 
     def _arm(self, phase: str) -> bool:
