@@ -22,9 +22,16 @@ import h2.events
 import h2.settings
 import httpx
 import pytest
-from tests.protocols.bolt.bolt_support import RawPeer
+from tests.protocols.bolt.bolt_support import RawPeer, bolt_server
 
-from sofamesh.codecs.bolt import ResponseFrame, ResponseStatus, encode, heartbeat, request
+from sofamesh.codecs.bolt import (
+    RequestFrame,
+    ResponseFrame,
+    ResponseStatus,
+    encode,
+    heartbeat,
+    request,
+)
 from sofamesh.codecs.h2 import CANCEL, ENHANCE_YOUR_CALM
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.protocols.h2.http import H2HttpHandler
@@ -32,6 +39,7 @@ from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.http.server import Http1Server
 from sofamesh.testing.plugin import SidecarFactory
 from sofamesh.testing.process import SidecarProcess, poll_until
+from sofamesh.transport.budget import OVERLOAD
 
 pytestmark = pytest.mark.anyio
 SERVICE = "com.example.Heavy"
@@ -271,3 +279,36 @@ async def test_a_half_sent_upload_counts_in_the_budget(
                 return (await client.get(url)).status_code == 200
 
             await poll_until(served, 10)
+
+
+async def test_the_budget_gets_back_what_a_dropped_connection_held(anyio_backend: Any) -> None:
+    """In process: a Bolt client that queued replies it never read, and half a frame, then
+    vanished; once its connection is gone, the budget holds what it held before."""
+    before = OVERLOAD.held
+    frame = encode(request(1, b"x" * MIB, headers={"service": f"{SERVICE}:1.0"}))
+
+    async def never(_frame: RequestFrame, _info: object) -> None:
+        raise AssertionError("no request is whole")
+
+    async with bolt_server(never) as (server, port):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", port))
+        raw.setblocking(False)
+        async with await anyio.abc.SocketStream.from_socket(raw) as sock:
+            batch = b"".join(encode(heartbeat(i)) for i in range(1000))
+            with anyio.move_on_after(2):
+                for _ in range(50):
+                    await sock.send(batch)
+            await sock.send(frame[: 64 * 1024])
+
+            async def holding() -> bool:
+                return OVERLOAD.held > before
+
+            await poll_until(holding, 5)
+
+        async def gone() -> bool:
+            return server.statistics().active_connections == 0
+
+        await poll_until(gone, 10)
+    assert OVERLOAD.held == before

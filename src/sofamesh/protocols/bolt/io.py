@@ -41,8 +41,8 @@ class FrameWriter:
     """One writer task per connection; `write_nowait` / `write` from any task."""
 
     __slots__ = (
-        "_closed", "_finishing", "_max", "_pending", "_room", "_size", "_stream", "_wake",
-        "finished",
+        "_closed", "_counting", "_finishing", "_max", "_pending", "_room", "_size", "_stream",
+        "_wake", "finished",
     )  # fmt: skip
 
     def __init__(
@@ -56,6 +56,7 @@ class FrameWriter:
         self._room: anyio.Event | None = None
         self._closed = False
         self._finishing = False
+        self._counting = True  # queued bytes count in the buffer budget until `run` ends
         self.finished = anyio.Event()  # set when `run` returns
 
     @property
@@ -69,7 +70,8 @@ class FrameWriter:
         self._pending.append(data)
         n = len(data)
         self._size += n
-        OVERLOAD.held += n  # queued frames count against the process's buffer budget
+        if self._counting:  # queued frames count against the process's buffer budget
+            OVERLOAD.held += n
         self._wake.set()
 
     async def write(self, data: bytes) -> None:
@@ -99,6 +101,11 @@ class FrameWriter:
             log.debug("bolt writer stopped: %r", exc)
             self.close()
         finally:
+            # Whatever is still queued will not be sent by us: it leaves the budget now,
+            # however the owner ends the connection.
+            if self._counting:
+                self._counting = False
+                OVERLOAD.held -= self._size
             self.finished.set()
 
     def finish(self) -> None:
@@ -117,7 +124,8 @@ class FrameWriter:
             if self._closed:
                 return  # `close` already took everything queued off the budget
             self._size -= size
-            OVERLOAD.held -= size
+            if self._counting:
+                OVERLOAD.held -= size
             if self._room is not None and self._size <= self._max:
                 self._room.set()
                 self._room = None
@@ -126,7 +134,8 @@ class FrameWriter:
         """Refuse new frames and wake whoever waits for room."""
         self._closed = True
         self._pending.clear()
-        OVERLOAD.held -= self._size
+        if self._counting:
+            OVERLOAD.held -= self._size
         self._size = 0
         if self._room is not None:
             self._room.set()
