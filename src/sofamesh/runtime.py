@@ -195,6 +195,8 @@ class Runtime:
                         protocols=frozenset().union(
                             *(p.endpoint_protocols for p in self.protocols.values())
                         ),
+                        max_clusters=self.config.max_clusters,
+                        idle_timeout=self.config.cluster_idle_timeout,
                     )
                 )
                 if self.tls is not None:  # probes reach mTLS endpoints as calls do

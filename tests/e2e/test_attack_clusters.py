@@ -16,7 +16,9 @@ import pytest
 
 from sofamesh.clock import FakeClock
 from sofamesh.config.model import PolicyConfig
+from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.registry.base import Snapshot
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
 from sofamesh.stats import MAX_SERVICES, OTHER_SERVICES, Stats
 from sofamesh.upstream.balance import BalanceFilter
@@ -115,3 +117,43 @@ def test_made_up_service_names_share_one_stats_row_past_the_cap() -> None:
     assert len(outbound) == MAX_SERVICES + 1
     assert stats.services[("outbound", OTHER_SERVICES, "")].total == 500
     assert ("inbound", "real", "") in stats.services
+
+
+class CountingRegistry(MemoryRegistry):
+    """A memory registry that counts the watches open on it."""
+
+    def __init__(self, hub: MemoryHub) -> None:
+        super().__init__(hub)
+        self.open_watches = 0
+
+    @asynccontextmanager
+    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:  # type: ignore[override]
+        self.open_watches += 1
+        try:
+            async with super().watch(service) as snapshots:
+                yield snapshots
+        finally:
+            self.open_watches -= 1
+
+
+async def test_names_the_registry_does_not_list_leave_no_cluster_nor_watch() -> None:
+    hub = MemoryHub()
+    registry = CountingRegistry(hub)
+    await registry.publish(Endpoint("real", "127.0.0.1", 80))
+    policy = PolicyConfig()
+    async with ClusterManager(registry, lambda _s: policy, Stats(), FakeClock()) as cm:
+        balance = BalanceFilter(cm, FakeClock())
+        with anyio.fail_after(5):
+            for i in range(500):
+                inv = Invocation("http", f"made.up.{i}", "GET")
+                assert (await balance.invoke(inv, unreachable)).status is Status.NO_ENDPOINT
+            called: list[Invocation] = []
+
+            async def served(inv: Invocation) -> Result:
+                called.append(inv)
+                return Result(Status.OK)
+
+            await balance.invoke(Invocation("http", "real", "GET"), served)
+        await anyio.wait_all_tasks_blocked()
+        assert list(cm.clusters) == ["real"] and len(called) == 1
+        assert registry.open_watches == 1 and cm.unknown == 500

@@ -92,6 +92,8 @@ class LimitsConfig:
     """Explicit limits on what a listener accepts (Envoy's names in brackets)."""
 
     max_connections: int = attrs.field(default=10_000, validator=_positive)
+    # One client address's share of max_connections (0: a tenth of it); transport/admission.py.
+    max_connections_per_source: int = attrs.field(default=0, validator=_non_negative)
     max_header_bytes: int = attrs.field(
         default=64 * 1024, validator=_positive
     )  # max_request_headers_kb
@@ -101,6 +103,10 @@ class LimitsConfig:
         default=10.0, validator=_positive
     )  # request_headers_timeout
     send_timeout: float = attrs.field(default=60.0, validator=_positive)  # nginx's send_timeout
+    # Bolt: a frame begun must arrive whole within frame_timeout; replies queued for a peer
+    # that does not read them past max_write_buffer_bytes end the connection.
+    frame_timeout: float = attrs.field(default=30.0, validator=_positive)
+    max_write_buffer_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
     # HTTP/2 and gRPC listeners [http2_protocol_options]; see codecs/h2/limits.py.
     max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
     max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
@@ -288,6 +294,9 @@ class MeshConfig:
     mode: Mode = "sdk"
     registry: str = "file:///var/tmp/sofamesh"
     admin: Address | None = None
+    # The admin API's own limits, apart from the listeners', so a flood of those leaves
+    # /ready and /stats answering.
+    admin_limits: LimitsConfig = attrs.field(factory=lambda: LimitsConfig(max_connections=1000))
     sidecar: Address = Address("127.0.0.1", 15000)  # sidecar mode: the local sidecar's admin API
     metadata: EndpointMeta = attrs.field(factory=EndpointMeta)
     policy: PolicyConfig = attrs.field(factory=PolicyConfig)
@@ -298,6 +307,13 @@ class MeshConfig:
     # sidecar: the Unix socket a new process connects to in order to take over the listeners
     # (`--upgrade`; default: $SOFAMESH_STATE_DIR/upgrade/<app>.sock)
     upgrade_socket: str | None = None
+    # Bytes held in request and response buffers across the process; past it, new requests
+    # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
+    buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    # Per-name state (upstream/cluster.py): clusters kept at most, and how long an unused
+    # one lives (dropped after one to two of these periods).
+    max_clusters: int = attrs.field(default=1000, validator=_positive)
+    cluster_idle_timeout: float = attrs.field(default=600.0, validator=_positive)
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched

@@ -26,6 +26,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol, TypeVar
 
+import anyio
+
 from sofamesh.endpoint import Endpoint
 
 T = TypeVar("T")
@@ -100,6 +102,46 @@ async def watching(follower: AsyncGenerator[T, None]) -> AsyncIterator[AsyncIter
         yield follower
     finally:
         await follower.aclose()
+
+
+class Shared:
+    """One service's last snapshot, shared by all its watchers (a registry's one follower
+    feeds it), and how they learn of a new one."""
+
+    __slots__ = ("changed", "snapshot", "watchers")
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.changed = anyio.Event()
+        self.watchers = 0
+
+    def publish(self, snap: Snapshot) -> None:
+        if snap == self.snapshot and self.snapshot is not None:
+            return
+        self.snapshot = snap
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
+
+
+async def follow_shared(
+    watched: dict[str, Shared], service: str, shared: Shared
+) -> AsyncGenerator[Snapshot, None]:
+    """A watcher's snapshots from `shared`, registered in `watched` while it runs: each
+    one different from the last, the first as soon as there is one."""
+    shared.watchers += 1
+    try:
+        last: Snapshot | None = None
+        while True:
+            snap = shared.snapshot
+            if snap is not None and snap != last:
+                last = snap
+                yield snap
+                continue
+            await shared.changed.wait()
+    finally:
+        shared.watchers -= 1
+        if not shared.watchers and watched.get(service) is shared:
+            del watched[service]
 
 
 class RegistryError(Exception):

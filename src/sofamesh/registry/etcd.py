@@ -26,11 +26,13 @@ its own (`lease_ttl`, never renewed nor revoked), so it outlives the owner by on
 lease and then goes by itself; publishing again deletes it. `!` is reserved in
 a percent-encoded segment, so the marks never clash with a protocol's keys.
 
-Watching: read the service's prefix once (at revision R), then watch it from
-R + 1. Each watch reply applies its events in revision order and yields one
-snapshot. A broken watch is opened again from the revision after the last
-event seen, so no change is missed or replayed; if etcd has compacted that
-revision away, the prefix is read again. Errors never empty a snapshot.
+Watching: one watch per registry follows every service: read the services
+prefix once (at revision R), then watch it from R + 1; each watched service
+gets the snapshot of its own keys. Each watch reply applies its events in
+revision order and gives each watched service whose keys changed one new
+snapshot. A broken watch is opened again from the revision after the last event
+seen, so no change is missed or replayed; if etcd has compacted that revision
+away, the prefix is read again. Errors never empty a snapshot.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import anyio.abc
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.protocols.http.pool import Http1Pool
-from sofamesh.registry.base import RegistryError, Snapshot, watching
+from sofamesh.registry.base import RegistryError, Shared, Snapshot, follow_shared, watching
 from sofamesh.registry.etcd_client import EtcdClient
 from sofamesh.registry.etcd_keys import (
     DEFAULT_ROOT,
@@ -102,6 +104,10 @@ class EtcdRegistry:
         self._reconciler: Reconciler | None = None
         self.leases_granted = 0
         self.watch_breaks = 0
+        self._group: anyio.abc.TaskGroup | None = None
+        self._watched: dict[str, Shared] = {}  # the services followed, by name
+        self._services: dict[str, dict[bytes, Endpoint | str]] | None = None  # as last read
+        self._follower: anyio.Event | None = None  # set once the one watch has started
 
     async def __aenter__(self) -> EtcdRegistry:
         async with AsyncExitStack() as stack:
@@ -109,6 +115,7 @@ class EtcdRegistry:
             self._client = EtcdClient(self.endpoints, pool, timeout=self.timeout)
             self._reconciler = Reconciler(self._sync, self.backoff, name="etcd", rand=self._rand)
             tg = await stack.enter_async_context(anyio.create_task_group())
+            self._group = tg
             await tg.start(self._reconciler.run)
             tg.start_soon(self._keep_alive_forever)
             stack.push_async_callback(self._revoke)
@@ -259,18 +266,45 @@ class EtcdRegistry:
         return watching(self._follow(service))
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
-        last: Snapshot | None = None
-        follow = self.follow_keys(self.keys.service(service), decode_entry)
+        """The service's snapshots from the registry's one watch over every service."""
+        shared = self._watched.get(service)
+        if shared is None:
+            shared = self._watched[service] = Shared()
+            if self._services is not None:  # the one watch has read: the snapshot is known
+                shared.publish(self._snapshot(self._services.get(service, {})))
+            if self._follower is None:
+                self._follower = anyio.Event()
+                self._tg().start_soon(self._follow_services)
+        async with aclosing(follow_shared(self._watched, service, shared)) as snapshots:
+            async for snap in snapshots:
+                yield snap
+
+    async def _follow_services(self) -> None:
+        """Follow the whole services prefix in one watch; hand each watched service its part."""
+        follow: AsyncGenerator[dict[bytes, Endpoint | str]]
+        follow = self.follow_keys(self.keys.services, decode_entry)
         async with aclosing(follow) as states:
             async for state in states:
-                snap = Snapshot(
-                    (v for v in state.values() if isinstance(v, Endpoint)),
-                    withdrawn=(v for v in state.values() if isinstance(v, str)),
-                    lease=float(self.lease_ttl),
-                )
-                if snap != last:
-                    last = snap
-                    yield snap
+                by_service: dict[str, dict[bytes, Endpoint | str]] = {}
+                for key, value in state.items():
+                    name = self.keys.service_of(key)
+                    if name is not None:
+                        by_service.setdefault(name, {})[key] = value
+                self._services = by_service
+                for name, shared in list(self._watched.items()):
+                    shared.publish(self._snapshot(by_service.get(name, {})))
+
+    def _snapshot(self, entries: dict[bytes, Endpoint | str]) -> Snapshot:
+        return Snapshot(
+            (v for v in entries.values() if isinstance(v, Endpoint)),
+            withdrawn=(v for v in entries.values() if isinstance(v, str)),
+            lease=float(self.lease_ttl),
+        )
+
+    def _tg(self) -> anyio.abc.TaskGroup:
+        if self._group is None:
+            raise RuntimeError("EtcdRegistry used outside its 'async with' block")
+        return self._group
 
     async def follow_keys(
         self,

@@ -12,8 +12,10 @@ file per endpoint::
 - An entry whose owning process is gone (its pid no longer runs the process
   that wrote it, checked with the pid's start time from /proc) is dead at once,
   so a SIGKILLed provider vanishes at the next poll, not only at lease expiry.
-- Watchers poll the service's directory (every 0.2 s by default), so a change
-  reaches them well within a second without inotify or extra dependencies.
+- One poller per registry scans the directories of every watched service (every
+  0.2 s by default, all in one trip to a worker thread), so a change reaches the
+  watchers well within a second without inotify or extra dependencies, and the
+  watchers of one service share its scan.
 - `unpublish` (and closing the registry) first writes a withdrawal mark beside
   the entry, ``<host>_<port>_<protocol>.withdrawn`` (``{"key": ..., "expires": ...}``,
   living one lease), then deletes the entry; publishing deletes the mark. A
@@ -29,7 +31,7 @@ import json
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +41,7 @@ import anyio
 import anyio.abc
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import Snapshot, watching
+from sofamesh.registry.base import Shared, Snapshot, follow_shared, watching
 
 MARK = ".withdrawn"
 
@@ -88,6 +90,7 @@ class FileRegistry:
         self._pid = os.getpid()
         self._pid_start = _pid_start(self._pid)
         self._tg: anyio.abc.TaskGroup | None = None
+        self._watched: dict[str, Shared] = {}  # one entry per service followed
 
     async def __aenter__(self) -> FileRegistry:
         await anyio.to_thread.run_sync(
@@ -96,6 +99,7 @@ class FileRegistry:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self._renew_forever)
+        self._tg.start_soon(self._poll_forever)
         return self
 
     async def __aexit__(
@@ -222,17 +226,39 @@ class FileRegistry:
         return watching(self._follow(service))
 
     async def _follow(self, service: str) -> AsyncGenerator[Snapshot, None]:
-        last: Snapshot | None = None
-        while True:
-            snap: Snapshot | None
+        """The service's snapshots from the registry's one poller, shared by its watchers."""
+        shared = self._watched.get(service)
+        if shared is None:
+            shared = self._watched[service] = Shared()
             try:
-                snap = await anyio.to_thread.run_sync(self._scan, service)
+                shared.publish(await anyio.to_thread.run_sync(self._scan, service))
             except OSError:
-                snap = last  # the directory is unreadable right now: keep what we knew
-            if snap is not None and snap != last:
-                last = snap
+                pass  # unreadable now: the poller tries again
+            except BaseException:  # cancelled before following: nobody holds it
+                if not shared.watchers and self._watched.get(service) is shared:
+                    del self._watched[service]
+                raise
+        async with aclosing(follow_shared(self._watched, service, shared)) as snapshots:
+            async for snap in snapshots:
                 yield snap
+
+    async def _poll_forever(self) -> None:
+        """Every `poll_interval`, scan every watched service in one trip to a thread."""
+        while True:
             await anyio.sleep(self.poll_interval)
+            if self._watched:
+                found = await anyio.to_thread.run_sync(self._scan_all, list(self._watched))
+                for service, snap in found.items():
+                    shared = self._watched.get(service)
+                    if shared is not None:
+                        shared.publish(snap)
+
+    def _scan_all(self, services: list[str]) -> dict[str, Snapshot]:
+        found = {}
+        for service in services:
+            with contextlib.suppress(OSError):  # unreadable right now: keep what we knew
+                found[service] = self._scan(service)
+        return found
 
     async def list_services(self) -> list[str]:
         def scan() -> list[str]:

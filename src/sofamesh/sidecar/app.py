@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from sofamesh.runtime import Composes, Runtime
 from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
 from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
+from sofamesh.transport.budget import OVERLOAD, Overload
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -69,6 +71,8 @@ class Sidecar:
     ) -> None:
         self.config = config
         self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
+        OVERLOAD.report_to(self.runtime.stats.incr)  # the defences' counts, in /stats
+        OVERLOAD.limit = config.buffer_budget
         if config.rules_file is not None or config.rules_key is not None:
             # Rules pushed from a source survive a restart that finds the source invalid.
             self.runtime.governance.last_good = LastGoodRules(config.last_good_rules_path)
@@ -249,7 +253,9 @@ class Sidecar:
         self.token = await anyio.to_thread.run_sync(
             write_token, self.token_path, self.sockets.token
         )
-        server = http1_server(AdminApi(self), None)
+        # Its own budget, never reached: /ready and /stats answer whatever the listeners hold.
+        unshed = Overload(limit=sys.maxsize)
+        server = http1_server(AdminApi(self), self.config.admin_limits, overload=unshed)
         await tg.start(server.serve, listener)
 
     def _describe_bound(self) -> str:

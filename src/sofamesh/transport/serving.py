@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 from anyio.streams.stapled import MultiListener
 
+from sofamesh.transport.admission import EVICT_SHARE, Admission, source_of
 from sofamesh.transport.streams import accept, serve_accepted
 
 log = logging.getLogger("sofamesh.transport")
@@ -79,9 +80,12 @@ class ServerLifecycle(Generic[C]):
         max_connections: int,
         *,
         on_accept_end: Callable[[], Awaitable[None]] = _nothing,
+        max_per_source: int = 0,
+        evict_share: float = EVICT_SHARE,
     ) -> None:
         self.protocol = protocol
         self.max_connections = max_connections
+        self.admission = Admission(protocol, max_connections, max_per_source, evict_share)
         self.conns: set[C] = set()
         self.draining = False
         self.accepted = 0  # admitted since start (the rejected ones are not counted)
@@ -112,8 +116,9 @@ class ServerLifecycle(Generic[C]):
         self._serving += 1
         try:
             async with anyio.create_task_group() as tg:
+                fair = self._fair(admit)
                 for leaf in leaves(listener):
-                    tg.start_soon(self._accept_until_drained, leaf, tg, admit)
+                    tg.start_soon(self._accept_until_drained, leaf, tg, fair)
                 if also is not None:
                     also(tg)
                 task_status.started()
@@ -122,6 +127,23 @@ class ServerLifecycle(Generic[C]):
             self._serving -= 1
             if not self._serving and self._stopped is not None:
                 self._stopped.set()
+
+    def _fair(self, admit: Admit) -> Admit:
+        """`admit`, behind the per-source limit (one frame per connection, not per request)."""
+        admission = self.admission
+
+        async def fair(stream: anyio.abc.ByteStream) -> None:
+            source = source_of(stream)
+            if not admission.enter(source):
+                self.rejected += 1
+                await anyio.aclose_forcefully(stream)
+                return
+            try:
+                await admit(stream)
+            finally:
+                admission.leave(source)
+
+        return fair
 
     async def _accept_until_drained(
         self, listener: anyio.abc.Listener[Any], tg: anyio.abc.TaskGroup, admit: Admit
@@ -140,8 +162,14 @@ class ServerLifecycle(Generic[C]):
         await anyio.aclose_forcefully(listener)
 
     async def admit(self, stream: anyio.abc.ByteStream) -> bool:
-        """Count a new connection in, or close it (False) when `max_connections` are open."""
-        if len(self.conns) >= self.max_connections:
+        """Count a new connection in, or close it (False) when `max_connections` are open.
+
+        Near the limit, idle connections are closed first to make room (`admission.py`).
+        """
+        admission = self.admission
+        open_now = admission.open_count(self.conns)
+        open_now -= admission.make_room(self.conns, open_now)
+        if open_now >= self.max_connections:
             self.rejected += 1
             log.warning("%s: refusing a connection: %d open", self.protocol, len(self.conns))
             await anyio.aclose_forcefully(stream)

@@ -38,7 +38,7 @@ class BalanceFilter:
         self._clock = clock
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        cluster = self._clusters.get(inv.service)
+        cluster = self._clusters.for_call(inv.service)
         if not cluster.ready.is_set():
             await self._wait_ready(cluster.ready, inv)
         now = self._clock.now()

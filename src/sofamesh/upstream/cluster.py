@@ -91,6 +91,7 @@ class Cluster:
         self.hold_started = anyio.Event()  # set when a removal is held (the manager's timer)
         self.health: HealthChecker | None = None  # set while active health checks run
         self.used = True  # called since the manager's last idle sweep
+        self.provisional = False  # created for a call: dropped if its first snapshot is empty
         self.watch: anyio.CancelScope | None = None  # the manager's task following the registry
         self._stats = stats
         self._clock = clock
@@ -261,6 +262,7 @@ class ClusterManager:
         self.max_clusters = max_clusters
         self.idle_timeout = idle_timeout
         self.overflowed = 0  # names answered without a cluster: the cap was full
+        self.unknown = 0  # names the registry did not list, answered and forgotten
         self._protocols = frozenset(protocols) if protocols is not None else None
         self._policy_for = policy_for
         self._stats = stats
@@ -288,6 +290,21 @@ class ClusterManager:
         cluster = self.clusters.get(service)
         if cluster is None:
             return self._create(service)
+        cluster.used = True
+        return cluster
+
+    def for_call(self, service: str) -> Cluster:
+        """`get` for a call: a name the registry does not list is not kept.
+
+        The new cluster waits for its first snapshot like any other; when that lists no
+        endpoint, the cluster and its watch are dropped at once (the call is answered
+        `no_endpoint`), so a made-up name leaves nothing behind.
+        """
+        cluster = self.clusters.get(service)
+        if cluster is None:
+            cluster = self._create(service)
+            cluster.provisional = True
+            return cluster
         cluster.used = True
         return cluster
 
@@ -345,6 +362,8 @@ class ClusterManager:
         now = self._clock.now()
         if alias is None or (alias[0] == service and now - alias[1] >= ALIAS_RETRY):
             alias = (await self._match_case(service), now)
+            if len(self._aliases) >= self.max_clusters:  # made-up names: start afresh
+                self._aliases.clear()
             self._aliases[service] = alias
         return alias[0]
 
@@ -372,7 +391,25 @@ class ClusterManager:
                 tg.start_soon(self._end_holds, cluster)
                 async for snap in snapshots:
                     cluster.update(snap)
+                    if cluster.provisional and self._unknown(cluster):
+                        break
                 tg.cancel_scope.cancel()
+
+    def _unknown(self, cluster: Cluster) -> bool:
+        """After a call's first snapshot: drop the cluster (True) if the registry lists nothing."""
+        cluster.provisional = False
+        if cluster.endpoints or self.clusters.get(cluster.service) is not cluster:
+            return False
+        del self.clusters[cluster.service]
+        self.unknown += 1
+        self._stats.incr("upstream.unknown_service")
+        if self.unknown == 1 or self.unknown % 1000 == 0:
+            log.warning(
+                "%s: not in the registry; answered without keeping a cluster (%d so far)",
+                cluster.service,
+                self.unknown,
+            )
+        return True
 
     async def _end_holds(self, cluster: Cluster) -> None:
         """Release each held removal when its lease is over; idle while nothing is held."""

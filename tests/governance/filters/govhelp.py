@@ -131,6 +131,8 @@ class Clusters:
             self.clusters[service] = cluster
         return cluster
 
+    for_call = get
+
 
 def rendered(result: Result) -> HttpResponse:
     """What an HTTP caller receives for `result`: the listener's own rendering."""

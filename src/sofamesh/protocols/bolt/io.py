@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS
 
 log = logging.getLogger("sofamesh.bolt")
@@ -40,8 +41,8 @@ class FrameWriter:
     """One writer task per connection; `write_nowait` / `write` from any task."""
 
     __slots__ = (
-        "_closed", "_finishing", "_max", "_pending", "_room", "_size", "_stream", "_wake",
-        "finished",
+        "_closed", "_counting", "_finishing", "_max", "_pending", "_room", "_size", "_stream",
+        "_wake", "finished",
     )  # fmt: skip
 
     def __init__(
@@ -55,6 +56,7 @@ class FrameWriter:
         self._room: anyio.Event | None = None
         self._closed = False
         self._finishing = False
+        self._counting = True  # queued bytes count in the buffer budget until `run` ends
         self.finished = anyio.Event()  # set when `run` returns
 
     @property
@@ -66,7 +68,10 @@ class FrameWriter:
         if self._closed:
             raise WriterClosedError("the connection is closed")
         self._pending.append(data)
-        self._size += len(data)
+        n = len(data)
+        self._size += n
+        if self._counting:  # queued frames count against the process's buffer budget
+            OVERLOAD.held += n
         self._wake.set()
 
     async def write(self, data: bytes) -> None:
@@ -96,6 +101,11 @@ class FrameWriter:
             log.debug("bolt writer stopped: %r", exc)
             self.close()
         finally:
+            # Whatever is still queued will not be sent by us: it leaves the budget now,
+            # however the owner ends the connection.
+            if self._counting:
+                self._counting = False
+                OVERLOAD.held -= self._size
             self.finished.set()
 
     def finish(self) -> None:
@@ -111,7 +121,11 @@ class FrameWriter:
                 cut, size = _cut(batch)
                 batch, self._pending = batch[:cut], batch[cut:] + self._pending
             await self._stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+            if self._closed:
+                return  # `close` already took everything queued off the budget
             self._size -= size
+            if self._counting:
+                OVERLOAD.held -= size
             if self._room is not None and self._size <= self._max:
                 self._room.set()
                 self._room = None
@@ -120,6 +134,8 @@ class FrameWriter:
         """Refuse new frames and wake whoever waits for room."""
         self._closed = True
         self._pending.clear()
+        if self._counting:
+            OVERLOAD.held -= self._size
         self._size = 0
         if self._room is not None:
             self._room.set()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle, leaves
 from sofamesh.transport.tls import peer_identity
@@ -56,6 +58,7 @@ log = logging.getLogger("sofamesh.bolt")
 
 DRAIN_QUIET = 0.5  # seconds without a request before a draining connection closes
 LINGER = 1.0  # seconds a refused peer gets to read its error reply before the close
+_USED_LATER = 1e9  # idle rank offset: a used idle connection goes after every never-used one
 _LINGER_READS = 16  # ... and at most this many reads of what it still sends (up to 1 MiB)
 
 
@@ -94,12 +97,19 @@ class BoltServer:
         *,
         max_connections: int = 10_000,
         idle_timeout: float = 90.0,
+        max_connections_per_source: int = 0,
+        frame_timeout: float = 30.0,
+        max_write_buffer: int = 32 << 20,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self._life: ServerLifecycle[_ServerConnection] = ServerLifecycle("bolt", max_connections)
+        self.frame_timeout = frame_timeout  # a frame begun must arrive whole within this
+        self.max_write_buffer = max_write_buffer  # replies queued for a peer that does not read
+        self._life: ServerLifecycle[_ServerConnection] = ServerLifecycle(
+            "bolt", max_connections, max_per_source=max_connections_per_source
+        )
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
 
     async def serve(
@@ -167,6 +177,10 @@ class _ServerConnection:
         self._workers: Workers[RequestFrame]  # set by run()
         self._linger = False
         self._reads = 0
+        self.opened = time.monotonic()
+        self.used = False  # has sent a request
+        self._partial = 0  # bytes of a frame begun and not yet whole (in the budget)
+        self._partial_since = 0.0  # when that frame began
 
     def begin_drain(self) -> None:
         if self._handlers is not None and not self._draining:
@@ -181,6 +195,21 @@ class _ServerConnection:
             if self._reads == seen and self.in_flight == 0 and self._scope is not None:
                 self._scope.cancel()
                 return
+
+    def idle_rank(self) -> float | None:
+        """Never used connections first (oldest first), then used ones with nothing in flight.
+
+        Bolt clients keep pooled connections open between calls, so a used one is only
+        closed when no never-used one is left.
+        """
+        if self.in_flight or self._scope is None or self._scope.cancel_called:
+            return None
+        return self.opened + (_USED_LATER if self.used else 0.0)
+
+    def evict(self) -> str:
+        if self._scope is not None:
+            self._scope.cancel()
+        return self.info.peer
 
     async def run(self) -> None:
         try:
@@ -204,6 +233,9 @@ class _ServerConnection:
         except Exception:
             log.exception("bolt connection from %s failed", self.info.peer)
         finally:
+            self.writer.close()  # what is still queued leaves the buffer budget
+            OVERLOAD.held -= self._partial
+            self._partial = 0
             await anyio.aclose_forcefully(self.stream)
 
     async def _read(self) -> None:
@@ -213,6 +245,7 @@ class _ServerConnection:
             if not data:
                 return
             decoder.receive_data(data)
+            whole = False
             while True:
                 try:
                     frame = decoder.next_frame()
@@ -223,7 +256,11 @@ class _ServerConnection:
                     continue  # the frame was skipped; the ones behind it are fine
                 if frame is None:
                     break
+                whole = True
                 self._dispatch(frame)
+            pending = decoder.buffered
+            if pending or self._partial:
+                self._track_partial(pending, whole)
 
     async def _receive(self) -> bytes:
         """The next bytes; b"" at EOF or on error."""
@@ -236,16 +273,36 @@ class _ServerConnection:
         self._reads += 1
         return data
 
+    def _track_partial(self, pending: int, whole: bool) -> None:
+        """Count the bytes of an unfinished frame in the budget, and note when it began."""
+        if pending and (whole or not self._partial):
+            self._partial_since = time.monotonic()
+        OVERLOAD.held += pending - self._partial
+        self._partial = pending
+
     async def _watch_idle(self) -> None:
         """Close the connection once a whole `idle_timeout` passed with nothing received
-        and nothing in flight (one timer per connection, not one per read)."""
-        while True:
+        and nothing in flight, or a frame stayed unfinished for `frame_timeout` (one timer
+        per connection, not one per read)."""
+        server = self.server
+        tick = min(server.idle_timeout, server.frame_timeout / 2)
+        quiet = 0.0
+        while self._scope is not None:
             seen = self._reads
-            await anyio.sleep(self.server.idle_timeout)
-            if self._reads == seen and self.in_flight == 0 and self._scope is not None:
+            await anyio.sleep(tick)
+            quiet = quiet + tick if self._reads == seen and self.in_flight == 0 else 0.0
+            if quiet >= server.idle_timeout:
                 log.debug("bolt: closing idle connection from %s", self.info.peer)
                 self._scope.cancel()
-                return
+            elif self._partial and time.monotonic() - self._partial_since >= server.frame_timeout:
+                OVERLOAD.count("bolt_frame_timeouts")
+                log.warning(
+                    "bolt %s sent %d bytes of a frame and not the rest within %gs; closing",
+                    self.info.peer,
+                    self._partial,
+                    server.frame_timeout,
+                )
+                self._scope.cancel()
 
     def _dispatch(self, frame: RequestFrame | ResponseFrame) -> None:
         server = self.server
@@ -259,7 +316,12 @@ class _ServerConnection:
         if server.draining:
             self._send(encode(error_response(frame, Status.UNAVAILABLE, "the server is draining")))
             return
+        if OVERLOAD.held > OVERLOAD.limit:  # busy: SOFARPC clients retry elsewhere
+            OVERLOAD.shed("bolt", self.info.peer)
+            self._send(encode(error_response(frame, Status.OVERLOADED, "overloaded: try again")))
+            return
         self.in_flight += 1
+        self.used = True
         self._workers.submit(frame)
 
     async def _handle(self, frame: RequestFrame) -> None:
@@ -280,8 +342,18 @@ class _ServerConnection:
             self.in_flight -= 1
 
     def _send(self, data: bytes) -> None:
+        writer = self.writer
         with contextlib.suppress(WriterClosedError):  # the peer is gone: nowhere to answer
-            self.writer.write_nowait(data)
+            writer.write_nowait(data)
+        if writer.buffered > self.server.max_write_buffer and self._scope is not None:
+            OVERLOAD.count("bolt_write_buffer_overflows")
+            log.warning(
+                "bolt %s does not read its replies: %d bytes queued; closing the connection",
+                self.info.peer,
+                writer.buffered,
+            )
+            writer.close()
+            self._scope.cancel()
 
     def _refuse(self, exc: RemoteProtocolError) -> None:
         self.server.protocol_errors += 1

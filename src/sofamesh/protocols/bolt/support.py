@@ -174,4 +174,7 @@ def bolt_server(handler: BoltHandler, limits: LimitsConfig | None) -> BoltServer
         bolt_limits(cfg),
         max_connections=cfg.max_connections,
         idle_timeout=cfg.idle_timeout,
+        max_connections_per_source=cfg.max_connections_per_source,
+        frame_timeout=cfg.frame_timeout,
+        max_write_buffer=cfg.max_write_buffer_bytes,
     )

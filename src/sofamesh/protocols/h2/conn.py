@@ -20,6 +20,8 @@ with `StreamResetError`; the application resets a stream with `reset()`.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -27,6 +29,7 @@ import anyio.abc
 
 from sofamesh.codecs.h2 import (
     CANCEL,
+    ENHANCE_YOUR_CALM,
     DataReceived,
     Event,
     GoAway,
@@ -43,6 +46,7 @@ from sofamesh.protocols.h2.stream import (
     H2Stream,
     StreamResetError,
 )
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS
 
 log = logging.getLogger("sofamesh.h2")
@@ -64,6 +68,7 @@ class H2Connection:
         on_stream: Callable[[H2Stream], None] | None = None,
         peer: str = "?",
         idle_timeout: float | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         self.sock = sock
         self.codec = codec
@@ -76,6 +81,8 @@ class H2Connection:
         self.on_goaway: Callable[[], None] | None = None
         self._on_stream = on_stream
         self._idle_timeout = idle_timeout
+        self._send_timeout = send_timeout  # a stream's wait for the peer's window (server)
+        self.window_updates = 0  # WINDOW_UPDATE frames received: the peer's reading progress
         self._flush = anyio.Event()
         self._drained: anyio.Event | None = None
         self._writer_done = anyio.Event()
@@ -83,6 +90,7 @@ class H2Connection:
         self.draining = False
         self._read_scope: anyio.CancelScope | None = None
         self.on_stream_closed: Callable[[], None] | None = None
+        self.opened = time.monotonic()
         codec.initiate()  # before any stream: the preface and SETTINGS go first
 
     # -- running ------------------------------------------------------------------------
@@ -238,6 +246,7 @@ class H2Connection:
             self.forget(s.id)
 
     def _window_opened(self, stream_id: int) -> None:
+        self.window_updates += 1
         if stream_id:
             s = self.streams.get(stream_id)
             if s is not None:
@@ -303,6 +312,37 @@ class H2Connection:
         streams, self.streams = self.streams, {}
         for s in streams.values():
             s.fail(StreamResetError(CONNECTION_LOST, why))
+
+    def send_deadline(self) -> float:
+        """When a send waiting for window from now gives up (never on a client connection)."""
+        timeout = self._send_timeout
+        return math.inf if timeout is None else anyio.current_time() + timeout
+
+    def send_stalled(self, stream: H2Stream, *, progress: bool) -> None:
+        """`stream` waited `send_timeout` for window: reset it; without any progress on the
+        connection meanwhile (no WINDOW_UPDATE at all), end the connection too."""
+        OVERLOAD.count("h2_send_timeouts")
+        closing = not progress and not self.draining
+        log.warning(
+            "h2 %s opened no window on stream %d for %gs: resetting it%s",
+            self.peer,
+            stream.id,
+            self._send_timeout,
+            ", and closing the connection (no progress)" if closing else "",
+        )
+        stream.reset(CANCEL)
+        if closing:
+            self.close(ENHANCE_YOUR_CALM, "no flow-control progress")
+
+    def idle_rank(self) -> float | None:
+        """A server connection without streams is idle: the oldest such goes first."""
+        if self.streams or self.draining or self.closed:
+            return None
+        return self.opened
+
+    def evict(self) -> str:
+        self.close()
+        return self.peer
 
     @property
     def available(self) -> bool:

@@ -20,6 +20,7 @@ from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_tar
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.protocols.http.server import handler_for
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
@@ -105,9 +106,14 @@ async def _send_response(stream: H2Stream, resp: HttpResponse) -> None:
     headers: RawHeaders = [(b":status", str(resp.status).encode())]
     headers += [(k.lower(), v) for k, v in resp.headers if k.lower() not in _CONNECTION_SPECIFIC]
     if resp.body:
-        headers.append((b"content-length", str(len(resp.body)).encode()))
+        size = len(resp.body)
+        headers.append((b"content-length", str(size).encode()))
         await stream.send_headers(headers)
-        await stream.send_data(resp.body, end_stream=True)
+        OVERLOAD.held += size  # counted against the buffer budget until it has left
+        try:
+            await stream.send_data(resp.body, end_stream=True)
+        finally:
+            OVERLOAD.held -= size
     else:
         await stream.send_headers(headers, end_stream=True)
 

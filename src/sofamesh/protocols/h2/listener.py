@@ -86,4 +86,6 @@ def h2_server(
         http1=http1_server(http, cfg),
         max_connections=cfg.max_connections,
         idle_timeout=cfg.idle_timeout,
+        max_connections_per_source=cfg.max_connections_per_source,
+        send_timeout=cfg.send_timeout,
     )

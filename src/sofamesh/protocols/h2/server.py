@@ -24,9 +24,17 @@ import anyio
 import anyio.abc
 import attrs
 
-from sofamesh.codecs.h2 import DEFAULT_H2_LIMITS, INTERNAL_ERROR, H2Codec, H2Limits, looks_like_h2
+from sofamesh.codecs.h2 import (
+    DEFAULT_H2_LIMITS,
+    INTERNAL_ERROR,
+    REFUSED_STREAM,
+    H2Codec,
+    H2Limits,
+    looks_like_h2,
+)
 from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
@@ -59,14 +67,20 @@ class H2Server:
         http1: Any = None,
         max_connections: int = 10_000,
         idle_timeout: float = 60.0,
+        max_connections_per_source: int = 0,
+        send_timeout: float = 60.0,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.http1 = http1
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.send_timeout = send_timeout  # a stream the client opens no window for is reset
         self._life: ServerLifecycle[H2Connection] = ServerLifecycle(
-            "h2", max_connections, on_accept_end=self._accept_ended
+            "h2",
+            max_connections,
+            on_accept_end=self._accept_ended,
+            max_per_source=max_connections_per_source,
         )
         self._handoff: _HandoffListener | None = None
         self._http1 = self._streams = self._errors = 0
@@ -131,6 +145,7 @@ class H2Server:
                 on_stream=on_stream,
                 peer=_peer(sock),
                 idle_timeout=self.idle_timeout,
+                send_timeout=self.send_timeout,
             )
             conn.identity = peer_identity(sock)
             self._life.conns.add(conn)
@@ -147,6 +162,10 @@ class H2Server:
         try:
             if stream.error is not None:
                 return  # reset before its handler ran (a rapid reset): no upstream call
+            if OVERLOAD.held > OVERLOAD.limit:  # over the buffer budget: safe to retry
+                OVERLOAD.shed("h2", stream.conn.peer)
+                stream.reset(REFUSED_STREAM)
+                return
             await self.handler(stream)
         except StreamResetError:
             pass  # the peer went away; nothing to answer

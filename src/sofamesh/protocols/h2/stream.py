@@ -8,6 +8,7 @@ each chunk as it hands it out, which is what reopens the peer's window.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -112,6 +113,7 @@ class H2Stream:
         """Send all of `data`, waiting for flow-control window and writer drain as needed."""
         conn = self.conn
         view = memoryview(data) if len(data) > conn.codec.limits.max_frame_size else data
+        deadline, updates = math.inf, 0  # while the peer's window is shut: when to give up
         while True:
             self._raise_if_reset()
             try:
@@ -122,7 +124,9 @@ class H2Stream:
             if sent == len(view):
                 break
             view = view[sent:]
-            await self._wait_window()
+            if sent or deadline == math.inf:  # progress: the send timeout starts again
+                deadline, updates = conn.send_deadline(), conn.window_updates
+            await self._wait_window(deadline, updates)
         if end_stream:
             self._local_end()
         if conn.unflushed > HIGH_WATER:
@@ -136,9 +140,14 @@ class H2Stream:
         if self.remote_closed:
             self.conn.forget(self.id)
 
-    async def _wait_window(self) -> None:
+    async def _wait_window(self, deadline: float, updates: int) -> None:
+        """Wait for window; past `deadline` (the send timeout) the stream is reset."""
         ev = self._window_wait = anyio.Event()
-        await ev.wait()
+        with anyio.CancelScope(deadline=deadline):
+            await ev.wait()
+            return
+        self.conn.send_stalled(self, progress=self.conn.window_updates != updates)
+        self._raise_if_reset()
 
     def reset(self, error_code: int = CANCEL) -> None:
         """Abandon the stream (RST_STREAM), waking anyone waiting on it."""

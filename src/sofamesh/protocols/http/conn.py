@@ -22,6 +22,7 @@ from sofamesh.codecs.http1 import (
     HttpRequest,
     HttpResponse,
 )
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
 from sofamesh.transport.streams import time_limit
@@ -53,6 +54,7 @@ class Http1Connection:
         data = self._codec.encode_request(request, host=self._host)
         self.requests += 1
         stream = self._stream
+        got = 0  # response bytes read so far: in the process's buffer budget while read
         try:
             await stream.send(data)
             while True:
@@ -60,6 +62,8 @@ class Http1Connection:
                     chunk = await stream.receive(65536)
                 except anyio.EndOfStream:
                     chunk = b""
+                got += len(chunk)
+                OVERLOAD.held += len(chunk)
                 response = self._parse(chunk, reused)
                 if response is not None:
                     return response
@@ -67,6 +71,8 @@ class Http1Connection:
             raise
         except STREAM_ERRORS as exc:
             raise self._lost(reused, f"lost mid-exchange: {exc!r}") from exc
+        finally:
+            OVERLOAD.held -= got
 
     def _parse(self, chunk: bytes, reused: bool) -> HttpResponse | None:
         codec = self._codec

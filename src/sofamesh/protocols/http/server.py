@@ -21,12 +21,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
-import attrs
 
 from sofamesh.codecs.http1 import (
     DEFAULT_LIMITS,
@@ -38,9 +36,26 @@ from sofamesh.codecs.http1 import (
     HttpResponse,
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
+from sofamesh.protocols.http.server_config import (
+    ConnInfo,
+    Http1Handler,
+    Http1ServerConfig,
+    ServerStatistics,
+    handler_for,
+)
+from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
+
+__all__ = [
+    "ConnInfo",
+    "Http1Handler",
+    "Http1Server",
+    "Http1ServerConfig",
+    "ServerStatistics",
+    "handler_for",
+]
 
 log = logging.getLogger("sofamesh.http1")
 
@@ -49,69 +64,15 @@ log = logging.getLogger("sofamesh.http1")
 _now = time.monotonic
 
 
-@attrs.frozen(slots=True)
-class ConnInfo:
-    """Who is on the other end of a server connection (the same object for each request)."""
-
-    id: int
-    peer: str  # "host:port" of the client
-    local: str  # "host:port" the connection was accepted on
-    identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
-
-
-Http1Handler = Callable[[HttpRequest, ConnInfo], Awaitable[HttpResponse]]
-
-
-def handler_for(handler: Http1Handler, identity: str) -> Http1Handler:
-    """The handler of a connection whose peer is `identity`, verified (mutual TLS).
-
-    A handler that acts on who calls (the inbound listeners) offers
-    `for_peer(identity)`; it is asked once per connection, so a plaintext
-    connection's requests go straight to `handler`, without a check each.
-    """
-    for_peer = getattr(handler, "for_peer", None)
-    return handler if for_peer is None else for_peer(identity)
-
-
-def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attr.name} must be positive, got {value}")
-
-
-@attrs.frozen(slots=True)
-class Http1ServerConfig:
-    """Server limits; every timeout is in seconds.
-
-    Defaults follow nginx where it has one (`keepalive_timeout` 75 s,
-    `client_header_timeout`, `client_body_timeout` and `send_timeout` 60 s), shortened for
-    a sidecar whose peers are local: idle connections cost memory, and a slow
-    head is more likely an attack than a slow network.
-    """
-
-    limits: Http1Limits = DEFAULT_LIMITS
-    max_connections: int = attrs.field(default=10_000, validator=_positive)
-    keepalive_timeout: float = attrs.field(default=60.0, validator=_positive)
-    header_timeout: float = attrs.field(default=10.0, validator=_positive)
-    body_timeout: float = attrs.field(default=30.0, validator=_positive)
-    linger_timeout: float = attrs.field(default=2.0, validator=_positive)
-    send_timeout: float = attrs.field(default=60.0, validator=_positive)
-
-
-@attrs.frozen(slots=True)
-class ServerStatistics:
-    active_connections: int
-    accepted_connections: int  # admitted since start (the rejected ones are not counted)
-    rejected_connections: int  # over max_connections, closed on accept
-    requests_served: int
-    protocol_errors: int  # malformed or oversized requests, timeouts mid-request
-    handler_errors: int  # handler raised (answered with 500)
-    draining: bool
-
-
 _INTERNAL_ERROR = HttpResponse(
     500, [(b"content-type", b"text/plain; charset=utf-8")], b"internal server error\n"
 )
 DRAIN_IDLE_GRACE = 0.5  # seconds an idle connection may still bring a request once draining
+_OVERLOADED = HttpResponse(
+    503,
+    [(b"content-type", b"text/plain; charset=utf-8"), OVERLOAD_HEADER, (b"retry-after", b"1")],
+    b"overloaded: too much buffered, try again\n",
+)
 _LINGER_MAX_BYTES = 1 << 20
 _SENDING = "sending"  # the phase while a response waits for the client to take it
 _LINGER_ERRORS: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
@@ -131,7 +92,10 @@ class Http1Server:
         body_timeout: float = 30.0,
         linger_timeout: float = 2.0,
         send_timeout: float = 60.0,
+        max_connections_per_source: int = 0,
+        overload: Overload = OVERLOAD,
     ) -> None:
+        self.overload = overload  # the buffer budget its requests count in, and are shed by
         self.config = Http1ServerConfig(
             limits,
             max_connections,
@@ -140,10 +104,14 @@ class Http1Server:
             body_timeout,
             linger_timeout,
             send_timeout,
+            max_connections_per_source,
         )
         self.handler = handler
         self._life: ServerLifecycle[_Connection] = ServerLifecycle(
-            "http1", max_connections, on_accept_end=self._accept_ended
+            "http1",
+            max_connections,
+            on_accept_end=self._accept_ended,
+            max_per_source=max_connections_per_source,
         )
         self._sweepers: set[anyio.CancelScope] = set()
         self._requests_served = 0
@@ -247,6 +215,7 @@ class _Connection:
         "head_deadline",
         "info",
         "phase",
+        "reading",
         "served",
         "server",
         "stream",
@@ -267,10 +236,32 @@ class _Connection:
         self.expired: str | None = None  # the phase whose deadline passed
         self.head_deadline: float | None = None
         self.served = 0
+        self.reading = 0  # bytes received of the request not yet whole (in the budget)
 
     def close_idle_by(self, deadline: float) -> None:
         if self.phase is IDLE:
             self.deadline = min(self.deadline, deadline)
+
+    def idle_rank(self) -> float | None:
+        """When the wait for the next complete request began; None while one is served.
+
+        A connection still reading a head counts as idle too (a slowloris is no client
+        to keep); one reading a body is busy.
+        """
+        if self.watch.cancel_called:
+            return None
+        config = self.server.config
+        if self.phase is IDLE:
+            return self.deadline - (
+                config.keepalive_timeout if self.served else config.header_timeout
+            )
+        if self.phase is HEAD and self.head_deadline is not None:
+            return self.head_deadline - config.header_timeout
+        return None
+
+    def evict(self) -> str:
+        self.watch.cancel()
+        return self.info.peer
 
     def check(self, now: float) -> None:
         """The sweeper's look: end a wait that outlived its deadline."""
@@ -299,6 +290,8 @@ class _Connection:
         except Exception:
             log.exception("http1 connection from %s failed", self.info.peer)
         finally:
+            self.server.overload.held -= self.reading
+            self.reading = 0
             self.server._forget(self)
             await anyio.aclose_forcefully(self.stream)
 
@@ -307,20 +300,32 @@ class _Connection:
         handler = server.handler
         if self.info.identity:
             handler = handler_for(handler, self.info.identity)
+        overload = server.overload
         while True:
             request = await self._next_request()
             if request is None:
                 return
+            # The buffers this exchange holds count against the process's budget until the
+            # response has left; past the budget, new requests are shed (transport/budget.py).
+            held = len(request.body)
+            overload.held += held
             try:
-                response = await handler(request, self.info)
-                data = codec.encode_response(response, close=server.draining)
-            except Exception:
-                data = self._failed(request)
-            # A client that stopped reading holds a response here; the sweeper ends it.
-            self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
-            try:
+                if overload.held > overload.limit:
+                    data = self._shed()
+                else:
+                    try:  # the response is a temporary: only its encoding outlives this line
+                        data = codec.encode_response(
+                            await handler(request, self.info), close=server.draining
+                        )
+                    except Exception:
+                        data = self._failed(request)
+                overload.held += len(data)
+                held += len(data)
+                # A client that stopped reading holds a response here; the sweeper ends it.
+                self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
                 await self.stream.send(data)
             finally:
+                overload.held -= held
                 self.deadline, self.phase = math.inf, None
             self.served += 1
             server._requests_served += 1
@@ -338,6 +343,9 @@ class _Connection:
                 return None
             if request is not None:
                 self.head_deadline = None
+                if self.reading:  # from here the exchange counts the body itself
+                    self.server.overload.held -= self.reading
+                    self.reading = 0
                 return request
             if codec.must_close:
                 return None
@@ -351,6 +359,9 @@ class _Connection:
             finally:
                 self.deadline = math.inf
                 self.phase = None
+            # A request still arriving counts in the buffer budget (a slow upload too).
+            self.reading += len(data)
+            self.server.overload.held += len(data)
             codec.receive_data(data)
 
     def _arm(self, phase: str) -> None:
@@ -369,6 +380,11 @@ class _Connection:
             timeout = config.body_timeout
         self.deadline = _now() + timeout
         self.phase = phase
+
+    def _shed(self) -> bytes:
+        """503 for a request that came while the process is over its buffer budget."""
+        self.server.overload.shed("http1", self.info.peer)
+        return self.codec.encode_response(_OVERLOADED, close=self.server.draining)
 
     def _failed(self, request: HttpRequest) -> bytes:
         """The handler raised (or its response would not encode): log it, answer 500."""

@@ -33,6 +33,7 @@ from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.protocols.http.probe import http_probe
 from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
 from sofamesh.security.spiffe import app_of
+from sofamesh.transport.budget import OVERLOAD, Overload
 from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ALPN_HTTP1, ClientTls
 
@@ -174,8 +175,11 @@ class HttpSupport:
         return response_to_result(resp)
 
 
-def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Server:
-    """An HTTP/1.1 server for a listener, with the listener's configured limits."""
+def http1_server(
+    handler: Http1Handler, limits: LimitsConfig | None, *, overload: Overload = OVERLOAD
+) -> Http1Server:
+    """An HTTP/1.1 server for a listener, with the listener's configured limits; `overload`,
+    the buffer budget it counts in and sheds by (the admin API's is its own)."""
     cfg = limits or LimitsConfig()
     codec_limits = Http1Limits(
         max_header_bytes=cfg.max_header_bytes,
@@ -189,4 +193,6 @@ def http1_server(handler: Http1Handler, limits: LimitsConfig | None) -> Http1Ser
         keepalive_timeout=cfg.idle_timeout,
         header_timeout=cfg.header_timeout,
         send_timeout=cfg.send_timeout,
+        max_connections_per_source=cfg.max_connections_per_source,
+        overload=overload,
     )
