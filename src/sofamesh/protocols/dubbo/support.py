@@ -13,6 +13,7 @@ them; the server answers. Every two-way request gets a response, mesh failures i
 from __future__ import annotations
 
 import logging
+import math
 
 import anyio
 
@@ -21,8 +22,10 @@ from sofamesh.clock import Clock
 from sofamesh.codecs.dubbo import DubboLimits, LocalProtocolError, RequestFrame, ResponseFrame
 from sofamesh.codecs.dubbo.wire import MAX_INT_LENGTH
 from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.base import Route
+from sofamesh.protocols.dubbo.client import CallTimeoutError
 from sofamesh.protocols.dubbo.mapping import (
     BadCall,
     error_response,
@@ -108,7 +111,7 @@ class DubboSupport:
     """`ProtocolSupport` for Dubbo 2: servers for both listener kinds and one client pool."""
 
     name = "dubbo"
-    enforces_deadline = False  # Runtime.send holds the call to its deadline
+    enforces_deadline = True  # the pool gives up at the call's deadline, without a cancel scope
     # Refused before the provider ran: not found there, or its thread pool was full.
     gateway_codes = frozenset({60, 100})
     endpoint_protocols = frozenset({"dubbo"})
@@ -144,12 +147,24 @@ class DubboSupport:
         return dubbo_server(InboundDubboHandler(route, self._clock), limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        at, remaining = math.inf, math.inf
+        if inv.deadline is not None:  # on the mesh's clock; the pool waits on anyio's
+            remaining = inv.deadline - self._clock.now()
+            if remaining <= 0:
+                return Result.failure(
+                    Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+                )
+            at = anyio.current_time() + remaining
         try:
             frame = invocation_to_frame(inv)
             if not frame.two_way:
-                await self.pool.send_oneway(host, port, frame)
-                return Result(Status.OK)
-            resp = await self.pool.call(host, port, frame)
+                with anyio.CancelScope(deadline=at):
+                    await self.pool.send_oneway(host, port, frame)
+                    return Result(Status.OK)
+                return timed_out(inv, remaining)
+            resp = await self.pool.call(host, port, frame, at)
+        except CallTimeoutError:
+            return timed_out(inv, remaining)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
         except LocalProtocolError as e:
