@@ -6,6 +6,10 @@
 - `InboundDubboHandler`: remote callers reach this app's services; the inbound chain runs
   under the caller's `timeout`, then the terminal hands the call to the app.
 
+`DubboSupport` also plugs into the HTTP/2 listener (`protocols.h2`), which sniffs each
+connection: one opening with Dubbo's magic goes to the Dubbo server made for that
+listener, so an `h2` port serves HTTP/1.1, h2c, gRPC and Dubbo.
+
 Neither decodes arguments (`sofamesh.protocols.dubbo.mapping`). Heartbeats never reach
 them; the server answers. Every two-way request gets a response, mesh failures included.
 """
@@ -14,12 +18,20 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import anyio
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.codecs.dubbo import DubboLimits, LocalProtocolError, RequestFrame, ResponseFrame
+from sofamesh.codecs.bolt.matcher import Match
+from sofamesh.codecs.dubbo import (
+    DubboLimits,
+    LocalProtocolError,
+    RequestFrame,
+    ResponseFrame,
+    match,
+)
 from sofamesh.codecs.dubbo.wire import MAX_INT_LENGTH
 from sofamesh.config.model import LimitsConfig, PolicyConfig
 from sofamesh.filters.timeout import timed_out
@@ -41,6 +53,9 @@ from sofamesh.protocols.dubbo.server import DubboConnInfo, DubboHandler, DubboSe
 from sofamesh.security.spiffe import app_of
 from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ClientTls
+
+if TYPE_CHECKING:
+    from sofamesh.protocols.h2.support import H2Support
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -119,15 +134,28 @@ class DubboSupport:
     alpn: tuple[str, ...] = ()
 
     def __init__(
-        self, policy: PolicyConfig, clock: Clock, pool: DubboPoolConfig | None = None
+        self,
+        policy: PolicyConfig,
+        clock: Clock,
+        h2: H2Support | None = None,
+        *,
+        pool: DubboPoolConfig | None = None,
     ) -> None:
         self._clock = clock
+        if h2 is not None:  # HTTP/2 listeners take Dubbo connections too, by their magic
+            h2.plug_connections(self)
         self.pool = DubboPool(
             pool
             or DubboPoolConfig(
                 connect_timeout=policy.connect_timeout, idle_timeout=policy.pool_idle_timeout
             )
         )
+
+    @staticmethod
+    def matches_connection(prefix: bytes) -> bool | None:
+        """Whether a connection's first bytes are a Dubbo request (None: too few yet)."""
+        found = match(prefix)
+        return None if found is Match.NEED_MORE else bool(found)
 
     def use_tls(self, client: ClientTls) -> None:
         """Call the endpoints that publish mTLS over it (offering `alpn`)."""
