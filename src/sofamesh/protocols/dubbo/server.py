@@ -1,6 +1,6 @@
 """A Dubbo server on any anyio listener: multiplexed connections, a task per request.
 
-Each connection reads frames and hands each request to a task (reused: `Workers`), so
+Each connection reads frames and hands each request to a task (reused: `workers.py`), so
 a slow call holds up nothing; responses leave in completion order through the
 connection's `FrameWriter`, addressed by request id. Heartbeats are answered on the
 spot by the server (a proxy never forwards them); other events and oneway requests get
@@ -28,8 +28,9 @@ import attrs
 from sofamesh.codecs import dubbo
 from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, encode
 from sofamesh.model import Status
-from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
+from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.dubbo.mapping import error_response
+from sofamesh.protocols.dubbo.workers import Workers
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
