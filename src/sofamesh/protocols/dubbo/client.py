@@ -31,6 +31,7 @@ from sofamesh.codecs.bolt.request_ids import RequestIds
 from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, ResponseFrame, encode
 from sofamesh.deadlines import DeadlineWatch
 from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, WriterClosedError
+from sofamesh.protocols.dubbo.workers import event_class
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
 
@@ -54,8 +55,8 @@ class CallTimeoutError(Exception):
 class _Waiter:
     __slots__ = ("error", "event", "response")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: anyio.Event) -> None:
+        self.event = event
         self.response: ResponseFrame | None = None
         self.error: Exception | None = None
 
@@ -84,6 +85,7 @@ class DubboClientConnection:
         self._stream = stream
         self._decoder = FrameDecoder(limits)
         self._writer = FrameWriter(stream)
+        self._event = event_class()  # made where the connection is, on its loop
         self._ids: RequestIds[_Waiter] = RequestIds()
         self._hb = heartbeats or HeartbeatConfig()
         self._on_closed = on_closed
@@ -108,7 +110,7 @@ class DubboClientConnection:
         `CallTimeoutError` at `at`."""
         if self._closed:
             raise ConnectError(f"dubbo connection to {self.name} closed before sending")
-        waiter = _Waiter()
+        waiter = _Waiter(self._event())
         rid = self._ids.allocate(waiter)
         entry = self._deadlines.add(at, waiter) if at != math.inf else None
         self.calls += 1
@@ -134,7 +136,7 @@ class DubboClientConnection:
     async def send_oneway(self, frame: RequestFrame) -> None:
         if self._closed:
             raise ConnectError(f"dubbo connection to {self.name} closed before sending")
-        rid = self._ids.allocate(_Waiter())
+        rid = self._ids.allocate(_Waiter(self._event()))
         self._ids.pop(rid)
         self.calls += 1
         try:
@@ -213,7 +215,7 @@ class DubboClientConnection:
                 return
 
     async def _ping(self, timeout: float) -> bool:
-        waiter = _Waiter()
+        waiter = _Waiter(self._event())
         rid = self._ids.allocate(waiter)
         try:
             self._writer.write_nowait(encode(dubbo.heartbeat(rid)))

@@ -19,12 +19,19 @@ import anyio.abc
 T = TypeVar("T")
 
 
+def event_class() -> Callable[[], anyio.Event]:
+    """The running backend's `anyio.Event` class. `anyio.Event()` looks the backend up on
+    every call (2.4 µs on uvloop); this class makes the same event in 0.7 µs, and the
+    connections of this slice make a few per call. Call it from the event loop."""
+    return type(anyio.Event())
+
+
 class _Worker(Generic[T]):
     __slots__ = ("item", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, wake: anyio.Event) -> None:
         self.item: T | None = None
-        self.wake = anyio.Event()
+        self.wake = wake
 
 
 class Workers(Generic[T]):
@@ -35,6 +42,7 @@ class Workers(Generic[T]):
         self._tg = tg
         self._handle = handle
         self._idle: list[_Worker[T]] = []
+        self._event = event_class()
         self._closed = False
         self.started = 0
 
@@ -48,12 +56,12 @@ class Workers(Generic[T]):
             self._tg.start_soon(self._work, item, name="dubbo worker")
 
     async def _work(self, item: T) -> None:
-        me: _Worker[T] = _Worker()
+        me: _Worker[T] = _Worker(self._event())
         while True:
             await self._handle(item)
             if self._closed:
                 return
-            me.wake = anyio.Event()
+            me.wake = self._event()
             self._idle.append(me)
             try:
                 await me.wake.wait()
