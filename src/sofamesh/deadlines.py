@@ -14,12 +14,19 @@ import heapq
 import itertools
 import math
 from types import TracebackType
+from typing import Protocol
 
 import anyio
 import anyio.abc
 
 # An entry: [deadline, sequence, scope or None once done]
 Entry = list[object]
+
+
+class Cancellable(Protocol):
+    """What the watch cancels: a cancel scope, or a waiter a client wakes without one."""
+
+    def cancel(self) -> None: ...
 
 
 class DeadlineWatch:
@@ -32,7 +39,7 @@ class DeadlineWatch:
         self._wake: anyio.Event | None = None
         self._next = math.inf  # when the task will look again
 
-    def add(self, deadline: float, scope: anyio.CancelScope) -> Entry:
+    def add(self, deadline: float, scope: Cancellable) -> Entry:
         entry: Entry = [deadline, next(self._seq), scope]
         heapq.heappush(self._heap, entry)
         self._live += 1

@@ -22,11 +22,15 @@ from tests.registry.servers import (
 )
 from tests.registry.test_dubbo_url import DUBBO_NODE
 
+from sofamesh.clock import FakeClock
+from sofamesh.config import PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.registry import RegistryError, open_registry
 from sofamesh.registry.dubbo_url import endpoint_to_url, java_url_decode, url_to_endpoint
 from sofamesh.registry.resilient import Backoff
 from sofamesh.registry.zookeeper import ZooKeeperRegistry
+from sofamesh.stats import Stats
+from sofamesh.upstream.cluster import ClusterManager
 
 pytestmark = pytest.mark.anyio
 zookeeper_server = servers.zookeeper_server
@@ -109,6 +113,26 @@ async def test_dubbo_layout_both_ways(
             await reg.reconciler.in_sync.wait()
         assert await reg.zk.call("get_children", consumers) == []
         await reg.unpublish(EP)
+
+
+async def test_services_are_listed_by_their_mesh_names(
+    zookeeper_server: ZooKeeperServer,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Nodes live under the interface, but a service is listed as the mesh names it, so a
+    lowercased `Host` (`com.example.orders:1.0`) resolves to the registered spelling."""
+    bolt = Endpoint("com.example.Orders:1.0", "127.0.0.1", 12200, protocol="bolt")
+    dubbo = Endpoint("g1/com.example.Pay:2.0", "127.0.0.1", 20880, protocol="dubbo")
+    other = Endpoint("com.example.Pay:3.0", "127.0.0.1", 20881, protocol="dubbo")
+    async with registry(zookeeper_server.port, ws(request)) as reg:
+        for ep in (bolt, dubbo, other):
+            await reg.publish(ep)
+        names = ["com.example.Orders:1.0", "com.example.Pay:3.0", "g1/com.example.Pay:2.0"]
+        assert await reg.list_services() == names
+        clusters = ClusterManager(reg, lambda _s: PolicyConfig(), Stats(), FakeClock())
+        async with clusters:
+            assert await clusters.canonical_name("com.example.orders:1.0") == bolt.service
+            assert await clusters.canonical_name("g1/com.example.pay:2.0") == dubbo.service
 
 
 async def test_workspaces_do_not_see_each_other(

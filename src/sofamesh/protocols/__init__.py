@@ -35,7 +35,7 @@ PROTOCOLS: dict[str, Registration] = {
     "h2": Registration("sofamesh.protocols.h2.support:H2Support"),
     "grpc": Registration("sofamesh.protocols.grpc.support:GrpcSupport", builds_on="h2"),
     "bolt": Registration("sofamesh.protocols.bolt.support:BoltSupport"),
-    "dubbo": Registration("sofamesh.protocols.dubbo.support:DubboSupport"),
+    "dubbo": Registration("sofamesh.protocols.dubbo.support:DubboSupport", builds_on="h2"),
 }
 
 TCP_PROBE = "tcp"  # the health check every protocol has: the connection opens

@@ -55,7 +55,6 @@ from sofamesh.registry.base import RegistryError, Snapshot, watching
 from sofamesh.registry.dubbo_url import (
     consumer_url,
     endpoint_to_url,
-    java_url_decode,
     provider_for,
 )
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
@@ -66,6 +65,7 @@ from sofamesh.registry.zookeeper_layout import (
     decode_providers,
     document_text,
     local_address,
+    service_name,
 )
 from sofamesh.registry.zookeeper_marks import WithdrawalMarks
 
@@ -393,15 +393,16 @@ class ZooKeeperRegistry:
             names = await self.zk.call("get_children", self.paths.root)
         except NoNodeError:
             return []
-        found = []
-        for name in names:  # one read per service: fine for catalogs and admin pages
+        found: set[str] = set()
+        for name in names:  # one read per interface: fine for catalogs and admin pages
             path = f"{self.paths.root}/{name}/providers"
             try:
                 providers = await self.zk.call("get_children", path)
             except NoNodeError:
                 continue  # `config`, or a service node with no providers yet
-            if decode_providers(providers):
-                found.append(java_url_decode(name))
+            # An interface's node holds every version and group (and Bolt's
+            # `interface:version`): list each as the mesh names it, as `watch` takes it.
+            found.update(service_name(ep) for ep in decode_providers(providers))
         return sorted(found)
 
     # -- documents (governance rules) ---------------------------------------------------------

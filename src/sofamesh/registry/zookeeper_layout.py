@@ -10,6 +10,7 @@ from sofamesh.registry.dubbo_url import (
     interface_of,
     java_url_decode,
     java_url_encode,
+    service_key,
     url_to_endpoint,
 )
 
@@ -45,6 +46,14 @@ def decode_providers(children: Sequence[str]) -> frozenset[Endpoint]:
         except ValueError:
             continue  # not a provider URL (a foreign tool's node): not an endpoint
     return frozenset(found)
+
+
+def service_name(ep: Endpoint) -> str:
+    """The name the mesh calls a provider's service by: a Dubbo provider's service key
+    (`group/interface:version`, its node lives under the interface), else its own."""
+    if ep.protocol != "dubbo":
+        return ep.service  # a Bolt `interface:version` is in the URL whole
+    return service_key(ep.service, ep.version, dict(ep.meta).get("group", ""))
 
 
 def document_text(value: object) -> str | None:

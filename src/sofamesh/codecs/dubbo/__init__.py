@@ -50,7 +50,7 @@ from sofamesh.codecs.dubbo.frames import (
 )
 from sofamesh.codecs.dubbo.limits import DEFAULT_LIMITS, DubboLimits
 from sofamesh.codecs.dubbo.matcher import match
-from sofamesh.codecs.dubbo.names import Head, attachments_of, peek_head
+from sofamesh.codecs.dubbo.names import Head, attachments_at, attachments_of, peek_head
 from sofamesh.codecs.dubbo.wire import ResponseFlag, Serialization, Status
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "Serialization",
     "Status",
     "UnsupportedSerializationError",
+    "attachments_at",
     "attachments_of",
     "decode_request",
     "decode_response",

@@ -8,6 +8,7 @@ and error messages). JVM spec 4.3.2.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sofamesh.codecs import hessian2
@@ -44,8 +45,10 @@ def parse(descriptor: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def count(descriptor: str) -> int:
-    """How many arguments a request with this descriptor carries."""
+    """How many arguments a request with this descriptor carries (a proxy asks per
+    request; a service has few methods, so the answer is cached)."""
     return len(parse(descriptor))
 
 

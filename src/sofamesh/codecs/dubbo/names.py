@@ -4,8 +4,12 @@ A request body starts with five strings (wire.py): Dubbo version, service path, 
 version, method name and parameter descriptor. A proxy routes on them, so this runs per
 request; it reads the compact string forms Hessian 2 writers use for short ASCII
 strings, and gives None for anything else (the caller then uses the full decoder in
-`body`, so the answer is never a guess). The attachments come after the arguments;
-`attachments_of` reads them, stepping over the arguments with the Hessian decoder.
+`body`, so the answer is never a guess). A client sends the same head for every call
+of a method, so heads read are remembered by their exact bytes (`_HEADS`, bounded): a
+request whose leading bytes are a remembered head has that head, and costs one slice
+and one lookup. The attachments come after the arguments; `attachments_of` reads them,
+stepping over scalar arguments without decoding them (a string's bytes are only
+checked to be ASCII) and over others with the Hessian decoder.
 Hessian 2.0 grammar: http://hessian.caucho.com/doc/hessian-serialization.html
 """
 
@@ -30,8 +34,43 @@ class _Unknown(Exception):
     """A form this reader does not handle."""
 
 
+_HEADS: dict[bytes, Head] = {}
+_MAX_HEADS = 1024  # heads remembered; past that the memory starts again
+_MAX_HEAD_BYTES = 512  # longer heads are read every time
+
+
 def peek_head(body: bytes) -> Head | None:
     """The five leading strings of a Hessian 2 request body, or None."""
+    end = _head_length(body)
+    if end <= _MAX_HEAD_BYTES and (head := _HEADS.get(body[:end])) is not None:
+        return head  # those bytes were read before: the same five strings
+    head = _read_head(body)
+    if head is not None and head.end <= _MAX_HEAD_BYTES:
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[body[: head.end]] = head
+    return head
+
+
+def _head_length(body: bytes) -> int:
+    """Where the head ends if its strings are compact and ASCII (else any offset: only
+    a remembered head's exact bytes can match, and they parse the same wherever)."""
+    pos = 0
+    try:
+        for _ in range(5):
+            tag = body[pos]
+            if tag <= 0x1F:
+                pos += 1 + tag
+            elif 0x30 <= tag <= 0x33:
+                pos += 2 + ((tag - 0x30) << 8) + body[pos + 1]
+            else:
+                pos += 1 if tag == 0x4E else _MAX_HEAD_BYTES + 1
+    except IndexError:
+        return _MAX_HEAD_BYTES + 1
+    return pos
+
+
+def _read_head(body: bytes) -> Head | None:
     try:
         pos, out = 0, []
         for _ in range(5):
@@ -86,10 +125,24 @@ def attachments_of(
     return {str(k): v for k, v in found.items()}, start
 
 
-def _fast_attachments(body: bytes, head: Head) -> tuple[dict[str, Any], int]:
+def attachments_at(body: bytes, head: Head) -> int | None:
+    """Where the attachments map starts (the body's length when there is none), if the
+    arguments are all of the scalar forms stepped over without decoding; else None."""
+    try:
+        return _skip_arguments(body, head)
+    except (_Unknown, IndexError, ValueError):
+        return None
+
+
+def _skip_arguments(body: bytes, head: Head) -> int:
     pos = head.end
     for _ in range(descriptors.count(head.descriptor)):
         pos = _skip(body, pos)
+    return pos
+
+
+def _fast_attachments(body: bytes, head: Head) -> tuple[dict[str, Any], int]:
+    pos = _skip_arguments(body, head)
     start, end = pos, len(body)
     if pos == end:
         return {}, start
@@ -132,4 +185,21 @@ def _skip(buf: bytes, pos: int) -> int:
         tag = buf[pos]
     if tag == 0x4E:
         raise _Unknown  # a null cannot end a chunked string
-    return _string(buf, pos)[1]
+    return _skip_string(buf, pos)
+
+
+def _skip_string(buf: bytes, pos: int) -> int:
+    """The offset after the final string chunk at `pos`, without decoding it."""
+    tag = buf[pos]
+    if tag <= 0x1F:
+        size, pos = tag, pos + 1
+    elif 0x30 <= tag <= 0x33:
+        size, pos = ((tag - 0x30) << 8) + buf[pos + 1], pos + 2
+    elif tag == 0x53:
+        size, pos = (buf[pos + 1] << 8) + buf[pos + 2], pos + 3
+    else:
+        raise _Unknown
+    end = pos + size
+    if end > len(buf) or not buf[pos:end].isascii():
+        raise _Unknown  # lengths count UTF-16 units: bytes only if ASCII
+    return end

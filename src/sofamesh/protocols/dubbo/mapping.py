@@ -89,30 +89,61 @@ def request_to_invocation(frame: RequestFrame) -> Invocation:
     """The invocation of a request; raises `BadCall`."""
     if frame.serialization != Serialization.HESSIAN2:
         raise BadCall(f"serialization {frame.serialization} cannot be routed, only Hessian 2")
-    head = dubbo.peek_head(frame.body)
-    try:
-        if head is None:  # an unusual encoding of the head: the full decoder reads it
-            full = dubbo.decode_request(frame.body)
-            head = dubbo.Head(full.dubbo_version, full.path, full.version, full.method,
-                              full.descriptor, 0)  # fmt: skip
-            head = head._replace(end=_head_end(frame.body))
-        attachments, at = dubbo.attachments_of(frame.body, head)
-    except (dubbo.BodyError, hessian2.Hessian2DecodeError, ValueError) as e:
-        raise BadCall(f"not a Dubbo request body: {e}") from None
-    pairs = [(str(k).lower(), v) for k, v in attachments.items() if isinstance(v, str)]
-    headers = Headers.from_lower(pairs)
-    if any(k.startswith(MESH_PREFIX) for k, _ in pairs):
-        frame, at = _without_mesh_keys(frame, attachments, at)
-    group = headers.get("group") or ""
-    inv = Invocation(
+    body = frame.body
+    head = dubbo.peek_head(body)
+    at = dubbo.attachments_at(body, head) if head is not None else None
+    tail = _TAILS.get(body[at:]) if at is not None and len(body) - at <= _MAX_TAIL else None
+    if tail is None or head is None or at is None:
+        head, tail, at = _read_request(body, head)
+    if tail.mesh:
+        frame, at = _without_mesh_keys(frame, tail.attachments, at)
+    return Invocation(
         protocol="dubbo",
-        service=service_key(head.path, head.version, group),
+        service=service_key(head.path, head.version, tail.group),
         method=head.method,
-        headers=headers,
-        caller=headers.get(CALLER_HEADER) or headers.get(APPLICATION_KEY) or "",
+        headers=Headers.from_lower(list(tail.pairs)),
+        caller=tail.caller,
         payload=DubboCall(frame, at),
     )
-    return inv
+
+
+class _Tail(NamedTuple):
+    """What the mesh reads off a request's attachments (remembered by their bytes)."""
+
+    attachments: dict[str, Any]  # never changed once made
+    pairs: tuple[tuple[str, str], ...]  # the headers: string values, lowercase names
+    mesh: bool  # it carries mesh attachments, which this hop replaces
+    group: str
+    caller: str
+
+
+# A client sends the same attachments with most calls: read once, then one lookup.
+_TAILS: dict[bytes, _Tail] = {}
+_MAX_TAILS = 1024
+_MAX_TAIL = 1024  # bytes; longer attachments are read every time
+
+
+def _read_request(body: bytes, head: dubbo.Head | None) -> tuple[dubbo.Head, _Tail, int]:
+    try:
+        if head is None:  # an unusual encoding of the head: the full decoder reads it
+            full = dubbo.decode_request(body)
+            head = dubbo.Head(full.dubbo_version, full.path, full.version, full.method,
+                              full.descriptor, _head_end(body))  # fmt: skip
+        attachments, at = dubbo.attachments_of(body, head)
+    except (dubbo.BodyError, hessian2.Hessian2DecodeError, ValueError) as e:
+        raise BadCall(f"not a Dubbo request body: {e}") from None
+    pairs = tuple((str(k).lower(), v) for k, v in attachments.items() if isinstance(v, str))
+    headers = Headers.from_lower(list(pairs))
+    tail = _Tail(
+        attachments, pairs, any(str(k).lower().startswith(MESH_PREFIX) for k in attachments),
+        headers.get("group") or "",
+        headers.get(CALLER_HEADER) or headers.get(APPLICATION_KEY) or "",
+    )  # fmt: skip
+    if len(body) - at <= _MAX_TAIL:
+        if len(_TAILS) >= _MAX_TAILS:
+            _TAILS.clear()
+        _TAILS[body[at:]] = tail
+    return head, tail, at
 
 
 def _head_end(body: bytes) -> int:
@@ -139,13 +170,21 @@ def timeout_ms(inv: Invocation) -> int:
 def invocation_to_frame(inv: Invocation) -> RequestFrame:
     """The request for the next hop: the caller's, with this hop's mesh attachments."""
     call: DubboCall = inv.payload
-    extra = [(k, v) for k, v in inv.headers.items() if k.startswith(MESH_PREFIX)]
-    extra = expand_mark([(k, v) for k, v in extra if k != CALLER_HEADER], inv.headers)
+    extra = expand_mark(
+        [
+            (k, v)
+            for k, v in inv.headers.items()
+            if k.startswith(MESH_PREFIX) and k != CALLER_HEADER
+        ],
+        inv.headers,
+    )
     if inv.caller:
         extra.append((CALLER_HEADER, inv.caller))
+    frame = call.frame
     if not extra:
-        return call.frame
-    return call.frame._replace(body=append_attachments(call.frame.body, call.attachments_at, extra))
+        return frame
+    body = append_attachments(frame.body, call.attachments_at, extra)
+    return RequestFrame(frame.request_id, body, frame.serialization, frame.two_way, frame.event)
 
 
 def append_attachments(body: bytes, at: int, extra: list[tuple[str, str]]) -> bytes:
@@ -179,8 +218,10 @@ def result_to_response(result: Result, to: RequestFrame) -> ResponseFrame:
     """What the caller receives: the provider's response under the caller's id, a
     mesh-made answer, or a mesh failure."""
     payload = result.payload
-    if type(payload) is ResponseFrame:
-        return payload._replace(request_id=to.request_id)
+    if type(payload) is ResponseFrame:  # the constructor: cheaper than _replace
+        return ResponseFrame(
+            to.request_id, payload.status, payload.body, payload.serialization, payload.event
+        )
     if isinstance(payload, bytes | str) and result.status is Status.OK:
         text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
         code = result.code if result.code in _DUBBO_CODES else DubboStatus.OK

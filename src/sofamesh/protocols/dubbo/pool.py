@@ -5,13 +5,16 @@ endpoint up to `connections_per_endpoint` connections, calls spread by fewest in
 flight. Connecting is serialised per endpoint, so a burst of first calls opens one
 connection. A connection found closed before the frame left is replaced once; other
 failures reach the caller, whose governance decides. Connections idle for
-`idle_timeout` with nothing in flight are closed by a reaper.
+`idle_timeout` with nothing in flight are closed by a reaper. A call gives up at its
+deadline; the pool's `DeadlineWatch` wakes the calls whose deadline passed, and only
+the rare waits (connecting, a socket far behind) take a cancel scope.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from types import TracebackType
 
 import anyio
@@ -20,7 +23,12 @@ import attrs
 
 from sofamesh.codecs import dubbo
 from sofamesh.codecs.dubbo import DubboLimits, RequestFrame, ResponseFrame
-from sofamesh.protocols.dubbo.client import DubboClientConnection, HeartbeatConfig
+from sofamesh.deadlines import DeadlineWatch
+from sofamesh.protocols.dubbo.client import (
+    CallTimeoutError,
+    DubboClientConnection,
+    HeartbeatConfig,
+)
 from sofamesh.transport.errors import ConnectError, PoolClosedError
 from sofamesh.transport.net import Connect, connect
 
@@ -52,12 +60,14 @@ class DubboPool:
         self._endpoints: dict[tuple[str, int], _Endpoint] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._deadlines = DeadlineWatch()
         self.connections_opened = self.connect_errors = 0
         self.connect: Connect = connect  # mutual TLS replaces it (`use_tls`)
 
     async def __aenter__(self) -> DubboPool:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self._tg.start_soon(self._reap_forever)
+        await self._tg.start(self._deadlines.run)
         return self
 
     async def __aexit__(
@@ -68,14 +78,27 @@ class DubboPool:
             tg.cancel_scope.cancel()
         await self._stack.__aexit__(et, e, tb)
 
-    async def call(self, host: str, port: int, frame: RequestFrame) -> ResponseFrame:
-        """One call to `host:port`; `ConnectError` means the frame never left."""
-        conn = await self.connection(host, port)
+    async def call(
+        self, host: str, port: int, frame: RequestFrame, at: float = math.inf
+    ) -> ResponseFrame:
+        """One call to `host:port` by `at` (anyio's clock); `ConnectError` means the frame
+        never left, `CallTimeoutError` that `at` came first."""
+        conn = self._ready(host, port) or await self._connect_by(host, port, at)
         try:
-            return await conn.call(frame)
+            return await conn.call(frame, at)
         except ConnectError:  # closed under us before sending: once more, on a new one
-            conn = await self.connection(host, port)
-            return await conn.call(frame)
+            conn = await self._connect_by(host, port, at)
+            return await conn.call(frame, at)
+
+    def _ready(self, host: str, port: int) -> DubboClientConnection | None:
+        """A connection to use now, if the endpoint has enough (no await: the hot path)."""
+        ep = self._endpoints.get((host, port))
+        return None if ep is None else self._pick(ep)
+
+    async def _connect_by(self, host: str, port: int, at: float) -> DubboClientConnection:
+        with anyio.CancelScope(deadline=at):
+            return await self.connection(host, port)
+        raise CallTimeoutError(f"no connection to {host}:{port} before the deadline")
 
     async def send_oneway(self, host: str, port: int, frame: RequestFrame) -> None:
         conn = await self.connection(host, port)
@@ -108,6 +131,7 @@ class DubboPool:
         conn = DubboClientConnection(
             stream, f"{host}:{port}", limits=self.config.limits,
             heartbeats=self.config.heartbeats, on_closed=lambda c: _discard(ep.conns, c),
+            deadlines=self._deadlines,
         )  # fmt: skip
         await self._tg.start(conn.run)
         ep.conns.append(conn)

@@ -1,6 +1,6 @@
 """A Dubbo server on any anyio listener: multiplexed connections, a task per request.
 
-Each connection reads frames and hands each request to a task (reused: `Workers`), so
+Each connection reads frames and hands each request to a task (reused: `workers.py`), so
 a slow call holds up nothing; responses leave in completion order through the
 connection's `FrameWriter`, addressed by request id. Heartbeats are answered on the
 spot by the server (a proxy never forwards them); other events and oneway requests get
@@ -28,12 +28,12 @@ import attrs
 from sofamesh.codecs import dubbo
 from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, encode
 from sofamesh.model import Status
-from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
+from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.dubbo.mapping import error_response
+from sofamesh.protocols.dubbo.workers import Workers
 from sofamesh.transport.net import STREAM_ERRORS, format_address
-from sofamesh.transport.serving import ServerLifecycle, leaves
+from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
-from sofamesh.transport.tls_listener import TlsListener
 
 log = logging.getLogger("sofamesh.dubbo")
 
@@ -88,11 +88,8 @@ class DubboServer:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Accept and serve connections until `drain` finishes them; closes `listener`."""
-        for each in leaves(listener):
-            if not isinstance(each, (anyio.abc.SocketListener, TlsListener)):
-                await anyio.aclose_forcefully(listener)
-                raise TypeError(f"dubbo serves socket listeners, not {each!r}")
+        """Accept and serve connections until `drain` finishes them; closes `listener` (a
+        socket listener, or another server's hand-off of the connections it sniffed)."""
         await self._life.serve(listener, self._admit, task_status)
 
     async def _admit(self, stream: anyio.abc.ByteStream) -> None:

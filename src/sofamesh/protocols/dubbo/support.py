@@ -6,6 +6,10 @@
 - `InboundDubboHandler`: remote callers reach this app's services; the inbound chain runs
   under the caller's `timeout`, then the terminal hands the call to the app.
 
+`DubboSupport` also plugs into the HTTP/2 listener (`protocols.h2`), which sniffs each
+connection: one opening with Dubbo's magic goes to the Dubbo server made for that
+listener, so an `h2` port serves HTTP/1.1, h2c, gRPC and Dubbo.
+
 Neither decodes arguments (`sofamesh.protocols.dubbo.mapping`). Heartbeats never reach
 them; the server answers. Every two-way request gets a response, mesh failures included.
 """
@@ -13,16 +17,27 @@ them; the server answers. Every two-way request gets a response, mesh failures i
 from __future__ import annotations
 
 import logging
+import math
+from typing import TYPE_CHECKING
 
 import anyio
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.codecs.dubbo import DubboLimits, LocalProtocolError, RequestFrame, ResponseFrame
+from sofamesh.codecs.bolt.matcher import Match
+from sofamesh.codecs.dubbo import (
+    DubboLimits,
+    LocalProtocolError,
+    RequestFrame,
+    ResponseFrame,
+    match,
+)
 from sofamesh.codecs.dubbo.wire import MAX_INT_LENGTH
 from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.base import Route
+from sofamesh.protocols.dubbo.client import CallTimeoutError
 from sofamesh.protocols.dubbo.mapping import (
     BadCall,
     error_response,
@@ -38,6 +53,9 @@ from sofamesh.protocols.dubbo.server import DubboConnInfo, DubboHandler, DubboSe
 from sofamesh.security.spiffe import app_of
 from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ClientTls
+
+if TYPE_CHECKING:
+    from sofamesh.protocols.h2.support import H2Support
 
 log = logging.getLogger("sofamesh.listeners")
 
@@ -108,7 +126,7 @@ class DubboSupport:
     """`ProtocolSupport` for Dubbo 2: servers for both listener kinds and one client pool."""
 
     name = "dubbo"
-    enforces_deadline = False  # Runtime.send holds the call to its deadline
+    enforces_deadline = True  # the pool gives up at the call's deadline, without a cancel scope
     # Refused before the provider ran: not found there, or its thread pool was full.
     gateway_codes = frozenset({60, 100})
     endpoint_protocols = frozenset({"dubbo"})
@@ -116,15 +134,28 @@ class DubboSupport:
     alpn: tuple[str, ...] = ()
 
     def __init__(
-        self, policy: PolicyConfig, clock: Clock, pool: DubboPoolConfig | None = None
+        self,
+        policy: PolicyConfig,
+        clock: Clock,
+        h2: H2Support | None = None,
+        *,
+        pool: DubboPoolConfig | None = None,
     ) -> None:
         self._clock = clock
+        if h2 is not None:  # HTTP/2 listeners take Dubbo connections too, by their magic
+            h2.plug_connections(self)
         self.pool = DubboPool(
             pool
             or DubboPoolConfig(
                 connect_timeout=policy.connect_timeout, idle_timeout=policy.pool_idle_timeout
             )
         )
+
+    @staticmethod
+    def matches_connection(prefix: bytes) -> bool | None:
+        """Whether a connection's first bytes are a Dubbo request (None: too few yet)."""
+        found = match(prefix)
+        return None if found is Match.NEED_MORE else bool(found)
 
     def use_tls(self, client: ClientTls) -> None:
         """Call the endpoints that publish mTLS over it (offering `alpn`)."""
@@ -144,12 +175,24 @@ class DubboSupport:
         return dubbo_server(InboundDubboHandler(route, self._clock), limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        at, remaining = math.inf, math.inf
+        if inv.deadline is not None:  # on the mesh's clock; the pool waits on anyio's
+            remaining = inv.deadline - self._clock.now()
+            if remaining <= 0:
+                return Result.failure(
+                    Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+                )
+            at = anyio.current_time() + remaining
         try:
             frame = invocation_to_frame(inv)
             if not frame.two_way:
-                await self.pool.send_oneway(host, port, frame)
-                return Result(Status.OK)
-            resp = await self.pool.call(host, port, frame)
+                with anyio.CancelScope(deadline=at):
+                    await self.pool.send_oneway(host, port, frame)
+                    return Result(Status.OK)
+                return timed_out(inv, remaining)
+            resp = await self.pool.call(host, port, frame, at)
+        except CallTimeoutError:
+            return timed_out(inv, remaining)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
         except LocalProtocolError as e:

@@ -5,19 +5,21 @@ headers (gRPC plugs itself in for its content types, `protocols.grpc`), and
 every other stream to plain HTTP over HTTP/2 (`H2HttpHandler`). Connections
 that open with an HTTP/1.1 request instead of the h2c preface are sniffed and
 handed to an `Http1Server` with the same HTTP handler, so one port serves both.
+A protocol with a framing of its own (Dubbo) plugs in by its first bytes
+(`ConnectionProtocol`): the connections it claims go to its own server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from sofamesh.chain import Handler
 from sofamesh.codecs.h2 import H2Limits, RawHeaders
 from sofamesh.config.model import LimitsConfig
 from sofamesh.protocols.base import Route
 from sofamesh.protocols.h2.http import H2HttpHandler
-from sofamesh.protocols.h2.server import H2Handler, H2Server
+from sofamesh.protocols.h2.server import H2Handler, H2Server, PrefixMatch
 from sofamesh.protocols.h2.stream import H2Stream
 from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler, http1_server
 
@@ -32,6 +34,16 @@ class StreamProtocol(Protocol):
     def outbound_streams(self, chain: Handler, app: str) -> H2Handler: ...
 
     def inbound_streams(self, route: Route) -> H2Handler: ...
+
+
+class ConnectionProtocol(Protocol):
+    """A protocol sniffed on this port by its first bytes, served by its own servers."""
+
+    def matches_connection(self, prefix: bytes) -> bool | None: ...
+
+    def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> Any: ...
+
+    def inbound_server(self, route: Route, limits: LimitsConfig | None) -> Any: ...
 
 
 class H2Listener:
@@ -75,6 +87,7 @@ def h2_server(
     plugs: Sequence[tuple[StreamMatch, H2Handler]],
     http: OutboundHttpHandler | InboundHttpHandler,
     limits: LimitsConfig | None,
+    sniffed: Sequence[tuple[PrefixMatch, Any]] = (),
 ) -> H2Server:
     """The server of an `h2` or `grpc` listener: `plugs` and plain HTTP on h2c, HTTP/1.1 beside."""
     cfg = limits or LimitsConfig()
@@ -84,6 +97,7 @@ def h2_server(
         streams,
         h2_limits(cfg),
         http1=http1_server(http, cfg),
+        sniffed=sniffed,
         max_connections=cfg.max_connections,
         idle_timeout=cfg.idle_timeout,
         max_connections_per_source=cfg.max_connections_per_source,

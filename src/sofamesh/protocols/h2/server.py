@@ -4,8 +4,10 @@ Each accepted connection is sniffed: the HTTP/2 preface (RFC 9113 §3.4)
 makes it an `H2Connection` whose every new stream runs `handler(stream)` in
 its own task; anything else goes, with the bytes already read, to the
 optional `http1` server (`Http1Server`), so one port serves HTTP/1.1, h2c
-and gRPC. A handler that fails resets its stream (INTERNAL_ERROR) and the
-connection's other streams carry on. A stream the peer reset before its
+and gRPC. A connection one of the `sniffed` matchers claims (Dubbo's magic, say) goes
+to that protocol's server the same way, so the port serves it too. A handler
+that fails resets its stream (INTERNAL_ERROR) and the connection's other
+streams carry on. A stream the peer reset before its
 handler started never runs it (no upstream call for a rapid reset); one reset
 while its handler runs cancels the handler (the handlers set `on_reset`).
 
@@ -17,7 +19,7 @@ once every connection has closed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -42,6 +44,8 @@ from sofamesh.transport.tls import peer_identity
 log = logging.getLogger("sofamesh.h2")
 
 H2Handler = Callable[[H2Stream], Awaitable[None]]
+# True/False once a connection's first bytes decide, None while too few to tell.
+PrefixMatch = Callable[[bytes], bool | None]
 SNIFF_TIMEOUT = 10.0
 
 
@@ -65,6 +69,7 @@ class H2Server:
         limits: H2Limits = DEFAULT_H2_LIMITS,
         *,
         http1: Any = None,
+        sniffed: Sequence[tuple[PrefixMatch, Any]] = (),
         max_connections: int = 10_000,
         idle_timeout: float = 60.0,
         max_connections_per_source: int = 0,
@@ -73,6 +78,8 @@ class H2Server:
         self.handler = handler
         self.limits = limits
         self.http1 = http1
+        # Other protocols' servers (`serve(listener)`, `drain()`) and what they take.
+        self.sniffed = [(matches, server, _HandoffListener()) for matches, server in sniffed]
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.send_timeout = send_timeout  # a stream the client opens no window for is reset
@@ -83,6 +90,7 @@ class H2Server:
             max_per_source=max_connections_per_source,
         )
         self._handoff: _HandoffListener | None = None
+        self._sniffed_started = False
         self._http1 = self._streams = self._errors = 0
 
     async def serve(
@@ -98,10 +106,18 @@ class H2Server:
         if self.http1 is not None and self._handoff is None:
             self._handoff = _HandoffListener()
             tg.start_soon(self.http1.serve, self._handoff)
+        if not self._sniffed_started:
+            self._sniffed_started = True
+            for _, server, handoff in self.sniffed:
+                tg.start_soon(server.serve, handoff)
 
     async def _accept_ended(self) -> None:
-        if self._handoff is not None and not self._life.accepting:
+        if self._life.accepting:
+            return
+        if self._handoff is not None:
             await self._handoff.aclose()
+        for _, _, handoff in self.sniffed:
+            handoff.finish()  # their servers take what was handed over, then stop
 
     async def _admit(self, sock: anyio.abc.ByteStream) -> None:
         if not await self._life.admit(sock):
@@ -109,6 +125,8 @@ class H2Server:
         first = await self._sniff(sock)
         if first is None:
             await anyio.aclose_forcefully(sock)
+        elif (other := self._claimed(first)) is not None:
+            await other.hand_over(_PrefixedStream(sock, first))
         elif looks_like_h2(first):
             await self._serve_h2(sock, first)
         elif self._handoff is not None:
@@ -124,13 +142,24 @@ class H2Server:
             try:
                 while True:
                     buf += await sock.receive(65536)
-                    decided = looks_like_h2(buf)
-                    if decided is not None:
+                    if self._decided(buf):
                         return buf
             except anyio.EndOfStream:
                 return None
             except STREAM_ERRORS:
                 return None
+        return None
+
+    def _decided(self, buf: bytes) -> bool:
+        if looks_like_h2(buf) is None:
+            return False
+        return all(matches(buf) is not None for matches, _, _ in self.sniffed)
+
+    def _claimed(self, first: bytes) -> _HandoffListener | None:
+        """The hand-off of the sniffed protocol whose matcher takes `first`, if any."""
+        for matches, _, handoff in self.sniffed:
+            if matches(first):
+                return handoff
         return None
 
     async def _serve_h2(self, sock: anyio.abc.ByteStream, first: bytes) -> None:
@@ -183,6 +212,8 @@ class H2Server:
             conn.close()
         if self.http1 is not None:
             await self.http1.drain()
+        for _, server, _ in self.sniffed:
+            await server.drain()
         await self._life.wait_stopped()
 
     def statistics(self) -> H2ServerStatistics:
@@ -245,6 +276,10 @@ class _HandoffListener(anyio.abc.Listener[anyio.abc.ByteStream]):
         assert task_group is not None
         async for stream in self._receive:
             task_group.start_soon(handler, stream)
+
+    def finish(self) -> None:
+        """Hand nothing more over; `serve` returns once it took what was handed."""
+        self._send.close()
 
     async def aclose(self) -> None:
         self._send.close()

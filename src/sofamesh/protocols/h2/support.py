@@ -16,7 +16,7 @@ from sofamesh.model import Invocation, Result
 from sofamesh.protocols.base import Route
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.http import send_http
-from sofamesh.protocols.h2.listener import StreamProtocol, h2_server
+from sofamesh.protocols.h2.listener import ConnectionProtocol, StreamProtocol, h2_server
 from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.http.mapping import invocation_to_request, response_to_result
 from sofamesh.protocols.http.support import InboundHttpHandler, OutboundHttpHandler
@@ -39,6 +39,7 @@ class H2Support:
     def __init__(self, policy: PolicyConfig, clock: Clock) -> None:
         self._clock = clock
         self._plugged: list[StreamProtocol] = []
+        self._sniffed: list[ConnectionProtocol] = []
         self.pool = H2Pool(
             connect_timeout=policy.connect_timeout,
             max_connections_per_endpoint=4,
@@ -48,6 +49,11 @@ class H2Support:
     def plug(self, protocol: StreamProtocol) -> None:
         """Serve the streams `protocol` matches with its handlers on every listener made after."""
         self._plugged.append(protocol)
+
+    def plug_connections(self, protocol: ConnectionProtocol) -> None:
+        """Serve the connections `protocol` claims by their first bytes on every listener made
+        after, with its own servers."""
+        self._sniffed.append(protocol)
 
     def use_tls(self, client: ClientTls) -> None:
         """Call the endpoints that publish mTLS over it (offering `alpn`)."""
@@ -62,12 +68,15 @@ class H2Support:
 
     def outbound_server(self, chain: Handler, app: str, limits: LimitsConfig | None) -> H2Server:
         plugs = [(p.matches, p.outbound_streams(chain, app)) for p in self._plugged]
-        return h2_server(plugs, OutboundHttpHandler(chain, app), limits)
+        sniffed = [(p.matches_connection, p.outbound_server(chain, app, limits))
+                   for p in self._sniffed]  # fmt: skip
+        return h2_server(plugs, OutboundHttpHandler(chain, app), limits, sniffed)
 
     def inbound_server(self, route: Route, limits: LimitsConfig | None) -> H2Server:
         plugs = [(p.matches, p.inbound_streams(route)) for p in self._plugged]
         http = InboundHttpHandler(_as_protocol(route, "h2"), self._clock)
-        return h2_server(plugs, http, limits)
+        sniffed = [(p.matches_connection, p.inbound_server(route, limits)) for p in self._sniffed]
+        return h2_server(plugs, http, limits, sniffed)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
         req = invocation_to_request(inv, self._clock.now())

@@ -1,0 +1,80 @@
+"""Worker tasks a Dubbo connection reuses, handed each request without a memory stream.
+
+The same contract as Bolt's `Workers` (`protocols.bolt.io`): every submitted item runs at
+once, on an idle worker if there is one, else on a new one, so the pool grows to the
+peak concurrency and nothing waits behind another. The hand-off is leaner: an idle
+worker waits on an event of its own and `submit` sets it, where an anyio memory stream
+tries a receive that raises, builds a generic receiver object and checkpoints (about a
+sixth of a proxied Dubbo call's CPU in a profile of the sidecar).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.abc
+
+T = TypeVar("T")
+
+
+def event_class() -> Callable[[], anyio.Event]:
+    """The running backend's `anyio.Event` class. `anyio.Event()` looks the backend up on
+    every call (2.4 µs on uvloop); this class makes the same event in 0.7 µs, and the
+    connections of this slice make a few per call. Call it from the event loop."""
+    return type(anyio.Event())
+
+
+class _Worker(Generic[T]):
+    __slots__ = ("item", "wake")
+
+    def __init__(self, wake: anyio.Event) -> None:
+        self.item: T | None = None
+        self.wake = wake
+
+
+class Workers(Generic[T]):
+    """Runs `handle(item)` for every submitted item at once, on tasks it reuses. Workers
+    live in `tg` until it is cancelled or `close()` is called."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup, handle: Callable[[T], Awaitable[None]]) -> None:
+        self._tg = tg
+        self._handle = handle
+        self._idle: list[_Worker[T]] = []
+        self._event = event_class()
+        self._closed = False
+        self.started = 0
+
+    def submit(self, item: T) -> None:
+        if self._idle:
+            worker = self._idle.pop()
+            worker.item = item
+            worker.wake.set()
+        else:
+            self.started += 1
+            self._tg.start_soon(self._work, item, name="dubbo worker")
+
+    async def _work(self, item: T) -> None:
+        me: _Worker[T] = _Worker(self._event())
+        while True:
+            await self._handle(item)
+            if self._closed:
+                return
+            me.wake = self._event()
+            self._idle.append(me)
+            try:
+                await me.wake.wait()
+            finally:
+                if me.item is None and me in self._idle:  # cancelled while idle
+                    self._idle.remove(me)
+            if me.item is None:  # closed
+                return
+            item, me.item = me.item, None
+
+    def close(self) -> None:
+        """Idle workers return; busy ones return after their item."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.wake.set()
