@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from istio_support import SERVICE, istio_mesh, traffic
@@ -58,6 +59,19 @@ async def scalar(client: httpx.AsyncClient, expr: str, at: float | None = None) 
     return float(result[0]["value"][1]) if result else None
 
 
+async def ready(client: httpx.AsyncClient, proc: anyio.abc.Process) -> None:
+    """Wait for Prometheus to listen and open its storage (slow on a loaded machine)."""
+    with anyio.fail_after(90):
+        while True:
+            assert proc.returncode is None, "prometheus exited: see prometheus.log"
+            try:
+                if (await client.get("/-/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass  # not listening yet
+            await anyio.sleep(0.2)  # polling an external process
+
+
 async def first_scrape_with(client: httpx.AsyncClient, total: float) -> float:
     """The time of the first scrape whose destination total is `total` (polling Prometheus)."""
     with anyio.fail_after(30):
@@ -86,6 +100,7 @@ async def test_istio_dashboards_in_prometheus(tmp_path: Path) -> None:
             proc = await anyio.open_process(args, stdout=log, stderr=log)
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                    await ready(client, proc)
                     await traffic(shop, ok=6, failed=2)
                     await first_scrape_with(client, 8)
                     await traffic(shop, ok=6, failed=0)
