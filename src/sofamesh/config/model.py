@@ -190,6 +190,39 @@ class LocalApiConfig:
     max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
 
 
+def _loopback(_inst: object, _attr: attrs.Attribute[Any], value: Address) -> None:
+    # Whoever reaches a registry API can publish into the mesh: only this host's apps may.
+    if value.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"a registry API listens on loopback only, got {value.host}")
+
+
+@attrs.frozen
+class RegistryApiConfig:
+    """One registry's API served by the sidecar (`registry_apis`, docs/registries.md)."""
+
+    listen: Address = attrs.field(validator=_loopback)
+    # Eureka: lease when a registration names none; Nacos: beat timeout (unhealthy after)
+    lease: float | None = attrs.field(default=None)
+    delete_after: float = attrs.field(default=30.0, validator=_positive_finite)  # Nacos
+
+
+@attrs.frozen
+class RegistryApisConfig:
+    """The Eureka, Consul and Nacos APIs the sidecar serves to unchanged apps."""
+
+    eureka: RegistryApiConfig | None = None
+    consul: RegistryApiConfig | None = None
+    nacos: RegistryApiConfig | None = None
+    max_services: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    max_instances: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    sweep_interval: float = attrs.field(default=1.0, validator=_positive_finite)
+    lookup_timeout: float = attrs.field(default=1.0, validator=_positive_finite)
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.eureka, self.consul, self.nacos))
+
+
 TlsMode = Literal["disable", "permissive", "strict"]
 
 
@@ -262,6 +295,7 @@ class MeshConfig:
     control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
     workspace: str | None = None  # the control plane's workspace this app belongs to
     tls: TlsConfig = attrs.field(factory=TlsConfig)
+    registry_apis: RegistryApisConfig = attrs.field(factory=RegistryApisConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

@@ -1,0 +1,63 @@
+"""Eureka, Consul and Nacos APIs served by the sidecar, so apps join the mesh unchanged.
+
+An app points its framework's registry address at its own sidecar
+(`registry_apis:` in the config). Its registrations become mesh publications
+(`mesh.MeshBridge.publish`), its lookups answer with this sidecar's addresses
+for each service, and leases lapse as the original registry's do
+(`book.Book`). See docs/registries.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from sofamesh.config import Address
+from sofamesh.protocols.http.support import http1_server
+from sofamesh.sidecar.app import Sidecar, _bind
+from sofamesh.sidecar.registry_apis.book import Book
+from sofamesh.sidecar.registry_apis.eureka import EurekaApi
+from sofamesh.sidecar.registry_apis.mesh import MeshBridge
+
+log = logging.getLogger("sofamesh.registry_apis")
+
+
+async def serve_registry_apis(
+    sidecar: Sidecar, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve each configured API until cancelled; ready once every one listens."""
+    cfg = sidecar.config.registry_apis
+    book = Book(cfg.max_instances)
+    async with anyio.create_task_group() as tg:
+        mesh = MeshBridge(sidecar, tg)
+        apis: dict[str, Any] = {}
+        if cfg.eureka is not None:
+            apis["eureka"] = EurekaApi(mesh, book, sidecar.runtime.clock, cfg.eureka.lease)
+            await _serve(sidecar, tg, "eureka", cfg.eureka.listen, apis["eureka"])
+        tg.start_soon(_sweep, book, apis, cfg.sweep_interval, sidecar)
+        task_status.started()
+
+
+async def _serve(
+    sidecar: Sidecar, tg: anyio.abc.TaskGroup, name: str, address: Address, handler: Any
+) -> None:
+    listener = await _bind(f"registry_apis.{name}", address)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    sidecar.bound[f"registry_apis.{name}"] = Address(address.host, port)
+    await tg.start(http1_server(handler, None).serve, listener)
+
+
+async def _sweep(book: Book, apis: dict[str, Any], interval: float, sidecar: Sidecar) -> None:
+    """Evict the instances whose lease lapsed, as each original registry's evictor does."""
+    while True:
+        await anyio.sleep(interval)
+        for inst in book.lapsed(sidecar.runtime.clock.now()):
+            try:
+                await apis[inst.api].lapse(inst)
+            except Exception:  # one failed withdrawal must not stop the evictor
+                log.exception(
+                    "withdrawing lapsed %s instance %s failed", inst.api, inst.instance_id
+                )
