@@ -19,6 +19,7 @@ from sofamesh.config import Address
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.sidecar.app import Sidecar, _bind
 from sofamesh.sidecar.registry_apis.book import Book
+from sofamesh.sidecar.registry_apis.consul import ConsulApi
 from sofamesh.sidecar.registry_apis.eureka import EurekaApi
 from sofamesh.sidecar.registry_apis.mesh import MeshBridge
 
@@ -37,6 +38,9 @@ async def serve_registry_apis(
         if cfg.eureka is not None:
             apis["eureka"] = EurekaApi(mesh, book, sidecar.runtime.clock, cfg.eureka.lease)
             await _serve(sidecar, tg, "eureka", cfg.eureka.listen, apis["eureka"])
+        if cfg.consul is not None:
+            apis["consul"] = ConsulApi(mesh, book, sidecar.runtime.clock, tg)
+            await _serve(sidecar, tg, "consul", cfg.consul.listen, apis["consul"])
         tg.start_soon(_sweep, book, apis, cfg.sweep_interval, sidecar)
         task_status.started()
 
@@ -54,7 +58,10 @@ async def _sweep(book: Book, apis: dict[str, Any], interval: float, sidecar: Sid
     """Evict the instances whose lease lapsed, as each original registry's evictor does."""
     while True:
         await anyio.sleep(interval)
-        for inst in book.lapsed(sidecar.runtime.clock.now()):
+        now = sidecar.runtime.clock.now()
+        for api in apis.values():
+            await api.tick(now)
+        for inst in book.lapsed(now):
             try:
                 await apis[inst.api].lapse(inst)
             except Exception:  # one failed withdrawal must not stop the evictor

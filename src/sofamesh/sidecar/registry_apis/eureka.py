@@ -179,8 +179,8 @@ class EurekaApi:
             for ep in await self.mesh.endpoints(service)
         ]
         ids = {d["instanceId"] for d in found}
-        for inst in self.book.of("eureka", service):  # ours that take no traffic still show
-            if inst.instance_id not in ids and not inst.serving:
+        for inst in self.book.of("eureka", service):  # ours, before the registry echoes them
+            if inst.instance_id not in ids:
                 found.append(self._own(inst, addr))
         return found
 
@@ -269,6 +269,9 @@ class EurekaApi:
                 if inst["instanceId"] == instance_id:
                     return _doc({"instance": inst}, accept)
         raise Refused(404, f"instance {instance_id} is not known")
+
+    async def tick(self, now: float) -> None:
+        """Nothing but leases lapses in Eureka (the book's sweep)."""
 
     async def lapse(self, inst: Instance) -> None:
         log.warning("eureka: lease of %s (%s) expired: evicted", inst.instance_id, inst.service)
