@@ -22,6 +22,7 @@ from sofamesh.sidecar.registry_apis.book import Book
 from sofamesh.sidecar.registry_apis.consul import ConsulApi
 from sofamesh.sidecar.registry_apis.eureka import EurekaApi
 from sofamesh.sidecar.registry_apis.mesh import MeshBridge
+from sofamesh.sidecar.registry_apis.nacos import NacosApi
 
 log = logging.getLogger("sofamesh.registry_apis")
 
@@ -32,6 +33,7 @@ async def serve_registry_apis(
     """Serve each configured API until cancelled; ready once every one listens."""
     cfg = sidecar.config.registry_apis
     book = Book(cfg.max_instances)
+    clock = sidecar.runtime.clock
     async with anyio.create_task_group() as tg:
         mesh = MeshBridge(sidecar, tg)
         apis: dict[str, Any] = {}
@@ -41,6 +43,10 @@ async def serve_registry_apis(
         if cfg.consul is not None:
             apis["consul"] = ConsulApi(mesh, book, sidecar.runtime.clock, tg)
             await _serve(sidecar, tg, "consul", cfg.consul.listen, apis["consul"])
+        if cfg.nacos is not None:
+            nacos = cfg.nacos
+            apis["nacos"] = NacosApi(mesh, book, clock, nacos.lease, nacos.delete_after)
+            await _serve(sidecar, tg, "nacos", nacos.listen, apis["nacos"])
         tg.start_soon(_sweep, book, apis, cfg.sweep_interval, sidecar)
         task_status.started()
 
