@@ -34,6 +34,7 @@ FIGURES = {
     "control_inventory.py": r"^\| 20 \| 0\.5 s \| [\d.]+ \|",
     "control_idle.py": r"^\| cost of being connected \| -?[\d.]+ % \|",
     "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
+    "registry_apis.py": r"^\| eureka \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d,]+ \|",
 }
 
 

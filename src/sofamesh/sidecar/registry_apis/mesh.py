@@ -37,6 +37,7 @@ from sofamesh.sidecar.registry_apis.book import Instance
 log = logging.getLogger("sofamesh.registry_apis")
 
 LOOPBACK = "127.0.0.1"
+SERVICES_TTL = 1.0  # seconds a listing of the mesh's services is reused across requests
 
 
 class PinnedOutbound:
@@ -64,6 +65,7 @@ class MeshBridge:
         self._ports: dict[str, Address] = {}
         self._chain: Handler | None = None
         self._lock = anyio.Lock()
+        self._services: tuple[float, list[str]] | None = None
 
     # -- publication ------------------------------------------------------------------------
 
@@ -97,8 +99,12 @@ class MeshBridge:
     # -- lookups ----------------------------------------------------------------------------
 
     async def services(self) -> list[str]:
-        names = await self.sidecar.runtime.registry.list_services()
-        return list(names)[: self.config.max_services]
+        """The mesh's services, read at most once a `SERVICES_TTL` (a registry scans to list)."""
+        now = self.sidecar.runtime.clock.now()
+        if self._services is None or now - self._services[0] >= SERVICES_TTL:
+            names = await self.sidecar.runtime.registry.list_services()
+            self._services = (now, list(names)[: self.config.max_services])
+        return self._services[1]
 
     async def endpoints(self, service: str) -> tuple[Endpoint, ...]:
         """The mesh's HTTP endpoints of `service`, as the sidecar's cluster has them."""
