@@ -201,18 +201,27 @@ class RegistryApiConfig:
     """One registry's API served by the sidecar (`registry_apis`, docs/registries.md)."""
 
     listen: Address = attrs.field(validator=_loopback)
-    # Eureka: lease when a registration names none; Nacos: beat timeout (unhealthy after)
-    lease: float | None = attrs.field(default=None)
-    delete_after: float = attrs.field(default=30.0, validator=_positive_finite)  # Nacos
+
+
+@attrs.frozen
+class EurekaApiConfig(RegistryApiConfig):
+    # seconds without a renewal, when a registration names no lease (Eureka's default)
+    lease: float = attrs.field(default=90.0, validator=_positive_finite)
+
+
+@attrs.frozen
+class NacosApiConfig(RegistryApiConfig):
+    lease: float = attrs.field(default=15.0, validator=_positive_finite)  # beat timeout
+    delete_after: float = attrs.field(default=30.0, validator=_positive_finite)
 
 
 @attrs.frozen
 class RegistryApisConfig:
     """The Eureka, Consul and Nacos APIs the sidecar serves to unchanged apps."""
 
-    eureka: RegistryApiConfig | None = None
+    eureka: EurekaApiConfig | None = None
     consul: RegistryApiConfig | None = None
-    nacos: RegistryApiConfig | None = None
+    nacos: NacosApiConfig | None = None
     max_services: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     max_instances: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     sweep_interval: float = attrs.field(default=1.0, validator=_positive_finite)

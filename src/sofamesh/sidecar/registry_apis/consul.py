@@ -181,6 +181,7 @@ class ConsulApi:
         mine = [c for c in self.checks.values() if c.service_id == inst.instance_id]
         inst.serving = all(c.status != "critical" for c in mine)
         inst.status = "passing" if inst.serving else "critical"
+        inst.doc["published"] = self.clock.now()
         await self.mesh.publish(inst)
         self.answers.changed()
 
@@ -189,8 +190,10 @@ class ConsulApi:
     async def tick(self, now: float) -> None:
         """TTLs lapse; services critical past DeregisterCriticalServiceAfter go; the others'
         publications are renewed (a Consul service has no lease: it stays until deregistered)."""
+        renew = self.mesh.sidecar.config.local_api.max_lease / 3
         for live in self.book.of("consul"):
-            if live.serving:
+            if live.serving and now - live.doc.get("published", now) >= renew:
+                live.doc["published"] = now
                 await self.mesh.publish(live)
         for check in list(self.checks.values()):
             inst = self.book.get("consul", check.service_id)

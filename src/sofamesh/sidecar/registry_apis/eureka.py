@@ -115,6 +115,8 @@ class EurekaApi:
         port = int(port.get("$", 0) if isinstance(port, dict) else port)
         lease_info = doc.get("leaseInfo") or {}
         lease = float(lease_info.get("durationInSecs") or self.lease)
+        if not 0 < lease <= self.mesh.sidecar.config.local_api.max_lease:
+            raise ValueError(f"durationInSecs must be within (0, local_api.max_lease], got {lease}")
         meta = doc.get("metadata") or {}
         labels = {str(k): str(v) for k, v in meta.items() if not str(k).startswith("@")}
         status = str(doc.get("status") or "UP")
