@@ -1,4 +1,5 @@
-"""An app registered through a sidecar's Eureka API is in the control plane's catalog."""
+"""An app registered through a sidecar's Eureka API is in the control plane's catalog;
+what it may not register, and what a browser sends, are refused."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ async def test_the_catalog_lists_a_eureka_registration(
                 assert r.status_code == 204
                 refused = await http.post(f"{eureka}/apps/OTHER", json=body)
                 assert refused.status_code == 403  # not a service this app may publish
+                # What only a browser sends: an Origin, or a rebound name in Host.
+                page = {"origin": "http://evil.example"}
+                assert (await http.get(f"{eureka}/apps", headers=page)).status_code == 403
+                rebound = {"host": "evil.example:8761"}
+                assert (await http.get(f"{eureka}/apps", headers=rebound)).status_code == 403
 
             async def listed() -> Any:
                 rows = await admin.ok("GET", "/api/v1/workspaces/a/services")

@@ -15,7 +15,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from sofamesh.config import Address
+from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.config import Address, ConfigError
+from sofamesh.config.local_api import is_loopback
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.sidecar.app import Sidecar, _bind
 from sofamesh.sidecar.registry_apis.book import Book
@@ -51,13 +53,39 @@ async def serve_registry_apis(
         task_status.started()
 
 
+class BrowserGuard:
+    """Refuse what a web page could make a browser send, before `api` sees it.
+
+    Registry clients send no `Origin`; a browser does on a cross-origin request, and
+    Nacos's form posts need no CORS preflight. A Host that is not loopback is a page
+    reaching us through DNS rebinding. Either is refused (403) with a log line.
+    """
+
+    def __init__(self, name: str, api: Any) -> None:
+        self.name = name
+        self.api = api
+
+    async def __call__(self, req: HttpRequest, conn: object = None) -> HttpResponse:
+        host = (req.header(b"host") or b"").decode("latin-1")
+        name = host.rsplit(":", 1)[0].strip("[]") if not host.endswith("]") else host.strip("[]")
+        if req.header(b"origin") is not None or not is_loopback(name or "127.0.0.1"):
+            log.warning(
+                "%s: refused a browser's request (Origin or Host %r)", self.name, host[:100]
+            )
+            return HttpResponse(status=403, body=b"requests from browsers are refused\n")
+        response: HttpResponse = await self.api(req, conn)
+        return response
+
+
 async def _serve(
     sidecar: Sidecar, tg: anyio.abc.TaskGroup, name: str, address: Address, handler: Any
 ) -> None:
+    if sidecar.inbound_address("http") is None:
+        raise ConfigError([f"registry_apis.{name}: needs an inbound http listener to publish on"])
     listener = await _bind(f"registry_apis.{name}", address)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     sidecar.bound[f"registry_apis.{name}"] = Address(address.host, port)
-    await tg.start(http1_server(handler, None).serve, listener)
+    await tg.start(http1_server(BrowserGuard(name, handler), None).serve, listener)
 
 
 async def _sweep(book: Book, apis: dict[str, Any], interval: float, sidecar: Sidecar) -> None:
