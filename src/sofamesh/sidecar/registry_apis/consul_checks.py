@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 STATUSES = ("passing", "warning", "critical")
+MAX_CHECKS = 16  # per service: each HTTP check is a probe task the sidecar runs
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -86,6 +87,8 @@ def checks_of(service_id: str, body: dict[str, Any], now: float) -> list[Check]:
     """The checks a service registration declares (`Check`, `Checks`)."""
     raw = [_field(body, "check")] if _field(body, "check") else []
     raw += list(_field(body, "checks") or [])
+    if len(raw) > MAX_CHECKS:
+        raise ValueError(f"at most {MAX_CHECKS} checks per service, got {len(raw)}")
     made = []
     for n, c in enumerate(raw, start=1):
         if not isinstance(c, dict):

@@ -1,0 +1,121 @@
+"""Eureka's and Nacos's default leases, driven by a fake clock against a recording mesh."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sofamesh.clock import FakeClock
+from sofamesh.codecs.http1 import HttpRequest
+from sofamesh.config import Address
+from sofamesh.sidecar.registry_apis.book import Book, Instance
+from sofamesh.sidecar.registry_apis.eureka import EurekaApi
+from sofamesh.sidecar.registry_apis.nacos import NacosApi
+
+pytestmark = pytest.mark.anyio
+
+
+class RecordingMesh:
+    """What the APIs ask of the mesh, written down; one mesh service, `orders`, is empty."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, Instance] = {}
+        self.sidecar: Any = type("S", (), {"config": _Config()})()
+
+    def check(self, inst: Instance) -> Instance:
+        return inst
+
+    async def publish(self, inst: Instance) -> None:
+        if inst.serving:
+            self.published[inst.service] = inst
+        else:
+            self.published.pop(inst.service, None)
+
+    async def withdraw(self, inst: Instance) -> None:
+        self.published.pop(inst.service, None)
+
+    async def services(self) -> list[str]:
+        return sorted(self.published)
+
+    async def endpoints(self, service: str) -> tuple[()]:
+        return ()
+
+    async def local_address(self, service: str) -> Address:
+        return Address("127.0.0.1", 15001)
+
+
+class _Config:
+    local_api = type("L", (), {"max_lease": 300.0})()
+
+
+async def _sweep(api: Any, book: Book, clock: FakeClock) -> None:
+    await api.tick(clock.now())
+    for inst in book.lapsed(clock.now()):
+        await api.lapse(inst)
+
+
+async def test_eureka_evicts_90_s_after_the_last_renewal() -> None:
+    mesh, book, clock = RecordingMesh(), Book(8), FakeClock()
+    api = EurekaApi(mesh, book, clock, 90.0)  # type: ignore[arg-type]
+    doc = {"instance": {"instanceId": "o-1", "app": "ORDERS", "port": {"$": 9000}}}
+    reg = HttpRequest("POST", "/eureka/apps/ORDERS", [], json.dumps(doc).encode())
+    assert (await api(reg)).status == 204
+    assert mesh.published["orders"].upstream == Address("127.0.0.1", 9000)
+    clock.advance(80)
+    assert (await api(HttpRequest("PUT", "/eureka/apps/ORDERS/o-1"))).status == 200
+    clock.advance(89)
+    await _sweep(api, book, clock)
+    assert "orders" in mesh.published
+    clock.advance(2)
+    await _sweep(api, book, clock)
+    assert "orders" not in mesh.published
+    assert (await api(HttpRequest("PUT", "/eureka/apps/ORDERS/o-1"))).status == 404
+
+
+async def test_eureka_status_override_takes_it_out_of_the_mesh_and_back() -> None:
+    mesh, book, clock = RecordingMesh(), Book(8), FakeClock()
+    api = EurekaApi(mesh, book, clock, 90.0)  # type: ignore[arg-type]
+    doc = {"instance": {"instanceId": "o-1", "app": "ORDERS", "port": {"$": 9000}}}
+    await api(HttpRequest("POST", "/eureka/apps/ORDERS", [], json.dumps(doc).encode()))
+    out = "/eureka/apps/ORDERS/o-1/status?value=OUT_OF_SERVICE"
+    assert (await api(HttpRequest("PUT", out))).status == 200
+    assert "orders" not in mesh.published
+    listed = await api(
+        HttpRequest("GET", "/eureka/apps/ORDERS/o-1", [(b"accept", b"application/json")])
+    )
+    assert json.loads(listed.body)["instance"]["status"] == "OUT_OF_SERVICE"
+    assert (await api(HttpRequest("DELETE", "/eureka/apps/ORDERS/o-1/status"))).status == 200
+    assert "orders" in mesh.published
+
+
+async def test_nacos_unhealthy_after_15_s_without_beats_and_deleted_after_30() -> None:
+    mesh, book, clock = RecordingMesh(), Book(8), FakeClock()
+    api = NacosApi(mesh, book, clock, 15.0, 30.0)  # type: ignore[arg-type]
+    q = "serviceName=stock&ip=127.0.0.1&port=9100"
+    assert (await api(HttpRequest("POST", f"/nacos/v1/ns/instance?{q}"))).body == b"ok"
+    beat = json.dumps({"serviceName": "DEFAULT_GROUP@@stock", "ip": "127.0.0.1", "port": 9100})
+    clock.advance(10)
+    answer = await api(HttpRequest("PUT", "/nacos/v1/ns/instance/beat", [], _form(beat)))
+    assert json.loads(answer.body)["code"] == 10200
+    clock.advance(14)
+    await _sweep(api, book, clock)
+    assert "stock" in mesh.published
+    clock.advance(2)
+    await _sweep(api, book, clock)
+    assert "stock" not in mesh.published
+    listed = await api(HttpRequest("GET", "/nacos/v1/ns/instance/list?serviceName=stock"))
+    assert [h["healthy"] for h in json.loads(listed.body)["hosts"]] == [False]
+    clock.advance(15)
+    await _sweep(api, book, clock)
+    listed = await api(HttpRequest("GET", "/nacos/v1/ns/instance/list?serviceName=stock"))
+    assert json.loads(listed.body)["hosts"] == []
+    answer = await api(HttpRequest("PUT", "/nacos/v1/ns/instance/beat", [], _form(beat)))
+    assert json.loads(answer.body)["code"] == 20404  # the client registers again
+
+
+def _form(beat: str) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode({"serviceName": "DEFAULT_GROUP@@stock", "beat": beat}).encode()
