@@ -1,4 +1,4 @@
-"""Eureka's and Nacos's default leases, driven by a fake clock against a recording mesh."""
+"""Eureka's and Nacos's default leases on a fake clock, and listings, against a recording mesh."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from sofamesh.clock import FakeClock
 from sofamesh.codecs.http1 import HttpRequest
 from sofamesh.config import Address
+from sofamesh.endpoint import Endpoint
 from sofamesh.sidecar.registry_apis.book import Book, Instance
 from sofamesh.sidecar.registry_apis.eureka import EurekaApi
 from sofamesh.sidecar.registry_apis.nacos import NacosApi
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.anyio
 class RecordingMesh:
     """What the APIs ask of the mesh, written down; one mesh service, `orders`, is empty."""
 
-    def __init__(self) -> None:
+    def __init__(self, endpoints: tuple[Endpoint, ...] = ()) -> None:
         self.published: dict[str, Instance] = {}
+        self.listed = endpoints  # what the registry lists for every service
         self.sidecar: Any = type("S", (), {"config": _Config()})()
 
     def check(self, inst: Instance) -> Instance:
@@ -39,8 +41,8 @@ class RecordingMesh:
     async def services(self) -> list[str]:
         return sorted(self.published)
 
-    async def endpoints(self, service: str) -> tuple[()]:
-        return ()
+    async def endpoints(self, service: str) -> tuple[Endpoint, ...]:
+        return tuple(e for e in self.listed if e.service == service)
 
     async def local_address(self, service: str) -> Address:
         return Address("127.0.0.1", 15001)
@@ -119,3 +121,16 @@ def _form(beat: str) -> bytes:
     from urllib.parse import urlencode
 
     return urlencode({"serviceName": "DEFAULT_GROUP@@stock", "beat": beat}).encode()
+
+
+async def test_mesh_endpoints_are_distinct_eureka_instances_at_the_local_port() -> None:
+    eps = (
+        Endpoint("orders", "10.0.0.1", 8080, version="2.0", zone="z1"),
+        Endpoint("orders", "10.0.0.2", 8080, meta={"instance_id": "o-2"}),
+    )
+    api = EurekaApi(RecordingMesh(eps), Book(8), FakeClock(), 90.0)  # type: ignore[arg-type]
+    answer = await api(HttpRequest("GET", "/eureka/apps/ORDERS", [(b"accept", b"json")]))
+    instances = json.loads(answer.body)["application"]["instance"]
+    assert [i["instanceId"] for i in instances] == ["10.0.0.1:orders:8080", "o-2"]
+    assert {(i["ipAddr"], i["port"]["$"]) for i in instances} == {("127.0.0.1", 15001)}
+    assert instances[0]["metadata"] == {"version": "2.0", "zone": "z1"}

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, unquote
 from sofamesh.clock import Clock
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
+from sofamesh.endpoint import Endpoint
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.registry_apis import eureka_docs as docs
 from sofamesh.sidecar.registry_apis.book import Book, Instance
@@ -176,28 +177,22 @@ class EurekaApi:
         if addr is None:
             return []
         app = service.upper()
-        found = [
-            self._listed(app, ep.meta, ep.version, ep.zone, addr)
-            for ep in await self.mesh.endpoints(service)
-        ]
+        found = [self._listed(app, ep, addr) for ep in await self.mesh.endpoints(service)]
         ids = {d["instanceId"] for d in found}
         for inst in self.book.of("eureka", service):  # ours, before the registry echoes them
             if inst.instance_id not in ids:
                 found.append(self._own(inst, addr))
         return found
 
-    def _listed(
-        self, app: str, meta: Any, version: str, zone: str, addr: Address
-    ) -> dict[str, Any]:
-        labels = dict(meta)
-        iid = (
-            labels.get("instance_id")
-            or f"{addr.host}:{app.lower()}:{labels.get('port', addr.port)}"
-        )
+    def _listed(self, app: str, ep: Endpoint, addr: Address) -> dict[str, Any]:
+        """A mesh endpoint as an instance at `addr`; its id, Eureka's `host:app:port` form
+        unless it has one, names the endpoint's own address, so ids stay distinct."""
+        labels = dict(ep.meta)
+        iid = labels.get("instance_id") or f"{ep.host}:{app.lower()}:{ep.port}"
         own = self.book.get("eureka", iid)
         if own is not None:
             return self._own(own, addr)
-        labels.update({k: v for k, v in (("version", version), ("zone", zone)) if v})
+        labels.update({k: v for k, v in (("version", ep.version), ("zone", ep.zone)) if v})
         now = _ms()
         return docs.instance_doc(
             app=app, instance_id=iid, host=addr.host, port=addr.port, status="UP",
