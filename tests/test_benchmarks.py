@@ -37,6 +37,7 @@ FIGURES = {
     "intercept.py": r"^\| transparent \| keep-alive \| [\d,]+ \|",
     "observability.py": r"^\| sofamesh, tracing 100 % \| [\d,]+ \|",
     "console.py": r"^\| services page, 200 services / 50 data planes \| [\d.]+ ms \|",
+    "registry_apis.py": r"^\| eureka \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d,]+ \|",
 }
 
 

@@ -199,6 +199,48 @@ class LocalApiConfig:
     max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
 
 
+def _loopback(_inst: object, _attr: attrs.Attribute[Any], value: Address) -> None:
+    # Whoever reaches a registry API can publish into the mesh: only this host's apps may.
+    if value.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"a registry API listens on loopback only, got {value.host}")
+
+
+@attrs.frozen
+class RegistryApiConfig:
+    """One registry's API served by the sidecar (`registry_apis`, docs/registries.md)."""
+
+    listen: Address = attrs.field(validator=_loopback)
+
+
+@attrs.frozen
+class EurekaApiConfig(RegistryApiConfig):
+    # seconds without a renewal, when a registration names no lease (Eureka's default)
+    lease: float = attrs.field(default=90.0, validator=_positive_finite)
+
+
+@attrs.frozen
+class NacosApiConfig(RegistryApiConfig):
+    lease: float = attrs.field(default=15.0, validator=_positive_finite)  # beat timeout
+    delete_after: float = attrs.field(default=30.0, validator=_positive_finite)
+
+
+@attrs.frozen
+class RegistryApisConfig:
+    """The Eureka, Consul and Nacos APIs the sidecar serves to unchanged apps."""
+
+    eureka: EurekaApiConfig | None = None
+    consul: RegistryApiConfig | None = None
+    nacos: NacosApiConfig | None = None
+    max_services: int = attrs.field(default=64, validator=attrs.validators.ge(1))
+    max_instances: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    sweep_interval: float = attrs.field(default=1.0, validator=_positive_finite)
+    lookup_timeout: float = attrs.field(default=1.0, validator=_positive_finite)
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.eureka, self.consul, self.nacos))
+
+
 TlsMode = Literal["disable", "permissive", "strict"]
 
 
@@ -330,6 +372,7 @@ class MeshConfig:
     intercept: InterceptConfig | None = None  # the sidecar's transparent mode
     tracing: TracingConfig = attrs.field(factory=TracingConfig)  # docs/observability.md
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
+    registry_apis: RegistryApisConfig = attrs.field(factory=RegistryApisConfig)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

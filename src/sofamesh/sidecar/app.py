@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
@@ -44,6 +45,8 @@ from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, u
 from sofamesh.transport.budget import OVERLOAD, Overload
 
 log = logging.getLogger("sofamesh.sidecar")
+
+Labels = Mapping[str, str] | None  # an app's endpoint metadata (registry APIs)
 
 # The counter of inbound calls refused because this sidecar serves no such service.
 UNKNOWN_SERVICE = "inbound.unknown_service"
@@ -114,6 +117,10 @@ class Sidecar:
                 self.sockets.close_unclaimed()
                 await self._publish_static()
                 tg.start_soon(self._expire_registrations)
+                if self.config.registry_apis.enabled:  # Eureka, Consul, Nacos for unchanged apps
+                    from sofamesh.sidecar.registry_apis import serve_registry_apis
+
+                    await tg.start(serve_registry_apis, self)
                 self.ready = True
                 await self._serve_upgrades(tg)
                 log.info("sidecar for app %s ready: %s", self.config.app, self._describe_bound())
@@ -356,7 +363,11 @@ class Sidecar:
             return pod_reachable(lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen))
         return None
 
-    def _endpoint(self, service: str, protocol: str, app: str | None = None) -> Endpoint:
+    def _endpoint(
+        self, service: str, protocol: str, app: str | None = None, labels: Labels = None
+    ) -> Endpoint:
+        """`labels`: the app's own `version`, `zone` and other metadata, over the config's."""
+        labels = dict(labels or {})
         addr = self.inbound_address(protocol, service)
         if addr is None:
             raise ValueError(
@@ -369,11 +380,11 @@ class Sidecar:
             port=addr.port,
             protocol=protocol,
             app=app or self.config.app,
-            version=meta.version,
-            zone=meta.zone,
+            version=labels.pop("version", meta.version),
+            zone=labels.pop("zone", meta.zone),
             weight=meta.weight,
             tags=meta.tags,
-            meta=self._endpoint_meta(service),
+            meta={**labels, **self._endpoint_meta(service)},
         )
 
     def _endpoint_meta(self, service: str) -> dict[str, str]:
@@ -416,9 +427,15 @@ class Sidecar:
     # -- the local API's registrations ------------------------------------------------------
 
     async def register(
-        self, service: str, protocol: str, upstream: Address, app: str, lease: float
+        self,
+        service: str,
+        protocol: str,
+        upstream: Address,
+        app: str,
+        lease: float,
+        labels: Labels = None,
     ) -> Endpoint:
-        ep = self._endpoint(service, protocol, app)
+        ep = self._endpoint(service, protocol, app, labels)
         now = self.runtime.clock.now()
         fresh = (service, protocol) not in self.registrations
         self.registrations[(service, protocol)] = Registration(
