@@ -3,6 +3,8 @@
 - `provider PORT`: an HTTP server on 0.0.0.0:PORT answering JSON about each request.
 - `dns-upstream HOST ADDRESS`: a DNS server on HOST:53 answering every A query with ADDRESS.
 - `get URL [HEADER:VALUE ...]`: one HTTP GET; prints JSON {status, body}; knows no mesh.
+- `tls-get HOST PORT CERT KEY BUNDLE SERVICE`: one HTTP GET over mutual TLS with a mesh
+  certificate (as a caller's sidecar sends it), `Host: SERVICE`; prints JSON {status, body}.
 - `resolve NAME`: prints the IPv4 addresses getaddrinfo gives NAME, or the error.
 - `grpc-provider PORT`: a gRPC server (grpcio) on 0.0.0.0:PORT serving helloworld.Greeter/SayHello.
 - `grpc-call TARGET`: one SayHello call to TARGET; prints JSON {code, body}; knows no mesh.
@@ -74,6 +76,27 @@ def get(url: str, headers: list[str]) -> None:
         out = {"status": e.code, "body": e.read().decode()}
     except OSError as e:
         out = {"status": 0, "body": str(e)}
+    print(json.dumps(out))
+
+
+def tls_get(host: str, port: int, cert: str, key: str, bundle: str, service: str) -> None:
+    import http.client
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # mesh peers are named by their SPIFFE ID, not a host name
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(bundle)
+    ctx.set_alpn_protocols(["http/1.1"])
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/mtls", headers={"Host": service})
+        response = conn.getresponse()
+        out = {"status": response.status, "body": response.read().decode()}
+    except OSError as e:
+        out = {"status": 0, "body": str(e)}
+    finally:
+        conn.close()
     print(json.dumps(out))
 
 
@@ -184,5 +207,7 @@ if __name__ == "__main__":
         bolt_call(args[0], int(args[1]), args[2])
     elif command == "get":
         get(args[0], args[1:])
+    elif command == "tls-get":
+        tls_get(args[0], int(args[1]), *args[2:6])
     else:
         resolve(args[0])
