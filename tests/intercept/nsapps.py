@@ -8,6 +8,8 @@
 - `resolve NAME`: prints the IPv4 addresses getaddrinfo gives NAME, or the error.
 - `grpc-provider PORT`: a gRPC server (grpcio) on 0.0.0.0:PORT serving helloworld.Greeter/SayHello.
 - `grpc-call TARGET`: one SayHello call to TARGET; prints JSON {code, body}; knows no mesh.
+- `grpc-tls-call TARGET CERT KEY BUNDLE NAME`: the same over mutual TLS with a mesh
+  certificate, expecting the server's to carry the DNS name NAME (grpcio checks one).
 - `bolt-provider SERVICE`: a SOFARPC Bolt provider of SERVICE (`interface:version`) on
   127.0.0.1 (the SDK on a private registry), whose `whoami` answers [caller, method].
 - `bolt-call HOST PORT SERVICE`: one `whoami` over Bolt to HOST:PORT, as a plain SOFARPC
@@ -144,6 +146,25 @@ def grpc_call(target: str) -> None:
     print(json.dumps(out))
 
 
+def grpc_tls_call(target: str, cert: str, key: str, bundle: str, name: str) -> None:
+    import grpc
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    creds = grpc.ssl_channel_credentials(read(bundle), read(key), read(cert))
+    options = [("grpc.ssl_target_name_override", name)]
+    with grpc.secure_channel(target, creds, options) as channel:
+        call = channel.unary_unary(f"/{GREETER}/SayHello")
+        try:
+            reply = call(b"mesh", timeout=10)
+            out = {"code": "OK", "body": reply.decode()}
+        except grpc.RpcError as e:
+            out = {"code": e.code().name, "body": e.details()}
+    print(json.dumps(out))
+
+
 def bolt_provider(service: str) -> None:
     import anyio
 
@@ -201,6 +222,8 @@ if __name__ == "__main__":
         grpc_provider(int(args[0]))
     elif command == "grpc-call":
         grpc_call(args[0])
+    elif command == "grpc-tls-call":
+        grpc_tls_call(*args[:5])
     elif command == "bolt-provider":
         bolt_provider(args[0])
     elif command == "bolt-call":

@@ -1,11 +1,12 @@
 """The transparent inbound listener under the data plane's mTLS mode, for real.
 
-Host B runs a provider on port 8080 and a sidecar whose rules send B's inbound TCP to
-port 8080 to its transparent inbound listener; host A runs callers with no sidecar: a
-plain HTTP client (from outside the mesh) and HTTP over mutual TLS with a mesh
-certificate (as a caller's sidecar sends it). In `strict` the plaintext caller is refused
-and the mesh caller is served through B's inbound chain, whose auth rule denies one
-verified identity; in `permissive` plaintext is relayed as before and TLS still served.
+Host B runs an HTTP provider on port 8080, a gRPC one on 50051, and a sidecar whose rules
+send B's inbound TCP to those ports to its transparent inbound listener; host A runs
+callers with no sidecar: a plain HTTP client (from outside the mesh), and HTTP and gRPC
+over mutual TLS with a mesh certificate (as a caller's sidecar sends them). In `strict`
+the plaintext caller is refused and the mesh callers are served through B's inbound
+chain, whose auth rule denies one verified identity; in `permissive` plaintext is
+relayed as before and TLS still served.
 """
 
 from __future__ import annotations
@@ -46,11 +47,15 @@ async def _start(
     procs: Procs, hosts: Hosts, tmp: Path, mode: str
 ) -> tuple[Any, dict[str, IdentityFiles]]:
     ca = CertificateAuthority.create(DOMAIN)
-    ids = {app: issue_files(ca, tmp / app, app) for app in ("orders", "shop", "evil")}
+    ids = {app: issue_files(ca, tmp / app, app) for app in ("shop", "evil")}
+    ids["orders"] = issue_files(ca, tmp / "orders", "orders", dns=("orders",))  # for grpcio
     stranger = CertificateAuthority.create(DOMAIN)  # the same domain, not the mesh's CA
     ids["stranger"] = issue_files(stranger, tmp / "stranger", "shop")
     await procs.start("provider", [*hosts.exec(hosts.b), sys.executable, APPS, "provider", "8080"])
-    await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
+    await procs.start(
+        "grpc-provider", [*hosts.exec(hosts.b), sys.executable, APPS, "grpc-provider", "50051"]
+    )
+    await _init(hosts.b, "--inbound-ports", "8080,50051", "--inbound-port", "15006")
     config = _provider_sidecar(tmp, ids["orders"], mode)
     return await _sidecar(procs, hosts.b, "sidecar-b", config, procs.backend), ids
 
@@ -76,11 +81,16 @@ async def test_strict_refuses_plaintext_and_serves_mesh_callers_through_the_chai
         # The auth rule denies a verified identity, as on the explicit inbound listener.
         got = await _mtls_get(hosts, ids["evil"])
         assert got["status"] == 403, got
+        # gRPC over mTLS (ALPN h2) to the app's gRPC port: the HTTP/2 inbound server.
+        shop = ids["shop"]
+        grpc_tls = (shop.cert, shop.key, shop.trust_bundle, "orders")
+        got = await _app(hosts.a, "grpc-tls-call", f"{hosts.b_ip}:50051", *grpc_tls)
+        assert got == {"code": "OK", "body": "hello mesh from shop"}, got
         # A certificate the mesh's CA did not issue finishes no handshake.
         got = await _mtls_get(hosts, ids["stranger"])
         assert got["status"] == 0, got
         counters = await _counters(hosts.b, b["admin"])
-        assert counters["intercept.inbound.mesh"] == 2, counters
+        assert counters["intercept.inbound.mesh"] == 3, counters
         assert counters["intercept.inbound.refused"] == 2, counters
         assert counters["tls.plaintext_refused"] == 1, counters
         assert counters["tls.handshake_failures"] == 1, counters
