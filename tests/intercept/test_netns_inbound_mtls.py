@@ -31,7 +31,9 @@ EVIL = f"spiffe://{DOMAIN}/ws/prod/app/evil"
 DENY_EVIL = {"auth": {"inbound": {"rules": [{"service": "orders", "deny": [f"tls:{EVIL}"]}]}}}
 
 
-def _provider_sidecar(tmp: Path, files: IdentityFiles, mode: str) -> dict[str, Any]:
+def _provider_sidecar(
+    tmp: Path, files: IdentityFiles, mode: str, max_app_ports: int
+) -> dict[str, Any]:
     return {
         "app": "orders",
         "registry": f"file://{tmp}/reg?poll=0.05",
@@ -39,12 +41,17 @@ def _provider_sidecar(tmp: Path, files: IdentityFiles, mode: str) -> dict[str, A
         "local_api": {"token_file": str(tmp / "orders.token")},
         "tls": _tls(files, mode),
         "rules": DENY_EVIL,
-        "intercept": {"outbound": None, "inbound": "0.0.0.0:15006", "sniff_timeout": 1},
+        "intercept": {
+            "outbound": None,
+            "inbound": "0.0.0.0:15006",
+            "sniff_timeout": 1,
+            "max_app_ports": max_app_ports,
+        },
     }
 
 
 async def _start(
-    procs: Procs, hosts: Hosts, tmp: Path, mode: str
+    procs: Procs, hosts: Hosts, tmp: Path, mode: str, max_app_ports: int = 64
 ) -> tuple[Any, dict[str, IdentityFiles]]:
     ca = CertificateAuthority.create(DOMAIN)
     ids = {app: issue_files(ca, tmp / app, app) for app in ("shop", "evil")}
@@ -56,7 +63,7 @@ async def _start(
         "grpc-provider", [*hosts.exec(hosts.b), sys.executable, APPS, "grpc-provider", "50051"]
     )
     await _init(hosts.b, "--inbound-ports", "8080,50051", "--inbound-port", "15006")
-    config = _provider_sidecar(tmp, ids["orders"], mode)
+    config = _provider_sidecar(tmp, ids["orders"], mode, max_app_ports)
     return await _sidecar(procs, hosts.b, "sidecar-b", config, procs.backend), ids
 
 
@@ -113,3 +120,23 @@ async def test_permissive_relays_plaintext_and_still_serves_mtls_through_the_cha
         counters = await _counters(hosts.b, b["admin"])
         assert counters["intercept.inbound.relayed"] == 1, counters
         assert counters["intercept.inbound.mesh"] == 2, counters
+
+
+async def test_app_addresses_past_the_limit_are_refused(
+    hosts: Hosts, tmp_path: Path, anyio_backend: str
+) -> None:
+    async with Procs(tmp_path, anyio_backend) as procs:
+        b, ids = await _start(procs, hosts, tmp_path, "strict", max_app_ports=1)
+        got = await _mtls_get(hosts, ids["shop"])
+        assert got["status"] == 200, got
+        shop = ids["shop"]
+        grpc_tls = (shop.cert, shop.key, shop.trust_bundle, "orders")
+        got = await _app(hosts.a, "grpc-tls-call", f"{hosts.b_ip}:50051", *grpc_tls)
+        assert got["code"] == "UNAVAILABLE", got  # a second app address: closed
+        got = await _mtls_get(hosts, ids["shop"])
+        assert got["status"] == 200, got  # the first is still served
+        counters = await _counters(hosts.b, b["admin"])
+        assert counters["intercept.inbound.mesh"] == 2, counters
+        assert counters["intercept.inbound.refused"] >= 1, counters  # grpcio may dial again
+        log = (tmp_path / "sidecar-b.log").read_text()
+        assert f"to {hosts.b_ip}:50051: more than intercept.max_app_ports (1)" in log, log

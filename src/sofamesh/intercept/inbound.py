@@ -161,6 +161,8 @@ class TransparentInbound:
 
     def _target(self, original: tuple[str, int]) -> _Target | None:
         target = self._targets.get(original)
+        if target is None and self._life.draining:
+            return None  # the hand-offs are closing: a server started now would never stop
         if target is None and len(self._targets) < self._config.max_app_ports:
             assert self._tg is not None, "connections are admitted only while serving"
             target = self._targets[original] = _Target(self._runtime, self._config, original)
@@ -170,11 +172,12 @@ class TransparentInbound:
     def _refuse(self, sock: Any, original: tuple[str, int], kind: Kind, full: bool) -> None:
         self._stats.incr("intercept.inbound.refused")
         peer = format_address(sock.extra(anyio.abc.SocketAttribute.remote_address, None))
-        why = (
-            f"more than intercept.max_app_ports ({self._config.max_app_ports}) app addresses"
-            if full
-            else f"{kind.value} inside mTLS, which no inbound server takes"
-        )
+        if not full:
+            why = f"{kind.value} inside mTLS, which no inbound server takes"
+        elif self._life.draining:
+            why = "the sidecar is draining"
+        else:
+            why = f"more than intercept.max_app_ports ({self._config.max_app_ports}) app addresses"
         where = format_address(original)
         log.warning("intercept: closed %s's mTLS connection to %s: %s", peer, where, why)
 
