@@ -117,12 +117,15 @@ class IstioMetrics:
 
     def _published(self, ep: Endpoint | None) -> str:
         """The ID an mTLS endpoint published (the one its certificate had to carry)."""
-        if self._tls is None or ep is None or not ep.meta:
+        if self._tls is None or ep is None:
             return _UNKNOWN
-        meta = dict(ep.meta)
-        if meta.get(META_MODE) not in _MTLS_MODES:
-            return _UNKNOWN
-        return meta.get(META_ID) or _UNKNOWN
+        mode = published = ""
+        for key, value in ep.meta:  # a few pairs: read in place, no dict per call
+            if key == META_MODE:
+                mode = value
+            elif key == META_ID:
+                published = value
+        return published if published and mode in _MTLS_MODES else _UNKNOWN
 
     def _new(self, key: Key) -> Series:
         if len(self.series) >= MAX_SERIES:
