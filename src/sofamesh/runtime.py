@@ -105,7 +105,9 @@ class Runtime:
         self.tracer = self._tracer()
         metrics = config.metrics
         self.istio = (
-            IstioMetrics(metrics, config.app, config.metadata.version) if metrics.istio else None
+            IstioMetrics(metrics, config.app, config.metadata.version, self.tls)
+            if metrics.istio
+            else None
         )
 
     def _mesh_tls(self) -> MeshTls | None:

@@ -3,9 +3,13 @@
 - `provider PORT`: an HTTP server on 0.0.0.0:PORT answering JSON about each request.
 - `dns-upstream HOST ADDRESS`: a DNS server on HOST:53 answering every A query with ADDRESS.
 - `get URL [HEADER:VALUE ...]`: one HTTP GET; prints JSON {status, body}; knows no mesh.
+- `tls-get HOST PORT CERT KEY BUNDLE SERVICE`: one HTTP GET over mutual TLS with a mesh
+  certificate (as a caller's sidecar sends it), `Host: SERVICE`; prints JSON {status, body}.
 - `resolve NAME`: prints the IPv4 addresses getaddrinfo gives NAME, or the error.
 - `grpc-provider PORT`: a gRPC server (grpcio) on 0.0.0.0:PORT serving helloworld.Greeter/SayHello.
 - `grpc-call TARGET`: one SayHello call to TARGET; prints JSON {code, body}; knows no mesh.
+- `grpc-tls-call TARGET CERT KEY BUNDLE NAME`: the same over mutual TLS with a mesh
+  certificate, expecting the server's to carry the DNS name NAME (grpcio checks one).
 - `bolt-provider SERVICE`: a SOFARPC Bolt provider of SERVICE (`interface:version`) on
   127.0.0.1 (the SDK on a private registry), whose `whoami` answers [caller, method].
 - `bolt-call HOST PORT SERVICE`: one `whoami` over Bolt to HOST:PORT, as a plain SOFARPC
@@ -77,6 +81,27 @@ def get(url: str, headers: list[str]) -> None:
     print(json.dumps(out))
 
 
+def tls_get(host: str, port: int, cert: str, key: str, bundle: str, service: str) -> None:
+    import http.client
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # mesh peers are named by their SPIFFE ID, not a host name
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(bundle)
+    ctx.set_alpn_protocols(["http/1.1"])
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/mtls", headers={"Host": service})
+        response = conn.getresponse()
+        out = {"status": response.status, "body": response.read().decode()}
+    except OSError as e:
+        out = {"status": 0, "body": str(e)}
+    finally:
+        conn.close()
+    print(json.dumps(out))
+
+
 def resolve(name: str) -> None:
     try:
         infos = socket.getaddrinfo(name, 80, socket.AF_INET, socket.SOCK_STREAM)
@@ -112,6 +137,25 @@ def grpc_call(target: str) -> None:
     import grpc
 
     with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(f"/{GREETER}/SayHello")
+        try:
+            reply = call(b"mesh", timeout=10)
+            out = {"code": "OK", "body": reply.decode()}
+        except grpc.RpcError as e:
+            out = {"code": e.code().name, "body": e.details()}
+    print(json.dumps(out))
+
+
+def grpc_tls_call(target: str, cert: str, key: str, bundle: str, name: str) -> None:
+    import grpc
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    creds = grpc.ssl_channel_credentials(read(bundle), read(key), read(cert))
+    options = [("grpc.ssl_target_name_override", name)]
+    with grpc.secure_channel(target, creds, options) as channel:
         call = channel.unary_unary(f"/{GREETER}/SayHello")
         try:
             reply = call(b"mesh", timeout=10)
@@ -178,11 +222,15 @@ if __name__ == "__main__":
         grpc_provider(int(args[0]))
     elif command == "grpc-call":
         grpc_call(args[0])
+    elif command == "grpc-tls-call":
+        grpc_tls_call(*args[:5])
     elif command == "bolt-provider":
         bolt_provider(args[0])
     elif command == "bolt-call":
         bolt_call(args[0], int(args[1]), args[2])
     elif command == "get":
         get(args[0], args[1:])
+    elif command == "tls-get":
+        tls_get(args[0], int(args[1]), *args[2:6])
     else:
         resolve(args[0])

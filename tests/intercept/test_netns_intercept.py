@@ -15,14 +15,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import yaml
-from tests.intercept.netns import Hosts, two_hosts
+from tests.intercept.netns import Hosts
 from tests.security.pki import DOMAIN, issue_files
 
 from sofamesh.demo.procs import Procs
@@ -39,25 +38,12 @@ ECHO = "com.example.Echo:1.0"
 CHAOS = {"faults": [{"service": "orders", "headers": {"x-chaos": "on"}, "abort": {"code": 418}}]}
 
 
-@pytest.fixture
-def hosts() -> Iterator[Hosts]:
-    try:
-        made = two_hosts()
-        net = made.__enter__()
-    except RuntimeError as e:
-        pytest.fail(f"this machine refuses network namespaces (needs root, ip, iptables): {e}")
-    try:
-        yield net
-    finally:
-        made.__exit__(None, None, None)
-
-
 def _tls(files: IdentityFiles, mode: str) -> dict[str, str]:
     return {"mode": mode, "cert": files.cert, "key": files.key, "trust_bundle": files.trust_bundle}
 
 
 def _provider_sidecar(
-    tmp: Path, hosts: Hosts, files: IdentityFiles, bolt_port: int
+    tmp: Path, hosts: Hosts, files: IdentityFiles, bolt_port: int, mode: str
 ) -> dict[str, Any]:
     return {
         "app": "orders",
@@ -84,7 +70,7 @@ def _provider_sidecar(
                 "services": [ECHO],
             },
         ],
-        "tls": _tls(files, "strict"),
+        "tls": _tls(files, mode),
         "intercept": {"outbound": None, "inbound": "0.0.0.0:15006"},
     }
 
@@ -152,6 +138,7 @@ async def _start_mesh(
     backend: str,
     unknown: str = "pass",
     exempt_gid: str = PROXY_GID,
+    provider_tls: str = "strict",
 ) -> tuple[Any, Any]:
     ca = CertificateAuthority.create(DOMAIN)
     ids = {app: issue_files(ca, tmp / app, app) for app in ("orders", "shop")}
@@ -167,7 +154,7 @@ async def _start_mesh(
         "bolt-provider", [*hosts.exec(hosts.b), sys.executable, APPS, "bolt-provider", ECHO]
     )
     await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
-    config = _provider_sidecar(tmp, hosts, ids["orders"], bolt["port"])
+    config = _provider_sidecar(tmp, hosts, ids["orders"], bolt["port"], provider_tls)
     b = await _sidecar(procs, hosts.b, "sidecar-b", config, backend)
     await _init(hosts.a, "--dns", "--dns-port", "15053", gid=exempt_gid)
     a = await _sidecar(
@@ -216,7 +203,8 @@ async def test_unknown_destinations_pass_and_removal_restores_direct_traffic(
     hosts: Hosts, tmp_path: Path, anyio_backend: str
 ) -> None:
     async with Procs(tmp_path, anyio_backend) as procs:
-        a, b = await _start_mesh(procs, hosts, tmp_path, anyio_backend)
+        # B permissive: a plaintext caller from outside the mesh still reaches its app.
+        a, b = await _start_mesh(procs, hosts, tmp_path, anyio_backend, provider_tls="permissive")
         direct = f"http://{hosts.b_ip}:8080/direct"
         got = await _app(hosts.a, "get", direct)
         assert got["status"] == 200 and json.loads(got["body"])["caller"] is None, got

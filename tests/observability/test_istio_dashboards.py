@@ -9,10 +9,12 @@ queries' label selectors; test_istio_prometheus.py runs them in a real Prometheu
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from istio_support import SERVICE, istio_mesh, scrape, traffic
+from istio_support import SERVICE, istio_mesh, scrape, strict_tls, traffic
 from prometheus_client.parser import text_string_to_metric_families
+from tests.security.pki import DOMAIN
 
 from sofamesh.config.telemetry import MetricsConfig
 from sofamesh.model import Invocation, Result, Status
@@ -101,6 +103,32 @@ async def test_service_and_workload_dashboard_queries() -> None:
         "v2", "http", "none",
     )  # fmt: skip
     assert (d["destination_app"], d["source_app"], d["response_flags"]) == ("orders", "shop", "-")
+
+
+async def test_principals_are_the_spiffe_ids_on_an_mtls_hop(tmp_path: Path) -> None:
+    async with istio_mesh(tls=strict_tls(tmp_path)) as (shop, orders):
+        await traffic(shop, ok=3, failed=0)
+        inbound, outbound = parse(await scrape(orders)), parse(await scrape(shop))
+    shop_id, orders_id = (f"spiffe://{DOMAIN}/ws/prod/app/{app}" for app in ("shop", "orders"))
+    for samples, reporter in ((inbound, "destination"), (outbound, "source")):
+        expr = f'istio_requests_total{{reporter="{reporter}",destination_service="{SERVICE}"}}'
+        [(_, labels, count)] = select(samples, expr)
+        got = (labels["source_principal"], labels["destination_principal"])
+        assert (got, labels["connection_security_policy"], count) == (
+            (shop_id, orders_id), "mutual_tls", 3,
+        ), reporter  # fmt: skip
+
+
+async def test_principals_are_unknown_on_a_plaintext_hop() -> None:
+    async with istio_mesh() as (shop, orders):
+        await traffic(shop, ok=1, failed=0)
+        inbound, outbound = parse(await scrape(orders)), parse(await scrape(shop))
+    for samples in (inbound, outbound):
+        [(_, labels, _)] = select(
+            samples, f'istio_requests_total{{destination_service="{SERVICE}"}}'
+        )
+        got = (labels["source_principal"], labels["destination_principal"])
+        assert (got, labels["connection_security_policy"]) == (("unknown", "unknown"), "none")
 
 
 async def test_buckets_are_configurable_and_metrics_off_by_default() -> None:

@@ -326,6 +326,8 @@ class InterceptConfig:
     max_services: int = attrs.field(default=10_000, validator=_positive)
     sniff_timeout: float = attrs.field(default=5.0, validator=_positive)  # for the first bytes
     connect_timeout: float = attrs.field(default=5.0, validator=_positive)  # relayed TCP
+    # App addresses (pod IP and port) whose redirected mTLS calls get their own inbound servers.
+    max_app_ports: int = attrs.field(default=64, validator=_positive)
     dns: DnsProxyConfig | None = None
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
 

@@ -9,8 +9,9 @@ import anyio.abc
 from sofamesh.config.model import Address, InterceptConfig
 from sofamesh.config.structure import ConfigError
 from sofamesh.intercept.dns import DnsProxy
+from sofamesh.intercept.inbound import TransparentInbound
 from sofamesh.intercept.names import ServiceDirectory
-from sofamesh.intercept.transparent import TransparentInbound, TransparentOutbound
+from sofamesh.intercept.transparent import TransparentOutbound
 from sofamesh.protocols.base import Server
 from sofamesh.runtime import Runtime
 

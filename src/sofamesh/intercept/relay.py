@@ -55,7 +55,11 @@ class Sniffed(anyio.abc.ByteStream):
     def loop_stream(self) -> LoopStream | None:
         """The asyncio stream below, whose own timer bounds reads (`streams.time_limit`)."""
         inner = self._inner
-        return inner if type(inner) is LoopStream else None
+        if type(inner) is LoopStream:
+            return inner
+        # A terminated TLS stream: its own TCP stream's timer.
+        under: LoopStream | None = getattr(inner, "loop_stream", None)
+        return under
 
     async def receive(self, max_bytes: int = BUFFER) -> bytes:
         if len(self._prefix) > max_bytes:

@@ -11,8 +11,8 @@ Outbound, each connection is read for its original destination and sniffed:
       anything else                         -> `unknown: pass` relays the bytes to the
                                               original destination; `block` closes
 
-Inbound, each connection is relayed to the app port the caller dialled (the original
-destination), so an app with several ports gets each caller on the right one.
+Inbound (`inbound.py`), each connection goes to the app port the caller dialled (the
+original destination), by the data plane's mTLS mode.
 """
 
 from __future__ import annotations
@@ -182,47 +182,6 @@ class TransparentOutbound:
             except LOST:
                 return
             await relay(sock, upstream)
-
-
-class TransparentInbound:
-    """The transparent inbound listener: each connection relayed to the app port it dialled."""
-
-    def __init__(self, runtime: Runtime, config: InterceptConfig) -> None:
-        self._config, self._stats = config, runtime.stats
-        self._own_port = config.inbound.port if config.inbound else 0
-        self._life: ServerLifecycle[Any] = ServerLifecycle(
-            "transparent-inbound", config.limits.max_connections
-        )
-
-    async def serve(
-        self,
-        listener: Any,
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        await self._life.serve(listener, self._admit, task_status)
-
-    async def drain(self) -> None:
-        self._life.begin_drain()
-        await self._life.wait_stopped()
-
-    async def _admit(self, sock: anyio.abc.ByteStream) -> None:
-        if not await self._life.admit(sock):
-            return
-        original = original_destination(sock)
-        if not was_redirected(sock, original) or original is None or original[1] == self._own_port:
-            self._stats.incr("intercept.inbound.refused")  # relaying it would loop back here
-            await anyio.aclose_forcefully(sock)
-            return
-        self._stats.incr("intercept.inbound.relayed")
-        try:
-            app = await connect(original[0], original[1], self._config.connect_timeout)
-        except TransportError as e:
-            log.info("intercept: inbound to %s: %s", format_address(original), e)
-            await anyio.aclose_forcefully(sock)
-            return
-        async with app, sock:
-            await relay(sock, app)
 
 
 async def sniff(sock: anyio.abc.ByteStream, config: InterceptConfig) -> tuple[bytes, Kind]:

@@ -7,6 +7,12 @@ Names, label names and buckets follow Istio's "Standard Metrics" reference:
 workloads, the service, the protocol and the outcome. A sofamesh app is its
 own workload, app and canonical service; the namespace is `metrics.namespace`.
 
+With mutual TLS (`tls:`), the principals are SPIFFE IDs: the provider reports the
+caller's verified ID (`inv.peer`) and its own; the caller reports its own and the ID its
+endpoint published, which its TLS client required the endpoint's certificate to carry.
+`connection_security_policy` is `mutual_tls` on such a hop, `none` otherwise. Without
+an identity (or on a plaintext hop, for the peer), a principal is `unknown`.
+
 A call records one tuple of the labels that vary; the rest are filled in when
 scraped. Series are capped (`MAX_SERIES`): past it, new label sets count under
 `destination_service="_other"`, so peers choosing names cannot grow memory.
@@ -21,18 +27,22 @@ from typing import Literal
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config.telemetry import MetricsConfig
+from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result
 from sofamesh.observability import call
 from sofamesh.stats import Family
+from sofamesh.transport.tls import META_ID, META_MODE, PERMISSIVE, STRICT
+from sofamesh.transport.tls_listener import MeshTls
 
 Reporter = Literal["source", "destination"]
 # Istio's byte-size buckets (1 B to 1 GB, by tens).
 BYTE_BUCKETS = tuple(float(10**i) for i in range(10))
 MAX_SERIES = 4096
 _UNKNOWN = "unknown"
+_MTLS_MODES = (PERMISSIVE, STRICT)
 # reporter, source app, destination app, service, protocol, code, grpc status, flags, policy,
-# source version, destination version
-Key = tuple[str, str, str, str, str, str, str, str, str, str, str]
+# source version, destination version, source principal, destination principal
+Key = tuple[str, str, str, str, str, str, str, str, str, str, str, str, str]
 
 
 class Buckets:
@@ -61,11 +71,15 @@ class Series:
 class IstioMetrics:
     """The series of one data plane (an SDK app or a sidecar)."""
 
-    def __init__(self, config: MetricsConfig, app: str, version: str) -> None:
+    def __init__(
+        self, config: MetricsConfig, app: str, version: str, tls: MeshTls | None = None
+    ) -> None:
         self.app = app
         self.version = version or _UNKNOWN
         self.namespace = config.namespace
         self._buckets = config.duration_buckets_ms
+        self._tls = tls
+        self._principal = ""  # ours, read once there is an identity (rotation keeps the ID)
         self.series: dict[Key, Series] = {}
 
     def observe(self, reporter: Reporter, inv: Invocation, result: Result, ms: float) -> None:
@@ -74,19 +88,44 @@ class IstioMetrics:
             src, src_ver = self.app, self.version
             dst = ep.app if ep is not None and ep.app else _UNKNOWN
             dst_ver = ep.version if ep is not None and ep.version else _UNKNOWN
+            src_id, dst_id = self.principal(), self._published(ep)
+            mtls = dst_id != _UNKNOWN
         else:
             src, src_ver = inv.caller or _UNKNOWN, _UNKNOWN
             dst, dst_ver = self.app, self.version
+            src_id, dst_id, mtls = inv.peer or _UNKNOWN, self.principal(), bool(inv.peer)
         key: Key = (
             reporter, src, dst, inv.service, _protocol(inv.protocol),
             str(call.response_code(inv, result)), call.grpc_status(inv, result),
-            call.response_flags(result), "mutual_tls" if inv.peer else "none", src_ver, dst_ver,
+            call.response_flags(result), "mutual_tls" if mtls else "none", src_ver, dst_ver,
+            src_id, dst_id,
         )  # fmt: skip
         series = self.series.get(key) or self._new(key)
         series.requests += 1
         series.duration.observe(ms)
         series.request_bytes.observe(call.body_size(inv.payload))
         series.response_bytes.observe(call.body_size(result.payload))
+
+    def principal(self) -> str:
+        """This data plane's SPIFFE ID, `unknown` without TLS or before one is issued."""
+        if not self._principal and self._tls is not None:
+            identity = self._tls.contexts.source.loaded
+            if identity is None:  # to be issued by the control plane, not yet
+                return _UNKNOWN
+            self._principal = str(identity.spiffe_id)
+        return self._principal or _UNKNOWN
+
+    def _published(self, ep: Endpoint | None) -> str:
+        """The ID an mTLS endpoint published (the one its certificate had to carry)."""
+        if self._tls is None or ep is None:
+            return _UNKNOWN
+        mode = published = ""
+        for key, value in ep.meta:  # a few pairs: read in place, no dict per call
+            if key == META_MODE:
+                mode = value
+            elif key == META_ID:
+                published = value
+        return published if published and mode in _MTLS_MODES else _UNKNOWN
 
     def _new(self, key: Key) -> Series:
         if len(self.series) >= MAX_SERIES:
@@ -119,15 +158,16 @@ class IstioMetrics:
             yield Family(name, "histogram", help_, samples)
 
     def _labels(self, key: Key) -> dict[str, str]:
-        reporter, src, dst, service, protocol, code, grpc, flags, policy, src_ver, dst_ver = key
+        reporter, src, dst, service, protocol, code, grpc, flags, policy, *rest = key
+        src_ver, dst_ver, src_id, dst_id = rest
         ns = self.namespace
         return {
             "reporter": reporter,
-            "source_workload": src, "source_workload_namespace": ns, "source_principal": _UNKNOWN,
+            "source_workload": src, "source_workload_namespace": ns, "source_principal": src_id,
             "source_app": src, "source_version": src_ver, "source_canonical_service": src,
             "source_canonical_revision": src_ver, "source_cluster": _UNKNOWN,
             "destination_workload": dst, "destination_workload_namespace": ns,
-            "destination_principal": _UNKNOWN, "destination_app": dst,
+            "destination_principal": dst_id, "destination_app": dst,
             "destination_version": dst_ver, "destination_service": service,
             "destination_service_name": service, "destination_service_namespace": ns,
             "destination_canonical_service": dst, "destination_canonical_revision": dst_ver,

@@ -9,7 +9,11 @@ Formats (names as in `tracing.propagation` of the configuration):
   (Zipkin's original headers, Envoy's default);
 - `sofatracer`: `SOFA-TraceId`/`SOFA-RpcId` on HTTP, and on Bolt the flattened
   `rpc_trace_context.sofaTraceId`/`.sofaRpcId` of the request's header map
-  (which the Bolt mapping lowercases into neutral headers).
+  (which the Bolt mapping lowercases into neutral headers). The rpc id is the
+  span's place in the call tree, as SOFATracer numbers it: the root is `0`, the
+  calls a span makes are its id plus `.1`, `.2`, ... in order (`child_rpc_id`),
+  and a callee's server span keeps the id it received. An id that is not digits
+  and dots (or longer than `MAX_RPC_ID`) is read as the root's.
 
 A header may come twice (a Bolt header map a mesh hop appended to): the last one
 wins, as when Java's SOFARPC decodes the map. On Bolt only, injected headers are
@@ -20,6 +24,7 @@ untouched and adds only what a hop says it set.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 
 from sofamesh.model import Headers
@@ -146,21 +151,43 @@ def sofa_to_trace_id(sofa: str) -> str:
     return hashlib.blake2b(sofa.encode(), digest_size=16).hexdigest()
 
 
+ROOT_RPC_ID = "0"
+MAX_RPC_ID = 64  # characters: 32 levels of nesting, far past any real call tree
+_RPC_ID = re.compile(r"\d{1,9}(?:\.\d{1,9})*")
+
+
+def valid_rpc_id(rpc: str | None) -> str:
+    """`rpc` if SOFATracer could have written it, else the root's id."""
+    if rpc and len(rpc) <= MAX_RPC_ID and _RPC_ID.fullmatch(rpc):
+        return rpc
+    return ROOT_RPC_ID
+
+
+def child_rpc_id(parent: SpanContext) -> str:
+    """The rpc id of the next call `parent`'s span makes: `0` -> `0.1`, `0.2`, ...
+    (SOFATracer's `SofaTracerSpanContext.nextChildContextId`); past `MAX_RPC_ID`, the
+    parent's own, so a runaway depth cannot grow the header."""
+    own = parent.sofa_rpc_id or ROOT_RPC_ID
+    parent.sofa_children += 1
+    child = f"{own}.{parent.sofa_children}"
+    return child if len(child) <= MAX_RPC_ID else own
+
+
 def extract_sofatracer(headers: Headers, protocol: str) -> SpanContext | None:
     trace_name, rpc_name = _sofa_names(protocol)
     sofa = _last(headers, trace_name)
     if not sofa or len(sofa) > 128:
         return None
-    rpc = _last(headers, rpc_name) or "0"
+    rpc = valid_rpc_id(_last(headers, rpc_name))
     # SOFATracer sends no span id: one derived from the rpc id names the caller's span.
     span_id = hashlib.blake2b(f"{sofa}/{rpc}".encode(), digest_size=8).hexdigest()
-    return SpanContext(sofa_to_trace_id(sofa), span_id, None, "", sofa, rpc[:64])
+    return SpanContext(sofa_to_trace_id(sofa), span_id, None, "", sofa, rpc)
 
 
 def inject_sofatracer(ctx: SpanContext, headers: Headers, protocol: str) -> list[str]:
     trace_name, rpc_name = _sofa_names(protocol)
     headers.set(trace_name, ctx.sofa_trace_id or ctx.trace_id)
-    headers.set(rpc_name, ctx.sofa_rpc_id or "0")
+    headers.set(rpc_name, ctx.sofa_rpc_id or ROOT_RPC_ID)
     return [trace_name, rpc_name]
 
 
@@ -189,11 +216,14 @@ class Propagator:
     def __init__(self, formats: Sequence[str]) -> None:
         self._extract = [EXTRACTORS[f] for f in formats]
         self._inject = [INJECTORS[f] for f in formats]
+        self._sofa = "sofatracer" in formats
 
     def extract(self, headers: Headers, protocol: str) -> SpanContext | None:
         for extract in self._extract:
             ctx = extract(headers, protocol)
             if ctx is not None:
+                if self._sofa and not ctx.sofa_trace_id:
+                    _add_sofa_ids(ctx, headers, protocol)
                 return ctx
         return None
 
@@ -203,6 +233,13 @@ class Propagator:
             names += inject(ctx, headers, protocol)
         if protocol in _FORWARDED_UNTOUCHED:
             headers.set(TRACE_MARK, ",".join(names))
+
+
+def _add_sofa_ids(ctx: SpanContext, headers: Headers, protocol: str) -> None:
+    """SOFATracer's ids beside another format's context, so its rpc id is not lost."""
+    sofa = extract_sofatracer(headers, protocol)
+    if sofa is not None:
+        ctx.sofa_trace_id, ctx.sofa_rpc_id = sofa.sofa_trace_id, sofa.sofa_rpc_id
 
 
 def expand_mark(extra: list[tuple[str, str]], headers: Headers) -> list[tuple[str, str]]:

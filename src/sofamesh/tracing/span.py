@@ -32,7 +32,8 @@ class SpanContext:
     """What travels between hops: the trace, the sending span, the sampling decision.
 
     `sofa_trace_id` and `sofa_rpc_id` keep SOFATracer's own ids when the caller
-    sent them, so a SOFATracer peer downstream sees its trace id unchanged.
+    sent them, so a SOFATracer peer downstream sees its trace id unchanged;
+    `sofa_children` counts the calls numbered under this span's rpc id.
     """
 
     trace_id: str
@@ -41,6 +42,7 @@ class SpanContext:
     tracestate: str = ""
     sofa_trace_id: str = ""
     sofa_rpc_id: str = ""
+    sofa_children: int = 0
 
 
 @attrs.define(slots=True, eq=False)
