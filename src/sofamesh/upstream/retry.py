@@ -122,11 +122,11 @@ class RetryFilter:
         # the chain below directly unless the plan has a per-try timeout.
         plan.begin()
         try:
-            codes = self._gateway_codes(inv.protocol)
             if plan.per_try_timeout is None:
                 result = await call_next(inv)
             else:
                 result = await self._attempt(inv, call_next, plan)
+            codes = self._gateway_codes(inv.protocol)
             while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
                 release = plan.admit(inv.service)
                 if release is None:
