@@ -36,6 +36,7 @@ FIGURES = {
     "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
     "intercept.py": r"^\| transparent \| keep-alive \| [\d,]+ \|",
     "observability.py": r"^\| sofamesh, tracing 100 % \| [\d,]+ \|",
+    "idle_rss.py": r"^\| sofamesh, every protocol \| [\d.]+ \|",
 }
 
 
