@@ -263,6 +263,12 @@ KIND = RuleKind(
         # Direct response, route deadline, the target for balancing and retries.
         FilterSlot(20, ("outbound",), lambda c: RouteFilter(c.governance, c.clock)),
         # Copies of calls, sent in the composer's task group; they skip the caller's rules.
-        FilterSlot(90, ("outbound",), _mirror, in_use=lambda doc, g: bool(doc.routes)),
+        # Composed only when some route mirrors: otherwise it would look at every call for nothing.
+        FilterSlot(
+            90,
+            ("outbound",),
+            _mirror,
+            in_use=lambda doc, g: any(r.mirror is not None for r in doc.routes),
+        ),
     ),
 )
