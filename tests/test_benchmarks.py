@@ -38,6 +38,7 @@ FIGURES = {
     "observability.py": r"^\| sofamesh, tracing 100 % \| [\d,]+ \|",
     "console.py": r"^\| services page, 200 services / 50 data planes \| [\d.]+ ms \|",
     "registry_apis.py": r"^\| eureka \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d,]+ \|",
+    "idle_rss.py": r"^\| sofamesh, every protocol \| [\d.]+ \|",
 }
 
 

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sofamesh.config.model import MeshConfig
 from sofamesh.config.structure import ConfigError, structure
 from sofamesh.registry import validate_registry_url
@@ -44,11 +42,21 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     try:
         if p.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as e:
+        return _yaml(text)
+    except ValueError as e:
         raise ConfigError(
             [f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}"]
         ) from None
+
+
+def _yaml(text: str) -> Any:
+    """YAML parsed, its errors as ValueError; yaml is loaded only when a document needs it."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(str(e)) from None
 
 
 def load_config(

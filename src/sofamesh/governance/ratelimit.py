@@ -112,6 +112,9 @@ class FlowStatistics:
 
 
 class FlowLimiter(Protocol):
+    # False when `release` does nothing: the filter then holds no frame open for the call.
+    holds_calls: bool
+
     def try_acquire(self, now: float) -> Pace: ...
     def release(self, pace: Pace) -> None: ...
     def cancel(self, pace: Pace, now: float) -> None: ...
@@ -185,6 +188,8 @@ class _PerSecond:
 class QpsLimiter:
     """Sentinel's default controller, optionally with warm-up (``WarmUpController``)."""
 
+    holds_calls = False
+
     __slots__ = ("_count", "_enforcer", "_interval", "_passed", "_per_sec", "_warm", "_window")
 
     def __init__(self, config: FlowConfig, rand: Callable[[], float] | None = None) -> None:
@@ -241,6 +246,8 @@ class PacingLimiter:
     (``WarmUpRateLimiterController``). A cancelled call keeps its turn, as in
     Sentinel, where the wait has already happened inside the check.
     """
+
+    holds_calls = False
 
     __slots__ = (
         "_count",
@@ -315,6 +322,8 @@ class PacingLimiter:
 
 class ConcurrencyLimiter:
     """Sentinel's thread-count grade: at most `count` calls in flight."""
+
+    holds_calls = True
 
     __slots__ = ("_count", "_enforcer", "_passed", "active")
 

@@ -33,7 +33,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import attrs
-import yaml
 
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.config.structure import ConfigError
@@ -241,6 +240,8 @@ class FileRulesSource:
             problem = f"cannot read: {getattr(e, 'strerror', None) or e}"
             return RulesSnapshot(self.origin, error=problem), problem
         digest = hashlib.sha256(text.encode()).hexdigest()
+        import yaml  # loaded with the first rules document, not at start
+
         try:
             return RulesSnapshot(self.origin, yaml.safe_load(text)), digest
         except yaml.YAMLError as e:
@@ -372,6 +373,8 @@ class RegistryRulesSource:
                 await snapshots.aclose()
 
     async def _parse(self, texts: AsyncIterator[str | None]) -> AsyncGenerator[RulesSnapshot, None]:
+        import yaml  # loaded with the first rules document, not at start
+
         async for text in texts:
             if text is None:
                 yield RulesSnapshot(self.origin, {})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from sofamesh.codecs.grpc import STATUS_TO_GRPC
 from sofamesh.model import Invocation, Result, Status
-from sofamesh.protocols.bolt.mapping import STATUS_TO_BOLT
 from sofamesh.protocols.http.mapping import STATUS_TO_HTTP
 from sofamesh.tracing.propagation import Propagator
 
@@ -44,6 +43,10 @@ def response_code(inv: Invocation, result: Result) -> int:
     if result.ok:
         return 200 if protocol in PROTOCOL_NAMES else 0
     if protocol == "bolt":
+        # Here, not at the top: the Bolt mapping pulls in Hessian 2, which a mesh without
+        # Bolt traffic need not hold in memory.
+        from sofamesh.protocols.bolt.mapping import STATUS_TO_BOLT
+
         return int(STATUS_TO_BOLT.get(result.status, 0))
     return STATUS_TO_HTTP.get(result.status, 500)
 

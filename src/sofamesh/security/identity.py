@@ -17,13 +17,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from sofamesh.security.ca import uri_sans
 from sofamesh.security.spiffe import SpiffeId
+
+if TYPE_CHECKING:  # cryptography is loaded with the first identity: ~9 MB a plaintext mesh spares
+    from cryptography import x509
 
 log = logging.getLogger("sofamesh.security")
 
@@ -70,6 +71,10 @@ class Identity:
 
 def load_identity(files: IdentityFiles) -> Identity:
     """The identity in `files`, or IdentityError naming what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+
+    from sofamesh.security.ca import uri_sans
+
     stamp = files.stamp()
     certs = _certs(files.cert)
     leaf = certs[0]
@@ -98,6 +103,8 @@ def _read(path: str) -> bytes:
 
 
 def _certs(path: str) -> tuple[x509.Certificate, ...]:
+    from cryptography import x509
+
     try:
         certs = x509.load_pem_x509_certificates(_read(path))
     except ValueError as exc:

@@ -118,29 +118,31 @@ class RetryFilter:
             self._stats.incr("upstream_rq_retry")
 
     async def _by_plan(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
+        # One coroutine frame for the whole loop: the first try, the common case, awaits
+        # the chain below directly unless the plan has a per-try timeout.
         plan.begin()
         try:
-            return await self._retries(inv, call_next, plan)
+            if plan.per_try_timeout is None:
+                result = await call_next(inv)
+            else:
+                result = await self._attempt(inv, call_next, plan)
+            codes = self._gateway_codes(inv.protocol)
+            while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
+                release = plan.admit(inv.service)
+                if release is None:
+                    break
+                try:
+                    if not await self._back_off(inv, plan):
+                        break
+                    inv.attempt += 1
+                    self._stats.incr("upstream_rq_retry")
+                    plan.retried()
+                    result = await self._attempt(inv, call_next, plan)
+                finally:
+                    release()
+            return result
         finally:
             plan.end()
-
-    async def _retries(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
-        codes = self._gateway_codes(inv.protocol)
-        result = await self._attempt(inv, call_next, plan)
-        while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
-            release = plan.admit(inv.service)
-            if release is None:
-                break
-            try:
-                if not await self._back_off(inv, plan):
-                    break
-                inv.attempt += 1
-                self._stats.incr("upstream_rq_retry")
-                plan.retried()
-                result = await self._attempt(inv, call_next, plan)
-            finally:
-                release()
-        return result
 
     async def _back_off(self, inv: Invocation, plan: RetryPlan) -> bool:
         """Wait before the next try; False if it could not start before the deadline."""

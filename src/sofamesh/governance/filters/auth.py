@@ -14,13 +14,13 @@ no policy, no check.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sofamesh.chain import Handler
+from sofamesh.chain import Handler, completed
 from sofamesh.governance.auth import Authorizer, AuthRule, Reason, Subject
 from sofamesh.governance.enforcement_rules import AuthPolicy
 from sofamesh.governance.filters.keyed import BoundedDict, aliases
@@ -126,13 +126,14 @@ class AuthFilter:
         self._holder = holder
         self._rules: Callable[[Any], AuthLeaf | None] = operator.attrgetter(f"{direction}.auth")
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        # Acts on the way down only: no coroutine frame of its own on the allowed path.
         auth = self._rules(self._holder.current)
         if auth is not None:
             denied = auth.check(inv)
             if denied is not None:
-                return denied
-        return await call_next(inv)
+                return completed(denied)
+        return call_next(inv)
 
 
 def _build(b: Build) -> AuthLeaf | None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import cachetools
 
-from sofamesh.chain import Handler
+from sofamesh.chain import Handler, completed
 from sofamesh.clock import Clock
 from sofamesh.governance.enforcement_rules import RateLimitRule
 from sofamesh.governance.filters.keyed import BoundedDict, Carry, ScopeIndex
@@ -175,17 +175,32 @@ class FlowFilter:
         self._rules: Callable[[Any], FlowIndex] = operator.attrgetter(f"{direction}.rate_limits")
         self._sleep = sleep
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
         found = self._rules(self._holder.current).lookup(inv.service, inv.method, inv.caller)
         if not found:
-            return await call_next(inv)
+            return call_next(inv)
         if len(found) > 1:
-            return await self._several(found, inv, call_next)
+            return self._several(found, inv, call_next)
         name, limiter = found[0]  # the common case, without lists
         now = self._clock.now()
         pace = limiter.try_acquire(now)
         if not pace.admitted:
-            return _limited(name, inv)
+            return completed(_limited(name, inv))
+        if pace.delay > 0 or limiter.holds_calls:
+            return self._held(name, limiter, pace, now, inv, call_next)
+        # A QPS admission has nothing to give back: no coroutine frame for the call.
+        return call_next(inv)
+
+    async def _held(
+        self,
+        name: str,
+        limiter: FlowLimiter,
+        pace: Pace,
+        now: float,
+        inv: Invocation,
+        call_next: Handler,
+    ) -> Result:
+        """The call with a pacing wait first, or a concurrency slot given back after."""
         if pace.delay > 0:
             rejected = await self._wait(inv, pace.delay, [(limiter, pace)], now, name)
             if rejected is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio.abc
 
@@ -42,13 +42,14 @@ class MirrorFilter:
         self._rand = rand
         self.in_flight = 0
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        # Only spawns on the way down: the call itself costs no coroutine frame here.
         target = inv.route
         if isinstance(target, Target) and target.mirror is not None:
             mirror, share = target.mirror
             if share >= 1.0 or self._rand() < share:
                 self._spawn(inv, mirror, call_next)
-        return await call_next(inv)
+        return call_next(inv)
 
     def _spawn(self, inv: Invocation, mirror: Target, call_next: Handler) -> None:
         leaf = mirror.leaf

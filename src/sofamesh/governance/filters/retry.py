@@ -33,6 +33,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sofamesh.governance.filters.keyed import BoundedDict
 from sofamesh.governance.filters.limits import retry_gauge
 from sofamesh.governance.filters.select import Target
 from sofamesh.governance.limits import Gauge, RetryBudget
@@ -117,7 +118,7 @@ def _admit_retry(
 class PolicyPlan:
     """One call's `RetryPlan`: its route's policy, budget and counters; the retry limit."""
 
-    __slots__ = ("_budget", "_holder", "_leaf", "_policy", "_rand")
+    __slots__ = ("_budget", "_holder", "_leaf", "_ok_codes", "_policy", "_rand")
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class PolicyPlan:
         self._leaf = target.leaf
         self._holder = holder
         self._rand = rand
+        self._ok_codes = bool(policy.retriable_codes)  # else an OK answer is never retried
 
     @property
     def attempts(self) -> int:
@@ -141,6 +143,8 @@ class PolicyPlan:
         return self._policy.per_try_timeout
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
+        if result.status is Status.OK and not self._ok_codes:
+            return False  # the common answer, decided without the policy's walk
         return retryable(self._policy, inv, result, gateway_codes)
 
     def backoff(self, retry: int) -> float:
@@ -184,9 +188,16 @@ class RoutePlans:
     def __init__(self, holder: Holder | None, rand: Callable[[], float] = random.random) -> None:
         self._holder = holder
         self._rand = rand
+        # A plan holds no per-call state, so one per target serves every call it routes.
+        self._plans: BoundedDict[Target, PolicyPlan] = BoundedDict(4096)
 
     def __call__(self, inv: Invocation) -> PolicyPlan | None:
         target = inv.route
         if not isinstance(target, Target) or target.retry is None:
             return None
-        return PolicyPlan(target.retry, target, self._holder, self._rand)
+        plan = self._plans.get(target)
+        if plan is None:
+            plan = self._plans.put(
+                target, PolicyPlan(target.retry, target, self._holder, self._rand)
+            )
+        return plan

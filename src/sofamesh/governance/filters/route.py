@@ -22,11 +22,11 @@ from __future__ import annotations
 import bisect
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sofamesh.chain import Handler
+from sofamesh.chain import Handler, completed
 from sofamesh.clock import Clock
 from sofamesh.governance.filters.keyed import BoundedDict, Carry, aliases
 from sofamesh.governance.filters.mirror import MirrorFilter
@@ -199,29 +199,32 @@ class RouteFilter:
         self._holder = holder
         self._clock = clock
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        # Decides on the way down only: no coroutine frame of its own.
         table = self._holder.current.routes
         routes = table.routes.get(inv.service)
         if routes is not None:
             for route in routes:
                 if route.matches(inv):
-                    return await self._take(route, inv, call_next)
+                    return self._take(route, inv, call_next)
         inv.route = table.defaults.get(inv.service)
-        return await call_next(inv)
+        return call_next(inv)
 
-    async def _take(self, route: CompiledRoute, inv: Invocation, call_next: Handler) -> Result:
+    def _take(self, route: CompiledRoute, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
         leaf = route.leaf
         leaf.matched += 1
         rule = route.rule
         if rule.direct_response is not None:
             leaf.direct += 1
-            return static_result(rule.direct_response, f"direct response of route {leaf.name}")
+            return completed(
+                static_result(rule.direct_response, f"direct response of route {leaf.name}")
+            )
         if rule.timeout is not None:
             limit = self._clock.now() + rule.timeout
             if inv.deadline is None or limit < inv.deadline:
                 inv.deadline = limit
         inv.route = route.target(inv)
-        return await call_next(inv)
+        return call_next(inv)
 
 
 def _build(b: Build) -> RouteTable:
@@ -260,6 +263,12 @@ KIND = RuleKind(
         # Direct response, route deadline, the target for balancing and retries.
         FilterSlot(20, ("outbound",), lambda c: RouteFilter(c.governance, c.clock)),
         # Copies of calls, sent in the composer's task group; they skip the caller's rules.
-        FilterSlot(90, ("outbound",), _mirror, in_use=lambda doc, g: bool(doc.routes)),
+        # Composed only when some route mirrors: otherwise it would look at every call for nothing.
+        FilterSlot(
+            90,
+            ("outbound",),
+            _mirror,
+            in_use=lambda doc, g: any(r.mirror is not None for r in doc.routes),
+        ),
     ),
 )

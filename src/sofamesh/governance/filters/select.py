@@ -51,6 +51,12 @@ class ClusterView(Protocol):
     outlier: OutlierDetector
     balancer: Balancer
 
+    @property
+    def health(self) -> object: ...
+
+    @property
+    def success_rate(self) -> object: ...
+
     def available(self, ep: Endpoint, now: float) -> bool: ...
 
 
@@ -244,7 +250,7 @@ class Target:
         if self._balancing is not None:
             return self._balancing.choose(view, members, healthy, inv, now)
         tried = inv.tried
-        candidates = [e for e in healthy if e not in tried] or healthy
+        candidates = ([e for e in healthy if e not in tried] or healthy) if tried else healthy
         return view.balancer.pick(candidates, inv)
 
     def _candidates(
@@ -252,9 +258,17 @@ class Target:
     ) -> tuple[Sequence[Endpoint], list[Endpoint]]:
         first: Sequence[Endpoint] | None = None
         endpoints = view.endpoints
+        # Nothing ejected and no probes or success-rate ejection running: every weighted
+        # member is in rotation, without a health question per endpoint (Cluster.pick's test).
+        all_in = (
+            view.health is None and view.success_rate is None and now >= view.outlier.ejections_end
+        )
         for subset in self._subsets:
             members = endpoints if subset is None else subset.members(endpoints)
-            healthy = [e for e in members if view.available(e, now)]
+            if all_in:
+                healthy = [e for e in members if e.weight > 0]
+            else:
+                healthy = [e for e in members if view.available(e, now)]
             if healthy:
                 return members, healthy
             if first is None and members:

@@ -1,0 +1,166 @@
+"""Idle memory of a sidecar, side by side in one run: one HTTP listener, every protocol, Envoy.
+
+    .venv/bin/python benchmarks/idle_rss.py [--runs 3] [--settle 2] [--backend asyncio|trio]
+    .venv/bin/python benchmarks/idle_rss.py --quick    # one run per path, no settling: a smoke run
+
+Each path starts one process, waits until every listener accepts connections
+(and the admin API, for the sidecar), lets it settle and reads `VmRSS` from
+/proc/PID/status:
+
+- sofamesh, one HTTP/1.1 outbound listener;
+- sofamesh, every protocol: HTTP/1.1, HTTP/2, gRPC, Bolt and Dubbo outbound
+  listeners (the same file registry, the admin API on);
+- Envoy 1.40 (`--concurrency 1`) with the equivalent listeners: three HTTP
+  connection managers (HTTP/1.1, HTTP/2, gRPC over HTTP/2) and two
+  `tcp_proxy` listeners (Bolt and Dubbo, which Envoy relays as bytes), an
+  admin listener and one static cluster.
+
+Rounds alternate the paths; the table gives the median RSS in MB (1 MB = 2^20
+bytes) and the range over rounds. The import-time and allocation breakdown
+that explains the sidecar's figure is `python -X importtime -m sofamesh.sidecar`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from netutil import free_port, wait_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
+PROTOCOLS = ("http", "h2", "grpc", "bolt", "dubbo")
+
+ENVOY_HCM = """
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          codec_type: {codec}
+          route_config:
+            virtual_hosts:
+            - {{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: upstream }} }}] }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"""
+ENVOY_TCP = """
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {name}
+          cluster: upstream
+"""
+ENVOY_TAIL = """
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def sidecar(tmp: Path, protocols: tuple[str, ...], backend: str) -> tuple[list[str], list[int]]:
+    ports = [free_port() for _ in protocols]
+    admin = free_port()
+    cfg = tmp / f"sidecar-{len(protocols)}.json"
+    cfg.write_text(json.dumps({
+        "app": "bench", "registry": f"file://{tmp}/registry",
+        "admin": f"127.0.0.1:{admin}",
+        "outbound": [
+            {"protocol": p, "listen": f"127.0.0.1:{port}"} for p, port in zip(protocols, ports, strict=True)
+        ],
+    }))  # fmt: skip
+    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--backend", backend,
+            "--log-level", "WARNING"]  # fmt: skip
+    return argv, [*ports, admin]
+
+
+def envoy(tmp: Path) -> tuple[list[str], list[int]]:
+    ports = [free_port() for _ in PROTOCOLS]
+    admin = free_port()
+    conf = f"admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}"
+    conf += "\nstatic_resources:\n  listeners:"
+    codecs = [("http", "HTTP1"), ("h2", "HTTP2"), ("grpc", "HTTP2")]
+    for (name, codec), port in zip(codecs, ports[:3], strict=True):
+        conf += ENVOY_HCM.format(name=name, codec=codec, port=port)
+    for name, port in zip(["bolt", "dubbo"], ports[3:], strict=True):
+        conf += ENVOY_TCP.format(name=name, port=port)
+    conf += ENVOY_TAIL.format(upstream=free_port())
+    (tmp / "envoy.yaml").write_text(conf)
+    argv = [str(ENVOY), "-c", str(tmp / "envoy.yaml"), "--concurrency", "1", "--base-id", "81",
+            "--log-level", "error"]  # fmt: skip
+    return argv, [*ports, admin]
+
+
+def measure(argv: list[str], ports: list[int], settle: float) -> float:
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for port in ports:
+            wait_port(port)
+        time.sleep(settle)  # start-up work that finishes after the listeners open
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        return rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=2.0)
+    ap.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    ap.add_argument("--quick", action="store_true", help="one run per path, no settling")
+    args = ap.parse_args()
+    if args.quick:
+        args.runs, args.settle = 1, 0.0
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "registry").mkdir()
+        paths = {
+            "sofamesh, one HTTP/1.1 listener": sidecar(tmp, ("http",), args.backend),
+            "sofamesh, every protocol": sidecar(tmp, PROTOCOLS, args.backend),
+        }
+        if ENVOY.exists():
+            paths["envoy 1.40, every protocol"] = envoy(tmp)
+        samples: dict[str, list[float]] = {name: [] for name in paths}
+        for _ in range(args.runs):
+            for name, (argv, ports) in paths.items():
+                samples[name].append(measure(argv, ports, args.settle))
+    print(f"idle RSS, MB, median of {args.runs} (range), backend {args.backend}")
+    print("| process | RSS MB | range |")
+    print("|---|---|---|")
+    for name, values in samples.items():
+        print(f"| {name} | {statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
