@@ -32,6 +32,13 @@ function actions(ctx, row, after) {
   );
 }
 
+function mtls(row) {
+  const tls = row.tls || {};
+  if (!tls.mode || tls.mode === "disable") return "off";
+  return h("span", {}, tls.mode, " ", tls.cert_state ? badge(tls.cert_state) : null,
+    tls.not_after ? h("div", { class: "muted small" }, `until ${fmt.time(tls.not_after)}`) : null);
+}
+
 function sync(row) {
   return h("span", {}, badge(row.sync), row.sync_error ? h("div", { class: "error-text" }, row.sync_error) : null);
 }
@@ -48,6 +55,7 @@ const COLUMNS = (ctx, after) => [
   { title: "Version", cell: (r) => r.version || "—" },
   { title: "Rules", cell: (r) => `${r.rules_version || "none"} / ${r.latest_rules_version || "none"}` },
   { title: "Sync", cell: sync },
+  { title: "mTLS", cell: mtls },
   ...(ctx.edit ? [{ title: "Actions", cell: (r) => actions(ctx, r, after) }] : []),
 ];
 
@@ -103,6 +111,9 @@ function facts(row) {
     ["Started at", fmt.time(row.started_at)], ["Connected at", fmt.time(row.connected_at)],
     ["Last seen", fmt.ago(row.last_seen)], ["Rules in force", row.rules_version || "none"],
     ["Latest rules", row.latest_rules_version || "none"], ["Sync", row.sync], ["Sync error", row.sync_error],
+    ["mTLS mode", (row.tls || {}).mode || "disable"], ["Identity", (row.tls || {}).spiffe_id],
+    ["Issued by", (row.tls || {}).issuer], ["Certificate until", fmt.time((row.tls || {}).not_after)],
+    ["Renews after", fmt.time((row.tls || {}).renew_after)], ["Certificate", (row.tls || {}).cert_state],
   ];
   return h("dl", { class: "facts" }, items.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v === null || v === undefined || v === "" ? "—" : String(v))]));
 }
