@@ -17,7 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-HELPERS = {"netutil.py", "control_common.py"}  # shared code, not benchmarks
+HELPERS = {
+    "netutil.py",
+    "control_common.py",
+    "attack_targets.py",
+    "attack_clients.py",
+}  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number
 FIGURES = {
@@ -36,6 +41,8 @@ FIGURES = {
     "mtls.py": r"^\| sofamesh, mTLS \| [\d,]+ \|",
     "intercept.py": r"^\| transparent \| keep-alive \| [\d,]+ \|",
     "observability.py": r"^\| sofamesh, tracing 100 % \| [\d,]+ \|",
+    "attack.py": r"^\| rapid_reset \| sofamesh \| (yes|NO) \| [\d.]+ / ",
+    "soak.py": r"^\| 10 \| [\d,]+ \| [\d.]+ \| [\d.]+ \|",
 }
 
 
