@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -52,10 +54,10 @@ ATTACKS: dict[str, tuple[str, Callable[[Target, bool], ac.Outcome]]] = {
                      lambda t, q: ac.slow_readers(t, 5 if q else 30, 1 if q else 10)),
     "zero_window": ("HTTP/2: 40 streams of a 10 MiB response, stream window 0, 10 s",
                     lambda t, q: ac.zero_window(t, 5 if q else 40, 1 if q else 10)),
-    "stalled_bolt": ("Bolt: 20 frames of 15 MiB, each stopped 1 byte short, 10 s",
-                     lambda t, q: ac.stalled_bolt(t, 3 if q else 20, (2 if q else 15) << 20, 1 if q else 10)),
-    "peek_bomb": ("Bolt: 2,000,000 class definitions before the request, no method header",
-                  lambda t, q: ac.peek_bomb(t, 100_000 if q else 2_000_000)),
+    "stalled_bolt": ("Bolt: 20 frames of 7 MiB (the limit is 8), each stopped 1 byte short, 10 s",
+                     lambda t, q: ac.stalled_bolt(t, 3 if q else 20, (2 if q else 7) << 20, 1 if q else 10)),
+    "peek_bomb": ("Bolt: 1,100,000 class definitions (7.3 MiB) before the request, no method header",
+                  lambda t, q: ac.peek_bomb(t, 100_000 if q else 1_100_000)),
     "cluster_explosion": ("HTTP/1.1: 3,000 made-up Host names",
                           lambda t, q: ac.cluster_explosion(t, 200 if q else 3_000)),
     "idle_lockout": ("TCP: 10,000 idle connections, then 15 fresh clients",
@@ -148,6 +150,7 @@ def main() -> None:
     ap.add_argument("--target", choices=["sofamesh", "envoy", "both"], default="both")
     add_baseline_arg(ap)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # stop the proxies too
     names = args.only or list(ATTACKS)
     targets = ["sofamesh", "envoy"] if args.target == "both" else [args.target]
     if "envoy" in targets and not ENVOY.exists():

@@ -227,10 +227,15 @@ def start_envoy(tmp: Path, up: Upstream) -> Target:
     )
     (tmp / "envoy-attack.yaml").write_text(conf)
     argv = [str(ENVOY), "-c", str(tmp / "envoy-attack.yaml"), "--concurrency", "1",
-            "--base-id", "79", "--log-level", "critical"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for port in (h1, h2, bolt, admin):
-        wait_port(port)
+            "--disable-hot-restart", "--log-level", "error"]  # fmt: skip
+    log = (tmp / "envoy-attack.log").open("ab")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        for port in (h1, h2, bolt, admin):
+            wait_port(port)
+    except RuntimeError as e:
+        proc.kill()
+        raise RuntimeError(f"{e}: {(tmp / 'envoy-attack.log').read_text()[-2000:]}") from e
     return Target("envoy 1.40", proc, h1, h2, bolt, admin)
 
 
