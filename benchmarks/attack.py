@@ -122,7 +122,7 @@ def pct(lat: list[float], q: float) -> str:
 def run_one(name: str, target: Target, upstream_count: Callable[[], int], quick: bool) -> str:
     """One attack against one fresh target: its table row."""
     before_probe = Probe(target.h1)
-    before_probe.run_for(0.5 if quick else 2)
+    before_probe.run_for(0.3 if quick else 2)
     lat0, _ = before_probe.stop()
     rss0, up0 = target.rss_mib(), upstream_count()
     probe = Probe(target.h1)
@@ -130,7 +130,7 @@ def run_one(name: str, target: Target, upstream_count: Callable[[], int], quick:
     with RssSampler(target.proc.pid) as rss:
         outcome = ATTACKS[name][1](target, quick)
     lat1, failed = probe.stop()
-    time.sleep(1)
+    time.sleep(0.5 if quick else 1)
     amp = f"{(upstream_count() - up0) / outcome.requests:.2f}" if outcome.requests else "-"
     after = Probe(target.h1)
     after.run_for(0.3)
