@@ -17,7 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-HELPERS = {"netutil.py", "control_common.py"}  # shared code, not benchmarks
+HELPERS = {
+    "netutil.py",
+    "control_common.py",
+    "attack_targets.py",
+    "attack_clients.py",
+}  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number
 FIGURES = {
@@ -39,6 +44,8 @@ FIGURES = {
     "console.py": r"^\| services page, 200 services / 50 data planes \| [\d.]+ ms \|",
     "registry_apis.py": r"^\| eureka \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d,]+ \|",
     "idle_rss.py": r"^\| sofamesh, every protocol \| [\d.]+ \|",
+    "attack.py": r"^\| rapid_reset \| sofamesh \| (yes|NO) \| [\d.]+ / ",
+    "soak.py": r"^\| 10 \| [\d,]+ \| [\d.]+ \| [\d.]+ \|",
 }
 
 
