@@ -115,7 +115,8 @@ def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     edge = page.locator('[data-edge="web->orders-svc"]')
     expect(edge).to_have_class(re.compile(r"\bgood\b"), timeout=20_000)
     expect(edge.locator("text")).to_have_text(re.compile(r"^\d+(\.\d)?/s$"))
-    assert number(page, '[data-edge="web->orders-svc"] text') > 0  # a live rate (this machine's load sets how high)
+    # a live rate (how high depends on this machine's load)
+    assert number(page, '[data-edge="web->orders-svc"] text') > 0
 
     report_rejection(stage, token)
     page.goto(stage.url + "/#/w/shop/sidecars")
