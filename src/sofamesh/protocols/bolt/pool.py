@@ -102,6 +102,10 @@ class BoltPool:
             conn = await self._connect_by(host, port, at)
             return await conn.call(frame, at)
 
+    def time_in(self, seconds: float) -> float:
+        """anyio's clock `seconds` from now, as `call` takes its deadline (cheaply)."""
+        return self._deadlines.time_in(seconds)
+
     def _ready(self, host: str, port: int) -> BoltClientConnection | None:
         """A connection to use now, if the endpoint has enough (no await: the hot path)."""
         ep = self._endpoints.get((host, port))

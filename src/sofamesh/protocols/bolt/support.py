@@ -155,7 +155,7 @@ class BoltSupport:
                 return Result.failure(
                     Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
                 )
-            at = anyio.current_time() + remaining
+            at = self.pool.time_in(remaining)
         try:
             frame = invocation_to_frame(inv, now)
             if frame.oneway:
