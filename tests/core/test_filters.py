@@ -282,3 +282,16 @@ async def test_cluster_keeps_only_the_protocols_the_runtime_carries() -> None:
         cluster = cm.get("svc")
         await cluster.ready.wait()
         assert [e.port for e in cluster.endpoints] == [8]
+
+
+async def test_the_watch_tells_anyios_time_without_reading_it() -> None:
+    from sofamesh.deadlines import DeadlineWatch
+
+    watch = DeadlineWatch()
+    async with anyio.create_task_group() as tg:
+        await tg.start(watch.run)
+        for seconds in (0.0, 2.5):  # trio's clock is offset from the monotonic one
+            before = anyio.current_time()
+            at = watch.time_in(seconds)
+            assert before + seconds - 0.01 <= at <= anyio.current_time() + seconds + 0.01
+        tg.cancel_scope.cancel()

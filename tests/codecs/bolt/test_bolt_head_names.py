@@ -11,6 +11,7 @@ from bolt_vectors import VECTORS, FrameKind
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import sofamesh.codecs.bolt.names as names_module
 from sofamesh.codecs.bolt.names import peek_names
 from sofamesh.codecs.bolt.sofarpc import SofaRequest, encode_request, peek_request
 
@@ -67,3 +68,27 @@ def test_a_cut_body_is_not_read_past_its_end(data: st.DataObject) -> None:
     cut = body[: data.draw(st.integers(0, len(body) - 1))]
     fast = peek_names(cut)
     assert fast is None or fast == ("echo", "com.example.E:1.0")
+
+
+def test_repeated_heads_are_answered_from_memory_and_stay_right() -> None:
+    def body(service: str, method: str, arg: str) -> bytes:
+        return encode_request(SofaRequest(method, ["java.lang.String"], service, None, {}), [arg])
+
+    names_module._known.clear()
+    names_module._lengths.clear()
+    first = body("com.example.Echo:1.0", "echo", "x")
+    assert peek_names(first) == ("echo", "com.example.Echo:1.0")
+    assert len(names_module._known) == 1  # the head up to the second name
+    # The same head, other arguments: from memory; another method of the same length and
+    # another service are not confused with it.
+    assert peek_names(body("com.example.Echo:1.0", "echo", "y" * 500)) == first_names(first)
+    assert peek_names(body("com.example.Echo:1.0", "ping", "x")) == ("ping", "com.example.Echo:1.0")
+    assert peek_names(body("com.example.Echo:2.0", "echo", "x")) == ("echo", "com.example.Echo:2.0")
+    for i in range(3 * names_module._MAX_LENGTHS):  # many lengths: still right, memory bounded
+        service = "s" * (i + 1)
+        assert peek_names(body(service, "m", "x")) == ("m", service)
+    assert len(names_module._lengths) <= names_module._MAX_LENGTHS
+
+
+def first_names(body: bytes) -> tuple[str | None, str | None] | None:
+    return full(body)

@@ -26,7 +26,7 @@ from sofamesh.codecs.bolt import (
 )
 from sofamesh.codecs.bolt.request_ids import MAX_REQUEST_ID
 from sofamesh.codecs.bolt.sofarpc import error_of
-from sofamesh.protocols.bolt.client import BoltClientConnection, HeartbeatConfig
+from sofamesh.protocols.bolt.client import BoltClientConnection, CallTimeoutError, HeartbeatConfig
 from sofamesh.protocols.bolt.mapping import ERROR_HEADER
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.server import BoltConnInfo
@@ -199,6 +199,30 @@ async def test_pool_opens_one_connection_for_a_burst_and_reports_connect_errors(
         with pytest.raises(ConnectError):
             await pool.call("127.0.0.1", dead, request(0, b""))
         assert pool.statistics().connect_errors == 1
+
+
+async def test_a_pool_call_gives_up_at_its_deadline_and_the_connection_carries_on() -> None:
+    async with raw_server() as (port, accepted), BoltPool() as pool:
+        async with anyio.create_task_group() as tg:
+
+            async def answer_late() -> None:
+                peer = await accepted.receive()
+                first = await peer.next_frame()
+                assert isinstance(first, RequestFrame)
+                second = await peer.next_frame()  # sent after the first call gave up
+                assert isinstance(second, RequestFrame)
+                await peer.send(reply(first, body=b"too late"))
+                await peer.send(reply(second, body=b"on time"))
+
+            tg.start_soon(answer_late)
+            started = anyio.current_time()
+            with pytest.raises(CallTimeoutError):  # no cancel scope: the watch wakes it
+                await pool.call("127.0.0.1", port, request(0, b"slow"), started + 0.05)
+            assert anyio.current_time() - started < 5
+            resp = await pool.call("127.0.0.1", port, request(0, b"next"), started + 30)
+            assert resp.body == b"on time"
+        conn = await pool.connection("127.0.0.1", port)
+        assert (conn.in_flight, conn.statistics().late_responses) == (0, 1)
 
 
 async def test_pool_spreads_calls_over_its_connections() -> None:

@@ -12,6 +12,13 @@ and stops once both names are read. It understands the forms SOFARPC, sofa-rpc-n
 our encoder write for those fields (ASCII strings, null, a list of strings); anything
 else gives None and the caller falls back to the full decoder (`sofarpc.peek_request`),
 so the answer is never a guess. Hessian 2.0 grammar: http://hessian.caucho.com/doc/hessian-serialization.html
+
+The reader looks at nothing past the second name, so the bytes up to there decide the
+answer: `peek_names` remembers them (a client calls the same few methods over and over,
+and their heads repeat byte for byte) and answers a body that starts with known head
+bytes from memory. Memory is bounded: `_MAX_HEADS` heads of up to `_MAX_LENGTHS`
+distinct lengths (each a slice and a dict look-up per request), forgotten all at once
+when full.
 """
 
 from __future__ import annotations
@@ -22,16 +29,41 @@ METHOD, SERVICE = b"methodName", b"targetServiceUniqueName"
 Names = tuple[str | None, str | None]  # (method, service)
 
 
+_MAX_HEADS = 1024
+_MAX_LENGTHS = 8
+_known: dict[bytes, Names] = {}  # head bytes -> the names they give
+_lengths: list[int] = []  # the lengths of the heads in `_known`
+
+
 class _Unknown(Exception):
     """A form this reader does not handle: the full decoder decides."""
 
 
 def peek_names(body: bytes) -> Names | None:
     """(methodName, targetServiceUniqueName) of a Hessian 2 `SofaRequest` body, or None."""
+    for n in _lengths:
+        names = _known.get(body[:n])
+        if names is not None:
+            return names
+    head = _Head(body)
     try:
-        return _Head(body).names()
+        names = head.names()
     except (_Unknown, IndexError):
         return None
+    _remember(body[: head.pos], names)
+    return names
+
+
+def _remember(head: bytes, names: Names) -> None:
+    if len(_known) >= _MAX_HEADS:
+        _known.clear()
+        _lengths.clear()
+    n = len(head)
+    if n not in _lengths:
+        if len(_lengths) >= _MAX_LENGTHS:
+            return  # many shapes of head: read the rare ones each time
+        _lengths.append(n)
+    _known[head] = names
 
 
 class _Head:

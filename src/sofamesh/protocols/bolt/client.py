@@ -1,10 +1,12 @@
 """One multiplexed Bolt client connection: many calls in flight, kept alive by heartbeats.
 
-Theory of operation. `call(frame)` takes a fresh request id (`RequestIds`: positive
+Theory of operation. `call(frame, at)` takes a fresh request id (`RequestIds`: positive
 31-bit, wrapping to 1 and skipping ids still in flight), queues the encoded frame on the
 `FrameWriter`, and waits for the response with that id; responses come back in any order
-and a heartbeat ack may overtake them. A caller that gives up (its deadline's cancel
-scope) just forgets its id: a late response is dropped.
+and a heartbeat ack may overtake them. The call gives up at `at` (anyio's clock) without
+a cancel scope: its waiter is armed on the pool's `DeadlineWatch`, which wakes it with
+`CallTimeoutError`, and the call forgets its id (a late response is dropped). A caller
+that gives up by its own cancel scope forgets its id the same way.
 
 Keep-alive follows sofa-bolt's client (`HeartbeatHandler`, `RpcHeartbeatTrigger`): when
 nothing was received for `heartbeat_interval`, send a heartbeat; an ack resets the count
@@ -26,6 +28,7 @@ its way.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import anyio
@@ -46,10 +49,12 @@ from sofamesh.codecs.bolt import (
     heartbeat,
     heartbeat_ack,
 )
-from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
+from sofamesh.deadlines import DeadlineWatch
+from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, WriterClosedError
 from sofamesh.protocols.bolt.mapping import ERROR_HEADER
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
+from sofamesh.transport.workers import event_class
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -64,13 +69,23 @@ class HeartbeatConfig:
     enabled: bool = True
 
 
+class CallTimeoutError(Exception):
+    """The call's deadline passed before its response arrived."""
+
+
 class _Waiter:
     __slots__ = ("error", "event", "response")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, event: anyio.Event) -> None:
+        self.event = event
         self.response: ResponseFrame | None = None
         self.error: Exception | None = None
+
+    def cancel(self) -> None:
+        """The deadline watch's call: the deadline passed, wake the caller."""
+        if self.response is None and self.error is None:
+            self.error = CallTimeoutError("the deadline passed")
+        self.event.set()
 
 
 @attrs.frozen
@@ -94,8 +109,11 @@ class BoltClientConnection:
         heartbeats: HeartbeatConfig | None = None,
         first_request_id: int = 1,
         on_closed: Callable[[BoltClientConnection], None] | None = None,
+        deadlines: DeadlineWatch | None = None,
     ) -> None:
         self.name = name  # host:port, for log lines
+        self._deadlines = deadlines or DeadlineWatch()  # one that never runs: no deadlines
+        self._event = event_class()  # made where the connection is, on its loop
         self._stream = stream
         self._decoder = FrameDecoder(limits)
         self._writer = FrameWriter(stream)
@@ -134,22 +152,31 @@ class BoltClientConnection:
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def call(self, frame: RequestFrame) -> ResponseFrame:
-        """Send `frame` under a fresh id and return its response (any id in `frame` is
-        ignored). Raises `ConnectError` if the connection was already closed (the frame
-        never left), `UpstreamResetError` if it closes before the response arrives."""
+    async def call(self, frame: RequestFrame, at: float = math.inf) -> ResponseFrame:
+        """Send `frame` under a fresh id and return its response by `at` (anyio's clock;
+        any id in `frame` is ignored). Raises `ConnectError` if the connection was already
+        closed (the frame never left), `UpstreamResetError` if it closes before the
+        response arrives, `CallTimeoutError` at `at`."""
         if self._closed or self._retired:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
-        waiter = _Waiter()
+        waiter = _Waiter(self._event())
         rid = self._ids.allocate(waiter)
+        entry = self._deadlines.add(at, waiter) if at != math.inf else None
         self._calls += 1
         try:
-            await self._writer.write(encode(frame, request_id=rid))
+            data = encode(frame, request_id=rid)
+            if self._writer.buffered + len(data) <= DEFAULT_MAX_BUFFERED:
+                self._writer.write_nowait(data)
+            else:  # the socket is behind: wait for room, but not past the deadline
+                with anyio.CancelScope(deadline=at):
+                    await self._writer.write(data)
             await waiter.event.wait()
         except WriterClosedError:
             raise UpstreamResetError(f"bolt connection to {self.name} {self._why}") from None
         finally:
             self._ids.pop(rid)
+            if entry is not None:
+                self._deadlines.remove(entry)
             self._close_if_drained()
         if waiter.error is not None:
             raise waiter.error
@@ -160,7 +187,7 @@ class BoltClientConnection:
         """Send a oneway request (no response will come); its id is still fresh."""
         if self._closed:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
-        rid = self._ids.allocate(_Waiter())
+        rid = self._ids.allocate(_Waiter(self._event()))
         self._ids.pop(rid)  # nothing waits, but the id is not reused next
         self._calls += 1
         try:
@@ -249,7 +276,7 @@ class BoltClientConnection:
                 return
 
     async def _ping(self, timeout: float) -> bool:
-        waiter = _Waiter()
+        waiter = _Waiter(self._event())
         rid = self._ids.allocate(waiter)
         try:
             self._writer.write_nowait(encode(heartbeat(rid, timeout_ms=int(timeout * 1000))))

@@ -1,22 +1,17 @@
-"""What both ends of a Bolt connection share: a frame writer that many tasks feed, and
-worker tasks that take requests as they come.
+"""What both ends of a Bolt (or Dubbo) connection share: a frame writer that many tasks feed.
 
 Bolt multiplexes: many calls share one connection, and their frames are written by
 whichever task finishes first. anyio streams refuse concurrent sends, so every frame goes
 through one `FrameWriter`: tasks append encoded frames without waiting (heartbeat acks
 and error replies need no task of their own), and the writer task sends whatever piled
-up in one `send`, so a busy connection pays one system call for many frames.
-
-Each request runs in a task of its own, so a slow one holds up nothing, but tasks are
-reused (`Workers`): starting an anyio task costs 13-17 µs, handing a request to an idle
-one over a memory stream 2-3 µs (asyncio + uvloop and trio; benchmarks/bolt.py).
+up in one `send`, so a busy connection pays one system call for many frames. Its
+wake-up event is made from the backend's class (`transport.workers.event_class`): one
+per wake-up, so anyio's backend look-up for each would be a cost per burst.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
 
 import anyio
 import anyio.abc
@@ -24,10 +19,9 @@ import anyio.lowlevel
 
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS
+from sofamesh.transport.workers import event_class
 
 log = logging.getLogger("sofamesh.bolt")
-
-T = TypeVar("T")
 
 DEFAULT_MAX_BUFFERED = 4 << 20  # bytes queued for the socket before writers wait
 _MAX_BATCH = 256 << 10  # bytes joined into one send
@@ -41,8 +35,8 @@ class FrameWriter:
     """One writer task per connection; `write_nowait` / `write` from any task."""
 
     __slots__ = (
-        "_closed", "_counting", "_finishing", "_max", "_pending", "_room", "_size", "_stream",
-        "_wake", "finished",
+        "_closed", "_counting", "_event", "_finishing", "_max", "_pending", "_room", "_size",
+        "_stream", "_wake", "finished",
     )  # fmt: skip
 
     def __init__(
@@ -52,7 +46,8 @@ class FrameWriter:
         self._max = max_buffered
         self._pending: list[bytes] = []
         self._size = 0
-        self._wake = anyio.Event()
+        self._event = event_class()  # made where the writer is, on its loop
+        self._wake = self._event()
         self._room: anyio.Event | None = None
         self._closed = False
         self._finishing = False
@@ -93,7 +88,7 @@ class FrameWriter:
                 # Let the other tasks that are ready run first: a burst of responses
                 # then leaves in one send instead of one system call each.
                 await anyio.lowlevel.checkpoint()
-                self._wake = anyio.Event()
+                self._wake = self._event()
                 await self._flush()
                 if self._finishing:
                     return
@@ -150,34 +145,3 @@ def _cut(batch: list[bytes]) -> tuple[int, int]:
         if size >= _MAX_BATCH:
             return i + 1, size
     return len(batch), size
-
-
-class Workers(Generic[T]):
-    """Runs `handle(item)` for every submitted item at once, on tasks it reuses.
-
-    An item goes to an idle worker if there is one, else to a new worker: the pool grows
-    to the peak concurrency and no item ever waits behind another. Workers live in `tg`
-    until it is cancelled; call `close()` after that.
-    """
-
-    def __init__(self, tg: anyio.abc.TaskGroup, handle: Callable[[T], Awaitable[None]]) -> None:
-        self._tg = tg
-        self._handle = handle
-        self._send, self._recv = anyio.create_memory_object_stream[T](0)
-        self.started = 0
-
-    def submit(self, item: T) -> None:
-        try:
-            self._send.send_nowait(item)  # to a worker waiting in receive()
-        except anyio.WouldBlock:
-            self.started += 1
-            self._tg.start_soon(self._work, item, name="bolt worker")
-
-    async def _work(self, item: T) -> None:
-        await self._handle(item)
-        async for item in self._recv:
-            await self._handle(item)
-
-    def close(self) -> None:
-        self._send.close()
-        self._recv.close()

@@ -1,7 +1,7 @@
 """A Bolt server on any anyio listener: multiplexed connections, a task per request.
 
 Each connection reads frames and hands each request to a task of its own (reused from
-earlier requests: `bolt_io.Workers`), so a slow call never holds up the ones behind it;
+earlier requests: `transport.workers`), so a slow call never holds up the ones behind it;
 responses leave in completion order through the connection's `FrameWriter`, addressed
 by request id. Heartbeats are answered on the spot, by the
 server itself (a proxy never forwards them). Oneway requests run without a response.
@@ -46,13 +46,14 @@ from sofamesh.codecs.bolt import (
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.model import Status
-from sofamesh.protocols.bolt.io import FrameWriter, Workers, WriterClosedError
+from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle, leaves
 from sofamesh.transport.tls import peer_identity
 from sofamesh.transport.tls_listener import TlsListener
+from sofamesh.transport.workers import Workers
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -218,7 +219,7 @@ class _ServerConnection:
                 async with anyio.create_task_group() as handlers:
                     self._scope = handlers.cancel_scope
                     self._handlers = handlers
-                    self._workers = Workers(handlers, self._handle)
+                    self._workers = Workers(handlers, self._handle, "bolt worker")
                     handlers.start_soon(self._watch_idle)
                     if self.server.draining:  # accepted as the drain began
                         self.begin_drain()

@@ -15,6 +15,7 @@ them. Every request gets a response frame, mesh failures included; oneway reques
 from __future__ import annotations
 
 import logging
+import math
 
 import anyio
 
@@ -23,8 +24,10 @@ from sofamesh.clock import Clock
 from sofamesh.codecs.bolt import BoltLimits, LocalProtocolError, RequestFrame, ResponseFrame
 from sofamesh.codecs.bolt.wire import MAX_INT_LENGTH, MAX_SHORT_LENGTH
 from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.base import Route
+from sofamesh.protocols.bolt.client import CallTimeoutError
 from sofamesh.protocols.bolt.mapping import (
     NameMismatch,
     error_response,
@@ -109,7 +112,7 @@ class BoltSupport:
     """`ProtocolSupport` for Bolt: servers for both listener kinds and one client pool."""
 
     name = "bolt"
-    enforces_deadline = False  # Runtime.send holds the call to its deadline
+    enforces_deadline = True  # the pool gives up at the call's deadline, without a cancel scope
     gateway_codes = frozenset({0x0004})  # SERVER_THREADPOOL_BUSY: refused before running
     endpoint_protocols = frozenset({"bolt"})
     health_probe = staticmethod(bolt_probe)
@@ -144,12 +147,25 @@ class BoltSupport:
         return bolt_server(InboundBoltHandler(route, self._clock), limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
+        now = self._clock.now()
+        at, remaining = math.inf, math.inf
+        if inv.deadline is not None:  # on the mesh's clock; the pool waits on anyio's
+            remaining = inv.deadline - now
+            if remaining <= 0:
+                return Result.failure(
+                    Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+                )
+            at = self.pool.time_in(remaining)
         try:
-            frame = invocation_to_frame(inv, self._clock.now())
+            frame = invocation_to_frame(inv, now)
             if frame.oneway:
-                await self.pool.send_oneway(host, port, frame)
-                return Result(Status.OK)
-            resp = await self.pool.call(host, port, frame)
+                with anyio.CancelScope(deadline=at):
+                    await self.pool.send_oneway(host, port, frame)
+                    return Result(Status.OK)
+                return timed_out(inv, remaining)
+            resp = await self.pool.call(host, port, frame, at)
+        except CallTimeoutError:
+            return timed_out(inv, remaining)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
         except LocalProtocolError as e:

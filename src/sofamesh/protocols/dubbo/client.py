@@ -31,9 +31,9 @@ from sofamesh.codecs.bolt.request_ids import RequestIds
 from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, ResponseFrame, encode
 from sofamesh.deadlines import DeadlineWatch
 from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, WriterClosedError
-from sofamesh.protocols.dubbo.workers import event_class
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
+from sofamesh.transport.workers import event_class
 
 log = logging.getLogger("sofamesh.dubbo")
 

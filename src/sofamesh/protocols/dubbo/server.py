@@ -1,10 +1,10 @@
 """A Dubbo server on any anyio listener: multiplexed connections, a task per request.
 
-Each connection reads frames and hands each request to a task (reused: `workers.py`), so
-a slow call holds up nothing; responses leave in completion order through the
-connection's `FrameWriter`, addressed by request id. Heartbeats are answered on the
-spot by the server (a proxy never forwards them); other events and oneway requests get
-no reply (oneway ones still run).
+Each connection reads frames and hands each request to a task (reused:
+`transport.workers`), so a slow call holds up nothing; responses leave in completion
+order through the connection's `FrameWriter`, addressed by request id. Heartbeats are
+answered on the spot by the server (a proxy never forwards them); other events and
+oneway requests get no reply (oneway ones still run).
 
 A misbehaving peer costs only its own connection: a bad magic closes it; a body over
 the limit gets a BAD_REQUEST reply (the header was readable) and then the close. A
@@ -30,10 +30,10 @@ from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, encod
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.dubbo.mapping import error_response
-from sofamesh.protocols.dubbo.workers import Workers
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
+from sofamesh.transport.workers import Workers
 
 log = logging.getLogger("sofamesh.dubbo")
 
@@ -149,7 +149,7 @@ class _Connection:
                 tg.start_soon(self.writer.run)
                 async with anyio.create_task_group() as handlers:
                     self._scope = handlers.cancel_scope
-                    self._workers = Workers(handlers, self._handle)
+                    self._workers = Workers(handlers, self._handle, "dubbo worker")
                     handlers.start_soon(self._watch_idle)
                     try:
                         await self._read()

@@ -1,4 +1,4 @@
-"""The Dubbo connection's workers: every item runs at once, idle workers are reused, and
+"""A multiplexed connection's workers: every item runs at once, idle workers are reused, and
 closing or cancelling ends them."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sofamesh.protocols.dubbo.workers import Workers
+from sofamesh.transport.workers import Workers
 
 pytestmark = pytest.mark.anyio
 
