@@ -6,6 +6,9 @@ Two defences, both at accept time, so the request path pays nothing:
   address (by IP, whatever the port); past it a new connection from that address is
   closed on accept. One client opening thousands of idle connections fills its own share,
   not the listener, so other clients keep being served.
+  A source at its share whose own connections include idle ones gets its longest-idle one
+  closed to make room instead: the pool of idle keep-alive connections a client (or a NAT
+  of many clients) left behind never locks that client's new connections out.
 - **idle budget**: once a listener holds `evict_at` connections (a share of
   `max_connections`), each new connection closes a batch of *idle* ones first: those that
   have not sent a complete request yet, or that wait between requests, the longest waiting
@@ -79,10 +82,13 @@ class Admission:
         self._warned: set[str] = set()  # sources over their limit, logged once until under it
         self._evicting: set[Any] = set()  # closed by the idle budget, not yet gone
 
-    def enter(self, source: str) -> bool:
-        """Count a connection from `source` in; False (and a log line, once) when over its share."""
+    def enter(self, source: str, conns: Iterable[Any] = ()) -> bool:
+        """Count a connection from `source` in; False (and a log line, once) when over its share
+        and none of its connections in `conns` is idle to make room."""
         n = self.sources.get(source, 0)
         if n >= self.max_per_source:
+            if self.make_room_for(source, conns):
+                return True
             self.refused_per_source += 1
             OVERLOAD.count("connections_refused_per_source")
             if source not in self._warned:
@@ -95,6 +101,35 @@ class Admission:
                 )
             return False
         self.sources[source] = n + 1
+        return True
+
+    def make_room_for(self, source: str, conns: Iterable[Any]) -> bool:
+        """Close the longest-idle connection of `source` and count the new one in its place.
+
+        The closed connection leaves the count when its task ends, so the source may hold
+        one more than its share for that moment. False when none of its connections is idle.
+        """
+        mine = [
+            (rank, conn)
+            for rank, conn in _idle(c for c in conns if c not in self._evicting)
+            if _source(conn) == source
+        ]
+        if not mine:
+            return False
+        _rank, conn = min(mine, key=lambda pair: pair[0])
+        self._evicting.add(conn)
+        conn.evict()
+        if source not in self._warned:  # logged once until the source is under its share
+            self._warned.add(source)
+            log.warning(
+                "%s: %s is at its share of connections (max_connections_per_source): "
+                "its longest idle ones are closed to make room for its new ones",
+                self.protocol,
+                source,
+            )
+        self.evicted += 1
+        OVERLOAD.count("connections_evicted_idle")
+        self.sources[source] = self.sources.get(source, 0) + 1
         return True
 
     def leave(self, source: str) -> None:
@@ -130,6 +165,14 @@ class Admission:
                 peers[0],
             )
         return len(peers)
+
+
+def _source(conn: Any) -> str:
+    """A server connection's client address without its port, from its `info.peer`."""
+    info = getattr(conn, "info", None)
+    peer = getattr(info, "peer", "")
+    host = str(peer).rsplit(":", 1)[0]
+    return host[1:-1] if host.startswith("[") else host
 
 
 def _idle(conns: Iterable[Any]) -> Iterable[tuple[float, Evictable]]:

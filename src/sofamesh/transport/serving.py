@@ -134,7 +134,7 @@ class ServerLifecycle(Generic[C]):
 
         async def fair(stream: anyio.abc.ByteStream) -> None:
             source = source_of(stream)
-            if not admission.enter(source):
+            if not admission.enter(source, self.conns):
                 self.rejected += 1
                 await anyio.aclose_forcefully(stream)
                 return
