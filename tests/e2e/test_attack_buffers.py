@@ -109,7 +109,11 @@ async def test_slow_readers_are_bounded_by_the_buffer_budget(
     started (it grew by 20 MiB per reader before), /ready keeps answering, and once the
     readers are gone a well-behaved client is served again."""
     async with app() as port:
-        sidecar = await provider(sofamesh_sidecar, "http", port, buffer_budget=40 * MIB)
+        # Buffered answers (no streaming: test_attack_streaming.py has those) fill the budget.
+        limits = {"stream_threshold_bytes": 0}
+        sidecar = await provider(
+            sofamesh_sidecar, "http", port, buffer_budget=40 * MIB, limits=limits
+        )
         address = sidecar.inbound_address()
         url = f"http://{address}/"
         async with httpx.AsyncClient(headers={"host": SERVICE}, timeout=10) as client:

@@ -166,7 +166,7 @@ class Http1ServerCodec:
         self._partial = bool(self._buf)
         if close:
             self._closing = True
-        return HttpRequest(method, target, headers, body, "1.1")
+        return HttpRequest(method, target, headers, body, "1.1", self._limits.stream_threshold)
 
     def _end_of_input(self) -> None:
         self._closing = True
@@ -223,7 +223,12 @@ class Http1ServerCodec:
         else:
             self._next_parser()
         return HttpRequest(
-            method, target, self._headers, body, request.http_version.decode("latin-1")
+            method,
+            target,
+            self._headers,
+            body,
+            request.http_version.decode("latin-1"),
+            self._limits.stream_threshold,
         )
 
     def _next_parser(self) -> None:
@@ -259,6 +264,26 @@ class Http1ServerCodec:
         if closing:
             self._closing = True
         return data
+
+    def encode_streamed_head(
+        self, response: HttpResponse, *, close: bool = False
+    ) -> tuple[bytes, str]:
+        """`encode_response` for a response whose body follows as `response.stream`.
+
+        Returns the head and how the body goes out (`writer.RAW`, `CHUNKED`
+        or `NO_BODY`); a CHUNKED body's pieces go out as `writer.chunk`, then
+        `writer.LAST_CHUNK`.
+        """
+        if not self._pending:
+            raise RuntimeError("no request is waiting for a response")
+        head, closing = self._pending[0]
+        data, closing, framing = writer.encode_streamed_head(
+            response, head=head, close=closing or close
+        )
+        self._pending.popleft()
+        if closing:
+            self._closing = True
+        return data, framing
 
     def encode_continue(self) -> bytes:
         """The interim response a client waiting on `Expect: 100-continue` needs."""

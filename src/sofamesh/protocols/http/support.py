@@ -39,6 +39,8 @@ from sofamesh.transport.tls import ALPN_HTTP1, ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
 
+_SHADOW_HEADER = "x-sofamesh-shadow"  # governance/filters/mirror.py marks its copies so
+
 
 class OutboundHttpHandler:
     def __init__(self, chain: Handler, app: str) -> None:
@@ -172,6 +174,8 @@ class HttpSupport:
             return timed_out(inv, timeout)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
+        if resp.stream is not None and inv.headers.get(_SHADOW_HEADER):
+            await resp.stream.aclose()  # nobody reads a mirrored call's answer
         return response_to_result(resp)
 
 
@@ -185,6 +189,7 @@ def http1_server(
         max_header_bytes=cfg.max_header_bytes,
         max_body_size=cfg.max_body_bytes,
         path_with_escaped_slashes_action=cfg.path_with_escaped_slashes_action,
+        stream_threshold=cfg.stream_threshold_bytes,
     )
     return Http1Server(
         handler,
