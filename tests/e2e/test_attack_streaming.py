@@ -18,7 +18,7 @@ import anyio.abc
 import httpx
 import pytest
 
-from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.codecs.http1 import DEFAULT_LIMITS, Http1Limits, HttpRequest, HttpResponse
 from sofamesh.protocols.http.server import Http1Server
 from sofamesh.testing.plugin import SidecarFactory
 from sofamesh.testing.process import SidecarProcess
@@ -59,11 +59,11 @@ async def big_app(req: HttpRequest, _conn: object) -> HttpResponse:
 
 
 @asynccontextmanager
-async def served(handler: Any) -> AsyncIterator[int]:
+async def served(handler: Any, limits: Http1Limits = DEFAULT_LIMITS) -> AsyncIterator[int]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     async with anyio.create_task_group() as tg:
         # The app holds 30 whole answers while the sidecar reads them slowly: a budget of its own.
-        server = Http1Server(handler, overload=Overload(limit=1 << 40))
+        server = Http1Server(handler, limits, overload=Overload(limit=1 << 40))
         await tg.start(server.serve, listener)
         yield listener.extra(anyio.abc.SocketAttribute.local_port)
         tg.cancel_scope.cancel()
@@ -199,3 +199,49 @@ async def test_an_upstream_that_dies_mid_body_leaves_a_cut_body(
                     async for _ in response.aiter_raw():
                         pass
     assert "closing the connection mid-body" in sidecar.log()
+
+
+UPLOAD = 50 * MIB
+
+
+async def digest_app(req: HttpRequest, _conn: object) -> HttpResponse:
+    """The app takes the whole upload (buffered: it is the test's) and answers its SHA-256."""
+    return HttpResponse(200, [], hashlib.sha256(req.body).hexdigest().encode())
+
+
+async def upload_pieces() -> AsyncIterator[bytes]:
+    for i in range(UPLOAD // MIB):
+        yield BIG_BODY[i % 10 * MIB : (i % 10 + 1) * MIB]
+
+
+async def peak_rss(pid: int, peak: list[float]) -> None:
+    """Sample the sidecar's RSS until cancelled; the highest seen lands in `peak`."""
+    while True:
+        peak[0] = max(peak[0], rss_mib(pid))
+        await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_a_large_upload_arrives_whole_in_bounded_memory(
+    sofamesh_sidecar: SidecarFactory, anyio_backend: Any, framing: str
+) -> None:
+    """50 MiB up through the sidecar, chunked or with a Content-Length: the app gets every
+    byte in order, and the sidecar never holds more than a few pieces of it."""
+    expected = hashlib.sha256()
+    async for piece in upload_pieces():
+        expected.update(piece)
+    limits = Http1Limits(max_body_size=2 * UPLOAD)
+    async with served(digest_app, limits) as port:
+        sidecar = await provider(sofamesh_sidecar, port)
+        url = f"http://{sidecar.inbound_address()}/upload"
+        headers = {"host": SERVICE}
+        if framing == "length":
+            headers["content-length"] = str(UPLOAD)
+        before, peak = rss_mib(sidecar.pid), [0.0]
+        client = httpx.AsyncClient(headers=headers, timeout=60)
+        async with client, anyio.create_task_group() as tg:
+            tg.start_soon(peak_rss, sidecar.pid, peak)
+            response = await client.post(url, content=upload_pieces())
+            tg.cancel_scope.cancel()
+    assert (response.status_code, response.text) == (200, expected.hexdigest())
+    assert peak[0] - before < 30, (before, peak)  # buffered, it held the 50 MiB at least

@@ -13,7 +13,9 @@ never sent: only the server side of h11's state machine matters for reading.
     encode_request(HttpRequest) -> bytes ──► peer ──► receive_data(bytes)
                                                         -> HttpResponse | None
 
-Streaming. A request whose `stream_threshold` is set lets its response
+Streaming. A request with a `stream` is encoded as its head alone, framed
+by the stream's length or chunked (`upload_framing`); its caller sends the
+body's pieces. A request whose `stream_threshold` is set lets its response
 body stream: once the head is read and the body is known to exceed the
 threshold (its Content-Length, or the bytes of a chunked or close-delimited
 body so far), `receive_data` returns the head with `streaming` true and an
@@ -66,6 +68,7 @@ class Http1ClientCodec:
         "_stream_above",
         "stream_length",
         "streaming",
+        "upload_framing",
     )
 
     def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
@@ -84,6 +87,7 @@ class Http1ClientCodec:
         self._stream_above = 0  # the outstanding request's stream threshold (0: buffer)
         self.streaming = False  # the response's head is out and its body is being streamed
         self.stream_length: int | None = None  # that body's Content-Length, if it has one
+        self.upload_framing = writer.RAW  # of a streamed request body (`writer.CHUNKED`)
 
     def encode_request(self, request: HttpRequest, *, host: bytes | None = None) -> bytes:
         """Bytes of `request`; `host` is the Host header to add if it has none.
@@ -94,7 +98,12 @@ class Http1ClientCodec:
         """
         if self._outstanding or self._close:
             raise RuntimeError("connection is busy or closed")
-        data, self._close = writer.encode_request(request, host=host)
+        if request.stream is None:
+            data, self._close = writer.encode_request(request, host=host)
+        else:  # only the head: the caller sends the body's pieces, framed as `upload_framing`
+            data, self._close, self.upload_framing = writer.encode_streamed_request(
+                request, host=host
+            )
         self._method = request.method.encode("latin-1")
         self._stream_above = request.stream_threshold
         self._outstanding = True

@@ -36,7 +36,7 @@ class BodyStream(Protocol):
 
 @attrs.define(slots=True, eq=True)
 class HttpRequest:
-    """One request with its whole body (bodies are buffered, up to a limit).
+    """One request with its whole body (buffered, up to a limit), or its body as a stream.
 
     `target` is the request-target as sent (origin-form `/path?query` in
     practice); `headers` keeps order and repeats.
@@ -50,6 +50,8 @@ class HttpRequest:
     # The listener it came on takes a response body above this many bytes as a stream
     # (`HttpResponse.stream`); 0: every response is buffered.
     stream_threshold: int = 0
+    # A body too large to buffer (then `body` is empty); see `BodyStream`.
+    stream: BodyStream | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of `name` (lowercase), or None."""

@@ -152,6 +152,38 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     return _finish(parts, req.body), close
 
 
+def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool, str]:
+    """The head of `req`, whose body follows as `req.stream`; (bytes, asks to close, framing).
+
+    Framing: RAW under the stream's Content-Length, else CHUNKED (RFC 9112 §7.1).
+    """
+    stream = req.stream
+    assert stream is not None
+    method, target = req.method.encode("latin-1"), req.target.encode("latin-1")
+    if not _valid_name(method) or _TARGET.fullmatch(target) is None:
+        raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
+    parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    close = False
+    for name, value in req.headers:
+        if name in _FRAMING:
+            close = close or (name == b"connection" and has_close(value))
+            continue
+        if not _valid_name(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if name == b"host":
+            host = None
+        parts += (name, b": ", value, b"\r\n")
+    if host is not None:
+        parts += (b"host", b": ", host, b"\r\n")
+    if stream.length is not None:
+        parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
+    else:
+        parts += (b"transfer-encoding", b": ", b"chunked", b"\r\n")
+    if close:
+        parts += _CLOSE
+    return _finish(parts, b""), close, RAW if stream.length is not None else CHUNKED
+
+
 def encode_error(status: int, reason: str) -> bytes:
     """A small text/plain error response that closes the connection."""
     body = reason.encode("ascii", "replace") + b"\n"

@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 
 from sofamesh.codecs.http1 import (
+    BodyStream,
     Http1ClientCodec,
     Http1Limits,
     HttpIncompleteMessage,
@@ -27,6 +28,7 @@ from sofamesh.codecs.http1 import (
     HttpRequest,
     HttpResponse,
 )
+from sofamesh.codecs.http1.writer import CHUNKED, LAST_CHUNK, chunk
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
@@ -55,13 +57,17 @@ class Http1Connection:
     async def request(self, request: HttpRequest) -> HttpResponse:
         """One exchange. Raises UpstreamResetError (StaleConnection if retryable),
         UpstreamProtocolError, or ValueError for an invalid request (nothing sent)."""
-        reused = self.requests > 0
+        # A reused connection found closed is retried, unless the body was a stream: its
+        # pieces are gone.
+        reused = self.requests > 0 and request.stream is None
         data = self._codec.encode_request(request, host=self._host)
         self.requests += 1
         stream = self._stream
         got = 0  # response bytes read so far: in the process's buffer budget while read
         try:
             await stream.send(data)
+            if request.stream is not None:
+                await self._upload(request.stream)
             while True:
                 try:
                     chunk = await stream.receive(65536)
@@ -91,6 +97,20 @@ class Http1Connection:
             raise UpstreamResetError(f"{self.address}: {exc.reason}") from None
         except HttpProtocolError as exc:
             raise UpstreamProtocolError(f"{self.address}: {exc.reason}") from None
+
+    async def _upload(self, body: BodyStream) -> None:
+        """Send a streamed request body: one piece in flight, read only once the last is sent."""
+        chunked, stream = self._codec.upload_framing is CHUNKED, self._stream
+        while piece := await body.receive():
+            if chunked:
+                piece = chunk(piece)
+            OVERLOAD.held += len(piece)
+            try:
+                await stream.send(piece)
+            finally:
+                OVERLOAD.held -= len(piece)
+        if chunked:
+            await stream.send(LAST_CHUNK)
 
     async def read_body(self) -> tuple[bytes, bool]:
         """The next piece of a streamed response body, and whether the body ended.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sofamesh.codecs.http1 import BodyStream
+from sofamesh.codecs.http1 import BodyStream, Http1ServerCodec, HttpProtocolError
 from sofamesh.codecs.http1.writer import CHUNKED, LAST_CHUNK, NO_BODY, chunk
 from sofamesh.transport.budget import Overload
 from sofamesh.transport.errors import TransportError
@@ -50,3 +50,41 @@ async def relay_body(
             overload.held -= size
     if framing is CHUNKED:
         await send(LAST_CHUNK)
+
+
+class UploadBody:
+    """A request body read from the client only as the upstream takes it (a `BodyStream`).
+
+    `read` is one read of the client's connection (under the server's body
+    timeout); `receive` raises BodyTruncated when the client closes mid-body
+    or breaks the framing. Read once: `started` tells a retry it cannot resend.
+    """
+
+    __slots__ = ("_codec", "_done", "_read", "length", "started")
+
+    def __init__(self, codec: Http1ServerCodec, read: Callable[[], Awaitable[bytes]]) -> None:
+        self._codec = codec
+        self._read = read
+        self._done = False
+        self.started = False
+        self.length = codec.stream_length
+
+    async def receive(self) -> bytes:
+        if self._done:
+            return b""
+        self.started = True
+        data: bytes | None = None
+        while True:
+            try:
+                piece, ended = self._codec.body_data(data)
+            except HttpProtocolError as exc:
+                self._done = True
+                raise BodyTruncated(f"the request body was cut: {exc.reason}") from None
+            self._done = ended
+            if piece or ended:
+                return piece
+            data = await self._read()
+
+    async def aclose(self) -> None:
+        # What is left unread stays in the client's connection, which closes after the response.
+        self._done = True

@@ -37,7 +37,7 @@ from sofamesh.codecs.http1 import (
     HttpResponse,
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
-from sofamesh.protocols.http.relay import BodyTruncated, relay_body
+from sofamesh.protocols.http.relay import BodyTruncated, UploadBody, relay_body
 from sofamesh.protocols.http.server_config import (
     ConnInfo,
     Http1Handler,
@@ -359,6 +359,18 @@ class _Connection:
         finally:
             self.deadline, self.phase = math.inf, None
 
+    async def _read_upload(self) -> bytes:
+        """One read of a streamed request body, under `body_timeout` (the sweeper watches)."""
+        if self.codec.wants_continue:
+            await self.stream.send(self.codec.encode_continue())
+        self._arm(BODY)
+        try:
+            return await self.stream.receive(65536)
+        except anyio.EndOfStream:
+            return b""
+        finally:
+            self.deadline, self.phase = math.inf, None
+
     async def _next_request(self) -> HttpRequest | None:
         codec = self.codec
         while True:
@@ -368,6 +380,8 @@ class _Connection:
                 await self._reject(exc)
                 return None
             if request is not None:
+                if codec.streaming:  # a body too large to buffer: read as the upstream takes it
+                    request.stream = UploadBody(codec, self._read_upload)
                 self.head_deadline = None
                 if self.reading:  # from here the exchange counts the body itself
                     self.server.overload.held -= self.reading
