@@ -3,6 +3,8 @@ server relay them without buffering (sans-IO codec pairs, then real servers on 1
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import anyio.abc
 import pytest
@@ -16,8 +18,10 @@ from sofamesh.codecs.http1 import (
     HttpRequest,
     HttpResponse,
 )
+from sofamesh.model import Invocation
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.protocols.http.server import ConnInfo, Http1Server
+from sofamesh.sdk.asgi import AsgiTerminal
 from sofamesh.transport.errors import UpstreamResetError
 
 STREAMING = Http1Limits(stream_threshold=1000, max_body_size=2000)
@@ -168,3 +172,27 @@ async def test_a_streamed_request_on_a_reused_connection_found_closed_is_not_res
         with pytest.raises(UpstreamResetError) as caught:
             await pool.send("127.0.0.1", port, HttpRequest("POST", "/", [], stream=body))
         assert type(caught.value) is UpstreamResetError  # not StaleConnection: no retry
+
+
+@pytest.mark.anyio
+async def test_an_asgi_app_receives_a_streamed_body_piece_by_piece() -> None:
+    """The SDK's ASGI runner hands a streamed upload over as `more_body` messages."""
+    messages: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while not messages or messages[-1]["more_body"]:
+            messages.append(await receive())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    body = Pieces([b"a" * 10, b"b" * 5], 15)
+    request = HttpRequest("PUT", "/x", [(b"host", b"h")], stream=body)
+    result = await AsgiTerminal(app, ("127.0.0.1", 80))(
+        Invocation("http", "S", "/x", payload=request)
+    )
+    assert result.code == 200
+    assert [(m["body"], m["more_body"]) for m in messages] == [
+        (b"a" * 10, True),
+        (b"b" * 5, True),
+        (b"", False),
+    ]

@@ -201,16 +201,21 @@ class HttpSupport:
 
 
 def http1_server(
-    handler: Http1Handler, limits: LimitsConfig | None, *, overload: Overload = OVERLOAD
+    handler: Http1Handler,
+    limits: LimitsConfig | None,
+    *,
+    overload: Overload = OVERLOAD,
+    stream_bodies: bool = True,
 ) -> Http1Server:
     """An HTTP/1.1 server for a listener, with the listener's configured limits; `overload`,
-    the buffer budget it counts in and sheds by (the admin API's is its own)."""
+    the buffer budget it counts in and sheds by (the admin API's is its own).
+    `stream_bodies=False`: every body is buffered, for a handler that reads `body` itself."""
     cfg = limits or LimitsConfig()
     codec_limits = Http1Limits(
         max_header_bytes=cfg.max_header_bytes,
         max_body_size=cfg.max_body_bytes,
         path_with_escaped_slashes_action=cfg.path_with_escaped_slashes_action,
-        stream_threshold=cfg.stream_threshold_bytes,
+        stream_threshold=cfg.stream_threshold_bytes if stream_bodies else 0,
     )
     return Http1Server(
         handler,
