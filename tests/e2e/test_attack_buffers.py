@@ -109,7 +109,11 @@ async def test_slow_readers_are_bounded_by_the_buffer_budget(
     started (it grew by 20 MiB per reader before), /ready keeps answering, and once the
     readers are gone a well-behaved client is served again."""
     async with app() as port:
-        sidecar = await provider(sofamesh_sidecar, "http", port, buffer_budget=40 * MIB)
+        # Buffered answers (no streaming: test_attack_streaming.py has those) fill the budget.
+        limits = {"stream_threshold_bytes": 0}
+        sidecar = await provider(
+            sofamesh_sidecar, "http", port, buffer_budget=40 * MIB, limits=limits
+        )
         address = sidecar.inbound_address()
         url = f"http://{address}/"
         async with httpx.AsyncClient(headers={"host": SERVICE}, timeout=10) as client:
@@ -261,7 +265,11 @@ async def test_a_half_sent_upload_counts_in_the_budget(
     """5 MiB of an 8 MiB request body, then nothing: with a 4 MiB budget, other requests
     are shed while it is held, and served again once the uploader has gone."""
     async with app() as port:
-        sidecar = await provider(sofamesh_sidecar, "http", port, buffer_budget=4 * MIB)
+        # A buffered upload (a streamed one holds a piece: test_attack_streaming.py).
+        limits = {"stream_threshold_bytes": 0}
+        sidecar = await provider(
+            sofamesh_sidecar, "http", port, buffer_budget=4 * MIB, limits=limits
+        )
         address = sidecar.inbound_address()
         url = f"http://{address}/"
         async with httpx.AsyncClient(headers={"host": SERVICE}, timeout=10) as client:

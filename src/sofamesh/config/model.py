@@ -98,6 +98,9 @@ class LimitsConfig:
         default=64 * 1024, validator=_positive
     )  # max_request_headers_kb
     max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    # HTTP/1.1: a response body above this streams to the client as it arrives (0: never);
+    # see docs/protocols/http.md.
+    stream_threshold_bytes: int = attrs.field(default=1024 * 1024, validator=_non_negative)
     idle_timeout: float = attrs.field(default=60.0, validator=_positive)  # idle_timeout
     header_timeout: float = attrs.field(
         default=10.0, validator=_positive

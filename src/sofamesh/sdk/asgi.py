@@ -49,6 +49,10 @@ class AsgiTerminal:
         async def receive() -> Message:
             nonlocal body_sent
             if not body_sent:
+                if req.stream is not None:  # a body above the listener's stream threshold
+                    piece = await req.stream.receive()
+                    if piece:
+                        return {"type": "http.request", "body": piece, "more_body": True}
                 body_sent = True
                 return {"type": "http.request", "body": req.body, "more_body": False}
             await anyio.sleep_forever()  # no disconnect until the response is done

@@ -262,7 +262,9 @@ class Sidecar:
         )
         # Its own budget, never reached: /ready and /stats answer whatever the listeners hold.
         unshed = Overload(limit=sys.maxsize)
-        server = http1_server(AdminApi(self), self.config.admin_limits, overload=unshed)
+        server = http1_server(
+            AdminApi(self), self.config.admin_limits, overload=unshed, stream_bodies=False
+        )
         await tg.start(server.serve, listener)
 
     def _describe_bound(self) -> str:

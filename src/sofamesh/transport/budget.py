@@ -7,7 +7,8 @@ count here; the sidecar hands `report_to` its `Stats.incr`, and every count from
 The buffer budget (Envoy's overload manager with a `shrink_heap`/`stop_accepting_requests`
 pair on heap size, counted here rather than measured): bytes held in request and response
 buffers across every connection. Servers `hold` what they buffer and `release` it when the
-buffer is gone; past `limit`, `over` is true and new work is shed.
+buffer is gone; past `limit`, `over` is true and new work is shed. A body streamed rather
+than buffered (HTTP/1.1 above its threshold) counts only its piece in flight.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.matcher import looks_like_http1
 from sofamesh.codecs.http1.messages import (
     HOP_BY_HOP,
+    BodyStream,
     HeaderList,
     HttpRequest,
     HttpResponse,
@@ -37,6 +38,7 @@ from sofamesh.codecs.http1.server import Http1ServerCodec
 __all__ = [
     "DEFAULT_LIMITS",
     "HOP_BY_HOP",
+    "BodyStream",
     "HeaderList",
     "Http1ClientCodec",
     "Http1Limits",

@@ -13,6 +13,15 @@ never sent: only the server side of h11's state machine matters for reading.
     encode_request(HttpRequest) -> bytes ──► peer ──► receive_data(bytes)
                                                         -> HttpResponse | None
 
+Streaming. A request with a `stream` is encoded as its head alone, framed
+by the stream's length or chunked (`upload_framing`); its caller sends the
+body's pieces. A request whose `stream_threshold` is set lets its response
+body stream: once the head is read and the body is known to exceed the
+threshold (its Content-Length, or the bytes of a chunked or close-delimited
+body so far), `receive_data` returns the head with `streaming` true and an
+empty body, and `body_data` hands out the rest as it arrives. Such a body is
+not bounded by `max_body_size`, and its connection is not reused.
+
 The connection is `reusable` after a complete response unless either side
 said "Connection: close", the server spoke HTTP/1.0, the body ran to EOF, or
 the server sent bytes nobody asked for.
@@ -56,6 +65,10 @@ class Http1ClientCodec:
         "_parser",
         "_response",
         "_started",
+        "_stream_above",
+        "stream_length",
+        "streaming",
+        "upload_framing",
     )
 
     def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
@@ -71,6 +84,10 @@ class Http1ClientCodec:
         self._body_size = 0
         self._started = False  # a byte of the response arrived
         self._close = False  # this connection will not carry another request
+        self._stream_above = 0  # the outstanding request's stream threshold (0: buffer)
+        self.streaming = False  # the response's head is out and its body is being streamed
+        self.stream_length: int | None = None  # that body's Content-Length, if it has one
+        self.upload_framing = writer.RAW  # of a streamed request body (`writer.CHUNKED`)
 
     def encode_request(self, request: HttpRequest, *, host: bytes | None = None) -> bytes:
         """Bytes of `request`; `host` is the Host header to add if it has none.
@@ -81,8 +98,14 @@ class Http1ClientCodec:
         """
         if self._outstanding or self._close:
             raise RuntimeError("connection is busy or closed")
-        data, self._close = writer.encode_request(request, host=host)
+        if request.stream is None:
+            data, self._close = writer.encode_request(request, host=host)
+        else:  # only the head: the caller sends the body's pieces, framed as `upload_framing`
+            data, self._close, self.upload_framing = writer.encode_streamed_request(
+                request, host=host
+            )
         self._method = request.method.encode("latin-1")
+        self._stream_above = request.stream_threshold
         self._outstanding = True
         self._started = False
         return data
@@ -157,8 +180,12 @@ class Http1ClientCodec:
             kind = type(event)
             if kind is h11.Data:
                 self._add_body(event.data)  # type: ignore[union-attr]
+                if self.streaming:
+                    return self._streamed_head()
             elif kind is h11.Response:
                 self._start(event)  # type: ignore[arg-type]
+                if self.streaming:
+                    return self._streamed_head()
             elif kind is h11.EndOfMessage:
                 return self._finish(parser)
             elif kind is h11.InformationalResponse:
@@ -179,15 +206,25 @@ class Http1ClientCodec:
         size = len(response.reason) + 16  # see Http1ServerCodec._start
         for name, value in headers:
             size += len(name) + len(value) + 4
-            if name == b"content-length" and int(value) > limits.max_body_size:
+            if name == b"content-length" and self._streams(response.status_code, int(value)):
+                self.streaming, self.stream_length = True, int(value)
+            elif name == b"content-length" and int(value) > limits.max_body_size:
                 raise HttpProtocolError(502, f"upstream body over {limits.max_body_size} bytes")
         if size > limits.max_header_bytes:
             raise HttpProtocolError(502, f"upstream head over {limits.max_header_bytes} bytes")
         self._response = response
 
+    def _streams(self, status: int, size: int) -> bool:
+        """Whether a body of `size` bytes streams (a HEAD, 204 or 304 response has none)."""
+        above = self._stream_above
+        return 0 < above < size and status not in (204, 304) and self._method != b"HEAD"
+
     def _add_body(self, chunk: bytearray) -> None:
         self._body_size += len(chunk)
-        if self._body_size > self._limits.max_body_size:
+        if not self.streaming and self._stream_above and self._body_size > self._stream_above:
+            # chunked or close-delimited, past the threshold
+            self.streaming, self.stream_length = True, None
+        elif self._body_size > self._limits.max_body_size and not self.streaming:
             raise HttpProtocolError(502, f"upstream body over {self._limits.max_body_size} bytes")
         self._body.append(chunk)
 
@@ -211,7 +248,49 @@ class Http1ClientCodec:
             response.reason,
         )
 
+    def _streamed_head(self) -> HttpResponse:
+        """The head of a response whose body `body_data` hands out from here on."""
+        response = self._response
+        assert response is not None
+        self._headers = drop_connection_options(self._headers)
+        return HttpResponse(response.status_code, self._headers, b"", response.reason)
+
+    def body_data(self, data: bytes | None) -> tuple[bytes, bool]:
+        """Feed bytes of a streamed body (`b""` at EOF, None: none new); (body bytes, ended).
+
+        Raises `HttpIncompleteMessage` when the peer closed before the body
+        ended and `HttpProtocolError` for malformed framing (both 502).
+        """
+        parser = self._parser
+        if not self.streaming or parser is None:
+            raise RuntimeError("no response body is streaming")
+        if data is not None:
+            if not data:
+                self._close = True
+            parser.receive_data(data)
+        try:
+            ended = self._next_pieces(parser)
+        except h11.RemoteProtocolError as exc:
+            self._fail()
+            if data == b"":
+                raise HttpIncompleteMessage(502, f"upstream closed mid-body: {exc}") from None
+            raise HttpProtocolError(502, f"malformed upstream body: {exc}") from None
+        body = b"".join(self._body)
+        self._body.clear()
+        if ended:
+            self._fail()  # done, and a streamed exchange's connection is not reused
+        return body, ended
+
+    def _next_pieces(self, parser: h11.Connection) -> bool:
+        """Collect the body pieces h11 has ready; whether the message ended."""
+        event = parser.next_event()
+        while type(event) is h11.Data:
+            self._body.append(event.data)
+            event = parser.next_event()
+        return type(event) is h11.EndOfMessage  # else NEED_DATA
+
     def _fail(self) -> None:
+        self.streaming = False
         self._close = True
         self._parser = None
         self._outstanding = False

@@ -101,6 +101,8 @@ def split_request(
     length, close, _ = framing
     if len(fields) > limits.max_headers:
         raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
+    if length > limits.stream_threshold > 0:
+        return DEFER  # a body to stream: h11 reads the head, the server codec the body
     if length > limits.max_body_size:
         raise HttpProtocolError(413, f"body over {limits.max_body_size} bytes")
     start = end + 4

@@ -29,6 +29,9 @@ class Http1Limits:
       get (Envoy's name; see `paths.py`). REJECT_REQUEST by default: an ASGI
       app sees the path percent-decoded, so a kept `%2F` would reach it as a
       separator the rules never saw.
+    - `stream_threshold`: a server codec stamps it on each request
+      (`HttpRequest.stream_threshold`): a response body above it reaches this
+      listener as a stream, which `max_body_size` does not bound. 0: never.
     """
 
     max_header_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
@@ -37,6 +40,7 @@ class Http1Limits:
     path_with_escaped_slashes_action: str = attrs.field(
         default=REJECT_REQUEST, validator=attrs.validators.in_(ESCAPED_SLASH_ACTIONS)
     )
+    stream_threshold: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 
 DEFAULT_LIMITS = Http1Limits()

@@ -8,6 +8,8 @@ treats non-ASCII field bytes as opaque).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import attrs
 
 from sofamesh.model import Headers
@@ -15,9 +17,26 @@ from sofamesh.model import Headers
 HeaderList = list[tuple[bytes, bytes]]
 
 
+class BodyStream(Protocol):
+    """A body too large to buffer, read piece by piece as its reader asks.
+
+    `length` is the body's Content-Length, None when it is unknown (chunked
+    or delimited by the connection's close). `receive` returns the next
+    piece, `b""` once the body is whole, and raises when it cannot be
+    whole (the sender failed mid-body). Whoever holds the message must
+    `aclose` the stream, read or not.
+    """
+
+    length: int | None
+
+    async def receive(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
 @attrs.define(slots=True, eq=True)
 class HttpRequest:
-    """One request with its whole body (bodies are buffered, up to a limit).
+    """One request with its whole body (buffered, up to a limit), or its body as a stream.
 
     `target` is the request-target as sent (origin-form `/path?query` in
     practice); `headers` keeps order and repeats.
@@ -28,6 +47,11 @@ class HttpRequest:
     headers: HeaderList = attrs.field(factory=list)
     body: bytes = b""
     http_version: str = "1.1"
+    # The listener it came on takes a response body above this many bytes as a stream
+    # (`HttpResponse.stream`); 0: every response is buffered.
+    stream_threshold: int = 0
+    # A body too large to buffer (then `body` is empty); see `BodyStream`.
+    stream: BodyStream | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of `name` (lowercase), or None."""
@@ -36,12 +60,17 @@ class HttpRequest:
 
 @attrs.define(slots=True, eq=True)
 class HttpResponse:
-    """One response with its whole body. An empty `reason` means the standard phrase."""
+    """One response with its whole body, or its body as a stream.
+
+    An empty `reason` means the standard phrase.
+    """
 
     status: int
     headers: HeaderList = attrs.field(factory=list)
     body: bytes = b""
     reason: bytes = b""
+    # A body too large to buffer (then `body` is empty); see `BodyStream`.
+    stream: BodyStream | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of `name` (lowercase), or None."""

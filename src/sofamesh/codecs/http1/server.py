@@ -56,6 +56,8 @@ class Http1ServerCodec:
         "_partial",
         "_pending",
         "_request",
+        "stream_length",
+        "streaming",
     )
 
     def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
@@ -76,6 +78,8 @@ class Http1ServerCodec:
         self._eof = False  # the peer closed its sending side
         self._continued = False  # 100 Continue sent for the current request
         self._error: HttpProtocolError | None = None
+        self.streaming = False  # the current request's head is out, its body streams
+        self.stream_length: int | None = None  # that body's Content-Length, if it has one
 
     # -- input -------------------------------------------------------------
 
@@ -140,8 +144,12 @@ class Http1ServerCodec:
             kind = type(event)
             if kind is h11.Data:
                 self._add_body(event.data)  # type: ignore[union-attr]
+                if self.streaming:
+                    return self._streamed_head()
             elif kind is h11.Request:
                 self._start(event)  # type: ignore[arg-type]
+                if self.streaming:
+                    return self._streamed_head()
             elif kind is h11.EndOfMessage:
                 return self._finish()
             else:  # NEED_DATA: a fresh parser never pauses or sees EOF
@@ -166,7 +174,7 @@ class Http1ServerCodec:
         self._partial = bool(self._buf)
         if close:
             self._closing = True
-        return HttpRequest(method, target, headers, body, "1.1")
+        return HttpRequest(method, target, headers, body, "1.1", self._limits.stream_threshold)
 
     def _end_of_input(self) -> None:
         self._closing = True
@@ -191,7 +199,9 @@ class Http1ServerCodec:
         size = len(request.target) + 16
         for name, value in headers:
             size += len(name) + len(value) + 4
-            if name == b"content-length" and int(value) > limits.max_body_size:
+            if name == b"content-length" and int(value) > limits.stream_threshold > 0:
+                self.streaming, self.stream_length = True, int(value)
+            elif name == b"content-length" and int(value) > limits.max_body_size:
                 raise HttpProtocolError(413, f"body over {limits.max_body_size} bytes")
         if size > limits.max_header_bytes:
             raise HttpProtocolError(431, f"request head over {limits.max_header_bytes} bytes")
@@ -200,7 +210,9 @@ class Http1ServerCodec:
 
     def _add_body(self, chunk: bytearray) -> None:
         self._body_size += len(chunk)
-        if self._body_size > self._limits.max_body_size:  # chunked bodies end up here
+        if self._body_size > self._limits.stream_threshold > 0:  # chunked, past the threshold
+            self.streaming, self.stream_length = True, None
+        elif self._body_size > self._limits.max_body_size:  # chunked bodies end up here
             raise HttpProtocolError(413, f"body over {self._limits.max_body_size} bytes")
         self._body.append(chunk)
 
@@ -223,8 +235,66 @@ class Http1ServerCodec:
         else:
             self._next_parser()
         return HttpRequest(
-            method, target, self._headers, body, request.http_version.decode("latin-1")
+            method,
+            target,
+            self._headers,
+            body,
+            request.http_version.decode("latin-1"),
+            self._limits.stream_threshold,
         )
+
+    def _streamed_head(self) -> HttpRequest:
+        """The head of a request whose body `body_data` hands out from here on.
+
+        Its connection closes after the response: the body may not have been
+        read whole by then, and no further request may follow an unread body.
+        """
+        request = self._request
+        assert request is not None
+        self._headers = drop_connection_options(self._headers)
+        method = request.method.decode("latin-1")
+        target = _request_target(
+            method, request.target.decode("latin-1"), self._headers, self._limits
+        )
+        self._pending.append((request.method == b"HEAD", True))
+        version = request.http_version.decode("latin-1")
+        return HttpRequest(
+            method, target, self._headers, b"", version, self._limits.stream_threshold
+        )
+
+    def body_data(self, data: bytes | None) -> tuple[bytes, bool]:
+        """Feed bytes of a streamed body (`b""` at EOF, None: none new); (body bytes, ended).
+
+        Raises `HttpProtocolError` for malformed framing and
+        `HttpIncompleteMessage` when the peer closed mid-body; the codec is dead then.
+        """
+        if not self.streaming:
+            raise RuntimeError("no request body is streaming")
+        if data is not None:
+            self.receive_data(data)
+        if self._error is not None:
+            raise self._error
+        try:
+            ended = self._next_pieces()
+        except h11.RemoteProtocolError as exc:
+            raise self._fail(HttpProtocolError(400, str(exc))) from None
+        body = b"".join(self._body)
+        self._body.clear()
+        if ended:
+            self.streaming, self._request, self._chunks = False, None, None
+            self._closing = True
+        elif self._eof:
+            raise self._fail(HttpIncompleteMessage(400, "peer closed the connection mid-body"))
+        return body, ended
+
+    def _next_pieces(self) -> bool:
+        """Collect the body pieces h11 has ready; whether the request ended."""
+        parser = self._parser
+        event = parser.next_event()
+        while type(event) is h11.Data:
+            self._body.append(event.data)
+            event = parser.next_event()
+        return type(event) is h11.EndOfMessage  # else NEED_DATA
 
     def _next_parser(self) -> None:
         leftover = self._parser.trailing_data[0]
@@ -237,6 +307,7 @@ class Http1ServerCodec:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)
 
     def _fail(self, error: HttpProtocolError) -> HttpProtocolError:
+        self.streaming = False
         self._closing = True
         self._error = error
         return error
@@ -259,6 +330,26 @@ class Http1ServerCodec:
         if closing:
             self._closing = True
         return data
+
+    def encode_streamed_head(
+        self, response: HttpResponse, *, close: bool = False
+    ) -> tuple[bytes, str]:
+        """`encode_response` for a response whose body follows as `response.stream`.
+
+        Returns the head and how the body goes out (`writer.RAW`, `CHUNKED`
+        or `NO_BODY`); a CHUNKED body's pieces go out as `writer.chunk`, then
+        `writer.LAST_CHUNK`.
+        """
+        if not self._pending:
+            raise RuntimeError("no request is waiting for a response")
+        head, closing = self._pending[0]
+        data, closing, framing = writer.encode_streamed_head(
+            response, head=head, close=closing or close
+        )
+        self._pending.popleft()
+        if closing:
+            self._closing = True
+        return data, framing
 
     def encode_continue(self) -> bytes:
         """The interim response a client waiting on `Expect: 100-continue` needs."""

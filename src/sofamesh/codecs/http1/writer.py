@@ -80,6 +80,47 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
     return _finish(parts, b"" if head or status in (204, 304) else resp.body), close
 
 
+# How a streamed body goes on the wire after its head (`encode_streamed_head`).
+NO_BODY, RAW, CHUNKED = "none", "raw", "chunked"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def encode_streamed_head(resp: HttpResponse, *, head: bool, close: bool) -> tuple[bytes, bool, str]:
+    """The head of `resp`, whose body follows as `resp.stream`; (bytes, closes after, framing).
+
+    The framing says how the body's pieces go out: RAW under the stream's
+    Content-Length or, on a connection that closes after this response, with
+    no framing at all (the close ends it, RFC 9112 §6.3); CHUNKED otherwise
+    (§7.1); NO_BODY for a HEAD, 204 or 304.
+    """
+    status, stream = resp.status, resp.stream
+    assert stream is not None
+    if not 200 <= status <= 999:
+        raise ValueError(f"final response status must be 200..999, got {status}")
+    parts = [_status_line(status, resp.reason)]
+    for name, value in resp.headers:
+        if name in _FRAMING:
+            close = close or (name == b"connection" and has_close(value))
+            continue
+        if not _valid_name(name):
+            raise ValueError(f"invalid header name {name!r}")
+        parts += (name, b": ", value, b"\r\n")
+    framing = NO_BODY if head or status in (204, 304) else RAW
+    if stream.length is not None and status != 204:
+        parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
+    elif framing is RAW and not close:
+        parts += (b"transfer-encoding", b": ", b"chunked", b"\r\n")
+        framing = CHUNKED
+    if close:
+        parts += _CLOSE
+    return _finish(parts, b""), close, framing
+
+
+def chunk(piece: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1); `piece` is not empty."""
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
+
+
 def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool]:
     """`req` as HTTP/1.1 bytes, and whether it asks to close the connection.
 
@@ -109,6 +150,38 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     if close:
         parts += _CLOSE
     return _finish(parts, req.body), close
+
+
+def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool, str]:
+    """The head of `req`, whose body follows as `req.stream`; (bytes, asks to close, framing).
+
+    Framing: RAW under the stream's Content-Length, else CHUNKED (RFC 9112 §7.1).
+    """
+    stream = req.stream
+    assert stream is not None
+    method, target = req.method.encode("latin-1"), req.target.encode("latin-1")
+    if not _valid_name(method) or _TARGET.fullmatch(target) is None:
+        raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
+    parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    close = False
+    for name, value in req.headers:
+        if name in _FRAMING:
+            close = close or (name == b"connection" and has_close(value))
+            continue
+        if not _valid_name(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if name == b"host":
+            host = None
+        parts += (name, b": ", value, b"\r\n")
+    if host is not None:
+        parts += (b"host", b": ", host, b"\r\n")
+    if stream.length is not None:
+        parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
+    else:
+        parts += (b"transfer-encoding", b": ", b"chunked", b"\r\n")
+    if close:
+        parts += _CLOSE
+    return _finish(parts, b""), close, RAW if stream.length is not None else CHUNKED
 
 
 def encode_error(status: int, reason: str) -> bytes:

@@ -4,6 +4,11 @@ The pool owns these; errors come out as the transport exceptions, with one
 internal distinction the pool needs: `StaleConnection`, a reused connection
 that turned out closed before any byte of the response came back (the server
 closed it while it sat idle), which is safe to retry on a fresh connection.
+
+A response whose body streams (`HttpRequest.stream_threshold`) comes back
+with a `StreamedBody` as its `stream`: the connection then belongs to that
+body, which reads it only as fast as its reader asks (one read of at most
+64 KiB in flight) and closes it at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import anyio
 import anyio.abc
 
 from sofamesh.codecs.http1 import (
+    BodyStream,
     Http1ClientCodec,
     Http1Limits,
     HttpIncompleteMessage,
@@ -22,6 +28,7 @@ from sofamesh.codecs.http1 import (
     HttpRequest,
     HttpResponse,
 )
+from sofamesh.codecs.http1.writer import CHUNKED, LAST_CHUNK, chunk
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
@@ -50,13 +57,17 @@ class Http1Connection:
     async def request(self, request: HttpRequest) -> HttpResponse:
         """One exchange. Raises UpstreamResetError (StaleConnection if retryable),
         UpstreamProtocolError, or ValueError for an invalid request (nothing sent)."""
-        reused = self.requests > 0
+        # A reused connection found closed is retried, unless the body was a stream: its
+        # pieces are gone.
+        reused = self.requests > 0 and request.stream is None
         data = self._codec.encode_request(request, host=self._host)
         self.requests += 1
         stream = self._stream
         got = 0  # response bytes read so far: in the process's buffer budget while read
         try:
             await stream.send(data)
+            if request.stream is not None:
+                await self._upload(request.stream)
             while True:
                 try:
                     chunk = await stream.receive(65536)
@@ -66,6 +77,8 @@ class Http1Connection:
                 OVERLOAD.held += len(chunk)
                 response = self._parse(chunk, reused)
                 if response is not None:
+                    if self._codec.streaming:
+                        response.stream = StreamedBody(self, self._codec.stream_length)
                     return response
         except TimeoutError:  # a `time_limit` ran out (an OSError, but not the peer's doing)
             raise
@@ -84,6 +97,45 @@ class Http1Connection:
             raise UpstreamResetError(f"{self.address}: {exc.reason}") from None
         except HttpProtocolError as exc:
             raise UpstreamProtocolError(f"{self.address}: {exc.reason}") from None
+
+    async def _upload(self, body: BodyStream) -> None:
+        """Send a streamed request body: one piece in flight, read only once the last is sent."""
+        chunked, stream = self._codec.upload_framing is CHUNKED, self._stream
+        while piece := await body.receive():
+            if chunked:
+                piece = chunk(piece)
+            OVERLOAD.held += len(piece)
+            try:
+                await stream.send(piece)
+            finally:
+                OVERLOAD.held -= len(piece)
+        if chunked:
+            await stream.send(LAST_CHUNK)
+
+    async def read_body(self) -> tuple[bytes, bool]:
+        """The next piece of a streamed response body, and whether the body ended.
+
+        Raises UpstreamResetError when the peer closed or reset mid-body,
+        UpstreamProtocolError for bad framing.
+        """
+        codec, data = self._codec, None
+        while True:
+            try:
+                piece, ended = codec.body_data(data)
+            except HttpIncompleteMessage as exc:
+                raise UpstreamResetError(f"{self.address}: {exc.reason}") from None
+            except HttpProtocolError as exc:
+                raise UpstreamProtocolError(f"{self.address}: {exc.reason}") from None
+            if piece or ended:
+                return piece, ended
+            try:
+                data = await self._stream.receive(65536)
+            except anyio.EndOfStream:
+                data = b""
+            except TimeoutError:
+                raise
+            except STREAM_ERRORS as exc:
+                raise UpstreamResetError(f"{self.address}: lost mid-body: {exc!r}") from exc
 
     def _lost(self, reused: bool, what: str) -> UpstreamResetError:
         if reused and not self._codec.response_started:
@@ -108,3 +160,38 @@ def _host_header(host: str, port: int) -> bytes:
     name = f"[{host}]" if ":" in host else host
     value = name if port == 80 else f"{name}:{port}"
     return value.encode("ascii") if value.isascii() else value.encode("idna")
+
+
+class StreamedBody:
+    """A response body read from its connection as the reader asks; the connection's owner.
+
+    Each `receive` waits at most `timeout` seconds for the peer (Envoy's
+    stream idle timeout); whatever ends the body (its end, an error, `aclose`)
+    closes the connection.
+    """
+
+    __slots__ = ("_conn", "_done", "length", "timeout")
+
+    def __init__(self, conn: Http1Connection, length: int | None, timeout: float = 30.0) -> None:
+        self._conn = conn
+        self._done = False
+        self.length = length
+        self.timeout = timeout
+
+    async def receive(self) -> bytes:
+        if self._done:
+            return b""
+        try:
+            with self._conn.time_limit(self.timeout):
+                piece, ended = await self._conn.read_body()
+        except BaseException:
+            await self.aclose()
+            raise
+        if ended:
+            await self.aclose()
+        return piece
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._conn.aclose()

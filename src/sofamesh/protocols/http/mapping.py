@@ -126,7 +126,9 @@ def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
         raw.append((_CALLER_B, inv.caller.encode("latin-1")))
     if inv.deadline is not None:
         raw.append((_TIMEOUT_B, b"%d" % max(0, int((inv.deadline - now) * 1000))))
-    return HttpRequest(method=req.method, target=req.target, headers=raw, body=req.body)
+    return HttpRequest(
+        req.method, req.target, raw, req.body, "1.1", req.stream_threshold, req.stream
+    )
 
 
 _SERVICE_B, _CALLER_B, _TIMEOUT_B = (

@@ -19,6 +19,11 @@ A reused connection that turns out closed before any byte of the response
 arrived (the server timed it out while idle) is retried once on a fresh
 connection, as httpcore does. Anything that interrupts an exchange, a
 caller's cancellation included, closes that connection: its state is unknown.
+
+A response whose body streams (`conn.StreamedBody`) takes its connection out
+of the pool when its head arrives: the body closes it once read, and the
+slot is free meanwhile (so a slow reader never holds a slot other callers
+wait for).
 """
 
 from __future__ import annotations
@@ -229,6 +234,12 @@ class Http1Pool:
                 raise PoolClosedError("pool closed during the exchange") from exc
             raise
         self._requests += 1
+        if response.stream is not None:
+            # The body owns the connection from here (it closes it at the end): out of the
+            # pool's count, so the slot is free while a slow reader takes its time.
+            self._conns.discard(conn)
+            endpoint.open -= 1
+            return response
         if conn.reusable and not self._closed:
             conn.idle_since = self._clock.now()
             endpoint.idle.append(conn)

@@ -28,6 +28,7 @@ import anyio.abc
 
 from sofamesh.codecs.http1 import (
     DEFAULT_LIMITS,
+    BodyStream,
     Http1Limits,
     Http1ServerCodec,
     HttpIncompleteMessage,
@@ -36,6 +37,7 @@ from sofamesh.codecs.http1 import (
     HttpResponse,
 )
 from sofamesh.codecs.http1.server import BODY, HEAD, IDLE
+from sofamesh.protocols.http.relay import BodyTruncated, UploadBody, relay_body
 from sofamesh.protocols.http.server_config import (
     ConnInfo,
     Http1Handler,
@@ -285,6 +287,8 @@ class _Connection:
                     self.info.peer,
                     self.server.config.send_timeout,
                 )
+        except BodyTruncated as exc:
+            log.warning("http1 %s: %s; closing the connection mid-body", self.info.peer, exc)
         except STREAM_ERRORS as exc:
             log.debug("http1 connection from %s lost: %r", self.info.peer, exc)
         except Exception:
@@ -309,29 +313,63 @@ class _Connection:
             # response has left; past the budget, new requests are shed (transport/budget.py).
             held = len(request.body)
             overload.held += held
+            body: BodyStream | None = None
             try:
                 if overload.held > overload.limit:
                     data = self._shed()
                 else:
-                    try:  # the response is a temporary: only its encoding outlives this line
-                        data = codec.encode_response(
-                            await handler(request, self.info), close=server.draining
-                        )
+                    try:
+                        response = await handler(request, self.info)
+                        body = response.stream
+                        if body is None:
+                            data = codec.encode_response(response, close=server.draining)
+                        else:
+                            data, framing = codec.encode_streamed_head(
+                                response, close=server.draining
+                            )
+                        del response  # only its encoding outlives this line
                     except Exception:
                         data = self._failed(request)
+                        if body is not None:
+                            await body.aclose()
+                            body = None
                 overload.held += len(data)
                 held += len(data)
                 # A client that stopped reading holds a response here; the sweeper ends it.
                 self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
                 await self.stream.send(data)
+                if body is not None:
+                    await relay_body(body, framing, self._send_timed, overload)
             finally:
                 overload.held -= held
                 self.deadline, self.phase = math.inf, None
+                if body is not None:
+                    await body.aclose()
             self.served += 1
             server._requests_served += 1
             if codec.must_close:
                 await self._linger()
                 return
+
+    async def _send_timed(self, data: bytes) -> None:
+        """Send a piece of a streamed body, under `send_timeout` (the sweeper watches)."""
+        self.deadline, self.phase = _now() + self.server.config.send_timeout, _SENDING
+        try:
+            await self.stream.send(data)
+        finally:
+            self.deadline, self.phase = math.inf, None
+
+    async def _read_upload(self) -> bytes:
+        """One read of a streamed request body, under `body_timeout` (the sweeper watches)."""
+        if self.codec.wants_continue:
+            await self.stream.send(self.codec.encode_continue())
+        self._arm(BODY)
+        try:
+            return await self.stream.receive(65536)
+        except anyio.EndOfStream:
+            return b""
+        finally:
+            self.deadline, self.phase = math.inf, None
 
     async def _next_request(self) -> HttpRequest | None:
         codec = self.codec
@@ -342,6 +380,8 @@ class _Connection:
                 await self._reject(exc)
                 return None
             if request is not None:
+                if codec.streaming:  # a body too large to buffer: read as the upstream takes it
+                    request.stream = UploadBody(codec, self._read_upload)
                 self.head_deadline = None
                 if self.reading:  # from here the exchange counts the body itself
                     self.server.overload.held -= self.reading

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.codecs.http1 import Http1Limits, HttpRequest, HttpResponse
+from sofamesh.codecs.http1 import BodyStream, Http1Limits, HttpRequest, HttpResponse
 from sofamesh.config.model import LimitsConfig, PolicyConfig
 from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Invocation, Result, Status
@@ -31,6 +31,7 @@ from sofamesh.protocols.http.mapping import (
 )
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.protocols.http.probe import http_probe
+from sofamesh.protocols.http.relay import BodyTruncated
 from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
 from sofamesh.security.spiffe import app_of
 from sofamesh.transport.budget import OVERLOAD, Overload
@@ -38,6 +39,8 @@ from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ALPN_HTTP1, ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
+
+_SHADOW_HEADER = "x-sofamesh-shadow"  # governance/filters/mirror.py marks its copies so
 
 
 class OutboundHttpHandler:
@@ -165,6 +168,10 @@ class HttpSupport:
                 Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
             )
         req = invocation_to_request(inv, now)
+        if req.stream is not None:
+            refused = self._refuse_upload(inv, req.stream)
+            if refused is not None:
+                return refused
         try:
             resp = await self.pool.send(host, port, req, timeout)
         except TimeoutError:
@@ -172,19 +179,43 @@ class HttpSupport:
             return timed_out(inv, timeout)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
+        except BodyTruncated as e:
+            return Result.failure(Status.BAD_REQUEST, f"{inv.service}: {e}")
+        if resp.stream is not None and inv.headers.get(_SHADOW_HEADER):
+            await resp.stream.aclose()  # nobody reads a mirrored call's answer
         return response_to_result(resp)
+
+    @staticmethod
+    def _refuse_upload(inv: Invocation, body: BodyStream) -> Result | None:
+        """A streamed request body is sent once: a retry after its first piece, or a
+        mirrored copy (which would read the caller's body from under it), is refused."""
+        # Not safe to repeat from here on, whatever the method: a retry policy for
+        # resets and timeouts then leaves it alone (connect failures sent nothing).
+        inv.idempotent = False
+        if inv.headers.get(_SHADOW_HEADER):
+            return Result.failure(Status.BAD_REQUEST, "a streamed request body is not mirrored")
+        if getattr(body, "started", False):
+            detail = f"{inv.service}: a streamed request body cannot be sent again"
+            return Result.failure(Status.UPSTREAM_RESET, detail)
+        return None
 
 
 def http1_server(
-    handler: Http1Handler, limits: LimitsConfig | None, *, overload: Overload = OVERLOAD
+    handler: Http1Handler,
+    limits: LimitsConfig | None,
+    *,
+    overload: Overload = OVERLOAD,
+    stream_bodies: bool = True,
 ) -> Http1Server:
     """An HTTP/1.1 server for a listener, with the listener's configured limits; `overload`,
-    the buffer budget it counts in and sheds by (the admin API's is its own)."""
+    the buffer budget it counts in and sheds by (the admin API's is its own).
+    `stream_bodies=False`: every body is buffered, for a handler that reads `body` itself."""
     cfg = limits or LimitsConfig()
     codec_limits = Http1Limits(
         max_header_bytes=cfg.max_header_bytes,
         max_body_size=cfg.max_body_bytes,
         path_with_escaped_slashes_action=cfg.path_with_escaped_slashes_action,
+        stream_threshold=cfg.stream_threshold_bytes if stream_bodies else 0,
     )
     return Http1Server(
         handler,
