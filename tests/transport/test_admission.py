@@ -1,4 +1,4 @@
-"""Per-source limits: a source at its share gets its own longest-idle connection closed."""
+"""Per-source limits: a source at its share gets its own longest-idle unused connection closed."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class Info:
 class Conn:
     peer: str
     rank: float | None  # when its idle wait began; None while busy
+    served: int = 0  # requests it carried
     closed: bool = False
     info: Info = field(init=False)
 
@@ -39,6 +40,14 @@ def test_a_source_at_its_share_replaces_its_longest_idle_connection() -> None:
     assert adm.enter("10.0.0.1", conns)  # over its share: its own longest idle one goes
     assert older.closed and not newer.closed and not other.closed
     assert adm.evicted == 1 and adm.refused_per_source == 0
+
+
+def test_keep_alive_connections_that_carried_requests_are_kept() -> None:
+    adm = Admission("http1", max_connections=20, max_per_source=1)
+    pooled = Conn("10.0.0.1:1000", rank=1.0, served=3)  # its client may reuse it any moment
+    assert adm.enter("10.0.0.1")
+    assert not adm.enter("10.0.0.1", {pooled})
+    assert not pooled.closed and adm.refused_per_source == 1
 
 
 def test_a_source_whose_connections_are_all_busy_is_refused() -> None:

@@ -6,9 +6,11 @@ Two defences, both at accept time, so the request path pays nothing:
   address (by IP, whatever the port); past it a new connection from that address is
   closed on accept. One client opening thousands of idle connections fills its own share,
   not the listener, so other clients keep being served.
-  A source at its share whose own connections include idle ones gets its longest-idle one
-  closed to make room instead: the pool of idle keep-alive connections a client (or a NAT
-  of many clients) left behind never locks that client's new connections out.
+  A source at its share gets its own longest-idle connection that never carried a request
+  closed to make room instead, so connections opened and left idle (an idle-connection
+  flood from behind a NAT its real clients share) do not lock the source's new ones out.
+  Keep-alive connections that carried requests are not replaced: the client may be about
+  to reuse them.
 - **idle budget**: once a listener holds `evict_at` connections (a share of
   `max_connections`), each new connection closes a batch of *idle* ones first: those that
   have not sent a complete request yet, or that wait between requests, the longest waiting
@@ -104,15 +106,16 @@ class Admission:
         return True
 
     def make_room_for(self, source: str, conns: Iterable[Any]) -> bool:
-        """Close the longest-idle connection of `source` and count the new one in its place.
+        """Close the longest-idle never-used connection of `source`; count the new one instead.
 
         The closed connection leaves the count when its task ends, so the source may hold
-        one more than its share for that moment. False when none of its connections is idle.
+        one more than its share for that moment. False when none of its connections is idle
+        and unused.
         """
         mine = [
             (rank, conn)
             for rank, conn in _idle(c for c in conns if c not in self._evicting)
-            if _source(conn) == source
+            if _source(conn) == source and _never_used(conn)
         ]
         if not mine:
             return False
@@ -173,6 +176,14 @@ def _source(conn: Any) -> str:
     peer = getattr(info, "peer", "")
     host = str(peer).rsplit(":", 1)[0]
     return host[1:-1] if host.startswith("[") else host
+
+
+def _never_used(conn: Any) -> bool:
+    """No request came on it yet (HTTP/1.1 `served`, Bolt `used`); unknown kinds count as used."""
+    served = getattr(conn, "served", None)
+    if served is not None:
+        return bool(served == 0)
+    return getattr(conn, "used", True) is False
 
 
 def _idle(conns: Iterable[Any]) -> Iterable[tuple[float, Evictable]]:

@@ -128,6 +128,36 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     makes it mandatory). Content-Length goes on every request with a body and
     on POST/PUT/PATCH without one (RFC 9110 §8.6).
     """
+    parts, close = _request_head(req, host)
+    if req.body or req.method in _METHODS_WITH_CONTENT:
+        parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")
+    if close:
+        parts += _CLOSE
+    return _finish(parts, req.body), close
+
+
+def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool, str]:
+    """The head of `req`, whose body follows as `req.stream`; (bytes, asks to close, framing).
+
+    Framing: RAW under the stream's Content-Length, else CHUNKED (RFC 9112 §7.1).
+    """
+    stream = req.stream
+    assert stream is not None
+    parts, close = _request_head(req, host)
+    if stream.length is not None:
+        parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
+    else:
+        parts += (b"transfer-encoding", b": ", b"chunked", b"\r\n")
+    if close:
+        parts += _CLOSE
+    return _finish(parts, b""), close, RAW if stream.length is not None else CHUNKED
+
+
+def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bool]:
+    """The request line and headers of `req` but its framing; whether it asks to close.
+
+    `host` is added when `req` has no Host header.
+    """
     method = req.method.encode("latin-1")
     target = req.target.encode("latin-1")
     if not _valid_name(method) or _TARGET.fullmatch(target) is None:
@@ -145,43 +175,7 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
         parts += (name, b": ", value, b"\r\n")
     if host is not None:
         parts += (b"host", b": ", host, b"\r\n")
-    if req.body or req.method in _METHODS_WITH_CONTENT:
-        parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")
-    if close:
-        parts += _CLOSE
-    return _finish(parts, req.body), close
-
-
-def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool, str]:
-    """The head of `req`, whose body follows as `req.stream`; (bytes, asks to close, framing).
-
-    Framing: RAW under the stream's Content-Length, else CHUNKED (RFC 9112 §7.1).
-    """
-    stream = req.stream
-    assert stream is not None
-    method, target = req.method.encode("latin-1"), req.target.encode("latin-1")
-    if not _valid_name(method) or _TARGET.fullmatch(target) is None:
-        raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
-    parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
-    close = False
-    for name, value in req.headers:
-        if name in _FRAMING:
-            close = close or (name == b"connection" and has_close(value))
-            continue
-        if not _valid_name(name):
-            raise ValueError(f"invalid header name {name!r}")
-        if name == b"host":
-            host = None
-        parts += (name, b": ", value, b"\r\n")
-    if host is not None:
-        parts += (b"host", b": ", host, b"\r\n")
-    if stream.length is not None:
-        parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
-    else:
-        parts += (b"transfer-encoding", b": ", b"chunked", b"\r\n")
-    if close:
-        parts += _CLOSE
-    return _finish(parts, b""), close, RAW if stream.length is not None else CHUNKED
+    return parts, close
 
 
 def encode_error(status: int, reason: str) -> bytes:
