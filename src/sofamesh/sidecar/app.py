@@ -163,7 +163,7 @@ class Sidecar:
         if dns is not None:
             self.bound["dns"] = dns
         for name, address, server in mode.listeners():
-            listener = await _bind(name, address)
+            listener = await bind_listener(name, address)
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             self.bound[name] = Address(address.host, port)
             self._servers.append(server)
@@ -236,7 +236,7 @@ class Sidecar:
         alpn: tuple[str, ...] | None = None,
     ) -> None:
         """Serve `server` on `lc.listen`; `alpn` given: a mesh-facing listener, under mTLS if on."""
-        listener = await self.sockets.open(name, lc.listen, _bind)
+        listener = await self.sockets.open(name, lc.listen, bind_listener)
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         self._servers.append(server)
@@ -251,7 +251,7 @@ class Sidecar:
 
         assert self.config.admin is not None
         admin = self.config.admin
-        listener = await self.sockets.open("admin", admin, _bind)
+        listener = await self.sockets.open("admin", admin, bind_listener)
         self.bound["admin"] = Address(
             admin.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
@@ -466,7 +466,8 @@ class Sidecar:
                     await self.deregister(*key)
 
 
-async def _bind(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
+async def bind_listener(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
+    """A TCP listener on `address`; a `SidecarError` naming the listener when it cannot be had."""
     try:
         return await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
     except OSError as e:

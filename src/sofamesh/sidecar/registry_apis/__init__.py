@@ -19,7 +19,7 @@ from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, ConfigError
 from sofamesh.config.local_api import is_loopback
 from sofamesh.protocols.http.support import http1_server
-from sofamesh.sidecar.app import Sidecar, _bind
+from sofamesh.sidecar.app import Sidecar, bind_listener
 from sofamesh.sidecar.registry_apis.book import Book
 from sofamesh.sidecar.registry_apis.consul import ConsulApi
 from sofamesh.sidecar.registry_apis.eureka import EurekaApi
@@ -82,7 +82,7 @@ async def _serve(
 ) -> None:
     if sidecar.inbound_address("http") is None:
         raise ConfigError([f"registry_apis.{name}: needs an inbound http listener to publish on"])
-    listener = await _bind(f"registry_apis.{name}", address)
+    listener = await bind_listener(f"registry_apis.{name}", address)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     sidecar.bound[f"registry_apis.{name}"] = Address(address.host, port)
     await tg.start(http1_server(BrowserGuard(name, handler), None).serve, listener)
