@@ -110,6 +110,7 @@ async def _play(
             await client.stream.aclose()
             closed = True
             await seen.until(_no_calls(seen))
+            assert anyio.current_time() < deadline  # cancelled, not left to time out
         else:  # the step is time passing: the deadline comes with nobody left waiting
             await anyio.sleep_until(deadline)
             assert await seen.in_flight() == 0
