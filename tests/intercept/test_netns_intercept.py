@@ -124,7 +124,7 @@ async def _counters(ns: str, admin: str) -> dict[str, int]:
     return counters
 
 
-async def _tcp_metrics(ns: str, admin: str, reporter: str) -> dict[str, Any]:
+async def _tcp_metrics(ns: str, admin: str, reporter: str, flags: str = "-") -> dict[str, Any]:
     """Istio's TCP series of one relayed connection, once it has closed (polled, deadline)."""
     with anyio.fail_after(15):
         while True:
@@ -133,7 +133,8 @@ async def _tcp_metrics(ns: str, admin: str, reporter: str) -> dict[str, Any]:
                 s.name: (dict(s.labels), s.value)
                 for family in text_string_to_metric_families(got["body"])
                 for s in family.samples
-                if s.name.startswith("istio_tcp_") and s.labels["reporter"] == reporter
+                if s.name.startswith("istio_tcp_")
+                and (s.labels["reporter"], s.labels["response_flags"]) == (reporter, flags)
             }
             if found.get("istio_tcp_connections_closed_total", ({}, 0))[1] == 1:
                 return found
@@ -229,12 +230,18 @@ async def test_unknown_destinations_pass_and_removal_restores_direct_traffic(
         # On B the call to the app's port went through B's transparent inbound listener.
         assert (await _counters(hosts.b, b["admin"]))["intercept.inbound.relayed"] == 1
         await _check_tcp_metrics(hosts, a["admin"], b["admin"])
+        # A destination nothing listens on: A's pass-through counts it as Envoy's UF.
+        assert (await _app(hosts.a, "get", f"http://{hosts.b_ip}:9/"))["status"] == 0
+        failed = await _tcp_metrics(hosts.a, a["admin"], "source", "UF")
+        assert failed["istio_tcp_connections_opened_total"][1] == 1, failed
+        assert failed["istio_tcp_received_bytes_total"][1] == 0, failed
+        assert failed["istio_tcp_sent_bytes_total"][0]["destination_service"] == f"{hosts.b_ip}:9"
         await _init(hosts.a, "--remove")
         rules = await _in(hosts.a, "iptables", "-t", "nat", "-S")
         assert "SOFAMESH" not in rules, rules
         got = await _app(hosts.a, "get", direct)
         assert got["status"] == 200, got
-        assert (await _counters(hosts.a, a["admin"]))["intercept.outbound.passthrough"] == 1
+        assert (await _counters(hosts.a, a["admin"]))["intercept.outbound.passthrough"] == 2
         # No DNS redirect any more: B's resolver does not know the mesh name.
         assert await _app(hosts.a, "resolve", "orders.mesh.local") == [UPSTREAM_ANSWER]
 
