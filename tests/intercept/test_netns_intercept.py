@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from tests.intercept.netns import Hosts
 from tests.security.pki import DOMAIN, issue_files
 
@@ -35,6 +36,7 @@ APPS = str(Path(__file__).with_name("nsapps.py"))
 UPSTREAM_ANSWER = "10.9.9.9"
 GREETER = "helloworld.Greeter"
 ECHO = "com.example.Echo:1.0"
+ISTIO = {"istio": True}
 CHAOS = {"faults": [{"service": "orders", "headers": {"x-chaos": "on"}, "abort": {"code": 418}}]}
 
 
@@ -122,6 +124,23 @@ async def _counters(ns: str, admin: str) -> dict[str, int]:
     return counters
 
 
+async def _tcp_metrics(ns: str, admin: str, reporter: str, flags: str = "-") -> dict[str, Any]:
+    """Istio's TCP series of one relayed connection, once it has closed (polled, deadline)."""
+    with anyio.fail_after(15):
+        while True:
+            got = await _app(ns, "get", f"http://{admin}/stats/prometheus")
+            found = {
+                s.name: (dict(s.labels), s.value)
+                for family in text_string_to_metric_families(got["body"])
+                for s in family.samples
+                if s.name.startswith("istio_tcp_")
+                and (s.labels["reporter"], s.labels["response_flags"]) == (reporter, flags)
+            }
+            if found.get("istio_tcp_connections_closed_total", ({}, 0))[1] == 1:
+                return found
+            await anyio.sleep(0.1)
+
+
 async def _resolved(ns: str, name: str) -> list[str]:
     with anyio.fail_after(15):
         while True:  # the sidecar reads the registry every 0.2 s: poll, with a deadline
@@ -155,11 +174,10 @@ async def _start_mesh(
     )
     await _init(hosts.b, "--inbound-ports", "8080", "--inbound-port", "15006")
     config = _provider_sidecar(tmp, hosts, ids["orders"], bolt["port"], provider_tls)
-    b = await _sidecar(procs, hosts.b, "sidecar-b", config, backend)
+    b = await _sidecar(procs, hosts.b, "sidecar-b", {**config, "metrics": ISTIO}, backend)
     await _init(hosts.a, "--dns", "--dns-port", "15053", gid=exempt_gid)
-    a = await _sidecar(
-        procs, hosts.a, "sidecar-a", _client_sidecar(tmp, ids["shop"], unknown), backend
-    )
+    config = {**_client_sidecar(tmp, ids["shop"], unknown), "metrics": ISTIO}
+    a = await _sidecar(procs, hosts.a, "sidecar-a", config, backend)
     return a, b
 
 
@@ -211,14 +229,44 @@ async def test_unknown_destinations_pass_and_removal_restores_direct_traffic(
         assert (await _counters(hosts.a, a["admin"]))["intercept.outbound.passthrough"] == 1
         # On B the call to the app's port went through B's transparent inbound listener.
         assert (await _counters(hosts.b, b["admin"]))["intercept.inbound.relayed"] == 1
+        await _check_tcp_metrics(hosts, a["admin"], b["admin"])
+        # A destination nothing listens on: A's pass-through counts it as Envoy's UF.
+        assert (await _app(hosts.a, "get", f"http://{hosts.b_ip}:9/"))["status"] == 0
+        failed = await _tcp_metrics(hosts.a, a["admin"], "source", "UF")
+        assert failed["istio_tcp_connections_opened_total"][1] == 1, failed
+        assert failed["istio_tcp_received_bytes_total"][1] == 0, failed
+        assert failed["istio_tcp_sent_bytes_total"][0]["destination_service"] == f"{hosts.b_ip}:9"
         await _init(hosts.a, "--remove")
         rules = await _in(hosts.a, "iptables", "-t", "nat", "-S")
         assert "SOFAMESH" not in rules, rules
         got = await _app(hosts.a, "get", direct)
         assert got["status"] == 200, got
-        assert (await _counters(hosts.a, a["admin"]))["intercept.outbound.passthrough"] == 1
+        assert (await _counters(hosts.a, a["admin"]))["intercept.outbound.passthrough"] == 2
         # No DNS redirect any more: B's resolver does not know the mesh name.
         assert await _app(hosts.a, "resolve", "orders.mesh.local") == [UPSTREAM_ANSWER]
+
+
+async def _check_tcp_metrics(hosts: Hosts, a_admin: str, b_admin: str) -> None:
+    """Both relays of the connection count it in Istio's TCP family, each as its reporter."""
+    source = await _tcp_metrics(hosts.a, a_admin, "source")
+    dest = await _tcp_metrics(hosts.b, b_admin, "destination")
+    for found in (source, dest):
+        assert found["istio_tcp_connections_opened_total"][1] == 1, found
+        labels = found["istio_tcp_connections_opened_total"][0]
+        assert labels["destination_service"] == f"{hosts.b_ip}:8080", labels
+        assert labels["request_protocol"] == "tcp" and labels["response_flags"] == "-", labels
+        assert labels["connection_security_policy"] == "none", labels
+    # The same bytes pass both relays: each side counts every one of them, each way.
+    for name in ("istio_tcp_received_bytes_total", "istio_tcp_sent_bytes_total"):
+        assert source[name][1] == dest[name][1] > 0, (source[name], dest[name])
+    src_labels, dst_labels = (
+        source["istio_tcp_sent_bytes_total"][0],
+        dest["istio_tcp_sent_bytes_total"][0],
+    )
+    assert src_labels["source_workload"] == "shop", src_labels
+    assert src_labels["destination_service_name"] == "PassthroughCluster", src_labels
+    assert dst_labels["destination_workload"] == "orders", dst_labels
+    assert dst_labels["destination_service_name"] == "InboundPassthroughClusterIpv4", dst_labels
 
 
 async def test_unknown_destinations_can_be_blocked(

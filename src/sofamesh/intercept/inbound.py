@@ -30,12 +30,13 @@ from sofamesh.intercept.relay import Handoff, Sniffed, relay
 from sofamesh.intercept.sniff import Kind
 from sofamesh.intercept.transparent import sniff
 from sofamesh.model import Invocation, Result
+from sofamesh.observability.istio import inbound_passthrough
 from sofamesh.protocols.base import Server
 from sofamesh.runtime import Runtime
 from sofamesh.transport.errors import TransportError
 from sofamesh.transport.net import connect, format_address
 from sofamesh.transport.serving import ServerLifecycle
-from sofamesh.transport.tls import ALPN_H2, LOST, PERMISSIVE, SecureStream
+from sofamesh.transport.tls import ALPN_H2, PERMISSIVE, SecureStream
 from sofamesh.transport.tls_listener import TlsListener
 
 log = logging.getLogger("sofamesh.intercept")
@@ -183,16 +184,15 @@ class TransparentInbound:
 
     async def _relay(self, sock: anyio.abc.ByteStream, first: bytes, to: tuple[str, int]) -> None:
         self._stats.incr("intercept.inbound.relayed")
+        istio, where, name = self._runtime.istio, format_address(to), inbound_passthrough(to[0])
         try:
             app = await connect(to[0], to[1], self._config.connect_timeout)
         except TransportError as e:
-            log.info("intercept: inbound to %s: %s", format_address(to), e)
+            log.info("intercept: inbound to %s: %s", where, e)
+            if istio is not None:  # Envoy's UF: the upstream connection failed
+                istio.tcp_series("destination", where, name, "UF").failed()
             await anyio.aclose_forcefully(sock)
             return
+        tally = None if istio is None else istio.tcp_series("destination", where, name)
         async with app, sock:
-            try:
-                if first:
-                    await app.send(first)
-            except LOST:
-                return
-            await relay(sock, app)
+            await relay(sock, app, first, tally)

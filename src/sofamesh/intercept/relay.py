@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -16,17 +16,59 @@ from sofamesh.transport.tls import LOST
 BUFFER = 65536
 
 
-async def relay(a: anyio.abc.ByteStream, b: anyio.abc.ByteStream) -> None:
-    """Copy both ways until both sides have finished; half-closes are passed on."""
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_copy, a, b)
-        tg.start_soon(_copy, b, a)
+class Tally(Protocol):
+    """Where a relay counts its connection and the bytes it moves (Istio's TCP series)."""
+
+    opened: int
+    closed: int
+    received: int  # from the side that connected
+    sent: int  # back to it
 
 
-async def _copy(src: anyio.abc.ByteStream, dst: anyio.abc.ByteStream) -> None:
+class _Untallied:
+    """No counters: the relay adds to these and nothing reads them."""
+
+    __slots__ = ("closed", "opened", "received", "sent")
+
+    def __init__(self) -> None:
+        self.opened = self.closed = self.received = self.sent = 0
+
+
+async def relay(
+    a: anyio.abc.ByteStream,
+    b: anyio.abc.ByteStream,
+    first: bytes = b"",
+    tally: Tally | None = None,
+) -> None:
+    """Send `first` (bytes of `a` already read) to `b`, then copy both ways until both sides
+    have finished; half-closes are passed on. `tally` counts the bytes as they pass."""
+    counts = _Untallied() if tally is None else tally
+    counts.opened += 1
+    try:
+        if first:
+            await b.send(first)
+            counts.received += len(first)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_copy, a, b, counts, True)
+            tg.start_soon(_copy, b, a, counts, False)
+    except LOST:  # `b` went away before taking the first bytes (`_copy` handles the rest)
+        return
+    finally:
+        counts.closed += 1
+
+
+async def _copy(
+    src: anyio.abc.ByteStream, dst: anyio.abc.ByteStream, counts: Tally, inward: bool
+) -> None:
     try:
         while True:
-            await dst.send(await src.receive(BUFFER))
+            data = await src.receive(BUFFER)
+            await dst.send(data)
+            # Counted once passed on: the length of the buffer moved, no copy of it.
+            if inward:
+                counts.received += len(data)
+            else:
+                counts.sent += len(data)
     except anyio.EndOfStream:
         with contextlib.suppress(*LOST):
             await dst.send_eof()

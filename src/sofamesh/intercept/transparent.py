@@ -31,6 +31,7 @@ from sofamesh.intercept.original import original_destination, was_redirected
 from sofamesh.intercept.relay import Handoff, Sniffed, relay
 from sofamesh.intercept.sniff import Kind, classify, http1_host
 from sofamesh.model import Invocation, Result, Status
+from sofamesh.observability.istio import PASSTHROUGH
 from sofamesh.protocols.base import Server
 from sofamesh.protocols.http.mapping import (
     error_response,
@@ -99,6 +100,7 @@ class TransparentOutbound:
         self, runtime: Runtime, directory: ServiceDirectory, config: InterceptConfig
     ) -> None:
         self._directory, self._config, self._stats = directory, config, runtime.stats
+        self._istio = runtime.istio
         app = runtime.config.app
         chain = named(runtime.outbound_chain(), directory)
         http = TransparentHttpHandler(runtime.outbound_chain(), app, directory)
@@ -169,19 +171,19 @@ class TransparentOutbound:
         log.info("intercept: closed %s's connection to %s: %s", peer, where, why)
 
     async def _pass(self, sock: anyio.abc.ByteStream, first: bytes, to: tuple[str, int]) -> None:
+        where = format_address(to)
         try:
             upstream = await connect(to[0], to[1], self._config.connect_timeout)
         except TransportError as e:
-            log.info("intercept: passing through to %s: %s", format_address(to), e)
+            log.info("intercept: passing through to %s: %s", where, e)
+            if self._istio is not None:  # Envoy's UF: the upstream connection failed
+                self._istio.tcp_series("source", where, PASSTHROUGH, "UF").failed()
             await anyio.aclose_forcefully(sock)
             return
+        istio = self._istio
+        tally = None if istio is None else istio.tcp_series("source", where, PASSTHROUGH)
         async with upstream, sock:
-            try:
-                if first:
-                    await upstream.send(first)
-            except LOST:
-                return
-            await relay(sock, upstream)
+            await relay(sock, upstream, first, tally)
 
 
 async def sniff(sock: anyio.abc.ByteStream, config: InterceptConfig) -> tuple[bytes, Kind]:

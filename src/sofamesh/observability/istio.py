@@ -13,6 +13,13 @@ endpoint published, which its TLS client required the endpoint's certificate to 
 `connection_security_policy` is `mutual_tls` on such a hop, `none` otherwise. Without
 an identity (or on a plaintext hop, for the peer), a principal is `unknown`.
 
+Connections relayed as plain TCP (transparent interception's pass-through of unknown
+destinations, the permissive inbound relay) count in Istio's TCP family instead:
+`istio_tcp_connections_opened_total`, `..._closed_total`, `istio_tcp_received_bytes_total`
+(from the connecting side) and `istio_tcp_sent_bytes_total` (back to it), with
+`request_protocol="tcp"` and no response code. Bytes are added as the relay moves them,
+so a long connection shows its traffic while it lasts.
+
 A call records one tuple of the labels that vary; the rest are filled in when
 scraped. Series are capped (`MAX_SERIES`): past it, new label sets count under
 `destination_service="_other"`, so peers choosing names cannot grow memory.
@@ -43,6 +50,12 @@ _MTLS_MODES = (PERMISSIVE, STRICT)
 # reporter, source app, destination app, service, protocol, code, grpc status, flags, policy,
 # source version, destination version, source principal, destination principal
 Key = tuple[str, str, str, str, str, str, str, str, str, str, str, str, str]
+# reporter, source app, destination app, service, service name, flags, policy,
+# source version, destination version, source principal, destination principal
+TcpKey = tuple[str, str, str, str, str, str, str, str, str, str, str]
+# Istio's `destination_service_name` for connections to no known service.
+PASSTHROUGH = "PassthroughCluster"
+INBOUND_PASSTHROUGH = "InboundPassthroughClusterIpv4"
 
 
 class Buckets:
@@ -68,6 +81,25 @@ class Series:
         self.response_bytes = Buckets(BYTE_BUCKETS)
 
 
+class TcpSeries:
+    """One label set's TCP counters; a relay adds the bytes it moves to `received`/`sent`."""
+
+    __slots__ = ("closed", "opened", "received", "sent")
+
+    def __init__(self) -> None:
+        self.opened = self.closed = self.received = self.sent = 0
+
+    def failed(self) -> None:
+        """A connection whose upstream could not be reached: opened and closed at once."""
+        self.opened += 1
+        self.closed += 1
+
+
+def inbound_passthrough(host: str) -> str:
+    """Istio's service name for a relayed inbound connection, by the address's family."""
+    return INBOUND_PASSTHROUGH[:-1] + "6" if ":" in host else INBOUND_PASSTHROUGH
+
+
 class IstioMetrics:
     """The series of one data plane (an SDK app or a sidecar)."""
 
@@ -81,6 +113,7 @@ class IstioMetrics:
         self._tls = tls
         self._principal = ""  # ours, read once there is an identity (rotation keeps the ID)
         self.series: dict[Key, Series] = {}
+        self.tcp: dict[TcpKey, TcpSeries] = {}
 
     def observe(self, reporter: Reporter, inv: Invocation, result: Result, ms: float) -> None:
         ep = result.endpoint or inv.endpoint
@@ -105,6 +138,29 @@ class IstioMetrics:
         series.duration.observe(ms)
         series.request_bytes.observe(call.body_size(inv.payload))
         series.response_bytes.observe(call.body_size(result.payload))
+
+    def tcp_series(
+        self, reporter: Reporter, service: str, service_name: str, flags: str = "-"
+    ) -> TcpSeries:
+        """The counters of a plaintext TCP connection this side relays to `service`."""
+        if reporter == "source":
+            src, src_ver, dst, dst_ver = self.app, self.version, _UNKNOWN, _UNKNOWN
+            src_id, dst_id = self.principal(), _UNKNOWN
+        else:
+            src, src_ver, dst, dst_ver = _UNKNOWN, _UNKNOWN, self.app, self.version
+            src_id, dst_id = _UNKNOWN, self.principal()
+        key: TcpKey = (
+            reporter, src, dst, service, service_name, flags, "none", src_ver, dst_ver,
+            src_id, dst_id,
+        )  # fmt: skip
+        found = self.tcp.get(key)
+        if found is None:
+            if len(self.tcp) >= MAX_SERIES:  # peers choose the addresses: bounded like calls
+                key = (*key[:3], "_other", "_other", *key[5:])
+                found = self.tcp.get(key)
+            if found is None:
+                found = self.tcp[key] = TcpSeries()
+        return found
 
     def principal(self) -> str:
         """This data plane's SPIFFE ID, `unknown` without TLS or before one is issued."""
@@ -138,6 +194,7 @@ class IstioMetrics:
 
     def reset(self) -> None:
         self.series = {}
+        self.tcp = {}
 
     def families(self) -> Iterator[Family]:
         rows = [(self._labels(key), s) for key, s in sorted(self.series.items())]
@@ -156,6 +213,29 @@ class IstioMetrics:
         ):
             samples = [x for labels, s in rows for x in _histogram(labels, getattr(s, attr))]
             yield Family(name, "histogram", help_, samples)
+        if self.tcp:  # only data planes that relay plain TCP have the family
+            yield from self._tcp_families()
+
+    def _tcp_families(self) -> Iterator[Family]:
+        rows = [(self._tcp_labels(key), s) for key, s in sorted(self.tcp.items())]
+        for name, attr, help_ in (
+            ("istio_tcp_sent_bytes", "sent", "Bytes sent back to the connecting side."),
+            ("istio_tcp_received_bytes", "received", "Bytes received from the connecting side."),
+            ("istio_tcp_connections_opened", "opened", "TCP connections opened."),
+            ("istio_tcp_connections_closed", "closed", "TCP connections closed."),
+        ):
+            samples = [("_total", labels, getattr(s, attr)) for labels, s in rows]
+            yield Family(name, "counter", help_, samples)
+
+    def _tcp_labels(self, key: TcpKey) -> dict[str, str]:
+        reporter, src, dst, service, name, flags, policy, src_ver, dst_ver, src_id, dst_id = key
+        labels = self._labels(
+            (reporter, src, dst, service, "tcp", "", "", flags, policy, src_ver, dst_ver,
+             src_id, dst_id)
+        )  # fmt: skip
+        labels["destination_service_name"] = name
+        del labels["response_code"], labels["grpc_response_status"]
+        return labels
 
     def _labels(self, key: Key) -> dict[str, str]:
         reporter, src, dst, service, protocol, code, grpc, flags, policy, *rest = key
