@@ -173,6 +173,51 @@ async def test_upstream_dying_mid_response_is_502_and_others_carry_on(tmp_path: 
             assert r.status_code == 200 and r.text == "hello /fine"
 
 
+@asynccontextmanager
+async def hanging_up_upstream(seen: list[bytes]) -> AsyncIterator[int]:
+    """Reads a request and hangs up without a word: an app killed while it served."""
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            seen.append(await stream.receive())
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        tg.cancel_scope.cancel()
+
+
+async def test_a_peer_whose_app_died_mid_call_is_retried_elsewhere_when_idempotent(
+    tmp_path: Path,
+) -> None:
+    # Two sidecars publish the same service: one in front of an app that hangs up on
+    # every request, one healthy. The peer hop answers 502 `upstream_reset`; the caller's
+    # hop reads that as a reset of its own, so a GET goes to the other endpoint and a
+    # POST (which the dead app may have acted on) is not repeated.
+    seen: list[bytes] = []
+    async with hanging_up_upstream(seen) as bad, upstream_app() as good:
+        dying = {**base(tmp_path, bad), "app": "orders-dying"}
+        del dying["outbound"]
+        async with (
+            sidecar(dying),
+            sidecar(base(tmp_path, good)) as sc,
+            httpx.AsyncClient() as c,
+        ):
+            out = f"http://{sc.bound['outbound[0]']}"
+            for i in range(4):
+                r = await c.get(f"{out}/orders/{i}", headers={"host": "com.example.Orders"})
+                assert r.status_code == 200 and r.text == f"hello /orders/{i}"
+            assert any(b"GET /orders/" in s for s in seen), seen  # the dead app was tried
+            codes = set()
+            for _ in range(4):
+                r = await c.post(f"{out}/pay", headers={"host": "com.example.Orders"})
+                codes.add(r.status_code)
+                if r.status_code == 502:
+                    assert r.headers["x-sofamesh-error"] == "upstream_reset"
+            assert 502 in codes
+
+
 async def test_malformed_and_oversized_requests(tmp_path: Path) -> None:
     cfg = base(tmp_path)
     cfg["outbound"][0]["limits"] = {"max_header_bytes": 1024}

@@ -137,10 +137,18 @@ _SERVICE_B, _CALLER_B, _TIMEOUT_B = (
 _HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
 
 
-# A peer mesh hop that says the app behind it was never reached: as safe to
-# retry elsewhere as a refused connection.
-_NOT_REACHED = {
-    s.value.encode() for s in (Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE)
+# What a peer mesh hop's `x-sofamesh-error` says of the app behind it. Never
+# reached: as safe to retry elsewhere as a refused connection. Reset or timed
+# out: the peer's app may have seen the request, so the caller's own policy
+# decides as for its own reset or timeout (an idempotent request killed with
+# its provider is retried elsewhere).
+_PEER_STATUS = {
+    **{
+        s.value.encode(): Status.CONNECT_FAILED
+        for s in (Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE)
+    },
+    Status.UPSTREAM_RESET.value.encode(): Status.UPSTREAM_RESET,
+    Status.TIMEOUT.value.encode(): Status.TIMEOUT,
 }
 _ERROR_HEADER_B = ERROR_HEADER.encode()
 
@@ -150,8 +158,8 @@ def response_to_result(resp: HttpResponse) -> Result:
     if resp.status >= 500:
         status = Status.APP_ERROR
         for k, v in resp.headers:
-            if k == _ERROR_HEADER_B and v in _NOT_REACHED:
-                status = Status.CONNECT_FAILED
+            if k == _ERROR_HEADER_B:
+                status = _PEER_STATUS.get(v, Status.APP_ERROR)
     return Result(status=status, code=resp.status, payload=resp)
 
 
