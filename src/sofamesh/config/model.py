@@ -174,6 +174,14 @@ class EndpointMeta:
     tags: tuple[str, ...] = ()
 
 
+MAX_WORKERS = 64  # worker processes of one sidecar; far past any core count it runs on
+
+
+def _workers(_inst: object, _attr: attrs.Attribute[Any], value: int) -> None:
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"must be from 1 to {MAX_WORKERS}, got {value}")
+
+
 def _app_name(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
     if not value or any(c.isspace() for c in value):
         raise ValueError(f"must be a non-empty name without spaces, got {value!r}")
@@ -378,6 +386,9 @@ class MeshConfig:
     tracing: TracingConfig = attrs.field(factory=TracingConfig)  # docs/observability.md
     metrics: MetricsConfig = attrs.field(factory=MetricsConfig)
     registry_apis: RegistryApisConfig = attrs.field(factory=RegistryApisConfig)
+    # sidecar: processes serving the listeners (sidecar/workers.py); 1 is one process, as
+    # ever. More: a main process (admin, registry, control plane) and this many workers.
+    workers: int = attrs.field(default=1, validator=_workers)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

@@ -33,8 +33,10 @@ from sofamesh.observability.logs import configure_logging
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
+from sofamesh.sidecar.supervisor import Supervisor, worker_argv
 from sofamesh.sidecar.systemd import notify, run_detached
 from sofamesh.sidecar.upgrade import take_over
+from sofamesh.sidecar.worker import serve_worker
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -68,6 +70,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # A worker of a sidecar with `workers: N`, started by its main process (sidecar/workers.py).
+    p.add_argument("--worker", type=int, metavar="FD", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -84,10 +88,15 @@ def _level_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-async def _serve(config: MeshConfig, upgrade: bool = False) -> None:
+async def _serve(
+    config: MeshConfig, upgrade: bool = False, workers: list[str] | None = None
+) -> None:
     takeover = await take_over(config) if upgrade else None
     try:
-        await _run(Sidecar(config, upgrades=True, takeover=takeover))
+        if config.workers > 1 and workers is not None:  # sidecar/supervisor.py
+            await _run(Supervisor(config, workers, upgrades=True, takeover=takeover))
+        else:
+            await _run(Sidecar(config, upgrades=True, takeover=takeover))
     finally:
         if takeover is not None:  # before it was ready: the running sidecar serves on
             await takeover.channel.aclose()
@@ -144,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return run_detached([a for a in argv if a != "--detach"])
     configure_logging(args.log_level, args.log_format)
+    if args.worker is not None:
+        return _run_worker(args)
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -157,18 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         source = args.config or os.environ.get("SOFAMESH_CONFIG") or "defaults"
         print(f"sofamesh.sidecar: configuration OK ({source})")
         return 0
-    backend_options: dict[str, object] = {}
-    if args.backend == "asyncio" and not args.no_uvloop:
-        try:
-            import uvloop  # noqa: F401
-
-            backend_options["use_uvloop"] = True
-        except ImportError:
-            pass
+    backend_options = _backend_options(args)
+    workers = worker_argv(
+        args.backend, "use_uvloop" in backend_options, args.log_level, args.log_format
+    )
     try:
         anyio.run(
-            _serve, config, args.upgrade, backend=args.backend, backend_options=backend_options
-        )
+            _serve, config, args.upgrade, workers,
+            backend=args.backend, backend_options=backend_options,
+        )  # fmt: skip
     except Exception as e:
         known = describe(e)
         if known is None:
@@ -176,6 +184,23 @@ def main(argv: list[str] | None = None) -> int:
         status, message = known
         print(f"sofamesh.sidecar: {_failed(args)}{message}", file=sys.stderr)
         return status
+    return 0
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, object]:
+    if args.backend == "asyncio" and not args.no_uvloop:
+        try:
+            import uvloop  # noqa: F401
+
+            return {"use_uvloop": True}
+        except ImportError:
+            pass
+    return {}
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    anyio.run(serve_worker, args.worker, _settle_gc, backend=args.backend,
+              backend_options=_backend_options(args))  # fmt: skip
     return 0
 
 

@@ -40,9 +40,10 @@ from sofamesh.observability.rule_metrics import rule_families
 from sofamesh.sidecar import guard
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
-from sofamesh.stats import name_filter, render
+from sofamesh.stats import Stats, name_filter, render
 
 if TYPE_CHECKING:
+    from sofamesh.runtime import Runtime
     from sofamesh.sidecar.app import Sidecar
 
 log = logging.getLogger("sofamesh.admin")
@@ -148,8 +149,17 @@ class AdminApi:
         state = "DRAINING" if s.draining else ("FAILED" if not s.healthy else "INITIALIZING")
         return _text(503, state + "\n")
 
+    async def collected_stats(self) -> Stats:
+        """The counters `/stats` shows: this process's (a main process sums its workers')."""
+        return self.sidecar.runtime.stats
+
+    async def workers_view(self) -> dict[str, Any]:
+        """More for `/stats`: nothing for one process (a main process lists its workers)."""
+        return {}
+
     async def stats(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
+        stats = await self.collected_stats()
         match = name_filter(_query(req).get("filter"))
         governance = rt.governance.snapshot()
         if match is not None:
@@ -162,13 +172,15 @@ class AdminApi:
                 for name, log_ in self.sidecar.access_logs.items()
             },
         }
-        return _json(200, {**rt.stats.as_dict(match), "governance": governance, **observed})
+        more = await self.workers_view()
+        return _json(200, {**stats.as_dict(match), "governance": governance, **observed, **more})
 
     async def prometheus(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
         match = name_filter(_query(req).get("filter"))
         snapshot = rt.governance.snapshot()
-        families = [*rt.stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
+        stats = await self.collected_stats()
+        families = [*stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
         if rt.istio is not None:
             families += rt.istio.families()
         kept = [f for f in families if match is None or match(f.name)]
@@ -244,18 +256,7 @@ class AdminApi:
         return _text(200, "OK\n")
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:
-        rt = self.sidecar.runtime
-        breakers = rt.governance.breaker_states()
-        cm = rt.clusters
-        items = (
-            [
-                {**c.describe(), "breakers": breakers.get(c.service, [])}
-                for c in cm.clusters.values()
-            ]
-            if cm
-            else []
-        )
-        return _json(200, {"clusters": sorted(items, key=lambda c: c["service"])})
+        return _json(200, {"clusters": cluster_rows(self.sidecar.runtime)})
 
     async def config_dump(self, _req: HttpRequest) -> HttpResponse:
         s = self.sidecar
@@ -335,6 +336,18 @@ class AdminApi:
         assert cm is not None
         cluster = cm.get(str(body["service"]))
         return _json(200, {"service": cluster.service, "endpoints": len(cluster.endpoints)})
+
+
+def cluster_rows(rt: Runtime) -> list[dict[str, Any]]:
+    """`/clusters`: each service's endpoints, health and breakers, by service."""
+    breakers = rt.governance.breaker_states()
+    cm = rt.clusters
+    items = (
+        [{**c.describe(), "breakers": breakers.get(c.service, [])} for c in cm.clusters.values()]
+        if cm
+        else []
+    )
+    return sorted(items, key=lambda c: str(c["service"]))
 
 
 def _sofamesh_loggers() -> list[logging.Logger]:

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -43,6 +44,9 @@ from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
 from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
 from sofamesh.transport.budget import OVERLOAD, Overload
+
+if TYPE_CHECKING:
+    from sofamesh.sidecar.admin import AdminApi
 
 log = logging.getLogger("sofamesh.sidecar")
 
@@ -71,9 +75,11 @@ class Sidecar:
         clock: Clock | None = None,
         upgrades: bool = False,
         takeover: Takeover | None = None,
+        registry: Any = None,
     ) -> None:
+        """`registry`: one already made (a worker's, fed by its main process)."""
         self.config = config
-        self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock)
+        self.runtime = Runtime(config, composes=Composes.DIRECT, clock=clock, registry=registry)
         OVERLOAD.report_to(self.runtime.stats.incr)  # the defences' counts, in /stats
         OVERLOAD.limit = config.buffer_budget
         if config.rules_file is not None or config.rules_key is not None:
@@ -247,8 +253,6 @@ class Sidecar:
             await tg.start(server.serve, listener)
 
     async def _listen_admin(self, tg: anyio.abc.TaskGroup) -> None:
-        from sofamesh.sidecar.admin import AdminApi
-
         assert self.config.admin is not None
         admin = self.config.admin
         listener = await self.sockets.open("admin", admin, bind_listener)
@@ -263,9 +267,15 @@ class Sidecar:
         # Its own budget, never reached: /ready and /stats answer whatever the listeners hold.
         unshed = Overload(limit=sys.maxsize)
         server = http1_server(
-            AdminApi(self), self.config.admin_limits, overload=unshed, stream_bodies=False
+            self.admin_api(), self.config.admin_limits, overload=unshed, stream_bodies=False
         )
         await tg.start(server.serve, listener)
+
+    def admin_api(self) -> AdminApi:
+        """The admin API's handler (a main process of workers answers for them all)."""
+        from sofamesh.sidecar.admin import AdminApi
+
+        return AdminApi(self)
 
     def _describe_bound(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.bound.items())

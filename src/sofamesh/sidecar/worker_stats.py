@@ -1,0 +1,72 @@
+"""A worker process's counters as plain data, and their sum at the main process's admin API.
+
+Each worker keeps its own `Stats` (no sharing on the request path); the admin API asks
+every worker for `stats_state` and adds them up with `merge_state` into one `Stats`,
+which renders `/stats` and `/stats/prometheus` exactly as a single process would.
+Histograms are summed bucket by bucket, so the merged quantiles are those of all the
+calls, not an average of each worker's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sofamesh.model import Status
+from sofamesh.stats import CallStats, Stats
+
+
+def stats_state(stats: Stats) -> dict[str, Any]:
+    """Everything `merge_state` needs, as JSON-able data."""
+    return {
+        "counters": dict(stats.counters),
+        "services": [[*key, _call_state(cs)] for key, cs in stats.services.items()],
+        "endpoints": [[*key, _call_state(cs)] for key, cs in stats.endpoints.items()],
+    }
+
+
+def _call_state(cs: CallStats) -> dict[str, Any]:
+    return {
+        "total": cs.total,
+        "active": cs.active,
+        "by_status": {
+            s.value: {str(c): n for c, n in codes.items()} for s, codes in cs.by_status.items()
+        },
+        "counts": list(cs.latency.counts),
+        "sum_ms": cs.latency.sum_ms,
+    }
+
+
+def merge_state(into: Stats, state: dict[str, Any]) -> None:
+    """Add one worker's `stats_state` to `into`."""
+    for name, n in state["counters"].items():
+        into.incr(str(name), int(n))
+    for direction, service, caller, cs in state["services"]:
+        _add(into.services.setdefault((direction, service, caller), CallStats()), cs)
+    for service, address, cs in state["endpoints"]:
+        _add(into.endpoints.setdefault((service, address), CallStats()), cs)
+
+
+def _add(cs: CallStats, state: dict[str, Any]) -> None:
+    cs.total += int(state["total"])
+    cs.active += int(state["active"])
+    for status, codes in state["by_status"].items():
+        mine = cs.by_status.setdefault(Status(status), {})
+        for code, n in codes.items():
+            mine[int(code)] = mine.get(int(code), 0) + int(n)
+    h = cs.latency
+    h.counts = [a + int(b) for a, b in zip(h.counts, state["counts"], strict=True)]
+    h.count = sum(h.counts)
+    h.sum_ms += float(state["sum_ms"])
+
+
+def merged(states: list[dict[str, Any]]) -> Stats:
+    """One `Stats` holding the sum of `states`."""
+    total = Stats()
+    for state in states:
+        merge_state(total, state)
+    return total
+
+
+def requests_served(state: dict[str, Any]) -> int:
+    """The calls one worker has counted (inbound and outbound), for its row in `/stats`."""
+    return sum(int(cs["total"]) for _d, _s, _c, cs in state["services"])

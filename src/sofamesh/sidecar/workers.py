@@ -1,0 +1,244 @@
+"""A sidecar's worker processes (`workers: N`): started, fed, asked, restarted and stopped.
+
+The main process (sidecar/supervisor.py) binds every listener once; each worker
+gets the same listening sockets over a Unix socket pair (SCM_RIGHTS, as an
+upgrade hands them over: transport/handover.py) and accepts on them. One socket
+per listener, shared, rather than one SO_REUSEPORT socket per worker: the ports
+and the `bound` addresses are resolved once, an upgrade hands over one socket
+per listener as before, and no connection is lost when a worker dies (with
+SO_REUSEPORT, the connections queued on a dead worker's socket are reset). The
+kernel wakes one waiting acceptor per connection (exclusive wake-ups on Linux),
+so there is no thundering herd; docs/performance.md has the spread measured.
+
+The registry is watched here, once per service for the whole sidecar, and each
+snapshot goes to the workers that follow that service (sidecar/worker.py). A
+worker that exits is started again (after `RESTART_PAUSE` if it died young);
+stopping tells each to drain and waits for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import attrs
+
+from sofamesh.registry.base import Snapshot
+from sofamesh.sidecar.errors import SidecarError
+from sofamesh.sidecar.worker_link import Link, snapshot_message
+from sofamesh.transport.handover import Channel, HandoverError
+
+if TYPE_CHECKING:
+    from sofamesh.sidecar.supervisor import Supervisor
+
+log = logging.getLogger("sofamesh.sidecar.workers")
+
+START_TIMEOUT = 60.0  # seconds a worker gets to serve after it is started (loaded machines)
+RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying at once
+STOP_GRACE = 5.0  # seconds past drain_timeout before a worker that will not exit is killed
+WATCH_RETRY = 1.0  # seconds before a registry watch that failed is opened again
+DATA_LISTENERS = ("inbound[", "outbound[")  # what workers serve; the rest is the main's
+
+
+@attrs.define(eq=False)
+class WorkerProcess:
+    index: int
+    process: anyio.abc.Process
+    link: Link
+    pid: int
+    restarts: int = 0
+    exited: anyio.Event = attrs.field(factory=anyio.Event)
+
+
+@attrs.define(eq=False)
+class Follow:
+    """One registry watch, for every worker following the service."""
+
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    snapshot: Snapshot | None = None
+    workers: set[int] = attrs.field(factory=set)
+
+
+class WorkerPool:
+    def __init__(self, sidecar: Supervisor, count: int, argv: list[str]) -> None:
+        self.sidecar = sidecar
+        self.count = count
+        self.argv = argv  # `python -m sofamesh.sidecar --worker` and the process's options
+        self.live: dict[int, WorkerProcess] = {}
+        self.restarts = [0] * count
+        self.stopping = False
+        self.tg: anyio.abc.TaskGroup | None = None
+        self._follows: dict[str, Follow] = {}
+
+    async def start(self) -> None:
+        """Start every worker; return once all serve (SidecarError if one cannot)."""
+        assert self.tg is not None
+        for index in range(self.count):
+            await self.tg.start(self._keep, index)
+        log.info("%d workers serving: pids %s", self.count, self.pids())
+
+    def running(self) -> bool:
+        """Whether exited workers are started again (not once `stop` has begun)."""
+        return not self.stopping
+
+    def pids(self) -> list[int]:
+        return [w.pid for _, w in sorted(self.live.items())]
+
+    async def _keep(
+        self, index: int, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        first = True
+        while self.running():
+            began = anyio.current_time()
+            try:
+                worker = await self._spawn(index)
+            except (OSError, HandoverError, TimeoutError, KeyError) as exc:
+                if first:
+                    raise SidecarError(f"worker {index} did not start: {exc}") from None
+                log.warning("worker %d did not start again (%s): retrying", index, exc)
+                await anyio.sleep(RESTART_PAUSE)
+                continue
+            if first:
+                task_status.started()
+                first = False
+            code = await self._serve(worker)
+            if not self.running():
+                return
+            self.restarts[index] += 1
+            log.warning(
+                "worker %d (pid %d) exited with %s: starting another", index, worker.pid, code
+            )
+            if anyio.current_time() - began < RESTART_PAUSE:
+                await anyio.sleep(RESTART_PAUSE)
+
+    async def _spawn(self, index: int) -> WorkerProcess:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await anyio.open_process(
+                [*self.argv, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        channel = Channel(await anyio.abc.UNIXSocketStream.from_socket(ours))
+        try:
+            await channel.send(self.sidecar.hello(index), self.sidecar.listener_fds())
+            with anyio.fail_after(START_TIMEOUT):
+                ready, _ = await channel.receive()
+            pid = int(ready["ready"])
+        except BaseException:
+            await channel.aclose()
+            await _reap(process)
+            raise
+        link = Link(channel, lambda m: self._handle(index, m), f"worker {index}")
+        worker = WorkerProcess(index, process, link, pid, self.restarts[index])
+        self.live[index] = worker
+        return worker
+
+    async def _serve(self, worker: WorkerProcess) -> int | None:
+        """Run the worker's link until the worker exits; its exit status."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.link.run)
+                code = await worker.process.wait()
+                tg.cancel_scope.cancel()
+            return code
+        finally:
+            self.live.pop(worker.index, None)
+            for service in list(self._follows):
+                self._unwatch(worker.index, service)
+            with anyio.CancelScope(shield=True):
+                await _reap(worker.process)
+            worker.exited.set()
+
+    async def stop(self) -> None:
+        """Tell every worker to drain; wait for them (killing any still there past the drain)."""
+        self.stopping = True
+        workers = list(self.live.values())
+        for worker in workers:
+            worker.link.post({"stop": True})
+        with anyio.move_on_after(self.sidecar.config.drain_timeout + STOP_GRACE):
+            for worker in workers:
+                await worker.exited.wait()
+        for worker in workers:
+            if worker.process.returncode is None:
+                log.warning(
+                    "worker %d (pid %d) did not drain in time: killed", worker.index, worker.pid
+                )
+                worker.process.kill()
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for worker in list(self.live.values()):
+            worker.link.post(message)
+
+    async def ask_all(self, op: str) -> list[tuple[WorkerProcess, dict[str, Any]]]:
+        """Every serving worker's answer to `op`; one that does not answer is left out (logged)."""
+        answers = []
+        for _, worker in sorted(self.live.items()):
+            try:
+                answers.append((worker, await worker.link.ask(op)))
+            except TimeoutError:
+                log.warning("worker %d (pid %d) did not answer %s", worker.index, worker.pid, op)
+        return answers
+
+    # -- the worker's requests --------------------------------------------------------------
+
+    async def _handle(self, index: int, message: dict[str, Any]) -> dict[str, Any] | None:
+        if "watch" in message:
+            self._watch(index, str(message["watch"]))
+        elif "unwatch" in message:
+            self._unwatch(index, str(message["unwatch"]))
+        elif message.get("ask") == "services":
+            return {"services": await self.sidecar.runtime.registry.list_services()}
+        return None
+
+    def _watch(self, index: int, service: str) -> None:
+        follow = self._follows.get(service)
+        if follow is None:
+            assert self.tg is not None
+            follow = self._follows[service] = Follow()
+            self.tg.start_soon(self._follow, service, follow)
+        follow.workers.add(index)
+        worker = self.live.get(index)
+        if follow.snapshot is not None and worker is not None:
+            worker.link.post(snapshot_message(service, follow.snapshot))
+
+    def _unwatch(self, index: int, service: str) -> None:
+        follow = self._follows.get(service)
+        if follow is None:
+            return
+        follow.workers.discard(index)
+        if not follow.workers:
+            follow.scope.cancel()
+            del self._follows[service]
+
+    async def _follow(self, service: str, follow: Follow) -> None:
+        registry = self.sidecar.runtime.registry
+        with follow.scope:
+            while True:
+                try:
+                    async with registry.watch(service) as snapshots:
+                        async for snap in snapshots:
+                            follow.snapshot = snap
+                            self._send_snapshot(service, follow)
+                except Exception as exc:  # the backend retries inside; this is a bug's last resort
+                    log.warning("watching %s for the workers failed: %s", service, exc)
+                await anyio.sleep(WATCH_RETRY)
+
+    def _send_snapshot(self, service: str, follow: Follow) -> None:
+        assert follow.snapshot is not None
+        message = snapshot_message(service, follow.snapshot)
+        for index in follow.workers:
+            worker = self.live.get(index)
+            if worker is not None:
+                worker.link.post(message)
+
+
+async def _reap(process: anyio.abc.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
