@@ -46,6 +46,7 @@ FIGURES = {
     "idle_rss.py": r"^\| sofamesh, every protocol \| [\d.]+ \|",
     "attack.py": r"^\| rapid_reset \| sofamesh \| (yes|NO) \| [\d.]+ / ",
     "soak.py": r"^\| 10 \| [\d,]+ \| [\d.]+ \| [\d.]+ \|",
+    "workers.py": r"^\| sofamesh, workers 2 \| \d+ \| [\d.]+ \| [\d.]+ \| 0 \| \d+ % / \d+ % \|",
 }
 
 

@@ -40,7 +40,7 @@ from sofamesh.observability.rule_metrics import rule_families
 from sofamesh.sidecar import guard
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
-from sofamesh.stats import Stats, name_filter, render
+from sofamesh.stats import Family, Stats, name_filter, render
 
 if TYPE_CHECKING:
     from sofamesh.runtime import Runtime
@@ -157,11 +157,21 @@ class AdminApi:
         """More for `/stats`: nothing for one process (a main process lists its workers)."""
         return {}
 
+    def governance_snapshot(self) -> dict[str, Any]:
+        """The rules in force and their decisions (called after `collected_stats`, from
+        whose answers a main process sums its workers' decisions)."""
+        return self.sidecar.runtime.governance.snapshot()
+
+    def istio_families(self) -> list[Family]:
+        """Istio's standard metrics, when on (after `collected_stats`, as above)."""
+        istio = self.sidecar.runtime.istio
+        return list(istio.families()) if istio is not None else []
+
     async def stats(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
         stats = await self.collected_stats()
         match = name_filter(_query(req).get("filter"))
-        governance = rt.governance.snapshot()
+        governance = self.governance_snapshot()
         if match is not None:
             rules = governance.get("rules", {})
             governance["rules"] = {k: v for k, v in rules.items() if match(f"governance.{k}")}
@@ -176,13 +186,11 @@ class AdminApi:
         return _json(200, {**stats.as_dict(match), "governance": governance, **observed, **more})
 
     async def prometheus(self, req: HttpRequest) -> HttpResponse:
-        rt = self.sidecar.runtime
         match = name_filter(_query(req).get("filter"))
-        snapshot = rt.governance.snapshot()
         stats = await self.collected_stats()
+        snapshot = self.governance_snapshot()
         families = [*stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
-        if rt.istio is not None:
-            families += rt.istio.families()
+        families += self.istio_families()
         kept = [f for f in families if match is None or match(f.name)]
         # Prometheus asks for OpenMetrics first; everything else gets the classic format.
         accept = next((v for k, v in req.headers if k.lower() == b"accept"), b"")

@@ -19,6 +19,7 @@ listening sockets over as for one process; this process's workers then drain.
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any
 
@@ -32,11 +33,18 @@ from sofamesh.config.model import RegistryApisConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.protocols import Server
 from sofamesh.sidecar.admin import LOG_LEVELS, AdminApi, _json, config_to_data
-from sofamesh.sidecar.app import Sidecar, bind_listener
+from sofamesh.sidecar.app import Sidecar
+from sofamesh.sidecar.listener_shares import bind_reusable, spread
 from sofamesh.sidecar.upgrade import Takeover
-from sofamesh.sidecar.worker_stats import merged, requests_served, stats_state
-from sofamesh.sidecar.workers import DATA_LISTENERS, WorkerPool
-from sofamesh.stats import Stats
+from sofamesh.sidecar.worker_stats import (
+    merged,
+    merged_families,
+    requests_served,
+    stats_state,
+    summed,
+)
+from sofamesh.sidecar.workers import WorkerPool
+from sofamesh.stats import Family, Stats
 
 
 def worker_argv(backend: str, uvloop: bool, log_level: int, log_format: str) -> list[str]:
@@ -67,6 +75,7 @@ class Supervisor(Sidecar):
         super().__init__(config, upgrades=upgrades, takeover=takeover)
         self.pool = WorkerPool(self, config.workers, argv)
         self._held: dict[str, Any] = {}  # the listeners the workers accept on, kept open here
+        self._shares: dict[str, list[list[socket.socket]]] = {}  # by listener, each worker's
         self._rules: tuple[Any, str] | None = None
         self._forward_rules()
 
@@ -101,9 +110,13 @@ class Supervisor(Sidecar):
         server: Server,
         alpn: tuple[str, ...] | None = None,
     ) -> None:
-        """Bind (or take over) the listener for the workers to serve; accept nothing here."""
-        listener = await self.sockets.open(name, lc.listen, bind_listener)
+        """Bind (or take over) the listener and each worker's socket; accept nothing here."""
+        listener = await self.sockets.open(name, lc.listen, bind_reusable)
         self._held[name] = listener
+        addresses, sockets = self.sockets.serving[name]
+        self._shares[name] = shares = spread(name, list(sockets), self.config.workers)
+        every = list({id(sock): sock for share in shares for sock in share}.values())
+        self.sockets.serving[name] = (addresses, every)  # an upgrade hands on all of them
         self.bound[name] = Address(
             lc.listen.host, listener.extra(anyio.abc.SocketAttribute.local_port)
         )
@@ -119,9 +132,8 @@ class Supervisor(Sidecar):
     def hello(self, index: int) -> dict[str, Any]:
         """What a worker starts with: its config, the listeners, the rules and registrations."""
         listeners = [
-            {"name": name, "addresses": addresses, "count": len(sockets)}
-            for name, (addresses, sockets) in self.sockets.serving.items()
-            if name.startswith(DATA_LISTENERS)
+            {"name": name, "addresses": self.sockets.serving[name][0], "count": len(shares[index])}
+            for name, shares in self._shares.items()
         ]
         return {
             "config": config_to_data(worker_config(self.config)),
@@ -131,13 +143,9 @@ class Supervisor(Sidecar):
             "registrations": self.registration_rows(),
         }
 
-    def listener_fds(self) -> list[int]:
-        return [
-            sock.fileno()
-            for name, (_addresses, sockets) in self.sockets.serving.items()
-            if name.startswith(DATA_LISTENERS)
-            for sock in sockets
-        ]
+    def listener_fds(self, index: int) -> list[int]:
+        """Worker `index`'s sockets, in the order `hello` lists them."""
+        return [sock.fileno() for shares in self._shares.values() for sock in shares[index]]
 
     def registration_rows(self) -> list[dict[str, str]]:
         return [
@@ -175,9 +183,11 @@ class WorkersAdmin(AdminApi):
     def __init__(self, sidecar: Supervisor) -> None:
         super().__init__(sidecar)
         self._rows: list[dict[str, Any]] = []
+        self._answers: list[dict[str, Any]] = []  # the workers' to the last stats ask
 
     async def collected_stats(self) -> Stats:
         answers = await self.sidecar.pool.ask_all("stats")
+        self._answers = [a for _w, a in answers]
         self._rows = [
             {"worker": w.index, "pid": w.pid, "restarts": self.sidecar.pool.restarts[w.index],
              "rq_total": requests_served(a["stats"])}
@@ -186,8 +196,18 @@ class WorkersAdmin(AdminApi):
         own = stats_state(self.sidecar.runtime.stats)  # the defences' counts, TLS, refusals
         return merged([own, *(a["stats"] for _w, a in answers)])
 
+    def governance_snapshot(self) -> dict[str, Any]:
+        governance = self.sidecar.runtime.governance  # the rules in force: the main's
+        rules = [a["rules"] for a in self._answers]
+        return {**governance.status(), "rules": summed(rules) if rules else {}}
+
+    def istio_families(self) -> list[Family]:
+        if self.sidecar.runtime.istio is None:
+            return []
+        return merged_families([a["istio"] for a in self._answers])
+
     async def workers_view(self) -> dict[str, Any]:
-        return {"workers": self._rows}
+        return {"workers": self._rows, "worker_watches": self.sidecar.pool.watched()}
 
     async def reset_counters(self, req: HttpRequest) -> HttpResponse:
         await self.sidecar.pool.ask_all("reset")

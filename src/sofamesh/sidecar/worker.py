@@ -36,7 +36,7 @@ from sofamesh.sidecar.admin import cluster_rows
 from sofamesh.sidecar.app import Registration, Sidecar
 from sofamesh.sidecar.upgrade import HANDSHAKE_TIMEOUT, adopt
 from sofamesh.sidecar.worker_link import Link, snapshot_of
-from sofamesh.sidecar.worker_stats import stats_state
+from sofamesh.sidecar.worker_stats import family_state, stats_state
 from sofamesh.transport.handover import Channel
 
 log = logging.getLogger("sofamesh.sidecar.workers")
@@ -113,7 +113,9 @@ class Worker:
         elif "stop" in message:
             self.sidecar.stop()
         elif message.get("ask") == "stats":
-            return {"stats": stats_state(rt.stats), "pid": os.getpid()}
+            istio = family_state(list(rt.istio.families())) if rt.istio is not None else []
+            rules = rt.governance.snapshot()["rules"]
+            return {"stats": stats_state(rt.stats), "rules": rules, "istio": istio}
         elif message.get("ask") == "reset":
             rt.stats.reset_counters()
             if rt.istio is not None:

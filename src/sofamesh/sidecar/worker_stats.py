@@ -9,10 +9,13 @@ calls, not an average of each worker's.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import attrs
+
 from sofamesh.model import Status
-from sofamesh.stats import CallStats, Stats
+from sofamesh.stats import CallStats, Family, Stats
 
 
 def stats_state(stats: Stats) -> dict[str, Any]:
@@ -70,3 +73,37 @@ def merged(states: list[dict[str, Any]]) -> Stats:
 def requests_served(state: dict[str, Any]) -> int:
     """The calls one worker has counted (inbound and outbound), for its row in `/stats`."""
     return sum(int(cs["total"]) for _d, _s, _c, cs in state["services"])
+
+
+def summed(values: list[Any]) -> Any:
+    """JSON values added up: numbers summed, mappings key by key; anything else (a state,
+    a name) as the first one says."""
+    first = values[0]
+    if isinstance(first, dict):
+        keys = {k: None for v in values if isinstance(v, dict) for k in v}
+        return {k: summed([v[k] for v in values if isinstance(v, dict) and k in v]) for k in keys}
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return sum(v for v in values if isinstance(v, int | float))
+    return first
+
+
+def family_state(families: list[Family]) -> list[dict[str, Any]]:
+    return [{**attrs.asdict(f, recurse=False)} for f in families]
+
+
+def merged_families(states: list[list[dict[str, Any]]]) -> list[Family]:
+    """Prometheus families from several processes, each sample summed across them."""
+    order: dict[str, dict[str, Any]] = {}
+    values: dict[str, dict[tuple[str, str], tuple[str, dict[str, str], float]]] = {}
+    for state in states:
+        for fam in state:
+            order.setdefault(fam["name"], fam)
+            samples = values.setdefault(fam["name"], {})
+            for suffix, labels, value in fam["samples"]:
+                key = (suffix, json.dumps(labels, sort_keys=True))
+                old = samples.get(key)
+                samples[key] = (suffix, labels, value + (old[2] if old else 0.0))
+    return [
+        Family(f["name"], f["kind"], f["help"], list(values[name].values()), f["unit"])
+        for name, f in order.items()
+    ]

@@ -1,14 +1,9 @@
 """A sidecar's worker processes (`workers: N`): started, fed, asked, restarted and stopped.
 
-The main process (sidecar/supervisor.py) binds every listener once; each worker
-gets the same listening sockets over a Unix socket pair (SCM_RIGHTS, as an
-upgrade hands them over: transport/handover.py) and accepts on them. One socket
-per listener, shared, rather than one SO_REUSEPORT socket per worker: the ports
-and the `bound` addresses are resolved once, an upgrade hands over one socket
-per listener as before, and no connection is lost when a worker dies (with
-SO_REUSEPORT, the connections queued on a dead worker's socket are reset). The
-kernel wakes one waiting acceptor per connection (exclusive wake-ups on Linux),
-so there is no thundering herd; docs/performance.md has the spread measured.
+The main process (sidecar/supervisor.py) binds every listener; each worker gets
+its own listening sockets on those ports (SO_REUSEPORT, sidecar/listener_shares.py)
+over a Unix socket pair (SCM_RIGHTS, as an upgrade hands them over:
+transport/handover.py) and accepts on them.
 
 The registry is watched here, once per service for the whole sidecar, and each
 snapshot goes to the workers that follow that service (sidecar/worker.py). A
@@ -41,7 +36,6 @@ START_TIMEOUT = 60.0  # seconds a worker gets to serve after it is started (load
 RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying at once
 STOP_GRACE = 5.0  # seconds past drain_timeout before a worker that will not exit is killed
 WATCH_RETRY = 1.0  # seconds before a registry watch that failed is opened again
-DATA_LISTENERS = ("inbound[", "outbound[")  # what workers serve; the rest is the main's
 
 
 @attrs.define(eq=False)
@@ -76,14 +70,28 @@ class WorkerPool:
 
     async def start(self) -> None:
         """Start every worker; return once all serve (SidecarError if one cannot)."""
-        assert self.tg is not None
-        for index in range(self.count):
-            await self.tg.start(self._keep, index)
+        failed: list[SidecarError] = []
+        async with anyio.create_task_group() as starting:  # side by side: start-up is slow
+            for index in range(self.count):
+                starting.start_soon(self._start_one, index, failed)
+        if failed:
+            raise failed[0]
         log.info("%d workers serving: pids %s", self.count, self.pids())
+
+    async def _start_one(self, index: int, failed: list[SidecarError]) -> None:
+        assert self.tg is not None
+        try:
+            await self.tg.start(self._keep, index)
+        except SidecarError as exc:
+            failed.append(exc)
 
     def running(self) -> bool:
         """Whether exited workers are started again (not once `stop` has begun)."""
         return not self.stopping
+
+    def watched(self) -> list[str]:
+        """The services watched for the workers (one registry watch each)."""
+        return sorted(self._follows)
 
     def pids(self) -> list[int]:
         return [w.pid for _, w in sorted(self.live.items())]
@@ -126,7 +134,7 @@ class WorkerPool:
             theirs.close()
         channel = Channel(await anyio.abc.UNIXSocketStream.from_socket(ours))
         try:
-            await channel.send(self.sidecar.hello(index), self.sidecar.listener_fds())
+            await channel.send(self.sidecar.hello(index), self.sidecar.listener_fds(index))
             with anyio.fail_after(START_TIMEOUT):
                 ready, _ = await channel.receive()
             pid = int(ready["ready"])

@@ -1,0 +1,160 @@
+"""HTTP/1.1 proxy throughput with 1 and 2 workers: sofamesh `workers: N` vs Envoy `--concurrency N`.
+
+    .venv/bin/python benchmarks/workers.py [--duration 10] [--connections 50] [--runs 3]
+    .venv/bin/python benchmarks/workers.py --quick   # one 1 s round: a smoke run
+
+Upstream: nginx (one worker) answering a small 200 on 127.0.0.1. Paths, each driven by
+wrk -t1 -c50 on the outbound listener (Host names the service; discovery on the file
+registry; the full outbound chain; asyncio + uvloop):
+
+- sofamesh, workers 1: one process, as without the key
+- sofamesh, workers 2: a main process and two workers accepting on the same socket
+- envoy --concurrency 1 and 2: Envoy 1.40 with one route to the same nginx
+
+wrk, nginx and the proxy share this machine's cores (2 here): a second worker can only
+help as far as a core is left over. The `split` column is how the requests of the last
+round were spread over the workers (the main process's admin API counts each one's).
+Rounds alternate the paths; the table reports the median round per path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from http_proxy import ENVOY, ENVOY_CONF, NGINX_CONF, publish_upstream, stop_all, wrk
+from netutil import free_port, wait_port
+
+
+def start_sidecar(
+    tmp: Path, registry: str, workers: int
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """A sidecar with `workers`; its process, outbound port and admin port."""
+    port, admin = free_port(), free_port()
+    cfg = tmp / f"sidecar-{workers}.json"
+    config = {
+        "app": f"bench{workers}",
+        "registry": registry,
+        "admin": f"127.0.0.1:{admin}",
+        "upgrade_socket": str(tmp / f"upgrade-{workers}.sock"),
+        "workers": workers,
+        "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}],
+    }
+    cfg.write_text(json.dumps(config))
+    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--log-level", "WARNING"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and b"READY" in proc.stdout.readline()
+    return proc, port, admin
+
+
+def start_envoy(tmp: Path, upstream: int, concurrency: int) -> tuple[subprocess.Popen[bytes], int]:
+    port, admin = free_port(), free_port()
+    path = tmp / f"envoy-{concurrency}.yaml"
+    path.write_text(ENVOY_CONF.format(port=port, admin=admin, upstream=upstream))
+    argv = [str(ENVOY), "-c", str(path), "--concurrency", str(concurrency),
+            "--base-id", str(80 + concurrency), "--log-level", "error"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def split(admin: int) -> str:
+    """Each worker's share of the calls so far, from the admin API's `/stats`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats") as resp:
+        rows = json.load(resp).get("workers")
+    if not rows:
+        return "-"
+    total = sum(r["rq_total"] for r in rows) or 1
+    return " / ".join(f"{100 * r['rq_total'] / total:.0f} %" for r in rows)
+
+
+def reset(admin: int) -> None:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{admin}/reset_counters",
+        method="POST",
+        data=b"{}",
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(req).close()
+
+
+def start_paths(
+    tmp: Path, procs: list[subprocess.Popen[bytes]]
+) -> dict[str, tuple[int, int | None]]:
+    """nginx, its publication, the sidecars and the Envoys: (port, admin) of each path."""
+    upstream = free_port()
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
+    nginx = ["nginx", "-c", str(tmp / "nginx.conf")]
+    procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
+    wait_port(upstream)
+    procs.append(publish_upstream(tmp / "registry", upstream))
+    paths: dict[str, tuple[int, int | None]] = {}
+    for workers in (1, 2):
+        proc, port, admin = start_sidecar(tmp, f"file://{tmp}/registry", workers)
+        procs.append(proc)
+        paths[f"sofamesh, workers {workers}"] = (port, admin)
+    if ENVOY.exists():
+        for concurrency in (1, 2):
+            proc, port = start_envoy(tmp, upstream, concurrency)
+            procs.append(proc)
+            paths[f"envoy --concurrency {concurrency}"] = (port, None)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one 1 s round per path, no warm-up")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.connections, args.runs = 1, 8, 1
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            paths = start_paths(Path(d), procs)
+            if not args.quick:  # warm every path (connection pools, cached imports)
+                for port, _admin in paths.values():
+                    wrk(port, "bench", 2, args.connections)
+            results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
+            splits: dict[str, str] = {}
+            for _ in range(args.runs):
+                for name, (port, admin) in paths.items():
+                    if admin is not None:
+                        reset(admin)
+                    results[name].append(wrk(port, "bench", args.duration, args.connections))
+                    splits[name] = split(admin) if admin is not None else "-"
+            report(results, splits, args)
+        finally:
+            stop_all(procs)
+
+
+def report(
+    results: dict[str, list[dict[str, float]]], splits: dict[str, str], args: argparse.Namespace
+) -> None:
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.runs} rounds, median round per"
+        f" path; {os.cpu_count()} cores shared by wrk, nginx and the proxy\n"
+    )
+    print("| path | req/s | p50 ms | p99 ms | non-2xx | split |\n|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        best = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+        print(
+            f"| {name} | {best['rps']:.0f} | {best['p50']:.2f} | {best['p99']:.2f} "
+            f"| {sum(r['errors'] for r in runs):.0f} | {splits[name]} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
