@@ -52,11 +52,13 @@ def config(tmp_path: Path, app_port: int) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def sidecar(tmp_path: Path, backend: str) -> AsyncIterator[tuple[Procs, dict[str, Any], int]]:
-    """Procs, the READY addresses and the app's port, with `workers: 2`."""
+async def sidecar(
+    tmp_path: Path, backend: str, **more: Any
+) -> AsyncIterator[tuple[Procs, dict[str, Any], int]]:
+    """Procs, the READY addresses and the app's port, with `workers: 2` (and `more` keys)."""
     async with upstream() as app_port, Procs(tmp_path, backend) as procs:
         path = tmp_path / "sidecar.yaml"
-        path.write_text(yaml.safe_dump(config(tmp_path, app_port)))
+        path.write_text(yaml.safe_dump({**config(tmp_path, app_port), **more}))
         argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path), "--backend", backend]
         ready = await procs.start("sidecar", argv, timeout=START_TIMEOUT)
         yield procs, ready, app_port
@@ -99,11 +101,12 @@ async def until_both_serve(address: str, service: str, ready: dict[str, Any]) ->
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs (an exited orphan nobody reaped yet is a zombie: not running)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_both_workers_serve_one_port_and_the_admin_sums_them(
@@ -184,3 +187,61 @@ async def test_sigterm_drains_every_worker_and_leaves_no_process(
         assert not any(alive(pid) for pid in pids)
         log = (tmp_path / "sidecar.log").read_text()
         assert log.count("drained") == 3, log  # the main process and each worker
+
+
+async def test_an_upgrade_hands_every_workers_socket_to_the_new_process(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    async with sidecar(tmp_path, anyio_backend) as (procs, ready, _app):
+        old_main = procs.running["sidecar"][0]
+        old_pids = [w["pid"] for w in (await stats(ready))["workers"]]
+        path = tmp_path / "sidecar.yaml"
+        argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path)]
+        argv += ["--backend", anyio_backend, "--upgrade"]
+        new = await procs.start("sidecar-new", argv, timeout=START_TIMEOUT)
+        assert new["inbound[0]"] == ready["inbound[0]"] and new["admin"] == ready["admin"]
+        with anyio.fail_after(30):
+            assert await old_main.wait() == 0
+        assert not any(alive(pid) for pid in old_pids)
+        sent = await until_both_serve(ready["inbound[0]"], SERVICE, new)
+        workers = (await stats(new))["workers"]
+        assert sum(w["rq_total"] for w in workers) == sent
+        assert not {w["pid"] for w in workers} & set(old_pids)
+        log = (tmp_path / "sidecar-new.log").read_text()
+        assert "without SO_REUSEPORT" not in log  # each new worker has a socket of its own
+
+
+async def test_a_rules_change_reaches_every_worker(tmp_path: Path, anyio_backend: str) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"version": "none"}))
+    more = {"rules_file": str(rules), "rules_last_good": str(tmp_path / "last-good.json")}
+    async with sidecar(tmp_path, anyio_backend, **more) as (_procs, ready, _app):
+        await until_both_serve(ready["inbound[0]"], SERVICE, ready)
+        abort = {"service": SERVICE, "direction": "inbound", "abort": {"code": 503}}
+        rules.write_text(yaml.safe_dump({"version": "abort", "faults": [abort]}))
+        answers: list[int] = []
+
+        async def every_worker_aborts() -> bool:
+            # Each call on a new connection, hashed to either worker: 20 aborted in a row
+            # cannot all come from one worker while the other still lets calls through.
+            answers.append(await call(ready["inbound[0]"], SERVICE))
+            return answers[-20:] == [503] * 20
+
+        await wait_for(every_worker_aborts, timeout=60)
+        workers = (await stats(ready))["workers"]
+        assert all(w["rq_total"] > 0 for w in workers)
+
+
+async def test_workers_drain_and_exit_when_the_main_process_dies(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    async with sidecar(tmp_path, anyio_backend) as (procs, ready, _app):
+        pids = [w["pid"] for w in (await stats(ready))["workers"]]
+        procs.kill("sidecar")
+
+        async def gone() -> bool:
+            return not any(alive(pid) for pid in pids)
+
+        await wait_for(gone, timeout=30)
+        log = (tmp_path / "sidecar.log").read_text()
+        assert log.count("the main process is gone: draining") == 2, log

@@ -3,7 +3,9 @@
 With `--upgrade`, the new process takes the listening sockets over from the
 running sidecar of the same app (through its `upgrade_socket`), serves, and
 only then tells the old one to drain and exit (docs/operations.md). If the
-upgrade fails, the running sidecar keeps serving.
+upgrade fails, the running sidecar keeps serving. With `workers: N` (N > 1) this
+process is the main one and starts N workers (`--worker FD`, an internal flag:
+sidecar/supervisor.py).
 
 Exit status: 0 after a clean drain (or a good configuration, with `--check`), 2 for
 a bad configuration, command line or rules document at start (one message listing

@@ -58,8 +58,8 @@ def worker_argv(backend: str, uvloop: bool, log_level: int, log_format: str) -> 
 def worker_config(config: MeshConfig) -> MeshConfig:
     """What a worker runs: the listeners, without what the main process holds for all."""
     return attrs.evolve(
-        config, admin=None, control=None, rules=None, rules_file=None, rules_key=None,
-        intercept=None, registry_apis=RegistryApisConfig(), workers=1,
+        config, admin=None, control=None, control_token=None, rules=None, rules_file=None,
+        rules_key=None, intercept=None, registry_apis=RegistryApisConfig(), workers=1,
     )  # fmt: skip
 
 
