@@ -13,7 +13,8 @@ registry; the full outbound chain; asyncio + uvloop):
 
 wrk, nginx and the proxy share this machine's cores (2 here): a second worker can only
 help as far as a core is left over. The `split` column is how the requests of the last
-round were spread over the workers (the main process's admin API counts each one's).
+round were spread over the workers (the main process's admin API counts each one's); the
+proxy's CPU per request and the cores it got are read from /proc (its process and children).
 Rounds alternate the paths; the table reports the median round per path.
 """
 
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -85,26 +87,47 @@ def reset(admin: int) -> None:
     urllib.request.urlopen(req).close()
 
 
-def start_paths(
-    tmp: Path, procs: list[subprocess.Popen[bytes]]
-) -> dict[str, tuple[int, int | None]]:
-    """nginx, its publication, the sidecars and the Envoys: (port, admin) of each path."""
+Path_ = tuple[int, int | None, int]  # the proxy's port, its admin port (sofamesh), its pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of `pid` (all its threads) and of its children (the workers)."""
+    kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    total = 0.0
+    for each in [pid, *map(int, kids.split())]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measured(path: Path_, duration: int, connections: int) -> dict[str, float]:
+    """One wrk round, with the proxy's CPU per request and the cores it got."""
+    port, _admin, pid = path
+    before, began = cpu_seconds(pid), time.monotonic()
+    result = wrk(port, "bench", duration, connections)
+    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - began
+    requests = result["rps"] * elapsed
+    return {**result, "cpu_us": 1e6 * used / max(requests, 1.0), "cores": used / elapsed}
+
+
+def start_paths(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, Path_]:
+    """nginx, its publication, the sidecars and the Envoys: each path's proxy."""
     upstream = free_port()
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
     nginx = ["nginx", "-c", str(tmp / "nginx.conf")]
     procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
     wait_port(upstream)
     procs.append(publish_upstream(tmp / "registry", upstream))
-    paths: dict[str, tuple[int, int | None]] = {}
+    paths: dict[str, Path_] = {}
     for workers in (1, 2):
         proc, port, admin = start_sidecar(tmp, f"file://{tmp}/registry", workers)
         procs.append(proc)
-        paths[f"sofamesh, workers {workers}"] = (port, admin)
+        paths[f"sofamesh, workers {workers}"] = (port, admin, proc.pid)
     if ENVOY.exists():
         for concurrency in (1, 2):
             proc, port = start_envoy(tmp, upstream, concurrency)
             procs.append(proc)
-            paths[f"envoy --concurrency {concurrency}"] = (port, None)
+            paths[f"envoy --concurrency {concurrency}"] = (port, None, proc.pid)
     return paths
 
 
@@ -125,15 +148,16 @@ def main() -> None:
         try:
             paths = start_paths(Path(d), procs)
             if not args.quick:  # warm every path (connection pools, cached imports)
-                for port, _admin in paths.values():
+                for port, _admin, _pid in paths.values():
                     wrk(port, "bench", 2, args.connections)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
             splits: dict[str, str] = {}
             for _ in range(args.runs):
-                for name, (port, admin) in paths.items():
+                for name, path in paths.items():
+                    admin = path[1]
                     if admin is not None:
                         reset(admin)
-                    results[name].append(wrk(port, "bench", args.duration, args.connections))
+                    results[name].append(measured(path, args.duration, args.connections))
                     splits[name] = split(admin) if admin is not None else "-"
             report(results, splits, args)
         finally:
@@ -147,12 +171,16 @@ def report(
         f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.runs} rounds, median round per"
         f" path; {os.cpu_count()} cores shared by wrk, nginx and the proxy\n"
     )
-    print("| path | req/s | p50 ms | p99 ms | non-2xx | split |\n|---|---|---|---|---|---|")
+    print(
+        "| path | req/s | p50 ms | p99 ms | non-2xx | split | proxy CPU us/req | cores used |"
+        "\n|---|---|---|---|---|---|---|---|"
+    )
     for name, runs in results.items():
         best = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
         print(
             f"| {name} | {best['rps']:.0f} | {best['p50']:.2f} | {best['p99']:.2f} "
-            f"| {sum(r['errors'] for r in runs):.0f} | {splits[name]} |"
+            f"| {sum(r['errors'] for r in runs):.0f} | {splits[name]} | {best['cpu_us']:.0f} "
+            f"| {best['cores']:.2f} |"
         )
 
 
