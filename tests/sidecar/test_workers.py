@@ -245,3 +245,40 @@ async def test_workers_drain_and_exit_when_the_main_process_dies(
         await wait_for(gone, timeout=30)
         log = (tmp_path / "sidecar.log").read_text()
         assert log.count("the main process is gone: draining") == 2, log
+
+
+async def test_a_local_api_registration_routes_in_every_worker(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    late = "com.example.Late"
+    token_file = tmp_path / "token"
+    more = {"local_api": {"token_file": str(token_file), "services": [late]}}
+    async with (
+        sidecar(tmp_path, anyio_backend, **more) as (_procs, ready, _app),
+        upstream() as late_port,
+        httpx.AsyncClient() as client,
+    ):
+        inbound = ready["inbound[0]"]
+        assert await call(inbound, late) != 200  # nobody serves it yet
+        auth = {"authorization": f"Bearer {token_file.read_text().strip()}"}
+        body = {"service": late, "upstream": f"127.0.0.1:{late_port}", "lease": 60}
+        r = await client.post(f"http://{ready['admin']}/api/v1/publish", json=body, headers=auth)
+        assert r.status_code == 200, r.text
+        routed: list[int] = []
+
+        async def every_worker_routes() -> bool:
+            # 20 in a row, each on a new connection hashed to either worker, all routed.
+            routed.append(await call(inbound, late))
+            return routed[-20:] == [200] * 20
+
+        await wait_for(every_worker_routes)
+        body = {"service": late}
+        r = await client.post(f"http://{ready['admin']}/api/v1/unpublish", json=body, headers=auth)
+        assert r.json() == {"unpublished": True}
+        answers: list[int] = []
+
+        async def every_worker_refuses() -> bool:
+            answers.append(await call(inbound, late))
+            return len(answers) >= 20 and 200 not in answers[-20:]
+
+        await wait_for(every_worker_refuses)

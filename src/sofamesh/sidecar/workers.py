@@ -44,7 +44,6 @@ class WorkerProcess:
     process: anyio.abc.Process
     link: Link
     pid: int
-    restarts: int = 0
     exited: anyio.Event = attrs.field(factory=anyio.Event)
 
 
@@ -143,7 +142,7 @@ class WorkerPool:
             await _reap(process)
             raise
         link = Link(channel, lambda m: self._handle(index, m), f"worker {index}")
-        worker = WorkerProcess(index, process, link, pid, self.restarts[index])
+        worker = WorkerProcess(index, process, link, pid)
         self.live[index] = worker
         return worker
 
