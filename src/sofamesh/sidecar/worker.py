@@ -95,6 +95,13 @@ class SupervisedRegistry:
             self.link.post(message)
 
 
+class WorkerSidecar(Sidecar):
+    """A worker's sidecar: the main process publishes this sidecar's endpoints, once."""
+
+    async def _publish_static(self) -> None:
+        return None
+
+
 class Worker:
     """What a worker does with its main process's messages."""
 
@@ -147,7 +154,7 @@ async def serve_worker(fd: int, settle: Callable[[], None]) -> None:
     _prefix_logs(f"worker {hello['index']}: ")
     config: MeshConfig = structure(MeshConfig, hello["config"])
     registry = SupervisedRegistry()
-    sidecar = Sidecar(config, registry=registry)
+    sidecar = WorkerSidecar(config, registry=registry)
     sidecar.sockets = adopt(list(hello["listeners"]), sockets)
     worker = Worker(sidecar, registry)
     if hello.get("rules"):  # in force before the first request
