@@ -76,7 +76,7 @@ def _query(req: HttpRequest) -> dict[str, str]:
     return dict(parse_qsl(req.target.partition("?")[2], keep_blank_values=True))
 
 
-def _json(status: int, body: Any) -> HttpResponse:
+def json_response(status: int, body: Any) -> HttpResponse:
     data = json.dumps(body, indent=2, default=str).encode() + b"\n"
     return HttpResponse(status=status, headers=[(b"content-type", b"application/json")], body=data)
 
@@ -135,12 +135,14 @@ class AdminApi:
         except Refused as e:
             peer = getattr(conn, "peer", None) or "?"
             log.warning("admin: refused %s %s from %s: %s", req.method, path, peer, e.reason)
-            return _json(e.status, {"error": e.reason})
+            return json_response(e.status, {"error": e.reason})
         except re.error as e:
-            return _json(400, {"error": f"bad request: filter is not a regular expression: {e}"})
+            return json_response(
+                400, {"error": f"bad request: filter is not a regular expression: {e}"}
+            )
         except (ValueError, KeyError, TypeError) as e:
             log.warning("admin: bad request %s %s: %s", req.method, path, e)
-            return _json(400, {"error": f"bad request: {e}"})
+            return json_response(400, {"error": f"bad request: {e}"})
 
     async def ready(self, _req: HttpRequest) -> HttpResponse:
         s = self.sidecar
@@ -183,7 +185,9 @@ class AdminApi:
             },
         }
         more = await self.workers_view()
-        return _json(200, {**stats.as_dict(match), "governance": governance, **observed, **more})
+        return json_response(
+            200, {**stats.as_dict(match), "governance": governance, **observed, **more}
+        )
 
     async def prometheus(self, req: HttpRequest) -> HttpResponse:
         match = name_filter(_query(req).get("filter"))
@@ -202,7 +206,7 @@ class AdminApi:
         s = self.sidecar
         uptime = f"{max(0, int(time.time() - s.started_at))}s"
         state = "DRAINING" if s.draining else ("LIVE" if s.ready else "INITIALIZING")
-        return _json(
+        return json_response(
             200,
             {
                 "version": __version__,
@@ -242,7 +246,7 @@ class AdminApi:
             }
             for name, direction, protocol, addr in rows
         ]
-        return _json(200, {"listener_statuses": statuses})
+        return json_response(200, {"listener_statuses": statuses})
 
     async def logging(self, req: HttpRequest) -> HttpResponse:
         """Envoy's `/logging`: `level=L` sets every logger, `<logger>=L` one logger."""
@@ -264,11 +268,11 @@ class AdminApi:
         return _text(200, "OK\n")
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:
-        return _json(200, {"clusters": cluster_rows(self.sidecar.runtime)})
+        return json_response(200, {"clusters": cluster_rows(self.sidecar.runtime)})
 
     async def config_dump(self, _req: HttpRequest) -> HttpResponse:
         s = self.sidecar
-        return _json(
+        return json_response(
             200,
             {
                 "version": __version__,
@@ -304,7 +308,7 @@ class AdminApi:
 
     async def info(self, _req: HttpRequest) -> HttpResponse:
         s = self.sidecar
-        return _json(
+        return json_response(
             200,
             {
                 "app": s.config.app,
@@ -329,21 +333,21 @@ class AdminApi:
     async def publish(self, req: HttpRequest) -> HttpResponse:
         service, protocol, upstream, app, lease = publication(self.sidecar, json_body(req))
         ep = await self.sidecar.register(service, protocol, upstream, app, lease)
-        return _json(200, {"published": ep.to_dict()})
+        return json_response(200, {"published": ep.to_dict()})
 
     async def unpublish(self, req: HttpRequest) -> HttpResponse:
         body = json_body(req)
         found = await self.sidecar.deregister(
             str(body["service"]), str(body.get("protocol", "http"))
         )
-        return _json(200 if found else 404, {"unpublished": found})
+        return json_response(200 if found else 404, {"unpublished": found})
 
     async def subscribe(self, req: HttpRequest) -> HttpResponse:
         body = json_body(req)
         cm = self.sidecar.runtime.clusters
         assert cm is not None
         cluster = cm.get(str(body["service"]))
-        return _json(200, {"service": cluster.service, "endpoints": len(cluster.endpoints)})
+        return json_response(200, {"service": cluster.service, "endpoints": len(cluster.endpoints)})
 
 
 def cluster_rows(rt: Runtime) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from sofamesh.config import Address, ListenerConfig, MeshConfig
 from sofamesh.config.model import RegistryApisConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.protocols import Server
-from sofamesh.sidecar.admin import LOG_LEVELS, AdminApi, _json, config_to_data
+from sofamesh.sidecar.admin import LOG_LEVELS, AdminApi, config_to_data, json_response
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.listener_shares import bind_reusable, spread
 from sofamesh.sidecar.upgrade import Takeover
@@ -215,7 +215,9 @@ class WorkersAdmin(AdminApi):
 
     async def clusters(self, _req: HttpRequest) -> HttpResponse:
         answers = await self.sidecar.pool.ask_all("clusters")
-        return _json(200, {"clusters": merge_clusters([a["clusters"] for _w, a in answers])})
+        return json_response(
+            200, {"clusters": merge_clusters([a["clusters"] for _w, a in answers])}
+        )
 
 
 def merge_clusters(views: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
