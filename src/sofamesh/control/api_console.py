@@ -73,7 +73,7 @@ class ConsoleApi:
 
     async def service_samples(self, call: Call) -> Any:
         ring = self.cp.sessions.samples
-        series = ring.series(call.workspace, call.params["name"], time.time())
+        series = await ring.read(call.workspace, call.params["name"], time.time())
         return {"service": call.params["name"], "bucket": ring.bucket, "samples": series}
 
     async def decisions_per_dataplane(self, call: Call) -> Any:
