@@ -157,3 +157,35 @@ def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     stage.procs[0].terminate()
     expect(page.locator("#conn")).to_have_text("connection lost", timeout=10_000)
     page.close()
+
+
+def test_auth_previewed_in_shadow_then_enforced(stage: Stage, browser: Browser) -> None:
+    mesh(stage)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log_in(page, stage.url, "admin", PASSWORD)
+
+    # Routes have no shadow mode: the page says so, with no shadow button.
+    page.goto(stage.url + "/#/w/shop/governance/routes/0")
+    expect(page.locator("#decisions .no-shadow")).to_contain_text("no shadow mode")
+    expect(page.get_by_role("button", name="Review and apply in shadow mode")).to_have_count(0)
+
+    # Only `nobody` may call orders-svc: applied in shadow, web's calls would be denied.
+    page.goto(stage.url + "/#/w/shop/governance/auth/0")
+    policy = '{"rules": [{"service": "orders-svc", "allow": ["nobody"]}]}'
+    page.get_by_label("Inbound policy (JSON)").fill(policy)
+    page.get_by_role("button", name="Review and apply in shadow mode").click()
+    expect(page.locator("pre.diff")).to_contain_text("shadow: true")
+    page.get_by_role("button", name="Apply in shadow mode", exact=True).click()
+    expect(page.get_by_text("Applied as v1")).to_be_visible()
+    expect(page.locator("#would-reject strong")).not_to_have_text("0", timeout=20_000)
+    expect(page.locator("#would-reject")).to_contain_text("Would deny (calls)")
+    rows = page.get_by_role("table", name="Decisions per data plane").get_by_role("row")
+    expect(rows.filter(has_text="orders orders-")).to_contain_text("auth.inbound")
+    assert set(stage.traffic[0].statuses) == {200}  # nothing denied yet
+
+    page.get_by_role("button", name="Enforce").click()
+    page.locator("dialog.confirm").get_by_role("button", name="Enforce").click()
+    expect(page.get_by_text("Applied as v2")).to_be_visible()
+    expect(page.locator("#rejected strong")).not_to_have_text("0", timeout=20_000)
+    assert set(stage.traffic[0].statuses) - {200}  # web's calls denied now
+    page.close()
