@@ -124,9 +124,9 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--dataplanes", type=int, default=50)
     parser.add_argument("--loads", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="3 loads")
+    parser.add_argument("--quick", action="store_true", help="1 load of each page")
     args = parser.parse_args()
-    loads = 3 if args.quick else args.loads
+    loads = 1 if args.quick else args.loads
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_control(Path(tmp), report_interval=30, lost_after=600)
         try:

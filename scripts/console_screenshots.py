@@ -58,8 +58,14 @@ RULES = [
                     "abort": {"code": 503, "percentage": 15},
                 }
             ],
+            "auth": {
+                "inbound": {
+                    "enforcement": {"shadow": True},
+                    "rules": [{"service": "inventory-svc", "allow": ["orders"]}],
+                }
+            },
         },
-        "faults inventory-chaos: 15% aborts",
+        "faults inventory-chaos: 15% aborts; shadow auth: only orders calls inventory",
     ),
 ]
 
@@ -158,6 +164,10 @@ def photograph(stage: Stage, out: Path) -> None:
         )
         shoot(page, f"{base}/governance", "governance", out, "main table")
         shoot(page, f"{base}/governance/rate_limits/0", "rule-shadow", out, "#decisions table")
+        shoot(page, f"{base}/governance/auth/0", "auth-shadow", out, "#decisions table")
+        shoot(page, f"{base}/governance/routes/0", "route-no-shadow", out, "#decisions .no-shadow")
+        page.goto(f"{base}/governance/rate_limits/0")
+        page.wait_for_selector("#decisions table")
         page.get_by_label("Count (calls/s) *").fill("12")
         page.get_by_role("button", name="Review and apply in shadow mode").click()
         page.wait_for_selector("pre.diff")

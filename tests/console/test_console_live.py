@@ -188,4 +188,15 @@ def test_auth_previewed_in_shadow_then_enforced(stage: Stage, browser: Browser) 
     expect(page.get_by_text("Applied as v2")).to_be_visible()
     expect(page.locator("#rejected strong")).not_to_have_text("0", timeout=20_000)
     assert set(stage.traffic[0].statuses) - {200}  # web's calls denied now
+
+    # A breaker in shadow counts the calls it would turn away apart from its openings.
+    breaker = {"service": "orders-svc", "name": "orders-errors", "threshold": 0.5}
+    doc = {**stage.call("GET", f"{WS}/rules")["document"], "breakers": [breaker]}
+    stage.call("POST", f"{WS}/rules", {"document": doc, "shadow": True})
+    page.goto(stage.url + "/#/w/shop/governance/breakers/0")
+    expect(page.locator("#would-reject")).to_have_text(re.compile(r"^Would reject \(calls\): \d+$"))
+    expect(page.locator("#would-open")).to_have_text(
+        re.compile(r"^Would have opened \(times\): \d+$")
+    )
+    expect(page.get_by_role("button", name="Enforce")).to_be_visible()
     page.close()
