@@ -81,14 +81,14 @@ export function topology(ctx) {
   const draw = () => {
     const { found, shown } = pick(services, filter.value);
     status.textContent = found > shown.length
-      ? `Showing the ${shown.length} busiest of ${found} services (of ${services.length}); filter to find the others.`
+      ? `Showing the ${shown.length} busiest of ${found} services${found < services.length ? ` (of ${services.length})` : ""}; filter to find the others.`
       : `${found} of ${services.length} services.`;
     box.replaceChildren(graph(ctx, shown));
   };
   const filter = h("input", { id: "topology-filter", type: "search", placeholder: "service or app", oninput: draw });
   return {
     el: h("section", {}, h("h1", {}, "Topology"),
-      h("div", { class: "filters" }, h("label", { for: "topology-filter" }, "Filter by service or app"), filter),
+      h("div", { class: "filters row", role: "search" }, h("label", { for: "topology-filter" }, "Filter by service or app"), filter),
       h("p", { class: "legend" }, h("span", { class: "key good" }, "≥ 99% success"), h("span", { class: "key warn" }, "≥ 95%"),
         h("span", { class: "key bad" }, "< 95%"), h("span", { class: "key idle" }, "no calls")),
       status, box),
