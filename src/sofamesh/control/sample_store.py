@@ -81,6 +81,7 @@ class StoredSamples:
         self.flush_interval = flush_interval
         self._pending: dict[Key, Bucket] = {}
         self._ready = False
+        self._pruned = 0.0  # when expired buckets were last deleted
 
     def add(self, workspace: str, record: dict[str, Any], now: float) -> None:
         """Feed one data plane's report (its record, with the previous counters)."""
@@ -113,6 +114,9 @@ class StoredSamples:
 
     async def flush(self, now: float) -> None:
         """Write the pending batch (added into the rows) and drop the expired buckets."""
+        prune = now - self._pruned >= self.bucket  # buckets expire one bucket at a time
+        if not self._pending and not prune:
+            return  # an idle control plane writes nothing
         await self._schema()
         batch, self._pending = self._pending, {}
         rows = [(ws, svc, start, *_row(b.sides)) for (ws, svc, start), b in batch.items()]
@@ -122,10 +126,12 @@ class StoredSamples:
             with db:  # one transaction
                 db.execute("BEGIN")
                 db.executemany(_ADD, rows)
-                db.execute(_PRUNE, (oldest,))
+                if prune:
+                    db.execute(_PRUNE, (oldest,))
 
         try:
             await self.store.call(write)
+            self._pruned = now if prune else self._pruned
         except StoreUnavailable as e:
             for key, b in batch.items():  # kept for the next flush, added to newer reports
                 into = self._pending.setdefault(key, Bucket(key[2]))
