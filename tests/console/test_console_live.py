@@ -1,6 +1,7 @@
 """In a real browser, against a real control plane, sidecars and traffic: a rate limit
 previewed in shadow mode, enforced, seen in the success rate, rolled back; the topology
-edge; the sidecar list with injection time, pod, sync state and a rejected document."""
+edge; the sidecar list with injection time, pod, sync state and a sidecar that refused a
+document by its own policy (`control.refuse_kinds`)."""
 
 from __future__ import annotations
 
@@ -84,13 +85,16 @@ def test_shadow_then_enforce_then_roll_back(stage: Stage, browser: Browser) -> N
     page.close()
 
 
-def report_rejection(stage: Stage, token: str) -> None:
-    """A data plane that refused the latest version reports so (its parser said no)."""
+FAULT = {"faults": [{"service": "payments-svc", "delay": {"fixed_delay": 0.1}}]}
+
+
+def report_expired_identity(stage: Stage, token: str) -> None:
+    """A data plane whose control-plane identity expired reports so (it runs the latest rules)."""
     latest = stage.call("GET", f"{WS}/rules")["version"]
     body: dict[str, Any] = {
         "id": "legacy-1",
         "app": "legacy",
-        "rules_error": {"version": latest, "error": "routes[0]: unknown balancer 'magic'"},
+        "rules_version": latest,
         "tls": {
             "mode": "strict",
             "issuer": "control",
@@ -107,7 +111,9 @@ def report_rejection(stage: Stage, token: str) -> None:
 
 def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     _outbound, token = mesh(stage)
-    stage.call("POST", f"{WS}/rules", {"document": {}, "message": "empty"})
+    # An operator keeps fault injection out of this one, whatever the control plane pushes.
+    stage.sidecar("canary", "shop", token, control={"refuse_kinds": ["faults"]})
+    stage.call("POST", f"{WS}/rules", {"document": FAULT, "message": "a delay for payments"})
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     log_in(page, stage.url, "admin", PASSWORD)
 
@@ -118,22 +124,26 @@ def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     # a live rate (how high depends on this machine's load)
     assert number(page, '[data-edge="web->orders-svc"] text') > 0
 
-    report_rejection(stage, token)
+    report_expired_identity(stage, token)
     page.goto(stage.url + "/#/w/shop/sidecars")
     orders = page.get_by_role("row").filter(has_text="orders-7d9f")
     expect(orders).to_contain_text("shop/orders-7d9f")
     expect(orders).to_contain_text("Running")
     expect(orders).to_contain_text("2025-11-24 16:00:00Z")  # injected at
     expect(orders.locator('[data-col="Sync"]')).to_have_text("SYNCED", timeout=20_000)
+    canary = page.get_by_role("row").filter(has_text="canary")
+    expect(canary.locator('[data-col="Sync"]')).to_contain_text("REJECTED", timeout=20_000)
+    expect(canary).to_contain_text("rules of kind faults are refused by this data plane")
+    web = page.get_by_role("row").filter(has=page.get_by_role("link", name="web", exact=True))
     legacy = page.get_by_role("row").filter(has_text="legacy")
-    expect(legacy.locator('[data-col="Sync"]')).to_contain_text("REJECTED")
-    expect(legacy).to_contain_text("unknown balancer 'magic'")
+    for synced in (web, legacy):  # the others took the same version
+        expect(synced.locator('[data-col="Sync"]')).to_have_text("SYNCED", timeout=20_000)
     expect(legacy.locator('[data-col="mTLS"]')).to_contain_text("strict")
     expect(legacy.locator('[data-col="mTLS"]')).to_contain_text("EXPIRED")
     expect(legacy.locator('[data-col="mTLS"]')).to_contain_text("2023-11-14 22:13:20Z")
     expect(orders.locator('[data-col="mTLS"]')).to_have_text("off")
     page.get_by_label("Sync").select_option("REJECTED")
-    expect(page.get_by_text("1 of 3 data planes")).to_be_visible()
+    expect(page.get_by_text("1 of 4 data planes")).to_be_visible()
 
     # A data plane's page: its live traffic and its clusters' endpoints.
     page.get_by_label("Sync").select_option("")
