@@ -101,6 +101,8 @@ async def test_a_data_plane_refuses_by_its_policy_and_keeps_its_rules(
             await eventually(lambda: state("SYNCED", "v5"), what="v5 taken")
 
         # Saved by a data plane whose policy since came to refuse it: not put back in force.
+        saved = json.loads((tmp_path / "state" / "a-shop.rules.json").read_text())
+        assert saved["version"] == "v5" and saved["document"]["rate_limits"]
         stricter = {**config, "control": {**control, "refuse_kinds": ["rate_limits"]}}
         cp.stop()
         async with open_mesh(stricter) as mesh:
