@@ -60,7 +60,7 @@ async def _row(admin: Any) -> dict[str, Any]:
 
 @pytest.mark.anyio
 async def test_a_data_plane_refuses_by_its_policy_and_keeps_its_rules(
-    tmp_path: Path, monkeypatch: Any, anyio_backend: str
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture, anyio_backend: str
 ) -> None:
     monkeypatch.setenv("SOFAMESH_STATE_DIR", str(tmp_path / "state"))
     async with running_control(tmp_path, monkeypatch, report_interval=0.2) as (cp, admin):
@@ -88,6 +88,8 @@ async def test_a_data_plane_refuses_by_its_policy_and_keeps_its_rules(
             assert "faults" in row["sync_error"] and row["rules_version"] == "v1"
             assert mesh.governance.version == "v1"  # fails closed: the last good rules stay
             assert not mesh.governance.current.document.faults
+            warned = [r for r in caplog.records if r.levelname == "WARNING"]
+            assert any("rules v2 refused by this data plane" in r.getMessage() for r in warned)
 
             many = [{**LIMIT["rate_limits"][0], "name": f"qps-{i}"} for i in range(40)]
             await admin.ok("POST", rules, {"document": {"rate_limits": many}})
