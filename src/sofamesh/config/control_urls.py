@@ -19,7 +19,7 @@ from sofamesh.config.structure import structure
 
 # The sections of a rules document (`governance.rules.RulesDocument`, which sits above
 # config; tests/config checks the two lists are the same).
-RuleKind = Literal[
+RulesSection = Literal[
     "routes",
     "load_balancing",
     "breakers",
@@ -89,7 +89,7 @@ class _Policy:
     """The mapping form, read with `structure` so each problem carries its path."""
 
     urls: _Urls
-    refuse_kinds: tuple[RuleKind, ...] = ()
+    refuse_kinds: tuple[RulesSection, ...] = ()
     max_document_bytes: int = attrs.field(
         default=DEFAULT_MAX_DOCUMENT_BYTES, validator=attrs.validators.gt(0)
     )
