@@ -1,4 +1,4 @@
-"""The console's services page: time to first render with 200 services and 50 data planes,
+"""The console's pages: time to first render with 200 services and 50 data planes,
 and the weight of its JavaScript and CSS.
 
     PYTHONPATH=src .venv/bin/python benchmarks/console.py [--services 200] [--dataplanes 50]
@@ -6,11 +6,14 @@ and the weight of its JavaScript and CSS.
 
 A control plane process (sqlite store, file registry) gets `--dataplanes` data planes'
 reports (each providing its share of the `--services` services, calling four others, with
-traffic counters, reported twice so rates exist), and every provider is published in the
-registry. Debian's Chromium, through Playwright, then loads `/#/w/bench/services` from
-scratch `--loads` times (a new browser context each, so nothing is cached; logged in by
-its token): the figure is the time from the navigation's start to the moment the table
-shows every service (`performance.now()` in the page), median and worst. Prints Markdown.
+traffic counters, reported twice so rates exist), every provider is published in the
+registry, and rules of every kind name the services (a rate limit for each of them, twenty
+of every other kind; three versions). Debian's Chromium, through Playwright, then loads
+every page from scratch `--loads` times (a new browser context each, so nothing is cached;
+logged in by its token): the figure is the time from the navigation's start to the moment
+the page has drawn its first data (the console clears `aria-busy` on `<main>` then; for the
+services page, also every row present), from `performance.now()` in the page, median and
+worst. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -28,84 +31,66 @@ from typing import Any
 from control_common import start_control, workspace
 from playwright.sync_api import Browser, sync_playwright
 
-from sofamesh.cli.client import Client
 from sofamesh.control.console import load_assets
-from sofamesh.endpoint import Endpoint
-from sofamesh.registry.file import FileRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.console.crowd import crowd
 from tests.console.stage import CHROMIUM, CHROMIUM_ARGS
 
+KINDS = (
+    "routes",
+    "load_balancing",
+    "breakers",
+    "rate_limits",
+    "hot_params",
+    "auth",
+    "faults",
+    "fallbacks",
+    "resource_limits",
+)
 
-def report(i: int, services: list[str], n: int, requests: int) -> dict[str, Any]:
-    mine = services[i::n]
-    calls = [services[(i * 7 + k) % len(services)] for k in range(4)]
-    traffic = [
-        {
-            "direction": "inbound",
-            "service": s,
-            "requests": requests,
-            "errors": requests // 50,
-            "p99": 12.5,
-        }
-        for s in mine
-    ] + [
-        {"direction": "outbound", "service": s, "requests": requests // 2, "errors": 0, "p99": 20.0}
-        for s in calls
+
+def pages(first_service: str) -> list[tuple[str, str]]:
+    """(label, hash route) of every page."""
+    return [
+        ("overview", "overview"),
+        ("services page", "services"),
+        ("a service", f"services/{first_service}"),
+        ("topology", "topology"),
+        ("sidecars", "sidecars"),
+        ("a data plane", "sidecars/app0-1"),
+        ("governance, all kinds", "governance"),
+        *((f"governance, {k}", f"governance/{k}") for k in KINDS),
+        ("a rule (rate limit)", "governance/rate_limits/0"),
+        ("YAML", "yaml"),
+        ("history", "history"),
+        ("access", "access"),
     ]
-    return {
-        "id": f"app{i}-1",
-        "app": f"app{i}",
-        "mode": "sidecar",
-        "version": "bench",
-        "provides": mine,
-        "calls": calls,
-        "traffic": traffic,
-        "pod": {"name": f"app{i}-7d9f", "namespace": "bench", "phase": "Running"},
-        "started_at": time.time(),
-        "injected_at": str(int(time.time())),
-    }
 
 
-def populate(url: str, tmp: Path, n_services: int, n_planes: int) -> Client:
-    admin, token = workspace(url)
-    services = [f"com.example.Service{k:03d}" for k in range(n_services)]
-    # Entries owned by this process (alive for the whole run), written as `publish` does.
-    registry = FileRegistry(tmp / "reg", lease=3600)
-    for k, name in enumerate(services):
-        meta = {"mode": "sidecar"}
-        app = f"app{k % n_planes}"
-        registry._publish(Endpoint(name, "127.0.0.1", 20000 + k, app=app, meta=meta))
-    dp = Client(url, token)
-    for requests in (1000, 1500):  # two reports: rates are their differences
-        for i in range(n_planes):
-            dp.call(
-                "POST",
-                "/api/v1/workspaces/bench/dataplanes",
-                report(i, services, n_planes, requests),
-            )
-        time.sleep(1.0)  # reports of one data plane must be apart (the flood guard)
-    return admin
-
-
-# Installed before the page's own scripts: notes the time the table first has every row.
+# Installed before the page's own scripts: notes when <main> first stops being busy
+# (and, on the services page, holds every row).
 WATCH = """
 new MutationObserver((_, obs) => {
-  if (document.querySelectorAll('#service-table tbody tr').length === %d) {
-    window.__rendered = performance.now();
-    obs.disconnect();
-  }
-}).observe(document, {childList: true, subtree: true});
+  const main = document.querySelector('main#main');
+  if (!main || main.hasAttribute('aria-busy')) return;
+  if (location.hash.endsWith('/services') &&
+      document.querySelectorAll('#service-table tbody tr').length !== %d) return;
+  window.__rendered = performance.now();
+  obs.disconnect();
+}).observe(document, {childList: true, subtree: true, attributes: true});
 """
 
 
-def first_render(browser: Browser, url: str, token: str, expect: int) -> float:
+def first_render(browser: Browser, url: str, token: str, route: str, services: int) -> float:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.add_init_script(f"sessionStorage.setItem('sofamesh.token', {json.dumps(token)})")
-    context.add_init_script(WATCH % expect)
+    context.add_init_script(WATCH % services)
     page = context.new_page()
-    page.goto(f"{url}/#/w/bench/services")
-    page.locator("#service-table tbody tr").nth(expect - 1).wait_for(timeout=30_000)
+    page.goto(f"{url}/#/w/bench/{route}")
+    page.locator("main#main:not([aria-busy])").wait_for(timeout=30_000)
+    if route == "services":
+        page.locator("#service-table tbody tr").nth(services - 1).wait_for(timeout=30_000)
     ms = float(page.evaluate("window.__rendered"))
     context.close()
     return ms
@@ -122,42 +107,52 @@ def weight() -> tuple[int, int, int]:
     return js, css, gz
 
 
+def measure(url: str, token: str, routes: list[tuple[str, str]], loads: int, n: int) -> Any:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        first_render(browser, url, token, "services", n)  # warm the server
+        times = {
+            label: [first_render(browser, url, token, route, n) for _ in range(loads)]
+            for label, route in routes
+        }
+        browser.close()
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=200)
     parser.add_argument("--dataplanes", type=int, default=50)
     parser.add_argument("--loads", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="3 loads")
+    parser.add_argument("--quick", action="store_true", help="1 load of each page")
     args = parser.parse_args()
-    loads = 3 if args.quick else args.loads
+    loads = 1 if args.quick else args.loads
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_control(Path(tmp), report_interval=30, lost_after=600)
         try:
-            admin = populate(url, Path(tmp), args.services, args.dataplanes)
+            admin, dp_token = workspace(url)
+            token = admin.token or ""
+            names = crowd(url, token, dp_token, Path(tmp) / "reg", args.services, args.dataplanes)
             api_ms = []
             for _ in range(loads):
                 t = time.perf_counter()
                 got = admin.call("GET", "/api/v1/workspaces/bench/services")
                 api_ms.append((time.perf_counter() - t) * 1000)
             assert len(got) == args.services, len(got)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                first_render(browser, url, admin.token or "", args.services)  # warm the server
-                times = [
-                    first_render(browser, url, admin.token or "", args.services)
-                    for _ in range(loads)
-                ]
-                browser.close()
+            times = measure(url, token, pages(names[0]), loads, args.services)
         finally:
             proc.terminate()
             proc.wait(10)
     js, css, gz = weight()
-    print(f"Services page, first render ({loads} loads, each in a fresh browser context):\n")
-    print("| page | median | worst | of which the catalog's answer, median |")
-    print("|---|---|---|---|")
-    label = f"services page, {args.services} services / {args.dataplanes} data planes"
-    median, worst, api = statistics.median(times), max(times), statistics.median(api_ms)
-    print(f"| {label} | {median:.0f} ms | {worst:.0f} ms | {api:.0f} ms |")
+    load = f"{args.services} services / {args.dataplanes} data planes"
+    print(f"Every page, first render ({loads} loads each, each in a fresh browser context):\n")
+    print("| page | median | worst |")
+    print("|---|---|---|")
+    for label, ms in times.items():
+        print(f"| {label}, {load} | {statistics.median(ms):.0f} ms | {max(ms):.0f} ms |")
+    print(
+        f"\nThe catalog's answer (`GET .../services`), median: {statistics.median(api_ms):.0f} ms"
+    )
     print("\nWeight of the console (every module and the stylesheet, uncompressed):\n")
     print("| JavaScript | CSS | both, gzip -9 |")
     print("|---|---|---|")

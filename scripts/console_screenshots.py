@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from tests.console.crowd import crowd  # noqa: E402
 from tests.console.stage import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Stage, eventually  # noqa: E402
 
 WS = "/api/v1/workspaces/shop"
@@ -58,8 +59,14 @@ RULES = [
                     "abort": {"code": 503, "percentage": 15},
                 }
             ],
+            "auth": {
+                "inbound": {
+                    "enforcement": {"shadow": True},
+                    "rules": [{"service": "inventory-svc", "allow": ["orders"]}],
+                }
+            },
         },
-        "faults inventory-chaos: 15% aborts",
+        "faults inventory-chaos: 15% aborts; shadow auth: only orders calls inventory",
     ),
 ]
 
@@ -129,7 +136,26 @@ def main() -> int:
             photograph(stage, args.out)
         finally:
             stage.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Stage(Path(tmp))
+        try:
+            photograph_crowd(stage, args.out)
+        finally:
+            stage.close()
     return 0
+
+
+def photograph_crowd(stage: Stage, out: Path) -> None:
+    """The topology of 200 services and 50 data planes: the busiest 40, and a filter."""
+    stage.control(lost_after=600)
+    dp_token = stage.workspace("bench")
+    crowd(stage.url, stage.login("admin", PASSWORD), dp_token, stage.tmp / "reg", 200, 50)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        log_in(page, stage.url)
+        shoot(page, f"{stage.url}/#/w/bench/topology", "topology-crowd", out, "svg.topology")
+        browser.close()
 
 
 def log_in(page: Page, url: str) -> None:
@@ -158,6 +184,10 @@ def photograph(stage: Stage, out: Path) -> None:
         )
         shoot(page, f"{base}/governance", "governance", out, "main table")
         shoot(page, f"{base}/governance/rate_limits/0", "rule-shadow", out, "#decisions table")
+        shoot(page, f"{base}/governance/auth/0", "auth-shadow", out, "#decisions table")
+        shoot(page, f"{base}/governance/routes/0", "route-no-shadow", out, "#decisions .no-shadow")
+        page.goto(f"{base}/governance/rate_limits/0")
+        page.wait_for_selector("#decisions table")
         page.get_by_label("Count (calls/s) *").fill("12")
         page.get_by_role("button", name="Review and apply in shadow mode").click()
         page.wait_for_selector("pre.diff")

@@ -154,13 +154,15 @@ class Stage:
         *,
         provides: str = "",
         env: dict[str, str] | None = None,
+        control: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A sidecar process; `control`: its own policy on pushed rules (`refuse_kinds`, ...)."""
         cfg: dict[str, Any] = {
             "app": app,
             "registry": f"file://{self.tmp}/reg?poll=0.05",
             "admin": "127.0.0.1:0",
             "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
-            "control": self.url,
+            "control": {"urls": self.url, **control} if control else self.url,
             "control_token": token,
             "workspace": workspace,
         }

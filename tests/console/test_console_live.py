@@ -1,6 +1,7 @@
 """In a real browser, against a real control plane, sidecars and traffic: a rate limit
 previewed in shadow mode, enforced, seen in the success rate, rolled back; the topology
-edge; the sidecar list with injection time, pod, sync state and a rejected document."""
+edge; the sidecar list with injection time, pod, sync state and a sidecar that refused a
+document by its own policy (`control.refuse_kinds`)."""
 
 from __future__ import annotations
 
@@ -84,13 +85,16 @@ def test_shadow_then_enforce_then_roll_back(stage: Stage, browser: Browser) -> N
     page.close()
 
 
-def report_rejection(stage: Stage, token: str) -> None:
-    """A data plane that refused the latest version reports so (its parser said no)."""
+FAULT = {"faults": [{"service": "payments-svc", "delay": {"fixed_delay": 0.1}}]}
+
+
+def report_expired_identity(stage: Stage, token: str) -> None:
+    """A data plane whose control-plane identity expired reports so (it runs the latest rules)."""
     latest = stage.call("GET", f"{WS}/rules")["version"]
     body: dict[str, Any] = {
         "id": "legacy-1",
         "app": "legacy",
-        "rules_error": {"version": latest, "error": "routes[0]: unknown balancer 'magic'"},
+        "rules_version": latest,
         "tls": {
             "mode": "strict",
             "issuer": "control",
@@ -107,7 +111,9 @@ def report_rejection(stage: Stage, token: str) -> None:
 
 def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     _outbound, token = mesh(stage)
-    stage.call("POST", f"{WS}/rules", {"document": {}, "message": "empty"})
+    # An operator keeps fault injection out of this one, whatever the control plane pushes.
+    stage.sidecar("canary", "shop", token, control={"refuse_kinds": ["faults"]})
+    stage.call("POST", f"{WS}/rules", {"document": FAULT, "message": "a delay for payments"})
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     log_in(page, stage.url, "admin", PASSWORD)
 
@@ -118,22 +124,26 @@ def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     # a live rate (how high depends on this machine's load)
     assert number(page, '[data-edge="web->orders-svc"] text') > 0
 
-    report_rejection(stage, token)
+    report_expired_identity(stage, token)
     page.goto(stage.url + "/#/w/shop/sidecars")
     orders = page.get_by_role("row").filter(has_text="orders-7d9f")
     expect(orders).to_contain_text("shop/orders-7d9f")
     expect(orders).to_contain_text("Running")
     expect(orders).to_contain_text("2025-11-24 16:00:00Z")  # injected at
     expect(orders.locator('[data-col="Sync"]')).to_have_text("SYNCED", timeout=20_000)
+    canary = page.get_by_role("row").filter(has_text="canary")
+    expect(canary.locator('[data-col="Sync"]')).to_contain_text("REJECTED", timeout=20_000)
+    expect(canary).to_contain_text("rules of kind faults are refused by this data plane")
+    web = page.get_by_role("row").filter(has=page.get_by_role("link", name="web", exact=True))
     legacy = page.get_by_role("row").filter(has_text="legacy")
-    expect(legacy.locator('[data-col="Sync"]')).to_contain_text("REJECTED")
-    expect(legacy).to_contain_text("unknown balancer 'magic'")
+    for synced in (web, legacy):  # the others took the same version
+        expect(synced.locator('[data-col="Sync"]')).to_have_text("SYNCED", timeout=20_000)
     expect(legacy.locator('[data-col="mTLS"]')).to_contain_text("strict")
     expect(legacy.locator('[data-col="mTLS"]')).to_contain_text("EXPIRED")
     expect(legacy.locator('[data-col="mTLS"]')).to_contain_text("2023-11-14 22:13:20Z")
     expect(orders.locator('[data-col="mTLS"]')).to_have_text("off")
     page.get_by_label("Sync").select_option("REJECTED")
-    expect(page.get_by_text("1 of 3 data planes")).to_be_visible()
+    expect(page.get_by_text("1 of 4 data planes")).to_be_visible()
 
     # A data plane's page: its live traffic and its clusters' endpoints.
     page.get_by_label("Sync").select_option("")
@@ -156,4 +166,47 @@ def test_topology_and_the_sidecar_list(stage: Stage, browser: Browser) -> None:
     # The lost connection is shown, not hidden.
     stage.procs[0].terminate()
     expect(page.locator("#conn")).to_have_text("connection lost", timeout=10_000)
+    page.close()
+
+
+def test_auth_previewed_in_shadow_then_enforced(stage: Stage, browser: Browser) -> None:
+    mesh(stage)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log_in(page, stage.url, "admin", PASSWORD)
+
+    # Routes have no shadow mode: the page says so, with no shadow button.
+    page.goto(stage.url + "/#/w/shop/governance/routes/0")
+    expect(page.locator("#decisions .no-shadow")).to_contain_text("no shadow mode")
+    expect(page.get_by_role("button", name="Review and apply in shadow mode")).to_have_count(0)
+
+    # Only `nobody` may call orders-svc: applied in shadow, web's calls would be denied.
+    page.goto(stage.url + "/#/w/shop/governance/auth/0")
+    policy = '{"rules": [{"service": "orders-svc", "allow": ["nobody"]}]}'
+    page.get_by_label("Inbound policy (JSON)").fill(policy)
+    page.get_by_role("button", name="Review and apply in shadow mode").click()
+    expect(page.locator("pre.diff")).to_contain_text("shadow: true")
+    page.get_by_role("button", name="Apply in shadow mode", exact=True).click()
+    expect(page.get_by_text("Applied as v1")).to_be_visible()
+    expect(page.locator("#would-reject strong")).not_to_have_text("0", timeout=20_000)
+    expect(page.locator("#would-reject")).to_contain_text("Would deny (calls)")
+    rows = page.get_by_role("table", name="Decisions per data plane").get_by_role("row")
+    expect(rows.filter(has_text="orders orders-")).to_contain_text("auth.inbound")
+    assert set(stage.traffic[0].statuses) == {200}  # nothing denied yet
+
+    page.get_by_role("button", name="Enforce").click()
+    page.locator("dialog.confirm").get_by_role("button", name="Enforce").click()
+    expect(page.get_by_text("Applied as v2")).to_be_visible()
+    expect(page.locator("#rejected strong")).not_to_have_text("0", timeout=20_000)
+    assert set(stage.traffic[0].statuses) - {200}  # web's calls denied now
+
+    # A breaker in shadow counts the calls it would turn away apart from its openings.
+    breaker = {"service": "orders-svc", "name": "orders-errors", "threshold": 0.5}
+    doc = {**stage.call("GET", f"{WS}/rules")["document"], "breakers": [breaker]}
+    stage.call("POST", f"{WS}/rules", {"document": doc, "shadow": True})
+    page.goto(stage.url + "/#/w/shop/governance/breakers/0")
+    expect(page.locator("#would-reject")).to_have_text(re.compile(r"^Would reject \(calls\): \d+$"))
+    expect(page.locator("#would-open")).to_have_text(
+        re.compile(r"^Would have opened \(times\): \d+$")
+    )
+    expect(page.get_by_role("button", name="Enforce")).to_be_visible()
     page.close()

@@ -1,10 +1,15 @@
-"""The ring of golden-metric samples per service: buckets, inbound preferred, bounded."""
+"""The samples per service: buckets, inbound preferred, bounded; kept in the sqlite store."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sofamesh.control.sample_store import StoredSamples
 from sofamesh.control.samples import Samples
+from sofamesh.control.sqlite_store import SqliteStore
 
 
 def record(
@@ -62,3 +67,26 @@ def test_old_buckets_and_series_beyond_the_limit_are_dropped() -> None:
     for name in ("t", "u"):
         ring.add("a", record(1.0, [("inbound", name, 1, 0)], [("inbound", name, 0, 0)]), 1.0)
     assert ring.series("a", "s", 9.5) == []  # the least recently fed series went first
+
+
+@pytest.mark.anyio
+async def test_stored_samples_are_shared_by_two_stores_on_one_file_and_kept(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    path = str(tmp_path / "control.db")
+    fed = record(101.0, [("inbound", "s", 30, 3)], [("inbound", "s", 0, 0)])
+    async with SqliteStore(path) as one, SqliteStore(path) as two:
+        a, b = StoredSamples(one, bucket=10.0, keep=3), StoredSamples(two, bucket=10.0, keep=3)
+        a.add("ws", fed, 101.0)
+        assert await b.read("ws", "s", 105.0) == []  # not flushed yet
+        assert (await a.read("ws", "s", 105.0))[0]["rps"] == 6.0  # pending, seen here
+        await a.flush(105.0)
+        b.add("ws", fed, 102.0)  # another replica's report in the same bucket adds up
+        await b.flush(106.0)
+        expected = {"time": 100.0, "rps": 6.0, "success_rate": 0.9, "p99_ms": 12.0}
+        assert await a.read("ws", "s", 110.0) == [expected]
+    async with SqliteStore(path) as again:  # a restart keeps them
+        kept = StoredSamples(again, bucket=10.0, keep=3)
+        assert await kept.read("ws", "s", 110.0) == [expected]
+        await kept.flush(141.0)  # older than 3 buckets of 10 s: pruned
+        assert await kept.read("ws", "s", 110.0) == []

@@ -26,6 +26,9 @@ def test_versions_parse_with_or_without_v() -> None:
 def test_shadow_puts_every_enforcing_rule_in_shadow() -> None:
     doc = parse_rules(in_shadow({**LIMIT, **BREAKER}))
     assert doc.rate_limits[0].enforcement.shadow and doc.breakers[0].enforcement.shadow
+    auth = {"auth": {"inbound": {"default": "deny", "rules": [{"service": "orders"}]}}}
+    policy = parse_rules(in_shadow(auth)).auth.inbound
+    assert policy is not None and policy.enforcement.shadow
 
 
 async def test_apply_history_diff_rollback(tmp_path: Path, monkeypatch: Any) -> None:

@@ -76,6 +76,9 @@ def _convert(tp: Any, data: Any, path: str, problems: list[str]) -> Any:
 def _parse(tp: Any, data: Any, path: str, problems: list[str]) -> Any:
     try:
         return tp.parse(data)
+    except ConfigError as e:  # a mapping read with `structure`: its paths are relative
+        problems.extend(f"{path}.{p}" if path else p for p in e.problems)
+        return _MISSING
     except (ValueError, TypeError) as e:
         problems.append(f"{_where(path)}: {e}")
         return _MISSING

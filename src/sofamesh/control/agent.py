@@ -12,7 +12,11 @@ life, owned by its task group:
 3. **Watches** with a long-poll. A new rules document goes through the
    governance's own reload path (`Governance.load`, as a watched `rules_file`
    does): accepted, it is persisted (atomically) and acked; refused, the rules in
-   force stay and the refusal is sent as a nack. An operator's request (mark
+   force stay and the refusal is sent as a nack. Before it is parsed, a document
+   meets this data plane's own policy (`control.refuse_kinds`,
+   `control.max_document_bytes`): whatever the control plane validated, a data
+   plane may keep a kind of rule (fault injection in production) or an outsized
+   document out; such a document is refused the same way. An operator's request (mark
    failed / ok, drain) is carried out through the host.
 
 Several control-plane addresses are tried in turn; the agent stays with whichever
@@ -35,7 +39,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from sofamesh.codecs.http1 import HttpRequest
+from sofamesh.codecs.http1 import DEFAULT_LIMITS, Http1Limits, HttpRequest
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.governance.source import Governance
 from sofamesh.protocols.http.pool import Http1Pool
@@ -119,7 +123,10 @@ class ControlAgent:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self._restore()
-        async with Http1Pool(connect_timeout=2.0) as pool:
+        # The pool's body limit stays above the document cap, so an outsized document is
+        # refused by the cap (and nacked) rather than lost as a failed watch.
+        body = max(DEFAULT_LIMITS.max_body_size, self.urls.max_document_bytes + 64 * 1024)
+        async with Http1Pool(Http1Limits(max_body_size=body), connect_timeout=2.0) as pool:
             if self.urls.secure:  # the control plane's certificate and name verified
                 pool.connect = https_connector(self.ca_file)
             self._pool = pool
@@ -145,6 +152,10 @@ class ControlAgent:
             return
         except (OSError, ValueError) as e:
             log.warning("ignoring the saved rules in %s: %s", self.state_file, e)
+            return
+        refused = refusal(self.urls, saved["document"])
+        if refused:  # the policy changed since it was saved: start on no pushed rules
+            log.warning("not restoring the saved rules in %s: %s", self.state_file, refused)
             return
         if self.host.governance.load(saved["document"], f"control-cache:{saved['version']}"):
             self.offered = saved["version"]
@@ -256,7 +267,11 @@ class ControlAgent:
     async def _apply(self, version: str, document: Any) -> None:
         gov = self.host.governance
         self.offered = version
-        if gov.load(document, f"control:{version}"):
+        error = refusal(self.urls, document)
+        if error is not None:  # fails closed: the rules in force stay
+            log.warning("rules %s refused by this data plane's policy: %s", version, error)
+            self.rules_error = {"version": version, "error": error}
+        elif gov.load(document, f"control:{version}"):
             await anyio.to_thread.run_sync(self._persist, version, document)
             self.rules_error = None
             error = None
@@ -274,6 +289,29 @@ class ControlAgent:
             self.host.drain()
             return
         await self.host.set_healthy(desired.get("health", "serving") == "serving")
+
+
+def refusal(policy: ControlUrls, document: Any) -> str | None:
+    """Why this data plane's own policy refuses a pushed document, or None.
+
+    The size is that of the document as compact JSON, measured before the rules
+    parser reads it; a kind counts when its section holds anything.
+    """
+    size = len(json.dumps(document, separators=(",", ":"), default=str).encode())
+    if size > policy.max_document_bytes:
+        return (
+            f"document of {size} bytes is larger than this data plane takes "
+            f"(control.max_document_bytes: {policy.max_document_bytes})"
+        )
+    if not isinstance(document, dict):
+        return None  # the rules parser says what is wrong with it
+    kinds = [k for k in policy.refuse_kinds if document.get(k)]
+    if kinds:
+        return (
+            f"rules of kind {', '.join(kinds)} are refused by this data plane "
+            f"(control.refuse_kinds)"
+        )
+    return None
 
 
 def decisions(gov: Governance) -> list[dict[str, Any]]:

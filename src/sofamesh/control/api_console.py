@@ -22,8 +22,12 @@ if TYPE_CHECKING:
     from sofamesh.control.app import ControlPlane
 
 
+# libyaml's emitter when PyYAML has it: a document of hundreds of rules dumps ten times faster.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def as_yaml(document: Any) -> str:
-    text: str = yaml.safe_dump(document or {}, sort_keys=True, default_flow_style=False)
+    text: str = yaml.dump(document or {}, Dumper=_DUMPER, sort_keys=True, default_flow_style=False)
     return "" if text == "{}\n" else text
 
 
@@ -73,7 +77,7 @@ class ConsoleApi:
 
     async def service_samples(self, call: Call) -> Any:
         ring = self.cp.sessions.samples
-        series = ring.series(call.workspace, call.params["name"], time.time())
+        series = await ring.read(call.workspace, call.params["name"], time.time())
         return {"service": call.params["name"], "bucket": ring.bucket, "samples": series}
 
     async def decisions_per_dataplane(self, call: Call) -> Any:
@@ -97,8 +101,9 @@ class ConsoleApi:
         except Refused as e:
             problems = e.problems
         latest = await self.cp.rules.latest(call.workspace)
-        before = as_yaml(latest["document"]) if latest else ""
         after = as_yaml(document) if isinstance(document, dict) else ""
+        same = latest is not None and latest["document"] == document  # the YAML page's load
+        before = after if same else as_yaml(latest["document"]) if latest else ""
         base = latest["version"] if latest else "(none)"
         diff = difflib.unified_diff(
             before.splitlines(keepends=True),

@@ -31,6 +31,7 @@ from sofamesh.control.console import ConsoleSite
 from sofamesh.control.mesh_ca import CaApi, open_ca
 from sofamesh.control.records import Conflict, Records
 from sofamesh.control.rules import RulesBook
+from sofamesh.control.sample_store import samples_for
 from sofamesh.control.sessions import Sessions
 from sofamesh.control.store import LastKnownStore, Store, open_store
 from sofamesh.protocols.http.server import Http1Server
@@ -100,7 +101,7 @@ class ControlPlane:
             backend = await stack.enter_async_context(open_store(self.config.store))
         self.records = Records(LastKnownStore(backend))
         self.rules = RulesBook(self.records)
-        self.sessions = Sessions(self.config, self.records, self.rules)
+        self.sessions = Sessions(self.config, self.records, self.rules, samples_for(backend))
         registry = await stack.enter_async_context(open_registry(self.config.registry))
         self.catalog = Catalog(self.sessions.planes, registry)
         await self._bootstrap_admin()

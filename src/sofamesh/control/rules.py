@@ -61,8 +61,10 @@ def in_shadow(document: dict[str, Any]) -> dict[str, Any]:
             if isinstance(rule, dict):
                 rule.setdefault("enforcement", {})["shadow"] = True
     auth = doc.get("auth")
-    if isinstance(auth, dict):
-        auth.setdefault("enforcement", {})["shadow"] = True
+    for side in ("inbound", "outbound"):  # each direction's policy has its own enforcement
+        policy = auth.get(side) if isinstance(auth, dict) else None
+        if isinstance(policy, dict):
+            policy.setdefault("enforcement", {})["shadow"] = True
     return doc
 
 

@@ -6,25 +6,41 @@ last `keep` buckets are kept per (workspace, service), at most `max_series`
 series (the least recently fed is dropped first). Inbound (provider-side) and
 outbound (caller-side) counts are kept apart and a sample prefers the inbound
 ones when there are any, as the catalog does, so a call seen at both ends is
-counted once. The ring lives in the replica that receives the reports: after a
-restart the charts start empty and fill as reports arrive.
+counted once.
+
+This ring lives in the memory of the replica that receives the reports: the
+control plane uses it only when its store has no samples table (etcd). On the
+sqlite store `sample_store.StoredSamples` keeps the same buckets in the store, so
+every replica serves the same charts and a restart keeps them.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import attrs
 
 from sofamesh.control.catalog import rates
+
+Sides = dict[str, list[float]]  # direction -> [requests, errors, p99_ms]
+
+
+def sides_of(record: dict[str, Any]) -> Iterator[tuple[tuple[str, str], dict[str, float]]]:
+    """((direction, service), counts since the previous report) of a report worth sampling."""
+    if record.get("traffic_prev") is None:  # a first report: counts since the start
+        return
+    for (direction, service), got in rates(record).items():
+        if direction in ("inbound", "outbound"):
+            yield (direction, service), got
 
 
 @attrs.define
 class Bucket:
     start: float
-    # direction -> [requests, errors, p99_ms]
-    sides: dict[str, list[float]] = attrs.field(factory=dict)
+    sides: Sides = attrs.field(factory=dict)
 
     def add(self, direction: str, requests: float, errors: float, p99: float) -> None:
         side = self.sides.setdefault(direction, [0.0, 0.0, 0.0])
@@ -53,12 +69,8 @@ class Samples:
 
     def add(self, workspace: str, record: dict[str, Any], now: float) -> None:
         """Feed one data plane's report (its record, with the previous counters)."""
-        if record.get("traffic_prev") is None:  # a first report: counts since the start
-            return
         start = now - now % self.bucket
-        for (direction, service), got in rates(record).items():
-            if direction not in ("inbound", "outbound"):
-                continue
+        for (direction, service), got in sides_of(record):
             ring = self._ring((workspace, service))
             if not ring or ring[-1].start < start:
                 ring.append(Bucket(start))
@@ -82,3 +94,9 @@ class Samples:
     def _seconds(self, bucket: Bucket, now: float) -> float:
         """A bucket's length; the current one counts only the time gone by."""
         return max(1.0, min(self.bucket, now - bucket.start))
+
+    async def read(self, workspace: str, service: str, now: float) -> list[dict[str, Any]]:
+        return self.series(workspace, service, now)
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()  # nothing to save: the ring is this replica's memory

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -40,6 +40,9 @@ from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
 from sofamesh.control.rules import Refused, RulesBook, pushed, validate, version_name
 from sofamesh.control.samples import Samples
+
+if TYPE_CHECKING:
+    from sofamesh.control.sample_store import StoredSamples
 
 log = logging.getLogger("sofamesh.control.sessions")
 
@@ -88,7 +91,13 @@ def sync_state(record: dict[str, Any], latest: str | None) -> tuple[str, str | N
 
 
 class Sessions:
-    def __init__(self, config: ControlConfig, records: Records, rules: RulesBook) -> None:
+    def __init__(
+        self,
+        config: ControlConfig,
+        records: Records,
+        rules: RulesBook,
+        samples: StoredSamples | Samples | None = None,
+    ) -> None:
         self.config = config
         self.records = records
         self.rules = rules
@@ -98,13 +107,14 @@ class Sessions:
         self._last: dict[str, float] = {}  # session -> last report time (flood guard)
         self._strikes: dict[str, tuple[int, float]] = {}  # session -> (strikes, cut until)
         self._pushed: dict[tuple[str, int], dict[str, Any]] = {}  # checked documents
-        self.samples = Samples()  # per service, for the console's charts
+        self.samples = samples or Samples()  # per service, for the console's charts
 
     async def run(self) -> None:
         """The background work of sessions: follow other replicas' heads, save records."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.heads.follow_forever)
             tg.start_soon(self.planes.flush_forever)
+            tg.start_soon(self.samples.run)
 
     # -- wakeups --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ crash-safe for the database; the last commits may be lost on power failure).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -63,6 +64,16 @@ class SqliteStore:
 
         try:
             return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        except sqlite3.OperationalError as e:
+            raise StoreUnavailable(f"sqlite: {e}") from e
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the connection in the worker thread (tables beyond `kv`: samples)."""
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the store is closed")
+        try:
+            return await anyio.to_thread.run_sync(fn, db, limiter=self._limiter)
         except sqlite3.OperationalError as e:
             raise StoreUnavailable(f"sqlite: {e}") from e
 

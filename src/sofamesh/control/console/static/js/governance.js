@@ -2,7 +2,7 @@
 // against the version in force before applying, shadow mode and the "Enforce" switch.
 
 import { api, ApiError, ws as wsPath } from "./api.js";
-import { ENFORCING, KINDS, get, inShadow, ruleName, rulesOf, set, withRule } from "./rulesdoc.js";
+import { ENFORCING, KINDS, decisionNames, get, inShadow, ruleName, rulesOf, set, shadowPaths, withRule } from "./rulesdoc.js";
 import { badge, confirmDialog, h, link, notice, table } from "./ui.js";
 
 const base = (ctx) => `#/w/${encodeURIComponent(ctx.ws)}/governance`;
@@ -24,11 +24,15 @@ function tabs(ctx, active) {
     link(`#/w/${encodeURIComponent(ctx.ws)}/history`, "History"));
 }
 
-function totals(decisions, kind, name) {
-  const mine = decisions.filter((d) => d.kind === kind && d.name === name);
+function totals(decisions, kind, rule, i) {
+  const names = decisionNames(kind, rule, i);
+  const mine = decisions.filter((d) => d.kind === kind && names.includes(d.name));
   const sum = (k) => mine.reduce((a, d) => a + (Number(d[k]) || 0), 0);
-  return { rows: mine, shadowed: sum("shadowed"), rejected: sum("rejected") };
+  return { rows: mine, shadowed: sum("shadowed"), rejected: sum("rejected"), opened: sum("opened") };
 }
+
+// A kind without a shadow mode shows a dash where the shadow counts would be.
+const shadowCell = (kind, value) => (KINDS[kind].noShadow ? "—" : value);
 
 export function governance(ctx) {
   const [kind, index] = ctx.args;
@@ -46,7 +50,7 @@ export function governance(ctx) {
           [
             { title: "Kind", cell: ([k]) => link(`${base(ctx)}/${k}`, KINDS[k].title) },
             { title: "Rules", cell: ([k]) => rulesOf(doc, k).length },
-            { title: "In shadow", cell: ([k]) => rulesOf(doc, k).filter(inShadow).length },
+            { title: "In shadow", cell: ([k]) => shadowCell(k, rulesOf(doc, k).filter(inShadow).length) },
           ],
           Object.entries(KINDS), { label: "Rule kinds" }));
         return;
@@ -54,6 +58,7 @@ export function governance(ctx) {
       const rules = rulesOf(doc, kind);
       body.replaceChildren(
         head,
+        KINDS[kind].noShadow ? h("p", { class: "notice info no-shadow" }, KINDS[kind].noShadow) : null,
         ctx.edit && !(KINDS[kind].single && rules.length)
           ? h("p", {}, h("a", { class: "button", href: `${base(ctx)}/${kind}/${rules.length}` }, `New ${KINDS[kind].title.toLowerCase()} rule`))
           : null,
@@ -62,9 +67,9 @@ export function governance(ctx) {
             { title: "Rule", cell: (r) => link(`${base(ctx)}/${kind}/${r.i}`, ruleName(kind, r.rule, r.i)) },
             { title: "Service", cell: (r) => r.rule.service || "—" },
             { title: "Method", cell: (r) => r.rule.method || "—" },
-            { title: "Mode", cell: (r) => (inShadow(r.rule) ? badge("shadow") : "enforced") },
-            { title: "Would reject", cell: (r) => totals(decisions, kind, ruleName(kind, r.rule, r.i)).shadowed },
-            { title: "Rejected", cell: (r) => totals(decisions, kind, ruleName(kind, r.rule, r.i)).rejected },
+            { title: "Mode", cell: (r) => (inShadow(r.rule) ? badge("shadow") : KINDS[kind].noShadow ? "in force" : "enforced") },
+            { title: KINDS[kind].would || "Would reject", cell: (r) => shadowCell(kind, totals(decisions, kind, r.rule, r.i).shadowed) },
+            { title: "Rejected", cell: (r) => shadowCell(kind, totals(decisions, kind, r.rule, r.i).rejected) },
           ],
           rules.map((rule, i) => ({ rule, i })),
           { label: KINDS[kind].title, empty: `No ${KINDS[kind].title.toLowerCase()} rule.` },
@@ -162,7 +167,7 @@ function rulePage(ctx, kind, indexText) {
   async function reviewDraft(shadow) {
     const { rule, bad } = readForm(state.fields, rulesOf(state.doc, kind)[index]);
     if (bad.length) return;
-    if (shadow && ENFORCING.includes(kind)) set(rule, "enforcement.shadow", true);
+    if (shadow && ENFORCING.includes(kind)) shadowPaths(kind, rule).forEach((path) => set(rule, path, true));
     const draft = withRule(state.doc, kind, index, rule);
     const out = await preview(draft);
     if (!out.valid) {
@@ -185,7 +190,9 @@ function rulePage(ctx, kind, indexText) {
   }
 
   async function enforce(rule, name) {
-    const draft = withRule(state.doc, kind, index, (() => { const r = structuredClone(rule); set(r, "enforcement.shadow", undefined); return r; })());
+    const enforced = structuredClone(rule);
+    shadowPaths(kind, enforced).forEach((path) => set(enforced, path, undefined));
+    const draft = withRule(state.doc, kind, index, enforced);
     const out = await preview(draft);
     if (!(await confirmDialog(`Enforce ${name}?`, `From now on its rejections are enforced on every data plane.\n${out.diff}`, "Enforce"))) return;
     await apply(draft, `enforce ${kind} ${name}`);
@@ -203,21 +210,28 @@ function rulePage(ctx, kind, indexText) {
   }
 
   function drawDecisions(rule, name, decisions) {
+    if (spec.noShadow) return dec.replaceChildren(h("p", { class: "notice info no-shadow" }, spec.noShadow));
     if (!rule || !ENFORCING.includes(kind)) return dec.replaceChildren();
-    const t = totals(decisions, kind, name);
+    const t = totals(decisions, kind, rule, index);
+    const shadow = inShadow(rule);
+    // A breaker counts its openings (`opened`) apart from the calls it turned away (`shadowed`).
+    const opened = shadow ? "Would have opened (times)" : "Opened (times)";
     dec.replaceChildren(
-      h("h2", {}, inShadow(rule) ? "Preview on live traffic (shadow mode)" : "Decisions on live traffic"),
+      h("h2", {}, shadow ? "Preview on live traffic (shadow mode)" : "Decisions on live traffic"),
       h("div", { class: "row" },
-        h("p", { id: "would-reject" }, kind === "breakers" ? "Would open (calls rejected): " : "Would reject: ", h("strong", {}, String(t.shadowed))),
+        h("p", { id: "would-reject" }, `${spec.would}: `, h("strong", {}, String(t.shadowed))),
+        spec.opens ? h("p", { id: "would-open" }, `${opened}: `, h("strong", {}, String(t.opened))) : null,
         h("p", { id: "rejected" }, "Rejected: ", h("strong", {}, String(t.rejected))),
-        inShadow(rule) && ctx.edit ? h("button", { id: "enforce", class: "danger", onclick: () => enforce(rule, name) }, "Enforce") : null),
+        shadow && ctx.edit ? h("button", { id: "enforce", class: "danger", onclick: () => enforce(rule, name) }, "Enforce") : null),
       table(
         [
           { title: "Data plane", cell: (d) => link(`#/w/${ctx.ws}/sidecars/${encodeURIComponent(d.dataplane)}`, `${d.app} ${d.dataplane}`) },
-          { title: "Would reject", cell: (d) => d.shadowed ?? 0 },
+          kind === "auth" ? { title: "Policy", cell: (d) => d.name } : null,
+          { title: spec.would, cell: (d) => d.shadowed ?? 0 },
+          spec.opens ? { title: opened, cell: (d) => d.opened ?? 0 } : null,
           { title: "Rejected", cell: (d) => d.rejected ?? 0 },
-          { title: "Passed", cell: (d) => d.passed ?? "—" },
-        ],
+          { title: "Passed", cell: (d) => d.passed ?? d.admitted ?? d.allowed ?? "—" },
+        ].filter(Boolean),
         t.rows, { label: "Decisions per data plane", empty: "No data plane has evaluated this rule yet." }));
   }
 

@@ -126,6 +126,8 @@ async function tick(token) {
   try {
     if (!document.hidden) await current.page.refresh();
     current.error.replaceChildren();
+    // Busy until the page's first data is drawn (assistive tech, tests and the benchmark wait on it).
+    if (current && current.token === token) current.main.removeAttribute("aria-busy");
   } catch (e) {
     if (current && current.token === token) current.error.replaceChildren(notice(e.message));
   }
@@ -162,10 +164,10 @@ export async function route() {
   const spec = PAGES[where.name];
   const page = spec.make({ ws: where.ws, args: where.args, edit: ["owner", "editor"].includes(role(where.ws)) });
   const error = h("div", { "aria-live": "polite" });
-  const main = h("main", { id: "main", tabindex: "-1" }, error, page.el);
+  const main = h("main", { id: "main", tabindex: "-1", "aria-busy": "true" }, error, page.el);
   root.replaceChildren(shell(where.ws, where.name), main);
   document.title = `${spec.title} · ${where.ws} · sofamesh`;
-  current = { page, error, token: Symbol(), timer: 0 };
+  current = { page, error, main, token: Symbol(), timer: 0 };
   tick(current.token);
 }
 

@@ -1,5 +1,6 @@
 // Who calls whom: caller apps -> services -> provider apps, as an SVG graph in three
-// columns. Call edges are coloured by error rate and labelled with requests/s.
+// columns. Call edges are coloured by error rate and labelled with requests/s. A mesh of
+// hundreds of services is drawn as its busiest MAX_SERVICES, with a filter to find the rest.
 
 import { api, ws as wsPath } from "./api.js";
 import { fmt, h, svg } from "./ui.js";
@@ -7,6 +8,18 @@ import { fmt, h, svg } from "./ui.js";
 const ROW = 44;
 const COLS = [20, 330, 640];
 const NODE_W = 220;
+export const MAX_SERVICES = 40;
+
+const busy = (s) => s.consumers.reduce((a, c) => a + (c.metrics.rps || 0), 0) + (s.metrics?.rps || 0);
+
+// The services matching `query` (in their name, a caller's or a provider's app), busiest first.
+export function pick(services, query) {
+  const q = query.trim().toLowerCase();
+  const hit = (text) => String(text).toLowerCase().includes(q);
+  const found = q ? services.filter((s) => hit(s.name) || s.consumers.some((c) => hit(c.app)) || s.providers.some((p) => hit(p.app))) : services;
+  const shown = found.length > MAX_SERVICES ? [...found].sort((a, b) => busy(b) - busy(a)).slice(0, MAX_SERVICES) : found;
+  return { found: found.length, shown: shown.sort((a, b) => a.name.localeCompare(b.name)) };
+}
 
 export function edgeClass(rate) {
   if (rate === null || rate === undefined) return "idle";
@@ -63,13 +76,25 @@ export function graph(ctx, services) {
 
 export function topology(ctx) {
   const box = h("div", { class: "topology-wrap" });
+  const status = h("p", { id: "topology-shown", class: "muted", role: "status" });
+  let services = [];
+  const draw = () => {
+    const { found, shown } = pick(services, filter.value);
+    status.textContent = found > shown.length
+      ? `Showing the ${shown.length} busiest of ${found} services${found < services.length ? ` (of ${services.length})` : ""}; filter to find the others.`
+      : `${found} of ${services.length} services.`;
+    box.replaceChildren(graph(ctx, shown));
+  };
+  const filter = h("input", { id: "topology-filter", type: "search", placeholder: "service or app", oninput: draw });
   return {
     el: h("section", {}, h("h1", {}, "Topology"),
+      h("div", { class: "filters row", role: "search" }, h("label", { for: "topology-filter" }, "Filter by service or app"), filter),
       h("p", { class: "legend" }, h("span", { class: "key good" }, "≥ 99% success"), h("span", { class: "key warn" }, "≥ 95%"),
         h("span", { class: "key bad" }, "< 95%"), h("span", { class: "key idle" }, "no calls")),
-      box),
+      status, box),
     async refresh() {
-      box.replaceChildren(graph(ctx, await api("GET", wsPath(ctx.ws, "/services"))));
+      services = await api("GET", wsPath(ctx.ws, "/services"));
+      draw();
     },
   };
 }
