@@ -109,6 +109,8 @@ class LimitsConfig:
     # Bolt: a frame begun must arrive whole within frame_timeout; replies queued for a peer
     # that does not read them past max_write_buffer_bytes end the connection.
     frame_timeout: float = attrs.field(default=30.0, validator=_positive)
+    # Bolt: a frame begun that has not grown for this long is dropped with its connection.
+    frame_progress_timeout: float = attrs.field(default=5.0, validator=_positive)
     max_write_buffer_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
     # HTTP/2 and gRPC listeners [http2_protocol_options]; see codecs/h2/limits.py.
     max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
