@@ -337,6 +337,28 @@ class InterceptConfig:
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
 
 
+def _not_above_reset_above(inst: Any, _attr: attrs.Attribute[Any], value: float) -> None:
+    if value > inst.reset_above:
+        raise ValueError(f"must not be above reset_above ({inst.reset_above}), got {value}")
+
+
+@attrs.frozen
+class OverloadConfig:
+    """The overload actions on memory (transport/reclaim.py; Envoy's
+    `reset_high_memory_stream` and `shrink_heap`)."""
+
+    # Past reset_above x buffer_budget, the biggest holders of buffers are reset until
+    # what they held brings the total under reset_to x buffer_budget.
+    reset_above: float = attrs.field(default=1.0, validator=_positive_finite)
+    reset_to: float = attrs.field(default=0.8, validator=[_positive_finite, _not_above_reset_above])
+    check_interval: float = attrs.field(default=0.25, validator=_positive_finite)
+    # After this many bytes freed since the last trim, the heap is trimmed (glibc only),
+    # at most once per trim_interval.
+    trim_heap: bool = True
+    trim_after_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
+    trim_interval: float = attrs.field(default=5.0, validator=_positive_finite)
+
+
 @attrs.frozen
 class MeshConfig:
     app: str = attrs.field(validator=_app_name)
@@ -359,6 +381,7 @@ class MeshConfig:
     # Bytes held in request and response buffers across the process; past it, new requests
     # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
     buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    overload: OverloadConfig = attrs.field(factory=OverloadConfig)
     # Per-name state (upstream/cluster.py): clusters kept at most, and how long an unused
     # one lives (dropped after one to two of these periods).
     max_clusters: int = attrs.field(default=1000, validator=_positive)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -48,7 +48,7 @@ from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
-from sofamesh.transport.budget import OVERLOAD
+from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.partial import PartialFrame
 from sofamesh.transport.serving import ServerLifecycle, leaves
@@ -115,6 +115,7 @@ class BoltServer:
             "bolt", max_connections, max_per_source=max_connections_per_source
         )
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
+        OVERLOAD.watch(self)  # half-received frames and unread replies, for the overload action
 
     async def serve(
         self,
@@ -153,6 +154,10 @@ class BoltServer:
     @property
     def draining(self) -> bool:
         return self._life.draining
+
+    def holders(self) -> Iterator[Holding]:
+        for conn in list(self._life.conns):
+            yield conn.partial.held + conn.writer.buffered, f"bolt {conn.info.peer}", conn.evict
 
     def statistics(self) -> BoltServerStatistics:
         return BoltServerStatistics(

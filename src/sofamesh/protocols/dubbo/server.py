@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -33,7 +33,7 @@ from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, encod
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.dubbo.mapping import error_response
-from sofamesh.transport.budget import OVERLOAD
+from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.partial import PartialFrame
 from sofamesh.transport.serving import ServerLifecycle
@@ -92,6 +92,7 @@ class DubboServer:
         self.frame_progress_timeout = frame_progress_timeout  # ... and keep growing
         self._life: ServerLifecycle[_Connection] = ServerLifecycle("dubbo", max_connections)
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
+        OVERLOAD.watch(self)  # half-received frames and unread replies, for the overload action
 
     async def serve(
         self,
@@ -127,6 +128,11 @@ class DubboServer:
     def draining(self) -> bool:
         return self._life.draining
 
+    def holders(self) -> Iterator[Holding]:
+        for conn in list(self._life.conns):
+            held = conn.partial.held + conn.writer.buffered
+            yield held, f"dubbo {conn.info.peer}", conn.close
+
     def statistics(self) -> DubboServerStatistics:
         return DubboServerStatistics(
             **self._life.connection_counts(),
@@ -153,6 +159,10 @@ class _Connection:
 
     def close_if_idle(self) -> None:
         if self.in_flight == 0 and self._scope is not None:
+            self._scope.cancel()
+
+    def close(self) -> None:
+        if self._scope is not None:
             self._scope.cancel()
 
     async def run(self) -> None:
