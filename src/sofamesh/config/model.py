@@ -337,11 +337,6 @@ class InterceptConfig:
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
 
 
-def _not_above_reset_above(inst: Any, _attr: attrs.Attribute[Any], value: float) -> None:
-    if value > inst.reset_above:
-        raise ValueError(f"must not be above reset_above ({inst.reset_above}), got {value}")
-
-
 @attrs.frozen
 class OverloadConfig:
     """The overload actions on memory (transport/reclaim.py; Envoy's
@@ -350,13 +345,18 @@ class OverloadConfig:
     # Past reset_above x buffer_budget, the biggest holders of buffers are reset until
     # what they held brings the total under reset_to x buffer_budget.
     reset_above: float = attrs.field(default=1.0, validator=_positive_finite)
-    reset_to: float = attrs.field(default=0.8, validator=[_positive_finite, _not_above_reset_above])
+    reset_to: float = attrs.field(default=0.8, validator=_positive_finite)
     check_interval: float = attrs.field(default=0.25, validator=_positive_finite)
     # After this many bytes freed since the last trim, the heap is trimmed (glibc only),
     # at most once per trim_interval.
     trim_heap: bool = True
     trim_after_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
     trim_interval: float = attrs.field(default=5.0, validator=_positive_finite)
+
+    def __attrs_post_init__(self) -> None:
+        if self.reset_to > self.reset_above:
+            raise ValueError(f"reset_to ({self.reset_to}) must not be above reset_above "
+                             f"({self.reset_above})")  # fmt: skip
 
 
 @attrs.frozen
