@@ -119,10 +119,11 @@ async def test_stalled_bolt_frames_go_within_the_progress_timeout(
         async def given_back() -> bool:
             return rss_mib(sidecar.pid) - before < 16
 
-        await poll_until(given_back, 10)  # the heap trimmed after the release (5 s apart)
+        # Given back by the heap trim after the release, or (on trio, where the frames wait
+        # for the cycle collector) by the collection before it.
+        await poll_until(given_back, 10)
     assert await counter(sidecar, "bolt_frame_stalls") == 16
     assert await counter(sidecar, "bolt_frame_timeouts") == 0
-    assert await counter(sidecar, "heap_trims") >= 1
     assert "of a frame, then nothing for 1s; closing" in sidecar.log()
     assert peak - before < 16 * 6 * 2, (before, peak)  # at most twice the frames' bytes
 
@@ -201,8 +202,9 @@ async def test_past_the_budget_the_biggest_holders_are_reset(
     resets are counted and logged with the peer, and RSS comes back once it has gone."""
     async with h2c_app(monkeypatch) as port:
         limits = {"stream_threshold_bytes": 0}
+        overload = {"trim_after_bytes": 8 * MIB}  # the 30 MiB held at the end, given back
         sidecar = await provider(
-            sofamesh_sidecar, "h2", port, buffer_budget=32 * MIB, limits=limits
+            sofamesh_sidecar, "h2", port, buffer_budget=32 * MIB, limits=limits, overload=overload
         )
         address = sidecar.inbound_address()
         url = f"http://{address}/"

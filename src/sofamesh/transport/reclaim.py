@@ -16,7 +16,8 @@ actions past their triggers; two of them are these:
   fell by a trim's worth but the heap did not see the bytes come back, they are waiting
   for the cycle collector (a cancelled task's traceback keeps its frames, and their
   buffers, alive: on trio, 16 dropped connections kept 60 MiB until a collection), so a
-  full collection runs first, on the loop (measured below), at most once per trim interval.
+  full collection runs first (once the count fell by a quarter of a trim's worth), on the
+  loop, at most once per trim interval.
 
 One task per process samples every `interval` (0.25 s): a comparison, and `mallinfo2`
 (about 15 us). Nothing is added to a request's path; holders are found by walking the
@@ -60,7 +61,8 @@ class Reclaimer:
         self.reset_to = reset_to
         self.interval = interval
         self.trimmer = trimmer
-        self._held_peak = overload.held  # the budget's count at its highest since a trim
+        self._held_peak = overload.held  # the budget's count at its highest since a collection
+        self._collect_after = 0.0  # at most one collection per trim interval
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -103,8 +105,10 @@ class Reclaimer:
         if trimmer is None or not trimmer.ready(now):
             return False
         collected = 0.0
-        if self._held_peak - held >= trimmer.after_bytes:
-            self._held_peak = held
+        # A quarter of a trim's worth released by the count is enough to look: the freed
+        # bytes may be the rest of a release the heap already saw in part.
+        if self._held_peak - held >= trimmer.after_bytes / 4 and now >= self._collect_after:
+            self._held_peak, self._collect_after = held, now + trimmer.interval
             started = time.perf_counter()
             gc.collect()  # buffers kept alive by reference cycles are freed now
             collected = (time.perf_counter() - started) * 1000

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.codecs.h2 import H2Limits
 from sofamesh.config.model import LimitsConfig, PolicyConfig
 from sofamesh.model import Invocation, Result
 from sofamesh.protocols.base import Route
@@ -25,10 +24,6 @@ from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ALPN_H2, ClientTls
 
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
-# What the pool lets each upstream send ahead of its reader: a streamed response to a client
-# that stopped reading holds at most one stream window here, and a connection carries at
-# most connection_window // stream_window (256) streams, so stalled ones never starve it.
-UPSTREAM_WINDOWS = H2Limits(stream_window=256 * 1024, connection_window=64 * 1024 * 1024)
 _SHADOW_HEADER = "x-sofamesh-shadow"  # the mirror filter's mark on its copies
 
 
@@ -48,7 +43,6 @@ class H2Support:
         self._sniffed: list[ConnectionProtocol] = []
         self.pool = H2Pool(
             connect_timeout=policy.connect_timeout,
-            limits=UPSTREAM_WINDOWS,
             max_connections_per_endpoint=4,
             idle_timeout=policy.pool_idle_timeout,
         )
