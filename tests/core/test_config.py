@@ -136,3 +136,21 @@ def test_out_of_range_http2_limits_are_reported_with_their_path() -> None:
         "outbound[0].limits.send_timeout: must be positive, got 0.0",
         "outbound[0].limits.stream_window: must be within 1..2147483647, got 0",
     ]
+
+
+def test_the_overload_actions_reach_the_sidecar_and_their_watermarks_are_checked() -> None:
+    from sofamesh.sidecar.app import _reclaimer
+
+    cfg = load_config(
+        {"app": "a", "overload": {"reset_above": 1.5, "reset_to": 0.5, "trim_heap": False}},
+        env={},
+    )
+    reclaimer = _reclaimer(cfg)
+    assert (reclaimer.reset_above, reclaimer.reset_to, reclaimer.trimmer) == (1.5, 0.5, None)
+    assert _reclaimer(load_config({"app": "a"}, env={})).trimmer is not None
+    with pytest.raises(ConfigError) as e:
+        load_config({"app": "a", "overload": {"trim_interval": 0}}, env={})
+    assert e.value.problems == ["overload.trim_interval: must be a positive number, got 0.0"]
+    with pytest.raises(ConfigError) as e:
+        load_config({"app": "a", "overload": {"reset_to": 2.0}}, env={})
+    assert e.value.problems == ["overload: reset_to (2.0) must not be above reset_above (1.0)"]

@@ -109,10 +109,12 @@ async def test_slow_readers_are_bounded_by_the_buffer_budget(
     started (it grew by 20 MiB per reader before), /ready keeps answering, and once the
     readers are gone a well-behaved client is served again."""
     async with app() as port:
-        # Buffered answers (no streaming: test_attack_streaming.py has those) fill the budget.
+        # Buffered answers (no streaming: test_attack_streaming.py has those) fill the budget,
+        # and stay: the overload action that resets the biggest (test_attack_memory.py) is off.
         limits = {"stream_threshold_bytes": 0}
+        overload = {"reset_above": 100.0}
         sidecar = await provider(
-            sofamesh_sidecar, "http", port, buffer_budget=40 * MIB, limits=limits
+            sofamesh_sidecar, "http", port, buffer_budget=40 * MIB, limits=limits, overload=overload
         )
         address = sidecar.inbound_address()
         url = f"http://{address}/"
@@ -200,7 +202,10 @@ async def test_stalled_bolt_frames_are_closed_and_shed_while_held(
     their 5 MiB sit in the buffers (a 4 MiB budget), a request is answered busy; after
     the 1 s frame timeout every one is closed, and the next request is not shed."""
     frame = encode(request(1, b"x" * (4 * MIB), headers={"service": f"{SERVICE}:1.0"}))
-    config = {"buffer_budget": 4 * MIB, "limits": {"frame_timeout": 1}}
+    # The frames stay until the frame limit: the overload action that would reset the biggest
+    # (test_attack_memory.py) is off.
+    config = {"buffer_budget": 4 * MIB, "limits": {"frame_timeout": 1},
+              "overload": {"reset_above": 100.0}}  # fmt: skip
     sidecar = await provider(sofamesh_sidecar, "bolt", 1, **config)
     ip, port = split(sidecar.inbound_address())
     async with AsyncExitStack() as stack:

@@ -109,6 +109,8 @@ class LimitsConfig:
     # Bolt: a frame begun must arrive whole within frame_timeout; replies queued for a peer
     # that does not read them past max_write_buffer_bytes end the connection.
     frame_timeout: float = attrs.field(default=30.0, validator=_positive)
+    # Bolt: a frame begun that has not grown for this long is dropped with its connection.
+    frame_progress_timeout: float = attrs.field(default=5.0, validator=_positive)
     max_write_buffer_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
     # HTTP/2 and gRPC listeners [http2_protocol_options]; see codecs/h2/limits.py.
     max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
@@ -344,6 +346,28 @@ class InterceptConfig:
 
 
 @attrs.frozen
+class OverloadConfig:
+    """The overload actions on memory (transport/reclaim.py; Envoy's
+    `reset_high_memory_stream` and `shrink_heap`)."""
+
+    # Past reset_above x buffer_budget, the biggest holders of buffers are reset until
+    # what they held brings the total under reset_to x buffer_budget.
+    reset_above: float = attrs.field(default=1.0, validator=_positive_finite)
+    reset_to: float = attrs.field(default=0.8, validator=_positive_finite)
+    check_interval: float = attrs.field(default=0.25, validator=_positive_finite)
+    # After this many bytes freed since the last trim, the heap is trimmed (glibc only),
+    # at most once per trim_interval.
+    trim_heap: bool = True
+    trim_after_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
+    trim_interval: float = attrs.field(default=5.0, validator=_positive_finite)
+
+    def __attrs_post_init__(self) -> None:
+        if self.reset_to > self.reset_above:
+            raise ValueError(f"reset_to ({self.reset_to}) must not be above reset_above "
+                             f"({self.reset_above})")  # fmt: skip
+
+
+@attrs.frozen
 class MeshConfig:
     app: str = attrs.field(validator=_app_name)
     mode: Mode = "sdk"
@@ -365,6 +389,7 @@ class MeshConfig:
     # Bytes held in request and response buffers across the process; past it, new requests
     # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
     buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    overload: OverloadConfig = attrs.field(factory=OverloadConfig)
     # Per-name state (upstream/cluster.py): clusters kept at most, and how long an unused
     # one lives (dropped after one to two of these periods).
     max_clusters: int = attrs.field(default=1000, validator=_positive)

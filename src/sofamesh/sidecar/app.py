@@ -44,6 +44,8 @@ from sofamesh.sidecar.errors import SidecarError
 from sofamesh.sidecar.token import remove_token, write_token
 from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
 from sofamesh.transport.budget import OVERLOAD, Overload
+from sofamesh.transport.heap import HeapTrimmer
+from sofamesh.transport.reclaim import Reclaimer
 
 if TYPE_CHECKING:
     from sofamesh.sidecar.admin import AdminApi
@@ -65,6 +67,14 @@ class Registration:
     upstream: Address
     app: str
     expires: float  # on the sidecar's clock; renewed by the SDK
+
+
+def _reclaimer(config: MeshConfig) -> Reclaimer:
+    """The overload actions on memory, as `overload:` configures them (transport/reclaim.py)."""
+    o = config.overload
+    trimmer = HeapTrimmer(o.trim_after_bytes, o.trim_interval) if o.trim_heap else None
+    return Reclaimer(OVERLOAD, reset_above=o.reset_above, reset_to=o.reset_to,
+                     interval=o.check_interval, trimmer=trimmer)  # fmt: skip
 
 
 class Sidecar:
@@ -113,6 +123,7 @@ class Sidecar:
     ) -> None:
         try:
             async with self.runtime, anyio.create_task_group() as tg:
+                tg.start_soon(_reclaimer(self.config).run)  # resets and heap trims on memory
                 if self.config.control is not None:  # rules from the control plane, first
                     from sofamesh.control.hosts import SidecarHost, run_agent
 

@@ -15,13 +15,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 log = logging.getLogger("sofamesh.overload")
 
 DEFAULT_BUFFER_BUDGET = 256 * 1024 * 1024
 SHED_LOG_EVERY = 1.0  # seconds between two "shedding" log lines (each names its peer)
 OVERLOAD_HEADER = (b"x-sofamesh-overload", b"buffers")
+
+
+# One thing holding buffers that the overload action may take back: its bytes, who it is
+# for (the log names them), and how to let go of it (reset a stream, close a connection).
+Holding = tuple[int, str, Callable[[], object]]
+
+
+class Holders(Protocol):
+    """A server whose connections hold buffers (`transport/reclaim.py` resets the biggest)."""
+
+    def holders(self) -> Iterator[Holding]: ...
 
 
 class Overload:
@@ -33,6 +46,18 @@ class Overload:
         self.counters: dict[str, int] = {}
         self._sink: Callable[[str, int], None] | None = None
         self._logged_at = -SHED_LOG_EVERY
+        # The servers counting here, asked for their holders only past the high watermark.
+        self.servers: weakref.WeakSet[Holders] = weakref.WeakSet()
+
+    def watch(self, server: Holders) -> None:
+        """Let the overload action look at `server`'s holders (for as long as it lives)."""
+        self.servers.add(server)
+
+    def holders(self) -> list[Holding]:
+        """Everything holding buffers right now, biggest first."""
+        found = [h for server in list(self.servers) for h in server.holders() if h[0] > 0]
+        found.sort(key=lambda h: h[0], reverse=True)
+        return found
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

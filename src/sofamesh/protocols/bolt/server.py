@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -48,8 +48,9 @@ from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
-from sofamesh.transport.budget import OVERLOAD
+from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
+from sofamesh.transport.partial import PartialFrame
 from sofamesh.transport.serving import ServerLifecycle, leaves
 from sofamesh.transport.tls import peer_identity
 from sofamesh.transport.tls_listener import TlsListener
@@ -101,17 +102,20 @@ class BoltServer:
         max_connections_per_source: int = 0,
         frame_timeout: float = 30.0,
         max_write_buffer: int = 32 << 20,
+        frame_progress_timeout: float = 5.0,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout  # a frame begun must arrive whole within this
+        self.frame_progress_timeout = frame_progress_timeout  # ... and keep growing
         self.max_write_buffer = max_write_buffer  # replies queued for a peer that does not read
         self._life: ServerLifecycle[_ServerConnection] = ServerLifecycle(
             "bolt", max_connections, max_per_source=max_connections_per_source
         )
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
+        OVERLOAD.watch(self)  # half-received frames and unread replies, for the overload action
 
     async def serve(
         self,
@@ -151,6 +155,10 @@ class BoltServer:
     def draining(self) -> bool:
         return self._life.draining
 
+    def holders(self) -> Iterator[Holding]:
+        for conn in list(self._life.conns):
+            yield conn.partial.held + conn.writer.buffered, f"bolt {conn.info.peer}", conn.evict
+
     def statistics(self) -> BoltServerStatistics:
         return BoltServerStatistics(
             **self._life.connection_counts(),
@@ -180,8 +188,7 @@ class _ServerConnection:
         self._reads = 0
         self.opened = time.monotonic()
         self.used = False  # has sent a request
-        self._partial = 0  # bytes of a frame begun and not yet whole (in the budget)
-        self._partial_since = 0.0  # when that frame began
+        self.partial = PartialFrame()  # a frame begun and not yet whole (in the budget)
 
     def begin_drain(self) -> None:
         if self._handlers is not None and not self._draining:
@@ -235,8 +242,7 @@ class _ServerConnection:
             log.exception("bolt connection from %s failed", self.info.peer)
         finally:
             self.writer.close()  # what is still queued leaves the buffer budget
-            OVERLOAD.held -= self._partial
-            self._partial = 0
+            self.partial.release()
             await anyio.aclose_forcefully(self.stream)
 
     async def _read(self) -> None:
@@ -260,8 +266,8 @@ class _ServerConnection:
                 whole = True
                 self._dispatch(frame)
             pending = decoder.buffered
-            if pending or self._partial:
-                self._track_partial(pending, whole)
+            if pending or self.partial.held:
+                self.partial.track(pending, whole)
 
     async def _receive(self) -> bytes:
         """The next bytes; b"" at EOF or on error."""
@@ -274,36 +280,38 @@ class _ServerConnection:
         self._reads += 1
         return data
 
-    def _track_partial(self, pending: int, whole: bool) -> None:
-        """Count the bytes of an unfinished frame in the budget, and note when it began."""
-        if pending and (whole or not self._partial):
-            self._partial_since = time.monotonic()
-        OVERLOAD.held += pending - self._partial
-        self._partial = pending
-
     async def _watch_idle(self) -> None:
         """Close the connection once a whole `idle_timeout` passed with nothing received
-        and nothing in flight, or a frame stayed unfinished for `frame_timeout` (one timer
-        per connection, not one per read)."""
-        server = self.server
+        and nothing in flight, or a frame begun stayed unfinished for `frame_timeout` or
+        stopped growing for `frame_progress_timeout` (one timer per connection, not one
+        per read: `PartialFrame.nap`)."""
+        server, partial = self.server, self.partial
         tick = min(server.idle_timeout, server.frame_timeout / 2)
-        quiet = 0.0
+        quiet, last = 0.0, time.monotonic()
         while self._scope is not None:
             seen = self._reads
-            await anyio.sleep(tick)
-            quiet = quiet + tick if self._reads == seen and self.in_flight == 0 else 0.0
+            await partial.nap(tick, server.frame_progress_timeout)
+            now = time.monotonic()
+            quiet = quiet + now - last if self._reads == seen and self.in_flight == 0 else 0.0
+            last = now
             if quiet >= server.idle_timeout:
                 log.debug("bolt: closing idle connection from %s", self.info.peer)
                 self._scope.cancel()
-            elif self._partial and time.monotonic() - self._partial_since >= server.frame_timeout:
-                OVERLOAD.count("bolt_frame_timeouts")
-                log.warning(
-                    "bolt %s sent %d bytes of a frame and not the rest within %gs; closing",
-                    self.info.peer,
-                    self._partial,
-                    server.frame_timeout,
-                )
-                self._scope.cancel()
+            elif why := partial.overdue(server.frame_timeout, server.frame_progress_timeout):
+                self._drop_partial(why)
+
+    def _drop_partial(self, why: str) -> None:
+        server, peer, held = self.server, self.info.peer, self.partial.held
+        if why == "timeout":
+            OVERLOAD.count("bolt_frame_timeouts")
+            log.warning("bolt %s sent %d bytes of a frame and not the rest within %gs; "
+                        "closing", peer, held, server.frame_timeout)  # fmt: skip
+        else:
+            OVERLOAD.count("bolt_frame_stalls")
+            log.warning("bolt %s sent %d bytes of a frame, then nothing for %gs; closing",
+                        peer, held, server.frame_progress_timeout)  # fmt: skip
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _dispatch(self, frame: RequestFrame | ResponseFrame) -> None:
         server = self.server

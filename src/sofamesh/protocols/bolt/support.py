@@ -192,5 +192,6 @@ def bolt_server(handler: BoltHandler, limits: LimitsConfig | None) -> BoltServer
         idle_timeout=cfg.idle_timeout,
         max_connections_per_source=cfg.max_connections_per_source,
         frame_timeout=cfg.frame_timeout,
+        frame_progress_timeout=cfg.frame_progress_timeout,
         max_write_buffer=cfg.max_write_buffer_bytes,
     )

@@ -9,7 +9,9 @@ oneway requests get no reply (oneway ones still run).
 A misbehaving peer costs only its own connection: a bad magic closes it; a body over
 the limit gets a BAD_REQUEST reply (the header was readable) and then the close. A
 connection with nothing in flight that receives nothing for `idle_timeout` is closed
-(Dubbo consumers send heartbeats every 60 s; Dubbo servers close after 180 s).
+(Dubbo consumers send heartbeats every 60 s; Dubbo servers close after 180 s), and so is
+one whose frame begun is not whole within `frame_timeout` or stops growing for
+`frame_progress_timeout` (`transport/partial.py`, as for Bolt).
 `drain()` stops accepting, answers new requests with SERVER_THREADPOOL_EXHAUSTED (a
 Dubbo client's failover retries it elsewhere), lets the calls in flight finish, closes.
 """
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -30,7 +33,9 @@ from sofamesh.codecs.dubbo import DubboLimits, FrameDecoder, RequestFrame, encod
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.dubbo.mapping import error_response
+from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
+from sofamesh.transport.partial import PartialFrame
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
 from sofamesh.transport.workers import Workers
@@ -38,6 +43,8 @@ from sofamesh.transport.workers import Workers
 log = logging.getLogger("sofamesh.dubbo")
 
 LINGER = 1.0  # seconds a refused peer gets to read its error reply before the close
+_OVERDUE = {"timeout": "not the rest within frame_timeout",
+            "stalled": "nothing more within frame_progress_timeout"}  # fmt: skip
 
 
 @attrs.frozen(slots=True)
@@ -75,12 +82,17 @@ class DubboServer:
         *,
         max_connections: int = 10_000,
         idle_timeout: float = 180.0,
+        frame_timeout: float = 30.0,
+        frame_progress_timeout: float = 5.0,
     ) -> None:
         self.handler = handler
         self.limits = limits
         self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout  # a frame begun must arrive whole within this
+        self.frame_progress_timeout = frame_progress_timeout  # ... and keep growing
         self._life: ServerLifecycle[_Connection] = ServerLifecycle("dubbo", max_connections)
         self.requests = self.heartbeats = self.protocol_errors = self.handler_errors = 0
+        OVERLOAD.watch(self)  # half-received frames and unread replies, for the overload action
 
     async def serve(
         self,
@@ -116,6 +128,11 @@ class DubboServer:
     def draining(self) -> bool:
         return self._life.draining
 
+    def holders(self) -> Iterator[Holding]:
+        for conn in list(self._life.conns):
+            held = conn.partial.held + conn.writer.buffered
+            yield held, f"dubbo {conn.info.peer}", conn.close
+
     def statistics(self) -> DubboServerStatistics:
         return DubboServerStatistics(
             **self._life.connection_counts(),
@@ -138,9 +155,14 @@ class _Connection:
         self._scope: anyio.CancelScope | None = None
         self._workers: Workers[RequestFrame]
         self._reads = 0
+        self.partial = PartialFrame()  # a frame begun and not yet whole (in the budget)
 
     def close_if_idle(self) -> None:
         if self.in_flight == 0 and self._scope is not None:
+            self._scope.cancel()
+
+    def close(self) -> None:
+        if self._scope is not None:
             self._scope.cancel()
 
     async def run(self) -> None:
@@ -163,6 +185,7 @@ class _Connection:
         except Exception:
             log.exception("dubbo connection from %s failed", self.info.peer)
         finally:
+            self.partial.release()
             await anyio.aclose_forcefully(self.stream)
 
     async def _read(self) -> None:
@@ -176,25 +199,40 @@ class _Connection:
                 return
             self._reads += 1
             decoder.receive_data(data)
+            whole = False
             try:
                 for frame in decoder:
+                    whole = True
                     if type(frame) is RequestFrame:
                         self._dispatch(frame)
             except dubbo.RemoteProtocolError as exc:
                 self._refuse(exc)
                 return
+            if (pending := decoder.buffered) or self.partial.held:
+                self.partial.track(pending, whole)
             if self.server.draining and self.in_flight == 0:
                 return
 
     async def _watch_idle(self) -> None:
-        """Close once a whole `idle_timeout` passed with nothing received or in flight."""
-        while True:
+        """Close once a whole `idle_timeout` passed with nothing received or in flight, or
+        a frame begun is overdue (`PartialFrame.overdue`)."""
+        server, partial = self.server, self.partial
+        tick = min(server.idle_timeout, server.frame_timeout / 2)
+        quiet, last = 0.0, time.monotonic()
+        while self._scope is not None:
             seen = self._reads
-            await anyio.sleep(self.server.idle_timeout)
-            if self._reads == seen and self.in_flight == 0 and self._scope is not None:
+            await partial.nap(tick, server.frame_progress_timeout)
+            now = time.monotonic()
+            quiet = quiet + now - last if self._reads == seen and self.in_flight == 0 else 0.0
+            last = now
+            if quiet >= server.idle_timeout:
                 log.debug("dubbo: closing idle connection from %s", self.info.peer)
                 self._scope.cancel()
-                return
+            elif why := partial.overdue(server.frame_timeout, server.frame_progress_timeout):
+                OVERLOAD.count(f"dubbo_frame_{'timeouts' if why == 'timeout' else 'stalls'}")
+                log.warning("dubbo %s sent %d bytes of a frame, then %s; closing", self.info.peer,
+                            partial.held, _OVERDUE[why])  # fmt: skip
+                self._scope.cancel()
 
     def _dispatch(self, frame: RequestFrame) -> None:
         server = self.server

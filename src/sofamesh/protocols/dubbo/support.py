@@ -211,5 +211,6 @@ def dubbo_server(handler: DubboHandler, limits: LimitsConfig | None) -> DubboSer
     cfg = limits or LimitsConfig()
     return DubboServer(
         handler, dubbo_limits(cfg), max_connections=cfg.max_connections,
-        idle_timeout=cfg.idle_timeout,
+        idle_timeout=cfg.idle_timeout, frame_timeout=cfg.frame_timeout,
+        frame_progress_timeout=cfg.frame_progress_timeout,
     )  # fmt: skip

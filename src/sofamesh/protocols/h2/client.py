@@ -20,13 +20,18 @@ import anyio
 import anyio.abc
 import attrs
 
-from sofamesh.codecs.h2 import DEFAULT_H2_LIMITS, H2Codec, H2Limits, RawHeaders
+from sofamesh.codecs.h2 import H2Codec, H2Limits, RawHeaders
 from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream
 from sofamesh.transport.errors import ConnectError, PoolClosedError
 from sofamesh.transport.net import Connect, connect
 
 log = logging.getLogger("sofamesh.h2")
+
+# What the pool lets each upstream send ahead of its reader: a streamed response to a client
+# that stopped reading holds at most one stream window here, and a connection carries at
+# most connection_window // stream_window (256) streams, so stalled ones never starve it.
+POOL_LIMITS = H2Limits(stream_window=256 * 1024, connection_window=64 * 1024 * 1024)
 
 
 @attrs.frozen(slots=True)
@@ -54,7 +59,7 @@ class H2Pool:
         self,
         *,
         connect_timeout: float = 1.0,
-        limits: H2Limits = DEFAULT_H2_LIMITS,
+        limits: H2Limits = POOL_LIMITS,
         max_connections_per_endpoint: int = 4,
         idle_timeout: float = 60.0,
     ) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import anyio.abc
@@ -46,7 +46,7 @@ from sofamesh.protocols.h2.stream import (
     H2Stream,
     StreamResetError,
 )
-from sofamesh.transport.budget import OVERLOAD
+from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS
 
 log = logging.getLogger("sofamesh.h2")
@@ -334,6 +334,12 @@ class H2Connection:
         if closing:
             self.close(ENHANCE_YOUR_CALM, "no flow-control progress")
 
+    def holders(self) -> Iterator[Holding]:
+        """The streams holding a response for the peer (the overload action resets them)."""
+        for s in list(self.streams.values()):
+            if s.held:
+                yield s.held, f"h2 {self.peer} stream {s.id}", s.reset
+
     def idle_rank(self) -> float | None:
         """A server connection without streams is idle: the oldest such goes first."""
         if self.streams or self.draining or self.closed:
@@ -346,9 +352,11 @@ class H2Connection:
 
     @property
     def available(self) -> bool:
-        """Can take one more stream of ours (client side)."""
-        return (
-            not self.closed
-            and self.goaway_received is None
-            and len(self.streams) < self.codec.remote_max_streams
-        )
+        """Can take one more stream of ours (client side).
+
+        At most as many streams as the connection window holds whole stream windows: a
+        stream whose reader stalled keeps its window's worth unacknowledged, and the
+        connection window is shared, so more streams than that could starve the others."""
+        limits = self.codec.limits
+        most = min(self.codec.remote_max_streams, limits.connection_window // limits.stream_window)
+        return not self.closed and self.goaway_received is None and len(self.streams) < most

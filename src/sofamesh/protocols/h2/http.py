@@ -5,7 +5,9 @@
   carries HTTP/1.1 ones (`:authority` becomes `Host`, RFC 9113 §8.3.1).
 - `send_http` sends an `HttpRequest` over a pooled HTTP/2 connection.
 
-Bodies are buffered up to `max_body` (413 / `UpstreamProtocolError` above it).
+Request bodies are buffered up to `max_body` (413 above it). A response body above the
+request's `stream_threshold` is streamed (`bodies.py`); others are buffered up to
+`max_body` (`UpstreamProtocolError` above it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import anyio
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_target
+from sofamesh.protocols.h2.bodies import UpstreamBody, content_length, send_streamed
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.protocols.http.server import handler_for
@@ -42,10 +45,17 @@ _CONNECTION_SPECIFIC = frozenset(
 class H2HttpHandler:
     """Serves HTTP/2 streams with a handler of buffered HTTP messages."""
 
-    def __init__(self, handler: HttpHandler, max_body: int, slashes: str = REJECT_REQUEST) -> None:
+    def __init__(
+        self,
+        handler: HttpHandler,
+        max_body: int,
+        slashes: str = REJECT_REQUEST,
+        stream_threshold: int = 0,
+    ) -> None:
         self._handler = handler
         self._max_body = max_body
         self._slashes = slashes  # path_with_escaped_slashes_action
+        self._threshold = stream_threshold  # a response body above it streams (0: never)
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
@@ -60,7 +70,7 @@ class H2HttpHandler:
         if body is None:
             await _send_response(stream, _too_large())
             return
-        req = HttpRequest(method=method, target=target, headers=headers, body=body)
+        req = HttpRequest(method, target, headers, body, stream_threshold=self._threshold)
         handler = self._handler
         if stream.conn.identity:  # mutual TLS: the caller is the verified peer
             handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
@@ -105,15 +115,22 @@ def _too_large() -> HttpResponse:
 async def _send_response(stream: H2Stream, resp: HttpResponse) -> None:
     headers: RawHeaders = [(b":status", str(resp.status).encode())]
     headers += [(k.lower(), v) for k, v in resp.headers if k.lower() not in _CONNECTION_SPECIFIC]
-    if resp.body:
+    if resp.stream is not None:
+        try:
+            await send_streamed(stream, headers, resp.stream)
+        finally:
+            await resp.stream.aclose()
+    elif resp.body:
         size = len(resp.body)
         headers.append((b"content-length", str(size).encode()))
         await stream.send_headers(headers)
         OVERLOAD.held += size  # counted against the buffer budget until it has left
+        stream.held = size
         try:
             await stream.send_data(resp.body, end_stream=True)
         finally:
             OVERLOAD.held -= size
+            stream.held = 0
     else:
         await stream.send_headers(headers, end_stream=True)
 
@@ -140,21 +157,43 @@ async def send_http(
     if req.body:
         head.append((b"content-length", str(len(req.body)).encode()))
     up = await pool.open_stream(host, port, head, end_stream=not req.body)
+    resp: HttpResponse | None = None
     try:
         if req.body:
             await up.send_data(req.body, end_stream=True)
-        return await _read_response(up, max_body)
+        resp = await _read_response(up, max_body, req.stream_threshold)
+        return resp
     except StreamResetError as exc:
         raise UpstreamResetError(str(exc)) from exc
     finally:
-        up.conn.finished(up)
+        if resp is None or resp.stream is None:  # a streamed body owns the stream
+            up.conn.finished(up)
 
 
-async def _read_response(up: H2Stream, max_body: int) -> HttpResponse:
+async def _read_response(up: H2Stream, max_body: int, threshold: int) -> HttpResponse:
+    """The response, its body buffered or, above `threshold` (0: never), streamed.
+
+    5xx bodies are always buffered: a retry discards the response it replaces, and a
+    streamed one would keep its upstream stream open."""
     raw = await up.receive_headers()
     status = int(raw[0][1])
     headers = [(k, v) for k, v in raw if k[:1] != b":"]
-    body = await _read_body(up, max_body)
-    if body is None:
-        raise UpstreamProtocolError(f"response body over the limit of {max_body} bytes")
-    return HttpResponse(status, headers, body)
+    if status >= 500:
+        threshold = 0
+    length = content_length(headers)
+    if threshold and length is not None and length > threshold:
+        return HttpResponse(status, headers, stream=UpstreamBody(up, [], length))
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while (chunk := await up.receive_data()) is not None:
+            size += len(chunk)
+            OVERLOAD.held += len(chunk)  # in the buffer budget while it is read, as HTTP/1.1's
+            parts.append(chunk)
+            if threshold and size > threshold:  # no length given, and large: the rest streams
+                return HttpResponse(status, headers, stream=UpstreamBody(up, parts, length))
+            if size > max_body:
+                raise UpstreamProtocolError(f"response body over the limit of {max_body} bytes")
+        return HttpResponse(status, headers, b"".join(parts))
+    finally:
+        OVERLOAD.held -= size

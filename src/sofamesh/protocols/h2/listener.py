@@ -92,7 +92,8 @@ def h2_server(
     """The server of an `h2` or `grpc` listener: `plugs` and plain HTTP on h2c, HTTP/1.1 beside."""
     cfg = limits or LimitsConfig()
     slashes = cfg.path_with_escaped_slashes_action
-    streams = H2Listener(plugs, H2HttpHandler(http, cfg.max_body_bytes, slashes))
+    plain = H2HttpHandler(http, cfg.max_body_bytes, slashes, cfg.stream_threshold_bytes)
+    streams = H2Listener(plugs, plain)
     return H2Server(
         streams,
         h2_limits(cfg),

@@ -19,7 +19,7 @@ once every connection has closed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -36,7 +36,7 @@ from sofamesh.codecs.h2 import (
 )
 from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
-from sofamesh.transport.budget import OVERLOAD
+from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
@@ -92,6 +92,7 @@ class H2Server:
         self._handoff: _HandoffListener | None = None
         self._sniffed_started = False
         self._http1 = self._streams = self._errors = 0
+        OVERLOAD.watch(self)  # its streams' held responses, for the overload action
 
     async def serve(
         self,
@@ -215,6 +216,10 @@ class H2Server:
         for _, server, _ in self.sniffed:
             await server.drain()
         await self._life.wait_stopped()
+
+    def holders(self) -> Iterator[Holding]:
+        for conn in list(self._life.conns):
+            yield from conn.holders()
 
     def statistics(self) -> H2ServerStatistics:
         return H2ServerStatistics(

@@ -47,6 +47,7 @@ class H2Stream:
         "conn",
         "error",
         "headers",
+        "held",
         "id",
         "local_closed",
         "on_reset",
@@ -64,6 +65,7 @@ class H2Stream:
         self.local_closed = False
         self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
         self.chunks: deque[tuple[bytes, int]] = deque()
+        self.held = 0  # bytes of a response held here for the peer (the overload action's measure)
         self._recv_wait: anyio.Event | None = None
         self._window_wait: anyio.Event | None = None
 

@@ -24,6 +24,7 @@ from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ALPN_H2, ClientTls
 
 MAX_RESPONSE_BODY = 16 * 1024 * 1024
+_SHADOW_HEADER = "x-sofamesh-shadow"  # the mirror filter's mark on its copies
 
 
 class H2Support:
@@ -84,6 +85,8 @@ class H2Support:
             resp = await send_http(self.pool, host, port, req, MAX_RESPONSE_BODY)
         except TransportError as e:
             return failure_of(e, inv.service, host, port)
+        if resp.stream is not None and inv.headers.get(_SHADOW_HEADER):
+            await resp.stream.aclose()  # nobody reads a mirrored call's answer
         return response_to_result(resp)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -45,7 +46,7 @@ from sofamesh.protocols.http.server_config import (
     ServerStatistics,
     handler_for,
 )
-from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Overload
+from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Holding, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
@@ -119,6 +120,7 @@ class Http1Server:
         self._requests_served = 0
         self._protocol_errors = 0
         self._handler_errors = 0
+        overload.watch(self)  # its exchanges' buffers, for the overload action
 
     async def serve(
         self,
@@ -190,6 +192,10 @@ class Http1Server:
             conn.close_idle_by(deadline)
         await self._life.wait_stopped()
 
+    def holders(self) -> Iterator[Holding]:
+        for conn in list(self._life.conns):
+            yield conn.held + conn.reading, f"http1 {conn.info.peer}", conn.watch.cancel
+
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(
             **self._life.connection_counts(),
@@ -215,6 +221,7 @@ class _Connection:
         "deadline",
         "expired",
         "head_deadline",
+        "held",
         "info",
         "phase",
         "reading",
@@ -239,6 +246,7 @@ class _Connection:
         self.head_deadline: float | None = None
         self.served = 0
         self.reading = 0  # bytes received of the request not yet whole (in the budget)
+        self.held = 0  # bytes of the exchange under way (in the budget)
 
     def close_idle_by(self, deadline: float) -> None:
         if self.phase is IDLE:
@@ -335,6 +343,7 @@ class _Connection:
                             body = None
                 overload.held += len(data)
                 held += len(data)
+                self.held = held  # the overload action's measure of this connection
                 # A client that stopped reading holds a response here; the sweeper ends it.
                 self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
                 await self.stream.send(data)
@@ -342,6 +351,7 @@ class _Connection:
                     await relay_body(body, framing, self._send_timed, overload)
             finally:
                 overload.held -= held
+                self.held = 0
                 self.deadline, self.phase = math.inf, None
                 if body is not None:
                     await body.aclose()

@@ -1,0 +1,110 @@
+"""The overload actions on memory: the biggest holders reset past the high watermark, the
+heap trimmed after a large release."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sofamesh.transport.budget import Holding, Overload
+from sofamesh.transport.heap import HeapTrimmer
+from sofamesh.transport.reclaim import Reclaimer
+
+MIB = 1024 * 1024
+
+
+class FakeServer:
+    def __init__(self, overload: Overload, sizes: dict[str, int]) -> None:
+        self.overload = overload
+        self.sizes = sizes
+        self.reset: list[str] = []
+        overload.watch(self)
+        overload.held += sum(sizes.values())
+
+    def holders(self) -> Iterator[Holding]:
+        for who, size in self.sizes.items():
+            yield size, who, lambda who=who: self.reset.append(who)
+
+
+def test_nothing_is_reset_under_the_high_watermark() -> None:
+    overload = Overload(limit=100 * MIB)
+    server = FakeServer(overload, {"a": 60 * MIB, "b": 40 * MIB})
+    assert Reclaimer(overload).reset_biggest() == 0
+    assert server.reset == [] and "overload_resets" not in overload.counters
+
+
+def test_the_biggest_go_first_until_under_the_low_watermark(caplog: Any) -> None:
+    overload = Overload(limit=100 * MIB)
+    one = FakeServer(overload, {"small": 5 * MIB, "biggest": 50 * MIB})
+    two = FakeServer(overload, {"big": 30 * MIB, "middle": 20 * MIB, "idle": 0})
+    # 105 MiB held, over 100: down to 70 takes the 50 MiB holder (55 left) ... and no more.
+    assert Reclaimer(overload, reset_to=0.7).reset_biggest() == 1
+    assert one.reset == ["biggest"] and two.reset == []
+    assert overload.counters["overload_resets"] == 1
+    assert "resetting biggest, which holds 52428800" in caplog.text
+    # Its bytes leave as its task ends; until then a second look resets more only if needed.
+    overload.held -= 50 * MIB
+    assert Reclaimer(overload, reset_to=0.7).reset_biggest() == 0
+
+
+def test_several_go_when_one_is_not_enough() -> None:
+    overload = Overload(limit=100 * MIB)
+    server = FakeServer(overload, {f"s{i}": (10 + i) * MIB for i in range(10)})  # 145 MiB
+    assert Reclaimer(overload, reset_to=0.8).reset_biggest() == 4  # 19+18+17+16 >= 145-80
+    assert server.reset == ["s9", "s8", "s7", "s6"]
+
+
+def test_the_watermarks_are_checked() -> None:
+    with pytest.raises(ValueError, match="reset_to"):
+        Reclaimer(Overload(), reset_above=0.8, reset_to=0.9)
+
+
+def rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / MIB
+
+
+def burst(mib: int, trimmer: HeapTrimmer) -> list[bytes]:
+    """`mib` 1 MiB buffers written, then all but the last freed: it stays on top of the
+    heap (as a server's live objects do), so the others make a hole glibc does not give
+    back by itself. A freed 4 MiB buffer first raises glibc's mmap threshold past 1 MiB,
+    as the first large buffers of a burst do, so the 1 MiB ones come from the heap. The
+    trimmer samples the heap at the burst's peak, as the reclaimer's timer would."""
+    gc.collect()
+    raised = bytes(4 * MIB)
+    del raised
+    buffers = [bytes([i % 256]) * MIB for i in range(mib)]
+    assert not trimmer.due(time.monotonic())
+    return buffers[-1:]
+
+
+def test_the_heap_is_trimmed_after_a_large_release() -> None:
+    """64 MiB of 1 MiB buffers written and freed: the heap's free bytes rise by about that
+    much, the trim is due, and it gives the pages back (RSS falls by most of it)."""
+    trimmer = HeapTrimmer(after_bytes=32 * MIB, interval=5.0)
+    assert trimmer.available  # Linux with glibc, as every machine of the suite
+    now = time.monotonic()
+    assert not trimmer.due(now)
+    kept = burst(64, trimmer)
+    peak = rss_mib()
+    assert trimmer.due(now)
+    trimmer.trim(now)
+    after = rss_mib()
+    assert peak - after > 32, (peak, after)
+    assert trimmer.trims == 1
+    assert not trimmer.due(now + 1)  # counted from the trim, and not again within 5 s
+    assert kept
+
+
+async def test_the_trim_runs_off_the_loop_and_is_counted(anyio_backend: Any) -> None:
+    overload = Overload()
+    trimmer = HeapTrimmer(after_bytes=MIB, interval=0.0)
+    reclaimer = Reclaimer(overload, trimmer=trimmer)
+    kept = burst(8, trimmer)
+    assert await reclaimer.trim_if_due()
+    assert kept
+    assert overload.counters["heap_trims"] == 1
