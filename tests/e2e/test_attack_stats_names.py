@@ -114,7 +114,9 @@ async def test_catch_all_names_share_one_row_and_the_cap_is_a_key(
     assert by_name.pop(OTHER_SERVICES) == 3
     assert len(by_name) == 3 and set(by_name) <= set(services)
     assert labels(text, "sofamesh_rq_total", "service") == {
-        *by_name, OTHER_SERVICES, UNKNOWN_SERVICES
+        *by_name,
+        OTHER_SERVICES,
+        UNKNOWN_SERVICES,
     }
     assert "unknown" in labels(text, "istio_requests_total", "destination_service")
     assert stats["counters"]["stats.services_overflowed.inbound"] == 3
