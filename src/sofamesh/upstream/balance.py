@@ -83,4 +83,3 @@ class BalanceFilter:
             wait = min(wait, inv.deadline - self._clock.now())
         with anyio.move_on_after(max(wait, 0.0)):
             await ready.wait()
-
