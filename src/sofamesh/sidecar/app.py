@@ -90,7 +90,8 @@ class Sidecar:
         self._servers: list[Server] = []
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
-        self._inbound_chains: dict[tuple[Address, bool], Handler] = {}
+        # By upstream: the declared services' chains, then a catch-all's (`caught`).
+        self._inbound_chains: tuple[dict[Address, Handler], dict[Address, Handler]] = ({}, {})
         self.token = ""  # the local API's, once the admin API listens
         self.token_path: Path | None = None
         self.access_logs = self._access_logs()  # by listener name
@@ -298,14 +299,14 @@ class Sidecar:
                 return None
             if access_log is None:
                 return self._chain_to(upstream, caught)
-            chain = logged.get((upstream, caught))
+            chains = logged[caught]
+            chain = chains.get(upstream)
             if chain is None:
-                chain = access_log.wrap(self._chain_to(upstream, caught))
-                logged[(upstream, caught)] = chain
+                chain = chains[upstream] = access_log.wrap(self._chain_to(upstream, caught))
             return chain
 
         access_log = self.access_logs.get(name)
-        logged: dict[tuple[Address, bool], Handler] = {}
+        logged: tuple[dict[Address, Handler], dict[Address, Handler]] = ({}, {})  # by `caught`
         return route
 
     # -- access logs ------------------------------------------------------------------------
@@ -341,11 +342,12 @@ class Sidecar:
             )
 
     def _chain_to(self, upstream: Address, caught: bool = False) -> Handler:
-        chain = self._inbound_chains.get((upstream, caught))
+        chains = self._inbound_chains[caught]
+        chain = chains.get(upstream)
         if chain is None:
             known = never_known if caught else None
             chain = self.runtime.inbound_chain(self._forward(upstream), known=known)
-            self._inbound_chains[(upstream, caught)] = chain
+            chains[upstream] = chain
         return chain
 
     def _forward(self, upstream: Address) -> Handler:
