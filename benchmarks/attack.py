@@ -31,6 +31,7 @@ import attack_clients as ac
 from attack_targets import (
     ENVOY,
     H1_SERVICE,
+    PAIR_SERVICE,
     RssSampler,
     Target,
     Upstream,
@@ -62,6 +63,8 @@ ATTACKS: dict[str, tuple[str, Callable[[Target, bool], ac.Outcome]]] = {
                           lambda t, q: ac.cluster_explosion(t, 200 if q else 3_000)),
     "idle_lockout": ("TCP: 10,000 idle connections, then 15 fresh clients",
                      lambda t, q: ac.idle_lockout(t, 1_000 if q else 10_000)),
+    "frozen_provider": ("HTTP/1.1: one of two providers SIGSTOPped for 8 s under steady calls",
+                        lambda t, q: ac.frozen_provider(t, 0.5 if q else 2, 2 if q else 8)),
 }  # fmt: skip
 
 
@@ -166,6 +169,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
         up = start_upstream(Path(d))
+        up2 = start_upstream(Path(d), services=(PAIR_SERVICE,))  # the pair's other provider
         running: dict[str, Target] = {}
         try:
             for name in names:
@@ -174,19 +178,22 @@ def main() -> None:
                     if target is None or not target.alive() or not args.quick:
                         if target is not None:
                             target.stop()
-                        target = running[which] = start(which, Path(d), up, args)
+                        target = running[which] = start(which, Path(d), up, up2, args)
+                        target.pair = up2.proc
                     print(run_one(name, target, up.count, args.quick), flush=True)
         finally:
             for target in running.values():
                 target.stop()
-            up.proc.terminate()
-            up.proc.wait(10)
+            for u in (up, up2):
+                u.proc.send_signal(signal.SIGCONT)  # in case an attack was cut short
+                u.proc.terminate()
+                u.proc.wait(10)
 
 
-def start(which: str, tmp: Path, up: Upstream, args: argparse.Namespace) -> Target:
+def start(which: str, tmp: Path, up: Upstream, up2: Upstream, args: argparse.Namespace) -> Target:
     """A fresh proxy for each attack (with --quick, one per target for all attacks)."""
     if which == "envoy":
-        return start_envoy(tmp, up)
+        return start_envoy(tmp, up, up2)
     return start_sofamesh(tmp, up, src_env=src_env(args.baseline_src))
 
 

@@ -7,13 +7,24 @@ frames are built with `hyperframe` and `hpack`; Bolt frames with the project's c
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
 import hpack
-from attack_targets import BOLT_IFACE, BOLT_VERSION, H1_SERVICE, H2_SERVICE, Target
+from attack_targets import (
+    BOLT_IFACE,
+    BOLT_VERSION,
+    H1_SERVICE,
+    H2_SERVICE,
+    PAIR_SERVICE,
+    PER_TRY_TIMEOUT,
+    Target,
+)
 from hyperframe.frame import (
     HeadersFrame,
     PingFrame,
@@ -343,4 +354,79 @@ def idle_lockout(t: Target, conns: int, probes: int = 15) -> Outcome:
         s.close()
     return Outcome(
         0, f"{len(idle):,} opened in {took:.1f} s; {served} of {probes} fresh clients served"
+    )
+
+
+def frozen_provider(t: Target, before: float, frozen: float, callers: int = 4) -> Outcome:
+    """Steady calls to the two providers of `PAIR_SERVICE` (`callers` keep-alive clients,
+    one call each after another, 5 s client timeout); after `before` s one provider is
+    SIGSTOPped for `frozen` s. Counted after the stop: calls made, failed calls, calls that
+    took a per-try timeout or more (they waited on the frozen one), and the time from the
+    stop to the last call that touched it (slow or failed): how long callers felt it."""
+    assert t.pair is not None, "the target has no second provider"
+    calls: list[tuple[float, float, bool]] = []  # (started, seconds, ok)
+    stop = threading.Event()
+
+    def caller() -> None:
+        sock: socket.socket | None = None
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                sock = sock or socket.create_connection(("127.0.0.1", t.h1), timeout=5)
+                sock.sendall(http_get("/pair", PAIR_SERVICE))
+                ok = _read_response(sock).startswith(b"HTTP/1.1 200")
+            except OSError:
+                ok = False
+            if not ok and sock is not None:
+                sock.close()
+                sock = None
+            calls.append((started, time.monotonic() - started, ok))
+        if sock is not None:
+            sock.close()
+
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(callers)]
+    for th in threads:
+        th.start()
+    time.sleep(before)
+    stopped = time.monotonic()
+    t.pair.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(frozen)
+    finally:
+        t.pair.send_signal(signal.SIGCONT)
+        stop.set()
+        for th in threads:
+            th.join()
+    return Outcome(0, _frozen_summary(calls, stopped, frozen))
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body (the upstream's and both proxies' answers)."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length:\s*(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        body += chunk
+    return head
+
+
+def _frozen_summary(calls: list[tuple[float, float, bool]], stopped: float, frozen: float) -> str:
+    after = [(s, d, ok) for s, d, ok in calls if s + d >= stopped]
+    slow_at = PER_TRY_TIMEOUT  # a call this slow waited a try out on the frozen one
+    failed = sum(1 for _s, _d, ok in after if not ok)
+    slow = [s + d for s, d, ok in after if ok and d >= slow_at]
+    hurt = [s + d for s, d, ok in after if not ok or d >= slow_at]
+    felt = f"{max(hurt) - stopped:.1f} s" if hurt else "0 s"
+    when = ", ".join(f"{end - stopped:.1f}" for end in sorted(hurt)[:8])
+    return (
+        f"{len(after)} calls in {frozen:.0f} s frozen: {failed} failed, {len(slow)} slower than "
+        f"{slow_at:.2f} s (ending at {when or '-'} s); the last {felt} after the stop"
     )

@@ -31,6 +31,11 @@ from netutil import free_port, wait_port
 ROOT = Path(__file__).resolve().parents[1]
 ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 H1_SERVICE = "attacked"
+# Served by two upstream processes (the second only serves this): `frozen_provider` stops
+# one of them. Both proxies retry a try that times out elsewhere and eject on timeouts.
+PAIR_SERVICE = "pair"
+PER_TRY_TIMEOUT = 0.25
+PAIR_TIMEOUT = 2.0
 H2_SERVICE = "com.example.Attacked"
 BOLT_IFACE, BOLT_VERSION = "com.example.Echo", "1.0"
 BIG = 10 * 1024 * 1024
@@ -47,6 +52,17 @@ ENVOY_HCM = """
           codec_type: {codec}
           route_config:
             virtual_hosts:
+            - name: pair
+              domains: ["pair", "pair:*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route:
+                  cluster: pair_upstream
+                  timeout: 2s
+                  retry_policy:
+                    retry_on: "5xx,reset,connect-failure"
+                    num_retries: 2
+                    per_try_timeout: 0.25s
             - name: all
               domains: ["*"]
               routes:
@@ -81,6 +97,20 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up_h1} }} }} }}
+  - name: pair_upstream
+    type: STATIC
+    connect_timeout: 1s
+    outlier_detection:
+      consecutive_5xx: 5
+      interval: 1s
+      base_ejection_time: 30s
+      max_ejection_percent: 50
+    load_assignment:
+      cluster_name: pair_upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up_h1} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up2_h1} }} }} }}
   - name: bolt_upstream
     type: STATIC
     connect_timeout: 1s
@@ -120,6 +150,7 @@ class Target:
     bolt: int
     admin: int
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    pair: subprocess.Popen[bytes] | None = None  # the second provider of PAIR_SERVICE
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -183,12 +214,20 @@ class RssSampler:
         self._thread.join()
 
 
-def start_upstream(tmp: Path) -> Upstream:
+def start_upstream(tmp: Path, services: tuple[str, ...] = (H1_SERVICE, PAIR_SERVICE)) -> Upstream:
+    """The counting upstream; `services`: what it publishes for its HTTP/1.1 port."""
     ports = {"h1": free_port(), "h2": free_port(), "bolt": free_port()}
-    argv = [sys.executable, __file__, "upstream", str(tmp / "registry"), json.dumps(ports)]
+    argv = [sys.executable, __file__, "upstream", str(tmp / "registry"), json.dumps(ports),
+            json.dumps(services)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
     return Upstream(proc, **ports)
+
+
+# The pair's policy and retries, as Envoy's route and cluster above have them.
+PAIR_RULES = {"routes": [{"service": PAIR_SERVICE, "retry": {
+    "attempts": 3, "retry_on": ["connect_failure", "reset", "gateway_error", "timeout"],
+    "per_try_timeout": PER_TRY_TIMEOUT}}]}  # fmt: skip
 
 
 def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = None) -> Target:
@@ -197,6 +236,8 @@ def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = Non
         "app": "attacked-sidecar",
         "registry": f"file://{tmp}/registry?poll=0.2",
         "admin": f"127.0.0.1:{admin}",
+        "services": {PAIR_SERVICE: {"timeout": PAIR_TIMEOUT}},
+        "rules": PAIR_RULES,
         "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{h1}"}],
         "inbound": [
             {"protocol": "h2", "listen": f"127.0.0.1:{h2}",
@@ -215,7 +256,7 @@ def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = Non
     return Target("sofamesh", proc, h1, h2, bolt, admin)
 
 
-def start_envoy(tmp: Path, up: Upstream) -> Target:
+def start_envoy(tmp: Path, up: Upstream, up2: Upstream) -> Target:
     h1, h2, bolt, admin = (free_port() for _ in range(4))
     conf = ENVOY_CONF.format(
         admin=admin,
@@ -223,6 +264,7 @@ def start_envoy(tmp: Path, up: Upstream) -> Target:
         h2=ENVOY_HCM.format(name="h2", port=h2, codec="HTTP2"),
         bolt=bolt,
         up_h1=up.h1,
+        up2_h1=up2.h1,
         up_bolt=up.bolt,
     )
     (tmp / "envoy-attack.yaml").write_text(conf)
@@ -242,7 +284,7 @@ def start_envoy(tmp: Path, up: Upstream) -> Target:
 # -- the upstream process ----------------------------------------------------------------------
 
 
-def upstream_main(registry_dir: str, ports: dict[str, int]) -> None:
+def upstream_main(registry_dir: str, ports: dict[str, int], services: list[str]) -> None:
     import anyio
 
     import sofamesh
@@ -300,7 +342,8 @@ def upstream_main(registry_dir: str, ports: dict[str, int]) -> None:
             ),  # fmt: skip
             anyio.create_task_group() as tg,
         ):
-            await reg.publish(Endpoint(H1_SERVICE, "127.0.0.1", ports["h1"]))
+            for service in services:
+                await reg.publish(Endpoint(service, "127.0.0.1", ports["h1"]))
             tg.start_soon(h1.serve, h1_conn)
             await tg.start(server.serve, h2)
             print("up", flush=True)
@@ -309,4 +352,4 @@ def upstream_main(registry_dir: str, ports: dict[str, int]) -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["upstream"]:
-    upstream_main(sys.argv[2], json.loads(sys.argv[3]))
+    upstream_main(sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]))

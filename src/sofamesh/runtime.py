@@ -23,7 +23,7 @@ from sofamesh.config.model import MeshConfig, PolicyConfig
 from sofamesh.config.structure import ConfigError
 from sofamesh.deadlines import DeadlineWatch
 from sofamesh.filters.deadline import InboundDeadlineFilter
-from sofamesh.filters.stats import StatsFilter
+from sofamesh.filters.stats import Known, StatsFilter, known_unless_no_endpoint
 from sofamesh.filters.timeout import TimeoutFilter, timed_out
 from sofamesh.filters.tracing import AttemptSpanFilter, TracingFilter
 from sofamesh.governance.compose import (
@@ -88,7 +88,9 @@ class Runtime:
         self.config = config
         self.composes = composes if composes is not None else Composes.for_mode(config.mode)
         self.clock: Clock = clock or MonotonicClock()
-        self.stats = Stats()
+        self.stats = Stats(
+            max_services=config.metrics.max_services, max_callers=config.metrics.max_callers
+        )
         self._registry_override = registry
         self.registry: Any = None
         self.clusters: ClusterManager | None = None
@@ -241,6 +243,8 @@ class Runtime:
         """Calling providers directly (SDK mode, and the sidecar's outbound)."""
         assert self.clusters is not None, "outbound calls need the runtime's registry"
         clusters = self.clusters
+        # A made-up name leaves no cluster behind: such calls share one stats row.
+        known = known_unless_no_endpoint(clusters.clusters.__contains__)
 
         def build() -> Handler:
             gov = self.governance
@@ -249,9 +253,10 @@ class Runtime:
                 ResolveFilter(clusters),
                 # The call's span, under the app's context (or a new trace), once per call.
                 *self._traced("internal"),
-                *self._istio("source"),  # Istio's view: this app's call, as its source reports
+                # Istio's view: this app's call, as its source reports.
+                *self._istio("source", known),
                 # Every call counted, whatever happens below.
-                StatsFilter(self.stats, "outbound", self.clock),
+                StatsFilter(self.stats, "outbound", self.clock, known=known),
                 # Governance: auth, routing, fallbacks, limits, breakers, faults, mirroring.
                 *outbound_filters(gov, self.clock, task_group=self._gov_tg, in_use_only=True),
                 *(extra or []),
@@ -271,8 +276,14 @@ class Runtime:
 
         return self._recomposing(build)
 
-    def inbound_chain(self, terminal: Handler, extra: list[Filter] | None = None) -> Handler:
-        """Provider side: in front of the local app (an ASGI app or a TCP upstream)."""
+    def inbound_chain(
+        self, terminal: Handler, extra: list[Filter] | None = None, *, known: Known | None = None
+    ) -> Handler:
+        """Provider side: in front of the local app (an ASGI app or a TCP upstream).
+
+        `known`: whether a call's service is one this side declared (a catch-all's are not:
+        they share one stats row); None counts every name apart, up to the caps.
+        """
 
         strict = self.config.tls.strict_services
         required = [RequireMtlsFilter(strict)] if strict else []
@@ -280,8 +291,8 @@ class Runtime:
         def build() -> Handler:
             filters: list[Filter] = [
                 *self._traced("server"),  # continue the caller's trace before anything decides
-                *self._istio("destination"),
-                StatsFilter(self.stats, "inbound", self.clock),
+                *self._istio("destination", known),
+                StatsFilter(self.stats, "inbound", self.clock, known=known),
                 # Services that take verified callers only, on a permissive data plane.
                 *required,
                 InboundDeadlineFilter(self.clock),  # do not start work the caller gave up on
@@ -297,9 +308,11 @@ class Runtime:
         """The hop's tracing filter when tracing is on; nothing at all when it is off."""
         return [] if self.tracer is None else [TracingFilter(self.tracer, kind)]
 
-    def _istio(self, reporter: Reporter) -> list[Filter]:
+    def _istio(self, reporter: Reporter, known: Known | None = None) -> list[Filter]:
         """Istio's standard metrics when `metrics.istio` is on."""
-        return [] if self.istio is None else [IstioFilter(self.istio, reporter, self.clock)]
+        if self.istio is None:
+            return []
+        return [IstioFilter(self.istio, reporter, self.clock, known=known)]
 
     def _recomposing(self, build: Callable[[], Handler]) -> Handler:
         """A handler that composes its chain again when the rules in force change.

@@ -13,6 +13,7 @@ which Prometheus asks for first.
 from __future__ import annotations
 
 import bisect
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
@@ -21,17 +22,21 @@ import attrs
 
 from sofamesh.model import Status
 
+log = logging.getLogger("sofamesh.stats")
 # Latency buckets in milliseconds (Envoy's default histogram buckets, trimmed).
 BUCKETS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
-# Distinct callers counted apart per service; the rest share one row, so a peer sending
-# made-up caller names cannot grow the stats without bound.
+# Distinct callers counted apart per service (`metrics.max_callers`); the rest share one
+# row, so a peer sending made-up caller names cannot grow the stats without bound.
 MAX_CALLERS = 64
 OTHER_CALLERS = "_other"
-# Distinct services counted apart per direction, for the same reason: any caller can name
-# any service (a sidecar's outbound listener takes the Host it is given), so past this
-# many, new names share one row.
+# Distinct services counted apart per direction (`metrics.max_services`), for the same
+# reason: any caller can name any service (a sidecar's outbound listener takes the Host it
+# is given), so past this many, new names share one row.
 MAX_SERVICES = 1000
 OTHER_SERVICES = "_other"
+# The one row of every name no registry, route or listener knows (Envoy counts such
+# requests once, `no_cluster`, not per name); parentheses cannot occur in a service name.
+UNKNOWN_SERVICES = "(unknown)"
 COUNTER_HELP = {
     "upstream_rq_retry": "Outbound calls retried.",
     "outlier.ejections": "Endpoints ejected by outlier detection.",
@@ -112,10 +117,12 @@ class CallStats:
 class Stats:
     """Every counter of one mesh (SDK instance or sidecar process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_services: int = MAX_SERVICES, max_callers: int = MAX_CALLERS) -> None:
         self.services: dict[tuple[str, str, str], CallStats] = {}  # (direction, service, caller)
         self.endpoints: dict[tuple[str, str], CallStats] = {}  # (service, address)
         self.counters: dict[str, int] = {}
+        self.max_services = max_services
+        self.max_callers = max_callers
         self._callers: dict[tuple[str, str], int] = {}  # (direction, service) -> callers kept
         self._services: dict[str, int] = {}  # direction -> services kept
 
@@ -127,17 +134,34 @@ class Stats:
         return s
 
     def _new_service(self, direction: str, service: str, caller: str) -> CallStats:
-        if (direction, service) not in self._callers and service != OTHER_SERVICES:
+        if (direction, service) not in self._callers and service not in _SHARED_ROWS:
             services = self._services.get(direction, 0)
-            if services >= MAX_SERVICES:
+            if services >= self.max_services:
+                self._overflow(direction, service)
                 return self.service(direction, OTHER_SERVICES, caller)
             self._services[direction] = services + 1
         kept = self._callers.get((direction, service), 0)
-        if kept >= MAX_CALLERS:
+        if kept >= self.max_callers:
             return self.services.setdefault((direction, service, OTHER_CALLERS), CallStats())
         self._callers[(direction, service)] = kept + 1
         s = self.services[(direction, service, caller)] = CallStats()
         return s
+
+    def _overflow(self, direction: str, service: str) -> None:
+        """Count a name past `max_services`; warn at the first and every thousandth."""
+        name = f"stats.services_overflowed.{direction}"
+        self.incr(name)
+        n = self.counters[name]
+        if n == 1 or n % 1000 == 0:
+            log.warning(
+                "%d %s services counted apart (metrics.max_services): %r and later names "
+                "count under %s (%d so far)",
+                self.max_services,
+                direction,
+                service[:200],
+                OTHER_SERVICES,
+                n,
+            )
 
     def endpoint(self, service: str, address: str) -> CallStats:
         key = (service, address)
@@ -187,6 +211,9 @@ class Stats:
             ({"service": s, "address": a}, cs) for (s, a), cs in sorted(self.endpoints.items())
         ]
         yield from _call_families("sofamesh_endpoint_rq", "endpoint", endpoints, with_code=False)
+
+
+_SHARED_ROWS = frozenset((OTHER_SERVICES, UNKNOWN_SERVICES))
 
 
 @attrs.frozen

@@ -101,3 +101,8 @@ class MetricsConfig:
         default=ISTIO_BUCKETS_MS, validator=_buckets
     )
     namespace: str = "default"  # `*_workload_namespace` in Istio's labels
+    # Series caps, so callers choosing names cannot grow the metrics (docs/reliability.md):
+    # services counted apart per direction, callers per service, Istio's label sets.
+    max_services: int = attrs.field(default=1000, validator=_positive)
+    max_callers: int = attrs.field(default=64, validator=_positive)
+    max_istio_series: int = attrs.field(default=4096, validator=_positive)

@@ -1,30 +1,77 @@
-"""Count every call per direction, service and (inbound) caller, with its latency and code."""
+"""Count every call per direction, service and (inbound) caller, with its latency and code.
+
+A name no registry, route or listener knows is the caller's choice, so it is counted
+under one row (`stats.UNKNOWN_SERVICES`) rather than its own: `known` says, after the
+call, whether it named a service that exists. Only a name without a row of its own yet
+is asked about; the rows of known services are found by one dict look-up, as before.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.model import Invocation, Result
-from sofamesh.stats import Stats
+from sofamesh.model import Invocation, Result, Status
+from sofamesh.stats import UNKNOWN_SERVICES, Stats
+
+# Whether a call's service exists, judged from its name and how the call went.
+Known = Callable[[str, Result], bool]
+
+
+def known_unless_no_endpoint(exists: Callable[[str], bool]) -> Known:
+    """Known unless the call found no endpoint and `exists` does not know the name either
+    (a provider that left is still known: its cluster stays; a made-up name's does not)."""
+
+    def known(service: str, result: Result) -> bool:
+        return result.status is not Status.NO_ENDPOINT or exists(service)
+
+    return known
+
+
+def never_known(_service: str, _result: Result) -> bool:
+    """A catch-all's names: forwarded on purpose, yet none is a service anyone declared."""
+    return False
 
 
 class StatsFilter:
-    def __init__(self, stats: Stats, direction: str, clock: Clock) -> None:
+    def __init__(
+        self, stats: Stats, direction: str, clock: Clock, *, known: Known | None = None
+    ) -> None:
+        """`known`: None counts every name apart (up to `Stats.max_services`)."""
         self._stats = stats
         self._direction = direction
         # Outbound, the caller is always this app: one row per service is enough.
         self._by_caller = direction == "inbound"
         self._clock = clock
+        self._known = known
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        cs = self._stats.service(
-            self._direction, inv.service, inv.caller if self._by_caller else ""
-        )
+        caller = inv.caller if self._by_caller else ""
+        cs = self._stats.services.get((self._direction, inv.service, caller))
+        if cs is None:
+            if self._known is not None:
+                return await self._first(inv, call_next, caller)
+            cs = self._stats.service(self._direction, inv.service, caller)
         start = self._clock.now()
         cs.active += 1
         try:
             result = await call_next(inv)
         finally:
             cs.active -= 1
+        cs.record(result.status, (self._clock.now() - start) * 1000, result.code)
+        return result
+
+    async def _first(self, inv: Invocation, call_next: Handler, caller: str) -> Result:
+        """A name without a row: counted when it ends, under its own name or the unknown row.
+
+        Not in flight meanwhile: which row holds it is not known before it ends, and a
+        row made for it up front would stay, empty, for a name that turns out unknown.
+        """
+        start = self._clock.now()
+        result = await call_next(inv)
+        assert self._known is not None
+        service = inv.service if self._known(inv.service, result) else UNKNOWN_SERVICES
+        cs = self._stats.service(self._direction, service, caller)
         cs.record(result.status, (self._clock.now() - start) * 1000, result.code)
         return result

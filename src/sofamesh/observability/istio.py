@@ -21,7 +21,9 @@ destinations, the permissive inbound relay) count in Istio's TCP family instead:
 so a long connection shows its traffic while it lasts.
 
 A call records one tuple of the labels that vary; the rest are filled in when
-scraped. Series are capped (`MAX_SERIES`): past it, new label sets count under
+scraped. A service name no registry, route or listener knows (the filter's `known`) is
+reported as `destination_service="unknown"`, as Istio reports what it cannot name. Series
+are capped (`metrics.max_istio_series`): past it, new label sets count under
 `destination_service="_other"`, so peers choosing names cannot grow memory.
 """
 
@@ -35,6 +37,7 @@ from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config.telemetry import MetricsConfig
 from sofamesh.endpoint import Endpoint
+from sofamesh.filters.stats import Known
 from sofamesh.model import Invocation, Result
 from sofamesh.observability import call
 from sofamesh.stats import Family
@@ -44,7 +47,7 @@ from sofamesh.transport.tls_listener import MeshTls
 Reporter = Literal["source", "destination"]
 # Istio's byte-size buckets (1 B to 1 GB, by tens).
 BYTE_BUCKETS = tuple(float(10**i) for i in range(10))
-MAX_SERIES = 4096
+MAX_SERIES = 4096  # `metrics.max_istio_series`'s default
 _UNKNOWN = "unknown"
 _MTLS_MODES = (PERMISSIVE, STRICT)
 # reporter, source app, destination app, service, protocol, code, grpc status, flags, policy,
@@ -110,12 +113,16 @@ class IstioMetrics:
         self.version = version or _UNKNOWN
         self.namespace = config.namespace
         self._buckets = config.duration_buckets_ms
+        self.max_series = config.max_istio_series
         self._tls = tls
         self._principal = ""  # ours, read once there is an identity (rotation keeps the ID)
         self.series: dict[Key, Series] = {}
         self.tcp: dict[TcpKey, TcpSeries] = {}
 
-    def observe(self, reporter: Reporter, inv: Invocation, result: Result, ms: float) -> None:
+    def observe(
+        self, reporter: Reporter, inv: Invocation, result: Result, ms: float, service: str = ""
+    ) -> None:
+        """`service`: the label to report instead of `inv.service` (`unknown` for made-up names)."""
         ep = result.endpoint or inv.endpoint
         if reporter == "source":
             src, src_ver = self.app, self.version
@@ -128,7 +135,7 @@ class IstioMetrics:
             dst, dst_ver = self.app, self.version
             src_id, dst_id, mtls = inv.peer or _UNKNOWN, self.principal(), bool(inv.peer)
         key: Key = (
-            reporter, src, dst, inv.service, _protocol(inv.protocol),
+            reporter, src, dst, service or inv.service, _protocol(inv.protocol),
             str(call.response_code(inv, result)), call.grpc_status(inv, result),
             call.response_flags(result), "mutual_tls" if mtls else "none", src_ver, dst_ver,
             src_id, dst_id,
@@ -155,7 +162,7 @@ class IstioMetrics:
         )  # fmt: skip
         found = self.tcp.get(key)
         if found is None:
-            if len(self.tcp) >= MAX_SERIES:  # peers choose the addresses: bounded like calls
+            if len(self.tcp) >= self.max_series:  # peers choose the addresses: bounded like calls
                 key = (*key[:3], "_other", "_other", *key[5:])
                 found = self.tcp.get(key)
             if found is None:
@@ -184,7 +191,7 @@ class IstioMetrics:
         return published if published and mode in _MTLS_MODES else _UNKNOWN
 
     def _new(self, key: Key) -> Series:
-        if len(self.series) >= MAX_SERIES:
+        if len(self.series) >= self.max_series:
             key = (*key[:3], "_other", *key[4:])
             found = self.series.get(key)
             if found is not None:
@@ -274,13 +281,19 @@ def _histogram(labels: dict[str, str], b: Buckets) -> Iterator[tuple[str, dict[s
 class IstioFilter:
     """Records each call in Istio's metrics, as the reporter this side of the call is."""
 
-    def __init__(self, metrics: IstioMetrics, reporter: Reporter, clock: Clock) -> None:
+    def __init__(
+        self, metrics: IstioMetrics, reporter: Reporter, clock: Clock, *, known: Known | None = None
+    ) -> None:
         self._metrics = metrics
         self._reporter = reporter
         self._clock = clock
+        self._known = known
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
         start = self._clock.now()
         result = await call_next(inv)
-        self._metrics.observe(self._reporter, inv, result, (self._clock.now() - start) * 1000)
+        known = self._known
+        service = "" if known is None or known(inv.service, result) else _UNKNOWN
+        ms = (self._clock.now() - start) * 1000
+        self._metrics.observe(self._reporter, inv, result, ms, service)
         return result

@@ -34,6 +34,7 @@ from sofamesh.clock import Clock
 from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
 from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
+from sofamesh.filters.stats import never_known
 from sofamesh.governance.source import LastGoodRules
 from sofamesh.model import Invocation, Result
 from sofamesh.observability.access_log import AccessLog, listener_access_logs
@@ -105,7 +106,8 @@ class Sidecar:
         self._servers: list[Server] = []
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
-        self._inbound_chains: dict[Address, Handler] = {}
+        # By upstream: the declared services' chains, then a catch-all's (`caught`).
+        self._inbound_chains: tuple[dict[Address, Handler], dict[Address, Handler]] = ({}, {})
         self.token = ""  # the local API's, once the admin API listens
         self.token_path: Path | None = None
         self.access_logs = self._access_logs()  # by listener name
@@ -309,19 +311,23 @@ class Sidecar:
 
         def route(service: str) -> Handler | None:
             reg = self.registrations.get((service, lc.protocol))
-            upstream = reg.upstream if reg else static.get((service, lc.protocol), fallback)
+            upstream = reg.upstream if reg else static.get((service, lc.protocol))
+            # A catch-all's names are forwarded, yet counted under one stats row (never_known).
+            caught = upstream is None and fallback is not None
+            upstream = upstream or fallback
             if upstream is None:
                 self._refuse_unknown(service, lc)
                 return None
             if access_log is None:
-                return self._chain_to(upstream)
-            chain = logged.get(upstream)
+                return self._chain_to(upstream, caught)
+            chains = logged[caught]
+            chain = chains.get(upstream)
             if chain is None:
-                chain = logged[upstream] = access_log.wrap(self._chain_to(upstream))
+                chain = chains[upstream] = access_log.wrap(self._chain_to(upstream, caught))
             return chain
 
         access_log = self.access_logs.get(name)
-        logged: dict[Address, Handler] = {}
+        logged: tuple[dict[Address, Handler], dict[Address, Handler]] = ({}, {})  # by `caught`
         return route
 
     # -- access logs ------------------------------------------------------------------------
@@ -356,11 +362,13 @@ class Sidecar:
                 refused,
             )
 
-    def _chain_to(self, upstream: Address) -> Handler:
-        chain = self._inbound_chains.get(upstream)
+    def _chain_to(self, upstream: Address, caught: bool = False) -> Handler:
+        chains = self._inbound_chains[caught]
+        chain = chains.get(upstream)
         if chain is None:
-            chain = self.runtime.inbound_chain(self._forward(upstream))
-            self._inbound_chains[upstream] = chain
+            known = never_known if caught else None
+            chain = self.runtime.inbound_chain(self._forward(upstream), known=known)
+            chains[upstream] = chain
         return chain
 
     def _forward(self, upstream: Address) -> Handler:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import anyio.abc
@@ -39,6 +40,7 @@ log = logging.getLogger("sofamesh.transport")
 PER_SOURCE_SHARE = 10  # default max_per_source: a tenth of max_connections
 EVICT_SHARE = 0.9  # default: the idle budget starts at 90 % of max_connections
 EVICT_BATCH_SHARE = 100  # idle connections closed per pass: 1 % of max_connections
+PRUNE_EVICTING = 1024  # evicted connections remembered before they are looked for in the open
 
 
 @runtime_checkable
@@ -83,8 +85,13 @@ class Admission:
         self.evicted = 0
         self._warned: set[str] = set()  # sources over their limit, logged once until under it
         self._evicting: set[Any] = set()  # closed by the idle budget, not yet gone
+        self._prune_at = PRUNE_EVICTING
+        # Per source at its share: its never-used idle connections, oldest first, as last
+        # found; each is checked again when its turn comes. A flood of thousands from one
+        # address then costs one scan of the connections per batch, not one per accept.
+        self._spare: dict[str, deque[Any]] = {}
 
-    def enter(self, source: str, conns: Iterable[Any] = ()) -> bool:
+    def enter(self, source: str, conns: Collection[Any] = ()) -> bool:
         """Count a connection from `source` in; False (and a log line, once) when over its share
         and none of its connections in `conns` is idle to make room."""
         n = self.sources.get(source, 0)
@@ -105,21 +112,16 @@ class Admission:
         self.sources[source] = n + 1
         return True
 
-    def make_room_for(self, source: str, conns: Iterable[Any]) -> bool:
+    def make_room_for(self, source: str, conns: Collection[Any]) -> bool:
         """Close the longest-idle never-used connection of `source`; count the new one instead.
 
         The closed connection leaves the count when its task ends, so the source may hold
         one more than its share for that moment. False when none of its connections is idle
         and unused.
         """
-        mine = [
-            (rank, conn)
-            for rank, conn in _idle(c for c in conns if c not in self._evicting)
-            if _source(conn) == source and _never_used(conn)
-        ]
-        if not mine:
+        conn = self._oldest_spare(source, conns)
+        if conn is None:
             return False
-        _rank, conn = min(mine, key=lambda pair: pair[0])
         self._evicting.add(conn)
         conn.evict()
         if source not in self._warned:  # logged once until the source is under its share
@@ -135,18 +137,53 @@ class Admission:
         self.sources[source] = self.sources.get(source, 0) + 1
         return True
 
+    def _oldest_spare(self, source: str, conns: Collection[Any]) -> Any | None:
+        """The oldest never-used idle connection of `source` in `conns`, or None."""
+        queue = self._spare.get(source)
+        for scanned in (False, True):
+            while queue:
+                conn = queue.popleft()
+                if conn in conns and self._spare_now(conn):
+                    return conn
+            if scanned:
+                break
+            queue = self._spare[source] = self._scan(source, conns)
+        del self._spare[source]
+        return None
+
+    def _spare_now(self, conn: Any) -> bool:
+        return conn not in self._evicting and _never_used(conn) and conn.idle_rank() is not None
+
+    def _scan(self, source: str, conns: Iterable[Any]) -> deque[Any]:
+        mine = [
+            (rank, conn)
+            for rank, conn in _idle(c for c in conns if c not in self._evicting)
+            if _source(conn) == source and _never_used(conn)
+        ]
+        mine.sort(key=lambda pair: pair[0])
+        return deque(conn for _rank, conn in mine)
+
     def leave(self, source: str) -> None:
         n = self.sources[source] - 1
         if n:
             self.sources[source] = n
         else:
             del self.sources[source]
+            self._spare.pop(source, None)
         if n < self.max_per_source:
             self._warned.discard(source)
 
     def open_count(self, conns: set[Any]) -> int:
-        """Connections open and not already on their way out by the idle budget."""
+        """Connections open and not already on their way out by the idle budget.
+
+        Below `evict_at` the exact figure decides nothing (`len(conns)` is under every
+        limit), so the set of evicted connections is pruned only near the limit or when it
+        has grown: during a flood, pruning on every accept was an eighth of its cost.
+        """
+        if len(conns) < self.evict_at and len(self._evicting) < self._prune_at:
+            return len(conns)
         self._evicting &= conns
+        self._prune_at = max(PRUNE_EVICTING, 2 * len(self._evicting))
         return len(conns) - len(self._evicting)
 
     def make_room(self, conns: set[Any], open_now: int) -> int:

@@ -20,7 +20,7 @@ import anyio.abc
 from anyio.streams.stapled import MultiListener
 
 from sofamesh.transport.admission import EVICT_SHARE, Admission, source_of
-from sofamesh.transport.streams import accept, serve_accepted
+from sofamesh.transport.streams import acceptor, aclose_forcefully, serve_accepted
 
 log = logging.getLogger("sofamesh.transport")
 
@@ -42,9 +42,10 @@ async def accept_until_closed(
     after a pause: the server slows down instead of stopping, and the
     connections it already has keep being served.
     """
+    next_connection = acceptor(listener)
     while True:
         try:
-            accepted = await accept(listener)
+            accepted = await next_connection()
         except anyio.ClosedResourceError:
             return
         except OSError as exc:
@@ -136,7 +137,7 @@ class ServerLifecycle(Generic[C]):
             source = source_of(stream)
             if not admission.enter(source, self.conns):
                 self.rejected += 1
-                await anyio.aclose_forcefully(stream)
+                await aclose_forcefully(stream)
                 return
             try:
                 await admit(stream)
@@ -172,7 +173,7 @@ class ServerLifecycle(Generic[C]):
         if open_now >= self.max_connections:
             self.rejected += 1
             log.warning("%s: refusing a connection: %d open", self.protocol, len(self.conns))
-            await anyio.aclose_forcefully(stream)
+            await aclose_forcefully(stream)
             return False
         self.accepted += 1
         return True

@@ -32,13 +32,14 @@ import contextlib
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, cast
 
 import anyio
 import anyio.abc
+from anyio.abc import SocketAttribute
 from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 log = logging.getLogger("sofamesh.transport")
@@ -100,18 +101,32 @@ class Accepted:
 
 
 async def accept(listener: anyio.abc.Listener[Any]) -> Accepted:
-    """The next connection from `listener`.
+    """The next connection from `listener` (see `acceptor`)."""
+    return await acceptor(listener)()
+
+
+def acceptor(listener: anyio.abc.Listener[Any]) -> Callable[[], Awaitable[Accepted]]:
+    """What takes the next connection from `listener`, each time it is awaited.
 
     On asyncio the listening socket is read directly, without waiting while a
     connection is queued (anyio's listener waits for the loop on each one and
     wraps it in its own stream); anything else, and any listener that is not a
-    TCP socket, goes through `listener.accept()`.
+    TCP socket, goes through `listener.accept()`. The socket is looked up once:
+    anyio's look-up costs a failed `getpeername` each time, a tenth of an accept.
     """
     loop = running_loop()
     raw = listener.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if loop is None or raw is None or raw.family not in (socket.AF_INET, socket.AF_INET6):
         # Every leaf listener the servers pass (a SocketListener or a test's) has accept().
-        return Accepted(await cast(anyio.abc.SocketListener, listener).accept())
+        return lambda: _anyio_accept(cast(anyio.abc.SocketListener, listener))
+    return lambda: _accept_raw(loop, raw)
+
+
+async def _anyio_accept(listener: anyio.abc.SocketListener) -> Accepted:
+    return Accepted(await listener.accept())
+
+
+async def _accept_raw(loop: asyncio.AbstractEventLoop, raw: socket.socket) -> Accepted:
     try:
         client, _ = raw.accept()
     except BlockingIOError:
@@ -223,10 +238,36 @@ class LoopStream(anyio.abc.SocketStream):
         self.deadline = math.inf
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._extras: Mapping[Any, Callable[[], Any]] | None = None
 
     @property
     def _raw_socket(self) -> socket.socket:
         return self._transport.get_extra_info("socket")  # type: ignore[no-any-return]
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        # anyio builds this table afresh on every `extra()`, with a `getpeername` call; a
+        # server asks for the peer's address several times per connection, so it is built
+        # once per stream, and the addresses the transport already holds are used.
+        table = self._extras
+        if table is None:
+            table = self._extras = self._attributes()
+        return table
+
+    def _attributes(self) -> dict[Any, Callable[[], Any]]:
+        peer = self._transport.get_extra_info("peername")
+        local = self._transport.get_extra_info("sockname")
+        if not isinstance(peer, tuple) or not isinstance(local, tuple):
+            return dict(super().extra_attributes)  # not an IP socket: anyio's own table
+        sock = self._raw_socket
+        return {
+            SocketAttribute.raw_socket: lambda: sock,
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.local_address: lambda: local[:2],
+            SocketAttribute.local_port: lambda: local[1],
+            SocketAttribute.remote_address: lambda: peer[:2],
+            SocketAttribute.remote_port: lambda: peer[1],
+        }
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         if self._receiving:
@@ -328,6 +369,21 @@ class LoopStream(anyio.abc.SocketStream):
         if self._transport.can_write_eof() and not self._transport.is_closing():
             self._transport.write_eof()
 
+    def abort(self) -> None:
+        """Close at once, dropping bytes still queued: a forceful close without its cancel
+        scope (anyio's `cancel()` formats the current task's repr, a tenth of an idle
+        connection's whole cost when a flood of them is closed). A pending wait on the
+        stream ends with `ClosedResourceError`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        p = self._protocol
+        _wake(p.read_waiter)
+        _wake(p.drain_waiter)
+        self._transport.abort()
+
     async def aclose(self) -> None:
         """Close without waiting. Bytes still queued get `CLOSE_LINGER` seconds to leave, unless
         the close is forceful (`anyio.aclose_forcefully`, a cancelled scope): then they are
@@ -351,6 +407,20 @@ class LoopStream(anyio.abc.SocketStream):
             raise
         transport.close()
         self._loop.call_later(CLOSE_LINGER, transport.abort)
+
+
+def abort(stream: anyio.abc.AsyncResource) -> bool:
+    """Close `stream` at once if it is a `LoopStream` (True); False: close it the anyio way."""
+    if type(stream) is LoopStream:
+        stream.abort()
+        return True
+    return False
+
+
+async def aclose_forcefully(stream: anyio.abc.AsyncResource) -> None:
+    """`anyio.aclose_forcefully`, without a cancel scope for a `LoopStream`."""
+    if not abort(stream):
+        await anyio.aclose_forcefully(stream)
 
 
 class _Limit:

@@ -13,6 +13,9 @@ from sofamesh.upstream.cluster import ClusterManager
 
 # How long a first call waits for a brand-new cluster's first registry answer.
 FIRST_SNAPSHOT_WAIT = 2.0
+# A try cancelled this close to its deadline ended by it: the backend's timer and our clock
+# may differ by a little (trio keeps its own clock).
+DEADLINE_SLACK = 0.005
 
 
 class ResolveFilter:
@@ -57,6 +60,14 @@ class BalanceFilter:
         cluster.active[key] = cluster.active.get(key, 0) + 1
         try:
             result = await call_next(inv)
+        except anyio.get_cancelled_exc_class():
+            # Cut short at the try's deadline (a per-try timeout above cancels the try): the
+            # endpoint did not answer in time, a failure as any timeout is (Envoy's
+            # local-origin timeout). A caller who went away earlier says nothing of it.
+            ended = self._clock.now()
+            if inv.deadline is not None and ended >= inv.deadline - DEADLINE_SLACK:
+                cluster.record(ep, True, (Status.TIMEOUT, (ended - now) * 1000))
+            raise
         finally:
             cluster.active[key] -= 1
         result.endpoint = ep

@@ -154,11 +154,26 @@ class RetryFilter:
         return True
 
     async def _attempt(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
+        """One try. With a per-try timeout, the try's deadline is the call's while it runs:
+        every wait below ends by it (and the next hop is told), and balancing counts a try
+        cut short by it against its endpoint; the scope is the backstop for waits that
+        do not read the deadline."""
         per_try = plan.per_try_timeout
         if per_try is None:
             return await call_next(inv)
-        with anyio.move_on_after(per_try):
-            return await call_next(inv)
+        deadline = inv.deadline
+        try_deadline = self._clock.now() + per_try
+        if deadline is None or try_deadline < deadline:
+            inv.deadline = try_deadline
+        timed_out = True
+        try:
+            with anyio.move_on_after(per_try):
+                result = await call_next(inv)
+                timed_out = result.status is Status.TIMEOUT and inv.deadline == try_deadline
+        finally:
+            inv.deadline = deadline
+        if not timed_out:
+            return result
         plan.try_timed_out()
         return Result.failure(
             Status.TIMEOUT,

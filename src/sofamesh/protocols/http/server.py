@@ -49,6 +49,7 @@ from sofamesh.protocols.http.server_config import (
 from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Holding, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
+from sofamesh.transport.streams import abort, aclose_forcefully
 from sofamesh.transport.tls import peer_identity
 
 __all__ = [
@@ -219,6 +220,7 @@ class _Connection:
     __slots__ = (
         "codec",
         "deadline",
+        "evicted",
         "expired",
         "head_deadline",
         "held",
@@ -247,6 +249,7 @@ class _Connection:
         self.served = 0
         self.reading = 0  # bytes received of the request not yet whole (in the budget)
         self.held = 0  # bytes of the exchange under way (in the budget)
+        self.evicted = False  # closed by the idle budget
 
     def close_idle_by(self, deadline: float) -> None:
         if self.phase is IDLE:
@@ -258,7 +261,7 @@ class _Connection:
         A connection still reading a head counts as idle too (a slowloris is no client
         to keep); one reading a body is busy.
         """
-        if self.watch.cancel_called:
+        if self.evicted or self.watch.cancel_called:
             return None
         config = self.server.config
         if self.phase is IDLE:
@@ -270,7 +273,10 @@ class _Connection:
         return None
 
     def evict(self) -> str:
-        self.watch.cancel()
+        # Closing the stream ends the wait for a request at once (and cheaper than a cancel).
+        self.evicted = True
+        if not abort(self.stream):
+            self.watch.cancel()
         return self.info.peer
 
     def check(self, now: float) -> None:
@@ -305,7 +311,7 @@ class _Connection:
             self.server.overload.held -= self.reading
             self.reading = 0
             self.server._forget(self)
-            await anyio.aclose_forcefully(self.stream)
+            await aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
         server, codec = self.server, self.codec
