@@ -30,6 +30,7 @@ from sofamesh.protocols.bolt.mapping import (
     ERROR_HEADER,
     STATUS_TO_BOLT,
     error_response,
+    invocation_of,
     invocation_to_frame,
     request_to_invocation,
     response_to_result,
@@ -45,10 +46,6 @@ def decoded(raw: bytes) -> RequestFrame:
     frame = decoder.next_frame()
     assert isinstance(frame, RequestFrame)
     return frame
-
-
-def invocation_of(frame: RequestFrame):  # type: ignore[no-untyped-def]
-    return request_to_invocation(frame, frame.headers())
 
 
 def test_service_from_the_header_and_method_from_the_body_for_node_peers() -> None:
@@ -96,6 +93,38 @@ def test_mesh_headers_move_out_of_the_frame_and_each_hop_sets_its_own() -> None:
         ("service", "s:1"), ("k", None), ("x-sofamesh-shadow", "true"), (CALLER_HEADER, "shop"),
     )  # fmt: skip
     assert sent.timeout_ms == 250 and sent.body == b"body"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["service", "Sofa_Head_Target_Service", "sofa_head_method_name", "trace",
+                 "rpc_trace_context.sofaCallerApp", CALLER_HEADER, "x-sofamesh-hop"]
+            ),
+            st.none() | st.sampled_from(["", "s:1", "s:2", "echo", "app"]),
+        ),
+        max_size=6,
+    )
+)  # fmt: skip
+def test_reading_only_the_routing_headers_gives_the_same_invocation(
+    items: list[tuple[str, str | None]],
+) -> None:
+    frame = request(3, b"body", timeout_ms=50).with_headers(items, keep_nulls=True)
+    lazy, whole = invocation_of(frame), request_to_invocation(frame, frame.headers())
+    assert (lazy.service, lazy.method, lazy.caller) == (whole.service, whole.method, whole.caller)
+    assert lazy.payload == whole.payload
+    assert invocation_to_frame(lazy, now=0.0) == invocation_to_frame(whole, now=0.0)
+    assert lazy.headers.items() == whole.headers.items()  # parsed on first use
+
+
+def test_headers_a_filter_changes_reach_the_next_hop_from_the_lazy_map() -> None:
+    inv = invocation_of(request(1, b"", headers={"Service": "s:1", "trace": "t"}))
+    assert inv.headers.get("trace") == "t"
+    inv.headers.set("x-sofamesh-shadow", "true")
+    assert invocation_to_frame(inv, now=0.0).headers() == (
+        ("Service", "s:1"), ("trace", "t"), ("x-sofamesh-shadow", "true"),
+    )  # fmt: skip
 
 
 def test_the_timeout_field_never_reaches_zero() -> None:
