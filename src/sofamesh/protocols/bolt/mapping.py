@@ -128,28 +128,26 @@ class _RequestHeaders(Headers):
     __slots__ = ("_raw",)
 
     def __init__(self, raw: bytes) -> None:
-        self._raw = raw
+        self._raw: bytes | None = raw  # None once parsed
 
     @property
     def _items(self) -> list[tuple[str, str]]:
-        try:
-            items: list[tuple[str, str]] = _ITEMS.__get__(self)
-        except AttributeError:  # first use
-            items = [(k.lower(), v) for k, v in parse_header_map(self._raw) if v is not None]
-            _ITEMS.__set__(self, items)
+        raw = self._raw
+        if raw is not None:  # first use
+            parsed = parse_header_map(raw)
+            _ITEMS.__set__(self, [(k.lower(), v) for k, v in parsed if v is not None])
+            self._raw = None
+        items: list[tuple[str, str]] = _ITEMS.__get__(self)
         return items
 
     @_items.setter
     def _items(self, items: list[tuple[str, str]]) -> None:
         _ITEMS.__set__(self, items)
+        self._raw = None
 
     @property
     def parsed(self) -> bool:
-        try:
-            _ITEMS.__get__(self)
-        except AttributeError:
-            return False
-        return True
+        return self._raw is None
 
 
 class NameMismatch(ValueError):
