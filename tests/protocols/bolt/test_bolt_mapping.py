@@ -3,11 +3,13 @@ header map, mesh headers per hop, deadlines in the timeout field, and the status
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.codecs.bolt.bolt_vectors import H3_ECHO_REQUEST, H4_ECHO_REQUEST, V2_CRC_REQUEST
 
+from sofamesh.clock import MonotonicClock
 from sofamesh.codecs.bolt import (
     Codec,
     FrameDecoder,
@@ -24,10 +26,13 @@ from sofamesh.codecs.bolt.sofarpc import (
     encode_request,
     error_of,
 )
-from sofamesh.model import CALLER_HEADER, Result, Status
+from sofamesh.deadlines import DeadlineWatch
+from sofamesh.model import CALLER_HEADER, Invocation, Result, Status
 from sofamesh.protocols.bolt.mapping import (
     BOLT_TO_STATUS,
     ERROR_HEADER,
+    METHOD_KEY,
+    SERVICE_KEY,
     STATUS_TO_BOLT,
     error_response,
     invocation_of,
@@ -36,6 +41,8 @@ from sofamesh.protocols.bolt.mapping import (
     response_to_result,
     result_to_response,
 )
+from sofamesh.protocols.bolt.server import BoltConnInfo
+from sofamesh.protocols.bolt.support import InboundBoltHandler
 
 SERVICE = "com.example.EchoService:1.0"
 
@@ -192,3 +199,38 @@ def test_governance_answers_become_sofa_responses() -> None:
 def test_any_detail_survives_the_error_body(status: Status, detail: str) -> None:
     resp = error_response(request(3, b""), status, detail)
     assert error_of(decoded_response(encode(resp)).body)[0] == f"sofamesh: {detail}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("on_watch", [True, False], ids=["watch", "move_on_after"])
+async def test_the_inbound_side_cancels_work_at_the_callers_deadline(on_watch: bool) -> None:
+    cancelled: list[str] = []
+
+    async def chain(inv: Invocation) -> Result:
+        if inv.method == "quick":
+            return Result(Status.OK, payload="done")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append(inv.method)
+        raise AssertionError("unreachable")
+
+    watch = DeadlineWatch()
+    handler = InboundBoltHandler(
+        lambda _s: chain, MonotonicClock(), lambda: watch if on_watch else None
+    )
+    conn = BoltConnInfo(1, "127.0.0.1:1", "127.0.0.1:2")
+    async with anyio.create_task_group() as tg:
+        await tg.start(watch.run)
+        with anyio.fail_after(5):
+            late = await handler(
+                request(1, b"", headers={SERVICE_KEY: "s:1", METHOD_KEY: "slow"}, timeout_ms=20),
+                conn,
+            )
+            quick = await handler(
+                request(2, b"", headers={SERVICE_KEY: "s:1", METHOD_KEY: "quick"}, timeout_ms=0),
+                conn,
+            )
+        tg.cancel_scope.cancel()
+    assert late is not None and late.status == ResponseStatus.TIMEOUT and cancelled == ["slow"]
+    assert quick is not None and quick.status == ResponseStatus.SUCCESS
