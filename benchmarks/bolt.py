@@ -216,9 +216,14 @@ def start_sidecar(
     tmp: Path, registry: str, backend: str, src: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    cfg = tmp / f"sidecar-{backend}{'-baseline' if src else ''}.json"
+    name = f"sidecar-{backend}{'-baseline' if src else ''}"
+    cfg = tmp / f"{name}.json"
     cfg.write_text(json.dumps({
         "app": "bench", "registry": registry,
+        # Its own upgrade socket: sidecars of one app share a default one, and a second
+        # sidecar of app "bench" (this run's other one, or another run's) would try to
+        # take this one's listeners over.
+        "upgrade_socket": str(tmp / f"{name}.sock"),
         "outbound": [{"protocol": "bolt", "listen": f"127.0.0.1:{port}"}],
     }))  # fmt: skip
     argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--backend", backend,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from sofamesh.transport.workers import Workers
+from sofamesh.transport.workers import Workers, event_class
 
 pytestmark = pytest.mark.anyio
 
@@ -50,3 +50,35 @@ async def test_a_cancelled_idle_worker_leaves_the_idle_list() -> None:
         assert len(workers._idle) == 1
         tg.cancel_scope.cancel()
     assert (done, workers._idle) == ([1], [])  # nothing would be handed to a dead worker
+
+
+async def test_a_signal_wakes_its_waiter_once_set() -> None:
+    make = event_class()
+    woken: list[str] = []
+    signal = make()
+
+    async def wait() -> None:
+        await signal.wait()
+        woken.append("woken")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()
+        assert (woken, signal.is_set()) == ([], False)
+        signal.set()
+        signal.set()  # setting twice is harmless
+    assert (woken, signal.is_set()) == (["woken"], True)
+    already = make()
+    already.set()
+    with anyio.fail_after(1):
+        await already.wait()  # set before the wait: returns at once
+
+
+async def test_a_cancelled_wait_leaves_the_signal_unset() -> None:
+    signal = event_class()()
+    with anyio.move_on_after(0) as scope:
+        await signal.wait()
+    assert scope.cancelled_caught
+    assert not signal.is_set()
+    signal.set()  # the waiter is gone: nothing to wake, nothing raised
+    assert signal.is_set()

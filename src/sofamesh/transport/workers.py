@@ -7,12 +7,18 @@ concurrency and nothing waits behind another. An idle worker waits on an event o
 own and `submit` sets it, where an anyio memory stream tries a receive that raises,
 builds a generic receiver object and checkpoints (about a sixth of a proxied call's CPU
 in profiles of the sidecar).
+
+The events are one-waiter signals (`Signal`): on asyncio a bare future of the running
+loop, which the C implementation creates, awaits and resolves, where `anyio.Event` adds
+its wrapper, `asyncio.Event`'s Python code and a running-loop look-up per wait (a
+`getpid` system call on Python 3.11); on trio the backend's `anyio.Event`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -20,17 +26,55 @@ import anyio.abc
 T = TypeVar("T")
 
 
-def event_class() -> Callable[[], anyio.Event]:
-    """The running backend's `anyio.Event` class. `anyio.Event()` looks the backend up on
-    every call (2.4 µs on uvloop); this class makes the same event in 0.7 µs, and a
-    multiplexed connection makes a few per call. Call it from the event loop."""
-    return type(anyio.Event())
+class Signal(Protocol):
+    """What a one-waiter event offers: `set` from anywhere, `wait` from one task."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> None: ...
+
+
+class _FutureSignal:
+    """A `Signal` on an asyncio future. One waiter only: cancelling the wait cancels the
+    future, after which `set` only marks the signal set."""
+
+    __slots__ = ("_fut", "_set")
+
+    def __init__(self, fut: asyncio.Future[None]) -> None:
+        self._fut = fut
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        if not self._fut.done():
+            self._fut.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        await self._fut
+
+
+def event_class() -> Callable[[], Signal]:
+    """A maker of one-waiter events for the running loop. `anyio.Event()` looks the
+    backend up on every call (2.4 µs on uvloop), and a multiplexed connection makes a
+    few events per call. Call it from the event loop; use each event from that loop."""
+    try:
+        create = asyncio.get_running_loop().create_future
+    except RuntimeError:  # not asyncio: trio
+        return type(anyio.Event())
+
+    def make() -> Signal:
+        return _FutureSignal(create())
+
+    return make
 
 
 class _Worker(Generic[T]):
     __slots__ = ("item", "wake")
 
-    def __init__(self, wake: anyio.Event) -> None:
+    def __init__(self, wake: Signal) -> None:
         self.item: T | None = None
         self.wake = wake
 

@@ -12,7 +12,7 @@ from sofamesh.codecs.bolt import (
     encode_header_map,
     parse_header_map,
 )
-from sofamesh.codecs.bolt.headers import check_header_map
+from sofamesh.codecs.bolt.headers import check_header_map, pick_headers
 
 
 def entry(key: bytes | None, value: bytes | None) -> bytes:
@@ -124,3 +124,49 @@ def test_arbitrary_bytes_parse_or_raise_header_map_error(raw: bytes) -> None:
             check_header_map(raw)
     else:
         assert check_header_map(raw) >= len(parsed)
+
+
+WANTED = {b"service": 0, b"method": 1}
+
+
+def test_picked_headers_are_the_first_non_null_values_of_their_keys() -> None:
+    raw = (
+        entry(b"Service", None)
+        + entry(b"SERVICE", b"s:1")
+        + entry(b"service", b"s:2")
+        + entry(b"x-mesh-hop", b"1")
+        + entry(None, b"dropped")
+    )
+    assert pick_headers(raw, WANTED, b"x-mesh-") == (["s:1", None], True)
+    assert pick_headers(entry(b"x-mesh-null", None), WANTED, b"x-mesh-") == ([None, None], False)
+    assert pick_headers(b"", WANTED, b"x-mesh-") == ([None, None], False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\x00\x00", entry(b"k", b"v")[:-1], b"\x00\x00\x00\x01k", entry(b"k", b"v") * 3],
+)
+def test_a_malformed_map_picks_nothing(raw: bytes) -> None:
+    assert pick_headers(raw, WANTED, b"x-", max_entries=2) is None
+    with pytest.raises(HeaderMapError):
+        parse_header_map(raw, max_entries=2)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["service", "Method", "x-mesh-a", "other", "SERVICE", "é"]),
+            st.none() | st.text(max_size=5),
+        ),
+        max_size=8,
+    )
+)
+def test_picking_agrees_with_parsing_the_whole_map(items: list[tuple[str, str | None]]) -> None:
+    raw = encode_header_map(items, keep_nulls=True)
+    pairs = [(k.lower(), v) for k, v in parse_header_map(raw) if v is not None]
+    first = {k: next(v for kk, v in pairs if kk == k) for k, _ in reversed(pairs)}
+    flagged = any(k.startswith("x-mesh-") for k, _ in pairs)
+    assert pick_headers(raw, WANTED, b"x-mesh-") == (
+        [first.get("service"), first.get("method")],
+        flagged,
+    )

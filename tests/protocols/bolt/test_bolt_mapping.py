@@ -3,11 +3,13 @@ header map, mesh headers per hop, deadlines in the timeout field, and the status
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.codecs.bolt.bolt_vectors import H3_ECHO_REQUEST, H4_ECHO_REQUEST, V2_CRC_REQUEST
 
+from sofamesh.clock import MonotonicClock
 from sofamesh.codecs.bolt import (
     Codec,
     FrameDecoder,
@@ -24,17 +26,23 @@ from sofamesh.codecs.bolt.sofarpc import (
     encode_request,
     error_of,
 )
-from sofamesh.model import CALLER_HEADER, Result, Status
+from sofamesh.deadlines import DeadlineWatch
+from sofamesh.model import CALLER_HEADER, Invocation, Result, Status
 from sofamesh.protocols.bolt.mapping import (
     BOLT_TO_STATUS,
     ERROR_HEADER,
+    METHOD_KEY,
+    SERVICE_KEY,
     STATUS_TO_BOLT,
     error_response,
+    invocation_of,
     invocation_to_frame,
     request_to_invocation,
     response_to_result,
     result_to_response,
 )
+from sofamesh.protocols.bolt.server import BoltConnInfo
+from sofamesh.protocols.bolt.support import InboundBoltHandler
 
 SERVICE = "com.example.EchoService:1.0"
 
@@ -45,10 +53,6 @@ def decoded(raw: bytes) -> RequestFrame:
     frame = decoder.next_frame()
     assert isinstance(frame, RequestFrame)
     return frame
-
-
-def invocation_of(frame: RequestFrame):  # type: ignore[no-untyped-def]
-    return request_to_invocation(frame, frame.headers())
 
 
 def test_service_from_the_header_and_method_from_the_body_for_node_peers() -> None:
@@ -96,6 +100,38 @@ def test_mesh_headers_move_out_of_the_frame_and_each_hop_sets_its_own() -> None:
         ("service", "s:1"), ("k", None), ("x-sofamesh-shadow", "true"), (CALLER_HEADER, "shop"),
     )  # fmt: skip
     assert sent.timeout_ms == 250 and sent.body == b"body"
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["service", "Sofa_Head_Target_Service", "sofa_head_method_name", "trace",
+                 "rpc_trace_context.sofaCallerApp", CALLER_HEADER, "x-sofamesh-hop"]
+            ),
+            st.none() | st.sampled_from(["", "s:1", "s:2", "echo", "app"]),
+        ),
+        max_size=6,
+    )
+)  # fmt: skip
+def test_reading_only_the_routing_headers_gives_the_same_invocation(
+    items: list[tuple[str, str | None]],
+) -> None:
+    frame = request(3, b"body", timeout_ms=50).with_headers(items, keep_nulls=True)
+    lazy, whole = invocation_of(frame), request_to_invocation(frame, frame.headers())
+    assert (lazy.service, lazy.method, lazy.caller) == (whole.service, whole.method, whole.caller)
+    assert lazy.payload == whole.payload
+    assert invocation_to_frame(lazy, now=0.0) == invocation_to_frame(whole, now=0.0)
+    assert lazy.headers.items() == whole.headers.items()  # parsed on first use
+
+
+def test_headers_a_filter_changes_reach_the_next_hop_from_the_lazy_map() -> None:
+    inv = invocation_of(request(1, b"", headers={"Service": "s:1", "trace": "t"}))
+    assert inv.headers.get("trace") == "t"
+    inv.headers.set("x-sofamesh-shadow", "true")
+    assert invocation_to_frame(inv, now=0.0).headers() == (
+        ("Service", "s:1"), ("trace", "t"), ("x-sofamesh-shadow", "true"),
+    )  # fmt: skip
 
 
 def test_the_timeout_field_never_reaches_zero() -> None:
@@ -163,3 +199,38 @@ def test_governance_answers_become_sofa_responses() -> None:
 def test_any_detail_survives_the_error_body(status: Status, detail: str) -> None:
     resp = error_response(request(3, b""), status, detail)
     assert error_of(decoded_response(encode(resp)).body)[0] == f"sofamesh: {detail}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("on_watch", [True, False], ids=["watch", "move_on_after"])
+async def test_the_inbound_side_cancels_work_at_the_callers_deadline(on_watch: bool) -> None:
+    cancelled: list[str] = []
+
+    async def chain(inv: Invocation) -> Result:
+        if inv.method == "quick":
+            return Result(Status.OK, payload="done")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append(inv.method)
+        raise AssertionError("unreachable")
+
+    watch = DeadlineWatch()
+    handler = InboundBoltHandler(
+        lambda _s: chain, MonotonicClock(), lambda: watch if on_watch else None
+    )
+    conn = BoltConnInfo(1, "127.0.0.1:1", "127.0.0.1:2")
+    async with anyio.create_task_group() as tg:
+        await tg.start(watch.run)
+        with anyio.fail_after(5):
+            late = await handler(
+                request(1, b"", headers={SERVICE_KEY: "s:1", METHOD_KEY: "slow"}, timeout_ms=20),
+                conn,
+            )
+            quick = await handler(
+                request(2, b"", headers={SERVICE_KEY: "s:1", METHOD_KEY: "quick"}, timeout_ms=0),
+                conn,
+            )
+        tg.cancel_scope.cancel()
+    assert late is not None and late.status == ResponseStatus.TIMEOUT and cancelled == ["slow"]
+    assert quick is not None and quick.status == ResponseStatus.SUCCESS

@@ -67,6 +67,46 @@ def parse_header_map(data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES)
     return tuple(items)
 
 
+def pick_headers(
+    data: bytes,
+    wanted: Mapping[bytes, int],
+    prefix: bytes,
+    max_entries: int = DEFAULT_MAX_HEADER_ENTRIES,
+) -> tuple[list[str | None], bool] | None:
+    """A few headers' values without parsing the whole map: a proxy reads about five of a
+    request's headers, and decoding every key and value costs it more than the rest of
+    the frame. `wanted` maps lowercase key bytes to a slot of the answer; each slot gets
+    the first non-null value of its key (keys compared ASCII case-insensitively; every
+    wanted key is ASCII). Also says whether a key with a non-null value starts with
+    `prefix` (lowercase).
+    None when the map is malformed: `parse_header_map` then names the problem."""
+    values: list[str | None] = [None] * (max(wanted.values(), default=-1) + 1)
+    flagged = False
+    off, end, count = 0, len(data), 0
+    unpack = _I32.unpack_from
+    try:
+        while off < end:
+            count += 1
+            (klen,) = unpack(data, off)
+            off += 4
+            key = data[off : off + klen].lower() if klen > 0 else b""
+            off += klen if klen > 0 else 0
+            (vlen,) = unpack(data, off)
+            off += 4
+            if klen >= 0 and vlen >= 0 and off + vlen <= end:
+                slot = wanted.get(key)
+                if slot is not None and values[slot] is None:
+                    values[slot] = data[off : off + vlen].decode("utf-8", "replace")
+                if key.startswith(prefix):
+                    flagged = True
+            off += vlen if vlen > 0 else 0
+    except struct.error:
+        return None
+    if off != end or count > max_entries:
+        return None
+    return values, flagged
+
+
 def check_header_map(data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES) -> int:
     """Validate a header map's structure without decoding strings; return its entry count.
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 
 from sofamesh.codecs.bolt import (
     SOFA_REQUEST_CLASS,
@@ -44,9 +45,11 @@ from sofamesh.codecs.bolt import (
     ResponseFrame,
     ResponseStatus,
     encode_header_map,
+    parse_header_map,
     reply,
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
+from sofamesh.codecs.bolt.headers import pick_headers
 from sofamesh.codecs.bolt.names import peek_names
 from sofamesh.codecs.bolt.sofarpc import (
     HeadUnreadable,
@@ -104,6 +107,49 @@ _new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__
 _BOLT_CODES = frozenset(s.value for s in ResponseStatus)
 
 
+# What a request's header map must say for the mesh to route it, by slot of `pick_headers`.
+_PICKED = {
+    SERVICE_KEY.encode(): 0,
+    TARGET_SERVICE_KEY.encode(): 1,
+    METHOD_KEY.encode(): 2,
+    TRACE_CALLER_KEY.encode(): 3,
+}
+_MESH_BYTES = MESH_PREFIX.encode()
+_ITEMS: Any = Headers.__dict__["_items"]  # the slot `_RequestHeaders` fills on first use
+
+
+class _RequestHeaders(Headers):
+    """A request's header map, parsed into `Headers` the first time anything reads it.
+
+    Routing needs about five of a request's headers (`pick_headers` finds them); the rest
+    (trace ids and the like) matter only to rules that match headers, so a call that meets
+    none is never parsed whole."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw: bytes | None = raw  # None once parsed
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        raw = self._raw
+        if raw is not None:  # first use
+            parsed = parse_header_map(raw)
+            _ITEMS.__set__(self, [(k.lower(), v) for k, v in parsed if v is not None])
+            self._raw = None
+        items: list[tuple[str, str]] = _ITEMS.__get__(self)
+        return items
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str]]) -> None:
+        _ITEMS.__set__(self, items)
+        self._raw = None
+
+    @property
+    def parsed(self) -> bool:
+        return self._raw is None
+
+
 class NameMismatch(ValueError):
     """The header map and the `SofaRequest` body name different services or methods."""
 
@@ -111,6 +157,24 @@ class NameMismatch(ValueError):
 class UncheckableBody(NameMismatch):
     """A Hessian 2 body whose head the proxy cannot read within its bounds, so it cannot
     be shown to name the header's call: refused like a mismatch, never forwarded."""
+
+
+def invocation_of(frame: RequestFrame) -> Invocation:
+    """`request_to_invocation(frame, frame.headers())`, reading only the headers routing
+    needs; the rest are parsed if a filter reads `inv.headers`. Raises `NameMismatch`."""
+    picked = pick_headers(frame.header, _PICKED, _MESH_BYTES)
+    if picked is None or picked[1]:  # mesh headers to take out (or a malformed map)
+        return request_to_invocation(frame, frame.headers())
+    (service, target, method, trace_caller), _ = picked
+    service, method = _names(frame, service or target or "", method or "")
+    return Invocation(
+        protocol="bolt",
+        service=service,
+        method=method,
+        headers=_RequestHeaders(frame.header),
+        caller=trace_caller or "",
+        payload=frame,
+    )
 
 
 def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation:
@@ -182,13 +246,15 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     headers appended and the time left in the timeout field."""
     frame: RequestFrame = inv.payload
     header = frame.header
-    extra = [
-        (k, v)
-        for k, v in inv.headers.items()
-        if k.startswith(MESH_PREFIX) and k != CALLER_HEADER and k != ERROR_HEADER
-    ]
-    if extra:
-        header += encode_header_map(expand_mark(extra, inv.headers))
+    headers = inv.headers
+    if type(headers) is not _RequestHeaders or headers.parsed:  # else: the frame's, untouched
+        extra = [
+            (k, v)
+            for k, v in headers.items()
+            if k.startswith(MESH_PREFIX) and k != CALLER_HEADER and k != ERROR_HEADER
+        ]
+        if extra:
+            header += encode_header_map(expand_mark(extra, headers))
     if inv.caller:
         header += _caller_entry(inv.caller)
     timeout = frame.timeout_ms

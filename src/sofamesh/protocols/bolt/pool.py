@@ -95,19 +95,31 @@ class BoltPool:
     ) -> ResponseFrame:
         """One call to `host:port` by `at` (anyio's clock); `ConnectError` means the frame
         never left, `CallTimeoutError` that `at` came first."""
-        conn = self._ready(host, port) or await self._connect_by(host, port, at)
+        conn = self.ready(host, port) or await self._connect_by(host, port, at)
         try:
             return await conn.call(frame, at)
         except ConnectError:  # closed under us before sending: once more, on a new one
-            conn = await self._connect_by(host, port, at)
-            return await conn.call(frame, at)
+            return await self.call_again(host, port, frame, at)
+
+    async def call_again(
+        self, host: str, port: int, frame: RequestFrame, at: float = math.inf
+    ) -> ResponseFrame:
+        """`call` on a new connection, after the one `ready` gave closed under the call."""
+        conn = await self._connect_by(host, port, at)
+        return await conn.call(frame, at)
+
+    @property
+    def deadlines(self) -> DeadlineWatch | None:
+        """The watch that wakes calls at their deadlines, while the pool runs (else None)."""
+        return self._deadlines if self._tg is not None else None
 
     def time_in(self, seconds: float) -> float:
         """anyio's clock `seconds` from now, as `call` takes its deadline (cheaply)."""
         return self._deadlines.time_in(seconds)
 
-    def _ready(self, host: str, port: int) -> BoltClientConnection | None:
-        """A connection to use now, if the endpoint has enough (no await: the hot path)."""
+    def ready(self, host: str, port: int) -> BoltClientConnection | None:
+        """A connection to use now, if the endpoint has enough (no await: the hot path;
+        `call` does the rest, or `call_again` when this one closed before sending)."""
         ep = self._endpoints.get((host, port))
         return None if ep is None else self._pick(ep)
 

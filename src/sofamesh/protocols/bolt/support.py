@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import anyio
 
@@ -24,6 +25,7 @@ from sofamesh.clock import Clock
 from sofamesh.codecs.bolt import BoltLimits, LocalProtocolError, RequestFrame, ResponseFrame
 from sofamesh.codecs.bolt.wire import MAX_INT_LENGTH, MAX_SHORT_LENGTH
 from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.deadlines import DeadlineWatch
 from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.base import Route
@@ -31,9 +33,9 @@ from sofamesh.protocols.bolt.client import CallTimeoutError
 from sofamesh.protocols.bolt.mapping import (
     NameMismatch,
     error_response,
+    invocation_of,
     invocation_to_frame,
     refuse,
-    request_to_invocation,
     response_to_result,
     result_to_response,
 )
@@ -41,7 +43,7 @@ from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.probe import bolt_probe
 from sofamesh.protocols.bolt.server import BoltConnInfo, BoltHandler, BoltServer
 from sofamesh.security.spiffe import app_of
-from sofamesh.transport.errors import TransportError, failure_of
+from sofamesh.transport.errors import ConnectError, TransportError, failure_of
 from sofamesh.transport.tls import ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
@@ -57,7 +59,7 @@ class OutboundBoltHandler:
 
     async def __call__(self, frame: RequestFrame, conn: BoltConnInfo) -> ResponseFrame | None:
         try:
-            inv = request_to_invocation(frame, frame.headers())
+            inv = invocation_of(frame)
         except NameMismatch as exc:
             return refuse(frame, exc, conn.peer)
         if not inv.service:
@@ -71,16 +73,27 @@ class OutboundBoltHandler:
         return None if frame.oneway else result_to_response(result, frame)
 
 
-class InboundBoltHandler:
-    """Serves the services routed to this listener; `route(service)` finds the app's chain."""
+def _no_watch() -> DeadlineWatch | None:
+    return None
 
-    def __init__(self, route: Route, clock: Clock) -> None:
+
+class InboundBoltHandler:
+    """Serves the services routed to this listener; `route(service)` finds the app's chain.
+
+    The caller's deadline cancels the chain (work given up on stops). `watch()` gives the
+    pool's `DeadlineWatch` while it runs, which arms a plain cancel scope for a heap push
+    where `move_on_after` arms a timer per call; a call without a deadline takes no scope."""
+
+    def __init__(
+        self, route: Route, clock: Clock, watch: Callable[[], DeadlineWatch | None] = _no_watch
+    ) -> None:
         self._route = route
         self._clock = clock
+        self._watch = watch
 
     async def __call__(self, frame: RequestFrame, conn: BoltConnInfo) -> ResponseFrame | None:
         try:
-            inv = request_to_invocation(frame, frame.headers())
+            inv = invocation_of(frame)
         except NameMismatch as exc:
             return refuse(frame, exc, conn.peer)
         if conn.identity:  # mutual TLS: the caller is the verified peer, whatever it declared
@@ -94,11 +107,13 @@ class InboundBoltHandler:
 
     async def _run(self, chain: Handler, inv: Invocation, timeout_ms: int) -> Result:
         """The chain under the caller's deadline: work it gave up on is cancelled."""
-        budget = timeout_ms / 1000 if timeout_ms > 0 else float("inf")
-        if timeout_ms > 0:
-            inv.deadline = self._clock.now() + budget
         try:
-            with anyio.move_on_after(budget):
+            if timeout_ms <= 0:
+                return await chain(inv)
+            budget = timeout_ms / 1000
+            inv.deadline = self._clock.now() + budget
+            watch = self._watch()
+            with anyio.move_on_after(budget) if watch is None else watch.cancel_after(budget):
                 return await chain(inv)
         except Exception:
             log.exception("inbound bolt call to %s failed inside the mesh", inv.service)
@@ -144,7 +159,8 @@ class BoltSupport:
         return bolt_server(OutboundBoltHandler(chain, app, self._clock), limits)
 
     def inbound_server(self, route: Route, limits: LimitsConfig | None) -> BoltServer:
-        return bolt_server(InboundBoltHandler(route, self._clock), limits)
+        handler = InboundBoltHandler(route, self._clock, lambda: self.pool.deadlines)
+        return bolt_server(handler, limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
         now = self._clock.now()
@@ -163,7 +179,14 @@ class BoltSupport:
                     await self.pool.send_oneway(host, port, frame)
                     return Result(Status.OK)
                 return timed_out(inv, remaining)
-            resp = await self.pool.call(host, port, frame, at)
+            conn = self.pool.ready(host, port)  # the usual case, without the pool's frame
+            if conn is None:
+                resp = await self.pool.call(host, port, frame, at)
+            else:
+                try:
+                    resp = await conn.call(frame, at)
+                except ConnectError:  # closed before sending: once more, on a new one
+                    resp = await self.pool.call_again(host, port, frame, at)
         except CallTimeoutError:
             return timed_out(inv, remaining)
         except TransportError as e:

@@ -33,7 +33,7 @@ from sofamesh.deadlines import DeadlineWatch
 from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, WriterClosedError
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.workers import event_class
+from sofamesh.transport.workers import Signal, event_class
 
 log = logging.getLogger("sofamesh.dubbo")
 
@@ -55,7 +55,7 @@ class CallTimeoutError(Exception):
 class _Waiter:
     __slots__ = ("error", "event", "response")
 
-    def __init__(self, event: anyio.Event) -> None:
+    def __init__(self, event: Signal) -> None:
         self.event = event
         self.response: ResponseFrame | None = None
         self.error: Exception | None = None
