@@ -23,7 +23,7 @@ import time
 import anyio
 
 from sofamesh.transport.budget import OVERLOAD
-from sofamesh.transport.workers import event_class
+from sofamesh.transport.workers import Signal, event_class
 
 WATCH_CLOSELY = 256 * 1024  # bytes of a frame begun past which its progress is watched closely
 
@@ -38,7 +38,7 @@ class PartialFrame:
         self.since = 0.0  # when that frame began
         self.grew = 0.0  # when it last grew
         self._event = event_class()
-        self._wake: anyio.Event | None = None
+        self._wake: Signal | None = None
 
     def track(self, pending: int, whole: bool) -> None:
         """After a read: `pending` bytes of a frame are buffered; `whole`, frames completed."""
