@@ -377,7 +377,7 @@ async def take_over(config: MeshConfig) -> Takeover:
     return Takeover(channel, adopted, int(offer.get("pid", 0)))
 
 
-async def _connect(config: MeshConfig) -> anyio.abc.SocketStream:
+async def _connect(config: MeshConfig) -> anyio.abc.UNIXSocketStream:
     """The running sidecar's upgrade socket; one started before the admin-named default
     listens on `<app>.sock`, which is tried next (`_check_admin` then makes sure it is ours)."""
     paths = [upgrade_socket_path(config)]
@@ -398,7 +398,7 @@ def _check_admin(config: MeshConfig, offer: list[dict[str, Any]], fds: list[sock
     admin = config.admin
     if admin is None or admin.port == 0:
         return
-    theirs = next((e.get("addresses", []) for e in offer if e.get("name") == "admin"), [])
+    theirs: list[Any] = next((e["addresses"] for e in offer if e.get("name") == "admin"), [])
     if str(admin) not in [str(a) for a in theirs]:
         for sock in fds:
             sock.close()
