@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fuzz_apis as apis  # this folder: the script's own, first on sys.path
+
 from sofamesh.codecs import bolt, dns, dubbo, grpc, h2, hessian2, http1
 from sofamesh.codecs.bolt import sofarpc
 
@@ -41,6 +43,7 @@ class Target:
     drive: Callable[[bytes], object]
     allowed: tuple[type[BaseException], ...]
     seeds: list[bytes]
+    mutator: Callable[[random.Random, list[bytes]], bytes] | None = None  # else `mutate`
     crashes: int = 0
     accepted: int = 0  # inputs read without an error: how deep the inputs reach
     wrapped: int = 0
@@ -184,6 +187,13 @@ def dns_seeds() -> list[bytes]:
     return [dns.build_query(0x1234, q), dns.build_query(7, dns.Question("a.b", 28, 1))]
 
 
+def api_target(drive: Callable[[bytes], object], seeds: list[bytes]) -> Target:
+    def reshape(rng: random.Random, seeds: list[bytes]) -> bytes:
+        return apis.reshape(rng, seeds, mutate)
+
+    return Target(drive, (apis.Refused4xx,), seeds, reshape)
+
+
 def targets() -> dict[str, Target]:
     http_errors = (http1.HttpProtocolError,)
     return {
@@ -198,6 +208,10 @@ def targets() -> dict[str, Target]:
         "hessian2": Target(hessian, (hessian2.Hessian2DecodeError,), hessian_seeds()),
         "dubbo": Target(dubbo_frames, (dubbo.RemoteProtocolError,), dubbo_seeds()),
         "dns": Target(dns_query, (dns.DnsError,), dns_seeds()),
+        "eureka api": api_target(apis.ApiDriver(apis.eureka), apis.eureka_seeds()),
+        "consul api": api_target(apis.ApiDriver(apis.consul), apis.consul_seeds()),
+        "nacos api": api_target(apis.ApiDriver(apis.nacos), apis.nacos_seeds()),
+        "admission review": api_target(apis.admission, apis.admission_seeds()),
     }  # fmt: skip
 
 
@@ -254,7 +268,7 @@ def run_mutate(name: str, t: Target, n: int, seed: int, crash_dir: Path | None) 
     rng = random.Random(f"{seed}:{name}")
     started = time.perf_counter()
     for _ in range(n):
-        check(name, t, mutate(rng, t.seeds), crash_dir)
+        check(name, t, (t.mutator or mutate)(rng, t.seeds), crash_dir)
     return time.perf_counter() - started
 
 

@@ -170,6 +170,12 @@ async def test_a_bad_annotation_denies_the_pod_with_the_reason(webhook: Webhook)
             b' "request": {"uid": "u", "operation": "CREATE"}}',
             "request.object",
         ),
+        (b"[" * 100_000 + b"]" * 100_000, "nests deeper than 100"),
+        (
+            b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {"uid":'
+            b' "u", "object": {"kind": "Pod", "spec": {"containers": [{"ports": {}}]}}}}',
+            "ports must be a list",
+        ),
     ],
 )
 async def test_a_malformed_review_is_a_400_and_the_server_goes_on(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sofamesh.config import Address
+from sofamesh.config.model import RegistryApisConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.sidecar.registry_apis.book import Instance
 
@@ -16,6 +17,7 @@ class RecordingMesh:
         self.published: dict[str, Instance] = {}
         self.listed = endpoints  # what the registry lists for every service
         self.sidecar: Any = type("S", (), {"config": _Config()})()
+        self.config = RegistryApisConfig()
 
     def check(self, inst: Instance) -> Instance:
         return inst

@@ -12,6 +12,7 @@ from recording_mesh import RecordingMesh
 
 from sofamesh.clock import FakeClock
 from sofamesh.codecs.http1 import HttpRequest
+from sofamesh.config.model import RegistryApisConfig
 from sofamesh.sidecar.registry_apis.book import Book
 from sofamesh.sidecar.registry_apis.consul import ConsulApi
 from sofamesh.testing.process import poll_until
@@ -33,7 +34,7 @@ class HealthEndpoint:
 
 def _mesh() -> Any:
     mesh = RecordingMesh()
-    mesh.config = type("C", (), {"max_services": 8})()
+    mesh.config = RegistryApisConfig(max_services=8)
     mesh.sidecar.config.app = "billing"
     mesh.sidecar.config.local_api = type("L", (), {"max_lease": 300.0, "upstreams": ()})()
     return mesh

@@ -248,6 +248,9 @@ class RegistryApisConfig:
     max_instances: int = attrs.field(default=256, validator=attrs.validators.ge(1))
     sweep_interval: float = attrs.field(default=1.0, validator=_positive_finite)
     lookup_timeout: float = attrs.field(default=1.0, validator=_positive_finite)
+    # A registration is a few kilobytes: a larger request body gets 413, deeper JSON 400.
+    max_body_bytes: int = attrs.field(default=64 * 1024, validator=attrs.validators.ge(1))
+    max_json_depth: int = attrs.field(default=32, validator=attrs.validators.ge(2))
 
     @property
     def enabled(self) -> bool:

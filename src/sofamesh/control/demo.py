@@ -48,11 +48,15 @@ class DemoControl:
         }
 
     async def sync_summary(self) -> str:
+        reporting, synced = await self.sync_counts()
+        return f"{reporting} data planes reporting, {synced} SYNCED"
+
+    async def sync_counts(self) -> tuple[int, int]:
+        """(data planes reporting, of which SYNCED)."""
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as c:
             headers = {"authorization": f"Bearer {self.admin_token}"}
             rows = (await c.get(f"/api/v1/workspaces/{WORKSPACE}/sidecars", headers=headers)).json()
-        synced = sum(1 for r in rows if r["sync"] == "SYNCED")
-        return f"{len(rows)} data planes reporting, {synced} SYNCED"
+        return len(rows), sum(1 for r in rows if r["sync"] == "SYNCED")
 
     def commands(self) -> list[str]:
         ctl = "sofamesh ctl" if _has_script() else f"{sys.executable} -m sofamesh.cli ctl"

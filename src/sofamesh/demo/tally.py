@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -11,6 +12,7 @@ class Tally:
     def __init__(self) -> None:
         self.phase: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.total: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self._reached = anyio.Event()
 
     def record(self, caller: str, service: str, status: int, instance: str) -> None:
         key = "ok" if status == 200 else f"error {status or instance}"
@@ -18,6 +20,14 @@ class Tally:
             bucket[(caller, service)][key] += 1
             if status == 200:
                 bucket[(caller, service)]["@" + instance] += 1
+        if status == 200 and self.phase[(caller, service)]["ok"] == 1:  # a pair reached
+            self._reached.set()
+            self._reached = anyio.Event()
+
+    async def wait_reached(self, pairs: int) -> None:
+        """Until `pairs` (caller, service) pairs have had a successful call in this phase."""
+        while self.pairs_reached() < pairs:
+            await self._reached.wait()
 
     def phase_errors(self) -> int:
         return sum(n for c in self.phase.values() for k, n in c.items() if k.startswith("error"))
@@ -34,14 +44,27 @@ class Tally:
     def instances(self, service: str) -> set[str]:
         return self.phase_instances(service)
 
-    async def show_for(self, title: str, seconds: float) -> None:
+    def pairs_reached(self) -> int:
+        """How many (caller, service) pairs had a successful call in this phase."""
+        return sum(1 for c in self.phase.values() if c["ok"])
+
+    async def show_until(
+        self, title: str, seconds: float, done: Callable[[], Awaitable[bool]], limit: float
+    ) -> bool:
+        """Print the phase's calls each second for at least `seconds`, then on until `done()`
+        holds or `limit` seconds have passed (a loaded machine is slow, not wrong); whether
+        `done()` held. Seconds are the clock's, however late each print comes."""
         self.phase.clear()
         print(f"--- {title}", flush=True)
-        elapsed = 0.0
-        while elapsed < seconds:
+        start = anyio.current_time()
+        while True:
             await anyio.sleep(1.0)
-            elapsed += 1.0
+            elapsed = anyio.current_time() - start
             print(self.render(elapsed), flush=True)
+            if elapsed >= seconds and await done():
+                return True
+            if elapsed >= limit:
+                return False
 
     def render(self, elapsed: float) -> str:
         lines = [f"  t+{elapsed:.0f}s"]

@@ -3,7 +3,8 @@
 HTTPS on the project's HTTP/1.1 server, TLS from the stdlib `ssl` through
 anyio. Routes: `POST /inject` (an AdmissionReview in, the answer of
 `review.answer` out) and `GET /healthz` (200 while serving). Bodies above
-`max_body_bytes` get 413, other paths 404, other methods 405.
+`max_body_bytes` get 413, JSON nested deeper than `max_json_depth` 400, other
+paths 404, other methods 405.
 
 The certificate and key are files (a Kubernetes Secret's mount): before each
 handshake their size and modification time are looked at, and when either
@@ -34,7 +35,7 @@ import attrs
 from sofamesh.codecs.http1 import Http1Limits, HttpRequest, HttpResponse
 from sofamesh.config import Address
 from sofamesh.deploy.manifests import add_settings_flags, settings_from
-from sofamesh.deploy.review import answer
+from sofamesh.deploy.review import MAX_DEPTH, answer
 from sofamesh.deploy.settings import InjectSettings
 from sofamesh.protocols.http.server import ConnInfo, Http1Server
 from sofamesh.transport.net import format_address
@@ -58,6 +59,7 @@ class InjectorConfig:
     key: Path
     settings: InjectSettings = attrs.field(factory=InjectSettings)
     max_body_bytes: int = MAX_BODY_BYTES
+    max_json_depth: int = MAX_DEPTH
     max_connections: int = 1000
 
 
@@ -158,7 +160,8 @@ class Injector:
             return HttpResponse(405, [*_JSON, (b"allow", allow)], b'{"error": "method"}')
         if path == "/healthz":
             return HttpResponse(200, _JSON, b'{"ok": true}')
-        status, body = answer(request.body, self.config.settings, self.now())
+        cfg = self.config
+        status, body = answer(request.body, cfg.settings, self.now(), cfg.max_json_depth)
         return HttpResponse(status, _JSON, json.dumps(body).encode())
 
     async def run(
@@ -193,6 +196,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert", required=True, help="the server certificate (PEM, chain first)")
     p.add_argument("--key", required=True, help="its private key (PEM)")
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
+    p.add_argument("--max-json-depth", type=int, default=MAX_DEPTH, help="deeper bodies get 400")
     p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     add_settings_flags(p)
 
@@ -206,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
             key=Path(args.key),
             settings=settings_from(args),
             max_body_bytes=args.max_body_bytes,
+            max_json_depth=args.max_json_depth,
         )
         injector = Injector(config)
     except (ValueError, OSError, ssl.SSLError) as exc:

@@ -5,7 +5,7 @@
 | `GET /ready` | 200 `LIVE` once listeners serve; 503 while starting, draining or failed |
 | `GET /server_info` | JSON: version, state, uptime, node |
 | `GET /listeners` | each listener's name and bound address (`?format=json`: protocol, direction) |
-| `GET /stats` | JSON: counters, per-service and per-endpoint calls, latencies (`?filter=REGEX`) |
+| `GET /stats` | JSON: counters, calls, latencies, connections per listener (`?filter=REGEX`) |
 | `GET /stats/prometheus` | the same in Prometheus text format, or OpenMetrics when asked |
 | `GET /clusters` | JSON: each service's endpoints, health and ejection state |
 | `GET /config_dump` | JSON: the configuration in force |
@@ -38,6 +38,8 @@ from sofamesh.config import Address
 from sofamesh.governance.filters.metrics import families as governance_families
 from sofamesh.observability.rule_metrics import rule_families
 from sofamesh.sidecar import guard
+from sofamesh.sidecar.admin_stats import families as connection_families
+from sofamesh.sidecar.admin_stats import listener_rows, upstream_rows
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
 from sofamesh.stats import Family, Stats, name_filter, render
@@ -178,6 +180,8 @@ class AdminApi:
             rules = governance.get("rules", {})
             governance["rules"] = {k: v for k, v in rules.items() if match(f"governance.{k}")}
         observed = {
+            "listeners": listener_rows(self.sidecar.servers, match),
+            "upstream_connections": upstream_rows(rt.protocols, match),
             "tracing": rt.spans.statistics() if rt.spans is not None else None,
             "access_logs": {
                 name: {"written": log_.sink.written, "dropped": log_.sink.dropped}
@@ -194,6 +198,9 @@ class AdminApi:
         stats = await self.collected_stats()
         snapshot = self.governance_snapshot()
         families = [*stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
+        families += connection_families(
+            listener_rows(self.sidecar.servers), upstream_rows(self.sidecar.runtime.protocols)
+        )
         families += self.istio_families()
         kept = [f for f in families if match is None or match(f.name)]
         # Prometheus asks for OpenMetrics first; everything else gets the classic format.

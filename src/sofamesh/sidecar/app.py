@@ -104,6 +104,7 @@ class Sidecar:
         self.registrations: dict[tuple[str, str], Registration] = {}
         self._published: dict[str, Endpoint] = {}
         self._servers: list[Server] = []
+        self.servers: dict[str, Server] = {}  # by listener name: the admin's per-listener stats
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
         # By upstream: the declared services' chains, then a catch-all's (`caught`).
@@ -186,6 +187,7 @@ class Sidecar:
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             self.bound[name] = Address(address.host, port)
             self._servers.append(server)
+            self.servers[name] = server
             await tg.start(server.serve, listener)
 
     async def wait_stopped(self) -> None:
@@ -259,6 +261,7 @@ class Sidecar:
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         self.bound[name] = Address(lc.listen.host, port)
         self._servers.append(server)
+        self.servers[name] = server
         tls = self.runtime.tls
         if alpn is not None and tls is not None:
             await tg.start(server.serve, tls.listener(listener, alpn, name))

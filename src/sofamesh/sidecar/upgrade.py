@@ -59,12 +59,30 @@ Bind = Callable[[str, Address], Awaitable[MultiListener[anyio.abc.SocketStream]]
 
 
 def upgrade_socket_path(config: MeshConfig) -> Path:
-    """`upgrade_socket`, else `$SOFAMESH_STATE_DIR/upgrade/<app>.sock` (state dir default
-    /var/tmp/sofamesh/state)."""
+    """`upgrade_socket`, else `$SOFAMESH_STATE_DIR/upgrade/<app>-<admin port>.sock` (state
+    dir default /var/tmp/sofamesh/state; `<app>-<host>-<port>.sock` for an admin API off
+    127.0.0.1).
+
+    The admin address names the sidecar: two sidecars of one app on a host cannot share
+    it, and the `--upgrade` of either, reading the same config, finds its own. An admin
+    port of 0 names no one: such a sidecar gets `<app>.sock` (the first one started).
+    """
     if config.upgrade_socket:
         return Path(config.upgrade_socket)
-    state = os.environ.get("SOFAMESH_STATE_DIR") or DEFAULT_STATE
-    return Path(state) / "upgrade" / f"{config.app}.sock"
+    admin = config.admin
+    if admin is None or admin.port == 0:
+        return legacy_socket_path(config)
+    host = "" if admin.host == "127.0.0.1" else admin.host.replace(":", "_") + "-"
+    return _state_dir() / "upgrade" / f"{config.app}-{host}{admin.port}.sock"
+
+
+def legacy_socket_path(config: MeshConfig) -> Path:
+    """Where sidecars before the admin-named default listened: `<app>.sock`."""
+    return _state_dir() / "upgrade" / f"{config.app}.sock"
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("SOFAMESH_STATE_DIR") or DEFAULT_STATE)
 
 
 class ListenerSockets:
@@ -261,6 +279,10 @@ class UpgradeServer:
         app = self.sidecar.config.app
         if hello.get("app") != app:
             return f"this sidecar serves app {app!r}, not {hello.get('app')!r}"
+        ours, theirs = self.sidecar.config.admin, hello.get("admin")
+        named = isinstance(theirs, str) and theirs and not theirs.endswith(":0")
+        if named and ours is not None and ours.port and theirs != str(ours):
+            return f"this sidecar's admin API is {ours}, not {theirs}"  # another of this app
         return None
 
     async def _hand_over(self, channel: Channel, hello: dict[str, Any]) -> None:
@@ -336,18 +358,16 @@ class Takeover:
 
 async def take_over(config: MeshConfig) -> Takeover:
     """Connect to the running sidecar's upgrade socket and receive its listening sockets."""
-    path = upgrade_socket_path(config)
+    channel = Channel(await _connect(config))
     try:
-        stream = await anyio.connect_unix(path)
-    except OSError as exc:
-        raise SidecarError(f"no running sidecar answers on {path}: {exc.strerror or exc}") from None
-    channel = Channel(stream)
-    try:
-        await channel.send({"hello": os.getpid(), "pid": os.getpid(), "app": config.app})
+        admin = str(config.admin) if config.admin is not None else ""
+        await channel.send({"hello": os.getpid(), "pid": os.getpid(), "app": config.app,
+                            "admin": admin})  # fmt: skip
         with anyio.fail_after(HANDSHAKE_TIMEOUT):
             offer, sockets = await channel.receive()
         if "refused" in offer:
             raise SidecarError(f"the running sidecar refused: {offer['refused']}")
+        _check_admin(config, list(offer.get("listeners", [])), sockets)
         adopted = adopt(list(offer.get("listeners", [])), sockets)
         adopted.token = str(offer.get("token") or "") or None
     except BaseException:
@@ -355,3 +375,34 @@ async def take_over(config: MeshConfig) -> Takeover:
         raise
     log.info("upgrade: received %d listening sockets from pid %s", len(sockets), offer.get("pid"))
     return Takeover(channel, adopted, int(offer.get("pid", 0)))
+
+
+async def _connect(config: MeshConfig) -> anyio.abc.UNIXSocketStream:
+    """The running sidecar's upgrade socket; one started before the admin-named default
+    listens on `<app>.sock`, which is tried next (`_check_admin` then makes sure it is ours)."""
+    paths = [upgrade_socket_path(config)]
+    if not config.upgrade_socket and paths[0] != legacy_socket_path(config):
+        paths.append(legacy_socket_path(config))
+    errors = []
+    for path in paths:
+        try:
+            return await anyio.connect_unix(path)
+        except OSError as exc:
+            errors.append(f"{path}: {exc.strerror or exc}")
+    raise SidecarError(f"no running sidecar answers on {'; '.join(errors)}")
+
+
+def _check_admin(config: MeshConfig, offer: list[dict[str, Any]], fds: list[socket.socket]) -> None:
+    """Refuse an offer from a sidecar whose admin API is not at our configured address: it is
+    another sidecar of this app (one that predates the refusal on its own side)."""
+    admin = config.admin
+    if admin is None or admin.port == 0:
+        return
+    theirs: list[Any] = next((e["addresses"] for e in offer if e.get("name") == "admin"), [])
+    if str(admin) not in [str(a) for a in theirs]:
+        for sock in fds:
+            sock.close()
+        raise SidecarError(
+            f"the sidecar that answered has its admin API at {theirs[:1]}, not {admin}: "
+            "another sidecar of this app (set upgrade_socket)"
+        )

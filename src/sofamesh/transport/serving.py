@@ -184,6 +184,7 @@ class ServerLifecycle(Generic[C]):
             "active_connections": len(self.conns),
             "accepted_connections": self.accepted,
             "rejected_connections": self.rejected,
+            "evicted_connections": self.admission.evicted,
             "draining": self.draining,
         }
 

@@ -187,6 +187,10 @@ class BoltPool:
                     del self._endpoints[key]
             seen = {c: c.calls for ep in self._endpoints.values() for c in ep.conns}
 
+    def connections_by_endpoint(self) -> dict[tuple[str, int], int]:
+        """Open connections per (host, port): the admin's `upstream_cx_active`."""
+        return {key: len(e.conns) for key, e in self._endpoints.items() if len(e.conns)}
+
     def statistics(self) -> BoltPoolStatistics:
         conns = [c for ep in self._endpoints.values() for c in ep.conns]
         return BoltPoolStatistics(

@@ -138,6 +138,10 @@ class DubboPool:
         self.connections_opened += 1
         return conn
 
+    def connections_by_endpoint(self) -> dict[tuple[str, int], int]:
+        """Open connections per (host, port): the admin's `upstream_cx_active`."""
+        return {key: len(e.conns) for key, e in self._endpoints.items() if len(e.conns)}
+
     async def _reap_forever(self) -> None:
         """Close connections that carried no call for a whole `idle_timeout`."""
         seen: dict[DubboClientConnection, int] = {}

@@ -65,6 +65,7 @@ class DubboServerStatistics:
     active_connections: int
     accepted_connections: int
     rejected_connections: int
+    evicted_connections: int  # idle ones closed to make room (transport/admission.py)
     requests: int
     heartbeats: int
     protocol_errors: int

@@ -144,6 +144,10 @@ class H2Pool:
                 ep.conns.remove(conn)
             ep.room.set()
 
+    def connections_by_endpoint(self) -> dict[tuple[str, int], int]:
+        """Open connections per (host, port): the admin's `upstream_cx_active`."""
+        return {key: len(e.conns) for key, e in self._endpoints.items() if len(e.conns)}
+
     def statistics(self) -> H2PoolStatistics:
         conns = [c for ep in self._endpoints.values() for c in ep.conns]
         return H2PoolStatistics(

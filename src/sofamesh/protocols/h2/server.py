@@ -54,6 +54,7 @@ class H2ServerStatistics:
     active_connections: int
     accepted_connections: int
     rejected_connections: int
+    evicted_connections: int  # idle ones closed to make room (transport/admission.py)
     http1_connections: int  # handed to the HTTP/1.1 server after sniffing
     streams: int  # handled so far
     handler_errors: int

@@ -303,6 +303,10 @@ class Http1Pool:
         for conn in conns:
             await conn.aclose()
 
+    def connections_by_endpoint(self) -> dict[tuple[str, int], int]:
+        """Open connections per (host, port): the admin's `upstream_cx_active`."""
+        return {key: e.open for key, e in self._endpoints.items() if e.open}
+
     def statistics(self) -> PoolStatistics:
         return PoolStatistics(
             endpoints=len(self._endpoints),

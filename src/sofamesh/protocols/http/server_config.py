@@ -65,6 +65,7 @@ class ServerStatistics:
     active_connections: int
     accepted_connections: int  # admitted since start (the rejected ones are not counted)
     rejected_connections: int  # over max_connections, closed on accept
+    evicted_connections: int  # idle ones closed to make room (transport/admission.py)
     requests_served: int
     protocol_errors: int  # malformed or oversized requests, timeouts mid-request
     handler_errors: int  # handler raised (answered with 500)

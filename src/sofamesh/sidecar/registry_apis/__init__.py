@@ -18,6 +18,7 @@ import anyio.abc
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, ConfigError
 from sofamesh.config.local_api import is_loopback
+from sofamesh.config.model import LimitsConfig
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.sidecar.app import Sidecar, bind_listener
 from sofamesh.sidecar.registry_apis.book import Book
@@ -85,7 +86,8 @@ async def _serve(
     listener = await bind_listener(f"registry_apis.{name}", address)
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     sidecar.bound[f"registry_apis.{name}"] = Address(address.host, port)
-    await tg.start(http1_server(BrowserGuard(name, handler), None).serve, listener)
+    limits = LimitsConfig(max_body_bytes=sidecar.config.registry_apis.max_body_bytes)
+    await tg.start(http1_server(BrowserGuard(name, handler), limits).serve, listener)
 
 
 async def _sweep(book: Book, apis: dict[str, Any], interval: float, sidecar: Sidecar) -> None:

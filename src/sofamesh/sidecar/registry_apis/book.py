@@ -14,10 +14,14 @@ from typing import Any
 import attrs
 
 from sofamesh.config import Address
+from sofamesh.sidecar.guard import Refused
 
 
-class BookFull(Exception):
-    """`max_instances` registrations are live: a new one is refused."""
+class BookFull(Refused):
+    """`max_instances` registrations are live: a new one is refused (429, as a limit)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(429, reason)
 
 
 @attrs.define

@@ -27,11 +27,13 @@ import anyio
 import anyio.abc
 
 from sofamesh.clock import Clock
+from sofamesh.codecs import jsondoc
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
 from sofamesh.config.local_api import allows_upstream
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.registry_apis import consul_checks as cc
+from sofamesh.sidecar.registry_apis import fields
 from sofamesh.sidecar.registry_apis.book import Book, Instance
 from sofamesh.sidecar.registry_apis.consul_views import Answers, ConsulViews
 from sofamesh.sidecar.registry_apis.mesh import MeshBridge
@@ -71,7 +73,7 @@ class ConsulApi:
     async def _dispatch(self, req: HttpRequest, p: list[str], q: dict[str, str]) -> HttpResponse:
         m = req.method
         if m == "PUT" and p[:3] == ["agent", "service", "register"]:
-            return await self._register(_body(req))
+            return await self._register(_body(req, self.mesh.config.max_json_depth))
         if m == "PUT" and p[:3] == ["agent", "service", "deregister"] and len(p) == 4:
             return await self._deregister(p[3])
         if m == "PUT" and p[:2] == ["agent", "check"] and len(p) == 4:
@@ -97,10 +99,10 @@ class ConsulApi:
     # -- registrations ----------------------------------------------------------------------
 
     async def _register(self, body: dict[str, Any]) -> HttpResponse:
-        name = str(_field(body, "name") or "")
+        name = fields.text(_field(body, "name"), "Name")
         if not name:
             raise ValueError("a service registration needs a Name")
-        sid = str(_field(body, "id") or name)
+        sid = fields.text(_field(body, "id"), "ID") or name
         now = self.clock.now()
         checks = cc.checks_of(sid, body, now)
         for check in checks:
@@ -121,16 +123,15 @@ class ConsulApi:
         return HttpResponse(status=200)
 
     def _instance(self, name: str, sid: str, body: dict[str, Any]) -> Instance:
-        meta = _field(body, "meta") or {}
-        host = str(_field(body, "address") or "127.0.0.1")
+        host = fields.text(_field(body, "address"), "Address") or "127.0.0.1"
         return Instance(
             api="consul",
             service=name,
             instance_id=sid,
-            upstream=Address(host, int(_field(body, "port") or 0)),
+            upstream=Address(host, fields.port(_field(body, "port"), "Port")),
             lease=FOREVER,
-            labels={str(k): str(v) for k, v in meta.items()},
-            doc={"tags": [str(t) for t in _field(body, "tags") or []]},
+            labels=fields.labels(_field(body, "meta"), "Meta"),
+            doc={"tags": fields.strings(_field(body, "tags"), "Tags")},
         )
 
     def _allowed_probe(self, url: str) -> None:
@@ -161,11 +162,12 @@ class ConsulApi:
         if check is None:
             raise Refused(404, f"Unknown check ID {cid!r}")
         if check.ttl is None:
-            raise Refused(500, f"check {cid!r} is not a TTL check")
+            raise Refused(400, f"check {cid!r} is not a TTL check")
         words = {"pass": "passing", "warn": "warning", "fail": "critical"}
         if verb == "update":
-            body = _body(req)
-            status, output = str(_field(body, "status")), str(_field(body, "output") or "")
+            body = _body(req, self.mesh.config.max_json_depth)
+            status = fields.text(_field(body, "status"), "Status")
+            output = fields.text(_field(body, "output"), "Output")
         elif verb in words:
             status, output = words[verb], q.get("note", "")
         else:
@@ -250,11 +252,8 @@ def _field(d: dict[str, Any], name: str) -> Any:
     return next((v for k, v in d.items() if k.lower() == lower), None)
 
 
-def _body(req: HttpRequest) -> dict[str, Any]:
-    try:
-        body = json.loads(req.body or b"{}")
-    except ValueError as e:
-        raise ValueError(f"the body is not JSON: {e}") from None
+def _body(req: HttpRequest, max_depth: int) -> dict[str, Any]:
+    body = jsondoc.loads(req.body or b"{}", max_bytes=len(req.body), max_depth=max_depth)
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
     return body

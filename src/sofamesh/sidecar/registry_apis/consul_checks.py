@@ -15,6 +15,8 @@ from typing import Any
 
 import attrs
 
+from sofamesh.sidecar.registry_apis import fields
+
 STATUSES = ("passing", "warning", "critical")
 MAX_CHECKS = 16  # per service: each HTTP check is a probe task the sidecar runs
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
@@ -24,8 +26,8 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 def duration(text: Any) -> float:
     """A Go duration as Consul takes it (`10s`, `500ms`, `1m`), in seconds."""
     m = _DURATION.match(str(text).strip())
-    if m is None:
-        raise ValueError(f"expected a duration like 10s, got {text!r}")
+    if m is None or len(m.group(1)) > 12:
+        raise ValueError(f"expected a duration like 10s, got {str(text)[:40]!r}")
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -86,7 +88,10 @@ def _field(d: dict[str, Any], name: str) -> Any:
 def checks_of(service_id: str, body: dict[str, Any], now: float) -> list[Check]:
     """The checks a service registration declares (`Check`, `Checks`)."""
     raw = [_field(body, "check")] if _field(body, "check") else []
-    raw += list(_field(body, "checks") or [])
+    more = _field(body, "checks") or []
+    if not isinstance(more, list):
+        raise ValueError("Checks must be a list")
+    raw += more
     if len(raw) > MAX_CHECKS:
         raise ValueError(f"at most {MAX_CHECKS} checks per service, got {len(raw)}")
     made = []
@@ -95,20 +100,20 @@ def checks_of(service_id: str, body: dict[str, Any], now: float) -> list[Check]:
             raise ValueError("a check must be an object")
         default = f"service:{service_id}" if len(raw) == 1 else f"service:{service_id}:{n}"
         check = Check(
-            check_id=str(_field(c, "checkid") or _field(c, "id") or default),
+            check_id=fields.text(_field(c, "checkid") or _field(c, "id"), "CheckID") or default,
             service_id=service_id,
-            name=str(_field(c, "name") or f"Service '{service_id}' check"),
+            name=fields.text(_field(c, "name"), "Name") or f"Service '{service_id}' check",
         )
         if _field(c, "ttl"):
             check.ttl = duration(_field(c, "ttl"))
         elif _field(c, "http"):
-            check.http = str(_field(c, "http"))
+            check.http = fields.text(_field(c, "http"), "HTTP")
             check.interval = duration(_field(c, "interval") or "10s")
         else:
             raise ValueError("only TTL and HTTP checks are served here")
         if _field(c, "deregistercriticalserviceafter"):
             check.deregister_after = duration(_field(c, "deregistercriticalserviceafter"))
-        check.set(str(_field(c, "status") or "critical"), "", now)
+        check.set(fields.text(_field(c, "status"), "Status") or "critical", "", now)
         made.append(check)
     return made
 

@@ -28,6 +28,7 @@ from sofamesh.config import Address
 from sofamesh.endpoint import Endpoint
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.registry_apis import eureka_docs as docs
+from sofamesh.sidecar.registry_apis import fields
 from sofamesh.sidecar.registry_apis.book import Book, Instance
 from sofamesh.sidecar.registry_apis.mesh import MeshBridge
 
@@ -99,9 +100,9 @@ class EurekaApi:
     async def _register(self, app: str, req: HttpRequest) -> HttpResponse:
         ctype = (req.header(b"content-type") or b"").decode("latin-1")
         try:
-            doc = docs.registration(req.body, ctype)
+            doc = docs.registration(req.body, ctype, self.mesh.config.max_json_depth)
             inst = await self._instance(app, doc)
-        except (ValueError, KeyError, TypeError) as e:
+        except ValueError as e:
             raise Refused(400, f"bad registration: {e}") from None
         self.mesh.check(inst)
         old = self.book.put(inst, self.clock.now())
@@ -112,31 +113,33 @@ class EurekaApi:
         return HttpResponse(status=204)
 
     async def _instance(self, app: str, doc: dict[str, Any]) -> Instance:
-        port = doc.get("port", {})
-        port = int(port.get("$", 0) if isinstance(port, dict) else port)
-        lease_info = doc.get("leaseInfo") or {}
-        lease = float(lease_info.get("durationInSecs") or self.lease)
+        raw_port = doc.get("port")
+        port = fields.port(raw_port.get("$") if isinstance(raw_port, dict) else raw_port)
+        lease_info = fields.mapping(doc.get("leaseInfo"), "leaseInfo")
+        lease = fields.number(lease_info.get("durationInSecs"), "durationInSecs", self.lease)
         if not 0 < lease <= self.mesh.sidecar.config.local_api.max_lease:
             raise ValueError(f"durationInSecs must be within (0, local_api.max_lease], got {lease}")
-        meta = doc.get("metadata") or {}
-        labels = {str(k): str(v) for k, v in meta.items() if not str(k).startswith("@")}
-        status = str(doc.get("status") or "UP")
+        meta = fields.labels(doc.get("metadata"), "metadata")
+        status = fields.text(doc.get("status"), "status") or "UP"
+        iid = fields.text(doc.get("instanceId"), "instanceId")
+        host = fields.text(doc.get("hostName"), "hostName")
+        if not iid and not host:
+            raise ValueError("a registration needs an instanceId or a hostName")
+        iid = iid or f"{host}:{app}:{port}"
+        renewal = fields.number(lease_info.get("renewalIntervalInSecs"), "renewal", DEFAULT_RENEWAL)
         now = _ms()
         return Instance(
             api="eureka",
             service=await self._service_of(app),
-            instance_id=str(doc.get("instanceId") or f"{doc['hostName']}:{app}:{port}"),
-            upstream=Address(str(doc.get("ipAddr") or "127.0.0.1"), port),
+            instance_id=iid,
+            upstream=Address(fields.text(doc.get("ipAddr"), "ipAddr") or "127.0.0.1", port),
             lease=lease,
             serving=status == "UP",
             status=status,
-            labels=labels,
+            labels={k: v for k, v in meta.items() if not k.startswith("@")},
             registered_ms=now,
             renewed_ms=now,
-            doc={
-                "app": app.upper(),
-                "renewal": int(lease_info.get("renewalIntervalInSecs") or DEFAULT_RENEWAL),
-            },
+            doc={"app": app.upper(), "renewal": int(renewal)},
         )
 
     async def _service_of(self, app: str) -> str:

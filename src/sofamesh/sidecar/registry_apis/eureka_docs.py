@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from sofamesh.codecs import jsondoc
+
 DEFAULT_DATACENTER = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"
 EMPTY_METADATA = {"@class": "java.util.Collections$EmptyMap"}
 
@@ -113,32 +115,42 @@ def _xml(tag: str, value: Any) -> str:
     return f"<{tag}{attrs}>{inner}</{tag}>"
 
 
-def registration(body: bytes, content_type: str) -> dict[str, Any]:
-    """The `instance` of a register request, JSON or XML; ValueError if it is neither."""
+def registration(
+    body: bytes, content_type: str, max_depth: int = jsondoc.MAX_DEPTH
+) -> dict[str, Any]:
+    """The `instance` of a register request, JSON or XML, nested at most `max_depth` deep;
+    ValueError if it is neither, or deeper."""
     if "xml" in content_type or body.lstrip()[:1] == b"<":
-        return _from_xml(body)
-    doc = json.loads(body)
+        return _from_xml(body, max_depth)
+    doc = jsondoc.loads(body, max_bytes=len(body), max_depth=max_depth)
     inst = doc.get("instance") if isinstance(doc, dict) else None
     if not isinstance(inst, dict):
         raise ValueError('expected {"instance": {...}}')
     return inst
 
 
-def _from_xml(body: bytes) -> dict[str, Any]:
-    from xml.etree import ElementTree  # only for XML registrations; parses no DTDs
+def _from_xml(body: bytes, max_depth: int) -> dict[str, Any]:
+    from xml.etree import ElementTree  # only for XML registrations
 
-    root = ElementTree.fromstring(body)
+    if b"<!" in body:  # a DTD or entity declarations: no registration needs one
+        raise ValueError("XML with a document type or entity declarations is refused")
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as exc:  # a SyntaxError, not a ValueError
+        raise ValueError(f"not XML: {exc}") from None
     if root.tag != "instance":
         raise ValueError(f"expected <instance>, got <{root.tag}>")
-    return {child.tag: _element(child) for child in root}
+    return {child.tag: _element(child, max_depth - 1) for child in root}
 
 
-def _element(node: Any) -> Any:
+def _element(node: Any, depth: int) -> Any:
+    if depth <= 0:
+        raise jsondoc.JsonDocError("the XML document nests too deep")
     if len(node) == 0 and not node.attrib:
         return node.text or ""
     value: dict[str, Any] = {f"@{k}": v for k, v in node.attrib.items()}
     if len(node) == 0:
         value["$"] = node.text or ""
     for child in node:
-        value[child.tag] = _element(child)
+        value[child.tag] = _element(child, depth - 1)
     return value

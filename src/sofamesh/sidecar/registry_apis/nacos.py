@@ -22,10 +22,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from sofamesh.clock import Clock
+from sofamesh.codecs import jsondoc
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address
 from sofamesh.endpoint import Endpoint
 from sofamesh.sidecar.guard import Refused
+from sofamesh.sidecar.registry_apis import fields
 from sofamesh.sidecar.registry_apis.book import Book, Instance
 from sofamesh.sidecar.registry_apis.mesh import MeshBridge
 
@@ -47,6 +49,7 @@ class NacosApi:
         self.clock = clock
         self.beat_timeout = lease or BEAT_TIMEOUT
         self.delete_after = max(delete_after, self.beat_timeout)
+        self.max_depth = mesh.config.max_json_depth
 
     async def __call__(self, req: HttpRequest, _conn: object = None) -> HttpResponse:
         path, _, query = req.target.partition("?")
@@ -89,6 +92,12 @@ class NacosApi:
             group, name = q.get("groupName") or GROUP, raw
         return group, name
 
+    def _json(self, q: dict[str, str], name: str) -> Any:
+        """A form field holding JSON (`metadata`, `beat`), within the APIs' limits."""
+        if not q.get(name):
+            return None
+        return jsondoc.loads(q[name], max_bytes=len(q[name]), max_depth=self.max_depth)
+
     def _service(self, group: str, name: str) -> str:
         return name if group == GROUP else f"{group}@@{name}"
 
@@ -99,10 +108,10 @@ class NacosApi:
         return f"{ip}#{port}#{group}@@{name}"
 
     async def _register(self, q: dict[str, str]) -> HttpResponse:
-        ip, port = q["ip"], int(q["port"])
+        ip, port = q["ip"], fields.port(q["port"])
         group, name = self._names(q)
         ephemeral = q.get("ephemeral", "true").lower() != "false"
-        meta = json.loads(q["metadata"]) if q.get("metadata") else {}
+        meta = self._json(q, "metadata")
         inst = Instance(
             api="nacos",
             service=self._service(group, name),
@@ -110,9 +119,9 @@ class NacosApi:
             upstream=Address(ip, port),
             lease=self.delete_after if ephemeral else float("inf"),
             serving=q.get("enable", "true").lower() != "false",
-            labels={str(k): str(v) for k, v in meta.items()},
+            labels=fields.labels(meta, "metadata"),
             doc={
-                "weight": float(q.get("weight") or 1.0),
+                "weight": fields.number(q.get("weight"), "weight", 1.0),
                 "ephemeral": ephemeral,
                 "cluster": q.get("clusterName") or CLUSTER,
             },
@@ -125,29 +134,33 @@ class NacosApi:
         return _text("ok")
 
     async def _modify(self, q: dict[str, str]) -> HttpResponse:
-        inst = self.book.get("nacos", self._id(q, q["ip"], int(q["port"])))
+        inst = self.book.get("nacos", self._id(q, q["ip"], fields.port(q["port"])))
         if inst is None:
             raise Refused(404, "instance not found")
         if "enabled" in q or "enable" in q:
             inst.serving = (q.get("enabled") or q.get("enable", "true")).lower() != "false"
         if q.get("metadata"):
-            inst.labels = {str(k): str(v) for k, v in json.loads(q["metadata"]).items()}
+            inst.labels = fields.labels(self._json(q, "metadata"), "metadata")
         if q.get("weight"):
-            inst.doc["weight"] = float(q["weight"])
+            inst.doc["weight"] = fields.number(q["weight"], "weight", 1.0)
         await self.mesh.publish(inst)
         return _text("ok")
 
     async def _deregister(self, q: dict[str, str]) -> HttpResponse:
-        inst = self.book.remove("nacos", self._id(q, q["ip"], int(q["port"])))
+        inst = self.book.remove("nacos", self._id(q, q["ip"], fields.port(q["port"])))
         if inst is not None:
             await self.mesh.withdraw(inst)
         return _text("ok")  # Nacos answers ok for an unknown instance too
 
     async def _beat(self, q: dict[str, str]) -> HttpResponse:
-        beat = json.loads(q["beat"])
-        q = {**q, "serviceName": beat.get("serviceName") or q["serviceName"]}
+        beat = fields.mapping(self._json(q, "beat"), "beat")
+        service = fields.text(beat.get("serviceName"), "beat.serviceName") or q["serviceName"]
+        q = {**q, "serviceName": service}
         now = self.clock.now()
-        inst = self.book.renew("nacos", self._id(q, str(beat["ip"]), int(beat["port"])), now)
+        iid = self._id(
+            q, fields.text(beat["ip"], "beat.ip"), fields.port(beat["port"], "beat.port")
+        )
+        inst = self.book.renew("nacos", iid, now)
         if inst is None:
             return _json({"code": NOT_FOUND})
         inst.doc["beat"] = now
@@ -217,7 +230,8 @@ class NacosApi:
             mine = sorted(n for n in names if "@@" not in n)
         else:
             mine = sorted(n.split("@@", 1)[1] for n in names if n.startswith(f"{group}@@"))
-        page, size = max(int(q.get("pageNo") or 1), 1), max(int(q.get("pageSize") or 10), 1)
+        page = max(int(fields.number(q.get("pageNo"), "pageNo", 1)), 1)
+        size = max(int(fields.number(q.get("pageSize"), "pageSize", 10)), 1)
         return {"count": len(mine), "doms": mine[(page - 1) * size : page * size]}
 
 
