@@ -170,7 +170,8 @@ class Runtime:
         return rules_source(inline=cfg.rules, path=cfg.rules_file)
 
     def policy_for(self, service: str) -> PolicyConfig:
-        return self.config.policy_for(service)
+        config = self.config  # MeshConfig.policy_for, without its call: read on every call
+        return config.services.get(service, config.policy)
 
     def gateway_codes(self, protocol: str) -> frozenset[int]:
         """The status codes that mean "a gateway failed" in `protocol` (retry's gateway_error)."""

@@ -117,10 +117,11 @@ class Permit:
 
     verdict: Verdict
     probe: int = 0  # the half-open period this probe belongs to
+    # A field, not a property: read on every call.
+    admitted: bool = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def admitted(self) -> bool:
-        return self.verdict is not Verdict.REJECT
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "admitted", self.verdict is not Verdict.REJECT)
 
 
 _ADMIT = Permit(Verdict.ADMIT)

@@ -89,10 +89,11 @@ class Pace:
 
     verdict: Verdict
     delay: float = 0.0
+    # A field, not a property: read on every call.
+    admitted: bool = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def admitted(self) -> bool:
-        return self.verdict is not Verdict.REJECT
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "admitted", self.verdict is not Verdict.REJECT)
 
 
 ADMIT = Pace(Verdict.ADMIT)
