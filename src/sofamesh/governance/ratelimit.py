@@ -205,7 +205,8 @@ class QpsLimiter:
             self._warm = _WarmUpTokens(config.count, config.warm_up_period, config.cold_factor)
 
     def try_acquire(self, now: float) -> Pace:
-        if not self._enforcer.sample():
+        enforcer = self._enforcer
+        if not (enforcer.always or enforcer.sample()):
             return SKIP
         limit = self._count
         if self._warm is not None:

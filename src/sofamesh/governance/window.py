@@ -87,8 +87,11 @@ class RollingWindow:
         self._cells[slot + column] += amount
         self._totals[column] += amount
 
-    def add3(self, now: float, a: int, b: int, c: int) -> None:
-        """Add to the first three columns at once (the breaker's total/error/slow)."""
+    def add3(self, now: float, a: int, b: int, c: int) -> list[int]:
+        """Add to the first three columns at once (the breaker's total/error/slow).
+
+        Returns the live totals (read-only).
+        """
         base = self._base if now < self._end else self._roll(now)
         cells, totals = self._cells, self._totals
         cells[base] += a
@@ -97,16 +100,13 @@ class RollingWindow:
         totals[0] += a
         totals[1] += b
         totals[2] += c
+        return totals
 
     def total(self, now: float, column: int = 0) -> int:
         """The sum of `column` over the window ending at `now`."""
         if now >= self._end:
             self._roll(now)
         return self._totals[column]
-
-    def peek(self) -> list[int]:
-        """The live totals as of the last roll (read-only; no time passes)."""
-        return self._totals
 
     def totals(self, now: float) -> tuple[int, ...]:
         self._roll(now)

@@ -63,14 +63,14 @@ class ClusterView(Protocol):
 class SubsetFilter:
     """A cluster's members matching a predicate, recomputed only when membership changes."""
 
-    __slots__ = ("_members", "_pred", "_source", "_weighted", "label")
+    __slots__ = ("_members", "_pred", "_rotation", "_source", "label")
 
     def __init__(self, pred: Callable[[Endpoint], bool], label: str) -> None:
         self._pred = pred
         self.label = label
         self._source: tuple[Endpoint, ...] | None = None
         self._members: tuple[Endpoint, ...] = ()
-        self._weighted: list[Endpoint] = []
+        self._rotation: tuple[tuple[Endpoint, ...], list[Endpoint]] = ((), [])
 
     @classmethod
     def of(cls, subset: Subset) -> SubsetFilter:
@@ -81,15 +81,17 @@ class SubsetFilter:
             self._refresh(endpoints)
         return self._members
 
-    def weighted(self, endpoints: tuple[Endpoint, ...]) -> list[Endpoint]:
-        """The members in rotation when nothing is ejected: those with a weight (do not mutate)."""
+    def rotation(
+        self, endpoints: tuple[Endpoint, ...]
+    ) -> tuple[tuple[Endpoint, ...], list[Endpoint]]:
+        """The members, and those in rotation when nothing is ejected (weighted); do not mutate."""
         if endpoints is not self._source:
             self._refresh(endpoints)
-        return self._weighted
+        return self._rotation
 
     def _refresh(self, endpoints: tuple[Endpoint, ...]) -> None:
-        self._members = tuple(e for e in endpoints if self._pred(e))
-        self._weighted = [e for e in self._members if e.weight > 0]
+        self._members = members = tuple(e for e in endpoints if self._pred(e))
+        self._rotation = (members, [e for e in members if e.weight > 0])
         self._source = endpoints
 
 
@@ -276,12 +278,13 @@ class Target:
         )
         healthy: Sequence[Endpoint]
         for subset in self._subsets:
-            members = endpoints if subset is None else subset.members(endpoints)
             if all_in and subset is not None:  # kept with the subset until the next snapshot
-                healthy = subset.weighted(endpoints)
+                members, healthy = subset.rotation(endpoints)
             elif all_in:
+                members = endpoints
                 healthy = [e for e in members if e.weight > 0]
             else:
+                members = endpoints if subset is None else subset.members(endpoints)
                 healthy = [e for e in members if view.available(e, now)]
             if healthy:
                 return members, healthy
