@@ -16,8 +16,15 @@ import sofamesh
 
 SRC = Path(sofamesh.__file__).resolve().parents[1]
 
-# Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry.
-NOT_AT_START = ("cryptography", "yaml", "sofamesh.registry.etcd", "sofamesh.security.enroll")
+# Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK
+# (which the package's `__init__` offers) only by an SDK app.
+NOT_AT_START = (
+    "cryptography",
+    "yaml",
+    "sofamesh.registry.etcd",
+    "sofamesh.security.enroll",
+    "sofamesh.sdk",
+)
 
 BUILD = """
 import json, sys
