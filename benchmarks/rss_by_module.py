@@ -124,13 +124,12 @@ def group(module: str) -> str:
 
 
 def report(ledger: Ledger, start: float, ports: list[int], settle: float) -> None:
-    for port in ports:  # what netutil.wait_port does, without its imports
+    for port in ports:  # netutil.wait_port, without name resolution (it would load idna)
         while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
     time.sleep(settle)
     tracemalloc.stop()  # its own bookkeeping (about as large as what it traced) goes
     total = rss_mb()
