@@ -214,9 +214,8 @@ class QpsLimiter:
             self._warm.sync(second, self._per_sec.previous)
             limit = self._warm.rate()
         # Sentinel: passQps + acquireCount > count, with passQps = passed / interval.
-        if self._window.total(now) / self._interval + 1 > limit:
+        if not self._window.add_unless(now, (limit - 1) * self._interval):
             return SHADOW if self._enforcer.reject() is Verdict.SHADOW else REJECT
-        self._window.add(now)
         self._per_sec.count += 1
         self._passed += 1
         return ADMIT

@@ -102,6 +102,15 @@ class RollingWindow:
         totals[2] += c
         return totals
 
+    def add_unless(self, now: float, cap: float) -> bool:
+        """Count one in the first column if its total is not above `cap`; False if it is."""
+        slot = self._base if now < self._end else self._roll(now)
+        if self._totals[0] > cap:
+            return False
+        self._cells[slot] += 1
+        self._totals[0] += 1
+        return True
+
     def total(self, now: float, column: int = 0) -> int:
         """The sum of `column` over the window ending at `now`."""
         if now >= self._end:
