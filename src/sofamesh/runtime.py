@@ -329,9 +329,6 @@ class Runtime:
         """The outbound terminal: send `inv` to `inv.endpoint` in its protocol."""
         ep = inv.endpoint
         assert ep is not None
-        proto = self.protocols.get(inv.protocol)
-        if proto is not None and (inv.deadline is None or proto.enforces_deadline):
-            return proto.send(ep.host, ep.port, inv)  # `send`'s common case, without its call
         return self.send(ep.host, ep.port, inv)
 
     def _upstream_tls(self, inv: Invocation) -> Awaitable[Result]:
