@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/idle_rss.py [--runs 3] [--settle 2] [--backend asyncio|trio]
     .venv/bin/python benchmarks/idle_rss.py --quick    # one run per path, no settling: a smoke run
+    .venv/bin/python benchmarks/idle_rss.py --breakdown  # where the sidecar's MB go, by package
 
 Each path starts one process, waits until every listener accepts connections
 (and the admin API, for the sidecar), lets it settle and reads `VmRSS` from
@@ -16,8 +17,10 @@ Each path starts one process, waits until every listener accepts connections
   admin listener and one static cluster.
 
 Rounds alternate the paths; the table gives the median RSS in MB (1 MB = 2^20
-bytes) and the range over rounds. The import-time and allocation breakdown
-that explains the sidecar's figure is `python -X importtime -m sofamesh.sidecar`.
+bytes) and the range over rounds. `--breakdown` runs the sidecar with every
+protocol once under `rss_by_module.py` instead, and prints the RSS each
+package's imports added, the interpreter's start and what the running process
+added beyond imports.
 """
 
 from __future__ import annotations
@@ -131,6 +134,19 @@ def measure(argv: list[str], ports: list[int], settle: float) -> float:
         proc.wait(10)
 
 
+def breakdown(backend: str, settle: float) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "registry").mkdir()
+        argv, ports = sidecar(tmp, PROTOCOLS, backend)
+        helper = [sys.executable, str(Path(__file__).with_name("rss_by_module.py"))]
+        ports_arg = ",".join(map(str, ports))
+        argv = [*helper, ports_arg, str(settle), *argv[1:]]
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        print(f"sidecar with every protocol, backend {backend}: RSS by what loaded it")
+        print(proc.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -139,7 +155,11 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     ap.add_argument("--quick", action="store_true", help="one run per path, no settling")
+    ap.add_argument("--breakdown", action="store_true", help="the sidecar's RSS by package")
     args = ap.parse_args()
+    if args.breakdown:
+        breakdown(args.backend, args.settle)
+        return
     if args.quick:
         args.runs, args.settle = 1, 0.0
     with tempfile.TemporaryDirectory() as d:

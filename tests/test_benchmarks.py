@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 HELPERS = {
     "netutil.py",
+    "rss_by_module.py",
     "control_common.py",
     "attack_targets.py",
     "attack_clients.py",

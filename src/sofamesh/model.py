@@ -31,7 +31,8 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(k.lower(), v) for k, v in items]
+        # Every Result and most Invocations start empty: no comprehension (a frame) for them.
+        self._items: list[tuple[str, str]] = [(k.lower(), v) for k, v in items] if items else []
 
     @classmethod
     def from_lower(cls, items: list[tuple[str, str]]) -> Headers:

@@ -44,7 +44,6 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
 from sofamesh.protocols import ProtocolSupport, make_protocols
 from sofamesh.registry import open_registry
-from sofamesh.security.enroll import identity_files, state_dir_of
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
@@ -119,6 +118,9 @@ class Runtime:
             return None
         try:
             if cfg.cert is None:  # issued by the control plane: its agent enrolls before serving
+                # enroll needs cryptography (9 MB): only a mesh with tls: pays for it
+                from sofamesh.security.enroll import identity_files, state_dir_of
+
                 ws, app = self.config.workspace, self.config.app
                 assert ws is not None
                 files = identity_files(state_dir_of(os.environ), ws, app)
@@ -170,7 +172,8 @@ class Runtime:
         return rules_source(inline=cfg.rules, path=cfg.rules_file)
 
     def policy_for(self, service: str) -> PolicyConfig:
-        return self.config.policy_for(service)
+        config = self.config  # MeshConfig.policy_for, without its call: read on every call
+        return config.services.get(service, config.policy)
 
     def gateway_codes(self, protocol: str) -> frozenset[int]:
         """The status codes that mean "a gateway failed" in `protocol` (retry's gateway_error)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.model import Invocation, Result, Status
-from sofamesh.stats import UNKNOWN_SERVICES, Stats
+from sofamesh.stats import UNKNOWN_SERVICES, CallStats, Stats
 
 # Whether a call's service exists, judged from its name and how the call went.
 Known = Callable[[str, Result], bool]
@@ -45,14 +45,27 @@ class StatsFilter:
         self._by_caller = direction == "inbound"
         self._clock = clock
         self._known = known
+        # Outbound rows by service name, found with one look-up and no key tuple; bounded
+        # like the stats' own rows.
+        self._rows: dict[str, CallStats] = {}
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        caller = inv.caller if self._by_caller else ""
-        cs = self._stats.services.get((self._direction, inv.service, caller))
+        if self._by_caller:
+            caller = inv.caller
+            cs = self._stats.services.get((self._direction, inv.service, caller))
+        else:
+            caller = ""
+            cs = self._rows.get(inv.service)
+            if cs is None:
+                cs = self._stats.services.get((self._direction, inv.service, ""))
+                if cs is not None:
+                    self._remember(inv.service, cs)
         if cs is None:
             if self._known is not None:
                 return await self._first(inv, call_next, caller)
             cs = self._stats.service(self._direction, inv.service, caller)
+            if not self._by_caller:
+                self._remember(inv.service, cs)
         start = self._clock.now()
         cs.active += 1
         try:
@@ -75,3 +88,7 @@ class StatsFilter:
         cs = self._stats.service(self._direction, service, caller)
         cs.record(result.status, (self._clock.now() - start) * 1000, result.code)
         return result
+
+    def _remember(self, service: str, cs: CallStats) -> None:
+        if len(self._rows) < self._stats.max_services:
+            self._rows[service] = cs

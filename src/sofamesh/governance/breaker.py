@@ -117,10 +117,11 @@ class Permit:
 
     verdict: Verdict
     probe: int = 0  # the half-open period this probe belongs to
+    # A field, not a property: read on every call.
+    admitted: bool = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def admitted(self) -> bool:
-        return self.verdict is not Verdict.REJECT
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "admitted", self.verdict is not Verdict.REJECT)
 
 
 _ADMIT = Permit(Verdict.ADMIT)
@@ -178,7 +179,8 @@ class CircuitBreaker:
     def allow(self, now: float) -> Permit:
         """May a call go ahead? O(1); never allocates except for a half-open probe."""
         if self.state is BreakerState.CLOSED:
-            if not self._enforcer.sample():
+            enforcer = self._enforcer
+            if not (enforcer.always or enforcer.sample()):
                 return _SKIP
             self._admitted += 1
             return _ADMIT
@@ -205,13 +207,15 @@ class CircuitBreaker:
         if permit.verdict is not Verdict.ADMIT:
             return
         slow = elapsed > self._slow_after
-        self._window.add3(now, 1, 1 if failed else 0, 1 if slow else 0)
+        totals = self._window.add3(now, 1, 1 if failed else 0, 1 if slow else 0)
         if permit.probe:
             self._record_probe(permit.probe, failed or slow, now)
-        elif self.state is BreakerState.CLOSED:
-            totals = self._window.peek()  # add3 rolled the window to `now`
-            if totals[0] >= self.config.min_request_count and self._check(self, totals):
-                self._open(now)
+        elif (
+            self.state is BreakerState.CLOSED
+            and totals[0] >= self.config.min_request_count
+            and self._check(self, totals)
+        ):
+            self._open(now)
 
     def cancel(self, permit: Permit, now: float) -> None:
         """The admitted call never ran (stopped by a later filter): free its probe slot.

@@ -89,10 +89,11 @@ class Pace:
 
     verdict: Verdict
     delay: float = 0.0
+    # A field, not a property: read on every call.
+    admitted: bool = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def admitted(self) -> bool:
-        return self.verdict is not Verdict.REJECT
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "admitted", self.verdict is not Verdict.REJECT)
 
 
 ADMIT = Pace(Verdict.ADMIT)
@@ -204,7 +205,8 @@ class QpsLimiter:
             self._warm = _WarmUpTokens(config.count, config.warm_up_period, config.cold_factor)
 
     def try_acquire(self, now: float) -> Pace:
-        if not self._enforcer.sample():
+        enforcer = self._enforcer
+        if not (enforcer.always or enforcer.sample()):
             return SKIP
         limit = self._count
         if self._warm is not None:
@@ -212,9 +214,8 @@ class QpsLimiter:
             self._warm.sync(second, self._per_sec.previous)
             limit = self._warm.rate()
         # Sentinel: passQps + acquireCount > count, with passQps = passed / interval.
-        if self._window.total(now) / self._interval + 1 > limit:
+        if not self._window.add_unless(now, (limit - 1) * self._interval):
             return SHADOW if self._enforcer.reject() is Verdict.SHADOW else REJECT
-        self._window.add(now)
         self._per_sec.count += 1
         self._passed += 1
         return ADMIT

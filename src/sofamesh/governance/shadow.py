@@ -78,12 +78,14 @@ class Enforcer:
     configuration costs no random draws.
     """
 
-    __slots__ = ("_enabled", "_enforced", "_rand", "rejected", "shadowed", "skipped")
+    __slots__ = ("_enabled", "_enforced", "_rand", "always", "rejected", "shadowed", "skipped")
 
     def __init__(self, config: EnforcementConfig, rand: Callable[[], float] | None = None) -> None:
         self._enabled = config.enabled_fraction
         self._enforced = config.effective_enforced_fraction
         self._rand = rand or random.random
+        # Every request evaluated (the default): a hot path tests this before calling `sample`.
+        self.always = self._enabled >= 1.0
         self.skipped = 0
         self.rejected = 0
         self.shadowed = 0

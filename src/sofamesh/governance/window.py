@@ -22,7 +22,17 @@ import math
 class RollingWindow:
     """`columns` counters (e.g. total, errors, slow) summed over the last `interval` seconds."""
 
-    __slots__ = ("_cells", "_columns", "_head", "_n", "_totals", "_width", "interval")
+    __slots__ = (
+        "_base",
+        "_cells",
+        "_columns",
+        "_end",
+        "_head",
+        "_n",
+        "_totals",
+        "_width",
+        "interval",
+    )
 
     def __init__(self, interval: float, buckets: int, columns: int = 1) -> None:
         if not interval > 0 or not math.isfinite(interval):
@@ -36,9 +46,15 @@ class RollingWindow:
         self._cells = [0] * (buckets * columns)
         self._totals = [0] * columns
         self._head = -(1 << 62)  # bucket number of the newest slot; nothing seen yet
+        # Until `_end` (when the newest bucket ends) nothing rolls and now's slot starts
+        # at `_base`: most calls of a busy window compare one float instead of dividing.
+        self._end = -math.inf
+        self._base = 0
 
     def _roll(self, now: float) -> int:
         """Bring the window up to `now`; return the offset of now's slot in `_cells`."""
+        if now < self._end:
+            return self._base
         bucket = int(now // self._width)
         head = self._head
         if bucket > head:
@@ -48,6 +64,8 @@ class RollingWindow:
                 for stale in range(head + 1, bucket + 1):
                     self._clear_slot(stale % self._n)
             self._head = head = bucket
+            self._end = (bucket + 1) * self._width
+            self._base = (bucket % self._n) * self._columns
         # A late `add` for a bucket already left behind lands in the newest one:
         # callers pass a monotonic `now`, so this only absorbs reordering noise.
         return (head % self._n) * self._columns
@@ -65,13 +83,16 @@ class RollingWindow:
         self._totals[:] = [0] * self._columns
 
     def add(self, now: float, column: int = 0, amount: int = 1) -> None:
-        slot = self._roll(now)
+        slot = self._base if now < self._end else self._roll(now)
         self._cells[slot + column] += amount
         self._totals[column] += amount
 
-    def add3(self, now: float, a: int, b: int, c: int) -> None:
-        """Add to the first three columns at once (the breaker's total/error/slow)."""
-        base = self._roll(now)
+    def add3(self, now: float, a: int, b: int, c: int) -> list[int]:
+        """Add to the first three columns at once (the breaker's total/error/slow).
+
+        Returns the live totals (read-only).
+        """
+        base = self._base if now < self._end else self._roll(now)
         cells, totals = self._cells, self._totals
         cells[base] += a
         cells[base + 1] += b
@@ -79,15 +100,22 @@ class RollingWindow:
         totals[0] += a
         totals[1] += b
         totals[2] += c
+        return totals
+
+    def add_unless(self, now: float, cap: float) -> bool:
+        """Count one in the first column if its total is not above `cap`; False if it is."""
+        slot = self._base if now < self._end else self._roll(now)
+        if self._totals[0] > cap:
+            return False
+        self._cells[slot] += 1
+        self._totals[0] += 1
+        return True
 
     def total(self, now: float, column: int = 0) -> int:
         """The sum of `column` over the window ending at `now`."""
-        self._roll(now)
+        if now >= self._end:
+            self._roll(now)
         return self._totals[column]
-
-    def peek(self) -> list[int]:
-        """The live totals as of the last roll (read-only; no time passes)."""
-        return self._totals
 
     def totals(self, now: float) -> tuple[int, ...]:
         self._roll(now)

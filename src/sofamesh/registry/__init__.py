@@ -12,14 +12,17 @@ docs/registries.md documents the networked registries' options and layouts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sofamesh.registry.base import OpenedRegistry, Registry, RegistryError, Snapshot
-from sofamesh.registry.etcd import EtcdRegistry
 from sofamesh.registry.file import FileRegistry
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
 from sofamesh.registry.resilient import NETWORK_SCHEMES, NetworkOptions, parse_network_url
 from sofamesh.registry.snapshot import SnapshotRegistry
+
+if TYPE_CHECKING:
+    from sofamesh.registry.etcd import EtcdRegistry
 
 __all__ = [
     "EtcdRegistry",
@@ -34,6 +37,16 @@ __all__ = [
     "open_registry",
     "validate_registry_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # etcd's client is about 1 MB of a process's memory: only a mesh on etcd loads it
+    if name == "EtcdRegistry":
+        from sofamesh.registry.etcd import EtcdRegistry
+
+        return EtcdRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SCHEMES = ("memory", "file", *NETWORK_SCHEMES)
 
@@ -104,6 +117,8 @@ def open_network_registry(options: NetworkOptions) -> OpenedRegistry:
     """An etcd or ZooKeeper registry, wrapped to keep a local snapshot unless told not to."""
     inner: OpenedRegistry
     if options.scheme == "etcd":
+        from sofamesh.registry.etcd import EtcdRegistry
+
         inner = EtcdRegistry(
             options.hosts,
             workspace=options.workspace,

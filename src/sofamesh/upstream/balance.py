@@ -42,7 +42,7 @@ class BalanceFilter:
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
         cluster = self._clusters.for_call(inv.service)
-        if not cluster.ready.is_set():
+        if not cluster.is_ready:
             await self._wait_ready(cluster.ready, inv)
         now = self._clock.now()
         if inv.deadline is not None and now >= inv.deadline:
@@ -71,8 +71,10 @@ class BalanceFilter:
         finally:
             cluster.active[key] -= 1
         result.endpoint = ep
+        end = self._clock.now()
+        status = result.status
         cluster.record(
-            ep, result.status.is_failure, (result.status, (self._clock.now() - now) * 1000)
+            ep, status is not Status.OK and status.is_failure, (status, (end - now) * 1000), end
         )
         return result
 

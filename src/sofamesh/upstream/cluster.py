@@ -33,7 +33,7 @@ from sofamesh.clock import Clock
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation
 from sofamesh.registry.base import DEFAULT_LEASE, Registry, Snapshot
-from sofamesh.stats import Stats
+from sofamesh.stats import CallStats, Stats
 from sofamesh.upstream.balancers import Balancer, BalancerSpec, make_balancer
 from sofamesh.upstream.health import HealthCheckConfig, HealthChecker, ProbeConnect
 from sofamesh.upstream.outlier import OutlierConfig, OutlierDetector
@@ -87,6 +87,7 @@ class Cluster:
             policy.balancer, BalancerSpec(active=self._active_of)
         )
         self.ready = anyio.Event()
+        self.is_ready = False  # `ready.is_set()` as a plain attribute, for the call path
         self.removals = RemovalGuard(policy.registry)
         self.hold_started = anyio.Event()  # set when a removal is held (the manager's timer)
         self.health: HealthChecker | None = None  # set while active health checks run
@@ -95,6 +96,8 @@ class Cluster:
         self.watch: anyio.CancelScope | None = None  # the manager's task following the registry
         self._stats = stats
         self._clock = clock
+        # Each endpoint's stats row, by key: found without formatting its address per call.
+        self._rows: dict[str, CallStats] = {}
 
     def _active_of(self, ep: Endpoint) -> int:
         return self.active.get(ep.key, 0)
@@ -113,6 +116,11 @@ class Cluster:
         if change is not NO_CHANGE:
             self._report(change, lease)
         self._set_endpoints(self.removals.in_force())
+        self.mark_ready()
+
+    def mark_ready(self) -> None:
+        """The first snapshot is in: calls waiting for it go ahead."""
+        self.is_ready = True
         self.ready.set()
 
     def release(self, now: float) -> None:
@@ -157,6 +165,8 @@ class Cluster:
             self.health.set_endpoints(self.endpoints)
         after = set(self.endpoints)
         added, removed = after - before, before - after
+        for ep in removed:
+            self._rows.pop(ep.key, None)
         if added or removed:
             log.info(
                 "%s: %d endpoint(s) (+%s -%s)",
@@ -193,15 +203,21 @@ class Cluster:
         candidates = ([e for e in healthy if e not in exclude] or healthy) if exclude else healthy
         return self.balancer.pick(candidates, inv) if candidates else None
 
-    def record(self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float]) -> None:
-        now = self._clock.now()
+    def record(
+        self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float], now: float | None = None
+    ) -> None:
+        """One call's outcome on `ep`, at `now` (the clock's, unless the caller read it)."""
+        if now is None:
+            now = self._clock.now()
         if self.success_rate is not None:
             self.success_rate.record(ep.key, not failed, now)
         if self.outlier.record(ep.key, failed, now):
             self._stats.incr("outlier.ejections")
             log.warning("%s: ejected %s after consecutive failures", self.service, ep.address)
-        status, ms = status_ms
-        self._stats.endpoint(self.service, ep.address).record(status, ms)
+        row = self._rows.get(ep.key)
+        if row is None:
+            row = self._rows[ep.key] = self._stats.endpoint(self.service, ep.address)
+        row.record(*status_ms)
 
     def describe(self) -> dict[str, Any]:
         now = self._clock.now()
@@ -319,7 +335,7 @@ class ClusterManager:
                 log.warning(
                     "%d clusters (max_clusters): %s not followed", len(self.clusters), service
                 )
-            cluster.ready.set()  # no endpoints, never watched: no_endpoint at once
+            cluster.mark_ready()  # no endpoints, never watched: no_endpoint at once
             return cluster
         self.clusters[service] = cluster
         self._tg.start_soon(self._follow, cluster)

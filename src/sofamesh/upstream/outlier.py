@@ -103,7 +103,8 @@ class OutlierDetector:
             return False
         if not failed:
             host.streak = 0
-            self._decay(host, now)
+            if host.times_ejected:  # _decay's own first test, without its call
+                self._decay(host, now)
             return False
         host.streak += 1
         if host.streak < self.config.consecutive_failures or self.is_ejected(key, now):

@@ -37,8 +37,11 @@ GatewayCodes = Callable[[str], frozenset[int]]
 Release = Callable[[], None]
 
 
+NO_CODES: frozenset[int] = frozenset()
+
+
 def no_gateway_codes(_protocol: str) -> frozenset[int]:
-    return frozenset()
+    return NO_CODES
 
 
 class ConnectRetries(Protocol):
@@ -126,7 +129,8 @@ class RetryFilter:
                 result = await call_next(inv)
             else:
                 result = await self._attempt(inv, call_next, plan)
-            codes = self._gateway_codes(inv.protocol)
+            # No gateway code is an OK answer's: the look-up waits for a failed try.
+            codes = NO_CODES if result.status is Status.OK else self._gateway_codes(inv.protocol)
             while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
                 release = plan.admit(inv.service)
                 if release is None:
@@ -138,6 +142,8 @@ class RetryFilter:
                     self._stats.incr("upstream_rq_retry")
                     plan.retried()
                     result = await self._attempt(inv, call_next, plan)
+                    if codes is NO_CODES and result.status is not Status.OK:
+                        codes = self._gateway_codes(inv.protocol)
                 finally:
                     release()
             return result

@@ -65,7 +65,8 @@ class AuthLeaf:
         decision = self._decisions.get(key)
         if decision is None:
             decision = self._decisions.put(key, self._decide(*key))
-        if not self.enforcer.sample():
+        enforcer = self.enforcer
+        if not (enforcer.always or enforcer.sample()):
             return None
         allowed, name, reason, counts = decision
         if allowed:

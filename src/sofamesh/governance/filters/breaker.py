@@ -123,7 +123,9 @@ class BreakerFilter:
             breaker.cancel(permit, self._clock.now())
             raise
         end = self._clock.now()
-        breaker.record(permit, failed=_failed(result.status), elapsed=end - now, now=end)
+        status = result.status  # _failed, inline: this runs on every call
+        failed = status is not Status.OK and status.is_failure
+        breaker.record(permit, failed=failed, elapsed=end - now, now=end)
         return result
 
     async def _several(

@@ -118,7 +118,16 @@ def _admit_retry(
 class PolicyPlan:
     """One call's `RetryPlan`: its route's policy, budget and counters; the retry limit."""
 
-    __slots__ = ("_budget", "_holder", "_leaf", "_ok_codes", "_policy", "_rand")
+    __slots__ = (
+        "_budget",
+        "_holder",
+        "_leaf",
+        "_ok_codes",
+        "_policy",
+        "_rand",
+        "attempts",
+        "per_try_timeout",
+    )
 
     def __init__(
         self,
@@ -133,14 +142,9 @@ class PolicyPlan:
         self._holder = holder
         self._rand = rand
         self._ok_codes = bool(policy.retriable_codes)  # else an OK answer is never retried
-
-    @property
-    def attempts(self) -> int:
-        return self._policy.attempts
-
-    @property
-    def per_try_timeout(self) -> float | None:
-        return self._policy.per_try_timeout
+        # Attributes, not properties: the retry filter reads them on every call.
+        self.attempts = policy.attempts
+        self.per_try_timeout = policy.per_try_timeout
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
         if result.status is Status.OK and not self._ok_codes:

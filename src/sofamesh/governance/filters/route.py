@@ -24,6 +24,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
+from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
 from sofamesh.chain import Handler, completed
@@ -72,8 +73,7 @@ def _string_matcher(m: StringMatch) -> Callable[[str], bool]:
     if m.exact is not None:
         return m.exact.__eq__
     if m.prefix is not None:
-        prefix = m.prefix
-        return lambda s: s.startswith(prefix)
+        return methodcaller("startswith", m.prefix)  # no Python frame per call
     pattern = re.compile(m.regex or "")
     return lambda s: pattern.fullmatch(s) is not None
 

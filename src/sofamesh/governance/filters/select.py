@@ -63,13 +63,14 @@ class ClusterView(Protocol):
 class SubsetFilter:
     """A cluster's members matching a predicate, recomputed only when membership changes."""
 
-    __slots__ = ("_members", "_pred", "_source", "label")
+    __slots__ = ("_members", "_pred", "_rotation", "_source", "label")
 
     def __init__(self, pred: Callable[[Endpoint], bool], label: str) -> None:
         self._pred = pred
         self.label = label
         self._source: tuple[Endpoint, ...] | None = None
         self._members: tuple[Endpoint, ...] = ()
+        self._rotation: tuple[tuple[Endpoint, ...], list[Endpoint]] = ((), [])
 
     @classmethod
     def of(cls, subset: Subset) -> SubsetFilter:
@@ -77,9 +78,21 @@ class SubsetFilter:
 
     def members(self, endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
         if endpoints is not self._source:  # Cluster.update replaces the tuple
-            self._members = tuple(e for e in endpoints if self._pred(e))
-            self._source = endpoints
+            self._refresh(endpoints)
         return self._members
+
+    def rotation(
+        self, endpoints: tuple[Endpoint, ...]
+    ) -> tuple[tuple[Endpoint, ...], list[Endpoint]]:
+        """The members, and those in rotation when nothing is ejected (weighted); do not mutate."""
+        if endpoints is not self._source:
+            self._refresh(endpoints)
+        return self._rotation
+
+    def _refresh(self, endpoints: tuple[Endpoint, ...]) -> None:
+        self._members = members = tuple(e for e in endpoints if self._pred(e))
+        self._rotation = (members, [e for e in members if e.weight > 0])
+        self._source = endpoints
 
 
 def tag_subsets(spec: TagRouting, tag: str, force: bool) -> tuple[SubsetFilter, ...]:
@@ -255,7 +268,7 @@ class Target:
 
     def _candidates(
         self, view: ClusterView, now: float
-    ) -> tuple[Sequence[Endpoint], list[Endpoint]]:
+    ) -> tuple[Sequence[Endpoint], Sequence[Endpoint]]:
         first: Sequence[Endpoint] | None = None
         endpoints = view.endpoints
         # Nothing ejected and no probes or success-rate ejection running: every weighted
@@ -263,11 +276,15 @@ class Target:
         all_in = (
             view.health is None and view.success_rate is None and now >= view.outlier.ejections_end
         )
+        healthy: Sequence[Endpoint]
         for subset in self._subsets:
-            members = endpoints if subset is None else subset.members(endpoints)
-            if all_in:
+            if all_in and subset is not None:  # kept with the subset until the next snapshot
+                members, healthy = subset.rotation(endpoints)
+            elif all_in:
+                members = endpoints
                 healthy = [e for e in members if e.weight > 0]
             else:
+                members = endpoints if subset is None else subset.members(endpoints)
                 healthy = [e for e in members if view.available(e, now)]
             if healthy:
                 return members, healthy

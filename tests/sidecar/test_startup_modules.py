@@ -1,0 +1,76 @@
+"""What a sidecar loads at start: the heavy modules only a configured feature needs stay out.
+
+Each module listed costs the idle sidecar resident memory (docs/performance.md,
+"Idle memory"); the check runs in a fresh interpreter, since this test
+process has imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import sofamesh
+
+SRC = Path(sofamesh.__file__).resolve().parents[1]
+
+# Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK
+# (which the package's `__init__` offers) only by an SDK app.
+NOT_AT_START = (
+    "cryptography",
+    "yaml",
+    "sofamesh.registry.etcd",
+    "sofamesh.security.enroll",
+    "sofamesh.sdk",
+)
+
+BUILD = """
+import json, sys
+from sofamesh.config import load_config
+from sofamesh.sidecar.app import Sidecar
+config = load_config(json.loads(sys.argv[1]), env={})
+Sidecar(config)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_by_sidecar(config: dict[str, object]) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout))
+
+
+def test_every_protocol_without_tls_loads_no_optional_feature(tmp_path: Path) -> None:
+    listeners = [
+        {"protocol": p, "listen": "127.0.0.1:0"} for p in ("http", "h2", "grpc", "bolt", "dubbo")
+    ]
+    config = {
+        "app": "orders",
+        "registry": f"file://{tmp_path}",
+        "admin": "127.0.0.1:0",
+        "outbound": listeners,
+    }
+    loaded = loaded_by_sidecar(config)
+    assert "sofamesh.protocols.dubbo.support" in loaded  # the check sees what start-up loads
+    heavy = {m for m in loaded if m.startswith(NOT_AT_START)}
+    assert heavy == set()
+
+
+def test_tls_loads_cryptography(tmp_path: Path) -> None:
+    config = {
+        "app": "orders",
+        "workspace": "shop",
+        "registry": f"file://{tmp_path}",
+        "tls": {"mode": "strict"},
+        "control": "http://127.0.0.1:1",
+        "control_token": "secret",
+    }
+    assert "cryptography" in loaded_by_sidecar(config)
