@@ -217,6 +217,7 @@ class ReferenceH2Codec:
             self._stream_error(sid)
             return
         if self._refuse_above is not None and sid > self._refuse_above:
+            self._reset_now.add(sid)
             self.reset(sid, REFUSED_STREAM)  # opened after our GOAWAY: never processed
             return
         end = ev.stream_ended is not None
@@ -337,7 +338,7 @@ def _survive_graceful_goaway(conn: h2.connection.H2Connection) -> None:
     sm = conn.state_machine
     table = dict(sm._transitions)
     cs, ci = h2.connection.ConnectionState, h2.connection.ConnectionInputs
-    for state in (cs.CLIENT_OPEN, cs.SERVER_OPEN):
+    for state in (cs.IDLE, cs.CLIENT_OPEN, cs.SERVER_OPEN):  # IDLE: a GOAWAY before any stream
         table[(state, ci.RECV_GOAWAY)] = (None, state)
     sm._transitions = table
     conn.clear_outbound_data_buffer = lambda: None  # type: ignore[method-assign]

@@ -20,6 +20,8 @@ RST_STREAM and the other streams carry on. Stream bookkeeping lives in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sofamesh.codecs.h2 import frames as f
 from sofamesh.codecs.h2.compression import CompressionError, HeaderListTooLarge
 from sofamesh.codecs.h2.errors import H2ConnectionError
@@ -136,10 +138,8 @@ class LeanH2Codec(LeanState):
             raise ConnError(f.PROTOCOL_ERROR, "CONTINUATION without a header block")
         elif ftype == f.PUSH_PROMISE:
             self._push_promise(flags, sid, payload)
-        elif ftype == f.ALTSVC and (
-            len(payload) < 2 or 2 + (payload[0] << 8 | payload[1]) > len(payload)
-        ):
-            raise ConnError(f.FRAME_SIZE_ERROR, "ALTSVC origin runs past the frame")
+        elif ftype == f.ALTSVC:
+            _altsvc_shape(flags, payload)
         # RFC 9113 §5.5: frames of unknown types are ignored.
 
     # -- DATA ---------------------------------------------------------------------------
@@ -167,29 +167,17 @@ class LeanH2Codec(LeanState):
     # -- HEADERS and CONTINUATION -------------------------------------------------------
 
     def _headers_frame(self, flags: int, sid: int, payload: bytes, out: list[Event]) -> None:
-        start, end = 0, len(payload)
-        if flags & f.PADDED:
-            if not payload:
-                raise ConnError(f.FRAME_SIZE_ERROR, "HEADERS lacks its pad length")
-            if payload[0] >= len(payload):
-                raise ConnError(f.PROTOCOL_ERROR, "HEADERS padding too long")
-            start, end = 1, end - payload[0]
-        if flags & f.PRIORITY_FLAG:
-            if end - start < 5:
-                raise ConnError(f.FRAME_SIZE_ERROR, "HEADERS priority truncated")
-            start += 5
-        block = payload[start:end]
+        start = _block_start(flags, payload)
+        block = payload[start : len(payload) - (payload[0] if flags & f.PADDED else 0)]
         if flags & f.END_HEADERS:
             self._header_block(flags, sid, payload, block, out)
             return
         self._block_sid, self._block_flags = sid, flags
-        self._block_prefix, self._block_parts = payload[: start if start else 0], [block]
+        self._block_prefix, self._block_parts = payload[:start], [block]
 
     def _push_promise(self, flags: int, sid: int, payload: bytes) -> None:
         """We disabled push: an error, once the frame (and its header block) is complete."""
-        start = 1 if flags & f.PADDED else 0
-        if len(payload) < start + 4:
-            raise ConnError(f.FRAME_SIZE_ERROR, "PUSH_PROMISE truncated")
+        _push_promise_shape(flags, payload)
         if flags & f.END_HEADERS:
             raise ConnError(f.PROTOCOL_ERROR, "PUSH_PROMISE, with push disabled")
         self._block_sid, self._block_flags = sid, _PUSH
@@ -199,6 +187,8 @@ class LeanH2Codec(LeanState):
         self, ftype: int, flags: int, sid: int, payload: bytes, out: list[Event]
     ) -> None:
         if ftype != f.CONTINUATION or sid != self._block_sid:
+            if ftype in _SHAPED:  # a malformed frame is that first, as h2 parses it
+                _SHAPED[ftype](flags, payload)
             raise ConnError(f.PROTOCOL_ERROR, "frame inside a header block")
         parts = self._block_parts
         parts.append(payload)
@@ -356,3 +346,61 @@ def _unpad(payload: bytes) -> bytes:
 def _depends_on_itself(prefix: bytes, flags: int, sid: int) -> bool:
     start = 1 if flags & f.PADDED else 0
     return bool(len(prefix) >= start + 4 and f.u32(prefix, start) & f.STREAM_MASK == sid)
+
+
+def _block_start(flags: int, payload: bytes) -> int:
+    """Where a HEADERS frame's block begins, after the pad length and priority fields.
+
+    Padding is checked as h2 (hyperframe) does: against the payload after the
+    pad length field, so a frame of padding alone is refused too.
+    """
+    start = 0
+    if flags & f.PADDED:
+        if not payload:
+            raise ConnError(f.FRAME_SIZE_ERROR, "HEADERS lacks its pad length")
+        start = 1
+    if flags & f.PRIORITY_FLAG:
+        if len(payload) - start < 5:
+            raise ConnError(f.FRAME_SIZE_ERROR, "HEADERS priority truncated")
+        start += 5
+    if flags & f.PADDED and payload[0] and payload[0] >= len(payload) - 1:
+        raise ConnError(f.PROTOCOL_ERROR, "HEADERS padding too long")
+    return start
+
+
+def _sized(name: str, ok: Callable[[int], bool]) -> Callable[[int, bytes], None]:
+    def check(_flags: int, payload: bytes) -> None:
+        if not ok(len(payload)):
+            raise ConnError(f.FRAME_SIZE_ERROR, f"{name} of the wrong size")
+
+    return check
+
+
+def _data_shape(flags: int, payload: bytes) -> None:
+    if flags & f.PADDED:
+        _unpad(payload)
+
+
+def _push_promise_shape(flags: int, payload: bytes) -> None:
+    if len(payload) < (5 if flags & f.PADDED else 4):
+        raise ConnError(f.FRAME_SIZE_ERROR, "PUSH_PROMISE truncated")
+
+
+def _altsvc_shape(_flags: int, payload: bytes) -> None:
+    if len(payload) < 2 or 2 + (payload[0] << 8 | payload[1]) > len(payload):
+        raise ConnError(f.FRAME_SIZE_ERROR, "ALTSVC origin runs past the frame")
+
+
+# The size rules of each frame type, for frames checked out of their turn.
+_SHAPED: dict[int, Callable[[int, bytes], None]] = {
+    f.DATA: _data_shape,
+    f.HEADERS: _block_start,  # type: ignore[dict-item]
+    f.PRIORITY: _sized("PRIORITY", lambda n: n == 5),
+    f.RST_STREAM: _sized("RST_STREAM", lambda n: n == 4),
+    f.SETTINGS: _sized("SETTINGS", lambda n: n % 6 == 0),
+    f.PING: _sized("PING", lambda n: n == 8),
+    f.GOAWAY: _sized("GOAWAY", lambda n: n >= 8),
+    f.WINDOW_UPDATE: _sized("WINDOW_UPDATE", lambda n: n == 4),
+    f.PUSH_PROMISE: _push_promise_shape,
+    f.ALTSVC: _altsvc_shape,
+}
