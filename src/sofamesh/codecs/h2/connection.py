@@ -216,7 +216,7 @@ class ReferenceH2Codec:
         if problem:
             self._stream_error(sid)
             return
-        if self._refuse_above is not None and sid > self._refuse_above:
+        if not self.client_side and self._refuse_above is not None and sid > self._refuse_above:
             self._reset_now.add(sid)
             self.reset(sid, REFUSED_STREAM)  # opened after our GOAWAY: never processed
             return
@@ -294,6 +294,17 @@ class ReferenceH2Codec:
             self._h2.reset_stream(stream_id, error_code)
 
     # -- state --------------------------------------------------------------------------
+
+    def pending_frame_bytes(self) -> int:
+        """Octets still missing from the frame h2 has begun to buffer (0: none begun).
+
+        h2 checks a frame's size only once all of it arrived; differential tests
+        use this to complete an oversized frame the lean codec refused at its header.
+        """
+        buf = self._h2.incoming_buffer._data
+        if len(buf) < 9:
+            return 0
+        return max(0, 9 + int.from_bytes(buf[:3], "big") - len(buf))
 
     @property
     def remote_max_streams(self) -> int:

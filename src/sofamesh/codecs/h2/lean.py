@@ -131,7 +131,7 @@ class LeanH2Codec(LeanState):
         elif ftype == f.GOAWAY:
             if len(payload) < 8:
                 raise ConnError(f.FRAME_SIZE_ERROR, "GOAWAY too short")
-            last, code = f.u32(payload) & f.STREAM_MASK, f.u32(payload, 4)
+            last, code = f.u32(payload), f.u32(payload, 4)  # the R bit kept, as h2 has it
             self.goaway = GoAway(error_code=code, last_stream_id=last, debug=payload[8:])
             out.append(self.goaway)
         elif ftype == f.CONTINUATION:
@@ -308,7 +308,10 @@ class LeanH2Codec(LeanState):
             raise ConnError(f.FRAME_SIZE_ERROR, "RST_STREAM of the wrong size")
         stream = self._streams.get(sid)
         if stream is None:
-            return  # idle or already closed: nothing to do
+            if not self.highest_inbound_stream_id and not self._highest_outbound:
+                # No stream was ever opened: h2 (and RFC 9113 §6.4) call it an error.
+                raise ConnError(f.PROTOCOL_ERROR, "RST_STREAM before any stream")
+            return  # already closed, or idle (which h2 ignores once streams exist)
         if not self.client_side and not stream.headers_out:
             self.guard.premature()
         self._close(stream, CLOSED_BY_RESET)
@@ -382,8 +385,14 @@ def _data_shape(flags: int, payload: bytes) -> None:
 
 
 def _push_promise_shape(flags: int, payload: bytes) -> None:
-    if len(payload) < (5 if flags & f.PADDED else 4):
+    start = 1 if flags & f.PADDED else 0
+    if len(payload) < start + 4:
         raise ConnError(f.FRAME_SIZE_ERROR, "PUSH_PROMISE truncated")
+    promised = f.u32(payload, start)
+    if not promised or promised % 2:
+        raise ConnError(f.PROTOCOL_ERROR, f"PUSH_PROMISE of stream {promised}")
+    if start and payload[0] and payload[0] >= len(payload):
+        raise ConnError(f.PROTOCOL_ERROR, "PUSH_PROMISE padding too long")
 
 
 def _altsvc_shape(_flags: int, payload: bytes) -> None:

@@ -261,11 +261,12 @@ class LeanState:
                 stream.recv.resize(window)
 
     def _peer_settings(self, pairs: list[tuple[int, int]]) -> list[Event]:
-        for key, value in pairs:
+        values = dict(pairs)  # a setting repeated in one frame: the last value counts
+        for key, value in values.items():
             _validate_setting(key, value)
         max_streams: int | None = None
         window = False
-        for key, value in pairs:
+        for key, value in values.items():
             if key == f.MAX_CONCURRENT_STREAMS:
                 self.remote_max_streams = max_streams = value
             elif key == f.INITIAL_WINDOW_SIZE:
