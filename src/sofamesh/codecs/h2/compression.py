@@ -38,6 +38,8 @@ _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
 _HUFFMAN_CACHE_LIMIT = 4096
 _STATIC_FULL = {pair: i + 1 for i, pair in reversed(list(enumerate(STATIC)))}
 _STATIC_NAME = {name: i + 1 for i, (name, _) in reversed(list(enumerate(STATIC)))}
+_INDEXED = [bytes((0x80 | i,)) for i in range(0x7F)]  # an indexed field of one octet
+_STATIC_INDEXED = {field: _INDEXED[i] for field, i in _STATIC_FULL.items()}
 
 
 class CompressionError(Exception):
@@ -71,11 +73,20 @@ class HeaderDecoder:
         out: RawHeaders = []
         pos, end, total = 0, len(block), 0
         limit = self.max_header_list_size
+        table = self._table
         while pos < end:
             b = block[pos]
             if b & 0x80:
-                index, pos = _integer(block, pos, 7)
-                field = self._field(index)
+                index = b & 0x7F
+                if 0 < index <= 61:  # the common case, inline: a static entry
+                    field = STATIC[index - 1]
+                    pos += 1
+                elif 61 < index < 0x7F and index - 62 < len(table):
+                    field = table[index - 62]
+                    pos += 1
+                else:
+                    index, pos = _integer(block, pos, 7)
+                    field = self._field(index)
             elif b & 0x40:
                 field, pos = self._literal(block, pos, 6)
                 self._add(field)
@@ -215,15 +226,16 @@ class HeaderEncoder:
         if self._pending_update is not None:
             out += encode_integer(self._pending_update, 5, 0x20)
             self._pending_update = None
-        entries = self._entries
+        entries, static = self._entries, _STATIC_INDEXED
         for field in headers:
-            index = _STATIC_FULL.get(field)
-            if index is not None:
-                out += bytes((0x80 | index,)) if index < 0x7F else encode_integer(index, 7, 0x80)
+            code = static.get(field)
+            if code is not None:
+                out += code
                 continue
             seq = entries.get(field)
             if seq is not None:
-                out += encode_integer(62 + self._inserted - 1 - seq, 7, 0x80)
+                index = 62 + self._inserted - 1 - seq
+                out += _INDEXED[index] if index < 0x7F else encode_integer(index, 7, 0x80)
                 continue
             out += self._literal(field)
         return bytes(out)
