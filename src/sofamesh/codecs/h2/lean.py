@@ -153,7 +153,7 @@ class LeanH2Codec(LeanState):
         if stream is None or stream.remote_closed:
             self._idle_check(sid)
             self._credit(flow)  # nobody will read it: the window comes back at once
-            self._out.append(f.rst_stream(sid, f.STREAM_CLOSED))
+            self._stream_closed_error(sid, out)
             return
         if not stream.headers_in:
             raise ConnError(f.PROTOCOL_ERROR, f"DATA before HEADERS on stream {sid}")
@@ -243,7 +243,8 @@ class LeanH2Codec(LeanState):
     def _more_headers(self, sid: int, headers: RawHeaders, end: bool, out: list[Event]) -> None:
         stream = self._streams[sid]
         if stream.remote_closed:
-            raise ConnError(f.STREAM_CLOSED, f"HEADERS on half-closed stream {sid}")
+            self._stream_closed_error(sid, out)
+            return
         if not stream.headers_in:  # a response (client side)
             status = headers[0][1] if headers and headers[0][0] == b":status" else b""
             if status[:1] == b"1" and len(status) == 3:
@@ -265,6 +266,16 @@ class LeanH2Codec(LeanState):
             self._stream_error(sid)
         else:
             out.append(TrailersReceived(stream_id=sid, headers=headers))
+
+    def _stream_closed_error(self, sid: int, out: list[Event]) -> None:
+        """A frame after the peer ended the stream (RFC 9113 §5.1): RST_STREAM(STREAM_CLOSED);
+        a stream still half-open on our side ends with it, and its reader hears so."""
+        stream = self._streams.get(sid)
+        if stream is None:
+            self._out.append(f.rst_stream(sid, f.STREAM_CLOSED))
+            return
+        self.reset(sid, f.STREAM_CLOSED)
+        out.append(StreamReset(stream_id=sid, error_code=f.STREAM_CLOSED, remote=True))
 
     def _closed_check(self, sid: int) -> bool:
         """HEADERS on a stream that is gone: a stream error if it was reset (True), else
