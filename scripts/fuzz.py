@@ -6,7 +6,8 @@
 
 Each codec is driven as a peer's bytes drive it: the HTTP/1.1 server codec (whole, which
 takes the fast path, and in 7-byte pieces, which takes h11), the HTTP/2 codec with its
-connection guard (server side, after the preface), gRPC message framing and its header
+connection guard (server side, after the preface) and, input by input, the same as the h2
+reference codec (any difference is a crash), gRPC message framing and its header
 values, Bolt frames with the SOFARPC head peek and body decode, Hessian 2, Dubbo frames
 with the head peek and body decode, and DNS queries. A crash is any exception other
 than the codec's documented error (and, for HTTP/2, the codec's own "unprocessable
@@ -78,6 +79,43 @@ def h2_server(data: bytes) -> None:
     codec.data_to_send()
 
 
+class H2Mismatch(Exception):
+    """The lean HTTP/2 codec and h2 disagreed on one input."""
+
+
+def _h2_outcome(codec: h2.H2Codec | h2.ReferenceH2Codec, data: bytes) -> object:
+    codec.initiate()
+    try:
+        return codec.receive_data(data)
+    except h2.H2ConnectionError as exc:
+        return exc.error_code
+
+
+def h2_differential(data: bytes) -> None:
+    """The lean codec and the h2 reference give the same events or the same connection error
+    (as tests/codecs/h2/test_h2_differential.py judges them)."""
+    ref = h2.ReferenceH2Codec(client_side=False)
+    lean = _h2_outcome(h2.H2Codec(client_side=False), h2.PREFACE + data)
+    want = _h2_outcome(ref, h2.PREFACE + data)
+    if lean == 0x6 and isinstance(want, list):  # h2 waits for the whole oversized frame
+        want = _h2_outcome_more(ref, bytes(ref.pending_frame_bytes()))
+    hpack_error = isinstance(lean, int) and isinstance(want, int) and {lean, want} == {0x1, 0x9}
+    if lean != want and not hpack_error:
+        # HPACK errors: h2 says PROTOCOL_ERROR, RFC 9113 §4.3 COMPRESSION_ERROR
+        raise H2Mismatch(f"lean {_brief(lean)} != h2 {_brief(want)}")
+
+
+def _h2_outcome_more(codec: h2.ReferenceH2Codec, data: bytes) -> object:
+    try:
+        return codec.receive_data(data)
+    except h2.H2ConnectionError as exc:
+        return exc.error_code
+
+
+def _brief(outcome: object) -> str:
+    return repr(outcome)[:200]
+
+
 def grpc_framing(data: bytes) -> None:
     grpc.MessageDecoder(max_message=4096).feed(data)
     text = data.decode("latin-1")
@@ -127,6 +165,7 @@ def http_seeds() -> list[bytes]:
 def h2_seeds() -> list[bytes]:
     import hpack
     from hyperframe.frame import (
+        ContinuationFrame,
         DataFrame,
         HeadersFrame,
         PingFrame,
@@ -138,7 +177,8 @@ def h2_seeds() -> list[bytes]:
 
     head = [(":method", "POST"), (":scheme", "http"), (":path", "/s/M"), (":authority", "a"),
             ("content-type", "application/grpc")]  # fmt: skip
-    block = hpack.Encoder().encode(head)
+    encoder = hpack.Encoder()  # Huffman-coded, indexed: what grpcio and Envoy send
+    block = encoder.encode(head)
     frames = [
         SettingsFrame(0, settings={0x4: 65535, 0x3: 100}),
         HeadersFrame(1, block, flags=["END_HEADERS"]),
@@ -148,7 +188,17 @@ def h2_seeds() -> list[bytes]:
         PriorityFrame(3, depends_on=1, stream_weight=16),
         RstStreamFrame(1, error_code=8),
     ]
-    return [b"".join(f.serialize() for f in frames), frames[0].serialize() + frames[1].serialize()]
+    again = encoder.encode([*head, ("grpc-timeout", "1S")])  # dynamic-table references
+    more = [
+        HeadersFrame(3, again[:5], flags=["PRIORITY"], depends_on=1, stream_weight=7),
+        ContinuationFrame(3, again[5:], flags=["END_HEADERS"]),
+        DataFrame(3, b"body", flags=["PADDED", "END_STREAM"], pad_length=3),
+    ]
+    return [
+        b"".join(f.serialize() for f in frames),
+        frames[0].serialize() + frames[1].serialize(),
+        b"".join(f.serialize() for f in frames[:2] + more),
+    ]
 
 
 def bolt_seeds() -> list[bytes]:
@@ -200,6 +250,7 @@ def targets() -> dict[str, Target]:
         "http1 fast path": Target(http1_whole, http_errors, http_seeds()),
         "http1 h11": Target(http1_pieces, http_errors, http_seeds()),
         "h2 + guard": Target(h2_server, (h2.H2ConnectionError,), h2_seeds()),
+        "h2 lean = h2": Target(h2_differential, (), h2_seeds()),
         "grpc framing": Target(
             grpc_framing, (grpc.GrpcFramingError,), [grpc.encode_message(b"x") + b"1S"]
         ),

@@ -32,6 +32,7 @@ FIGURES = {
     "http1_codec.py": r"^loopback: [\d,]+ req/s",
     "http_proxy.py": r"^\| sofamesh \| [\d.]+ ",
     "grpc.py": r"^\| sofamesh \| [\d.]+ ",
+    "h2_codec.py": r"^\| lean \| [\d.]+ \|",
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "dubbo.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",

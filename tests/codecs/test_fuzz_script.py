@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CODECS = ["http1 fast path", "http1 h11", "h2 + guard", "grpc framing", "bolt + sofarpc",
-          "hessian2", "dubbo", "dns", "eureka api", "consul api", "nacos api",
+CODECS = ["http1 fast path", "http1 h11", "h2 + guard", "h2 lean = h2", "grpc framing",
+          "bolt + sofarpc", "hessian2", "dubbo", "dns", "eureka api", "consul api", "nacos api",
           "admission review"]  # fmt: skip
 
 

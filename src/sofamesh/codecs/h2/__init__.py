@@ -1,16 +1,8 @@
-"""HTTP/2 on the `h2` state machine, sans-IO: events in `events`, the codec in `connection`."""
+"""HTTP/2, sans-IO: events in `events`; `H2Codec` is the lean codec (`lean.py`), and
+`ReferenceH2Codec` (`connection.py`, on the h2 state machine) its differential reference."""
 
-from sofamesh.codecs.h2.connection import (
-    CANCEL,
-    ENHANCE_YOUR_CALM,
-    INTERNAL_ERROR,
-    NO_ERROR,
-    PROTOCOL_ERROR,
-    REFUSED_STREAM,
-    H2Codec,
-    H2ConnectionError,
-    StreamGone,
-)
+from sofamesh.codecs.h2.connection import ReferenceH2Codec
+from sofamesh.codecs.h2.errors import H2ConnectionError, LocalProtocolError, StreamGone
 from sofamesh.codecs.h2.events import (
     DataReceived,
     Event,
@@ -22,8 +14,19 @@ from sofamesh.codecs.h2.events import (
     TrailersReceived,
     WindowOpened,
 )
+from sofamesh.codecs.h2.frames import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+)
+from sofamesh.codecs.h2.lean import LeanH2Codec
 from sofamesh.codecs.h2.limits import DEFAULT_H2_LIMITS, H2Limits
 from sofamesh.codecs.h2.matcher import PREFACE, looks_like_h2
+
+H2Codec = LeanH2Codec
 
 __all__ = [
     "CANCEL",
@@ -41,7 +44,10 @@ __all__ = [
     "H2ConnectionError",
     "H2Limits",
     "HeadersReceived",
+    "LeanH2Codec",
+    "LocalProtocolError",
     "RawHeaders",
+    "ReferenceH2Codec",
     "SettingsChanged",
     "StreamGone",
     "StreamReset",

@@ -1,6 +1,6 @@
 """Sans-IO glue on the `h2` state machine: bytes in, `events` out, frames to send.
 
-`H2Codec` wraps one `h2.connection.H2Connection` for either role. It adds
+`ReferenceH2Codec` wraps one `h2.connection.H2Connection` for either role. It adds
 what a mesh needs on top of h2:
 
 - **Limits as constructor arguments** (`H2Limits`), advertised in the first
@@ -35,6 +35,7 @@ import h2.settings
 from h2.exceptions import DenialOfServiceError
 from hyperframe.frame import GoAwayFrame
 
+from sofamesh.codecs.h2.errors import H2ConnectionError, StreamGone
 from sofamesh.codecs.h2.events import (
     DataReceived,
     Event,
@@ -46,39 +47,21 @@ from sofamesh.codecs.h2.events import (
     TrailersReceived,
     WindowOpened,
 )
+from sofamesh.codecs.h2.frames import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+)
 from sofamesh.codecs.h2.guard import FloodGuard
 from sofamesh.codecs.h2.limits import DEFAULT_H2_LIMITS, H2Limits
-
-PROTOCOL_ERROR = 0x1
-INTERNAL_ERROR = 0x2
-REFUSED_STREAM = 0x7
-CANCEL = 0x8
-ENHANCE_YOUR_CALM = 0xB
-NO_ERROR = 0x0
-
-# RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
-_CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
-_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority"})
-
-
-class H2ConnectionError(Exception):
-    """The peer broke HTTP/2; a GOAWAY with `error_code` is queued in `data_to_send()`."""
-
-    def __init__(self, error_code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.error_code = error_code
-        self.reason = reason
-
-
-class StreamGone(Exception):
-    """We tried to use a stream the peer already reset or that has ended."""
+from sofamesh.codecs.h2.malformed import malformed_request, malformed_response
 
 
 def _config(client_side: bool) -> h2.config.H2Configuration:
     # Validation and normalisation cost a third of h2's time per header block;
-    # `_malformed` below keeps the checks that protect the mesh.
+    # `malformed.py` keeps the checks that protect the mesh.
     return h2.config.H2Configuration(
         client_side=client_side,
         header_encoding=None,
@@ -89,8 +72,11 @@ def _config(client_side: bool) -> h2.config.H2Configuration:
     )
 
 
-class H2Codec:
-    """One HTTP/2 connection's protocol state, for a client (`client_side`) or a server."""
+class ReferenceH2Codec:
+    """One HTTP/2 connection's protocol state on h2, for a client (`client_side`) or a server.
+
+    The reference the lean codec (`lean.py`) is tested against, and a fallback.
+    """
 
     def __init__(self, *, client_side: bool, limits: H2Limits = DEFAULT_H2_LIMITS) -> None:
         self.client_side = client_side
@@ -114,6 +100,7 @@ class H2Codec:
         self.goaway: GoAway | None = None
         self._sent: bytes = b""  # frames written here, not by h2 (our graceful GOAWAY)
         self._refuse_above: int | None = None  # after our GOAWAY: new streams are refused
+        self._reset_now: set[int] = set()  # streams reset for malformed input in this batch
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -167,9 +154,11 @@ class H2Codec:
             self.close(PROTOCOL_ERROR)
             raise H2ConnectionError(PROTOCOL_ERROR, f"unprocessable input: {exc!r}") from exc
         out: list[Event] = []
+        self._reset_now = set()
         try:
             for ev in raw:
-                self._translate(ev, out)
+                if getattr(ev, "stream_id", None) not in self._reset_now:
+                    self._translate(ev, out)
         except DenialOfServiceError as exc:  # our own resets tipped the rapid-reset count
             self._h2.close_connection(ENHANCE_YOUR_CALM, str(exc).encode()[:256])
             raise H2ConnectionError(ENHANCE_YOUR_CALM, str(exc)) from exc
@@ -223,11 +212,12 @@ class H2Codec:
     def _on_headers(self, ev: h2e.RequestReceived | h2e.ResponseReceived, out: list[Event]) -> None:
         sid = ev.stream_id or 0
         headers: RawHeaders = ev.headers or []
-        problem = _malformed_response(headers) if self.client_side else _malformed(headers)
+        problem = malformed_response(headers) if self.client_side else malformed_request(headers)
         if problem:
             self._stream_error(sid)
             return
-        if self._refuse_above is not None and sid > self._refuse_above:
+        if not self.client_side and self._refuse_above is not None and sid > self._refuse_above:
+            self._reset_now.add(sid)
             self.reset(sid, REFUSED_STREAM)  # opened after our GOAWAY: never processed
             return
         end = ev.stream_ended is not None
@@ -242,6 +232,7 @@ class H2Codec:
         out.append(TrailersReceived(stream_id=sid, headers=headers))
 
     def _stream_error(self, stream_id: int) -> None:
+        self._reset_now.add(stream_id)  # h2 may have more events of it in this batch
         self.stream_errors += 1
         self.reset(stream_id, PROTOCOL_ERROR)
         self.guard.stream_refused_or_malformed()
@@ -304,6 +295,17 @@ class H2Codec:
 
     # -- state --------------------------------------------------------------------------
 
+    def pending_frame_bytes(self) -> int:
+        """Octets still missing from the frame h2 has begun to buffer (0: none begun).
+
+        h2 checks a frame's size only once all of it arrived; differential tests
+        use this to complete an oversized frame the lean codec refused at its header.
+        """
+        buf = self._h2.incoming_buffer._data
+        if len(buf) < 9:
+            return 0
+        return max(0, 9 + int.from_bytes(buf[:3], "big") - len(buf))
+
     @property
     def remote_max_streams(self) -> int:
         return int(self._h2.remote_settings.max_concurrent_streams)
@@ -315,32 +317,6 @@ class H2Codec:
     @property
     def highest_inbound_stream_id(self) -> int:
         return int(self._h2.highest_inbound_stream_id)
-
-
-def _malformed(headers: RawHeaders) -> str:
-    """Why a request's header block is malformed (RFC 9113 §8.3.1), or ''."""
-    seen: set[bytes] = set()
-    regular = False
-    for name, value in headers:
-        if name[:1] == b":":
-            if regular or name in seen or name not in _REQUEST_PSEUDO:
-                return f"pseudo-header {name!r} misplaced, repeated or unknown"
-            seen.add(name)
-        else:
-            regular = True
-            if name in _CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
-                return f"connection-specific field {name!r}"
-            if name.lower() != name:
-                return f"uppercase field name {name!r}"
-    if b":method" not in seen or b":path" not in seen or b":scheme" not in seen:
-        return "request lacks :method, :scheme or :path"
-    return ""
-
-
-def _malformed_response(headers: RawHeaders) -> str:
-    if not headers or headers[0][0] != b":status" or not headers[0][1].isdigit():
-        return "response lacks a leading :status"
-    return ""
 
 
 class _AdvertisedOnly(h2.settings.Settings):
@@ -373,7 +349,7 @@ def _survive_graceful_goaway(conn: h2.connection.H2Connection) -> None:
     sm = conn.state_machine
     table = dict(sm._transitions)
     cs, ci = h2.connection.ConnectionState, h2.connection.ConnectionInputs
-    for state in (cs.CLIENT_OPEN, cs.SERVER_OPEN):
+    for state in (cs.IDLE, cs.CLIENT_OPEN, cs.SERVER_OPEN):  # IDLE: a GOAWAY before any stream
         table[(state, ci.RECV_GOAWAY)] = (None, state)
     sm._transitions = table
     conn.clear_outbound_data_buffer = lambda: None  # type: ignore[method-assign]

@@ -1,0 +1,273 @@
+"""HPACK (RFC 7541) for the lean codec: a decoder bounded by the header list size, a cheap encoder.
+
+Representations, by the first bits of each field (RFC 7541 §6)::
+
+    1xxxxxxx  indexed field                       index: 7-bit prefix integer
+    01xxxxxx  literal, added to the dynamic table  name index: 6-bit prefix (0: literal name)
+    001xxxxx  dynamic table size update           new size: 5-bit prefix
+    0000xxxx  literal, not indexed                name index: 4-bit prefix
+    0001xxxx  literal, never indexed              name index: 4-bit prefix
+    string:   H|length (7-bit prefix), then the octets (Huffman-coded when H is set)
+
+The decoder keeps the peer's dynamic table and counts every decoded field as
+RFC 9113 §6.5.2 does (name + value + 32 octets): past `max_header_list_size`
+it stops (`HeaderListTooLarge`), which bounds an "HPACK bomb" (a small block
+of indexed references to one large entry) by what it would decode to. Huffman
+strings are decoded by the `hpack` library's table-driven decoder and cached,
+since peers send the same values over and over.
+
+The encoder never Huffman-codes (a peer decodes plain strings for free and
+bytes on loopback cost less than CPU); it indexes static matches, and adds
+fields to its own dynamic table so repeated ones cost one octet.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hpack.exceptions import HPACKDecodingError
+from hpack.huffman_table import decode_huffman
+from hpack.table import HeaderTable
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
+DEFAULT_TABLE_SIZE = 4096  # RFC 9113 §6.5.2: SETTINGS_HEADER_TABLE_SIZE's initial value
+_ENTRY_OVERHEAD = 32
+_NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
+_HUFFMAN_CACHE_LIMIT = 4096
+_STATIC_FULL = {pair: i + 1 for i, pair in reversed(list(enumerate(STATIC)))}
+_STATIC_NAME = {name: i + 1 for i, (name, _) in reversed(list(enumerate(STATIC)))}
+_INDEXED = [bytes((0x80 | i,)) for i in range(0x7F)]  # an indexed field of one octet
+_STATIC_INDEXED = {field: _INDEXED[i] for field, i in _STATIC_FULL.items()}
+
+
+class CompressionError(Exception):
+    """The header block cannot be decoded (RFC 9113 §4.3: COMPRESSION_ERROR)."""
+
+
+class HeaderListTooLarge(Exception):
+    """The decoded header list passed `max_header_list_size`."""
+
+
+class HeaderDecoder:
+    """The peer's HPACK context: decodes one header block at a time, in order."""
+
+    __slots__ = ("_cache", "_size", "_table", "max_header_list_size", "max_table_size")
+
+    def __init__(self, max_header_list_size: int) -> None:
+        self.max_header_list_size = max_header_list_size
+        self.max_table_size = DEFAULT_TABLE_SIZE  # what we advertise (the default)
+        self._table: deque[tuple[bytes, bytes]] = deque()
+        self._size = 0
+        self._cache: dict[bytes, bytes] = {}
+
+    def decode(self, block: bytes) -> RawHeaders:
+        """The fields of one complete header block; `CompressionError` if it is invalid."""
+        try:
+            return self._decode(block)
+        except (IndexError, HPACKDecodingError) as exc:
+            raise CompressionError(f"invalid header block: {exc}") from exc
+
+    def _decode(self, block: bytes) -> RawHeaders:
+        out: RawHeaders = []
+        pos, end, total = 0, len(block), 0
+        limit = self.max_header_list_size
+        table = self._table
+        while pos < end:
+            b = block[pos]
+            if b & 0x80:
+                index = b & 0x7F
+                if 0 < index <= 61:  # the common case, inline: a static entry
+                    field = STATIC[index - 1]
+                    pos += 1
+                elif 61 < index < 0x7F and index - 62 < len(table):
+                    field = table[index - 62]
+                    pos += 1
+                else:
+                    index, pos = _integer(block, pos, 7)
+                    field = self._field(index)
+            elif b & 0x40:
+                field, pos = self._literal(block, pos, 6)
+                self._add(field)
+            elif b & 0x20:
+                if out:  # RFC 7541 §4.2: only at the start of a block
+                    raise CompressionError("dynamic table size update inside a header block")
+                size, pos = _integer(block, pos, 5)
+                self._resize(size)
+                continue
+            else:
+                field, pos = self._literal(block, pos, 4)
+            total += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+            if total > limit:
+                raise HeaderListTooLarge(f"header list larger than {limit} octets")
+            out.append(field)
+        return out
+
+    def _field(self, index: int) -> tuple[bytes, bytes]:
+        if 0 < index <= 61:
+            return STATIC[index - 1]
+        dyn = index - 62
+        if index == 0 or dyn >= len(self._table):
+            raise CompressionError(f"header index {index} out of range")
+        return self._table[dyn]
+
+    def _literal(self, block: bytes, pos: int, prefix: int) -> tuple[tuple[bytes, bytes], int]:
+        index, pos = _integer(block, pos, prefix)
+        if index:
+            name = self._field(index)[0]
+        else:
+            name, pos = self._string(block, pos)
+        value, pos = self._string(block, pos)
+        return (name, value), pos
+
+    def _string(self, block: bytes, pos: int) -> tuple[bytes, int]:
+        huffman = block[pos] & 0x80
+        length, pos = _integer(block, pos, 7)
+        end = pos + length
+        if end > len(block):
+            raise CompressionError("string runs past the end of the header block")
+        raw = block[pos:end]
+        if not huffman:
+            return raw, end
+        cache = self._cache
+        text = cache.get(raw)
+        if text is None:
+            text = decode_huffman(raw)
+            if len(cache) >= _HUFFMAN_CACHE_LIMIT:
+                cache.clear()
+            cache[raw] = text
+        return text, end
+
+    def _add(self, field: tuple[bytes, bytes]) -> None:
+        size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+        if size > self.max_table_size:  # RFC 7541 §4.4: empties the table, adds nothing
+            self._table.clear()
+            self._size = 0
+            return
+        self._table.appendleft(field)
+        self._size += size
+        self._evict(self.max_table_size)
+
+    def _resize(self, size: int) -> None:
+        if size > self.max_table_size:
+            raise CompressionError(f"table size {size} above the {self.max_table_size} allowed")
+        self._evict(size)
+
+    def _evict(self, limit: int) -> None:
+        table = self._table
+        while self._size > limit:
+            name, value = table.pop()
+            self._size -= len(name) + len(value) + _ENTRY_OVERHEAD
+
+
+def _integer(data: bytes, pos: int, prefix: int) -> tuple[int, int]:
+    """RFC 7541 §5.1: a prefix integer at `pos`; returns it and the position after it."""
+    mask = (1 << prefix) - 1
+    value = data[pos] & mask
+    pos += 1
+    if value < mask:
+        return value, pos
+    shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value += (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 28:  # past 2**32: no field or table is that large
+            raise CompressionError("HPACK integer too large")
+
+
+def encode_integer(value: int, prefix: int, first: int) -> bytes:
+    mask = (1 << prefix) - 1
+    if value < mask:
+        return bytes((first | value,))
+    out = bytearray((first | mask,))
+    value -= mask
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(data: bytes) -> bytes:
+    n = len(data)
+    return (bytes((n,)) if n < 0x7F else encode_integer(n, 7, 0)) + data
+
+
+class HeaderEncoder:
+    """Our HPACK context towards the peer: static matches, then our own dynamic table."""
+
+    __slots__ = ("_entries", "_inserted", "_max", "_pending_update", "_size", "_table")
+
+    def __init__(self) -> None:
+        self._max = DEFAULT_TABLE_SIZE
+        self._table: deque[tuple[bytes, bytes]] = deque()  # oldest at the right
+        self._entries: dict[tuple[bytes, bytes], int] = {}  # field -> its insertion number
+        self._inserted = 0
+        self._size = 0
+        self._pending_update: int | None = None
+
+    def set_max_table_size(self, peer_setting: int) -> None:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE: use at most that (and at most the default)."""
+        size = min(peer_setting, DEFAULT_TABLE_SIZE)
+        if size != self._max:
+            self._max = size
+            # One update with the final size is enough: our own table was evicted at
+            # each change, and the peer evicts its older entries before any of ours.
+            self._pending_update = size
+            self._evict()
+
+    def encode(self, headers: RawHeaders) -> bytes:
+        out = bytearray()
+        if self._pending_update is not None:
+            out += encode_integer(self._pending_update, 5, 0x20)
+            self._pending_update = None
+        entries, static = self._entries, _STATIC_INDEXED
+        for field in headers:
+            code = static.get(field)
+            if code is not None:
+                out += code
+                continue
+            seq = entries.get(field)
+            if seq is not None:
+                index = 62 + self._inserted - 1 - seq
+                out += _INDEXED[index] if index < 0x7F else encode_integer(index, 7, 0x80)
+                continue
+            out += self._literal(field)
+        return bytes(out)
+
+    def _literal(self, field: tuple[bytes, bytes]) -> bytes:
+        name, value = field
+        never = name in _NEVER_INDEXED
+        first, prefix = (0x10, 4) if never else (0x40, 6)
+        index = _STATIC_NAME.get(name)
+        head = encode_integer(index, prefix, first) if index else bytes((first,)) + _string(name)
+        if not never:
+            self._add(field)
+        return head + _string(value)
+
+    def _add(self, field: tuple[bytes, bytes]) -> None:
+        size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+        if size > self._max:
+            self._table.clear()
+            self._entries.clear()
+            self._size = 0
+            return
+        self._table.appendleft(field)
+        self._entries[field] = self._inserted
+        self._inserted += 1
+        self._size += size
+        self._evict()
+
+    def _evict(self) -> None:
+        table, entries = self._table, self._entries
+        while self._size > self._max:
+            field = table.pop()
+            self._size -= len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+            # A field added twice has one entry per copy; the dict names the newest.
+            if entries.get(field) == self._inserted - 1 - len(table):
+                del entries[field]
