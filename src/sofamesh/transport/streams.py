@@ -374,28 +374,27 @@ class LoopStream(anyio.abc.SocketStream):
         scope (anyio's `cancel()` formats the current task's repr, a tenth of an idle
         connection's whole cost when a flood of them is closed). A pending wait on the
         stream ends with `ClosedResourceError`."""
+        if self._mark_closed():
+            self._transport.abort()
+
+    def _mark_closed(self) -> bool:
+        """Mark the stream closed and wake its waits; False if it already was."""
         if self._closed:
-            return
+            return False
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
         p = self._protocol
         _wake(p.read_waiter)
         _wake(p.drain_waiter)
-        self._transport.abort()
+        return True
 
     async def aclose(self) -> None:
         """Close without waiting. Bytes still queued get `CLOSE_LINGER` seconds to leave, unless
         the close is forceful (`anyio.aclose_forcefully`, a cancelled scope): then they are
         dropped, as anyio's own stream does (the peer is likely not reading them anyway)."""
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-        p = self._protocol
-        _wake(p.read_waiter)
-        _wake(p.drain_waiter)
         transport = self._transport
         if not transport.get_write_buffer_size():
             transport.close()
