@@ -57,6 +57,9 @@ class Identity:
     cert: x509.Certificate
     bundle: tuple[x509.Certificate, ...]
     stamp: tuple[tuple[int, int], ...]
+    # The certificate chain and key as read and checked together: TLS contexts load these
+    # bytes, never the files again, which a renewal may be rewriting one by one.
+    chain_pem: bytes = attrs.field(default=b"", repr=False)
 
     @property
     def not_after(self) -> datetime.datetime:
@@ -76,7 +79,8 @@ def load_identity(files: IdentityFiles) -> Identity:
     from sofamesh.security.ca import uri_sans
 
     stamp = files.stamp()
-    certs = _certs(files.cert)
+    cert_pem = _read(files.cert)
+    certs = _parse_certs(files.cert, cert_pem)
     leaf = certs[0]
     ids = uri_sans(leaf)
     if len(ids) != 1:
@@ -85,13 +89,15 @@ def load_identity(files: IdentityFiles) -> Identity:
         spiffe_id = SpiffeId.parse(ids[0])
     except ValueError as exc:
         raise IdentityError(f"{files.cert}: {exc}") from None
+    key_pem = _read(files.key)
     try:
-        key = serialization.load_pem_private_key(_read(files.key), password=None)
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except ValueError as exc:
         raise IdentityError(f"{files.key}: not a PEM private key: {exc}") from None
     if key.public_key() != leaf.public_key():
         raise IdentityError(f"{files.key} is not the key of {files.cert}")
-    return Identity(files, spiffe_id, leaf, _certs(files.trust_bundle), stamp)
+    chain_pem = cert_pem.rstrip(b"\n") + b"\n" + key_pem
+    return Identity(files, spiffe_id, leaf, _certs(files.trust_bundle), stamp, chain_pem)
 
 
 def _read(path: str) -> bytes:
@@ -103,10 +109,14 @@ def _read(path: str) -> bytes:
 
 
 def _certs(path: str) -> tuple[x509.Certificate, ...]:
+    return _parse_certs(path, _read(path))
+
+
+def _parse_certs(path: str, pem: bytes) -> tuple[x509.Certificate, ...]:
     from cryptography import x509
 
     try:
-        certs = x509.load_pem_x509_certificates(_read(path))
+        certs = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
         raise IdentityError(f"{path}: not PEM certificates: {exc}") from None
     if not certs:

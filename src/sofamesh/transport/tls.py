@@ -26,7 +26,9 @@ in `tls_listener.py`.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Literal, cast
@@ -110,12 +112,47 @@ def _make_context(identity: Identity, server_side: bool, alpn: tuple[str, ...]) 
     if not server_side:
         ctx.check_hostname = False  # SPIFFE names the peer by URI SAN, checked by `check_peer`
     ctx.verify_mode = ssl.CERT_REQUIRED
-    files = identity.files
-    ctx.load_cert_chain(files.cert, files.key)
+    load_chain(ctx, identity)
     ctx.load_verify_locations(cadata="".join(_pem(c) for c in identity.bundle))
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     return ctx
+
+
+def load_chain(ctx: ssl.SSLContext, identity: Identity) -> None:
+    """Load the certificate chain and key `identity` was checked with, from memory.
+
+    `ssl` reads a chain only from a path, and the identity's files may be half rewritten
+    by a renewal (the key already new, the certificate not yet): a context made then
+    would fail every handshake with "key values mismatch". So the bytes read with the
+    identity go to an anonymous memory file (Linux's memfd: the key never touches a
+    disk), or elsewhere to a private temporary file removed at once.
+    """
+    if not identity.chain_pem:  # an identity made by hand, not read from files
+        ctx.load_cert_chain(identity.files.cert, identity.files.key)
+        return
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("sofamesh-identity", os.MFD_CLOEXEC)
+        try:
+            _write_all(fd, identity.chain_pem)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="sofamesh-tls-") as d:  # mode 0700
+        path = os.path.join(d, "identity.pem")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(fd, identity.chain_pem)
+        finally:
+            os.close(fd)
+        ctx.load_cert_chain(path)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _pem(cert: Any) -> str:
