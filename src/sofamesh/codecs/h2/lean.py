@@ -48,6 +48,7 @@ _STREAM_FRAMES = frozenset(
 _CONTINUATION_BACKLOG = 64  # frames in one header block, as h2 allows
 _MAX_WINDOW = 2**31 - 1
 _PUSH = 0x100  # not a flag on the wire: the header block being collected is a PUSH_PROMISE's
+NAKED_CONTINUATION = "CONTINUATION without a header block"
 
 
 class LeanH2Codec(LeanState):
@@ -135,7 +136,8 @@ class LeanH2Codec(LeanState):
             self.goaway = GoAway(error_code=code, last_stream_id=last, debug=payload[8:])
             out.append(self.goaway)
         elif ftype == f.CONTINUATION:
-            raise ConnError(f.PROTOCOL_ERROR, "CONTINUATION without a header block")
+            # RFC 9113 §6.10, whatever the stream's state (h2 says STREAM_CLOSED on a closed one)
+            raise ConnError(f.PROTOCOL_ERROR, NAKED_CONTINUATION)
         elif ftype == f.PUSH_PROMISE:
             self._push_promise(flags, sid, payload)
         elif ftype == f.ALTSVC:
