@@ -49,6 +49,7 @@ _CONTINUATION_BACKLOG = 64  # frames in one header block, as h2 allows
 _MAX_WINDOW = 2**31 - 1
 _PUSH = 0x100  # not a flag on the wire: the header block being collected is a PUSH_PROMISE's
 NAKED_CONTINUATION = "CONTINUATION without a header block"
+RST_BEFORE_STREAMS = "RST_STREAM before any stream"
 
 
 class LeanH2Codec(LeanState):
@@ -322,8 +323,9 @@ class LeanH2Codec(LeanState):
         stream = self._streams.get(sid)
         if stream is None:
             if not self.highest_inbound_stream_id and not self._highest_outbound:
-                # No stream was ever opened: h2 (and RFC 9113 §6.4) call it an error.
-                raise ConnError(f.PROTOCOL_ERROR, "RST_STREAM before any stream")
+                # No stream was ever opened, so this one is idle: RFC 9113 §6.4 (and h2,
+                # unless a received ALTSVC frame moved its connection state) call it an error.
+                raise ConnError(f.PROTOCOL_ERROR, RST_BEFORE_STREAMS)
             return  # already closed, or idle (which h2 ignores once streams exist)
         if not self.client_side and not stream.headers_out:
             self.guard.premature()
