@@ -78,3 +78,15 @@ def test_an_hpack_bomb_stops_at_the_header_list_size() -> None:
 def test_invalid_blocks_are_compression_errors(block: bytes) -> None:
     with pytest.raises(CompressionError):
         HeaderDecoder(max_header_list_size=65536).decode(block)
+
+
+def test_a_size_update_bounds_the_entries_added_after_it() -> None:
+    """RFC 7541 §4.2, §4.4: after the peer shrank the table to 100 octets, an entry of 200
+    empties it rather than joining it, so the peer's indexes keep naming what the peer kept."""
+    theirs, ours = hpack.Encoder(), HeaderDecoder(max_header_list_size=2**20)
+    theirs.header_table_size = 100
+    small, big = (b"x-a", b"1"), (b"x-b", b"v" * 165)
+    for headers in ([small], [big], [(b"x-c", b"2"), small], [small, big]):
+        assert ours.decode(theirs.encode(headers)) == headers
+    with pytest.raises(CompressionError):
+        ours.decode(b"\xbe")  # index 62: `big` emptied the table again

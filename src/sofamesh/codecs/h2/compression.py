@@ -53,11 +53,14 @@ class HeaderListTooLarge(Exception):
 class HeaderDecoder:
     """The peer's HPACK context: decodes one header block at a time, in order."""
 
-    __slots__ = ("_cache", "_size", "_table", "max_header_list_size", "max_table_size")
+    __slots__ = ("_cache", "_capacity", "_size", "_table", "max_header_list_size", "max_table_size")
 
     def __init__(self, max_header_list_size: int) -> None:
         self.max_header_list_size = max_header_list_size
         self.max_table_size = DEFAULT_TABLE_SIZE  # what we advertise (the default)
+        # The table's size now: the peer may shrink it below what we advertise with a
+        # dynamic table size update, and that size bounds every later entry (RFC 7541 §4.2).
+        self._capacity = DEFAULT_TABLE_SIZE
         self._table: deque[tuple[bytes, bytes]] = deque()
         self._size = 0
         self._cache: dict[bytes, bytes] = {}
@@ -141,17 +144,18 @@ class HeaderDecoder:
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
         size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
-        if size > self.max_table_size:  # RFC 7541 §4.4: empties the table, adds nothing
+        if size > self._capacity:  # RFC 7541 §4.4: empties the table, adds nothing
             self._table.clear()
             self._size = 0
             return
         self._table.appendleft(field)
         self._size += size
-        self._evict(self.max_table_size)
+        self._evict(self._capacity)
 
     def _resize(self, size: int) -> None:
         if size > self.max_table_size:
             raise CompressionError(f"table size {size} above the {self.max_table_size} allowed")
+        self._capacity = size
         self._evict(size)
 
     def _evict(self, limit: int) -> None:

@@ -48,6 +48,8 @@ _STREAM_FRAMES = frozenset(
 _CONTINUATION_BACKLOG = 64  # frames in one header block, as h2 allows
 _MAX_WINDOW = 2**31 - 1
 _PUSH = 0x100  # not a flag on the wire: the header block being collected is a PUSH_PROMISE's
+NAKED_CONTINUATION = "CONTINUATION without a header block"
+RST_BEFORE_STREAMS = "RST_STREAM before any stream"
 
 
 class LeanH2Codec(LeanState):
@@ -135,7 +137,8 @@ class LeanH2Codec(LeanState):
             self.goaway = GoAway(error_code=code, last_stream_id=last, debug=payload[8:])
             out.append(self.goaway)
         elif ftype == f.CONTINUATION:
-            raise ConnError(f.PROTOCOL_ERROR, "CONTINUATION without a header block")
+            # RFC 9113 §6.10, whatever the stream's state (h2 says STREAM_CLOSED on a closed one)
+            raise ConnError(f.PROTOCOL_ERROR, NAKED_CONTINUATION)
         elif ftype == f.PUSH_PROMISE:
             self._push_promise(flags, sid, payload)
         elif ftype == f.ALTSVC:
@@ -320,8 +323,9 @@ class LeanH2Codec(LeanState):
         stream = self._streams.get(sid)
         if stream is None:
             if not self.highest_inbound_stream_id and not self._highest_outbound:
-                # No stream was ever opened: h2 (and RFC 9113 §6.4) call it an error.
-                raise ConnError(f.PROTOCOL_ERROR, "RST_STREAM before any stream")
+                # No stream was ever opened, so this one is idle: RFC 9113 §6.4 (and h2,
+                # unless a received ALTSVC frame moved its connection state) call it an error.
+                raise ConnError(f.PROTOCOL_ERROR, RST_BEFORE_STREAMS)
             return  # already closed, or idle (which h2 ignores once streams exist)
         if not self.client_side and not stream.headers_out:
             self.guard.premature()
