@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from sofamesh.codecs.h2 import CANCEL, RawHeaders, StreamGone
+from sofamesh.transport.workers import Signal
 
 if TYPE_CHECKING:
     from sofamesh.protocols.h2.conn import H2Connection
@@ -66,8 +67,9 @@ class H2Stream:
         self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.held = 0  # bytes of a response held here for the peer (the overload action's measure)
-        self._recv_wait: anyio.Event | None = None
-        self._window_wait: anyio.Event | None = None
+        # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
+        self._recv_wait: Signal | None = None
+        self._window_wait: Signal | None = None
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class H2Stream:
         return data
 
     async def _wait_input(self) -> None:
-        ev = self._recv_wait = anyio.Event()
+        ev = self._recv_wait = self.conn.signal()
         await ev.wait()
 
     def _raise_if_reset(self) -> None:
@@ -144,7 +146,7 @@ class H2Stream:
 
     async def _wait_window(self, deadline: float, updates: int) -> None:
         """Wait for window; past `deadline` (the send timeout) the stream is reset."""
-        ev = self._window_wait = anyio.Event()
+        ev = self._window_wait = self.conn.signal()
         with anyio.CancelScope(deadline=deadline):
             await ev.wait()
             return
