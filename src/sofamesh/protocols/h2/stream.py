@@ -93,6 +93,15 @@ class H2Stream:
             self.conn.ack(self.id, flow)
         return data
 
+    def take_received(self) -> list[bytes]:
+        """Every chunk received so far, acknowledged at once (one WINDOW_UPDATE, not one per
+        chunk); the non-empty ones. For a stream the peer has ended, that is the whole rest."""
+        chunks, self.chunks = self.chunks, deque()
+        flow = sum(f for _, f in chunks)
+        if flow:
+            self.conn.ack(self.id, flow)
+        return [data for data, _ in chunks if data]
+
     async def _wait_input(self) -> None:
         ev = self._recv_wait = self.conn.signal()
         await ev.wait()
