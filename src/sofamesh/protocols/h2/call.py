@@ -44,6 +44,11 @@ class BodySource(Protocol):
         """The next chunk of the request body, None at its end."""
         ...
 
+    def take_ended(self) -> list[bytes]:
+        """Once `ended`: every chunk not yet received, without waiting (a unary call's
+        request usually arrives whole, and this spares an await per chunk)."""
+        ...
+
 
 class ResponseSink(Protocol):
     committed: bool
@@ -94,6 +99,20 @@ class ReplayableBody:
                 self._kept.append(chunk)
         return chunk
 
+    def _take_ended(self) -> list[bytes]:
+        chunks = [] if self._ended else self._source.take_ended()
+        self._ended = True
+        for chunk in chunks:
+            if self.overflowed:
+                break
+            self._kept_bytes += len(chunk)
+            if self._kept_bytes > self._limit:
+                self.overflowed = True
+                self._kept.clear()
+            else:
+                self._kept.append(chunk)
+        return chunks
+
     @property
     def ended(self) -> bool:
         """Reading the rest will not wait (the caller ended its side)."""
@@ -122,6 +141,14 @@ class BodyReader:
         if chunk is not None and not body.overflowed:
             self._pos += 1
         return chunk
+
+    def take_ended(self) -> list[bytes]:
+        """Once `ended`: the rest of the body at once (`BodySource.take_ended`)."""
+        body = self._body
+        kept = body._kept[self._pos :]
+        fresh = body._take_ended()
+        self._pos = len(body._kept)
+        return kept + fresh if kept else fresh
 
 
 @attrs.define(eq=False)
@@ -165,6 +192,9 @@ class H2StreamSource:
 
     async def receive(self) -> bytes | None:
         return await self._stream.receive_data()
+
+    def take_ended(self) -> list[bytes]:
+        return self._stream.take_received()
 
 
 class H2StreamSink:
@@ -250,6 +280,12 @@ class QueueSource:
         self._queued -= len(chunk)
         self._writable.wake()
         return chunk
+
+    def take_ended(self) -> list[bytes]:
+        chunks, self._chunks = list(self._chunks), deque()
+        self._queued = 0
+        self._writable.wake()
+        return chunks
 
 
 class QueueSink:

@@ -48,6 +48,7 @@ from sofamesh.protocols.h2.stream import (
 )
 from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS
+from sofamesh.transport.workers import Signal, event_class
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -83,7 +84,10 @@ class H2Connection:
         self._idle_timeout = idle_timeout
         self._send_timeout = send_timeout  # a stream's wait for the peer's window (server)
         self.window_updates = 0  # WINDOW_UPDATE frames received: the peer's reading progress
-        self._flush = anyio.Event()
+        # One-waiter signals (a bare future on asyncio) for the writer's and each stream's
+        # wake-ups: a few per call, where `anyio.Event` looks the backend up every time.
+        self.signal = event_class()
+        self._flush: Signal = self.signal()
         self._drained: anyio.Event | None = None
         self._writer_done = anyio.Event()
         self._stop_writer = False
@@ -157,7 +161,7 @@ class H2Connection:
         try:
             while True:
                 await self._flush.wait()
-                self._flush = anyio.Event()
+                self._flush = self.signal()
                 data = self.codec.data_to_send()
                 self.unflushed = 0
                 if data:

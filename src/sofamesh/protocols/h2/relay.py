@@ -33,7 +33,7 @@ async def relay(
     """Send `call` to `host:port` with `headers`; stream the response into `call.sink`."""
     reader = call.body.reader()
     if reader.ended:
-        chunks = await _drain(reader)
+        chunks = reader.take_ended()
         up = await pool.open_stream(host, port, headers, end_stream=not chunks)
         try:
             if chunks:
@@ -50,13 +50,6 @@ async def relay(
         return reply
     finally:
         up.conn.finished(up)
-
-
-async def _drain(reader: BodyReader) -> list[bytes]:
-    chunks = []
-    while (chunk := await reader.receive()) is not None:
-        chunks.append(chunk)
-    return chunks
 
 
 async def _send_all(up: H2Stream, chunks: list[bytes]) -> None:

@@ -2,9 +2,11 @@
 
 Each accepted connection is sniffed: the HTTP/2 preface (RFC 9113 §3.4)
 makes it an `H2Connection` whose every new stream runs `handler(stream)` in
-its own task; anything else goes, with the bytes already read, to the
-optional `http1` server (`Http1Server`), so one port serves HTTP/1.1, h2c
-and gRPC. A connection one of the `sniffed` matchers claims (Dubbo's magic, say) goes
+a task of its own, taken from the connection's reused workers
+(`transport/workers.py`: starting an anyio task per stream cost about as much
+as a unary call's codec work); anything else goes, with the bytes already read,
+to the optional `http1` server (`Http1Server`), so one port serves HTTP/1.1,
+h2c and gRPC. A connection one of the `sniffed` matchers claims (Dubbo's magic, say) goes
 to that protocol's server the same way, so the port serves it too. A handler
 that fails resets its stream (INTERNAL_ERROR) and the connection's other
 streams carry on. A stream the peer reset before its
@@ -40,6 +42,7 @@ from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
+from sofamesh.transport.workers import Workers
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -166,14 +169,11 @@ class H2Server:
 
     async def _serve_h2(self, sock: anyio.abc.ByteStream, first: bytes) -> None:
         async with anyio.create_task_group() as tg:
-
-            def on_stream(stream: H2Stream) -> None:
-                tg.start_soon(self._run_handler, stream)
-
+            workers = Workers(tg, self._run_handler, "h2 stream")
             conn = H2Connection(
                 sock,
                 H2Codec(client_side=False, limits=self.limits),
-                on_stream=on_stream,
+                on_stream=workers.submit,
                 peer=_peer(sock),
                 idle_timeout=self.idle_timeout,
                 send_timeout=self.send_timeout,
@@ -186,6 +186,7 @@ class H2Server:
                 await conn.run(first)
             finally:
                 self._life.conns.discard(conn)
+                workers.close()
                 tg.cancel_scope.cancel()  # handlers of a dead connection have nobody to answer
 
     async def _run_handler(self, stream: H2Stream) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from sofamesh.codecs.h2 import CANCEL, RawHeaders, StreamGone
+from sofamesh.transport.workers import Signal
 
 if TYPE_CHECKING:
     from sofamesh.protocols.h2.conn import H2Connection
@@ -66,8 +67,9 @@ class H2Stream:
         self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.held = 0  # bytes of a response held here for the peer (the overload action's measure)
-        self._recv_wait: anyio.Event | None = None
-        self._window_wait: anyio.Event | None = None
+        # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
+        self._recv_wait: Signal | None = None
+        self._window_wait: Signal | None = None
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -91,8 +93,17 @@ class H2Stream:
             self.conn.ack(self.id, flow)
         return data
 
+    def take_received(self) -> list[bytes]:
+        """Every chunk received so far, acknowledged at once (one WINDOW_UPDATE, not one per
+        chunk); the non-empty ones. For a stream the peer has ended, that is the whole rest."""
+        chunks, self.chunks = self.chunks, deque()
+        flow = sum(f for _, f in chunks)
+        if flow:
+            self.conn.ack(self.id, flow)
+        return [data for data, _ in chunks if data]
+
     async def _wait_input(self) -> None:
-        ev = self._recv_wait = anyio.Event()
+        ev = self._recv_wait = self.conn.signal()
         await ev.wait()
 
     def _raise_if_reset(self) -> None:
@@ -144,7 +155,7 @@ class H2Stream:
 
     async def _wait_window(self, deadline: float, updates: int) -> None:
         """Wait for window; past `deadline` (the send timeout) the stream is reset."""
-        ev = self._window_wait = anyio.Event()
+        ev = self._window_wait = self.conn.signal()
         with anyio.CancelScope(deadline=deadline):
             await ev.wait()
             return
