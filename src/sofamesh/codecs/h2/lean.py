@@ -14,13 +14,14 @@ a stream that will be refused, since the context is shared. Each frame is
 checked in h2's order: the header (stream association, then size), the
 payload's shape, the flood guard, then the stream state. A connection error
 queues GOAWAY and raises `H2ConnectionError`; a stream error queues
-RST_STREAM and the other streams carry on. Stream bookkeeping lives in
-`lean_state.py`; this module is the reader.
+RST_STREAM and the other streams carry on: a malformed header block, or DATA
+that does not add up to the message's content-length (RFC 9113 §8.1.1; a
+stream without one pays one attribute test per DATA frame). Stream
+bookkeeping lives in `lean_state.py`, payload shapes in `lean_shapes.py`;
+this module is the reader.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from sofamesh.codecs.h2 import frames as f
 from sofamesh.codecs.h2.compression import CompressionError, HeaderListTooLarge
@@ -36,9 +37,21 @@ from sofamesh.codecs.h2.events import (
     WindowOpened,
 )
 from sofamesh.codecs.h2.lean_guard import Calm
+from sofamesh.codecs.h2.lean_shapes import (
+    SHAPED,
+    altsvc_shape,
+    block_start,
+    depends_on_itself,
+    push_promise_shape,
+    unpad,
+)
 from sofamesh.codecs.h2.lean_state import ConnError, LeanState
-from sofamesh.codecs.h2.lean_stream import CLOSED_BY_END, CLOSED_BY_RESET
-from sofamesh.codecs.h2.malformed import malformed_request, malformed_response
+from sofamesh.codecs.h2.lean_stream import CLOSED_BY_END, CLOSED_BY_RESET, LeanStream
+from sofamesh.codecs.h2.malformed import (
+    bad_content_length,
+    malformed_request,
+    malformed_response,
+)
 from sofamesh.codecs.h2.matcher import PREFACE
 
 _CONNECTION_FRAMES = frozenset({f.SETTINGS, f.PING, f.GOAWAY})
@@ -142,14 +155,14 @@ class LeanH2Codec(LeanState):
         elif ftype == f.PUSH_PROMISE:
             self._push_promise(flags, sid, payload)
         elif ftype == f.ALTSVC:
-            _altsvc_shape(flags, payload)
+            altsvc_shape(flags, payload)
         # RFC 9113 §5.5: frames of unknown types are ignored.
 
     # -- DATA ---------------------------------------------------------------------------
 
     def _data(self, flags: int, sid: int, payload: bytes, out: list[Event]) -> None:
         flow = len(payload)
-        data = _unpad(payload) if flags & f.PADDED else payload
+        data = unpad(payload) if flags & f.PADDED else payload
         if not self._recv.consume(flow):
             raise ConnError(f.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         stream = self._streams.get(sid)
@@ -163,14 +176,29 @@ class LeanH2Codec(LeanState):
         if not stream.recv.consume(flow):
             raise ConnError(f.FLOW_CONTROL_ERROR, f"DATA beyond stream {sid}'s window")
         end = bool(flags & f.END_STREAM)
+        left = stream.content_left
+        if left is not None:
+            left -= len(data)
+            stream.content_left = left
+            if left < 0 or (end and left):  # past the content-length, or ended short of it
+                self._credit(flow)  # nobody will read it: the window comes back at once
+                self._content_length_breach(sid, out)
+                return
         out.append(DataReceived(stream_id=sid, data=data, flow_length=flow, end_stream=end))
         if end:
             self._remote_end(stream)
 
+    def _content_length_breach(self, sid: int, out: list[Event]) -> None:
+        """RFC 9113 §8.1.1: a message whose DATA does not add up to its content-length is
+        malformed, a stream error; the application, which has its headers, hears of it."""
+        self.content_length_errors += 1
+        self._stream_error(sid)
+        out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+
     # -- HEADERS and CONTINUATION -------------------------------------------------------
 
     def _headers_frame(self, flags: int, sid: int, payload: bytes, out: list[Event]) -> None:
-        start = _block_start(flags, payload)
+        start = block_start(flags, payload)
         block = payload[start : len(payload) - (payload[0] if flags & f.PADDED else 0)]
         if flags & f.END_HEADERS:
             self._header_block(flags, sid, payload, block, out)
@@ -180,7 +208,7 @@ class LeanH2Codec(LeanState):
 
     def _push_promise(self, flags: int, sid: int, payload: bytes) -> None:
         """We disabled push: an error, once the frame (and its header block) is complete."""
-        _push_promise_shape(flags, payload)
+        push_promise_shape(flags, payload)
         if flags & f.END_HEADERS:
             raise ConnError(f.PROTOCOL_ERROR, "PUSH_PROMISE, with push disabled")
         self._block_sid, self._block_flags = sid, _PUSH
@@ -190,8 +218,8 @@ class LeanH2Codec(LeanState):
         self, ftype: int, flags: int, sid: int, payload: bytes, out: list[Event]
     ) -> None:
         if ftype != f.CONTINUATION or sid != self._block_sid:
-            if ftype in _SHAPED:  # a malformed frame is that first, as h2 parses it
-                _SHAPED[ftype](flags, payload)
+            if ftype in SHAPED:  # a malformed frame is that first, as h2 parses it
+                SHAPED[ftype](flags, payload)
             raise ConnError(f.PROTOCOL_ERROR, "frame inside a header block")
         parts = self._block_parts
         parts.append(payload)
@@ -215,7 +243,7 @@ class LeanH2Codec(LeanState):
             raise Calm(str(exc)) from exc
         except CompressionError as exc:
             raise ConnError(f.COMPRESSION_ERROR, str(exc)) from exc
-        if flags & f.PRIORITY_FLAG and _depends_on_itself(prefix, flags, sid):
+        if flags & f.PRIORITY_FLAG and depends_on_itself(prefix, flags, sid):
             raise ConnError(f.PROTOCOL_ERROR, f"stream {sid} depends on itself")
         end = bool(flags & f.END_STREAM)
         if new:
@@ -236,11 +264,18 @@ class LeanH2Codec(LeanState):
         if full:
             self.guard.refused_streams += 1
             self.reset(sid, f.REFUSED_STREAM)  # safe for the peer to retry (RFC 9113 §8.7)
-        elif malformed_request(headers):
+            return
+        problem, length = malformed_request(headers)
+        if problem:
+            self.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
         elif self._refuse_above is not None and sid > self._refuse_above:
             self.reset(sid, f.REFUSED_STREAM)  # opened after our GOAWAY: never processed
+        elif end and length:  # RFC 9113 §8.1.1: ended without DATA, so its content-length is 0
+            self.content_length_errors += 1
+            self._stream_error(sid)
         else:
+            stream.content_left = length
             out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
 
     def _more_headers(self, sid: int, headers: RawHeaders, end: bool, out: list[Event]) -> None:
@@ -254,21 +289,40 @@ class LeanH2Codec(LeanState):
                 if end:
                     raise ConnError(f.PROTOCOL_ERROR, "informational response ends the stream")
                 return  # 1xx: the final response is still to come
-            stream.headers_in = True
-            if end:
-                self._remote_end(stream)
-            if malformed_response(headers):
-                self._stream_error(sid)
-            else:
-                out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
+            self._response(stream, headers, end, out)
             return
         if not end:
             raise ConnError(f.PROTOCOL_ERROR, f"trailers without END_STREAM on stream {sid}")
+        if stream.content_left:  # the body ended short of its content-length
+            self._content_length_breach(sid, out)
+            return
         self._remote_end(stream)
         if any(k[:1] == b":" for k, _ in headers):  # RFC 9113 §8.1: no pseudo-fields
             self._stream_error(sid)
         else:
             out.append(TrailersReceived(stream_id=sid, headers=headers))
+
+    def _response(
+        self, stream: LeanStream, headers: RawHeaders, end: bool, out: list[Event]
+    ) -> None:
+        """A final response (client side); a HEAD's has no content, whatever its
+        content-length says (RFC 9110 §9.3.2, RFC 9113 §8.1.1)."""
+        sid = stream.id
+        stream.headers_in = True
+        problem, length = malformed_response(headers)
+        if length is not None and (b":method", b"HEAD") in (stream.request or ()):
+            length = None
+        if end and length and not problem:
+            self._content_length_breach(sid, out)
+            return
+        if end:
+            self._remote_end(stream)
+        if problem:
+            self.content_length_errors += bad_content_length(headers)
+            self._stream_error(sid)
+        else:
+            stream.content_left = length
+            out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
 
     def _stream_closed_error(self, sid: int, out: list[Event]) -> None:
         """A frame after the peer ended the stream (RFC 9113 §5.1): RST_STREAM(STREAM_CLOSED);
@@ -351,80 +405,3 @@ class LeanH2Codec(LeanState):
         self.guard.owe_ack()
         out.extend(self._peer_settings(f.setting_pairs(payload)))
         self._out.append(f.SETTINGS_ACK)
-
-
-def _unpad(payload: bytes) -> bytes:
-    if not payload:
-        raise ConnError(f.FRAME_SIZE_ERROR, "DATA lacks its pad length")
-    if payload[0] >= len(payload):
-        raise ConnError(f.PROTOCOL_ERROR, "DATA padding too long")
-    return payload[1 : len(payload) - payload[0]]
-
-
-def _depends_on_itself(prefix: bytes, flags: int, sid: int) -> bool:
-    start = 1 if flags & f.PADDED else 0
-    return bool(len(prefix) >= start + 4 and f.u32(prefix, start) & f.STREAM_MASK == sid)
-
-
-def _block_start(flags: int, payload: bytes) -> int:
-    """Where a HEADERS frame's block begins, after the pad length and priority fields.
-
-    Padding is checked as h2 (hyperframe) does: against the payload after the
-    pad length field, so a frame of padding alone is refused too.
-    """
-    start = 0
-    if flags & f.PADDED:
-        if not payload:
-            raise ConnError(f.FRAME_SIZE_ERROR, "HEADERS lacks its pad length")
-        start = 1
-    if flags & f.PRIORITY_FLAG:
-        if len(payload) - start < 5:
-            raise ConnError(f.FRAME_SIZE_ERROR, "HEADERS priority truncated")
-        start += 5
-    if flags & f.PADDED and payload[0] and payload[0] >= len(payload) - 1:
-        raise ConnError(f.PROTOCOL_ERROR, "HEADERS padding too long")
-    return start
-
-
-def _sized(name: str, ok: Callable[[int], bool]) -> Callable[[int, bytes], None]:
-    def check(_flags: int, payload: bytes) -> None:
-        if not ok(len(payload)):
-            raise ConnError(f.FRAME_SIZE_ERROR, f"{name} of the wrong size")
-
-    return check
-
-
-def _data_shape(flags: int, payload: bytes) -> None:
-    if flags & f.PADDED:
-        _unpad(payload)
-
-
-def _push_promise_shape(flags: int, payload: bytes) -> None:
-    start = 1 if flags & f.PADDED else 0
-    if len(payload) < start + 4:
-        raise ConnError(f.FRAME_SIZE_ERROR, "PUSH_PROMISE truncated")
-    promised = f.u32(payload, start)
-    if not promised or promised % 2:
-        raise ConnError(f.PROTOCOL_ERROR, f"PUSH_PROMISE of stream {promised}")
-    if start and payload[0] and payload[0] >= len(payload):
-        raise ConnError(f.PROTOCOL_ERROR, "PUSH_PROMISE padding too long")
-
-
-def _altsvc_shape(_flags: int, payload: bytes) -> None:
-    if len(payload) < 2 or 2 + (payload[0] << 8 | payload[1]) > len(payload):
-        raise ConnError(f.FRAME_SIZE_ERROR, "ALTSVC origin runs past the frame")
-
-
-# The size rules of each frame type, for frames checked out of their turn.
-_SHAPED: dict[int, Callable[[int, bytes], None]] = {
-    f.DATA: _data_shape,
-    f.HEADERS: _block_start,  # type: ignore[dict-item]
-    f.PRIORITY: _sized("PRIORITY", lambda n: n == 5),
-    f.RST_STREAM: _sized("RST_STREAM", lambda n: n == 4),
-    f.SETTINGS: _sized("SETTINGS", lambda n: n % 6 == 0),
-    f.PING: _sized("PING", lambda n: n == 8),
-    f.GOAWAY: _sized("GOAWAY", lambda n: n >= 8),
-    f.WINDOW_UPDATE: _sized("WINDOW_UPDATE", lambda n: n == 4),
-    f.PUSH_PROMISE: _push_promise_shape,
-    f.ALTSVC: _altsvc_shape,
-}

@@ -39,6 +39,8 @@ class LeanState:
         self.limits = limits
         self.guard = LeanGuard(limits)
         self.stream_errors = 0  # streams we reset for malformed input
+        # Of those, streams whose content-length was invalid or not what DATA added up to.
+        self.content_length_errors = 0
         self.goaway: GoAway | None = None  # the peer's, once received
         self.highest_inbound_stream_id = 0
         self._highest_outbound = 0
@@ -117,6 +119,7 @@ class LeanState:
         stream = self._streams.get(stream_id)
         if stream is None:
             stream = self._open_outbound(stream_id)
+            stream.request = headers  # a HEAD's response has no content (RFC 9110 §9.3.2)
         elif stream.local_closed or self._dead:
             raise StreamGone(f"stream {stream_id} is closed")
         elif stream.headers_out and not end_stream:

@@ -8,6 +8,8 @@ a stream error or a connection error (RFC 9113 §5.1, §5.4).
 
 from __future__ import annotations
 
+from sofamesh.codecs.h2.events import RawHeaders
+
 CLOSED_BY_RESET = 1
 CLOSED_BY_END = 2
 
@@ -54,15 +56,18 @@ class ReceiveWindow:
 
 
 class LeanStream:
-    """One open stream: who ended which side, and both directions' windows."""
+    """One open stream: who ended which side, both directions' windows, and the body still
+    owed by the peer's content-length (RFC 9113 §8.1.1; None: it declared none)."""
 
     __slots__ = (
+        "content_left",
         "headers_in",
         "headers_out",
         "id",
         "local_closed",
         "recv",
         "remote_closed",
+        "request",
         "send_window",
     )
 
@@ -74,3 +79,5 @@ class LeanStream:
         self.remote_closed = False
         self.send_window = send_window
         self.recv = ReceiveWindow(recv_window)
+        self.content_left: int | None = None
+        self.request: RawHeaders | None = None  # the request we sent (client side)
