@@ -17,6 +17,7 @@ from sofamesh.codecs.h2 import (
     H2ConnectionError,
     H2Limits,
     HeadersReceived,
+    ReferenceH2Codec,
     StreamReset,
     TrailersReceived,
     WindowOpened,
@@ -129,6 +130,30 @@ def test_malformed_request_resets_only_its_stream() -> None:
     assert events[0].stream_id == good
     assert StreamReset(stream_id=bad, error_code=0x1, remote=True) in client_events
     assert s.stream_errors == 1
+
+
+@pytest.mark.parametrize("kind", [H2Codec, ReferenceH2Codec])
+@pytest.mark.parametrize("what", ["response", "trailers"])
+def test_a_malformed_response_or_trailers_reset_the_stream_and_its_reader_hears(
+    kind: type[H2Codec] | type[ReferenceH2Codec], what: str
+) -> None:
+    c = kind(client_side=True)
+    s = H2Codec(client_side=False)
+    c.initiate()
+    s.initiate()
+    s.receive_data(c.data_to_send())
+    c.receive_data(s.data_to_send())
+    s.receive_data(c.data_to_send())
+    c.send_headers(1, REQ, end_stream=True)
+    s.receive_data(c.data_to_send())
+    if what == "response":
+        s.send_headers(1, [(b"x-no-status", b"1")])  # RFC 9113 §8.3.2: :status missing
+    else:
+        s.send_headers(1, [(b":status", b"200")])
+        s.send_headers(1, [(b":status", b"200")], end_stream=True)  # RFC 9113 §8.1
+    events = c.receive_data(s.data_to_send())
+    assert events[-1] == StreamReset(stream_id=1, error_code=0x1, remote=False)
+    assert c.stream_errors == 1
 
 
 @pytest.mark.parametrize(

@@ -216,6 +216,8 @@ class ReferenceH2Codec:
         problem, _length = check(headers)  # h2 itself compares content-length with DATA
         if problem:
             self._stream_error(sid)
+            if self.client_side:  # the application waits for this response: it must hear
+                out.append(StreamReset(stream_id=sid, error_code=PROTOCOL_ERROR, remote=False))
             return
         if not self.client_side and self._refuse_above is not None and sid > self._refuse_above:
             self._reset_now.add(sid)
@@ -229,6 +231,7 @@ class ReferenceH2Codec:
         headers: RawHeaders = ev.headers or []
         if any(k[:1] == b":" for k, _ in headers):  # RFC 9113 §8.1: no pseudo-fields in trailers
             self._stream_error(sid)
+            out.append(StreamReset(stream_id=sid, error_code=PROTOCOL_ERROR, remote=False))
             return
         out.append(TrailersReceived(stream_id=sid, headers=headers))
 

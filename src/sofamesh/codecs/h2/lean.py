@@ -299,6 +299,7 @@ class LeanH2Codec(LeanState):
         self._remote_end(stream)
         if any(k[:1] == b":" for k, _ in headers):  # RFC 9113 §8.1: no pseudo-fields
             self._stream_error(sid)
+            out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
         else:
             out.append(TrailersReceived(stream_id=sid, headers=headers))
 
@@ -317,9 +318,10 @@ class LeanH2Codec(LeanState):
             return
         if end:
             self._remote_end(stream)
-        if problem:
+        if problem:  # the application waits for this response: it must hear
             self.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
+            out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
         else:
             stream.content_left = length
             out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
