@@ -121,13 +121,7 @@ class Worker:
         elif "stop" in message:
             self.sidecar.stop()
         elif message.get("ask") == "stats":
-            istio = family_state(list(rt.istio.families())) if rt.istio is not None else []
-            rules = rt.governance.snapshot()["rules"]
-            connections = {
-                "listeners": listener_rows(self.sidecar.servers),
-                "upstreams": upstream_rows(rt.protocols),
-            }
-            return {"stats": stats_state(rt.stats), "rules": rules, "istio": istio, **connections}
+            return self.stats()
         elif message.get("ask") == "reset":
             rt.stats.reset_counters()
             if rt.istio is not None:
@@ -135,6 +129,17 @@ class Worker:
         elif message.get("ask") == "clusters":
             return {"clusters": cluster_rows(rt)}
         return None
+
+    def stats(self) -> dict[str, Any]:
+        """This worker's counters, rule decisions and connections, for the main one's sum."""
+        rt = self.sidecar.runtime
+        return {
+            "stats": stats_state(rt.stats),
+            "rules": rt.governance.snapshot()["rules"],
+            "istio": family_state(list(rt.istio.families())) if rt.istio is not None else [],
+            "listeners": listener_rows(self.sidecar.servers),
+            "upstreams": upstream_rows(rt.protocols),
+        }
 
     def registrations(self, items: list[dict[str, Any]]) -> None:
         # The main process expires them and pushes the whole set again.
