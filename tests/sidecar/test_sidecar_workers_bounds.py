@@ -85,6 +85,16 @@ async def test_a_rules_document_over_a_mebibyte_applies_in_every_worker_and_a_to
         still: list[int] = []
         await wait_for(lambda: answers_in_a_row(inbound, 503, still), timeout=60)
         assert [w["pid"] for w in (await stats(ready))["workers"]] == pids
+        # A worker started again starts on the rules in force: the 2 MiB document.
+        os.kill(pids[0], signal.SIGKILL)
+
+        async def replaced() -> bool:
+            workers = (await stats(ready))["workers"]
+            return len(workers) == 2 and pids[0] not in {w["pid"] for w in workers}
+
+        await wait_for(replaced, timeout=START_TIMEOUT)
+        after: list[int] = []
+        await wait_for(lambda: answers_in_a_row(inbound, 503, after), timeout=60)
     log = (tmp_path / "sidecar.log").read_text()
     assert "rules rejected, big stays in force" in log, log
 
