@@ -1,4 +1,4 @@
-"""`workers: 2` at its bounds: large rules documents, a hung worker, connection counts.
+"""`workers: 2` at its bounds: large rules documents, hung workers, connection counts.
 
 Real processes on the test's backend, as in test_sidecar_workers.py (whose helpers
 these tests share).
@@ -15,12 +15,22 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import attrs
 import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families as classic
 from tests.e2e.test_upgrade import SERVICE, wait_for
-from tests.sidecar.test_sidecar_workers import START_TIMEOUT, call, sidecar
+from tests.sidecar.test_sidecar_workers import (
+    OTHER,
+    START_TIMEOUT,
+    call,
+    sidecar,
+    until_both_serve,
+)
+
+from sofamesh.endpoint import Endpoint
+from sofamesh.registry import open_registry
 
 pytestmark = pytest.mark.anyio
 
@@ -109,7 +119,7 @@ async def test_a_stopped_worker_is_killed_and_replaced_and_the_port_keeps_servin
 ) -> None:
     token_file = tmp_path / "token"
     more = {
-        "worker_liveness_timeout": 3,
+        "worker_liveness_timeout": 5,  # a loaded machine answers well within it
         "local_api": {"token_file": str(token_file), "services": ["com.example.*"]},
     }
     async with (
@@ -147,7 +157,50 @@ async def test_a_stopped_worker_is_killed_and_replaced_and_the_port_keeps_servin
         assert workers[1]["pid"] == before[1]["pid"]
         assert rss_kib(main) - rss < 64 * 1024  # what it queued for the dead worker is gone
     log = (tmp_path / "sidecar.log").read_text()
-    assert f"pid {victim}) is hung (no answer to a liveness ping in 3 s): killed" in log, log
+    assert f"pid {victim}) is hung (no answer to a liveness ping in 5 s): killed" in log, log
+
+
+async def test_a_worker_that_reads_nothing_while_its_queue_fills_is_killed_and_replaced(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    more = {"worker_liveness_timeout": 600}  # the queue, not the ping, finds it here
+    async with (
+        sidecar(tmp_path, anyio_backend, **more) as (procs, ready, app_port),
+        # A long lease: no renewal rewrites the entry while the test does.
+        open_registry(f"file://{tmp_path}/reg?poll=0.05&lease=600") as registry,
+    ):
+        main = procs.running["sidecar"][0].pid
+        other = Endpoint(service=OTHER, host="127.0.0.1", port=app_port, app="other")
+        await registry.publish(other)
+        await until_both_serve(ready["outbound[0]"], OTHER, ready)  # both follow OTHER
+        victim = (await stats(ready))["workers"][0]["pid"]
+        rss = rss_kib(main)
+        log = tmp_path / "sidecar.log"
+        os.kill(victim, signal.SIGSTOP)
+        versions = iter(range(1000))
+
+        async def given_up() -> bool:
+            # Snapshots of 3 MiB each (under the link's cap), a new one on every poll.
+            pad = f"{next(versions)}".ljust(3 * MIB, "x")
+            await registry.publish(attrs.evolve(other, meta={"pad": pad}))
+            return "reads nothing" in log.read_text()
+
+        try:
+            await wait_for(given_up, timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
+        # Bounded: 8 link caps of about 4 MiB at most were queued for the stopped worker.
+        assert rss_kib(main) - rss < 96 * 1024
+        assert f"pid {victim}) is hung (the other end reads nothing" in log.read_text()
+
+        async def replaced() -> bool:
+            workers = (await stats(ready))["workers"]
+            return len(workers) == 2 and victim not in {w["pid"] for w in workers}
+
+        await wait_for(replaced, timeout=START_TIMEOUT)
+        assert await call(ready["outbound[0]"], OTHER) == 200
+        assert [w["restarts"] for w in (await stats(ready))["workers"]] == [1, 0]
 
 
 async def test_connections_open_on_every_worker_are_counted_at_the_one_admin_api(
