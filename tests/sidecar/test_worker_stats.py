@@ -13,6 +13,7 @@ from sofamesh.sidecar.worker_stats import (
     requests_served,
     stats_state,
     summed,
+    summed_rows,
 )
 from sofamesh.stats import Family, Stats
 
@@ -74,3 +75,21 @@ def test_prometheus_families_sum_each_sample_across_workers() -> None:
     (total,) = merged_families(states)
     assert total.name == "istio_requests" and total.kind == "counter"
     assert sorted((s[1]["code"], s[2]) for s in total.samples) == [("200", 7.0), ("503", 2.0)]
+
+
+def test_connection_rows_are_summed_per_listener_and_per_endpoint() -> None:
+    a = [{"name": "inbound[0]", "downstream_cx_active": 2, "downstream_cx_total": 5}]
+    b = [
+        {"name": "inbound[0]", "downstream_cx_active": 1, "downstream_cx_total": 4},
+        {"name": "outbound[0]", "downstream_cx_active": 3, "downstream_cx_total": 3},
+    ]
+    assert summed_rows([a, b, []], ("name",)) == [
+        {"name": "inbound[0]", "downstream_cx_active": 3, "downstream_cx_total": 9},
+        {"name": "outbound[0]", "downstream_cx_active": 3, "downstream_cx_total": 3},
+    ]
+    up = {"protocol": "http", "address": "127.0.0.1:1", "upstream_cx_active": 1}
+    other = {**up, "protocol": "bolt"}  # another pool to the same address: its own row
+    assert summed_rows([[up, other], [up]], ("protocol", "address")) == [
+        {**up, "upstream_cx_active": 2},
+        other,
+    ]

@@ -23,8 +23,11 @@ from sofamesh.config import Address
 from sofamesh.protocols.http.server import ConnInfo, Http1Server
 from sofamesh.sidecar.upgrade import ListenerSockets, adopt
 from sofamesh.transport.handover import (
+    MAX_MESSAGE,
     Channel,
     HandoverError,
+    MessageError,
+    frame,
     listener_from_sockets,
     listening_sockets,
     peer_uid,
@@ -77,6 +80,29 @@ async def test_a_broken_message_is_an_error(tmp_path: Path) -> None:
             await new.receive()
         await old.aclose()
         with pytest.raises(HandoverError, match="closed the connection"):
+            await new.receive()
+
+
+async def test_a_message_over_the_senders_cap_is_refused_and_the_channel_stays_usable(
+    tmp_path: Path,
+) -> None:
+    async with channels(tmp_path) as (new, old):
+        big = {"rules": "x" * MAX_MESSAGE}
+        with pytest.raises(MessageError, match="over the cap"):
+            await old.send(big)
+        with pytest.raises(MessageError, match="not a JSON message"):
+            await old.send({"when": object()})
+        await old.send({"after": 1})
+        assert await new.receive() == ({"after": 1, "fds": 0}, [])
+        # A channel with a larger cap each way carries it; one frame goes to any of them.
+        new.max_message = old.max_message = 2 * MAX_MESSAGE
+        data = frame(big, old.max_message)
+        async with anyio.create_task_group() as tg:  # more than the socket buffers hold
+            tg.start_soon(old.send_frame, data)
+            assert (await new.receive())[0] == {**big, "fds": 0}
+        await old.stream.send(data[:4])
+        new.max_message = MAX_MESSAGE  # what arrives over the receiver's own cap is an error
+        with pytest.raises(HandoverError, match="over"):
             await new.receive()
 
 

@@ -417,6 +417,9 @@ class MeshConfig:
     # sidecar: processes serving the listeners (sidecar/workers.py); 1 is one process, as
     # ever. More: a main process (admin, registry, control plane) and this many workers.
     workers: int = attrs.field(default=1, validator=_workers)
+    # sidecar, workers > 1: seconds a worker gets to answer the main process's liveness
+    # ping; one that does not (stopped, stuck) is killed and started again.
+    worker_liveness_timeout: float = attrs.field(default=30.0, validator=_positive_finite)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

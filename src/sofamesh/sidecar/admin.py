@@ -42,7 +42,7 @@ from sofamesh.sidecar.admin_stats import families as connection_families
 from sofamesh.sidecar.admin_stats import listener_rows, upstream_rows
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
-from sofamesh.stats import Family, Stats, name_filter, render
+from sofamesh.stats import Family, Match, Stats, name_filter, render
 
 if TYPE_CHECKING:
     from sofamesh.runtime import Runtime
@@ -171,6 +171,14 @@ class AdminApi:
         istio = self.sidecar.runtime.istio
         return list(istio.families()) if istio is not None else []
 
+    def connection_rows(
+        self, match: Match | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Connections per listener and per upstream endpoint (after `collected_stats`, as
+        above: a main process sums its workers')."""
+        listeners = listener_rows(self.sidecar.servers, match)
+        return listeners, upstream_rows(self.sidecar.runtime.protocols, match)
+
     async def stats(self, req: HttpRequest) -> HttpResponse:
         rt = self.sidecar.runtime
         stats = await self.collected_stats()
@@ -179,9 +187,10 @@ class AdminApi:
         if match is not None:
             rules = governance.get("rules", {})
             governance["rules"] = {k: v for k, v in rules.items() if match(f"governance.{k}")}
+        listeners, upstreams = self.connection_rows(match)
         observed = {
-            "listeners": listener_rows(self.sidecar.servers, match),
-            "upstream_connections": upstream_rows(rt.protocols, match),
+            "listeners": listeners,
+            "upstream_connections": upstreams,
             "tracing": rt.spans.statistics() if rt.spans is not None else None,
             "access_logs": {
                 name: {"written": log_.sink.written, "dropped": log_.sink.dropped}
@@ -198,9 +207,7 @@ class AdminApi:
         stats = await self.collected_stats()
         snapshot = self.governance_snapshot()
         families = [*stats.families(), *governance_families(snapshot), *rule_families(snapshot)]
-        families += connection_families(
-            listener_rows(self.sidecar.servers), upstream_rows(self.sidecar.runtime.protocols)
-        )
+        families += connection_families(*self.connection_rows())
         families += self.istio_families()
         kept = [f for f in families if match is None or match(f.name)]
         # Prometheus asks for OpenMetrics first; everything else gets the classic format.

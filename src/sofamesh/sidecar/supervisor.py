@@ -36,15 +36,18 @@ from sofamesh.sidecar.admin import LOG_LEVELS, AdminApi, config_to_data, json_re
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.listener_shares import bind_reusable, spread
 from sofamesh.sidecar.upgrade import Takeover
+from sofamesh.sidecar.worker_link import ENVELOPE
 from sofamesh.sidecar.worker_stats import (
     merged,
     merged_families,
     requests_served,
     stats_state,
     summed,
+    summed_rows,
 )
 from sofamesh.sidecar.workers import WorkerPool
-from sofamesh.stats import Family, Stats
+from sofamesh.stats import Family, Match, Stats
+from sofamesh.transport.handover import MessageError, frame
 
 
 def worker_argv(backend: str, uvloop: bool, log_level: int, log_format: str) -> list[str]:
@@ -76,20 +79,31 @@ class Supervisor(Sidecar):
         self.pool = WorkerPool(self, config.workers, argv)
         self._held: dict[str, Any] = {}  # the listeners the workers accept on, kept open here
         self._shares: dict[str, list[list[socket.socket]]] = {}  # by listener, each worker's
-        self._rules: tuple[Any, str] | None = None
+        # The rules in force, as the message a worker starts with (none yet: `null`).
+        self.rules_frame = frame({"rules": None}, self.pool.cap)
         self._forward_rules()
 
     def _forward_rules(self) -> None:
         # Every source of rules (inline, file, registry key, control plane, last good) ends
-        # in `Governance.load`: each document it accepts goes to the workers too.
+        # in `Governance.load`: each document it accepts goes to the workers too. One that
+        # cannot reach them is refused here as well (fail closed): the main process and
+        # every worker keep the same rules.
         governance = self.runtime.governance
         load = governance.load
 
         def load_and_forward(data: Any, origin: str) -> bool:
+            try:
+                message = frame({"rules": data, "origin": origin}, self.pool.cap)
+            except MessageError as exc:
+                largest = self.pool.cap - ENVELOPE
+                governance.reject(origin, [
+                    f"cannot go to the workers: {exc} (with workers, a rules document is at "
+                    f"most {largest} bytes as compact JSON)"])  # fmt: skip
+                return False
             ok = load(data, origin)
             if ok:
-                self._rules = (data, origin)
-                self.pool.broadcast({"rules": data, "origin": origin})
+                self.rules_frame = message
+                self.pool.broadcast_frame(message)
             return ok
 
         governance.load = load_and_forward  # type: ignore[method-assign]
@@ -130,7 +144,8 @@ class Supervisor(Sidecar):
         await self.pool.stop()
 
     def hello(self, index: int) -> dict[str, Any]:
-        """What a worker starts with: its config, the listeners, the rules and registrations."""
+        """What a worker starts with: its config, the listeners and the registrations (the
+        rules follow, in `rules_frame`)."""
         listeners = [
             {"name": name, "addresses": self.sockets.serving[name][0], "count": len(shares[index])}
             for name, shares in self._shares.items()
@@ -139,7 +154,6 @@ class Supervisor(Sidecar):
             "config": config_to_data(worker_config(self.config)),
             "index": index,
             "listeners": listeners,
-            "rules": self._rules,
             "registrations": self.registration_rows(),
         }
 
@@ -195,6 +209,22 @@ class WorkersAdmin(AdminApi):
         ]  # fmt: skip
         own = stats_state(self.sidecar.runtime.stats)  # the defences' counts, TLS, refusals
         return merged([own, *(a["stats"] for _w, a in answers)])
+
+    def connection_rows(
+        self, match: Match | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        own_listeners, own_upstreams = super().connection_rows()  # transparent mode's
+        listeners = summed_rows(
+            [*(a["listeners"] for a in self._answers), own_listeners], ("name",)
+        )
+        upstreams = summed_rows(
+            [*(a["upstreams"] for a in self._answers), own_upstreams], ("protocol", "address")
+        )
+        upstreams.sort(key=lambda r: (r["protocol"], r["address"]))
+        if match is not None:
+            listeners = [r for r in listeners if match(f"listener.{r['name']}")]
+            upstreams = [r for r in upstreams if match(f"upstream.{r['address']}")]
+        return listeners, upstreams
 
     def governance_snapshot(self) -> dict[str, Any]:
         governance = self.sidecar.runtime.governance  # the rules in force: the main's

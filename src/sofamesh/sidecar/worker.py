@@ -33,6 +33,7 @@ from sofamesh.config.structure import structure
 from sofamesh.endpoint import Endpoint
 from sofamesh.registry.base import Shared, Snapshot, follow_shared, watching
 from sofamesh.sidecar.admin import cluster_rows
+from sofamesh.sidecar.admin_stats import listener_rows, upstream_rows
 from sofamesh.sidecar.app import Registration, Sidecar
 from sofamesh.sidecar.upgrade import HANDSHAKE_TIMEOUT, adopt
 from sofamesh.sidecar.worker_link import Link, snapshot_of
@@ -120,9 +121,7 @@ class Worker:
         elif "stop" in message:
             self.sidecar.stop()
         elif message.get("ask") == "stats":
-            istio = family_state(list(rt.istio.families())) if rt.istio is not None else []
-            rules = rt.governance.snapshot()["rules"]
-            return {"stats": stats_state(rt.stats), "rules": rules, "istio": istio}
+            return self.stats()
         elif message.get("ask") == "reset":
             rt.stats.reset_counters()
             if rt.istio is not None:
@@ -130,6 +129,17 @@ class Worker:
         elif message.get("ask") == "clusters":
             return {"clusters": cluster_rows(rt)}
         return None
+
+    def stats(self) -> dict[str, Any]:
+        """This worker's counters, rule decisions and connections, for the main one's sum."""
+        rt = self.sidecar.runtime
+        return {
+            "stats": stats_state(rt.stats),
+            "rules": rt.governance.snapshot()["rules"],
+            "istio": family_state(list(rt.istio.families())) if rt.istio is not None else [],
+            "listeners": listener_rows(self.sidecar.servers),
+            "upstreams": upstream_rows(rt.protocols),
+        }
 
     def registrations(self, items: list[dict[str, Any]]) -> None:
         # The main process expires them and pushes the whole set again.
@@ -150,15 +160,18 @@ async def serve_worker(fd: int, settle: Callable[[], None]) -> None:
     stream = await anyio.abc.UNIXSocketStream.from_socket(socket.socket(fileno=fd))
     channel = Channel(stream)
     with anyio.fail_after(HANDSHAKE_TIMEOUT):
+        opening, _ = await channel.receive()  # the cap of what follows (rules documents)
+        channel.max_message = int(opening["max_message"])
         hello, sockets = await channel.receive()
+        rules, _ = await channel.receive()
     _prefix_logs(f"worker {hello['index']}: ")
     config: MeshConfig = structure(MeshConfig, hello["config"])
     registry = SupervisedRegistry()
     sidecar = WorkerSidecar(config, registry=registry)
     sidecar.sockets = adopt(list(hello["listeners"]), sockets)
     worker = Worker(sidecar, registry)
-    if hello.get("rules"):  # in force before the first request
-        sidecar.runtime.governance.load(*hello["rules"])
+    if rules["rules"] is not None:  # in force before the first request
+        sidecar.runtime.governance.load(rules["rules"], str(rules["origin"]))
     worker.registrations(hello.get("registrations", []))
     link = Link(channel, worker.handle, f"worker {hello['index']}")
     registry.link = link
@@ -192,7 +205,7 @@ def _prefix_logs(prefix: str) -> None:
 async def _link_then_stop(link: Link, sidecar: Sidecar) -> None:
     await link.run()
     if not sidecar.draining:
-        log.warning("the main process is gone: draining")
+        log.warning("%s: draining", link.stalled or "the main process is gone")
         sidecar.stop()
 
 

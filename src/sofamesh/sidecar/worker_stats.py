@@ -4,7 +4,8 @@ Each worker keeps its own `Stats` (no sharing on the request path); the admin AP
 every worker for `stats_state` and adds them up with `merge_state` into one `Stats`,
 which renders `/stats` and `/stats/prometheus` exactly as a single process would.
 Histograms are summed bucket by bucket, so the merged quantiles are those of all the
-calls, not an average of each worker's.
+calls, not an average of each worker's. Connection counts (per listener, per upstream
+endpoint) are summed row by row (`summed_rows`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,16 @@ def summed(values: list[Any]) -> Any:
     if isinstance(first, int | float) and not isinstance(first, bool):
         return sum(v for v in values if isinstance(v, int | float))
     return first
+
+
+def summed_rows(tables: list[list[dict[str, Any]]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows from several processes, one per `key`, their numbers summed (first seen first):
+    the workers' connection counts per listener and per upstream endpoint."""
+    rows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for table in tables:
+        for row in table:
+            rows.setdefault(tuple(row[k] for k in key), []).append(row)
+    return [summed(same) for same in rows.values()]
 
 
 def family_state(families: list[Family]) -> list[dict[str, Any]]:

@@ -9,6 +9,11 @@ The registry is watched here, once per service for the whole sidecar, and each
 snapshot goes to the workers that follow that service (sidecar/worker.py). A
 worker that exits is started again (after `RESTART_PAUSE` if it died young);
 stopping tells each to drain and waits for all of them.
+
+A hung worker (stopped, stuck in a loop) is noticed two ways: it does not answer the
+liveness ping sent every `PING_INTERVAL` within `worker_liveness_timeout`, or it reads
+nothing while its queue fills (worker_link.py bounds it). Either way it is killed, and
+started again as a worker that died is.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import attrs
 
 from sofamesh.registry.base import Snapshot
 from sofamesh.sidecar.errors import SidecarError
-from sofamesh.sidecar.worker_link import Link, snapshot_message
-from sofamesh.transport.handover import Channel, HandoverError
+from sofamesh.sidecar.worker_link import Link, link_cap, snapshot_message
+from sofamesh.transport.handover import Channel, HandoverError, MessageError, frame
 
 if TYPE_CHECKING:
     from sofamesh.sidecar.supervisor import Supervisor
@@ -36,6 +41,7 @@ START_TIMEOUT = 60.0  # seconds a worker gets to serve after it is started (load
 RESTART_PAUSE = 1.0  # seconds between restarts of a worker that keeps dying at once
 STOP_GRACE = 5.0  # seconds past drain_timeout before a worker that will not exit is killed
 WATCH_RETRY = 1.0  # seconds before a registry watch that failed is opened again
+PING_INTERVAL = 1.0  # seconds between a worker's answer to a liveness ping and the next ping
 
 
 @attrs.define(eq=False)
@@ -52,7 +58,7 @@ class Follow:
     """One registry watch, for every worker following the service."""
 
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
-    snapshot: Snapshot | None = None
+    frame: bytes | None = None  # the last snapshot sent on, as a message
     workers: set[int] = attrs.field(factory=set)
 
 
@@ -61,6 +67,7 @@ class WorkerPool:
         self.sidecar = sidecar
         self.count = count
         self.argv = argv  # `python -m sofamesh.sidecar --worker` and the process's options
+        self.cap = link_cap(sidecar.config)  # bytes in one message, each way
         self.live: dict[int, WorkerProcess] = {}
         self.restarts = [0] * count
         self.stopping = False
@@ -133,10 +140,17 @@ class WorkerPool:
             theirs.close()
         channel = Channel(await anyio.abc.UNIXSocketStream.from_socket(ours))
         try:
+            await channel.send({"max_message": self.cap})  # under the hand-over's own cap
+            channel.max_message = self.cap
             await channel.send(self.sidecar.hello(index), self.sidecar.listener_fds(index))
+            await channel.send_frame(self.sidecar.rules_frame)
             with anyio.fail_after(START_TIMEOUT):
                 ready, _ = await channel.receive()
             pid = int(ready["ready"])
+        except MessageError as exc:  # a hello over the cap: the config is too large
+            await channel.aclose()
+            await _reap(process)
+            raise HandoverError(str(exc)) from None
         except BaseException:
             await channel.aclose()
             await _reap(process)
@@ -150,7 +164,8 @@ class WorkerPool:
         """Run the worker's link until the worker exits; its exit status."""
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(worker.link.run)
+                tg.start_soon(self._run_link, worker)
+                tg.start_soon(self._check_liveness, worker)
                 code = await worker.process.wait()
                 tg.cancel_scope.cancel()
             return code
@@ -161,6 +176,21 @@ class WorkerPool:
             with anyio.CancelScope(shield=True):
                 await _reap(worker.process)
             worker.exited.set()
+
+    async def _run_link(self, worker: WorkerProcess) -> None:
+        await worker.link.run()
+        if worker.link.stalled is not None:
+            _kill_hung(worker, worker.link.stalled)
+
+    async def _check_liveness(self, worker: WorkerProcess) -> None:
+        timeout = self.sidecar.config.worker_liveness_timeout
+        while True:
+            try:
+                await worker.link.ask("ping", timeout=timeout)
+            except TimeoutError:
+                _kill_hung(worker, f"no answer to a liveness ping in {timeout:g} s")
+                return
+            await anyio.sleep(PING_INTERVAL)
 
     async def stop(self) -> None:
         """Tell every worker to drain; wait for them (killing any still there past the drain)."""
@@ -179,18 +209,38 @@ class WorkerPool:
                 worker.process.kill()
 
     def broadcast(self, message: dict[str, Any]) -> None:
+        """Send `message` to every worker, or (over the link's cap) to none, logged."""
+        try:
+            data = frame(message, self.cap)
+        except MessageError as exc:
+            log.error("not sent to the workers (%s): %s", ", ".join(message), exc)
+            return
+        self.broadcast_frame(data)
+
+    def broadcast_frame(self, data: bytes) -> None:
         for worker in list(self.live.values()):
-            worker.link.post(message)
+            worker.link.post_frame(data)
 
     async def ask_all(self, op: str) -> list[tuple[WorkerProcess, dict[str, Any]]]:
-        """Every serving worker's answer to `op`; one that does not answer is left out (logged)."""
-        answers = []
-        for _, worker in sorted(self.live.items()):
+        """Every serving worker's answer to `op`, asked side by side (a hung worker costs
+        one timeout, not one each); one that does not answer is left out (logged)."""
+        answers: dict[int, tuple[WorkerProcess, dict[str, Any]]] = {}
+
+        async def ask(worker: WorkerProcess) -> None:
             try:
-                answers.append((worker, await worker.link.ask(op)))
+                reply = await worker.link.ask(op)
             except TimeoutError:
                 log.warning("worker %d (pid %d) did not answer %s", worker.index, worker.pid, op)
-        return answers
+                return
+            if "error" in reply:
+                log.warning("worker %d could not answer %s: %s", worker.index, op, reply["error"])
+                return
+            answers[worker.index] = (worker, reply)
+
+        async with anyio.create_task_group() as tg:
+            for worker in list(self.live.values()):
+                tg.start_soon(ask, worker)
+        return [answers[index] for index in sorted(answers)]
 
     # -- the worker's requests --------------------------------------------------------------
 
@@ -211,8 +261,8 @@ class WorkerPool:
             self.tg.start_soon(self._follow, service, follow)
         follow.workers.add(index)
         worker = self.live.get(index)
-        if follow.snapshot is not None and worker is not None:
-            worker.link.post(snapshot_message(service, follow.snapshot))
+        if follow.frame is not None and worker is not None:
+            worker.link.post_frame(follow.frame)
 
     def _unwatch(self, index: int, service: str) -> None:
         follow = self._follows.get(service)
@@ -230,19 +280,30 @@ class WorkerPool:
                 try:
                     async with registry.watch(service) as snapshots:
                         async for snap in snapshots:
-                            follow.snapshot = snap
-                            self._send_snapshot(service, follow)
+                            self._send_snapshot(service, snap, follow)
                 except Exception as exc:  # the backend retries inside; this is a bug's last resort
                     log.warning("watching %s for the workers failed: %s", service, exc)
                 await anyio.sleep(WATCH_RETRY)
 
-    def _send_snapshot(self, service: str, follow: Follow) -> None:
-        assert follow.snapshot is not None
-        message = snapshot_message(service, follow.snapshot)
+    def _send_snapshot(self, service: str, snap: Snapshot, follow: Follow) -> None:
+        try:
+            follow.frame = frame(snapshot_message(service, snap), self.cap)
+        except MessageError as exc:  # every worker keeps the last one: they never differ
+            log.error(
+                "%s: a registry snapshot of %d endpoints is not sent to the workers, which "
+                "keep the last one: %s", service, len(snap), exc,
+            )  # fmt: skip
+            return
         for index in follow.workers:
             worker = self.live.get(index)
             if worker is not None:
-                worker.link.post(message)
+                worker.link.post_frame(follow.frame)
+
+
+def _kill_hung(worker: WorkerProcess, why: str) -> None:
+    if worker.process.returncode is None:
+        log.error("worker %d (pid %d) is hung (%s): killed", worker.index, worker.pid, why)
+        worker.process.kill()  # SIGKILL: a stopped process takes no other signal
 
 
 async def _reap(process: anyio.abc.Process) -> None:

@@ -24,7 +24,14 @@ Wire layout of one message (both directions):
     +----------------+-----------------------------+--------------------+
 
 The trailing byte is present only when the object has `"fds": N` with N > 0;
-the N descriptors ride on it.
+the N descriptors ride on it. The JSON is compact (no spaces), so a document measured
+as compact JSON elsewhere (`control.max_document_bytes`) takes the same bytes here.
+
+Each channel has its own cap on a message, `max_message`: an upgrade's messages list
+listeners and stay under `MAX_MESSAGE`; a sidecar's link to its workers carries rules
+documents and registry snapshots and sets a larger one (sidecar/worker_link.py). A
+message over the cap is refused before anything is sent (`MessageError`): the
+channel stays usable, and the receiving end never sees it.
 """
 
 from __future__ import annotations
@@ -48,29 +55,56 @@ class HandoverError(Exception):
     """The other process broke the hand-over protocol, or went away mid-message."""
 
 
+class MessageError(ValueError):
+    """A message that cannot be sent (over the channel's cap, or not JSON); nothing was sent."""
+
+
+def frame(message: dict[str, Any], max_message: int, fds: int = 0) -> bytes:
+    """`message` as it goes on the wire (length and JSON), or MessageError over `max_message`.
+
+    Made once, a frame can go to several channels with the same cap (`Channel.send_frame`).
+    """
+    try:
+        body = json.dumps({**message, "fds": fds}, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"not a JSON message: {exc}") from None
+    if len(body) > max_message:
+        raise MessageError(f"a message of {len(body)} bytes is over the cap of {max_message}")
+    return _LENGTH.pack(len(body)) + body
+
+
 class Channel:
     """JSON messages, with file descriptors attached, over a connected Unix stream socket."""
 
-    def __init__(self, stream: anyio.abc.UNIXSocketStream) -> None:
+    def __init__(self, stream: anyio.abc.UNIXSocketStream, max_message: int = MAX_MESSAGE) -> None:
         self.stream = stream
+        self.max_message = max_message  # bytes of JSON, each way
 
     async def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Send `message` (MessageError, nothing sent, if over `max_message`) and `fds`."""
         fds = fds or []
         if len(fds) > MAX_FDS:
             raise HandoverError(f"{len(fds)} descriptors are more than one message carries")
-        body = json.dumps({**message, "fds": len(fds)}).encode()
-        try:
-            await self.stream.send(_LENGTH.pack(len(body)) + body)
-            if fds:
+        data = frame(message, self.max_message, len(fds))
+        await self.send_frame(data)
+        if fds:
+            try:
                 await self.stream.send_fds(b"F", fds)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise HandoverError("the other process closed the connection") from None
+
+    async def send_frame(self, data: bytes) -> None:
+        """Send a message `frame` made (with no descriptors)."""
+        try:
+            await self.stream.send(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise HandoverError("the other process closed the connection") from None
 
     async def receive(self) -> tuple[dict[str, Any], list[socket.socket]]:
         """The next message and the sockets sent with it (the caller owns them)."""
         (length,) = _LENGTH.unpack(await self._exactly(_LENGTH.size))
-        if length > MAX_MESSAGE:
-            raise HandoverError(f"a message of {length} bytes is over {MAX_MESSAGE}")
+        if length > self.max_message:
+            raise HandoverError(f"a message of {length} bytes is over {self.max_message}")
         try:
             message = json.loads(await self._exactly(length))
         except ValueError as exc:
@@ -91,13 +125,13 @@ class Channel:
         return message, sockets
 
     async def _exactly(self, n: int) -> bytes:
-        data = b""
+        data = bytearray()  # a document of megabytes arrives in many reads
         while len(data) < n:
             try:
                 data += await self.stream.receive(n - len(data))
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 raise HandoverError("the other process closed the connection") from None
-        return data
+        return bytes(data)
 
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self.stream)
