@@ -7,12 +7,17 @@ process has imported everything already.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sofamesh
+import sofamesh.sidecar.__main__ as sidecar_main
+from sofamesh.transport.heap import trim_heap
 
 SRC = Path(sofamesh.__file__).resolve().parents[1]
 
@@ -82,3 +87,24 @@ def test_tls_loads_cryptography(tmp_path: Path) -> None:
         "control_token": "secret",
     }
     assert "cryptography" in loaded_by_sidecar(config)
+
+
+def test_trim_heap_gives_freed_pages_back() -> None:
+    # Every other 16 KiB block freed: holes of whole pages inside the heap, which only a
+    # trim (not free's own release of the heap's top) gives back.
+    blocks = [bytes(16 * 1024) for _ in range(2000)]
+    del blocks[::2]
+    assert trim_heap() is (sys.platform == "linux")
+    del blocks
+
+
+def test_sidecar_trims_the_heap_once_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[None] = []
+    monkeypatch.setattr(sidecar_main, "trim_heap", lambda: trims.append(None) or True)
+    threshold = gc.get_threshold()
+    try:
+        sidecar_main._settle_gc()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    assert trims == [None]
