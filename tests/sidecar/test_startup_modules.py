@@ -23,7 +23,9 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 
 # Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK
 # (which the package's `__init__` offers) only by an SDK app; the h2 library only by the
-# lean HTTP/2 codec's differential reference. Each entry covers its submodules.
+# lean HTTP/2 codec's differential reference; hashlib (OpenSSL's digests) and what imports
+# it (hmac, secrets) only with the first hash, rules document or admin request (trio's own
+# DTLS imports them on that backend). Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -33,6 +35,10 @@ NOT_AT_START = (
     "h2",
     "hyperframe",
     "sofamesh.codecs.h2.connection",
+    "hashlib",
+    "_hashlib",
+    "hmac",
+    "secrets",
 )
 
 BUILD = """
