@@ -114,3 +114,41 @@ def test_sidecar_trims_the_heap_once_ready(monkeypatch: pytest.MonkeyPatch) -> N
         gc.unfreeze()
         gc.set_threshold(*threshold)
     assert trims == [None]
+
+
+PROCESS = """
+import json, linecache, sys
+import sofamesh
+def generated():
+    return sum(1 for name in linecache.cache if name.startswith("<attrs generated"))
+before = generated()
+import attrs
+import sofamesh.sidecar.__main__
+from sofamesh.config import load_config
+from sofamesh.sidecar import Sidecar
+Sidecar(load_config(json.loads(sys.argv[1]), env={}))
+@attrs.frozen
+class Made:
+    x: int
+print(json.dumps({
+    "before": before, "after": generated(), "made": Made(1).x,
+    "source": linecache.getline(sofamesh.__file__, 1),
+}))
+"""
+
+
+def test_sidecar_process_keeps_no_generated_source(tmp_path: Path) -> None:
+    config = {"app": "orders", "registry": f"file://{tmp_path}", "admin": "127.0.0.1:0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROCESS, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["before"] > 0  # the package's own classes, made before the sidecar's setup
+    assert seen["after"] == seen["before"]
+    assert seen["made"] == 1
+    assert seen["source"].startswith('"""')  # other source stays readable

@@ -13,7 +13,12 @@ every problem with its path), 1 for anything else fatal (a busy port, a file tha
 cannot be written: one line naming the cause).
 """
 
+# ruff: noqa: E402  (the process is set up before the mesh's modules load)
 from __future__ import annotations
+
+from sofamesh.sidecar.footprint import keep_no_generated_source
+
+keep_no_generated_source()
 
 import argparse
 import gc
