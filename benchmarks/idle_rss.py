@@ -132,7 +132,11 @@ def measure(path: Run, settle: float) -> float:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         for port in ports:
-            wait_port(port)
+            try:
+                wait_port(port)
+            except RuntimeError:
+                proc.terminate()
+                raise RuntimeError(f"{argv}: {proc.communicate()[1].decode()[-2000:]}") from None
         time.sleep(settle)  # start-up work that finishes after the listeners open
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
         return rss_mb(proc.pid)

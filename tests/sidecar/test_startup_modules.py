@@ -25,7 +25,8 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # (which the package's `__init__` offers) only by an SDK app; the h2 library only by the
 # lean HTTP/2 codec's differential reference; hashlib (OpenSSL's digests) and what imports
 # it (hmac, secrets) only with the first hash, rules document or admin request (trio's own
-# DTLS imports them on that backend). Each entry covers its submodules.
+# DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1.
+# Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -39,10 +40,17 @@ NOT_AT_START = (
     "_hashlib",
     "hmac",
     "secrets",
+    "sofamesh.sidecar.supervisor",
+    "sofamesh.sidecar.workers",
+    "sofamesh.sidecar.worker",
+    "sofamesh.sidecar.worker_link",
+    "sofamesh.sidecar.worker_stats",
+    "sofamesh.sidecar.listener_shares",
 )
 
 BUILD = """
 import json, sys
+import sofamesh.sidecar.__main__
 from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 config = load_config(json.loads(sys.argv[1]), env={})

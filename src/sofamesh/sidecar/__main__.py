@@ -40,10 +40,8 @@ from sofamesh.observability.logs import configure_logging
 from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
-from sofamesh.sidecar.supervisor import Supervisor, worker_argv
 from sofamesh.sidecar.systemd import notify, run_detached
 from sofamesh.sidecar.upgrade import take_over
-from sofamesh.sidecar.worker import serve_worker
 from sofamesh.transport.heap import trim_heap
 
 log = logging.getLogger("sofamesh.sidecar")
@@ -101,7 +99,10 @@ async def _serve(
 ) -> None:
     takeover = await take_over(config) if upgrade else None
     try:
-        if config.workers > 1 and workers is not None:  # sidecar/supervisor.py
+        if config.workers > 1 and workers is not None:
+            # The workers' machinery (0.3 MB) loads only in a sidecar that has workers.
+            from sofamesh.sidecar.supervisor import Supervisor
+
             await _run(Supervisor(config, workers, upgrades=True, takeover=takeover))
         else:
             await _run(Sidecar(config, upgrades=True, takeover=takeover))
@@ -179,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sofamesh.sidecar: configuration OK ({source})")
         return 0
     backend_options = _backend_options(args)
-    workers = worker_argv(
-        args.backend, "use_uvloop" in backend_options, args.log_level, args.log_format
-    )
+    workers = _worker_argv(config, args, backend_options)
     try:
         anyio.run(
             _serve, config, args.upgrade, workers,
@@ -208,7 +207,21 @@ def _backend_options(args: argparse.Namespace) -> dict[str, object]:
     return {}
 
 
+def _worker_argv(
+    config: MeshConfig, args: argparse.Namespace, backend_options: dict[str, object]
+) -> list[str] | None:
+    """How the main process starts each worker; None for a sidecar without workers."""
+    if config.workers <= 1:
+        return None
+    from sofamesh.sidecar.supervisor import worker_argv
+
+    uvloop = "use_uvloop" in backend_options
+    return worker_argv(args.backend, uvloop, args.log_level, args.log_format)
+
+
 def _run_worker(args: argparse.Namespace) -> int:
+    from sofamesh.sidecar.worker import serve_worker  # a worker process only
+
     anyio.run(serve_worker, args.worker, _settle_gc, backend=args.backend,
               backend_options=_backend_options(args))  # fmt: skip
     return 0
