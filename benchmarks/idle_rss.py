@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/idle_rss.py [--runs 3] [--settle 2] [--backend asyncio|trio]
     .venv/bin/python benchmarks/idle_rss.py --quick    # one run per path, no settling: a smoke run
     .venv/bin/python benchmarks/idle_rss.py --breakdown  # where the sidecar's MB go, by package
+    .venv/bin/python benchmarks/idle_rss.py --backend both --baseline-src /tmp/base/src
 
 Each path starts one process, waits until every listener accepts connections
 (and the admin API, for the sidecar), lets it settle and reads `VmRSS` from
@@ -16,7 +17,9 @@ Each path starts one process, waits until every listener accepts connections
   `tcp_proxy` listeners (Bolt and Dubbo, which Envoy relays as bytes), an
   admin listener and one static cluster.
 
-Rounds alternate the paths; the table gives the median RSS in MB (1 MB = 2^20
+With `--baseline-src DIR` the sidecar paths run from that checkout's src/ as
+well (before and after in one run); `--backend both` runs every sidecar path on
+asyncio and on trio. Rounds alternate the paths; the table gives the median RSS in MB (1 MB = 2^20
 bytes) and the range over rounds. `--breakdown` runs the sidecar with every
 protocol once under `rss_by_module.py` instead, and prints the RSS each
 package's imports added, the interpreter's start and what the running process
@@ -34,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from netutil import free_port, wait_port
+from netutil import add_baseline_arg, free_port, src_env, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
@@ -91,7 +94,7 @@ def rss_mb(pid: int) -> float:
 def sidecar(tmp: Path, protocols: tuple[str, ...], backend: str) -> tuple[list[str], list[int]]:
     ports = [free_port() for _ in protocols]
     admin = free_port()
-    cfg = tmp / f"sidecar-{len(protocols)}.json"
+    cfg = tmp / f"sidecar-{len(list(tmp.glob('sidecar-*.json')))}.json"  # one per path
     cfg.write_text(json.dumps({
         "app": "bench", "registry": f"file://{tmp}/registry",
         "admin": f"127.0.0.1:{admin}",
@@ -121,11 +124,19 @@ def envoy(tmp: Path) -> tuple[list[str], list[int]]:
     return argv, [*ports, admin]
 
 
-def measure(argv: list[str], ports: list[int], settle: float) -> float:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+Run = tuple[list[str], list[int], "dict[str, str] | None"]  # argv, ports, environment
+
+
+def measure(path: Run, settle: float) -> float:
+    argv, ports, env = path
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         for port in ports:
-            wait_port(port)
+            try:
+                wait_port(port)
+            except RuntimeError:
+                proc.terminate()
+                raise RuntimeError(f"{argv}: {proc.communicate()[1].decode()[-2000:]}") from None
         time.sleep(settle)  # start-up work that finishes after the listeners open
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
         return rss_mb(proc.pid)
@@ -147,34 +158,46 @@ def breakdown(backend: str, settle: float) -> None:
         print(proc.stderr)
 
 
+def sidecar_paths(tmp: Path, backends: list[str], baseline: str | None) -> dict[str, Run]:
+    """Both sidecar configs on each backend, from this checkout and from `baseline`'s src/."""
+    paths: dict[str, Run] = {}
+    for backend in backends:
+        on = "" if len(backends) == 1 else f", {backend}"
+        for src, at in [(None, ""), *([(baseline, " @ baseline")] if baseline else [])]:
+            for label, protocols in [("one HTTP/1.1 listener", ("http",)),
+                                     ("every protocol", PROTOCOLS)]:  # fmt: skip
+                argv, ports = sidecar(tmp, protocols, backend)
+                paths[f"sofamesh{at}, {label}{on}"] = (argv, ports, src_env(src))
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--settle", type=float, default=2.0)
-    ap.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    ap.add_argument("--backend", choices=["asyncio", "trio", "both"], default="asyncio")
+    add_baseline_arg(ap)
     ap.add_argument("--quick", action="store_true", help="one run per path, no settling")
     ap.add_argument("--breakdown", action="store_true", help="the sidecar's RSS by package")
     args = ap.parse_args()
+    backends = ["asyncio", "trio"] if args.backend == "both" else [args.backend]
     if args.breakdown:
-        breakdown(args.backend, args.settle)
+        breakdown(backends[0], args.settle)
         return
     if args.quick:
         args.runs, args.settle = 1, 0.0
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "registry").mkdir()
-        paths = {
-            "sofamesh, one HTTP/1.1 listener": sidecar(tmp, ("http",), args.backend),
-            "sofamesh, every protocol": sidecar(tmp, PROTOCOLS, args.backend),
-        }
+        paths = sidecar_paths(tmp, backends, args.baseline_src)
         if ENVOY.exists():
-            paths["envoy 1.40, every protocol"] = envoy(tmp)
+            paths["envoy 1.40, every protocol"] = (*envoy(tmp), None)
         samples: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(args.runs):
-            for name, (argv, ports) in paths.items():
-                samples[name].append(measure(argv, ports, args.settle))
+            for name, path in paths.items():
+                samples[name].append(measure(path, args.settle))
     print(f"idle RSS, MB, median of {args.runs} (range), backend {args.backend}")
     print("| process | RSS MB | range |")
     print("|---|---|---|")

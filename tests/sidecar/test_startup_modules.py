@@ -7,27 +7,50 @@ process has imported everything already.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sofamesh
+import sofamesh.sidecar.__main__ as sidecar_main
+from sofamesh.transport.heap import trim_heap
 
 SRC = Path(sofamesh.__file__).resolve().parents[1]
 
 # Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK
-# (which the package's `__init__` offers) only by an SDK app.
+# (which the package's `__init__` offers) only by an SDK app; the h2 library only by the
+# lean HTTP/2 codec's differential reference; hashlib (OpenSSL's digests) and what imports
+# it (hmac, secrets) only with the first hash, rules document or admin request (trio's own
+# DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1.
+# Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
     "sofamesh.registry.etcd",
     "sofamesh.security.enroll",
     "sofamesh.sdk",
+    "h2",
+    "hyperframe",
+    "sofamesh.codecs.h2.connection",
+    "hashlib",
+    "_hashlib",
+    "hmac",
+    "secrets",
+    "sofamesh.sidecar.supervisor",
+    "sofamesh.sidecar.workers",
+    "sofamesh.sidecar.worker",
+    "sofamesh.sidecar.worker_link",
+    "sofamesh.sidecar.worker_stats",
+    "sofamesh.sidecar.listener_shares",
 )
 
 BUILD = """
 import json, sys
+import sofamesh.sidecar.__main__
 from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 config = load_config(json.loads(sys.argv[1]), env={})
@@ -60,8 +83,12 @@ def test_every_protocol_without_tls_loads_no_optional_feature(tmp_path: Path) ->
     }
     loaded = loaded_by_sidecar(config)
     assert "sofamesh.protocols.dubbo.support" in loaded  # the check sees what start-up loads
-    heavy = {m for m in loaded if m.startswith(NOT_AT_START)}
+    heavy = {m for m in loaded if _within(m, NOT_AT_START)}
     assert heavy == set()
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def test_tls_loads_cryptography(tmp_path: Path) -> None:
@@ -74,3 +101,62 @@ def test_tls_loads_cryptography(tmp_path: Path) -> None:
         "control_token": "secret",
     }
     assert "cryptography" in loaded_by_sidecar(config)
+
+
+def test_trim_heap_gives_freed_pages_back() -> None:
+    # Every other 16 KiB block freed: holes of whole pages inside the heap, which only a
+    # trim (not free's own release of the heap's top) gives back.
+    blocks = [bytes(16 * 1024) for _ in range(2000)]
+    del blocks[::2]
+    assert trim_heap() is (sys.platform == "linux")
+    del blocks
+
+
+def test_sidecar_trims_the_heap_once_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[None] = []
+    monkeypatch.setattr(sidecar_main, "trim_heap", lambda: trims.append(None) or True)
+    threshold = gc.get_threshold()
+    try:
+        sidecar_main._settle_gc()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    assert trims == [None]
+
+
+PROCESS = """
+import json, linecache, sys
+import sofamesh
+def generated():
+    return sum(1 for name in linecache.cache if name.startswith("<attrs generated"))
+before = generated()
+import attrs
+import sofamesh.sidecar.__main__
+from sofamesh.config import load_config
+from sofamesh.sidecar import Sidecar
+Sidecar(load_config(json.loads(sys.argv[1]), env={}))
+@attrs.frozen
+class Made:
+    x: int
+print(json.dumps({
+    "before": before, "after": generated(), "made": Made(1).x,
+    "source": linecache.getline(sofamesh.__file__, 1),
+}))
+"""
+
+
+def test_sidecar_process_keeps_no_generated_source(tmp_path: Path) -> None:
+    config = {"app": "orders", "registry": f"file://{tmp_path}", "admin": "127.0.0.1:0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROCESS, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["before"] > 0  # the package's own classes, made before the sidecar's setup
+    assert seen["after"] == seen["before"]
+    assert seen["made"] == 1
+    assert seen["source"].startswith('"""')  # other source stays readable

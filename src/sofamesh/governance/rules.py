@@ -15,7 +15,6 @@ recognises the rules that did not change and keeps their state
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -70,6 +69,8 @@ def parse_rules(data: Any) -> RulesDocument:
 
 def content_version(data: Any) -> str:
     """A short, stable hash of the document's content (the version when none is given)."""
+    import hashlib  # on first use: it loads OpenSSL's digests (0.7 MB an idle sidecar lacks)
+
     text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
 

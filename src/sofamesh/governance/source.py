@@ -19,7 +19,6 @@ document accepted before (a sidecar's restart), which is then put in force.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -239,6 +238,8 @@ class FileRulesSource:
         except (OSError, UnicodeDecodeError) as e:
             problem = f"cannot read: {getattr(e, 'strerror', None) or e}"
             return RulesSnapshot(self.origin, error=problem), problem
+        import hashlib  # with the first rules document: it loads OpenSSL's digests (0.7 MB)
+
         digest = hashlib.sha256(text.encode()).hexdigest()
         import yaml  # loaded with the first rules document, not at start
 

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
@@ -119,6 +118,8 @@ class NetworkOptions:
 
     @property
     def default_snapshot(self) -> str:
+        import hashlib  # for network registries only: it loads OpenSSL's digests (0.7 MB)
+
         digest = hashlib.sha1(repr(self.hosts).encode()).hexdigest()[:8]
         return f"/var/tmp/sofamesh/snapshots/{self.scheme}-{self.workspace}-{digest}.json"
 

@@ -13,7 +13,6 @@ Each refusal is a `Refused` (403 or 400); the admin API answers it and logs it.
 
 from __future__ import annotations
 
-import hmac
 from urllib.parse import urlsplit
 
 from sofamesh.codecs.http1 import HttpRequest
@@ -47,6 +46,8 @@ def check(req: HttpRequest, path: str, admin: Address | None, token: str) -> Non
         raise Refused(403, f"cross-origin request from {origin.decode('latin-1')[:100]!r}")
     if path.startswith(LOCAL_API):
         given = header(req, b"authorization") or b""
+        import hmac  # on the first admin request: it loads OpenSSL's digests (0.7 MB)
+
         if not (token and hmac.compare_digest(given, b"Bearer " + token.encode())):
             raise Refused(403, "the local API needs the sidecar's token (Authorization: Bearer)")
 

@@ -23,7 +23,6 @@ untouched and adds only what a hop says it set.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 
@@ -148,6 +147,8 @@ def sofa_to_trace_id(sofa: str) -> str:
     low = sofa.lower()
     if 0 < len(low) <= 32 and _HEX.issuperset(low) and low.strip("0"):
         return low.rjust(32, "0")
+    import hashlib  # on first use: it loads OpenSSL's digests (0.7 MB an idle sidecar lacks)
+
     return hashlib.blake2b(sofa.encode(), digest_size=16).hexdigest()
 
 
@@ -180,6 +181,8 @@ def extract_sofatracer(headers: Headers, protocol: str) -> SpanContext | None:
         return None
     rpc = valid_rpc_id(_last(headers, rpc_name))
     # SOFATracer sends no span id: one derived from the rpc id names the caller's span.
+    import hashlib  # on first use: it loads OpenSSL's digests (0.7 MB an idle sidecar lacks)
+
     span_id = hashlib.blake2b(f"{sofa}/{rpc}".encode(), digest_size=8).hexdigest()
     return SpanContext(sofa_to_trace_id(sofa), span_id, None, "", sofa, rpc)
 

@@ -99,3 +99,10 @@ class HeapTrimmer:
         # Trimming leaves the chunks free in malloc's view: the next release counts from here.
         self._lowest = self.free_bytes()
         self.trims += 1
+
+
+def trim_heap() -> bool:
+    """Give malloc's free pages back once, now (start-up's freed buffers and parse trees);
+    True if some were. Nothing happens off glibc."""
+    libc = _glibc()
+    return libc is not None and bool(libc.malloc_trim(0))

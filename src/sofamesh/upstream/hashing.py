@@ -31,7 +31,6 @@ endpoints of weight 0 get no traffic.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +42,8 @@ from sofamesh.endpoint import Endpoint
 
 def hash64(text: str, seed: int = 0) -> int:
     """A stable 64-bit hash of `text`; different seeds give independent hashes."""
+    import hashlib  # on first use: it loads OpenSSL's digests (0.7 MB an idle sidecar lacks)
+
     digest = hashlib.blake2b(text.encode(), digest_size=8, salt=seed.to_bytes(16, "little"))
     return int.from_bytes(digest.digest(), "little")
 

@@ -1,0 +1,32 @@
+"""What the sidecar's process gives up to idle in less memory, set before it imports the mesh.
+
+attrs writes the source of every method it generates (each class's `__init__`,
+`__eq__`, `__repr__` ...) into `linecache`, so that a debugger can step through
+it: about 150 classes' worth, 0.6 MB that an idle sidecar keeps for nothing. The
+sidecar's process keeps them out (a traceback through a generated method shows
+no source line there); an SDK app, a test run or the control plane keep them.
+Dropping them after start-up would not do: the freed blocks would stay in
+pymalloc's arenas among the objects made after them.
+"""
+
+from __future__ import annotations
+
+import linecache
+from typing import Any
+
+GENERATED = "<attrs generated"  # how the names of its source begin: "<attrs generated init ...>"
+
+
+class _WithoutGeneratedSource(dict[str, Any]):
+    """`linecache.cache`, refusing the entries attrs adds (with `setdefault`, as attrs does)."""
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key.startswith(GENERATED):
+            return default  # attrs reads this as "its entry is in place" and moves on
+        return super().setdefault(key, default)
+
+
+def keep_no_generated_source() -> None:
+    """From now on, attrs classes made in this process leave no source in `linecache`."""
+    if not isinstance(linecache.cache, _WithoutGeneratedSource):
+        linecache.cache = _WithoutGeneratedSource(linecache.cache)
