@@ -267,3 +267,13 @@ def test_method_path() -> None:
     assert MethodPath.parse("/a.B/C") == MethodPath("a.B", "C")
     for bad in ("a.B/C", "/a.B", "/a.B/", "//C", "/a/B/C"):
         assert MethodPath.parse(bad) is None
+
+
+def test_a_repeated_request_head_is_remembered_and_immutable() -> None:
+    raw = [*BASE, (b"x-trace", b"1")]
+    first, again = read_request(raw), read_request(list(raw))
+    assert again is first  # the same block: split once
+    assert isinstance(first.metadata, tuple) and ("x-trace", "1") in first.metadata
+    assert read_request([*BASE, (b"x-trace", b"2")]).metadata != first.metadata
+    big = read_request([*BASE, (b"x-big", b"v" * 5000)])  # too large to remember
+    assert read_request([*BASE, (b"x-big", b"v" * 5000)]) is not big

@@ -99,8 +99,8 @@ class HeaderDecoder:
             fields, added, _, total = known
             if total > self.max_header_list_size:
                 raise HeaderListTooLarge(f"header list larger than {self.max_header_list_size}")
-            for field in added:
-                self._add(field)
+            if added:
+                self._replay(added)
             return list(fields)
         try:
             return self._decode(block)
@@ -204,6 +204,19 @@ class HeaderDecoder:
             self._size = 0
             return
         self._table.appendleft(field)
+        self._size += size
+        self._evict(self._capacity)
+
+    def _replay(self, added: RawHeaders) -> None:
+        """A remembered block's insertions again, in order, evicting once (a response head
+        from nginx, say, adds five literals every time)."""
+        size = sum(len(name) + len(value) for name, value in added) + _ENTRY_OVERHEAD * len(added)
+        if size > self._capacity:  # one of them may empty the table: one at a time
+            for field in added:
+                self._add(field)
+            return
+        self._version += 1
+        self._table.extendleft(added)
         self._size += size
         self._evict(self._capacity)
 

@@ -102,7 +102,7 @@ class GrpcListener:
             protocol="grpc",
             service=head.service,
             method=head.path,
-            headers=Headers.from_lower(head.metadata),
+            headers=Headers.from_lower(list(head.metadata)),  # the head is shared
             caller=self._caller if self._caller is not None else head.caller,
             payload=call,
         )
