@@ -277,3 +277,17 @@ def test_a_repeated_request_head_is_remembered_and_immutable() -> None:
     assert read_request([*BASE, (b"x-trace", b"2")]).metadata != first.metadata
     big = read_request([*BASE, (b"x-big", b"v" * 5000)])  # too large to remember
     assert read_request([*BASE, (b"x-big", b"v" * 5000)]) is not big
+
+
+def test_the_next_hops_deadline_comes_last_and_the_rest_is_reused() -> None:
+    meta = [("content-type", "application/grpc"), ("x-trace", "1")]
+    first = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=1.5)
+    again = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=2.0)
+    assert first[-1] == (b"grpc-timeout", b"1500000u") and again[-1] == (
+        b"grpc-timeout",
+        b"2000000u",
+    )
+    assert first[:-1] == again[:-1] and first[:-1] is not again[:-1]
+    first.append((b"x-mutated", b"by the caller"))
+    plain = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=None)
+    assert plain == again[:-1]

@@ -394,7 +394,29 @@ def request_headers(
     caller: str,
     timeout: float | None,
 ) -> RawHeaders:
-    """The header block for the next hop: the caller's metadata, this hop's deadline and names."""
+    """The header block for the next hop: the caller's metadata, this hop's names and deadline.
+
+    The deadline comes last: it changes with every call, and HPACK reuses the
+    coded block of the fields before it (`codecs.h2.compression`)."""
+    key = (path, authority, tuple(metadata), service, caller)
+    out = _next_heads.get(key)
+    if out is None:
+        out = _next_head(path, authority, key[2], service, caller)
+        if sum(len(k) + len(v) for k, v in out) <= _HEAD_OCTETS:  # remembered as heads are
+            if len(_next_heads) >= _MAX_HEADS:
+                _next_heads.clear()
+            _next_heads[key] = out
+    if timeout is None:
+        return list(out)
+    return [*out, (b"grpc-timeout", format_timeout(timeout).encode())]
+
+
+_next_heads: dict[tuple[object, ...], RawHeaders] = {}
+
+
+def _next_head(
+    path: str, authority: str, metadata: Iterable[tuple[str, str]], service: str, caller: str
+) -> RawHeaders:
     out: RawHeaders = [
         (b":method", b"POST"),
         (b":scheme", b"http"),
@@ -411,8 +433,6 @@ def request_headers(
         out.append((kb, v.encode("latin-1")))
     if not has_type:
         out.append((b"content-type", CONTENT_TYPE.encode()))
-    if timeout is not None:
-        out.append((b"grpc-timeout", format_timeout(timeout).encode()))
     out.append((SERVICE_B, service.encode("latin-1")))
     if caller:
         out.append((CALLER_B, caller.encode("latin-1")))

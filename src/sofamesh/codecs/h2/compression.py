@@ -310,6 +310,11 @@ class HeaderEncoder:
     def encode(self, headers: RawHeaders) -> bytes:
         if self._pending_update is not None:
             return self._encode(headers)
+        if headers and headers[-1][0] in _NOT_INDEXED:  # a deadline last: the rest repeats
+            return self._remembered(headers[:-1]) + self._literal(headers[-1])
+        return self._remembered(headers)
+
+    def _remembered(self, headers: RawHeaders) -> bytes:
         key = tuple(headers)
         known = self._blocks.get(key)
         version = self._version

@@ -88,6 +88,7 @@ class GrpcListener:
         self._clock = clock
         self._caller = caller
         self._enforce_deadline = enforce_deadline
+        self._scope: type[anyio.CancelScope] | None = None
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
@@ -124,8 +125,10 @@ class GrpcListener:
         deadline = float("inf")
         if self._enforce_deadline and inv.deadline is not None:
             deadline = anyio.current_time() + inv.deadline - self._clock.now()
+        if self._scope is None:  # the backend's class: anyio.CancelScope looks it up per call
+            self._scope = type(anyio.CancelScope())
         # One scope for both ways a call ends early: the deadline, or the caller's reset.
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with self._scope(deadline=deadline) as scope:
             stream.on_reset = scope.cancel
             try:
                 return await chain(inv)
