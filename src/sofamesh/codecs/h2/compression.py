@@ -88,19 +88,20 @@ class HeaderDecoder:
         self._table: deque[tuple[bytes, bytes]] = deque()
         self._size = 0
         self._cache: dict[bytes, bytes] = {}
-        # block -> (fields, fields it added, the table version it read or -1, list size)
-        self._blocks: dict[bytes, tuple[RawHeaders, RawHeaders, int, int]] = {}
+        # block -> (fields, fields it added and their table size, the table version it
+        # read or -1, the header list's size)
+        self._blocks: dict[bytes, tuple[RawHeaders, RawHeaders, int, int, int]] = {}
         self._version = 0  # changes with every change of the table
 
     def decode(self, block: bytes) -> RawHeaders:
         """The fields of one complete header block; `CompressionError` if it is invalid."""
         known = self._blocks.get(block)
-        if known is not None and (known[2] == -1 or known[2] == self._version):
-            fields, added, _, total = known
+        if known is not None and (known[3] == -1 or known[3] == self._version):
+            fields, added, added_size, _, total = known
             if total > self.max_header_list_size:
                 raise HeaderListTooLarge(f"header list larger than {self.max_header_list_size}")
             if added:
-                self._replay(added)
+                self._replay(added, added_size)
             return list(fields)
         try:
             return self._decode(block)
@@ -159,7 +160,8 @@ class HeaderDecoder:
         blocks = self._blocks
         if len(blocks) >= _BLOCK_CACHE_ENTRIES:
             blocks.clear()
-        blocks[block] = (list(fields), added, version, total)
+        size = sum(len(name) + len(value) for name, value in added) + _ENTRY_OVERHEAD * len(added)
+        blocks[block] = (list(fields), added, size, version, total)
 
     def _field(self, index: int) -> tuple[bytes, bytes]:
         if 0 < index <= 61:
@@ -207,10 +209,9 @@ class HeaderDecoder:
         self._size += size
         self._evict(self._capacity)
 
-    def _replay(self, added: RawHeaders) -> None:
-        """A remembered block's insertions again, in order, evicting once (a response head
-        from nginx, say, adds five literals every time)."""
-        size = sum(len(name) + len(value) for name, value in added) + _ENTRY_OVERHEAD * len(added)
+    def _replay(self, added: RawHeaders, size: int) -> None:
+        """A remembered block's insertions (`size` in the table) again, in order, evicting
+        once (a response head from nginx, say, adds five literals every time)."""
         if size > self._capacity:  # one of them may empty the table: one at a time
             for field in added:
                 self._add(field)
