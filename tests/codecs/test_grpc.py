@@ -291,3 +291,11 @@ def test_the_next_hops_deadline_comes_last_and_the_rest_is_reused() -> None:
     first.append((b"x-mutated", b"by the caller"))
     plain = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=None)
     assert plain == again[:-1]
+
+
+def test_a_repeated_response_has_the_same_outcome() -> None:
+    head = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    first = outcome_of(head, [(b"grpc-status", b"5"), (b"grpc-message", b"no%20such")])
+    again = outcome_of(list(head), [(b"grpc-status", b"5"), (b"grpc-message", b"no%20such")])
+    assert again is first and (first.code, first.message) == (5, "no such")
+    assert outcome_of(head, [(b"grpc-status", b"0")]).code == 0

@@ -480,8 +480,25 @@ class Outcome:
     message: str
 
 
+_outcomes: dict[tuple[tuple[tuple[bytes, bytes], ...], ...], Outcome] = {}
+
+
 def outcome_of(headers: RawHeaders, trailers: RawHeaders) -> Outcome:
-    """The outcome of a response: grpc-status from the trailers (or a Trailers-Only head)."""
+    """The outcome of a response: grpc-status from the trailers (or a Trailers-Only head).
+
+    Remembered for the responses a provider repeats, as request heads are."""
+    key = (tuple(headers), tuple(trailers))
+    out = _outcomes.get(key)
+    if out is None:
+        out = _outcome_of(headers, trailers)
+        if sum(len(k) + len(v) for k, v in (*headers, *trailers)) <= _HEAD_OCTETS:
+            if len(_outcomes) >= _MAX_HEADS:
+                _outcomes.clear()
+            _outcomes[key] = out
+    return out
+
+
+def _outcome_of(headers: RawHeaders, trailers: RawHeaders) -> Outcome:
     http_status = 200
     code: int | None = None
     message = ""

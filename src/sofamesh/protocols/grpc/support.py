@@ -261,12 +261,13 @@ class GrpcSupport:
         inv: Invocation,
         call: StreamCall,
     ) -> Result:
-        where = f"{inv.service}: {host}:{port}"
         try:
             reply = await relay(self.pool, host, port, headers, call)
         except NotReplayable as e:
+            where = f"{inv.service}: {host}:{port}"
             return call.last_result or Result.failure(Status.UPSTREAM_RESET, f"{where}: {e}")
         except StreamResetError as e:
+            where = f"{inv.service}: {host}:{port}"
             if e.refused:  # REFUSED_STREAM or past GOAWAY: never processed (RFC 9113 §8.7)
                 return Result.failure(Status.CONNECT_FAILED, f"{where} refused the stream")
             res = Result.failure(Status.UPSTREAM_RESET, f"{where} reset the stream: {e}")
