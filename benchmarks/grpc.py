@@ -24,7 +24,9 @@ Paths:
   listener and through Envoy's, to nginx (HTTP/1.1 upstream)
 
 Rounds alternate the paths; the table reports the median round per path
-(p50/p99 from h2load's per-request log). Paste it into docs/performance.md.
+(p50/p99 from h2load's per-request log) and the proxy's CPU per request
+(utime + stime from /proc over the round, warm-up included: a steadier
+measure than requests/s on a shared machine). Paste it into docs/performance.md.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 PEERS = ROOT.parent / "shared" / "peers" / "infra"
 SERVICE = "helloworld.Greeter"
+TICKS = os.sysconf("SC_CLK_TCK")
+PROXY_PIDS: dict[int, int] = {}  # a proxy's port -> its process, for its CPU per request
 PATH = "/helloworld.Greeter/SayHello"
 
 NGINX_CONF = """
@@ -145,7 +149,10 @@ def h2load(port: int, tmp: Path, args: argparse.Namespace, grpc: bool = True) ->
         ]
     else:
         cmd += ["-H", "x-sofamesh-service: bench", f"http://127.0.0.1:{port}/"]
+    pid = PROXY_PIDS.get(port)
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    spent = cpu_seconds(pid) - before if pid else 0.0
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
     lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line)
     failed = re.search(r"(\d+) succeeded, (\d+) failed, (\d+) errored", out)
@@ -155,7 +162,13 @@ def h2load(port: int, tmp: Path, args: argparse.Namespace, grpc: bool = True) ->
         "p50": lat[len(lat) // 2] / 1000 if lat else 0.0,
         "p99": lat[int(len(lat) * 0.99)] / 1000 if lat else 0.0,
         "errors": float(bad),
+        "cpu_us": spent / max(rps * (args.duration + args.warmup), 1.0) * 1e6,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def spawn(cmd: list[str], procs: list[subprocess.Popen[bytes]], **kw: object) -> None:
@@ -189,6 +202,9 @@ def start_sidecar(
             {
                 "app": "bench",
                 "registry": f"file://{tmp}/registry",
+                # Its own upgrade socket: two sidecars of app "bench" would otherwise
+                # share the default one, and the second would try to take over the first.
+                "upgrade_socket": str(cfg.with_suffix(".sock")),
                 "policy": {"connect_retries": 1},
                 "outbound": [{"protocol": "grpc", "listen": f"127.0.0.1:{port}"}],
             }
@@ -209,6 +225,7 @@ def start_sidecar(
         procs,
         env=src_env(src),
     )
+    PROXY_PIDS[port] = procs[-1].pid
     wait_port(port)
     return port
 
@@ -287,6 +304,7 @@ def start_envoy(
         ],
         procs,
     )
+    PROXY_PIDS[port] = procs[-1].pid
     wait_port(port)
     return port
 
@@ -381,6 +399,14 @@ def run_rounds(
     return results
 
 
+def _cpu(name: str, runs: list[dict[str, float]]) -> str:
+    """The median round's proxy CPU per request (and the range), blank for no proxy."""
+    if name == "direct":
+        return ""
+    cpus = sorted(r["cpu_us"] for r in runs)
+    return f"{cpus[len(cpus) // 2]:.0f} ({cpus[0]:.0f}-{cpus[-1]:.0f})"
+
+
 def report(
     title: str, results: dict[str, list[dict[str, float]]], args: argparse.Namespace
 ) -> None:
@@ -389,18 +415,23 @@ def report(
         f" -D{args.duration}, {args.runs} rounds, median round per path;"
         f" {os.cpu_count()} cores shared by h2load, proxy and upstream\n"
     )
-    print("| path | req/s | p50 ms | p99 ms | failed |\n|---|---|---|---|---|")
+    print(
+        "| path | req/s | p50 ms | p99 ms | failed | proxy CPU µs/req |\n|---|---|---|---|---|---|"
+    )
     for name, runs in results.items():
         mid = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
         spread = f"{min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f}"
         print(
             f"| {name} | {mid['rps']:.0f} ({spread}) | {mid['p50']:.2f} | {mid['p99']:.2f} "
-            f"| {sum(r['errors'] for r in runs):.0f} |"
+            f"| {sum(r['errors'] for r in runs):.0f} | {_cpu(name, runs)} |"
         )
     if "envoy 1.40" in results and "sofamesh" in results:
         env = statistics.median(r["rps"] for r in results["envoy 1.40"])
         ours = statistics.median(r["rps"] for r in results["sofamesh"])
-        print(f"\nsofamesh / envoy requests/s: {ours / env:.2f}")
+        cpu = statistics.median(r["cpu_us"] for r in results["sofamesh"]) / max(
+            statistics.median(r["cpu_us"] for r in results["envoy 1.40"]), 1e-9
+        )
+        print(f"\nsofamesh / envoy requests/s: {ours / env:.2f}; CPU per request: {cpu:.2f}x")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class DeadlineWatch:
         self._wake: anyio.Event | None = None
         self._next = math.inf  # when the task will look again
         self._offset = 0.0  # anyio's clock minus the monotonic clock, measured by `run`
+        # The backend's scope class once `run` started: anyio.CancelScope looks it up per call.
+        self.scope_class: type[anyio.CancelScope] = anyio.CancelScope
 
     def add(self, deadline: float, scope: Cancellable) -> Entry:
         entry: Entry = [deadline, next(self._seq), scope]
@@ -72,6 +74,7 @@ class DeadlineWatch:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         self._offset = anyio.current_time() - time.monotonic()
+        self.scope_class = type(anyio.CancelScope())
         task_status.started()
         while True:
             now = anyio.current_time()
@@ -100,11 +103,11 @@ class WatchedScope:
 
     def __init__(self, watch: DeadlineWatch, seconds: float) -> None:
         self._watch, self._seconds = watch, seconds
-        self._scope = anyio.CancelScope()
+        self._scope = watch.scope_class()
         self._entry: Entry | None = None
 
     def __enter__(self) -> anyio.CancelScope:
-        self._entry = self._watch.add(anyio.current_time() + self._seconds, self._scope)
+        self._entry = self._watch.add(self._watch.time_in(self._seconds), self._scope)
         return self._scope.__enter__()
 
     def __exit__(

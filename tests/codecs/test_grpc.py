@@ -267,3 +267,35 @@ def test_method_path() -> None:
     assert MethodPath.parse("/a.B/C") == MethodPath("a.B", "C")
     for bad in ("a.B/C", "/a.B", "/a.B/", "//C", "/a/B/C"):
         assert MethodPath.parse(bad) is None
+
+
+def test_a_repeated_request_head_is_remembered_and_immutable() -> None:
+    raw = [*BASE, (b"x-trace", b"1")]
+    first, again = read_request(raw), read_request(list(raw))
+    assert again is first  # the same block: split once
+    assert isinstance(first.metadata, tuple) and ("x-trace", "1") in first.metadata
+    assert read_request([*BASE, (b"x-trace", b"2")]).metadata != first.metadata
+    big = read_request([*BASE, (b"x-big", b"v" * 5000)])  # too large to remember
+    assert read_request([*BASE, (b"x-big", b"v" * 5000)]) is not big
+
+
+def test_the_next_hops_deadline_comes_last_and_the_rest_is_reused() -> None:
+    meta = [("content-type", "application/grpc"), ("x-trace", "1")]
+    first = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=1.5)
+    again = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=2.0)
+    assert first[-1] == (b"grpc-timeout", b"1500000u") and again[-1] == (
+        b"grpc-timeout",
+        b"2000000u",
+    )
+    assert first[:-1] == again[:-1] and first[:-1] is not again[:-1]
+    first.append((b"x-mutated", b"by the caller"))
+    plain = request_headers("/p.S/M", "a", meta, service="p.S", caller="c", timeout=None)
+    assert plain == again[:-1]
+
+
+def test_a_repeated_response_has_the_same_outcome() -> None:
+    head = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    first = outcome_of(head, [(b"grpc-status", b"5"), (b"grpc-message", b"no%20such")])
+    again = outcome_of(list(head), [(b"grpc-status", b"5"), (b"grpc-message", b"no%20such")])
+    assert again is first and (first.code, first.message) == (5, "no such")
+    assert outcome_of(head, [(b"grpc-status", b"0")]).code == 0

@@ -147,6 +147,8 @@ def parse_timeout(value: str) -> float | None:
 
 def format_timeout(seconds: float) -> str:
     """The finest unit that fits 8 digits, rounding up so a deadline is never shortened."""
+    if 0.1 <= seconds < 99.0:  # the usual deadline: too long for nanoseconds, fits micro
+        return f"{math.ceil(seconds / 1e-6 - 1e-6)}u"
     seconds = max(seconds, 0.0)
     for unit, scale in (("n", 1e-9), ("u", 1e-6), ("m", 1e-3), ("S", 1.0), ("M", 60.0)):
         count = math.ceil(seconds / scale - 1e-6)  # up, but not for float noise
@@ -291,8 +293,16 @@ class RequestHead:
     is_grpc: bool  # content-type application/grpc[+codec]
     timeout: float | None
     caller: str
-    metadata: list[tuple[str, str]]  # the regular fields, lowercase names
+    metadata: tuple[tuple[str, str], ...]  # the regular fields, lowercase names
     refused: str = ""
+
+
+# Heads of recent requests by their fields: a client repeats its header block call after
+# call, and splitting it costs more than a look-up. Bounded: blocks of up to
+# _HEAD_OCTETS octets, _MAX_HEADS of them, forgotten all at once when full.
+_MAX_HEADS = 256
+_HEAD_OCTETS = 2048
+_heads: dict[tuple[tuple[bytes, bytes], ...], RequestHead] = {}
 
 
 def read_request(raw: RawHeaders) -> RequestHead:
@@ -303,6 +313,18 @@ def read_request(raw: RawHeaders) -> RequestHead:
     contradict it. Other HTTP/2 requests (plain h2c) take the service from
     x-sofamesh-service, else the path's, else :authority.
     """
+    key = tuple(raw)
+    head = _heads.get(key)
+    if head is None:
+        head = _read_request(raw)
+        if sum(len(k) + len(v) for k, v in raw) <= _HEAD_OCTETS:
+            if len(_heads) >= _MAX_HEADS:
+                _heads.clear()
+            _heads[key] = head
+    return head
+
+
+def _read_request(raw: RawHeaders) -> RequestHead:
     path = authority = ctype = explicit = caller = ""
     timeout: float | None = None
     metadata: list[tuple[str, str]] = []
@@ -325,9 +347,9 @@ def read_request(raw: RawHeaders) -> RequestHead:
         metadata.append((k.decode("latin-1"), value))
     is_grpc = ctype == CONTENT_TYPE or ctype.startswith(CONTENT_TYPE + "+")
     if is_grpc:
-        return _grpc_head(path, explicit, authority, timeout, caller, metadata)
+        return _grpc_head(path, explicit, authority, timeout, caller, tuple(metadata))
     service = explicit or _service_of_path(path) or _host_of(authority)
-    return RequestHead(path, service, authority, is_grpc, timeout, caller, metadata)
+    return RequestHead(path, service, authority, is_grpc, timeout, caller, tuple(metadata))
 
 
 def _grpc_head(
@@ -336,7 +358,7 @@ def _grpc_head(
     authority: str,
     timeout: float | None,
     caller: str,
-    metadata: list[tuple[str, str]],
+    metadata: tuple[tuple[str, str], ...],
 ) -> RequestHead:
     refused = ""
     try:  # escaped slashes have no place in a method path: refused (codecs/http1/paths.py)
@@ -372,7 +394,29 @@ def request_headers(
     caller: str,
     timeout: float | None,
 ) -> RawHeaders:
-    """The header block for the next hop: the caller's metadata, this hop's deadline and names."""
+    """The header block for the next hop: the caller's metadata, this hop's names and deadline.
+
+    The deadline comes last: it changes with every call, and HPACK reuses the
+    coded block of the fields before it (`codecs.h2.compression`)."""
+    key = (path, authority, tuple(metadata), service, caller)
+    out = _next_heads.get(key)
+    if out is None:
+        out = _next_head(path, authority, key[2], service, caller)
+        if sum(len(k) + len(v) for k, v in out) <= _HEAD_OCTETS:  # remembered as heads are
+            if len(_next_heads) >= _MAX_HEADS:
+                _next_heads.clear()
+            _next_heads[key] = out
+    if timeout is None:
+        return list(out)
+    return [*out, (b"grpc-timeout", format_timeout(timeout).encode())]
+
+
+_next_heads: dict[tuple[object, ...], RawHeaders] = {}
+
+
+def _next_head(
+    path: str, authority: str, metadata: Iterable[tuple[str, str]], service: str, caller: str
+) -> RawHeaders:
     out: RawHeaders = [
         (b":method", b"POST"),
         (b":scheme", b"http"),
@@ -389,8 +433,6 @@ def request_headers(
         out.append((kb, v.encode("latin-1")))
     if not has_type:
         out.append((b"content-type", CONTENT_TYPE.encode()))
-    if timeout is not None:
-        out.append((b"grpc-timeout", format_timeout(timeout).encode()))
     out.append((SERVICE_B, service.encode("latin-1")))
     if caller:
         out.append((CALLER_B, caller.encode("latin-1")))
@@ -438,8 +480,25 @@ class Outcome:
     message: str
 
 
+_outcomes: dict[tuple[tuple[tuple[bytes, bytes], ...], ...], Outcome] = {}
+
+
 def outcome_of(headers: RawHeaders, trailers: RawHeaders) -> Outcome:
-    """The outcome of a response: grpc-status from the trailers (or a Trailers-Only head)."""
+    """The outcome of a response: grpc-status from the trailers (or a Trailers-Only head).
+
+    Remembered for the responses a provider repeats, as request heads are."""
+    key = (tuple(headers), tuple(trailers))
+    out = _outcomes.get(key)
+    if out is None:
+        out = _outcome_of(headers, trailers)
+        if sum(len(k) + len(v) for k, v in (*headers, *trailers)) <= _HEAD_OCTETS:
+            if len(_outcomes) >= _MAX_HEADS:
+                _outcomes.clear()
+            _outcomes[key] = out
+    return out
+
+
+def _outcome_of(headers: RawHeaders, trailers: RawHeaders) -> Outcome:
     http_status = 200
     code: int | None = None
     message = ""

@@ -90,3 +90,68 @@ def test_a_size_update_bounds_the_entries_added_after_it() -> None:
         assert ours.decode(theirs.encode(headers)) == headers
     with pytest.raises(CompressionError):
         ours.decode(b"\xbe")  # index 62: `big` emptied the table again
+
+
+# A few blocks, repeated: what a proxied call's connections carry, so the remembered blocks
+# are reused (with table insertions in between, evictions and size updates).
+repeated = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                [(b":status", b"200"), (b"date", b"Mon, 1"), (b"x-a", b"1" * 900)],
+                [(b"grpc-status", b"0")],
+                [(b"x-a", b"1" * 900), (b"grpc-timeout", b"99m")],
+                [(b"content-type", b"application/grpc"), (b"user-agent", b"u")],
+                [(b"date", b"Mon, 1"), (b"x-a", b"2")],
+                [(b"authorization", b"secret"), (b"grpc-status", b"0")],
+            ]
+        ),
+        st.sampled_from([None, None, None, 0, 100, 4096]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(repeated)
+def test_repeated_blocks_code_as_hpack_does(
+    script: list[tuple[list[tuple[bytes, bytes]], int | None]],
+) -> None:
+    enc, dec = HeaderEncoder(), hpack.Decoder()
+    henc, ours = hpack.Encoder(), HeaderDecoder(max_header_list_size=2**20)
+    dec.max_header_list_size = 2**20
+    for headers, table_size in script:
+        if table_size is not None:
+            enc.set_max_table_size(table_size)
+            dec.max_allowed_table_size = table_size
+            henc.header_table_size = table_size
+        assert dec.decode(enc.encode(headers), raw=True) == headers
+        assert ours.decode(henc.encode(headers)) == headers
+
+
+def test_a_remembered_block_replays_its_insertions() -> None:
+    enc = hpack.Encoder()
+    head = enc.encode([(b"x-new", b"v")])  # a literal added to the table
+    dec = HeaderDecoder(max_header_list_size=2**20)
+    assert dec.decode(head) == [(b"x-new", b"v")]
+    assert dec.decode(head) == [(b"x-new", b"v")]  # remembered: inserted again
+    assert dec.decode(bytes([0x80 | 62, 0x80 | 63])) == [(b"x-new", b"v")] * 2
+    listed = dec.decode(head)
+    listed.append((b"mutated", b"by the caller"))
+    assert dec.decode(head) == [(b"x-new", b"v")]
+
+
+def test_a_block_reading_the_table_is_not_reused_once_it_changed() -> None:
+    dec = HeaderDecoder(max_header_list_size=2**20)
+    dec.decode(bytes([0x40, 1]) + b"a" + bytes([1]) + b"1")  # a: 1 at index 62
+    ref = bytes([0x80 | 62])
+    assert dec.decode(ref) == [(b"a", b"1")]
+    dec.decode(bytes([0x40, 1]) + b"b" + bytes([1]) + b"2")  # b: 2 at 62 now
+    assert dec.decode(ref) == [(b"b", b"2")]
+
+
+def test_grpc_timeout_is_not_indexed() -> None:
+    enc = HeaderEncoder()
+    block = enc.encode([(b"grpc-timeout", b"100m")])
+    assert block[0] == 0x00  # literal without indexing (RFC 7541 §6.2.2)
+    assert enc.encode([(b"grpc-timeout", b"99m")])[0] == 0x00

@@ -18,7 +18,19 @@ since peers send the same values over and over.
 
 The encoder never Huffman-codes (a peer decodes plain strings for free and
 bytes on loopback cost less than CPU); it indexes static matches, and adds
-fields to its own dynamic table so repeated ones cost one octet.
+fields to its own dynamic table so repeated ones cost one octet, except
+fields whose value changes with every request (`grpc-timeout`), which would
+only churn both tables.
+
+Both sides remember their last few header blocks (`_BLOCK_CACHE_ENTRIES` per
+connection, blocks of at most `_BLOCK_CACHE_OCTETS`): a proxied call repeats
+the same blocks (a client's request head, an upstream's response head and
+trailers), and each costs a few microseconds per field to code again. A
+block is a pure function of its bytes and the dynamic table, so a remembered
+one is reused only while that holds: the decoder replays a block's table
+insertions, and reuses a block that refers to the table only while the
+table is unchanged since; the encoder reuses its output only while it has
+inserted nothing and not resized.
 """
 
 from __future__ import annotations
@@ -35,6 +47,9 @@ STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
 DEFAULT_TABLE_SIZE = 4096  # RFC 9113 §6.5.2: SETTINGS_HEADER_TABLE_SIZE's initial value
 _ENTRY_OVERHEAD = 32
 _NEVER_INDEXED = frozenset({b"authorization", b"proxy-authorization"})
+_NOT_INDEXED = frozenset({b"grpc-timeout"})  # a new value per request: indexing only churns
+_BLOCK_CACHE_ENTRIES = 16
+_BLOCK_CACHE_OCTETS = 1024
 _HUFFMAN_CACHE_LIMIT = 4096
 _STATIC_FULL = {pair: i + 1 for i, pair in reversed(list(enumerate(STATIC)))}
 _STATIC_NAME = {name: i + 1 for i, (name, _) in reversed(list(enumerate(STATIC)))}
@@ -53,7 +68,16 @@ class HeaderListTooLarge(Exception):
 class HeaderDecoder:
     """The peer's HPACK context: decodes one header block at a time, in order."""
 
-    __slots__ = ("_cache", "_capacity", "_size", "_table", "max_header_list_size", "max_table_size")
+    __slots__ = (
+        "_blocks",
+        "_cache",
+        "_capacity",
+        "_size",
+        "_table",
+        "_version",
+        "max_header_list_size",
+        "max_table_size",
+    )
 
     def __init__(self, max_header_list_size: int) -> None:
         self.max_header_list_size = max_header_list_size
@@ -64,9 +88,21 @@ class HeaderDecoder:
         self._table: deque[tuple[bytes, bytes]] = deque()
         self._size = 0
         self._cache: dict[bytes, bytes] = {}
+        # block -> (fields, fields it added and their table size, the table version it
+        # read or -1, the header list's size)
+        self._blocks: dict[bytes, tuple[RawHeaders, RawHeaders, int, int, int]] = {}
+        self._version = 0  # changes with every change of the table
 
     def decode(self, block: bytes) -> RawHeaders:
         """The fields of one complete header block; `CompressionError` if it is invalid."""
+        known = self._blocks.get(block)
+        if known is not None and (known[3] == -1 or known[3] == self._version):
+            fields, added, added_size, _, total = known
+            if total > self.max_header_list_size:
+                raise HeaderListTooLarge(f"header list larger than {self.max_header_list_size}")
+            if added:
+                self._replay(added, added_size)
+            return list(fields)
         try:
             return self._decode(block)
         except (IndexError, HPACKDecodingError) as exc:
@@ -74,9 +110,12 @@ class HeaderDecoder:
 
     def _decode(self, block: bytes) -> RawHeaders:
         out: RawHeaders = []
+        added: RawHeaders = []
         pos, end, total = 0, len(block), 0
         limit = self.max_header_list_size
         table = self._table
+        version = self._version
+        reads_table = resized = False  # reads_table: refers to a dynamic entry (or may)
         while pos < end:
             b = block[pos]
             if b & 0x80:
@@ -87,25 +126,42 @@ class HeaderDecoder:
                 elif 61 < index < 0x7F and index - 62 < len(table):
                     field = table[index - 62]
                     pos += 1
+                    reads_table = True
                 else:
                     index, pos = _integer(block, pos, 7)
                     field = self._field(index)
+                    reads_table = True
             elif b & 0x40:
+                reads_table = reads_table or b & 0x3F > 61
                 field, pos = self._literal(block, pos, 6)
                 self._add(field)
+                added.append(field)
             elif b & 0x20:
                 if out:  # RFC 7541 §4.2: only at the start of a block
                     raise CompressionError("dynamic table size update inside a header block")
                 size, pos = _integer(block, pos, 5)
                 self._resize(size)
+                resized = True
                 continue
             else:
+                reads_table = reads_table or b & 0x0F == 0x0F
                 field, pos = self._literal(block, pos, 4)
             total += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
             if total > limit:
                 raise HeaderListTooLarge(f"header list larger than {limit} octets")
             out.append(field)
+        if end <= _BLOCK_CACHE_OCTETS and not resized and not (reads_table and added):
+            self._remember(block, out, added, version if reads_table else -1, total)
         return out
+
+    def _remember(
+        self, block: bytes, fields: RawHeaders, added: RawHeaders, version: int, total: int
+    ) -> None:
+        blocks = self._blocks
+        if len(blocks) >= _BLOCK_CACHE_ENTRIES:
+            blocks.clear()
+        size = sum(len(name) + len(value) for name, value in added) + _ENTRY_OVERHEAD * len(added)
+        blocks[block] = (list(fields), added, size, version, total)
 
     def _field(self, index: int) -> tuple[bytes, bytes]:
         if 0 < index <= 61:
@@ -144,6 +200,7 @@ class HeaderDecoder:
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
         size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
+        self._version += 1
         if size > self._capacity:  # RFC 7541 §4.4: empties the table, adds nothing
             self._table.clear()
             self._size = 0
@@ -152,9 +209,22 @@ class HeaderDecoder:
         self._size += size
         self._evict(self._capacity)
 
+    def _replay(self, added: RawHeaders, size: int) -> None:
+        """A remembered block's insertions (`size` in the table) again, in order, evicting
+        once (a response head from nginx, say, adds five literals every time)."""
+        if size > self._capacity:  # one of them may empty the table: one at a time
+            for field in added:
+                self._add(field)
+            return
+        self._version += 1
+        self._table.extendleft(added)
+        self._size += size
+        self._evict(self._capacity)
+
     def _resize(self, size: int) -> None:
         if size > self.max_table_size:
             raise CompressionError(f"table size {size} above the {self.max_table_size} allowed")
+        self._version += 1
         self._capacity = size
         self._evict(size)
 
@@ -205,9 +275,21 @@ def _string(data: bytes) -> bytes:
 class HeaderEncoder:
     """Our HPACK context towards the peer: static matches, then our own dynamic table."""
 
-    __slots__ = ("_entries", "_inserted", "_max", "_pending_update", "_size", "_table")
+    __slots__ = (
+        "_blocks",
+        "_entries",
+        "_inserted",
+        "_max",
+        "_pending_update",
+        "_size",
+        "_table",
+        "_version",
+    )
 
     def __init__(self) -> None:
+        # fields -> (their block, the table version it was coded against)
+        self._blocks: dict[tuple[tuple[bytes, bytes], ...], tuple[bytes, int]] = {}
+        self._version = 0  # changes with every change of the table
         self._max = DEFAULT_TABLE_SIZE
         self._table: deque[tuple[bytes, bytes]] = deque()  # oldest at the right
         self._entries: dict[tuple[bytes, bytes], int] = {}  # field -> its insertion number
@@ -219,6 +301,7 @@ class HeaderEncoder:
         """The peer's SETTINGS_HEADER_TABLE_SIZE: use at most that (and at most the default)."""
         size = min(peer_setting, DEFAULT_TABLE_SIZE)
         if size != self._max:
+            self._version += 1
             self._max = size
             # One update with the final size is enough: our own table was evicted at
             # each change, and the peer evicts its older entries before any of ours.
@@ -226,6 +309,26 @@ class HeaderEncoder:
             self._evict()
 
     def encode(self, headers: RawHeaders) -> bytes:
+        if self._pending_update is not None:
+            return self._encode(headers)
+        if headers and headers[-1][0] in _NOT_INDEXED:  # a deadline last: the rest repeats
+            return self._remembered(headers[:-1]) + self._literal(headers[-1])
+        return self._remembered(headers)
+
+    def _remembered(self, headers: RawHeaders) -> bytes:
+        key = tuple(headers)
+        known = self._blocks.get(key)
+        version = self._version
+        if known is not None and known[1] == version:
+            return known[0]
+        block = self._encode(headers)
+        if version == self._version and len(block) <= _BLOCK_CACHE_OCTETS:
+            if len(self._blocks) >= _BLOCK_CACHE_ENTRIES:
+                self._blocks.clear()
+            self._blocks[key] = (block, version)
+        return block
+
+    def _encode(self, headers: RawHeaders) -> bytes:
         out = bytearray()
         if self._pending_update is not None:
             out += encode_integer(self._pending_update, 5, 0x20)
@@ -246,15 +349,19 @@ class HeaderEncoder:
 
     def _literal(self, field: tuple[bytes, bytes]) -> bytes:
         name, value = field
-        never = name in _NEVER_INDEXED
-        first, prefix = (0x10, 4) if never else (0x40, 6)
+        if name in _NEVER_INDEXED:
+            first, prefix = 0x10, 4
+        elif name in _NOT_INDEXED:
+            first, prefix = 0x00, 4
+        else:
+            first, prefix = 0x40, 6
+            self._add(field)
         index = _STATIC_NAME.get(name)
         head = encode_integer(index, prefix, first) if index else bytes((first,)) + _string(name)
-        if not never:
-            self._add(field)
         return head + _string(value)
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
+        self._version += 1
         size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
         if size > self._max:
             self._table.clear()

@@ -88,6 +88,7 @@ class GrpcListener:
         self._clock = clock
         self._caller = caller
         self._enforce_deadline = enforce_deadline
+        self._scope: type[anyio.CancelScope] | None = None
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
@@ -102,7 +103,7 @@ class GrpcListener:
             protocol="grpc",
             service=head.service,
             method=head.path,
-            headers=Headers.from_lower(head.metadata),
+            headers=Headers.from_lower(list(head.metadata)),  # the head is shared
             caller=self._caller if self._caller is not None else head.caller,
             payload=call,
         )
@@ -124,8 +125,10 @@ class GrpcListener:
         deadline = float("inf")
         if self._enforce_deadline and inv.deadline is not None:
             deadline = anyio.current_time() + inv.deadline - self._clock.now()
+        if self._scope is None:  # the backend's class: anyio.CancelScope looks it up per call
+            self._scope = type(anyio.CancelScope())
         # One scope for both ways a call ends early: the deadline, or the caller's reset.
-        with anyio.CancelScope(deadline=deadline) as scope:
+        with self._scope(deadline=deadline) as scope:
             stream.on_reset = scope.cancel
             try:
                 return await chain(inv)
@@ -258,12 +261,13 @@ class GrpcSupport:
         inv: Invocation,
         call: StreamCall,
     ) -> Result:
-        where = f"{inv.service}: {host}:{port}"
         try:
             reply = await relay(self.pool, host, port, headers, call)
         except NotReplayable as e:
+            where = f"{inv.service}: {host}:{port}"
             return call.last_result or Result.failure(Status.UPSTREAM_RESET, f"{where}: {e}")
         except StreamResetError as e:
+            where = f"{inv.service}: {host}:{port}"
             if e.refused:  # REFUSED_STREAM or past GOAWAY: never processed (RFC 9113 §8.7)
                 return Result.failure(Status.CONNECT_FAILED, f"{where} refused the stream")
             res = Result.failure(Status.UPSTREAM_RESET, f"{where} reset the stream: {e}")

@@ -56,6 +56,7 @@ class H2HttpHandler:
         self._max_body = max_body
         self._slashes = slashes  # path_with_escaped_slashes_action
         self._threshold = stream_threshold  # a response body above it streams (0: never)
+        self._scope: type[anyio.CancelScope] | None = None
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
@@ -74,7 +75,9 @@ class H2HttpHandler:
         handler = self._handler
         if stream.conn.identity:  # mutual TLS: the caller is the verified peer
             handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
-        with anyio.CancelScope() as scope:  # the caller's reset cancels the upstream call
+        if self._scope is None:  # the backend's class: anyio.CancelScope looks it up per call
+            self._scope = type(anyio.CancelScope())
+        with self._scope() as scope:  # the caller's reset cancels the upstream call
             stream.on_reset = scope.cancel
             resp = await handler(req)
         if scope.cancelled_caught:
