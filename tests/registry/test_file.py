@@ -164,3 +164,16 @@ async def test_an_expired_mark_is_dropped(tmp_path: Path) -> None:
         async with reg.watch(EP.service) as snaps:
             assert (await next_snapshot(snaps)).withdrawn == frozenset()
         assert not path.exists()
+
+
+async def test_writes_of_one_entry_at_once_all_succeed(tmp_path: Path) -> None:
+    # A lease renewal and a publish of the same endpoint run in worker threads at the same
+    # time; each must land whole (they once shared a temporary name and one lost its file).
+    big = Endpoint(EP.service, EP.host, EP.port, tags={f"t{i:05d}" * 40 for i in range(3000)})
+    async with FileRegistry(tmp_path, poll_interval=60, lease=600) as reg:
+        async with anyio.create_task_group() as tg:
+            for _ in range(16):
+                tg.start_soon(reg.publish, big)
+        entry = json.loads(reg._path(big).read_text())
+        assert entry["endpoint"] == big.to_dict()
+        assert not list(reg._dir(big.service).glob(".*.tmp"))

@@ -27,6 +27,7 @@ file per endpoint::
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import time
@@ -89,6 +90,7 @@ class FileRegistry:
         self._mine: dict[str, Endpoint] = {}
         self._pid = os.getpid()
         self._pid_start = _pid_start(self._pid)
+        self._writes = itertools.count()
         self._tg: anyio.abc.TaskGroup | None = None
         self._watched: dict[str, Shared] = {}  # one entry per service followed
 
@@ -131,7 +133,9 @@ class FileRegistry:
 
     def _write_atomically(self, path: Path, data: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{self._pid}.tmp")
+        # A name of its own per write: a renewal and a publish of the same entry run in worker
+        # threads at once, and a shared name let one's os.replace take the other's file away.
+        tmp = path.with_name(f".{path.name}.{self._pid}.{next(self._writes)}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
