@@ -180,8 +180,7 @@ class BoltClientConnection:
             self._ids.pop(rid)
             if entry is not None:
                 self._deadlines.remove(entry)
-            if self._retired:
-                self._close_if_drained()
+            self._close_if_drained()
         if waiter.error is not None:
             raise waiter.error
         assert waiter.response is not None
