@@ -11,14 +11,16 @@ in profiles of the sidecar).
 The events are one-waiter signals (`Signal`): on asyncio a bare future of the running
 loop, which the C implementation creates, awaits and resolves, where `anyio.Event` adds
 its wrapper, `asyncio.Event`'s Python code and a running-loop look-up per wait (a
-`getpid` system call on Python 3.11); on trio the backend's `anyio.Event`.
+`getpid` system call on Python 3.11); on trio the backend's `anyio.Event`. The workers'
+own wake-ups, one per request, go further (`Waker`): on asyncio the future itself, awaited
+and resolved without a wrapper object or a Python frame around the wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
@@ -71,12 +73,55 @@ def event_class() -> Callable[[], Signal]:
     return make
 
 
+class Waker(Protocol):
+    """The part of an asyncio future a one-waiter wake-up uses: awaited by one task,
+    resolved with `set_result(None)` once unless `done()` (a cancelled wait is done)."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: None, /) -> None: ...
+    def __await__(self) -> Generator[Any, None, None]: ...
+
+
+class _EventWaker:
+    """A `Waker` on an anyio event, for trio."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: anyio.Event) -> None:
+        self._event = event
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set_result(self, result: None, /) -> None:
+        self._event.set()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._event.wait().__await__()
+
+
+def waker_class() -> Callable[[], Waker]:
+    """A maker of `Waker`s for the running loop: its `create_future` on asyncio. Call it
+    from the event loop; use each waker from that loop."""
+    try:
+        return asyncio.get_running_loop().create_future
+    except RuntimeError:  # not asyncio: trio
+        event = type(anyio.Event())
+        return lambda: _EventWaker(event())
+
+
+def wake(waker: Waker) -> None:
+    """Resolve `waker` unless its wait was cancelled (or it was woken already)."""
+    if not waker.done():
+        waker.set_result(None)
+
+
 class _Worker(Generic[T]):
     __slots__ = ("item", "wake")
 
-    def __init__(self, wake: Signal) -> None:
+    def __init__(self) -> None:
         self.item: T | None = None
-        self.wake = wake
+        self.wake: Waker | None = None
 
 
 class Workers(Generic[T]):
@@ -90,7 +135,7 @@ class Workers(Generic[T]):
         self._name = name
         self._handle = handle
         self._idle: list[_Worker[T]] = []
-        self._event = event_class()
+        self._waker = waker_class()
         self._closed = False
         self.started = 0
 
@@ -98,21 +143,24 @@ class Workers(Generic[T]):
         if self._idle:
             worker = self._idle.pop()
             worker.item = item
-            worker.wake.set()
+            waker = worker.wake
+            if waker is not None and not waker.done():
+                waker.set_result(None)
         else:
             self.started += 1
             self._tg.start_soon(self._work, item, name=self._name)
 
     async def _work(self, item: T) -> None:
-        me: _Worker[T] = _Worker(self._event())
+        me: _Worker[T] = _Worker()
+        make = self._waker
         while True:
             await self._handle(item)
             if self._closed:
                 return
-            me.wake = self._event()
+            me.wake = waker = make()
             self._idle.append(me)
             try:
-                await me.wake.wait()
+                await waker
             finally:
                 if me.item is None and me in self._idle:  # cancelled while idle
                     self._idle.remove(me)
@@ -125,4 +173,5 @@ class Workers(Generic[T]):
         self._closed = True
         idle, self._idle = self._idle, []
         for worker in idle:
-            worker.wake.set()
+            if worker.wake is not None:
+                wake(worker.wake)

@@ -155,7 +155,22 @@ def test_a_malformed_map_picks_nothing(raw: bytes) -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["service", "Method", "x-mesh-a", "other", "SERVICE", "é"]),
+            st.sampled_from(
+                [
+                    "service",
+                    "Method",
+                    "x-mesh-a",
+                    "other",
+                    "SERVICE",
+                    "é",
+                    "X-Mesh-B",
+                    "x-mes",
+                    "servicf",
+                    "xservice",
+                    "",
+                    "methoD",
+                ]
+            ),
             st.none() | st.text(max_size=5),
         ),
         max_size=8,

@@ -73,38 +73,67 @@ def pick_headers(
     prefix: bytes,
     max_entries: int = DEFAULT_MAX_HEADER_ENTRIES,
 ) -> tuple[list[str | None], bool] | None:
+    """`HeaderPicker(wanted, prefix).pick(data, max_entries)`."""
+    return HeaderPicker(wanted, prefix).pick(data, max_entries)
+
+
+class HeaderPicker:
     """A few headers' values without parsing the whole map: a proxy reads about five of a
     request's headers, and decoding every key and value costs it more than the rest of
     the frame. `wanted` maps lowercase key bytes to a slot of the answer; each slot gets
     the first non-null value of its key (keys compared ASCII case-insensitively; every
-    wanted key is ASCII). Also says whether a key with a non-null value starts with
-    `prefix` (lowercase).
-    None when the map is malformed: `parse_header_map` then names the problem."""
-    values: list[str | None] = [None] * (max(wanted.values(), default=-1) + 1)
-    flagged = False
-    off, end, count = 0, len(data), 0
-    unpack = _I32.unpack_from
-    try:
-        while off < end:
-            count += 1
-            (klen,) = unpack(data, off)
-            off += 4
-            key = data[off : off + klen].lower() if klen > 0 else b""
-            off += klen if klen > 0 else 0
-            (vlen,) = unpack(data, off)
-            off += 4
-            if klen >= 0 and vlen >= 0 and off + vlen <= end:
-                slot = wanted.get(key)
-                if slot is not None and values[slot] is None:
-                    values[slot] = data[off : off + vlen].decode("utf-8", "replace")
-                if key.startswith(prefix):
-                    flagged = True
-            off += vlen if vlen > 0 else 0
-    except struct.error:
-        return None
-    if off != end or count > max_entries:
-        return None
-    return values, flagged
+    wanted key and `prefix` is ASCII). `pick` also says whether a key with a non-null
+    value starts with `prefix`, and gives None when the map is malformed
+    (`parse_header_map` then names the problem).
+
+    Made once per set of names: most keys of a request (trace ids) are told apart from
+    the wanted ones by their length and first byte, without a copy or a lookup."""
+
+    __slots__ = ("_firsts", "_lengths", "_prefix", "_size", "_wanted")
+
+    def __init__(self, wanted: Mapping[bytes, int], prefix: bytes) -> None:
+        self._wanted = dict(wanted)
+        self._lengths = frozenset(map(len, wanted))
+        self._size = max(wanted.values(), default=-1) + 1
+        self._prefix = prefix
+        self._firsts = prefix[:1] + prefix[:1].upper()  # what a key's first byte may be
+
+    def pick(
+        self, data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES
+    ) -> tuple[list[str | None], bool] | None:
+        values: list[str | None] = [None] * self._size
+        wanted, lengths, prefix, firsts = self._wanted, self._lengths, self._prefix, self._firsts
+        plen = len(prefix)
+        flagged = False
+        off, end, count = 0, len(data), 0
+        unpack = _I32.unpack_from
+        try:
+            while off < end:
+                count += 1
+                (klen,) = unpack(data, off)
+                key = off = off + 4
+                if klen > 0:
+                    off += klen
+                (vlen,) = unpack(data, off)
+                off += 4
+                if klen >= 0 and vlen >= 0 and off + vlen <= end:
+                    if klen in lengths:
+                        slot = wanted.get(data[key : key + klen].lower())
+                        if slot is not None and values[slot] is None:
+                            values[slot] = data[off : off + vlen].decode("utf-8", "replace")
+                    if (
+                        klen >= plen
+                        and (not plen or data[key] in firsts)
+                        and data[key : key + plen].lower() == prefix
+                    ):
+                        flagged = True
+                if vlen > 0:
+                    off += vlen
+        except struct.error:
+            return None
+        if off != end or count > max_entries:
+            return None
+        return values, flagged
 
 
 def check_header_map(data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES) -> int:

@@ -54,7 +54,7 @@ from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, Writer
 from sofamesh.protocols.bolt.mapping import ERROR_HEADER
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.workers import Signal, event_class
+from sofamesh.transport.workers import Waker, wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -74,10 +74,13 @@ class CallTimeoutError(Exception):
 
 
 class _Waiter:
-    __slots__ = ("error", "event", "response")
+    """One call's wait for its response: a `Waker` (on asyncio a bare future, awaited
+    without a wrapper) and what it was woken with."""
 
-    def __init__(self, event: Signal) -> None:
-        self.event = event
+    __slots__ = ("error", "response", "waker")
+
+    def __init__(self, waker: Waker) -> None:
+        self.waker = waker
         self.response: ResponseFrame | None = None
         self.error: Exception | None = None
 
@@ -85,7 +88,7 @@ class _Waiter:
         """The deadline watch's call: the deadline passed, wake the caller."""
         if self.response is None and self.error is None:
             self.error = CallTimeoutError("the deadline passed")
-        self.event.set()
+        wake(self.waker)
 
 
 @attrs.frozen
@@ -113,7 +116,7 @@ class BoltClientConnection:
     ) -> None:
         self.name = name  # host:port, for log lines
         self._deadlines = deadlines or DeadlineWatch()  # one that never runs: no deadlines
-        self._event = event_class()  # made where the connection is, on its loop
+        self._waker = waker_class()  # made where the connection is, on its loop
         self._stream = stream
         self._decoder = FrameDecoder(limits)
         self._writer = FrameWriter(stream)
@@ -159,7 +162,7 @@ class BoltClientConnection:
         response arrives, `CallTimeoutError` at `at`."""
         if self._closed or self._retired:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
-        waiter = _Waiter(self._event())
+        waiter = _Waiter(self._waker())
         rid = self._ids.allocate(waiter)
         entry = self._deadlines.add(at, waiter) if at != math.inf else None
         self._calls += 1
@@ -170,7 +173,7 @@ class BoltClientConnection:
             else:  # the socket is behind: wait for room, but not past the deadline
                 with anyio.CancelScope(deadline=at):
                     await self._writer.write(data)
-            await waiter.event.wait()
+            await waiter.waker
         except WriterClosedError:
             raise UpstreamResetError(f"bolt connection to {self.name} {self._why}") from None
         finally:
@@ -187,7 +190,7 @@ class BoltClientConnection:
         """Send a oneway request (no response will come); its id is still fresh."""
         if self._closed:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
-        rid = self._ids.allocate(_Waiter(self._event()))
+        rid = self._ids.allocate(_Waiter(self._waker()))
         self._ids.pop(rid)  # nothing waits, but the id is not reused next
         self._calls += 1
         try:
@@ -244,7 +247,9 @@ class BoltClientConnection:
                 self._late += 1  # its caller gave up, or a oneway's stray answer
                 return
             waiter.response = frame
-            waiter.event.set()
+            waker = waiter.waker
+            if not waker.done():
+                waker.set_result(None)
             if frame.status == ResponseStatus.SERVER_THREADPOOL_BUSY and _draining(frame):
                 self._retire()
         elif frame.is_heartbeat:  # a server may probe too; answer as sofa-bolt does
@@ -276,12 +281,12 @@ class BoltClientConnection:
                 return
 
     async def _ping(self, timeout: float) -> bool:
-        waiter = _Waiter(self._event())
+        waiter = _Waiter(self._waker())
         rid = self._ids.allocate(waiter)
         try:
             self._writer.write_nowait(encode(heartbeat(rid, timeout_ms=int(timeout * 1000))))
             with anyio.move_on_after(timeout):
-                await waiter.event.wait()
+                await waiter.waker
         except WriterClosedError:
             return False
         finally:
@@ -323,7 +328,7 @@ class BoltClientConnection:
         for _, waiter in self._ids.drain():
             if waiter.response is None and waiter.error is None:
                 waiter.error = error
-            waiter.event.set()
+            wake(waiter.waker)
 
     async def aclose(self) -> None:
         """Close now: calls in flight fail with `UpstreamResetError`."""

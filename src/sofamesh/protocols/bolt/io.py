@@ -5,8 +5,8 @@ whichever task finishes first. anyio streams refuse concurrent sends, so every f
 through one `FrameWriter`: tasks append encoded frames without waiting (heartbeat acks
 and error replies need no task of their own), and the writer task sends whatever piled
 up in one `send`, so a busy connection pays one system call for many frames. Its
-wake-up event is made from the backend's class (`transport.workers.event_class`): one
-per wake-up, so anyio's backend look-up for each would be a cost per burst.
+wake-up is a `transport.workers.Waker` (on asyncio a bare future: one per burst, and
+every frame queued checks it, without a Python call, in C).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import anyio.lowlevel
 
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.workers import event_class
+from sofamesh.transport.workers import wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
 
@@ -35,8 +35,8 @@ class FrameWriter:
     """One writer task per connection; `write_nowait` / `write` from any task."""
 
     __slots__ = (
-        "_closed", "_counting", "_event", "_finishing", "_max", "_pending", "_room", "_size",
-        "_stream", "_wake", "finished",
+        "_closed", "_counting", "_finishing", "_max", "_pending", "_room", "_size", "_stream",
+        "_wake", "_waker", "finished",
     )  # fmt: skip
 
     def __init__(
@@ -46,8 +46,8 @@ class FrameWriter:
         self._max = max_buffered
         self._pending: list[bytes] = []
         self._size = 0
-        self._event = event_class()  # made where the writer is, on its loop
-        self._wake = self._event()
+        self._waker = waker_class()  # made where the writer is, on its loop
+        self._wake = self._waker()
         self._room: anyio.Event | None = None
         self._closed = False
         self._finishing = False
@@ -67,7 +67,9 @@ class FrameWriter:
         self._size += n
         if self._counting:  # queued frames count against the process's buffer budget
             OVERLOAD.held += n
-        self._wake.set()
+        waker = self._wake
+        if not waker.done():
+            waker.set_result(None)
 
     async def write(self, data: bytes) -> None:
         """Queue `data`, then wait while more than `max_buffered` bytes are queued."""
@@ -84,11 +86,11 @@ class FrameWriter:
         or a failed stream (then refuse new frames)."""
         try:
             while True:
-                await self._wake.wait()
+                await self._wake
                 # Let the other tasks that are ready run first: a burst of responses
                 # then leaves in one send instead of one system call each.
                 await anyio.lowlevel.checkpoint()
-                self._wake = self._event()
+                self._wake = self._waker()
                 await self._flush()
                 if self._finishing:
                     return
@@ -106,7 +108,7 @@ class FrameWriter:
     def finish(self) -> None:
         """Ask `run` to send what is queued and return (a connection closing cleanly)."""
         self._finishing = True
-        self._wake.set()
+        wake(self._wake)
 
     async def _flush(self) -> None:
         while self._pending:

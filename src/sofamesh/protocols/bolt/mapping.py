@@ -49,7 +49,7 @@ from sofamesh.codecs.bolt import (
     reply,
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
-from sofamesh.codecs.bolt.headers import pick_headers
+from sofamesh.codecs.bolt.headers import HeaderPicker
 from sofamesh.codecs.bolt.names import peek_names
 from sofamesh.codecs.bolt.sofarpc import (
     HeadUnreadable,
@@ -107,21 +107,23 @@ _new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__
 _BOLT_CODES = frozenset(s.value for s in ResponseStatus)
 
 
-# What a request's header map must say for the mesh to route it, by slot of `pick_headers`.
-_PICKED = {
-    SERVICE_KEY.encode(): 0,
-    TARGET_SERVICE_KEY.encode(): 1,
-    METHOD_KEY.encode(): 2,
-    TRACE_CALLER_KEY.encode(): 3,
-}
-_MESH_BYTES = MESH_PREFIX.encode()
+# What a request's header map must say for the mesh to route it, by slot of the answer.
+_PICKER = HeaderPicker(
+    {
+        SERVICE_KEY.encode(): 0,
+        TARGET_SERVICE_KEY.encode(): 1,
+        METHOD_KEY.encode(): 2,
+        TRACE_CALLER_KEY.encode(): 3,
+    },
+    MESH_PREFIX.encode(),
+)
 _ITEMS: Any = Headers.__dict__["_items"]  # the slot `_RequestHeaders` fills on first use
 
 
 class _RequestHeaders(Headers):
     """A request's header map, parsed into `Headers` the first time anything reads it.
 
-    Routing needs about five of a request's headers (`pick_headers` finds them); the rest
+    Routing needs about five of a request's headers (`_PICKER` finds them); the rest
     (trace ids and the like) matter only to rules that match headers, so a call that meets
     none is never parsed whole."""
 
@@ -162,7 +164,7 @@ class UncheckableBody(NameMismatch):
 def invocation_of(frame: RequestFrame) -> Invocation:
     """`request_to_invocation(frame, frame.headers())`, reading only the headers routing
     needs; the rest are parsed if a filter reads `inv.headers`. Raises `NameMismatch`."""
-    picked = pick_headers(frame.header, _PICKED, _MESH_BYTES)
+    picked = _PICKER.pick(frame.header)
     if picked is None or picked[1]:  # mesh headers to take out (or a malformed map)
         return request_to_invocation(frame, frame.headers())
     (service, target, method, trace_caller), _ = picked
