@@ -129,6 +129,12 @@ class Upstream:
     h2: int
     bolt: int
 
+    def wait_up(self) -> None:
+        """Return once the process serves (it says so on its first line)."""
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"up":
+            raise RuntimeError("the upstream did not start")
+
     def count(self) -> int:
         """HTTP requests the upstream has answered so far (both ports)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.h1, timeout=5)
@@ -215,12 +221,12 @@ class RssSampler:
 
 
 def start_upstream(tmp: Path, services: tuple[str, ...] = (H1_SERVICE, PAIR_SERVICE)) -> Upstream:
-    """The counting upstream; `services`: what it publishes for its HTTP/1.1 port."""
+    """The counting upstream, starting (`wait_up` before using it, so that other processes
+    start meanwhile); `services`: what it publishes for its HTTP/1.1 port."""
     ports = {"h1": free_port(), "h2": free_port(), "bolt": free_port()}
     argv = [sys.executable, __file__, "upstream", str(tmp / "registry"), json.dumps(ports),
             json.dumps(services)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
     return Upstream(proc, **ports)
 
 

@@ -184,7 +184,8 @@ def tls_config(ident: Path | None) -> dict[str, object]:
 def sidecar_pair(
     tmp: Path, tag: str, upstream: int, ids: dict[str, Path] | None, procs: list
 ) -> tuple[int, int]:
-    """Provider and consumer sidecars on a registry of their own: (consumer's outbound, inbound)."""
+    """Provider and consumer sidecars on a registry of their own, starting: (consumer's
+    outbound, inbound), the ports to wait for."""
     registry = f"file://{tmp}/registry-{tag}?poll=0.05"
     inbound, outbound = free_port(), free_port()
     provider = {
@@ -203,15 +204,13 @@ def sidecar_pair(
     procs.append(sidecar(tmp, f"provider-{tag}", provider))
     procs.append(sidecar(tmp, f"consumer-{tag}", consumer))
     PIDS[tag] = [procs[-2].pid, procs[-1].pid]
-    wait_port(inbound)
-    wait_port(outbound)
     return outbound, inbound
 
 
 def envoy_pair(
     tmp: Path, tag: str, upstream: int, ids: dict[str, Path] | None, procs: list, base: int
 ) -> tuple[int, int]:
-    """Two Envoys, the second in front of nginx: (the first's port, the second's)."""
+    """Two Envoys, the second in front of nginx, starting: (the first's port, the second's)."""
     first, second = free_port(), free_port()
     confs = {
         "b": envoy_conf(second, free_port(), upstream, str(ids["provider"]) if ids else "", ""),
@@ -224,8 +223,6 @@ def envoy_pair(
                 "--log-level", "error"]  # fmt: skip
         procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         PIDS.setdefault(f"envoy-{tag}", []).append(procs[-1].pid)
-    wait_port(second)
-    wait_port(first)
     return first, second
 
 
@@ -261,8 +258,8 @@ def main() -> None:
         tmp = Path(d)
         try:
             paths, tls_ports, ids = start(tmp, procs)
-            for port in paths.values():  # warm-up: pools, handshakes, imports
-                wrk(port, SERVICE, 1 if args.quick else 2, args.connections)
+            for port in paths.values() if not args.quick else ():  # pools, handshakes, imports
+                wrk(port, SERVICE, 2, args.connections)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
             for _ in range(args.runs):
                 for name, port in paths.items():
@@ -287,11 +284,15 @@ def start(
     wait_port(upstream)
     ids = sofamesh_ca(tmp)
     paths, tls_ports = {}, {}
-    paths["sofamesh, plaintext"], _ = sidecar_pair(tmp, "plain", upstream, None, procs)
+    paths["sofamesh, plaintext"], inner = sidecar_pair(tmp, "plain", upstream, None, procs)
+    ports = [inner]
     paths["sofamesh, mTLS"], tls_ports["sofamesh"] = sidecar_pair(tmp, "mtls", upstream, ids, procs)
     if ENVOY.exists():
-        paths["envoy, plaintext"], _ = envoy_pair(tmp, "plain", upstream, None, procs, 81)
+        paths["envoy, plaintext"], inner = envoy_pair(tmp, "plain", upstream, None, procs, 81)
+        ports.append(inner)
         paths["envoy, mTLS"], tls_ports["envoy"] = envoy_pair(tmp, "mtls", upstream, ids, procs, 83)
+    for port in [*ports, *tls_ports.values(), *paths.values()]:  # pairs started side by side
+        wait_port(port)
     return paths, tls_ports, ids
 
 

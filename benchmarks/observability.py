@@ -83,7 +83,10 @@ def sofamesh_extra(percent: float | None, collector: int) -> dict[str, Any]:
     return out
 
 
-def sofamesh_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]) -> int:
+def sofamesh_pair(
+    tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]
+) -> tuple[int, int]:
+    """Provider and consumer sidecars, starting: (consumer's outbound, provider's inbound)."""
     percent, logged = PATHS[tag]
     registry = f"file://{tmp}/registry-{len(PIDS)}?poll=0.05"
     inbound, outbound = free_port(), free_port()
@@ -101,9 +104,7 @@ def sofamesh_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: lis
     procs.append(sidecar(tmp, f"provider-{len(PIDS)}", provider))
     procs.append(sidecar(tmp, f"consumer-{len(PIDS)}", consumer))
     PIDS[f"sofamesh, {tag}"] = [procs[-2].pid, procs[-1].pid]
-    wait_port(inbound)
-    wait_port(outbound)
-    return outbound
+    return outbound, inbound
 
 
 def envoy_observed(conf: str, percent: float | None, log: Path | None, collector: int) -> str:
@@ -128,7 +129,10 @@ def envoy_observed(conf: str, percent: float | None, log: Path | None, collector
     return json.dumps(doc, indent=1)
 
 
-def envoy_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]) -> int:
+def envoy_pair(
+    tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]
+) -> tuple[int, int]:
+    """Two Envoys, the second in front of nginx, starting: (the first's port, the second's)."""
     percent, logged = PATHS[tag]
     first, second = free_port(), free_port()
     base = 100 + 2 * len(PIDS)
@@ -142,9 +146,7 @@ def envoy_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: list[A
                 "--log-level", "error"]  # fmt: skip
         procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         PIDS.setdefault(f"envoy, {tag}", []).append(procs[-1].pid)
-    wait_port(second)
-    wait_port(first)
-    return first
+    return first, second
 
 
 def start(tmp: Path, procs: list[Any]) -> dict[str, int]:
@@ -155,14 +157,17 @@ def start(tmp: Path, procs: list[Any]) -> dict[str, int]:
     )
     wait_port(upstream)
     wait_port(collector)
-    paths = {
+    pairs = {
         f"sofamesh, {tag}": sofamesh_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
     }
     if ENVOY.exists():
-        paths |= {
+        pairs |= {
             f"envoy, {tag}": envoy_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
         }
-    return paths
+    for ports in pairs.values():  # every pair started side by side
+        for port in reversed(ports):
+            wait_port(port)
+    return {name: first for name, (first, _) in pairs.items()}
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
