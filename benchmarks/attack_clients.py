@@ -303,7 +303,7 @@ def peek_bomb(t: Target, definitions: int) -> Outcome:
 def cluster_explosion(t: Target, names: int, idle: float) -> Outcome:
     """`names` requests, each naming a new made-up service in `Host`, on keep-alive
     connections; then the Prometheus page's size and the process's CPU over `idle` s."""
-    from attack_targets import cpu_seconds
+    from netutil import cpu_seconds
 
     lines_before = t.prometheus_lines()
     statuses: dict[int, int] = {}

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -26,10 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netutil import free_port, wait_port
+from netutil import (
+    ENVOY,
+    free_port,
+    rss_mib,
+    start_sidecar,
+    stop_all,
+    wait_port,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 H1_SERVICE = "attacked"
 # Served by two upstream processes (the second only serves this): `frozen_provider` stops
 # one of them. Both proxies retry a try that times out elsewhere and eject on timeouts.
@@ -173,30 +176,7 @@ class Target:
             conn.close()
 
     def stop(self) -> None:
-        for p in [self.proc, *self.extra]:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in [self.proc, *self.extra]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stop_all([self.proc, *self.extra])
 
 
 class RssSampler:
@@ -252,11 +232,7 @@ def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = Non
              "upstream": f"127.0.0.1:{up.bolt}", "services": [f"{BOLT_IFACE}:{BOLT_VERSION}"]},
         ],
     }  # fmt: skip
-    path = tmp / "sidecar.json"
-    path.write_text(json.dumps(cfg))
-    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path), "--backend", "asyncio",
-            "--log-level", "ERROR"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=src_env)
+    proc = start_sidecar(tmp, "attacked", cfg, env=src_env, quiet=True)
     for port in (h1, h2, bolt, admin):
         wait_port(port)
     return Target("sofamesh", proc, h1, h2, bolt, admin)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from control_common import cpu_seconds, start_control, workspace
-from netutil import free_port
+from control_common import start_control, workspace
+from netutil import cpu_seconds, free_port
 
 
 def sidecar(tmp: Path, name: str, extra: dict[str, Any]) -> subprocess.Popen[bytes]:

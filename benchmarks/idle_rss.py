@@ -34,10 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from netutil import free_port, wait_port
+from netutil import ENVOY, free_port, rss_mib, wait_port
 
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 PROTOCOLS = ("http", "h2", "grpc", "bolt", "dubbo")
 
 ENVOY_HCM = """
@@ -81,13 +79,6 @@ ENVOY_TAIL = """
 """
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def sidecar(tmp: Path, protocols: tuple[str, ...], backend: str) -> tuple[list[str], list[int]]:
     ports = [free_port() for _ in protocols]
     admin = free_port()
@@ -128,7 +119,7 @@ def measure(argv: list[str], ports: list[int], settle: float) -> float:
             wait_port(port)
         time.sleep(settle)  # start-up work that finishes after the listeners open
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-        return rss_mb(proc.pid)
+        return rss_mib(proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)

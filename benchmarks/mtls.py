@@ -28,18 +28,27 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from http_proxy import NGINX_CONF, stop_all, wrk
-from netutil import free_port, wait_port
+from netutil import (
+    ENVOY,
+    ROOT,
+    free_port,
+    require_tools,
+    start_envoy,
+    start_nginx,
+    start_sidecar,
+    stop_all,
+    wait_port,
+    wrk,
+    wrk_args,
+)
+from netutil import cpu_seconds as cpu_of
 
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 DOMAIN = "bench.test"
 SERVICE = "bench"
 PIDS: dict[str, list[int]] = {}  # the proxies' processes of each pair, by its tag
@@ -49,16 +58,11 @@ TAGS = {
     "envoy, plaintext": "envoy-plain",
     "envoy, mTLS": "envoy-mtls",
 }
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the processes have used (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
+    return sum(cpu_of(pid) for pid in pids)
 
 
 def measured(name: str, port: int, duration: int, connections: int) -> dict[str, float]:
@@ -166,12 +170,8 @@ def sofamesh_ca(tmp: Path) -> dict[str, Path]:
 
 
 def sidecar(tmp: Path, name: str, config: dict[str, object]) -> subprocess.Popen[bytes]:
-    path = tmp / f"{name}.json"
-    path.write_text(json.dumps(config))
-    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path), "--backend", "asyncio",
-            "--log-level", "WARNING"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
+    return start_sidecar(tmp, name, config, env=env)
 
 
 def tls_config(ident: Path | None) -> dict[str, object]:
@@ -217,11 +217,7 @@ def envoy_pair(
         "a": envoy_conf(first, free_port(), second, "", str(ids["consumer"]) if ids else ""),
     }
     for i, (name, conf) in enumerate(confs.items()):
-        path = tmp / f"envoy-{tag}-{name}.json"
-        path.write_text(conf)
-        argv = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--base-id", str(base + i),
-                "--log-level", "error"]  # fmt: skip
-        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(start_envoy(tmp, f"envoy-{tag}-{name}", conf, base + i))
         PIDS.setdefault(f"envoy-{tag}", []).append(procs[-1].pid)
     return first, second
 
@@ -242,17 +238,8 @@ def handshakes_per_second(port: int, ident: Path, seconds: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one 1 s round per path, no warm-up")
-    args = ap.parse_args()
-    if args.quick:
-        args.duration, args.connections, args.runs = 1, 8, 1
-    for tool in ("wrk", "nginx", "openssl"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    args = wrk_args(argparse.ArgumentParser())
+    require_tools("wrk", "nginx", "openssl")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -278,10 +265,7 @@ def start(
     tmp: Path, procs: list[subprocess.Popen[bytes]]
 ) -> tuple[dict[str, int], dict[str, int], dict[str, Path]]:
     upstream = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-    nginx = ["nginx", "-c", str(tmp / "nginx.conf")]
-    procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
-    wait_port(upstream)
+    procs.append(start_nginx(tmp, port=upstream))
     ids = sofamesh_ca(tmp)
     paths, tls_ports = {}, {}
     paths["sofamesh, plaintext"], inner = sidecar_pair(tmp, "plain", upstream, None, procs)

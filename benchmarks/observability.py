@@ -23,17 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from http_proxy import stop_all, wrk
-from mtls import ENVOY, PIDS, SERVICE, cpu_seconds, envoy_conf, sidecar
-from netutil import free_port, wait_port
+from mtls import PIDS, SERVICE, cpu_seconds, envoy_conf, sidecar
+from netutil import (
+    ENVOY,
+    free_port,
+    require_tools,
+    start_envoy,
+    start_nginx,
+    stop_all,
+    wait_port,
+    wrk,
+    wrk_args,
+)
 
 NGINX_CONF = """
 worker_processes 1;
@@ -140,23 +146,15 @@ def envoy_pair(
              "a": envoy_conf(first, free_port(), second, "", "")}  # fmt: skip
     for i, (name, conf) in enumerate(confs.items()):
         log = tmp / f"envoy-{base}-{name}.log" if logged else None
-        path = tmp / f"envoy-{base}-{name}.json"
-        path.write_text(envoy_observed(conf, percent, log, collector))
-        argv = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--base-id", str(base + i),
-                "--log-level", "error"]  # fmt: skip
-        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        observed = envoy_observed(conf, percent, log, collector)
+        procs.append(start_envoy(tmp, f"envoy-{base}-{name}", observed, base + i))
         PIDS.setdefault(f"envoy, {tag}", []).append(procs[-1].pid)
     return first, second
 
 
 def start(tmp: Path, procs: list[Any]) -> dict[str, int]:
     upstream, collector = free_port(), free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream, collector=collector))
-    procs.append(
-        subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL)
-    )
-    wait_port(upstream)
-    wait_port(collector)
+    procs.append(start_nginx(tmp, NGINX_CONF, port=upstream, collector=collector))
     pairs = {
         f"sofamesh, {tag}": sofamesh_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
     }
@@ -189,17 +187,8 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one 1 s round per path, no warm-up")
-    args = ap.parse_args()
-    if args.quick:
-        args.duration, args.connections, args.runs = 1, 8, 1
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    args = wrk_args(argparse.ArgumentParser())
+    require_tools("wrk", "nginx")
     procs: list[Any] = []
     with tempfile.TemporaryDirectory() as d:
         try:

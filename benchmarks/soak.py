@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from attack_targets import rss_mib
-from http_proxy import NGINX_CONF, publish_upstream, start_sidecar, stop_all, wrk
-from netutil import free_port, wait_port
+from http_proxy import publish_upstream, start_sidecar
+from netutil import free_port, require_tools, rss_mib, start_nginx, stop_all, wrk
 
 CLIENTS = 10
 WINDOW = 10
@@ -81,18 +78,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.duration = QUICK_WINDOW
-    for tool in ("wrk", "h2load", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    require_tools("wrk", "h2load", "nginx", apt="wrk nghttp2-client nginx-light")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         try:
             upstream = free_port()
-            (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-            procs.append(subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")],
-                                          stderr=subprocess.DEVNULL))  # fmt: skip
-            wait_port(upstream)
+            procs.append(start_nginx(tmp, port=upstream))
             procs.append(publish_upstream(tmp / "registry", upstream))
             sidecar, port = start_sidecar(tmp, f"file://{tmp}/registry", "asyncio")
             procs.append(sidecar)

@@ -23,6 +23,7 @@ HELPERS = {
     "control_common.py",
     "attack_targets.py",
     "attack_clients.py",
+    "rpc_driver.py",
 }  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number
