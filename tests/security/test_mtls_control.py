@@ -69,7 +69,7 @@ async def test_identities_from_the_control_plane_renew_under_load(
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("SOFAMESH_STATE_DIR", str(state))
-    life = 6.0  # renewed every 4 s
+    life = 4.5  # renewed every 3 s
     async with (
         running_control(tmp_path, monkeypatch, cert_life=life, report_interval=0.2) as (cp, admin),
         AsyncExitStack() as stack,
@@ -105,7 +105,7 @@ async def test_identities_from_the_control_plane_renew_under_load(
             await load.wait_calls(20)
             first = await served_serial(prov, shop_files)
             before = _ca_api(cp).issued
-            # Two renewals of each sidecar under load: at 2/3 of a 6 s life.
+            # Two renewals of each sidecar under load: at 2/3 of a 4.5 s life.
             await eventually(lambda: _at_least(cp, before + 4), timeout=30, what="renewals")
             await load.wait_calls(20)
             assert await served_serial(prov, shop_files) != first
