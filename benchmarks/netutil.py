@@ -34,7 +34,7 @@ http {{
     listen 127.0.0.1:{port};
     keepalive_requests 1000000;
     location / {{ return 200 "hello from upstream\\n"; }}
-  }}
+  }}{servers}
 }}
 """
 
@@ -96,9 +96,10 @@ def require_tools(*tools: str, apt: str = "") -> None:
 # -- processes ---------------------------------------------------------------------------------
 
 
-def start_nginx(tmp: Path, conf: str = NGINX_CONF, **ports: int) -> subprocess.Popen[bytes]:
-    """nginx with `conf` (formatted with `dir` and `ports`), once every port accepts."""
-    (tmp / "nginx.conf").write_text(conf.format(dir=tmp, **ports))
+def start_nginx(tmp: Path, servers: str = "", **ports: int) -> subprocess.Popen[bytes]:
+    """nginx answering 200 on `port`, and `servers` (more server blocks, on more of `ports`),
+    once every port accepts."""
+    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, servers=servers, **ports))
     proc = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL)
     for port in ports.values():
         wait_port(port)

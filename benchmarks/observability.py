@@ -41,29 +41,14 @@ from netutil import (
     wrk_args,
 )
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  server {{
-    listen 127.0.0.1:{port};
-    keepalive_requests 1000000;
-    location / {{ return 200 "hello from upstream\\n"; }}
-  }}
+# The trace collector's stand-in, a second server of the upstream's nginx.
+COLLECTOR = """
   server {{
     listen 127.0.0.1:{collector};
     keepalive_requests 1000000;
     client_max_body_size 64m;
     location / {{ return 200 ""; }}
-  }}
-}}
-"""
+  }}"""
 # path -> (tracing sample %, access log)
 PATHS = {"off": (None, False), "tracing 1 %": (1.0, False), "tracing 100 %": (100.0, False),
          "access log": (None, True)}  # fmt: skip
@@ -154,7 +139,8 @@ def envoy_pair(
 
 def start(tmp: Path, procs: list[Any]) -> dict[str, int]:
     upstream, collector = free_port(), free_port()
-    procs.append(start_nginx(tmp, NGINX_CONF, port=upstream, collector=collector))
+    servers = COLLECTOR.format(collector=collector)
+    procs.append(start_nginx(tmp, servers, port=upstream, collector=collector))
     pairs = {
         f"sofamesh, {tag}": sofamesh_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
     }
