@@ -60,11 +60,11 @@ ATTACKS: dict[str, tuple[str, Callable[[Target, bool], ac.Outcome]]] = {
     "peek_bomb": ("Bolt: 1,100,000 class definitions (6.3 MiB) before the request, no method header",
                   lambda t, q: ac.peek_bomb(t, 100_000 if q else 1_100_000)),
     "cluster_explosion": ("HTTP/1.1: 3,000 made-up Host names",
-                          lambda t, q: ac.cluster_explosion(t, 200 if q else 3_000)),
+                          lambda t, q: ac.cluster_explosion(t, 200 if q else 3_000, 0.5 if q else 2)),
     "idle_lockout": ("TCP: 10,000 idle connections, then 15 fresh clients",
                      lambda t, q: ac.idle_lockout(t, 1_000 if q else 10_000)),
     "frozen_provider": ("HTTP/1.1: one of two providers SIGSTOPped for 8 s under steady calls",
-                        lambda t, q: ac.frozen_provider(t, 0.5 if q else 2, 2 if q else 8)),
+                        lambda t, q: ac.frozen_provider(t, 0.3 if q else 2, 1 if q else 8)),
 }  # fmt: skip
 
 
@@ -115,6 +115,21 @@ class Probe:
         return self.lat, self.failed
 
 
+def wait_serving(target: Target, timeout: float = 20.0) -> None:
+    """Return once `target` answers the probe's call (it has discovered the upstream)."""
+    deadline = time.monotonic() + timeout
+    probe = Probe(target.h1)
+    while True:
+        try:
+            probe._call()
+            return
+        except OSError:
+            probe._sock = None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # another process's discovery: polled, with a deadline
+
+
 def pct(lat: list[float], q: float) -> str:
     if not lat:
         return "-"
@@ -125,7 +140,7 @@ def pct(lat: list[float], q: float) -> str:
 def run_one(name: str, target: Target, upstream_count: Callable[[], int], quick: bool) -> str:
     """One attack against one fresh target: its table row."""
     before_probe = Probe(target.h1)
-    before_probe.run_for(0.3 if quick else 2)
+    before_probe.run_for(0.2 if quick else 2)
     lat0, _ = before_probe.stop()
     rss0, up0 = target.rss_mib(), upstream_count()
     probe = Probe(target.h1)
@@ -133,10 +148,10 @@ def run_one(name: str, target: Target, upstream_count: Callable[[], int], quick:
     with RssSampler(target.proc.pid) as rss:
         outcome = ATTACKS[name][1](target, quick)
     lat1, failed = probe.stop()
-    time.sleep(0.5 if quick else 1)
+    time.sleep(0.2 if quick else 1)
     amp = f"{(upstream_count() - up0) / outcome.requests:.2f}" if outcome.requests else "-"
     after = Probe(target.h1)
-    after.run_for(0.3)
+    after.run_for(0.2 if quick else 0.3)
     lat2, failed2 = after.stop()
     up = target.alive() and bool(lat2) and not failed2
     return (
@@ -172,6 +187,12 @@ def main() -> None:
         up2 = start_upstream(Path(d), services=(PAIR_SERVICE,))  # the pair's other provider
         running: dict[str, Target] = {}
         try:
+            if args.quick:  # one target of each kind serves every attack: start them now
+                running = {which: start(which, Path(d), up, up2, args) for which in targets}
+            for u in (up, up2):
+                u.wait_up()
+            for target in running.values():
+                wait_serving(target)
             for name in names:
                 for which in targets:
                     target = running.get(which)
@@ -179,7 +200,6 @@ def main() -> None:
                         if target is not None:
                             target.stop()
                         target = running[which] = start(which, Path(d), up, up2, args)
-                        target.pair = up2.proc
                     print(run_one(name, target, up.count, args.quick), flush=True)
         finally:
             for target in running.values():
@@ -193,8 +213,11 @@ def main() -> None:
 def start(which: str, tmp: Path, up: Upstream, up2: Upstream, args: argparse.Namespace) -> Target:
     """A fresh proxy for each attack (with --quick, one per target for all attacks)."""
     if which == "envoy":
-        return start_envoy(tmp, up, up2)
-    return start_sofamesh(tmp, up, src_env=src_env(args.baseline_src))
+        target = start_envoy(tmp, up, up2)
+    else:
+        target = start_sofamesh(tmp, up, src_env=src_env(args.baseline_src))
+    target.pair = up2.proc
+    return target
 
 
 if __name__ == "__main__":

@@ -184,6 +184,7 @@ def slow_readers(t: Target, conns: int, hold: float) -> Outcome:
     cut = 0
     for s in socks:
         got = 0
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # drain in large reads
         s.settimeout(2)
         try:
             while chunk := s.recv(1 << 20):
@@ -299,10 +300,10 @@ def peek_bomb(t: Target, definitions: int) -> Outcome:
                       f"in {bomb_s:.2f} s; call behind it {plain_status} in {plain_s:.2f} s")  # fmt: skip
 
 
-def cluster_explosion(t: Target, names: int) -> Outcome:
+def cluster_explosion(t: Target, names: int, idle: float) -> Outcome:
     """`names` requests, each naming a new made-up service in `Host`, on keep-alive
-    connections; then the Prometheus page's size and the idle process's CPU."""
-    from attack_targets import cpu_seconds
+    connections; then the Prometheus page's size and the process's CPU over `idle` s."""
+    from netutil import cpu_seconds
 
     lines_before = t.prometheus_lines()
     statuses: dict[int, int] = {}
@@ -320,14 +321,14 @@ def cluster_explosion(t: Target, names: int) -> Outcome:
         status = int(head.split(b" ", 2)[1])
         statuses[status] = statuses.get(status, 0) + 1
     sock.close()
-    time.sleep(0.5)
+    time.sleep(idle / 4)  # the last requests' work done before CPU is counted
     cpu = cpu_seconds(t.proc.pid)
-    time.sleep(2)
-    idle = (cpu_seconds(t.proc.pid) - cpu) / 2 * 100  # the probe's calls included
+    time.sleep(idle)
+    idle_cpu = (cpu_seconds(t.proc.pid) - cpu) / idle * 100  # the probe's calls included
     answered = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
     lines = t.prometheus_lines()
     return Outcome(names, f"answered {answered}; /stats/prometheus {lines_before:,} -> {lines:,} "
-                          f"lines; idle CPU after {idle:.0f} %")  # fmt: skip
+                          f"lines; idle CPU after {idle_cpu:.0f} %")  # fmt: skip
 
 
 def idle_lockout(t: Target, conns: int, probes: int = 15) -> Outcome:

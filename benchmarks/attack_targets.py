@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -26,10 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netutil import free_port, wait_port
+from netutil import (
+    ENVOY,
+    free_port,
+    rss_mib,
+    start_sidecar,
+    stop_all,
+    wait_port,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 H1_SERVICE = "attacked"
 # Served by two upstream processes (the second only serves this): `frozen_provider` stops
 # one of them. Both proxies retry a try that times out elsewhere and eject on timeouts.
@@ -129,6 +132,12 @@ class Upstream:
     h2: int
     bolt: int
 
+    def wait_up(self) -> None:
+        """Return once the process serves (it says so on its first line)."""
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"up":
+            raise RuntimeError("the upstream did not start")
+
     def count(self) -> int:
         """HTTP requests the upstream has answered so far (both ports)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.h1, timeout=5)
@@ -167,30 +176,7 @@ class Target:
             conn.close()
 
     def stop(self) -> None:
-        for p in [self.proc, *self.extra]:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in [self.proc, *self.extra]:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stop_all([self.proc, *self.extra])
 
 
 class RssSampler:
@@ -215,12 +201,12 @@ class RssSampler:
 
 
 def start_upstream(tmp: Path, services: tuple[str, ...] = (H1_SERVICE, PAIR_SERVICE)) -> Upstream:
-    """The counting upstream; `services`: what it publishes for its HTTP/1.1 port."""
+    """The counting upstream, starting (`wait_up` before using it, so that other processes
+    start meanwhile); `services`: what it publishes for its HTTP/1.1 port."""
     ports = {"h1": free_port(), "h2": free_port(), "bolt": free_port()}
     argv = [sys.executable, __file__, "upstream", str(tmp / "registry"), json.dumps(ports),
             json.dumps(services)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
     return Upstream(proc, **ports)
 
 
@@ -246,11 +232,7 @@ def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = Non
              "upstream": f"127.0.0.1:{up.bolt}", "services": [f"{BOLT_IFACE}:{BOLT_VERSION}"]},
         ],
     }  # fmt: skip
-    path = tmp / "sidecar.json"
-    path.write_text(json.dumps(cfg))
-    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path), "--backend", "asyncio",
-            "--log-level", "ERROR"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=src_env)
+    proc = start_sidecar(tmp, "attacked", cfg, env=src_env, quiet=True)
     for port in (h1, h2, bolt, admin):
         wait_port(port)
     return Target("sofamesh", proc, h1, h2, bolt, admin)

@@ -15,7 +15,6 @@ from sofamesh.cli.client import Client
 from sofamesh.governance.source import Governance
 
 PASSWORD = "benchmark-admin"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def start_control(tmp: Path, **config: Any) -> tuple[subprocess.Popen[bytes], str]:
@@ -50,18 +49,6 @@ def workspace(url: str, name: str = "bench") -> tuple[Client, str]:
     admin.call("POST", "/api/v1/workspaces", {"name": name})
     dp = admin.call("POST", f"/api/v1/workspaces/{name}/tokens", {"role": "dataplane"})
     return admin, dp["token"]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class FakeHost:

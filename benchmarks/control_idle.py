@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from control_common import cpu_seconds, start_control, workspace
-from netutil import free_port
+from control_common import start_control, workspace
+from netutil import cpu_seconds, free_port
 
 
 def sidecar(tmp: Path, name: str, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
@@ -46,32 +46,36 @@ def sidecar(tmp: Path, name: str, extra: dict[str, Any]) -> subprocess.Popen[byt
     )
     env = {**os.environ, "SOFAMESH_STATE_DIR": str(tmp / "state")}
     argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--log-level", "WARNING"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
+
+
+def wait_ready(name: str, proc: subprocess.Popen[bytes]) -> None:
     assert proc.stdout is not None
     if "READY" not in proc.stdout.readline().decode():
         raise RuntimeError(f"sidecar {name} did not start")
-    return proc
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--interval", type=float, default=5.0)
-    p.add_argument("--quick", action="store_true", help="2 s, a report every 0.5 s: a smoke run")
+    p.add_argument("--quick", action="store_true", help="1 s, a report every 0.5 s: a smoke run")
     args = p.parse_args()
     if args.quick:
-        args.duration, args.interval = 2.0, 0.5
+        args.duration, args.interval = 1.0, 0.5
     with tempfile.TemporaryDirectory(prefix="control-idle-") as tmp_name:
         tmp = Path(tmp_name)
         control, url = start_control(tmp, report_interval=args.interval)
         _admin, token = workspace(url)
         keys = {"control": url, "control_token": token, "workspace": "bench"}
-        procs = {
+        procs = {  # started side by side
             "without control": sidecar(tmp, "plain", {}),
             "with control": sidecar(tmp, "joined", keys),
         }
         try:
-            time.sleep(2.0)  # past start-up work
+            for name, proc in procs.items():
+                wait_ready(name, proc)
+            time.sleep(0.5 if args.quick else 2.0)  # past start-up work
             before = {k: cpu_seconds(p.pid) for k, p in procs.items()}
             t0 = time.monotonic()
             time.sleep(args.duration)

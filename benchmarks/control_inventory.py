@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from control_common import FakeHost, cpu_seconds, rss_mb, start_control, workspace
+from control_common import FakeHost, start_control, workspace
+from netutil import cpu_seconds, rss_mib
 
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.control.agent import ControlAgent
@@ -56,7 +57,7 @@ async def run(n: int, interval: float, duration: float, tmp: Path) -> dict[str, 
                 "n": n,
                 "interval": interval,
                 "cpu": cpu,
-                "rss": rss_mb(proc.pid),
+                "rss": rss_mib(proc.pid),
                 "reports_per_s": reports / duration,
                 "listed": len(rows),
                 "list_ms": list_ms,

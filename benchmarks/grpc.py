@@ -32,11 +32,9 @@ measure than requests/s on a shared machine). Paste it into docs/performance.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import struct
 import subprocess
@@ -44,12 +42,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from netutil import add_baseline_arg, free_port, src_env, wait_port
+import netutil
+from netutil import ENVOY, add_baseline_arg, free_port, require_tools, src_env, stop_all, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # This file is named grpc.py: keep its folder off the path, or `import grpc` finds it.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 PEERS = ROOT.parent / "shared" / "peers" / "infra"
 SERVICE = "helloworld.Greeter"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -195,36 +193,13 @@ def publish(registry: Path, endpoints: list[tuple[str, int, str]]) -> subprocess
 def start_sidecar(
     tmp: Path, backend: str, procs: list[subprocess.Popen[bytes]], src: str | None = None
 ) -> int:
+    """A sidecar with one outbound gRPC listener, once it listens: its port."""
     port = free_port()
-    cfg = tmp / f"sidecar-{backend}{'-baseline' if src else ''}.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "app": "bench",
-                "registry": f"file://{tmp}/registry",
-                # Its own upgrade socket: two sidecars of app "bench" would otherwise
-                # share the default one, and the second would try to take over the first.
-                "upgrade_socket": str(cfg.with_suffix(".sock")),
-                "policy": {"connect_retries": 1},
-                "outbound": [{"protocol": "grpc", "listen": f"127.0.0.1:{port}"}],
-            }
-        )
-    )
-    spawn(
-        [
-            sys.executable,
-            "-m",
-            "sofamesh.sidecar",
-            "-c",
-            str(cfg),
-            "--backend",
-            backend,
-            "--log-level",
-            "WARNING",
-        ],
-        procs,
-        env=src_env(src),
-    )
+    config = {"app": "bench", "registry": f"file://{tmp}/registry",
+              "policy": {"connect_retries": 1},
+              "outbound": [{"protocol": "grpc", "listen": f"127.0.0.1:{port}"}]}  # fmt: skip
+    name = f"{backend}{'-baseline' if src else ''}"
+    procs.append(netutil.start_sidecar(tmp, name, config, backend, env=src_env(src)))
     PROXY_PIDS[port] = procs[-1].pid
     wait_port(port)
     return port
@@ -289,21 +264,7 @@ def start_envoy(
     """Envoy as in the peers' envoy-h2c.yaml (same routes), plain HTTP to nginx over HTTP/1.1."""
     port, admin = free_port(), free_port()
     conf = ENVOY_CONF.format(port=port, admin=admin, grpc=grpc_port, http=http_port)
-    (tmp / "envoy.yaml").write_text(conf)
-    spawn(
-        [
-            str(ENVOY),
-            "-c",
-            str(tmp / "envoy.yaml"),
-            "--concurrency",
-            "1",
-            "--base-id",
-            "79",
-            "--log-level",
-            "error",
-        ],
-        procs,
-    )
+    procs.append(netutil.start_envoy(tmp, "envoy", conf, base_id=79))
     PROXY_PIDS[port] = procs[-1].pid
     wait_port(port)
     return port
@@ -327,9 +288,7 @@ def main() -> None:
     if args.quick:
         args.duration, args.warmup, args.runs, args.no_trio = 1, 0, 1, True
         args.clients, args.streams, args.upstream = 2, 4, "nginx"
-    for tool in ("h2load", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y nghttp2-client nginx")
+    require_tools("h2load", "nginx", apt="nghttp2-client nginx")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -347,13 +306,7 @@ def main() -> None:
                     args,
                 )
         finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_all(procs)
 
 
 def start_paths(

@@ -20,39 +20,25 @@ the table reports the median round per path. Writes a Markdown table to stdout
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from netutil import add_baseline_arg, free_port, src_env, wait_port
-
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  server {{
-    listen 127.0.0.1:{port};
-    keepalive_requests 1000000;
-    location / {{ return 200 "hello from upstream\\n"; }}
-  }}
-}}
-"""
+import netutil
+from netutil import (
+    ENVOY,
+    add_baseline_arg,
+    free_port,
+    require_tools,
+    src_env,
+    start_nginx,
+    stop_all,
+    wait_port,
+    wrk,
+)
 
 ENVOY_CONF = """
 admin:
@@ -91,68 +77,15 @@ static_resources:
 """
 
 
-def wrk(port: int, host: str, duration: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "-H",
-            f"Host: {host}",
-            f"http://127.0.0.1:{port}/",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p50": to_ms(lat["50"]),
-        "p99": to_ms(lat["99"]),
-        "errors": float(errors.group(1)) if errors else 0.0,
-    }
-
-
-def to_ms(v: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
-    assert m, v
-    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-
 def start_sidecar(
     tmp: Path, registry: str, backend: str, src: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """A sidecar with one outbound HTTP/1.1 listener, once it listens: (process, port)."""
     port = free_port()
-    cfg = tmp / f"sidecar-{backend}{'-baseline' if src else ''}.json"
-    cfg.write_text(
-        json.dumps(
-            {
-                "app": "bench",
-                "registry": registry,
-                "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}],
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sofamesh.sidecar",
-            "-c",
-            str(cfg),
-            "--backend",
-            backend,
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.DEVNULL,
-        env=src_env(src),
-    )
+    config = {"app": "bench", "registry": registry,
+              "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}]}  # fmt: skip
+    name = f"{backend}{'-baseline' if src else ''}"
+    proc = netutil.start_sidecar(tmp, name, config, backend, env=src_env(src))
     wait_port(port)
     return proc, port
 
@@ -185,9 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.duration, args.connections, args.runs, args.no_trio = 1, 8, 1, True
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    require_tools("wrk", "nginx")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         try:
@@ -209,11 +140,7 @@ def start_paths(
 ) -> dict[str, int]:
     """nginx, its publication, the sidecars and Envoy: the port of each path, by name."""
     upstream = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-    procs.append(
-        subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL)
-    )
-    wait_port(upstream)
+    procs.append(start_nginx(tmp, port=upstream))
     procs.append(publish_upstream(tmp / "registry", upstream))
     paths: dict[str, int] = {"direct": upstream}
     for backend in ("asyncio",) if args.no_trio else ("asyncio", "trio"):
@@ -233,22 +160,10 @@ def start_paths(
 
 def start_envoy(tmp: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]:
     port, admin = free_port(), free_port()
-    (tmp / "envoy.yaml").write_text(ENVOY_CONF.format(port=port, admin=admin, upstream=upstream))
-    argv = [str(ENVOY), "-c", str(tmp / "envoy.yaml"), "--concurrency", "1", "--base-id", "77",
-            "--log-level", "error"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf = ENVOY_CONF.format(port=port, admin=admin, upstream=upstream)
+    proc = netutil.start_envoy(tmp, "envoy", conf, base_id=77)
     wait_port(port)
     return proc, port
-
-
-def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:

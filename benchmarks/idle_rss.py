@@ -37,10 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from netutil import add_baseline_arg, free_port, src_env, wait_port
+from netutil import ENVOY, add_baseline_arg, free_port, rss_mib, src_env, wait_port
 
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 PROTOCOLS = ("http", "h2", "grpc", "bolt", "dubbo")
 
 ENVOY_HCM = """
@@ -82,13 +80,6 @@ ENVOY_TAIL = """
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
 """
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def sidecar(tmp: Path, protocols: tuple[str, ...], backend: str) -> tuple[list[str], list[int]]:
@@ -139,7 +130,7 @@ def measure(path: Run, settle: float) -> float:
                 raise RuntimeError(f"{argv}: {proc.communicate()[1].decode()[-2000:]}") from None
         time.sleep(settle)  # start-up work that finishes after the listeners open
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-        return rss_mb(proc.pid)
+        return rss_mib(proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from netutil import cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -41,7 +43,6 @@ from sofamesh.intercept import vips  # noqa: E402
 NS = f"smbench{os.getpid()}"
 GID = "1337"
 NGINX_PORT, INBOUND, OUTBOUND, TRANSPARENT = 18080, 18081, 18082, 15001
-TICK = os.sysconf("SC_CLK_TCK")
 NGINX_CONF = """
 worker_processes 1; daemon off; pid {dir}/nginx.pid; error_log {dir}/nginx-error.log;
 events {{ worker_connections 4096; }}
@@ -123,11 +124,6 @@ def wait_for(url: str, host: str) -> None:
             return
         time.sleep(0.1)
     raise SystemExit(f"{url} never answered 200")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def wrk(url: str, duration: int, connections: int, close: bool, pid: int) -> dict[str, float]:

@@ -28,18 +28,27 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from http_proxy import NGINX_CONF, stop_all, wrk
-from netutil import free_port, wait_port
+from netutil import (
+    ENVOY,
+    ROOT,
+    free_port,
+    require_tools,
+    start_envoy,
+    start_nginx,
+    start_sidecar,
+    stop_all,
+    wait_port,
+    wrk,
+    wrk_args,
+)
+from netutil import cpu_seconds as cpu_of
 
-ROOT = Path(__file__).resolve().parents[1]
-ENVOY = ROOT / ".venv-envoy" / "bin" / "envoy"
 DOMAIN = "bench.test"
 SERVICE = "bench"
 PIDS: dict[str, list[int]] = {}  # the proxies' processes of each pair, by its tag
@@ -49,16 +58,11 @@ TAGS = {
     "envoy, plaintext": "envoy-plain",
     "envoy, mTLS": "envoy-mtls",
 }
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the processes have used (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
+    return sum(cpu_of(pid) for pid in pids)
 
 
 def measured(name: str, port: int, duration: int, connections: int) -> dict[str, float]:
@@ -166,12 +170,8 @@ def sofamesh_ca(tmp: Path) -> dict[str, Path]:
 
 
 def sidecar(tmp: Path, name: str, config: dict[str, object]) -> subprocess.Popen[bytes]:
-    path = tmp / f"{name}.json"
-    path.write_text(json.dumps(config))
-    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(path), "--backend", "asyncio",
-            "--log-level", "WARNING"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env)
+    return start_sidecar(tmp, name, config, env=env)
 
 
 def tls_config(ident: Path | None) -> dict[str, object]:
@@ -184,7 +184,8 @@ def tls_config(ident: Path | None) -> dict[str, object]:
 def sidecar_pair(
     tmp: Path, tag: str, upstream: int, ids: dict[str, Path] | None, procs: list
 ) -> tuple[int, int]:
-    """Provider and consumer sidecars on a registry of their own: (consumer's outbound, inbound)."""
+    """Provider and consumer sidecars on a registry of their own, starting: (consumer's
+    outbound, inbound), the ports to wait for."""
     registry = f"file://{tmp}/registry-{tag}?poll=0.05"
     inbound, outbound = free_port(), free_port()
     provider = {
@@ -203,29 +204,21 @@ def sidecar_pair(
     procs.append(sidecar(tmp, f"provider-{tag}", provider))
     procs.append(sidecar(tmp, f"consumer-{tag}", consumer))
     PIDS[tag] = [procs[-2].pid, procs[-1].pid]
-    wait_port(inbound)
-    wait_port(outbound)
     return outbound, inbound
 
 
 def envoy_pair(
     tmp: Path, tag: str, upstream: int, ids: dict[str, Path] | None, procs: list, base: int
 ) -> tuple[int, int]:
-    """Two Envoys, the second in front of nginx: (the first's port, the second's)."""
+    """Two Envoys, the second in front of nginx, starting: (the first's port, the second's)."""
     first, second = free_port(), free_port()
     confs = {
         "b": envoy_conf(second, free_port(), upstream, str(ids["provider"]) if ids else "", ""),
         "a": envoy_conf(first, free_port(), second, "", str(ids["consumer"]) if ids else ""),
     }
     for i, (name, conf) in enumerate(confs.items()):
-        path = tmp / f"envoy-{tag}-{name}.json"
-        path.write_text(conf)
-        argv = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--base-id", str(base + i),
-                "--log-level", "error"]  # fmt: skip
-        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(start_envoy(tmp, f"envoy-{tag}-{name}", conf, base + i))
         PIDS.setdefault(f"envoy-{tag}", []).append(procs[-1].pid)
-    wait_port(second)
-    wait_port(first)
     return first, second
 
 
@@ -245,24 +238,15 @@ def handshakes_per_second(port: int, ident: Path, seconds: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one 1 s round per path, no warm-up")
-    args = ap.parse_args()
-    if args.quick:
-        args.duration, args.connections, args.runs = 1, 8, 1
-    for tool in ("wrk", "nginx", "openssl"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    args = wrk_args(argparse.ArgumentParser())
+    require_tools("wrk", "nginx", "openssl")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         try:
             paths, tls_ports, ids = start(tmp, procs)
-            for port in paths.values():  # warm-up: pools, handshakes, imports
-                wrk(port, SERVICE, 1 if args.quick else 2, args.connections)
+            for port in paths.values() if not args.quick else ():  # pools, handshakes, imports
+                wrk(port, SERVICE, 2, args.connections)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
             for _ in range(args.runs):
                 for name, port in paths.items():
@@ -281,17 +265,18 @@ def start(
     tmp: Path, procs: list[subprocess.Popen[bytes]]
 ) -> tuple[dict[str, int], dict[str, int], dict[str, Path]]:
     upstream = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-    nginx = ["nginx", "-c", str(tmp / "nginx.conf")]
-    procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
-    wait_port(upstream)
+    procs.append(start_nginx(tmp, port=upstream))
     ids = sofamesh_ca(tmp)
     paths, tls_ports = {}, {}
-    paths["sofamesh, plaintext"], _ = sidecar_pair(tmp, "plain", upstream, None, procs)
+    paths["sofamesh, plaintext"], inner = sidecar_pair(tmp, "plain", upstream, None, procs)
+    ports = [inner]
     paths["sofamesh, mTLS"], tls_ports["sofamesh"] = sidecar_pair(tmp, "mtls", upstream, ids, procs)
     if ENVOY.exists():
-        paths["envoy, plaintext"], _ = envoy_pair(tmp, "plain", upstream, None, procs, 81)
+        paths["envoy, plaintext"], inner = envoy_pair(tmp, "plain", upstream, None, procs, 81)
+        ports.append(inner)
         paths["envoy, mTLS"], tls_ports["envoy"] = envoy_pair(tmp, "mtls", upstream, ids, procs, 83)
+    for port in [*ports, *tls_ports.values(), *paths.values()]:  # pairs started side by side
+        wait_port(port)
     return paths, tls_ports, ids
 
 

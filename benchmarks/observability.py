@@ -23,41 +23,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from http_proxy import stop_all, wrk
-from mtls import ENVOY, PIDS, SERVICE, cpu_seconds, envoy_conf, sidecar
-from netutil import free_port, wait_port
+from mtls import PIDS, SERVICE, cpu_seconds, envoy_conf, sidecar
+from netutil import (
+    ENVOY,
+    free_port,
+    require_tools,
+    start_envoy,
+    start_nginx,
+    stop_all,
+    wait_port,
+    wrk,
+    wrk_args,
+)
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  server {{
-    listen 127.0.0.1:{port};
-    keepalive_requests 1000000;
-    location / {{ return 200 "hello from upstream\\n"; }}
-  }}
+# The trace collector's stand-in, a second server of the upstream's nginx.
+COLLECTOR = """
   server {{
     listen 127.0.0.1:{collector};
     keepalive_requests 1000000;
     client_max_body_size 64m;
     location / {{ return 200 ""; }}
-  }}
-}}
-"""
+  }}"""
 # path -> (tracing sample %, access log)
 PATHS = {"off": (None, False), "tracing 1 %": (1.0, False), "tracing 100 %": (100.0, False),
          "access log": (None, True)}  # fmt: skip
@@ -83,7 +74,10 @@ def sofamesh_extra(percent: float | None, collector: int) -> dict[str, Any]:
     return out
 
 
-def sofamesh_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]) -> int:
+def sofamesh_pair(
+    tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]
+) -> tuple[int, int]:
+    """Provider and consumer sidecars, starting: (consumer's outbound, provider's inbound)."""
     percent, logged = PATHS[tag]
     registry = f"file://{tmp}/registry-{len(PIDS)}?poll=0.05"
     inbound, outbound = free_port(), free_port()
@@ -101,9 +95,7 @@ def sofamesh_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: lis
     procs.append(sidecar(tmp, f"provider-{len(PIDS)}", provider))
     procs.append(sidecar(tmp, f"consumer-{len(PIDS)}", consumer))
     PIDS[f"sofamesh, {tag}"] = [procs[-2].pid, procs[-1].pid]
-    wait_port(inbound)
-    wait_port(outbound)
-    return outbound
+    return outbound, inbound
 
 
 def envoy_observed(conf: str, percent: float | None, log: Path | None, collector: int) -> str:
@@ -128,7 +120,10 @@ def envoy_observed(conf: str, percent: float | None, log: Path | None, collector
     return json.dumps(doc, indent=1)
 
 
-def envoy_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]) -> int:
+def envoy_pair(
+    tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]
+) -> tuple[int, int]:
+    """Two Envoys, the second in front of nginx, starting: (the first's port, the second's)."""
     percent, logged = PATHS[tag]
     first, second = free_port(), free_port()
     base = 100 + 2 * len(PIDS)
@@ -136,33 +131,27 @@ def envoy_pair(tmp: Path, tag: str, upstream: int, collector: int, procs: list[A
              "a": envoy_conf(first, free_port(), second, "", "")}  # fmt: skip
     for i, (name, conf) in enumerate(confs.items()):
         log = tmp / f"envoy-{base}-{name}.log" if logged else None
-        path = tmp / f"envoy-{base}-{name}.json"
-        path.write_text(envoy_observed(conf, percent, log, collector))
-        argv = [str(ENVOY), "-c", str(path), "--concurrency", "1", "--base-id", str(base + i),
-                "--log-level", "error"]  # fmt: skip
-        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        observed = envoy_observed(conf, percent, log, collector)
+        procs.append(start_envoy(tmp, f"envoy-{base}-{name}", observed, base + i))
         PIDS.setdefault(f"envoy, {tag}", []).append(procs[-1].pid)
-    wait_port(second)
-    wait_port(first)
-    return first
+    return first, second
 
 
 def start(tmp: Path, procs: list[Any]) -> dict[str, int]:
     upstream, collector = free_port(), free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream, collector=collector))
-    procs.append(
-        subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")], stderr=subprocess.DEVNULL)
-    )
-    wait_port(upstream)
-    wait_port(collector)
-    paths = {
+    servers = COLLECTOR.format(collector=collector)
+    procs.append(start_nginx(tmp, servers, port=upstream, collector=collector))
+    pairs = {
         f"sofamesh, {tag}": sofamesh_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
     }
     if ENVOY.exists():
-        paths |= {
+        pairs |= {
             f"envoy, {tag}": envoy_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
         }
-    return paths
+    for ports in pairs.values():  # every pair started side by side
+        for port in reversed(ports):
+            wait_port(port)
+    return {name: first for name, (first, _) in pairs.items()}
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
@@ -184,17 +173,8 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one 1 s round per path, no warm-up")
-    args = ap.parse_args()
-    if args.quick:
-        args.duration, args.connections, args.runs = 1, 8, 1
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    args = wrk_args(argparse.ArgumentParser())
+    require_tools("wrk", "nginx")
     procs: list[Any] = []
     with tempfile.TemporaryDirectory() as d:
         try:

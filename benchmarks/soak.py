@@ -1,7 +1,7 @@
 """A soak: the sidecar at 70 % of its measured maximum for a long while; RSS growth, p99 drift.
 
     PYTHONPATH=src .venv/bin/python benchmarks/soak.py [--duration 600] [--share 0.7]
-    PYTHONPATH=src .venv/bin/python benchmarks/soak.py --quick   # 10 s
+    PYTHONPATH=src .venv/bin/python benchmarks/soak.py --quick   # one 3 s window
 
 The path is benchmarks/http_proxy.py's: a client -> the sidecar's outbound HTTP/1.1
 listener (Host resolved in a file registry) -> nginx. First `wrk -t1 -c50` for a few
@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from attack_targets import rss_mib
-from http_proxy import NGINX_CONF, publish_upstream, start_sidecar, stop_all, wrk
-from netutil import free_port, wait_port
+from http_proxy import publish_upstream, start_sidecar
+from netutil import free_port, require_tools, rss_mib, start_nginx, stop_all, wrk
 
 CLIENTS = 10
 WINDOW = 10
+QUICK_WINDOW = 3
 
 
 def paced(port: int, rps: int, seconds: int, tmp: Path) -> dict[str, float]:
@@ -48,7 +46,8 @@ def paced(port: int, rps: int, seconds: int, tmp: Path) -> dict[str, float]:
 
 
 def soak(port: int, pid: int, args: argparse.Namespace, tmp: Path) -> None:
-    peak = wrk(port, "bench", 2 if args.quick else 5, 50)["rps"]
+    window = QUICK_WINDOW if args.quick else WINDOW
+    peak = wrk(port, "bench", 1 if args.quick else 5, 50)["rps"]
     rate = int(peak * args.share)
     load = os.getloadavg()
     print(f"{os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
@@ -59,10 +58,10 @@ def soak(port: int, pid: int, args: argparse.Namespace, tmp: Path) -> None:
     )
     rows: list[tuple[float, float]] = []
     start_rss = rss_mib(pid)
-    for i in range(max(1, args.duration // WINDOW)):
-        r = paced(port, rate, WINDOW, tmp)
+    for i in range(max(1, args.duration // window)):
+        r = paced(port, rate, window, tmp)
         rows.append((r["p99"], rss_mib(pid)))
-        print(f"| {(i + 1) * WINDOW} | {r['ok'] / WINDOW:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
+        print(f"| {(i + 1) * window} | {r['ok'] / window:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
               f"| {r['errors']:.0f} | {rows[-1][1]:.1f} |", flush=True)  # fmt: skip
     (p99_0, rss_0), (p99_n, rss_n) = rows[0], rows[-1]
     print(
@@ -75,22 +74,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=600, help="seconds at the paced load")
     ap.add_argument("--share", type=float, default=0.7, help="share of the measured maximum")
-    ap.add_argument("--quick", action="store_true", help="a 10 s soak")
+    ap.add_argument("--quick", action="store_true", help="one 3 s window")
     args = ap.parse_args()
     if args.quick:
-        args.duration = WINDOW
-    for tool in ("wrk", "h2load", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+        args.duration = QUICK_WINDOW
+    require_tools("wrk", "h2load", "nginx", apt="wrk nghttp2-client nginx-light")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         try:
             upstream = free_port()
-            (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-            procs.append(subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf")],
-                                          stderr=subprocess.DEVNULL))  # fmt: skip
-            wait_port(upstream)
+            procs.append(start_nginx(tmp, port=upstream))
             procs.append(publish_upstream(tmp / "registry", upstream))
             sidecar, port = start_sidecar(tmp, f"file://{tmp}/registry", "asyncio")
             procs.append(sidecar)

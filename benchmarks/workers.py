@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from http_proxy import ENVOY, ENVOY_CONF, NGINX_CONF, publish_upstream, stop_all, wrk
-from netutil import free_port, wait_port
+import netutil
+from http_proxy import ENVOY_CONF, publish_upstream
+from netutil import (
+    ENVOY,
+    free_port,
+    require_tools,
+    start_nginx,
+    stop_all,
+    wait_port,
+    wrk,
+    wrk_args,
+)
 
 
 def start_sidecar(
@@ -58,11 +67,8 @@ def start_sidecar(
 
 def start_envoy(tmp: Path, upstream: int, concurrency: int) -> tuple[subprocess.Popen[bytes], int]:
     port, admin = free_port(), free_port()
-    path = tmp / f"envoy-{concurrency}.yaml"
-    path.write_text(ENVOY_CONF.format(port=port, admin=admin, upstream=upstream))
-    argv = [str(ENVOY), "-c", str(path), "--concurrency", str(concurrency),
-            "--base-id", str(80 + concurrency), "--log-level", "error"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conf = ENVOY_CONF.format(port=port, admin=admin, upstream=upstream)
+    proc = netutil.start_envoy(tmp, f"envoy-{concurrency}", conf, 80 + concurrency, concurrency)
     wait_port(port)
     return proc, port
 
@@ -113,10 +119,7 @@ def measured(path: Path_, duration: int, connections: int) -> dict[str, float]:
 def start_paths(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, Path_]:
     """nginx, its publication, the sidecars and the Envoys: each path's proxy."""
     upstream = free_port()
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=upstream))
-    nginx = ["nginx", "-c", str(tmp / "nginx.conf")]
-    procs.append(subprocess.Popen(nginx, stderr=subprocess.DEVNULL))
-    wait_port(upstream)
+    procs.append(start_nginx(tmp, port=upstream))
     procs.append(publish_upstream(tmp / "registry", upstream))
     paths: dict[str, Path_] = {}
     for workers in (1, 2):
@@ -132,17 +135,8 @@ def start_paths(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> dict[str, Pa
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one 1 s round per path, no warm-up")
-    args = ap.parse_args()
-    if args.quick:
-        args.duration, args.connections, args.runs = 1, 8, 1
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    args = wrk_args(argparse.ArgumentParser())
+    require_tools("wrk", "nginx")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         try:

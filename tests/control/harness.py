@@ -77,6 +77,18 @@ async def running_control(
         cp.stop()
 
 
+@asynccontextmanager
+async def control_with_workspace(
+    tmp: Path, monkeypatch: Any, **more: Any
+) -> AsyncIterator[tuple[ControlPlane, Api, str]]:
+    """A control plane asking for a report every 0.2 s (data planes' state under `tmp/state`),
+    its admin client, and a data-plane token of its new workspace `a`."""
+    monkeypatch.setenv("SOFAMESH_STATE_DIR", str(tmp / "state"))
+    async with running_control(tmp, monkeypatch, report_interval=0.2, **more) as (cp, admin):
+        await admin.ok("POST", "/api/v1/workspaces", {"name": "a"})
+        yield cp, admin, await admin.token_for("a", "dataplane")
+
+
 async def eventually(check: Any, timeout: float = 15.0, what: str = "") -> Any:
     """Call `check()` (async) until it returns something truthy; fail after `timeout`."""
     last: Any = None

@@ -9,7 +9,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.control.harness import eventually, running_control, sidecar_config
+from tests.control.harness import (
+    control_with_workspace,
+    eventually,
+    sidecar_config,
+)
 
 from sofamesh.demo.procs import Procs
 
@@ -38,10 +42,7 @@ anyio.run(main, sys.argv[1], backend=sys.argv[2])
 async def test_catalog_and_inventory_of_an_sdk_app_and_a_sidecar(
     tmp_path: Path, monkeypatch: Any, anyio_backend: str
 ) -> None:
-    monkeypatch.setenv("SOFAMESH_STATE_DIR", str(tmp_path / "state"))
-    async with running_control(tmp_path, monkeypatch, report_interval=0.2) as (cp, admin):
-        await admin.ok("POST", "/api/v1/workspaces", {"name": "a"})
-        token = await admin.token_for("a", "dataplane")
+    async with control_with_workspace(tmp_path, monkeypatch) as (cp, admin, token):
         control = f"http://{cp.bound}"
         await admin.ok("POST", "/api/v1/workspaces/a/rules", {"document": {}, "message": "empty"})
         sdk_cfg = tmp_path / "shop.yaml"

@@ -8,7 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.control.harness import eventually, running_control, sidecar_config
+from tests.control.harness import (
+    control_with_workspace,
+    eventually,
+    running_control,
+    sidecar_config,
+)
 
 from sofamesh.control.planes import Planes
 from sofamesh.control.records import Records
@@ -68,10 +73,7 @@ async def test_an_invalid_stored_document_is_never_pushed(tmp_path: Path, monkey
 async def test_shadow_rules_count_what_they_would_do(
     tmp_path: Path, monkeypatch: Any, anyio_backend: str
 ) -> None:
-    monkeypatch.setenv("SOFAMESH_STATE_DIR", str(tmp_path / "state"))
-    async with running_control(tmp_path, monkeypatch, report_interval=0.2) as (cp, admin):
-        await admin.ok("POST", "/api/v1/workspaces", {"name": "a"})
-        token = await admin.token_for("a", "dataplane")
+    async with control_with_workspace(tmp_path, monkeypatch) as (cp, admin, token):
         limit = {"rate_limits": [{"service": "orders-svc", "count": 1, "name": "one-per-s"}]}
         await admin.ok("POST", "/api/v1/workspaces/a/rules", {"document": limit, "shadow": True})
         async with Procs(tmp_path, anyio_backend) as procs:

@@ -14,17 +14,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.deploy.workloads import NOW, SETTINGS, deployment, pod, rich_spec
+from tests.hostile_json import json_values
 
 from sofamesh.deploy.review import answer
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
-VALUES = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
+VALUES = json_values(text_size=10, max_leaves=6)
 
 
 def _paths(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -9,9 +9,7 @@ whose client opens no window, and a time limit on Bolt frames that stop half way
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -22,6 +20,16 @@ import h2.events
 import h2.settings
 import httpx
 import pytest
+from tests.e2e.attack_apps import (
+    MIB,
+    SERVICE,
+    app_server,
+    big_or_ok,
+    counter,
+    provider,
+    rss_mib,
+    split,
+)
 from tests.protocols.bolt.bolt_support import RawPeer, bolt_server
 
 from sofamesh.codecs.bolt import (
@@ -33,62 +41,12 @@ from sofamesh.codecs.bolt import (
     request,
 )
 from sofamesh.codecs.h2 import CANCEL, ENHANCE_YOUR_CALM
-from sofamesh.codecs.http1 import HttpRequest, HttpResponse
-from sofamesh.protocols.h2.http import H2HttpHandler
-from sofamesh.protocols.h2.server import H2Server
-from sofamesh.protocols.http.server import Http1Server
 from sofamesh.testing.plugin import SidecarFactory
-from sofamesh.testing.process import SidecarProcess, poll_until
+from sofamesh.testing.process import poll_until
 from sofamesh.transport.budget import OVERLOAD
 
 pytestmark = pytest.mark.anyio
-SERVICE = "com.example.Heavy"
-BIG = 10 * 1024 * 1024  # the response the slow readers ask for
-MIB = 1024 * 1024
 GONE = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
-
-
-async def app_handler(req: HttpRequest, _conn: object) -> HttpResponse:
-    body = b"x" * BIG if req.target == "/big" else b"ok"
-    return HttpResponse(200, [(b"content-type", b"text/plain")], body)
-
-
-@asynccontextmanager
-async def app(h2c: bool = False) -> AsyncIterator[int]:
-    """The app behind the sidecar, in the test (HTTP/1.1, or h2c); yields its port."""
-    server: Http1Server | H2Server = Http1Server(app_handler)
-    if h2c:
-        server = H2Server(H2HttpHandler(lambda req: app_handler(req, None), max_body=1 << 20))
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(server.serve, listener)
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        tg.cancel_scope.cancel()
-
-
-async def provider(
-    sofamesh_sidecar: SidecarFactory, protocol: str, upstream: int, **config: Any
-) -> SidecarProcess:
-    limits = config.pop("limits", {})
-    inbound = {"protocol": protocol, "upstream": f"127.0.0.1:{upstream}", "services": [SERVICE],
-               "limits": limits}  # fmt: skip
-    return await sofamesh_sidecar("heavy", inbound=[inbound], **config)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
-
-
-async def counter(sidecar: SidecarProcess, name: str) -> int:
-    return int((await sidecar.stats())["counters"].get(name, 0))
 
 
 async def slow_reader(stack: AsyncExitStack, address: str, path: str = "/big") -> bytes:
@@ -108,7 +66,7 @@ async def test_slow_readers_are_bounded_by_the_buffer_budget(
     their responses, the rest are shed with 503, RSS stays within 120 MiB of where it
     started (it grew by 20 MiB per reader before), /ready keeps answering, and once the
     readers are gone a well-behaved client is served again."""
-    async with app() as port:
+    async with app_server(big_or_ok) as port:
         # Buffered answers (no streaming: test_attack_streaming.py has those) fill the budget,
         # and stay: the overload action that resets the biggest (test_attack_memory.py) is off.
         limits = {"stream_threshold_bytes": 0}
@@ -169,7 +127,7 @@ async def test_a_zero_window_client_is_reset_after_the_send_timeout(
     """Five streams of a 10 MiB response to a client that opens no window: each is reset
     after the 1 s send timeout, the connection is closed for making no progress, and
     another client is served meanwhile."""
-    async with app(h2c=True) as port:
+    async with app_server(big_or_ok, h2c=True) as port:
         sidecar = await provider(sofamesh_sidecar, "h2", port, limits={"send_timeout": 1})
         address = sidecar.inbound_address()
         async with anyio.create_task_group() as tg:
@@ -269,7 +227,7 @@ async def test_a_half_sent_upload_counts_in_the_budget(
 ) -> None:
     """5 MiB of an 8 MiB request body, then nothing: with a 4 MiB budget, other requests
     are shed while it is held, and served again once the uploader has gone."""
-    async with app() as port:
+    async with app_server(big_or_ok) as port:
         # A buffered upload (a streamed one holds a piece: test_attack_streaming.py).
         limits = {"stream_threshold_bytes": 0}
         sidecar = await provider(

@@ -18,9 +18,9 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import pytest
+from tests.e2e.attack_apps import app_server, counter, split
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
-from sofamesh.protocols.http.server import Http1Server
 from sofamesh.testing.plugin import SidecarFactory
 from sofamesh.testing.process import SidecarProcess, poll_until
 
@@ -36,12 +36,8 @@ async def ok(_req: HttpRequest, _conn: object) -> HttpResponse:
 @asynccontextmanager
 async def app() -> AsyncIterator[int]:
     """The app behind the sidecar, in the test; yields its port."""
-    server = Http1Server(ok, max_connections=1000)
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(server.serve, listener)
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        tg.cancel_scope.cancel()
+    async with app_server(ok, max_connections=1000) as port:
+        yield port
 
 
 async def provider(
@@ -50,11 +46,6 @@ async def provider(
     inbound = {"protocol": "http", "upstream": f"127.0.0.1:{app_port}", "services": [SERVICE],
                "limits": limits}  # fmt: skip
     return await sofamesh_sidecar("crowded", inbound=[inbound])
-
-
-def split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
 
 
 async def probe(address: str, path: str = "/", host: str = SERVICE, timeout: float = 15) -> bytes:
@@ -85,10 +76,6 @@ async def flood(stack: AsyncExitStack, address: str, source: str, n: int) -> int
         await stack.enter_async_context(sock)
         opened += 1
     return opened
-
-
-async def counter(sidecar: SidecarProcess, name: str) -> int:
-    return int((await sidecar.stats())["counters"].get(name, 0))
 
 
 async def test_one_source_cannot_lock_others_out(

@@ -20,32 +20,28 @@ import h2.events
 import h2.settings
 import httpx
 import pytest
-from tests.e2e.test_attack_buffers import SERVICE, counter, provider, rss_mib, split
+from tests.e2e.attack_apps import (
+    BIG_SUM,
+    MIB,
+    SERVICE,
+    app_server,
+    big_or_ok,
+    counter,
+    provider,
+    rss_mib,
+    split,
+)
 from tests.protocols.bolt.bolt_support import RawPeer
 from tests.protocols.dubbo import dubbo_support
 
 from sofamesh.codecs import dubbo
 from sofamesh.codecs.bolt import ResponseFrame, encode, heartbeat, request
-from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.protocols.dubbo.server import DubboServer
-from sofamesh.protocols.h2.http import H2HttpHandler
-from sofamesh.protocols.h2.server import H2Server
 from sofamesh.testing.plugin import SidecarFactory
 from sofamesh.testing.process import poll_until
 from sofamesh.transport.budget import OVERLOAD
 
 pytestmark = pytest.mark.anyio
-MIB = 1024 * 1024
-BIG = 10 * MIB
-# Not one repeated byte: a piece out of place or lost changes the checksum.
-PATTERN = hashlib.sha256(b"sofamesh").digest() * 7  # 224 bytes
-BIG_BODY = (PATTERN * (BIG // len(PATTERN) + 1))[:BIG]
-BIG_SUM = hashlib.sha256(BIG_BODY).hexdigest()
-
-
-async def big_app(req: HttpRequest) -> HttpResponse:
-    body = BIG_BODY if req.target == "/big" else b"ok"  # one 10 MiB object, shared
-    return HttpResponse(200, [(b"content-type", b"application/octet-stream")], body)
 
 
 @asynccontextmanager
@@ -53,12 +49,8 @@ async def h2c_app(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     """The app behind the sidecar, over h2c, in the test process; yields its port."""
     # The app holds every answer the sidecar reads slowly: past this process's own budget.
     monkeypatch.setattr(OVERLOAD, "limit", 1 << 40)
-    server = H2Server(H2HttpHandler(big_app, max_body=MIB))
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with anyio.create_task_group() as tg:
-        await tg.start(server.serve, listener)
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        tg.cancel_scope.cancel()
+    async with app_server(big_or_ok, h2c=True) as port:
+        yield port
 
 
 async def zero_window(

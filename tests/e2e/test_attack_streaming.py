@@ -10,48 +10,29 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import httpx
 import pytest
+from tests.e2e.attack_apps import (
+    BIG,
+    BIG_BODY,
+    BIG_SUM,
+    MIB,
+    SERVICE,
+    app_server,
+    provider,
+    rss_mib,
+    split,
+)
 
 from sofamesh.codecs.http1 import DEFAULT_LIMITS, Http1Limits, HttpRequest, HttpResponse
-from sofamesh.protocols.http.server import Http1Server
 from sofamesh.testing.plugin import SidecarFactory
-from sofamesh.testing.process import SidecarProcess
 from sofamesh.transport.budget import Overload
 
 pytestmark = pytest.mark.anyio
-SERVICE = "com.example.Heavy"
-MIB = 1024 * 1024
-BIG = 10 * MIB
-# Not one repeated byte: a piece out of place or lost changes the checksum.
-PATTERN = hashlib.sha256(b"sofamesh").digest() * 7  # 224 bytes
-BIG_BODY = (PATTERN * (BIG // len(PATTERN) + 1))[:BIG]
-BIG_SUM = hashlib.sha256(BIG_BODY).hexdigest()
-
-
-async def provider(
-    sofamesh_sidecar: SidecarFactory, upstream: int, **limits: Any
-) -> SidecarProcess:
-    inbound = {"protocol": "http", "upstream": f"127.0.0.1:{upstream}", "services": [SERVICE],
-               "limits": limits}  # fmt: skip
-    return await sofamesh_sidecar("heavy", inbound=[inbound])
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
 
 
 async def big_app(req: HttpRequest, _conn: object) -> HttpResponse:
@@ -60,13 +41,9 @@ async def big_app(req: HttpRequest, _conn: object) -> HttpResponse:
 
 @asynccontextmanager
 async def served(handler: Any, limits: Http1Limits = DEFAULT_LIMITS) -> AsyncIterator[int]:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    async with anyio.create_task_group() as tg:
-        # The app holds 30 whole answers while the sidecar reads them slowly: a budget of its own.
-        server = Http1Server(handler, limits, overload=Overload(limit=1 << 40))
-        await tg.start(server.serve, listener)
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        tg.cancel_scope.cancel()
+    # The app holds 30 whole answers while the sidecar reads them slowly: a budget of its own.
+    async with app_server(handler, limits=limits, overload=Overload(limit=1 << 40)) as port:
+        yield port
 
 
 @asynccontextmanager
@@ -120,7 +97,7 @@ async def test_slow_readers_of_a_large_body_get_it_whole_in_bounded_memory(
     a piece per exchange rather than 30 x 10 MiB, nobody is shed, and once they read on
     each gets the whole body, byte for byte."""
     async with served(big_app) as port:
-        sidecar = await provider(sofamesh_sidecar, port)
+        sidecar = await provider(sofamesh_sidecar, "http", port)
         address = sidecar.inbound_address()
         before = rss_mib(sidecar.pid)
         async with AsyncExitStack() as stack:
@@ -166,7 +143,7 @@ async def test_a_slow_upstream_is_forwarded_piece_by_piece(
         await stream.send(framed(framing, last) + (b"0\r\n\r\n" if framing == "chunked" else b""))
 
     async with raw_upstream(slow) as port:
-        sidecar = await provider(sofamesh_sidecar, port)
+        sidecar = await provider(sofamesh_sidecar, "http", port)
         url = f"http://{sidecar.inbound_address()}/"
         received = b""
         client = httpx.AsyncClient(headers={"host": SERVICE}, timeout=20)
@@ -190,7 +167,7 @@ async def test_an_upstream_that_dies_mid_body_leaves_a_cut_body(
         await stream.send(HEADS[framing] + framed(framing, BIG_BODY[: 2 * MIB]))
 
     async with raw_upstream(dies) as port:
-        sidecar = await provider(sofamesh_sidecar, port)
+        sidecar = await provider(sofamesh_sidecar, "http", port)
         url = f"http://{sidecar.inbound_address()}/"
         async with httpx.AsyncClient(headers={"host": SERVICE}, timeout=20) as client:
             with pytest.raises(httpx.RemoteProtocolError):
@@ -232,7 +209,7 @@ async def test_a_large_upload_arrives_whole_in_bounded_memory(
         expected.update(piece)
     limits = Http1Limits(max_body_size=2 * UPLOAD)
     async with served(digest_app, limits) as port:
-        sidecar = await provider(sofamesh_sidecar, port)
+        sidecar = await provider(sofamesh_sidecar, "http", port)
         url = f"http://{sidecar.inbound_address()}/upload"
         headers = {"host": SERVICE}
         if framing == "length":

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.hostile_json import json_values
 
 from sofamesh.config import ConfigError
 from sofamesh.governance.enforcement_rules import BreakerRule
@@ -140,16 +141,12 @@ def test_every_example_in_the_docs_is_a_valid_rules_document() -> None:
         parse_rules(yaml.safe_load(example))
 
 
-json_like = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-5, 5)
-    | st.floats(allow_nan=True)
-    | st.text(max_size=5),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
+json_like = json_values(
+    text_size=5,
+    key_size=8,
     max_leaves=12,
+    integers=st.integers(-5, 5),
+    floats=st.floats(allow_nan=True),
 )
 KINDS = ["routes", "breakers", "rate_limits", "hot_params", "faults", "fallbacks", "load_balancing"]
 FIELDS = [

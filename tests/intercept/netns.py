@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
+import pytest
 
 NETNS_ETC = Path("/etc/netns")
 
@@ -64,3 +65,17 @@ def two_hosts() -> Iterator[Hosts]:
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
             shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
+
+
+def hosts_or_fail() -> Iterator[Hosts]:
+    """`two_hosts` for a fixture to yield from: a machine that refuses network namespaces
+    fails the test (a missing component is a failure, never a skip)."""
+    try:
+        made = two_hosts()
+        net = made.__enter__()
+    except RuntimeError as e:
+        pytest.fail(f"this machine refuses network namespaces (needs root, ip, iptables): {e}")
+    try:
+        yield net
+    finally:
+        made.__exit__(None, None, None)

@@ -7,22 +7,14 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from tests.intercept.netns import Hosts, two_hosts
+from tests.intercept.netns import Hosts, hosts_or_fail
 
 from sofamesh.intercept import rules
 
 
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[Hosts]:
-    try:
-        made = two_hosts()
-        net = made.__enter__()
-    except RuntimeError as e:
-        pytest.fail(f"this machine refuses network namespaces (needs root, ip, iptables): {e}")
-    try:
-        yield net
-    finally:
-        made.__exit__(None, None, None)
+    yield from hosts_or_fail()
 
 
 def _in(ns: str, *argv: str) -> subprocess.CompletedProcess[str]:

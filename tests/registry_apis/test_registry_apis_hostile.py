@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from recording_mesh import RecordingMesh
+from tests.hostile_json import json_values
 
 from sofamesh.clock import FakeClock
 from sofamesh.codecs.http1 import HttpRequest
@@ -31,14 +32,7 @@ from sofamesh.sidecar.registry_apis.nacos import NacosApi
 
 pytestmark = pytest.mark.anyio
 
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-VALUES = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+VALUES = json_values(text_size=20, max_leaves=8)
 HOSTILE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DEEP = b"[" * 50_000 + b"]" * 50_000
 

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import datetime
 import os
-import ssl
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from anyio.streams.tls import TLSAttribute
-from cryptography import x509
 from tests.control.harness import eventually, running_control
-from tests.security.meshes import ORDERS, app_server, inbound, outbound, sidecar
-from tests.security.test_mtls_rotation import Load
+from tests.security.meshes import ORDERS, app_server, outbound, sidecar
+from tests.security.test_mtls_rotation import Load, served_certificate
 
 from sofamesh.config import load_config
 from sofamesh.control.enroll import IdentityUnavailable
@@ -50,18 +47,7 @@ def config(tmp: Path, app: str, control: str, token: str, upstream: int | None) 
 
 async def served_serial(car: Sidecar, client: IdentityFiles) -> int:
     """The serial of the certificate a new connection to `car`'s inbound listener is given."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(client.trust_bundle)
-    ctx.load_cert_chain(client.cert, client.key)
-    address = inbound(car)
-    with anyio.fail_after(10):
-        async with await anyio.connect_tcp(
-            address.host, address.port, ssl_context=ctx, tls_standard_compatible=False
-        ) as tls:
-            der = tls.extra(TLSAttribute.peer_certificate_binary)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
+    return (await served_certificate(car, client, client)).serial_number
 
 
 async def test_identities_from_the_control_plane_renew_under_load(
@@ -69,7 +55,7 @@ async def test_identities_from_the_control_plane_renew_under_load(
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("SOFAMESH_STATE_DIR", str(state))
-    life = 6.0  # renewed every 4 s
+    life = 4.5  # renewed every 3 s
     async with (
         running_control(tmp_path, monkeypatch, cert_life=life, report_interval=0.2) as (cp, admin),
         AsyncExitStack() as stack,
@@ -105,7 +91,7 @@ async def test_identities_from_the_control_plane_renew_under_load(
             await load.wait_calls(20)
             first = await served_serial(prov, shop_files)
             before = _ca_api(cp).issued
-            # Two renewals of each sidecar under load: at 2/3 of a 6 s life.
+            # Two renewals of each sidecar under load: at 2/3 of a 4.5 s life.
             await eventually(lambda: _at_least(cp, before + 4), timeout=30, what="renewals")
             await load.wait_calls(20)
             assert await served_serial(prov, shop_files) != first

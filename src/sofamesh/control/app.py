@@ -90,6 +90,7 @@ class ControlPlane:
                 log.info("control plane serving on %s", self.bound)
                 task_status.started(self)
                 await self._stop.wait()
+                self.sessions.heads.close()  # parked long-polls are answered, not waited for
                 with anyio.move_on_after(5):
                     await server.drain()
                 tg.cancel_scope.cancel()

@@ -34,6 +34,7 @@ class Heads:
         self.max_age = max_age
         self._heads: dict[str, Head] = {}
         self._events: dict[str, anyio.Event] = {}
+        self.closed = False  # the process is stopping: watches return at once
 
     async def follow_forever(self) -> None:
         """Re-read the heads of every watched workspace once per `max_age` (other replicas)."""
@@ -50,6 +51,13 @@ class Heads:
         """A change made here: forget the cached head and wake the workspace's watches."""
         self._heads.pop(workspace, None)
         self._wake(workspace)
+
+    def close(self) -> None:
+        """Wake every watch for good: a stopping process answers its long-polls now (each
+        with what it has, often nothing) rather than holding its drain until they time out."""
+        self.closed = True
+        for workspace in list(self._events):
+            self._wake(workspace)
 
     def _wake(self, workspace: str) -> None:
         event = self._events.pop(workspace, None)

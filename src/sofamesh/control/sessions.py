@@ -205,7 +205,7 @@ class Sessions:
                 if desired and desired["seq"] > held_desired:
                     found["desired"] = desired
             left = deadline - anyio.current_time()
-            if found or left <= 0:
+            if found or left <= 0 or self.heads.closed:
                 return found
             with anyio.move_on_after(left):
                 await event.wait()

@@ -50,45 +50,35 @@ def free_port() -> int:
 
 
 async def start_mesh(procs: Procs, registry: str, control: DemoControl) -> dict[str, Any]:
-    """Every process of the demo; returns what the phases need to know."""
-    ports = {}
-    for i in (1, 2):
-        ports[i] = free_port()
+    """Every process of the demo, started side by side: each finds the others through the
+    registry, so none waits for another's READY line. Returns what the phases need to know."""
+    ports = {i: free_port() for i in (1, 2)}
+    common = {"registry": registry, **control.mesh_keys(), "admin": "127.0.0.1:0", "policy": POLICY}
+    web: dict[str, Any] = {}
+
+    async def inventory(i: int) -> None:
         await procs.plain_app(f"inventory-{i}", ports[i])
-        await procs.sidecar(
-            f"inventory-{i}",
-            {
-                "app": "inventory",
-                "registry": registry,
-                **control.mesh_keys(),
-                "admin": "127.0.0.1:0",
-                "policy": POLICY,
-                "inbound": [
-                    {
-                        "protocol": "http",
-                        "listen": "127.0.0.1:0",
-                        "upstream": f"127.0.0.1:{ports[i]}",
-                        "services": [INVENTORY],
-                    }
-                ],
-            },
-        )
-    for i in (1, 2):
+
+    async def inventory_sidecar(i: int) -> None:
+        inbound = {"protocol": "http", "listen": "127.0.0.1:0",
+                   "upstream": f"127.0.0.1:{ports[i]}", "services": [INVENTORY]}  # fmt: skip
+        await procs.sidecar(f"inventory-{i}", {"app": "inventory", **common, "inbound": [inbound]})
+
+    async def orders(i: int) -> None:
         await procs.sdk_provider(
             f"orders-{i}", ORDERS, registry, calls=INVENTORY, ejection_time=EJECTION_TIME
         )
-    web_ready = await procs.sidecar(
-        "web",
-        {
-            "app": "web",
-            "registry": registry,
-            **control.mesh_keys(),
-            "admin": "127.0.0.1:0",
-            "policy": POLICY,
-            "outbound": [{"protocol": "http", "listen": "127.0.0.1:0"}],
-        },
-    )
-    return {"inventory_ports": ports, "web": web_ready}
+
+    async def web_sidecar() -> None:
+        outbound = {"protocol": "http", "listen": "127.0.0.1:0"}
+        web.update(await procs.sidecar("web", {"app": "web", **common, "outbound": [outbound]}))
+
+    async with anyio.create_task_group() as tg:
+        for i in (1, 2):
+            for start in (inventory, inventory_sidecar, orders):
+                tg.start_soon(start, i)
+        tg.start_soon(web_sidecar)
+    return {"inventory_ports": ports, "web": web}
 
 
 async def drive(tally: Tally, name: str, call: Any, service: str, stop: anyio.Event) -> None:
@@ -225,7 +215,7 @@ async def ejection_state(admin: str) -> dict[str, str]:
 
 def print_admin(procs: Procs) -> None:
     print("\nadmin endpoints (try /ready /stats /stats/prometheus /clusters /config_dump):")
-    for name, ready in procs.sidecars().items():
+    for name, ready in sorted(procs.sidecars().items()):
         print(f"  {name:<14} http://{ready['admin']}/clusters")
 
 
