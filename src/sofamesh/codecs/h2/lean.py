@@ -16,7 +16,8 @@ payload's shape, the flood guard, then the stream state. A connection error
 queues GOAWAY and raises `H2ConnectionError`; a stream error queues
 RST_STREAM and the other streams carry on: a malformed header block, or DATA
 that does not add up to the message's content-length (RFC 9113 §8.1.1; a
-stream without one pays one attribute test per DATA frame). Stream
+request's is found by the scan its rules make anyway, a response's by one
+of its own, and a stream without one pays a test per DATA frame). Stream
 bookkeeping lives in `lean_state.py`, payload shapes in `lean_shapes.py`;
 this module is the reader.
 """
