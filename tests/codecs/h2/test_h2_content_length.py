@@ -221,7 +221,7 @@ class _Lax(LeanH2Codec):
     """A lean codec that resets a breaching stream with the wrong code."""
 
     def _content_length_breach(self, sid: int, out: list[object]) -> None:  # type: ignore[override]
-        self.content_length_errors += 1
+        self.guard.content_length_errors += 1
         self.reset(sid, 0x8)
         out.append(StreamReset(stream_id=sid, error_code=0x8, remote=False))
 

@@ -16,7 +16,8 @@ payload's shape, the flood guard, then the stream state. A connection error
 queues GOAWAY and raises `H2ConnectionError`; a stream error queues
 RST_STREAM and the other streams carry on: a malformed header block, or DATA
 that does not add up to the message's content-length (RFC 9113 §8.1.1; a
-stream without one pays one attribute test per DATA frame). Stream
+request's is found by the scan its rules make anyway, a response's by one
+of its own, and a stream without one pays a test per DATA frame). Stream
 bookkeeping lives in `lean_state.py`, payload shapes in `lean_shapes.py`;
 this module is the reader.
 """
@@ -191,7 +192,7 @@ class LeanH2Codec(LeanState):
     def _content_length_breach(self, sid: int, out: list[Event]) -> None:
         """RFC 9113 §8.1.1: a message whose DATA does not add up to its content-length is
         malformed, a stream error; the application, which has its headers, hears of it."""
-        self.content_length_errors += 1
+        self.guard.content_length_errors += 1
         self._stream_error(sid)
         out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
 
@@ -267,12 +268,12 @@ class LeanH2Codec(LeanState):
             return
         problem, length = malformed_request(headers)
         if problem:
-            self.content_length_errors += bad_content_length(headers)
+            self.guard.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
         elif self._refuse_above is not None and sid > self._refuse_above:
             self.reset(sid, f.REFUSED_STREAM)  # opened after our GOAWAY: never processed
         elif end and length:  # RFC 9113 §8.1.1: ended without DATA, so its content-length is 0
-            self.content_length_errors += 1
+            self.guard.content_length_errors += 1
             self._stream_error(sid)
         else:
             stream.content_left = length
@@ -319,7 +320,7 @@ class LeanH2Codec(LeanState):
         if end:
             self._remote_end(stream)
         if problem:  # the application waits for this response: it must hear
-            self.content_length_errors += bad_content_length(headers)
+            self.guard.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
             out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
         else:

@@ -21,6 +21,7 @@ class LeanGuard:
 
     __slots__ = (
         "_limits",
+        "content_length_errors",
         "control_queued",
         "data_frames_sent",
         "inbound_streams",
@@ -33,6 +34,7 @@ class LeanGuard:
 
     def __init__(self, limits: H2Limits) -> None:
         self._limits = limits
+        self.content_length_errors = 0  # streams reset for it (RFC 9113 §8.1.1), not a flood
         self.control_queued = 0  # ACKs owed since the writer last took our bytes
         self.data_frames_sent = 0
         self.inbound_streams = 0

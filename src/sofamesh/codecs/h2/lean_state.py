@@ -34,13 +34,14 @@ class ConnError(Exception):
 class LeanState:
     """Connection-wide state of one lean HTTP/2 connection, and its sending side."""
 
+    # A connection has 29 attributes: CPython 3.11 keeps at most 30 of an instance's in its
+    # class's shared keys, and past them every attribute read on the hot path takes the slow
+    # lookup (about 4 % more instructions per call). New counters go in `guard`.
     def __init__(self, *, client_side: bool, limits: H2Limits = DEFAULT_H2_LIMITS) -> None:
         self.client_side = client_side
         self.limits = limits
         self.guard = LeanGuard(limits)
         self.stream_errors = 0  # streams we reset for malformed input
-        # Of those, streams whose content-length was invalid or not what DATA added up to.
-        self.content_length_errors = 0
         self.goaway: GoAway | None = None  # the peer's, once received
         self.highest_inbound_stream_id = 0
         self._highest_outbound = 0
@@ -111,6 +112,11 @@ class LeanState:
         return out[0] if len(out) == 1 else b"".join(out)
 
     # -- output -------------------------------------------------------------------------
+
+    @property
+    def content_length_errors(self) -> int:
+        """Streams reset because their content-length was invalid or not what DATA added up to."""
+        return self.guard.content_length_errors
 
     def next_stream_id(self) -> int:
         return self._highest_outbound + 2 if self._highest_outbound else 1 + (not self.client_side)
