@@ -44,51 +44,40 @@ _REQUEST_DEFER = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te"})
 _RESPONSE_DEFER = frozenset({b"transfer-encoding", b"upgrade"})
 
 
-# Run on a block `_FIELDS` accepted: each line's name (from the lowercased block) and its
-# value without the OWS around it. A name holds no colon and a value no CR or LF, so the
-# first colon of a line is its separator and every match is exactly one line. Two C calls
-# in place of a Python loop over the lines.
-_NAMES = re.compile(rb"^(" + _TOKEN + rb"):", re.MULTILINE)
-_VALUES = re.compile(rb":[ \t]*((?:[^\r]*[^\r \t])?)[ \t]*\r\n")
-
-_Fields = tuple[list[bytes], list[bytes]]
-
-
-def _fields(block: bytes) -> _Fields | None:
-    """Names (lowercased) and values of a block of field lines ending in CRLF; None if invalid."""
+def _fields(block: bytes) -> list[tuple[bytes, bytes]] | None:
+    """Field lines of a validated block (ending in CRLF), names lowercased; None if invalid."""
     if _FIELDS.fullmatch(block) is None:
         return None
-    return _NAMES.findall(block.lower()), _VALUES.findall(block)
+    out = []
+    for line in block.split(b"\r\n")[:-1]:
+        name, _, value = line.partition(b":")
+        out.append((name.lower(), value.strip(b" \t")))
+    return out
 
 
-def _framing(names: list[bytes], values: list[bytes], defer: frozenset[bytes]) -> int | None:
-    """The content length (-1: none), or None to defer (odd framing, or a field in `defer`).
-
-    Whole-list look-ups (C) rather than a loop over the fields: a plain message has one
-    Content-Length at most, and one Connection field at most, naming close or keep-alive.
-    """
-    if not defer.isdisjoint(names):
-        return None
+def _framing(
+    fields: list[tuple[bytes, bytes]], defer: frozenset[bytes]
+) -> tuple[int, bool, int] | None:
+    """(content length or -1, connection: close, host count), or None to defer."""
     length = -1
-    count = names.count(b"content-length")
-    if count:
-        value = values[names.index(b"content-length")]
-        if count > 1 or _DIGITS.fullmatch(value) is None:
-            return None  # repeated or odd framing: h11 decides (RFC 9112 §6.3)
-        length = int(value)
-    return length
-
-
-def _closes(names: list[bytes], values: list[bytes]) -> bool | None:
-    """Whether the message says "Connection: close"; None to defer (any other option)."""
-    if b"connection" not in names:
-        return False
-    if names.count(b"connection") > 1:
-        return None
-    token = values[names.index(b"connection")].lower()
-    if token == b"close":
-        return True
-    return False if token == b"keep-alive" else None
+    close = False
+    hosts = 0
+    for name, value in fields:
+        if name == b"content-length":
+            if length >= 0 or _DIGITS.fullmatch(value) is None:
+                return None  # repeated or odd framing: h11 decides (RFC 9112 §6.3)
+            length = int(value)
+        elif name == b"connection":
+            token = value.lower()
+            if token == b"close":
+                close = True
+            elif token != b"keep-alive":
+                return None
+        elif name == b"host":
+            hosts += 1
+        elif name in defer:
+            return None
+    return length, close, hosts
 
 
 def split_request(
@@ -106,16 +95,14 @@ def split_request(
     line = _REQUEST_LINE.match(buf, 0, end + 2)
     if line is None:
         return DEFER
-    parsed = _fields(buf[line.end() : end + 2])
-    if parsed is None:
+    fields = _fields(buf[line.end() : end + 2])
+    if fields is None:
         return DEFER
-    names, values = parsed
-    length = _framing(names, values, _REQUEST_DEFER)
-    close = _closes(names, values)
+    framing = _framing(fields, _REQUEST_DEFER)
     method = line.group(1)
-    if length is None or close is None or method == b"CONNECT" or names.count(b"host") != 1:
+    if framing is None or method == b"CONNECT" or framing[2] != 1:
         return DEFER  # h11 answers CONNECT (501) and a missing or repeated Host (400)
-    fields = list(zip(names, values, strict=True))
+    length, close, _ = framing
     if len(fields) > limits.max_headers:
         raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
     if length > limits.stream_threshold > 0:
@@ -147,15 +134,11 @@ def split_response(
     status = int(line.group(1))
     if status in (204, 304):
         return DEFER  # bodiless by definition (RFC 9112 §6.3): h11's rules
-    parsed = _fields(buf[line.end() : end + 2])
-    if parsed is None:
+    fields = _fields(buf[line.end() : end + 2])
+    framing = _framing(fields, _RESPONSE_DEFER) if fields is not None else None
+    if fields is None or framing is None or framing[0] < 0 or len(fields) > limits.max_headers:
         return DEFER
-    names, values = parsed
-    length = _framing(names, values, _RESPONSE_DEFER)
-    close = _closes(names, values)
-    if length is None or length < 0 or close is None or len(names) > limits.max_headers:
-        return DEFER
-    fields = list(zip(names, values, strict=True))
+    length, close, _ = framing
     if length > limits.max_body_size:
         return DEFER  # h11's path reports the limit (502) with its wording
     start = end + 4
