@@ -188,7 +188,10 @@ def encode_error(status: int, reason: str) -> bytes:
     return encode_response(resp, head=False, close=True)[0]
 
 
+@functools.lru_cache(maxsize=256)
 def _status_line(status: int, reason: bytes) -> bytes:
+    # A proxy forwards its upstream's few distinct lines ("200 OK") over and over: checked
+    # and formatted once each (an invalid reason raises, which is never cached).
     if not reason:
         line = _STATUS_LINES.get(status)
         return line if line is not None else b"HTTP/1.1 %d \r\n" % status
