@@ -193,7 +193,9 @@ class _Protocol(asyncio.Protocol):
             self.reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
-        _wake(self.read_waiter)
+        waiter = self.read_waiter  # `_wake` inline: this runs for every read
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def eof_received(self) -> bool:
         self.eof = True
