@@ -13,7 +13,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sofamesh.codecs.http1 import fast, writer
+from sofamesh.codecs.http1 import HttpResponse, fast, writer
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
 # The grammar as written in RFC 9110 §5.5 (field-vchar runs, SP / HTAB between).
@@ -72,3 +72,26 @@ def test_field_patterns_draw_the_lines_where_the_rfc_does() -> None:
     assert not writer._FIELD_LINES.fullmatch(b"a: x \r\n")  # trailing whitespace is not written
     assert not writer._FIELD_LINES.fullmatch(b"a:  x\r\n")
     assert not writer._FIELD_LINES.fullmatch(b"a: x\x0by\r\n")
+
+
+@settings(max_examples=3000)
+@given(st.lists(st.tuples(st.sampled_from([b"a", b"x-y", b"server"]), PIECES), max_size=4))
+def test_the_writer_accepts_exactly_the_values_the_grammar_accepts(
+    fields: list[tuple[bytes, bytes]],
+) -> None:
+    valid = all(re.fullmatch(_WRITTEN_VALUE, v) for _, v in fields)
+    try:
+        data, _ = writer.encode_response(HttpResponse(200, fields, b"ok"), head=False, close=False)
+    except ValueError:
+        assert not valid
+    else:
+        assert valid
+        assert data.count(b"\r\n") == len(fields) + 3  # status, fields, content-length, end
+
+
+def test_the_writer_takes_values_its_quick_scan_leaves_to_the_regex() -> None:
+    for value in (b"", b"a:  b", b"a: \tb", b"x\t y"):
+        data, _ = writer.encode_response(
+            HttpResponse(200, [(b"a", value)], b""), head=False, close=False
+        )
+        assert b"a: " + value + b"\r\n" in data
