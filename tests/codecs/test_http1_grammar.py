@@ -89,9 +89,27 @@ def test_the_writer_accepts_exactly_the_values_the_grammar_accepts(
         assert data.count(b"\r\n") == len(fields) + 3  # status, fields, content-length, end
 
 
-def test_the_writer_takes_values_its_quick_scan_leaves_to_the_regex() -> None:
+def test_the_writer_takes_values_with_odd_but_valid_spacing() -> None:
     for value in (b"", b"a:  b", b"a: \tb", b"x\t y"):
         data, _ = writer.encode_response(
             HttpResponse(200, [(b"a", value)], b""), head=False, close=False
         )
         assert b"a: " + value + b"\r\n" in data
+
+
+@settings(max_examples=3000)
+@given(
+    st.lists(st.tuples(st.sampled_from([b"a", b"X-Y", b"", b"a b", b"\x80"]), PIECES), max_size=4)
+)
+def test_the_parser_reads_exactly_the_blocks_the_grammar_accepts(
+    fields: list[tuple[bytes, bytes]],
+) -> None:
+    block = b"".join(name + b":" + value + b"\r\n" for name, value in fields)
+    for candidate in (block, block[:-2], block + b"x"):
+        parsed = fast._fields(candidate)
+        assert (parsed is None) == (_PARSED_FIELDS.fullmatch(candidate) is None), candidate
+        if parsed is not None:
+            lines = candidate.split(b"\r\n")[:-1]
+            assert parsed == [
+                (n.lower(), v.strip(b" \t")) for n, _, v in (x.partition(b":") for x in lines)
+            ]
