@@ -22,7 +22,12 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
 # NUL nor whitespace, with SP / HTAB (never CR, LF, VT, FF or NUL) between. Written without
 # a repeated group: sre then scans the middle in one loop instead of one group per word.
 _FIELD_VALUE = rb"(?:[^\x00\s](?:[^\x00\n\x0b\x0c\r]*[^\x00\s])?)?"
-_FIELD_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+: " + _FIELD_VALUE + rb"\r\n)*")
+# The same lines, with the value's optional parts as a branch and a look-behind rather than
+# nested optional groups, which sre runs as repeats (a fifth fewer instructions a line):
+# ": " and a value that ends in no SP / HTAB, or ": " and nothing.
+_FIELD_LINES = re.compile(
+    rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+:(?: [^\x00\s][^\x00\n\x0b\x0c\r]*(?<![ \t])| )\r\n)*"
+)
 _FIELD_VALUE_RE = re.compile(_FIELD_VALUE)
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # RFC 9112 §3.2: no whitespace or controls
 _REASON = re.compile(rb"[^\x00\r\n\x0b\x0c]*")  # RFC 9112 §4: HTAB / SP / VCHAR / obs-text
