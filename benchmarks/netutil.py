@@ -172,14 +172,16 @@ def rss_mib(pid: int) -> float:
 
 
 def wrk(port: int, host: str, duration: int, connections: int) -> dict[str, float]:
-    """`wrk -t1` keep-alive GETs of / with `Host: host`: req/s, p50 and p99 ms, non-2xx."""
+    """`wrk -t1` keep-alive GETs of / with `Host: host`: requests, req/s, p50 and p99 ms, non-2xx."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-H",
             f"Host: {host}", f"http://127.0.0.1:{port}/"]  # fmt: skip
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
     return {
+        "requests": float(requests.group(1)) if requests else 0.0,
         "rps": rps,
         "p50": to_ms(lat["50"]),
         "p99": to_ms(lat["99"]),

@@ -12,11 +12,13 @@ import anyio.abc
 import pytest
 
 from sofamesh.transport.streams import (
+    WRITE_HIGH_WATER,
     LoopStream,
     accept,
     connect_tcp,
     serve_accepted,
     time_limit,
+    try_send,
 )
 
 pytestmark = pytest.mark.anyio
@@ -100,6 +102,21 @@ async def test_max_bytes_splits_a_chunk_and_keeps_the_rest() -> None:
         got = await server.receive(3)
         rest = await read_exactly(server, 5)
         assert (got, rest) == (b"abc", b"defgh")
+
+
+async def test_try_send_writes_what_would_not_wait_and_leaves_the_rest_to_send(
+    anyio_backend_name: str,
+) -> None:
+    async with pair() as (client, server):
+        on_loop = anyio_backend_name == "asyncio"
+        assert try_send(client, b"small") is on_loop  # trio's streams always take `send`
+        if not on_loop:
+            await client.send(b"small")
+        big = b"x" * (WRITE_HIGH_WATER + 1)
+        assert not try_send(client, big)  # past the high-water mark: `send` may wait
+        assert await read_exactly(server, 5) == b"small"
+        await client.aclose()
+        assert not try_send(client, b"late")  # closed: `send` raises
 
 
 async def test_eof_from_the_peer_and_the_other_half_still_works() -> None:

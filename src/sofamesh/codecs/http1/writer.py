@@ -18,8 +18,16 @@ import re
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
-_FIELD_VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"  # RFC 9110 §5.5, h11's reading
-_FIELD_LINES = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+: " + _FIELD_VALUE + rb"\r\n)*")
+# RFC 9110 §5.5, h11's reading: empty, or starting and ending with a byte that is neither
+# NUL nor whitespace, with SP / HTAB (never CR, LF, VT, FF or NUL) between. Written without
+# a repeated group: sre then scans the middle in one loop instead of one group per word.
+_FIELD_VALUE = rb"(?:[^\x00\s](?:[^\x00\n\x0b\x0c\r]*[^\x00\s])?)?"
+# The same lines, with the value's optional parts as a branch and a look-behind rather than
+# nested optional groups, which sre runs as repeats (a fifth fewer instructions a line):
+# ": " and a value that ends in no SP / HTAB, or ": " and nothing.
+_FIELD_LINES = re.compile(
+    rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+:(?: [^\x00\s][^\x00\n\x0b\x0c\r]*(?<![ \t])| )\r\n)*"
+)
 _FIELD_VALUE_RE = re.compile(_FIELD_VALUE)
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # RFC 9112 §3.2: no whitespace or controls
 _REASON = re.compile(rb"[^\x00\r\n\x0b\x0c]*")  # RFC 9112 §4: HTAB / SP / VCHAR / obs-text
@@ -185,7 +193,10 @@ def encode_error(status: int, reason: str) -> bytes:
     return encode_response(resp, head=False, close=True)[0]
 
 
+@functools.lru_cache(maxsize=256)
 def _status_line(status: int, reason: bytes) -> bytes:
+    # A proxy forwards its upstream's few distinct lines ("200 OK") over and over: checked
+    # and formatted once each (an invalid reason raises, which is never cached).
     if not reason:
         line = _STATUS_LINES.get(status)
         return line if line is not None else b"HTTP/1.1 %d \r\n" % status

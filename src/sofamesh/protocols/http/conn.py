@@ -32,7 +32,7 @@ from sofamesh.codecs.http1.writer import CHUNKED, LAST_CHUNK, chunk
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.streams import time_limit
+from sofamesh.transport.streams import time_limit, try_send
 
 
 class StaleConnection(UpstreamResetError):
@@ -65,7 +65,8 @@ class Http1Connection:
         stream = self._stream
         got = 0  # response bytes read so far: in the process's buffer budget while read
         try:
-            await stream.send(data)
+            if not try_send(stream, data):
+                await stream.send(data)
             if request.stream is not None:
                 await self._upload(request.stream)
             while True:

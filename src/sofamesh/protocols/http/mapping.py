@@ -11,7 +11,10 @@ status, so a caller (or its on-call engineer) can tell a mesh 503 from an app 50
 
 from __future__ import annotations
 
+from typing import Any
+
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import HeaderList
 from sofamesh.model import (
     CALLER_HEADER,
     SERVICE_HEADER,
@@ -62,10 +65,12 @@ HOP_BY_HOP = frozenset(
 
 def service_of(headers: Headers) -> str:
     """The target service of a request, or '' if it names none."""
-    explicit = headers.get(SERVICE_HEADER)
+    return _service(headers.get(SERVICE_HEADER), headers.get("host", "") or "")
+
+
+def _service(explicit: str | None, host: str) -> str:
     if explicit:
         return explicit
-    host = headers.get("host", "") or ""
     if host.startswith("["):  # [v6]:port
         return host[: host.find("]") + 1]
     return host.rsplit(":", 1)[0] if ":" in host else host
@@ -83,16 +88,66 @@ def to_raw(headers: Headers) -> list[tuple[bytes, bytes]]:
     ]
 
 
+_ITEMS: Any = Headers.__dict__["_items"]  # the slot `WireHeaders` fills on first use
+
+
+class WireHeaders(Headers):
+    """A request's fields as the codec read them, decoded into `Headers` on first use.
+
+    The chains read a request's service, caller and deadline (picked from the fields
+    when the invocation is made) and, unless a rule matches or sets headers, nothing
+    else: such a request goes upstream with its fields as they came (`wire`), never
+    decoded and encoded again. Anything that reads or changes them decodes them first.
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: HeaderList) -> None:
+        self.wire: HeaderList | None = wire  # None once decoded
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        wire = self.wire
+        if wire is not None:  # first use
+            _ITEMS.__set__(self, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in wire])
+            self.wire = None
+        items: list[tuple[str, str]] = _ITEMS.__get__(self)
+        return items
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str]]) -> None:
+        _ITEMS.__set__(self, items)
+        self.wire = None
+
+
+def _picked(fields: HeaderList) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The first Host, `x-sofamesh-service` and `x-sofamesh-caller` values, as `get` finds them."""
+    host = service = caller = None
+    for name, value in fields:
+        if name == b"host":
+            if host is None:
+                host = value
+        elif name == _SERVICE_B:
+            if service is None:
+                service = value
+        elif name == _CALLER_B and caller is None:
+            caller = value
+    return host, service, caller
+
+
 def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocation:
-    headers = to_headers(req.headers)
+    host, service, caller = _picked(req.headers)
     target = req.target
     q = target.find("?")
     return Invocation(
         protocol=protocol,
-        service=service_of(headers),
+        service=_service(
+            None if service is None else service.decode("latin-1"),
+            "" if host is None else host.decode("latin-1"),
+        ),
         method=target if q < 0 else target[:q],
-        headers=headers,
-        caller=headers.get(CALLER_HEADER, "") or "",
+        headers=WireHeaders(req.headers),
+        caller="" if caller is None else caller.decode("latin-1"),
         payload=req,
         idempotent=req.method in IDEMPOTENT_METHODS,
     )
@@ -100,7 +155,11 @@ def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocatio
 
 def parse_timeout_ms(headers: Headers) -> float | None:
     """The remaining time a caller grants, in seconds, from `x-sofamesh-timeout-ms`."""
-    raw = headers.get(TIMEOUT_HEADER)
+    if type(headers) is WireHeaders and headers.wire is not None:  # without decoding them all
+        field = next((v for k, v in headers.wire if k == _TIMEOUT_B), None)
+        raw = None if field is None else field.decode("latin-1")
+    else:
+        raw = headers.get(TIMEOUT_HEADER)
     if raw is None:
         return None
     try:
@@ -116,11 +175,16 @@ _MESH_SET = frozenset({SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER}) | HOP_BY_
 def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
     """The request to send upstream: the caller's, with mesh headers set for the next hop."""
     req: HttpRequest = inv.payload
-    raw = [
-        (k.encode("latin-1"), v.encode("latin-1"))
-        for k, v in inv.headers.items()
-        if k not in _MESH_SET
-    ]
+    headers = inv.headers
+    wire = headers.wire if type(headers) is WireHeaders else None
+    if wire is not None:  # nothing read or changed them: the fields as they came
+        raw = [(k, v) for k, v in wire if k not in _MESH_SET_B]
+    else:
+        raw = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers.items()
+            if k not in _MESH_SET
+        ]
     raw.append((_SERVICE_B, inv.service.encode("latin-1")))
     if inv.caller:
         raw.append((_CALLER_B, inv.caller.encode("latin-1")))
@@ -135,6 +199,7 @@ _SERVICE_B, _CALLER_B, _TIMEOUT_B = (
     h.encode() for h in (SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER)
 )
 _HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
+_MESH_SET_B = frozenset(h.encode() for h in _MESH_SET)
 
 
 # What a peer mesh hop's `x-sofamesh-error` says of the app behind it. Never

@@ -144,25 +144,48 @@ class Http1Pool:
         if self._closed:
             raise PoolClosedError("pool is closed")
         deadline = None if timeout is None else self._clock.now() + timeout
-        endpoint = self._endpoints.get((host, port))
-        if endpoint is None:
-            endpoint = self._endpoints[host, port] = _Endpoint(
-                self.config.max_connections_per_endpoint
-            )
-        await self._acquire(endpoint.slots, timeout)
+        endpoint = self._endpoints.get((host, port)) or self._new_endpoint(host, port)
+        slots = endpoint.slots
+        try:
+            slots.acquire_nowait()  # the common case: no coroutine, no scheduling round
+        except anyio.WouldBlock:
+            await self._acquire(slots, timeout)
         try:
             conn, expired = self._checkout(endpoint)
             if expired:
                 await self._close_expired(endpoint, expired)
-            if conn is not None:
-                try:
-                    return await self._exchange(endpoint, conn, request, self._left(deadline))
-                except StaleConnection:
-                    self._stale_retries += 1
-            conn = await self._connect(endpoint, host, port, deadline)
-            return await self._exchange(endpoint, conn, request, self._left(deadline))
+            while True:
+                reused = conn is not None
+                if conn is None:
+                    conn = await self._connect(endpoint, host, port, deadline)
+                try:  # the exchange inline: one coroutine frame fewer per request
+                    with conn.time_limit(self._left(deadline)):
+                        response = await conn.request(request)
+                except BaseException as exc:  # cancellation too: the connection's state is unknown
+                    await self._discard(endpoint, conn)
+                    if not self._retries(exc, reused):
+                        raise
+                    conn = None
+                    continue
+                if not self._returned(endpoint, conn, response):
+                    await self._discard(endpoint, conn)
+                return response
         finally:
-            endpoint.slots.release()
+            slots.release()
+
+    def _retries(self, exc: BaseException, reused: bool) -> bool:
+        """After a failed exchange: whether to try again on a fresh connection (a reused one
+        was found closed). Raises PoolClosedError if the pool closed meanwhile."""
+        if self._closed and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            raise PoolClosedError("pool closed during the exchange") from exc
+        if reused and isinstance(exc, StaleConnection):
+            self._stale_retries += 1
+            return True
+        return False
+
+    def _new_endpoint(self, host: str, port: int) -> _Endpoint:
+        endpoint = self._endpoints[host, port] = _Endpoint(self.config.max_connections_per_endpoint)
+        return endpoint
 
     def _left(self, deadline: float | None) -> float | None:
         """Seconds until `deadline` (None: no deadline); TimeoutError once it has passed."""
@@ -174,15 +197,13 @@ class Http1Pool:
         return left
 
     async def _acquire(self, slots: anyio.Semaphore, timeout: float | None) -> None:
+        """Wait for a slot of a full endpoint, FIFO, under the call's timeout."""
+        self._waiting += 1
         try:
-            slots.acquire_nowait()  # the common case pays no scheduling round
-        except anyio.WouldBlock:
-            self._waiting += 1
-            try:
-                with anyio.fail_after(timeout):
-                    await slots.acquire()
-            finally:
-                self._waiting -= 1
+            with anyio.fail_after(timeout):
+                await slots.acquire()
+        finally:
+            self._waiting -= 1
 
     def _checkout(
         self, endpoint: _Endpoint
@@ -218,34 +239,20 @@ class Http1Pool:
         self._conns.add(conn)
         return conn
 
-    async def _exchange(
-        self,
-        endpoint: _Endpoint,
-        conn: Http1Connection,
-        request: HttpRequest,
-        timeout: float | None,
-    ) -> HttpResponse:
-        try:
-            with conn.time_limit(timeout):
-                response = await conn.request(request)
-        except BaseException as exc:  # cancellation included: the connection's state is unknown
-            await self._discard(endpoint, conn)
-            if self._closed and not isinstance(exc, anyio.get_cancelled_exc_class()):
-                raise PoolClosedError("pool closed during the exchange") from exc
-            raise
+    def _returned(self, endpoint: _Endpoint, conn: Http1Connection, response: HttpResponse) -> bool:
+        """Bookkeeping after an exchange; False if the connection must be closed now."""
         self._requests += 1
         if response.stream is not None:
             # The body owns the connection from here (it closes it at the end): out of the
             # pool's count, so the slot is free while a slow reader takes its time.
             self._conns.discard(conn)
             endpoint.open -= 1
-            return response
+            return True
         if conn.reusable and not self._closed:
             conn.idle_since = self._clock.now()
             endpoint.idle.append(conn)
-        else:
-            await self._discard(endpoint, conn)
-        return response
+            return True
+        return False
 
     async def _discard(self, endpoint: _Endpoint, conn: Http1Connection) -> None:
         if conn in self._conns:

@@ -49,7 +49,7 @@ from sofamesh.protocols.http.server_config import (
 from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Holding, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
-from sofamesh.transport.streams import abort, aclose_forcefully
+from sofamesh.transport.streams import abort, aclose_forcefully, try_send
 from sofamesh.transport.tls import peer_identity
 
 __all__ = [
@@ -350,9 +350,10 @@ class _Connection:
                 overload.held += len(data)
                 held += len(data)
                 self.held = held  # the overload action's measure of this connection
-                # A client that stopped reading holds a response here; the sweeper ends it.
-                self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
-                await self.stream.send(data)
+                if not try_send(self.stream, data):
+                    # A client that stopped reading holds a response here; the sweeper ends it.
+                    self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
+                    await self.stream.send(data)
                 if body is not None:
                     await relay_body(body, framing, self._send_timed, overload)
             finally:
