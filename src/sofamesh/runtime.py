@@ -32,7 +32,7 @@ from sofamesh.governance.compose import (
     outbound_filters,
     retry_filter,
 )
-from sofamesh.governance.filters.state import Options
+from sofamesh.governance.kind import Options
 from sofamesh.governance.source import (
     Governance,
     RegistryRulesSource,

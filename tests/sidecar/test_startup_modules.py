@@ -25,8 +25,9 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # (which the package's `__init__` offers) only by an SDK app; the h2 library only by the
 # lean HTTP/2 codec's differential reference; hashlib (OpenSSL's digests) and what imports
 # it (hmac, secrets) only with the first hash, rules document or admin request (trio's own
-# DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1.
-# Each entry covers its submodules.
+# DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1;
+# the rules document's model and every kind of rule only with a rules document (or a read of
+# the rules in force). Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -46,6 +47,11 @@ NOT_AT_START = (
     "sofamesh.sidecar.worker_link",
     "sofamesh.sidecar.worker_stats",
     "sofamesh.sidecar.listener_shares",
+    "sofamesh.governance.rules",
+    "sofamesh.governance.kinds",
+    "sofamesh.governance.filters.state",
+    "sofamesh.governance.enforcement_rules",
+    "sofamesh.governance.routing_rules",
 )
 
 BUILD = """
@@ -89,6 +95,30 @@ def test_every_protocol_without_tls_loads_no_optional_feature(tmp_path: Path) ->
 
 def _within(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_a_rules_document_loads_the_rules_model(tmp_path: Path) -> None:
+    config = {
+        "app": "orders",
+        "registry": f"file://{tmp_path}",
+        "rules": {"breakers": [{"service": "pay"}]},
+    }
+    loaded = loaded_by_sidecar(config)
+    assert "sofamesh.governance.rules" not in loaded  # parsed when the rules are watched
+    code = BUILD.replace(
+        "Sidecar(config)", "Sidecar(config).runtime.governance.load(config.rules, 'inline')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert {"sofamesh.governance.rules", "sofamesh.governance.kinds"} <= set(
+        json.loads(proc.stdout)
+    )
 
 
 def test_tls_loads_cryptography(tmp_path: Path) -> None:

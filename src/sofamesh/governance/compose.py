@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -30,12 +31,13 @@ import anyio.abc
 from sofamesh.chain import Filter
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
-from sofamesh.governance.filters.retry import RoutePlans
 from sofamesh.governance.kind import Compose, FilterSlot, Sleep
-from sofamesh.governance.kinds import KINDS
-from sofamesh.governance.source import Governance
+from sofamesh.governance.source import Governance, NoRulesYet
 from sofamesh.stats import Stats
 from sofamesh.upstream.retry import GatewayCodes, RetryFilter
+
+if TYPE_CHECKING:
+    from sofamesh.governance.filters.state import Holder
 
 
 def outbound_filters(
@@ -64,6 +66,10 @@ def inbound_filters(
 
 
 def _filters(ctx: Compose, in_use_only: bool) -> list[Filter]:
+    if in_use_only and _no_rules(ctx.governance):
+        return []  # the empty document uses no kind: none need load
+    from sofamesh.governance.kinds import KINDS  # every kind's filters, with the first rules
+
     doc = ctx.governance.current.document
     slots: list[FilterSlot] = []
     for kind in KINDS:
@@ -75,6 +81,11 @@ def _filters(ctx: Compose, in_use_only: bool) -> list[Filter]:
                 slots.append(slot)
     slots.sort(key=lambda s: s.slot)
     return [f for f in (s.make(ctx) for s in slots) if f is not None]
+
+
+def _no_rules(governance: Holder) -> bool:
+    """The empty document's state is not built yet, and no fallback is registered in code."""
+    return isinstance(governance.current, NoRulesYet) and not governance.code_fallbacks
 
 
 def composition_key(governance: Governance) -> tuple[object, int]:
@@ -98,7 +109,11 @@ def retry_filter(
     Only routes carry retry policies, so without routes the filter looks for no plan
     (the runtime composes again when the rules change).
     """
-    plans = RoutePlans(governance, rand) if governance.current.document.routes else None
+    plans = None
+    if not isinstance(governance.current, NoRulesYet) and governance.current.document.routes:
+        from sofamesh.governance.filters.retry import RoutePlans  # with a route's first rules
+
+        plans = RoutePlans(governance, rand)
     return RetryFilter(
         policy_for, stats, clock, gateway_codes=gateway_codes, plans=plans, sleep=sleep
     )

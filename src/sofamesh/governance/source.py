@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -35,10 +35,13 @@ import attrs
 
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.config.structure import ConfigError
-from sofamesh.governance.filters.degrade import Fallback
 from sofamesh.governance.filters.metrics import prometheus_lines
-from sofamesh.governance.filters.state import GovernanceState, Options
-from sofamesh.governance.rules import EMPTY, RulesDocument, parse_rules
+from sofamesh.governance.kind import Options
+
+if TYPE_CHECKING:
+    from sofamesh.governance.filters.degrade import Fallback
+    from sofamesh.governance.filters.state import GovernanceState
+    from sofamesh.governance.rules import RulesDocument
 
 log = logging.getLogger("sofamesh.governance")
 
@@ -51,12 +54,14 @@ class Governance:
         *,
         clock: Clock | None = None,
         options: Options | None = None,
-        document: RulesDocument = EMPTY,
+        document: RulesDocument | None = None,
     ) -> None:
         self.clock: Clock = clock or MonotonicClock()
-        self.current = GovernanceState(document, None, options)
+        self.current: GovernanceState = (
+            _state(document, None, options) if document is not None else _unbuilt(self, options)
+        )
         self.code_fallbacks: dict[tuple[str, str, str], Fallback] = {}
-        self.version = document.version
+        self.version = document.version if document is not None else EMPTY_VERSION
         self.origin = "default"
         self.loaded_at: float | None = None  # wall-clock time of the last accepted change
         self.last_error: str | None = (
@@ -70,7 +75,7 @@ class Governance:
 
     def apply(self, document: RulesDocument, origin: str = "api") -> None:
         """Put a validated document in force at once, keeping the state of unchanged rules."""
-        self.current = GovernanceState(document, self.current)
+        self.current = _state(document, self.current)
         self.version = document.version
         self.origin = origin
         self.loaded_at = time.time()
@@ -81,6 +86,8 @@ class Governance:
         """Validate plain data and apply it; False (and `last_error`) if it is invalid."""
         self.attempts += 1
         try:
+            from sofamesh.governance.rules import parse_rules  # the rules model, on first use
+
             doc = parse_rules(data)
             if doc != self.current.document:
                 self.apply(doc, origin)
@@ -159,6 +166,50 @@ class Governance:
     def breaker_states(self) -> dict[str, list[dict[str, Any]]]:
         """Per service, the state of each circuit breaker (for /clusters)."""
         return self.current.breaker_states(self.clock.now())
+
+
+# -- the empty document's state, built on first read -------------------------------------------
+
+EMPTY_VERSION = "empty"  # `rules.EMPTY.version`
+
+
+def _state(
+    document: RulesDocument, previous: GovernanceState | None, options: Options | None = None
+) -> GovernanceState:
+    from sofamesh.governance.filters.state import GovernanceState
+
+    return GovernanceState(document, previous, options)
+
+
+class NoRulesYet:
+    """Stands in for the empty document's `GovernanceState` until something reads it.
+
+    The rules model and every kind's filter module (about 1.9 MB) load only then:
+    an idle sidecar without rules composes no governance filter (`compose.py`
+    checks for this stand-in) and never reads it. Its first attribute read builds
+    the real state and puts it in force; a document applied on top of it starts
+    from no leaves and its options, as it would from the empty state.
+    """
+
+    leaves: dict[str, Any] = {}
+
+    def __init__(self, governance: Governance, options: Options) -> None:
+        self.governance = governance
+        self.options = options
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("governance", "options"):  # not set yet (a copy in the making)
+            raise AttributeError(name)
+        from sofamesh.governance.rules import EMPTY
+
+        if self.governance.current is cast(Any, self):
+            self.governance.current = _state(EMPTY, None, self.options)
+        return getattr(self.governance.current, name)
+
+
+def _unbuilt(governance: Governance, options: Options | None) -> GovernanceState:
+    # Typed as the state it stands in for: every read past `leaves` and `options` is its.
+    return cast("GovernanceState", NoRulesYet(governance, options or Options()))
 
 
 # -- sources ----------------------------------------------------------------------------------
