@@ -184,7 +184,7 @@ def _state(
 class NoRulesYet:
     """Stands in for the empty document's `GovernanceState` until something reads it.
 
-    The rules model and every kind's filter module (about 1.9 MB) load only then:
+    The rules model and every kind's filter module (1.7 MB of an idle sidecar) load only then:
     an idle sidecar without rules composes no governance filter (`compose.py`
     checks for this stand-in) and never reads it. Its first attribute read builds
     the real state and puts it in force; a document applied on top of it starts
