@@ -257,6 +257,8 @@ class Target:
 
     def pick(self, cluster: Any, inv: Invocation, now: float) -> Endpoint | None:
         view: ClusterView = cluster
+        members: Sequence[Endpoint]
+        healthy: Sequence[Endpoint]
         subsets = self._subsets
         subset = subsets[0]
         if (
