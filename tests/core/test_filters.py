@@ -235,11 +235,11 @@ async def test_success_rate_outlier_detection_ejects_the_worst_endpoint() -> Non
     async with cm:
         cluster = cm.get("svc")
         await cluster.ready.wait()
-        cluster.record(eps[0], False, (Status.OK, 1.0))  # starts the first interval
+        cluster.record(eps[0], False, Status.OK, 1.0)  # starts the first interval
         for i in range(40):  # endpoint 1 fails every other call; the others never
             for ep in eps:
                 failed = ep.port == 1 and i % 2 == 0
-                cluster.record(ep, failed, (Status.APP_ERROR if failed else Status.OK, 1.0))
+                cluster.record(ep, failed, Status.APP_ERROR if failed else Status.OK, 1.0)
         clock.advance(10.5)
         assert {cluster.pick(set(), clock.now()) for _ in range(30)} == set(eps[1:])
         (worst,) = [e for e in cluster.describe()["endpoints"] if e["health"] == "ejected"]

@@ -33,6 +33,8 @@ class RetryTimeouts:
 
     attempts = 3
     per_try_timeout = 0.05
+    counts_calls = False
+    ok_is_final = True
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
         return result.status is Status.TIMEOUT

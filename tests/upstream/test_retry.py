@@ -24,6 +24,8 @@ class Plan:
     def __init__(self, attempts: int = 3, admit: int = 10, per_try: float | None = None) -> None:
         self.attempts = attempts
         self.per_try_timeout = per_try
+        self.counts_calls = True
+        self.ok_is_final = False
         self._places = admit
         self.log: list[str] = []
         self.codes: list[frozenset[int]] = []

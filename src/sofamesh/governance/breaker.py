@@ -156,6 +156,7 @@ class CircuitBreaker:
         "_probe_ok",
         "_probes",
         "_slow_after",
+        "_watched",
         "_window",
         "config",
         "state",
@@ -169,6 +170,9 @@ class CircuitBreaker:
         rt = config.max_response_time
         self._slow_after = math.inf if rt is None else rt
         self._check = _STRATEGY_CHECKS[config.strategy]
+        # The window column the strategy reads (errors, or slow calls): while it is zero no
+        # threshold (>= 0) is exceeded, so a healthy window skips the check's call.
+        self._watched = 2 if config.strategy is Strategy.SLOW_REQUEST_RATIO else 1
         self._next_retry = 0.0
         self._epoch = 0  # half-open periods so far; a probe carries the one it was admitted in
         self._probes = 0  # probes admitted in the current half-open period
@@ -212,6 +216,7 @@ class CircuitBreaker:
             self._record_probe(permit.probe, failed or slow, now)
         elif (
             self.state is BreakerState.CLOSED
+            and totals[self._watched]
             and totals[0] >= self.config.min_request_count
             and self._check(self, totals)
         ):

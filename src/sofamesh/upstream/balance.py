@@ -41,7 +41,12 @@ class BalanceFilter:
         self._clock = clock
 
     async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        cluster = self._clusters.for_call(inv.service)
+        # ClusterManager.for_call's hit path, inline: a Python call less on every call.
+        cluster = self._clusters.clusters.get(inv.service)
+        if cluster is None:
+            cluster = self._clusters.for_call(inv.service)
+        else:
+            cluster.used = True
         if not cluster.is_ready:
             await self._wait_ready(cluster.ready, inv)
         now = self._clock.now()
@@ -66,7 +71,7 @@ class BalanceFilter:
             # local-origin timeout). A caller who went away earlier says nothing of it.
             ended = self._clock.now()
             if inv.deadline is not None and ended >= inv.deadline - DEADLINE_SLACK:
-                cluster.record(ep, True, (Status.TIMEOUT, (ended - now) * 1000))
+                cluster.record(ep, True, Status.TIMEOUT, (ended - now) * 1000)
             raise
         finally:
             cluster.active[key] -= 1
@@ -74,7 +79,7 @@ class BalanceFilter:
         end = self._clock.now()
         status = result.status
         cluster.record(
-            ep, status is not Status.OK and status.is_failure, (status, (end - now) * 1000), end
+            ep, status is not Status.OK and status.is_failure, status, (end - now) * 1000, end
         )
         return result
 

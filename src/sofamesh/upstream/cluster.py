@@ -31,7 +31,7 @@ import attrs
 
 from sofamesh.clock import Clock
 from sofamesh.endpoint import Endpoint
-from sofamesh.model import Invocation
+from sofamesh.model import Invocation, Status
 from sofamesh.registry.base import DEFAULT_LEASE, Registry, Snapshot
 from sofamesh.stats import CallStats, Stats
 from sofamesh.upstream.balancers import Balancer, BalancerSpec, make_balancer
@@ -204,9 +204,9 @@ class Cluster:
         return self.balancer.pick(candidates, inv) if candidates else None
 
     def record(
-        self, ep: Endpoint, failed: bool, status_ms: tuple[Any, float], now: float | None = None
+        self, ep: Endpoint, failed: bool, status: Status, ms: float, now: float | None = None
     ) -> None:
-        """One call's outcome on `ep`, at `now` (the clock's, unless the caller read it)."""
+        """One call's outcome on `ep`, `ms` long, at `now` (the clock's unless the caller's)."""
         if now is None:
             now = self._clock.now()
         if self.success_rate is not None:
@@ -217,7 +217,7 @@ class Cluster:
         row = self._rows.get(ep.key)
         if row is None:
             row = self._rows[ep.key] = self._stats.endpoint(self.service, ep.address)
-        row.record(*status_ms)
+        row.record(status, ms)
 
     def describe(self) -> dict[str, Any]:
         now = self._clock.now()

@@ -61,6 +61,14 @@ class RetryPlan(Protocol):
     @property
     def per_try_timeout(self) -> float | None: ...
 
+    @property
+    def counts_calls(self) -> bool:
+        """Whether `begin` and `end` are called (a retry budget counts calls in flight)."""
+
+    @property
+    def ok_is_final(self) -> bool:
+        """An OK answer is never retried: `retryable` is asked only of other answers."""
+
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
         """Whether a try that ended in `result` is repeated."""
 
@@ -123,14 +131,21 @@ class RetryFilter:
     async def _by_plan(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
         # One coroutine frame for the whole loop: the first try, the common case, awaits
         # the chain below directly unless the plan has a per-try timeout.
-        plan.begin()
+        # The common plan (no budget; OK is final) costs no call but the try itself.
+        counts = plan.counts_calls
+        if counts:
+            plan.begin()
         try:
             if plan.per_try_timeout is None:
                 result = await call_next(inv)
             else:
                 result = await self._attempt(inv, call_next, plan)
-            # No gateway code is an OK answer's: the look-up waits for a failed try.
-            codes = NO_CODES if result.status is Status.OK else self._gateway_codes(inv.protocol)
+            if result.status is Status.OK:
+                if plan.ok_is_final:
+                    return result
+                codes = NO_CODES  # no gateway code is an OK answer's
+            else:
+                codes = self._gateway_codes(inv.protocol)
             while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
                 release = plan.admit(inv.service)
                 if release is None:
@@ -148,7 +163,8 @@ class RetryFilter:
                     release()
             return result
         finally:
-            plan.end()
+            if counts:
+                plan.end()
 
     async def _back_off(self, inv: Invocation, plan: RetryPlan) -> bool:
         """Wait before the next try; False if it could not start before the deadline."""

@@ -126,6 +126,8 @@ class PolicyPlan:
         "_policy",
         "_rand",
         "attempts",
+        "counts_calls",
+        "ok_is_final",
         "per_try_timeout",
     )
 
@@ -145,6 +147,8 @@ class PolicyPlan:
         # Attributes, not properties: the retry filter reads them on every call.
         self.attempts = policy.attempts
         self.per_try_timeout = policy.per_try_timeout
+        self.counts_calls = target.budget is not None  # begin/end only feed the budget
+        self.ok_is_final = not self._ok_codes
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
         if result.status is Status.OK and not self._ok_codes:

@@ -203,14 +203,16 @@ class RouteFilter:
         # Decides on the way down only: no coroutine frame of its own.
         table = self._holder.current.routes
         routes = table.routes.get(inv.service)
-        if routes is not None:
-            for route in routes:
-                if route.matches(inv):
-                    return self._take(route, inv, call_next)
-        inv.route = table.defaults.get(inv.service)
-        return call_next(inv)
-
-    def _take(self, route: CompiledRoute, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        if routes is None:
+            inv.route = table.defaults.get(inv.service)
+            return call_next(inv)
+        for route in routes:
+            if route.matches(inv):
+                break
+        else:
+            inv.route = table.defaults.get(inv.service)
+            return call_next(inv)
+        # The matched route, taken here rather than in a method of its own: a call less.
         leaf = route.leaf
         leaf.matched += 1
         rule = route.rule
