@@ -189,3 +189,14 @@ async def _ok(call: Invocation) -> Result:
 
 async def _fail(call: Invocation) -> Result:
     return Result(Status.APP_ERROR, code=500)
+
+
+async def test_governance_without_a_document_reads_as_the_empty_document() -> None:
+    # Without a document the state is built on first read; until then nothing of the rules
+    # model is loaded, yet what a reader sees must be the empty document's, version and all.
+    from sofamesh.governance.rules import EMPTY
+    from sofamesh.governance.source import Governance
+
+    lazy, built = Governance(), Governance(document=EMPTY)
+    assert lazy.version == built.version == EMPTY.version
+    assert lazy.current.document == built.current.document == EMPTY
