@@ -189,10 +189,13 @@ def server(kind: str) -> LeanH2Codec | ReferenceH2Codec:
     return codec
 
 
-def request_bytes(declared: bytes, chunks: list[bytes], trailers: bool = False) -> bytes:
+def request_bytes(
+    declared: bytes, chunks: list[bytes], trailers: bool = False, method: bytes = b"POST"
+) -> bytes:
     c = ReferenceH2Codec(client_side=True)
     c.initiate()
-    c.send_headers(1, [*POST, (b"content-length", declared)], end_stream=not chunks)
+    head = [(b":method", method), *POST[1:], (b"content-length", declared)]
+    c.send_headers(1, head, end_stream=not chunks)
     for i, chunk in enumerate(chunks):
         c.send_data(1, chunk, end_stream=i == len(chunks) - 1 and not trailers)
     if trailers:
@@ -215,6 +218,24 @@ def test_the_judge_allows_content_length_differences_exactly(
     declared: bytes, chunks: list[bytes], trailers: bool
 ) -> None:
     judge(server, request_bytes(declared, chunks, trailers))
+
+
+@pytest.mark.parametrize(
+    ("chunks", "breach"), [([b"ab", b"cd"], False), ([b"ab"], True), ([b"abc", b"def"], True)]
+)
+def test_a_head_request_is_held_to_its_content_length_like_any_request(
+    chunks: list[bytes], breach: bool
+) -> None:
+    """Only a response to HEAD is exempt (RFC 9110 §9.3.2): a HEAD request that carries a
+    body is held to the length it declares, by both codecs (the judge allows only the
+    documented stream-vs-connection difference)."""
+    data = request_bytes(b"4", chunks, method=b"HEAD")
+    judge(server, data)
+    lean = server("lean")
+    events = lean.receive_data(data)
+    assert (reset(1) in events) is breach
+    assert lean.content_length_errors == int(breach)
+    assert HeadersReceived(stream_id=3, headers=POST, end_stream=True) in events
 
 
 class _Lax(LeanH2Codec):

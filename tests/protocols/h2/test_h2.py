@@ -269,3 +269,36 @@ async def test_connections_over_the_limit_are_closed_on_accept() -> None:
                 pass  # closed: what we expect
         await extra.aclose()
         s.conn.finished(s)
+
+
+async def test_a_reset_says_which_side_made_it() -> None:
+    """The handler of a request whose DATA passed its content-length hears that this side
+    reset the stream for a malformed message; a client's own RST_STREAM is the peer's."""
+    send, receive = anyio.create_memory_object_stream[str](2)
+    entered = anyio.Event()
+
+    async def reader(stream: H2Stream) -> None:
+        entered.set()
+        try:
+            await read_all(stream)
+        except StreamResetError as exc:
+            await send.send(str(exc))
+
+    reasons = []
+    async with client_of(reader) as (pool, port), send, receive:
+        for headers, data, code in [
+            ([*head(), (b"content-length", b"2")], b"abcdef", None),
+            (head(), b"a", 0x8),
+        ]:
+            entered = anyio.Event()
+            stream = await pool.open_stream("127.0.0.1", port, headers)
+            await entered.wait()  # the handler runs before the body arrives
+            await stream.send_data(data)
+            if code is not None:
+                stream.reset(code)
+            with anyio.fail_after(5):
+                reasons.append(await receive.receive())
+    assert reasons == [
+        "stream reset here: the peer's frames were malformed (error code 1)",
+        "stream reset by the peer (error code 8)",
+    ]

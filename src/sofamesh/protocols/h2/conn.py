@@ -263,7 +263,8 @@ class H2Connection:
         s = self.streams.pop(ev.stream_id, None)
         if s is not None:
             refused = ev.error_code == 0x7  # REFUSED_STREAM
-            reason = f"stream reset by the peer (error code {ev.error_code})"
+            who = "by the peer" if ev.remote else "here: the peer's frames were malformed"
+            reason = f"stream reset {who} (error code {ev.error_code})"
             s.fail(StreamResetError(ev.error_code, reason, refused=refused))
 
     def _on_rare(self, ev: Event) -> None:
