@@ -66,6 +66,47 @@ async def test_file_source_yields_the_document_then_each_change(tmp_path: Path) 
         assert "cannot read" in ((await snapshots.__anext__()).error or "")
 
 
+async def test_a_file_is_parsed_once_per_change_and_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polling an unchanged file costs a read, not a parse (a 2 MiB YAML document takes a
+    second or more), and a change is parsed in a worker thread while the loop serves."""
+    import threading
+
+    import yaml
+
+    parsed_on: list[int] = []
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: Any) -> None:
+            parsed_on.append(threading.get_ident())
+            super().__init__(stream)
+
+    monkeypatch.setattr(yaml, "CSafeLoader", Counting)
+    monkeypatch.setattr(yaml, "SafeLoader", Counting)
+    polls = 0
+    polled = anyio.Event()
+
+    async def count(_seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 5:
+            polled.set()
+        await anyio.lowlevel.checkpoint()
+
+    path = tmp_path / "rules.yaml"
+    write(path, "version: '1'\n")
+    async with FileRulesSource(path, sleep=count).watch() as snapshots:
+        assert (await snapshots.__anext__()).data == {"version": "1"}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(snapshots.__anext__)  # keeps polling: nothing changes
+            await polled.wait()
+            tg.cancel_scope.cancel()
+    assert len(parsed_on) == 1  # five polls of the same content, one parse
+    assert parsed_on[0] != threading.get_ident()
+
+
 async def test_watch_rules_applies_changes_and_rejects_invalid_ones_whole(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     write(path, "version: v1\nrate_limits: [{service: a, count: 1, direction: outbound}]\n")
