@@ -17,6 +17,7 @@ import yaml
 from sofamesh.control.api import ApiError, Call, Route
 from sofamesh.control.auth import token_hash
 from sofamesh.control.rules import Refused, validate
+from sofamesh.governance.source import parse_yaml
 
 if TYPE_CHECKING:
     from sofamesh.control.app import ControlPlane
@@ -92,7 +93,7 @@ class ConsoleApi:
         document = call.json().get("document")
         if isinstance(document, str):
             try:
-                document = yaml.safe_load(document)
+                document = await parse_yaml(document)
             except yaml.YAMLError as e:
                 raise ApiError(400, f"malformed YAML: {e}") from None
         problems: list[str] = []

@@ -8,6 +8,7 @@ import yaml
 
 from sofamesh.control.api import ApiError, Call, Reply, Route
 from sofamesh.control.rules import parse_version
+from sofamesh.governance.source import parse_yaml
 
 if TYPE_CHECKING:
     from sofamesh.control.app import ControlPlane
@@ -43,7 +44,7 @@ class RulesApi:
         document = body.get("document")
         if isinstance(document, str):  # YAML text, as written in the operator's file
             try:
-                document = yaml.safe_load(document)
+                document = await parse_yaml(document)
             except yaml.YAMLError as e:
                 raise ApiError(400, f"malformed YAML: {e}") from None
         message = body.get("message", "")

@@ -292,20 +292,26 @@ class FileRulesSource:
 
 
 async def parse_document(origin: str, text: str) -> RulesSnapshot:
-    """A YAML (or JSON) document as plain data, parsed in a worker thread so that the
-    loop keeps serving meanwhile (2 MiB of YAML takes a second or more to parse)."""
-    return await anyio.to_thread.run_sync(_parse_text, origin, text)
-
-
-def _parse_text(origin: str, text: str) -> RulesSnapshot:
+    """A YAML (or JSON) document as plain data, or why it is not one."""
     import yaml  # loaded with the first rules document, not at start
 
-    # libyaml's safe loader where PyYAML was built with it (about ten times faster).
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return RulesSnapshot(origin, yaml.load(text, Loader=loader))
+        return RulesSnapshot(origin, await parse_yaml(text))
     except yaml.YAMLError as e:
         return RulesSnapshot(origin, error=f"not valid YAML/JSON: {e}")
+
+
+async def parse_yaml(text: str) -> Any:
+    """YAML text as plain data, parsed in a worker thread so that the loop keeps serving
+    meanwhile (2 MiB of YAML takes seconds); raises `yaml.YAMLError`."""
+    return await anyio.to_thread.run_sync(_load_yaml, text)
+
+
+def _load_yaml(text: str) -> Any:
+    import yaml
+
+    # libyaml's safe loader where PyYAML was built with it (about four times faster).
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 class LastGoodRules:
