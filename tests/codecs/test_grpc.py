@@ -1,4 +1,4 @@
-"""gRPC framing, grpc-timeout, grpc-message and status mapping (codecs/grpc.py)."""
+"""gRPC framing, grpc-timeout, grpc-message, status mapping (codecs/grpc.py) and heads."""
 
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from sofamesh.codecs.grpc import (
     encode_grpc_message,
     encode_message,
     format_timeout,
-    outcome_of,
     parse_timeout,
+    status_of,
+)
+from sofamesh.codecs.grpc_heads import (
+    outcome_of,
     read_request,
     request_headers,
-    status_of,
     status_trailers,
 )
 from sofamesh.model import Status

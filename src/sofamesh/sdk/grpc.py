@@ -40,8 +40,10 @@ from sofamesh.codecs.grpc import (
     MethodPath,
     code_of,
     encode_message,
-    outcome_of,
     status_of,
+)
+from sofamesh.codecs.grpc_heads import (
+    outcome_of,
     status_trailers,
 )
 from sofamesh.model import Headers, Invocation, Result

@@ -29,11 +29,13 @@ from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.codecs.grpc import (
     CONTENT_TYPE,
-    TRAILERS_ONLY_HEAD,
     GrpcStatus,
     code_of,
     code_of_reset,
     encode_message,
+)
+from sofamesh.codecs.grpc_heads import (
+    TRAILERS_ONLY_HEAD,
     forwardable,
     outcome_of,
     read_request,
@@ -141,7 +143,7 @@ class GrpcListener:
 
 
 def _refused(reason: str) -> Result:
-    """A request whose :path and x-sofamesh-service disagree (codecs.grpc.read_request)."""
+    """A request whose :path and x-sofamesh-service disagree (codecs.grpc_heads.read_request)."""
     log.warning("gRPC request refused: %s", reason)
     result = Result.failure(Status.BAD_REQUEST, reason)
     result.code = int(GrpcStatus.INVALID_ARGUMENT)
