@@ -11,11 +11,13 @@ import anyio.abc
 import httpx
 import pytest
 
+from sofamesh.codecs.h2 import H2Limits
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.protocols.h2.bodies import UpstreamBody
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.http import H2HttpHandler, send_http
 from sofamesh.protocols.h2.server import H2Server
+from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamResetError
 
 pytestmark = pytest.mark.anyio
@@ -117,3 +119,45 @@ async def test_a_body_whose_source_fails_is_cut_with_a_reset(anyio_backend: str)
         ok = await client.get(f"http://127.0.0.1:{port}/")  # the connection lives on
     assert ok.content == b"a" * 1000 + b"b" * 1000
     assert all(body.closed for body in bodies)
+
+
+async def test_a_request_body_counts_in_the_buffer_budget_while_it_is_held(
+    anyio_backend: str,
+) -> None:
+    """An upload's bytes count against the process's buffer budget as they arrive (a slow
+    upload holds it too, as over HTTP/1.1), the overload action sees its stream among the
+    holders, and the bytes leave the budget with the exchange."""
+    before = OVERLOAD.held
+    seen: list[int] = []
+
+    async def sized(req: HttpRequest) -> HttpResponse:
+        seen.append(OVERLOAD.held - before)
+        return HttpResponse(200, [], str(len(req.body)).encode())
+
+    window = 65_535  # the server lets this much arrive unread, per stream and in all
+    server = H2Server(H2HttpHandler(sized, 4 * MIB), limits=H2Limits(connection_window=window))
+    async with serving(server) as port, H2Pool() as pool:
+        head = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":path", b"/"),
+            (b":authority", b"t"),
+        ]
+        stream = await pool.open_stream("127.0.0.1", port, head)
+        await stream.send_data(b"x" * MIB)  # returns once the server's window let it all go
+        assert OVERLOAD.held - before >= MIB - window  # read by the server: held, counted
+        held = [size for size, who, _reset in OVERLOAD.holders() if "stream" in who]
+        assert held and held[0] >= MIB - window
+        await stream.send_data(b"y" * MIB, end_stream=True)
+        await stream.receive_headers()
+        assert await read_body(stream) == str(2 * MIB).encode()
+        assert seen == [2 * MIB]  # the whole body, while the app ran
+        stream.conn.finished(stream)
+    assert OVERLOAD.held == before  # given back with the exchange
+
+
+async def read_body(stream: object) -> bytes:
+    parts = []
+    while (chunk := await stream.receive_data()) is not None:  # type: ignore[attr-defined]
+        parts.append(chunk)
+    return b"".join(parts)

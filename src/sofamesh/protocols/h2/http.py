@@ -5,7 +5,8 @@
   carries HTTP/1.1 ones (`:authority` becomes `Host`, RFC 9113 §8.3.1).
 - `send_http` sends an `HttpRequest` over a pooled HTTP/2 connection.
 
-Request bodies are buffered up to `max_body` (413 above it). A response body above the
+Request bodies are buffered up to `max_body` (413 above it), counted in the buffer budget
+while they are held. A response body above the
 request's `stream_threshold` is streamed (`bodies.py`); others are buffered up to
 `max_body` (`UpstreamProtocolError` above it).
 """
@@ -67,6 +68,16 @@ class H2HttpHandler:
             refusal = HttpResponse(400, [(b"content-type", b"text/plain")], f"{exc}\n".encode())
             await _send_response(stream, refusal)
             return
+        try:
+            await self._serve(stream, method, target, headers)
+        finally:  # the request body's bytes leave the buffer budget with the exchange
+            if stream.held:
+                OVERLOAD.held -= stream.held
+                stream.held = 0
+
+    async def _serve(
+        self, stream: H2Stream, method: str, target: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         body = await _read_body(stream, self._max_body)
         if body is None:
             await _send_response(stream, _too_large())
@@ -101,12 +112,17 @@ def _request_head(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]
 
 
 async def _read_body(stream: H2Stream, limit: int) -> bytes | None:
+    """The whole body, or None past `limit`. Its bytes count against the buffer budget (and
+    in the stream's `held`, so the overload action can reset it) as they arrive, like an
+    HTTP/1.1 request's: a slow upload holds the budget too. The handler releases them."""
     parts: list[bytes] = []
     size = 0
     while (chunk := await stream.receive_data()) is not None:
         size += len(chunk)
         if size > limit:
             return None
+        OVERLOAD.held += len(chunk)
+        stream.held += len(chunk)
         parts.append(chunk)
     return b"".join(parts)
 
@@ -128,12 +144,12 @@ async def _send_response(stream: H2Stream, resp: HttpResponse) -> None:
         headers.append((b"content-length", str(size).encode()))
         await stream.send_headers(headers)
         OVERLOAD.held += size  # counted against the buffer budget until it has left
-        stream.held = size
+        stream.held += size
         try:
             await stream.send_data(resp.body, end_stream=True)
         finally:
             OVERLOAD.held -= size
-            stream.held = 0
+            stream.held -= size
     else:
         await stream.send_headers(headers, end_stream=True)
 
