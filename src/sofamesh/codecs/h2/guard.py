@@ -44,6 +44,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from sofamesh.codecs.h2.lean_guard import LeanGuard
 from sofamesh.codecs.h2.limits import H2Limits
 
 REFUSED_STREAM = 0x7
@@ -51,37 +52,18 @@ REFUSED_STREAM = 0x7
 Dispatch = Callable[[Frame], Any]
 
 
-class FloodGuard:
-    """Counts one connection's frames and refuses the peer once a limit is passed."""
+class FloodGuard(LeanGuard):
+    """`LeanGuard`'s counters and limits, fed from h2's frame dispatch."""
 
-    __slots__ = (
-        "_h2",
-        "_limits",
-        "control_queued",
-        "data_frames_sent",
-        "inbound_streams",
-        "premature_resets",
-        "priorities",
-        "refused_streams",
-        "tripped",
-        "window_updates",
-    )
+    __slots__ = ("_h2",)
 
     def __init__(self, conn: h2.connection.H2Connection, limits: H2Limits) -> None:
+        super().__init__(limits)
         self._h2 = conn
-        self._limits = limits
-        self.control_queued = 0  # ACKs owed since the writer last took our bytes
-        self.data_frames_sent = 0
-        self.inbound_streams = 0
-        self.premature_resets = 0
-        self.priorities = 0
-        self.refused_streams = 0
-        self.window_updates = 0
-        self.tripped = ""  # the limit that ended the connection, for logs and tests
         table = conn._frame_dispatch_table
         for kind, hook in (
             (PingFrame, self._ping),
-            (SettingsFrame, self._settings),
+            (SettingsFrame, self._ping),
             (WindowUpdateFrame, self._window_update),
             (PriorityFrame, self._priority),
             (RstStreamFrame, self._rst_stream),
@@ -90,43 +72,17 @@ class FloodGuard:
         handle_headers = table[HeadersFrame]
         table[HeadersFrame] = lambda frame: self._headers(frame, handle_headers)
 
-    def stream_refused_or_malformed(self) -> None:
-        """We reset a stream the peer just opened: as costly to us as its own reset."""
-        self._premature()
-
     # -- the hooks, called before h2 handles the frame ----------------------------------
 
-    def _ping(self, frame: Frame) -> None:
+    def _ping(self, frame: Frame) -> None:  # a PING or SETTINGS
         if "ACK" not in frame.flags:
-            self._owe_ack()
-
-    def _settings(self, frame: Frame) -> None:
-        if "ACK" not in frame.flags:
-            self._owe_ack()
-
-    def _owe_ack(self) -> None:
-        self.control_queued += 1
-        limit = self._limits.max_outbound_control_frames
-        if self.control_queued > limit:
-            self._trip(f"more than {limit} control frames queued (max_outbound_control_frames)")
+            self.owe_ack()
 
     def _window_update(self, _frame: Frame) -> None:
-        self.window_updates += 1
-        per_data = self._limits.max_inbound_window_update_frames_per_data_frame_sent
-        if self.window_updates > 5 + 2 * (self.inbound_streams + per_data * self.data_frames_sent):
-            self._trip(
-                f"{self.window_updates} WINDOW_UPDATE frames for {self.data_frames_sent} DATA"
-                " frames sent (max_inbound_window_update_frames_per_data_frame_sent)"
-            )
+        self.window_update()
 
     def _priority(self, _frame: Frame) -> None:
-        self.priorities += 1
-        per_stream = self._limits.max_inbound_priority_frames_per_stream
-        if self.priorities > per_stream * (1 + self.inbound_streams):
-            self._trip(
-                f"{self.priorities} PRIORITY frames for {self.inbound_streams} streams"
-                " (max_inbound_priority_frames_per_stream)"
-            )
+        self.priority()
 
     def _headers(self, frame: Frame, handle: Dispatch) -> Any:
         conn = self._h2
@@ -146,16 +102,7 @@ class FloodGuard:
             return  # an upstream resetting our requests costs it, not us
         stream = self._h2.streams.get(frame.stream_id)
         if stream is not None and not stream.state_machine.headers_sent:
-            self._premature()
-
-    def _premature(self) -> None:
-        self.premature_resets += 1
-        floor = self._limits.premature_reset_total_stream_count
-        if self.premature_resets * 2 >= max(self.inbound_streams, floor):
-            self._trip(
-                f"{self.premature_resets} of {self.inbound_streams} streams reset before their"
-                " response (premature_reset_total_stream_count)"
-            )
+            self.premature()
 
     def _trip(self, why: str) -> None:
         self.tripped = why

@@ -1,10 +1,10 @@
-"""The flood and rapid-reset defences of `guard.py`, as counters the lean codec calls per frame.
+"""The flood and rapid-reset defences, as counters a codec calls per frame.
 
-Same limits, same arithmetic, same reasons as `FloodGuard` (whose docstring
-explains each attack and Envoy's defaults): the lean codec calls a hook after
-it parsed a frame and before it acts on it, so floods on closed or unknown
-streams count as well. A tripped limit raises `Calm`; the codec answers with
-GOAWAY(ENHANCE_YOUR_CALM).
+The attacks and Envoy's defaults are in `guard.py`'s docstring. The lean codec
+calls a hook after it parsed a frame and before it acts on it, so floods on
+closed or unknown streams count as well; a tripped limit raises `Calm` and the
+codec answers with GOAWAY(ENHANCE_YOUR_CALM). `guard.FloodGuard` feeds the same
+counters from the h2 library's frame dispatch (the reference codec).
 """
 
 from __future__ import annotations
