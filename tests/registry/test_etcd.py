@@ -10,23 +10,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 import pytest
-from tests.registry import servers
+from tests.registry import contract, servers
+from tests.registry.contract import EP, FAST, ws
 from tests.registry.servers import CuttableProxy, EtcdServer, next_value, provider_process, wait_for
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry import EtcdRegistry, RegistryError, open_registry
+from sofamesh.registry import EtcdRegistry, open_registry
 from sofamesh.registry.etcd_keys import EtcdKeys, decode_endpoint
-from sofamesh.registry.resilient import Backoff
 
 pytestmark = pytest.mark.anyio
 etcd_server = servers.etcd_server
-
-FAST = Backoff(initial=0.02, maximum=0.2)
-
-
-def ws(request: pytest.FixtureRequest) -> str:
-    """A workspace of its own for each test (and backend), so tests share the server."""
-    return f"t{abs(hash(request.node.nodeid)) % 10**9}"
 
 
 @asynccontextmanager
@@ -36,36 +29,10 @@ async def registry(port: int, workspace: str, **kw: object) -> AsyncIterator[Etc
         yield reg
 
 
-EP = Endpoint(
-    "com.example.Orders",
-    "127.0.0.1",
-    8080,
-    version="1.0",
-    zone="z1",
-    tags={"canary"},
-    meta={"methods": "get,put"},
-    app="orders",
-)
-
-
 async def test_publish_discover_unpublish(
-    etcd_server: EtcdServer,
-    request: pytest.FixtureRequest,
+    etcd_server: EtcdServer, request: pytest.FixtureRequest
 ) -> None:
-    w = ws(request)
-    async with (
-        registry(etcd_server.port, w) as pub,
-        registry(etcd_server.port, w) as sub,
-        sub.watch(EP.service) as snaps,
-    ):
-        assert await next_value(snaps) == frozenset()
-        await pub.publish(EP)
-        (seen,) = await next_value(snaps)
-        assert seen == EP and seen.meta == (("methods", "get,put"),)
-        assert await sub.list_services() == [EP.service]
-        await pub.unpublish(EP)
-        assert await next_value(snaps) == frozenset()
-        assert await sub.list_services() == []
+    await contract.publish_discover_unpublish(registry, etcd_server.port, ws(request))
 
 
 async def test_key_layout_is_the_documented_one(
@@ -89,20 +56,9 @@ async def test_service_names_cannot_collide_through_slashes() -> None:
 
 
 async def test_workspaces_do_not_see_each_other(
-    etcd_server: EtcdServer,
-    request: pytest.FixtureRequest,
+    etcd_server: EtcdServer, request: pytest.FixtureRequest
 ) -> None:
-    a, b = ws(request) + "a", ws(request) + "b"
-    ep_b = Endpoint(EP.service, "127.0.0.2", 9)
-    async with registry(etcd_server.port, a) as ra, registry(etcd_server.port, b) as rb:
-        await ra.publish(EP)
-        await rb.publish(ep_b)
-        async with ra.watch(EP.service) as sa, rb.watch(EP.service) as sb:
-            assert await next_value(sa) == {EP}
-            assert await next_value(sb) == {ep_b}
-        await rb.unpublish(ep_b)
-        assert await rb.list_services() == []
-        assert await ra.list_services() == [EP.service]
+    await contract.workspaces_do_not_see_each_other(registry, etcd_server.port, ws(request))
 
 
 async def test_lease_is_kept_alive_past_its_ttl(
@@ -191,38 +147,17 @@ async def test_lost_lease_is_replaced_and_endpoints_written_again(
 
 
 async def test_documents_are_watched_like_services(
-    etcd_server: EtcdServer,
-    request: pytest.FixtureRequest,
+    etcd_server: EtcdServer, request: pytest.FixtureRequest
 ) -> None:
-    async with registry(etcd_server.port, ws(request)) as reg, reg.watch_document("rules") as docs:
-        assert await next_value(docs) is None
-        await reg.put_document("rules", "flow: []\n")
-        assert await next_value(docs) == "flow: []\n"
-        await reg.put_document("rules", "flow: [{qps: 5}]\n")
-        assert await next_value(docs) == "flow: [{qps: 5}]\n"
-        await reg.delete_document("rules")
-        assert await next_value(docs) is None
+    await contract.documents_are_watched_like_services(registry, etcd_server.port, ws(request))
 
 
 async def test_publish_while_etcd_is_unreachable_raises_and_retries(
-    etcd_server: EtcdServer,
-    request: pytest.FixtureRequest,
+    etcd_server: EtcdServer, request: pytest.FixtureRequest
 ) -> None:
-    w = ws(request)
-    proxy = CuttableProxy(etcd_server.port)
-    async with (
-        proxy.serving(),
-        registry(proxy.port, w, timeout=0.5) as pub,
-        registry(etcd_server.port, w) as sub,
-        sub.watch(EP.service) as snaps,
-    ):
-        assert await next_value(snaps) == frozenset()
-        proxy.refusing = True
-        await proxy.cut()
-        with pytest.raises(RegistryError):
-            await pub.publish(EP)
-        proxy.refusing = False
-        assert await next_value(snaps) == {EP}  # the reconciler published it when it could
+    await contract.publish_while_unreachable_raises_and_retries(
+        registry, etcd_server.port, ws(request)
+    )
 
 
 async def _burst(

@@ -12,7 +12,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import anyio
 import pytest
 from kazoo.client import KazooClient
-from tests.registry import servers
+from tests.registry import contract, servers
+from tests.registry.contract import EP, FAST, ws
 from tests.registry.servers import (
     CuttableProxy,
     ZooKeeperServer,
@@ -25,32 +26,14 @@ from tests.registry.test_dubbo_url import DUBBO_NODE
 from sofamesh.clock import FakeClock
 from sofamesh.config import PolicyConfig
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry import RegistryError, open_registry
+from sofamesh.registry import open_registry
 from sofamesh.registry.dubbo_url import endpoint_to_url, java_url_decode, url_to_endpoint
-from sofamesh.registry.resilient import Backoff
 from sofamesh.registry.zookeeper import ZooKeeperRegistry
 from sofamesh.stats import Stats
 from sofamesh.upstream.cluster import ClusterManager
 
 pytestmark = pytest.mark.anyio
 zookeeper_server = servers.zookeeper_server
-
-FAST = Backoff(initial=0.02, maximum=0.2)
-EP = Endpoint(
-    "com.example.Orders",
-    "127.0.0.1",
-    8080,
-    version="1.0",
-    zone="z1",
-    tags={"canary"},
-    meta={"methods": "get,put"},
-    app="orders",
-)
-
-
-def ws(request: pytest.FixtureRequest) -> str:
-    """A workspace (root node) of its own for each test, so tests share the server."""
-    return f"t{abs(hash(request.node.nodeid)) % 10**9}"
 
 
 @asynccontextmanager
@@ -61,19 +44,9 @@ async def registry(port: int, workspace: str, **kw: object) -> AsyncIterator[Zoo
 
 
 async def test_publish_discover_unpublish(
-    zookeeper_server: ZooKeeperServer,
-    request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest
 ) -> None:
-    w = ws(request)
-    port = zookeeper_server.port
-    async with registry(port, w) as pub, registry(port, w) as sub, sub.watch(EP.service) as snaps:
-        assert await next_value(snaps) == frozenset()
-        await pub.publish(EP)
-        assert await next_value(snaps) == {EP}
-        assert await sub.list_services() == [EP.service]
-        await pub.unpublish(EP)
-        assert await next_value(snaps) == frozenset()
-        assert await sub.list_services() == []
+    await contract.publish_discover_unpublish(registry, zookeeper_server.port, ws(request))
 
 
 async def test_dubbo_layout_both_ways(
@@ -136,21 +109,10 @@ async def test_services_are_listed_by_their_mesh_names(
 
 
 async def test_workspaces_do_not_see_each_other(
-    zookeeper_server: ZooKeeperServer,
-    request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest
 ) -> None:
-    a, b = ws(request) + "a", ws(request) + "b"
-    ep_b = Endpoint(EP.service, "127.0.0.2", 9)
-    async with registry(zookeeper_server.port, a) as ra, registry(zookeeper_server.port, b) as rb:
-        assert ra.paths.root == f"/{a}"
-        await ra.publish(EP)
-        await rb.publish(ep_b)
-        async with ra.watch(EP.service) as sa, rb.watch(EP.service) as sb:
-            assert await next_value(sa) == {EP}
-            assert await next_value(sb) == {ep_b}
-        await rb.unpublish(ep_b)
-        assert await rb.list_services() == []
-        assert await ra.list_services() == [EP.service]
+    await contract.workspaces_do_not_see_each_other(registry, zookeeper_server.port, ws(request))
+    assert ZooKeeperRegistry([("127.0.0.1", 1)], workspace="w1").paths.root == "/w1"
 
 
 async def test_sigkilled_provider_disappears_within_its_session_timeout(
@@ -256,41 +218,17 @@ async def test_expired_session_means_a_new_one_and_our_nodes_again(
 
 
 async def test_documents_are_watched_like_services(
-    zookeeper_server: ZooKeeperServer,
-    request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest
 ) -> None:
-    async with (
-        registry(zookeeper_server.port, ws(request)) as reg,
-        reg.watch_document("rules") as docs,
-    ):
-        assert await next_value(docs) is None
-        await reg.put_document("rules", "flow: []\n")
-        assert await next_value(docs) == "flow: []\n"
-        await reg.put_document("rules", "flow: [{qps: 5}]\n")
-        assert await next_value(docs) == "flow: [{qps: 5}]\n"
-        await reg.delete_document("rules")
-        assert await next_value(docs) is None
+    await contract.documents_are_watched_like_services(registry, zookeeper_server.port, ws(request))
 
 
 async def test_publish_while_zookeeper_is_unreachable_raises_and_retries(
-    zookeeper_server: ZooKeeperServer,
-    request: pytest.FixtureRequest,
+    zookeeper_server: ZooKeeperServer, request: pytest.FixtureRequest
 ) -> None:
-    w = ws(request)
-    proxy = CuttableProxy(zookeeper_server.port)
-    async with (
-        proxy.serving(),
-        registry(proxy.port, w, timeout=0.5) as pub,
-        registry(zookeeper_server.port, w) as sub,
-        sub.watch(EP.service) as snaps,
-    ):
-        assert await next_value(snaps) == frozenset()
-        proxy.refusing = True
-        await proxy.cut()
-        with pytest.raises(RegistryError):
-            await pub.publish(EP)
-        proxy.refusing = False
-        assert await next_value(snaps) == {EP}  # created once kazoo reconnected
+    await contract.publish_while_unreachable_raises_and_retries(
+        registry, zookeeper_server.port, ws(request)
+    )
 
 
 def _states() -> tuple[list[frozenset[int]], list[tuple[str, int]]]:
