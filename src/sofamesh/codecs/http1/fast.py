@@ -21,6 +21,7 @@ from typing import Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.limits import Http1Limits
+from sofamesh.codecs.http1.messages import FRAMING, NOT_RELAYED, ParsedFields
 
 DEFER: Final = "defer"
 """Not a plain message: hand the bytes to h11."""
@@ -44,21 +45,30 @@ _REQUEST_DEFER = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te"})
 _RESPONSE_DEFER = frozenset({b"transfer-encoding", b"upgrade"})
 
 
-def _fields(block: bytes) -> list[tuple[bytes, bytes]] | None:
-    """Field lines of a validated block (ending in CRLF), names lowercased; None if invalid."""
+def _fields(block: bytes) -> ParsedFields | None:
+    """Field lines of a validated block (ending in CRLF), names lowercased, with their relay
+    (`ParsedFields`); None if invalid."""
     if _FIELDS.fullmatch(block) is None:
         return None
-    out = []
+    fields = []
+    lines = []  # the relay: each field as the writer would write it, framing left out
     for line in block.split(b"\r\n")[:-1]:
         name, _, value = line.partition(b":")
-        out.append((name.lower(), value.strip(b" \t")))
+        field = (name.lower(), value.strip(b" \t"))
+        fields.append(field)
+        if field[0] not in FRAMING:
+            lines.append(b"%s: %s\r\n" % field)
+    out = ParsedFields(fields)
+    out.relay = b"".join(lines)
     return out
 
 
-def _framing(
-    fields: list[tuple[bytes, bytes]], defer: frozenset[bytes]
-) -> tuple[int, bool, int] | None:
-    """(content length or -1, connection: close, host count), or None to defer."""
+def _framing(fields: ParsedFields, defer: frozenset[bytes]) -> tuple[int, bool, int] | None:
+    """(content length or -1, connection: close, host count), or None to defer.
+
+    Clears the relay of a message the writer's general path must write (`NOT_RELAYED`,
+    "Connection: close").
+    """
     length = -1
     close = False
     hosts = 0
@@ -71,18 +81,21 @@ def _framing(
             token = value.lower()
             if token == b"close":
                 close = True
+                fields.relay = None
             elif token != b"keep-alive":
                 return None
         elif name == b"host":
             hosts += 1
         elif name in defer:
             return None
+        elif name in NOT_RELAYED:
+            fields.relay = None
     return length, close, hosts
 
 
 def split_request(
     buf: bytes, limits: Http1Limits
-) -> tuple[str, str, list[tuple[bytes, bytes]], bytes, bool, int] | str:
+) -> tuple[str, str, ParsedFields, bytes, bool, int] | str:
     """Parse one plain request at the start of `buf`.
 
     Returns (method, target, fields, body, close, bytes used), or DEFER when
@@ -120,7 +133,7 @@ def split_request(
 
 def split_response(
     buf: bytes, limits: Http1Limits
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool, int] | str:
+) -> tuple[int, bytes, ParsedFields, bytes, bool, int] | str:
     """Parse one plain response (not to HEAD) at the start of `buf`.
 
     Returns (status, reason, fields, body, close, bytes used), or DEFER.

@@ -8,13 +8,85 @@ treats non-ASCII field bytes as opaque).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from sofamesh.model import Headers
 
 HeaderList = list[tuple[bytes, bytes]]
+
+# Fields the writer never copies from a message: it frames what it sends itself.
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+class ParsedFields(list[tuple[bytes, bytes]]):
+    """A message's fields as the fast path read them, with `relay`: the field lines the
+    writer would make of them, as bytes made from the validated input.
+
+    `relay` is every field but the framing ones (`FRAMING`), each as `name: value` CRLF
+    (lowercase name, value without its surrounding whitespace), in order; None when the
+    message had a field a forwarder must drop or a "Connection: close" (the writer's
+    general path decides those). Any change to the list clears it, so a writer that finds
+    it set writes exactly what the parser checked, without checking it again.
+    """
+
+    __slots__ = ("relay",)
+
+    relay: bytes | None
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.relay = None
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        self.relay = None
+        super().__delitem__(index)
+
+    def __iadd__(self, other: Any) -> ParsedFields:  # type: ignore[override,misc]
+        self.relay = None
+        return super().__iadd__(other)
+
+    def __imul__(self, n: Any) -> ParsedFields:  # type: ignore[misc]
+        self.relay = None
+        return super().__imul__(n)
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        self.relay = None
+        super().append(item)
+
+    def extend(self, items: Any) -> None:
+        self.relay = None
+        super().extend(items)
+
+    def insert(self, index: Any, item: tuple[bytes, bytes]) -> None:
+        self.relay = None
+        super().insert(index, item)
+
+    def remove(self, item: tuple[bytes, bytes]) -> None:
+        self.relay = None
+        super().remove(item)
+
+    def pop(self, index: Any = -1) -> tuple[bytes, bytes]:
+        self.relay = None
+        return super().pop(index)
+
+    def clear(self) -> None:
+        self.relay = None
+        super().clear()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self.relay = None
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self.relay = None
+        super().reverse()
+
+
+def relay_of(fields: HeaderList) -> bytes | None:
+    """The relayable field lines of `fields` if they are unchanged parser output, else None."""
+    return fields.relay if type(fields) is ParsedFields else None
 
 
 class BodyStream(Protocol):
@@ -108,6 +180,12 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+
+
+# What a proxy drops besides `HOP_BY_HOP` (RFC 9110 §11.7.1: proxy credentials are for it).
+PROXY_DROP = HOP_BY_HOP | {b"proxy-authenticate", b"proxy-authorization", b"content-length"}
+# A message with one of these is not relayed as it came (`ParsedFields.relay`).
+NOT_RELAYED = PROXY_DROP - FRAMING
 
 
 def strip_hop_by_hop(headers: HeaderList) -> HeaderList:

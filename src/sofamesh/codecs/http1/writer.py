@@ -15,7 +15,7 @@ import functools
 import http
 import re
 
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, relay_of
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
 # RFC 9110 §5.5, h11's reading: empty, or starting and ending with a byte that is neither
@@ -34,13 +34,14 @@ _REASON = re.compile(rb"[^\x00\r\n\x0b\x0c]*")  # RFC 9112 §4: HTAB / SP / VCHA
 
 # Framing is ours to write: the body length is known, and the connection's
 # persistence is decided by the codec, so callers' values are replaced.
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_FRAMING = FRAMING
 
 _STATUS_LINES = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = (b"connection", b": ", b"close", b"\r\n")
+_CLOSE_END = b"connection: close\r\n\r\n"
 _METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -48,6 +49,15 @@ _METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 def _valid_name(name: bytes) -> bool:
     # Names repeat across messages, so the cache turns a regex into a dict hit.
     return _TOKEN.fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def valid_value(value: bytes) -> bool:
+    """Whether `value` may be written as a field value (RFC 9110 §5.5, as `_finish` checks)."""
+    # A mesh's added values (service and app names) repeat: checked once each.
+    return (
+        b"\r" not in value and b"\n" not in value and _FIELD_VALUE_RE.fullmatch(value) is not None
+    )
 
 
 def has_close(value: bytes) -> bool:
@@ -69,6 +79,18 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
     status = resp.status
     if not 200 <= status <= 999:
         raise ValueError(f"final response status must be 200..999, got {status}")
+    relay = relay_of(resp.headers)
+    if relay is not None and not head and status != 204 and status != 304:
+        # The fields as the parser checked them (`ParsedFields`), in the form written below.
+        end = _CLOSE_END if close else b"\r\n"
+        line = _status_line(status, resp.reason)
+        return b"%s%scontent-length: %d\r\n%s%s" % (
+            line,
+            relay,
+            len(resp.body),
+            end,
+            resp.body,
+        ), close
     parts = [_status_line(status, resp.reason)]
     length: bytes | None = None if status in (204, 304) else b"%d" % len(resp.body)
     for name, value in resp.headers:
@@ -136,6 +158,16 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     makes it mandatory). Content-Length goes on every request with a body and
     on POST/PUT/PATCH without one (RFC 9110 §8.6).
     """
+    relay = relay_of(req.headers)
+    if relay is not None and (
+        host is None or relay.startswith(b"host: ") or relay.find(b"\nhost: ") > 0
+    ):
+        # The fields as the parser checked them (`ParsedFields`), in the form written below.
+        line = _request_line(req.method, req.target)
+        if req.body or req.method in _METHODS_WITH_CONTENT:
+            body = req.body
+            return b"%s%scontent-length: %d\r\n\r\n%s" % (line, relay, len(body), body), False
+        return b"%s%s\r\n" % (line, relay), False
     parts, close = _request_head(req, host)
     if req.body or req.method in _METHODS_WITH_CONTENT:
         parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")
@@ -166,11 +198,7 @@ def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bo
 
     `host` is added when `req` has no Host header.
     """
-    method = req.method.encode("latin-1")
-    target = req.target.encode("latin-1")
-    if not _valid_name(method) or _TARGET.fullmatch(target) is None:
-        raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
-    parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    parts = [_request_line(req.method, req.target)]
     close = False
     for name, value in req.headers:
         if name in _FRAMING:
@@ -184,6 +212,14 @@ def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bo
     if host is not None:
         parts += (b"host", b": ", host, b"\r\n")
     return parts, close
+
+
+def _request_line(method: str, target: str) -> bytes:
+    raw_method = method.encode("latin-1")
+    raw_target = target.encode("latin-1")
+    if not _valid_name(raw_method) or _TARGET.fullmatch(raw_target) is None:
+        raise ValueError(f"invalid request line {method!r} {target!r}")
+    return b"%s %s HTTP/1.1\r\n" % (raw_method, raw_target)
 
 
 def encode_error(status: int, reason: str) -> bytes:
