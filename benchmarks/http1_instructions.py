@@ -18,14 +18,13 @@ idle process's instructions a second are counted too (`--idle` seconds, instrume
 no traffic), and the table gives the count per request less that rate over the counted run.
 The count is the process's own instructions, not the kernel's (the loopback `write`s).
 
-Then, unless `--no-parts`, where the time goes: the same sidecar without valgrind, under
-cProfile switched on (SIGUSR1) for `--requests` requests after the warm-up and off (SIGUSR2)
-after them; the table gives each part's inclusive time per request (a coroutine's counts
-only while it runs) and its share of the process's CPU over the phase. cProfile adds a
-fixed cost per call, so parts made of many small calls read high, and the kernel's time
-under a call (`write`) is in that call; what no Python function holds is the event loop
-(uvloop's C code and the kernel's reads and waits under it). `--baseline-src DIR` counts a
-sidecar run from another checkout's `src/` too, in the same run.
+Then, unless `--no-parts`, where they go: the steps of a request that do no I/O (parse
+the request, map it to an invocation and back, encode it, parse the response, map it back,
+encode it) are counted on their own (`http1_steps.py`, `--steps` calls each under callgrind,
+counters zeroed and dumped around each step), and the rest of the request's count is what
+the server loop, the outbound chain, the pool, the stream and the event loop spend.
+`--baseline-src DIR` counts a sidecar run from another checkout's `src/` too, in the same
+run (`--keep-dump PATH` keeps this tree's dump for `callgrind_annotate`).
 """
 
 from __future__ import annotations
@@ -34,19 +33,17 @@ import argparse
 import asyncio
 import glob
 import json
-import pstats
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bolt_instructions import instrument, top
+from bolt_instructions import HERE, instrument, top
 from http_proxy import publish_upstream
 from netutil import (
     add_baseline_arg,
-    cpu_seconds,
     free_port,
     require_tools,
     src_env,
@@ -166,98 +163,48 @@ def count(tmp: Path, registry: str, src: str | None, args: argparse.Namespace) -
             "dump": str(max(glob.glob(f"{out}*"), key=lambda n: Path(n).stat().st_size))}  # fmt: skip
 
 
-# The sidecar with a profiler the benchmark switches on and off by signal.
-PROFILED = """
-import cProfile, runpy, signal, sys
-out, sys.argv = sys.argv[1], ["sofamesh.sidecar", *sys.argv[2:]]
-profile = cProfile.Profile()
-signal.signal(signal.SIGUSR1, lambda *_: profile.enable())
-signal.signal(signal.SIGUSR2, lambda *_: (profile.disable(), profile.dump_stats(out)))
-runpy.run_module("sofamesh.sidecar", run_name="__main__")
+# The client requests `http1_steps.py` counts its steps with, as a C library it calls.
+STEPS_LIB = """
+#include <valgrind/callgrind.h>
+void zero(void) { CALLGRIND_ZERO_STATS; }
+void dump(const char *name) { CALLGRIND_DUMP_STATS_AT(name); }
 """
 
-# (row, module path, function or a caller's name after "<-"); indent shows what holds what.
-ROWS = (
-    ("server loop, all of it", "protocols/http/server.py", "_serve"),
-    ("  parse the request", "codecs/http1/server.py", "next_request"),
-    ("  handler", "protocols/http/support.py", "__call__"),
-    ("    request -> invocation", "protocols/http/mapping.py", "request_to_invocation"),
-    ("    chain: the filters (the handler less the other rows under it)", "", ""),
-    ("    terminal: HttpSupport.send", "protocols/http/support.py", "send"),
-    ("      invocation -> request", "protocols/http/mapping.py", "invocation_to_request"),
-    ("      pool: Http1Pool.send", "protocols/http/pool.py", "send"),
-    ("        exchange: Http1Connection.request", "protocols/http/conn.py", "request"),
-    ("          encode the request", "codecs/http1/client.py", "encode_request"),
-    ("          write the request", "transport/streams.py", "try_send<-request"),
-    ("          read the response", "transport/streams.py", "receive<-request"),
-    ("          parse the response", "codecs/http1/client.py", "receive_data"),
-    ("    result -> response", "protocols/http/mapping.py", "result_to_response"),
-    ("  encode the response", "codecs/http1/server.py", "encode_response"),
-    ("  write the response", "transport/streams.py", "try_send<-_serve"),
-    ("  read the next request", "transport/streams.py", "receive<-_next_request"),
-)
+
+def steps(tmp: Path, src: str | None, n: int) -> dict[str, float]:
+    """Instructions per call of each I/O-free step of a proxied request (`http1_steps.py`)."""
+    lib = tmp / "steps.so"
+    if not lib.exists():
+        (tmp / "steps.c").write_text(STEPS_LIB)
+        gcc = ["gcc", "-shared", "-fPIC", "-O1", "-o", str(lib), str(tmp / "steps.c")]
+        subprocess.run(gcc, check=True)
+    out = tmp / f"steps-{'baseline' if src else 'this'}.out"
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+            str(HERE / "http1_steps.py"), str(lib), str(n)]  # fmt: skip
+    subprocess.run(argv, env=src_env(src), check=True, capture_output=True)
+    counts: dict[str, float] = {}
+    for name in glob.glob(f"{out}.*"):
+        text = Path(name).read_text(errors="replace")
+        step = text.split("desc: Trigger: Client Request: ", 1)[1].split("\n", 1)[0]
+        if step != "warm-up":
+            counts[step] = int(text.split("\ntotals: ", 1)[1].split()[0]) / n
+    loop = counts.pop("nothing (the loop itself)")
+    return {step: count - loop for step, count in counts.items()}
 
 
-def profiled(tmp: Path, registry: str, args: argparse.Namespace) -> tuple[pstats.Stats, float]:
-    """cProfile's stats over `--requests` requests, and the sidecar's CPU seconds meanwhile."""
-    port, out = free_port(), tmp / "profile.pstats"
-    cfg = tmp / "sidecar-profiled.json"
-    cfg.write_text(json.dumps({
-        "app": "bench", "registry": registry, "upgrade_socket": str(tmp / "profiled.sock"),
-        "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}], **PARKED,
-    }))  # fmt: skip
-    argv = [sys.executable, "-c", PROFILED, str(out), "-c", str(cfg), "--backend", "asyncio",
-            "--log-level", "WARNING"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, 60)
-        asyncio.run(requests(port, args.warm, args.connections))
-        before = cpu_seconds(proc.pid)
-        proc.send_signal(signal.SIGUSR1)
-        asyncio.run(requests(port, args.requests, args.connections))
-        proc.send_signal(signal.SIGUSR2)
-        cpu = cpu_seconds(proc.pid) - before
-        for _ in range(200):
-            if out.exists() and out.stat().st_size:
-                break
-            time.sleep(0.05)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    return pstats.Stats(str(out)), cpu
-
-
-def inclusive(stats: pstats.Stats, path: str, function: str) -> float:
-    """Seconds inside `function` of `path` (only under `caller` if given as "f<-caller")."""
-    name, _, caller = function.partition("<-")
-    total = 0.0
-    for (file, _, func), (_, _, _, ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if not file.endswith(path) or func.rsplit(".", 1)[-1] != name:
-            continue
-        if not caller:
-            total += ct
-            continue
-        total += sum(v[3] for k, v in callers.items() if k[2].rsplit(".", 1)[-1] == caller)
-    return total
-
-
-def report_parts(stats: pstats.Stats, cpu: float, n: int) -> None:
-    print(
-        f"\nwhere the time goes: cProfile over {n} requests (inclusive, us per request, and the"
-        f" share of the sidecar's {cpu / n * 1e6:.0f} us of CPU per request under it)\n"
-    )
-    print("| part | us per request | share |\n|---|---|---|")
-    seconds = {row: inclusive(stats, path, f) if path else 0.0 for row, path, f in ROWS}
-    handler = seconds[ROWS[2][0]]
-    beside = sum(seconds[ROWS[i][0]] for i in (3, 5, 13))  # to invocation, terminal, back
-    python = seconds[ROWS[0][0]]
-    for row, _, _ in ROWS:
-        value = seconds[row] or handler - beside
-        print(f"| {row} | {value / n * 1e6:.1f} | {value / cpu:.0%} |")
-    rest = cpu - python
-    print(
-        f"| event loop (uvloop, the kernel) and the rest | {rest / n * 1e6:.1f} | {rest / cpu:.0%} |"
-    )
+def report_steps(counts: dict[str, dict[str, float]], split: dict[str, dict[str, float]]) -> None:
+    """Where the instructions of a request go: the I/O-free steps, then the rest."""
+    trees = list(split)
+    print("\n| step (instructions per request) | " + " | ".join(trees) + " |")
+    print("|---|" + "---|" * len(trees))
+    names = list(split[trees[0]])
+    for name in names:
+        print(f"| {name} | " + " | ".join(f"{split[t].get(name, 0):,.0f}" for t in trees) + " |")
+    rest = [counts[t]["net"] - sum(split[t].values()) for t in trees]
+    print("| the rest: server loop, chain, pool, stream I/O, event loop | "
+          + " | ".join(f"{r:,.0f}" for r in rest) + " |")  # fmt: skip
+    print("| all (less the idle rate) | "
+          + " | ".join(f"{counts[t]['net']:,.0f}" for t in trees) + " |")  # fmt: skip
 
 
 def main() -> None:
@@ -267,12 +214,14 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--idle", type=float, default=10.0, help="seconds counted with no traffic")
     ap.add_argument("--top", type=int, default=20)
-    ap.add_argument("--no-parts", action="store_true")
+    ap.add_argument("--no-parts", action="store_true", help="count the whole request only")
+    ap.add_argument("--steps", type=int, default=2000, help="calls of each step counted")
+    ap.add_argument("--keep-dump", metavar="PATH", help="copy this tree's callgrind dump there")
     ap.add_argument("--quick", action="store_true", help="100 requests of warm-up, 200 counted")
     add_baseline_arg(ap)
     args = ap.parse_args()
     if args.quick:
-        args.warm, args.requests, args.top, args.idle = 100, 200, 5, 2
+        args.warm, args.requests, args.top, args.idle, args.steps = 100, 200, 5, 2, 200
     require_tools("valgrind", "nginx")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -285,15 +234,21 @@ def main() -> None:
             if args.baseline_src:
                 trees["baseline"] = args.baseline_src
             counts = {name: count(tmp, registry, src, args) for name, src in trees.items()}
-            profile = None if args.no_parts else profiled(tmp, registry, args)
+            split = (
+                {}
+                if args.no_parts
+                else {name: steps(tmp, src, args.steps) for name, src in trees.items()}
+            )
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(30)
+        if args.keep_dump:
+            shutil.copy(counts["this tree"]["dump"], args.keep_dump)
         report(counts, args)
         top(Path(counts["this tree"]["dump"]), args.requests, args.top)
-        if profile is not None:
-            report_parts(*profile, args.requests)
+        if split:
+            report_steps(counts, split)
 
 
 def report(counts: dict[str, dict[str, float]], args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ HELPERS = {
     "attack_targets.py",
     "attack_clients.py",
     "rpc_driver.py",
+    "http1_steps.py",
 }  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number

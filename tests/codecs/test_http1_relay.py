@@ -1,8 +1,8 @@
-"""A plain message's fields are relayed as the parser read them (`ParsedFields.relay`).
+"""A plain message's fields go on as the parser checked them (`ParsedFields.checked`).
 
-The relay skips the writer's checks, so it must be exactly what the writer's general
+The writer skips its checks for them, so what it writes must be exactly what its checked
 path writes for the same fields, for every head both accept; any change to the fields
-must clear it; and the heads a proxy must refuse are still refused.
+must clear the mark; and the heads a proxy must refuse are still refused.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sofamesh.codecs.http1 import Http1ClientCodec, Http1ServerCodec, HttpRequest, HttpResponse
 from sofamesh.codecs.http1.errors import HttpProtocolError
-from sofamesh.codecs.http1.messages import NOT_RELAYED, ParsedFields, relay_of
+from sofamesh.codecs.http1.messages import ParsedFields, checked
 from sofamesh.codecs.http1.writer import encode_request, encode_response
 from sofamesh.protocols.http.mapping import (
     HOP_BY_HOP,
@@ -31,7 +31,7 @@ VALUE = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
     max_size=16,
 ).map(lambda v: v.strip(" "))
-# Fields that change how a message is relayed: hop-by-hop ones, the mesh's, framing.
+# Fields a proxy treats apart: hop-by-hop ones, the mesh's, framing.
 SPECIAL = st.sampled_from(
     ["Keep-Alive", "Proxy-Authorization", "X-Sofamesh-Service", "x-sofamesh-caller", "Trailer",
      "Connection", "Content-Length"]
@@ -94,22 +94,16 @@ def read_response(data: bytes) -> HttpResponse:
     return resp
 
 
-def relayed_when_it_may(fields: list[tuple[bytes, bytes]]) -> bool:
-    """Whether a parsed message's relay is set exactly when nothing forbids it."""
-    forbids = any(k in NOT_RELAYED or (k == b"connection" and v == b"close") for k, v in fields)
-    return (relay_of(fields) is None) == forbids
-
-
 def general(request: HttpRequest) -> HttpRequest:
-    """The same request with its fields as a plain list: the writer's general path."""
+    """The same request with its fields as a plain list: the writer's checked path."""
     return HttpRequest(request.method, request.target, list(request.headers), request.body)
 
 
 @settings(max_examples=300, deadline=None)
 @given(requests())
-def test_a_relayed_request_head_is_what_the_writer_writes(data: bytes) -> None:
+def test_a_parsed_request_head_is_written_as_the_checked_path_writes_it(data: bytes) -> None:
     req = read_request(data)
-    assert type(req.headers) is ParsedFields and relayed_when_it_may(req.headers)
+    assert checked(req.headers)
     for host in (None, b"other:80"):
         assert encode_request(req, host=host) == encode_request(general(req), host=host)
 
@@ -122,15 +116,17 @@ def test_the_request_sent_upstream_is_what_the_writer_writes(
     inv = request_to_invocation(read_request(data))
     inv.caller, inv.deadline = caller, deadline
     upstream = invocation_to_request(inv, now=10.0)
-    mesh = any(k.startswith(b"x-sofamesh-") for k, _ in inv.payload.headers)
-    assert (relay_of(upstream.headers) is None) == (mesh or relay_of(inv.payload.headers) is None)
+    assert checked(upstream.headers)
     assert encode_request(upstream, host=b"h") == encode_request(general(upstream), host=b"h")
 
 
 @settings(max_examples=300, deadline=None)
 @given(responses(), st.booleans())
-def test_a_relayed_response_head_is_what_the_writer_writes(data: bytes, close: bool) -> None:
+def test_a_parsed_response_head_is_written_as_the_checked_path_writes_it(
+    data: bytes, close: bool
+) -> None:
     resp = result_to_response(response_to_result(read_response(data)), "svc")
+    assert checked(resp.headers)
     assert not any(k.decode() in HOP_BY_HOP for k, _ in resp.headers)
     plain = HttpResponse(resp.status, list(resp.headers), resp.body, resp.reason)
     assert encode_response(resp, head=False, close=close) == encode_response(
@@ -156,18 +152,28 @@ CHANGES: list[Callable[[list[Any]], object]] = [
 
 
 @pytest.mark.parametrize("change", CHANGES)
-def test_any_change_to_the_fields_clears_the_relay(change: Callable[[list[Any]], object]) -> None:
+def test_any_change_to_the_fields_clears_the_mark(change: Callable[[list[Any]], object]) -> None:
     req = read_request(b"GET / HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\n\r\n")
-    assert relay_of(req.headers) == b"host: svc\r\naccept: */*\r\n"
+    assert checked(req.headers) and req.headers == [(b"host", b"svc"), (b"accept", b"*/*")]
     change(req.headers)
-    assert relay_of(req.headers) is None
+    assert not checked(req.headers)
+    req.headers[:] = [(b"host", b"svc\r\nx-injected: 1")]
+    with pytest.raises(ValueError, match="host"):
+        encode_request(req, host=None)
 
 
-def test_a_mesh_value_the_writer_refuses_is_not_relayed() -> None:
+def test_a_host_the_writer_adds_is_checked() -> None:
+    fields = ParsedFields([(b"accept", b"*/*")])
+    fields.checked = True
+    with pytest.raises(ValueError):
+        encode_request(HttpRequest("GET", "/", fields), host=b"h\r\nx-injected: 1")
+
+
+def test_a_mesh_value_the_writer_refuses_is_checked() -> None:
     inv = request_to_invocation(read_request(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n"))
     inv.service = "svc\r\nx-injected: 1"  # as a broken rule could set it
     upstream = invocation_to_request(inv, now=0.0)
-    assert relay_of(upstream.headers) is None
+    assert not checked(upstream.headers)
     with pytest.raises(ValueError, match="x-sofamesh-service"):
         encode_request(upstream, host=None)
 

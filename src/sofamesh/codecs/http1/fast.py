@@ -21,7 +21,7 @@ from typing import Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.limits import Http1Limits
-from sofamesh.codecs.http1.messages import FRAMING, NOT_RELAYED, ParsedFields
+from sofamesh.codecs.http1.messages import ParsedFields
 
 DEFER: Final = "defer"
 """Not a plain message: hand the bytes to h11."""
@@ -37,59 +37,53 @@ _FIELDS = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*")
 _METHOD = rb"[-!#$%&'*+.^_`|~0-9A-Z]+"
 _REQUEST_LINE = re.compile(rb"(" + _METHOD + rb") ([\x21-\x7e]+) HTTP/1\.1\r\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEAD_END = b"\r\n\r\n"
 
 # Fields whose presence means the message needs h11's judgement.
 _REQUEST_DEFER = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te"})
 _RESPONSE_DEFER = frozenset({b"transfer-encoding", b"upgrade"})
+# Every field `_framing` looks at.
+_FRAMING_NAMES = _REQUEST_DEFER | _RESPONSE_DEFER | {b"content-length", b"connection", b"host"}
 
 
 def _fields(block: bytes) -> ParsedFields | None:
-    """Field lines of a validated block (ending in CRLF), names lowercased, with their relay
-    (`ParsedFields`); None if invalid."""
+    """Field lines of a validated block (ending in CRLF), names lowercased; None if invalid."""
     if _FIELDS.fullmatch(block) is None:
         return None
     fields = []
-    lines = []  # the relay: each field as the writer would write it, framing left out
     for line in block.split(b"\r\n")[:-1]:
         name, _, value = line.partition(b":")
-        field = (name.lower(), value.strip(b" \t"))
-        fields.append(field)
-        if field[0] not in FRAMING:
-            lines.append(b"%s: %s\r\n" % field)
+        fields.append((name.lower(), value.strip(b" \t")))
     out = ParsedFields(fields)
-    out.relay = b"".join(lines)
+    out.checked = True  # the writer's checks hold for every line `_FIELDS` matched
     return out
 
 
-def _framing(fields: ParsedFields, defer: frozenset[bytes]) -> tuple[int, bool, int] | None:
-    """(content length or -1, connection: close, host count), or None to defer.
-
-    Clears the relay of a message the writer's general path must write (`NOT_RELAYED`,
-    "Connection: close").
-    """
+def _framing(
+    fields: list[tuple[bytes, bytes]], defer: frozenset[bytes]
+) -> tuple[int, bool, int] | None:
+    """(content length or -1, connection: close, host count), or None to defer."""
     length = -1
     close = False
     hosts = 0
     for name, value in fields:
+        if name not in _FRAMING_NAMES:
+            continue  # most fields: one set look-up, not four comparisons
         if name == b"content-length":
-            if length >= 0 or _DIGITS.fullmatch(value) is None:
+            # [0-9]{1,18}: bytes.isdigit is ASCII digits only, and no regex call
+            if length >= 0 or not value.isdigit() or len(value) > 18:
                 return None  # repeated or odd framing: h11 decides (RFC 9112 §6.3)
             length = int(value)
         elif name == b"connection":
             token = value.lower()
             if token == b"close":
                 close = True
-                fields.relay = None
             elif token != b"keep-alive":
                 return None
         elif name == b"host":
             hosts += 1
         elif name in defer:
             return None
-        elif name in NOT_RELAYED:
-            fields.relay = None
     return length, close, hosts
 
 

@@ -21,72 +21,70 @@ FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 class ParsedFields(list[tuple[bytes, bytes]]):
-    """A message's fields as the fast path read them, with `relay`: the field lines the
-    writer would make of them, as bytes made from the validated input.
+    """A message's fields as the fast path read and checked them, and whether they still are.
 
-    `relay` is every field but the framing ones (`FRAMING`), each as `name: value` CRLF
-    (lowercase name, value without its surrounding whitespace), in order; None when the
-    message had a field a forwarder must drop or a "Connection: close" (the writer's
-    general path decides those). Any change to the list clears it, so a writer that finds
-    it set writes exactly what the parser checked, without checking it again.
+    `checked` is true while the list holds exactly what the parser produced from bytes it
+    validated (each name a token, each value free of controls but HTAB, RFC 9110 §5.5):
+    any change to the list clears it. The writer then writes these fields without checking
+    them again, with the same code, so what goes out is what was checked, byte for byte.
     """
 
-    __slots__ = ("relay",)
+    __slots__ = ("checked",)
 
-    relay: bytes | None
+    checked: bool
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        self.relay = None
+        self.checked = False
         super().__setitem__(index, value)
 
     def __delitem__(self, index: Any) -> None:
-        self.relay = None
+        self.checked = False
         super().__delitem__(index)
 
     def __iadd__(self, other: Any) -> ParsedFields:  # type: ignore[override,misc]
-        self.relay = None
+        self.checked = False
         return super().__iadd__(other)
 
     def __imul__(self, n: Any) -> ParsedFields:  # type: ignore[misc]
-        self.relay = None
+        self.checked = False
         return super().__imul__(n)
 
     def append(self, item: tuple[bytes, bytes]) -> None:
-        self.relay = None
+        self.checked = False
         super().append(item)
 
     def extend(self, items: Any) -> None:
-        self.relay = None
+        self.checked = False
         super().extend(items)
 
     def insert(self, index: Any, item: tuple[bytes, bytes]) -> None:
-        self.relay = None
+        self.checked = False
         super().insert(index, item)
 
     def remove(self, item: tuple[bytes, bytes]) -> None:
-        self.relay = None
+        self.checked = False
         super().remove(item)
 
     def pop(self, index: Any = -1) -> tuple[bytes, bytes]:
-        self.relay = None
+        self.checked = False
         return super().pop(index)
 
     def clear(self) -> None:
-        self.relay = None
+        self.checked = False
         super().clear()
 
     def sort(self, *args: Any, **kwargs: Any) -> None:
-        self.relay = None
+        self.checked = False
         super().sort(*args, **kwargs)
 
     def reverse(self) -> None:
-        self.relay = None
+        self.checked = False
         super().reverse()
 
 
-def relay_of(fields: HeaderList) -> bytes | None:
-    """The relayable field lines of `fields` if they are unchanged parser output, else None."""
-    return fields.relay if type(fields) is ParsedFields else None
+def checked(fields: HeaderList) -> bool:
+    """Whether `fields` are unchanged parser output the writer need not check again."""
+    return type(fields) is ParsedFields and fields.checked
 
 
 class BodyStream(Protocol):
@@ -184,8 +182,6 @@ HOP_BY_HOP = frozenset(
 
 # What a proxy drops besides `HOP_BY_HOP` (RFC 9110 §11.7.1: proxy credentials are for it).
 PROXY_DROP = HOP_BY_HOP | {b"proxy-authenticate", b"proxy-authorization", b"content-length"}
-# A message with one of these is not relayed as it came (`ParsedFields.relay`).
-NOT_RELAYED = PROXY_DROP - FRAMING
 
 
 def strip_hop_by_hop(headers: HeaderList) -> HeaderList:

@@ -15,7 +15,7 @@ import functools
 import http
 import re
 
-from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, relay_of
+from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, checked
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
 # RFC 9110 §5.5, h11's reading: empty, or starting and ending with a byte that is neither
@@ -41,7 +41,6 @@ _STATUS_LINES = {
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = (b"connection", b": ", b"close", b"\r\n")
-_CLOSE_END = b"connection: close\r\n\r\n"
 _METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -54,10 +53,8 @@ def _valid_name(name: bytes) -> bool:
 @functools.lru_cache(maxsize=1024)
 def valid_value(value: bytes) -> bool:
     """Whether `value` may be written as a field value (RFC 9110 §5.5, as `_finish` checks)."""
-    # A mesh's added values (service and app names) repeat: checked once each.
-    return (
-        b"\r" not in value and b"\n" not in value and _FIELD_VALUE_RE.fullmatch(value) is not None
-    )
+    # The values a mesh adds (service and app names) repeat: checked once each.
+    return _FIELD_VALUE_RE.fullmatch(value) is not None
 
 
 def has_close(value: bytes) -> bool:
@@ -79,20 +76,9 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
     status = resp.status
     if not 200 <= status <= 999:
         raise ValueError(f"final response status must be 200..999, got {status}")
-    relay = relay_of(resp.headers)
-    if relay is not None and not head and status != 204 and status != 304:
-        # The fields as the parser checked them (`ParsedFields`), in the form written below.
-        end = _CLOSE_END if close else b"\r\n"
-        line = _status_line(status, resp.reason)
-        return b"%s%scontent-length: %d\r\n%s%s" % (
-            line,
-            relay,
-            len(resp.body),
-            end,
-            resp.body,
-        ), close
     parts = [_status_line(status, resp.reason)]
     length: bytes | None = None if status in (204, 304) else b"%d" % len(resp.body)
+    ok = checked(resp.headers)  # the parser's, unchanged: checked already (`ParsedFields`)
     for name, value in resp.headers:
         if name in _FRAMING:
             if name == b"connection":
@@ -100,14 +86,14 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
             elif name == b"content-length" and (head or status == 304) and value.isdigit():
                 length = value
             continue
-        if not _valid_name(name):
+        if not ok and not _valid_name(name):
             raise ValueError(f"invalid header name {name!r}")
         parts += (name, b": ", value, b"\r\n")
     if length is not None and status != 204:
         parts += (b"content-length", b": ", length, b"\r\n")
     if close:
         parts += _CLOSE
-    return _finish(parts, b"" if head or status in (204, 304) else resp.body), close
+    return _finish(parts, b"" if head or status in (204, 304) else resp.body, ok), close
 
 
 # How a streamed body goes on the wire after its head (`encode_streamed_head`).
@@ -158,22 +144,12 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     makes it mandatory). Content-Length goes on every request with a body and
     on POST/PUT/PATCH without one (RFC 9110 §8.6).
     """
-    relay = relay_of(req.headers)
-    if relay is not None and (
-        host is None or relay.startswith(b"host: ") or relay.find(b"\nhost: ") > 0
-    ):
-        # The fields as the parser checked them (`ParsedFields`), in the form written below.
-        line = _request_line(req.method, req.target)
-        if req.body or req.method in _METHODS_WITH_CONTENT:
-            body = req.body
-            return b"%s%scontent-length: %d\r\n\r\n%s" % (line, relay, len(body), body), False
-        return b"%s%s\r\n" % (line, relay), False
-    parts, close = _request_head(req, host)
+    parts, close, ok = _request_head(req, host)
     if req.body or req.method in _METHODS_WITH_CONTENT:
         parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")
     if close:
         parts += _CLOSE
-    return _finish(parts, req.body), close
+    return _finish(parts, req.body, ok), close
 
 
 def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool, str]:
@@ -183,7 +159,7 @@ def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[by
     """
     stream = req.stream
     assert stream is not None
-    parts, close = _request_head(req, host)
+    parts, close, _ = _request_head(req, host)
     if stream.length is not None:
         parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
     else:
@@ -193,33 +169,32 @@ def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[by
     return _finish(parts, b""), close, RAW if stream.length is not None else CHUNKED
 
 
-def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bool]:
-    """The request line and headers of `req` but its framing; whether it asks to close.
+def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bool, bool]:
+    """The request line and headers of `req` but its framing; whether it asks to close; and
+    whether every field line is the parser's, checked already.
 
     `host` is added when `req` has no Host header.
     """
-    parts = [_request_line(req.method, req.target)]
+    method = req.method.encode("latin-1")
+    target = req.target.encode("latin-1")
+    if not _valid_name(method) or _TARGET.fullmatch(target) is None:
+        raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
+    parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
     close = False
+    ok = checked(req.headers)  # the parser's, unchanged: checked already (`ParsedFields`)
     for name, value in req.headers:
         if name in _FRAMING:
             close = close or (name == b"connection" and has_close(value))
             continue
-        if not _valid_name(name):
+        if not ok and not _valid_name(name):
             raise ValueError(f"invalid header name {name!r}")
         if name == b"host":
             host = None
         parts += (name, b": ", value, b"\r\n")
     if host is not None:
         parts += (b"host", b": ", host, b"\r\n")
-    return parts, close
-
-
-def _request_line(method: str, target: str) -> bytes:
-    raw_method = method.encode("latin-1")
-    raw_target = target.encode("latin-1")
-    if not _valid_name(raw_method) or _TARGET.fullmatch(raw_target) is None:
-        raise ValueError(f"invalid request line {method!r} {target!r}")
-    return b"%s %s HTTP/1.1\r\n" % (raw_method, raw_target)
+        ok = False  # a line of ours among them: `_finish` checks them all
+    return parts, close, ok
 
 
 def encode_error(status: int, reason: str) -> bytes:
@@ -241,8 +216,9 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
-def _finish(parts: list[bytes], body: bytes) -> bytes:
-    """Join start line, field lines and body, checking every field value.
+def _finish(parts: list[bytes], body: bytes, ok: bool = False) -> bytes:
+    """Join start line, field lines and body, checking every field value unless `ok` (the
+    fields are a `ParsedFields` the parser checked and nobody changed).
 
     Each field line is four parts (name, ": ", value, CRLF). The regex checks
     the values at C speed, and counting CRLFs proves no value contained a line
@@ -252,6 +228,8 @@ def _finish(parts: list[bytes], body: bytes) -> bytes:
     parts.append(b"\r\n")
     parts.append(body)
     data = b"".join(parts)
+    if ok:
+        return data
     start, end = len(parts[0]), len(data) - len(body) - 2
     if data.count(b"\r\n", start, end) != lines or not _FIELD_LINES.fullmatch(data, start, end):
         raise ValueError(f"invalid value of header {_first_bad_value(parts)!r}")

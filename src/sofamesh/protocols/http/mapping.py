@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
-from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, ParsedFields, relay_of
+from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, ParsedFields, checked
 from sofamesh.codecs.http1.writer import valid_value
 from sofamesh.model import (
     CALLER_HEADER,
@@ -191,33 +191,20 @@ def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
     caller = inv.caller.encode("latin-1") if inv.caller else None
     if caller is not None:
         raw.append((_CALLER_B, caller))
-    timeout = None
     if inv.deadline is not None:
-        timeout = b"%d" % max(0, int((inv.deadline - now) * 1000))
-        raw.append((_TIMEOUT_B, timeout))
-    relay = None if wire is None else relay_of(wire)
-    if relay is not None and relay.find(b"x-sofamesh-") < 0:  # no mesh field to replace
-        raw = _relayed(raw, relay, service, caller, timeout)
+        raw.append((_TIMEOUT_B, b"%d" % max(0, int((inv.deadline - now) * 1000))))
+    if wire is not None and checked(wire) and _plain(service, caller):
+        # The caller's fields as the parser checked them, and the mesh's, checked here (the
+        # service may come from a rule): the writer need not check them again.
+        raw = ParsedFields(raw)
+        raw.checked = True
     return HttpRequest(
         req.method, req.target, raw, req.body, "1.1", req.stream_threshold, req.stream
     )
 
 
-def _relayed(
-    raw: HeaderList, relay: bytes, service: bytes, caller: bytes | None, timeout: bytes | None
-) -> HeaderList:
-    """`raw` with its relay: the caller's field lines as parsed, then the mesh's, each value
-    checked as the writer would (the service may come from a rule)."""
-    if not valid_value(service) or (caller is not None and not valid_value(caller)):
-        return raw  # the writer's general path reports it
-    lines = b"%s%s: %s\r\n" % (relay, _SERVICE_B, service)
-    if caller is not None:
-        lines += b"%s: %s\r\n" % (_CALLER_B, caller)
-    if timeout is not None:
-        lines += b"%s: %s\r\n" % (_TIMEOUT_B, timeout)
-    out = ParsedFields(raw)
-    out.relay = lines
-    return out
+def _plain(service: bytes, caller: bytes | None) -> bool:
+    return valid_value(service) and (caller is None or valid_value(caller))
 
 
 _SERVICE_B, _CALLER_B, _TIMEOUT_B = (
@@ -257,11 +244,10 @@ def result_to_response(result: Result, service: str) -> HttpResponse:
     """What the caller receives: the provider's response, or a mesh-made error."""
     if isinstance(result.payload, HttpResponse):
         resp = result.payload
-        relay = relay_of(resp.headers)
         headers = [(k, v) for k, v in resp.headers if k not in _HOP_BY_HOP_B]
-        if relay is not None:  # it holds none of them: kept with the fields it was made of
+        if checked(resp.headers):  # fewer of the fields the parser checked: still checked
             headers = ParsedFields(headers)
-            headers.relay = relay
+            headers.checked = True
         resp.headers = headers
         return resp
     if isinstance(result.payload, bytes):
