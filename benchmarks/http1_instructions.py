@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bolt_instructions import HERE, instrument, top
+from bolt_instructions import HERE, instrument
 from http_proxy import publish_upstream
 from netutil import (
     add_baseline_arg,
@@ -183,7 +183,7 @@ def steps(tmp: Path, src: str | None, n: int) -> dict[str, float]:
             str(HERE / "http1_steps.py"), str(lib), str(n)]  # fmt: skip
     subprocess.run(argv, env=src_env(src), check=True, capture_output=True)
     counts: dict[str, float] = {}
-    for name in glob.glob(f"{out}.*"):
+    for name in sorted(glob.glob(f"{out}.*"), key=lambda n: int(n.rsplit(".", 1)[1])):
         text = Path(name).read_text(errors="replace")
         step = text.split("desc: Trigger: Client Request: ", 1)[1].split("\n", 1)[0]
         if step != "warm-up":
@@ -249,6 +249,23 @@ def main() -> None:
         top(Path(counts["this tree"]["dump"]), args.requests, args.top)
         if split:
             report_steps(counts, split)
+
+
+def top(dump: Path, requests_: int, n: int) -> None:
+    """The `n` functions with the most self instructions, per request, and their share."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", "--threshold=100", str(dump)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    # The dump's own total: callgrind_annotate's sums the summary line, which wraps round
+    # once the counters were zeroed.
+    total = int(dump.read_text(errors="replace").split("\ntotals: ", 1)[1].split()[0])
+    rows = [line for line in text.splitlines() if "(" in line and line.strip()[:1].isdigit()]
+    print("\n| instructions per request | share | function |\n|---|---|---|")
+    for line in [r for r in rows if "PROGRAM TOTALS" not in r][:n]:
+        count = int(line.split(maxsplit=1)[0].replace(",", ""))
+        where = line.split(")", 1)[-1].strip().split(" [")[0].rsplit("/", 1)[-1]
+        print(f"| {count / requests_:,.0f} | {count / total:.1%} | {where} |")
 
 
 def report(counts: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
