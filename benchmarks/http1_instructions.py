@@ -1,5 +1,5 @@
 """Instructions per proxied HTTP/1.1 request in the sidecar, counted by callgrind, and where
-the sidecar's CPU goes, by part.
+they go, step by step.
 
     .venv/bin/python benchmarks/http1_instructions.py [--warm 1000] [--requests 3200]
     .venv/bin/python benchmarks/http1_instructions.py --baseline-src /work/base/src
@@ -222,7 +222,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.warm, args.requests, args.top, args.idle, args.steps = 100, 200, 5, 2, 200
-    require_tools("valgrind", "nginx")
+    require_tools("valgrind", "nginx", "gcc")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         upstream = free_port()
