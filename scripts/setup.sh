@@ -19,6 +19,7 @@ if [ "$MODE" != "--demo-only" ]; then
   # Interception tests: iptables (the nft backend works in a netns) and ip netns.
   for p in iptables iproute2; do want "$p"; done
   want valgrind  # benchmarks/bolt_instructions.py counts the sidecar's instructions with callgrind
+  want gcc  # benchmarks/http1_instructions.py builds the callgrind client requests its steps use
   want prometheus  # Istio dashboard queries evaluated by a real Prometheus (tests/observability)
   # Chromium for the console's browser tests (driven by Playwright from PyPI, never `playwright install`).
   want chromium

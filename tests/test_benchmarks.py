@@ -24,6 +24,7 @@ HELPERS = {
     "attack_targets.py",
     "attack_clients.py",
     "rpc_driver.py",
+    "http1_steps.py",
 }  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number
@@ -36,6 +37,7 @@ FIGURES = {
     "h2_codec.py": r"^\| lean \| [\d.]+ \|",
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "bolt_instructions.py": r"^\| sidecar, instructions per proxied call \| [\d,]+ \|",
+    "http1_instructions.py": r"^\| sidecar, instructions per proxied request \| [\d,]+ \|",
     "dubbo.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
     "testing_fixtures.py": r"^\| asyncio \| [\d.]+ ms, ",

@@ -21,6 +21,7 @@ from typing import Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.limits import Http1Limits
+from sofamesh.codecs.http1.messages import ParsedFields
 
 DEFER: Final = "defer"
 """Not a plain message: hand the bytes to h11."""
@@ -36,22 +37,25 @@ _FIELDS = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*")
 _METHOD = rb"[-!#$%&'*+.^_`|~0-9A-Z]+"
 _REQUEST_LINE = re.compile(rb"(" + _METHOD + rb") ([\x21-\x7e]+) HTTP/1\.1\r\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([^\x00-\x08\x0a-\x1f\x7f]*)\r\n")
-_DIGITS = re.compile(rb"[0-9]{1,18}")
 _HEAD_END = b"\r\n\r\n"
 
 # Fields whose presence means the message needs h11's judgement.
 _REQUEST_DEFER = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te"})
 _RESPONSE_DEFER = frozenset({b"transfer-encoding", b"upgrade"})
+# Every field `_framing` looks at.
+_FRAMING_NAMES = _REQUEST_DEFER | _RESPONSE_DEFER | {b"content-length", b"connection", b"host"}
 
 
-def _fields(block: bytes) -> list[tuple[bytes, bytes]] | None:
+def _fields(block: bytes) -> ParsedFields | None:
     """Field lines of a validated block (ending in CRLF), names lowercased; None if invalid."""
     if _FIELDS.fullmatch(block) is None:
         return None
-    out = []
+    fields = []
     for line in block.split(b"\r\n")[:-1]:
         name, _, value = line.partition(b":")
-        out.append((name.lower(), value.strip(b" \t")))
+        fields.append((name.lower(), value.strip(b" \t")))
+    out = ParsedFields(fields)
+    out.checked = True  # the writer's checks hold for every line `_FIELDS` matched
     return out
 
 
@@ -63,8 +67,11 @@ def _framing(
     close = False
     hosts = 0
     for name, value in fields:
+        if name not in _FRAMING_NAMES:
+            continue  # most fields: one set look-up, not four comparisons
         if name == b"content-length":
-            if length >= 0 or _DIGITS.fullmatch(value) is None:
+            # [0-9]{1,18}: bytes.isdigit is ASCII digits only, and no regex call
+            if length >= 0 or not value.isdigit() or len(value) > 18:
                 return None  # repeated or odd framing: h11 decides (RFC 9112 §6.3)
             length = int(value)
         elif name == b"connection":
@@ -82,7 +89,7 @@ def _framing(
 
 def split_request(
     buf: bytes, limits: Http1Limits
-) -> tuple[str, str, list[tuple[bytes, bytes]], bytes, bool, int] | str:
+) -> tuple[str, str, ParsedFields, bytes, bool, int] | str:
     """Parse one plain request at the start of `buf`.
 
     Returns (method, target, fields, body, close, bytes used), or DEFER when
@@ -120,7 +127,7 @@ def split_request(
 
 def split_response(
     buf: bytes, limits: Http1Limits
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool, int] | str:
+) -> tuple[int, bytes, ParsedFields, bytes, bool, int] | str:
     """Parse one plain response (not to HEAD) at the start of `buf`.
 
     Returns (status, reason, fields, body, close, bytes used), or DEFER.

@@ -8,13 +8,83 @@ treats non-ASCII field bytes as opaque).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from sofamesh.model import Headers
 
 HeaderList = list[tuple[bytes, bytes]]
+
+# Fields the writer never copies from a message: it frames what it sends itself.
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+class ParsedFields(list[tuple[bytes, bytes]]):
+    """A message's fields as the fast path read and checked them, and whether they still are.
+
+    `checked` is true while the list holds exactly what the parser produced from bytes it
+    validated (each name a token, each value free of controls but HTAB, RFC 9110 §5.5):
+    any change to the list clears it. The writer then writes these fields without checking
+    them again, with the same code, so what goes out is what was checked, byte for byte.
+    """
+
+    __slots__ = ("checked",)
+
+    checked: bool
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.checked = False
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        self.checked = False
+        super().__delitem__(index)
+
+    def __iadd__(self, other: Any) -> ParsedFields:  # type: ignore[override,misc]
+        self.checked = False
+        return super().__iadd__(other)
+
+    def __imul__(self, n: Any) -> ParsedFields:  # type: ignore[misc]
+        self.checked = False
+        return super().__imul__(n)
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        self.checked = False
+        super().append(item)
+
+    def extend(self, items: Any) -> None:
+        self.checked = False
+        super().extend(items)
+
+    def insert(self, index: Any, item: tuple[bytes, bytes]) -> None:
+        self.checked = False
+        super().insert(index, item)
+
+    def remove(self, item: tuple[bytes, bytes]) -> None:
+        self.checked = False
+        super().remove(item)
+
+    def pop(self, index: Any = -1) -> tuple[bytes, bytes]:
+        self.checked = False
+        return super().pop(index)
+
+    def clear(self) -> None:
+        self.checked = False
+        super().clear()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self.checked = False
+        super().sort(*args, **kwargs)
+
+    def reverse(self) -> None:
+        self.checked = False
+        super().reverse()
+
+
+def checked(fields: HeaderList) -> bool:
+    """Whether `fields` are unchanged parser output the writer need not check again."""
+    return type(fields) is ParsedFields and fields.checked
 
 
 class BodyStream(Protocol):
@@ -108,6 +178,10 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+
+
+# What a proxy drops besides `HOP_BY_HOP` (RFC 9110 §11.7.1: proxy credentials are for it).
+PROXY_DROP = HOP_BY_HOP | {b"proxy-authenticate", b"proxy-authorization", b"content-length"}
 
 
 def strip_hop_by_hop(headers: HeaderList) -> HeaderList:

@@ -15,7 +15,7 @@ import functools
 import http
 import re
 
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, checked
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
 # RFC 9110 §5.5, h11's reading: empty, or starting and ending with a byte that is neither
@@ -34,7 +34,7 @@ _REASON = re.compile(rb"[^\x00\r\n\x0b\x0c]*")  # RFC 9112 §4: HTAB / SP / VCHA
 
 # Framing is ours to write: the body length is known, and the connection's
 # persistence is decided by the codec, so callers' values are replaced.
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_FRAMING = FRAMING
 
 _STATUS_LINES = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus
@@ -48,6 +48,13 @@ _METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 def _valid_name(name: bytes) -> bool:
     # Names repeat across messages, so the cache turns a regex into a dict hit.
     return _TOKEN.fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def valid_value(value: bytes) -> bool:
+    """Whether `value` may be written as a field value (RFC 9110 §5.5, as `_finish` checks)."""
+    # The values a mesh adds (service and app names) repeat: checked once each.
+    return _FIELD_VALUE_RE.fullmatch(value) is not None
 
 
 def has_close(value: bytes) -> bool:
@@ -71,6 +78,7 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
         raise ValueError(f"final response status must be 200..999, got {status}")
     parts = [_status_line(status, resp.reason)]
     length: bytes | None = None if status in (204, 304) else b"%d" % len(resp.body)
+    ok = checked(resp.headers)  # the parser's, unchanged: checked already (`ParsedFields`)
     for name, value in resp.headers:
         if name in _FRAMING:
             if name == b"connection":
@@ -78,14 +86,14 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
             elif name == b"content-length" and (head or status == 304) and value.isdigit():
                 length = value
             continue
-        if not _valid_name(name):
+        if not ok and not _valid_name(name):
             raise ValueError(f"invalid header name {name!r}")
         parts += (name, b": ", value, b"\r\n")
     if length is not None and status != 204:
         parts += (b"content-length", b": ", length, b"\r\n")
     if close:
         parts += _CLOSE
-    return _finish(parts, b"" if head or status in (204, 304) else resp.body), close
+    return _finish(parts, b"" if head or status in (204, 304) else resp.body, ok), close
 
 
 # How a streamed body goes on the wire after its head (`encode_streamed_head`).
@@ -136,12 +144,12 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     makes it mandatory). Content-Length goes on every request with a body and
     on POST/PUT/PATCH without one (RFC 9110 §8.6).
     """
-    parts, close = _request_head(req, host)
+    parts, close, ok = _request_head(req, host)
     if req.body or req.method in _METHODS_WITH_CONTENT:
         parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")
     if close:
         parts += _CLOSE
-    return _finish(parts, req.body), close
+    return _finish(parts, req.body, ok), close
 
 
 def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool, str]:
@@ -151,7 +159,7 @@ def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[by
     """
     stream = req.stream
     assert stream is not None
-    parts, close = _request_head(req, host)
+    parts, close, _ = _request_head(req, host)
     if stream.length is not None:
         parts += (b"content-length", b": ", b"%d" % stream.length, b"\r\n")
     else:
@@ -161,8 +169,9 @@ def encode_streamed_request(req: HttpRequest, *, host: bytes | None) -> tuple[by
     return _finish(parts, b""), close, RAW if stream.length is not None else CHUNKED
 
 
-def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bool]:
-    """The request line and headers of `req` but its framing; whether it asks to close.
+def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bool, bool]:
+    """The request line and headers of `req` but its framing; whether it asks to close; and
+    whether every field line is the parser's, checked already.
 
     `host` is added when `req` has no Host header.
     """
@@ -172,18 +181,20 @@ def _request_head(req: HttpRequest, host: bytes | None) -> tuple[list[bytes], bo
         raise ValueError(f"invalid request line {req.method!r} {req.target!r}")
     parts = [b"%s %s HTTP/1.1\r\n" % (method, target)]
     close = False
+    ok = checked(req.headers)  # the parser's, unchanged: checked already (`ParsedFields`)
     for name, value in req.headers:
         if name in _FRAMING:
             close = close or (name == b"connection" and has_close(value))
             continue
-        if not _valid_name(name):
+        if not ok and not _valid_name(name):
             raise ValueError(f"invalid header name {name!r}")
         if name == b"host":
             host = None
         parts += (name, b": ", value, b"\r\n")
     if host is not None:
         parts += (b"host", b": ", host, b"\r\n")
-    return parts, close
+        ok = False  # a line of ours among them: `_finish` checks them all
+    return parts, close, ok
 
 
 def encode_error(status: int, reason: str) -> bytes:
@@ -205,8 +216,9 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
-def _finish(parts: list[bytes], body: bytes) -> bytes:
-    """Join start line, field lines and body, checking every field value.
+def _finish(parts: list[bytes], body: bytes, ok: bool = False) -> bytes:
+    """Join start line, field lines and body, checking every field value unless `ok` (the
+    fields are a `ParsedFields` the parser checked and nobody changed).
 
     Each field line is four parts (name, ": ", value, CRLF). The regex checks
     the values at C speed, and counting CRLFs proves no value contained a line
@@ -216,6 +228,8 @@ def _finish(parts: list[bytes], body: bytes) -> bytes:
     parts.append(b"\r\n")
     parts.append(body)
     data = b"".join(parts)
+    if ok:
+        return data
     start, end = len(parts[0]), len(data) - len(body) - 2
     if data.count(b"\r\n", start, end) != lines or not _FIELD_LINES.fullmatch(data, start, end):
         raise ValueError(f"invalid value of header {_first_bad_value(parts)!r}")

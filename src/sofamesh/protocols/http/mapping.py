@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
-from sofamesh.codecs.http1.messages import HeaderList
+from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, ParsedFields, checked
+from sofamesh.codecs.http1.writer import valid_value
 from sofamesh.model import (
     CALLER_HEADER,
     SERVICE_HEADER,
@@ -185,20 +186,31 @@ def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
             for k, v in headers.items()
             if k not in _MESH_SET
         ]
-    raw.append((_SERVICE_B, inv.service.encode("latin-1")))
-    if inv.caller:
-        raw.append((_CALLER_B, inv.caller.encode("latin-1")))
+    service = inv.service.encode("latin-1")
+    raw.append((_SERVICE_B, service))
+    caller = inv.caller.encode("latin-1") if inv.caller else None
+    if caller is not None:
+        raw.append((_CALLER_B, caller))
     if inv.deadline is not None:
         raw.append((_TIMEOUT_B, b"%d" % max(0, int((inv.deadline - now) * 1000))))
+    if wire is not None and checked(wire) and _plain(service, caller):
+        # The caller's fields as the parser checked them, and the mesh's, checked here (the
+        # service may come from a rule): the writer need not check them again.
+        raw = ParsedFields(raw)
+        raw.checked = True
     return HttpRequest(
         req.method, req.target, raw, req.body, "1.1", req.stream_threshold, req.stream
     )
 
 
+def _plain(service: bytes, caller: bytes | None) -> bool:
+    return valid_value(service) and (caller is None or valid_value(caller))
+
+
 _SERVICE_B, _CALLER_B, _TIMEOUT_B = (
     h.encode() for h in (SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER)
 )
-_HOP_BY_HOP_B = frozenset(h.encode() for h in HOP_BY_HOP)
+_HOP_BY_HOP_B = PROXY_DROP  # HOP_BY_HOP, as the codec names them
 _MESH_SET_B = frozenset(h.encode() for h in _MESH_SET)
 
 
@@ -232,7 +244,11 @@ def result_to_response(result: Result, service: str) -> HttpResponse:
     """What the caller receives: the provider's response, or a mesh-made error."""
     if isinstance(result.payload, HttpResponse):
         resp = result.payload
-        resp.headers = [(k, v) for k, v in resp.headers if k not in _HOP_BY_HOP_B]
+        headers = [(k, v) for k, v in resp.headers if k not in _HOP_BY_HOP_B]
+        if checked(resp.headers):  # fewer of the fields the parser checked: still checked
+            headers = ParsedFields(headers)
+            headers.checked = True
+        resp.headers = headers
         return resp
     if isinstance(result.payload, bytes):
         return answer_response(result)
