@@ -186,10 +186,8 @@ class Cluster:
             and (rate is None or not rate.is_ejected(ep.key, now))
         )
 
-    def pick(
-        self, exclude: set[Endpoint], now: float, inv: Invocation | None = None
-    ) -> Endpoint | None:
-        """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one.
+    def pick(self, exclude: Set[str], now: float, inv: Invocation | None = None) -> Endpoint | None:
+        """A healthy endpoint whose key is not in `exclude`; if every one is, any healthy one.
 
         `inv` is the call, for a balancer that hashes one of its headers.
         """
@@ -200,7 +198,9 @@ class Cluster:
             if not healthy:
                 # Envoy's panic threshold: when everything is out, route to all rather than none.
                 healthy = self._weighted
-        candidates = ([e for e in healthy if e not in exclude] or healthy) if exclude else healthy
+        candidates = (
+            ([e for e in healthy if e.key not in exclude] or healthy) if exclude else healthy
+        )
         return self.balancer.pick(candidates, inv) if candidates else None
 
     def record(
