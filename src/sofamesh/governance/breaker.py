@@ -211,7 +211,18 @@ class CircuitBreaker:
         if permit.verdict is not Verdict.ADMIT:
             return
         slow = elapsed > self._slow_after
-        totals = self._window.add3(now, 1, 1 if failed else 0, 1 if slow else 0)
+        # Counted in the window inline (now's slot, the running sums): this runs on every call.
+        window = self._window
+        base = window.base if now < window.end else window.roll(now)
+        cells, totals = window.cells, window.sums
+        cells[base] += 1
+        totals[0] += 1
+        if failed:
+            cells[base + 1] += 1
+            totals[1] += 1
+        if slow:
+            cells[base + 2] += 1
+            totals[2] += 1
         if permit.probe:
             self._record_probe(permit.probe, failed or slow, now)
         elif (

@@ -211,7 +211,10 @@ class Cluster:
             now = self._clock.now()
         if self.success_rate is not None:
             self.success_rate.record(ep.key, not failed, now)
-        if self.outlier.record(ep.key, failed, now):
+        host = self.outlier.hosts.get(ep.key)
+        if not failed and host is not None and not host.times_ejected:
+            host.streak = 0  # `OutlierDetector.record`'s common answer, without its call
+        elif self.outlier.record(ep.key, failed, now):
             self._stats.incr("outlier.ejections")
             log.warning("%s: ejected %s after consecutive failures", self.service, ep.address)
         row = self._rows.get(ep.key)
