@@ -112,10 +112,11 @@ class CompiledRoute:
         self.method_only = self._method if not (self._headers or self._callers) else None
         self._mirror = self._mirror_target(rule.mirror.subset) if rule.mirror else None
         fallback = (None,) if rule.subset_fallback == "any" else ()
-        # The weighted split, which the filter draws from: targets and their running weights.
+        # The weighted split, which the filter draws from: targets and their running weights
+        # (none for a split of one entry, which `target` answers without a draw).
         self.targets = [self._target((SubsetFilter.of(w.subset), *fallback)) for w in rule.split]
         self.cumulative: list[int] = []
-        for w in rule.split:
+        for w in rule.split if len(rule.split) > 1 else ():
             self.cumulative.append((self.cumulative[-1] if self.cumulative else 0) + w.weight)
         self._default = self._target((None,))
         self._tags: BoundedDict[tuple[str, bool], Target] = BoundedDict(1024)
@@ -142,7 +143,10 @@ class CompiledRoute:
         return not self._headers or all(test(inv.headers) for test in self._headers)
 
     def target(self, inv: Invocation) -> Target:
-        """A route without a split: the tag router's subsets for the call, else every endpoint."""
+        """A route without a weighted draw: its one split entry, the tag router's subsets for
+        the call, or every endpoint."""
+        if self.targets:
+            return self.targets[0]
         tag = self.rule.tag
         if tag is None:
             return self._default
