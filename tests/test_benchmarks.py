@@ -30,6 +30,7 @@ HELPERS = {
 # benchmark -> a pattern its output must match: a figure row, with a number
 FIGURES = {
     "chain.py": r"^\| full set \| [\d.]+ \|",
+    "chain_instructions.py": r"^\| full set \| [\d,]+ \|",
     "hessian2.py": r"^\| a\. SOFARPC request \(SofaRequest \+ 3 args\) \| [\d,]+ \|",
     "http1_codec.py": r"^loopback: [\d,]+ req/s",
     "http_proxy.py": r"^\| sofamesh \| [\d.]+ ",

@@ -156,9 +156,10 @@ class Invocation:
     payload: Any = None
     # Safe to send twice (HTTP GET, HEAD, PUT, ...): a reset before any response may be retried.
     idempotent: bool = False
-    # Per-attempt state, written by the balancing and retry filters.
+    # Per-attempt state, written by the balancing and retry filters. `tried` holds the
+    # `Endpoint.key` of each endpoint a try went to (a str hashes in C, an attrs class not).
     endpoint: Endpoint | None = None
-    tried: set[Endpoint] = attrs.field(factory=set)
+    tried: set[str] = attrs.field(factory=set)
     attempt: int = 0
     # Set by governance routing; None: the cluster picks as usual.
     route: RouteChoice | None = None

@@ -275,7 +275,7 @@ class Runtime:
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
                 BalanceFilter(clusters, self.clock),
             ]
-            return build_chain(filters, self.upstream if self.tls is None else self._upstream_tls)
+            return build_chain(filters, self._terminal())
 
         return self._recomposing(build)
 
@@ -337,6 +337,29 @@ class Runtime:
         return call
 
     # -- terminals --------------------------------------------------------------------------
+
+    def _terminal(self) -> Handler:
+        """The outbound chain's terminal: `upstream`, or under mTLS `_upstream_tls`.
+
+        A runtime that sends as `Runtime.send` does gets `send`'s common path inline (the
+        protocol's own `send`, a call less per call); one that overrides `send` (the
+        testing harness's in-memory network) is called through it.
+        """
+        if self.tls is not None:
+            return self._upstream_tls
+        if type(self).send is not Runtime.send:
+            return self.upstream
+        protocols, send = self.protocols, self.send
+
+        def upstream(inv: Invocation) -> Awaitable[Result]:
+            ep = inv.endpoint
+            assert ep is not None
+            proto = protocols.get(inv.protocol)
+            if proto is not None and (inv.deadline is None or proto.enforces_deadline):
+                return proto.send(ep.host, ep.port, inv)
+            return send(ep.host, ep.port, inv)
+
+        return upstream
 
     def upstream(self, inv: Invocation) -> Awaitable[Result]:
         """The outbound terminal: send `inv` to `inv.endpoint` in its protocol."""

@@ -33,7 +33,7 @@ class RetryTimeouts:
 
     attempts = 3
     per_try_timeout = 0.05
-    counts_calls = False
+    in_flight = None
     ok_is_final = True
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
@@ -41,10 +41,6 @@ class RetryTimeouts:
 
     def backoff(self, retry: int) -> float:
         return 0.0
-
-    def begin(self) -> None: ...
-
-    def end(self) -> None: ...
 
     def admit(self, service: str) -> Release | None:
         return lambda: None

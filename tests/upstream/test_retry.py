@@ -18,13 +18,20 @@ pytestmark = pytest.mark.anyio
 CODES = {"http": frozenset({503}), "grpc": frozenset({14})}
 
 
+class Count:
+    """A retry budget's requests in flight, as the filter counts a call in them."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+
 class Plan:
     """A `RetryPlan` as governance would give one, recording what the filter asked of it."""
 
     def __init__(self, attempts: int = 3, admit: int = 10, per_try: float | None = None) -> None:
         self.attempts = attempts
         self.per_try_timeout = per_try
-        self.counts_calls = True
+        self.in_flight = Count()
         self.ok_is_final = False
         self._places = admit
         self.log: list[str] = []
@@ -36,12 +43,6 @@ class Plan:
 
     def backoff(self, retry: int) -> float:
         return 0.5 * retry
-
-    def begin(self) -> None:
-        self.log.append("begin")
-
-    def end(self) -> None:
-        self.log.append("end")
 
     def admit(self, service: str) -> Release | None:
         if self._places == 0:
@@ -91,11 +92,18 @@ async def test_a_plan_retries_the_protocols_gateway_codes_with_back_off() -> Non
     start = clock.now()
     plan = Plan(attempts=3)
     terminal, seen = answering(503, 503, 200)
-    result = await retrying(plan, terminal, clock)(Invocation("http", "svc", "/"))
+    counted: list[int] = []
+
+    async def counting(inv: Invocation) -> Result:
+        counted.append(plan.in_flight.requests)
+        return await terminal(inv)
+
+    result = await retrying(plan, counting, clock)(Invocation("http", "svc", "/"))
     assert result.ok and seen == [0, 1, 2]
     assert plan.codes == [frozenset({503})] * 2  # the runtime's codes for the call's protocol
     assert clock.now() - start == pytest.approx(0.5 + 1.0)  # backoff(1) then backoff(2)
-    assert plan.log == ["begin", "retried", "released", "retried", "released", "end"]
+    assert plan.log == ["retried", "released", "retried", "released"]
+    assert counted == [1, 1, 1] and plan.in_flight.requests == 0  # one call, in flight throughout
 
 
 async def test_a_refused_retry_ends_the_call_with_the_last_result() -> None:
@@ -103,7 +111,8 @@ async def test_a_refused_retry_ends_the_call_with_the_last_result() -> None:
     terminal, seen = answering(503)
     result = await retrying(plan, terminal, FakeClock())(Invocation("http", "svc", "/"))
     assert result.code == 503 and seen == [0, 1]
-    assert plan.log == ["begin", "retried", "released", "refused", "end"]
+    assert plan.log == ["retried", "released", "refused"]
+    assert plan.in_flight.requests == 0
 
 
 async def test_no_retry_starts_that_could_not_begin_before_the_deadline() -> None:

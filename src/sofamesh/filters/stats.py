@@ -8,7 +8,7 @@ is asked about; the rows of known services are found by one dict look-up, as bef
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
@@ -49,33 +49,50 @@ class StatsFilter:
         # like the stats' own rows.
         self._rows: dict[str, CallStats] = {}
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        if self._by_caller:
-            caller = inv.caller
-            cs = self._stats.services.get((self._direction, inv.service, caller))
-        else:
-            caller = ""
-            cs = self._rows.get(inv.service)
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        return self.bind(call_next)(inv)
+
+    def bind(self, call_next: Handler) -> Handler:
+        services, rows, by_caller = self._stats.services, self._rows, self._by_caller
+        direction, now_of, row, first = self._direction, self._clock.now, self._row, self._first
+
+        async def count(inv: Invocation) -> Result:
+            if by_caller:
+                cs = services.get((direction, inv.service, inv.caller))
+            else:
+                cs = rows.get(inv.service)
             if cs is None:
-                cs = self._stats.services.get((self._direction, inv.service, ""))
-                if cs is not None:
-                    self._remember(inv.service, cs)
+                cs = row(inv)
+                if cs is None:
+                    return await first(inv, call_next)
+            start = now_of()
+            cs.active += 1
+            try:
+                result = await call_next(inv)
+            finally:
+                cs.active -= 1
+            cs.record(result.status, (now_of() - start) * 1000, result.code)
+            return result
+
+        return count
+
+    def _row(self, inv: Invocation) -> CallStats | None:
+        """The row of a call not found at once; None for a name judged when the call ends."""
+        caller = inv.caller if self._by_caller else ""
+        cs = (
+            None
+            if self._by_caller
+            else self._stats.services.get((self._direction, inv.service, ""))
+        )
         if cs is None:
             if self._known is not None:
-                return await self._first(inv, call_next, caller)
+                return None
             cs = self._stats.service(self._direction, inv.service, caller)
-            if not self._by_caller:
-                self._remember(inv.service, cs)
-        start = self._clock.now()
-        cs.active += 1
-        try:
-            result = await call_next(inv)
-        finally:
-            cs.active -= 1
-        cs.record(result.status, (self._clock.now() - start) * 1000, result.code)
-        return result
+        if not self._by_caller:
+            self._remember(inv.service, cs)
+        return cs
 
-    async def _first(self, inv: Invocation, call_next: Handler, caller: str) -> Result:
+    async def _first(self, inv: Invocation, call_next: Handler) -> Result:
         """A name without a row: counted when it ends, under its own name or the unknown row.
 
         Not in flight meanwhile: which row holds it is not known before it ends, and a
@@ -85,6 +102,7 @@ class StatsFilter:
         result = await call_next(inv)
         assert self._known is not None
         service = inv.service if self._known(inv.service, result) else UNKNOWN_SERVICES
+        caller = inv.caller if self._by_caller else ""
         cs = self._stats.service(self._direction, service, caller)
         cs.record(result.status, (self._clock.now() - start) * 1000, result.code)
         return result

@@ -43,18 +43,33 @@ class TimeoutFilter:
         self._enforce = enforce
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
-        now = self._clock.now()
-        limit = now + self._policy_for(inv.service).timeout
-        if inv.deadline is None or limit < inv.deadline:
-            inv.deadline = limit
-        remaining = inv.deadline - now
-        if remaining <= 0:
-            return completed(
-                Result.failure(Status.TIMEOUT, f"deadline for {inv.service} passed before the call")
-            )
-        if not self._enforce:
-            return call_next(inv)
-        return self._within(inv, call_next, remaining)
+        return self.bind(call_next)(inv)
+
+    def bind(self, call_next: Handler) -> Handler:
+        policy_for, now_of, enforce, within = (
+            self._policy_for,
+            self._clock.now,
+            self._enforce,
+            self._within,
+        )
+
+        def deadline(inv: Invocation) -> Awaitable[Result]:
+            now = now_of()
+            limit = now + policy_for(inv.service).timeout
+            if inv.deadline is None or limit < inv.deadline:
+                inv.deadline = limit
+            remaining = inv.deadline - now
+            if remaining <= 0:
+                return completed(
+                    Result.failure(
+                        Status.TIMEOUT, f"deadline for {inv.service} passed before the call"
+                    )
+                )
+            if not enforce:
+                return call_next(inv)
+            return within(inv, call_next, remaining)
+
+        return deadline
 
     async def _within(self, inv: Invocation, call_next: Handler, remaining: float) -> Result:
         watch = self._watch

@@ -124,7 +124,7 @@ class Permit:
         object.__setattr__(self, "admitted", self.verdict is not Verdict.REJECT)
 
 
-_ADMIT = Permit(Verdict.ADMIT)
+ADMIT = Permit(Verdict.ADMIT)
 _REJECT = Permit(Verdict.REJECT)
 _SHADOW = Permit(Verdict.SHADOW)
 _SKIP = Permit(Verdict.SKIP)
@@ -147,9 +147,7 @@ class CircuitBreaker:
     """The breaker of one resource. Not thread-safe: one event loop owns it."""
 
     __slots__ = (
-        "_admitted",
         "_check",
-        "_enforcer",
         "_epoch",
         "_next_retry",
         "_opened",
@@ -158,7 +156,9 @@ class CircuitBreaker:
         "_slow_after",
         "_watched",
         "_window",
+        "admitted",
         "config",
+        "enforcer",
         "state",
     )
 
@@ -166,7 +166,7 @@ class CircuitBreaker:
         self.config = config
         self.state = BreakerState.CLOSED
         self._window = RollingWindow(config.stat_interval, config.buckets, columns=3)
-        self._enforcer = Enforcer(config.enforcement, rand)
+        self.enforcer = Enforcer(config.enforcement, rand)
         rt = config.max_response_time
         self._slow_after = math.inf if rt is None else rt
         self._check = _STRATEGY_CHECKS[config.strategy]
@@ -177,30 +177,30 @@ class CircuitBreaker:
         self._epoch = 0  # half-open periods so far; a probe carries the one it was admitted in
         self._probes = 0  # probes admitted in the current half-open period
         self._probe_ok = 0  # probes of the current period that succeeded
-        self._admitted = 0
+        self.admitted = 0
         self._opened = 0
 
     def allow(self, now: float) -> Permit:
         """May a call go ahead? O(1); never allocates except for a half-open probe."""
         if self.state is BreakerState.CLOSED:
-            enforcer = self._enforcer
+            enforcer = self.enforcer
             if not (enforcer.always or enforcer.sample()):
                 return _SKIP
-            self._admitted += 1
-            return _ADMIT
-        if not self._enforcer.sample():
+            self.admitted += 1
+            return ADMIT
+        if not self.enforcer.sample():
             return _SKIP
         if self.state is BreakerState.OPEN:
             if now < self._next_retry:
-                return _SHADOW if self._enforcer.reject() is Verdict.SHADOW else _REJECT
+                return _SHADOW if self.enforcer.reject() is Verdict.SHADOW else _REJECT
             self.state = BreakerState.HALF_OPEN  # Sentinel: fromOpenToHalfOpen on the first try
             self._epoch += 1
             self._probes = self._probe_ok = 0
         if self._probes < self.config.half_open_probes:
             self._probes += 1
-            self._admitted += 1
+            self.admitted += 1
             return Permit(Verdict.ADMIT, self._epoch)
-        return _SHADOW if self._enforcer.reject() is Verdict.SHADOW else _REJECT
+        return _SHADOW if self.enforcer.reject() is Verdict.SHADOW else _REJECT
 
     def record(self, permit: Permit, *, failed: bool, elapsed: float, now: float) -> None:
         """The outcome of a call admitted by `permit`; `elapsed` in seconds.
@@ -211,7 +211,18 @@ class CircuitBreaker:
         if permit.verdict is not Verdict.ADMIT:
             return
         slow = elapsed > self._slow_after
-        totals = self._window.add3(now, 1, 1 if failed else 0, 1 if slow else 0)
+        # Counted in the window inline (now's slot, the running sums): this runs on every call.
+        window = self._window
+        base = window.base if now < window.end else window.roll(now)
+        cells, totals = window.cells, window.sums
+        cells[base] += 1
+        totals[0] += 1
+        if failed:
+            cells[base + 1] += 1
+            totals[1] += 1
+        if slow:
+            cells[base + 2] += 1
+            totals[2] += 1
         if permit.probe:
             self._record_probe(permit.probe, failed or slow, now)
         elif (
@@ -266,13 +277,13 @@ class CircuitBreaker:
             window_total=total,
             window_errors=errors,
             window_slow=slow,
-            admitted=self._admitted,
+            admitted=self.admitted,
             opened=self._opened,
             next_retry_at=self._next_retry if self.state is BreakerState.OPEN else None,
             probes_in_flight=self._probes - self._probe_ok
             if self.state is BreakerState.HALF_OPEN
             else 0,
-            enforcement=self._enforcer.statistics(),
+            enforcement=self.enforcer.statistics(),
         )
 
 

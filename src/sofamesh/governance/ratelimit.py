@@ -214,8 +214,13 @@ class QpsLimiter:
             self._warm.sync(second, self._per_sec.previous)
             limit = self._warm.rate()
         # Sentinel: passQps + acquireCount > count, with passQps = passed / interval.
-        if not self._window.add_unless(now, (limit - 1) * self._interval):
+        # Checked and counted in the window inline (one roll): this runs on every call.
+        window = self._window
+        slot = window.base if now < window.end else window.roll(now)
+        if window.sums[0] > (limit - 1) * self._interval:
             return SHADOW if self._enforcer.reject() is Verdict.SHADOW else REJECT
+        window.cells[slot] += 1
+        window.sums[0] += 1
         self._per_sec.count += 1
         self._passed += 1
         return ADMIT

@@ -23,15 +23,15 @@ class RollingWindow:
     """`columns` counters (e.g. total, errors, slow) summed over the last `interval` seconds."""
 
     __slots__ = (
-        "_base",
-        "_cells",
         "_columns",
-        "_end",
         "_head",
         "_n",
-        "_totals",
         "_width",
+        "base",
+        "cells",
+        "end",
         "interval",
+        "sums",
     )
 
     def __init__(self, interval: float, buckets: int, columns: int = 1) -> None:
@@ -43,18 +43,20 @@ class RollingWindow:
         self._width = interval / buckets
         self._n = buckets
         self._columns = columns
-        self._cells = [0] * (buckets * columns)
-        self._totals = [0] * columns
+        # Public for the callers that count inline on every call (the breaker, a QPS limit):
+        # `base if now < end else roll(now)` is now's slot; `sums` the running totals.
+        self.cells = [0] * (buckets * columns)
+        self.sums = [0] * columns
         self._head = -(1 << 62)  # bucket number of the newest slot; nothing seen yet
-        # Until `_end` (when the newest bucket ends) nothing rolls and now's slot starts
-        # at `_base`: most calls of a busy window compare one float instead of dividing.
-        self._end = -math.inf
-        self._base = 0
+        # Until `end` (when the newest bucket ends) nothing rolls and now's slot starts
+        # at `base`: most calls of a busy window compare one float instead of dividing.
+        self.end = -math.inf
+        self.base = 0
 
-    def _roll(self, now: float) -> int:
-        """Bring the window up to `now`; return the offset of now's slot in `_cells`."""
-        if now < self._end:
-            return self._base
+    def roll(self, now: float) -> int:
+        """Bring the window up to `now`; return the offset of now's slot in `cells`."""
+        if now < self.end:
+            return self.base
         bucket = int(now // self._width)
         head = self._head
         if bucket > head:
@@ -64,14 +66,14 @@ class RollingWindow:
                 for stale in range(head + 1, bucket + 1):
                     self._clear_slot(stale % self._n)
             self._head = head = bucket
-            self._end = (bucket + 1) * self._width
-            self._base = (bucket % self._n) * self._columns
+            self.end = (bucket + 1) * self._width
+            self.base = (bucket % self._n) * self._columns
         # A late `add` for a bucket already left behind lands in the newest one:
         # callers pass a monotonic `now`, so this only absorbs reordering noise.
         return (head % self._n) * self._columns
 
     def _clear_slot(self, slot: int) -> None:
-        cells, totals, cols = self._cells, self._totals, self._columns
+        cells, totals, cols = self.cells, self.sums, self._columns
         base = slot * cols
         for c in range(cols):
             totals[c] -= cells[base + c]
@@ -79,47 +81,23 @@ class RollingWindow:
 
     def _clear_all(self) -> None:
         # In place: callers may hold a reference to the lists across a roll.
-        self._cells[:] = [0] * len(self._cells)
-        self._totals[:] = [0] * self._columns
+        self.cells[:] = [0] * len(self.cells)
+        self.sums[:] = [0] * self._columns
 
     def add(self, now: float, column: int = 0, amount: int = 1) -> None:
-        slot = self._base if now < self._end else self._roll(now)
-        self._cells[slot + column] += amount
-        self._totals[column] += amount
-
-    def add3(self, now: float, a: int, b: int, c: int) -> list[int]:
-        """Add to the first three columns at once (the breaker's total/error/slow).
-
-        Returns the live totals (read-only).
-        """
-        base = self._base if now < self._end else self._roll(now)
-        cells, totals = self._cells, self._totals
-        cells[base] += a
-        cells[base + 1] += b
-        cells[base + 2] += c
-        totals[0] += a
-        totals[1] += b
-        totals[2] += c
-        return totals
-
-    def add_unless(self, now: float, cap: float) -> bool:
-        """Count one in the first column if its total is not above `cap`; False if it is."""
-        slot = self._base if now < self._end else self._roll(now)
-        if self._totals[0] > cap:
-            return False
-        self._cells[slot] += 1
-        self._totals[0] += 1
-        return True
+        slot = self.base if now < self.end else self.roll(now)
+        self.cells[slot + column] += amount
+        self.sums[column] += amount
 
     def total(self, now: float, column: int = 0) -> int:
         """The sum of `column` over the window ending at `now`."""
-        if now >= self._end:
-            self._roll(now)
-        return self._totals[column]
+        if now >= self.end:
+            self.roll(now)
+        return self.sums[column]
 
     def totals(self, now: float) -> tuple[int, ...]:
-        self._roll(now)
-        return tuple(self._totals)
+        self.roll(now)
+        return tuple(self.sums)
 
     def reset(self) -> None:
         self._clear_all()

@@ -186,10 +186,8 @@ class Cluster:
             and (rate is None or not rate.is_ejected(ep.key, now))
         )
 
-    def pick(
-        self, exclude: set[Endpoint], now: float, inv: Invocation | None = None
-    ) -> Endpoint | None:
-        """A healthy endpoint not in `exclude`; if every one is excluded, any healthy one.
+    def pick(self, exclude: Set[str], now: float, inv: Invocation | None = None) -> Endpoint | None:
+        """A healthy endpoint whose key is not in `exclude`; if every one is, any healthy one.
 
         `inv` is the call, for a balancer that hashes one of its headers.
         """
@@ -200,7 +198,9 @@ class Cluster:
             if not healthy:
                 # Envoy's panic threshold: when everything is out, route to all rather than none.
                 healthy = self._weighted
-        candidates = ([e for e in healthy if e not in exclude] or healthy) if exclude else healthy
+        candidates = (
+            ([e for e in healthy if e.key not in exclude] or healthy) if exclude else healthy
+        )
         return self.balancer.pick(candidates, inv) if candidates else None
 
     def record(
@@ -211,7 +211,10 @@ class Cluster:
             now = self._clock.now()
         if self.success_rate is not None:
             self.success_rate.record(ep.key, not failed, now)
-        if self.outlier.record(ep.key, failed, now):
+        host = self.outlier.hosts.get(ep.key)
+        if not failed and host is not None and not host.times_ejected:
+            host.streak = 0  # `OutlierDetector.record`'s common answer, without its call
+        elif self.outlier.record(ep.key, failed, now):
             self._stats.incr("outlier.ejections")
             log.warning("%s: ejected %s after consecutive failures", self.service, ep.address)
         row = self._rows.get(ep.key)

@@ -70,7 +70,8 @@ class OutlierDetector:
 
     def __init__(self, config: OutlierConfig) -> None:
         self.config = config
-        self._hosts: dict[str, _HostState] = {}
+        # By endpoint key; `Cluster.record` resets a healthy host's streak itself.
+        self.hosts: dict[str, _HostState] = {}
         self._ejections_total = 0
         self._overflow = 0
         # When the last ejection made so far ends: past it, no host is ejected, which
@@ -80,13 +81,13 @@ class OutlierDetector:
     def set_hosts(self, keys: Iterable[str]) -> None:
         """Follow membership: new hosts start clean, departed ones are forgotten."""
         keys = set(keys)
-        for gone in self._hosts.keys() - keys:
-            del self._hosts[gone]
-        for new in keys - self._hosts.keys():
-            self._hosts[new] = _HostState()
+        for gone in self.hosts.keys() - keys:
+            del self.hosts[gone]
+        for new in keys - self.hosts.keys():
+            self.hosts[new] = _HostState()
 
     def is_ejected(self, key: str, now: float) -> bool:
-        host = self._hosts.get(key)
+        host = self.hosts.get(key)
         if host is None or host.ejected_until is None:
             return False
         if now < host.ejected_until:
@@ -98,7 +99,7 @@ class OutlierDetector:
 
     def record(self, key: str, failed: bool, now: float) -> bool:
         """Record one outcome; True if this outcome ejected the endpoint."""
-        host = self._hosts.get(key)
+        host = self.hosts.get(key)
         if host is None or not self.config.enabled:
             return False
         if not failed:
@@ -134,18 +135,18 @@ class OutlierDetector:
         return True
 
     def _room_for_one_more(self, now: float) -> bool:
-        ejected = sum(1 for k in self._hosts if self.is_ejected(k, now))
+        ejected = sum(1 for k in self.hosts if self.is_ejected(k, now))
         if ejected == 0:
             return True  # Envoy: at least one host may always be ejected
-        allowed = math.floor(len(self._hosts) * self.config.max_ejection_percent / 100)
+        allowed = math.floor(len(self.hosts) * self.config.max_ejection_percent / 100)
         return ejected < allowed
 
     def host_stats(self, key: str) -> HostOutlierStats | None:
-        h = self._hosts.get(key)
+        h = self.hosts.get(key)
         if h is None:
             return None
         return HostOutlierStats(h.streak, h.times_ejected, h.ejected_until)
 
     def statistics(self, now: float) -> OutlierStats:
-        ejected = sum(1 for k in self._hosts if self.is_ejected(k, now))
+        ejected = sum(1 for k in self.hosts if self.is_ejected(k, now))
         return OutlierStats(self._ejections_total, self._overflow, ejected)

@@ -51,6 +51,12 @@ class ConnectRetries(Protocol):
     def connect_retries(self) -> int: ...
 
 
+class CallCount(Protocol):
+    """A count of calls in flight (a retry budget's requests)."""
+
+    requests: int
+
+
 class RetryPlan(Protocol):
     """One call's retry policy with its accounting, as governance provides it."""
 
@@ -62,8 +68,10 @@ class RetryPlan(Protocol):
     def per_try_timeout(self) -> float | None: ...
 
     @property
-    def counts_calls(self) -> bool:
-        """Whether `begin` and `end` are called (a retry budget counts calls in flight)."""
+    def in_flight(self) -> CallCount | None:
+        """What counts the call while it runs (a retry budget's requests), or None.
+
+        A field rather than begin/end calls: the filter adds and takes one itself."""
 
     @property
     def ok_is_final(self) -> bool:
@@ -74,11 +82,6 @@ class RetryPlan(Protocol):
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1 = the first retry)."""
-
-    def begin(self) -> None:
-        """The call starts (a retry budget counts requests in flight)."""
-
-    def end(self) -> None: ...
 
     def admit(self, service: str) -> Release | None:
         """A place for one more retry, and how to give it back; None when refused."""
@@ -110,61 +113,74 @@ class RetryFilter:
         self._sleep = sleep
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
-        plans = self._plans
-        plan = plans(inv) if plans is not None else None
-        if plan is None:
-            return self._connect_retries(inv, call_next)
-        return self._by_plan(inv, call_next, plan)
+        return self.bind(call_next)(inv)
 
-    async def _connect_retries(self, inv: Invocation, call_next: Handler) -> Result:
+    def bind(self, call_next: Handler) -> Handler:
+        # One coroutine frame for the whole loop: the first try awaits the chain below
+        # directly (unless the plan has a per-try timeout), and an answer that ends the
+        # call (OK, without a plan retrying OK answers) costs no call but the try itself.
+        plans, connect_retries, by_plan = self._plans, self._connect_retries, self._by_plan
+        attempt = self._attempt
+
+        async def retry(inv: Invocation) -> Result:
+            plan = plans(inv) if plans is not None else None
+            if plan is None:
+                result = await call_next(inv)
+                if result.status is Status.OK:
+                    return result
+                return await connect_retries(inv, call_next, result)
+            count = plan.in_flight
+            if count is not None:
+                count.requests += 1
+            try:
+                if plan.per_try_timeout is None:
+                    result = await call_next(inv)
+                else:
+                    result = await attempt(inv, call_next, plan)
+                if result.status is Status.OK and plan.ok_is_final:
+                    return result
+                return await by_plan(inv, call_next, plan, result)
+            finally:
+                if count is not None:
+                    count.requests -= 1
+
+        return retry
+
+    async def _connect_retries(self, inv: Invocation, call_next: Handler, result: Result) -> Result:
+        """Without a plan: a try that never reached a provider (or an idempotent call's reset)
+        again, up to the service's `connect_retries`."""
         retries = self._policy_for(inv.service).connect_retries
-        while True:
-            result = await call_next(inv)
-            retryable = result.status is Status.CONNECT_FAILED or (
-                result.status is Status.UPSTREAM_RESET and inv.idempotent
-            )
-            if not retryable or inv.attempt >= retries:
-                return result
+        while (
+            result.status is Status.CONNECT_FAILED
+            or (result.status is Status.UPSTREAM_RESET and inv.idempotent)
+        ) and inv.attempt < retries:
             inv.attempt += 1
             self._stats.incr("upstream_rq_retry")
+            result = await call_next(inv)
+        return result
 
-    async def _by_plan(self, inv: Invocation, call_next: Handler, plan: RetryPlan) -> Result:
-        # One coroutine frame for the whole loop: the first try, the common case, awaits
-        # the chain below directly unless the plan has a per-try timeout.
-        # The common plan (no budget; OK is final) costs no call but the try itself.
-        counts = plan.counts_calls
-        if counts:
-            plan.begin()
-        try:
-            if plan.per_try_timeout is None:
-                result = await call_next(inv)
-            else:
-                result = await self._attempt(inv, call_next, plan)
-            if result.status is Status.OK:
-                if plan.ok_is_final:
-                    return result
-                codes = NO_CODES  # no gateway code is an OK answer's
-            else:
-                codes = self._gateway_codes(inv.protocol)
-            while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
-                release = plan.admit(inv.service)
-                if release is None:
+    async def _by_plan(
+        self, inv: Invocation, call_next: Handler, plan: RetryPlan, result: Result
+    ) -> Result:
+        """The plan's retries after a first try that ended in `result`."""
+        # No gateway code is an OK answer's: the protocol's are looked up after a failure.
+        codes = NO_CODES if result.status is Status.OK else self._gateway_codes(inv.protocol)
+        while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
+            release = plan.admit(inv.service)
+            if release is None:
+                break
+            try:
+                if not await self._back_off(inv, plan):
                     break
-                try:
-                    if not await self._back_off(inv, plan):
-                        break
-                    inv.attempt += 1
-                    self._stats.incr("upstream_rq_retry")
-                    plan.retried()
-                    result = await self._attempt(inv, call_next, plan)
-                    if codes is NO_CODES and result.status is not Status.OK:
-                        codes = self._gateway_codes(inv.protocol)
-                finally:
-                    release()
-            return result
-        finally:
-            if counts:
-                plan.end()
+                inv.attempt += 1
+                self._stats.incr("upstream_rq_retry")
+                plan.retried()
+                result = await self._attempt(inv, call_next, plan)
+                if codes is NO_CODES and result.status is not Status.OK:
+                    codes = self._gateway_codes(inv.protocol)
+            finally:
+                release()
+        return result
 
     async def _back_off(self, inv: Invocation, plan: RetryPlan) -> bool:
         """Wait before the next try; False if it could not start before the deadline."""

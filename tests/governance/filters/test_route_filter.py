@@ -11,6 +11,8 @@ from govhelp import Clusters, Terminal, call, chain, endpoints, governance, rend
 from sofamesh.clock import FakeClock
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.route import RouteFilter
+from sofamesh.governance.filters.state import Options
+from sofamesh.governance.source import Governance
 from sofamesh.model import Status
 from sofamesh.upstream.balance import BalanceFilter
 
@@ -90,6 +92,22 @@ async def test_weighted_split_follows_weights() -> None:
         await handler(call())
     share = Counter(term.endpoints)[V2] / 2000
     assert 0.08 < share < 0.12
+
+
+async def test_a_split_of_one_entry_draws_no_random_number() -> None:
+    clock = FakeClock()
+    g = Governance(clock=clock, options=Options(rand=_no_draw))
+    assert g.load({"routes": [route(split=[{"subset": {"version": "v2"}}])]}, "test")
+    term = Terminal()
+    clusters = Clusters(clock, orders=[V1, V2])
+    handler = chain([RouteFilter(g, clock), BalanceFilter(clusters, clock)], term)  # type: ignore[arg-type]
+    for _ in range(3):
+        await handler(call())
+    assert term.endpoints == [V2] * 3
+
+
+def _no_draw() -> float:
+    raise AssertionError("a split of one entry has nothing to draw")
 
 
 async def test_canary_by_tag_subset_and_blue_green_switch() -> None:

@@ -56,15 +56,16 @@ class AuthLeaf:
         self._service = {r.service: r for r in config.rules if not r.method}
         self._method = {(r.service, r.method): r for r in config.rules if r.method}
         self._canonical = {a: r.service for r in config.rules for a in aliases(r.service)}
-        self._decisions: BoundedDict[tuple[str, str, str, str], Decision] = BoundedDict(10_000)
+        # Read by the filter itself for the common allowed call (`AuthFilter.bind`).
+        self.decisions: BoundedDict[tuple[str, str, str, str], Decision] = BoundedDict(10_000)
         self.counts: dict[str, list[int]] = {}  # rule -> [allowed, denied]
 
     def check(self, inv: Invocation) -> Result | None:
         """None to let the call through, else the denial."""
         key = (inv.caller, inv.peer, inv.service, inv.method)
-        decision = self._decisions.get(key)
+        decision = self.decisions.get(key)
         if decision is None:
-            decision = self._decisions.put(key, self._decide(*key))
+            decision = self.decisions.put(key, self._decide(*key))
         enforcer = self.enforcer
         if not (enforcer.always or enforcer.sample()):
             return None
@@ -128,13 +129,25 @@ class AuthFilter:
         self._rules: Callable[[Any], AuthLeaf | None] = operator.attrgetter(f"{direction}.auth")
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
-        # Acts on the way down only: no coroutine frame of its own on the allowed path.
-        auth = self._rules(self._holder.current)
-        if auth is not None:
-            denied = auth.check(inv)
-            if denied is not None:
-                return completed(denied)
-        return call_next(inv)
+        return self.bind(call_next)(inv)
+
+    def bind(self, call_next: Handler) -> Handler:
+        holder, rules = self._holder, self._rules
+
+        def authorize(inv: Invocation) -> Awaitable[Result]:
+            # Acts on the way down only: no coroutine frame of its own on the allowed path.
+            auth = rules(holder.current)
+            if auth is not None:
+                decision = auth.decisions.get((inv.caller, inv.peer, inv.service, inv.method))
+                if decision is not None and decision[0] and auth.enforcer.always:
+                    decision[3][0] += 1  # `check`'s common answer, without its call
+                else:
+                    denied = auth.check(inv)
+                    if denied is not None:
+                        return completed(denied)
+            return call_next(inv)
+
+        return authorize
 
 
 def _build(b: Build) -> AuthLeaf | None:

@@ -10,7 +10,7 @@ the breaker sees what the caller sees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ import cachetools
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
-from sofamesh.governance.breaker import CircuitBreaker, Permit
+from sofamesh.governance.breaker import ADMIT, BreakerState, CircuitBreaker, Permit
 from sofamesh.governance.enforcement_rules import BreakerRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
 from sofamesh.governance.kind import Build, FilterSlot, RuleKind
@@ -106,27 +106,42 @@ class BreakerFilter:
         self._holder = holder
         self._clock = clock
 
-    async def invoke(self, inv: Invocation, call_next: Handler) -> Result:
-        found = self._holder.current.breakers.lookup(inv.service, inv.method)
-        if not found:
-            return await call_next(inv)
-        if len(found) > 1:
-            return await self._several(found, inv, call_next)
-        name, breaker = found[0]  # the common case, without lists
-        now = self._clock.now()
-        permit = breaker.allow(now)
-        if not permit.admitted:
-            return _open(name, inv)
-        try:
-            result = await call_next(inv)
-        except BaseException:
-            breaker.cancel(permit, self._clock.now())
-            raise
-        end = self._clock.now()
-        status = result.status  # _failed, inline: this runs on every call
-        failed = status is not Status.OK and status.is_failure
-        breaker.record(permit, failed=failed, elapsed=end - now, now=end)
-        return result
+    def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
+        return self.bind(call_next)(inv)
+
+    def bind(self, call_next: Handler) -> Handler:
+        holder, now_of, several = self._holder, self._clock.now, self._several
+
+        async def guard(inv: Invocation) -> Result:
+            index = holder.current.breakers
+            found = index.cache.get((inv.service, inv.method))  # `lookup`'s hit, inline
+            if found is None:
+                found = index.lookup(inv.service, inv.method)
+            if not found:
+                return await call_next(inv)
+            if len(found) > 1:
+                return await several(found, inv, call_next)
+            name, breaker = found[0]  # the common case, without lists
+            now = now_of()
+            if breaker.state is BreakerState.CLOSED and breaker.enforcer.always:
+                breaker.admitted += 1  # `allow`'s common answer, without its call
+                permit = ADMIT
+            else:
+                permit = breaker.allow(now)
+                if not permit.admitted:
+                    return _open(name, inv)
+            try:
+                result = await call_next(inv)
+            except BaseException:
+                breaker.cancel(permit, now_of())
+                raise
+            end = now_of()
+            status = result.status  # _failed, inline: this runs on every call
+            failed = status is not Status.OK and status.is_failure
+            breaker.record(permit, failed=failed, elapsed=end - now, now=end)
+            return result
+
+        return guard
 
     async def _several(
         self, found: tuple[Named, ...], inv: Invocation, call_next: Handler

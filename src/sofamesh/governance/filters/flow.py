@@ -144,16 +144,17 @@ class FlowIndex:
             ((s, m, FlowResource(ls)) for (s, m), ls in grouped.items()), lambda r, _m: r
         )
         self.services = self._scope.services
-        self._cache: BoundedDict[tuple[str, str, str], tuple[Named, ...]] = BoundedDict(max_keys)
+        # What applies to (service, method, caller); the filter reads a hit itself.
+        self.cache: BoundedDict[tuple[str, str, str], tuple[Named, ...]] = BoundedDict(max_keys)
 
     def lookup(self, service: str, method: str, caller: str) -> tuple[Named, ...]:
         if service not in self.services:
             return ()
         key = (service, method, caller)
-        found = self._cache.get(key)
+        found = self.cache.get(key)
         if found is None:
             resources = self._scope.lookup(service, method)
-            found = self._cache.put(
+            found = self.cache.put(
                 key, tuple(n for r in resources for n in r.for_call(method, caller))
             )
         return found
@@ -176,20 +177,35 @@ class FlowFilter:
         self._sleep = sleep
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
-        found = self._rules(self._holder.current).lookup(inv.service, inv.method, inv.caller)
-        if not found:
+        return self.bind(call_next)(inv)
+
+    def bind(self, call_next: Handler) -> Handler:
+        holder, rules, now_of, held, several = (
+            self._holder, self._rules, self._clock.now, self._held, self._several
+        )  # fmt: skip
+
+        def limit(inv: Invocation) -> Awaitable[Result]:
+            index = rules(holder.current)
+            if inv.service not in index.services:
+                return call_next(inv)
+            found = index.cache.get((inv.service, inv.method, inv.caller))  # `lookup`'s hit
+            if found is None:
+                found = index.lookup(inv.service, inv.method, inv.caller)
+            if not found:
+                return call_next(inv)
+            if len(found) > 1:
+                return several(found, inv, call_next)
+            name, limiter = found[0]  # the common case, without lists
+            now = now_of()
+            pace = limiter.try_acquire(now)
+            if not pace.admitted:
+                return completed(_limited(name, inv))
+            if pace.delay > 0 or limiter.holds_calls:
+                return held(name, limiter, pace, now, inv, call_next)
+            # A QPS admission has nothing to give back: no coroutine frame for the call.
             return call_next(inv)
-        if len(found) > 1:
-            return self._several(found, inv, call_next)
-        name, limiter = found[0]  # the common case, without lists
-        now = self._clock.now()
-        pace = limiter.try_acquire(now)
-        if not pace.admitted:
-            return completed(_limited(name, inv))
-        if pace.delay > 0 or limiter.holds_calls:
-            return self._held(name, limiter, pace, now, inv, call_next)
-        # A QPS admission has nothing to give back: no coroutine frame for the call.
-        return call_next(inv)
+
+        return limit
 
     async def _held(
         self,

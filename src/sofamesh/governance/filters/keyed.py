@@ -51,7 +51,7 @@ class Carry:
 class ScopeIndex(Generic[T, R]):
     """Leaves by (service, method); `lookup` resolves and caches what applies to one call."""
 
-    __slots__ = ("_cache", "_each", "_max", "_method", "_resolve", "_service", "services")
+    __slots__ = ("_each", "_max", "_method", "_resolve", "_service", "cache", "services")
 
     def __init__(
         self,
@@ -67,7 +67,8 @@ class ScopeIndex(Generic[T, R]):
             for service in aliases(given):
                 self._add(service, method, leaf)
         self.services = frozenset([*self._service, *self._each, *(s for s, _ in self._method)])
-        self._cache: dict[tuple[str, str], tuple[R, ...]] = {}
+        # What applies to (service, method): a filter may read a hit itself, without `lookup`.
+        self.cache: dict[tuple[str, str], tuple[R, ...]] = {}
         self._max = maxsize
 
     def _add(self, service: str, method: str, leaf: T) -> None:
@@ -86,12 +87,12 @@ class ScopeIndex(Generic[T, R]):
         if service not in self.services:
             return ()
         key = (service, method)
-        found = self._cache.get(key)
+        found = self.cache.get(key)
         if found is None:
             found = self._find(service, method)
-            if len(self._cache) >= self._max:
-                self._cache.clear()
-            self._cache[key] = found
+            if len(self.cache) >= self._max:
+                self.cache.clear()
+            self.cache[key] = found
         return found
 
     def _find(self, service: str, method: str) -> tuple[R, ...]:

@@ -126,7 +126,7 @@ class PolicyPlan:
         "_policy",
         "_rand",
         "attempts",
-        "counts_calls",
+        "in_flight",
         "ok_is_final",
         "per_try_timeout",
     )
@@ -147,7 +147,7 @@ class PolicyPlan:
         # Attributes, not properties: the retry filter reads them on every call.
         self.attempts = policy.attempts
         self.per_try_timeout = policy.per_try_timeout
-        self.counts_calls = target.budget is not None  # begin/end only feed the budget
+        self.in_flight = target.budget  # the retry filter counts the call in its requests
         self.ok_is_final = not self._ok_codes
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
@@ -157,14 +157,6 @@ class PolicyPlan:
 
     def backoff(self, retry: int) -> float:
         return backoff(self._policy, retry, self._rand)
-
-    def begin(self) -> None:
-        if self._budget is not None:
-            self._budget.requests += 1
-
-    def end(self) -> None:
-        if self._budget is not None:
-            self._budget.requests -= 1
 
     def admit(self, service: str) -> Release | None:
         holder, budget = self._holder, self._budget

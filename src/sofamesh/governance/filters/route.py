@@ -69,13 +69,13 @@ class RouteLeaf:
         return {k: v for k, v in vars(self).items() if k != "name"} | {"rule": self.name}
 
 
-def _string_matcher(m: StringMatch) -> Callable[[str], bool]:
+def _string_matcher(m: StringMatch) -> Callable[[str], object]:
+    """A test whose result is true when `m` matches: each a C call, no Python frame."""
     if m.exact is not None:
         return m.exact.__eq__
     if m.prefix is not None:
-        return methodcaller("startswith", m.prefix)  # no Python frame per call
-    pattern = re.compile(m.regex or "")
-    return lambda s: pattern.fullmatch(s) is not None
+        return methodcaller("startswith", m.prefix)
+    return re.compile(m.regex or "").fullmatch  # a match object, or None
 
 
 def _header_matcher(h: HeaderMatch) -> Callable[[Headers], bool]:
@@ -84,7 +84,7 @@ def _header_matcher(h: HeaderMatch) -> Callable[[Headers], bool]:
         want = h.present
         return lambda headers: (headers.get(name) is not None) is want
     test = _string_matcher(StringMatch(exact=h.exact, prefix=h.prefix, regex=h.regex))
-    return lambda headers: (v := headers.get(name)) is not None and test(v)
+    return lambda headers: (v := headers.get(name)) is not None and bool(test(v))
 
 
 class CompiledRoute:
@@ -100,19 +100,24 @@ class CompiledRoute:
     ) -> None:
         self.rule = rule
         self.leaf = leaf
-        self._rand = rand
+        self.rand = rand
         self._balancing = balancing
         self._budget = budget
         m = rule.match
         self._method = _string_matcher(m.method) if m.method else None
         self._headers = tuple(_header_matcher(h) for h in m.headers)
         self._callers = frozenset(m.callers)
+        # A route matched by its method alone (the common one): the filter asks this test
+        # itself, a C call, instead of `matches`.
+        self.method_only = self._method if not (self._headers or self._callers) else None
         self._mirror = self._mirror_target(rule.mirror.subset) if rule.mirror else None
         fallback = (None,) if rule.subset_fallback == "any" else ()
-        self._targets = [self._target((SubsetFilter.of(w.subset), *fallback)) for w in rule.split]
-        self._cumulative: list[int] = []
-        for w in rule.split:
-            self._cumulative.append((self._cumulative[-1] if self._cumulative else 0) + w.weight)
+        # The weighted split, which the filter draws from: targets and their running weights
+        # (none for a split of one entry, which `target` answers without a draw).
+        self.targets = [self._target((SubsetFilter.of(w.subset), *fallback)) for w in rule.split]
+        self.cumulative: list[int] = []
+        for w in rule.split if len(rule.split) > 1 else ():
+            self.cumulative.append((self.cumulative[-1] if self.cumulative else 0) + w.weight)
         self._default = self._target((None,))
         self._tags: BoundedDict[tuple[str, bool], Target] = BoundedDict(1024)
 
@@ -138,11 +143,10 @@ class CompiledRoute:
         return not self._headers or all(test(inv.headers) for test in self._headers)
 
     def target(self, inv: Invocation) -> Target:
-        if self._cumulative:
-            if len(self._targets) == 1:
-                return self._targets[0]
-            point = self._rand() * self._cumulative[-1]
-            return self._targets[bisect.bisect_right(self._cumulative, point)]
+        """A route without a weighted draw: its one split entry, the tag router's subsets for
+        the call, or every endpoint."""
+        if self.targets:
+            return self.targets[0]
         tag = self.rule.tag
         if tag is None:
             return self._default
@@ -200,33 +204,47 @@ class RouteFilter:
         self._clock = clock
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
-        # Decides on the way down only: no coroutine frame of its own.
-        table = self._holder.current.routes
-        routes = table.routes.get(inv.service)
-        if routes is None:
-            inv.route = table.defaults.get(inv.service)
+        return self.bind(call_next)(inv)
+
+    def bind(self, call_next: Handler) -> Handler:
+        holder, now_of, bisect_right = self._holder, self._clock.now, bisect.bisect_right
+
+        def route(inv: Invocation) -> Awaitable[Result]:
+            # Decides on the way down only: no coroutine frame of its own, and the matched
+            # route taken here rather than in calls of its own.
+            table = holder.current.routes
+            for compiled in table.routes.get(inv.service, ()):
+                test = compiled.method_only
+                if test(inv.method) if test is not None else compiled.matches(inv):
+                    break
+            else:
+                inv.route = table.defaults.get(inv.service)
+                return call_next(inv)
+            rule = compiled.rule
+            compiled.leaf.matched += 1
+            if rule.direct_response is not None:
+                return _direct(compiled)
+            if rule.timeout is not None:
+                limit = now_of() + rule.timeout
+                if inv.deadline is None or limit < inv.deadline:
+                    inv.deadline = limit
+            cumulative = compiled.cumulative
+            if cumulative:  # the weighted split's draw
+                point = compiled.rand() * cumulative[-1]
+                inv.route = compiled.targets[bisect_right(cumulative, point)]
+            else:
+                inv.route = compiled.target(inv)
             return call_next(inv)
-        for route in routes:
-            if route.matches(inv):
-                break
-        else:
-            inv.route = table.defaults.get(inv.service)
-            return call_next(inv)
-        # The matched route, taken here rather than in a method of its own: a call less.
-        leaf = route.leaf
-        leaf.matched += 1
-        rule = route.rule
-        if rule.direct_response is not None:
-            leaf.direct += 1
-            return completed(
-                static_result(rule.direct_response, f"direct response of route {leaf.name}")
-            )
-        if rule.timeout is not None:
-            limit = self._clock.now() + rule.timeout
-            if inv.deadline is None or limit < inv.deadline:
-                inv.deadline = limit
-        inv.route = route.target(inv)
-        return call_next(inv)
+
+        return route
+
+
+def _direct(route: CompiledRoute) -> Awaitable[Result]:
+    leaf = route.leaf
+    leaf.direct += 1
+    response = route.rule.direct_response
+    assert response is not None
+    return completed(static_result(response, f"direct response of route {leaf.name}"))
 
 
 def _build(b: Build) -> RouteTable:

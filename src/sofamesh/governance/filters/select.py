@@ -168,7 +168,7 @@ class BalancingLeaf:
                 if ep is not None:
                     self.hashed += 1
                     return ep
-        candidates = [e for e in pool if e not in tried] or list(pool)
+        candidates = [e for e in pool if e.key not in tried] or list(pool)
         if self._slow is not None:
             return self._slow_pick(cluster.endpoints, candidates, cluster.balancer, inv, now)
         return cluster.balancer.pick(candidates, inv)
@@ -186,16 +186,16 @@ class BalancingLeaf:
         hasher: HashBalancer,
         pool: Sequence[Endpoint],
         key: str,
-        tried: set[Endpoint],
+        tried: set[str],
         attempt: int,
     ) -> Endpoint | None:
         table = hasher.table(pool)
         ep = table.pick(key)
         for n in range(1, 4):  # Envoy rehashes a retry that lands on a host already tried
-            if ep is None or ep not in tried:
+            if ep is None or ep.key not in tried:
                 break
             ep = table.pick(f"{key}#{attempt}.{n}")
-        return ep if ep is not None and ep not in tried else None
+        return ep if ep is not None and ep.key not in tried else None
 
     def _slow_pick(
         self,
@@ -279,7 +279,7 @@ class Target:
         if self._balancing is not None:
             return self._balancing.choose(view, members, healthy, inv, now)
         tried = inv.tried
-        candidates = ([e for e in healthy if e not in tried] or healthy) if tried else healthy
+        candidates = ([e for e in healthy if e.key not in tried] or healthy) if tried else healthy
         return view.balancer.pick(candidates, inv)
 
     def _candidates(
