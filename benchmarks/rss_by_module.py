@@ -152,6 +152,12 @@ def report(ledger: Ledger, start: float, ports: list[int], settle: float) -> Non
     lines.append(f"| **total RSS** | | **{total:.1f}** |")
     head = "| what | Python heap MB | RSS MB |\n|---|---|---|\n"
     print(head + "\n".join(lines), file=sys.stderr, flush=True)
+    dump = os.environ.get("RSS_BY_MODULE_JSON")
+    if dump:  # every module's own cost, for `idle_rss.py --modules`
+        import json  # here: the sidecar's own import of json is the one measured
+
+        with open(dump, "w") as f:
+            json.dump({name: own for name, own in ledger.own.items()}, f)
     os._exit(0)
 
 

@@ -42,7 +42,8 @@ from sofamesh.governance.source import (
 )
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
-from sofamesh.protocols import ProtocolSupport, make_protocols
+from sofamesh.protocols import ProtocolSupport
+from sofamesh.protocols.lazy import Holder, lazy_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.security.required import RequireMtlsFilter
@@ -93,7 +94,12 @@ class Runtime:
         self._registry_override = registry
         self.registry: Any = None
         self.clusters: ClusterManager | None = None
-        self.protocols: dict[str, ProtocolSupport] = make_protocols(config.policy, self.clock)
+        # A stand-in for each protocol loaded on first use (protocols/lazy.py), swapped for
+        # the real support here by that use; the holder keeps the real ones open.
+        self._holder = Holder()
+        self.protocols: dict[str, ProtocolSupport] = lazy_protocols(
+            config.policy, self.clock, self._holder
+        )
         self._gateway_codes = {name: p.gateway_codes for name, p in self.protocols.items()}
         self.governance = Governance(
             clock=self.clock, options=Options(local_zone=config.metadata.zone)
@@ -183,6 +189,7 @@ class Runtime:
         stack = self._stack
         await stack.__aenter__()
         try:
+            await stack.enter_async_context(self._holder)  # closes last, as the supports did
             for proto in self.protocols.values():
                 await stack.enter_async_context(proto)
             # Mirrored calls run here; exit cancels them rather than waiting.
