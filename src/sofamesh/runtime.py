@@ -45,7 +45,6 @@ from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
 from sofamesh.protocols import ProtocolSupport
 from sofamesh.protocols.lazy import Holder, lazy_protocols
 from sofamesh.registry import open_registry
-from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
 from sofamesh.tracing import SpanBuffer, SpanExport, Tracer, otlp
@@ -122,6 +121,9 @@ class Runtime:
         cfg = self.config.tls
         if not cfg.enabled:
             return None
+        # Here: identities load datetime with them, which a mesh without TLS never needs.
+        from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
+
         try:
             if cfg.cert is None:  # issued by the control plane: its agent enrolls before serving
                 # enroll needs cryptography (9 MB): only a mesh with tls: pays for it

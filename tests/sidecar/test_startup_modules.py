@@ -28,7 +28,8 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1;
 # the rules document's model and every kind of rule only with a rules document (or a read of
 # the rules in force); every protocol but HTTP/1.1 (the admin API's) and its codecs only with
-# its first connection or call (protocols/lazy.py). Each entry covers its submodules.
+# its first connection or call (protocols/lazy.py); workload identities (and datetime, which
+# they read certificates' dates with) only with `tls:`. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -65,6 +66,8 @@ NOT_AT_START = (
     "sofamesh.codecs.hessian2",
     "hpack",
     "decimal",
+    "sofamesh.security.identity",
+    "datetime",
 )
 
 BUILD = """
@@ -143,7 +146,8 @@ def test_tls_loads_cryptography(tmp_path: Path) -> None:
         "control": "http://127.0.0.1:1",
         "control_token": "secret",
     }
-    assert "cryptography" in loaded_by_sidecar(config)
+    loaded = loaded_by_sidecar(config)
+    assert {"cryptography", "sofamesh.security.identity"} <= loaded
 
 
 def test_trim_heap_gives_freed_pages_back() -> None:

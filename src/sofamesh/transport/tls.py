@@ -31,17 +31,19 @@ import ssl
 import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from sofamesh.security.identity import Identity, IdentitySource
 from sofamesh.security.spiffe import SpiffeId
 from sofamesh.transport.errors import ConnectError
 from sofamesh.transport.net import STREAM_ERRORS, Connect, connect
 from sofamesh.transport.streams import LoopStream
+
+if TYPE_CHECKING:  # identities (and datetime) load with the first TLS config: runtime.py
+    from sofamesh.security.identity import Identity, IdentitySource
 
 log = logging.getLogger("sofamesh.tls")
 
