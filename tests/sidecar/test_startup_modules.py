@@ -29,7 +29,8 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # the rules document's model and every kind of rule only with a rules document (or a read of
 # the rules in force); every protocol but HTTP/1.1 (the admin API's) and its codecs only with
 # its first connection or call (protocols/lazy.py); workload identities (and datetime, which
-# they read certificates' dates with) only with `tls:`. Each entry covers its submodules.
+# they read certificates' dates with) only with `tls:`; tempfile (with shutil, bz2 and lzma)
+# only where a file needs it, not for the token's directory. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -68,6 +69,8 @@ NOT_AT_START = (
     "decimal",
     "sofamesh.security.identity",
     "datetime",
+    "tempfile",
+    "shutil",
 )
 
 BUILD = """

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -141,6 +140,8 @@ def load_chain(ctx: ssl.SSLContext, identity: Identity) -> None:
         finally:
             os.close(fd)
         return
+    import tempfile  # here: it brings shutil, bz2 and lzma, which a mesh without TLS never needs
+
     with tempfile.TemporaryDirectory(prefix="sofamesh-tls-") as d:  # mode 0700
         path = os.path.join(d, "identity.pem")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
