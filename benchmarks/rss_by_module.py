@@ -9,7 +9,10 @@ stderr, in MB, the RSS each package added by its own imports (a module's own
 cost is its total minus that of the modules it imported), the interpreter's
 start, and what the running process added beyond imports (loop, listeners,
 config and runtime objects, threads), then exits. `idle_rss.py --breakdown`
-runs it over the sidecar with every protocol.
+runs it over the sidecar with every protocol (waiting on the admin API's port only: a
+connection to a listener would load its protocol). With `RSS_BY_MODULE_JSON=PATH` it also
+writes every module's own cost there, `{module: [heap MB, RSS MB]}`. Modules this helper
+imports itself before its hook (importlib's, pathlib, tempfile) are not in the ledger.
 
 The Python heap column is exact (tracemalloc); the RSS column grows in whole
 pages and arenas, so it is noisy per module, and it holds tracemalloc's own
