@@ -5,13 +5,17 @@
     .venv/bin/python benchmarks/idle_rss.py --breakdown  # where the sidecar's MB go, by package
     .venv/bin/python benchmarks/idle_rss.py --backend both --baseline-src /tmp/base/src
 
-Each path starts one process, waits until every listener accepts connections
-(and the admin API, for the sidecar), lets it settle and reads `VmRSS` from
+Each path starts one process, waits until it serves (the sidecar's `SOFAMESH
+READY` line, printed once every listener and the admin API listen; for Envoy,
+every port accepting a connection), lets it settle and reads `VmRSS` from
 /proc/PID/status:
 
 - sofamesh, one HTTP/1.1 outbound listener;
 - sofamesh, every protocol: HTTP/1.1, HTTP/2, gRPC, Bolt and Dubbo outbound
-  listeners (the same file registry, the admin API on);
+  listeners (the same file registry, the admin API on), idle: no connection
+  yet, so the protocols loaded on first use (protocols/lazy.py) have not loaded;
+- sofamesh, every protocol, connected: the same once one connection has been
+  opened and closed on every port, which loads every protocol;
 - Envoy 1.40 (`--concurrency 1`) with the equivalent listeners: three HTTP
   connection managers (HTTP/1.1, HTTP/2, gRPC over HTTP/2) and two
   `tcp_proxy` listeners (Bolt and Dubbo, which Envoy relays as bytes), an
@@ -115,19 +119,23 @@ def envoy(tmp: Path) -> tuple[list[str], list[int]]:
     return argv, [*ports, admin]
 
 
-Run = tuple[list[str], list[int], "dict[str, str] | None"]  # argv, ports, environment
+# argv, ports, environment, and how it is read: "ports" (Envoy: each port connected once),
+# "ready" (the sidecar's READY line, no connection), "connected" (READY, then each port).
+Run = tuple[list[str], list[int], "dict[str, str] | None", str]
 
 
 def measure(path: Run, settle: float) -> float:
-    argv, ports, env = path
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    argv, ports, env, how = path
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
-        for port in ports:
-            try:
+        try:
+            if how != "ports":
+                wait_ready(proc)
+            for port in ports if how != "ready" else ():
                 wait_port(port)
-            except RuntimeError:
-                proc.terminate()
-                raise RuntimeError(f"{argv}: {proc.communicate()[1].decode()[-2000:]}") from None
+        except RuntimeError as e:
+            proc.terminate()
+            raise RuntimeError(f"{argv}: {e}: {proc.communicate()[1].decode()[-2000:]}") from None
         time.sleep(settle)  # start-up work that finishes after the listeners open
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
         return rss_mib(proc.pid)
@@ -136,14 +144,23 @@ def measure(path: Run, settle: float) -> float:
         proc.wait(10)
 
 
+def wait_ready(proc: subprocess.Popen[bytes]) -> None:
+    """Return once the sidecar prints its READY line (it listens on every port then)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(b"SOFAMESH READY"):
+            return
+    raise RuntimeError("exited before it was ready")
+
+
 def breakdown(backend: str, settle: float) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "registry").mkdir()
         argv, ports = sidecar(tmp, PROTOCOLS, backend)
         helper = [sys.executable, str(Path(__file__).with_name("rss_by_module.py"))]
-        ports_arg = ",".join(map(str, ports))
-        argv = [*helper, ports_arg, str(settle), *argv[1:]]
+        # The admin API's port only: a connection to a listener would load its protocol.
+        argv = [*helper, str(ports[-1]), str(settle), *argv[1:]]
         proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         print(f"sidecar with every protocol, backend {backend}: RSS by what loaded it")
         print(proc.stderr)
@@ -155,10 +172,11 @@ def sidecar_paths(tmp: Path, backends: list[str], baseline: str | None) -> dict[
     for backend in backends:
         on = "" if len(backends) == 1 else f", {backend}"
         for src, at in [(None, ""), *([(baseline, " @ baseline")] if baseline else [])]:
-            for label, protocols in [("one HTTP/1.1 listener", ("http",)),
-                                     ("every protocol", PROTOCOLS)]:  # fmt: skip
+            for label, protocols, how in [("one HTTP/1.1 listener", ("http",), "ready"),
+                                          ("every protocol", PROTOCOLS, "ready"),
+                                          ("every protocol, connected", PROTOCOLS, "connected")]:  # fmt: skip
                 argv, ports = sidecar(tmp, protocols, backend)
-                paths[f"sofamesh{at}, {label}{on}"] = (argv, ports, src_env(src))
+                paths[f"sofamesh{at}, {label}{on}"] = (argv, ports, src_env(src), how)
     return paths
 
 
@@ -184,7 +202,7 @@ def main() -> None:
         (tmp / "registry").mkdir()
         paths = sidecar_paths(tmp, backends, args.baseline_src)
         if ENVOY.exists():
-            paths["envoy 1.40, every protocol"] = (*envoy(tmp), None)
+            paths["envoy 1.40, every protocol"] = (*envoy(tmp), None, "ports")
         samples: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(args.runs):
             for name, path in paths.items():

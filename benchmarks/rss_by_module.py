@@ -9,7 +9,10 @@ stderr, in MB, the RSS each package added by its own imports (a module's own
 cost is its total minus that of the modules it imported), the interpreter's
 start, and what the running process added beyond imports (loop, listeners,
 config and runtime objects, threads), then exits. `idle_rss.py --breakdown`
-runs it over the sidecar with every protocol.
+runs it over the sidecar with every protocol (waiting on the admin API's port only: a
+connection to a listener would load its protocol). With `RSS_BY_MODULE_JSON=PATH` it also
+writes every module's own cost there, `{module: [heap MB, RSS MB]}`. Modules this helper
+imports itself before its hook (importlib's, pathlib, tempfile) are not in the ledger.
 
 The Python heap column is exact (tracemalloc); the RSS column grows in whole
 pages and arenas, so it is noisy per module, and it holds tracemalloc's own
@@ -152,6 +155,12 @@ def report(ledger: Ledger, start: float, ports: list[int], settle: float) -> Non
     lines.append(f"| **total RSS** | | **{total:.1f}** |")
     head = "| what | Python heap MB | RSS MB |\n|---|---|---|\n"
     print(head + "\n".join(lines), file=sys.stderr, flush=True)
+    dump = os.environ.get("RSS_BY_MODULE_JSON")
+    if dump:  # every module's own cost, for `idle_rss.py --modules`
+        import json  # here: the sidecar's own import of json is the one measured
+
+        with open(dump, "w") as f:
+            json.dump({name: own for name, own in ledger.own.items()}, f)
     os._exit(0)
 
 

@@ -42,9 +42,9 @@ from sofamesh.governance.source import (
 )
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
-from sofamesh.protocols import ProtocolSupport, make_protocols
+from sofamesh.protocols import ProtocolSupport
+from sofamesh.protocols.lazy import Holder, lazy_protocols
 from sofamesh.registry import open_registry
-from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
 from sofamesh.tracing import SpanBuffer, SpanExport, Tracer, otlp
@@ -93,7 +93,12 @@ class Runtime:
         self._registry_override = registry
         self.registry: Any = None
         self.clusters: ClusterManager | None = None
-        self.protocols: dict[str, ProtocolSupport] = make_protocols(config.policy, self.clock)
+        # A stand-in for each protocol loaded on first use (protocols/lazy.py), swapped for
+        # the real support here by that use; the holder keeps the real ones open.
+        self._holder = Holder()
+        self.protocols: dict[str, ProtocolSupport] = lazy_protocols(
+            config.policy, self.clock, self._holder
+        )
         self._gateway_codes = {name: p.gateway_codes for name, p in self.protocols.items()}
         self.governance = Governance(
             clock=self.clock, options=Options(local_zone=config.metadata.zone)
@@ -116,6 +121,9 @@ class Runtime:
         cfg = self.config.tls
         if not cfg.enabled:
             return None
+        # Here: identities load datetime with them, which a mesh without TLS never needs.
+        from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
+
         try:
             if cfg.cert is None:  # issued by the control plane: its agent enrolls before serving
                 # enroll needs cryptography (9 MB): only a mesh with tls: pays for it
@@ -183,6 +191,7 @@ class Runtime:
         stack = self._stack
         await stack.__aenter__()
         try:
+            await stack.enter_async_context(self._holder)  # closes last, as the supports did
             for proto in self.protocols.values():
                 await stack.enter_async_context(proto)
             # Mirrored calls run here; exit cancels them rather than waiting.

@@ -27,7 +27,10 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # it (hmac, secrets) only with the first hash, rules document or admin request (trio's own
 # DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1;
 # the rules document's model and every kind of rule only with a rules document (or a read of
-# the rules in force). Each entry covers its submodules.
+# the rules in force); every protocol but HTTP/1.1 (the admin API's) and its codecs only with
+# its first connection or call (protocols/lazy.py); workload identities (and datetime, which
+# they read certificates' dates with) only with `tls:`; tempfile (with shutil, bz2 and lzma)
+# only where a file needs it, not for the token's directory. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -52,6 +55,22 @@ NOT_AT_START = (
     "sofamesh.governance.filters.state",
     "sofamesh.governance.enforcement_rules",
     "sofamesh.governance.routing_rules",
+    "sofamesh.protocols.h2",
+    "sofamesh.protocols.grpc",
+    "sofamesh.protocols.bolt",
+    "sofamesh.protocols.dubbo",
+    "sofamesh.codecs.h2.lean",
+    "sofamesh.codecs.h2.compression",
+    "sofamesh.codecs.grpc",
+    "sofamesh.codecs.bolt",
+    "sofamesh.codecs.dubbo",
+    "sofamesh.codecs.hessian2",
+    "hpack",
+    "decimal",
+    "sofamesh.security.identity",
+    "datetime",
+    "tempfile",
+    "shutil",
 )
 
 BUILD = """
@@ -88,7 +107,7 @@ def test_every_protocol_without_tls_loads_no_optional_feature(tmp_path: Path) ->
         "outbound": listeners,
     }
     loaded = loaded_by_sidecar(config)
-    assert "sofamesh.protocols.dubbo.support" in loaded  # the check sees what start-up loads
+    assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
     heavy = {m for m in loaded if _within(m, NOT_AT_START)}
     assert heavy == set()
 
@@ -130,7 +149,8 @@ def test_tls_loads_cryptography(tmp_path: Path) -> None:
         "control": "http://127.0.0.1:1",
         "control_token": "secret",
     }
-    assert "cryptography" in loaded_by_sidecar(config)
+    loaded = loaded_by_sidecar(config)
+    assert {"cryptography", "sofamesh.security.identity"} <= loaded
 
 
 def test_trim_heap_gives_freed_pages_back() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tempfile
 from pathlib import Path
 
 from sofamesh.config.model import Address, LocalApiConfig
@@ -44,7 +43,20 @@ def is_loopback(host: str) -> bool:
 
 def private_dir() -> Path:
     """This user's directory for sidecar tokens (made 0700 by the sidecar)."""
-    return Path(tempfile.gettempdir()) / f"sofamesh-{os.getuid()}"
+    return Path(temp_dir()) / f"sofamesh-{os.getuid()}"
+
+
+def temp_dir() -> str:
+    """`tempfile.gettempdir()`'s answer without importing tempfile, which brings shutil, bz2 and
+    lzma (0.6 MB an idle sidecar would hold for this one path): the first of $TMPDIR, $TEMP,
+    $TMP, /tmp, /var/tmp, /usr/tmp that is a writable directory, else the working directory."""
+    named = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+    for candidate in [*(d for d in named if d), "/tmp", "/var/tmp", "/usr/tmp"]:
+        if candidate != os.curdir:
+            candidate = os.path.abspath(candidate)
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return os.getcwd()
 
 
 def default_token_path(admin_port: int) -> Path:

@@ -7,7 +7,6 @@ protocol's codes read to someone who expects Envoy's and Istio's.
 
 from __future__ import annotations
 
-from sofamesh.codecs.grpc import STATUS_TO_GRPC
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.http.mapping import STATUS_TO_HTTP
 from sofamesh.tracing.propagation import Propagator
@@ -57,6 +56,9 @@ def grpc_status(inv: Invocation, result: Result) -> str:
         return ""
     if result.code or result.payload is not None:
         return str(result.code)
+    # Here, as Bolt's above: a gRPC call's mesh-made answer, the codec loaded with gRPC.
+    from sofamesh.codecs.grpc import STATUS_TO_GRPC
+
     return str(int(STATUS_TO_GRPC.get(result.status, 2)))
 
 

@@ -25,18 +25,48 @@ if TYPE_CHECKING:
 
 
 class Registration(NamedTuple):
+    """A protocol: where its support lives, and its decisions, declared here so that asking
+    for them imports nothing (a test holds each equal to its class's attribute)."""
+
     support: str  # "module:Class" of its ProtocolSupport
+    gateway_codes: frozenset[int]  # the codes of a gateway that got no answer
+    endpoint_protocols: frozenset[str]  # the endpoint protocols its client calls
+    enforces_deadline: bool  # its client gives up at the call's deadline itself
+    alpn: tuple[str, ...]  # what its connections offer under mutual TLS
+    health_probe: str | None = None  # "module:function" of its probe; None: TCP only
     builds_on: str | None = None  # a protocol registered before it, passed to its constructor
+    lazy: bool = True  # loaded with the first connection or call (protocols/lazy.py)
 
 
-# In dependency order: a protocol comes after the one it builds on.
+_HTTP_ALPN = ("http/1.1",)  # transport.tls's ALPN_HTTP1 and ALPN_H2
+_H2_ALPN = ("h2", "http/1.1")
+_GATEWAY = frozenset({502, 503, 504})
+
+# In dependency order: a protocol comes after the one it builds on. HTTP/1.1 loads at
+# once (the admin API serves on its server); the others on first use, a protocol with
+# those built on it (h2 with gRPC and Dubbo: they plug into its listeners).
 PROTOCOLS: dict[str, Registration] = {
-    "http": Registration("sofamesh.protocols.http.support:HttpSupport"),
-    "h2": Registration("sofamesh.protocols.h2.support:H2Support"),
-    "grpc": Registration("sofamesh.protocols.grpc.support:GrpcSupport", builds_on="h2"),
-    "bolt": Registration("sofamesh.protocols.bolt.support:BoltSupport"),
-    "dubbo": Registration("sofamesh.protocols.dubbo.support:DubboSupport", builds_on="h2"),
-}
+    "http": Registration(
+        "sofamesh.protocols.http.support:HttpSupport", _GATEWAY, frozenset({"http"}), True,
+        _HTTP_ALPN, "sofamesh.protocols.http.probe:http_probe", lazy=False,
+    ),
+    "h2": Registration(
+        "sofamesh.protocols.h2.support:H2Support", _GATEWAY, frozenset({"h2"}), False, _H2_ALPN
+    ),
+    "grpc": Registration(
+        "sofamesh.protocols.grpc.support:GrpcSupport", frozenset({14}), frozenset({"grpc"}),
+        False, _H2_ALPN, builds_on="h2",
+    ),
+    "bolt": Registration(
+        "sofamesh.protocols.bolt.support:BoltSupport", frozenset({0x0004}), frozenset({"bolt"}),
+        True, (), "sofamesh.protocols.bolt.probe:bolt_probe",
+    ),
+    "dubbo": Registration(
+        "sofamesh.protocols.dubbo.support:DubboSupport", frozenset({60, 100}),
+        frozenset({"dubbo"}), True, (), "sofamesh.protocols.dubbo.probe:dubbo_probe",
+        builds_on="h2",
+    ),
+}  # fmt: skip
 
 TCP_PROBE = "tcp"  # the health check every protocol has: the connection opens
 
@@ -46,51 +76,57 @@ def protocol_names() -> tuple[str, ...]:
     return tuple(PROTOCOLS)
 
 
+def _imported(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def support_class(name: str) -> Callable[..., ProtocolSupport]:
     """The `ProtocolSupport` class of `name` (KeyError if unknown), imported on first use."""
-    module, _, attr = PROTOCOLS[name].support.partition(":")
-    cls: Callable[..., ProtocolSupport] = getattr(importlib.import_module(module), attr)
+    cls: Callable[..., ProtocolSupport] = _imported(PROTOCOLS[name].support)
     return cls
-
-
-def _decision(name: str, attr: str) -> Any:
-    """A protocol's decision, read from its class (see `protocols.base`)."""
-    return getattr(support_class(name), attr)
 
 
 def health_kinds() -> tuple[str, ...]:
     """The `upstream.health_check.kind` values: tcp, and each protocol that has a probe."""
-    return (TCP_PROBE, *(n for n in PROTOCOLS if _decision(n, "health_probe") is not None))
+    return (TCP_PROBE, *(n for n, reg in PROTOCOLS.items() if reg.health_probe is not None))
 
 
 def health_probe(kind: str) -> HealthProbe | None:
     """The probe of protocol `kind`, or None for `tcp` (the checker's own) and unknown kinds."""
-    if kind not in PROTOCOLS:
+    reg = PROTOCOLS.get(kind)
+    if reg is None or reg.health_probe is None:
         return None
-    probe: HealthProbe | None = _decision(kind, "health_probe")
+    probe: HealthProbe = _imported(reg.health_probe)
     return probe
 
 
 def gateway_codes(name: str) -> frozenset[int]:
     """The codes of protocol `name` that mean a gateway got no answer; empty if unknown."""
-    if name not in PROTOCOLS:
-        return frozenset()
-    codes: frozenset[int] = _decision(name, "gateway_codes")
-    return codes
+    reg = PROTOCOLS.get(name)
+    return frozenset() if reg is None else reg.gateway_codes
 
 
 def callable_protocols() -> frozenset[str]:
     """The endpoint protocols some support can call: endpoints in others are not routable."""
-    calls: set[str] = set()
-    for name in PROTOCOLS:
-        calls |= _decision(name, "endpoint_protocols")
-    return frozenset(calls)
+    return frozenset().union(*(reg.endpoint_protocols for reg in PROTOCOLS.values()))
 
 
-def make_protocols(policy: PolicyConfig, clock: Clock) -> dict[str, ProtocolSupport]:
-    """One instance of every protocol, for one mesh process (each owns its pools)."""
+def family(name: str) -> tuple[str, ...]:
+    """The protocols that load with `name`: the one it builds on, and those built on that."""
+    root = PROTOCOLS[name].builds_on or name
+    return tuple(n for n, reg in PROTOCOLS.items() if root in (n, reg.builds_on))
+
+
+def make_protocols(
+    policy: PolicyConfig, clock: Clock, names: tuple[str, ...] | None = None
+) -> dict[str, ProtocolSupport]:
+    """One instance of every protocol (or of `names`, in registry order, each after the one
+    it builds on), for one mesh process (each owns its pools)."""
     built: dict[str, ProtocolSupport] = {}
     for name, reg in PROTOCOLS.items():
+        if names is not None and name not in names:
+            continue
         base = () if reg.builds_on is None else (built[reg.builds_on],)
         built[name] = support_class(name)(policy, clock, *base)
     return built
@@ -122,6 +158,7 @@ __all__ = [
     "Route",
     "Server",
     "callable_protocols",
+    "family",
     "gateway_codes",
     "health_kinds",
     "health_probe",

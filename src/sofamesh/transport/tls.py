@@ -28,20 +28,21 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 
-from sofamesh.security.identity import Identity, IdentitySource
 from sofamesh.security.spiffe import SpiffeId
 from sofamesh.transport.errors import ConnectError
 from sofamesh.transport.net import STREAM_ERRORS, Connect, connect
 from sofamesh.transport.streams import LoopStream
+
+if TYPE_CHECKING:  # identities (and datetime) load with the first TLS config: runtime.py
+    from sofamesh.security.identity import Identity, IdentitySource
 
 log = logging.getLogger("sofamesh.tls")
 
@@ -139,6 +140,8 @@ def load_chain(ctx: ssl.SSLContext, identity: Identity) -> None:
         finally:
             os.close(fd)
         return
+    import tempfile  # here: it brings shutil, bz2 and lzma, which a mesh without TLS never needs
+
     with tempfile.TemporaryDirectory(prefix="sofamesh-tls-") as d:  # mode 0700
         path = os.path.join(d, "identity.pem")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

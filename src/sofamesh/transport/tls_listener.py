@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.security.identity import IdentitySource
 from sofamesh.transport.net import format_address
 from sofamesh.transport.serving import accept_until_closed, leaves
 from sofamesh.transport.tls import (
@@ -41,6 +40,9 @@ from sofamesh.transport.tls import (
     handshake,
     refusal_reason,
 )
+
+if TYPE_CHECKING:
+    from sofamesh.security.identity import IdentitySource
 
 log = logging.getLogger("sofamesh.tls")
 

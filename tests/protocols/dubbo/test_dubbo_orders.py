@@ -47,10 +47,26 @@ class Watched:
     def __init__(self, car: Sidecar, http: httpx.AsyncClient) -> None:
         self.car = car
         self.http = http
-        self.server = next(s for s in car._servers if isinstance(s, DubboServer))
-        pool = car.runtime.protocols["dubbo"].pool  # type: ignore[attr-defined]
-        assert isinstance(pool, DubboPool)
-        self.pool = pool
+
+    def _server(self) -> DubboServer | None:
+        """The listener's server, once its first connection has built it (protocols/lazy.py)."""
+        for server in self.car._servers:
+            real = getattr(server, "real", server)
+            if isinstance(real, DubboServer):
+                return real
+        return None
+
+    def _pool(self) -> DubboPool | None:
+        """The Dubbo pool, once the first call has loaded Dubbo."""
+        pool = getattr(self.car.runtime.protocols["dubbo"], "pool", None)
+        assert pool is None or isinstance(pool, DubboPool)
+        return pool
+
+    @property
+    def pool(self) -> DubboPool:
+        pool = self._pool()
+        assert pool is not None, "read once a call has gone through"
+        return pool
 
     async def in_flight(self) -> int:
         stats = (await self.http.get(f"http://{self.car.bound['admin']}/stats")).json()
@@ -60,10 +76,12 @@ class Watched:
         )
 
     def client_connections(self) -> int:
-        return self.server.statistics().active_connections
+        server = self._server()
+        return 0 if server is None else server.statistics().active_connections
 
     def upstream_connections(self) -> int:
-        return sum(len(ep.conns) for ep in self.pool._endpoints.values())
+        pool = self._pool()
+        return 0 if pool is None else sum(len(ep.conns) for ep in pool._endpoints.values())
 
     async def until(self, check: Callable[[], Awaitable[bool]]) -> None:
         """Poll the sidecar's state (nothing in it can wake the test) until `check` holds."""
