@@ -39,12 +39,20 @@ from sofamesh.codecs.bolt.frames import Frame, FrameHeader, RequestFrame, Respon
 from sofamesh.codecs.bolt.headers import check_header_map
 from sofamesh.codecs.bolt.limits import DEFAULT_LIMITS, BoltLimits
 from sofamesh.codecs.bolt.receive_buffer import ReceiveBuffer
-from sofamesh.codecs.bolt.wire import U32, V2_REQUEST, FixedHeader, read_fixed_header
+from sofamesh.codecs.bolt.wire import (
+    U32,
+    V1_REQUEST,
+    V1_RESPONSE,
+    V2_REQUEST,
+    FixedHeader,
+    read_fixed_header,
+)
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (3x faster)
 _REQUEST_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_REQUEST)
 _RESPONSE_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_RESPONSE)
 _MAX_FIXED = V2_REQUEST.size
+_V1_FIXED = V1_REQUEST.size  # a v1 request's fixed header; a response's is 2 bytes shorter
 
 
 def _header_of(fixed: FixedHeader) -> FrameHeader:
@@ -122,11 +130,64 @@ class FrameDecoder:
             return None
         buf, pos = pending.first()
         avail = len(buf) - pos
+        if avail >= _V1_FIXED and buf[pos] == 1:
+            frame = self._whole_v1(buf, pos, avail)
+            if frame is not None:
+                return frame
         if avail < _MAX_FIXED and avail < queued:  # the fixed header spans chunks
             fixed = read_fixed_header(pending.peek(_MAX_FIXED), 0)
         else:
             fixed = read_fixed_header(buf, pos)
         return None if fixed is None else self._decode_frame(fixed, buf, pos, avail)
+
+    def _whole_v1(self, buf: bytes, pos: int, avail: int) -> Frame | None:
+        """The common frame in one pass: v1, valid lengths, whole in the first chunk,
+        command code valid for its type. None sends anything else down the general path
+        (`read_fixed_header`, `_decode_frame`, `_build`), which consumes nothing before
+        it decides, so both paths raise and return alike; this one saves a proxied call
+        about ten Python calls."""
+        typ = buf[pos + 1]
+        if typ == 0:
+            _, _, cmd, ver2, rid, codec, extra, cl, hl, bl = V1_RESPONSE.unpack_from(buf, pos)
+            a, codes = pos + V1_RESPONSE.size, _RESPONSE_CODES
+        elif typ <= 2:
+            _, _, cmd, ver2, rid, codec, extra, cl, hl, bl = V1_REQUEST.unpack_from(buf, pos)
+            a, codes = pos + _V1_FIXED, _REQUEST_CODES
+        else:
+            return None
+        b = a + cl
+        c = b + hl
+        end = c + bl
+        if (
+            end - pos > avail
+            or cmd not in codes
+            or cl > self._max_class
+            or hl > self._max_header
+            or bl > self._max_body
+            or (cl | hl | bl) < 0
+        ):
+            return None
+        pending = self._buf
+        self._need = 0
+        if end - pos < avail:  # `pending.skip`, inline: the frame ends inside the chunk
+            pending._pos = end
+            pending.size -= end - pos
+        else:
+            pending.skip(end - pos)
+        hdr = buf[b:c]
+        if hdr:
+            try:
+                check_header_map(hdr, self._max_entries)
+            except HeaderMapError as exc:
+                exc.header = FrameHeader(1, 1, 0, typ, cmd, ver2, rid, codec)
+                raise
+        if typ == 0:
+            return _new(ResponseFrame, (
+                rid, status_of(extra), buf[c:end], buf[a:b], hdr, cmd, codec, 1, 1, 0, ver2,
+            ))  # fmt: skip
+        return _new(RequestFrame, (
+            rid, buf[c:end], buf[a:b], hdr, extra, typ == 2, cmd, codec, 1, 1, 0, ver2,
+        ))  # fmt: skip
 
     def _decode_frame(self, fixed: FixedHeader, buf: bytes, pos: int, avail: int) -> Frame | None:
         """Check the lengths in `fixed`, then take the frame out once it is all there."""
