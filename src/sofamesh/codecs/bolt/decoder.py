@@ -64,12 +64,18 @@ class FrameDecoder:
     """Splits a byte stream into `RequestFrame`s and `ResponseFrame`s."""
 
     __slots__ = (
-        "_buf", "_eof", "_error", "_limits", "_max_body", "_max_class", "_max_entries",
-        "_max_header", "_need",
+        "_buf", "_check_requests", "_eof", "_error", "_limits", "_max_body", "_max_class",
+        "_max_entries", "_max_header", "_need",
     )  # fmt: skip
 
-    def __init__(self, limits: BoltLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, limits: BoltLimits = DEFAULT_LIMITS, *, check_request_headers: bool = True
+    ) -> None:
         self._limits = limits
+        # False: a request's header map is not walked here; its reader checks it (a
+        # proxy's `HeaderPicker` walks it anyway, and one walk costs as much as the rest
+        # of the frame's decoding). Responses' are always checked.
+        self._check_requests = check_request_headers
         # Copied out of the attrs instance: read on every frame.
         self._max_body = limits.max_body_size
         self._max_class = limits.max_class_name_size
@@ -175,7 +181,7 @@ class FrameDecoder:
         else:
             pending.skip(end - pos)
         hdr = buf[b:c]
-        if hdr:
+        if hdr and (typ == 0 or self._check_requests):
             try:
                 check_header_map(hdr, self._max_entries)
             except HeaderMapError as exc:
@@ -233,7 +239,7 @@ class FrameDecoder:
             raise UnknownCommandCodeError(
                 f"bolt: command code {cmd} is not valid for command type {typ}", _header_of(fixed)
             )
-        if hdr:
+        if hdr and (typ == 0 or self._check_requests):
             try:
                 check_header_map(hdr, self._max_entries)
             except HeaderMapError as exc:

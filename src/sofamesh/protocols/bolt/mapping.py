@@ -163,7 +163,8 @@ class UncheckableBody(NameMismatch):
 
 def invocation_of(frame: RequestFrame) -> Invocation:
     """`request_to_invocation(frame, frame.headers())`, reading only the headers routing
-    needs; the rest are parsed if a filter reads `inv.headers`. Raises `NameMismatch`."""
+    needs; the rest are parsed if a filter reads `inv.headers`. Raises `NameMismatch`, and
+    `HeaderMapError` for a malformed map (a listener's decoder leaves that check to it)."""
     picked = _PICKER.pick(frame.header)
     if picked is None or picked[1]:  # mesh headers to take out (or a malformed map)
         return request_to_invocation(frame, frame.headers())

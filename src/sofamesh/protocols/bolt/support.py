@@ -52,6 +52,8 @@ log = logging.getLogger("sofamesh.listeners")
 class OutboundBoltHandler:
     """The local app's calls into the mesh."""
 
+    checks_header_maps = True  # `invocation_of` reads each request's map first (server.py)
+
     def __init__(self, chain: Handler, app: str, clock: Clock) -> None:
         self._chain = chain
         self._app = app
@@ -83,6 +85,8 @@ class InboundBoltHandler:
     The caller's deadline cancels the chain (work given up on stops). `watch()` gives the
     pool's `DeadlineWatch` while it runs, which arms a plain cancel scope for a heap push
     where `move_on_after` arms a timer per call; a call without a deadline takes no scope."""
+
+    checks_header_maps = True  # `invocation_of` reads each request's map first (server.py)
 
     def __init__(
         self, route: Route, clock: Clock, watch: Callable[[], DeadlineWatch | None] = _no_watch
