@@ -57,6 +57,7 @@ from sofamesh.transport.net import STREAM_ERRORS
 from sofamesh.transport.workers import Waker, wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
+_new_object = object.__new__
 
 
 @attrs.frozen(kw_only=True)
@@ -208,7 +209,9 @@ class BoltClientConnection:
         retired, or its writer is too far behind to queue the frame without waiting."""
         if self._closed or self._retired:
             return None
-        waiter = _Waiter(self._waker())
+        # `_Waiter(...)` without its Python `__init__` frame: one per proxied call.
+        waiter = _new_object(_Waiter)
+        waiter.waker, waiter.response, waiter.error, waiter.entry = self._waker(), None, None, None
         rid = waiter.rid = self._ids.allocate(waiter)
         try:
             data = encode(frame, request_id=rid)

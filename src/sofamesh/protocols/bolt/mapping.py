@@ -104,6 +104,7 @@ BOLT_TO_STATUS: dict[int, Status] = {
 _NOT_REACHED = frozenset({Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE})
 _BY_VALUE = {s.value: s for s in Status}
 _new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__ (hot path)
+_new_object = object.__new__
 _BOLT_CODES = frozenset(s.value for s in ResponseStatus)
 
 
@@ -170,11 +171,13 @@ def invocation_of(frame: RequestFrame) -> Invocation:
         return request_to_invocation(frame, frame.headers())
     (service, target, method, trace_caller), _ = picked
     service, method = _names(frame, service or target or "", method or "")
+    headers = _new_object(_RequestHeaders)  # `_RequestHeaders(raw)` without a Python frame
+    headers._raw = frame.header
     return Invocation(
         protocol="bolt",
         service=service,
         method=method,
-        headers=_RequestHeaders(frame.header),
+        headers=headers,
         caller=trace_caller or "",
         payload=frame,
     )
@@ -280,7 +283,9 @@ def response_to_result(resp: ResponseFrame) -> Result:
     """A peer's response: SUCCESS is OK; a mesh hop's `x-sofamesh-error` names the status."""
     code = resp.status
     if code == ResponseStatus.SUCCESS:
-        return Result(Status.OK, code, payload=resp)
+        headers = _new_object(Headers)  # `Headers()` without a Python frame: one per call
+        _ITEMS.__set__(headers, [])
+        return Result(Status.OK, code, headers=headers, payload=resp)
     status = BOLT_TO_STATUS.get(code, Status.APP_ERROR)
     if resp.header:
         for key, value in resp.headers():
