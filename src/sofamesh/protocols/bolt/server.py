@@ -37,6 +37,7 @@ import attrs
 from sofamesh.codecs.bolt import (
     DEFAULT_LIMITS,
     BoltLimits,
+    CommandCode,
     FrameDecoder,
     HeaderMapError,
     RemoteProtocolError,
@@ -328,12 +329,12 @@ class _ServerConnection:
         server = self.server
         if not isinstance(frame, RequestFrame):
             return  # we send no requests; a stray response is harmless
-        if frame.is_heartbeat:
+        if frame.cmd_code == CommandCode.HEARTBEAT:  # `is_heartbeat`, without a property call
             server.heartbeats += 1
             self._send(encode(heartbeat_ack(frame)))
             return
         server.requests += 1
-        if server.draining:
+        if server._life.draining:  # the `draining` property's, read per request
             self._send(encode(error_response(frame, Status.UNAVAILABLE, "the server is draining")))
             return
         if OVERLOAD.held > OVERLOAD.limit:  # busy: SOFARPC clients retry elsewhere
