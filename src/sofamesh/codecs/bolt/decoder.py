@@ -110,6 +110,15 @@ class FrameDecoder:
         """Return the next complete frame, or None until more bytes arrive."""
         if self._error is not None:
             raise self._error
+        pending = self._buf
+        chunks = pending._chunks  # `pending.first()`, inline: read twice per proxied call
+        if chunks and pending.size >= self._need:
+            buf, pos = chunks[0], pending._pos
+            avail = len(buf) - pos
+            if avail >= _V1_FIXED and buf[pos] == 1:
+                frame = self._whole_v1(buf, pos, avail)  # raises only non-fatal errors
+                if frame is not None:
+                    return frame
         try:
             frame = self._decode()
         except RemoteProtocolError as exc:
@@ -136,10 +145,6 @@ class FrameDecoder:
             return None
         buf, pos = pending.first()
         avail = len(buf) - pos
-        if avail >= _V1_FIXED and buf[pos] == 1:
-            frame = self._whole_v1(buf, pos, avail)
-            if frame is not None:
-                return frame
         if avail < _MAX_FIXED and avail < queued:  # the fixed header spans chunks
             fixed = read_fixed_header(pending.peek(_MAX_FIXED), 0)
         else:
