@@ -24,7 +24,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
-from sofamesh.codecs.bolt.codes import CommandCode, status_of
+from sofamesh.codecs.bolt.codes import STATUS_BY_CODE, CommandCode, status_of
 from sofamesh.codecs.bolt.errors import (
     CrcMismatchError,
     FrameTooLargeError,
@@ -52,6 +52,7 @@ _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (3x
 _REQUEST_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_REQUEST)
 _RESPONSE_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_RESPONSE)
 _MAX_FIXED = V2_REQUEST.size
+_status = STATUS_BY_CODE.get  # `status_of`, without its Python frame
 _V1_FIXED = V1_REQUEST.size  # a v1 request's fixed header; a response's is 2 bytes shorter
 
 
@@ -180,11 +181,12 @@ class FrameDecoder:
             return None
         pending = self._buf
         self._need = 0
-        if end - pos < avail:  # `pending.skip`, inline: the frame ends inside the chunk
+        pending.size -= end - pos  # `pending.skip`, inline: the frame is inside the chunk
+        if end - pos < avail:
             pending._pos = end
-            pending.size -= end - pos
-        else:
-            pending.skip(end - pos)
+        else:  # ... and ends it
+            pending._chunks.popleft()
+            pending._pos = 0
         hdr = buf[b:c]
         if hdr and (typ == 0 or self._check_requests):
             try:
@@ -194,7 +196,7 @@ class FrameDecoder:
                 raise
         if typ == 0:
             return _new(ResponseFrame, (
-                rid, status_of(extra), buf[c:end], buf[a:b], hdr, cmd, codec, 1, 1, 0, ver2,
+                rid, _status(extra, extra), buf[c:end], buf[a:b], hdr, cmd, codec, 1, 1, 0, ver2,
             ))  # fmt: skip
         return _new(RequestFrame, (
             rid, buf[c:end], buf[a:b], hdr, extra, typ == 2, cmd, codec, 1, 1, 0, ver2,

@@ -253,7 +253,8 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     frame: RequestFrame = inv.payload
     header = frame.header
     headers = inv.headers
-    if type(headers) is not _RequestHeaders or headers.parsed:  # else: the frame's, untouched
+    # `headers.parsed`, read without the property's call: else the frame's, untouched
+    if type(headers) is not _RequestHeaders or headers._raw is None:
         extra = [
             (k, v)
             for k, v in headers.items()
