@@ -284,9 +284,7 @@ def response_to_result(resp: ResponseFrame) -> Result:
     """A peer's response: SUCCESS is OK; a mesh hop's `x-sofamesh-error` names the status."""
     code = resp.status
     if code == ResponseStatus.SUCCESS:
-        headers = _new_object(Headers)  # `Headers()` without a Python frame: one per call
-        _ITEMS.__set__(headers, [])
-        return Result(Status.OK, code, headers=headers, payload=resp)
+        return Result(Status.OK, code, payload=resp)
     status = BOLT_TO_STATUS.get(code, Status.APP_ERROR)
     if resp.header:
         for key, value in resp.headers():
