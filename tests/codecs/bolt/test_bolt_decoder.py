@@ -182,6 +182,17 @@ def test_malformed_header_map_skips_the_frame(header: bytes, words: str) -> None
     assert decoder.next_frame() is not None
 
 
+def test_a_request_header_map_can_be_left_to_its_reader() -> None:
+    bad = b"\x00\x00\x00\x09key"
+    decoder = FrameDecoder(check_request_headers=False)
+    decoder.receive_data(encode(RequestFrame(12, header=bad, body=b"x")))
+    decoder.receive_data(encode(ResponseFrame(13, header=bad)))
+    frame = decoder.next_frame()
+    assert isinstance(frame, RequestFrame) and frame.header == bad
+    with pytest.raises(HeaderMapError, match="overruns"):  # a response's is checked
+        decoder.next_frame()
+
+
 def test_v2_error_header_gives_a_v2_crc_reply() -> None:
     data = corrupt(V2_CRC_REQUEST, 6)  # request id byte: CRC fails, header still readable
     with pytest.raises(CrcMismatchError) as info:

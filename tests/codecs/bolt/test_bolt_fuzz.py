@@ -168,3 +168,36 @@ def test_announced_lengths_are_not_allocated_before_the_bytes_arrive() -> None:
         tracemalloc.stop()
     assert decoder.buffered == 22 + 64 * 1024
     assert peak < 1024 * 1024, peak
+
+
+def outcomes(data: bytes, step: int, limits: BoltLimits) -> list[object]:
+    """Every frame and error decoding `data` gives when it arrives `step` bytes at a time."""
+    decoder = FrameDecoder(limits)
+    out: list[object] = []
+    for at in [*range(0, len(data), step), -1]:
+        if at < 0:
+            decoder.receive_eof()
+        else:
+            decoder.receive_data(data[at : at + step])
+        while True:
+            try:
+                frame = decoder.next_frame()
+            except BoltProtocolError as exc:
+                out.append((type(exc), str(exc), exc.fatal, exc.header))
+                if exc.fatal:
+                    return out
+                continue
+            if frame is None:
+                break
+            out.append(frame)
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(mutated())
+def test_whole_frames_in_one_chunk_decode_as_frames_spread_over_many(data: bytes) -> None:
+    """A v1 frame whole in one chunk takes the decoder's one-pass path; byte by byte,
+    every frame spans chunks and takes the general one: the two agree on every frame
+    and every error."""
+    limits = BoltLimits(max_body_size=4096, max_header_entries=3)
+    assert outcomes(data, len(data) or 1, limits) == outcomes(data, 1, limits)

@@ -12,7 +12,12 @@ from sofamesh.codecs.bolt import (
     encode_header_map,
     parse_header_map,
 )
-from sofamesh.codecs.bolt.headers import check_header_map, pick_headers
+from sofamesh.codecs.bolt.headers import (
+    HeaderPicker,
+    _Layout,
+    check_header_map,
+    pick_headers,
+)
 
 
 def entry(key: bytes | None, value: bytes | None) -> bytes:
@@ -185,3 +190,56 @@ def test_picking_agrees_with_parsing_the_whole_map(items: list[tuple[str, str | 
         [first.get("service"), first.get("method")],
         flagged,
     )
+
+
+_KEYS = [b"service", b"Service", b"method", b"x-mesh-a", b"x-mesh-b", b"othera", b"m", b""]
+_VALUES = [b"s:1", b"s:2", b"m", b"\xff\xfe", b"", None]
+
+
+@st.composite
+def map_streams(draw: st.DrawFn) -> list[bytes]:
+    """Header maps as one peer sends them: a few shapes (keys, value lengths) repeated with
+    other values of the same lengths, other keys of the same length, nulls, and damage."""
+    shapes = draw(st.lists(
+        st.lists(st.tuples(st.sampled_from(_KEYS), st.sampled_from(_VALUES)), max_size=4),
+        min_size=1, max_size=3,
+    ))  # fmt: skip
+    stream = []
+    for _ in range(draw(st.integers(1, 12))):
+        raw = bytearray(b"".join(entry(k, v) for k, v in draw(st.sampled_from(shapes))))
+        if raw and draw(st.booleans()):  # same size, other bytes: values, keys or lengths
+            at = draw(st.integers(0, len(raw) - 1))
+            raw[at] = draw(st.sampled_from([0x00, 0x01, 0x32, 0x41, 0x61, 0xFF]))
+        stream.append(bytes(raw))
+    return stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(map_streams(), st.integers(1, 5))
+def test_a_picker_that_has_seen_a_map_shape_answers_as_a_fresh_one(
+    stream: list[bytes], max_entries: int
+) -> None:
+    """A picker remembers the shapes of the maps it read (`_Layout`): every answer, shape
+    remembered or not, is what a picker that never saw a map gives."""
+    seasoned = HeaderPicker(WANTED, b"x-mesh-")
+    for raw in stream * 3:
+        assert seasoned.pick(raw, max_entries) == pick_headers(raw, WANTED, b"x-mesh-", max_entries)
+
+
+def test_a_shape_seen_twice_in_a_row_is_read_in_one_pass() -> None:
+    raw = entry(b"service", b"s:1") + entry(b"x-mesh-a", b"1") + entry(b"method", b"m")
+    picker = HeaderPicker(WANTED, b"x-mesh-")
+    picker.pick(raw)
+    assert type(picker._layouts[len(raw)]) is tuple  # seen once: its lengths only
+    picker.pick(raw)
+    layout = picker._layouts[len(raw)]
+    assert isinstance(layout, _Layout)  # twice: compiled
+    other = entry(b"service", b"s:2") + entry(b"x-mesh-a", b"2") + entry(b"method", b"n")
+    assert layout.read(other, 2) == (["s:2", "n"], True)
+    renamed = entry(b"servicf", b"s:2") + entry(b"x-mesh-a", b"2") + entry(b"method", b"n")
+    assert layout.read(renamed, 2) is None  # same lengths, another key: walked instead
+    assert picker.pick(renamed) == ([None, "n"], True)
+    overrun = bytearray(other)
+    overrun[-2] = 2  # the last value's length: 2, where 1 byte is left
+    assert layout.read(bytes(overrun), 2) is None
+    assert picker.pick(bytes(overrun)) is None

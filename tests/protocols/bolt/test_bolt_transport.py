@@ -19,15 +19,17 @@ from sofamesh.codecs.bolt import (
     ResponseFrame,
     ResponseStatus,
     encode,
+    encode_header_map,
     heartbeat,
     heartbeat_ack,
     reply,
     request,
 )
+from sofamesh.codecs.bolt.headers import DEFAULT_MAX_HEADER_ENTRIES
 from sofamesh.codecs.bolt.request_ids import MAX_REQUEST_ID
 from sofamesh.codecs.bolt.sofarpc import error_of
 from sofamesh.protocols.bolt.client import BoltClientConnection, CallTimeoutError, HeartbeatConfig
-from sofamesh.protocols.bolt.mapping import ERROR_HEADER
+from sofamesh.protocols.bolt.mapping import ERROR_HEADER, invocation_of
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.server import BoltConnInfo
 from sofamesh.transport.errors import ConnectError, UpstreamResetError
@@ -315,6 +317,42 @@ async def test_skippable_frames_get_an_error_and_the_connection_carries_on() -> 
         (4, ResponseStatus.CODEC_EXCEPTION),
         (5, ResponseStatus.SUCCESS),
     ]
+
+
+class _CheckingEcho:
+    """`echo` for a handler that reads each request's header map itself, as the mesh's
+    listeners do (`invocation_of`): the server's decoder then leaves the map to it."""
+
+    checks_header_maps = True
+
+    async def __call__(self, frame: RequestFrame, info: BoltConnInfo) -> ResponseFrame:
+        invocation_of(frame)
+        return await echo(frame, info)
+
+
+async def test_a_malformed_header_map_a_handler_finds_is_refused_as_the_decoder_refuses_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    too_many = encode_header_map([(f"k{i}", "v") for i in range(DEFAULT_MAX_HEADER_ENTRIES + 1)])
+    frames = [
+        RequestFrame(4, b"", header=b"\x00\x00\x00\x09ab"),  # overruns the map
+        RequestFrame(5, b"", header=b"\x00\x00\x00\x01a\x00\x00"),  # stray bytes
+        RequestFrame(6, b"", header=too_many, oneway=True),  # answered all the same
+        request(7, b"fine", headers={"service": "s"}),
+    ]
+    seen = []
+    for handler in (echo, _CheckingEcho()):
+        caplog.clear()
+        async with bolt_server(handler) as (server, port), raw_client(port) as peer:
+            await peer.send(*frames)
+            got = [await peer.next_frame() for _ in range(4)]
+            stats = server.statistics()
+        answers = sorted((a for a in got if a is not None), key=lambda a: a.request_id)
+        assert [a.request_id for a in answers] == [4, 5, 6, 7]  # in completion order
+        seen.append((answers, stats.requests, stats.protocol_errors, stats.handler_errors))
+        assert caplog.text.count("skipped the frame") == 3
+    assert seen[0] == seen[1]
+    assert seen[0][1:] == (1, 3, 0)
 
 
 async def test_oneway_requests_run_without_a_response() -> None:

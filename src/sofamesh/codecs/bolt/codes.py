@@ -81,13 +81,13 @@ class FrameKind(enum.Enum):
     HEARTBEAT_ACK = "heartbeat_ack"
 
 
-_STATUS_BY_CODE: dict[int, ResponseStatus] = {s.value: s for s in ResponseStatus}
+STATUS_BY_CODE: dict[int, ResponseStatus] = {s.value: s for s in ResponseStatus}
 _CODEC_BY_CODE: dict[int, Codec] = {c.value: c for c in Codec}
 
 
 def status_of(code: int) -> int:
     """Return the `ResponseStatus` member for `code`, or `code` itself if unknown."""
-    return _STATUS_BY_CODE.get(code, code)
+    return STATUS_BY_CODE.get(code, code)
 
 
 def codec_of(code: int) -> int:

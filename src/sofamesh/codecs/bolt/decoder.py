@@ -24,7 +24,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
-from sofamesh.codecs.bolt.codes import CommandCode, status_of
+from sofamesh.codecs.bolt.codes import STATUS_BY_CODE, CommandCode, status_of
 from sofamesh.codecs.bolt.errors import (
     CrcMismatchError,
     FrameTooLargeError,
@@ -39,12 +39,21 @@ from sofamesh.codecs.bolt.frames import Frame, FrameHeader, RequestFrame, Respon
 from sofamesh.codecs.bolt.headers import check_header_map
 from sofamesh.codecs.bolt.limits import DEFAULT_LIMITS, BoltLimits
 from sofamesh.codecs.bolt.receive_buffer import ReceiveBuffer
-from sofamesh.codecs.bolt.wire import U32, V2_REQUEST, FixedHeader, read_fixed_header
+from sofamesh.codecs.bolt.wire import (
+    U32,
+    V1_REQUEST,
+    V1_RESPONSE,
+    V2_REQUEST,
+    FixedHeader,
+    read_fixed_header,
+)
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (3x faster)
 _REQUEST_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_REQUEST)
 _RESPONSE_CODES = (CommandCode.HEARTBEAT, CommandCode.RPC_RESPONSE)
 _MAX_FIXED = V2_REQUEST.size
+_status = STATUS_BY_CODE.get  # `status_of`, without its Python frame
+_V1_FIXED = V1_REQUEST.size  # a v1 request's fixed header; a response's is 2 bytes shorter
 
 
 def _header_of(fixed: FixedHeader) -> FrameHeader:
@@ -56,12 +65,18 @@ class FrameDecoder:
     """Splits a byte stream into `RequestFrame`s and `ResponseFrame`s."""
 
     __slots__ = (
-        "_buf", "_eof", "_error", "_limits", "_max_body", "_max_class", "_max_entries",
-        "_max_header", "_need",
+        "_buf", "_check_requests", "_eof", "_error", "_limits", "_max_body", "_max_class",
+        "_max_entries", "_max_header", "_need",
     )  # fmt: skip
 
-    def __init__(self, limits: BoltLimits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, limits: BoltLimits = DEFAULT_LIMITS, *, check_request_headers: bool = True
+    ) -> None:
         self._limits = limits
+        # False: a request's header map is not walked here; its reader checks it (a
+        # proxy's `HeaderPicker` walks it anyway, and one walk costs as much as the rest
+        # of the frame's decoding). Responses' are always checked.
+        self._check_requests = check_request_headers
         # Copied out of the attrs instance: read on every frame.
         self._max_body = limits.max_body_size
         self._max_class = limits.max_class_name_size
@@ -96,6 +111,15 @@ class FrameDecoder:
         """Return the next complete frame, or None until more bytes arrive."""
         if self._error is not None:
             raise self._error
+        pending = self._buf
+        chunks = pending._chunks  # `pending.first()`, inline: read twice per proxied call
+        if chunks and pending.size >= self._need:
+            buf, pos = chunks[0], pending._pos
+            avail = len(buf) - pos
+            if avail >= _V1_FIXED and buf[pos] == 1:
+                frame = self._whole_v1(buf, pos, avail)  # raises only non-fatal errors
+                if frame is not None:
+                    return frame
         try:
             frame = self._decode()
         except RemoteProtocolError as exc:
@@ -127,6 +151,56 @@ class FrameDecoder:
         else:
             fixed = read_fixed_header(buf, pos)
         return None if fixed is None else self._decode_frame(fixed, buf, pos, avail)
+
+    def _whole_v1(self, buf: bytes, pos: int, avail: int) -> Frame | None:
+        """The common frame in one pass: v1, valid lengths, whole in the first chunk,
+        command code valid for its type. None sends anything else down the general path
+        (`read_fixed_header`, `_decode_frame`, `_build`), which consumes nothing before
+        it decides, so both paths raise and return alike; this one saves a proxied call
+        about ten Python calls."""
+        typ = buf[pos + 1]
+        if typ == 0:
+            _, _, cmd, ver2, rid, codec, extra, cl, hl, bl = V1_RESPONSE.unpack_from(buf, pos)
+            a, codes = pos + V1_RESPONSE.size, _RESPONSE_CODES
+        elif typ <= 2:
+            _, _, cmd, ver2, rid, codec, extra, cl, hl, bl = V1_REQUEST.unpack_from(buf, pos)
+            a, codes = pos + _V1_FIXED, _REQUEST_CODES
+        else:
+            return None
+        b = a + cl
+        c = b + hl
+        end = c + bl
+        if (
+            end - pos > avail
+            or cmd not in codes
+            or cl > self._max_class
+            or hl > self._max_header
+            or bl > self._max_body
+            or (cl | hl | bl) < 0
+        ):
+            return None
+        pending = self._buf
+        self._need = 0
+        pending.size -= end - pos  # `pending.skip`, inline: the frame is inside the chunk
+        if end - pos < avail:
+            pending._pos = end
+        else:  # ... and ends it
+            pending._chunks.popleft()
+            pending._pos = 0
+        hdr = buf[b:c]
+        if hdr and (typ == 0 or self._check_requests):
+            try:
+                check_header_map(hdr, self._max_entries)
+            except HeaderMapError as exc:
+                exc.header = FrameHeader(1, 1, 0, typ, cmd, ver2, rid, codec)
+                raise
+        if typ == 0:
+            return _new(ResponseFrame, (
+                rid, _status(extra, extra), buf[c:end], buf[a:b], hdr, cmd, codec, 1, 1, 0, ver2,
+            ))  # fmt: skip
+        return _new(RequestFrame, (
+            rid, buf[c:end], buf[a:b], hdr, extra, typ == 2, cmd, codec, 1, 1, 0, ver2,
+        ))  # fmt: skip
 
     def _decode_frame(self, fixed: FixedHeader, buf: bytes, pos: int, avail: int) -> Frame | None:
         """Check the lengths in `fixed`, then take the frame out once it is all there."""
@@ -172,7 +246,7 @@ class FrameDecoder:
             raise UnknownCommandCodeError(
                 f"bolt: command code {cmd} is not valid for command type {typ}", _header_of(fixed)
             )
-        if hdr:
+        if hdr and (typ == 0 or self._check_requests):
             try:
                 check_header_map(hdr, self._max_entries)
             except HeaderMapError as exc:

@@ -49,18 +49,21 @@ def encode(frame: Frame, *, request_id: int | None = None) -> bytes:
         typ, codes = 0, _RESPONSE_CODES
     else:
         raise TypeError(f"not a Bolt frame: {type(frame).__name__}")
-    _check(rid, len(cls), len(hdr), cmd in codes, cmd, version, ver1, switch)
+    cl, hl = len(cls), len(hdr)
+    if not (version == BOLT_V1 and ver1 == 1 and not switch and cmd in codes) or (
+        cl > MAX_SHORT_LENGTH or hl > MAX_SHORT_LENGTH
+    ):  # the usual v1 frame is checked inline, a Python call less per frame
+        _check(rid, cl, hl, cmd in codes, cmd, version, ver1, switch)
     if request_id is not None:
         rid = request_id
     try:
         if version == BOLT_V1:
             layout = V1_RESPONSE if typ == 0 else V1_REQUEST
-            head = layout.pack(BOLT_V1, typ, cmd, ver2, rid, codec, extra, len(cls), len(hdr),
-                               len(body))  # fmt: skip
+            head = layout.pack(BOLT_V1, typ, cmd, ver2, rid, codec, extra, cl, hl, len(body))
         else:
             layout = V2_RESPONSE if typ == 0 else V2_REQUEST
             head = layout.pack(BOLT_V2, ver1, typ, cmd, ver2, rid, codec, switch, extra,
-                               len(cls), len(hdr), len(body))  # fmt: skip
+                               cl, hl, len(body))  # fmt: skip
     except struct.error as exc:
         raise LocalProtocolError(f"bolt: cannot encode frame {rid}: {exc}") from None
     if not (version == BOLT_V2 and ver1 == 2 and switch & 1):  # no CRC (`has_crc`)

@@ -89,7 +89,7 @@ class HeaderPicker:
     Made once per set of names: most keys of a request (trace ids) are told apart from
     the wanted ones by their length and first byte, without a copy or a lookup."""
 
-    __slots__ = ("_firsts", "_lengths", "_prefix", "_size", "_wanted")
+    __slots__ = ("_firsts", "_layouts", "_lengths", "_prefix", "_size", "_wanted")
 
     def __init__(self, wanted: Mapping[bytes, int], prefix: bytes) -> None:
         self._wanted = dict(wanted)
@@ -97,43 +97,128 @@ class HeaderPicker:
         self._size = max(wanted.values(), default=-1) + 1
         self._prefix = prefix
         self._firsts = prefix[:1] + prefix[:1].upper()  # what a key's first byte may be
+        self._layouts: dict[int, _Layout | tuple[int, ...]] = {}  # by map size: `_learn`
 
     def pick(
         self, data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES
     ) -> tuple[list[str | None], bool] | None:
+        seen = self._layouts.get(len(data))
+        if type(seen) is _Layout and seen.count <= max_entries:
+            got = seen.read(data, self._size)
+            if got is not None:
+                return got
+        got, shape = self._walk(data, max_entries)
+        if got is not None and shape is not None:
+            self._learn(data, shape, seen, got[1])
+        return got
+
+    def _walk(
+        self, data: bytes, max_entries: int
+    ) -> tuple[tuple[list[str | None], bool] | None, tuple[int, ...] | None]:
+        """The map read entry by entry: the answer, and its entries' lengths (None when
+        a value is null: such maps are not remembered)."""
         values: list[str | None] = [None] * self._size
         wanted, lengths, prefix, firsts = self._wanted, self._lengths, self._prefix, self._firsts
         plen = len(prefix)
         flagged = False
         off, end, count = 0, len(data), 0
         unpack = _I32.unpack_from
+        shape: list[int] | None = []
         try:
             while off < end:
                 count += 1
                 (klen,) = unpack(data, off)
-                key = off = off + 4
-                if klen > 0:
-                    off += klen
+                key = off + 4
+                off = key + klen if klen > 0 else key
                 (vlen,) = unpack(data, off)
                 off += 4
-                if klen >= 0 and vlen >= 0 and off + vlen <= end:
-                    if klen in lengths:
-                        slot = wanted.get(data[key : key + klen].lower())
-                        if slot is not None and values[slot] is None:
-                            values[slot] = data[off : off + vlen].decode("utf-8", "replace")
-                    if (
-                        klen >= plen
-                        and (not plen or data[key] in firsts)
-                        and data[key : key + plen].lower() == prefix
-                    ):
-                        flagged = True
-                if vlen > 0:
-                    off += vlen
+                if vlen < 0 or klen < 0:  # a null: nothing to pick or flag
+                    shape = None
+                    off += max(vlen, 0)
+                    continue
+                if shape is not None:
+                    shape += (klen, vlen)
+                if klen in lengths:
+                    name = data[key : off - 4]
+                    # Peers write the wanted names in lowercase: `lower()` only on a miss.
+                    slot = wanted.get(name)
+                    if slot is None:
+                        slot = wanted.get(name.lower())
+                    if slot is not None and values[slot] is None:
+                        values[slot] = data[off : off + vlen].decode("utf-8", "replace")
+                if (
+                    klen >= plen
+                    and (not plen or data[key] in firsts)
+                    and data[key : key + plen].lower() == prefix
+                ):
+                    flagged = True
+                off += vlen
         except struct.error:
-            return None
+            return None, None
         if off != end or count > max_entries:
+            return None, None
+        return (values, flagged), None if shape is None else tuple(shape)
+
+    def _learn(
+        self,
+        data: bytes,
+        shape: tuple[int, ...],
+        seen: _Layout | tuple[int, ...] | None,
+        flagged: bool,
+    ) -> None:
+        """Remember the shape of a map of this size; compile it once it comes twice in a
+        row (a peer sends the same keys with values of the same lengths call after call),
+        so a stream of ever new shapes costs a tuple, not a `struct.Struct`, each."""
+        layouts, size = self._layouts, len(data)
+        if seen is None and len(layouts) >= _MAX_LAYOUTS:
+            layouts.clear()
+        if seen != shape:  # a first sighting (or a compiled layout whose keys differed)
+            layouts[size] = shape
+            return
+        layout = _Layout(shape, data, flagged)
+        layout.slots = self._slots_of(layout.keys)
+        layouts[size] = layout
+
+    def _slots_of(self, keys: tuple[bytes, ...]) -> tuple[tuple[int, int], ...]:
+        """(slot, index of its value among a layout's fields) for each wanted key, first
+        entry first."""
+        found: dict[int, int] = {}
+        for i, key in enumerate(keys):
+            slot = self._wanted.get(key.lower())
+            if slot is not None and slot not in found:
+                found[slot] = 4 * i + 3
+        return tuple(found.items())
+
+
+_MAX_LAYOUTS = 256  # map sizes a picker remembers a shape for
+
+
+class _Layout:
+    """A header map's shape seen before (its entries' lengths and keys), read back with one
+    `struct` call and checked field by field against it: the same validation as a walk,
+    for the cost of a few C calls. Only maps without nulls have one."""
+
+    __slots__ = ("count", "flagged", "keys", "lengths", "slots", "struct")
+
+    def __init__(self, lengths: tuple[int, ...], data: bytes, flagged: bool) -> None:
+        pairs = zip(lengths[::2], lengths[1::2], strict=True)
+        self.struct = struct.Struct(">" + "".join(f"i{k}si{v}s" for k, v in pairs))
+        self.lengths = lengths  # the fields' lengths: (key 1, value 1, key 2, ...)
+        self.keys: tuple[bytes, ...] = self.struct.unpack(data)[1::4]
+        self.count = len(self.keys)
+        self.flagged = flagged
+        self.slots: tuple[tuple[int, int], ...] = ()
+
+    def read(self, data: bytes, size: int) -> tuple[list[str | None], bool] | None:
+        """`HeaderPicker.pick`'s answer for `data` (of this layout's size), or None when it
+        is not of this shape."""
+        fields = self.struct.unpack(data)
+        if fields[0::2] != self.lengths or fields[1::4] != self.keys:
             return None
-        return values, flagged
+        values: list[str | None] = [None] * size
+        for slot, at in self.slots:
+            values[slot] = fields[at].decode("utf-8", "replace")
+        return values, self.flagged
 
 
 def check_header_map(data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES) -> int:

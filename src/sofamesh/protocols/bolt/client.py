@@ -49,7 +49,7 @@ from sofamesh.codecs.bolt import (
     heartbeat,
     heartbeat_ack,
 )
-from sofamesh.deadlines import DeadlineWatch
+from sofamesh.deadlines import DeadlineWatch, Entry
 from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, WriterClosedError
 from sofamesh.protocols.bolt.mapping import ERROR_HEADER
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
@@ -57,6 +57,7 @@ from sofamesh.transport.net import STREAM_ERRORS
 from sofamesh.transport.workers import Waker, wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
+_new_object = object.__new__
 
 
 @attrs.frozen(kw_only=True)
@@ -77,12 +78,14 @@ class _Waiter:
     """One call's wait for its response: a `Waker` (on asyncio a bare future, awaited
     without a wrapper) and what it was woken with."""
 
-    __slots__ = ("error", "response", "waker")
+    __slots__ = ("entry", "error", "response", "rid", "waker")
 
     def __init__(self, waker: Waker) -> None:
         self.waker = waker
         self.response: ResponseFrame | None = None
         self.error: Exception | None = None
+        self.rid = 0  # the call's id on the connection (`begin`)
+        self.entry: Entry | None = None  # its deadline on the watch (`begin`)
 
     def cancel(self) -> None:
         """The deadline watch's call: the deadline passed, wake the caller."""
@@ -160,8 +163,20 @@ class BoltClientConnection:
         any id in `frame` is ignored). Raises `ConnectError` if the connection was already
         closed (the frame never left), `UpstreamResetError` if it closes before the
         response arrives, `CallTimeoutError` at `at`."""
-        if self._closed or self._retired:
-            raise ConnectError(f"bolt connection to {self.name} closed before sending")
+        waiter = self.begin(frame, at)
+        if waiter is None:
+            if self._closed or self._retired:
+                raise ConnectError(f"bolt connection to {self.name} closed before sending")
+            return await self._call_behind(frame, at)
+        try:
+            await waiter.waker
+        except BaseException:
+            self.forget(waiter)
+            raise
+        return self.finish(waiter)
+
+    async def _call_behind(self, frame: RequestFrame, at: float) -> ResponseFrame:
+        """`call` while the socket is behind: wait for room in the writer first."""
         waiter = _Waiter(self._waker())
         rid = self._ids.allocate(waiter)
         entry = self._deadlines.add(at, waiter) if at != math.inf else None
@@ -185,6 +200,48 @@ class BoltClientConnection:
             raise waiter.error
         assert waiter.response is not None
         return waiter.response
+
+    def begin(self, frame: RequestFrame, at: float = math.inf) -> _Waiter | None:
+        """`call`'s first half, without a coroutine of its own (the sidecar's hot path):
+        the frame queued under a fresh id and the deadline armed. Await the waiter's
+        `waker`, then `finish(waiter)` (or `forget(waiter)` if the wait ends otherwise).
+        None when the call must take `call`'s path instead: the connection is closed or
+        retired, or its writer is too far behind to queue the frame without waiting."""
+        if self._closed or self._retired:
+            return None
+        # `_Waiter(...)` without its Python `__init__` frame: one per proxied call.
+        waiter = _new_object(_Waiter)
+        waiter.waker, waiter.response, waiter.error, waiter.entry = self._waker(), None, None, None
+        rid = waiter.rid = self._ids.allocate(waiter)
+        try:
+            data = encode(frame, request_id=rid)
+        except BaseException:
+            self._ids.pop(rid)
+            raise
+        writer = self._writer
+        if writer.buffered + len(data) > DEFAULT_MAX_BUFFERED:
+            self._ids.pop(rid)
+            return None
+        writer.write_nowait(data)  # open: it closes only with the connection
+        if at != math.inf:
+            waiter.entry = self._deadlines.add(at, waiter)
+        self._calls += 1
+        return waiter
+
+    def finish(self, waiter: _Waiter) -> ResponseFrame:
+        """The response `begin`'s waiter was woken with; raises as `call` does."""
+        self.forget(waiter)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.response is not None
+        return waiter.response
+
+    def forget(self, waiter: _Waiter) -> None:
+        """Release what `begin` took (a late response is then dropped)."""
+        self._ids.pop(waiter.rid)
+        if waiter.entry is not None:
+            self._deadlines.remove(waiter.entry)
+        self._close_if_drained()
 
     async def send_oneway(self, frame: RequestFrame) -> None:
         """Send a oneway request (no response will come); its id is still fresh."""

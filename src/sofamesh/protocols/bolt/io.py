@@ -35,8 +35,8 @@ class FrameWriter:
     """One writer task per connection; `write_nowait` / `write` from any task."""
 
     __slots__ = (
-        "_closed", "_counting", "_finishing", "_max", "_pending", "_room", "_size", "_stream",
-        "_wake", "_waker", "finished",
+        "_closed", "_counting", "_finishing", "_max", "_pending", "_room", "_stream", "_wake",
+        "_waker", "buffered", "finished",
     )  # fmt: skip
 
     def __init__(
@@ -45,7 +45,7 @@ class FrameWriter:
         self._stream = stream
         self._max = max_buffered
         self._pending: list[bytes] = []
-        self._size = 0
+        self.buffered = 0  # bytes queued (read-only: an attribute, read per frame)
         self._waker = waker_class()  # made where the writer is, on its loop
         self._wake = self._waker()
         self._room: anyio.Event | None = None
@@ -54,17 +54,13 @@ class FrameWriter:
         self._counting = True  # queued bytes count in the buffer budget until `run` ends
         self.finished = anyio.Event()  # set when `run` returns
 
-    @property
-    def buffered(self) -> int:
-        return self._size
-
     def write_nowait(self, data: bytes) -> None:
         """Queue `data` (one or more whole frames); it is sent in order."""
         if self._closed:
             raise WriterClosedError("the connection is closed")
         self._pending.append(data)
         n = len(data)
-        self._size += n
+        self.buffered += n
         if self._counting:  # queued frames count against the process's buffer budget
             OVERLOAD.held += n
         waker = self._wake
@@ -74,7 +70,7 @@ class FrameWriter:
     async def write(self, data: bytes) -> None:
         """Queue `data`, then wait while more than `max_buffered` bytes are queued."""
         self.write_nowait(data)
-        while self._size > self._max and not self._closed:
+        while self.buffered > self._max and not self._closed:
             if self._room is None:
                 self._room = anyio.Event()
             await self._room.wait()
@@ -102,7 +98,7 @@ class FrameWriter:
             # however the owner ends the connection.
             if self._counting:
                 self._counting = False
-                OVERLOAD.held -= self._size
+                OVERLOAD.held -= self.buffered
             self.finished.set()
 
     def finish(self) -> None:
@@ -120,10 +116,10 @@ class FrameWriter:
             await self._stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
             if self._closed:
                 return  # `close` already took everything queued off the budget
-            self._size -= size
+            self.buffered -= size
             if self._counting:
                 OVERLOAD.held -= size
-            if self._room is not None and self._size <= self._max:
+            if self._room is not None and self.buffered <= self._max:
                 self._room.set()
                 self._room = None
 
@@ -132,8 +128,8 @@ class FrameWriter:
         self._closed = True
         self._pending.clear()
         if self._counting:
-            OVERLOAD.held -= self._size
-        self._size = 0
+            OVERLOAD.held -= self.buffered
+        self.buffered = 0
         if self._room is not None:
             self._room.set()
             self._room = None

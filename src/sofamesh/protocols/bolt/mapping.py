@@ -104,6 +104,7 @@ BOLT_TO_STATUS: dict[int, Status] = {
 _NOT_REACHED = frozenset({Status.CONNECT_FAILED, Status.NO_ENDPOINT, Status.UNAVAILABLE})
 _BY_VALUE = {s.value: s for s in Status}
 _new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__ (hot path)
+_new_object = object.__new__
 _BOLT_CODES = frozenset(s.value for s in ResponseStatus)
 
 
@@ -163,17 +164,20 @@ class UncheckableBody(NameMismatch):
 
 def invocation_of(frame: RequestFrame) -> Invocation:
     """`request_to_invocation(frame, frame.headers())`, reading only the headers routing
-    needs; the rest are parsed if a filter reads `inv.headers`. Raises `NameMismatch`."""
+    needs; the rest are parsed if a filter reads `inv.headers`. Raises `NameMismatch`, and
+    `HeaderMapError` for a malformed map (a listener's decoder leaves that check to it)."""
     picked = _PICKER.pick(frame.header)
     if picked is None or picked[1]:  # mesh headers to take out (or a malformed map)
         return request_to_invocation(frame, frame.headers())
     (service, target, method, trace_caller), _ = picked
     service, method = _names(frame, service or target or "", method or "")
+    headers = _new_object(_RequestHeaders)  # `_RequestHeaders(raw)` without a Python frame
+    headers._raw = frame.header
     return Invocation(
         protocol="bolt",
         service=service,
         method=method,
-        headers=_RequestHeaders(frame.header),
+        headers=headers,
         caller=trace_caller or "",
         payload=frame,
     )
@@ -249,7 +253,8 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     frame: RequestFrame = inv.payload
     header = frame.header
     headers = inv.headers
-    if type(headers) is not _RequestHeaders or headers.parsed:  # else: the frame's, untouched
+    # `headers.parsed`, read without the property's call: else the frame's, untouched
+    if type(headers) is not _RequestHeaders or headers._raw is None:
         extra = [
             (k, v)
             for k, v in headers.items()

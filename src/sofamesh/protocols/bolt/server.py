@@ -37,7 +37,9 @@ import attrs
 from sofamesh.codecs.bolt import (
     DEFAULT_LIMITS,
     BoltLimits,
+    CommandCode,
     FrameDecoder,
+    HeaderMapError,
     RemoteProtocolError,
     RequestFrame,
     ResponseFrame,
@@ -45,6 +47,7 @@ from sofamesh.codecs.bolt import (
     heartbeat_ack,
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
+from sofamesh.codecs.bolt.headers import DEFAULT_MAX_HEADER_ENTRIES
 from sofamesh.model import Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
 from sofamesh.protocols.bolt.mapping import error_response
@@ -107,6 +110,13 @@ class BoltServer:
     ) -> None:
         self.handler = handler
         self.limits = limits
+        # A handler that says it reads every request's header map first, refusing a
+        # malformed one with `HeaderMapError` (the mesh's, through `mapping.invocation_of`),
+        # spares the decoder its own walk of the map, when it checks the same entry limit.
+        self._handler_checks = (
+            getattr(handler, "checks_header_maps", False)
+            and limits.max_header_entries == DEFAULT_MAX_HEADER_ENTRIES
+        )
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout  # a frame begun must arrive whole within this
@@ -247,7 +257,8 @@ class _ServerConnection:
             await anyio.aclose_forcefully(self.stream)
 
     async def _read(self) -> None:
-        decoder = FrameDecoder(self.server.limits)
+        server = self.server
+        decoder = FrameDecoder(server.limits, check_request_headers=not server._handler_checks)
         while True:
             data = await self._receive()
             if not data:
@@ -318,12 +329,12 @@ class _ServerConnection:
         server = self.server
         if not isinstance(frame, RequestFrame):
             return  # we send no requests; a stray response is harmless
-        if frame.is_heartbeat:
+        if frame.cmd_code == CommandCode.HEARTBEAT:  # `is_heartbeat`, without a property call
             server.heartbeats += 1
             self._send(encode(heartbeat_ack(frame)))
             return
         server.requests += 1
-        if server.draining:
+        if server._life.draining:  # the `draining` property's, read per request
             self._send(encode(error_response(frame, Status.UNAVAILABLE, "the server is draining")))
             return
         if OVERLOAD.held > OVERLOAD.limit:  # busy: SOFARPC clients retry elsewhere
@@ -340,6 +351,10 @@ class _ServerConnection:
             response = await server.handler(frame, self.info)
             if response is not None and not frame.oneway:
                 self._send(encode(response))
+        except HeaderMapError as exc:  # what the decoder left to the handler to find
+            server.requests -= 1  # refused as a frame, as the decoder's refusal is
+            exc.header = frame.fixed_header()
+            self._refuse(exc)
         except Exception as exc:
             server.handler_errors += 1
             log.exception(

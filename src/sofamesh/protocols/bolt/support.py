@@ -43,7 +43,7 @@ from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.probe import bolt_probe
 from sofamesh.protocols.bolt.server import BoltConnInfo, BoltHandler, BoltServer
 from sofamesh.security.spiffe import app_of
-from sofamesh.transport.errors import ConnectError, TransportError, failure_of
+from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
@@ -51,6 +51,8 @@ log = logging.getLogger("sofamesh.listeners")
 
 class OutboundBoltHandler:
     """The local app's calls into the mesh."""
+
+    checks_header_maps = True  # `invocation_of` reads each request's map first (server.py)
 
     def __init__(self, chain: Handler, app: str, clock: Clock) -> None:
         self._chain = chain
@@ -83,6 +85,8 @@ class InboundBoltHandler:
     The caller's deadline cancels the chain (work given up on stops). `watch()` gives the
     pool's `DeadlineWatch` while it runs, which arms a plain cancel scope for a heap push
     where `move_on_after` arms a timer per call; a call without a deadline takes no scope."""
+
+    checks_header_maps = True  # `invocation_of` reads each request's map first (server.py)
 
     def __init__(
         self, route: Route, clock: Clock, watch: Callable[[], DeadlineWatch | None] = _no_watch
@@ -179,14 +183,19 @@ class BoltSupport:
                     await self.pool.send_oneway(host, port, frame)
                     return Result(Status.OK)
                 return timed_out(inv, remaining)
-            conn = self.pool.ready(host, port)  # the usual case, without the pool's frame
-            if conn is None:
+            # The usual case without the pool's or the connection's coroutine: a ready
+            # connection that queues the frame at once.
+            conn = self.pool.ready(host, port)
+            waiter = None if conn is None else conn.begin(frame, at)
+            if conn is None or waiter is None:
                 resp = await self.pool.call(host, port, frame, at)
             else:
                 try:
-                    resp = await conn.call(frame, at)
-                except ConnectError:  # closed before sending: once more, on a new one
-                    resp = await self.pool.call_again(host, port, frame, at)
+                    await waiter.waker
+                except BaseException:
+                    conn.forget(waiter)
+                    raise
+                resp = conn.finish(waiter)
         except CallTimeoutError:
             return timed_out(inv, remaining)
         except TransportError as e:
