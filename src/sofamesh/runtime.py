@@ -97,7 +97,7 @@ class Runtime:
         # the real support here by that use; the holder keeps the real ones open.
         self._holder = Holder()
         self.protocols: dict[str, ProtocolSupport] = lazy_protocols(
-            config.policy, self.clock, self._holder
+            config.policy, self.clock, self._holder, preload=config.preload_protocols
         )
         self._gateway_codes = {name: p.gateway_codes for name, p in self.protocols.items()}
         self.governance = Governance(

@@ -12,12 +12,14 @@ import pytest
 from sofamesh import protocols
 from sofamesh.clock import MonotonicClock
 from sofamesh.codecs.bolt.frames import heartbeat
+from sofamesh.config import load_config
 from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Status
 from sofamesh.protocols import lazy
 from sofamesh.protocols.bolt.support import BoltSupport
 from sofamesh.protocols.h2.support import H2Support
+from sofamesh.runtime import Runtime
 from sofamesh.upstream.health import HealthCheckConfig
 
 pytestmark = pytest.mark.anyio
@@ -165,3 +167,14 @@ async def test_a_server_cancelled_before_its_first_connection_closes_its_listene
         tg.cancel_scope.cancel()  # as a sidecar's exit does, without a drain
     with pytest.raises(OSError):
         await anyio.connect_tcp("127.0.0.1", port)
+
+
+def test_preload_protocols_builds_every_protocol_at_start() -> None:
+    """`preload_protocols: true` trades the idle memory for a first request that pays no
+    import: the runtime holds every real support, no stand-in."""
+    preloaded = Runtime(load_config({"app": "a", "preload_protocols": True}, env={}))
+    assert set(preloaded.protocols) == set(protocols.PROTOCOLS)
+    assert not any(isinstance(p, lazy.LazySupport) for p in preloaded.protocols.values())
+    assert isinstance(preloaded.protocols["bolt"], BoltSupport)
+    default = Runtime(load_config({"app": "a"}, env={}))
+    assert isinstance(default.protocols["bolt"], lazy.LazySupport)

@@ -392,6 +392,8 @@ class MeshConfig:
     # Bytes held in request and response buffers across the process; past it, new requests
     # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
     buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    # Every protocol's code at start instead of with its first use (protocols/lazy.py).
+    preload_protocols: bool = False
     overload: OverloadConfig = attrs.field(factory=OverloadConfig)
     # Per-name state (upstream/cluster.py): clusters kept at most, and how long an unused
     # one lives (dropped after one to two of these periods).

@@ -229,8 +229,13 @@ class LazySupport:
         return getattr(loaded[self.name], attr)
 
 
-def lazy_protocols(policy: PolicyConfig, clock: Clock, holder: Holder) -> Supports:
-    """Every protocol: the eager ones built, a stand-in for each lazy one."""
+def lazy_protocols(
+    policy: PolicyConfig, clock: Clock, holder: Holder, *, preload: bool = False
+) -> Supports:
+    """Every protocol: the eager ones built, a stand-in for each lazy one; with `preload`
+    (the config's `preload_protocols`), every one built now, no stand-in."""
+    if preload:
+        return make_protocols(policy, clock, tuple(PROTOCOLS))
     eager = tuple(n for n, reg in PROTOCOLS.items() if not reg.lazy)
     protocols = make_protocols(policy, clock, eager)
     families: dict[tuple[str, ...], Family] = {}
