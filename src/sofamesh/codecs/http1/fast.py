@@ -12,11 +12,19 @@ its precise reason). The grammar accepted here is a subset of what h11
 accepts (RFC 9112 §2-§6, RFC 9110 §5), so the two paths never disagree on a
 message the fast path takes; tests/codecs/test_http1_fast.py checks that
 both paths give identical results.
+
+A response's field lines are split by llhttp (the `httptools` package, the
+`speedups` extra) when it is importable and `SOFAMESH_PURE_PYTHON` is not
+set: its C state machine enforces the grammar `_FIELDS` does (token names,
+values free of controls but HTAB) for about half the instructions, and any
+head it refuses goes to h11 as before (tests/codecs/test_http1_llhttp.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from typing import Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
@@ -57,6 +65,56 @@ def _fields(block: bytes) -> ParsedFields | None:
     out = ParsedFields(fields)
     out.checked = True  # the writer's checks hold for every line `_FIELDS` matched
     return out
+
+
+class _Lines:
+    """llhttp's field callback target: one per head, the fields as `_fields` would give them."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[bytes, bytes]] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops the leading OWS and keeps the trailing (RFC 9110 §5.5 drops both)
+        self.fields.append((name.lower(), value.rstrip(b" \t")))
+
+
+def _llhttp_fields(buf: bytes, start: int, end: int) -> ParsedFields | None:
+    """The field lines of the head `buf[:end + 4]`, as `_fields`; None if llhttp refuses them.
+
+    llhttp (strict, no lenient flags) takes a name only of token characters and
+    a value only of VCHAR, obs-text, SP and HTAB, each line ending in CRLF: the
+    grammar of `_FIELDS`, so the list may be marked checked. What else it
+    refuses (duplicate Content-Length, Transfer-Encoding with Content-Length)
+    `_framing` defers anyway; the status line is `_STATUS_LINE`'s to judge.
+    """
+    lines = _Lines()
+    try:
+        _httptools.HttpResponseParser(lines).feed_data(buf[: end + 4])
+    except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):
+        return None
+    out = ParsedFields(lines.fields)
+    out.checked = True
+    return out
+
+
+def _pure_fields(buf: bytes, start: int, end: int) -> ParsedFields | None:
+    """The field lines between the status line's end `start` and the blank line at `end`."""
+    return _fields(buf[start : end + 2])
+
+
+try:
+    import httptools as _httptools
+except ImportError:
+    _httptools = None  # type: ignore[assignment]
+
+LLHTTP: Final = _httptools is not None and not os.environ.get("SOFAMESH_PURE_PYTHON")
+"""Whether response heads are split by llhttp (see the module's docstring)."""
+
+_response_fields: Callable[[bytes, int, int], ParsedFields | None] = (
+    _llhttp_fields if LLHTTP else _pure_fields
+)
 
 
 def _framing(
@@ -141,7 +199,7 @@ def split_response(
     status = int(line.group(1))
     if status in (204, 304):
         return DEFER  # bodiless by definition (RFC 9112 §6.3): h11's rules
-    fields = _fields(buf[line.end() : end + 2])
+    fields = _response_fields(buf, line.end(), end)
     framing = _framing(fields, _RESPONSE_DEFER) if fields is not None else None
     if fields is None or framing is None or framing[0] < 0 or len(fields) > limits.max_headers:
         return DEFER
