@@ -1,10 +1,11 @@
 """llhttp (httptools) and the pure-Python fast path split a response head alike.
 
-With `httptools` importable the fast path hands a response's field lines to
+With `httptools` importable the fast path hands a head's field lines to
 llhttp; these tests hold it to the pure path's grammar: on every generated
 head, including ones with bytes the grammar refuses, both give the same
-fields (marked checked) or both refuse, and `split_response` answers the same
-whichever reads the fields. `SOFAMESH_PURE_PYTHON=1` turns llhttp off.
+fields (marked checked) or both refuse, and `split_request` and
+`split_response` answer the same whichever reads the fields.
+`SOFAMESH_PURE_PYTHON=1` turns llhttp off.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sofamesh.codecs.http1 import Http1ClientCodec, Http1Limits, HttpRequest, fast
+from sofamesh.codecs.http1 import (
+    Http1ClientCodec,
+    Http1Limits,
+    Http1ServerCodec,
+    HttpRequest,
+    fast,
+)
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.messages import ParsedFields
 
@@ -49,11 +56,11 @@ def field_blocks(draw: st.DrawFn) -> bytes:
     return block if not block or block.endswith(b"\r\n") else block + b"\r\n"
 
 
-def both(block: bytes) -> tuple[ParsedFields | None, ParsedFields | None]:
-    status = b"HTTP/1.1 200 OK\r\n"
-    buf = status + block + b"\r\n"
-    end = len(buf) - 4
-    return fast._pure_fields(buf, len(status), end), fast._llhttp_fields(buf, len(status), end)
+def both(
+    start: bytes, block: bytes, parser: object
+) -> tuple[ParsedFields | None, list[tuple[bytes, bytes]] | None]:
+    buf = start + block + b"\r\n"
+    return fast._pure_fields(None, buf, len(start), len(buf) - 4), fast._llhttp_split(parser, buf)
 
 
 @settings(max_examples=500, deadline=None)
@@ -67,11 +74,16 @@ def both(block: bytes) -> tuple[ParsedFields | None, ParsedFields | None]:
 @example(b"A:b:c\r\n")
 @example(b": x\r\n")
 def test_llhttp_reads_field_lines_as_the_pure_path_does(block: bytes) -> None:
-    pure, llhttp = both(block)
-    assert (pure is None) == (llhttp is None)
-    if pure is not None and llhttp is not None:
-        assert list(llhttp) == list(pure)
-        assert llhttp.checked and pure.checked
+    heads = [
+        (b"HTTP/1.1 200 OK\r\n", httptools.HttpResponseParser),
+        (b"GET / HTTP/1.1\r\n", httptools.HttpRequestParser),
+    ]
+    for start, parser in heads:
+        pure, llhttp = both(start, block, parser)
+        assert (pure is None) == (llhttp is None)  # llhttp takes what may be marked checked
+        if pure is not None:
+            assert llhttp == list(pure)
+            assert pure.checked
 
 
 FRAMING_LINES = st.lists(
@@ -97,7 +109,7 @@ FRAMING_LINES = st.lists(
 @pytest.fixture(params=["llhttp", "pure"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     reads = fast._llhttp_fields if request.param == "llhttp" else fast._pure_fields
-    monkeypatch.setattr(fast, "_response_fields", reads)
+    monkeypatch.setattr(fast, "_read_fields", reads)
     yield request.param
 
 
@@ -116,11 +128,64 @@ def test_split_response_answers_alike_with_either_reader(
     answers = []
     for reads in (fast._pure_fields, fast._llhttp_fields):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(fast, "_response_fields", reads)
+            patch.setattr(fast, "_read_fields", reads)
             answers.append(fast.split_response(buf, limits))
     assert answers[0] == answers[1]
     if isinstance(answers[1], tuple):
         assert answers[1][2].checked
+
+
+REQUEST_FRAMING = st.lists(
+    st.sampled_from(
+        [
+            b"Host: a\r\n",
+            b"Content-Length: 3\r\n",
+            b"Content-Length: 03\r\n",
+            b"Content-Length: 1 2\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"Expect: 100-continue\r\n",
+            b"Upgrade: h2c\r\n",
+            b"Connection: Upgrade\r\n",
+            b"Connection: close\r\n",
+            b"TE: trailers\r\n",
+        ]
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"GET / ", b"POST /a?b=c ", b"FOO /x ", b"CONNECT a:1 ", b"GET /{|} "]),
+    REQUEST_FRAMING,
+    field_blocks(),
+    st.binary(max_size=8),
+)
+def test_split_request_answers_alike_with_either_reader(
+    line: bytes, framing: list[bytes], block: bytes, body: bytes
+) -> None:
+    buf = line + b"HTTP/1.1\r\nHost: h\r\n" + b"".join(framing) + block + b"\r\n" + body
+    limits = Http1Limits(max_headers=6, max_body_size=8)
+    answers: list[object] = []
+    for reads in (fast._pure_fields, fast._llhttp_fields):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fast, "_read_fields", reads)
+            try:
+                answers.append(fast.split_request(buf, limits))
+            except HttpProtocolError as exc:
+                answers.append((exc.status, str(exc)))
+    assert answers[0] == answers[1]
+    if isinstance(answers[1], tuple) and len(answers[1]) == 6:
+        assert answers[1][2].checked
+
+
+def test_the_server_codec_reads_a_request_alike_with_either_reader(reader: str) -> None:
+    codec = Http1ServerCodec()
+    codec.receive_data(b"PUT /a HTTP/1.1\r\nHost: h\r\nX-A:  1 \r\nContent-Length: 2\r\n\r\nhi")
+    request = codec.next_request()
+    assert isinstance(request, HttpRequest)
+    assert (request.method, request.target, request.body) == ("PUT", "/a", b"hi")
+    assert list(request.headers) == [(b"host", b"h"), (b"x-a", b"1"), (b"content-length", b"2")]
 
 
 NGINX = (
@@ -177,7 +242,7 @@ def test_llhttp_is_on_when_httptools_imports_and_off_with_the_switch() -> None:
     assert httptools.HttpResponseParser is not None
     pure = bool(os.environ.get("SOFAMESH_PURE_PYTHON"))
     assert fast.LLHTTP is not pure
-    probe = "from sofamesh.codecs.http1 import fast; print(fast._response_fields.__name__)"
+    probe = "from sofamesh.codecs.http1 import fast; print(fast._read_fields.__name__)"
     env = {**os.environ, "SOFAMESH_PURE_PYTHON": "1"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, check=True)
     assert out.stdout.split() == [b"_pure_fields"]

@@ -13,11 +13,12 @@ accepts (RFC 9112 §2-§6, RFC 9110 §5), so the two paths never disagree on a
 message the fast path takes; tests/codecs/test_http1_fast.py checks that
 both paths give identical results.
 
-A response's field lines are split by llhttp (the `httptools` package, the
+The field lines are split by llhttp (the `httptools` package, the
 `speedups` extra) when it is importable and `SOFAMESH_PURE_PYTHON` is not
 set: its C state machine enforces the grammar `_FIELDS` does (token names,
-values free of controls but HTAB) for about half the instructions, and any
-head it refuses goes to h11 as before (tests/codecs/test_http1_llhttp.py).
+values free of controls but HTAB) for about two thirds of the instructions a
+field, and any head it refuses goes the pure way, which decides as before
+(tests/codecs/test_http1_llhttp.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.limits import Http1Limits
@@ -80,27 +81,36 @@ class _Lines:
         self.fields.append((name.lower(), value.rstrip(b" \t")))
 
 
-def _llhttp_fields(buf: bytes, start: int, end: int) -> ParsedFields | None:
-    """The field lines of the head `buf[:end + 4]`, as `_fields`; None if llhttp refuses them.
+def _llhttp_split(parser: Any, head: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The field lines of `head` (start line to blank line) as `_fields`; None if llhttp refuses.
 
     llhttp (strict, no lenient flags) takes a name only of token characters and
     a value only of VCHAR, obs-text, SP and HTAB, each line ending in CRLF: the
-    grammar of `_FIELDS`, so the list may be marked checked. What else it
-    refuses (duplicate Content-Length, Transfer-Encoding with Content-Length)
-    `_framing` defers anyway; the status line is `_STATUS_LINE`'s to judge.
+    grammar of `_FIELDS`, so the list may be marked checked. It also refuses
+    what `_fields` leaves to others (a start line `_REQUEST_LINE` or
+    `_STATUS_LINE` takes but llhttp does not, duplicate Content-Length,
+    Transfer-Encoding with Content-Length): the caller then asks `_fields`.
     """
     lines = _Lines()
     try:
-        _httptools.HttpResponseParser(lines).feed_data(buf[: end + 4])
+        parser(lines).feed_data(head)
     except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):
         return None
-    out = ParsedFields(lines.fields)
+    return lines.fields
+
+
+def _llhttp_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
+    """`_pure_fields`, read by llhttp; the pure path decides every head llhttp refuses."""
+    fields = _llhttp_split(parser, buf[: end + 4])
+    if fields is None:
+        return _fields(buf[start : end + 2])
+    out = ParsedFields(fields)
     out.checked = True
     return out
 
 
-def _pure_fields(buf: bytes, start: int, end: int) -> ParsedFields | None:
-    """The field lines between the status line's end `start` and the blank line at `end`."""
+def _pure_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
+    """The field lines between the start line's end `start` and the blank line at `end`."""
     return _fields(buf[start : end + 2])
 
 
@@ -110,9 +120,11 @@ except ImportError:
     _httptools = None  # type: ignore[assignment]
 
 LLHTTP: Final = _httptools is not None and not os.environ.get("SOFAMESH_PURE_PYTHON")
-"""Whether response heads are split by llhttp (see the module's docstring)."""
+"""Whether heads are split by llhttp (see the module's docstring)."""
 
-_response_fields: Callable[[bytes, int, int], ParsedFields | None] = (
+_REQUEST_PARSER: Final = _httptools and _httptools.HttpRequestParser
+_RESPONSE_PARSER: Final = _httptools and _httptools.HttpResponseParser
+_read_fields: Callable[[Any, bytes, int, int], ParsedFields | None] = (
     _llhttp_fields if LLHTTP else _pure_fields
 )
 
@@ -160,7 +172,7 @@ def split_request(
     line = _REQUEST_LINE.match(buf, 0, end + 2)
     if line is None:
         return DEFER
-    fields = _fields(buf[line.end() : end + 2])
+    fields = _read_fields(_REQUEST_PARSER, buf, line.end(), end)
     if fields is None:
         return DEFER
     framing = _framing(fields, _REQUEST_DEFER)
@@ -199,7 +211,7 @@ def split_response(
     status = int(line.group(1))
     if status in (204, 304):
         return DEFER  # bodiless by definition (RFC 9112 §6.3): h11's rules
-    fields = _response_fields(buf, line.end(), end)
+    fields = _read_fields(_RESPONSE_PARSER, buf, line.end(), end)
     framing = _framing(fields, _RESPONSE_DEFER) if fields is not None else None
     if fields is None or framing is None or framing[0] < 0 or len(fields) > limits.max_headers:
         return DEFER
