@@ -68,17 +68,17 @@ def _fields(block: bytes) -> ParsedFields | None:
     return out
 
 
-class _Lines:
-    """llhttp's field callback target: one per head, the fields as `_fields` would give them."""
+class _Lines(list[tuple[bytes, bytes]]):
+    """llhttp's field callback target: one per head, the fields as `_fields` would give them.
 
-    __slots__ = ("fields",)
+    A list itself, so that making one runs no Python `__init__`.
+    """
 
-    def __init__(self) -> None:
-        self.fields: list[tuple[bytes, bytes]] = []
+    __slots__ = ()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp drops the leading OWS and keeps the trailing (RFC 9110 §5.5 drops both)
-        self.fields.append((name.lower(), value.rstrip(b" \t")))
+        self.append((name.lower(), value.rstrip(b" \t")))
 
 
 def _llhttp_split(parser: Any, head: bytes) -> list[tuple[bytes, bytes]] | None:
@@ -96,7 +96,7 @@ def _llhttp_split(parser: Any, head: bytes) -> list[tuple[bytes, bytes]] | None:
         parser(lines).feed_data(head)
     except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):
         return None
-    return lines.fields
+    return lines
 
 
 def _llhttp_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
