@@ -57,10 +57,15 @@ def field_blocks(draw: st.DrawFn) -> bytes:
 
 
 def both(
-    start: bytes, block: bytes, parser: object
+    start: bytes, block: bytes, parser: type
 ) -> tuple[ParsedFields | None, list[tuple[bytes, bytes]] | None]:
-    buf = start + block + b"\r\n"
-    return fast._pure_fields(None, buf, len(start), len(buf) - 4), fast._llhttp_split(parser, buf)
+    """What the pure path and what llhttp alone (no fallback) make of one head's field lines."""
+    lines = fast._Lines()
+    try:
+        parser(lines).feed_data(start + block + b"\r\n")
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return fast._fields(block), None
+    return fast._fields(block), lines
 
 
 @settings(max_examples=500, deadline=None)
@@ -108,8 +113,7 @@ FRAMING_LINES = st.lists(
 
 @pytest.fixture(params=["llhttp", "pure"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    reads = fast._llhttp_fields if request.param == "llhttp" else fast._pure_fields
-    monkeypatch.setattr(fast, "_read_fields", reads)
+    monkeypatch.setattr(fast, "LLHTTP", request.param == "llhttp")
     yield request.param
 
 
@@ -126,9 +130,9 @@ def test_split_response_answers_alike_with_either_reader(
     buf = b"HTTP/1.1 " + status + b"\r\n" + b"".join(framing) + block + b"\r\n" + body
     limits = Http1Limits(max_headers=6)
     answers = []
-    for reads in (fast._pure_fields, fast._llhttp_fields):
+    for llhttp in (False, True):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(fast, "_read_fields", reads)
+            patch.setattr(fast, "LLHTTP", llhttp)
             answers.append(fast.split_response(buf, limits))
     assert answers[0] == answers[1]
     if isinstance(answers[1], tuple):
@@ -167,9 +171,9 @@ def test_split_request_answers_alike_with_either_reader(
     buf = line + b"HTTP/1.1\r\nHost: h\r\n" + b"".join(framing) + block + b"\r\n" + body
     limits = Http1Limits(max_headers=6, max_body_size=8)
     answers: list[object] = []
-    for reads in (fast._pure_fields, fast._llhttp_fields):
+    for llhttp in (False, True):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(fast, "_read_fields", reads)
+            patch.setattr(fast, "LLHTTP", llhttp)
             try:
                 answers.append(fast.split_request(buf, limits))
             except HttpProtocolError as exc:
@@ -242,10 +246,10 @@ def test_llhttp_is_on_when_httptools_imports_and_off_with_the_switch() -> None:
     assert httptools.HttpResponseParser is not None
     pure = bool(os.environ.get("SOFAMESH_PURE_PYTHON"))
     assert fast.LLHTTP is not pure
-    probe = "from sofamesh.codecs.http1 import fast; print(fast._read_fields.__name__)"
+    probe = "from sofamesh.codecs.http1 import fast; print(fast.LLHTTP)"
     env = {**os.environ, "SOFAMESH_PURE_PYTHON": "1"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, check=True)
-    assert out.stdout.split() == [b"_pure_fields"]
+    assert out.stdout.split() == [b"False"]
     env.pop("SOFAMESH_PURE_PYTHON")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, check=True)
-    assert out.stdout.split() == [b"_llhttp_fields"]
+    assert out.stdout.split() == [b"True"]

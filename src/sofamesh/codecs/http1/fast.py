@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from typing import Any, Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
@@ -81,37 +80,25 @@ class _Lines(list[tuple[bytes, bytes]]):
         self.append((name.lower(), value.rstrip(b" \t")))
 
 
-def _llhttp_split(parser: Any, head: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The field lines of `head` (start line to blank line) as `_fields`; None if llhttp refuses.
+def _llhttp_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
+    """`_fields` of the lines between `start` and the blank line at `end`, read by llhttp.
 
     llhttp (strict, no lenient flags) takes a name only of token characters and
     a value only of VCHAR, obs-text, SP and HTAB, each line ending in CRLF: the
     grammar of `_FIELDS`, so the list may be marked checked. It also refuses
     what `_fields` leaves to others (a start line `_REQUEST_LINE` or
     `_STATUS_LINE` takes but llhttp does not, duplicate Content-Length,
-    Transfer-Encoding with Content-Length): the caller then asks `_fields`.
+    Transfer-Encoding with Content-Length): `_fields` then decides, as it does
+    without llhttp.
     """
     lines = _Lines()
     try:
-        parser(lines).feed_data(head)
+        parser(lines).feed_data(buf[: end + 4])
     except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):
-        return None
-    return lines
-
-
-def _llhttp_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
-    """`_pure_fields`, read by llhttp; the pure path decides every head llhttp refuses."""
-    fields = _llhttp_split(parser, buf[: end + 4])
-    if fields is None:
         return _fields(buf[start : end + 2])
-    out = ParsedFields(fields)
+    out = ParsedFields(lines)
     out.checked = True
     return out
-
-
-def _pure_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
-    """The field lines between the start line's end `start` and the blank line at `end`."""
-    return _fields(buf[start : end + 2])
 
 
 try:
@@ -119,14 +106,11 @@ try:
 except ImportError:
     _httptools = None  # type: ignore[assignment]
 
-LLHTTP: Final = _httptools is not None and not os.environ.get("SOFAMESH_PURE_PYTHON")
+LLHTTP = _httptools is not None and not os.environ.get("SOFAMESH_PURE_PYTHON")
 """Whether heads are split by llhttp (see the module's docstring)."""
 
 _REQUEST_PARSER: Final = _httptools and _httptools.HttpRequestParser
 _RESPONSE_PARSER: Final = _httptools and _httptools.HttpResponseParser
-_read_fields: Callable[[Any, bytes, int, int], ParsedFields | None] = (
-    _llhttp_fields if LLHTTP else _pure_fields
-)
 
 
 def _framing(
@@ -172,7 +156,10 @@ def split_request(
     line = _REQUEST_LINE.match(buf, 0, end + 2)
     if line is None:
         return DEFER
-    fields = _read_fields(_REQUEST_PARSER, buf, line.end(), end)
+    if LLHTTP:
+        fields = _llhttp_fields(_REQUEST_PARSER, buf, line.end(), end)
+    else:
+        fields = _fields(buf[line.end() : end + 2])
     if fields is None:
         return DEFER
     framing = _framing(fields, _REQUEST_DEFER)
@@ -211,7 +198,10 @@ def split_response(
     status = int(line.group(1))
     if status in (204, 304):
         return DEFER  # bodiless by definition (RFC 9112 §6.3): h11's rules
-    fields = _read_fields(_RESPONSE_PARSER, buf, line.end(), end)
+    if LLHTTP:
+        fields = _llhttp_fields(_RESPONSE_PARSER, buf, line.end(), end)
+    else:
+        fields = _fields(buf[line.end() : end + 2])
     framing = _framing(fields, _RESPONSE_DEFER) if fields is not None else None
     if fields is None or framing is None or framing[0] < 0 or len(fields) > limits.max_headers:
         return DEFER
