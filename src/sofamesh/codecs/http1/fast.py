@@ -12,12 +12,20 @@ its precise reason). The grammar accepted here is a subset of what h11
 accepts (RFC 9112 §2-§6, RFC 9110 §5), so the two paths never disagree on a
 message the fast path takes; tests/codecs/test_http1_fast.py checks that
 both paths give identical results.
+
+The field lines are split by llhttp (the `httptools` package, the
+`speedups` extra) when it is importable and `SOFAMESH_PURE_PYTHON` is not
+set: its C state machine enforces the grammar `_FIELDS` does (token names,
+values free of controls but HTAB) for about two thirds of the instructions a
+field, and any head it refuses goes the pure way, which decides as before
+(tests/codecs/test_http1_llhttp.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Final
+from typing import Any, Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.limits import Http1Limits
@@ -57,6 +65,52 @@ def _fields(block: bytes) -> ParsedFields | None:
     out = ParsedFields(fields)
     out.checked = True  # the writer's checks hold for every line `_FIELDS` matched
     return out
+
+
+class _Lines(list[tuple[bytes, bytes]]):
+    """llhttp's field callback target: one per head, the fields as `_fields` would give them.
+
+    A list itself, so that making one runs no Python `__init__`.
+    """
+
+    __slots__ = ()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops the leading OWS and keeps the trailing (RFC 9110 §5.5 drops both)
+        self.append((name.lower(), value.rstrip(b" \t")))
+
+
+def _llhttp_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedFields | None:
+    """`_fields` of the lines between `start` and the blank line at `end`, read by llhttp.
+
+    llhttp (strict, no lenient flags) takes a name only of token characters and
+    a value only of VCHAR, obs-text, SP and HTAB, each line ending in CRLF: the
+    grammar of `_FIELDS`, so the list may be marked checked. It also refuses
+    what `_fields` leaves to others (a start line `_REQUEST_LINE` or
+    `_STATUS_LINE` takes but llhttp does not, duplicate Content-Length,
+    Transfer-Encoding with Content-Length): `_fields` then decides, as it does
+    without llhttp.
+    """
+    lines = _Lines()
+    try:
+        parser(lines).feed_data(buf[: end + 4])
+    except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):
+        return _fields(buf[start : end + 2])
+    out = ParsedFields(lines)
+    out.checked = True
+    return out
+
+
+try:
+    import httptools as _httptools
+except ImportError:
+    _httptools = None  # type: ignore[assignment]
+
+LLHTTP = _httptools is not None and not os.environ.get("SOFAMESH_PURE_PYTHON")
+"""Whether heads are split by llhttp (see the module's docstring)."""
+
+_REQUEST_PARSER: Final = _httptools and _httptools.HttpRequestParser
+_RESPONSE_PARSER: Final = _httptools and _httptools.HttpResponseParser
 
 
 def _framing(
@@ -102,7 +156,10 @@ def split_request(
     line = _REQUEST_LINE.match(buf, 0, end + 2)
     if line is None:
         return DEFER
-    fields = _fields(buf[line.end() : end + 2])
+    if LLHTTP:
+        fields = _llhttp_fields(_REQUEST_PARSER, buf, line.end(), end)
+    else:
+        fields = _fields(buf[line.end() : end + 2])
     if fields is None:
         return DEFER
     framing = _framing(fields, _REQUEST_DEFER)
@@ -141,7 +198,10 @@ def split_response(
     status = int(line.group(1))
     if status in (204, 304):
         return DEFER  # bodiless by definition (RFC 9112 §6.3): h11's rules
-    fields = _fields(buf[line.end() : end + 2])
+    if LLHTTP:
+        fields = _llhttp_fields(_RESPONSE_PARSER, buf, line.end(), end)
+    else:
+        fields = _fields(buf[line.end() : end + 2])
     framing = _framing(fields, _RESPONSE_DEFER) if fields is not None else None
     if fields is None or framing is None or framing[0] < 0 or len(fields) > limits.max_headers:
         return DEFER
