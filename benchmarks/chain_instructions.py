@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from chain import FULL_RULES, SERVICE, open_runtime
+from chain import FULL_RULES, SERVICE, measure, open_runtime
 
 HERE = Path(__file__).resolve()
 CHAINS = {"none": None, "full": FULL_RULES}
@@ -41,21 +41,9 @@ NAMES = {"none": "no rules", "full": "full set"}
 
 
 async def calls(handler: Any, n: int) -> None:
-    """`n` calls as `chain.measure` makes them (each builds its `Invocation`)."""
-    from sofamesh.model import Headers, Invocation
-
-    headers = [("x-user", "42"), ("host", SERVICE)]
-    for _ in range(n):
-        inv = Invocation(
-            protocol="null",
-            service=SERVICE,
-            method="/orders/1",
-            headers=Headers.from_lower(list(headers)),
-            caller="bench-app",
-            idempotent=True,
-        )
-        result = await handler(inv)
-        assert result.ok, result.detail
+    """`n` calls exactly as `chain.measure` makes them (each builds its `Invocation`)."""
+    if n:
+        await measure(handler, n)
 
 
 def instrument(on: bool) -> None:
