@@ -54,16 +54,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PROXY_PIDS: dict[int, int] = {}  # a proxy's port -> its process, for its CPU per request
 PATH = "/helloworld.Greeter/SayHello"
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
+# nginx's gRPC server block, beside netutil's plain HTTP one (`start_nginx`).
+GRPC_SERVER = """
   server {{
     listen 127.0.0.1:{grpc_port} http2;
     http2_max_requests 100000000;
@@ -74,14 +66,7 @@ http {{
       error_page 405 =200 $uri;
       add_trailer grpc-status 0 always;
     }}
-  }}
-  server {{
-    listen 127.0.0.1:{http_port};
-    keepalive_requests 100000000;
-    location / {{ return 200 "hello from upstream\\n"; }}
-  }}
-}}
-"""
+  }}"""
 
 
 def generate_stubs(tmp: Path) -> Path:
@@ -315,10 +300,8 @@ def start_paths(
     """The upstreams, their publication, the sidecars and Envoy: the port of each path, by name."""
     gen = generate_stubs(tmp)
     ngx_grpc, ngx_http = free_port(), free_port()
-    (tmp / "nginx.conf").write_text(
-        NGINX_CONF.format(dir=tmp, grpc_port=ngx_grpc, http_port=ngx_http)
-    )
-    spawn(["nginx", "-c", str(tmp / "nginx.conf")], procs)
+    servers = GRPC_SERVER.format(dir=tmp, grpc_port=ngx_grpc)
+    procs.append(netutil.start_nginx(tmp, servers, port=ngx_http, grpc_port=ngx_grpc))
     upstream = ngx_grpc
     if args.upstream == "grpcio":
         upstream = free_port()

@@ -235,7 +235,7 @@ def lazy_protocols(
     """Every protocol: the eager ones built, a stand-in for each lazy one; with `preload`
     (the config's `preload_protocols`), every one built now, no stand-in."""
     if preload:
-        return make_protocols(policy, clock, tuple(PROTOCOLS))
+        return make_protocols(policy, clock)
     eager = tuple(n for n, reg in PROTOCOLS.items() if not reg.lazy)
     protocols = make_protocols(policy, clock, eager)
     families: dict[tuple[str, ...], Family] = {}
