@@ -12,7 +12,7 @@ import pytest
 from sofamesh import protocols
 from sofamesh.clock import MonotonicClock
 from sofamesh.codecs.bolt.frames import heartbeat
-from sofamesh.config import load_config
+from sofamesh.config import ConfigError, load_config
 from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Status
@@ -178,3 +178,9 @@ def test_preload_protocols_builds_every_protocol_at_start() -> None:
     assert isinstance(preloaded.protocols["bolt"], BoltSupport)
     default = Runtime(load_config({"app": "a"}, env={}))
     assert isinstance(default.protocols["bolt"], lazy.LazySupport)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, [True]])
+def test_preload_protocols_takes_a_boolean_only(value: object) -> None:
+    with pytest.raises(ConfigError, match="preload_protocols: expected bool"):
+        load_config({"app": "a", "preload_protocols": value}, env={})
