@@ -275,18 +275,18 @@ class FileRulesSource:
         # The whole file is read on every poll: comparing content (not mtime, whose
         # granularity can hide a quick second write) never misses a change. Only a change
         # is parsed, and off the loop: a large document takes seconds to parse.
-        seen: str | None = None
+        seen: tuple[bool, str] | None = None  # (read, its text) or (not read, why)
         while True:
             try:
                 text = await self.path.read_text()
             except (OSError, UnicodeDecodeError) as e:
                 problem = f"cannot read: {getattr(e, 'strerror', None) or e}"
-                if problem != seen:
-                    seen = problem
+                if (False, problem) != seen:
+                    seen = (False, problem)
                     yield RulesSnapshot(self.origin, error=problem)
             else:
-                if text != seen:
-                    seen = text
+                if (True, text) != seen:
+                    seen = (True, text)
                     yield await parse_document(self.origin, text)
             await self._sleep(self._interval)
 
