@@ -340,7 +340,8 @@ class H2Connection:
             self.close(ENHANCE_YOUR_CALM, "no flow-control progress")
 
     def holders(self) -> Iterator[Holding]:
-        """The streams holding a response for the peer (the overload action resets them)."""
+        """Streams holding buffered bytes, a request body or a response (the overload action
+        resets them)."""
         for s in list(self.streams.values()):
             if s.held:
                 yield s.held, f"h2 {self.peer} stream {s.id}", s.reset

@@ -66,7 +66,7 @@ class H2Stream:
         self.local_closed = False
         self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
         self.chunks: deque[tuple[bytes, int]] = deque()
-        self.held = 0  # bytes of a response held here for the peer (the overload action's measure)
+        self.held = 0  # bytes buffered for it, request body or response (overload's measure)
         # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
         self._recv_wait: Signal | None = None
         self._window_wait: Signal | None = None
