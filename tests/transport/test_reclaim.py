@@ -4,6 +4,7 @@ heap trimmed after a large release."""
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,38 @@ async def test_the_trim_runs_off_the_loop_and_is_counted(anyio_backend: Any) -> 
     assert await reclaimer.trim_if_due()
     assert kept
     assert overload.counters["heap_trims"] == 1
+
+
+async def test_a_trim_in_the_middle_of_a_release_is_followed_by_one_for_the_rest(
+    anyio_backend: Any, caplog: Any
+) -> None:
+    """A trim that lands halfway through a release (connections dropped one after another)
+    leaves the rest resident, less than a trim's worth: once the budget's count has fallen
+    by a quarter of a trim's worth since it, one follow-up trim at that threshold takes it;
+    without the fall it waits, and after the follow-up the full threshold is back."""
+    caplog.set_level(logging.INFO, "sofamesh.overload")
+    overload = Overload()
+    trimmer = HeapTrimmer(after_bytes=8 * MIB, interval=0.0)
+    reclaimer = Reclaimer(overload, trimmer=trimmer)
+    gc.collect()
+    raised = bytes(4 * MIB)  # glibc's mmap threshold past 1 MiB, as in `burst`
+    del raised
+    first = [bytes([i]) * MIB for i in range(12)]
+    rest = [bytes([i]) * MIB for i in range(6)]
+    later = [bytes([i]) * MIB for i in range(6)]
+    kept = bytes(MIB)  # on top of the heap, as a server's live objects are
+    overload.held = 24 * MIB
+    assert not await reclaimer.trim_if_due()  # the peak, sampled
+    first.clear()
+    overload.held -= 12 * MIB
+    assert await reclaimer.trim_if_due()  # halfway: a full trim's worth is free
+    rest.clear()
+    assert not await reclaimer.trim_if_due()  # 6 MiB free, under 8, and the count still
+    overload.held -= 6 * MIB
+    assert await reclaimer.trim_if_due()  # the count fell: the rest goes at a quarter
+    assert overload.counters["heap_trims"] == 2
+    assert "heap trimmed after the rest of a release" in caplog.text
+    later.clear()
+    overload.held -= 6 * MIB
+    assert not await reclaimer.trim_if_due()  # one follow-up per trim: 6 MiB is under 8 again
+    assert kept

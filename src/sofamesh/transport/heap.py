@@ -82,13 +82,15 @@ class HeapTrimmer:
         """The last trim was long enough ago (and there is a heap to trim)."""
         return self._libc is not None and now - self._trimmed_at >= self.interval
 
-    def due(self, now: float) -> bool:
-        """A large release since the last trim, and the last one long enough ago."""
+    def due(self, now: float, after_bytes: int | None = None) -> bool:
+        """A large release since the last trim (`after_bytes`, the trimmer's own by
+        default), and the last trim long enough ago."""
         if self._libc is None:
             return False
         free = self.free_bytes()
         self._lowest = min(self._lowest, free)
-        return free - self._lowest >= self.after_bytes and self.ready(now)
+        least = self.after_bytes if after_bytes is None else after_bytes
+        return free - self._lowest >= least and self.ready(now)
 
     def trim(self, now: float) -> None:
         """Give the free pages back (blocking: call it from a worker thread)."""

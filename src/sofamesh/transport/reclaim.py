@@ -17,7 +17,10 @@ actions past their triggers; two of them are these:
   for the cycle collector (a cancelled task's traceback keeps its frames, and their
   buffers, alive: on trio, 16 dropped connections kept 60 MiB until a collection), so a
   full collection runs first (once the count fell by a quarter of a trim's worth), on the
-  loop, at most once per trim interval.
+  loop, at most once per trim interval. A trim can land in the middle of a release (16
+  connections dropped over half a second, the trim after the first nine): once the count
+  has fallen by a quarter of a trim's worth since it, one follow-up trim takes the rest
+  at that lower threshold, when the interval allows.
 
 One task per process samples every `interval` (0.25 s): a comparison, and `mallinfo2`
 (about 15 us). Nothing is added to a request's path; holders are found by walking the
@@ -63,6 +66,8 @@ class Reclaimer:
         self.trimmer = trimmer
         self._held_peak = overload.held  # the budget's count at its highest since a collection
         self._collect_after = 0.0  # at most one collection per trim interval
+        # The budget's count at the last full trim, while its follow-up is still to come.
+        self._held_at_trim: int | None = None
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -112,12 +117,16 @@ class Reclaimer:
             started = time.perf_counter()
             gc.collect()  # buffers kept alive by reference cycles are freed now
             collected = (time.perf_counter() - started) * 1000
-        if not trimmer.due(now):
+        quarter = trimmer.after_bytes // 4
+        follow_up = self._held_at_trim is not None and self._held_at_trim - held >= quarter
+        if not trimmer.due(now, quarter if follow_up else None):
             return False
+        self._held_at_trim = None if follow_up else held
         started = time.perf_counter()
         await anyio.to_thread.run_sync(trimmer.trim, now)
         took = (time.perf_counter() - started) * 1000
         self.overload.count("heap_trims")
-        log.info("overload: heap trimmed after a large release in %.1f ms (a collection "
-                 "before it: %.1f ms)", took, collected)  # fmt: skip
+        log.info("overload: heap trimmed after %s in %.1f ms (a collection before it: "
+                 "%.1f ms)", "the rest of a release" if follow_up else "a large release",
+                 took, collected)  # fmt: skip
         return True
