@@ -213,6 +213,8 @@ class MeshStream:
                 result = await chain(inv)
             except Exception:
                 log.exception("gRPC call %s failed inside the mesh", self._name)
+            finally:
+                inv.payload.body.close()  # the kept request chunks leave the buffer budget
         self._outcome = _outcome(result, self._name)
         self._source.fail(GRPCError(GStatus.CANCELLED, "the call has ended"))
         self._sink.close()

@@ -8,6 +8,7 @@ so each test runs on asyncio and on trio.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from sofamesh.config import Address, load_config
 from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.h2.stream import H2Stream
 from sofamesh.sidecar.app import Sidecar
+from sofamesh.testing.process import poll_until
+from sofamesh.transport.budget import OVERLOAD
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +229,60 @@ async def test_a_provider_resetting_a_stream_spares_its_neighbours(peers: Peers)
         tg.cancel_scope.cancel()
     assert err.code() is grpc.StatusCode.INTERNAL  # RST_STREAM INTERNAL_ERROR, as grpc maps it
     assert others == [str(i) for i in range(5)]  # the raw upstream echoes the request bytes
+
+
+async def test_a_request_kept_for_a_retry_counts_in_the_buffer_budget(
+    peers: Peers, grpcio_server: int
+) -> None:
+    """Each sidecar keeps a streamed request's first chunks so that a retry can send them
+    again: they count against the buffer budget while kept, go as soon as the caller saw a
+    response (no retry can follow it), and the budget is back where it was after the call."""
+    Msg = peers.echo.Msg
+    blob = b"k" * (256 * 1024)
+    before = OVERLOAD.held
+    sent, go_on = threading.Event(), threading.Event()
+    async with mesh(grpcio_server, SERVICES) as out:
+
+        def client_stream() -> Any:
+            def requests() -> Any:
+                yield from (Msg(text=t, blob=blob) for t in "abc")
+                sent.set()
+                go_on.wait(20)
+
+            with channel(out) as ch:
+                return peers.echo_stub(ch).ClientStream(requests(), timeout=30)
+
+        def bidi() -> list[str]:
+            def requests() -> Any:
+                yield Msg(text="x", blob=blob)
+                go_on.wait(20)
+
+            with channel(out) as ch:
+                replies = []
+                for reply in peers.echo_stub(ch).Bidi(requests(), timeout=30):
+                    replies.append(reply.text)
+                    sent.set()
+                return replies
+
+        async def all_kept() -> bool:  # no answer yet: each sidecar keeps the three
+            return sent.is_set() and OVERLOAD.held - before >= 3 * len(blob)
+
+        async def answered() -> bool:
+            return sent.is_set()
+
+        async def let_go() -> bool:
+            return OVERLOAD.held - before < len(blob)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_thread, client_stream)
+            await poll_until(all_kept, 10)
+            go_on.set()
+        assert OVERLOAD.held == before
+        sent.clear()
+        go_on.clear()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_thread, bidi)
+            await poll_until(answered, 10)
+            await poll_until(let_go, 10)  # the first reply came: nothing is kept any more
+            go_on.set()
+        assert OVERLOAD.held == before

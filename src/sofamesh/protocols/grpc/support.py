@@ -113,7 +113,10 @@ class GrpcListener:
             inv.caller, inv.peer = app_of(stream.conn.identity), stream.conn.identity
         if head.timeout is not None:
             inv.deadline = self._clock.now() + head.timeout
-        result = await self._run(inv, stream) if not head.refused else _refused(head.refused)
+        try:
+            result = await self._run(inv, stream) if not head.refused else _refused(head.refused)
+        finally:
+            call.body.close()  # what a retry could have needed leaves the buffer budget
         if result is not None:
             await finish(stream, call, result)
 

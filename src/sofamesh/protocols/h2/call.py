@@ -11,7 +11,11 @@ outlier ejection, and the `TimeoutFilter` deadline covers the call's life.
 - `body` (a `ReplayableBody`) reads the caller's request chunks, keeping the
   first `replay_limit` bytes so that a retry can send them again (Envoy's
   request buffering for retries). Past the limit, a retry is impossible and
-  the attempt reports the previous outcome.
+  the attempt reports the previous outcome. The kept bytes count against the
+  buffer budget (`transport/budget.py`) while kept: once the caller saw a
+  response (`forget`: no attempt can follow) the chunks already sent go, and
+  the rest when the call ends (`close`), so a long stream does not pin its
+  first megabyte for its whole life.
 - `sink` (a `ResponseSink`) takes the response headers and body; once it has
   sent anything downstream it is `committed`, and no further attempt may
   start (the caller already saw a response).
@@ -30,6 +34,7 @@ import attrs
 
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.protocols.h2.stream import H2Stream
+from sofamesh.transport.budget import OVERLOAD
 
 REPLAY_LIMIT = 1024 * 1024  # Envoy's default per-request buffer limit
 
@@ -65,15 +70,19 @@ class NotReplayable(Exception):
 class ReplayableBody:
     """Reads a `BodySource` once, and lets each new attempt start from the beginning."""
 
-    __slots__ = ("_attempts", "_ended", "_kept", "_kept_bytes", "_limit", "_source", "overflowed")
+    __slots__ = (
+        "_attempts", "_current", "_ended", "_kept", "_kept_bytes", "_limit", "_source",
+        "overflowed",
+    )  # fmt: skip
 
     def __init__(self, source: BodySource, replay_limit: int = REPLAY_LIMIT) -> None:
         self._source = source
         self._limit = replay_limit
         self._kept: list[bytes] = []
-        self._kept_bytes = 0
+        self._kept_bytes = 0  # what `_kept` holds, counted in the buffer budget
         self._ended = False
         self._attempts = 0
+        self._current: BodyReader | None = None
         self.overflowed = False
 
     def reader(self) -> BodyReader:
@@ -81,7 +90,41 @@ class ReplayableBody:
         self._attempts += 1
         if self._attempts > 1 and self.overflowed:
             raise NotReplayable("the request body was larger than the retry buffer")
-        return BodyReader(self)
+        self._current = BodyReader(self)
+        return self._current
+
+    def forget(self) -> None:
+        """No attempt can follow (the caller saw a response): keep nothing more, and let
+        go of the kept chunks the current attempt has already sent."""
+        self.overflowed = True
+        reader = self._current
+        sent = len(self._kept) if reader is None else reader._pos
+        if sent:
+            gone = sum(map(len, self._kept[:sent]))
+            del self._kept[:sent]
+            self._kept_bytes -= gone
+            OVERLOAD.held -= gone
+            if reader is not None:
+                reader._pos = 0
+
+    def close(self) -> None:
+        """The call ended: the kept chunks leave the budget."""
+        self.overflowed = True
+        self._kept.clear()
+        OVERLOAD.held -= self._kept_bytes
+        self._kept_bytes = 0
+
+    def _keep(self, chunk: bytes) -> None:
+        size = len(chunk)
+        if self._kept_bytes + size > self._limit:
+            self.overflowed = True
+            self._kept.clear()
+            OVERLOAD.held -= self._kept_bytes
+            self._kept_bytes = 0
+        else:
+            self._kept.append(chunk)
+            self._kept_bytes += size
+            OVERLOAD.held += size
 
     async def _pull(self) -> bytes | None:
         if self._ended:
@@ -91,12 +134,7 @@ class ReplayableBody:
             self._ended = True
             return None
         if not self.overflowed:
-            self._kept_bytes += len(chunk)
-            if self._kept_bytes > self._limit:
-                self.overflowed = True
-                self._kept.clear()
-            else:
-                self._kept.append(chunk)
+            self._keep(chunk)
         return chunk
 
     def _take_ended(self) -> list[bytes]:
@@ -105,12 +143,7 @@ class ReplayableBody:
         for chunk in chunks:
             if self.overflowed:
                 break
-            self._kept_bytes += len(chunk)
-            if self._kept_bytes > self._limit:
-                self.overflowed = True
-                self._kept.clear()
-            else:
-                self._kept.append(chunk)
+            self._keep(chunk)
         return chunks
 
     @property

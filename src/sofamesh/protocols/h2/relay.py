@@ -77,6 +77,7 @@ async def _respond(up: H2Stream, call: StreamCall) -> StreamReply:
         return StreamReply(head, [], trailers_only=True)
     sink = call.sink
     await sink.send_headers(head)
+    call.body.forget()  # the caller saw a response: no attempt follows
     while (chunk := await up.receive_data()) is not None:
         await sink.send_data(chunk)
     return StreamReply(head, up.trailers or [])
