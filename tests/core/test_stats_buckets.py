@@ -24,3 +24,18 @@ def test_record_and_observe_choose_bisects_bucket(ms: float) -> None:
     for counts in (h.counts, cs.latency.counts):
         assert counts.index(1) == want and sum(counts) == 1
     assert cs.by_status == {Status.OK: {200: 1}} and cs.total == 1
+
+
+def test_runs_of_like_calls_are_counted_when_read() -> None:
+    cs = CallStats()
+    ends = [(Status.OK, 200)] * 3 + [(Status.OK, 404), (Status.TIMEOUT, 0), (Status.OK, 200)] * 2
+    for status, code in ends:
+        cs.record(status, 1.0, code)
+    assert cs.by_status == {Status.OK: {200: 5, 404: 2}, Status.TIMEOUT: {0: 2}}
+    assert (cs.total, cs.errors) == (9, 2)
+    cs.record(Status.OK, 1.0, 200)
+    assert cs.as_dict()["rq_status"] == {"ok": 8, "timeout": 2}
+    cs.record(Status.OK, 1.0, 200)
+    cs.reset()
+    cs.record(Status.TIMEOUT, 1.0)
+    assert cs.by_status == {Status.TIMEOUT: {0: 1}} and cs.total == 1
