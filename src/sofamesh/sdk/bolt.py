@@ -201,7 +201,9 @@ class BoltConsumer:
             headers.append(("sofa_head_target_app", self.target_app))
         body = encode_request(req, values, self._registry)
         frame = request(0, body, headers=headers, oneway=oneway)
-        inv = Invocation("bolt", self.service, method, Headers(headers), caller=app, payload=frame)
+        # protocol, service, method, headers, caller, deadline, peer, payload (positional:
+        # a class called with keywords builds a dict for them)
+        inv = Invocation("bolt", self.service, method, Headers(headers), app, None, "", frame)
         budget = timeout if timeout is not None else self.timeout
         if budget is not None:
             inv.deadline = self.mesh.runtime.clock.now() + budget

@@ -175,12 +175,9 @@ class MeshStream:
         chain = await self._channel.chain()
         self._scope = anyio.CancelScope()
         mesh = self._channel._mesh
+        # Positional: a class called with keywords builds a dict for them.
         inv = Invocation(
-            protocol="grpc",
-            service=self._service,
-            method=self._name,
-            headers=Headers.from_lower(self._metadata),
-            caller=mesh.config.app,
+            "grpc", self._service, self._name, Headers.from_lower(self._metadata), mesh.config.app
         )
         inv.payload = StreamCall(
             self._name, self._service, ReplayableBody(self._source), self._sink

@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from sofamesh.chain import Handler
 from sofamesh.governance.enforcement_rules import FallbackRule
 from sofamesh.governance.filters.keyed import Carry, ScopeIndex
@@ -152,7 +150,7 @@ async def _call(
     if inspect.isawaitable(out):
         out = await out
     if isinstance(out, Result):
-        return attrs.evolve(out, headers=out.headers.copy())
+        return out.copy()
     if isinstance(out, bytes | str):
         body = out.encode() if isinstance(out, str) else out
         return make_result(Status.OK, 200, list(mark), body, detail)

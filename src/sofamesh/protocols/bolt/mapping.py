@@ -173,14 +173,9 @@ def invocation_of(frame: RequestFrame) -> Invocation:
     service, method = _names(frame, service or target or "", method or "")
     headers = _new_object(_RequestHeaders)  # `_RequestHeaders(raw)` without a Python frame
     headers._raw = frame.header
-    return Invocation(
-        protocol="bolt",
-        service=service,
-        method=method,
-        headers=headers,
-        caller=trace_caller or "",
-        payload=frame,
-    )
+    # Positional (protocol, service, method, headers, caller, deadline, peer, payload):
+    # a class called with keywords builds a dict for them.
+    return Invocation("bolt", service, method, headers, trace_caller or "", None, "", frame)
 
 
 def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation:
@@ -284,7 +279,7 @@ def response_to_result(resp: ResponseFrame) -> Result:
     """A peer's response: SUCCESS is OK; a mesh hop's `x-sofamesh-error` names the status."""
     code = resp.status
     if code == ResponseStatus.SUCCESS:
-        return Result(Status.OK, code, payload=resp)
+        return Result(Status.OK, code, None, resp)  # positional: no keyword dict
     status = BOLT_TO_STATUS.get(code, Status.APP_ERROR)
     if resp.header:
         for key, value in resp.headers():

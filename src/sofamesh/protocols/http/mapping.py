@@ -140,17 +140,21 @@ def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocatio
     host, service, caller = _picked(req.headers)
     target = req.target
     q = target.find("?")
+    # Positional (protocol, service, method, headers, caller, deadline, peer, payload,
+    # idempotent): a class called with keywords builds a dict for them, 2,700 instructions.
     return Invocation(
-        protocol=protocol,
-        service=_service(
+        protocol,
+        _service(
             None if service is None else service.decode("latin-1"),
             "" if host is None else host.decode("latin-1"),
         ),
-        method=target if q < 0 else target[:q],
-        headers=WireHeaders(req.headers),
-        caller="" if caller is None else caller.decode("latin-1"),
-        payload=req,
-        idempotent=req.method in IDEMPOTENT_METHODS,
+        target if q < 0 else target[:q],
+        WireHeaders(req.headers),
+        "" if caller is None else caller.decode("latin-1"),
+        None,
+        "",
+        req,
+        req.method in IDEMPOTENT_METHODS,
     )
 
 
@@ -237,7 +241,7 @@ def response_to_result(resp: HttpResponse) -> Result:
         for k, v in resp.headers:
             if k == _ERROR_HEADER_B:
                 status = _PEER_STATUS.get(v, Status.APP_ERROR)
-    return Result(status=status, code=resp.status, payload=resp)
+    return Result(status, resp.status, None, resp)  # positional: no keyword dict
 
 
 def result_to_response(result: Result, service: str) -> HttpResponse:
