@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import glob
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -163,6 +164,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--src", help="run the sidecar from another checkout's src/")
     ap.add_argument("--quick", action="store_true", help="100 calls of warm-up, 200 counted")
+    ap.add_argument("--keep", type=Path, help="copy callgrind's dump of the counted phase here")
     args = ap.parse_args()
     if args.quick:
         args.warm, args.calls, args.top = 100, 200, 5
@@ -185,6 +187,8 @@ def main() -> None:
             for proc in procs:
                 proc.wait(120)  # the sidecar writes its dump as it exits
         total, dump = total_of(out)
+        if args.keep is not None:
+            shutil.copyfile(dump, args.keep)
         print(f"{args.calls} calls, {args.connections} connections x {args.window} in flight, "
               f"{errors} errors")  # fmt: skip
         print(f"| sidecar, instructions per proxied call | {total / args.calls:,.0f} |")
