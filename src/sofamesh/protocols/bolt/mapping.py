@@ -218,7 +218,8 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
 
 def _names(frame: RequestFrame, service: str, method: str) -> tuple[str, str]:
     """(service, method): the header's, checked against the body's and completed by it."""
-    if not _is_sofa_hessian(frame):
+    # `_is_sofa_hessian(frame)`, inline: a Python call less per request
+    if frame.codec != Codec.HESSIAN2 or frame.class_name != SOFA_REQUEST_CLASS:
         return service, method  # protobuf or another class: the header is all there is
     names = peek_names(frame.body)  # the head alone, in the forms peers write (a few us)
     if names is None:
