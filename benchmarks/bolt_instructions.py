@@ -1,6 +1,7 @@
 """Instructions per proxied Bolt call in the sidecar, counted by callgrind.
 
     .venv/bin/python benchmarks/bolt_instructions.py [--warm 1000] [--calls 2000] [--top 25]
+    .venv/bin/python benchmarks/bolt_instructions.py --steady  # counted on warm connections
     .venv/bin/python benchmarks/bolt_instructions.py --quick   # 100 + 200 calls: a smoke run
 
 Timings on a shared 2-core machine swing by 2x between runs; instruction counts repeat
@@ -9,7 +10,10 @@ uvloop, one outbound Bolt listener, the file registry, the SDK provider of `bolt
 it) runs under `valgrind --tool=callgrind --instr-atstart=no`; it is warmed with `--warm`
 calls of `bolt.py`'s request (echo of a 1 KB String as Java SOFARPC frames it, with a 600 s
 timeout so that the slowed process answers every call), then instrumented (`callgrind_control
--i on` / `off`) for exactly `--calls` calls, `--connections` x `--window` in flight. The
+-i on` / `off`) for exactly `--calls` calls, `--connections` x `--window` in flight, on
+connections of their own (as the first rounds counted: the count then holds 16
+connections' set-up and teardown, about 3.9 million instructions each), or with
+`--steady` on the warm-up's connections, as `bolt.py`'s long runs spend their CPU. The
 count is the process's own instructions, not the kernel's: system calls avoided show in
 `bolt.py`'s CPU column instead. Prints the count per call and the top entries (inclusive of
 nothing: self instructions per function, from `callgrind_annotate`).
@@ -21,10 +25,12 @@ import argparse
 import asyncio
 import glob
 import json
+import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bolt import _RESPONSE, request_template
@@ -47,7 +53,6 @@ class _Caller(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._send(self.window)
 
     def _send(self, n: int) -> None:
         out = []
@@ -78,22 +83,41 @@ class _Caller(asyncio.Protocol):
 
 
 async def calls(port: int, n: int, connections: int, window: int) -> int:
-    """Make exactly `n` calls through `port`; the number answered with an error."""
+    """Make exactly `n` calls through `port` on new connections; the number answered with
+    an error."""
+    return (await phases(port, [n], connections, window, lambda: None))[0]
+
+
+async def phases(
+    port: int, counts: list[int], connections: int, window: int, between: Callable[[], None]
+) -> list[int]:
+    """`counts[i]` calls in phase i, all on the same connections (opened before the first),
+    `between()` run before each later phase; the errors of each phase."""
     template = bytearray(request_template())
     struct.pack_into(">i", template, _TIMEOUT_OFFSET, 600_000)
-    state = {"n": n, "left": n, "done": 0, "errors": 0}
-    finished = asyncio.Event()
     loop = asyncio.get_running_loop()
-    conns = [
-        await loop.create_connection(
+    state = {"n": 0, "left": 0, "done": 0, "errors": 0}
+    finished = asyncio.Event()
+    callers = []
+    for _ in range(connections):
+        _, caller = await loop.create_connection(
             lambda: _Caller(template, window, state, finished), "127.0.0.1", port
         )
-        for _ in range(connections)
-    ]
-    await finished.wait()
-    for transport, _ in conns:
-        transport.close()
-    return state["errors"]
+        callers.append(caller)
+    errors = []
+    for i, n in enumerate(counts):
+        if i:
+            between()
+        state.update(n=n, left=n, done=0, errors=0)
+        finished.clear()
+        for caller in callers:
+            caller._send(window)
+        await finished.wait()
+        errors.append(state["errors"])
+    for caller in callers:
+        assert caller.transport is not None
+        caller.transport.close()
+    return errors
 
 
 def start_provider(tmp: Path, registry: str, src: str | None) -> subprocess.Popen[bytes]:
@@ -127,6 +151,10 @@ def start_sidecar(
 def instrument(pid: int, on: bool) -> None:
     argv = ["callgrind_control", "-i", "on" if on else "off", str(pid)]
     subprocess.run(argv, check=True, capture_output=True)
+
+
+def on(pid: int) -> Callable[[], None]:
+    return lambda: instrument(pid, True)
 
 
 def total_of(out: Path) -> tuple[int, Path]:
@@ -163,9 +191,14 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--src", help="run the sidecar from another checkout's src/")
     ap.add_argument("--quick", action="store_true", help="100 calls of warm-up, 200 counted")
+    ap.add_argument(
+        "--steady", action="store_true",
+        help="count calls on the warm-up's connections (no connection set-up in the count)",
+    )  # fmt: skip
+    ap.add_argument("--keep", type=Path, help="copy callgrind's dump of the counted phase here")
     args = ap.parse_args()
     if args.quick:
-        args.warm, args.calls, args.top = 100, 200, 5
+        args.warm, args.calls, args.top, args.steady = 100, 200, 5, True
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         registry = f"file://{tmp}/registry?poll=0.1"
@@ -175,9 +208,13 @@ def main() -> None:
             sidecar, port = start_sidecar(tmp, registry, out, args.src)
             procs.append(sidecar)
             shape = (args.connections, args.window)
-            errors = asyncio.run(calls(port, args.warm, *shape))
-            instrument(sidecar.pid, True)
-            errors += asyncio.run(calls(port, args.calls, *shape))
+            if args.steady:  # the counted calls on the warm-up's connections
+                counts = [args.warm, args.calls]
+                errors = sum(asyncio.run(phases(port, counts, *shape, on(sidecar.pid))))
+            else:
+                errors = asyncio.run(calls(port, args.warm, *shape))
+                instrument(sidecar.pid, True)
+                errors += asyncio.run(calls(port, args.calls, *shape))
             instrument(sidecar.pid, False)
         finally:
             for proc in procs:
@@ -185,6 +222,8 @@ def main() -> None:
             for proc in procs:
                 proc.wait(120)  # the sidecar writes its dump as it exits
         total, dump = total_of(out)
+        if args.keep is not None:
+            shutil.copyfile(dump, args.keep)
         print(f"{args.calls} calls, {args.connections} connections x {args.window} in flight, "
               f"{errors} errors")  # fmt: skip
         print(f"| sidecar, instructions per proxied call | {total / args.calls:,.0f} |")

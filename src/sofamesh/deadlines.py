@@ -90,8 +90,12 @@ class DeadlineWatch:
     def _fire(self, now: float) -> None:
         heap = self._heap
         while heap and (heap[0][2] is None or heap[0][0] <= now):  # type: ignore[operator]
-            _, _, scope = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            scope = entry[2]
             if scope is not None:
+                # Done now: the owner's `remove` after its wake-up must not count it again
+                # (a `_live` gone negative made every later `remove` rebuild the heap).
+                entry[2] = None
                 self._live -= 1
                 scope.cancel()  # type: ignore[attr-defined]
 

@@ -24,6 +24,7 @@ from sofamesh.codecs.bolt import (
     RequestFrame,
     ResponseFrame,
     encode,
+    encode_v1_reply,
     frame_length,
     heartbeat,
     heartbeat_ack,
@@ -138,6 +139,27 @@ def test_with_request_id_changes_only_the_id_and_the_crc(data: bytes) -> None:
     assert set(changed) - crc_bytes <= set(range(off, off + 4))
     if data is V2_CRC_REQUEST:
         assert zlib.crc32(patched[:-4]).to_bytes(4, "big") == patched[-4:]
+
+
+@pytest.mark.parametrize("data", [H4_ECHO_RESPONSE, V2_CRC_RESPONSE, HEARTBEAT_ACK])
+def test_encode_v1_reply_is_encode_of_the_response_as_v1_under_the_id(data: bytes) -> None:
+    resp = decode(data)
+    assert isinstance(resp, ResponseFrame)
+    as_v1 = resp._replace(request_id=-7, version=1, ver1=1, switch=0)
+    assert encode_v1_reply(resp, -7) == encode(as_v1)
+
+
+@pytest.mark.parametrize(
+    ("frame", "words"),
+    [
+        (ResponseFrame(1, cmd_code=CommandCode.RPC_REQUEST), "command code 1"),
+        (ResponseFrame(1, header=b"h" * 0x8000), "must each fit"),
+        (ResponseFrame(1, status=0x10000), "cannot encode frame"),
+    ],
+)
+def test_encode_v1_reply_refuses_as_encode_does(frame: ResponseFrame, words: str) -> None:
+    with pytest.raises(LocalProtocolError, match=words):
+        encode_v1_reply(frame, 1)
 
 
 def test_with_request_id_equals_encode_under_another_id() -> None:

@@ -74,11 +74,12 @@ def test_repeated_heads_are_answered_from_memory_and_stay_right() -> None:
     def body(service: str, method: str, arg: str) -> bytes:
         return encode_request(SofaRequest(method, ["java.lang.String"], service, None, {}), [arg])
 
-    names_module._known.clear()
-    names_module._lengths.clear()
+    names_module.forget()
     first = body("com.example.Echo:1.0", "echo", "x")
     assert peek_names(first) == ("echo", "com.example.Echo:1.0")
     assert len(names_module._known) == 1  # the head up to the second name
+    assert peek_names(first) == ("echo", "com.example.Echo:1.0")
+    assert names_module._last[0] == first[: len(next(iter(names_module._known)))]
     # The same head, other arguments: from memory; another method of the same length and
     # another service are not confused with it.
     assert peek_names(body("com.example.Echo:1.0", "echo", "y" * 500)) == first_names(first)

@@ -236,6 +236,8 @@ def test_a_shape_seen_twice_in_a_row_is_read_in_one_pass() -> None:
     assert isinstance(layout, _Layout)  # twice: compiled
     other = entry(b"service", b"s:2") + entry(b"x-mesh-a", b"2") + entry(b"method", b"n")
     assert layout.read(other, 2) == (["s:2", "n"], True)
+    invalid = entry(b"service", b"s\xff2") + entry(b"x-mesh-a", b"2") + entry(b"method", b"n")
+    assert layout.read(invalid, 2) == (["s\ufffd2", "n"], True)  # as Java decodes it
     renamed = entry(b"servicf", b"s:2") + entry(b"x-mesh-a", b"2") + entry(b"method", b"n")
     assert layout.read(renamed, 2) is None  # same lengths, another key: walked instead
     assert picker.pick(renamed) == ([None, "n"], True)

@@ -37,6 +37,7 @@ from sofamesh.protocols.bolt.mapping import (
     error_response,
     invocation_of,
     invocation_to_frame,
+    reply_of,
     request_to_invocation,
     response_to_result,
     result_to_response,
@@ -147,6 +148,25 @@ def test_a_peer_response_comes_back_under_the_callers_id_and_version() -> None:
     assert (resp.request_id, resp.version, resp.ver1, resp.switch) == (5, 2, 2, 1)
     assert resp.has_crc and resp.body == b"\x05hello"
     assert decoded_response(encode(resp)) == resp  # the CRC is recomputed
+
+
+@pytest.mark.parametrize("caller", [H4_ECHO_REQUEST, V2_CRC_REQUEST])
+@pytest.mark.parametrize(
+    "result",
+    [
+        Result(Status.OK, payload=reply(decoded(V2_CRC_REQUEST), body=b"\x05hello")),
+        Result(Status.OK, payload=b"cached"),
+        Result(Status.RATE_LIMITED, payload=b"slow down"),
+    ],
+    ids=["peer", "direct", "mesh-made"],
+)
+def test_reply_of_is_result_to_response_encoded_or_not(caller: bytes, result: Result) -> None:
+    to = decoded(caller)
+    out = reply_of(result, to)
+    expected = result_to_response(result, to)
+    peer_to_v1 = type(result.payload) is ResponseFrame and to.version == 1
+    assert isinstance(out, bytes) is peer_to_v1  # the usual proxied reply comes encoded
+    assert (out if isinstance(out, bytes) else encode(out)) == encode(expected)
 
 
 def decoded_response(raw: bytes) -> ResponseFrame:

@@ -31,6 +31,7 @@ from sofamesh.codecs.bolt.codes import (
 from sofamesh.codecs.bolt.decoder import FrameDecoder
 from sofamesh.codecs.bolt.encoder import (
     encode,
+    encode_v1_reply,
     frame_length,
     read_request_id,
     with_request_id,
@@ -100,6 +101,7 @@ __all__ = [
     "UnsupportedVersionError",
     "encode",
     "encode_header_map",
+    "encode_v1_reply",
     "frame_length",
     "heartbeat",
     "heartbeat_ack",

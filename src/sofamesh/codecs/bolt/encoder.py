@@ -72,6 +72,24 @@ def encode(frame: Frame, *, request_id: int | None = None) -> bytes:
     return b"".join((head, cls, hdr, body, U32.pack(crc)))
 
 
+def encode_v1_reply(resp: ResponseFrame, request_id: int) -> bytes:
+    """`resp` as a v1 response under `request_id`, whatever version it came in: a proxy's
+    usual reply (a provider's response re-addressed to a v1 caller) without a
+    `ResponseFrame` built for it or `encode`'s general path, two Python calls fewer per
+    proxied call. Checked as `encode` checks it."""
+    _, status, body, cls, hdr, cmd, codec, _, _, _, ver2 = resp
+    cl, hl = len(cls), len(hdr)
+    if cmd not in _RESPONSE_CODES or cl > MAX_SHORT_LENGTH or hl > MAX_SHORT_LENGTH:
+        frame = resp._replace(request_id=request_id, version=BOLT_V1, ver1=1, switch=0)
+        return encode(frame)  # raises, naming the field
+    try:
+        head = V1_RESPONSE.pack(BOLT_V1, 0, cmd, ver2, request_id, codec, status, cl, hl,
+                                len(body))  # fmt: skip
+    except struct.error as exc:
+        raise LocalProtocolError(f"bolt: cannot encode frame {request_id}: {exc}") from None
+    return b"".join((head, cls, hdr, body))
+
+
 def _check(
     rid: int, cl: int, hl: int, known: bool, cmd: int, version: int, ver1: int, switch: int
 ) -> None:

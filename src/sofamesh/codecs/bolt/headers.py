@@ -217,7 +217,11 @@ class _Layout:
             return None
         values: list[str | None] = [None] * size
         for slot, at in self.slots:
-            values[slot] = fields[at].decode("utf-8", "replace")
+            raw = fields[at]
+            try:  # strict first: `decode()` without arguments skips the codec-name lookups
+                values[slot] = raw.decode()
+            except UnicodeDecodeError:
+                values[slot] = raw.decode("utf-8", "replace")
         return values, self.flagged
 
 

@@ -286,8 +286,12 @@ class BoltClientConnection:
                 data = await self._stream.receive(65536)
                 self._reads += 1
                 decoder.receive_data(data)
-                for frame in decoder:
+                # Not `for frame in decoder`: its sentinel test calls the frame's Python
+                # `__eq__` once per response.
+                frame = decoder.next_frame()
+                while frame is not None:
                     self._dispatch(frame)
+                    frame = decoder.next_frame()
         except anyio.EndOfStream:
             self._why = "was closed by the peer"
         except STREAM_ERRORS as exc:

@@ -38,6 +38,7 @@ import logging
 from typing import Any
 
 from sofamesh.codecs.bolt import (
+    BOLT_V1,
     SOFA_REQUEST_CLASS,
     Codec,
     HeaderItems,
@@ -45,6 +46,7 @@ from sofamesh.codecs.bolt import (
     ResponseFrame,
     ResponseStatus,
     encode_header_map,
+    encode_v1_reply,
     parse_header_map,
     reply,
 )
@@ -211,7 +213,8 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
 
 def _names(frame: RequestFrame, service: str, method: str) -> tuple[str, str]:
     """(service, method): the header's, checked against the body's and completed by it."""
-    if not _is_sofa_hessian(frame):
+    # `_is_sofa_hessian(frame)`, inline: a Python call less per request
+    if frame.codec != Codec.HESSIAN2 or frame.class_name != SOFA_REQUEST_CLASS:
         return service, method  # protobuf or another class: the header is all there is
     names = peek_names(frame.body)  # the head alone, in the forms peers write (a few us)
     if names is None:
@@ -310,6 +313,16 @@ def result_to_response(result: Result, to: RequestFrame | FrameHeader) -> Respon
     else:
         detail = result.detail or result.status.value
     return error_response(to, result.status, detail, code=_bolt_code(result.code))
+
+
+def reply_of(result: Result, to: RequestFrame) -> ResponseFrame | bytes:
+    """`result_to_response(result, to)`, already encoded when it is the usual proxied
+    reply (a provider's response to a v1 caller: `encode_v1_reply`); the server encodes
+    a frame, and sends bytes as they are."""
+    payload = result.payload
+    if type(payload) is ResponseFrame and to.version == BOLT_V1:
+        return encode_v1_reply(payload, to.request_id)
+    return result_to_response(result, to)
 
 
 def _bolt_code(code: int) -> int | None:

@@ -77,7 +77,8 @@ class BoltConnInfo:
     identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
 
 
-BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[ResponseFrame | None]]
+# A handler answers with a frame, or with its bytes when it encoded the frame itself.
+BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[ResponseFrame | bytes | None]]
 
 
 @attrs.frozen(slots=True)
@@ -244,9 +245,12 @@ class _ServerConnection:
                     try:
                         await self._read()
                     finally:
-                        handlers.cancel_scope.cancel()  # the peer is gone, or we close
-                        self._handlers = None  # takes no task from now on
+                        # Idle workers first return on their own (woken, not cancelled:
+                        # a cancelled task costs anyio several loop passes to deliver to),
+                        # then the calls in flight are cancelled: the peer is gone, or we close.
                         self._workers.close()
+                        handlers.cancel_scope.cancel()
+                        self._handlers = None  # takes no task from now on
                 await self._last_words()
                 tg.cancel_scope.cancel()
         except Exception:
@@ -350,7 +354,7 @@ class _ServerConnection:
         try:
             response = await server.handler(frame, self.info)
             if response is not None and not frame.oneway:
-                self._send(encode(response))
+                self._send(response if isinstance(response, bytes) else encode(response))
         except HeaderMapError as exc:  # what the decoder left to the handler to find
             server.requests -= 1  # refused as a frame, as the decoder's refusal is
             exc.header = frame.fixed_header()

@@ -36,8 +36,8 @@ from sofamesh.protocols.bolt.mapping import (
     invocation_of,
     invocation_to_frame,
     refuse,
+    reply_of,
     response_to_result,
-    result_to_response,
 )
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
 from sofamesh.protocols.bolt.probe import bolt_probe
@@ -59,7 +59,9 @@ class OutboundBoltHandler:
         self._app = app
         self._clock = clock
 
-    async def __call__(self, frame: RequestFrame, conn: BoltConnInfo) -> ResponseFrame | None:
+    async def __call__(
+        self, frame: RequestFrame, conn: BoltConnInfo
+    ) -> ResponseFrame | bytes | None:
         try:
             inv = invocation_of(frame)
         except NameMismatch as exc:
@@ -72,7 +74,7 @@ class OutboundBoltHandler:
         if frame.timeout_ms > 0:
             inv.deadline = self._clock.now() + frame.timeout_ms / 1000
         result = await self._chain(inv)
-        return None if frame.oneway else result_to_response(result, frame)
+        return None if frame.oneway else reply_of(result, frame)
 
 
 def _no_watch() -> DeadlineWatch | None:
@@ -95,7 +97,9 @@ class InboundBoltHandler:
         self._clock = clock
         self._watch = watch
 
-    async def __call__(self, frame: RequestFrame, conn: BoltConnInfo) -> ResponseFrame | None:
+    async def __call__(
+        self, frame: RequestFrame, conn: BoltConnInfo
+    ) -> ResponseFrame | bytes | None:
         try:
             inv = invocation_of(frame)
         except NameMismatch as exc:
@@ -107,7 +111,7 @@ class InboundBoltHandler:
             detail = f"service {inv.service or '(none named)'} is not served here"
             return error_response(frame, Status.NO_ENDPOINT, detail)
         result = await self._run(chain, inv, frame.timeout_ms)
-        return None if frame.oneway else result_to_response(result, frame)
+        return None if frame.oneway else reply_of(result, frame)
 
     async def _run(self, chain: Handler, inv: Invocation, timeout_ms: int) -> Result:
         """The chain under the caller's deadline: work it gave up on is cancelled."""
