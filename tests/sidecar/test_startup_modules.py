@@ -7,6 +7,7 @@ process has imported everything already.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 import sofamesh
 import sofamesh.sidecar.__main__ as sidecar_main
+from sofamesh.sidecar.footprint import HelpFormatter, terminal_columns
 from sofamesh.transport.heap import trim_heap
 
 SRC = Path(sofamesh.__file__).resolve().parents[1]
@@ -71,11 +73,19 @@ NOT_AT_START = (
     "datetime",
     "tempfile",
     "shutil",
+    "bz2",
+    "lzma",
 )
+
+# What trio itself imports on its backend (its DTLS, its temporary files' helpers).
+TRIO_LOADS = {
+    "trio": {"hashlib", "_hashlib", "hmac", "secrets", "tempfile", "shutil", "bz2", "lzma"}
+}
 
 BUILD = """
 import json, sys
 import sofamesh.sidecar.__main__
+sofamesh.sidecar.__main__._parse_args(["-c", "mesh.json"])
 from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 config = load_config(json.loads(sys.argv[1]), env={})
@@ -210,3 +220,71 @@ def test_sidecar_process_keeps_no_generated_source(tmp_path: Path) -> None:
     assert seen["after"] == seen["before"]
     assert seen["made"] == 1
     assert seen["source"].startswith('"""')  # other source stays readable
+
+
+# The sidecar's own process, run to its READY line: what it has loaded then, once its
+# loop, listeners and admin API run (argument parsing and serving included, not only
+# the construction BUILD covers). The READY line is read from a wrapped stdout.
+IDLE = """
+import json, os, sys, threading
+import sofamesh.sidecar.__main__ as main
+ready = threading.Event()
+class Stdout:
+    def write(self, text):
+        if text.startswith("SOFAMESH READY"):
+            ready.set()
+        return len(text)
+    def flush(self):
+        pass
+def report():
+    ready.wait()
+    with open(sys.argv[3], "w") as out:
+        json.dump(sorted(sys.modules), out)
+    os._exit(0)
+sys.stdout = Stdout()
+threading.Thread(target=report, daemon=True).start()
+main.main(["-c", sys.argv[1], "--backend", sys.argv[2], "--log-level", "warning"])
+"""
+
+
+def loaded_when_ready(tmp_path: Path, config: dict[str, object], backend: str) -> set[str]:
+    path = tmp_path / "mesh.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "modules.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", IDLE, str(path), backend, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    return set(json.loads(out.read_text()))
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_ready_sidecar_loads_no_optional_feature(tmp_path: Path, backend: str) -> None:
+    listeners = [
+        {"protocol": p, "listen": "127.0.0.1:0"} for p in ("http", "h2", "grpc", "bolt", "dubbo")
+    ]
+    config = {
+        "app": "orders",
+        "registry": f"file://{tmp_path}",
+        "admin": "127.0.0.1:0",
+        "outbound": listeners,
+    }
+    loaded = loaded_when_ready(tmp_path, config, backend)
+    assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
+    heavy = {m for m in loaded if _within(m, NOT_AT_START)}
+    assert heavy - TRIO_LOADS.get(backend, set()) == set()
+
+
+@pytest.mark.parametrize("columns", ["", "50", "0", "wide"])
+def test_help_is_as_wide_as_shutil_would_make_it(
+    monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    assert HelpFormatter("sidecar")._width == argparse.HelpFormatter("sidecar")._width
