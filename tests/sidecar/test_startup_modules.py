@@ -32,7 +32,9 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # the rules in force); every protocol but HTTP/1.1 (the admin API's) and its codecs only with
 # its first connection or call (protocols/lazy.py); workload identities (and datetime, which
 # they read certificates' dates with) only with `tls:`; tempfile (with shutil, bz2 and lzma)
-# only where a file needs it, not for the token's directory. Each entry covers its submodules.
+# only where a file needs it, not for the token's directory; h11, HTTP/1.1's reference
+# parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
+# `lazy_imports`, so its submodules tell whether it ran). Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -75,6 +77,8 @@ NOT_AT_START = (
     "shutil",
     "bz2",
     "lzma",
+    "h11._connection",
+    "h11._events",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).
