@@ -34,7 +34,8 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # they read certificates' dates with) only with `tls:`; tempfile (with shutil, bz2 and lzma)
 # only where a file needs it, not for the token's directory; h11, HTTP/1.1's reference
 # parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
-# `lazy_imports`, so its submodules tell whether it ran). Each entry covers its submodules.
+# `lazy_imports`, so its submodules tell whether it ran); llhttp (httptools) with the
+# first head the fast path splits. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -79,6 +80,7 @@ NOT_AT_START = (
     "lzma",
     "h11._connection",
     "h11._events",
+    "httptools.parser",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).
@@ -292,3 +294,36 @@ def test_help_is_as_wide_as_shutil_would_make_it(
     monkeypatch.setenv("COLUMNS", columns)
     assert terminal_columns() == shutil.get_terminal_size().columns
     assert HelpFormatter("sidecar")._width == argparse.HelpFormatter("sidecar")._width
+
+
+FIRST_HEADS = """
+import json, sys
+from sofamesh.codecs.http1 import DEFAULT_LIMITS, fast
+loaded = ["httptools.parser" in sys.modules]
+limits = DEFAULT_LIMITS
+request = fast.split_request(b"GET / HTTP/1.1\\r\\nhost: a\\r\\n\\r\\n", limits)
+response = fast.split_response(b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n", limits)
+import httptools
+print(json.dumps({
+    "loaded": [*loaded, "httptools.parser" in sys.modules],
+    "fields": [list(map(bytes.decode, f)) for f in request[2] + response[2]],
+    "bound": [fast._REQUEST_PARSER is httptools.HttpRequestParser,
+              fast._RESPONSE_PARSER is httptools.HttpResponseParser],
+}))
+"""
+
+
+def test_llhttp_loads_with_the_first_head_and_its_parsers_take_the_loaders_place() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FIRST_HEADS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "loaded": [False, True],
+        "fields": [["host", "a"], ["content-length", "0"]],
+        "bound": [True, True],
+    }
