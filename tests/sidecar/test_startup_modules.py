@@ -35,7 +35,8 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # only where a file needs it, not for the token's directory; h11, HTTP/1.1's reference
 # parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
 # `lazy_imports`, so its submodules tell whether it ran); llhttp (httptools) with the
-# first head the fast path splits. Each entry covers its submodules.
+# first head the fast path splits; the admin API's handlers with its first request. Each
+# entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -81,6 +82,11 @@ NOT_AT_START = (
     "h11._connection",
     "h11._events",
     "httptools.parser",
+    "sofamesh.sidecar.admin",
+    "sofamesh.sidecar.admin_stats",
+    "sofamesh.sidecar.guard",
+    "sofamesh.sidecar.local_api",
+    "sofamesh.observability.rule_metrics",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).

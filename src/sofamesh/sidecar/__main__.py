@@ -37,9 +37,9 @@ from sofamesh.clock import MonotonicClock
 from sofamesh.config import ConfigError, MeshConfig, load_config
 from sofamesh.observability.access_log import listener_access_logs
 from sofamesh.observability.logs import configure_logging
-from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
+from sofamesh.sidecar.log_levels import log_level
 from sofamesh.sidecar.systemd import notify, run_detached
 from sofamesh.sidecar.upgrade import take_over
 from sofamesh.transport.heap import trim_heap
