@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,8 +251,11 @@ class Stdout:
         pass
 def report():
     ready.wait()
+    with open("/proc/self/status") as f:
+        native = next(int(ln.split()[1]) for ln in f if ln.startswith("Threads:"))
     with open(sys.argv[3], "w") as out:
-        json.dump(sorted(sys.modules), out)
+        json.dump({"modules": sorted(sys.modules), "threads": native,
+                   "python_threads": threading.active_count()}, out)
     os._exit(0)
 sys.stdout = Stdout()
 threading.Thread(target=report, daemon=True).start()
@@ -259,7 +263,7 @@ main.main(["-c", sys.argv[1], "--backend", sys.argv[2], "--log-level", "warning"
 """
 
 
-def loaded_when_ready(tmp_path: Path, config: dict[str, object], backend: str) -> set[str]:
+def ready_process(tmp_path: Path, config: dict[str, object], backend: str) -> dict[str, Any]:
     path = tmp_path / "mesh.json"
     path.write_text(json.dumps(config))
     out = tmp_path / "modules.json"
@@ -271,7 +275,8 @@ def loaded_when_ready(tmp_path: Path, config: dict[str, object], backend: str) -
         env={"PYTHONPATH": str(SRC)},
     )
     assert proc.returncode == 0 and out.exists(), proc.stderr
-    return set(json.loads(out.read_text()))
+    seen: dict[str, Any] = json.loads(out.read_text())
+    return seen
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -285,10 +290,14 @@ def test_a_ready_sidecar_loads_no_optional_feature(tmp_path: Path, backend: str)
         "admin": "127.0.0.1:0",
         "outbound": listeners,
     }
-    loaded = loaded_when_ready(tmp_path, config, backend)
+    seen = ready_process(tmp_path, config, backend)
+    loaded = set(seen["modules"])
     assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
     heavy = {m for m in loaded if _within(m, NOT_AT_START)}
     assert heavy - TRIO_LOADS.get(backend, set()) == set()
+    # Every thread is Python's (the report's, the token's worker): listeners on IP
+    # literals are bound without a name look-up, which on uvloop starts libuv's threads.
+    assert seen["threads"] == seen["python_threads"]
 
 
 @pytest.mark.parametrize("columns", ["", "50", "0", "wide"])

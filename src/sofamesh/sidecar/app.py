@@ -27,7 +27,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import attrs
-from anyio.streams.stapled import MultiListener
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
@@ -41,7 +40,7 @@ from sofamesh.observability.access_log import AccessLog, listener_access_logs
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
-from sofamesh.sidecar.errors import SidecarError
+from sofamesh.sidecar.binding import bind_listener
 from sofamesh.sidecar.token import remove_token, write_token
 from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
 from sofamesh.transport.budget import OVERLOAD, Overload
@@ -501,15 +500,6 @@ class Sidecar:
                         "registration of %s by %s expired: withdrawing it", reg.service, reg.app
                     )
                     await self.deregister(*key)
-
-
-async def bind_listener(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
-    """A TCP listener on `address`; a `SidecarError` naming the listener when it cannot be had."""
-    try:
-        return await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
-    except OSError as e:
-        cause = e.strerror or str(e)
-        raise SidecarError(f"{name}: cannot listen on {address}: {cause}") from None
 
 
 class AdminOnFirstRequest:
