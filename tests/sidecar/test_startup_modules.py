@@ -36,8 +36,9 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # only where a file needs it, not for the token's directory; h11, HTTP/1.1's reference
 # parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
 # `lazy_imports`, so its submodules tell whether it ran); llhttp (httptools) with the
-# first head the fast path splits; the admin API's handlers with its first request. Each
-# entry covers its submodules.
+# first head the fast path splits; the admin API's handlers with its first request; Istio's
+# metrics with `metrics.istio`, OTLP export with `tracing.enabled`. Each entry covers its
+# submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -88,6 +89,8 @@ NOT_AT_START = (
     "sofamesh.sidecar.guard",
     "sofamesh.sidecar.local_api",
     "sofamesh.observability.rule_metrics",
+    "sofamesh.observability.istio",
+    "sofamesh.tracing.otlp",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).
