@@ -6,8 +6,9 @@ from the source (`ast`), so those under `if TYPE_CHECKING:` and inside
 functions count too. The order, lowest first, and why:
 
 - **core**: the neutral call (`model`), endpoints, time, the chain, counters,
-  the shared deadline timer, and the `Registry` protocol that discovery
-  implements (`registry.base`).
+  the shared deadline timer, the `Registry` protocol that discovery
+  implements (`registry.base`), and modules bound now and imported on first use
+  (`lazy_imports`).
 - **protocol registry**: `sofamesh.protocols` itself (not its slices): the one
   list of protocol names, each support named as "module:Class" and imported on
   first use; its imports of the supports are for type checkers only.
@@ -56,6 +57,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sofamesh.stats",
             "sofamesh.deadlines",
             "sofamesh.registry.base",
+            "sofamesh.lazy_imports",
         ),
     ),
     # The protocol registry (`sofamesh.protocols` itself, not its slices): names and

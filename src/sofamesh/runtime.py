@@ -12,7 +12,7 @@ import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -41,17 +41,19 @@ from sofamesh.governance.source import (
     watch_rules,
 )
 from sofamesh.model import Invocation, Result, Status
-from sofamesh.observability.istio import IstioFilter, IstioMetrics, Reporter
 from sofamesh.protocols import ProtocolSupport
 from sofamesh.protocols.lazy import Holder, lazy_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
-from sofamesh.tracing import SpanBuffer, SpanExport, Tracer, otlp
+from sofamesh.tracing import SpanBuffer, SpanExport, Tracer
 from sofamesh.tracing.span import Kind
 from sofamesh.transport.tls_listener import MeshTls
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
+
+if TYPE_CHECKING:
+    from sofamesh.observability.istio import IstioMetrics, Reporter
 
 
 class Composes(enum.Enum):
@@ -110,11 +112,11 @@ class Runtime:
         self.spans: SpanBuffer | None = None
         self.tracer = self._tracer()
         metrics = config.metrics
-        self.istio = (
-            IstioMetrics(metrics, config.app, config.metadata.version, self.tls)
-            if metrics.istio
-            else None
-        )
+        self.istio: IstioMetrics | None = None
+        if metrics.istio:  # Istio's metrics (and their module) only when configured
+            from sofamesh.observability.istio import IstioMetrics
+
+            self.istio = IstioMetrics(metrics, config.app, config.metadata.version, self.tls)
 
     def _mesh_tls(self) -> MeshTls | None:
         """Mutual TLS on mesh hops when configured: every client calls mTLS endpoints over it."""
@@ -148,6 +150,8 @@ class Runtime:
         cfg = self.config.tracing
         if not cfg.enabled:
             return None
+        from sofamesh.tracing import otlp  # here: a sidecar without tracing never needs it
+
         if cfg.otlp_endpoint is not None and not otlp.available():
             problem = "tracing.otlp_endpoint: needs the otel extra (pip install 'sofamesh[otel]')"
             raise ConfigError([problem])
@@ -159,6 +163,8 @@ class Runtime:
         cfg, tracer, spans = self.config.tracing, self.tracer, self.spans
         if cfg.otlp_endpoint is None or tracer is None or spans is None:
             return
+        from sofamesh.tracing import otlp
+
         http: Any = self.protocols["http"]
         exporter = otlp.OtlpHttpExporter(
             cfg.otlp_endpoint, http.pool.send, cfg.service_name or self.config.app,
@@ -324,6 +330,8 @@ class Runtime:
         """Istio's standard metrics when `metrics.istio` is on."""
         if self.istio is None:
             return []
+        from sofamesh.observability.istio import IstioFilter
+
         return [IstioFilter(self.istio, reporter, self.clock, known=known)]
 
     def _recomposing(self, build: Callable[[], Handler]) -> Handler:

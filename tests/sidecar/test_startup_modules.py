@@ -7,16 +7,19 @@ process has imported everything already.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import sofamesh
 import sofamesh.sidecar.__main__ as sidecar_main
+from sofamesh.sidecar.footprint import HelpFormatter, terminal_columns
 from sofamesh.transport.heap import trim_heap
 
 SRC = Path(sofamesh.__file__).resolve().parents[1]
@@ -30,7 +33,12 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # the rules in force); every protocol but HTTP/1.1 (the admin API's) and its codecs only with
 # its first connection or call (protocols/lazy.py); workload identities (and datetime, which
 # they read certificates' dates with) only with `tls:`; tempfile (with shutil, bz2 and lzma)
-# only where a file needs it, not for the token's directory. Each entry covers its submodules.
+# only where a file needs it, not for the token's directory; h11, HTTP/1.1's reference
+# parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
+# `lazy_imports`, so its submodules tell whether it ran); llhttp (httptools) with the
+# first head the fast path splits; the admin API's handlers with its first request; Istio's
+# metrics with `metrics.istio`, OTLP export with `tracing.enabled`. Each entry covers its
+# submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -71,11 +79,29 @@ NOT_AT_START = (
     "datetime",
     "tempfile",
     "shutil",
+    "bz2",
+    "lzma",
+    "h11._connection",
+    "h11._events",
+    "httptools.parser",
+    "sofamesh.sidecar.admin",
+    "sofamesh.sidecar.admin_stats",
+    "sofamesh.sidecar.guard",
+    "sofamesh.sidecar.local_api",
+    "sofamesh.observability.rule_metrics",
+    "sofamesh.observability.istio",
+    "sofamesh.tracing.otlp",
 )
+
+# What trio itself imports on its backend (its DTLS, its temporary files' helpers).
+TRIO_LOADS = {
+    "trio": {"hashlib", "_hashlib", "hmac", "secrets", "tempfile", "shutil", "bz2", "lzma"}
+}
 
 BUILD = """
 import json, sys
 import sofamesh.sidecar.__main__
+sofamesh.sidecar.__main__._parse_args(["-c", "mesh.json"])
 from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 config = load_config(json.loads(sys.argv[1]), env={})
@@ -210,3 +236,112 @@ def test_sidecar_process_keeps_no_generated_source(tmp_path: Path) -> None:
     assert seen["after"] == seen["before"]
     assert seen["made"] == 1
     assert seen["source"].startswith('"""')  # other source stays readable
+
+
+# The sidecar's own process, run to its READY line: what it has loaded then, once its
+# loop, listeners and admin API run (argument parsing and serving included, not only
+# the construction BUILD covers). The READY line is read from a wrapped stdout.
+IDLE = """
+import json, os, sys, threading
+import sofamesh.sidecar.__main__ as main
+ready = threading.Event()
+class Stdout:
+    def write(self, text):
+        if text.startswith("SOFAMESH READY"):
+            ready.set()
+        return len(text)
+    def flush(self):
+        pass
+def report():
+    ready.wait()
+    with open("/proc/self/status") as f:
+        native = next(int(ln.split()[1]) for ln in f if ln.startswith("Threads:"))
+    with open(sys.argv[3], "w") as out:
+        json.dump({"modules": sorted(sys.modules), "threads": native,
+                   "python_threads": threading.active_count()}, out)
+    os._exit(0)
+sys.stdout = Stdout()
+threading.Thread(target=report, daemon=True).start()
+main.main(["-c", sys.argv[1], "--backend", sys.argv[2], "--log-level", "warning"])
+"""
+
+
+def ready_process(tmp_path: Path, config: dict[str, object], backend: str) -> dict[str, Any]:
+    path = tmp_path / "mesh.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "modules.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", IDLE, str(path), backend, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    seen: dict[str, Any] = json.loads(out.read_text())
+    return seen
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_ready_sidecar_loads_no_optional_feature(tmp_path: Path, backend: str) -> None:
+    listeners = [
+        {"protocol": p, "listen": "127.0.0.1:0"} for p in ("http", "h2", "grpc", "bolt", "dubbo")
+    ]
+    config = {
+        "app": "orders",
+        "registry": f"file://{tmp_path}",
+        "admin": "127.0.0.1:0",
+        "outbound": listeners,
+    }
+    seen = ready_process(tmp_path, config, backend)
+    loaded = set(seen["modules"])
+    assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
+    heavy = {m for m in loaded if _within(m, NOT_AT_START)}
+    assert heavy - TRIO_LOADS.get(backend, set()) == set()
+    # Every thread is Python's (the report's, the token's worker): listeners on IP
+    # literals are bound without a name look-up, which on uvloop starts libuv's threads.
+    assert seen["threads"] == seen["python_threads"]
+
+
+@pytest.mark.parametrize("columns", ["", "50", "0", "wide"])
+def test_help_is_as_wide_as_shutil_would_make_it(
+    monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    assert HelpFormatter("sidecar")._width == argparse.HelpFormatter("sidecar")._width
+
+
+FIRST_HEADS = """
+import json, sys
+from sofamesh.codecs.http1 import DEFAULT_LIMITS, fast
+loaded = ["httptools.parser" in sys.modules]
+limits = DEFAULT_LIMITS
+request = fast.split_request(b"GET / HTTP/1.1\\r\\nhost: a\\r\\n\\r\\n", limits)
+response = fast.split_response(b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n", limits)
+import httptools
+print(json.dumps({
+    "loaded": [*loaded, "httptools.parser" in sys.modules],
+    "fields": [list(map(bytes.decode, f)) for f in request[2] + response[2]],
+    "bound": [fast._REQUEST_PARSER is httptools.HttpRequestParser,
+              fast._RESPONSE_PARSER is httptools.HttpResponseParser],
+}))
+"""
+
+
+def test_llhttp_loads_with_the_first_head_and_its_parsers_take_the_loaders_place() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FIRST_HEADS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(SRC)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "loaded": [False, True],
+        "fields": [["host", "a"], ["content-length", "0"]],
+        "bound": [True, True],
+    }

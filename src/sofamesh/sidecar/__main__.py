@@ -16,7 +16,7 @@ cannot be written: one line naming the cause).
 # ruff: noqa: E402  (the process is set up before the mesh's modules load)
 from __future__ import annotations
 
-from sofamesh.sidecar.footprint import keep_no_generated_source
+from sofamesh.sidecar.footprint import HelpFormatter, keep_no_generated_source
 
 keep_no_generated_source()
 
@@ -37,9 +37,9 @@ from sofamesh.clock import MonotonicClock
 from sofamesh.config import ConfigError, MeshConfig, load_config
 from sofamesh.observability.access_log import listener_access_logs
 from sofamesh.observability.logs import configure_logging
-from sofamesh.sidecar.admin import log_level
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.errors import describe
+from sofamesh.sidecar.log_levels import log_level
 from sofamesh.sidecar.systemd import notify, run_detached
 from sofamesh.sidecar.upgrade import take_over
 from sofamesh.transport.heap import trim_heap
@@ -48,7 +48,9 @@ log = logging.getLogger("sofamesh.sidecar")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=_prog(), description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=_prog(), description=__doc__.split("\n")[0], formatter_class=HelpFormatter
+    )
     p.add_argument("-c", "--config", help="YAML or JSON config file (default: $SOFAMESH_CONFIG)")
     p.add_argument(
         "--check", action="store_true", help="validate the configuration and exit (0 good, 2 bad)"

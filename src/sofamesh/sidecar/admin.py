@@ -42,6 +42,7 @@ from sofamesh.sidecar.admin_stats import families as connection_families
 from sofamesh.sidecar.admin_stats import listener_rows, upstream_rows
 from sofamesh.sidecar.guard import Refused
 from sofamesh.sidecar.local_api import json_body, publication
+from sofamesh.sidecar.log_levels import log_level
 from sofamesh.stats import Family, Match, Stats, name_filter, render
 
 if TYPE_CHECKING:
@@ -52,26 +53,7 @@ log = logging.getLogger("sofamesh.admin")
 
 Route = Callable[["AdminApi", HttpRequest], Awaitable[HttpResponse]]
 
-# Envoy's level names (`warn`, `off` as well) and Python's; `trace` is Python's DEBUG.
-LOG_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "off": logging.CRITICAL + 10,
-}
 OPENMETRICS = b"application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-def log_level(name: str) -> int:
-    """A level by name, any case; ValueError naming the valid ones otherwise."""
-    level = LOG_LEVELS.get(name.lower())
-    if level is None:
-        raise ValueError(f"unknown log level {name!r} (use one of {', '.join(LOG_LEVELS)})")
-    return level
 
 
 def _query(req: HttpRequest) -> dict[str, str]:

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 import attrs
-from anyio.streams.stapled import MultiListener
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
@@ -41,7 +40,7 @@ from sofamesh.observability.access_log import AccessLog, listener_access_logs
 from sofamesh.protocols import ProtocolSupport, Route, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
-from sofamesh.sidecar.errors import SidecarError
+from sofamesh.sidecar.binding import bind_listener
 from sofamesh.sidecar.token import remove_token, write_token
 from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
 from sofamesh.transport.budget import OVERLOAD, Overload
@@ -49,6 +48,8 @@ from sofamesh.transport.heap import HeapTrimmer
 from sofamesh.transport.reclaim import Reclaimer
 
 if TYPE_CHECKING:
+    from sofamesh.codecs.http1 import HttpRequest, HttpResponse
+    from sofamesh.protocols.http.server_config import ConnInfo
     from sofamesh.sidecar.admin import AdminApi
 
 log = logging.getLogger("sofamesh.sidecar")
@@ -283,7 +284,10 @@ class Sidecar:
         # Its own budget, never reached: /ready and /stats answer whatever the listeners hold.
         unshed = Overload(limit=sys.maxsize)
         server = http1_server(
-            self.admin_api(), self.config.admin_limits, overload=unshed, stream_bodies=False
+            AdminOnFirstRequest(self.admin_api),
+            self.config.admin_limits,
+            overload=unshed,
+            stream_bodies=False,
         )
         await tg.start(server.serve, listener)
 
@@ -498,13 +502,18 @@ class Sidecar:
                     await self.deregister(*key)
 
 
-async def bind_listener(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
-    """A TCP listener on `address`; a `SidecarError` naming the listener when it cannot be had."""
-    try:
-        return await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
-    except OSError as e:
-        cause = e.strerror or str(e)
-        raise SidecarError(f"{name}: cannot listen on {address}: {cause}") from None
+class AdminOnFirstRequest:
+    """The admin API's handler, made (and its modules imported) with its first request: an
+    idle sidecar's admin listener holds only this."""
+
+    def __init__(self, make: Callable[[], AdminApi]) -> None:
+        self._make = make
+        self._api: AdminApi | None = None
+
+    async def __call__(self, req: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        if self._api is None:
+            self._api = self._make()
+        return await self._api(req, conn)
 
 
 def pod_reachable(addr: Address) -> Address:

@@ -7,11 +7,19 @@ sidecar's process keeps them out (a traceback through a generated method shows
 no source line there); an SDK app, a test run or the control plane keep them.
 Dropping them after start-up would not do: the freed blocks would stay in
 pymalloc's arenas among the objects made after them.
+
+argparse asks `shutil` for the terminal's width each time it makes a help
+formatter (every `add_argument` does), and `shutil` brings `bz2`, `lzma` and
+their libraries: `HelpFormatter` finds the width as `shutil.get_terminal_size`
+does, without them.
 """
 
 from __future__ import annotations
 
+import argparse
 import linecache
+import os
+import sys
 from typing import Any
 
 GENERATED = "<attrs generated"  # how the names of its source begin: "<attrs generated init ...>"
@@ -30,3 +38,27 @@ def keep_no_generated_source() -> None:
     """From now on, attrs classes made in this process leave no source in `linecache`."""
     if not isinstance(linecache.cache, _WithoutGeneratedSource):
         linecache.cache = _WithoutGeneratedSource(linecache.cache)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, handed the width it would ask `shutil` for (`formatter_class`)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=terminal_columns() - 2)  # argparse's own margin
+
+
+def terminal_columns(fallback: int = 80) -> int:
+    """`shutil.get_terminal_size().columns`: $COLUMNS, else the terminal's, else `fallback`."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    if stdout is None:
+        return fallback
+    try:
+        return os.get_terminal_size(stdout.fileno()).columns or fallback
+    except (ValueError, OSError):  # closed, detached, not a terminal
+        return fallback

@@ -36,7 +36,7 @@ BACKLOG = 65535  # what the kernel allows at most (net.core.somaxconn caps it)
 
 
 async def bind_reusable(name: str, address: Address) -> MultiListener[anyio.abc.SocketStream]:
-    """`sidecar.app.bind_listener`, with SO_REUSEPORT: each worker's socket joins the port."""
+    """`sidecar.binding.bind_listener`, with SO_REUSEPORT: each worker's socket joins the port."""
     try:
         return await anyio.create_tcp_listener(
             local_host=address.host, local_port=address.port, reuse_port=True

@@ -32,9 +32,10 @@ from sofamesh.config import Address, ListenerConfig, MeshConfig
 from sofamesh.config.model import RegistryApisConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.protocols import Server
-from sofamesh.sidecar.admin import LOG_LEVELS, AdminApi, config_to_data, json_response
+from sofamesh.sidecar.admin import AdminApi, config_to_data, json_response
 from sofamesh.sidecar.app import Sidecar
 from sofamesh.sidecar.listener_shares import bind_reusable, spread
+from sofamesh.sidecar.log_levels import LOG_LEVELS
 from sofamesh.sidecar.upgrade import Takeover
 from sofamesh.sidecar.worker_link import ENVELOPE
 from sofamesh.sidecar.worker_stats import (

@@ -29,24 +29,32 @@ the server sent bytes nobody asked for.
 
 from __future__ import annotations
 
-import h11
+from typing import TYPE_CHECKING
 
 from sofamesh.codecs.http1 import fast, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
+from sofamesh.lazy_imports import lazy_module
+
+if TYPE_CHECKING:
+    import h11
+else:  # the reference parser: imported with the first response the fast path hands it
+    h11 = lazy_module("h11")
 
 _STAND_IN_HOST = [(b"host", b"stand-in")]
+_COMMON = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+# Events are immutable, so the common methods share one stand-in each (made with the first).
+_STAND_INS: dict[bytes, h11.Request] = {}
 
 
 def _stand_in(method: bytes) -> h11.Request:
-    return h11.Request(method=method, target=b"/", headers=_STAND_IN_HOST)
-
-
-# Events are immutable, so the common methods share one stand-in each.
-_STAND_INS = {
-    m: _stand_in(m) for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
-}
+    stand_in = _STAND_INS.get(method)
+    if stand_in is None:
+        stand_in = h11.Request(method=method, target=b"/", headers=_STAND_IN_HOST)
+        if method in _COMMON:
+            _STAND_INS[method] = stand_in
+    return stand_in
 
 
 class Http1ClientCodec:
@@ -116,7 +124,7 @@ class Http1ClientCodec:
         # The stand-in's end of message is never sent: reading the response
         # needs only the server side of h11's state machine to expect it.
         method = self._method
-        parser.send_with_data_passthrough(_STAND_INS.get(method) or _stand_in(method))
+        parser.send_with_data_passthrough(_stand_in(method))
         buf, self._buf = self._buf, b""
         self._head = buf
         if buf:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.limits import Http1Limits
 from sofamesh.codecs.http1.messages import ParsedFields
+from sofamesh.lazy_imports import lazy_module
 
 DEFER: Final = "defer"
 """Not a plain message: hand the bytes to h11."""
@@ -101,16 +102,34 @@ def _llhttp_fields(parser: Any, buf: bytes, start: int, end: int) -> ParsedField
     return out
 
 
-try:
+if TYPE_CHECKING:
     import httptools as _httptools
-except ImportError:
-    _httptools = None  # type: ignore[assignment]
+else:
+    try:  # bound now, run with the first head it splits: an idle sidecar does not load llhttp
+        _httptools = lazy_module("httptools")
+    except ModuleNotFoundError:
+        _httptools = None
 
 LLHTTP = _httptools is not None and not os.environ.get("SOFAMESH_PURE_PYTHON")
 """Whether heads are split by llhttp (see the module's docstring)."""
 
-_REQUEST_PARSER: Final = _httptools and _httptools.HttpRequestParser
-_RESPONSE_PARSER: Final = _httptools and _httptools.HttpResponseParser
+
+def _first_request_parser(protocol: Any) -> Any:
+    """llhttp's request parser for `protocol`; the class itself takes this function's place."""
+    global _REQUEST_PARSER
+    _REQUEST_PARSER = _httptools.HttpRequestParser
+    return _REQUEST_PARSER(protocol)
+
+
+def _first_response_parser(protocol: Any) -> Any:
+    """llhttp's response parser for `protocol`; the class itself takes this function's place."""
+    global _RESPONSE_PARSER
+    _RESPONSE_PARSER = _httptools.HttpResponseParser
+    return _RESPONSE_PARSER(protocol)
+
+
+_REQUEST_PARSER: Any = _first_request_parser
+_RESPONSE_PARSER: Any = _first_response_parser
 
 
 def _framing(

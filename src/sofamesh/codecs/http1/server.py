@@ -24,13 +24,18 @@ requests received on that connection").
 from __future__ import annotations
 
 import collections
-
-import h11
+from typing import TYPE_CHECKING
 
 from sofamesh.codecs.http1 import fast, paths, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
+from sofamesh.lazy_imports import lazy_module
+
+if TYPE_CHECKING:
+    import h11
+else:  # the reference parser (with dataclasses): imported with the first connection
+    h11 = lazy_module("h11")
 
 # Where the codec is in reading the next request, so a transport can pick a timeout.
 IDLE, HEAD, BODY = "idle", "head", "body"

@@ -8,13 +8,17 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
-import h11
 
 from sofamesh.endpoint import Endpoint
+from sofamesh.lazy_imports import lazy_module
 from sofamesh.transport.tls import ALPN_HTTP1
 
 if TYPE_CHECKING:
+    import h11
+
     from sofamesh.upstream.health import HealthCheckConfig, ProbeConnect
+else:  # imported with the first probe
+    h11 = lazy_module("h11")
 
 
 async def http_probe(

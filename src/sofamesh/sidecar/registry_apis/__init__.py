@@ -20,7 +20,8 @@ from sofamesh.config import Address, ConfigError
 from sofamesh.config.local_api import is_loopback
 from sofamesh.config.model import LimitsConfig
 from sofamesh.protocols.http.support import http1_server
-from sofamesh.sidecar.app import Sidecar, bind_listener
+from sofamesh.sidecar.app import Sidecar
+from sofamesh.sidecar.binding import bind_listener
 from sofamesh.sidecar.registry_apis.book import Book
 from sofamesh.sidecar.registry_apis.consul import ConsulApi
 from sofamesh.sidecar.registry_apis.eureka import EurekaApi
