@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sofamesh.codecs.http1 import Http1ClientCodec, HttpRequest, HttpResponse, fast
+from sofamesh.codecs.http1 import Http1ClientCodec, Http1Limits, HttpRequest, HttpResponse, fast
 from sofamesh.codecs.http1 import client as client_module
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.relayed import RelayedResponse
@@ -184,3 +184,15 @@ def test_a_response_to_head_or_in_pieces_is_not_relayed() -> None:
     codec.encode_request(HttpRequest("HEAD", "/", [(b"host", b"a")]))
     resp = codec.receive_data(NGINX[: -len(b"hello")])
     assert resp is not None and type(resp) is HttpResponse
+
+
+@pytest.mark.parametrize("max_headers", [2, 5, 6])
+def test_the_field_count_limit_holds_for_a_relayed_response(max_headers: int) -> None:
+    codec = Http1ClientCodec(Http1Limits(max_headers=max_headers))
+    codec.encode_request(HttpRequest("GET", "/", [(b"host", b"a")]))
+    if max_headers < 5:  # NGINX has five fields
+        with pytest.raises(HttpProtocolError, match="header fields"):
+            codec.receive_data(NGINX)
+    else:
+        resp = codec.receive_data(NGINX)
+        assert resp is not None and resp.body == b"hello"

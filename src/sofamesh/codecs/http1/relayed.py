@@ -178,7 +178,11 @@ def split_response(
         return None
     status, start = int(line.group(1)), line.end()
     block = buf[start - 2 : end + 2]  # the field lines, each after a CRLF
-    if status in (204, 304) or block.count(b"\r\n") > limits.max_headers + 1:
+    if status in (204, 304):
+        return None
+    # A line takes four bytes at least ("x:" CRLF): a short head need not count its lines.
+    lines = limits.max_headers + 1
+    if len(block) > 4 * lines and block.count(b"\r\n") > lines:
         return None
     pieces = _SKIPPED.split(block)  # kept, name, value, kept, ..., kept
     framing = _framing(pieces)
