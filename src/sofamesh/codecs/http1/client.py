@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sofamesh.codecs.http1 import fast, strict, writer
+from sofamesh.codecs.http1 import fast, relayed, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
@@ -64,6 +64,7 @@ class Http1ClientCodec:
         "_body",
         "_body_size",
         "_buf",
+        "_check",
         "_close",
         "_head",
         "_headers",
@@ -85,6 +86,7 @@ class Http1ClientCodec:
         self._outstanding = False  # a request was sent and its response is not complete
         self._method = b""  # of the outstanding request
         self._buf = b""  # response bytes the fast path has not placed yet
+        self._check = relayed.ResponseCheck()  # the field lines of responses relayed as bytes
         self._head = b""  # h11's response as received, until its head is read (`strict.py`)
         self._response: h11.Response | None = None  # head read, body still coming
         self._headers: list[tuple[bytes, bytes]] = []  # of _response, lowercased
@@ -137,15 +139,21 @@ class Http1ClientCodec:
         self._buf += data
         if self._method == b"HEAD":
             return None
-        parsed = fast.split_response(self._buf, self._limits)
-        if isinstance(parsed, str):
-            return None
-        status, reason, headers, body, close, used = parsed
+        relay = relayed.split_response(self._buf, self._limits, self._check)
+        response: HttpResponse
+        if relay is not None:  # its fields parsed only if something reads them
+            response, close, used = relay
+        else:
+            parsed = fast.split_response(self._buf, self._limits)
+            if isinstance(parsed, str):
+                return None
+            status, reason, headers, body, close, used = parsed
+            response = HttpResponse(status, headers, body, reason)
         if close or used < len(self._buf):  # bytes nobody asked for: out of step
             self._close = True
         self._buf = b""
         self._outstanding = False
-        return HttpResponse(status, headers, body, reason)
+        return response
 
     def receive_data(self, data: bytes) -> HttpResponse | None:
         """Feed bytes (`b""` at EOF); returns the response once it is complete.

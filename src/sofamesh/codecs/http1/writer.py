@@ -16,6 +16,7 @@ import http
 import re
 
 from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, checked
+from sofamesh.codecs.http1.relayed import RelayedResponse
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
 # RFC 9110 §5.5, h11's reading: empty, or starting and ending with a byte that is neither
@@ -74,6 +75,10 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
     none; every other response gets len(body).
     """
     status = resp.status
+    if type(resp) is RelayedResponse and resp.relay is not None and not head:
+        relay = _relayed(resp, close)
+        if relay is not None:
+            return relay, close
     if not 200 <= status <= 999:
         raise ValueError(f"final response status must be 200..999, got {status}")
     parts = [_status_line(status, resp.reason)]
@@ -94,6 +99,17 @@ def encode_response(resp: HttpResponse, *, head: bool, close: bool) -> tuple[byt
     if close:
         parts += _CLOSE
     return _finish(parts, b"" if head or status in (204, 304) else resp.body, ok), close
+
+
+def _relayed(resp: RelayedResponse, close: bool) -> bytes | None:
+    """A relayed response's bytes (`relayed.py`), as `encode_response` frames any other;
+    None if it must take the usual way (a status with no body, or none at all)."""
+    status, body = resp.status, resp.body
+    if not 200 <= status <= 999 or status in (204, 304):
+        return None
+    line = _status_line(status, resp.reason)
+    end = b"connection: close\r\n\r\n" if close else b"\r\n"
+    return b"".join((line, resp.relay, b"content-length: %d\r\n" % len(body), end, body))  # type: ignore[arg-type]
 
 
 # How a streamed body goes on the wire after its head (`encode_streamed_head`).

@@ -15,6 +15,7 @@ from typing import Any
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, ParsedFields, checked
+from sofamesh.codecs.http1.relayed import RelayedResponse
 from sofamesh.codecs.http1.writer import valid_value
 from sofamesh.model import (
     CALLER_HEADER,
@@ -248,6 +249,8 @@ def result_to_response(result: Result, service: str) -> HttpResponse:
     """What the caller receives: the provider's response, or a mesh-made error."""
     if isinstance(result.payload, HttpResponse):
         resp = result.payload
+        if type(resp) is RelayedResponse and resp.forward():
+            return resp  # unread: its kept field lines lack the hop-by-hop ones already
         headers = [(k, v) for k, v in resp.headers if k not in _HOP_BY_HOP_B]
         if checked(resp.headers):  # fewer of the fields the parser checked: still checked
             headers = ParsedFields(headers)
