@@ -17,8 +17,10 @@ from sofamesh.governance.source import Governance
 PASSWORD = "benchmark-admin"
 
 
-def start_control(tmp: Path, **config: Any) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m sofamesh.control` on a free port with a sqlite store in `tmp`."""
+def start_control(
+    tmp: Path, backend: str = "asyncio", **config: Any
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m sofamesh.control` on `backend`, on a free port with a sqlite store in `tmp`."""
     cfg = tmp / "control.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -31,7 +33,8 @@ def start_control(tmp: Path, **config: Any) -> tuple[subprocess.Popen[bytes], st
         )
     )
     env = {**os.environ, "SOFAMESH_ADMIN_PASSWORD": PASSWORD}
-    argv = [sys.executable, "-m", "sofamesh.control", "-c", str(cfg), "--log-level", "WARNING"]
+    argv = [sys.executable, "-m", "sofamesh.control", "-c", str(cfg), "--log-level", "WARNING",
+            "--backend", backend]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
