@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import yaml
 
+import sofamesh.transport.net
 from sofamesh.cli.client import Client
 from sofamesh.governance.source import Governance
 
@@ -90,3 +93,17 @@ class FakeHost:
 
     def drain(self) -> None:
         pass
+
+
+def spread_sources(hosts: int = 16) -> None:
+    """Give this process's outgoing connections `hosts` loopback source addresses in turn:
+    the data planes stand on hosts of their own, as they do in a mesh. The control plane
+    takes at most a tenth of its connections from one address (max_connections_per_source),
+    so 1,000 agents from 127.0.0.1 alone would be cut off at 500."""
+    turn = iter(range(1 << 62))
+
+    async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
+        source = f"127.0.1.{1 + next(turn) % hosts}"
+        return await anyio.connect_tcp(host, port, local_host=source)
+
+    sofamesh.transport.net.connect_tcp = connect_tcp  # type: ignore[assignment]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from control_common import FakeHost, start_control, workspace
+from control_common import FakeHost, spread_sources, start_control, workspace
 from netutil import add_backend_arg, backends_of, cpu_seconds, rss_mib
 
 from sofamesh.config.control_urls import ControlUrls
@@ -32,6 +32,7 @@ async def run(n: int, interval: float, duration: float, tmp: Path, backend: str)
     try:
         admin, token = workspace(url)
         urls = ControlUrls.parse(url)
+        spread_sources()
         agents = [
             ControlAgent(FakeHost(f"app{i}"), urls, token, "bench", state_dir=tmp / "state")
             for i in range(n)
