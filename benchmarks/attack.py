@@ -203,6 +203,7 @@ def main() -> None:
                         if target is not None:
                             target.stop()
                         target = running[which] = start(which, Path(d), up, up2, args)
+                        wait_serving(target)  # "before" measures serving, not start-up
                     print(run_one(name, target, up.count, args.quick), flush=True)
         finally:
             for target in running.values():
