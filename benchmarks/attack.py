@@ -4,7 +4,8 @@
     PYTHONPATH=src .venv/bin/python benchmarks/attack.py --quick   # each attack small and brief
 
 Each attack runs against a fresh proxy process (benchmarks/attack_targets.py: a sofamesh
-sidecar, and Envoy `--concurrency 1` with the same doors; Bolt through Envoy's tcp_proxy)
+sidecar on asyncio + uvloop and, with `--backend both` (the default but with --quick), one
+on trio; and Envoy `--concurrency 1` with the same doors; Bolt through Envoy's tcp_proxy)
 in front of one counting upstream. Meanwhile a well-behaved HTTP/1.1 client calls through
 the same process every 20 ms on its own keep-alive connection. For each attack the table
 says: whether the process is still up and serving afterwards; that client's p50 / p99
@@ -39,7 +40,7 @@ from attack_targets import (
     start_sofamesh,
     start_upstream,
 )
-from netutil import add_baseline_arg, src_env
+from netutil import add_backend_arg, add_baseline_arg, backends_of, src_env
 
 # name -> (what it does, full size, quick size); sizes are attack arguments
 ATTACKS: dict[str, tuple[str, Callable[[Target, bool], ac.Outcome]]] = {
@@ -167,10 +168,12 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(ATTACKS), action="append", help="run only these")
     ap.add_argument("--target", choices=["sofamesh", "envoy", "both"], default="both")
     add_baseline_arg(ap)
+    add_backend_arg(ap)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))  # stop the proxies too
     names = args.only or list(ATTACKS)
-    targets = ["sofamesh", "envoy"] if args.target == "both" else [args.target]
+    sidecars = [f"sofamesh ({b})" if b != "asyncio" else "sofamesh" for b in backends_of(args)]
+    targets = {"sofamesh": sidecars, "envoy": ["envoy"], "both": [*sidecars, "envoy"]}[args.target]
     if "envoy" in targets and not ENVOY.exists():
         targets.remove("envoy")
         print(f"(no Envoy at {ENVOY}: sofamesh only)\n")
@@ -200,6 +203,7 @@ def main() -> None:
                         if target is not None:
                             target.stop()
                         target = running[which] = start(which, Path(d), up, up2, args)
+                        wait_serving(target)  # "before" measures serving, not start-up
                     print(run_one(name, target, up.count, args.quick), flush=True)
         finally:
             for target in running.values():
@@ -215,7 +219,8 @@ def start(which: str, tmp: Path, up: Upstream, up2: Upstream, args: argparse.Nam
     if which == "envoy":
         target = start_envoy(tmp, up, up2)
     else:
-        target = start_sofamesh(tmp, up, src_env=src_env(args.baseline_src))
+        backend = "trio" if which == "sofamesh (trio)" else "asyncio"
+        target = start_sofamesh(tmp, up, src_env(args.baseline_src), backend)
     target.pair = up2.proc
     return target
 

@@ -216,7 +216,9 @@ PAIR_RULES = {"routes": [{"service": PAIR_SERVICE, "retry": {
     "per_try_timeout": PER_TRY_TIMEOUT}}]}  # fmt: skip
 
 
-def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = None) -> Target:
+def start_sofamesh(
+    tmp: Path, up: Upstream, src_env: dict[str, str] | None = None, backend: str = "asyncio"
+) -> Target:
     h1, h2, bolt, admin = (free_port() for _ in range(4))
     cfg = {
         "app": "attacked-sidecar",
@@ -232,10 +234,11 @@ def start_sofamesh(tmp: Path, up: Upstream, src_env: dict[str, str] | None = Non
              "upstream": f"127.0.0.1:{up.bolt}", "services": [f"{BOLT_IFACE}:{BOLT_VERSION}"]},
         ],
     }  # fmt: skip
-    proc = start_sidecar(tmp, "attacked", cfg, env=src_env, quiet=True)
+    proc = start_sidecar(tmp, "attacked", cfg, backend, env=src_env, quiet=True)
     for port in (h1, h2, bolt, admin):
         wait_port(port)
-    return Target("sofamesh", proc, h1, h2, bolt, admin)
+    name = "sofamesh" if backend == "asyncio" else f"sofamesh ({backend})"
+    return Target(name, proc, h1, h2, bolt, admin)
 
 
 def start_envoy(tmp: Path, up: Upstream, up2: Upstream) -> Target:

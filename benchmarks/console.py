@@ -13,7 +13,8 @@ every page from scratch `--loads` times (a new browser context each, so nothing 
 logged in by its token): the figure is the time from the navigation's start to the moment
 the page has drawn its first data (the console clears `aria-busy` on `<main>` then; for the
 services page, also every row present), from `performance.now()` in the page, median and
-worst. Prints Markdown.
+worst; the control plane on asyncio, then on trio (`--backend both`, the default but with
+--quick). Prints Markdown.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from control_common import start_control, workspace
+from netutil import add_backend_arg, backends_of
 from playwright.sync_api import Browser, sync_playwright
 
 from sofamesh.control.console import load_assets
@@ -119,16 +121,13 @@ def measure(url: str, token: str, routes: list[tuple[str, str]], loads: int, n: 
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=200)
-    parser.add_argument("--dataplanes", type=int, default=50)
-    parser.add_argument("--loads", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="1 load of each page")
-    args = parser.parse_args()
-    loads = 1 if args.quick else args.loads
+def run(
+    args: argparse.Namespace, backend: str, loads: int
+) -> tuple[dict[str, list[float]], list[float]]:
+    """A crowded control plane on `backend`: each page's first renders and the catalog's
+    answer times, in ms."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_control(Path(tmp), report_interval=30, lost_after=600)
+        proc, url = start_control(Path(tmp), backend, report_interval=30, lost_after=600)
         try:
             admin, dp_token = workspace(url)
             token = admin.token or ""
@@ -139,20 +138,34 @@ def main() -> int:
                 got = admin.call("GET", "/api/v1/workspaces/bench/services")
                 api_ms.append((time.perf_counter() - t) * 1000)
             assert len(got) == args.services, len(got)
-            times = measure(url, token, pages(names[0]), loads, args.services)
+            return measure(url, token, pages(names[0]), loads, args.services), api_ms
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=200)
+    parser.add_argument("--dataplanes", type=int, default=50)
+    parser.add_argument("--loads", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="1 load of each page")
+    add_backend_arg(parser)
+    args = parser.parse_args()
+    loads = 1 if args.quick else args.loads
+    backends = backends_of(args)
+    runs = {backend: run(args, backend, loads) for backend in backends}
     js, css, gz = weight()
     load = f"{args.services} services / {args.dataplanes} data planes"
     print(f"Every page, first render ({loads} loads each, each in a fresh browser context):\n")
-    print("| page | median | worst |")
-    print("|---|---|---|")
-    for label, ms in times.items():
-        print(f"| {label}, {load} | {statistics.median(ms):.0f} ms | {max(ms):.0f} ms |")
-    print(
-        f"\nThe catalog's answer (`GET .../services`), median: {statistics.median(api_ms):.0f} ms"
-    )
+    print("| page | " + " | ".join(f"median, {b} | worst, {b}" for b in backends) + " |")
+    print("|---|" + "---|---|" * len(backends))
+    for label in runs[backends[0]][0]:
+        figures = [runs[b][0][label] for b in backends]
+        cells = " | ".join(f"{statistics.median(ms):.0f} ms | {max(ms):.0f} ms" for ms in figures)
+        print(f"| {label}, {load} | {cells} |")
+    answers = ", ".join(f"{statistics.median(runs[b][1]):.0f} ms on {b}" for b in backends)
+    print(f"\nThe catalog's answer (`GET .../services`), median: {answers}")
     print("\nWeight of the console (every module and the stylesheet, uncompressed):\n")
     print("| JavaScript | CSS | both, gzip -9 |")
     print("|---|---|---|")

@@ -9,16 +9,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import yaml
 
+import sofamesh.transport.net
 from sofamesh.cli.client import Client
 from sofamesh.governance.source import Governance
 
 PASSWORD = "benchmark-admin"
 
 
-def start_control(tmp: Path, **config: Any) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m sofamesh.control` on a free port with a sqlite store in `tmp`."""
+def start_control(
+    tmp: Path, backend: str = "asyncio", **config: Any
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m sofamesh.control` on `backend`, on a free port with a sqlite store in `tmp`."""
     cfg = tmp / "control.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -31,7 +36,8 @@ def start_control(tmp: Path, **config: Any) -> tuple[subprocess.Popen[bytes], st
         )
     )
     env = {**os.environ, "SOFAMESH_ADMIN_PASSWORD": PASSWORD}
-    argv = [sys.executable, "-m", "sofamesh.control", "-c", str(cfg), "--log-level", "WARNING"]
+    argv = [sys.executable, "-m", "sofamesh.control", "-c", str(cfg), "--log-level", "WARNING",
+            "--backend", backend]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
@@ -87,3 +93,17 @@ class FakeHost:
 
     def drain(self) -> None:
         pass
+
+
+def spread_sources(hosts: int = 16) -> None:
+    """Give this process's outgoing connections `hosts` loopback source addresses in turn:
+    the data planes stand on hosts of their own, as they do in a mesh. The control plane
+    takes at most a tenth of its connections from one address (max_connections_per_source),
+    so 1,000 agents from 127.0.0.1 alone would be cut off at 500."""
+    turn = iter(range(1 << 62))
+
+    async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
+        source = f"127.0.1.{1 + next(turn) % hosts}"
+        return await anyio.connect_tcp(host, port, local_host=source)
+
+    sofamesh.transport.net.connect_tcp = connect_tcp  # type: ignore[assignment]

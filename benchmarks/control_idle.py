@@ -5,7 +5,8 @@
 Two sidecars (one inbound listener publishing a service on a file registry, an admin API,
 no traffic) run side by side for `--duration` seconds: one with `control:` (reporting every
 `--interval` seconds and holding a long-poll to a control-plane process), one without.
-Their CPU (utime + stime from /proc) over the same window is the cost. Prints Markdown.
+Their CPU (utime + stime from /proc) over the same window is the cost; the sidecars and the
+control plane on asyncio (uvloop), then on trio (`--backend`). Prints Markdown.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 import yaml
 from control_common import start_control, workspace
-from netutil import cpu_seconds, free_port
+from netutil import add_backend_arg, backends_of, cpu_seconds, free_port
 
 
-def sidecar(tmp: Path, name: str, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
+def sidecar(tmp: Path, name: str, extra: dict[str, Any], backend: str) -> subprocess.Popen[bytes]:
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -45,7 +46,8 @@ def sidecar(tmp: Path, name: str, extra: dict[str, Any]) -> subprocess.Popen[byt
         )
     )
     env = {**os.environ, "SOFAMESH_STATE_DIR": str(tmp / "state")}
-    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--log-level", "WARNING"]
+    argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--log-level", "WARNING",
+            "--backend", backend]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
 
 
@@ -59,18 +61,35 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--interval", type=float, default=5.0)
+    add_backend_arg(p)
     p.add_argument("--quick", action="store_true", help="1 s, a report every 0.5 s: a smoke run")
     args = p.parse_args()
     if args.quick:
         args.duration, args.interval = 1.0, 0.5
+    backends = backends_of(args)
+    cpu = {backend: measure(args, backend) for backend in backends}
+    print(
+        f"| idle sidecar ({args.duration:g} s, reports every {args.interval:g} s) | "
+        + " | ".join(f"CPU (% of a core), {b}" for b in backends)
+        + " |"
+    )
+    print("|---|" + "---|" * len(backends))
+    for name in ("without control", "with control"):
+        print(f"| {name} | " + " | ".join(f"{cpu[b][name] * 100:.2f} %" for b in backends) + " |")
+    costs = [(cpu[b]["with control"] - cpu[b]["without control"]) * 100 for b in backends]
+    print("| cost of being connected | " + " | ".join(f"{c:.2f} %" for c in costs) + " |")
+
+
+def measure(args: argparse.Namespace, backend: str) -> dict[str, float]:
+    """The CPU share of two idle sidecars and the control plane, all on `backend`."""
     with tempfile.TemporaryDirectory(prefix="control-idle-") as tmp_name:
         tmp = Path(tmp_name)
-        control, url = start_control(tmp, report_interval=args.interval)
+        control, url = start_control(tmp, backend, report_interval=args.interval)
         _admin, token = workspace(url)
         keys = {"control": url, "control_token": token, "workspace": "bench"}
         procs = {  # started side by side
-            "without control": sidecar(tmp, "plain", {}),
-            "with control": sidecar(tmp, "joined", keys),
+            "without control": sidecar(tmp, "plain", {}, backend),
+            "with control": sidecar(tmp, "joined", keys, backend),
         }
         try:
             for name, proc in procs.items():
@@ -80,20 +99,11 @@ def main() -> None:
             t0 = time.monotonic()
             time.sleep(args.duration)
             elapsed = time.monotonic() - t0
-            cpu = {k: (cpu_seconds(p.pid) - before[k]) / elapsed for k, p in procs.items()}
+            return {k: (cpu_seconds(p.pid) - before[k]) / elapsed for k, p in procs.items()}
         finally:
             for proc in [*procs.values(), control]:
                 proc.terminate()
                 proc.wait()
-    print(
-        f"| idle sidecar ({args.duration:g} s, reports every {args.interval:g} s) | CPU (% of a core) |"
-    )
-    print("|---|---|")
-    for name, value in cpu.items():
-        print(f"| {name} | {value * 100:.2f} % |")
-    print(
-        f"| cost of being connected | {(cpu['with control'] - cpu['without control']) * 100:.2f} % |"
-    )
 
 
 if __name__ == "__main__":

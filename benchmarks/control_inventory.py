@@ -4,8 +4,9 @@
         [--interval 5] [--duration 30]
 
 The control plane is its own process (sqlite store). The data planes are N real agents in
-this process (each reports every `--interval` seconds and keeps a long-poll parked, so the
-control plane holds 2N connections). After every agent has reported once, the control
+this process, on the control plane's backend: asyncio, then trio (`--backend`). Each
+reports every `--interval` seconds and keeps a long-poll parked, so the control plane
+holds 2N connections. After every agent has reported once, the control
 plane's CPU (utime + stime from /proc) is measured over `--duration` seconds, with its RSS
 at the end and a read of the whole inventory. Prints Markdown.
 """
@@ -19,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from control_common import FakeHost, start_control, workspace
-from netutil import cpu_seconds, rss_mib
+from control_common import FakeHost, spread_sources, start_control, workspace
+from netutil import add_backend_arg, backends_of, cpu_seconds, rss_mib
 
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.control.agent import ControlAgent
 
 
-async def run(n: int, interval: float, duration: float, tmp: Path) -> dict[str, Any]:
-    proc, url = start_control(tmp, report_interval=interval, lost_after=interval * 3)
+async def run(n: int, interval: float, duration: float, tmp: Path, backend: str) -> dict[str, Any]:
+    proc, url = start_control(tmp, backend, report_interval=interval, lost_after=interval * 3)
     try:
         admin, token = workspace(url)
         urls = ControlUrls.parse(url)
+        spread_sources()
         agents = [
             ControlAgent(FakeHost(f"app{i}"), urls, token, "bench", state_dir=tmp / "state")
             for i in range(n)
@@ -74,20 +76,24 @@ def main() -> None:
     p.add_argument("--dataplanes", type=int, default=1000)
     p.add_argument("--interval", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=30.0)
+    add_backend_arg(p)
     p.add_argument("--quick", action="store_true", help="20 data planes for 2 s: a smoke run")
     args = p.parse_args()
     if args.quick:
         args.dataplanes, args.interval, args.duration = 20, 0.5, 2.0
-    with tempfile.TemporaryDirectory(prefix="control-inventory-") as tmp:
-        r = anyio.run(run, args.dataplanes, args.interval, args.duration, Path(tmp))
     print(
-        "| data planes | report every | reports/s | control CPU (% of a core) | RSS MB | inventory read |"
+        "| backend | data planes | report every | reports/s | control CPU (% of a core) | RSS MB"
+        " | inventory read |"
     )
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| {r['n']} | {r['interval']:g} s | {r['reports_per_s']:.0f} | {r['cpu'] * 100:.1f} % "
-        f"| {r['rss']:.0f} | {r['listed']} rows in {r['list_ms']:.0f} ms |"
-    )
+    print("|---|---|---|---|---|---|---|")
+    for backend in backends_of(args):
+        with tempfile.TemporaryDirectory(prefix="control-inventory-") as tmp:
+            fargs = (args.dataplanes, args.interval, args.duration, Path(tmp), backend)
+            r = anyio.run(run, *fargs, backend=backend)
+        print(
+            f"| {backend} | {r['n']} | {r['interval']:g} s | {r['reports_per_s']:.0f}"
+            f" | {r['cpu'] * 100:.1f} % | {r['rss']:.0f} | {r['listed']} rows in {r['list_ms']:.0f} ms |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@
 
 The control plane is its own process (sqlite store). The data planes are N real agents
 (`sofamesh.control.agent.ControlAgent`, each with its own connections, long-poll and
-`Governance`) in this process, on asyncio. Each round applies a new document through
-the API and times, per data plane, from just before the apply request to the moment its
-ack has been answered (the document validated, put in force, persisted, acked). Prints
-Markdown (paste into docs/performance.md).
+`Governance`) in this process; both on asyncio, then both on trio (`--backend`). Each
+round applies a new document through the API and times, per data plane, from just before
+the apply request to the moment its ack has been answered (the document validated, put in
+force, persisted, acked). Prints Markdown (paste into docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 from control_common import FakeHost, start_control, workspace
+from netutil import add_backend_arg, backends_of
 
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.control.agent import ControlAgent
@@ -54,8 +55,8 @@ class TimedAgent(ControlAgent):
         self.acks.record(version)
 
 
-async def run(n: int, rounds: int, tmp: Path) -> dict[str, Any]:
-    proc, url = start_control(tmp, report_interval=5.0)
+async def run(n: int, rounds: int, tmp: Path, backend: str) -> dict[str, Any]:
+    proc, url = start_control(tmp, backend, report_interval=5.0)
     try:
         admin, token = workspace(url)
         acks = Acks(n)
@@ -94,19 +95,24 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--dataplanes", type=int, default=50)
     p.add_argument("--rounds", type=int, default=20)
+    add_backend_arg(p)
     p.add_argument("--quick", action="store_true", help="5 data planes, 2 pushes: a smoke run")
     args = p.parse_args()
     if args.quick:
         args.dataplanes, args.rounds = 5, 2
-    with tempfile.TemporaryDirectory(prefix="control-push-") as tmp:
-        result = anyio.run(run, args.dataplanes, args.rounds, Path(tmp))
-    ms = sorted(result["ms"])
-    q = statistics.quantiles(ms, n=100)
-    print("| data planes | pushes | acks | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| {result['n']} | {result['rounds']} | {len(ms)} | {q[49]:.1f} | {q[98]:.1f} | {ms[-1]:.1f} |"
-    )
+    print("| backend | data planes | pushes | acks | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for backend in backends_of(args):
+        with tempfile.TemporaryDirectory(prefix="control-push-") as tmp:
+            result = anyio.run(
+                run, args.dataplanes, args.rounds, Path(tmp), backend, backend=backend
+            )
+        ms = sorted(result["ms"])
+        q = statistics.quantiles(ms, n=100)
+        print(
+            f"| {backend} | {result['n']} | {result['rounds']} | {len(ms)} | {q[49]:.1f}"
+            f" | {q[98]:.1f} | {ms[-1]:.1f} |"
+        )
 
 
 if __name__ == "__main__":

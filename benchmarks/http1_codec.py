@@ -10,7 +10,8 @@
 
 `loopback` runs both ends in one process, so a request costs a server
 exchange *and* a client exchange: the same codec work as one proxy hop.
-asyncio runs on uvloop unless --backend says otherwise.
+asyncio runs on uvloop unless --backend says otherwise; `--backend both` runs each
+loop mode on uvloop, then on trio. `codec` has no event loop.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--upstream", default="127.0.0.1:8081")
     parser.add_argument("--seconds", type=float, default=1e9, help="how long echo/proxy serve")
-    parser.add_argument("--backend", choices=["uvloop", "asyncio", "trio"], default="uvloop")
+    parser.add_argument("--backend", choices=["uvloop", "asyncio", "trio", "both"], default="uvloop",
+                        help="both: loopback on uvloop, then on trio")  # fmt: skip
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--quick",
@@ -191,11 +193,15 @@ def main() -> None:
 
 
 def make_jobs(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
-    backend = "trio" if args.backend == "trio" else "asyncio"
-    options: dict[str, Any] = {"use_uvloop": True} if args.backend == "uvloop" else {}
+    backends = ["uvloop", "trio"] if args.backend == "both" else [args.backend]
 
     def run(func: Callable[..., Awaitable[None]], *fargs: Any) -> None:
-        anyio.run(func, *fargs, backend=backend, backend_options=options)
+        for name in backends:
+            if len(backends) > 1:
+                print(f"backend {name}:")
+            backend = "trio" if name == "trio" else "asyncio"
+            options: dict[str, Any] = {"use_uvloop": True} if name == "uvloop" else {}
+            anyio.run(func, *fargs, backend=backend, backend_options=options)
 
     return {
         "codec": lambda: bench_codec(args.n),

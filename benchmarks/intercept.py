@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/intercept.py --quick   # one 1 s round per path: a smoke run
 
 Needs root (a network namespace, iptables). In one namespace made for the run: nginx
-answering a small 200 on 127.0.0.1, and one sidecar (asyncio + uvloop, group 1337,
-which the rules exempt) whose inbound listener publishes the service `bench` in front
-of nginx. `sofamesh-init --proxy-gid 1337` redirects the namespace's outbound TCP.
+answering a small 200 on 127.0.0.1, and one sidecar (group 1337, which the rules exempt)
+whose inbound listener publishes the service `bench` in front of nginx; asyncio + uvloop,
+then (`--backend both`, the default but with --quick) the same in a new namespace on trio. `sofamesh-init --proxy-gid 1337` redirects the namespace's outbound TCP.
 wrk -t1 (run as root, so redirected) calls, on each path:
 
 - explicit: wrk -> the sidecar's outbound listener (Host: bench) -> inbound -> nginx
@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from netutil import cpu_seconds
+from netutil import add_backend_arg, backends_of, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -92,7 +92,7 @@ def sidecar_config(tmp: Path) -> dict[str, object]:
     }
 
 
-def start(tmp: Path) -> list[subprocess.Popen[bytes]]:
+def start(tmp: Path, backend: str) -> list[subprocess.Popen[bytes]]:
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(dir=tmp, port=NGINX_PORT))
     nginx = subprocess.Popen(in_ns("nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)))
     config = tmp / "sidecar.json"
@@ -101,7 +101,7 @@ def start(tmp: Path) -> list[subprocess.Popen[bytes]]:
     with open(tmp / "sidecar.log", "wb") as log:  # the child keeps its own descriptor
         sidecar = subprocess.Popen(
             in_ns("setpriv", f"--regid={GID}", "--clear-groups", sys.executable,
-                  "-m", "sofamesh.sidecar", "-c", str(config)),
+                  "-m", "sofamesh.sidecar", "-c", str(config), "--backend", backend),
             env=env, stdout=subprocess.PIPE, stderr=log,
         )  # fmt: skip
     assert sidecar.stdout is not None
@@ -150,26 +150,37 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    add_backend_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.duration, args.runs = 1, 1
+    results: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    for backend in backends_of(args):
+        measure(args, backend, results)
+    report(results, args)
+
+
+def measure(
+    args: argparse.Namespace, backend: str, results: dict[tuple[str, bool], list[dict[str, float]]]
+) -> None:
+    """Every path's rounds through one sidecar on `backend`, in a namespace of its own."""
     vip = vips.assign(["bench"], "240.240.0.0/16")["bench"]
-    paths = {"explicit": f"http://127.0.0.1:{OUTBOUND}/", "transparent": f"http://{vip}:8080/"}
+    on = "" if backend == "asyncio" else f" ({backend})"
+    paths = {f"explicit{on}": f"http://127.0.0.1:{OUTBOUND}/",
+             f"transparent{on}": f"http://{vip}:8080/"}  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o755)
         try:
             make_namespace()
-            procs = start(Path(tmp))
+            procs = start(Path(tmp), backend)
             for url in paths.values():
                 wait_for(url, "bench")
-            results: dict[tuple[str, bool], list[dict[str, float]]] = {}
             for _ in range(args.runs):
                 for close in (False, True):
                     for name, url in paths.items():
                         got = wrk(url, args.duration, args.connections, close, procs[1].pid)
                         results.setdefault((name, close), []).append(got)
-            report(results, args)
         finally:
             for p in procs:
                 p.terminate()

@@ -7,7 +7,8 @@ Upstream: nginx answering a small 200 on 127.0.0.1. Paths, each with wrk -t1
 (wrk, both proxies and nginx share this machine's cores):
 
 - sofamesh, plaintext: wrk -> consumer sidecar (outbound) -> provider sidecar
-  (inbound) -> nginx; asyncio + uvloop; no `tls:`.
+  (inbound) -> nginx; asyncio + uvloop; no `tls:`. `--backend both` (the default
+  but with --quick) adds the same two pairs on trio.
 - sofamesh, mTLS: the same with `tls: {mode: strict}` on both sidecars (ECDSA
   P-256 certificates from `sofamesh ca`), so the sidecar-to-sidecar hop is mTLS.
 - envoy, plaintext / envoy, mTLS: two Envoy 1.40 (--concurrency 1 each), the
@@ -37,6 +38,8 @@ from pathlib import Path
 from netutil import (
     ENVOY,
     ROOT,
+    add_backend_arg,
+    backends_of,
     free_port,
     require_tools,
     start_envoy,
@@ -55,6 +58,8 @@ PIDS: dict[str, list[int]] = {}  # the proxies' processes of each pair, by its t
 TAGS = {
     "sofamesh, plaintext": "plain",
     "sofamesh, mTLS": "mtls",
+    "sofamesh (trio), plaintext": "trio-plain",
+    "sofamesh (trio), mTLS": "trio-mtls",
     "envoy, plaintext": "envoy-plain",
     "envoy, mTLS": "envoy-mtls",
 }
@@ -169,9 +174,11 @@ def sofamesh_ca(tmp: Path) -> dict[str, Path]:
     return ids
 
 
-def sidecar(tmp: Path, name: str, config: dict[str, object]) -> subprocess.Popen[bytes]:
+def sidecar(
+    tmp: Path, name: str, config: dict[str, object], backend: str = "asyncio"
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return start_sidecar(tmp, name, config, env=env)
+    return start_sidecar(tmp, name, config, backend, env=env)
 
 
 def tls_config(ident: Path | None) -> dict[str, object]:
@@ -182,7 +189,7 @@ def tls_config(ident: Path | None) -> dict[str, object]:
 
 
 def sidecar_pair(
-    tmp: Path, tag: str, upstream: int, ids: dict[str, Path] | None, procs: list
+    tmp: Path, tag: str, upstream: int, ids: dict[str, Path] | None, procs: list, backend: str
 ) -> tuple[int, int]:
     """Provider and consumer sidecars on a registry of their own, starting: (consumer's
     outbound, inbound), the ports to wait for."""
@@ -201,8 +208,8 @@ def sidecar_pair(
         "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{outbound}"}],
         **tls_config(ids["consumer"] if ids else None),
     }
-    procs.append(sidecar(tmp, f"provider-{tag}", provider))
-    procs.append(sidecar(tmp, f"consumer-{tag}", consumer))
+    procs.append(sidecar(tmp, f"provider-{tag}", provider, backend))
+    procs.append(sidecar(tmp, f"consumer-{tag}", consumer, backend))
     PIDS[tag] = [procs[-2].pid, procs[-1].pid]
     return outbound, inbound
 
@@ -238,13 +245,15 @@ def handshakes_per_second(port: int, ident: Path, seconds: int) -> float:
 
 
 def main() -> None:
-    args = wrk_args(argparse.ArgumentParser())
+    ap = argparse.ArgumentParser()
+    add_backend_arg(ap)
+    args = wrk_args(ap)
     require_tools("wrk", "nginx", "openssl")
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         try:
-            paths, tls_ports, ids = start(tmp, procs)
+            paths, tls_ports, ids = start(tmp, procs, backends_of(args))
             for port in paths.values() if not args.quick else ():  # pools, handshakes, imports
                 wrk(port, SERVICE, 2, args.connections)
             results: dict[str, list[dict[str, float]]] = {p: [] for p in paths}
@@ -262,15 +271,22 @@ def main() -> None:
 
 
 def start(
-    tmp: Path, procs: list[subprocess.Popen[bytes]]
+    tmp: Path, procs: list[subprocess.Popen[bytes]], backends: list[str]
 ) -> tuple[dict[str, int], dict[str, int], dict[str, Path]]:
     upstream = free_port()
     procs.append(start_nginx(tmp, port=upstream))
     ids = sofamesh_ca(tmp)
-    paths, tls_ports = {}, {}
-    paths["sofamesh, plaintext"], inner = sidecar_pair(tmp, "plain", upstream, None, procs)
-    ports = [inner]
-    paths["sofamesh, mTLS"], tls_ports["sofamesh"] = sidecar_pair(tmp, "mtls", upstream, ids, procs)
+    paths, tls_ports, ports = {}, {}, []
+    for backend in backends:
+        proxy = "sofamesh" if backend == "asyncio" else "sofamesh (trio)"
+        prefix = "" if backend == "asyncio" else "trio-"
+        paths[f"{proxy}, plaintext"], inner = sidecar_pair(
+            tmp, f"{prefix}plain", upstream, None, procs, backend
+        )
+        ports.append(inner)
+        paths[f"{proxy}, mTLS"], tls_ports[proxy] = sidecar_pair(
+            tmp, f"{prefix}mtls", upstream, ids, procs, backend
+        )
     if ENVOY.exists():
         paths["envoy, plaintext"], inner = envoy_pair(tmp, "plain", upstream, None, procs, 81)
         ports.append(inner)
@@ -309,13 +325,15 @@ def report(
         " | mTLS handshakes/s (openssl s_time -new) |"
     )
     print("|---|---|---|---|")
-    for proxy in ("sofamesh", "envoy"):
+    for proxy in ("sofamesh", "sofamesh (trio)", "envoy"):
         if f"{proxy}, mTLS" not in results:
             continue
         mtls, plain = results[f"{proxy}, mTLS"], results[f"{proxy}, plaintext"]
         ratio = median_rps(mtls) / median_rps(plain)
         cpu = median_cpu(plain) / median_cpu(mtls)
         print(f"| {proxy} | {ratio:.2f} | {cpu:.2f} | {hs.get(proxy, 0.0):,.0f} |")
+    if "sofamesh, mTLS" not in results:
+        return
     mtls, plain = results["sofamesh, mTLS"], results["sofamesh, plaintext"]
     ratio = median_rps(mtls) / median_rps(plain)
     cpu = median_cpu(plain) / median_cpu(mtls)  # the throughput ratio if the proxies had the CPU

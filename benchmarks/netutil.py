@@ -86,6 +86,21 @@ def wrk_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
+def add_backend_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--backend",
+        choices=["asyncio", "trio", "both"],
+        help="the event loop of sofamesh's side (asyncio runs on uvloop); default both,"
+        " asyncio alone with --quick",
+    )
+
+
+def backends_of(args: argparse.Namespace) -> list[str]:
+    """The backends `--backend` names, in the order their paths run."""
+    chosen = args.backend or ("asyncio" if getattr(args, "quick", False) else "both")
+    return ["asyncio", "trio"] if chosen == "both" else [chosen]
+
+
 def require_tools(*tools: str, apt: str = "") -> None:
     """Exit with the apt-get line to run if a command the benchmark drives is missing."""
     for tool in tools:

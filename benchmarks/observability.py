@@ -14,7 +14,8 @@ proxies (consumer -> provider -> nginx), both configured alike:
 - access log: each proxy writes the default format to a file (Envoy: its file
   access log with its default format).
 
-Rounds alternate the paths; the median round per path is reported, as Markdown
+The sidecars run on asyncio + uvloop, and (`--backend both`, the default but with
+--quick) every sofamesh pair again on trio. Rounds alternate the paths; the median round per path is reported, as Markdown
 (docs/performance.md), with the CPU time both proxies of a path spent per request.
 """
 
@@ -31,6 +32,8 @@ from typing import Any
 from mtls import PIDS, SERVICE, cpu_seconds, envoy_conf, sidecar
 from netutil import (
     ENVOY,
+    add_backend_arg,
+    backends_of,
     free_port,
     require_tools,
     start_envoy,
@@ -52,6 +55,7 @@ COLLECTOR = """
 # path -> (tracing sample %, access log)
 PATHS = {"off": (None, False), "tracing 1 %": (1.0, False), "tracing 100 %": (100.0, False),
          "access log": (None, True)}  # fmt: skip
+PROXY = {"asyncio": "sofamesh", "trio": "sofamesh (trio)"}  # the paths' names, by backend
 
 
 def measured(name: str, port: int, duration: int, connections: int) -> dict[str, float]:
@@ -75,7 +79,7 @@ def sofamesh_extra(percent: float | None, collector: int) -> dict[str, Any]:
 
 
 def sofamesh_pair(
-    tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any]
+    tmp: Path, tag: str, upstream: int, collector: int, procs: list[Any], backend: str
 ) -> tuple[int, int]:
     """Provider and consumer sidecars, starting: (consumer's outbound, provider's inbound)."""
     percent, logged = PATHS[tag]
@@ -92,9 +96,9 @@ def sofamesh_pair(
                                      services=[SERVICE])]}  # fmt: skip
     consumer = {"app": "consumer", "registry": registry, **extra,
                 "outbound": [listener(outbound, "consumer")]}  # fmt: skip
-    procs.append(sidecar(tmp, f"provider-{len(PIDS)}", provider))
-    procs.append(sidecar(tmp, f"consumer-{len(PIDS)}", consumer))
-    PIDS[f"sofamesh, {tag}"] = [procs[-2].pid, procs[-1].pid]
+    procs.append(sidecar(tmp, f"provider-{len(PIDS)}", provider, backend))
+    procs.append(sidecar(tmp, f"consumer-{len(PIDS)}", consumer, backend))
+    PIDS[f"{PROXY[backend]}, {tag}"] = [procs[-2].pid, procs[-1].pid]
     return outbound, inbound
 
 
@@ -137,12 +141,14 @@ def envoy_pair(
     return first, second
 
 
-def start(tmp: Path, procs: list[Any]) -> dict[str, int]:
+def start(tmp: Path, procs: list[Any], backends: list[str]) -> dict[str, int]:
     upstream, collector = free_port(), free_port()
     servers = COLLECTOR.format(collector=collector)
     procs.append(start_nginx(tmp, servers, port=upstream, collector=collector))
     pairs = {
-        f"sofamesh, {tag}": sofamesh_pair(tmp, tag, upstream, collector, procs) for tag in PATHS
+        f"{PROXY[backend]}, {tag}": sofamesh_pair(tmp, tag, upstream, collector, procs, backend)
+        for backend in backends
+        for tag in PATHS
     }
     if ENVOY.exists():
         pairs |= {
@@ -173,12 +179,14 @@ def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
 
 
 def main() -> None:
-    args = wrk_args(argparse.ArgumentParser())
+    ap = argparse.ArgumentParser()
+    add_backend_arg(ap)
+    args = wrk_args(ap)
     require_tools("wrk", "nginx")
     procs: list[Any] = []
     with tempfile.TemporaryDirectory() as d:
         try:
-            paths = start(Path(d), procs)
+            paths = start(Path(d), procs, backends_of(args))
             if not args.quick:
                 for port in paths.values():  # warm-up: pools, imports
                     wrk(port, SERVICE, 2, args.connections)

@@ -1,7 +1,7 @@
 """Registry figures on loopback, etcd 3.4 and ZooKeeper 3.8 side by side.
 
     .venv/bin/python benchmarks/registry.py [--services 1000] [--endpoints 10] [--watchers 20]
-                                            [--changes 200] [--samples 50] [--backend asyncio|trio]
+                                            [--changes 200] [--samples 50] [--backend asyncio|trio|both]
     .venv/bin/python benchmarks/registry.py --quick   # 20 services, 2 watchers: a smoke run
 
 For each registry, a fresh server in a temp dir (started as the tests start theirs;
@@ -19,7 +19,9 @@ ZooKeeper with forceSync=yes, as in production), then:
    from the call to `publish` to a watcher's snapshot showing the change (one
    monotonic clock for all processes).
 
-Prints a Markdown table (paste into docs/performance.md). The publisher, the
+Prints a Markdown table per backend (paste into docs/performance.md): the publisher,
+the consumers and the watcher processes on asyncio, then on trio (`--backend both`,
+the default; `--quick` runs asyncio alone). The publisher, the
 watchers and the server share this machine's cores.
 """
 
@@ -36,11 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import sniffio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from netutil import add_backend_arg, backends_of  # noqa: E402
 from tests.registry.servers import EtcdServer, ServerProcess, ZooKeeperServer  # noqa: E402
 
 from sofamesh.endpoint import Endpoint  # noqa: E402
@@ -146,7 +150,9 @@ async def propagation(
     latencies: list[float] = []
     state: dict[str, Any] = {"want": None, "t0": 0.0, "left": 0, "event": anyio.Event()}
     kind = "etcd" if isinstance(server, EtcdServer) else "zookeeper"
-    argv = [sys.executable, __file__, "--watcher", kind, str(server.port), service]
+    backend = sniffio.current_async_library()  # each watcher on the backend of the run
+    argv = [sys.executable, __file__, "--watcher", kind, str(server.port), service,
+            "--backend", backend]  # fmt: skip
 
     async def watch(ready: anyio.Event) -> None:
         async with await anyio.open_process(argv, stderr=None) as proc:
@@ -211,7 +217,7 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=20)
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--samples", type=int, default=50)
-    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    add_backend_arg(parser)
     parser.add_argument("--only", choices=["etcd", "zookeeper"])
     parser.add_argument(
         "--watcher", nargs=3, metavar=("KIND", "PORT", "SERVICE"), help=argparse.SUPPRESS
@@ -224,8 +230,14 @@ def main() -> None:
         args.services, args.endpoints, args.watchers, args.changes, args.samples = 20, 2, 2, 4, 4
     if args.watcher:
         kind, port, service = args.watcher
-        anyio.run(watcher_process, kind, int(port), service)
+        anyio.run(watcher_process, kind, int(port), service, backend=args.backend or "asyncio")
         return
+    for backend in backends_of(args):
+        table(args, backend)
+
+
+def table(args: argparse.Namespace, backend: str) -> None:
+    """Every registry's figures with this process on `backend`, as one Markdown table."""
     results: dict[str, dict[str, str]] = {}
     kinds = {"etcd 3.4": EtcdServer, "ZooKeeper 3.8": ZooKeeperServer}
     for name, kind in kinds.items():
@@ -239,14 +251,15 @@ def main() -> None:
             )
             server.start()
             try:
-                results[name] = anyio.run(measure, server, args, backend=args.backend)
+                results[name] = anyio.run(measure, server, args, backend=backend)
             finally:
                 server.stop()
     names = list(results)
-    print(f"| {args.backend}, loopback | " + " | ".join(names) + " |")
+    print(f"| {backend}, loopback | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for row in next(iter(results.values())):
         print(f"| {row} | " + " | ".join(results[n][row] for n in names) + " |")
+    print()
 
 
 if __name__ == "__main__":

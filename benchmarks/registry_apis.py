@@ -1,7 +1,7 @@
 """Registration and lookup through the sidecar's Eureka, Consul and Nacos APIs vs the registry.
 
     .venv/bin/python benchmarks/registry_apis.py [--samples 300] [--seconds 3]
-                                                 [--backend asyncio|trio]
+                                                 [--backend asyncio|trio|both]
     .venv/bin/python benchmarks/registry_apis.py --quick   # 30 samples, 0.5 s: a smoke run
 
 One sidecar runs in this process on a file registry (the registry of one host)
@@ -15,7 +15,8 @@ and serves the three APIs on loopback. A client on one keep-alive connection
 3. looks it up back to back for `seconds`: lookups/s one client gets.
 
 The native row is the registry itself: `publish` of an endpoint, and a new watch
-reading a service's first snapshot. Prints a Markdown table for docs/registries.md.
+reading a service's first snapshot. Prints a Markdown table per backend (both by default:
+the sidecar and the client in this process on asyncio, then on trio).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 
 import anyio
 import httpx
+import sniffio
+from netutil import add_backend_arg, backends_of
 
 from sofamesh.config import load_config
 from sofamesh.endpoint import Endpoint
@@ -145,7 +148,10 @@ async def main(args: argparse.Namespace) -> None:
                 per_s = await rate(lookup, args.seconds)
                 rows.append((name, reg, look, per_s))
             sc.stop()
-    print("| through | register p50 / p99 (ms) | lookup p50 / p99 (ms) | lookups/s, one client |")
+    backend = sniffio.current_async_library()
+    print(
+        f"| {backend}: through | register p50 / p99 (ms) | lookup p50 / p99 (ms) | lookups/s, one client |"
+    )
     print("|---|---|---|---|")
     for name, reg, look, per_s in rows:
         print(
@@ -157,10 +163,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
+    add_backend_arg(parser)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the registry's notes under load are not figures
     if args.quick:
         args.samples, args.seconds = 30, 0.5
-    anyio.run(main, args, backend=args.backend)
+    for backend in backends_of(args):
+        anyio.run(main, args, backend=backend)  # asyncio without uvloop, as the tests run
+        print()

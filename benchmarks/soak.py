@@ -8,7 +8,9 @@ listener (Host resolved in a file registry) -> nginx. First `wrk -t1 -c50` for a
 seconds measures the maximum req/s; then `h2load --h1` paces `--share` of it (`--rps` per
 client, 10 clients, keep-alive) in windows of 10 s, each reporting its p50 / p99 and the
 sidecar's RSS at its end. Growth is last window's RSS minus the first's; drift is last
-window's p99 over the first's. Prints Markdown (docs/reliability.md).
+window's p99 over the first's. The sidecar runs on asyncio + uvloop, then (`--backend
+both`, the default but with --quick) a fresh one on trio, each soaked for `--duration`.
+Prints Markdown (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import tempfile
 from pathlib import Path
 
 from http_proxy import publish_upstream, start_sidecar
-from netutil import free_port, require_tools, rss_mib, start_nginx, stop_all, wrk
+from netutil import (
+    add_backend_arg,
+    backends_of,
+    free_port,
+    require_tools,
+    rss_mib,
+    start_nginx,
+    stop_all,
+    wrk,
+)
 
 CLIENTS = 10
 WINDOW = 10
@@ -45,12 +56,12 @@ def paced(port: int, rps: int, seconds: int, tmp: Path) -> dict[str, float]:
     }
 
 
-def soak(port: int, pid: int, args: argparse.Namespace, tmp: Path) -> None:
+def soak(port: int, pid: int, args: argparse.Namespace, tmp: Path, backend: str) -> None:
     window = QUICK_WINDOW if args.quick else WINDOW
     peak = wrk(port, "bench", 1 if args.quick else 5, 50)["rps"]
     rate = int(peak * args.share)
     load = os.getloadavg()
-    print(f"{os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+    print(f"sidecar on {backend}; {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
           f"max {peak:,.0f} req/s (wrk -t1 -c50); soak at {args.share:.0%} = {rate:,} req/s "
           f"(h2load --h1 -c{CLIENTS}) for {args.duration} s\n")  # fmt: skip
     print(
@@ -75,10 +86,18 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=600, help="seconds at the paced load")
     ap.add_argument("--share", type=float, default=0.7, help="share of the measured maximum")
     ap.add_argument("--quick", action="store_true", help="one 3 s window")
+    add_backend_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.duration = QUICK_WINDOW
     require_tools("wrk", "h2load", "nginx", apt="wrk nghttp2-client nginx-light")
+    for backend in backends_of(args):
+        soak_one(args, backend)
+        print()
+
+
+def soak_one(args: argparse.Namespace, backend: str) -> None:
+    """nginx, its publication and one sidecar on `backend`, soaked, then stopped."""
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -86,9 +105,9 @@ def main() -> None:
             upstream = free_port()
             procs.append(start_nginx(tmp, port=upstream))
             procs.append(publish_upstream(tmp / "registry", upstream))
-            sidecar, port = start_sidecar(tmp, f"file://{tmp}/registry", "asyncio")
+            sidecar, port = start_sidecar(tmp, f"file://{tmp}/registry", backend)
             procs.append(sidecar)
-            soak(port, sidecar.pid, args, tmp)
+            soak(port, sidecar.pid, args, tmp, backend)
         finally:
             stop_all(procs)
 

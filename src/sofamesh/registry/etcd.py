@@ -55,6 +55,8 @@ from sofamesh.registry.etcd_keys import (
     DEFAULT_ROOT,
     MARKS,
     EtcdKeys,
+    ServiceParts,
+    Touched,
     decode_entry,
     delete_op,
     encode_endpoint,
@@ -280,19 +282,18 @@ class EtcdRegistry:
                 yield snap
 
     async def _follow_services(self) -> None:
-        """Follow the whole services prefix in one watch; hand each watched service its part."""
+        """Follow the whole services prefix in one watch; hand each watched service whose
+        keys changed its part."""
+        touched, parts = Touched(), ServiceParts(self.keys)
         follow: AsyncGenerator[dict[bytes, Endpoint | str]]
-        follow = self.follow_keys(self.keys.services, decode_entry)
+        follow = self.follow_keys(self.keys.services, decode_entry, touched=touched)
         async with aclosing(follow) as states:
             async for state in states:
-                by_service: dict[str, dict[bytes, Endpoint | str]] = {}
-                for key, value in state.items():
-                    name = self.keys.service_of(key)
-                    if name is not None:
-                        by_service.setdefault(name, {})[key] = value
-                self._services = by_service
+                changed = parts.update(state, touched)
+                self._services = parts.by_service
                 for name, shared in list(self._watched.items()):
-                    shared.publish(self._snapshot(by_service.get(name, {})))
+                    if changed is None or name in changed:
+                        shared.publish(self._snapshot(parts.by_service.get(name, {})))
 
     def _snapshot(self, entries: dict[bytes, Endpoint | str]) -> Snapshot:
         return Snapshot(
@@ -312,15 +313,19 @@ class EtcdRegistry:
         decode: Callable[[bytes], T | None],
         *,
         prefix: bool = True,
+        touched: Touched | None = None,
     ) -> AsyncGenerator[dict[bytes, T]]:
         """The decoded keys under `key` (or `key` alone), after the first read and after
-        each watch reply. Yields the same dict each time: read it before the next step."""
+        each watch reply. Yields the same dict each time: read it before the next step.
+        `touched` gathers what each step changed (its reader empties it)."""
         state: dict[bytes, T] = {}
         next_rev, attempt = 0, 0
         while True:
             try:
                 if next_rev == 0:
                     next_rev = await self._read(key, decode, state, prefix=prefix)
+                    if touched is not None:
+                        touched.everything = True
                     yield state
                 async with self.client.watch(key, next_rev, prefix=prefix) as stream:
                     async for resp in stream:
@@ -332,7 +337,7 @@ class EtcdRegistry:
                         if resp.canceled:
                             raise RegistryError(f"etcd cancelled the watch: {resp.cancel_reason}")
                         if resp.events:
-                            next_rev = _apply(resp.events, decode, state)
+                            next_rev = _apply(resp.events, decode, state, touched)
                             yield state
             except RegistryError as e:
                 self.watch_breaks += 1
@@ -397,11 +402,15 @@ def _apply(
     events: Sequence[Event],
     decode: Callable[[bytes], T | None],
     state: dict[bytes, T],
+    touched: Touched | None,
 ) -> int:
-    """Apply watch events to `state`; the revision to resume from after them."""
+    """Apply watch events to `state` (noting their keys in `touched`); the revision to
+    resume from after them."""
     kv: KeyValue | None = None
     for event in events:
         kv = event.kv
+        if touched is not None:
+            touched.keys.add(kv.key)
         value = decode(kv.value) if event.type is EventType.PUT else None
         if value is None:
             state.pop(kv.key, None)

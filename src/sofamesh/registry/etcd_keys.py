@@ -45,6 +45,49 @@ class EtcdKeys:
         return unquote(rest.split(b"/", 1)[0].decode("utf-8", "replace"))
 
 
+class Touched:
+    """What one step of a followed prefix changed: the keys a watch reply touched, or
+    `everything` after a full read (which cannot say what went)."""
+
+    __slots__ = ("everything", "keys")
+
+    def __init__(self) -> None:
+        self.everything = False
+        self.keys: set[bytes] = set()
+
+
+class ServiceParts:
+    """The services prefix's entries split by service, kept up to date key by key: a
+    watch reply costs what it touched, not the whole registry (a process following one
+    service among thousands would otherwise split every key again on every change)."""
+
+    def __init__(self, keys: EtcdKeys) -> None:
+        self.keys = keys
+        self.by_service: dict[str, dict[bytes, Endpoint | str]] = {}
+
+    def update(self, state: dict[bytes, Endpoint | str], touched: Touched) -> set[str] | None:
+        """Bring the parts up to `state`: the services whose keys changed, None for all."""
+        changed: set[str] | None = set()
+        if touched.everything:
+            changed = None
+            self.by_service.clear()
+            touched.keys = set(state)
+        for key in touched.keys:
+            name = self.keys.service_of(key)
+            if name is None:
+                continue
+            if key in state:
+                self.by_service.setdefault(name, {})[key] = state[key]
+            elif (entries := self.by_service.get(name)) is not None:
+                entries.pop(key, None)
+                if not entries:
+                    del self.by_service[name]
+            if changed is not None:
+                changed.add(name)
+        touched.everything, touched.keys = False, set()
+        return changed
+
+
 def encode_endpoint(ep: Endpoint) -> bytes:
     return json.dumps(ep.to_dict(), sort_keys=True).encode()
 
