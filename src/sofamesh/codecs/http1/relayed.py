@@ -27,7 +27,7 @@ tests/codecs/test_http1_relayed.py holds the two to that on generated responses.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sofamesh.codecs.http1 import fast
 from sofamesh.codecs.http1.limits import Http1Limits
@@ -46,16 +46,13 @@ _SKIPPED = re.compile(
 )
 _KEEP_ALIVE = frozenset({b" keep-alive", b" Keep-Alive", b"keep-alive", b"Keep-Alive"})
 _CLOSE = frozenset({b" close", b" Close", b"close", b"Close"})
-_NEW_PARSER: Any = fast._RESPONSE_PARSER
-try:
-    import httptools
-
-    _REFUSED: tuple[type[Exception], ...] = (
-        httptools.HttpParserError,
-        httptools.HttpParserUpgrade,
-    )
-except ImportError:  # without the speedups extra nothing is relayed
-    _REFUSED = ()
+# llhttp, `fast`'s lazily bound module (an idle sidecar does not load it; None without the
+# speedups extra, when nothing is relayed); its parser class is read from `fast` at each
+# use, where the first use swaps it in for its stand-in.
+if TYPE_CHECKING:
+    import httptools as _httptools
+else:
+    _httptools = fast._httptools
 _HEADERS: Any = HttpResponse.__dict__["headers"]  # the slot the `headers` property fills
 
 
@@ -120,7 +117,7 @@ class RelayedResponse(HttpResponse):
 
 
 def _parse(head: bytes, line_end: int) -> ParsedFields:
-    fields = fast._llhttp_fields(_NEW_PARSER, head, line_end, len(head) - 4)
+    fields = fast._llhttp_fields(fast._RESPONSE_PARSER, head, line_end, len(head) - 4)
     assert fields is not None  # llhttp took this head when it was relayed
     return fields
 
@@ -147,10 +144,10 @@ class ResponseCheck:
 
     def passes(self, buf: bytes) -> bool:
         """Whether llhttp reads `buf` as one whole response, framed by its Content-Length."""
-        parser, self._parser = self._parser or _NEW_PARSER(self), None
+        parser, self._parser = self._parser or fast._RESPONSE_PARSER(self), None
         try:
             parser.feed_data(buf)
-        except _REFUSED:
+        except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):  # read if raised
             return self._reset()
         ended = self.ended
         if ended or not self.plain:
