@@ -40,7 +40,8 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # metrics with `metrics.istio`, OTLP export with `tracing.enabled`; upstream's machines
 # with the first cluster that runs them (the health checker, the removal guard, the
 # success-rate detector; the config holds their settings from `upstream.settings`) and the
-# hash tables with the first hashing balancer. Each entry covers its submodules.
+# hash tables with the first hashing balancer; the networked registries' URL parsing and
+# snapshot wrapper with an etcd or ZooKeeper URL. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -97,6 +98,8 @@ NOT_AT_START = (
     "sofamesh.upstream.removals",
     "sofamesh.upstream.success_rate",
     "sofamesh.upstream.hashing",
+    "sofamesh.registry.resilient",
+    "sofamesh.registry.snapshot",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).
