@@ -41,7 +41,9 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # with the first cluster that runs them (the health checker, the removal guard, the
 # success-rate detector; the config holds their settings from `upstream.settings`) and the
 # hash tables with the first hashing balancer; the networked registries' URL parsing and
-# snapshot wrapper with an etcd or ZooKeeper URL. Each entry covers its submodules.
+# snapshot wrapper with an etcd or ZooKeeper URL; TLS's contexts, wraps and listeners with
+# `tls:` (`transport/tls_names.py` holds what a plaintext mesh names). Each entry covers
+# its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -100,6 +102,8 @@ NOT_AT_START = (
     "sofamesh.upstream.hashing",
     "sofamesh.registry.resilient",
     "sofamesh.registry.snapshot",
+    "sofamesh.transport.tls",
+    "sofamesh.transport.tls_listener",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).
