@@ -48,12 +48,12 @@ from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
 from sofamesh.tracing import SpanBuffer, SpanExport, Tracer
 from sofamesh.tracing.span import Kind
-from sofamesh.transport.tls_listener import MeshTls
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
 
 if TYPE_CHECKING:
     from sofamesh.observability.istio import IstioMetrics, Reporter
+    from sofamesh.transport.tls_listener import MeshTls
 
 
 class Composes(enum.Enum):
@@ -140,6 +140,8 @@ class Runtime:
                 source = IdentitySource(IdentityFiles(cfg.cert, cfg.key, cfg.trust_bundle))
         except IdentityError as exc:
             raise ConfigError([f"tls: {exc}"]) from None
+        from sofamesh.transport.tls_listener import MeshTls  # TLS's machinery, with `tls:`
+
         tls = MeshTls(cfg.mode, source, count=self.stats.incr)
         for proto in self.protocols.values():
             proto.use_tls(tls.client)

@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sofamesh import registry
 from sofamesh.registry import open_registry, validate_registry_url
 from sofamesh.registry.base import RegistryError
 from sofamesh.registry.resilient import (
+    NETWORK_SCHEMES,
     Backoff,
     Latest,
     Reconciler,
@@ -105,3 +107,9 @@ def test_every_problem_of_a_url_is_named_at_once() -> None:
     assert validate_registry_url("etcd://h:2379?workspace=ok") is None
     with pytest.raises(ValueError):
         open_registry("etcd://h?timeout=soon")
+
+
+def test_the_package_names_the_networked_schemes_whose_options_resilient_holds() -> None:
+    # The package lists them without importing `resilient`, which loads with the first URL.
+    assert tuple(NETWORK_SCHEMES) == registry.NETWORK_SCHEMES
+    assert registry.SnapshotRegistry.__module__ == "sofamesh.registry.snapshot"

@@ -37,8 +37,13 @@ SRC = Path(sofamesh.__file__).resolve().parents[1]
 # parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
 # `lazy_imports`, so its submodules tell whether it ran); llhttp (httptools) with the
 # first head the fast path splits; the admin API's handlers with its first request; Istio's
-# metrics with `metrics.istio`, OTLP export with `tracing.enabled`. Each entry covers its
-# submodules.
+# metrics with `metrics.istio`, OTLP export with `tracing.enabled`; upstream's machines
+# with the first cluster that runs them (the health checker, the removal guard, the
+# success-rate detector; the config holds their settings from `upstream.settings`) and the
+# hash tables with the first hashing balancer; the networked registries' URL parsing and
+# snapshot wrapper with an etcd or ZooKeeper URL; TLS's contexts, wraps and listeners with
+# `tls:` (`transport/tls_names.py` holds what a plaintext mesh names). Each entry covers
+# its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -91,6 +96,14 @@ NOT_AT_START = (
     "sofamesh.observability.rule_metrics",
     "sofamesh.observability.istio",
     "sofamesh.tracing.otlp",
+    "sofamesh.upstream.health",
+    "sofamesh.upstream.removals",
+    "sofamesh.upstream.success_rate",
+    "sofamesh.upstream.hashing",
+    "sofamesh.registry.resilient",
+    "sofamesh.registry.snapshot",
+    "sofamesh.transport.tls",
+    "sofamesh.transport.tls_listener",
 )
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).

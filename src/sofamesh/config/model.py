@@ -20,10 +20,8 @@ from sofamesh.codecs.http1.paths import REJECT_REQUEST
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.config.telemetry import AccessLogConfig, MetricsConfig, TracingConfig
 from sofamesh.upstream.balancers import BALANCERS
-from sofamesh.upstream.health import HealthCheckConfig
 from sofamesh.upstream.outlier import OutlierConfig
-from sofamesh.upstream.removals import RemovalConfig
-from sofamesh.upstream.success_rate import SuccessRateConfig
+from sofamesh.upstream.settings import HealthCheckConfig, RemovalConfig, SuccessRateConfig
 
 EscapedSlashesAction = Literal["KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_FORWARD"]
 Mode = Literal["sdk", "sidecar"]

@@ -42,9 +42,9 @@ from sofamesh.chain import Handler
 from sofamesh.config.model import LimitsConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result
-from sofamesh.transport.tls import ClientTls
 
 if TYPE_CHECKING:
+    from sofamesh.transport.tls import ClientTls
     from sofamesh.upstream.health import HealthCheckConfig, ProbeConnect
 
 # (endpoint, config, connect: None for plain TCP, else the runtime's, mTLS where published)

@@ -22,9 +22,10 @@ is shielded, so a caller that gives up while it runs leaves it whole for the nex
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -37,8 +38,9 @@ from sofamesh.protocols import PROTOCOLS, family, health_probe, make_protocols
 from sofamesh.protocols.base import HealthProbe, ProtocolSupport, Route, Server
 from sofamesh.transport.heap import trim_heap
 from sofamesh.transport.serving import leaves
-from sofamesh.transport.tls import ClientTls
-from sofamesh.transport.tls_listener import TlsListener
+
+if TYPE_CHECKING:  # TLS itself loads with a `tls:` config (runtime.py)
+    from sofamesh.transport.tls import ClientTls
 
 Supports = dict[str, ProtocolSupport]
 
@@ -254,7 +256,9 @@ def lazy_protocols(
 
 def _sockets(listener: Any) -> list[socket.socket]:
     """The listening sockets under `listener`; none for a listener without (a hand-off)."""
-    if isinstance(listener, TlsListener):
+    # A TLS listener exists only once its module has run (with a `tls:` config).
+    tls = sys.modules.get("sofamesh.transport.tls_listener")
+    if tls is not None and isinstance(listener, tls.TlsListener):
         listener = listener.inner
     found = []
     for leaf in leaves(listener):

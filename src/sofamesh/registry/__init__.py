@@ -18,11 +18,11 @@ from urllib.parse import parse_qsl, urlsplit
 from sofamesh.registry.base import OpenedRegistry, Registry, RegistryError, Snapshot
 from sofamesh.registry.file import FileRegistry
 from sofamesh.registry.memory import MemoryHub, MemoryRegistry
-from sofamesh.registry.resilient import NETWORK_SCHEMES, NetworkOptions, parse_network_url
-from sofamesh.registry.snapshot import SnapshotRegistry
 
 if TYPE_CHECKING:
     from sofamesh.registry.etcd import EtcdRegistry
+    from sofamesh.registry.resilient import NetworkOptions
+    from sofamesh.registry.snapshot import SnapshotRegistry
 
 __all__ = [
     "EtcdRegistry",
@@ -45,9 +45,17 @@ def __getattr__(name: str) -> Any:
         from sofamesh.registry.etcd import EtcdRegistry
 
         return EtcdRegistry
+    # The snapshot wrapper serves only the networked registries: it loads with the first.
+    if name == "SnapshotRegistry":
+        from sofamesh.registry.snapshot import SnapshotRegistry
+
+        return SnapshotRegistry
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# The networked registries' schemes (`resilient.NETWORK_SCHEMES` holds their options): their
+# URL parsing, reconciliation and snapshot file load with the first such URL.
+NETWORK_SCHEMES = ("etcd", "zookeeper")
 SCHEMES = ("memory", "file", *NETWORK_SCHEMES)
 
 
@@ -67,6 +75,8 @@ def validate_registry_url(url: str) -> str | None:
         return "file:// registry needs a directory, e.g. file:///var/tmp/sofamesh"
     try:
         if parts.scheme in NETWORK_SCHEMES:
+            from sofamesh.registry.resilient import parse_network_url
+
             parse_network_url(url)
         else:
             local_options(url)
@@ -108,6 +118,8 @@ def open_registry(url: str) -> OpenedRegistry:
     if parts.scheme == "memory":
         return MemoryRegistry()
     if parts.scheme in NETWORK_SCHEMES:
+        from sofamesh.registry.resilient import parse_network_url
+
         return open_network_registry(parse_network_url(url))
     opts = local_options(url)
     return FileRegistry(parts.path, lease=opts["lease"], poll_interval=opts["poll"])
@@ -137,4 +149,6 @@ def open_network_registry(options: NetworkOptions) -> OpenedRegistry:
         )
     if options.snapshot is None:
         return inner
+    from sofamesh.registry.snapshot import SnapshotRegistry
+
     return SnapshotRegistry(inner, options.snapshot, cold_start_wait=options.cold_start_wait)

@@ -17,7 +17,9 @@ and client cannot tell the difference except by the peer's identity.
 - `ClientTls`: the connect function of a protocol's pool: TLS to the
   addresses whose registry metadata says they take mTLS, plain TCP elsewhere.
 - `peer_identity(stream)`: the verified SPIFFE ID of a server connection's
-  peer, "" on plaintext; servers read it once per connection.
+  peer, "" on plaintext; servers read it once per connection. It lives in
+  `tls_names.py` with the modes and ALPN lists, which a mesh without TLS
+  names too; this module offers them as well.
 
 The listener side (`TlsListener`, and `MeshTls`, a data plane's whole TLS) is
 in `tls_listener.py`.
@@ -28,9 +30,9 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -40,25 +42,23 @@ from sofamesh.security.spiffe import SpiffeId
 from sofamesh.transport.errors import ConnectError
 from sofamesh.transport.net import STREAM_ERRORS, Connect, connect
 from sofamesh.transport.streams import LoopStream
+from sofamesh.transport.tls_names import ALPN_H2 as ALPN_H2
+from sofamesh.transport.tls_names import ALPN_HTTP1 as ALPN_HTTP1
+from sofamesh.transport.tls_names import DISABLE as DISABLE
+from sofamesh.transport.tls_names import HANDSHAKE_RECORD as HANDSHAKE_RECORD
+from sofamesh.transport.tls_names import HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT
+from sofamesh.transport.tls_names import META_ID as META_ID
+from sofamesh.transport.tls_names import META_MODE as META_MODE
+from sofamesh.transport.tls_names import PERMISSIVE as PERMISSIVE
+from sofamesh.transport.tls_names import STRICT as STRICT
+from sofamesh.transport.tls_names import TlsMode as TlsMode
+from sofamesh.transport.tls_names import peer_identity as peer_identity
+from sofamesh.transport.tls_names import uri_san
 
 if TYPE_CHECKING:  # identities (and datetime) load with the first TLS config: runtime.py
     from sofamesh.security.identity import Identity, IdentitySource
 
 log = logging.getLogger("sofamesh.tls")
-
-TlsMode = Literal["disable", "permissive", "strict"]
-DISABLE: TlsMode = "disable"
-PERMISSIVE: TlsMode = "permissive"
-STRICT: TlsMode = "strict"
-
-ALPN_HTTP1 = ("http/1.1",)
-ALPN_H2 = ("h2", "http/1.1")  # gRPC clients require h2 by ALPN
-HANDSHAKE_TIMEOUT = 10.0  # seconds for a server connection's first byte and handshake
-HANDSHAKE_RECORD = 0x16  # TLS record type of a ClientHello (RFC 8446 §5.1)
-
-# What identifies a peer in the endpoint metadata a data plane publishes.
-META_MODE = "mtls"  # "permissive" or "strict": this endpoint takes mTLS
-META_ID = "spiffe"  # the SPIFFE ID its certificate carries
 
 Count = Callable[[str], None]
 LOST: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
@@ -94,7 +94,7 @@ class TlsContexts:
 
     def check_peer(self, ssl_object: Any, expected: str = "") -> str:
         """The peer's SPIFFE ID; ValueError if outside our trust domain or not `expected`."""
-        uri = _uri_san(ssl_object.getpeercert())
+        uri = uri_san(ssl_object.getpeercert())
         try:
             peer = SpiffeId.parse(uri)
         except ValueError as exc:
@@ -162,18 +162,6 @@ def _pem(cert: Any) -> str:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return str(cert.public_bytes(Encoding.PEM).decode("ascii"))
-
-
-def _uri_san(peercert: Mapping[str, Any] | None) -> str:
-    uris = [v for k, v in (peercert or {}).get("subjectAltName", ()) if k == "URI"]
-    return uris[0] if len(uris) == 1 else ""
-
-
-def peer_identity(stream: anyio.TypedAttributeProvider) -> str:
-    """The verified SPIFFE ID of `stream`'s peer, "" when the connection is not mTLS."""
-    if type(stream) is LoopStream:  # plaintext on asyncio: spare it the attribute look-up
-        return ""
-    return _uri_san(stream.extra(TLSAttribute.peer_certificate, None))
 
 
 def refusal_reason(exc: BaseException) -> str:

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation
-from sofamesh.upstream.hashing import Maglev, MaglevConfig, RingHash, RingHashConfig
+
+if TYPE_CHECKING:
+    from sofamesh.upstream.hashing import MaglevConfig, RingHashConfig
 
 # The header a `ring_hash` / `maglev` policy hashes when no rule names one.
 DEFAULT_HASH_HEADER = "x-sofamesh-hash-key"
@@ -163,12 +165,18 @@ class BalancerSpec:
 BalancerFactory = Callable[[BalancerSpec], Balancer]
 
 
+# The hash tables' module loads with the first hashing balancer: an idle sidecar
+# that balances otherwise never runs it.
 def _ring(spec: BalancerSpec) -> HashBalancer:
+    from sofamesh.upstream.hashing import RingHash, RingHashConfig
+
     cfg = spec.hash_config if isinstance(spec.hash_config, RingHashConfig) else None
     return HashBalancer(lambda eps: RingHash(eps, cfg), rand=spec.rand)
 
 
 def _maglev(spec: BalancerSpec) -> HashBalancer:
+    from sofamesh.upstream.hashing import Maglev, MaglevConfig
+
     cfg = spec.hash_config if isinstance(spec.hash_config, MaglevConfig) else None
     return HashBalancer(lambda eps: Maglev(eps, cfg), rand=spec.rand)
 

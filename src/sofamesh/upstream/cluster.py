@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable, Set
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -35,10 +35,13 @@ from sofamesh.model import Invocation, Status
 from sofamesh.registry.base import DEFAULT_LEASE, Registry, Snapshot
 from sofamesh.stats import CallStats, Stats
 from sofamesh.upstream.balancers import Balancer, BalancerSpec, make_balancer
-from sofamesh.upstream.health import HealthCheckConfig, HealthChecker, ProbeConnect
 from sofamesh.upstream.outlier import OutlierConfig, OutlierDetector
-from sofamesh.upstream.removals import NO_CHANGE, Change, RemovalConfig, RemovalGuard
-from sofamesh.upstream.success_rate import SuccessRateConfig, SuccessRateDetector
+from sofamesh.upstream.settings import HealthCheckConfig, RemovalConfig, SuccessRateConfig
+
+if TYPE_CHECKING:
+    from sofamesh.upstream.health import HealthChecker, ProbeConnect
+    from sofamesh.upstream.removals import Change
+    from sofamesh.upstream.success_rate import SuccessRateDetector
 
 log = logging.getLogger("sofamesh.upstream.cluster")
 
@@ -62,6 +65,15 @@ class ClusterPolicy(Protocol):
     def registry(self) -> RemovalConfig: ...
 
 
+def _success_rate(config: SuccessRateConfig | None) -> SuccessRateDetector | None:
+    """The detector, whose module loads with the first cluster that configures one."""
+    if config is None:
+        return None
+    from sofamesh.upstream.success_rate import SuccessRateDetector
+
+    return SuccessRateDetector(config)
+
+
 class Cluster:
     """The endpoints of one service and what the mesh knows about each."""
 
@@ -79,10 +91,12 @@ class Cluster:
         self.endpoints: tuple[Endpoint, ...] = ()
         self._weighted: list[Endpoint] = []  # endpoints with weight > 0
         self.active: dict[str, int] = {}
+        # The removal guard loads with the first cluster (a first call), not with the
+        # process: an idle sidecar never runs it.
+        from sofamesh.upstream.removals import RemovalGuard
+
         self.outlier = OutlierDetector(policy.outlier)
-        self.success_rate = (
-            SuccessRateDetector(policy.success_rate) if policy.success_rate else None
-        )
+        self.success_rate = _success_rate(policy.success_rate)
         self.balancer: Balancer = make_balancer(
             policy.balancer, BalancerSpec(active=self._active_of)
         )
@@ -112,6 +126,8 @@ class Cluster:
         # ZooKeeper speak `dubbo`): only the protocols the mesh carries are kept.
         if self.protocols is not None:
             snapshot = frozenset(e for e in snapshot if e.protocol in self.protocols)
+        from sofamesh.upstream.removals import NO_CHANGE  # loaded by __init__ already
+
         change = self.removals.offer(snapshot, withdrawn, lease, self._clock.now())
         if change is not NO_CHANGE:
             self._report(change, lease)
@@ -402,6 +418,9 @@ class ClusterManager:
     async def _watch(self, cluster: Cluster) -> None:
         async with AsyncExitStack() as stack:
             if cluster.policy.health_check is not None:
+                # The checker's module loads with the first cluster configured to probe.
+                from sofamesh.upstream.health import HealthChecker
+
                 cluster.health = await stack.enter_async_context(
                     HealthChecker(cluster.policy.health_check, connect=self.probe_connect)
                 )

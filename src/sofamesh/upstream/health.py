@@ -36,7 +36,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
@@ -45,6 +44,7 @@ import attrs
 from sofamesh import protocols
 from sofamesh.endpoint import Endpoint
 from sofamesh.transport.errors import TransportError
+from sofamesh.upstream.settings import HealthCheckConfig as HealthCheckConfig
 
 log = logging.getLogger("sofamesh.upstream.health")
 
@@ -52,37 +52,6 @@ Prober = Callable[[Endpoint], Awaitable[bool]]
 # A probe's connection to an endpoint, offering these ALPN protocols: plain TCP, or mutual TLS
 # to an endpoint that publishes it (the runtime's, as its calls get).
 ProbeConnect = Callable[[Endpoint, tuple[str, ...]], Awaitable[anyio.abc.ByteStream]]
-
-
-def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attr.name} must be positive, got {value}")
-
-
-def _known_kind(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
-    if value == protocols.TCP_PROBE:
-        return  # the default: no protocol need be imported to know it
-    kinds = protocols.health_kinds()
-    if value not in kinds:
-        raise ValueError(f"expected one of {list(kinds)}, got {value!r}")
-
-
-@attrs.frozen
-class HealthCheckConfig:
-    """How to probe; names and defaults as in the module docstring's table."""
-
-    kind: str = attrs.field(default="tcp", validator=_known_kind)
-    interval: float = attrs.field(default=5.0, validator=_positive)
-    timeout: float = attrs.field(default=1.0, validator=_positive)
-    jitter: float = attrs.field(
-        default=0.1,
-        validator=attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0)),
-    )
-    unhealthy_threshold: int = attrs.field(default=3, validator=_positive)
-    healthy_threshold: int = attrs.field(default=2, validator=_positive)
-    path: str = "/health"  # http
-    expected_statuses: tuple[int, int] = (200, 300)  # http: [low, high)
-    max_response_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
 
 
 class Health(enum.Enum):

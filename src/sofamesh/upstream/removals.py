@@ -23,26 +23,12 @@ held: the removals of ordinary rolling restarts take effect at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Set
-from typing import Any
 
 import attrs
 
 from sofamesh.endpoint import Endpoint
-
-
-def _share(_inst: object, _attr: attrs.Attribute[Any], value: float) -> None:
-    if not (math.isfinite(value) and 0 < value <= 1):
-        raise ValueError(f"must be a share within (0, 1], got {value}")
-
-
-@attrs.frozen
-class RemovalConfig:
-    """`policy.registry`: how much of a cluster one snapshot may remove before it is held."""
-
-    # Held when the snapshot removes at least this share of the endpoints in force.
-    hold_removal_share: float = attrs.field(default=1.0, validator=_share)
+from sofamesh.upstream.settings import RemovalConfig as RemovalConfig
 
 
 @attrs.frozen

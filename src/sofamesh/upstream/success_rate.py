@@ -30,33 +30,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import attrs
 
-
-def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{attr.name} must be a positive number, got {value}")
-
-
-def _percent(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if not 0.0 <= value <= 100.0:
-        raise ValueError(f"{attr.name} must be within 0..100, got {value}")
-
-
-@attrs.frozen(kw_only=True)
-class SuccessRateConfig:
-    """Envoy's ``OutlierDetection`` success-rate fields and their defaults (times in seconds)."""
-
-    interval: float = attrs.field(default=10.0, validator=_positive)
-    base_ejection_time: float = attrs.field(default=30.0, validator=_positive)
-    max_ejection_time: float = attrs.field(default=300.0, validator=_positive)
-    max_ejection_percent: float = attrs.field(default=10.0, validator=_percent)
-    enforcing_success_rate: float = attrs.field(default=100.0, validator=_percent)
-    minimum_hosts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    request_volume: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-    stdev_factor: float = attrs.field(default=1.9, validator=attrs.validators.ge(0.0))
+from sofamesh.upstream.settings import SuccessRateConfig as SuccessRateConfig
 
 
 @attrs.define

@@ -11,7 +11,7 @@ import anyio.abc
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.lazy_imports import lazy_module
-from sofamesh.transport.tls import ALPN_HTTP1
+from sofamesh.transport.tls_names import ALPN_HTTP1
 
 if TYPE_CHECKING:
     import h11

@@ -50,7 +50,7 @@ from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Holding, Overlo
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.streams import abort, aclose_forcefully, try_send
-from sofamesh.transport.tls import peer_identity
+from sofamesh.transport.tls_names import peer_identity
 
 __all__ = [
     "ConnInfo",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
@@ -36,7 +37,10 @@ from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
 from sofamesh.security.spiffe import app_of
 from sofamesh.transport.budget import OVERLOAD, Overload
 from sofamesh.transport.errors import TransportError, failure_of
-from sofamesh.transport.tls import ALPN_HTTP1, ClientTls
+from sofamesh.transport.tls_names import ALPN_HTTP1
+
+if TYPE_CHECKING:  # TLS itself loads with a `tls:` config (runtime.py)
+    from sofamesh.transport.tls import ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
 
