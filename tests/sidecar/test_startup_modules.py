@@ -135,16 +135,21 @@ def loaded_by_sidecar(config: dict[str, object]) -> set[str]:
     return set(json.loads(proc.stdout))
 
 
-def test_every_protocol_without_tls_loads_no_optional_feature(tmp_path: Path) -> None:
+def every_protocol(tmp_path: Path) -> dict[str, object]:
+    """A sidecar with an outbound listener of every protocol, a file registry and the admin API."""
     listeners = [
         {"protocol": p, "listen": "127.0.0.1:0"} for p in ("http", "h2", "grpc", "bolt", "dubbo")
     ]
-    config = {
+    return {
         "app": "orders",
         "registry": f"file://{tmp_path}",
         "admin": "127.0.0.1:0",
         "outbound": listeners,
     }
+
+
+def test_every_protocol_without_tls_loads_no_optional_feature(tmp_path: Path) -> None:
+    config = every_protocol(tmp_path)
     loaded = loaded_by_sidecar(config)
     assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
     heavy = {m for m in loaded if _within(m, NOT_AT_START)}
@@ -297,15 +302,7 @@ def ready_process(tmp_path: Path, config: dict[str, object], backend: str) -> di
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_ready_sidecar_loads_no_optional_feature(tmp_path: Path, backend: str) -> None:
-    listeners = [
-        {"protocol": p, "listen": "127.0.0.1:0"} for p in ("http", "h2", "grpc", "bolt", "dubbo")
-    ]
-    config = {
-        "app": "orders",
-        "registry": f"file://{tmp_path}",
-        "admin": "127.0.0.1:0",
-        "outbound": listeners,
-    }
+    config = every_protocol(tmp_path)
     seen = ready_process(tmp_path, config, backend)
     loaded = set(seen["modules"])
     assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
