@@ -210,21 +210,36 @@ async def test_cancelled_exchange_closes_its_connection_and_frees_its_slot() -> 
 
 
 async def test_timeout_ends_a_stuck_exchange_and_drops_its_connection() -> None:
-    entered = anyio.Event()
-
+    entered, later, release = anyio.Event(), anyio.Event(), anyio.Event()
     stuck = holding("/stuck", entered)
 
-    async with serving(Http1Server(stuck)) as port, Http1Pool() as pool:
+    async def handle(request: HttpRequest, conn: ConnInfo) -> HttpResponse:
+        if request.target == "/later":
+            later.set()
+            await release.wait()
+        return await stuck(request, conn)
+
+    async with serving(Http1Server(handle)) as port, Http1Pool() as pool:
         with anyio.move_on_after(5) as guard, pytest.raises(TimeoutError):
             await pool.send("127.0.0.1", port, HttpRequest("GET", "/stuck", []), timeout=0.05)
         assert not guard.cancelled_caught and entered.is_set()
         stats = pool.statistics()
         assert (stats.open_connections, stats.idle_connections) == (0, 0)
-        # A timely answer under a timeout, on a fresh connection; the timer armed
-        # for it must not fire into the next, unlimited, exchange.
-        reply = await pool.send("127.0.0.1", port, GET, timeout=0.05)
+        # A timely answer under a timeout, on a fresh connection (its connect included: 0.5 s
+        # leaves room on a loaded machine); the timer armed for it must not fire into the
+        # next, unlimited, exchange, which the server holds until that deadline has passed.
+        deadline = anyio.current_time() + 0.5
+        reply = await pool.send("127.0.0.1", port, GET, timeout=0.5)
         assert reply.header(b"x-conn") == b"2"
-        assert await conn_id(pool, port) == b"2"
+
+        async def release_past_the_deadline() -> None:
+            await later.wait()
+            await anyio.sleep_until(deadline + 0.1)
+            release.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_past_the_deadline)
+            assert await conn_id(pool, port, "/later") == b"2"
 
 
 async def test_timeout_covers_the_wait_for_a_slot() -> None:
