@@ -1,12 +1,15 @@
 """A data plane's cost of being connected: an idle sidecar's CPU with and without `control:`.
 
     PYTHONPATH=src .venv/bin/python benchmarks/control_idle.py [--duration 30] [--interval 5]
+    PYTHONPATH=src .venv/bin/python benchmarks/control_idle.py --backend both --baseline-src /tmp/base/src
 
 Two sidecars (one inbound listener publishing a service on a file registry, an admin API,
 no traffic) run side by side for `--duration` seconds: one with `control:` (reporting every
 `--interval` seconds and holding a long-poll to a control-plane process), one without.
 Their CPU (utime + stime from /proc) over the same window is the cost; the sidecars and the
-control plane on asyncio (uvloop), then on trio (`--backend`). Prints Markdown.
+control plane on asyncio (uvloop), then on trio (`--backend`). With `--baseline-src DIR` two
+more sidecars run from that checkout's src/ beside them (before and after in one run). Prints
+Markdown.
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ from typing import Any
 
 import yaml
 from control_common import start_control, workspace
-from netutil import add_backend_arg, backends_of, cpu_seconds, free_port
+from netutil import add_backend_arg, add_baseline_arg, backends_of, cpu_seconds, free_port, src_env
+
+BASELINE = " @ baseline"
 
 
-def sidecar(tmp: Path, name: str, extra: dict[str, Any], backend: str) -> subprocess.Popen[bytes]:
+def sidecar(
+    tmp: Path, name: str, extra: dict[str, Any], backend: str, src: str | None = None
+) -> subprocess.Popen[bytes]:
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -45,7 +52,7 @@ def sidecar(tmp: Path, name: str, extra: dict[str, Any], backend: str) -> subpro
             }
         )
     )
-    env = {**os.environ, "SOFAMESH_STATE_DIR": str(tmp / "state")}
+    env = {**(src_env(src) or os.environ), "SOFAMESH_STATE_DIR": str(tmp / "state")}
     argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--log-level", "WARNING",
             "--backend", backend]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.PIPE, env=env)
@@ -62,6 +69,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--interval", type=float, default=5.0)
     add_backend_arg(p)
+    add_baseline_arg(p)
     p.add_argument("--quick", action="store_true", help="1 s, a report every 0.5 s: a smoke run")
     args = p.parse_args()
     if args.quick:
@@ -74,10 +82,15 @@ def main() -> None:
         + " |"
     )
     print("|---|" + "---|" * len(backends))
-    for name in ("without control", "with control"):
+    for name in cpu[backends[0]]:
         print(f"| {name} | " + " | ".join(f"{cpu[b][name] * 100:.2f} %" for b in backends) + " |")
-    costs = [(cpu[b]["with control"] - cpu[b]["without control"]) * 100 for b in backends]
-    print("| cost of being connected | " + " | ".join(f"{c:.2f} %" for c in costs) + " |")
+    for tree in ("", BASELINE) if args.baseline_src else ("",):
+        costs = [
+            (cpu[b][f"with control{tree}"] - cpu[b][f"without control{tree}"]) * 100
+            for b in backends
+        ]
+        row = f"| cost of being connected{tree} | "
+        print(row + " | ".join(f"{c:.2f} %" for c in costs) + " |")
 
 
 def measure(args: argparse.Namespace, backend: str) -> dict[str, float]:
@@ -91,6 +104,10 @@ def measure(args: argparse.Namespace, backend: str) -> dict[str, float]:
             "without control": sidecar(tmp, "plain", {}, backend),
             "with control": sidecar(tmp, "joined", keys, backend),
         }
+        if args.baseline_src:
+            src = args.baseline_src
+            procs[f"without control{BASELINE}"] = sidecar(tmp, "plain-base", {}, backend, src)
+            procs[f"with control{BASELINE}"] = sidecar(tmp, "joined-base", keys, backend, src)
         try:
             for name, proc in procs.items():
                 wait_ready(name, proc)

@@ -142,11 +142,13 @@ def test_the_overload_actions_reach_the_sidecar_and_their_watermarks_are_checked
     from sofamesh.sidecar.app import _reclaimer
 
     cfg = load_config(
-        {"app": "a", "overload": {"reset_above": 1.5, "reset_to": 0.5, "trim_heap": False}},
+        {"app": "a", "overload": {"reset_above": 1.5, "reset_to": 0.5, "trim_heap": False,
+                                  "idle_check_interval": 5}},
         env={},
-    )
+    )  # fmt: skip
     reclaimer = _reclaimer(cfg)
     assert (reclaimer.reset_above, reclaimer.reset_to, reclaimer.trimmer) == (1.5, 0.5, None)
+    assert (reclaimer.interval, reclaimer.idle_interval) == (0.25, 5.0)
     assert _reclaimer(load_config({"app": "a"}, env={})).trimmer is not None
     with pytest.raises(ConfigError) as e:
         load_config({"app": "a", "overload": {"trim_interval": 0}}, env={})

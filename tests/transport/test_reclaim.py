@@ -144,3 +144,37 @@ async def test_a_trim_in_the_middle_of_a_release_is_followed_by_one_for_the_rest
     overload.held -= 6 * MIB
     assert not await reclaimer.trim_if_due()  # one follow-up per trim: 6 MiB is under 8 again
     assert kept
+
+
+def test_an_idle_reclaimer_backs_off_and_snaps_back_on_activity() -> None:
+    """Nothing held: each sample doubles the wait up to `idle_interval`. A sample that finds
+    bytes held, or the first after they went (their trim may be due), waits `interval`."""
+    overload = Overload()
+    reclaimer = Reclaimer(overload, interval=0.25, idle_interval=2.0)
+    waits = []
+    for _ in range(6):
+        reclaimer.sample()
+        waits.append(reclaimer.wait)
+    assert waits == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    overload.held += MIB
+    reclaimer.sample()
+    assert reclaimer.wait == 0.25  # busy: back at once
+    overload.held -= MIB
+    reclaimer.sample()
+    assert reclaimer.wait == 0.25  # the release's sample: its trim may be due now
+    reclaimer.sample()
+    assert reclaimer.wait == 0.5
+
+
+def test_a_follow_up_trim_to_come_keeps_the_reclaimer_busy() -> None:
+    reclaimer = Reclaimer(Overload(), interval=0.25, idle_interval=2.0)
+    reclaimer._held_at_trim = 24 * MIB  # a trim landed halfway through a release
+    reclaimer.sample()
+    reclaimer.sample()
+    assert reclaimer.wait == 0.25
+
+
+def test_the_idle_interval_is_never_shorter_than_the_busy_one() -> None:
+    reclaimer = Reclaimer(Overload(), interval=3600.0, idle_interval=2.0)
+    reclaimer.sample()
+    assert reclaimer.wait == 3600.0

@@ -356,6 +356,8 @@ class OverloadConfig:
     reset_above: float = attrs.field(default=1.0, validator=_positive_finite)
     reset_to: float = attrs.field(default=0.8, validator=_positive_finite)
     check_interval: float = attrs.field(default=0.25, validator=_positive_finite)
+    # While nothing is buffered, the checks back off to this (never under check_interval).
+    idle_check_interval: float = attrs.field(default=2.0, validator=_positive_finite)
     # After this many bytes freed since the last trim, the heap is trimmed (glibc only),
     # at most once per trim_interval.
     trim_heap: bool = True

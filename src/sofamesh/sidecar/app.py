@@ -76,7 +76,8 @@ def _reclaimer(config: MeshConfig) -> Reclaimer:
     o = config.overload
     trimmer = HeapTrimmer(o.trim_after_bytes, o.trim_interval) if o.trim_heap else None
     return Reclaimer(OVERLOAD, reset_above=o.reset_above, reset_to=o.reset_to,
-                     interval=o.check_interval, trimmer=trimmer)  # fmt: skip
+                     interval=o.check_interval, idle_interval=o.idle_check_interval,
+                     trimmer=trimmer)  # fmt: skip
 
 
 class Sidecar:
@@ -103,6 +104,7 @@ class Sidecar:
         self.draining = False
         self.bound: dict[str, Address] = {}  # "inbound[0]" -> actual address (port 0 resolved)
         self.registrations: dict[tuple[str, str], Registration] = {}
+        self._registered: anyio.Event | None = None  # set by a registration, for the expiry
         self._published: dict[str, Endpoint] = {}
         self._servers: list[Server] = []
         self.servers: dict[str, Server] = {}  # by listener name: the admin's per-listener stats
@@ -479,6 +481,8 @@ class Sidecar:
         self.registrations[(service, protocol)] = Registration(
             service, protocol, upstream, app, now + lease
         )
+        if self._registered is not None:
+            self._registered.set()  # the expiry has something to watch
         if fresh or ep.key not in self._published:
             await self.publish(ep)
         return ep
@@ -491,7 +495,12 @@ class Sidecar:
         return True
 
     async def _expire_registrations(self) -> None:
+        """Once a second, withdraw the registrations whose lease ran out; with none, sleep
+        until one is made (an idle sidecar does not wake for nothing)."""
         while True:
+            if not self.registrations:
+                self._registered = anyio.Event()
+                await self._registered.wait()
             await anyio.sleep(1.0)
             now = self.runtime.clock.now()
             for key, reg in list(self.registrations.items()):

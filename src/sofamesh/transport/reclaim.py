@@ -25,6 +25,15 @@ actions past their triggers; two of them are these:
 One task per process samples every `interval` (0.25 s): a comparison, and `mallinfo2`
 (about 15 us). Nothing is added to a request's path; holders are found by walking the
 servers' connections (`Overload.holders`) only once past the high watermark.
+
+An idle process should not wake four times a second to find nothing: while the budget
+holds nothing and no release waits for its trim (or follow-up), each sample doubles the
+wait, up to `idle_interval` (2 s, never under `interval`); a sample that finds anything
+held, or the first after it went, snaps it back to `interval`. The budget's count is a
+bare attribute bumped on every request's path, so it cannot raise an event without a
+call per request: the cost of backing off is that work which starts and ends entirely
+between two idle samples has its trim up to `idle_interval` late, and a budget filled
+from idle has its first reset as late (shedding refuses new work meanwhile).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from sofamesh.transport.heap import HeapTrimmer
 log = logging.getLogger("sofamesh.overload")
 
 INTERVAL = 0.25
+IDLE_INTERVAL = 2.0
 
 
 class Reclaimer:
@@ -55,6 +65,7 @@ class Reclaimer:
         reset_above: float = 1.0,
         reset_to: float = 0.8,
         interval: float = INTERVAL,
+        idle_interval: float = IDLE_INTERVAL,
         trimmer: HeapTrimmer | None = None,
     ) -> None:
         if not 0 < reset_to <= reset_above:
@@ -63,6 +74,9 @@ class Reclaimer:
         self.reset_above = reset_above
         self.reset_to = reset_to
         self.interval = interval
+        self.idle_interval = max(idle_interval, interval)  # never shorter than a busy one
+        self.wait = interval  # until the next sample: `interval`, longer while idle
+        self._held_sampled = overload.held  # the budget's count at the last sample
         self.trimmer = trimmer
         self._held_peak = overload.held  # the budget's count at its highest since a collection
         self._collect_after = 0.0  # at most one collection per trim interval
@@ -75,9 +89,19 @@ class Reclaimer:
         """Sample until cancelled (start it in the process's task group)."""
         task_status.started()
         while True:
-            await anyio.sleep(self.interval)
-            self.reset_biggest()
+            await anyio.sleep(self.wait)
+            self.sample()
             await self.trim_if_due()
+
+    def sample(self) -> None:
+        """Reset past the high watermark; set the wait until the next sample."""
+        self.reset_biggest()
+        held, before = self.overload.held, self._held_sampled
+        self._held_sampled = held
+        if held or before or self._held_at_trim is not None:
+            self.wait = self.interval
+        else:  # nothing held now or at the last sample, no release to follow: back off
+            self.wait = min(self.wait * 2, self.idle_interval)
 
     def reset_biggest(self) -> int:
         """Past the high watermark, reset the biggest holders until what they held brings
