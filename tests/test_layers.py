@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "config model",
         (
             "sofamesh.config.model",
+            "sofamesh.config.checks",
             "sofamesh.config.structure",
             "sofamesh.config.control_urls",
             "sofamesh.config.telemetry",

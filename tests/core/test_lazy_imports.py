@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from tests.fresh_python import run_python
 
-import sofamesh
 from sofamesh.lazy_imports import is_loaded, lazy_module
-
-SRC = Path(sofamesh.__file__).resolve().parents[1]
 
 FIRST_READ = """
 import json, sys
@@ -28,15 +23,7 @@ print(json.dumps({
 
 
 def test_a_lazy_module_runs_on_its_first_read_and_is_then_the_module() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", FIRST_READ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    seen = json.loads(proc.stdout)
+    seen = json.loads(run_python(FIRST_READ))
     assert seen == {
         "bound": True,
         "loaded": True,

@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fresh_python import run_python
 
-import sofamesh
 import sofamesh.sidecar.__main__ as sidecar_main
 from sofamesh.sidecar.footprint import HelpFormatter, terminal_columns
 from sofamesh.transport.heap import trim_heap
-
-SRC = Path(sofamesh.__file__).resolve().parents[1]
 
 # Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK
 # (which the package's `__init__` offers) only by an SDK app; the h2 library only by the
@@ -124,15 +121,7 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def loaded_by_sidecar(config: dict[str, object]) -> set[str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", BUILD, json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    return set(json.loads(proc.stdout))
+    return set(json.loads(run_python(BUILD, json.dumps(config))))
 
 
 def every_protocol(tmp_path: Path) -> dict[str, object]:
@@ -171,17 +160,8 @@ def test_a_rules_document_loads_the_rules_model(tmp_path: Path) -> None:
     code = BUILD.replace(
         "Sidecar(config)", "Sidecar(config).runtime.governance.load(config.rules, 'inline')"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert {"sofamesh.governance.rules", "sofamesh.governance.kinds"} <= set(
-        json.loads(proc.stdout)
-    )
+    loaded = set(json.loads(run_python(code, json.dumps(config))))
+    assert {"sofamesh.governance.rules", "sofamesh.governance.kinds"} <= loaded
 
 
 def test_tls_loads_cryptography(tmp_path: Path) -> None:
@@ -241,15 +221,7 @@ print(json.dumps({
 
 def test_sidecar_process_keeps_no_generated_source(tmp_path: Path) -> None:
     config = {"app": "orders", "registry": f"file://{tmp_path}", "admin": "127.0.0.1:0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROCESS, json.dumps(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    seen = json.loads(proc.stdout)
+    seen = json.loads(run_python(PROCESS, json.dumps(config)))
     assert seen["before"] > 0  # the package's own classes, made before the sidecar's setup
     assert seen["after"] == seen["before"]
     assert seen["made"] == 1
@@ -288,14 +260,8 @@ def ready_process(tmp_path: Path, config: dict[str, object], backend: str) -> di
     path = tmp_path / "mesh.json"
     path.write_text(json.dumps(config))
     out = tmp_path / "modules.json"
-    proc = subprocess.run(
-        [sys.executable, "-c", IDLE, str(path), backend, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert proc.returncode == 0 and out.exists(), proc.stderr
+    run_python(IDLE, str(path), backend, str(out))
+    assert out.exists()
     seen: dict[str, Any] = json.loads(out.read_text())
     return seen
 
@@ -342,15 +308,7 @@ print(json.dumps({
 
 
 def test_llhttp_loads_with_the_first_head_and_its_parsers_take_the_loaders_place() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", FIRST_HEADS],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(SRC)},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {
+    assert json.loads(run_python(FIRST_HEADS)) == {
         "loaded": [False, True],
         "fields": [["host", "a"], ["content-length", "0"]],
         "bound": [True, True],

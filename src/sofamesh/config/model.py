@@ -7,16 +7,26 @@ every key; keep the two in step.
 
 from __future__ import annotations
 
-import ipaddress
-import math
-import os
 from typing import Any, Literal
 
 import attrs
 
-from sofamesh import protocols
-from sofamesh.codecs.h2.limits import MAX_FRAME_SIZE, MAX_WINDOW, MIN_FRAME_SIZE
+from sofamesh.codecs.h2.limits import MIN_FRAME_SIZE
 from sofamesh.codecs.http1.paths import REJECT_REQUEST
+from sofamesh.config.checks import (
+    app_name,
+    cidr,
+    dns_domain,
+    frame_size,
+    known_protocol,
+    non_negative,
+    positive,
+    positive_finite,
+    readable_file,
+    service_patterns,
+    window,
+    worker_count,
+)
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.config.telemetry import AccessLogConfig, MetricsConfig, TracingConfig
 from sofamesh.upstream.balancers import BALANCERS
@@ -65,63 +75,41 @@ class Address:
         return f"{self.host}:{self.port}"
 
 
-def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"must be positive, got {value}")
-
-
-def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
-
-
-def _frame_size(_inst: Any, _attr: attrs.Attribute[Any], value: int) -> None:
-    if not MIN_FRAME_SIZE <= value <= MAX_FRAME_SIZE:
-        raise ValueError(f"must be within {MIN_FRAME_SIZE}..{MAX_FRAME_SIZE}, got {value}")
-
-
-def _window(_inst: Any, _attr: attrs.Attribute[Any], value: int) -> None:
-    if not 0 < value <= MAX_WINDOW:
-        raise ValueError(f"must be within 1..{MAX_WINDOW}, got {value}")
-
-
 @attrs.frozen
 class LimitsConfig:
     """Explicit limits on what a listener accepts (Envoy's names in brackets)."""
 
-    max_connections: int = attrs.field(default=10_000, validator=_positive)
+    max_connections: int = attrs.field(default=10_000, validator=positive)
     # One client address's share of max_connections (0: a tenth of it); transport/admission.py.
-    max_connections_per_source: int = attrs.field(default=0, validator=_non_negative)
+    max_connections_per_source: int = attrs.field(default=0, validator=non_negative)
     max_header_bytes: int = attrs.field(
-        default=64 * 1024, validator=_positive
+        default=64 * 1024, validator=positive
     )  # max_request_headers_kb
-    max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    max_body_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=positive)
     # HTTP/1.1: a response body above this streams to the client as it arrives (0: never);
     # see docs/protocols/http.md.
-    stream_threshold_bytes: int = attrs.field(default=1024 * 1024, validator=_non_negative)
-    idle_timeout: float = attrs.field(default=60.0, validator=_positive)  # idle_timeout
-    header_timeout: float = attrs.field(
-        default=10.0, validator=_positive
-    )  # request_headers_timeout
-    send_timeout: float = attrs.field(default=60.0, validator=_positive)  # nginx's send_timeout
+    stream_threshold_bytes: int = attrs.field(default=1024 * 1024, validator=non_negative)
+    idle_timeout: float = attrs.field(default=60.0, validator=positive)  # idle_timeout
+    header_timeout: float = attrs.field(default=10.0, validator=positive)  # request_headers_timeout
+    send_timeout: float = attrs.field(default=60.0, validator=positive)  # nginx's send_timeout
     # Bolt: a frame begun must arrive whole within frame_timeout; replies queued for a peer
     # that does not read them past max_write_buffer_bytes end the connection.
-    frame_timeout: float = attrs.field(default=30.0, validator=_positive)
+    frame_timeout: float = attrs.field(default=30.0, validator=positive)
     # Bolt: a frame begun that has not grown for this long is dropped with its connection.
-    frame_progress_timeout: float = attrs.field(default=5.0, validator=_positive)
-    max_write_buffer_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
+    frame_progress_timeout: float = attrs.field(default=5.0, validator=positive)
+    max_write_buffer_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=positive)
     # HTTP/2 and gRPC listeners [http2_protocol_options]; see codecs/h2/limits.py.
-    max_concurrent_streams: int = attrs.field(default=1000, validator=_positive)
-    max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=_frame_size)
-    stream_window: int = attrs.field(default=1024 * 1024, validator=_window)
-    connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
+    max_concurrent_streams: int = attrs.field(default=1000, validator=positive)
+    max_frame_size: int = attrs.field(default=MIN_FRAME_SIZE, validator=frame_size)
+    stream_window: int = attrs.field(default=1024 * 1024, validator=window)
+    connection_window: int = attrs.field(default=16 * 1024 * 1024, validator=window)
     # HTTP/2 flood and rapid-reset defences, Envoy's names and defaults; see codecs/h2/guard.py.
-    max_outbound_control_frames: int = attrs.field(default=1000, validator=_positive)
+    max_outbound_control_frames: int = attrs.field(default=1000, validator=positive)
     max_inbound_window_update_frames_per_data_frame_sent: int = attrs.field(
-        default=10, validator=_positive
+        default=10, validator=positive
     )
-    max_inbound_priority_frames_per_stream: int = attrs.field(default=100, validator=_positive)
-    premature_reset_total_stream_count: int = attrs.field(default=500, validator=_positive)
+    max_inbound_priority_frames_per_stream: int = attrs.field(default=100, validator=positive)
+    premature_reset_total_stream_count: int = attrs.field(default=500, validator=positive)
     # HTTP/1.1 and h2c paths [path_with_escaped_slashes_action]; see codecs/http1/paths.py.
     path_with_escaped_slashes_action: EscapedSlashesAction = REJECT_REQUEST
 
@@ -130,29 +118,23 @@ class LimitsConfig:
 class PolicyConfig:
     """How this app calls a service: the foundation's filters (timeout, retry, ejection)."""
 
-    timeout: float = attrs.field(default=15.0, validator=_positive)  # Envoy's route timeout default
-    connect_timeout: float = attrs.field(default=1.0, validator=_positive)
-    connect_retries: int = attrs.field(default=2, validator=_non_negative)
+    timeout: float = attrs.field(default=15.0, validator=positive)  # Envoy's route timeout default
+    connect_timeout: float = attrs.field(default=1.0, validator=positive)
+    connect_retries: int = attrs.field(default=2, validator=non_negative)
     balancer: str = attrs.field(default="round_robin", validator=attrs.validators.in_(BALANCERS))
     outlier: OutlierConfig = attrs.field(factory=OutlierConfig)
-    max_connections_per_endpoint: int = attrs.field(default=256, validator=_positive)
-    pool_idle_timeout: float = attrs.field(default=30.0, validator=_positive)
+    max_connections_per_endpoint: int = attrs.field(default=256, validator=positive)
+    pool_idle_timeout: float = attrs.field(default=30.0, validator=positive)
     health_check: HealthCheckConfig | None = None  # active probes between registry updates
     success_rate: SuccessRateConfig | None = None  # Envoy's success-rate outlier detection
     registry: RemovalConfig = attrs.field(factory=RemovalConfig)  # removals held for a lease
-
-
-def _known_protocol(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
-    names = protocols.protocol_names()  # the registry's list: no protocol is imported
-    if value not in names:
-        raise ValueError(f"expected one of {list(names)}, got {value!r}")
 
 
 @attrs.frozen
 class ListenerConfig:
     """One inbound or outbound listener of the sidecar (or the SDK's provider listener)."""
 
-    protocol: str = attrs.field(validator=_known_protocol)
+    protocol: str = attrs.field(validator=known_protocol)
     listen: Address
     upstream: Address | None = None  # inbound: the local app
     services: tuple[str, ...] = ()  # inbound: published on the app's behalf
@@ -174,30 +156,6 @@ class EndpointMeta:
     tags: tuple[str, ...] = ()
 
 
-MAX_WORKERS = 64  # worker processes of one sidecar; far past any core count it runs on
-
-
-def _workers(_inst: object, _attr: attrs.Attribute[Any], value: int) -> None:
-    if not 1 <= value <= MAX_WORKERS:
-        raise ValueError(f"must be from 1 to {MAX_WORKERS}, got {value}")
-
-
-def _app_name(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:
-    if not value or any(c.isspace() for c in value):
-        raise ValueError(f"must be a non-empty name without spaces, got {value!r}")
-
-
-def _positive_finite(_inst: object, _attr: attrs.Attribute[Any], value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"must be a positive number, got {value}")
-
-
-def _service_patterns(_inst: object, _attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    for pattern in value:
-        if not pattern or "*" in pattern[:-1]:
-            raise ValueError(f"expected a service name or a prefix ending in *, got {pattern!r}")
-
-
 @attrs.frozen
 class LocalApiConfig:
     """What an SDK in sidecar mode may publish through the local API (see `local_api.py`)."""
@@ -205,9 +163,9 @@ class LocalApiConfig:
     token_file: str | None = None  # default: local_api.default_token_path(the admin port)
     # Services an app may publish besides those the inbound listeners list: names, or
     # prefixes ending in "*" ("com.example.*"; "*" allows any name).
-    services: tuple[str, ...] = attrs.field(default=(), validator=_service_patterns)
+    services: tuple[str, ...] = attrs.field(default=(), validator=service_patterns)
     upstreams: tuple[Address, ...] = ()  # allowed besides loopback addresses
-    max_lease: float = attrs.field(default=300.0, validator=_positive_finite)
+    max_lease: float = attrs.field(default=300.0, validator=positive_finite)
 
 
 def _loopback(_inst: object, _attr: attrs.Attribute[Any], value: Address) -> None:
@@ -226,13 +184,13 @@ class RegistryApiConfig:
 @attrs.frozen
 class EurekaApiConfig(RegistryApiConfig):
     # seconds without a renewal, when a registration names no lease (Eureka's default)
-    lease: float = attrs.field(default=90.0, validator=_positive_finite)
+    lease: float = attrs.field(default=90.0, validator=positive_finite)
 
 
 @attrs.frozen
 class NacosApiConfig(RegistryApiConfig):
-    lease: float = attrs.field(default=15.0, validator=_positive_finite)  # beat timeout
-    delete_after: float = attrs.field(default=30.0, validator=_positive_finite)
+    lease: float = attrs.field(default=15.0, validator=positive_finite)  # beat timeout
+    delete_after: float = attrs.field(default=30.0, validator=positive_finite)
 
 
 @attrs.frozen
@@ -244,8 +202,8 @@ class RegistryApisConfig:
     nacos: NacosApiConfig | None = None
     max_services: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     max_instances: int = attrs.field(default=256, validator=attrs.validators.ge(1))
-    sweep_interval: float = attrs.field(default=1.0, validator=_positive_finite)
-    lookup_timeout: float = attrs.field(default=1.0, validator=_positive_finite)
+    sweep_interval: float = attrs.field(default=1.0, validator=positive_finite)
+    lookup_timeout: float = attrs.field(default=1.0, validator=positive_finite)
     # A registration is a few kilobytes: a larger request body gets 413, deeper JSON 400.
     max_body_bytes: int = attrs.field(default=64 * 1024, validator=attrs.validators.ge(1))
     max_json_depth: int = attrs.field(default=32, validator=attrs.validators.ge(2))
@@ -258,11 +216,6 @@ class RegistryApisConfig:
 TlsMode = Literal["disable", "permissive", "strict"]
 
 
-def _readable_file(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not os.path.isfile(value):
-        raise ValueError(f"no such file: {value}")
-
-
 @attrs.frozen
 class TlsConfig:
     """Mutual TLS on this data plane's mesh hops, with an identity from files (docs/security.md).
@@ -273,9 +226,9 @@ class TlsConfig:
     """
 
     mode: TlsMode = "disable"
-    cert: str | None = attrs.field(default=None, validator=_readable_file)
-    key: str | None = attrs.field(default=None, validator=_readable_file)
-    trust_bundle: str | None = attrs.field(default=None, validator=_readable_file)
+    cert: str | None = attrs.field(default=None, validator=readable_file)
+    key: str | None = attrs.field(default=None, validator=readable_file)
+    trust_bundle: str | None = attrs.field(default=None, validator=readable_file)
     # Per service, a mode stricter than `mode`: a `strict` service on a permissive data plane
     # refuses plaintext calls (its endpoints publish `mtls: strict`).
     services: dict[str, Literal["permissive", "strict"]] = attrs.field(factory=dict)
@@ -304,27 +257,15 @@ class TlsConfig:
         return frozenset(s for s, m in self.services.items() if m == "strict")
 
 
-def _cidr(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
-    net = ipaddress.IPv4Network(value, strict=False)  # ValueError names the bad text
-    if net.num_addresses < 4:
-        raise ValueError(f"must hold at least 4 addresses, got {value}")
-
-
-def _domain(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
-    labels = value.split(".")
-    if not value or any(not label or len(label) > 63 for label in labels):
-        raise ValueError(f"expected a DNS domain like mesh.local, got {value!r}")
-
-
 @attrs.frozen
 class DnsProxyConfig:
     """The sidecar's DNS proxy (docs/deployment.md): mesh names answered, the rest forwarded."""
 
     listen: Address = Address("127.0.0.1", 15053)
     upstream: Address | None = None  # default: the first nameserver in /etc/resolv.conf, port 53
-    ttl: int = attrs.field(default=30, validator=_non_negative)
-    timeout: float = attrs.field(default=2.0, validator=_positive)  # per forwarded query
-    max_pending: int = attrs.field(default=1000, validator=_positive)  # forwarded, unanswered
+    ttl: int = attrs.field(default=30, validator=non_negative)
+    timeout: float = attrs.field(default=2.0, validator=positive)  # per forwarded query
+    max_pending: int = attrs.field(default=1000, validator=positive)  # forwarded, unanswered
 
 
 @attrs.frozen
@@ -334,14 +275,14 @@ class InterceptConfig:
     outbound: Address | None = Address("127.0.0.1", 15001)  # the app's redirected calls
     inbound: Address | None = None  # redirected calls to the app's ports (e.g. 0.0.0.0:15006)
     unknown: Literal["pass", "block"] = "pass"  # destinations that are no mesh service
-    domain: str = attrs.field(default="mesh.local", validator=_domain)  # <service>.<domain>
-    vip_cidr: str = attrs.field(default="240.240.0.0/16", validator=_cidr)  # virtual IPs
-    refresh: float = attrs.field(default=5.0, validator=_positive)  # re-reading the registry
-    max_services: int = attrs.field(default=10_000, validator=_positive)
-    sniff_timeout: float = attrs.field(default=5.0, validator=_positive)  # for the first bytes
-    connect_timeout: float = attrs.field(default=5.0, validator=_positive)  # relayed TCP
+    domain: str = attrs.field(default="mesh.local", validator=dns_domain)  # <service>.<domain>
+    vip_cidr: str = attrs.field(default="240.240.0.0/16", validator=cidr)  # virtual IPs
+    refresh: float = attrs.field(default=5.0, validator=positive)  # re-reading the registry
+    max_services: int = attrs.field(default=10_000, validator=positive)
+    sniff_timeout: float = attrs.field(default=5.0, validator=positive)  # for the first bytes
+    connect_timeout: float = attrs.field(default=5.0, validator=positive)  # relayed TCP
     # App addresses (pod IP and port) whose redirected mTLS calls get their own inbound servers.
-    max_app_ports: int = attrs.field(default=64, validator=_positive)
+    max_app_ports: int = attrs.field(default=64, validator=positive)
     dns: DnsProxyConfig | None = None
     limits: LimitsConfig = attrs.field(factory=LimitsConfig)
 
@@ -353,16 +294,16 @@ class OverloadConfig:
 
     # Past reset_above x buffer_budget, the biggest holders of buffers are reset until
     # what they held brings the total under reset_to x buffer_budget.
-    reset_above: float = attrs.field(default=1.0, validator=_positive_finite)
-    reset_to: float = attrs.field(default=0.8, validator=_positive_finite)
-    check_interval: float = attrs.field(default=0.25, validator=_positive_finite)
+    reset_above: float = attrs.field(default=1.0, validator=positive_finite)
+    reset_to: float = attrs.field(default=0.8, validator=positive_finite)
+    check_interval: float = attrs.field(default=0.25, validator=positive_finite)
     # While nothing is buffered, the checks back off to this (never under check_interval).
-    idle_check_interval: float = attrs.field(default=2.0, validator=_positive_finite)
+    idle_check_interval: float = attrs.field(default=2.0, validator=positive_finite)
     # After this many bytes freed since the last trim, the heap is trimmed (glibc only),
     # at most once per trim_interval.
     trim_heap: bool = True
-    trim_after_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=_positive)
-    trim_interval: float = attrs.field(default=5.0, validator=_positive_finite)
+    trim_after_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=positive)
+    trim_interval: float = attrs.field(default=5.0, validator=positive_finite)
 
     def __attrs_post_init__(self) -> None:
         if self.reset_to > self.reset_above:
@@ -372,7 +313,7 @@ class OverloadConfig:
 
 @attrs.frozen
 class MeshConfig:
-    app: str = attrs.field(validator=_app_name)
+    app: str = attrs.field(validator=app_name)
     mode: Mode = "sdk"
     registry: str = "file:///var/tmp/sofamesh"
     admin: Address | None = None
@@ -385,20 +326,20 @@ class MeshConfig:
     services: dict[str, PolicyConfig] = attrs.field(factory=dict)  # per-service overrides
     inbound: tuple[ListenerConfig, ...] = ()
     outbound: tuple[ListenerConfig, ...] = ()
-    drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+    drain_timeout: float = attrs.field(default=10.0, validator=non_negative)
     # sidecar: the Unix socket a new process connects to in order to take over the listeners
     # (`--upgrade`; default: $SOFAMESH_STATE_DIR/upgrade/<app>.sock)
     upgrade_socket: str | None = None
     # Bytes held in request and response buffers across the process; past it, new requests
     # are shed (HTTP 503, HTTP/2 REFUSED_STREAM, Bolt busy); transport/budget.py.
-    buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    buffer_budget: int = attrs.field(default=256 * 1024 * 1024, validator=positive)
     # Every protocol's code at start instead of with its first use (protocols/lazy.py).
     preload_protocols: bool = False
     overload: OverloadConfig = attrs.field(factory=OverloadConfig)
     # Per-name state (upstream/cluster.py): clusters kept at most, and how long an unused
     # one lives (dropped after one to two of these periods).
-    max_clusters: int = attrs.field(default=1000, validator=_positive)
-    cluster_idle_timeout: float = attrs.field(default=600.0, validator=_positive)
+    max_clusters: int = attrs.field(default=1000, validator=positive)
+    cluster_idle_timeout: float = attrs.field(default=600.0, validator=positive)
     rules: dict[str, Any] | None = None  # the governance rules document, inline
     rules_file: str | None = None  # or a file holding it, watched for changes
     rules_key: str | None = None  # or a document in the registry (etcd, ZooKeeper), watched
@@ -410,7 +351,7 @@ class MeshConfig:
     control_token: str | None = None  # its data-plane token (or SOFAMESH_CONTROL_TOKEN)
     workspace: str | None = None  # the control plane's workspace this app belongs to
     # CA file that verifies an https:// control plane (default: the system's CAs)
-    control_ca: str | None = attrs.field(default=None, validator=_readable_file)
+    control_ca: str | None = attrs.field(default=None, validator=readable_file)
     tls: TlsConfig = attrs.field(factory=TlsConfig)
     intercept: InterceptConfig | None = None  # the sidecar's transparent mode
     tracing: TracingConfig = attrs.field(factory=TracingConfig)  # docs/observability.md
@@ -418,10 +359,10 @@ class MeshConfig:
     registry_apis: RegistryApisConfig = attrs.field(factory=RegistryApisConfig)
     # sidecar: processes serving the listeners (sidecar/workers.py); 1 is one process, as
     # ever. More: a main process (admin, registry, control plane) and this many workers.
-    workers: int = attrs.field(default=1, validator=_workers)
-    # sidecar, workers > 1: seconds a worker gets to answer the main process's liveness
+    workers: int = attrs.field(default=1, validator=worker_count)
+    # sidecar, worker_count > 1: seconds a worker gets to answer the main process's liveness
     # ping; one that does not (stopped, stuck) is killed and started again.
-    worker_liveness_timeout: float = attrs.field(default=30.0, validator=_positive_finite)
+    worker_liveness_timeout: float = attrs.field(default=30.0, validator=positive_finite)
 
     def policy_for(self, service: str) -> PolicyConfig:
         return self.services.get(service, self.policy)

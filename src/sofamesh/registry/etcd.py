@@ -26,7 +26,7 @@ its own (`lease_ttl`, never renewed nor revoked), so it outlives the owner by on
 lease and then goes by itself; publishing again deletes it. `!` is reserved in
 a percent-encoded segment, so the marks never clash with a protocol's keys.
 
-Watching: one watch per registry follows every service: read the services
+Watching (etcd_watches.py): one watch per registry follows every service: read the services
 prefix once (at revision R), then watch it from R + 1; each watched service
 gets the snapshot of its own keys. Each watch reply applies its events in
 revision order and gives each watched service whose keys changed one new
@@ -39,40 +39,35 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TypeVar
 
 import anyio
 import anyio.abc
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.protocols.http.pool import Http1Pool
-from sofamesh.registry.base import RegistryError, Shared, Snapshot, follow_shared, watching
+from sofamesh.registry.base import RegistryError, Shared
 from sofamesh.registry.etcd_client import EtcdClient
 from sofamesh.registry.etcd_keys import (
     DEFAULT_ROOT,
-    MARKS,
     EtcdKeys,
-    ServiceParts,
-    Touched,
-    decode_entry,
     delete_op,
     encode_endpoint,
     encode_mark,
     put_op,
 )
-from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError, Event, EventType, KeyValue
+from sofamesh.registry.etcd_watches import Watches
+from sofamesh.registry.etcd_wire import GRPC_NOT_FOUND, EtcdError
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
 
 log = logging.getLogger("sofamesh.registry.etcd")
 
-T = TypeVar("T")
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 
 
-class EtcdRegistry:
+class EtcdRegistry(Watches):
     """A `Registry` (and `DocumentSource`) on etcd v3's JSON gateway."""
 
     def __init__(
@@ -262,121 +257,6 @@ class EtcdRegistry:
             except RegistryError as e:
                 log.warning("could not revoke etcd lease (%s); our keys expire with it", e)
 
-    # -- watching -----------------------------------------------------------------------------
-
-    def watch(self, service: str) -> AbstractAsyncContextManager[AsyncIterator[Snapshot]]:
-        return watching(self._follow(service))
-
-    async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
-        """The service's snapshots from the registry's one watch over every service."""
-        shared = self._watched.get(service)
-        if shared is None:
-            shared = self._watched[service] = Shared()
-            if self._services is not None:  # the one watch has read: the snapshot is known
-                shared.publish(self._snapshot(self._services.get(service, {})))
-            if self._follower is None:
-                self._follower = anyio.Event()
-                self._tg().start_soon(self._follow_services)
-        async with aclosing(follow_shared(self._watched, service, shared)) as snapshots:
-            async for snap in snapshots:
-                yield snap
-
-    async def _follow_services(self) -> None:
-        """Follow the whole services prefix in one watch; hand each watched service whose
-        keys changed its part."""
-        touched, parts = Touched(), ServiceParts(self.keys)
-        follow: AsyncGenerator[dict[bytes, Endpoint | str]]
-        follow = self.follow_keys(self.keys.services, decode_entry, touched=touched)
-        async with aclosing(follow) as states:
-            async for state in states:
-                changed = parts.update(state, touched)
-                self._services = parts.by_service
-                for name, shared in list(self._watched.items()):
-                    if changed is None or name in changed:
-                        shared.publish(self._snapshot(parts.by_service.get(name, {})))
-
-    def _snapshot(self, entries: dict[bytes, Endpoint | str]) -> Snapshot:
-        return Snapshot(
-            (v for v in entries.values() if isinstance(v, Endpoint)),
-            withdrawn=(v for v in entries.values() if isinstance(v, str)),
-            lease=float(self.lease_ttl),
-        )
-
-    def _tg(self) -> anyio.abc.TaskGroup:
-        if self._group is None:
-            raise RuntimeError("EtcdRegistry used outside its 'async with' block")
-        return self._group
-
-    async def follow_keys(
-        self,
-        key: bytes,
-        decode: Callable[[bytes], T | None],
-        *,
-        prefix: bool = True,
-        touched: Touched | None = None,
-    ) -> AsyncGenerator[dict[bytes, T]]:
-        """The decoded keys under `key` (or `key` alone), after the first read and after
-        each watch reply. Yields the same dict each time: read it before the next step.
-        `touched` gathers what each step changed (its reader empties it)."""
-        state: dict[bytes, T] = {}
-        next_rev, attempt = 0, 0
-        while True:
-            try:
-                if next_rev == 0:
-                    next_rev = await self._read(key, decode, state, prefix=prefix)
-                    if touched is not None:
-                        touched.everything = True
-                    yield state
-                async with self.client.watch(key, next_rev, prefix=prefix) as stream:
-                    async for resp in stream:
-                        attempt = 0
-                        if resp.compact_revision:
-                            log.info("etcd compacted revision %d away; reading again", next_rev)
-                            next_rev = 0
-                            break
-                        if resp.canceled:
-                            raise RegistryError(f"etcd cancelled the watch: {resp.cancel_reason}")
-                        if resp.events:
-                            next_rev = _apply(resp.events, decode, state, touched)
-                            yield state
-            except RegistryError as e:
-                self.watch_breaks += 1
-                self.client.rotate()
-                delay = self.backoff.delay(attempt, self._rand)
-                attempt += 1
-                log.info(
-                    "etcd watch of %r broke (%s); resuming from revision %d in %.2fs",
-                    key,
-                    e,
-                    next_rev,
-                    delay,
-                )
-                await anyio.sleep(delay)
-
-    async def _read(
-        self,
-        key: bytes,
-        decode: Callable[[bytes], T | None],
-        state: dict[bytes, T],
-        *,
-        prefix: bool,
-    ) -> int:
-        if prefix:
-            revision, kvs = await self.client.get_prefix(key)
-        else:
-            revision, kv = await self.client.get(key)
-            kvs = [kv] if kv else []
-        state.clear()
-        for kv in kvs:
-            if (value := decode(kv.value)) is not None:
-                state[kv.key] = value
-        return revision + 1
-
-    async def list_services(self) -> list[str]:
-        _rev, kvs = await self.client.get_prefix(self.keys.services, keys_only=True)
-        listed = (kv.key for kv in kvs if b"/" + MARKS not in kv.key)
-        return sorted({s for key in listed if (s := self.keys.service_of(key)) is not None})
-
     # -- documents (governance rules) ---------------------------------------------------------
 
     async def put_document(self, name: str, text: str) -> None:
@@ -384,41 +264,3 @@ class EtcdRegistry:
 
     async def delete_document(self, name: str) -> None:
         await self.client.delete(self.keys.rule(name))
-
-    def watch_document(self, name: str) -> AbstractAsyncContextManager[AsyncIterator[str | None]]:
-        return watching(self._follow_document(name))
-
-    async def _follow_document(self, name: str) -> AsyncGenerator[str | None]:
-        key, last, first = self.keys.rule(name), None, True
-        async with aclosing(self.follow_keys(key, _decode_text, prefix=False)) as states:
-            async for state in states:
-                text = state.get(key)
-                if first or text != last:
-                    first, last = False, text
-                    yield text
-
-
-def _apply(
-    events: Sequence[Event],
-    decode: Callable[[bytes], T | None],
-    state: dict[bytes, T],
-    touched: Touched | None,
-) -> int:
-    """Apply watch events to `state` (noting their keys in `touched`); the revision to
-    resume from after them."""
-    kv: KeyValue | None = None
-    for event in events:
-        kv = event.kv
-        if touched is not None:
-            touched.keys.add(kv.key)
-        value = decode(kv.value) if event.type is EventType.PUT else None
-        if value is None:
-            state.pop(kv.key, None)
-        else:
-            state[kv.key] = value
-    assert kv is not None
-    return kv.mod_revision + 1
-
-
-def _decode_text(value: bytes) -> str:
-    return value.decode("utf-8", "replace")

@@ -22,7 +22,7 @@ within the server's min/max). kazoo reconnects by itself; when it comes back
 with a *new* session (the old one expired during an outage), the `Reconciler`
 creates our ephemeral nodes again, with backoff and jitter while it fails.
 
-Watching: read the providers' children with a watch; each watch event (or a
+Watching (zookeeper_watches.py): read the providers' children with a watch; each watch event (or a
 reconnection) triggers a new read of the whole list. ZooKeeper watches fire
 once, and the read that re-arms the watch sees every change made before it,
 so none is lost; a reconnection within the session re-arms watches with the
@@ -35,12 +35,9 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import (
-    AbstractAsyncContextManager,
     AsyncExitStack,
-    aclosing,
-    asynccontextmanager,
     suppress,
 )
 from functools import partial
@@ -51,31 +48,26 @@ import anyio.abc
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from sofamesh.endpoint import Endpoint
-from sofamesh.registry.base import RegistryError, Snapshot, watching
+from sofamesh.registry.base import RegistryError
 from sofamesh.registry.dubbo_url import (
-    consumer_url,
     endpoint_to_url,
-    provider_for,
 )
 from sofamesh.registry.resilient import Backoff, Reconciler, check_workspace
 from sofamesh.registry.zookeeper_bridge import KazooBridge
 from sofamesh.registry.zookeeper_layout import (
     CATEGORIES,
     ZooKeeperPaths,
-    decode_providers,
-    document_text,
     local_address,
-    service_name,
 )
 from sofamesh.registry.zookeeper_marks import WithdrawalMarks
+from sofamesh.registry.zookeeper_watches import CONSUMER, Watches
 
 log = logging.getLogger("sofamesh.registry.zookeeper")
 
-CONSUMER = "consumer|"  # the prefix of our consumer nodes' keys (providers' are Endpoint.key)
 PIPELINE = 64  # node creations in flight at once (one session pipelines them in order)
 
 
-class ZooKeeperRegistry:
+class ZooKeeperRegistry(Watches):
     """A `Registry` (and `DocumentSource`) on ZooKeeper, in Dubbo's layout."""
 
     def __init__(
@@ -298,113 +290,6 @@ class ZooKeeperRegistry:
         with suppress(NoNodeError):
             await self.zk.call("delete", path)
 
-    # -- watching -----------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def watch(self, service: str) -> AsyncIterator[AsyncIterator[Snapshot]]:
-        self._register_consumer(service)
-        try:
-            async with watching(self._follow(service)) as snapshots:
-                yield snapshots
-        finally:
-            self._unregister_consumer(service)
-
-    def _register_consumer(self, service: str) -> None:
-        """Show this process under `consumers/` as Dubbo consumers do (in the background:
-        a watch must not wait for it, nor fail because of it)."""
-        self._consumers[service] = self._consumers.get(service, 0) + 1
-        if not self.register_consumers or self._consumers[service] > 1:
-            return
-        url = consumer_url(
-            service,
-            self._local_host,
-            app=self.app,
-            timestamp_ms=int(time.time() * 1000),
-            pid=os.getpid(),
-        )
-        self._want(f"{CONSUMER}{service}", self.paths.node(service, "consumers", url))
-        self.reconciler.kick()
-
-    def _unregister_consumer(self, service: str) -> None:
-        self._consumers[service] -= 1
-        if self._consumers[service] == 0:
-            del self._consumers[service]
-            if self.register_consumers and self._unwant(f"{CONSUMER}{service}"):
-                self.reconciler.kick()
-
-    async def _follow(self, service: str) -> AsyncGenerator[Snapshot]:
-        path = self.paths.category(service, "providers")
-        last: Snapshot | None = None
-        async with aclosing(self._follow_node(path, "get_children")) as values:
-            async for children in values:
-                found = decode_providers(children or [])  # type: ignore[arg-type]
-                # The interface's node holds every version and group: keep this key's.
-                listed = frozenset(e for ep in found if (e := provider_for(ep, service)))
-                snap = Snapshot(
-                    listed, withdrawn=await self._withdrawn_in(service), lease=self.session_timeout
-                )
-                if snap != last:
-                    last = snap
-                    yield snap
-
-    async def _withdrawn_in(self, service: str) -> set[str]:
-        """The marks, read after the providers: a node its owner deleted has its mark."""
-        try:
-            return await self.marks.read(self.paths.service(service))
-        except RegistryError as e:  # without them a removal may be held: the safe side
-            log.info("zookeeper: reading the withdrawal marks of %s failed (%s)", service, e)
-            return set()
-
-    async def _follow_node(self, path: str, method: str) -> AsyncGenerator[object]:
-        """`method`'s answer for `path` (None while it does not exist), re-read after each
-        watch event or reconnection, until the caller stops."""
-        attempt = 0
-        while True:
-            changed = anyio.Event()
-            self._followers.add(changed)
-            try:
-                value = await self._read_watched(path, method, changed)
-            except RegistryError as e:
-                delay = self.backoff.delay(attempt, self._rand)
-                attempt += 1
-                log.info("zookeeper: reading %s failed (%s); again in %.2fs", path, e, delay)
-                with anyio.move_on_after(delay):
-                    await changed.wait()  # or as soon as we are connected again
-                self._followers.discard(changed)
-                continue
-            attempt = 0
-            try:
-                yield value
-                await changed.wait()
-            finally:
-                self._followers.discard(changed)
-
-    async def _read_watched(self, path: str, method: str, changed: anyio.Event) -> object:
-        try:
-            return await self.zk.call(method, path, watch=self.zk.watcher(changed))
-        except NoNodeError:
-            # Watch for the node's creation instead; if it appeared meanwhile, read again.
-            if await self.zk.call("exists", path, watch=self.zk.watcher(changed)) is not None:
-                changed.set()
-            return None
-
-    async def list_services(self) -> list[str]:
-        try:
-            names = await self.zk.call("get_children", self.paths.root)
-        except NoNodeError:
-            return []
-        found: set[str] = set()
-        for name in names:  # one read per interface: fine for catalogs and admin pages
-            path = f"{self.paths.root}/{name}/providers"
-            try:
-                providers = await self.zk.call("get_children", path)
-            except NoNodeError:
-                continue  # `config`, or a service node with no providers yet
-            # An interface's node holds every version and group (and Bolt's
-            # `interface:version`): list each as the mesh names it, as `watch` takes it.
-            found.update(service_name(ep) for ep in decode_providers(providers))
-        return sorted(found)
-
     # -- documents (governance rules) ---------------------------------------------------------
 
     async def put_document(self, name: str, text: str) -> None:
@@ -419,16 +304,3 @@ class ZooKeeperRegistry:
 
     async def delete_document(self, name: str) -> None:
         await self._delete(self.paths.document(name))
-
-    def watch_document(self, name: str) -> AbstractAsyncContextManager[AsyncIterator[str | None]]:
-        return watching(self._follow_document(name))
-
-    async def _follow_document(self, name: str) -> AsyncGenerator[str | None]:
-        last: str | None = None
-        first = True
-        async with aclosing(self._follow_node(self.paths.document(name), "get")) as values:
-            async for value in values:
-                text = document_text(value)
-                if first or text != last:
-                    first, last = False, text
-                    yield text

@@ -1,4 +1,5 @@
-"""The sidecar: listeners, publication, the local API and draining, composed in one place.
+"""The sidecar: listeners, publication, the local API and draining, composed in one place
+(publication and registrations in `publishing.py`, the inbound routes in `routing.py`).
 
 Inbound listeners carry remote calls to the local app (a TCP upstream);
 outbound listeners carry the app's calls to other services. Both run the
@@ -16,31 +17,28 @@ publications to the new process.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 import anyio.to_thread
-import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.config import Address, ConfigError, ListenerConfig, MeshConfig
 from sofamesh.config.local_api import token_path
 from sofamesh.endpoint import Endpoint
-from sofamesh.filters.stats import never_known
 from sofamesh.governance.source import LastGoodRules
-from sofamesh.model import Invocation, Result
-from sofamesh.observability.access_log import AccessLog, listener_access_logs
-from sofamesh.protocols import ProtocolSupport, Route, Server
+from sofamesh.protocols import ProtocolSupport, Server
 from sofamesh.protocols.http.support import http1_server
 from sofamesh.runtime import Composes, Runtime
 from sofamesh.sidecar.binding import bind_listener
+from sofamesh.sidecar.publishing import Publishing, Registration
+from sofamesh.sidecar.routing import Routing
 from sofamesh.sidecar.token import remove_token, write_token
 from sofamesh.sidecar.upgrade import ListenerSockets, Takeover, UpgradeServer, upgrade_socket_path
 from sofamesh.transport.budget import OVERLOAD, Overload
@@ -54,22 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sofamesh.sidecar")
 
-Labels = Mapping[str, str] | None  # an app's endpoint metadata (registry APIs)
-
-# The counter of inbound calls refused because this sidecar serves no such service.
-UNKNOWN_SERVICE = "inbound.unknown_service"
-
-
-@attrs.define
-class Registration:
-    """An upstream that an SDK in sidecar mode registered through the local API."""
-
-    service: str
-    protocol: str
-    upstream: Address
-    app: str
-    expires: float  # on the sidecar's clock; renewed by the SDK
-
 
 def _reclaimer(config: MeshConfig) -> Reclaimer:
     """The overload actions on memory, as `overload:` configures them (transport/reclaim.py)."""
@@ -80,7 +62,10 @@ def _reclaimer(config: MeshConfig) -> Reclaimer:
                      trimmer=trimmer)  # fmt: skip
 
 
-class Sidecar:
+class Sidecar(Publishing, Routing):
+    """One sidecar process's mesh: its listeners and lifecycle here; what it publishes in
+    `publishing.py`, which chain serves a call in `routing.py`."""
+
     def __init__(
         self,
         config: MeshConfig,
@@ -221,14 +206,6 @@ class Sidecar:
                 forget(ep)
         self.stop()
 
-    async def republish(self) -> None:
-        """Publish every endpoint again (after a take-over: the entries become ours alone)."""
-        for ep in list(self._published.values()):
-            try:
-                await self.runtime.registry.publish(ep)
-            except Exception as exc:  # a registry outage: its own retries publish it later
-                log.warning("could not publish %s again: %s", ep.service, exc)
-
     async def _drain(self) -> None:
         self.draining = True
         self.ready = False
@@ -302,214 +279,6 @@ class Sidecar:
     def _describe_bound(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.bound.items())
 
-    # -- inbound routing --------------------------------------------------------------------
-
-    def _route(self, lc: ListenerConfig, name: str) -> Route:
-        # A service is served by the upstream an SDK registered for it, else the upstream of
-        # the listener that publishes it. Anything else is refused (a caller must not reach
-        # the app, past its auth rules, by naming a service nobody serves), unless this
-        # listener is a catch-all on purpose. Refusals are one counter: the names are the
-        # caller's choice, so a series per name would let any caller grow the stats.
-        static = {
-            (svc, other.protocol): other.upstream
-            for other in self.config.inbound
-            if other.upstream is not None
-            for svc in other.services
-        }
-        fallback = lc.upstream if lc.catch_all else None
-
-        def route(service: str) -> Handler | None:
-            reg = self.registrations.get((service, lc.protocol))
-            upstream = reg.upstream if reg else static.get((service, lc.protocol))
-            # A catch-all's names are forwarded, yet counted under one stats row (never_known).
-            caught = upstream is None and fallback is not None
-            upstream = upstream or fallback
-            if upstream is None:
-                self._refuse_unknown(service, lc)
-                return None
-            if access_log is None:
-                return self._chain_to(upstream, caught)
-            chains = logged[caught]
-            chain = chains.get(upstream)
-            if chain is None:
-                chain = chains[upstream] = access_log.wrap(self._chain_to(upstream, caught))
-            return chain
-
-        access_log = self.access_logs.get(name)
-        logged: tuple[dict[Address, Handler], dict[Address, Handler]] = ({}, {})  # by `caught`
-        return route
-
-    # -- access logs ------------------------------------------------------------------------
-
-    def _access_logs(self) -> dict[str, AccessLog]:
-        """Each listener's access log (`access_log:`, unless its path is `off`)."""
-        logs, problems = listener_access_logs(self.config, self.runtime.clock)
-        if problems:
-            raise ConfigError(problems)
-        return logs
-
-    def _logged(self, name: str, chain: Handler) -> Handler:
-        access_log = self.access_logs.get(name)
-        return chain if access_log is None else access_log.wrap(chain)
-
-    def reopen_logs(self) -> None:
-        """Reopen every access-log file at its next flush (SIGHUP, after rotation)."""
-        for access_log in self.access_logs.values():
-            access_log.sink.reopen()
-
-    def _refuse_unknown(self, service: str, lc: ListenerConfig) -> None:
-        stats = self.runtime.stats
-        stats.incr(UNKNOWN_SERVICE)
-        refused = stats.counters[UNKNOWN_SERVICE]
-        # A log line for the 1st, 2nd, 4th, 8th... refusal: visible, yet a caller sending
-        # names in a loop cannot flood the log.
-        if refused & (refused - 1) == 0:
-            log.warning(
-                "refused inbound %s call to %r: this sidecar does not serve it (%d refused so far)",
-                lc.protocol,
-                service[:200],
-                refused,
-            )
-
-    def _chain_to(self, upstream: Address, caught: bool = False) -> Handler:
-        chains = self._inbound_chains[caught]
-        chain = chains.get(upstream)
-        if chain is None:
-            known = never_known if caught else None
-            chain = self.runtime.inbound_chain(self._forward(upstream), known=known)
-            chains[upstream] = chain
-        return chain
-
-    def _forward(self, upstream: Address) -> Handler:
-        rt = self.runtime
-
-        async def forward(inv: Invocation) -> Result:
-            return await rt.send(upstream.host, upstream.port, inv)
-
-        return forward
-
-    # -- publication ------------------------------------------------------------------------
-
-    def inbound_address(self, protocol: str, service: str = "") -> Address | None:
-        """Where remote callers reach this sidecar for `service` over `protocol`.
-
-        The listener that lists the service, else the first one of that protocol.
-        """
-        candidates = [
-            (i, lc) for i, lc in enumerate(self.config.inbound) if lc.protocol == protocol
-        ]
-        candidates.sort(key=lambda c: service not in c[1].services)
-        for i, lc in candidates:
-            return pod_reachable(lc.advertise or self.bound.get(f"inbound[{i}]", lc.listen))
-        return None
-
-    def _endpoint(
-        self, service: str, protocol: str, app: str | None = None, labels: Labels = None
-    ) -> Endpoint:
-        """`labels`: the app's own `version`, `zone` and other metadata, over the config's."""
-        labels = dict(labels or {})
-        addr = self.inbound_address(protocol, service)
-        if addr is None:
-            raise ValueError(
-                f"this sidecar has no inbound {protocol} listener to publish {service} on"
-            )
-        meta = self.config.metadata
-        return Endpoint(
-            service=service,
-            host=addr.host,
-            port=addr.port,
-            protocol=protocol,
-            app=app or self.config.app,
-            version=labels.pop("version", meta.version),
-            zone=labels.pop("zone", meta.zone),
-            weight=meta.weight,
-            tags=meta.tags,
-            meta={**labels, **self._endpoint_meta(service)},
-        )
-
-    def _endpoint_meta(self, service: str) -> dict[str, str]:
-        """Published with every endpoint: a sidecar, and whether (and as whom) it takes mTLS."""
-        tls = self.runtime.tls
-        if tls is None:
-            return {"mode": "sidecar"}
-        return {"mode": "sidecar", **tls.meta(self.config.tls.mode_for(service))}
-
-    async def _publish_static(self) -> None:
-        for lc in self.config.inbound:
-            for service in lc.services:
-                await self.publish(self._endpoint(service, lc.protocol))
-
-    async def publish(self, ep: Endpoint) -> None:
-        if self.draining or not self.healthy:
-            self._published[ep.key] = ep  # remembered; published again on /healthcheck/ok
-            return
-        await self.runtime.registry.publish(ep)
-        self._published[ep.key] = ep
-        log.info("published %s at %s", ep.service, ep.address)
-
-    async def unpublish(self, ep: Endpoint) -> None:
-        self._published.pop(ep.key, None)
-        await self.runtime.registry.unpublish(ep)
-
-    async def _unpublish_all(self) -> None:
-        for ep in list(self._published.values()):
-            await self.runtime.registry.unpublish(ep)
-
-    async def set_healthy(self, healthy: bool) -> None:
-        """`/healthcheck/fail` withdraws every publication; `/healthcheck/ok` restores them."""
-        self.healthy = healthy
-        for ep in list(self._published.values()):
-            if healthy:
-                await self.runtime.registry.publish(ep)
-            else:
-                await self.runtime.registry.unpublish(ep)
-
-    # -- the local API's registrations ------------------------------------------------------
-
-    async def register(
-        self,
-        service: str,
-        protocol: str,
-        upstream: Address,
-        app: str,
-        lease: float,
-        labels: Labels = None,
-    ) -> Endpoint:
-        ep = self._endpoint(service, protocol, app, labels)
-        now = self.runtime.clock.now()
-        fresh = (service, protocol) not in self.registrations
-        self.registrations[(service, protocol)] = Registration(
-            service, protocol, upstream, app, now + lease
-        )
-        if self._registered is not None:
-            self._registered.set()  # the expiry has something to watch
-        if fresh or ep.key not in self._published:
-            await self.publish(ep)
-        return ep
-
-    async def deregister(self, service: str, protocol: str) -> bool:
-        reg = self.registrations.pop((service, protocol), None)
-        if reg is None:
-            return False
-        await self.unpublish(self._endpoint(service, protocol, reg.app))
-        return True
-
-    async def _expire_registrations(self) -> None:
-        """Once a second, withdraw the registrations whose lease ran out; with none, sleep
-        until one is made (an idle sidecar does not wake for nothing)."""
-        while True:
-            if not self.registrations:
-                self._registered = anyio.Event()
-                await self._registered.wait()
-            await anyio.sleep(1.0)
-            now = self.runtime.clock.now()
-            for key, reg in list(self.registrations.items()):
-                if reg.expires < now:
-                    log.warning(
-                        "registration of %s by %s expired: withdrawing it", reg.service, reg.app
-                    )
-                    await self.deregister(*key)
-
 
 class AdminOnFirstRequest:
     """The admin API's handler, made (and its modules imported) with its first request: an
@@ -523,12 +292,3 @@ class AdminOnFirstRequest:
         if self._api is None:
             self._api = self._make()
         return await self._api(req, conn)
-
-
-def pod_reachable(addr: Address) -> Address:
-    """`addr`, or when it is a wildcard (0.0.0.0, ::) in a Kubernetes pod, the pod's IP there
-    (`POD_IP`, from the Downward API): a wildcard is where to listen, not where to call."""
-    pod_ip = os.environ.get("POD_IP")
-    if pod_ip and addr.host in ("0.0.0.0", "::"):
-        return Address(pod_ip, addr.port)
-    return addr

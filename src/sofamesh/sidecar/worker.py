@@ -34,7 +34,8 @@ from sofamesh.endpoint import Endpoint
 from sofamesh.registry.base import Shared, Snapshot, follow_shared, watching
 from sofamesh.sidecar.admin import cluster_rows
 from sofamesh.sidecar.admin_stats import listener_rows, upstream_rows
-from sofamesh.sidecar.app import Registration, Sidecar
+from sofamesh.sidecar.app import Sidecar
+from sofamesh.sidecar.publishing import Registration
 from sofamesh.sidecar.upgrade import HANDSHAKE_TIMEOUT, adopt
 from sofamesh.sidecar.worker_link import Link, snapshot_of
 from sofamesh.sidecar.worker_stats import family_state, stats_state
