@@ -41,6 +41,7 @@ FIGURES = {
     "http1_instructions.py": r"^\| sidecar, instructions per proxied request \| [\d,]+ \|",
     "bolt_pieces.py": r"^\| HeaderPicker\.pick \(the names routing needs\) \| [\d,]+ \|",
     "dubbo.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
+    "file_registry_idle.py": r"^\| this tree \| [\d.]+ % \|",
     "registry.py": r"^\| new consumer syncs one service, p50 / p99 \| [\d.]+ / [\d.]+ ms \|",
     "testing_fixtures.py": r"^\| asyncio \| [\d.]+ ms, ",
     "control_push.py": r"^\| asyncio \| 5 \| 2 \| 10 \| [\d.]+ \|",
