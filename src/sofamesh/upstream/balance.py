@@ -17,6 +17,8 @@ FIRST_SNAPSHOT_WAIT = 2.0
 # A try cancelled this close to its deadline ended by it: the backend's timer and our clock
 # may differ by a little (trio keeps its own clock).
 DEADLINE_SLACK = 0.005
+# Read on every call: `Status.OK` is `EnumType.__getattr__`'s slow path on Python 3.11.
+_OK = Status.OK
 
 
 class ResolveFilter:
@@ -94,7 +96,7 @@ class BalanceFilter:
             end = now_of()
             status = result.status
             cluster.record(
-                ep, status is not Status.OK and status.is_failure, status, (end - now) * 1000, end
+                ep, status is not _OK and status.is_failure, status, (end - now) * 1000, end
             )
             return result
 
