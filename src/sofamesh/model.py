@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from sofamesh.endpoint import Endpoint
 
+_new = object.__new__
+
 # Well-known header names the mesh itself reads and writes (lowercase).
 CALLER_HEADER = "x-sofamesh-caller"
 SERVICE_HEADER = "x-sofamesh-service"
@@ -35,7 +37,7 @@ class Headers:
     @classmethod
     def from_lower(cls, items: list[tuple[str, str]]) -> Headers:
         """Adopt a list whose names are already lowercase (codec fast path)."""
-        h = cls.__new__(cls)
+        h = _new(cls)  # `cls.__new__` would look the slot wrapper up on every call
         h._items = items
         return h
 
@@ -158,6 +160,7 @@ class Invocation:
         "headers",
         "idempotent",
         "method",
+        "now",
         "payload",
         "peer",
         "protocol",
@@ -186,6 +189,11 @@ class Invocation:
     attempt: int
     # Set by governance routing; None: the cluster picks as usual.
     route: RouteChoice | None
+    # A reading of the mesh clock taken in this call with nothing awaited since, or None:
+    # the stats filter takes one as the call starts, the filters below it read it instead
+    # of the clock, and whatever may wait or pass the call on again clears it
+    # (`sofamesh.chain` says who). Not a constructor argument: it belongs to one pass.
+    now: float | None
 
     def __init__(
         self,
@@ -216,6 +224,7 @@ class Invocation:
         self.tried = set() if tried is None else tried
         self.attempt = attempt
         self.route = route
+        self.now = None
 
     def __repr__(self) -> str:
         return _repr(self, _INVOCATION_FIELDS)

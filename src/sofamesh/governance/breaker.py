@@ -208,7 +208,7 @@ class CircuitBreaker:
             return Permit(Verdict.ADMIT, self._epoch)
         return _SHADOW if self.enforcer.reject() is Verdict.SHADOW else _REJECT
 
-    def record(self, permit: Permit, *, failed: bool, elapsed: float, now: float) -> None:
+    def record(self, permit: Permit, failed: bool, elapsed: float, now: float) -> None:
         """The outcome of a call admitted by `permit`; `elapsed` in seconds.
 
         Outcomes of shadowed or skipped calls are ignored: an enforcing

@@ -44,6 +44,7 @@ class ResolveFilter:
 
     async def _resolve(self, inv: Invocation, call_next: Handler) -> Result:
         inv.service = await self._clusters.canonical_name(inv.service)
+        inv.now = None  # a reading taken above is from before the look-up
         return await call_next(inv)
 
 
@@ -66,9 +67,12 @@ class BalanceFilter:
                 cluster = manager.for_call(inv.service)
             else:
                 cluster.used = True
+            now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
             if not cluster.is_ready:
                 await wait_ready(cluster.ready, inv)
-            now = now_of()
+                now = None  # taken before the wait
+            if now is None:
+                now = now_of()
             if inv.deadline is not None and now >= inv.deadline:
                 return Result.failure(
                     Status.TIMEOUT, f"{inv.service}: deadline passed before the call"

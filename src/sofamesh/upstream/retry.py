@@ -158,6 +158,7 @@ class RetryFilter:
         ) and inv.attempt < retries:
             inv.attempt += 1
             self._stats.incr("upstream_rq_retry")
+            inv.now = None  # the call's reading is from before the first try
             result = await call_next(inv)
         return result
 
@@ -177,6 +178,7 @@ class RetryFilter:
                 inv.attempt += 1
                 self._stats.incr("upstream_rq_retry")
                 plan.retried()
+                inv.now = None  # the call's reading is from before the first try and back-off
                 result = await self._attempt(inv, call_next, plan)
                 if codes is NO_CODES and result.status is not _OK:
                     codes = self._gateway_codes(inv.protocol)

@@ -197,7 +197,9 @@ class FlowFilter:
             if len(found) > 1:
                 return several(found, inv, call_next)
             name, limiter = found[0]  # the common case, without lists
-            now = now_of()
+            now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
+            if now is None:
+                now = now_of()
             pace = limiter.try_acquire(now)
             if not pace.admitted:
                 return completed(_limited(name, inv))
@@ -273,6 +275,7 @@ class FlowFilter:
         except BaseException:
             _cancel(held, self._clock.now())
             raise
+        inv.now = None  # taken before the wait
         return None
 
 

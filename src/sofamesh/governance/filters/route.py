@@ -236,7 +236,8 @@ class RouteFilter:
             if rule.direct_response is not None:
                 return _direct(compiled)
             if rule.timeout is not None:
-                limit = now_of() + rule.timeout
+                now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
+                limit = (now_of() if now is None else now) + rule.timeout
                 if inv.deadline is None or limit < inv.deadline:
                     inv.deadline = limit
             cumulative = compiled.cumulative
