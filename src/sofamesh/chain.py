@@ -14,6 +14,15 @@ A filter on the hot paths may also offer `bind(call_next)`: its handler with
 `call_next` fixed when the chain is composed, which `build_chain` takes
 instead of a step around `invoke` (a Python call less per filter and call).
 Such a filter's `invoke` is `bind(call_next)(inv)`, so the two cannot differ.
+
+One clock reading serves the way down (`Invocation.now`): the stats filter takes it
+as the call starts and clears it when the call ends; the filters below read it
+instead of the clock while it is set. It is exact only while nothing has waited
+since, so whatever may wait, or pass the call on more than once, clears it first:
+the step around a filter that does not bind (a user's filter, a fault delay)
+clears it before the filter runs, a rate limit after its pacing wait, the retry
+filter before each retry. Readings on the way up (latencies, a breaker's window)
+are always fresh: a filter in between may have waited after its `call_next`.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ def _bind(f: Filter, call_next: Handler) -> Handler:
     # A plain function handing back the filter's coroutine: one coroutine frame per
     # filter instead of two (about half a microsecond each, on every call).
     def step(inv: Invocation) -> Awaitable[Result]:
+        inv.now = None  # it may wait, or call `call_next` twice: the reading would be stale
         return invoke(inv, call_next)
 
     return step

@@ -65,12 +65,13 @@ class StatsFilter:
                 cs = row(inv)
                 if cs is None:
                     return await first(inv, call_next)
-            start = now_of()
+            inv.now = start = now_of()  # the reading the filters below share
             cs.active += 1
             try:
                 result = await call_next(inv)
             finally:
                 cs.active -= 1
+                inv.now = None  # a reading outlives neither the call nor this pass
             cs.record(result.status, (now_of() - start) * 1000, result.code)
             return result
 
@@ -98,8 +99,11 @@ class StatsFilter:
         Not in flight meanwhile: which row holds it is not known before it ends, and a
         row made for it up front would stay, empty, for a name that turns out unknown.
         """
-        start = self._clock.now()
-        result = await call_next(inv)
+        inv.now = start = self._clock.now()
+        try:
+            result = await call_next(inv)
+        finally:
+            inv.now = None
         assert self._known is not None
         service = inv.service if self._known(inv.service, result) else UNKNOWN_SERVICES
         caller = inv.caller if self._by_caller else ""

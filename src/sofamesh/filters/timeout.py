@@ -54,7 +54,9 @@ class TimeoutFilter:
         )
 
         def deadline(inv: Invocation) -> Awaitable[Result]:
-            now = now_of()
+            now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
+            if now is None:
+                now = now_of()
             limit = now + policy_for(inv.service).timeout
             if inv.deadline is None or limit < inv.deadline:
                 inv.deadline = limit

@@ -70,6 +70,12 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
+# Enum members read through module names on the call path: on Python 3.11 `Enum.X` goes
+# through `EnumType.__getattr__`'s slow path (about 400 instructions a read).
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+_ADMITTED = Verdict.ADMIT
+
+
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{attr.name} must be a positive number, got {value}")
@@ -164,7 +170,7 @@ class CircuitBreaker:
 
     def __init__(self, config: BreakerConfig, rand: Callable[[], float] | None = None) -> None:
         self.config = config
-        self.state = BreakerState.CLOSED
+        self.state = _CLOSED
         self._window = RollingWindow(config.stat_interval, config.buckets, columns=3)
         self.enforcer = Enforcer(config.enforcement, rand)
         rt = config.max_response_time
@@ -182,7 +188,7 @@ class CircuitBreaker:
 
     def allow(self, now: float) -> Permit:
         """May a call go ahead? O(1); never allocates except for a half-open probe."""
-        if self.state is BreakerState.CLOSED:
+        if self.state is _CLOSED:
             enforcer = self.enforcer
             if not (enforcer.always or enforcer.sample()):
                 return _SKIP
@@ -190,10 +196,10 @@ class CircuitBreaker:
             return ADMIT
         if not self.enforcer.sample():
             return _SKIP
-        if self.state is BreakerState.OPEN:
+        if self.state is _OPEN:
             if now < self._next_retry:
                 return _SHADOW if self.enforcer.reject() is Verdict.SHADOW else _REJECT
-            self.state = BreakerState.HALF_OPEN  # Sentinel: fromOpenToHalfOpen on the first try
+            self.state = _HALF_OPEN  # Sentinel: fromOpenToHalfOpen on the first try
             self._epoch += 1
             self._probes = self._probe_ok = 0
         if self._probes < self.config.half_open_probes:
@@ -202,13 +208,13 @@ class CircuitBreaker:
             return Permit(Verdict.ADMIT, self._epoch)
         return _SHADOW if self.enforcer.reject() is Verdict.SHADOW else _REJECT
 
-    def record(self, permit: Permit, *, failed: bool, elapsed: float, now: float) -> None:
+    def record(self, permit: Permit, failed: bool, elapsed: float, now: float) -> None:
         """The outcome of a call admitted by `permit`; `elapsed` in seconds.
 
         Outcomes of shadowed or skipped calls are ignored: an enforcing
         breaker would not have let them run.
         """
-        if permit.verdict is not Verdict.ADMIT:
+        if permit.verdict is not _ADMITTED:
             return
         slow = elapsed > self._slow_after
         # Counted in the window inline (now's slot, the running sums): this runs on every call.
@@ -226,7 +232,7 @@ class CircuitBreaker:
         if permit.probe:
             self._record_probe(permit.probe, failed or slow, now)
         elif (
-            self.state is BreakerState.CLOSED
+            self.state is _CLOSED
             and totals[self._watched]
             and totals[0] >= self.config.min_request_count
             and self._check(self, totals)
@@ -239,22 +245,22 @@ class CircuitBreaker:
         Sentinel returns a blocked probe's breaker to OPEN; freeing the slot
         instead lets the next call probe without waiting a whole recovery timeout.
         """
-        if permit.probe and permit.probe == self._epoch and self.state is BreakerState.HALF_OPEN:
+        if permit.probe and permit.probe == self._epoch and self.state is _HALF_OPEN:
             self._probes -= 1
 
     def _record_probe(self, epoch: int, bad: bool, now: float) -> None:
-        if epoch != self._epoch or self.state is not BreakerState.HALF_OPEN:
+        if epoch != self._epoch or self.state is not _HALF_OPEN:
             return  # a straggler from an earlier half-open period
         if bad:
             self._open(now)
             return
         self._probe_ok += 1
         if self._probe_ok >= self.config.half_open_probes:
-            self.state = BreakerState.CLOSED
+            self.state = _CLOSED
             self._window.reset()  # Sentinel: resetStat() on HALF_OPEN -> CLOSED
 
     def _open(self, now: float) -> None:
-        self.state = BreakerState.OPEN
+        self.state = _OPEN
         self._next_retry = now + self.config.recovery_timeout
         self._opened += 1
 
@@ -279,10 +285,8 @@ class CircuitBreaker:
             window_slow=slow,
             admitted=self.admitted,
             opened=self._opened,
-            next_retry_at=self._next_retry if self.state is BreakerState.OPEN else None,
-            probes_in_flight=self._probes - self._probe_ok
-            if self.state is BreakerState.HALF_OPEN
-            else 0,
+            next_retry_at=self._next_retry if self.state is _OPEN else None,
+            probes_in_flight=self._probes - self._probe_ok if self.state is _HALF_OPEN else 0,
             enforcement=self.enforcer.statistics(),
         )
 

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("sofamesh.sdk")
+_OK, _DUBBO_OK = Status.OK, DubboStatus.OK  # read per call, once here
 
 RUNTIME_EXCEPTION = "java.lang.RuntimeException"
 
@@ -175,7 +176,7 @@ class DubboConsumer:
             raise DubboCallError(where, Status.BAD_REQUEST, frame.status,
                                  f"the response is in serialization {frame.serialization}; "
                                  "this SDK reads Hessian 2 only")  # fmt: skip
-        if frame.status != DubboStatus.OK:
+        if frame.status != _DUBBO_OK:
             message = dubbo.error_message(frame.body)
             if result.status is Status.APP_ERROR:
                 raise RemoteError(where, frame.status, message)
@@ -245,7 +246,9 @@ class DubboTerminal:
             return _raised(frame, f"{type(exc).__name__}: {exc}")
         finally:
             current_dubbo_call.reset(token)
-        return Result(Status.OK, DubboStatus.OK, payload=dubbo.reply(frame, DubboStatus.OK, body))
+        # Positional (status, code, headers, payload), members through module names: a class
+        # called with keywords packs them into a dict, and `Enum.X` is a slow path on 3.11.
+        return Result(_OK, _DUBBO_OK, None, dubbo.reply(frame, _DUBBO_OK, body))
 
 
 def _raised(frame: RequestFrame, message: str) -> Result:

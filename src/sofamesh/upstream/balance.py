@@ -17,6 +17,8 @@ FIRST_SNAPSHOT_WAIT = 2.0
 # A try cancelled this close to its deadline ended by it: the backend's timer and our clock
 # may differ by a little (trio keeps its own clock).
 DEADLINE_SLACK = 0.005
+# Read on every call: `Status.OK` is `EnumType.__getattr__`'s slow path on Python 3.11.
+_OK = Status.OK
 
 
 class ResolveFilter:
@@ -42,6 +44,7 @@ class ResolveFilter:
 
     async def _resolve(self, inv: Invocation, call_next: Handler) -> Result:
         inv.service = await self._clusters.canonical_name(inv.service)
+        inv.now = None  # a reading taken above is from before the look-up
         return await call_next(inv)
 
 
@@ -64,9 +67,12 @@ class BalanceFilter:
                 cluster = manager.for_call(inv.service)
             else:
                 cluster.used = True
+            now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
             if not cluster.is_ready:
                 await wait_ready(cluster.ready, inv)
-            now = now_of()
+                now = None  # taken before the wait
+            if now is None:
+                now = now_of()
             if inv.deadline is not None and now >= inv.deadline:
                 return Result.failure(
                     Status.TIMEOUT, f"{inv.service}: deadline passed before the call"
@@ -94,7 +100,7 @@ class BalanceFilter:
             end = now_of()
             status = result.status
             cluster.record(
-                ep, status is not Status.OK and status.is_failure, status, (end - now) * 1000, end
+                ep, status is not _OK and status.is_failure, status, (end - now) * 1000, end
             )
             return result
 

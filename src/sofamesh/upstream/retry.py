@@ -38,6 +38,8 @@ Release = Callable[[], None]
 
 
 NO_CODES: frozenset[int] = frozenset()
+# Read on every call: `Status.OK` is `EnumType.__getattr__`'s slow path on Python 3.11.
+_OK = Status.OK
 
 
 def no_gateway_codes(_protocol: str) -> frozenset[int]:
@@ -126,7 +128,7 @@ class RetryFilter:
             plan = plans(inv) if plans is not None else None
             if plan is None:
                 result = await call_next(inv)
-                if result.status is Status.OK:
+                if result.status is _OK:
                     return result
                 return await connect_retries(inv, call_next, result)
             count = plan.in_flight
@@ -137,7 +139,7 @@ class RetryFilter:
                     result = await call_next(inv)
                 else:
                     result = await attempt(inv, call_next, plan)
-                if result.status is Status.OK and plan.ok_is_final:
+                if result.status is _OK and plan.ok_is_final:
                     return result
                 return await by_plan(inv, call_next, plan, result)
             finally:
@@ -156,6 +158,7 @@ class RetryFilter:
         ) and inv.attempt < retries:
             inv.attempt += 1
             self._stats.incr("upstream_rq_retry")
+            inv.now = None  # the call's reading is from before the first try
             result = await call_next(inv)
         return result
 
@@ -164,7 +167,7 @@ class RetryFilter:
     ) -> Result:
         """The plan's retries after a first try that ended in `result`."""
         # No gateway code is an OK answer's: the protocol's are looked up after a failure.
-        codes = NO_CODES if result.status is Status.OK else self._gateway_codes(inv.protocol)
+        codes = NO_CODES if result.status is _OK else self._gateway_codes(inv.protocol)
         while inv.attempt + 1 < plan.attempts and plan.retryable(inv, result, codes):
             release = plan.admit(inv.service)
             if release is None:
@@ -175,8 +178,9 @@ class RetryFilter:
                 inv.attempt += 1
                 self._stats.incr("upstream_rq_retry")
                 plan.retried()
+                inv.now = None  # the call's reading is from before the first try and back-off
                 result = await self._attempt(inv, call_next, plan)
-                if codes is NO_CODES and result.status is not Status.OK:
+                if codes is NO_CODES and result.status is not _OK:
                     codes = self._gateway_codes(inv.protocol)
             finally:
                 release()

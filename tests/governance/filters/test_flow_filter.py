@@ -8,7 +8,7 @@ from govhelp import Sleeps, Terminal, call, chain, governance
 
 from sofamesh.clock import FakeClock
 from sofamesh.governance.filters.flow import FlowFilter
-from sofamesh.model import Status
+from sofamesh.model import Invocation, Result, Status
 
 pytestmark = pytest.mark.anyio
 
@@ -117,6 +117,25 @@ async def test_pacing_never_waits_past_the_callers_deadline() -> None:
     assert (await handler(call(deadline=clock.now() + 0.5))).ok  # its turn fits
     # The rejected call's turn stays taken, as in Sentinel (PacingLimiter.cancel keeps it).
     assert sleeps.asked == pytest.approx([0.2])
+
+
+async def test_a_paced_call_leaves_the_filters_below_a_reading_from_after_its_wait() -> None:
+    clock = FakeClock()
+    g = governance({"rate_limits": [qps(10, behavior="pacing", max_queueing_time=1.0)]}, clock)
+    seen: list[float | None] = []
+
+    async def terminal(inv: Invocation) -> Result:
+        seen.append(inv.now)
+        return Result(Status.OK)
+
+    handler = chain([FlowFilter(g, clock, "inbound", sleep=Sleeps(clock))], terminal)
+    for _ in range(2):
+        inv = call()
+        inv.now = clock.now()  # as the stats filter above it leaves it
+        assert (await handler(inv)).ok
+    # The first went at once, with the call's reading; the second waited its 0.1 s turn,
+    # so the reading from before the wait is gone and whatever reads the time reads it anew.
+    assert seen == [1000.0, None]
 
 
 async def test_warm_up_starts_at_a_third_of_the_count() -> None:

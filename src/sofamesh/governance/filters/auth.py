@@ -13,7 +13,6 @@ no policy, no check.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -126,17 +125,20 @@ class AuthLeaf:
 class AuthFilter:
     def __init__(self, holder: Holder, direction: str) -> None:
         self._holder = holder
-        self._rules: Callable[[Any], AuthLeaf | None] = operator.attrgetter(f"{direction}.auth")
+        # The side read as an attribute in the handler: a dotted `attrgetter` is two
+        # look-ups by name in C, dearer than two specialised attribute reads.
+        self._outbound = direction == "outbound"
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
         return self.bind(call_next)(inv)
 
     def bind(self, call_next: Handler) -> Handler:
-        holder, rules = self._holder, self._rules
+        holder, outbound = self._holder, self._outbound
 
         def authorize(inv: Invocation) -> Awaitable[Result]:
             # Acts on the way down only: no coroutine frame of its own on the allowed path.
-            auth = rules(holder.current)
+            state = holder.current
+            auth: AuthLeaf | None = (state.outbound if outbound else state.inbound).auth
             if auth is not None:
                 decision = auth.decisions.get((inv.caller, inv.peer, inv.service, inv.method))
                 if decision is not None and decision[0] and auth.enforcer.always:

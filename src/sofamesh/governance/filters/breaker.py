@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from sofamesh.governance.filters.state import Holder
 
 Named = tuple[str, CircuitBreaker]  # (rule name, breaker)
+# Read on every call: `Enum.X` is `EnumType.__getattr__`'s slow path on Python 3.11.
+_CLOSED, _OK = BreakerState.CLOSED, Status.OK
 
 
 class BreakerLeaf:
@@ -122,8 +124,10 @@ class BreakerFilter:
             if len(found) > 1:
                 return await several(found, inv, call_next)
             name, breaker = found[0]  # the common case, without lists
-            now = now_of()
-            if breaker.state is BreakerState.CLOSED and breaker.enforcer.always:
+            now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
+            if now is None:
+                now = now_of()
+            if breaker.state is _CLOSED and breaker.enforcer.always:
                 breaker.admitted += 1  # `allow`'s common answer, without its call
                 permit = ADMIT
             else:
@@ -137,8 +141,8 @@ class BreakerFilter:
                 raise
             end = now_of()
             status = result.status  # _failed, inline: this runs on every call
-            failed = status is not Status.OK and status.is_failure
-            breaker.record(permit, failed=failed, elapsed=end - now, now=end)
+            failed = status is not _OK and status.is_failure
+            breaker.record(permit, failed, end - now, end)  # positional: keywords cost more
             return result
 
         return guard
@@ -170,7 +174,7 @@ class BreakerFilter:
 
 def _failed(status: Status) -> bool:
     # `Status.is_failure` hashes the enum in Python; an identity test first keeps OK cheap.
-    return status is not Status.OK and status.is_failure
+    return status is not _OK and status.is_failure
 
 
 def _open(name: str, inv: Invocation) -> Result:

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from sofamesh.governance.filters.route import RouteLeaf
     from sofamesh.governance.filters.state import Holder
 
+# Read on every call: `Status.OK` is `EnumType.__getattr__`'s slow path on Python 3.11.
+_OK = Status.OK
+
 
 class RetryBudgetState:
     """Envoy's retry budget for one service: retries in flight vs requests in flight."""
@@ -151,7 +154,7 @@ class PolicyPlan:
         self.ok_is_final = not self._ok_codes
 
     def retryable(self, inv: Invocation, result: Result, gateway_codes: frozenset[int]) -> bool:
-        if result.status is Status.OK and not self._ok_codes:
+        if result.status is _OK and not self._ok_codes:
             return False  # the common answer, decided without the policy's walk
         return retryable(self._policy, inv, result, gateway_codes)
 
