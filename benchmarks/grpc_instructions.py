@@ -206,13 +206,16 @@ def profile(tmp: Path, args: argparse.Namespace) -> None:
 
 
 def inclusive(dump: Path, calls_: int, n: int) -> None:
-    """The `n` entries with the most inclusive instructions, per call, below the loop's own."""
+    """The `n` entries with the most inclusive instructions, per call, below the loop's own
+    and the interpreter's recursive ones (the C-API entries: `__init__`s, allocations...)."""
     text = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(dump)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rows = [line for line in text.splitlines() if "(" in line and line.strip()[:1].isdigit()]
     print("\n| inclusive instructions per call | function |\n|---|---|")
+    # Recursive entries ("'2") and the loop's frames count every call many times over.
+    rows = [r for r in rows if "'" not in r and "???" not in r and "uvloop" not in r]
     for line in [r for r in rows if "PROGRAM TOTALS" not in r][:n]:
         counted, rest = line.split(maxsplit=1)
         where = rest.split(")", 1)[-1].strip().split(" [")[0].rsplit("/", 1)[-1]

@@ -88,6 +88,7 @@ class H2Connection:
         # wake-ups: a few per call, where `anyio.Event` looks the backend up every time.
         self.signal = event_class()
         self._flush: Signal = self.signal()
+        self._flush_due = False  # `_flush` is set: flush_soon need not set it again
         self._drained: anyio.Event | None = None
         self._writer_done = anyio.Event()
         self._stop_writer = False
@@ -162,6 +163,7 @@ class H2Connection:
             while True:
                 await self._flush.wait()
                 self._flush = self.signal()
+                self._flush_due = False
                 data = self.codec.data_to_send()
                 self.unflushed = 0
                 if data:
@@ -182,7 +184,9 @@ class H2Connection:
 
     def flush_soon(self, nbytes: int = 0) -> None:
         self.unflushed += nbytes
-        self._flush.set()
+        if not self._flush_due:  # a call sets it several times before the writer runs
+            self._flush_due = True
+            self._flush.set()
 
     async def wait_drained(self) -> None:
         if self._writer_done.is_set():

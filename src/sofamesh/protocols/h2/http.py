@@ -78,7 +78,10 @@ class H2HttpHandler:
     async def _serve(
         self, stream: H2Stream, method: str, target: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        body = await _read_body(stream, self._max_body)
+        if stream.remote_closed and not stream.chunks:
+            body: bytes | None = b""  # a GET's HEADERS ended the stream: nothing to read
+        else:
+            body = await _read_body(stream, self._max_body)
         if body is None:
             await _send_response(stream, _too_large())
             return

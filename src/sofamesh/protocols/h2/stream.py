@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -76,8 +76,10 @@ class H2Stream:
     async def receive_headers(self) -> RawHeaders:
         """The response headers (client side); waits until they arrive."""
         while self.headers is None:
-            self._raise_if_reset()
-            await self._wait_input()
+            if self.error is not None:
+                raise self.error
+            self._recv_wait = ev = self.conn.signal()
+            await ev.wait()
         return self.headers
 
     async def receive_data(self) -> bytes | None:
@@ -86,8 +88,10 @@ class H2Stream:
         while not chunks:
             if self.remote_closed:
                 return None
-            self._raise_if_reset()
-            await self._wait_input()
+            if self.error is not None:
+                raise self.error
+            self._recv_wait = ev = self.conn.signal()
+            await ev.wait()
         data, flow = chunks.popleft()
         if flow:
             self.conn.ack(self.id, flow)
@@ -102,10 +106,6 @@ class H2Stream:
             self.conn.ack(self.id, flow)
         return [data for data, _ in chunks if data]
 
-    async def _wait_input(self) -> None:
-        ev = self._recv_wait = self.conn.signal()
-        await ev.wait()
-
     def _raise_if_reset(self) -> None:
         if self.error is not None:
             raise self.error
@@ -113,7 +113,8 @@ class H2Stream:
     # -- sending ------------------------------------------------------------------------
 
     async def send_headers(self, headers: RawHeaders, end_stream: bool = False) -> None:
-        self._raise_if_reset()
+        if self.error is not None:
+            raise self.error
         try:
             self.conn.codec.send_headers(self.id, headers, end_stream)
         except StreamGone as exc:
@@ -128,7 +129,8 @@ class H2Stream:
         view = memoryview(data) if len(data) > conn.codec.limits.max_frame_size else data
         deadline, updates = math.inf, 0  # while the peer's window is shut: when to give up
         while True:
-            self._raise_if_reset()
+            if self.error is not None:
+                raise self.error
             try:
                 sent = conn.codec.send_data(self.id, view, end_stream)
             except StreamGone as exc:
@@ -145,8 +147,8 @@ class H2Stream:
         if conn.unflushed > HIGH_WATER:
             await conn.wait_drained()
 
-    async def send_trailers(self, headers: RawHeaders) -> None:
-        await self.send_headers(headers, end_stream=True)
+    def send_trailers(self, headers: RawHeaders) -> Coroutine[Any, Any, None]:
+        return self.send_headers(headers, end_stream=True)  # no frame of its own
 
     def _local_end(self) -> None:
         self.local_closed = True
