@@ -10,8 +10,10 @@ within about 1 %, so they judge a change to the sidecar's HTTP/2 path. The sidec
 uvloop, one outbound gRPC listener, the file registry, the whole outbound chain, nginx behind
 it as `grpc.py --upstream nginx` starts it) runs under `valgrind --tool=callgrind
 --instr-atstart=no`. A client outside callgrind (h2, the reference codec) opens
-`--connections` connections of `--window` streams in flight each (h2load's `-c10 -m10` of
-`grpc.py`), sends SayHello as h2load does, warms the sidecar with `--warm` calls, then
+`--connections` connections (h2load's `-c10 -m10` of `grpc.py`) and sends SayHello as h2load
+does, in rounds: each connection opens `--window` streams, and the next round starts once all
+of them were answered (free-running streams made the count swing 2 % between runs with the
+number of frames each wake-up batched). It warms the sidecar with `--warm` calls, then
 counts exactly `--calls` on the same connections (`callgrind_control -i on` / `off`): as
 `bolt_instructions.py --steady`, the count holds no connection set-up. Callgrind slows the
 process about 50x but not the clock, so the policy timeout is 600 s and the work the sidecar
@@ -66,12 +68,13 @@ def request_head(port: int, h2c: bool) -> list[tuple[bytes, bytes]]:
 
 
 class _Caller(asyncio.Protocol):
-    """One HTTP/2 connection keeping `window` streams in flight while `state["left"]` lasts."""
+    """One HTTP/2 connection's streams, `window` at a time while `state["left"]` lasts."""
 
     def __init__(self, head: list[tuple[bytes, bytes]], window: int, state: dict[str, int],
                  finished: asyncio.Event) -> None:  # fmt: skip
         self.head, self.window, self.state, self.finished = head, window, state, finished
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+        self.callers: list[_Caller] = []  # every connection of the run, this one too
         self.grpc = any(name == b"te" for name, _ in head)
         self.transport: asyncio.Transport | None = None
 
@@ -83,6 +86,7 @@ class _Caller(asyncio.Protocol):
     def start(self, n: int) -> None:
         for _ in range(min(n, self.state["left"])):
             self.state["left"] -= 1
+            self.state["round"] += 1
             sid = self.conn.get_next_available_stream_id()
             self.conn.send_headers(sid, self.head, end_stream=not self.grpc)
             if self.grpc:
@@ -110,13 +114,17 @@ class _Caller(asyncio.Protocol):
         self.state["done"] += ended
         if self.state["done"] >= self.state["n"]:
             self.finished.set()
-        self.start(ended)
+        self.state["round"] -= ended
+        if self.state["round"] <= 0:  # every connection's window answered: the next round
+            for caller in self.callers:
+                caller.start(self.window)
 
 
 async def phases(port: int, counts: list[int], args: argparse.Namespace) -> list[int]:
     """`counts[0]` calls to warm up, then `counts[1]` instrumented, on the same connections;
     the errors of each phase."""
-    head, state = request_head(port, args.h2c), {"n": 0, "left": 0, "done": 0, "errors": 0}
+    head, state = request_head(port, args.h2c), {"n": 0, "left": 0, "done": 0, "errors": 0,
+                                                 "round": 0}  # fmt: skip
     finished = asyncio.Event()
     loop = asyncio.get_running_loop()
     callers = []
@@ -125,11 +133,13 @@ async def phases(port: int, counts: list[int], args: argparse.Namespace) -> list
             lambda: _Caller(head, args.window, state, finished), "127.0.0.1", port
         )
         callers.append(caller)
+    for caller in callers:
+        caller.callers = callers
     errors = []
     for i, n in enumerate(counts):
         if i and not args.profile:
             on(args.pid)()
-        state.update(n=n, left=n, done=0, errors=0)
+        state.update(n=n, left=n, done=0, errors=0, round=0)
         finished.clear()
         for caller in callers:
             caller.start(args.window)

@@ -209,8 +209,10 @@ class H2Connection:
                     continue
                 if ev.data or ev.flow_length:
                     s.chunks.append((ev.data, ev.flow_length))
-                if ev.end_stream:
-                    self._remote_end(s)
+                if ev.end_stream:  # `_remote_end` inline, as below: once a call each
+                    s.remote_closed = True
+                    if s.local_closed:
+                        self.forget(s.id)
                 s.wake()
             elif t is HeadersReceived:
                 assert isinstance(ev, HeadersReceived)
@@ -220,7 +222,9 @@ class H2Connection:
                 s = streams.get(ev.stream_id)
                 if s is not None:
                     s.trailers = ev.headers
-                    self._remote_end(s)
+                    s.remote_closed = True
+                    if s.local_closed:
+                        self.forget(s.id)
                     s.wake()
             elif t is WindowOpened:
                 assert isinstance(ev, WindowOpened)
@@ -298,8 +302,9 @@ class H2Connection:
     def finished(self, stream: H2Stream) -> None:
         """The application is done with `stream`: reset it if it is still half-open."""
         if not stream.done:
-            stream.reset(CANCEL)
-        self.forget(stream.id)
+            stream.reset(CANCEL)  # which forgets it
+        elif stream.id in self.streams:  # an ended stream was forgotten as it ended
+            self.forget(stream.id)
 
     def open_stream(self) -> H2Stream:
         """A new client stream (its id is reserved; send headers on it next)."""

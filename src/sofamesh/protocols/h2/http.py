@@ -178,7 +178,9 @@ async def send_http(
     ]
     if req.body:
         head.append((b"content-length", str(len(req.body)).encode()))
-    up = await pool.open_stream(host, port, head, end_stream=not req.body)
+    up = pool.open_stream_nowait(host, port, head, not req.body)
+    if up is None:
+        up = await pool.open_stream(host, port, head, not req.body)
     resp: HttpResponse | None = None
     try:
         if req.body:
