@@ -160,7 +160,8 @@ class BodyReader:
 
     @property
     def ended(self) -> bool:
-        return self._body.ended
+        body = self._body  # `ReplayableBody.ended` inline
+        return body._ended or body._source.ended
 
     def __init__(self, body: ReplayableBody) -> None:
         self._body = body

@@ -101,10 +101,15 @@ class H2Stream:
         """Every chunk received so far, acknowledged at once (one WINDOW_UPDATE, not one per
         chunk); the non-empty ones. For a stream the peer has ended, that is the whole rest."""
         chunks, self.chunks = self.chunks, deque()
-        flow = sum(f for _, f in chunks)
+        if len(chunks) == 1:  # a unary request's one message: no generators over one chunk
+            data, flow = chunks[0]
+            taken = [data] if data else []
+        else:
+            flow = sum(f for _, f in chunks)
+            taken = [data for data, _ in chunks if data]
         if flow:
             self.conn.ack(self.id, flow)
-        return [data for data, _ in chunks if data]
+        return taken
 
     def _raise_if_reset(self) -> None:
         if self.error is not None:
