@@ -230,8 +230,7 @@ class GrpcSupport:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    def matches(self, headers: RawHeaders) -> bool:
-        return is_grpc(headers)
+    matches = staticmethod(is_grpc)  # the listener calls it per stream: no method around it
 
     def outbound_streams(self, chain: Handler, app: str) -> GrpcListener:
         return GrpcListener(lambda _inv: chain, self._clock, caller=app)

@@ -209,11 +209,13 @@ class H2Connection:
                     continue
                 if ev.data or ev.flow_length:
                     s.chunks.append((ev.data, ev.flow_length))
-                if ev.end_stream:  # `_remote_end` inline, as below: once a call each
+                if ev.end_stream:  # `_remote_end` and `s.wake` inline, as below: once a call each
                     s.remote_closed = True
                     if s.local_closed:
                         self.forget(s.id)
-                s.wake()
+                if (waiter := s.recv_wait) is not None:
+                    s.recv_wait = None
+                    waiter.set()
             elif t is HeadersReceived:
                 assert isinstance(ev, HeadersReceived)
                 self._on_headers(ev)
@@ -225,7 +227,9 @@ class H2Connection:
                     s.remote_closed = True
                     if s.local_closed:
                         self.forget(s.id)
-                    s.wake()
+                    if (waiter := s.recv_wait) is not None:
+                        s.recv_wait = None
+                        waiter.set()
             elif t is WindowOpened:
                 assert isinstance(ev, WindowOpened)
                 self._window_opened(ev.stream_id)

@@ -42,7 +42,6 @@ class H2Stream:
     """One stream: headers and body in, headers, body and trailers out."""
 
     __slots__ = (
-        "_recv_wait",
         "_window_wait",
         "chunks",
         "conn",
@@ -52,6 +51,7 @@ class H2Stream:
         "id",
         "local_closed",
         "on_reset",
+        "recv_wait",
         "remote_closed",
         "trailers",
     )
@@ -68,7 +68,8 @@ class H2Stream:
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.held = 0  # bytes buffered for it, request body or response (overload's measure)
         # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
-        self._recv_wait: Signal | None = None
+        # (the connection's reader wakes `recv_wait` itself for a call's DATA and trailers)
+        self.recv_wait: Signal | None = None
         self._window_wait: Signal | None = None
 
     # -- receiving ----------------------------------------------------------------------
@@ -78,7 +79,7 @@ class H2Stream:
         while self.headers is None:
             if self.error is not None:
                 raise self.error
-            self._recv_wait = ev = self.conn.signal()
+            self.recv_wait = ev = self.conn.signal()
             await ev.wait()
         return self.headers
 
@@ -90,7 +91,7 @@ class H2Stream:
                 return None
             if self.error is not None:
                 raise self.error
-            self._recv_wait = ev = self.conn.signal()
+            self.recv_wait = ev = self.conn.signal()
             await ev.wait()
         data, flow = chunks.popleft()
         if flow:
@@ -180,9 +181,9 @@ class H2Stream:
     # -- called by the connection -------------------------------------------------------
 
     def wake(self) -> None:
-        ev = self._recv_wait
+        ev = self.recv_wait
         if ev is not None:
-            self._recv_wait = None
+            self.recv_wait = None
             ev.set()
 
     def wake_window(self) -> None:
