@@ -39,6 +39,7 @@ FIGURES = {
     "bolt.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "bolt_instructions.py": r"^\| sidecar, instructions per proxied call \| [\d,]+ \|",
     "http1_instructions.py": r"^\| sidecar, instructions per proxied request \| [\d,]+ \|",
+    "grpc_instructions.py": r"^\| sidecar, instructions per proxied call \| [\d,]+ \|",
     "bolt_pieces.py": r"^\| HeaderPicker\.pick \(the names routing needs\) \| [\d,]+ \|",
     "dubbo.py": r"^\| sofamesh sidecar, asyncio \+ uvloop \| [\d,]+ ",
     "file_registry_idle.py": r"^\| this tree \| [\d.]+ % \|",

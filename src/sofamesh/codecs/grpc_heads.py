@@ -253,6 +253,7 @@ class Outcome:
     status: Status
     code: int
     message: str
+    fields: tuple[tuple[str, str], ...]  # the trailers as text, for `Result.headers`
 
 
 _outcomes: dict[tuple[tuple[tuple[bytes, bytes], ...], ...], Outcome] = {}
@@ -294,4 +295,5 @@ def _outcome_of(headers: RawHeaders, trailers: RawHeaders) -> Outcome:
         code = int(GrpcStatus.UNKNOWN)
         message = message or "the response ended without grpc-status"
     status = Status.CONNECT_FAILED if not_reached and code else status_of(code)
-    return Outcome(status, code, message)
+    fields = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in trailers)
+    return Outcome(status, code, message, fields)

@@ -33,7 +33,7 @@ class Signal(Protocol):
 
     def set(self) -> None: ...
     def is_set(self) -> bool: ...
-    async def wait(self) -> None: ...
+    def wait(self) -> Awaitable[None]: ...
 
 
 class _FutureSignal:
@@ -54,8 +54,8 @@ class _FutureSignal:
     def is_set(self) -> bool:
         return self._set
 
-    async def wait(self) -> None:
-        await self._fut
+    def wait(self) -> asyncio.Future[None]:
+        return self._fut  # awaited as it is: no coroutine frame around the wait
 
 
 def event_class() -> Callable[[], Signal]:

@@ -313,6 +313,9 @@ class HeaderEncoder:
             return self._encode(headers)
         if headers and headers[-1][0] in _NOT_INDEXED:  # a deadline last: the rest repeats
             return self._remembered(headers[:-1]) + self._literal(headers[-1])
+        known = self._blocks.get(tuple(headers))  # `_remembered`'s hit, inline
+        if known is not None and known[1] == self._version:
+            return known[0]
         return self._remembered(headers)
 
     def _remembered(self, headers: RawHeaders) -> bytes:

@@ -61,6 +61,7 @@ _STREAM_FRAMES = frozenset(
 )
 _CONTINUATION_BACKLOG = 64  # frames in one header block, as h2 allows
 _MAX_WINDOW = 2**31 - 1
+_PLAIN_BLOCK = f.END_HEADERS | f.PADDED | f.PRIORITY_FLAG  # of these, END_HEADERS alone
 _PUSH = 0x100  # not a flag on the wire: the header block being collected is a PUSH_PROMISE's
 NAKED_CONTINUATION = "CONTINUATION without a header block"
 RST_BEFORE_STREAMS = "RST_STREAM before any stream"
@@ -91,16 +92,9 @@ class LeanH2Codec(LeanState):
 
     def _receive(self, data: bytes, out: list[Event]) -> None:
         buf = self._buf + data if self._buf else data
-        pos = 0
-        if self._preface_pending:
-            n = min(len(buf), len(PREFACE))
-            if buf[:n] != PREFACE[:n]:
-                raise ConnError(f.PROTOCOL_ERROR, "invalid HTTP/2 preface")
-            if n < len(PREFACE):
-                self._buf = buf
-                return
-            self._preface_pending = False
-            pos = len(PREFACE)
+        pos = self._preface(buf) if self._preface_pending else 0
+        if pos < 0:
+            return
         unpack, size, limit = f.HEADER.unpack_from, len(buf), self.limits.max_frame_size
         while size - pos >= 9:
             hi, lo, ftype, flags, sid = unpack(buf, pos)
@@ -113,9 +107,30 @@ class LeanH2Codec(LeanState):
             end = pos + 9 + length
             if end > size:
                 break
-            self._frame(ftype, flags, sid, buf[pos + 9 : end], out)
+            # A call's frames, dispatched here: DATA, and HEADERS whole and plain (no
+            # padding or priority, so the payload is the block); the rest by `_frame`.
+            if self._block_sid:
+                self._frame(ftype, flags, sid, buf[pos + 9 : end], out)
+            elif ftype == f.DATA:
+                self._data(flags, sid, buf[pos + 9 : end], out)
+            elif ftype == f.HEADERS and flags & _PLAIN_BLOCK == f.END_HEADERS:
+                block = buf[pos + 9 : end]
+                self._header_block(flags, sid, block, block, out)
+            else:
+                self._frame(ftype, flags, sid, buf[pos + 9 : end], out)
             pos = end
         self._buf = buf[pos:]
+
+    def _preface(self, buf: bytes) -> int:
+        """Where the frames begin after the client preface; -1 while it is incomplete."""
+        n = min(len(buf), len(PREFACE))
+        if buf[:n] != PREFACE[:n]:
+            raise ConnError(f.PROTOCOL_ERROR, "invalid HTTP/2 preface")
+        if n < len(PREFACE):
+            self._buf = buf
+            return -1
+        self._preface_pending = False
+        return len(PREFACE)
 
     def _frame(self, ftype: int, flags: int, sid: int, payload: bytes, out: list[Event]) -> None:
         if self._block_sid:
@@ -164,7 +179,9 @@ class LeanH2Codec(LeanState):
     def _data(self, flags: int, sid: int, payload: bytes, out: list[Event]) -> None:
         flow = len(payload)
         data = unpad(payload) if flags & f.PADDED else payload
-        if not self._recv.consume(flow):
+        recv = self._recv  # `ReceiveWindow.consume` inline, here and below: two per call
+        recv.available -= flow
+        if recv.available < 0:
             raise ConnError(f.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
         stream = self._streams.get(sid)
         if stream is None or stream.remote_closed:
@@ -174,7 +191,9 @@ class LeanH2Codec(LeanState):
             return
         if not stream.headers_in:
             raise ConnError(f.PROTOCOL_ERROR, f"DATA before HEADERS on stream {sid}")
-        if not stream.recv.consume(flow):
+        recv = stream.recv
+        recv.available -= flow
+        if recv.available < 0:
             raise ConnError(f.FLOW_CONTROL_ERROR, f"DATA beyond stream {sid}'s window")
         end = bool(flags & f.END_STREAM)
         left = stream.content_left

@@ -163,11 +163,11 @@ class LeanState:
                 self._local_end(stream)
             return 0
         window = min(stream.send_window, self._send_window)
-        frame, out, sent = self._peer_max_frame, self._out, 0
+        frame, out, sent, pack = self._peer_max_frame, self._out, 0, f.HEADER.pack
         while sent < total and window > 0:
             n = min(total - sent, window, frame)
             last = end_stream and sent + n == total
-            out.append(f.header(n, f.DATA, f.END_STREAM if last else 0, stream_id))
+            out.append(pack(n >> 8, n & 0xFF, f.DATA, f.END_STREAM if last else 0, stream_id))
             out.append(data[sent : sent + n] if sent or n < total else data)  # type: ignore[arg-type]
             self.guard.data_frames_sent += 1
             sent += n

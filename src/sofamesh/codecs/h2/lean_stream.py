@@ -21,7 +21,8 @@ class ReceiveWindow:
     WINDOW_UPDATE goes out once half the window was consumed (or, when it is
     shut, a quarter or 1 KiB), so a steady stream costs one update per half
     window rather than one per DATA frame. The same rule as h2's, so both
-    codecs send the same updates.
+    codecs send the same updates. The codec takes what the peer sent off `available`
+    itself (`LeanH2Codec._data`: below zero, the peer overran the window).
     """
 
     __slots__ = ("available", "maximum", "processed")
@@ -30,11 +31,6 @@ class ReceiveWindow:
         self.maximum = size
         self.available = size
         self.processed = 0
-
-    def consume(self, n: int) -> bool:
-        """The peer sent `n` flow-controlled bytes; False if it overran the window."""
-        self.available -= n
-        return self.available >= 0
 
     def acknowledge(self, n: int) -> int:
         """The application consumed `n` bytes: the increment to grant now (0: none yet)."""

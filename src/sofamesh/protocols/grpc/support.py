@@ -21,11 +21,11 @@ gRPC, plain h2c and HTTP/1.1, and it relays over h2's connection pool.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
-from sofamesh.chain import Handler
+from sofamesh.chain import Handler, completed
 from sofamesh.clock import Clock
 from sofamesh.codecs.grpc import (
     CONTENT_TYPE,
@@ -101,32 +101,34 @@ class GrpcListener:
         call = StreamCall(
             head.path, head.authority, ReplayableBody(H2StreamSource(stream)), H2StreamSink(stream)
         )
-        inv = Invocation(
-            protocol="grpc",
-            service=head.service,
-            method=head.path,
-            headers=Headers.from_lower(list(head.metadata)),  # the head is shared
-            caller=self._caller if self._caller is not None else head.caller,
-            payload=call,
-        )
+        caller = self._caller if self._caller is not None else head.caller
+        deadline = None if head.timeout is None else self._clock.now() + head.timeout
+        metadata = Headers.from_lower(list(head.metadata))  # the head is shared
+        # Positional: the model's keyword construction costs more per call.
+        inv = Invocation("grpc", head.service, head.path, metadata, caller, deadline, "", call)
         if self._caller is None and stream.conn.identity:  # inbound over mutual TLS
             inv.caller, inv.peer = app_of(stream.conn.identity), stream.conn.identity
-        if head.timeout is not None:
-            inv.deadline = self._clock.now() + head.timeout
+        chain = self._chain_of(inv, head.refused)
         try:
-            result = await self._run(inv, stream) if not head.refused else _refused(head.refused)
+            result = chain if isinstance(chain, Result) else await self._run(chain, inv, stream)
         finally:
             call.body.close()  # what a retry could have needed leaves the buffer budget
         if result is not None:
             await finish(stream, call, result)
 
-    async def _run(self, inv: Invocation, stream: H2Stream) -> Result | None:
-        """The chain's result, or None if the caller reset the stream meanwhile."""
+    def _chain_of(self, inv: Invocation, refused: str) -> Handler | Result:
+        """The chain to call, or the answer of a call refused before any chain."""
+        if refused:
+            return _refused(refused)
         if not inv.service:
             return Result.failure(Status.BAD_REQUEST, "the request names no service")
         chain = self._select(inv)
         if chain is None:
             return Result.failure(Status.NO_ENDPOINT, f"service {inv.service} is not served here")
+        return chain
+
+    async def _run(self, chain: Handler, inv: Invocation, stream: H2Stream) -> Result | None:
+        """The chain's result, or None if the caller reset the stream meanwhile."""
         deadline = float("inf")
         if self._enforce_deadline and inv.deadline is not None:
             deadline = anyio.current_time() + inv.deadline - self._clock.now()
@@ -153,18 +155,23 @@ def _refused(reason: str) -> Result:
     return result
 
 
-async def finish(stream: H2Stream, call: StreamCall, result: Result) -> None:
+def finish(stream: H2Stream, call: StreamCall, result: Result) -> Awaitable[None]:
     """End the caller's stream with the provider's trailers or the mesh's own status."""
     sink = call.sink
     reply = result.payload
-    if isinstance(reply, StreamReply):
+    if isinstance(reply, StreamReply):  # the stream's own coroutine: no frame around it
         if reply.trailers_only and not sink.committed:
-            await stream.send_headers(forwardable(reply.headers), end_stream=True)
-            return
+            return stream.send_headers(forwardable(reply.headers), end_stream=True)
         if sink.committed:
             trailers = forwardable(reply.trailers)
-            await stream.send_trailers(trailers or status_trailers(result.code, result.detail))
-            return
+            return stream.send_trailers(trailers or status_trailers(result.code, result.detail))
+    return _finish_here(stream, call, result)
+
+
+async def _finish_here(stream: H2Stream, call: StreamCall, result: Result) -> None:
+    """End the caller's stream with a status the mesh made (or reset it mid-response)."""
+    sink = call.sink
+    reply = result.payload
     if sink.committed and result.status is Status.UPSTREAM_RESET:
         stream.reset(INTERNAL_ERROR)  # mid-response: the caller must not take it as complete
         return
@@ -223,8 +230,7 @@ class GrpcSupport:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    def matches(self, headers: RawHeaders) -> bool:
-        return is_grpc(headers)
+    matches = staticmethod(is_grpc)  # the listener calls it per stream: no method around it
 
     def outbound_streams(self, chain: Handler, app: str) -> GrpcListener:
         return GrpcListener(lambda _inv: chain, self._clock, caller=app)
@@ -238,12 +244,15 @@ class GrpcSupport:
     def inbound_server(self, route: Route, limits: LimitsConfig | None) -> H2Server:
         return self._h2.inbound_server(route, limits)
 
-    async def send(self, host: str, port: int, inv: Invocation) -> Result:
+    def send(self, host: str, port: int, inv: Invocation) -> Awaitable[Result]:
+        """The relay's coroutine, returned: no frame of its own around the call."""
         call = inv.payload
         if not isinstance(call, StreamCall):
-            return Result.failure(Status.BAD_REQUEST, "a gRPC invocation needs a StreamCall")
+            detail = "a gRPC invocation needs a StreamCall"
+            return completed(Result.failure(Status.BAD_REQUEST, detail))
         if call.sink.committed:  # a retry after the caller saw a response cannot happen
-            return call.last_result or Result.failure(Status.UPSTREAM_RESET, "already answered")
+            last = call.last_result
+            return completed(last or Result.failure(Status.UPSTREAM_RESET, "already answered"))
         now = self._clock.now()
         timeout = None if inv.deadline is None else max(inv.deadline - now, 0.0)
         headers = request_headers(
@@ -254,9 +263,7 @@ class GrpcSupport:
             caller=inv.caller,
             timeout=timeout,
         )
-        result = await self._relay(host, port, headers, inv, call)
-        call.last_result = result
-        return result
+        return self._relay(host, port, headers, inv, call)
 
     async def _relay(
         self,
@@ -266,22 +273,29 @@ class GrpcSupport:
         inv: Invocation,
         call: StreamCall,
     ) -> Result:
+        """The relayed call's result, kept as the call's latest."""
         try:
             reply = await relay(self.pool, host, port, headers, call)
-        except NotReplayable as e:
-            where = f"{inv.service}: {host}:{port}"
-            return call.last_result or Result.failure(Status.UPSTREAM_RESET, f"{where}: {e}")
-        except StreamResetError as e:
-            where = f"{inv.service}: {host}:{port}"
-            if e.refused:  # REFUSED_STREAM or past GOAWAY: never processed (RFC 9113 §8.7)
-                return Result.failure(Status.CONNECT_FAILED, f"{where} refused the stream")
-            res = Result.failure(Status.UPSTREAM_RESET, f"{where} reset the stream: {e}")
-            res.code = int(code_of_reset(e.error_code))
-            return res
-        except TransportError as e:
-            return failure_of(e, inv.service, host, port)
-        out = outcome_of(reply.headers, reply.trailers)
-        headers_out = Headers.from_lower(
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in reply.trailers]
-        )
-        return Result(out.status, out.code, headers_out, reply, out.message)
+        except (NotReplayable, StreamResetError, TransportError) as e:
+            result = _failure(e, call, inv.service, host, port)
+        else:
+            out = outcome_of(reply.headers, reply.trailers)
+            result = Result(out.status, out.code, Headers.from_lower(list(out.fields)), reply,
+                            out.message)  # fmt: skip
+        call.last_result = result
+        return result
+
+
+def _failure(e: Exception, call: StreamCall, service: str, host: str, port: int) -> Result:
+    """The result of a relay that failed with `e`."""
+    where = f"{service}: {host}:{port}"
+    if isinstance(e, NotReplayable):
+        return call.last_result or Result.failure(Status.UPSTREAM_RESET, f"{where}: {e}")
+    if isinstance(e, StreamResetError):
+        if e.refused:  # REFUSED_STREAM or past GOAWAY: never processed (RFC 9113 §8.7)
+            return Result.failure(Status.CONNECT_FAILED, f"{where} refused the stream")
+        res = Result.failure(Status.UPSTREAM_RESET, f"{where} reset the stream: {e}")
+        res.code = int(code_of_reset(e.error_code))
+        return res
+    assert isinstance(e, TransportError)
+    return failure_of(e, service, host, port)

@@ -27,6 +27,7 @@ outlier ejection, and the `TimeoutFilter` deadline covers the call's life.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import anyio
@@ -159,7 +160,8 @@ class BodyReader:
 
     @property
     def ended(self) -> bool:
-        return self._body.ended
+        body = self._body  # `ReplayableBody.ended` inline
+        return body._ended or body._source.ended
 
     def __init__(self, body: ReplayableBody) -> None:
         self._body = body
@@ -223,8 +225,8 @@ class H2StreamSource:
     def ended(self) -> bool:
         return self._stream.remote_closed
 
-    async def receive(self) -> bytes | None:
-        return await self._stream.receive_data()
+    def receive(self) -> Coroutine[Any, Any, bytes | None]:
+        return self._stream.receive_data()  # the stream's coroutine: no frame of its own
 
     def take_ended(self) -> list[bytes]:
         return self._stream.take_received()
@@ -239,12 +241,13 @@ class H2StreamSink:
         self._stream = stream
         self.committed = False
 
-    async def send_headers(self, headers: RawHeaders) -> None:
+    # The stream's coroutines, returned: no frame of their own around each send.
+    def send_headers(self, headers: RawHeaders) -> Coroutine[Any, Any, None]:
         self.committed = True
-        await self._stream.send_headers(headers)
+        return self._stream.send_headers(headers)
 
-    async def send_data(self, data: bytes) -> None:
-        await self._stream.send_data(data)
+    def send_data(self, data: bytes) -> Coroutine[Any, Any, None]:
+        return self._stream.send_data(data)
 
 
 # -- in-memory ends, for calls that start or end in this process (the SDK) --------------

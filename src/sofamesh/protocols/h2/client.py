@@ -44,12 +44,17 @@ class H2PoolStatistics:
 
 
 class _Endpoint:
-    __slots__ = ("connecting", "conns", "room")
+    __slots__ = ("connecting", "conns", "room", "waiting")
 
     def __init__(self) -> None:
         self.conns: list[H2Connection] = []
         self.connecting = anyio.Lock()
         self.room = anyio.Event()  # set when a stream of this endpoint ends
+        self.waiting = 0  # callers waiting on `room`
+
+    def stream_closed(self) -> None:
+        if self.waiting:  # an event set per stream nobody waits for costs three calls
+            self.room.set()
 
 
 class H2Pool:
@@ -89,6 +94,15 @@ class H2Pool:
         tg.cancel_scope.cancel()
         await tg.__aexit__(et, e, tb)
 
+    def open_stream_nowait(
+        self, host: str, port: int, headers: RawHeaders, end_stream: bool = False
+    ) -> H2Stream | None:
+        """`open_stream` on a connection already open with room, or None if there is none
+        (then `open_stream` connects or waits): no coroutine for the common case."""
+        ep = self._endpoints.get((host, port))
+        conn = None if ep is None else _first_available(ep)
+        return None if conn is None else _send_head(conn, headers, end_stream)
+
     async def open_stream(
         self, host: str, port: int, headers: RawHeaders, end_stream: bool = False
     ) -> H2Stream:
@@ -102,14 +116,14 @@ class H2Pool:
             if conn is None:
                 conn = await self._grow(ep, host, port)
             if conn is not None:
-                stream = conn.open_stream()
-                conn.codec.send_headers(stream.id, headers, end_stream)
-                stream.local_closed = end_stream
-                conn.flush_soon()
-                return stream
+                return _send_head(conn, headers, end_stream)
             if ep.room.is_set():
                 ep.room = anyio.Event()
-            await ep.room.wait()
+            ep.waiting += 1
+            try:
+                await ep.room.wait()
+            finally:
+                ep.waiting -= 1
 
     async def _grow(self, ep: _Endpoint, host: str, port: int) -> H2Connection | None:
         """A new connection if the endpoint may have one more, else None (wait for room)."""
@@ -130,7 +144,7 @@ class H2Pool:
                 peer=f"{host}:{port}",
                 idle_timeout=self.idle_timeout,
             )
-            conn.on_stream_closed = lambda: ep.room.set()
+            conn.on_stream_closed = ep.stream_closed
             ep.conns.append(conn)
             self._opened += 1
             self._tg.start_soon(self._run, ep, conn)
@@ -157,6 +171,14 @@ class H2Pool:
             connections_opened=self._opened,
             connect_errors=self._connect_errors,
         )
+
+
+def _send_head(conn: H2Connection, headers: RawHeaders, end_stream: bool) -> H2Stream:
+    stream = conn.open_stream()
+    conn.codec.send_headers(stream.id, headers, end_stream)
+    stream.local_closed = end_stream
+    conn.flush_soon()
+    return stream
 
 
 def _first_available(ep: _Endpoint) -> H2Connection | None:

@@ -88,6 +88,7 @@ class H2Connection:
         # wake-ups: a few per call, where `anyio.Event` looks the backend up every time.
         self.signal = event_class()
         self._flush: Signal = self.signal()
+        self._flush_due = False  # `_flush` is set: flush_soon need not set it again
         self._drained: anyio.Event | None = None
         self._writer_done = anyio.Event()
         self._stop_writer = False
@@ -162,6 +163,7 @@ class H2Connection:
             while True:
                 await self._flush.wait()
                 self._flush = self.signal()
+                self._flush_due = False
                 data = self.codec.data_to_send()
                 self.unflushed = 0
                 if data:
@@ -182,7 +184,9 @@ class H2Connection:
 
     def flush_soon(self, nbytes: int = 0) -> None:
         self.unflushed += nbytes
-        self._flush.set()
+        if not self._flush_due:  # a call sets it several times before the writer runs
+            self._flush_due = True
+            self._flush.set()
 
     async def wait_drained(self) -> None:
         if self._writer_done.is_set():
@@ -205,9 +209,13 @@ class H2Connection:
                     continue
                 if ev.data or ev.flow_length:
                     s.chunks.append((ev.data, ev.flow_length))
-                if ev.end_stream:
-                    self._remote_end(s)
-                s.wake()
+                if ev.end_stream:  # `_remote_end` and `s.wake` inline, as below: once a call each
+                    s.remote_closed = True
+                    if s.local_closed:
+                        self.forget(s.id)
+                if (waiter := s.recv_wait) is not None:
+                    s.recv_wait = None
+                    waiter.set()
             elif t is HeadersReceived:
                 assert isinstance(ev, HeadersReceived)
                 self._on_headers(ev)
@@ -216,8 +224,12 @@ class H2Connection:
                 s = streams.get(ev.stream_id)
                 if s is not None:
                     s.trailers = ev.headers
-                    self._remote_end(s)
-                    s.wake()
+                    s.remote_closed = True
+                    if s.local_closed:
+                        self.forget(s.id)
+                    if (waiter := s.recv_wait) is not None:
+                        s.recv_wait = None
+                        waiter.set()
             elif t is WindowOpened:
                 assert isinstance(ev, WindowOpened)
                 self._window_opened(ev.stream_id)
@@ -294,8 +306,9 @@ class H2Connection:
     def finished(self, stream: H2Stream) -> None:
         """The application is done with `stream`: reset it if it is still half-open."""
         if not stream.done:
-            stream.reset(CANCEL)
-        self.forget(stream.id)
+            stream.reset(CANCEL)  # which forgets it
+        elif stream.id in self.streams:  # an ended stream was forgotten as it ended
+            self.forget(stream.id)
 
     def open_stream(self) -> H2Stream:
         """A new client stream (its id is reserved; send headers on it next)."""

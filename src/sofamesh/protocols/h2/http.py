@@ -78,7 +78,10 @@ class H2HttpHandler:
     async def _serve(
         self, stream: H2Stream, method: str, target: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        body = await _read_body(stream, self._max_body)
+        if stream.remote_closed and not stream.chunks:
+            body: bytes | None = b""  # a GET's HEADERS ended the stream: nothing to read
+        else:
+            body = await _read_body(stream, self._max_body)
         if body is None:
             await _send_response(stream, _too_large())
             return
@@ -96,7 +99,26 @@ class H2HttpHandler:
         await _send_response(stream, resp)
 
 
+# Request and response heads a connection repeats, split or built once (a client sends the
+# same head call after call, an upstream the same response head for a second at least).
+_HEADS = 256
+_requests: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str, list[tuple[bytes, bytes]]]] = {}
+_responses: dict[tuple[int, int, tuple[tuple[bytes, bytes], ...]], RawHeaders] = {}
+
+
 def _request_head(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]:
+    """The method, target and HTTP/1.1-style fields of a request head (a list of its own)."""
+    key = tuple(raw)
+    known = _requests.get(key)
+    if known is None:
+        known = _split_request(raw)
+        if len(_requests) >= _HEADS:
+            _requests.clear()
+        _requests[key] = known
+    return known[0], known[1], list(known[2])  # the handler's filters may change its fields
+
+
+def _split_request(raw: RawHeaders) -> tuple[str, str, list[tuple[bytes, bytes]]]:
     method = target = ""
     headers: list[tuple[bytes, bytes]] = []
     for k, v in raw:
@@ -131,18 +153,32 @@ def _too_large() -> HttpResponse:
     return HttpResponse(413, [(b"content-type", b"text/plain")], b"request body too large\n")
 
 
+def _response_head(status: int, fields: list[tuple[bytes, bytes]], size: int) -> RawHeaders:
+    """An HTTP/2 response head: `:status`, the fields HTTP/2 carries, and a content-length of
+    `size` unless it is -1. Shared: nobody changes a head once built."""
+    key = (status, size, tuple(fields))
+    head = _responses.get(key)
+    if head is None:
+        head = [(b":status", str(status).encode())]
+        head += [(k.lower(), v) for k, v in fields if k.lower() not in _CONNECTION_SPECIFIC]
+        if size >= 0:
+            head.append((b"content-length", str(size).encode()))
+        if len(_responses) >= _HEADS:
+            _responses.clear()
+        _responses[key] = head
+    return head
+
+
 async def _send_response(stream: H2Stream, resp: HttpResponse) -> None:
-    headers: RawHeaders = [(b":status", str(resp.status).encode())]
-    headers += [(k.lower(), v) for k, v in resp.headers if k.lower() not in _CONNECTION_SPECIFIC]
     if resp.stream is not None:
         try:
-            await send_streamed(stream, headers, resp.stream)
+            head = list(_response_head(resp.status, resp.headers, -1))  # it adds a length
+            await send_streamed(stream, head, resp.stream)
         finally:
             await resp.stream.aclose()
     elif resp.body:
         size = len(resp.body)
-        headers.append((b"content-length", str(size).encode()))
-        await stream.send_headers(headers)
+        await stream.send_headers(_response_head(resp.status, resp.headers, size))
         OVERLOAD.held += size  # counted against the buffer budget until it has left
         stream.held += size
         try:
@@ -151,7 +187,7 @@ async def _send_response(stream: H2Stream, resp: HttpResponse) -> None:
             OVERLOAD.held -= size
             stream.held -= size
     else:
-        await stream.send_headers(headers, end_stream=True)
+        await stream.send_headers(_response_head(resp.status, resp.headers, -1), end_stream=True)
 
 
 async def send_http(
@@ -175,7 +211,9 @@ async def send_http(
     ]
     if req.body:
         head.append((b"content-length", str(len(req.body)).encode()))
-    up = await pool.open_stream(host, port, head, end_stream=not req.body)
+    up = pool.open_stream_nowait(host, port, head, not req.body)
+    if up is None:
+        up = await pool.open_stream(host, port, head, not req.body)
     resp: HttpResponse | None = None
     try:
         if req.body:

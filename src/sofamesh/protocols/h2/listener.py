@@ -11,7 +11,7 @@ A protocol with a framing of its own (Dubbo) plugs in by its first bytes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from sofamesh.chain import Handler
@@ -53,14 +53,14 @@ class H2Listener:
         self._plugs = tuple(plugs)
         self._http = http
 
-    async def __call__(self, stream: H2Stream) -> None:
+    def __call__(self, stream: H2Stream) -> Awaitable[None]:
+        """The chosen handler's awaitable, returned: no frame of its own per stream."""
         headers = stream.headers
         assert headers is not None
         for matches, handler in self._plugs:
             if matches(headers):
-                await handler(stream)
-                return
-        await self._http(stream)
+                return handler(stream)
+        return self._http(stream)
 
 
 # The LimitsConfig fields an HTTP/2 listener honours (H2Limits' names).

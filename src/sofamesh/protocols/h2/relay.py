@@ -34,7 +34,10 @@ async def relay(
     reader = call.body.reader()
     if reader.ended:
         chunks = reader.take_ended()
-        up = await pool.open_stream(host, port, headers, end_stream=not chunks)
+        end = not chunks
+        up = pool.open_stream_nowait(host, port, headers, end)
+        if up is None:
+            up = await pool.open_stream(host, port, headers, end)
         try:
             if chunks:
                 await _send_all(up, chunks)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -42,7 +42,6 @@ class H2Stream:
     """One stream: headers and body in, headers, body and trailers out."""
 
     __slots__ = (
-        "_recv_wait",
         "_window_wait",
         "chunks",
         "conn",
@@ -52,6 +51,7 @@ class H2Stream:
         "id",
         "local_closed",
         "on_reset",
+        "recv_wait",
         "remote_closed",
         "trailers",
     )
@@ -68,7 +68,8 @@ class H2Stream:
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.held = 0  # bytes buffered for it, request body or response (overload's measure)
         # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
-        self._recv_wait: Signal | None = None
+        # (the connection's reader wakes `recv_wait` itself for a call's DATA and trailers)
+        self.recv_wait: Signal | None = None
         self._window_wait: Signal | None = None
 
     # -- receiving ----------------------------------------------------------------------
@@ -76,8 +77,10 @@ class H2Stream:
     async def receive_headers(self) -> RawHeaders:
         """The response headers (client side); waits until they arrive."""
         while self.headers is None:
-            self._raise_if_reset()
-            await self._wait_input()
+            if self.error is not None:
+                raise self.error
+            self.recv_wait = ev = self.conn.signal()
+            await ev.wait()
         return self.headers
 
     async def receive_data(self) -> bytes | None:
@@ -86,8 +89,10 @@ class H2Stream:
         while not chunks:
             if self.remote_closed:
                 return None
-            self._raise_if_reset()
-            await self._wait_input()
+            if self.error is not None:
+                raise self.error
+            self.recv_wait = ev = self.conn.signal()
+            await ev.wait()
         data, flow = chunks.popleft()
         if flow:
             self.conn.ack(self.id, flow)
@@ -97,14 +102,15 @@ class H2Stream:
         """Every chunk received so far, acknowledged at once (one WINDOW_UPDATE, not one per
         chunk); the non-empty ones. For a stream the peer has ended, that is the whole rest."""
         chunks, self.chunks = self.chunks, deque()
-        flow = sum(f for _, f in chunks)
+        if len(chunks) == 1:  # a unary request's one message: no generators over one chunk
+            data, flow = chunks[0]
+            taken = [data] if data else []
+        else:
+            flow = sum(f for _, f in chunks)
+            taken = [data for data, _ in chunks if data]
         if flow:
             self.conn.ack(self.id, flow)
-        return [data for data, _ in chunks if data]
-
-    async def _wait_input(self) -> None:
-        ev = self._recv_wait = self.conn.signal()
-        await ev.wait()
+        return taken
 
     def _raise_if_reset(self) -> None:
         if self.error is not None:
@@ -113,7 +119,8 @@ class H2Stream:
     # -- sending ------------------------------------------------------------------------
 
     async def send_headers(self, headers: RawHeaders, end_stream: bool = False) -> None:
-        self._raise_if_reset()
+        if self.error is not None:
+            raise self.error
         try:
             self.conn.codec.send_headers(self.id, headers, end_stream)
         except StreamGone as exc:
@@ -128,7 +135,8 @@ class H2Stream:
         view = memoryview(data) if len(data) > conn.codec.limits.max_frame_size else data
         deadline, updates = math.inf, 0  # while the peer's window is shut: when to give up
         while True:
-            self._raise_if_reset()
+            if self.error is not None:
+                raise self.error
             try:
                 sent = conn.codec.send_data(self.id, view, end_stream)
             except StreamGone as exc:
@@ -145,8 +153,8 @@ class H2Stream:
         if conn.unflushed > HIGH_WATER:
             await conn.wait_drained()
 
-    async def send_trailers(self, headers: RawHeaders) -> None:
-        await self.send_headers(headers, end_stream=True)
+    def send_trailers(self, headers: RawHeaders) -> Coroutine[Any, Any, None]:
+        return self.send_headers(headers, end_stream=True)  # no frame of its own
 
     def _local_end(self) -> None:
         self.local_closed = True
@@ -173,9 +181,9 @@ class H2Stream:
     # -- called by the connection -------------------------------------------------------
 
     def wake(self) -> None:
-        ev = self._recv_wait
+        ev = self.recv_wait
         if ev is not None:
-            self._recv_wait = None
+            self.recv_wait = None
             ev.set()
 
     def wake_window(self) -> None:
