@@ -1,7 +1,8 @@
 """Instructions per call of each piece of the sidecar's Bolt path, counted by callgrind.
 
     .venv/bin/python benchmarks/bolt_pieces.py [--calls 20000] [--src /work/base/src]
-    .venv/bin/python benchmarks/bolt_pieces.py --quick   # 1,000 calls of two pieces: a smoke run
+    .venv/bin/python benchmarks/bolt_pieces.py --quick   # 1,000 calls of one piece: a smoke run
+    .venv/bin/python benchmarks/bolt_pieces.py --only pick  # the pieces named so
 
 `bolt_instructions.py` counts the whole proxied call; this says which part of it a change
 touched. Each piece runs `--calls` times in a process of its own under `valgrind
@@ -87,8 +88,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--src", help="count another checkout's pieces (its src/)")
     ap.add_argument("--quick", action="store_true", help="1,000 calls of one piece")
+    ap.add_argument("--only", help="count the pieces whose name contains this")
     args = ap.parse_args()
-    names = list(PIECES)
+    names = [name for name in PIECES if args.only is None or args.only in name]
     if args.quick:
         args.calls, names = 1000, list(QUICK)
     with tempfile.TemporaryDirectory() as d:
