@@ -58,6 +58,7 @@ from sofamesh.transport.workers import Waker, wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
 _new_object = object.__new__
+_BUSY = ResponseStatus.SERVER_THREADPOOL_BUSY
 
 
 @attrs.frozen(kw_only=True)
@@ -229,16 +230,24 @@ class BoltClientConnection:
         return waiter
 
     def finish(self, waiter: _Waiter) -> ResponseFrame:
-        """The response `begin`'s waiter was woken with; raises as `call` does."""
-        self.forget(waiter)
+        """The response `begin`'s waiter was woken with; raises as `call` does. Releases
+        what `begin` took, as `forget` does, in the same Python call."""
+        response = waiter.response
+        if response is None:  # woken by its deadline or the connection's end: id still held
+            self._ids.pop(waiter.rid)
+        if waiter.entry is not None:
+            self._deadlines.remove(waiter.entry)
+        if self._retired and not self._ids:  # `_close_if_drained`, inline
+            self._shut("was drained by the peer")
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.response is not None
-        return waiter.response
+        assert response is not None
+        return response
 
     def forget(self, waiter: _Waiter) -> None:
         """Release what `begin` took (a late response is then dropped)."""
-        self._ids.pop(waiter.rid)
+        if waiter.response is None:  # a response took its id out as it arrived
+            self._ids.pop(waiter.rid)
         if waiter.entry is not None:
             self._deadlines.remove(waiter.entry)
         self._close_if_drained()
@@ -280,7 +289,7 @@ class BoltClientConnection:
         self._shut("write failed")
 
     async def _read(self) -> None:
-        decoder = self._decoder
+        decoder, pop = self._decoder, self._ids.pending.pop
         try:
             while True:
                 data = await self._stream.receive(65536)
@@ -290,7 +299,20 @@ class BoltClientConnection:
                 # `__eq__` once per response.
                 frame = decoder.next_frame()
                 while frame is not None:
-                    self._dispatch(frame)
+                    # A response to a call in flight: `_dispatch`'s first branch, inline
+                    # (a Python call per proxied call).
+                    if (
+                        type(frame) is ResponseFrame
+                        and (waiter := pop(frame.request_id, None)) is not None
+                    ):
+                        waiter.response = frame
+                        waker = waiter.waker
+                        if not waker.done():
+                            waker.set_result(None)
+                        if frame.status == _BUSY and _draining(frame):
+                            self._retire()
+                    else:
+                        self._dispatch(frame)
                     frame = decoder.next_frame()
         except anyio.EndOfStream:
             self._why = "was closed by the peer"

@@ -48,9 +48,9 @@ from sofamesh.codecs.bolt import (
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.codecs.bolt.headers import DEFAULT_MAX_HEADER_ENTRIES
-from sofamesh.model import Status
+from sofamesh.model import Result, Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
-from sofamesh.protocols.bolt.mapping import error_response
+from sofamesh.protocols.bolt.mapping import error_response, reply_of
 from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.partial import PartialFrame
@@ -77,8 +77,10 @@ class BoltConnInfo:
     identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
 
 
-# A handler answers with a frame, or with its bytes when it encoded the frame itself.
-BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[ResponseFrame | bytes | None]]
+# A handler answers with a frame, with its bytes when it encoded the frame itself, or
+# with the chain's `Result`, which the server renders (`mapping.reply_of`).
+BoltAnswer = ResponseFrame | bytes | Result | None
+BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[BoltAnswer]]
 
 
 @attrs.frozen(slots=True)
@@ -354,6 +356,8 @@ class _ServerConnection:
         try:
             response = await server.handler(frame, self.info)
             if response is not None and not frame.oneway:
+                if isinstance(response, Result):
+                    response = reply_of(response, frame)
                 self._send(response if isinstance(response, bytes) else encode(response))
         except HeaderMapError as exc:  # what the decoder left to the handler to find
             server.requests -= 1  # refused as a frame, as the decoder's refusal is
