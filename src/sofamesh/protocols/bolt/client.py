@@ -46,6 +46,7 @@ from sofamesh.codecs.bolt import (
     ResponseFrame,
     ResponseStatus,
     encode,
+    encode_request_as,
     heartbeat,
     heartbeat_ack,
 )
@@ -202,12 +203,20 @@ class BoltClientConnection:
         assert waiter.response is not None
         return waiter.response
 
-    def begin(self, frame: RequestFrame, at: float = math.inf) -> _Waiter | None:
+    def begin(
+        self,
+        frame: RequestFrame,
+        at: float = math.inf,
+        header: bytes | None = None,
+        timeout_ms: int = 0,
+    ) -> _Waiter | None:
         """`call`'s first half, without a coroutine of its own (the sidecar's hot path):
         the frame queued under a fresh id and the deadline armed. Await the waiter's
         `waker`, then `finish(waiter)` (or `forget(waiter)` if the wait ends otherwise).
         None when the call must take `call`'s path instead: the connection is closed or
-        retired, or its writer is too far behind to queue the frame without waiting."""
+        retired, or its writer is too far behind to queue the frame without waiting.
+        With `header`, the frame is sent with that header map and `timeout_ms` in place
+        of its own (`encode_request_as`: a proxy's forward, no frame built for it)."""
         if self._closed or self._retired:
             return None
         # `_Waiter(...)` without its Python `__init__` frame: one per proxied call.
@@ -215,7 +224,10 @@ class BoltClientConnection:
         waiter.waker, waiter.response, waiter.error, waiter.entry = self._waker(), None, None, None
         rid = waiter.rid = self._ids.allocate(waiter)
         try:
-            data = encode(frame, request_id=rid)
+            if header is None:
+                data = encode(frame, request_id=rid)
+            else:
+                data = encode_request_as(frame, rid, header, timeout_ms)
         except BaseException:
             self._ids.pop(rid)
             raise

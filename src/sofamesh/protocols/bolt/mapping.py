@@ -248,6 +248,13 @@ def _is_sofa_hessian(frame: RequestFrame) -> bool:
 def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     """The request to send to the next hop: the caller's frame with this hop's mesh
     headers appended and the time left in the timeout field."""
+    frame, header, timeout = outbound_request(inv, now)
+    return frame._replace(header=header, timeout_ms=timeout)
+
+
+def outbound_request(inv: Invocation, now: float) -> tuple[RequestFrame, bytes, int]:
+    """`invocation_to_frame`'s parts: the caller's frame, the header map and the timeout
+    to send it with (`encode_request_as` writes them in one pass, without a frame)."""
     frame: RequestFrame = inv.payload
     header = frame.header
     headers = inv.headers
@@ -262,14 +269,10 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
             header += encode_header_map(expand_mark(extra, headers))
     if inv.caller:
         header += _caller_entry(inv.caller)
-    timeout = frame.timeout_ms
-    if inv.deadline is not None:
-        # At least 1 ms: Bolt reads 0 or less as "no timeout".
-        timeout = max(1, int((inv.deadline - now) * 1000))
-    rid, body, cls, _, _, oneway, cmd, codec, version, ver1, switch, ver2 = frame
-    return _new(RequestFrame, (
-        rid, body, cls, header, timeout, oneway, cmd, codec, version, ver1, switch, ver2,
-    ))  # fmt: skip
+    if inv.deadline is None:
+        return frame, header, frame.timeout_ms
+    timeout = int((inv.deadline - now) * 1000)
+    return frame, header, timeout if timeout > 0 else 1  # 1 ms: Bolt reads 0 as "none"
 
 
 @functools.lru_cache(maxsize=256)

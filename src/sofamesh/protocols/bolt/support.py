@@ -40,7 +40,7 @@ from sofamesh.protocols.bolt.mapping import (
     NameMismatch,
     error_response,
     invocation_of,
-    invocation_to_frame,
+    outbound_request,
     refuse,
     reply_of,
     response_to_result,
@@ -190,8 +190,10 @@ class BoltSupport:
                 )
             at = self.pool.time_in(remaining)
         try:
-            frame = invocation_to_frame(inv, now)
+            # The request's parts, encoded in one pass once its id is known (`begin`).
+            frame, header, timeout = outbound_request(inv, now)
             if frame.oneway:
+                frame = frame._replace(header=header, timeout_ms=timeout)
                 with anyio.CancelScope(deadline=at):
                     await self.pool.send_oneway(host, port, frame)
                     return Result(Status.OK)
@@ -199,8 +201,9 @@ class BoltSupport:
             # The usual case without the pool's or the connection's coroutine: a ready
             # connection that queues the frame at once.
             conn = self.pool.ready(host, port)
-            waiter = None if conn is None else conn.begin(frame, at)
+            waiter = None if conn is None else conn.begin(frame, at, header, timeout)
             if conn is None or waiter is None:
+                frame = frame._replace(header=header, timeout_ms=timeout)
                 resp = await self.pool.call(host, port, frame, at)
             else:
                 try:
