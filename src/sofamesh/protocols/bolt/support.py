@@ -53,7 +53,9 @@ from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ClientTls
 
 log = logging.getLogger("sofamesh.listeners")
-SUCCESS = ResponseStatus.SUCCESS
+# Enum members read per call, bound once: `Status.OK` is a Python-level descriptor call
+# on 3.11 (about 1,000 instructions), a module global about 40.
+SUCCESS, OK = ResponseStatus.SUCCESS, Status.OK
 
 
 class OutboundBoltHandler:
@@ -219,7 +221,7 @@ class BoltSupport:
         except LocalProtocolError as e:
             return Result.failure(Status.BAD_REQUEST, f"{inv.service}: cannot send: {e}")
         if resp.status == SUCCESS:  # `response_to_result`'s first case, inline
-            return Result(Status.OK, SUCCESS, None, resp)  # positional: no keyword dict
+            return Result(OK, SUCCESS, None, resp)  # positional: no keyword dict
         return response_to_result(resp)
 
 
