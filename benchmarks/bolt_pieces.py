@@ -29,6 +29,8 @@ PIECES = {
     "HeaderPicker.pick (the names routing needs)": "lambda: _PICKER.pick(req.header)",
     "check_header_map (a walk of the request's map)": "lambda: check_header_map(req.header)",
     "invocation_to_frame": "lambda: invocation_to_frame(inv, 0.0)",
+    "the request forwarded (invocation_to_frame, encode)": "forward_by_frame",
+    "the request forwarded (outbound_request, encode_request_as)": "forward",
     "response_to_result": "lambda: response_to_result(resp)",
     "result_to_response": "lambda: result_to_response(res, req)",
     "encode (a response, under another id)": "lambda: encode(resp, request_id=5)",
@@ -55,6 +57,19 @@ inv = invocation_of(req)
 inv.caller, inv.deadline = "bench", 1e9
 res = response_to_result(resp)
 decoder = FrameDecoder()
+
+def forward_by_frame():
+    encode(invocation_to_frame(inv, 1e9 - 10.0), request_id=5)
+
+try:  # the one-pass forward, where this checkout has it
+    from sofamesh.codecs.bolt import encode_request_as
+    from sofamesh.protocols.bolt.mapping import outbound_request
+
+    def forward():
+        frame, header, timeout = outbound_request(inv, 1e9 - 10.0)
+        encode_request_as(frame, 5, header, timeout)
+except ImportError:
+    pass
 
 def decode():
     decoder.receive_data(raw)

@@ -251,8 +251,15 @@ def _is_sofa_hessian(frame: RequestFrame) -> bool:
 def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     """The request to send to the next hop: the caller's frame with this hop's mesh
     headers appended and the time left in the timeout field."""
-    frame, header, timeout = outbound_request(inv, now)
-    return frame._replace(header=header, timeout_ms=timeout)
+    return request_with(*outbound_request(inv, now))
+
+
+def request_with(frame: RequestFrame, header: bytes, timeout_ms: int) -> RequestFrame:
+    """`frame` with `header` and `timeout_ms` (`_replace` without its Python-level work)."""
+    rid, body, cls, _, _, oneway, cmd, codec, version, ver1, switch, ver2 = frame
+    return _new(RequestFrame, (
+        rid, body, cls, header, timeout_ms, oneway, cmd, codec, version, ver1, switch, ver2,
+    ))  # fmt: skip
 
 
 def outbound_request(inv: Invocation, now: float) -> tuple[RequestFrame, bytes, int]:

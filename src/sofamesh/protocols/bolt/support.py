@@ -43,6 +43,7 @@ from sofamesh.protocols.bolt.mapping import (
     outbound_request,
     refuse,
     reply_of,
+    request_with,
     response_to_result,
 )
 from sofamesh.protocols.bolt.pool import BoltPool, BoltPoolConfig
@@ -195,7 +196,7 @@ class BoltSupport:
             # The request's parts, encoded in one pass once its id is known (`begin`).
             frame, header, timeout = outbound_request(inv, now)
             if frame.oneway:
-                frame = frame._replace(header=header, timeout_ms=timeout)
+                frame = request_with(frame, header, timeout)
                 with anyio.CancelScope(deadline=at):
                     await self.pool.send_oneway(host, port, frame)
                     return Result(Status.OK)
@@ -205,7 +206,7 @@ class BoltSupport:
             conn = self.pool.ready(host, port)
             waiter = None if conn is None else conn.begin(frame, at, header, timeout)
             if conn is None or waiter is None:
-                frame = frame._replace(header=header, timeout_ms=timeout)
+                frame = request_with(frame, header, timeout)
                 resp = await self.pool.call(host, port, frame, at)
             else:
                 try:
