@@ -1,7 +1,8 @@
 """Instructions per call of each piece of the sidecar's Bolt path, counted by callgrind.
 
     .venv/bin/python benchmarks/bolt_pieces.py [--calls 20000] [--src /work/base/src]
-    .venv/bin/python benchmarks/bolt_pieces.py --quick   # 1,000 calls of two pieces: a smoke run
+    .venv/bin/python benchmarks/bolt_pieces.py --quick   # 1,000 calls of one piece: a smoke run
+    .venv/bin/python benchmarks/bolt_pieces.py --only pick  # the pieces named so
 
 `bolt_instructions.py` counts the whole proxied call; this says which part of it a change
 touched. Each piece runs `--calls` times in a process of its own under `valgrind
@@ -28,6 +29,8 @@ PIECES = {
     "HeaderPicker.pick (the names routing needs)": "lambda: _PICKER.pick(req.header)",
     "check_header_map (a walk of the request's map)": "lambda: check_header_map(req.header)",
     "invocation_to_frame": "lambda: invocation_to_frame(inv, 0.0)",
+    "the request forwarded (invocation_to_frame, encode)": "forward_by_frame",
+    "the request forwarded (outbound_request, encode_request_as)": "forward",
     "response_to_result": "lambda: response_to_result(resp)",
     "result_to_response": "lambda: result_to_response(res, req)",
     "encode (a response, under another id)": "lambda: encode(resp, request_id=5)",
@@ -54,6 +57,19 @@ inv = invocation_of(req)
 inv.caller, inv.deadline = "bench", 1e9
 res = response_to_result(resp)
 decoder = FrameDecoder()
+
+def forward_by_frame():
+    encode(invocation_to_frame(inv, 1e9 - 10.0), request_id=5)
+
+try:  # the one-pass forward, where this checkout has it
+    from sofamesh.codecs.bolt import encode_request_as
+    from sofamesh.protocols.bolt.mapping import outbound_request
+
+    def forward():
+        frame, header, timeout = outbound_request(inv, 1e9 - 10.0)
+        encode_request_as(frame, 5, header, timeout)
+except ImportError:
+    pass
 
 def decode():
     decoder.receive_data(raw)
@@ -87,8 +103,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=20_000)
     ap.add_argument("--src", help="count another checkout's pieces (its src/)")
     ap.add_argument("--quick", action="store_true", help="1,000 calls of one piece")
+    ap.add_argument("--only", help="count the pieces whose name contains this")
     args = ap.parse_args()
-    names = list(PIECES)
+    names = [name for name in PIECES if args.only is None or args.only in name]
     if args.quick:
         args.calls, names = 1000, list(QUICK)
     with tempfile.TemporaryDirectory() as d:

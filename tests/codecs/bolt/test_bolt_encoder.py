@@ -24,6 +24,7 @@ from sofamesh.codecs.bolt import (
     RequestFrame,
     ResponseFrame,
     encode,
+    encode_request_as,
     encode_v1_reply,
     frame_length,
     heartbeat,
@@ -160,6 +161,35 @@ def test_encode_v1_reply_is_encode_of_the_response_as_v1_under_the_id(data: byte
 def test_encode_v1_reply_refuses_as_encode_does(frame: ResponseFrame, words: str) -> None:
     with pytest.raises(LocalProtocolError, match=words):
         encode_v1_reply(frame, 1)
+
+
+@pytest.mark.parametrize("data", [H4_ECHO_REQUEST, V2_CRC_REQUEST, HEARTBEAT])
+@pytest.mark.parametrize("oneway", [False, True])
+def test_encode_request_as_is_encode_of_the_request_with_its_new_parts(
+    data: bytes, oneway: bool
+) -> None:
+    req = decode(data)
+    assert isinstance(req, RequestFrame)
+    req = req._replace(oneway=oneway)
+    header = req.header + b"\x00\x00\x00\x01k\x00\x00\x00\x01v"
+    expected = encode(req._replace(header=header, timeout_ms=77), request_id=9)
+    assert encode_request_as(req, 9, header, 77) == expected
+
+
+@pytest.mark.parametrize(
+    ("frame", "header", "words"),
+    [
+        (RequestFrame(1, cmd_code=CommandCode.RPC_RESPONSE), b"", "command code 2"),
+        (RequestFrame(1), b"h" * 0x8000, "must each fit"),
+        (RequestFrame(1), b"", "cannot encode frame"),
+    ],
+)
+def test_encode_request_as_refuses_as_encode_does(
+    frame: RequestFrame, header: bytes, words: str
+) -> None:
+    timeout = 1 << 31 if words == "cannot encode frame" else 5
+    with pytest.raises(LocalProtocolError, match=words):
+        encode_request_as(frame, 1, header, timeout)
 
 
 def test_with_request_id_equals_encode_under_another_id() -> None:

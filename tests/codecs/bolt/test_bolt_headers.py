@@ -245,3 +245,17 @@ def test_a_shape_seen_twice_in_a_row_is_read_in_one_pass() -> None:
     overrun[-2] = 2  # the last value's length: 2, where 1 byte is left
     assert layout.read(bytes(overrun), 2) is None
     assert picker.pick(bytes(overrun)) is None
+
+
+def test_a_map_naming_what_the_last_one_named_gets_its_answer_back() -> None:
+    """Only the wanted values and the skeleton decide: another trace id of the same length
+    gives the last answer (no decode), another service of the same length a new one."""
+
+    def raw(service: bytes, trace: bytes) -> bytes:
+        return entry(b"service", service) + entry(b"trace", trace) + entry(b"method", b"m")
+
+    picker = HeaderPicker(WANTED, b"x-mesh-")
+    first = [picker.pick(raw(b"s:1", b"aaaa")) for _ in range(3)][-1]
+    assert picker.pick(raw(b"s:1", b"bbbb")) is first
+    assert picker.pick(raw(b"s:2", b"bbbb")) == (["s:2", "m"], False)
+    assert picker.pick(raw(b"s:1", b"cccc")) == first

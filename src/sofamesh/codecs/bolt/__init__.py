@@ -31,6 +31,7 @@ from sofamesh.codecs.bolt.codes import (
 from sofamesh.codecs.bolt.decoder import FrameDecoder
 from sofamesh.codecs.bolt.encoder import (
     encode,
+    encode_request_as,
     encode_v1_reply,
     frame_length,
     read_request_id,
@@ -101,6 +102,7 @@ __all__ = [
     "UnsupportedVersionError",
     "encode",
     "encode_header_map",
+    "encode_request_as",
     "encode_v1_reply",
     "frame_length",
     "heartbeat",

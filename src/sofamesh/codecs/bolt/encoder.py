@@ -90,6 +90,31 @@ def encode_v1_reply(resp: ResponseFrame, request_id: int) -> bytes:
     return b"".join((head, cls, hdr, body))
 
 
+def encode_request_as(req: RequestFrame, request_id: int, header: bytes, timeout_ms: int) -> bytes:
+    """`req` under `request_id`, with `header` as its header map and `timeout_ms` as its
+    timeout: a proxy's usual forward (the caller's request re-addressed, this hop's
+    headers and the time left written) without a `RequestFrame` built for it; a v1
+    request in one pass, anything else through `encode`. Checked as `encode` checks it."""
+    _, body, cls, _, _, oneway, cmd, codec, version, ver1, switch, ver2 = req
+    cl, hl = len(cls), len(header)
+    if (
+        version != BOLT_V1
+        or ver1 != 1
+        or switch
+        or cmd not in _REQUEST_CODES
+        or cl > MAX_SHORT_LENGTH
+        or hl > MAX_SHORT_LENGTH
+    ):
+        frame = req._replace(header=header, timeout_ms=timeout_ms)
+        return encode(frame, request_id=request_id)  # v2, or refused naming the field
+    try:
+        head = V1_REQUEST.pack(BOLT_V1, 2 if oneway else 1, cmd, ver2, request_id, codec,
+                               timeout_ms, cl, hl, len(body))  # fmt: skip
+    except struct.error as exc:
+        raise LocalProtocolError(f"bolt: cannot encode frame {request_id}: {exc}") from None
+    return b"".join((head, cls, header, body))
+
+
 def _check(
     rid: int, cl: int, hl: int, known: bool, cmd: int, version: int, ver1: int, switch: int
 ) -> None:

@@ -87,7 +87,8 @@ class HeaderPicker:
     (`parse_header_map` then names the problem).
 
     Made once per set of names: most keys of a request (trace ids) are told apart from
-    the wanted ones by their length and first byte, without a copy or a lookup."""
+    the wanted ones by their length and first byte, without a copy or a lookup. An
+    answer may be shared with earlier calls' (`_Layout.read`): read it, never modify it."""
 
     __slots__ = ("_firsts", "_layouts", "_lengths", "_prefix", "_size", "_wanted")
 
@@ -175,54 +176,70 @@ class HeaderPicker:
         if seen != shape:  # a first sighting (or a compiled layout whose keys differed)
             layouts[size] = shape
             return
-        layout = _Layout(shape, data, flagged)
-        layout.slots = self._slots_of(layout.keys)
-        layouts[size] = layout
-
-    def _slots_of(self, keys: tuple[bytes, ...]) -> tuple[tuple[int, int], ...]:
-        """(slot, index of its value among a layout's fields) for each wanted key, first
-        entry first."""
-        found: dict[int, int] = {}
-        for i, key in enumerate(keys):
-            slot = self._wanted.get(key.lower())
-            if slot is not None and slot not in found:
-                found[slot] = 4 * i + 3
-        return tuple(found.items())
+        layouts[size] = _Layout(shape, data, flagged, self._wanted)
 
 
 _MAX_LAYOUTS = 256  # map sizes a picker remembers a shape for
 
 
 class _Layout:
-    """A header map's shape seen before (its entries' lengths and keys), read back with one
-    `struct` call and checked field by field against it: the same validation as a walk,
-    for the cost of a few C calls. Only maps without nulls have one."""
+    """A header map's shape seen before (its entries' lengths and keys), checked and read
+    with `struct` calls: `skeletons` gives each entry's lengths and key as one string (its
+    "skeleton", the value skipped), compared with the shape's in one tuple compare, the
+    same validation as a walk; `values` gives only the wanted values. A map whose
+    skeletons and wanted values are those of the last map read (`fields`: one call; a
+    client names the same service, method and app call after call, its trace ids being
+    the values that change) gets the last answer back. Only maps without nulls have one."""
 
-    __slots__ = ("count", "flagged", "keys", "lengths", "slots", "struct")
+    __slots__ = ("count", "fields", "flagged", "keys", "last", "skeleton", "skeletons",
+                 "slots", "values")  # fmt: skip
 
-    def __init__(self, lengths: tuple[int, ...], data: bytes, flagged: bool) -> None:
-        pairs = zip(lengths[::2], lengths[1::2], strict=True)
-        self.struct = struct.Struct(">" + "".join(f"i{k}si{v}s" for k, v in pairs))
-        self.lengths = lengths  # the fields' lengths: (key 1, value 1, key 2, ...)
-        self.keys: tuple[bytes, ...] = self.struct.unpack(data)[1::4]
-        self.count = len(self.keys)
+    def __init__(
+        self, lengths: tuple[int, ...], data: bytes, flagged: bool, wanted: Mapping[bytes, int]
+    ) -> None:
+        pairs = list(zip(lengths[::2], lengths[1::2], strict=True))
+        # `<`: no alignment; `{v}x` skips a value without making an object of it.
+        self.skeletons = struct.Struct("<" + "".join(f"{8 + k}s{v}x" for k, v in pairs))
+        self.skeleton: tuple[bytes, ...] = self.skeletons.unpack(data)
+        self.keys = tuple(entry[4:-4] for entry in self.skeleton)
+        self.count = len(pairs)
         self.flagged = flagged
-        self.slots: tuple[tuple[int, int], ...] = ()
+        slots: dict[int, int] = {}  # slot -> the entry giving it (the first with its key)
+        for i, key in enumerate(self.keys):
+            slot = wanted.get(key.lower())
+            if slot is not None and slot not in slots:
+                slots[slot] = i
+        taken = sorted(slots, key=slots.__getitem__)  # in the order `values` gives them
+        self.slots = tuple(taken)
+        chosen = {slots[slot] for slot in taken}
+        fmt, fields, end = "<", "<", 0
+        for i, (k, v) in enumerate(pairs):
+            start = end + 8 + k
+            fmt += f"{8 + k}x{v}s" if i in chosen else f"{8 + k + v}x"
+            fields += f"{8 + k}s{v}s" if i in chosen else f"{8 + k}s{v}x"
+            end = start + v
+        self.values = struct.Struct(fmt)
+        self.fields = struct.Struct(fields)
+        self.last: tuple[tuple[bytes, ...], tuple[list[str | None], bool] | None] = ((), None)
 
     def read(self, data: bytes, size: int) -> tuple[list[str | None], bool] | None:
         """`HeaderPicker.pick`'s answer for `data` (of this layout's size), or None when it
-        is not of this shape."""
-        fields = self.struct.unpack(data)
-        if fields[0::2] != self.lengths or fields[1::4] != self.keys:
+        is not of this shape. The answer may be the last one given: read, never modify it."""
+        fields = self.fields.unpack(data)
+        last, answer = self.last
+        if fields == last and answer is not None and len(answer[0]) == size:
+            return answer
+        if self.skeletons.unpack(data) != self.skeleton:
             return None
         values: list[str | None] = [None] * size
-        for slot, at in self.slots:
-            raw = fields[at]
+        for slot, raw in zip(self.slots, self.values.unpack(data)):  # noqa: B905
             try:  # strict first: `decode()` without arguments skips the codec-name lookups
                 values[slot] = raw.decode()
             except UnicodeDecodeError:
                 values[slot] = raw.decode("utf-8", "replace")
-        return values, self.flagged
+        answer = values, self.flagged
+        self.last = (fields, answer)  # one assignment: a thread never reads a half
+        return answer
 
 
 def check_header_map(data: bytes, max_entries: int = DEFAULT_MAX_HEADER_ENTRIES) -> int:

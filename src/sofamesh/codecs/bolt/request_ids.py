@@ -27,7 +27,7 @@ class RequestIdsExhaustedError(RuntimeError):
 class RequestIds(Generic[T]):
     """Allocates request ids and maps each id in flight to a value (a waiter, say)."""
 
-    __slots__ = ("_max_id", "_next", "_pending")
+    __slots__ = ("_max_id", "_next", "_pending", "pending")
 
     def __init__(self, *, first: int = 1, max_id: int = MAX_REQUEST_ID) -> None:
         if not 1 <= first <= max_id:
@@ -35,6 +35,9 @@ class RequestIds(Generic[T]):
         self._next = first
         self._max_id = max_id
         self._pending: dict[int, T] = {}
+        # The same dict, for a read loop that takes each response's waiter out with its
+        # `pop(request_id, None)` in C: read it, or pop from it, never add to it.
+        self.pending = self._pending
 
     def allocate(self, value: T) -> int:
         """Return a fresh id not in flight and remember `value` under it."""

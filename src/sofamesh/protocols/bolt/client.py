@@ -46,6 +46,7 @@ from sofamesh.codecs.bolt import (
     ResponseFrame,
     ResponseStatus,
     encode,
+    encode_request_as,
     heartbeat,
     heartbeat_ack,
 )
@@ -58,6 +59,7 @@ from sofamesh.transport.workers import Waker, wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
 _new_object = object.__new__
+_BUSY = ResponseStatus.SERVER_THREADPOOL_BUSY
 
 
 @attrs.frozen(kw_only=True)
@@ -201,12 +203,20 @@ class BoltClientConnection:
         assert waiter.response is not None
         return waiter.response
 
-    def begin(self, frame: RequestFrame, at: float = math.inf) -> _Waiter | None:
+    def begin(
+        self,
+        frame: RequestFrame,
+        at: float = math.inf,
+        header: bytes | None = None,
+        timeout_ms: int = 0,
+    ) -> _Waiter | None:
         """`call`'s first half, without a coroutine of its own (the sidecar's hot path):
         the frame queued under a fresh id and the deadline armed. Await the waiter's
         `waker`, then `finish(waiter)` (or `forget(waiter)` if the wait ends otherwise).
         None when the call must take `call`'s path instead: the connection is closed or
-        retired, or its writer is too far behind to queue the frame without waiting."""
+        retired, or its writer is too far behind to queue the frame without waiting.
+        With `header`, the frame is sent with that header map and `timeout_ms` in place
+        of its own (`encode_request_as`: a proxy's forward, no frame built for it)."""
         if self._closed or self._retired:
             return None
         # `_Waiter(...)` without its Python `__init__` frame: one per proxied call.
@@ -214,7 +224,10 @@ class BoltClientConnection:
         waiter.waker, waiter.response, waiter.error, waiter.entry = self._waker(), None, None, None
         rid = waiter.rid = self._ids.allocate(waiter)
         try:
-            data = encode(frame, request_id=rid)
+            if header is None:
+                data = encode(frame, request_id=rid)
+            else:
+                data = encode_request_as(frame, rid, header, timeout_ms)
         except BaseException:
             self._ids.pop(rid)
             raise
@@ -229,16 +242,24 @@ class BoltClientConnection:
         return waiter
 
     def finish(self, waiter: _Waiter) -> ResponseFrame:
-        """The response `begin`'s waiter was woken with; raises as `call` does."""
-        self.forget(waiter)
+        """The response `begin`'s waiter was woken with; raises as `call` does. Releases
+        what `begin` took, as `forget` does, in the same Python call."""
+        response = waiter.response
+        if response is None:  # woken by its deadline or the connection's end: id still held
+            self._ids.pop(waiter.rid)
+        if waiter.entry is not None:
+            self._deadlines.remove(waiter.entry)
+        if self._retired and not self._ids:  # `_close_if_drained`, inline
+            self._shut("was drained by the peer")
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.response is not None
-        return waiter.response
+        assert response is not None
+        return response
 
     def forget(self, waiter: _Waiter) -> None:
         """Release what `begin` took (a late response is then dropped)."""
-        self._ids.pop(waiter.rid)
+        if waiter.response is None:  # a response took its id out as it arrived
+            self._ids.pop(waiter.rid)
         if waiter.entry is not None:
             self._deadlines.remove(waiter.entry)
         self._close_if_drained()
@@ -280,7 +301,7 @@ class BoltClientConnection:
         self._shut("write failed")
 
     async def _read(self) -> None:
-        decoder = self._decoder
+        decoder, pop = self._decoder, self._ids.pending.pop
         try:
             while True:
                 data = await self._stream.receive(65536)
@@ -290,7 +311,20 @@ class BoltClientConnection:
                 # `__eq__` once per response.
                 frame = decoder.next_frame()
                 while frame is not None:
-                    self._dispatch(frame)
+                    # A response to a call in flight: `_dispatch`'s first branch, inline
+                    # (a Python call per proxied call).
+                    if (
+                        type(frame) is ResponseFrame
+                        and (waiter := pop(frame.request_id, None)) is not None
+                    ):
+                        waiter.response = frame
+                        waker = waiter.waker
+                        if not waker.done():
+                            waker.set_result(None)
+                        if frame.status == _BUSY and _draining(frame):
+                            self._retire()
+                    else:
+                        self._dispatch(frame)
                     frame = decoder.next_frame()
         except anyio.EndOfStream:
             self._why = "was closed by the peer"

@@ -108,6 +108,10 @@ _BY_VALUE = {s.value: s for s in Status}
 _new = tuple.__new__  # builds a frame without NamedTuple's Python-level __new__ (hot path)
 _new_object = object.__new__
 _BOLT_CODES = frozenset(s.value for s in ResponseStatus)
+# An enum member read per request, bound once: `EnumType` defines `__getattr__`, so on
+# 3.11 `Codec.HESSIAN2` takes the slow attribute hook (about 1,100 instructions), where a
+# module global costs about 40.
+_HESSIAN2 = Codec.HESSIAN2
 
 
 # What a request's header map must say for the mesh to route it, by slot of the answer.
@@ -214,7 +218,7 @@ def request_to_invocation(frame: RequestFrame, items: HeaderItems) -> Invocation
 def _names(frame: RequestFrame, service: str, method: str) -> tuple[str, str]:
     """(service, method): the header's, checked against the body's and completed by it."""
     # `_is_sofa_hessian(frame)`, inline: a Python call less per request
-    if frame.codec != Codec.HESSIAN2 or frame.class_name != SOFA_REQUEST_CLASS:
+    if frame.codec != _HESSIAN2 or frame.class_name != SOFA_REQUEST_CLASS:
         return service, method  # protobuf or another class: the header is all there is
     names = peek_names(frame.body)  # the head alone, in the forms peers write (a few us)
     if names is None:
@@ -248,6 +252,20 @@ def _is_sofa_hessian(frame: RequestFrame) -> bool:
 def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
     """The request to send to the next hop: the caller's frame with this hop's mesh
     headers appended and the time left in the timeout field."""
+    return request_with(*outbound_request(inv, now))
+
+
+def request_with(frame: RequestFrame, header: bytes, timeout_ms: int) -> RequestFrame:
+    """`frame` with `header` and `timeout_ms` (`_replace` without its Python-level work)."""
+    rid, body, cls, _, _, oneway, cmd, codec, version, ver1, switch, ver2 = frame
+    return _new(RequestFrame, (
+        rid, body, cls, header, timeout_ms, oneway, cmd, codec, version, ver1, switch, ver2,
+    ))  # fmt: skip
+
+
+def outbound_request(inv: Invocation, now: float) -> tuple[RequestFrame, bytes, int]:
+    """`invocation_to_frame`'s parts: the caller's frame, the header map and the timeout
+    to send it with (`encode_request_as` writes them in one pass, without a frame)."""
     frame: RequestFrame = inv.payload
     header = frame.header
     headers = inv.headers
@@ -262,14 +280,10 @@ def invocation_to_frame(inv: Invocation, now: float) -> RequestFrame:
             header += encode_header_map(expand_mark(extra, headers))
     if inv.caller:
         header += _caller_entry(inv.caller)
-    timeout = frame.timeout_ms
-    if inv.deadline is not None:
-        # At least 1 ms: Bolt reads 0 or less as "no timeout".
-        timeout = max(1, int((inv.deadline - now) * 1000))
-    rid, body, cls, _, _, oneway, cmd, codec, version, ver1, switch, ver2 = frame
-    return _new(RequestFrame, (
-        rid, body, cls, header, timeout, oneway, cmd, codec, version, ver1, switch, ver2,
-    ))  # fmt: skip
+    if inv.deadline is None:
+        return frame, header, frame.timeout_ms
+    timeout = int((inv.deadline - now) * 1000)
+    return frame, header, timeout if timeout > 0 else 1  # 1 ms: Bolt reads 0 as "none"
 
 
 @functools.lru_cache(maxsize=256)

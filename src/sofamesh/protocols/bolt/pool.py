@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from types import TracebackType
 
 import anyio
@@ -74,6 +75,10 @@ class BoltPool:
         self.connect: Connect = connect  # mutual TLS replaces it (`use_tls`)
         self._stack = contextlib.AsyncExitStack()
         self._deadlines = DeadlineWatch()
+        # anyio's clock `seconds` from now, as `call` takes its deadline (cheaply): the
+        # watch's own method, bound once (a call per proxied call fewer than a wrapper).
+        self.time_in: Callable[[float], float] = self._deadlines.time_in
+        self._per_endpoint = self.config.connections_per_endpoint  # read per call
         self._opened = self._connect_errors = 0
 
     async def __aenter__(self) -> BoltPool:
@@ -113,15 +118,16 @@ class BoltPool:
         """The watch that wakes calls at their deadlines, while the pool runs (else None)."""
         return self._deadlines if self._tg is not None else None
 
-    def time_in(self, seconds: float) -> float:
-        """anyio's clock `seconds` from now, as `call` takes its deadline (cheaply)."""
-        return self._deadlines.time_in(seconds)
-
     def ready(self, host: str, port: int) -> BoltClientConnection | None:
         """A connection to use now, if the endpoint has enough (no await: the hot path;
         `call` does the rest, or `call_again` when this one closed before sending)."""
         ep = self._endpoints.get((host, port))
-        return None if ep is None else self._pick(ep)
+        if ep is None:
+            return None
+        conns = ep.conns  # `_pick(ep)`, inline: a Python call per proxied call
+        if len(conns) < self._per_endpoint:
+            return None
+        return min(conns, key=_load) if len(conns) > 1 else conns[0]
 
     async def _connect_by(self, host: str, port: int, at: float) -> BoltClientConnection:
         with anyio.CancelScope(deadline=at):
@@ -146,7 +152,7 @@ class BoltPool:
 
     def _pick(self, ep: _Endpoint) -> BoltClientConnection | None:
         conns = ep.conns
-        if len(conns) < self.config.connections_per_endpoint:
+        if len(conns) < self._per_endpoint:
             return None
         return min(conns, key=_load) if len(conns) > 1 else conns[0]
 

@@ -48,9 +48,9 @@ from sofamesh.codecs.bolt import (
 )
 from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.codecs.bolt.headers import DEFAULT_MAX_HEADER_ENTRIES
-from sofamesh.model import Status
+from sofamesh.model import Result, Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
-from sofamesh.protocols.bolt.mapping import error_response
+from sofamesh.protocols.bolt.mapping import error_response, reply_of
 from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.partial import PartialFrame
@@ -65,6 +65,10 @@ DRAIN_QUIET = 0.5  # seconds without a request before a draining connection clos
 LINGER = 1.0  # seconds a refused peer gets to read its error reply before the close
 _USED_LATER = 1e9  # idle rank offset: a used idle connection goes after every never-used one
 _LINGER_READS = 16  # ... and at most this many reads of what it still sends (up to 1 MiB)
+# Enum members read per request are bound once: `EnumType` defines `__getattr__`, so on
+# 3.11 `CommandCode.HEARTBEAT` takes the slow attribute hook (about 1,100 instructions),
+# where a module global costs about 40.
+_HEARTBEAT = CommandCode.HEARTBEAT
 
 
 @attrs.frozen(slots=True)
@@ -77,8 +81,10 @@ class BoltConnInfo:
     identity: str = ""  # the client's SPIFFE ID, verified by mutual TLS; "" on plaintext
 
 
-# A handler answers with a frame, or with its bytes when it encoded the frame itself.
-BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[ResponseFrame | bytes | None]]
+# A handler answers with a frame, with its bytes when it encoded the frame itself, or
+# with the chain's `Result`, which the server renders (`mapping.reply_of`).
+BoltAnswer = ResponseFrame | bytes | Result | None
+BoltHandler = Callable[[RequestFrame, BoltConnInfo], Awaitable[BoltAnswer]]
 
 
 @attrs.frozen(slots=True)
@@ -333,7 +339,7 @@ class _ServerConnection:
         server = self.server
         if not isinstance(frame, RequestFrame):
             return  # we send no requests; a stray response is harmless
-        if frame.cmd_code == CommandCode.HEARTBEAT:  # `is_heartbeat`, without a property call
+        if frame.cmd_code == _HEARTBEAT:  # `is_heartbeat`, without a property call
             server.heartbeats += 1
             self._send(encode(heartbeat_ack(frame)))
             return
@@ -354,6 +360,8 @@ class _ServerConnection:
         try:
             response = await server.handler(frame, self.info)
             if response is not None and not frame.oneway:
+                if isinstance(response, Result):
+                    response = reply_of(response, frame)
                 self._send(response if isinstance(response, bytes) else encode(response))
         except HeaderMapError as exc:  # what the decoder left to the handler to find
             server.requests -= 1  # refused as a frame, as the decoder's refusal is
