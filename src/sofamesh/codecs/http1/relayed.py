@@ -144,7 +144,7 @@ class ResponseCheck:
 
     def passes(self, buf: bytes) -> bool:
         """Whether llhttp reads `buf` as one whole response, framed by its Content-Length."""
-        parser, self._parser = self._parser or fast._RESPONSE_PARSER(self), None
+        parser, self._parser = self._parser or self._new_parser(), None
         try:
             parser.feed_data(buf)
         except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):  # read if raised
@@ -155,6 +155,9 @@ class ResponseCheck:
         ended.append(False)
         self._parser = parser
         return True
+
+    def _new_parser(self) -> Any:
+        return fast._RESPONSE_PARSER(self)
 
     def _reset(self) -> bool:
         self.ended[:] = [False]
