@@ -68,6 +68,7 @@ _KINDS = {
 }
 _OWS = b" \t"
 _HEADERS: Any = HttpRequest.__dict__["headers"]  # the slot the `headers` property fills
+_NEW = HttpRequest.__new__
 
 Picked = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
 """The first Host, service, caller and deadline values (OWS trimmed), or None each."""
@@ -93,27 +94,14 @@ class RelayedRequest(HttpRequest):
 
     __slots__ = ("_added", "_head", "_line_end", "_origin", "_timeout", "kept", "picked", "relay")
 
-    def __init__(
-        self,
-        method: str,
-        target: str,
-        body: bytes,
-        threshold: int,
-        head: bytes,
-        line_end: int,
-        kept: bytes,
-        picked: Picked | None,
-    ) -> None:
-        self.method, self.target, self.body = method, target, body
-        self.http_version, self.stream_threshold, self.stream = "1.1", threshold, None
-        self._head: bytes | None = head  # the head as received, until parsed
-        self._line_end = line_end  # where its field lines begin
-        self._origin = (method, target)  # the request line `_head` holds
-        self._added: HeaderList | None = None  # on an upstream copy: the mesh's fields,
-        self._timeout: bytes | None = None  # and the deadline's
-        self.kept = kept
-        self.picked = picked
-        self.relay: bytes | None = None
+    _head: bytes | None  # the head as received, until parsed
+    _line_end: int  # where its field lines begin
+    _origin: tuple[str, str]  # the request line `_head` holds
+    _added: HeaderList | None  # on an upstream copy: the mesh's fields,
+    _timeout: bytes | None  # and the deadline's
+    kept: bytes
+    picked: Picked | None
+    relay: bytes | None
 
     @property
     def headers(self) -> HeaderList:
@@ -146,9 +134,7 @@ class RelayedRequest(HttpRequest):
         head = self._head
         if head is None or self._origin != (method, target):
             return None
-        up = RelayedRequest(
-            method, target, self.body, self.stream_threshold, head, self._line_end, b"", None
-        )
+        up = _made(method, target, self.body, self.stream_threshold, head, self._line_end)
         up._added, up._timeout = added, timeout
         line = head[: self._line_end]
         if timeout is None:
@@ -222,17 +208,30 @@ def split_request(
     ):
         return None  # a body to stream, too large or still arriving, a target to normalise,
         # or refused by llhttp: the fast path and h11 decide
-    request = RelayedRequest(
+    request = _made(
         line.group(1).decode("latin-1"),
         target,
         buf[end + 4 : stop],
         limits.stream_threshold,
         buf[: end + 4],
         start,
-        kept,
-        picked,
     )
+    request.kept, request.picked = kept, picked
     return request, close, stop
+
+
+def _made(
+    method: str, target: str, body: bytes, threshold: int, head: bytes, line_end: int
+) -> RelayedRequest:
+    """A `RelayedRequest` of `head` (unread), without a call through the class (which costs
+    a third more: `type.__call__` runs `__init__` in an eval loop of its own)."""
+    request: RelayedRequest = _NEW(RelayedRequest)
+    request.method, request.target, request.body = method, target, body
+    request.http_version, request.stream_threshold, request.stream = "1.1", threshold, None
+    request._head, request._line_end, request._origin = head, line_end, (method, target)
+    request._added = request._timeout = request.relay = None
+    request.kept, request.picked = b"", None
+    return request
 
 
 def _read(pieces: list[bytes], host: bytes) -> tuple[int, bool, Picked] | None:
