@@ -189,3 +189,24 @@ def test_pipelined_requests_are_each_checked_on_the_kept_parser() -> None:
     with pytest.raises(HttpProtocolError) as refused:
         codec.next_request()  # llhttp refuses it, the fast path defers, h11 answers 400
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\tmore\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: a\n\n",  # bare LF
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1_0\r\n\r\n0123456789",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: \x00\r\n\r\n",
+    ],
+)
+def test_ambiguous_requests_are_refused_as_before(data: bytes) -> None:
+    relayed, _ = receive(data, relay=True)
+    parsed, _ = receive(data, relay=False)
+    assert relayed == parsed == 400
