@@ -397,6 +397,15 @@ class Http1ServerCodec:
             return BODY
         return HEAD if self._partial else IDLE
 
+    def resting(self) -> bool:
+        """In the IDLE phase and not `must_close`: the next request may come, and nothing of
+        it is here yet (the server loop's question, in one call rather than two properties)."""
+        return (
+            not self._partial
+            and self._request is None
+            and not (self._closing and not self._pending)
+        )
+
     @property
     def must_close(self) -> bool:
         """Every response is sent and no further request will be read."""

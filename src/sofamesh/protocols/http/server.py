@@ -321,7 +321,7 @@ class _Connection:
         overload = server.overload
         while True:
             request = None
-            if codec.phase is IDLE and not codec.must_close:
+            if codec.resting():
                 # The wait for the next request inline (a coroutine frame fewer per request);
                 # a head or body in pieces, and whatever else comes, takes `_next_request`.
                 self._arm(IDLE)
