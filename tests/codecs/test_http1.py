@@ -572,3 +572,22 @@ def test_mutated_requests_only_ever_raise_protocol_errors(
         parse_all(server, b"")
     except HttpProtocolError:
         pass
+
+
+def test_resting_is_the_idle_phase_of_a_connection_that_stays_open() -> None:
+    def resting(codec: Http1ServerCodec) -> bool:
+        assert codec.resting() is (codec.phase == "idle" and not codec.must_close)
+        return codec.resting()
+
+    server = Http1ServerCodec()
+    assert resting(server)
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    assert server.next_request() is None and not resting(server)  # a head in pieces
+    server.receive_data(b"\r\n")
+    assert server.next_request() is not None
+    server.encode_response(HttpResponse(200))
+    assert resting(server)
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert server.next_request() is not None
+    server.encode_response(HttpResponse(200))
+    assert server.must_close and not resting(server)

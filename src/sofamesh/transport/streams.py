@@ -357,6 +357,11 @@ class LoopStream(anyio.abc.SocketStream):
         if p.lost:
             raise anyio.BrokenResourceError from p.error
 
+    def limit(self, seconds: float) -> None:
+        """Waits from now on raise TimeoutError once `seconds` have passed, until `deadline`
+        is set back to `math.inf` (what `time_limit` does, without a context manager)."""
+        self.deadline = self._loop.time() + seconds
+
     def _arm_timer(self) -> None:
         """Before a wait under a limit: TimeoutError if it has passed, else a timer by then."""
         deadline = self.deadline
@@ -469,13 +474,19 @@ def time_limit(stream: anyio.abc.ByteStream, seconds: float | None) -> AbstractC
     """
     if seconds is None:
         return contextlib.nullcontext()
-    if type(stream) is LoopStream:
-        return _Limit(stream, seconds)
-    # A stream over a LoopStream (TLS) waits only in it: the same lazy timer does.
-    under = getattr(stream, "loop_stream", None)
+    under = loop_stream_of(stream)
     if under is not None:
         return _Limit(under, seconds)
     return _ScopeLimit(seconds)
+
+
+def loop_stream_of(stream: anyio.abc.ByteStream) -> LoopStream | None:
+    """The `LoopStream` all of `stream`'s waits happen in (itself, or the one under a TLS
+    stream), whose `deadline` then bounds them; None for any other stream (trio's)."""
+    if type(stream) is LoopStream:
+        return stream
+    under: LoopStream | None = getattr(stream, "loop_stream", None)
+    return under
 
 
 class _ScopeLimit:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 else:
     _httptools = fast._httptools
 _HEADERS: Any = HttpResponse.__dict__["headers"]  # the slot the `headers` property fills
+_NEW = HttpResponse.__new__
 
 
 class RelayedResponse(HttpResponse):
@@ -66,14 +67,16 @@ class RelayedResponse(HttpResponse):
 
     __slots__ = ("_head", "_kept", "_line_end", "relay")
 
+    _head: bytes | None  # the head as received, until parsed
+    _line_end: int  # where its field lines begin
+    _kept: bytes
+    relay: bytes | None
+
     def __init__(
         self, status: int, reason: bytes, body: bytes, head: bytes, line_end: int, kept: bytes
     ) -> None:
         self.status, self.reason, self.body, self.stream = status, reason, body, None
-        self._head: bytes | None = head  # the head as received, until parsed
-        self._line_end = line_end  # where its field lines begin
-        self._kept = kept
-        self.relay: bytes | None = None
+        self._head, self._line_end, self._kept, self.relay = head, line_end, kept, None
 
     @property
     def headers(self) -> HeaderList:
@@ -144,7 +147,7 @@ class ResponseCheck:
 
     def passes(self, buf: bytes) -> bool:
         """Whether llhttp reads `buf` as one whole response, framed by its Content-Length."""
-        parser, self._parser = self._parser or fast._RESPONSE_PARSER(self), None
+        parser, self._parser = self._parser or self._new_parser(), None
         try:
             parser.feed_data(buf)
         except (_httptools.HttpParserError, _httptools.HttpParserUpgrade):  # read if raised
@@ -155,6 +158,9 @@ class ResponseCheck:
         ended.append(False)
         self._parser = parser
         return True
+
+    def _new_parser(self) -> Any:
+        return fast._RESPONSE_PARSER(self)
 
     def _reset(self) -> bool:
         self.ended[:] = [False]
@@ -190,7 +196,12 @@ def split_response(
         return None  # too large, cut short, followed by bytes nobody asked for, or refused
     kept = b"".join(pieces[::3])[2:]
     body, head = buf[end + 4 :], buf[: end + 4]
-    return RelayedResponse(status, line.group(2), body, head, start, kept), close, len(buf)
+    # Made without a call through the class (`type.__call__` runs `__init__` in an eval
+    # loop of its own: a third more), as `__init__` would make it.
+    response: RelayedResponse = _NEW(RelayedResponse)
+    response.status, response.reason, response.body, response.stream = status, line[2], body, None
+    response._head, response._line_end, response._kept, response.relay = head, start, kept, None
+    return response, close, len(buf)
 
 
 def _framing(pieces: list[bytes]) -> tuple[int, bool] | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING
 
-from sofamesh.codecs.http1 import fast, paths, strict, writer
+from sofamesh.codecs.http1 import fast, paths, relayed_request, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
 from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
@@ -48,6 +48,7 @@ class Http1ServerCodec:
         "_body",
         "_body_size",
         "_buf",
+        "_check",
         "_chunks",
         "_closing",
         "_continued",
@@ -74,6 +75,8 @@ class Http1ServerCodec:
         self._body_size = 0
         self._partial = False  # bytes of a not-yet-complete request are buffered
         self._buf = b""  # bytes not yet handed to h11 (the fast path reads them first)
+        # llhttp's check of requests relayed as bytes (`relayed_request.py`), with speedups
+        self._check = relayed_request.RequestCheck() if fast.LLHTTP else None
         self._h11 = False  # the current request is h11's to parse
         self._head = b""  # its bytes as received, until h11 has read its head (`strict.py`)
         self._chunks: strict.ChunkLines | None = None  # its chunked body's framing, if any
@@ -164,6 +167,16 @@ class Http1ServerCodec:
 
     def _fast(self) -> HttpRequest | None:
         """A plain request read without h11, or None (waiting, or handed to h11)."""
+        if self._check is not None:
+            relay = relayed_request.split_request(self._buf, self._limits, self._check)
+            if relay is not None:  # its fields parsed only if something reads them
+                request, close, used = relay
+                self._pending.append((request.method == "HEAD", close))
+                self._buf = self._buf[used:]
+                self._partial = bool(self._buf)
+                if close:
+                    self._closing = True
+                return request
         parsed = fast.split_request(self._buf, self._limits)
         if isinstance(parsed, str):
             self._h11 = True  # h11 reads this request from its first byte
@@ -383,6 +396,15 @@ class Http1ServerCodec:
         if self._request is not None:
             return BODY
         return HEAD if self._partial else IDLE
+
+    def resting(self) -> bool:
+        """In the IDLE phase and not `must_close`: the next request may come, and nothing of
+        it is here yet (the server loop's question, in one call rather than two properties)."""
+        return (
+            not self._partial
+            and self._request is None
+            and not (self._closing and not self._pending)
+        )
 
     @property
     def must_close(self) -> bool:

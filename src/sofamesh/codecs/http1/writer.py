@@ -17,6 +17,7 @@ import re
 
 from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, checked
 from sofamesh.codecs.http1.relayed import RelayedResponse
+from sofamesh.codecs.http1.relayed_request import RelayedRequest
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")  # RFC 9110 §5.6.2
 # RFC 9110 §5.5, h11's reading: empty, or starting and ending with a byte that is neither
@@ -160,6 +161,13 @@ def encode_request(req: HttpRequest, *, host: bytes | None) -> tuple[bytes, bool
     makes it mandatory). Content-Length goes on every request with a body and
     on POST/PUT/PATCH without one (RFC 9110 §8.6).
     """
+    if type(req) is RelayedRequest and req.relay is not None:
+        # Its line and fields as received, checked then, and the mesh's, checked by the
+        # mapping (`relayed_request.py`): Host is among them, Connection is not.
+        body = req.body
+        if body or req.method in _METHODS_WITH_CONTENT:
+            return b"".join((req.relay, b"content-length: %d\r\n\r\n" % len(body), body)), False
+        return req.relay + b"\r\n", False
     parts, close, ok = _request_head(req, host)
     if req.body or req.method in _METHODS_WITH_CONTENT:
         parts += (b"content-length", b": ", b"%d" % len(req.body), b"\r\n")

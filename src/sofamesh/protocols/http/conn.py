@@ -13,6 +13,7 @@ body, which reads it only as fast as its reader asks (one read of at most
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,7 +33,7 @@ from sofamesh.codecs.http1.writer import CHUNKED, LAST_CHUNK, chunk
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.errors import UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.streams import time_limit, try_send
+from sofamesh.transport.streams import loop_stream_of, time_limit, try_send
 
 
 class StaleConnection(UpstreamResetError):
@@ -42,29 +43,51 @@ class StaleConnection(UpstreamResetError):
 class Http1Connection:
     """A client connection to one endpoint; one request at a time."""
 
-    __slots__ = ("_codec", "_host", "_stream", "address", "idle_since", "requests")
+    __slots__ = (
+        "_codec",
+        "_host",
+        "_limited",
+        "_stream",
+        "address",
+        "idle_since",
+        "limits_itself",
+        "requests",
+    )
 
     def __init__(
         self, stream: anyio.abc.ByteStream, limits: Http1Limits, *, host: str, port: int
     ) -> None:
         self._stream = stream
+        self._limited = loop_stream_of(stream)  # whose deadline bounds an exchange, if any
+        # `request(timeout=...)` bounds the exchange by that deadline, with no context manager
+        # or cancel scope (else it takes a `time_limit`, one coroutine frame more)
+        self.limits_itself = self._limited is not None
         self._codec = Http1ClientCodec(limits)
         self._host = _host_header(host, port)
         self.address = f"{host}:{port}"
         self.idle_since = 0.0  # on the pool's clock, set when returned to the pool
         self.requests = 0
 
-    async def request(self, request: HttpRequest) -> HttpResponse:
-        """One exchange. Raises UpstreamResetError (StaleConnection if retryable),
-        UpstreamProtocolError, or ValueError for an invalid request (nothing sent)."""
+    async def request(self, request: HttpRequest, timeout: float | None = None) -> HttpResponse:
+        """One exchange, within `timeout` seconds if given (TimeoutError then). Raises
+        UpstreamResetError (StaleConnection if retryable), UpstreamProtocolError, or
+        ValueError for an invalid request (nothing sent)."""
+        limited = self._limited if timeout is not None else None
+        if timeout is not None and limited is None:  # a cancel scope's limit (trio)
+            with self.time_limit(timeout):
+                return await self.request(request)
         # A reused connection found closed is retried, unless the body was a stream: its
         # pieces are gone.
         reused = self.requests > 0 and request.stream is None
-        data = self._codec.encode_request(request, host=self._host)
-        self.requests += 1
         stream = self._stream
         got = 0  # response bytes read so far: in the process's buffer budget while read
+        if limited is not None and timeout is not None:
+            # The stream's own deadline, as `time_limit` sets it: no context manager (about
+            # 4k instructions an exchange) and no cancel scope.
+            limited.limit(timeout)
         try:
+            data = self._codec.encode_request(request, host=self._host)
+            self.requests += 1
             if not try_send(stream, data):
                 await stream.send(data)
             if request.stream is not None:
@@ -87,6 +110,8 @@ class Http1Connection:
             raise self._lost(reused, f"lost mid-exchange: {exc!r}") from exc
         finally:
             OVERLOAD.held -= got
+            if limited is not None:
+                limited.deadline = math.inf
 
     def _parse(self, chunk: bytes, reused: bool) -> HttpResponse | None:
         codec = self._codec

@@ -11,11 +11,13 @@ status, so a caller (or its on-call engineer) can tell a mesh 503 from an app 50
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, ParsedFields, checked
 from sofamesh.codecs.http1.relayed import RelayedResponse
+from sofamesh.codecs.http1.relayed_request import FORWARD_DROP, RelayedRequest
 from sofamesh.codecs.http1.writer import valid_value
 from sofamesh.model import (
     CALLER_HEADER,
@@ -99,27 +101,36 @@ class WireHeaders(Headers):
     The chains read a request's service, caller and deadline (picked from the fields
     when the invocation is made) and, unless a rule matches or sets headers, nothing
     else: such a request goes upstream with its fields as they came (`wire`), never
-    decoded and encoded again. Anything that reads or changes them decodes them first.
+    decoded and encoded again, and a `RelayedRequest` never even parsed into a list.
+    Anything that reads or changes them decodes them first.
     """
 
-    __slots__ = ("wire",)
+    __slots__ = ("request",)
 
-    def __init__(self, wire: HeaderList) -> None:
-        self.wire: HeaderList | None = wire  # None once decoded
+    def __init__(self, request: HttpRequest) -> None:
+        self.request: HttpRequest | None = request  # whose fields these are; None once decoded
+
+    @property
+    def wire(self) -> HeaderList | None:
+        """The request's fields as the codec read them (parsed now if they were not), or
+        None once decoded."""
+        request = self.request
+        return None if request is None else request.headers
 
     @property
     def _items(self) -> list[tuple[str, str]]:
-        wire = self.wire
-        if wire is not None:  # first use
+        request = self.request
+        if request is not None:  # first use
+            wire = request.headers
             _ITEMS.__set__(self, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in wire])
-            self.wire = None
+            self.request = None
         items: list[tuple[str, str]] = _ITEMS.__get__(self)
         return items
 
     @_items.setter
     def _items(self, items: list[tuple[str, str]]) -> None:
         _ITEMS.__set__(self, items)
-        self.wire = None
+        self.request = None
 
 
 def _picked(fields: HeaderList) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -138,7 +149,11 @@ def _picked(fields: HeaderList) -> tuple[bytes | None, bytes | None, bytes | Non
 
 
 def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocation:
-    host, service, caller = _picked(req.headers)
+    picked = req.picked if type(req) is RelayedRequest else None
+    if picked is not None:  # read by the codec's split, the fields still unparsed
+        host, service, caller, _ = picked
+    else:
+        host, service, caller = _picked(req.headers)
     target = req.target
     q = target.find("?")
     # Positional (protocol, service, method, headers, caller, deadline, peer, payload,
@@ -150,7 +165,7 @@ def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocatio
             "" if host is None else host.decode("latin-1"),
         ),
         target if q < 0 else target[:q],
-        WireHeaders(req.headers),
+        WireHeaders(req),
         "" if caller is None else caller.decode("latin-1"),
         None,
         "",
@@ -161,8 +176,13 @@ def request_to_invocation(req: HttpRequest, protocol: str = "http") -> Invocatio
 
 def parse_timeout_ms(headers: Headers) -> float | None:
     """The remaining time a caller grants, in seconds, from `x-sofamesh-timeout-ms`."""
-    if type(headers) is WireHeaders and headers.wire is not None:  # without decoding them all
-        field = next((v for k, v in headers.wire if k == _TIMEOUT_B), None)
+    request = headers.request if type(headers) is WireHeaders else None
+    if request is not None:  # without decoding them all
+        picked = request.picked if type(request) is RelayedRequest else None
+        if picked is not None:
+            field = picked[3]
+        else:
+            field = next((v for k, v in request.headers if k == _TIMEOUT_B), None)
         raw = None if field is None else field.decode("latin-1")
     else:
         raw = headers.get(TIMEOUT_HEADER)
@@ -182,7 +202,12 @@ def invocation_to_request(inv: Invocation, now: float) -> HttpRequest:
     """The request to send upstream: the caller's, with mesh headers set for the next hop."""
     req: HttpRequest = inv.payload
     headers = inv.headers
-    wire = headers.wire if type(headers) is WireHeaders else None
+    source = headers.request if type(headers) is WireHeaders else None
+    if source is req and type(req) is RelayedRequest:
+        forwarded = _forwarded(inv, req, now)
+        if forwarded is not None:
+            return forwarded
+    wire = None if source is None else source.headers
     if wire is not None:  # nothing read or changed them: the fields as they came
         raw = [(k, v) for k, v in wire if k not in _MESH_SET_B]
     else:
@@ -212,11 +237,44 @@ def _plain(service: bytes, caller: bytes | None) -> bool:
     return valid_value(service) and (caller is None or valid_value(caller))
 
 
+def _forwarded(inv: Invocation, req: RelayedRequest, now: float) -> HttpRequest | None:
+    """`invocation_to_request` for a relayed request nobody read the fields of: its kept
+    lines and the mesh's, as one `bytes`; None where the usual way must decide."""
+    mesh = _mesh_lines(inv.service, inv.caller)
+    if mesh is None:
+        return None
+    deadline = inv.deadline
+    if deadline is None:
+        return req.forward(req.method, req.target, mesh[0], mesh[1], None)
+    ms = int((deadline - now) * 1000)
+    return req.forward(req.method, req.target, mesh[0], mesh[1], b"%d" % (ms if ms > 0 else 0))
+
+
+@functools.lru_cache(maxsize=1024)
+def _mesh_lines(service: str, caller: str) -> tuple[bytes, HeaderList] | None:
+    """The service and caller field lines, and the fields they are; None for a value the
+    writer would refuse or latin-1 cannot spell (the usual way raises then)."""
+    added = [(_SERVICE_B, _latin1(service))]
+    if caller:
+        added.append((_CALLER_B, _latin1(caller)))
+    if not all(value and valid_value(value) for _, value in added):
+        return None
+    return b"".join(b"%s: %s\r\n" % field for field in added), added
+
+
+def _latin1(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return b""  # refused above
+
+
 _SERVICE_B, _CALLER_B, _TIMEOUT_B = (
     h.encode() for h in (SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER)
 )
 _HOP_BY_HOP_B = PROXY_DROP  # HOP_BY_HOP, as the codec names them
 _MESH_SET_B = frozenset(h.encode() for h in _MESH_SET)
+assert _MESH_SET_B == FORWARD_DROP  # what a relayed request's kept lines lack
 
 
 # What a peer mesh hop's `x-sofamesh-error` says of the app behind it. Never

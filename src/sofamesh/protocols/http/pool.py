@@ -159,8 +159,12 @@ class Http1Pool:
                 if conn is None:
                     conn = await self._connect(endpoint, host, port, deadline)
                 try:  # the exchange inline: one coroutine frame fewer per request
-                    with conn.time_limit(self._left(deadline)):
-                        response = await conn.request(request)
+                    left = self._left(deadline)
+                    if left is None or conn.limits_itself:
+                        response = await conn.request(request, left)
+                    else:  # a cancel scope's limit (trio), no frame more for it
+                        with conn.time_limit(left):
+                            response = await conn.request(request)
                 except BaseException as exc:  # cancellation too: the connection's state is unknown
                     await self._discard(endpoint, conn)
                     if not self._retries(exc, reused):
