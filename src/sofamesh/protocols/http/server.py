@@ -46,6 +46,7 @@ from sofamesh.protocols.http.server_config import (
     ServerStatistics,
     handler_for,
 )
+from sofamesh.protocols.http.sweeper import Sweeper
 from sofamesh.transport.budget import OVERLOAD, OVERLOAD_HEADER, Holding, Overload
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
@@ -117,7 +118,10 @@ class Http1Server:
             on_accept_end=self._accept_ended,
             max_per_source=max_connections_per_source,
         )
-        self._sweepers: set[anyio.CancelScope] = set()
+        cfg = self.config
+        timeouts = (cfg.keepalive_timeout, cfg.header_timeout, cfg.body_timeout, cfg.send_timeout)
+        # A timeout fires at most a quarter of its length late.
+        self._sweeper = Sweeper(self._life.conns, min(min(timeouts) / 4, 1.0), _now)
         self._requests_served = 0
         self._protocol_errors = 0
         self._handler_errors = 0
@@ -137,29 +141,13 @@ class Http1Server:
         await self._life.serve(listener, self._admit, task_status, also=self._start_sweeper)
 
     def _start_sweeper(self, tg: anyio.abc.TaskGroup) -> None:
-        tg.start_soon(self._sweep_until_done)
-
-    async def _sweep_until_done(self) -> None:
-        """End reads that outlived their timeout; a timeout fires within 1/4 of its length late."""
-        cfg = self.config
-        timeouts = (cfg.keepalive_timeout, cfg.header_timeout, cfg.body_timeout, cfg.send_timeout)
-        tick = min(min(timeouts) / 4, 1.0)
-        with anyio.CancelScope() as scope:
-            self._sweepers.add(scope)
-            self._stop_sweeping_if_done()
-            while True:
-                await anyio.sleep(tick)
-                now = _now()
-                for conn in list(self._life.conns):
-                    conn.check(now)
-        self._sweepers.discard(scope)
+        tg.start_soon(self._sweeper.run, self._stop_sweeping_if_done)
 
     def _stop_sweeping_if_done(self) -> None:
         # Drained and no connection left: nothing to watch, let `serve` return now.
         life = self._life
         if life.draining and not life.conns and not life.accepting:
-            for scope in self._sweepers:
-                scope.cancel()
+            self._sweeper.stop()
 
     async def _accept_ended(self) -> None:
         self._stop_sweeping_if_done()
@@ -169,6 +157,7 @@ class Http1Server:
             return
         conn = _Connection(self, stream, self._new_info(stream))
         self._life.conns.add(conn)
+        self._sweeper.wake()
         await conn.run()
 
     def _new_info(self, stream: Any) -> ConnInfo:
