@@ -47,27 +47,7 @@ IDLE, HEAD, BODY = "idle", "head", "body"
 class Http1ServerCodec(H11Requests):
     """One server connection's HTTP/1.1 state; sans-IO (no sockets, no clock)."""
 
-    __slots__ = (
-        "_body",
-        "_body_size",
-        "_buf",
-        "_check",
-        "_chunks",
-        "_closing",
-        "_continued",
-        "_eof",
-        "_error",
-        "_h11",
-        "_head",
-        "_headers",
-        "_limits",
-        "_parser",
-        "_partial",
-        "_pending",
-        "_request",
-        "stream_length",
-        "streaming",
-    )
+    __slots__ = ("_check",)  # the rest: `H11Requests`
 
     def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits

@@ -4,7 +4,7 @@ A request the fast path does not take whole (a chunked or streamed body, an
 unusual head) is parsed by h11 from its first byte, its head checked against
 smuggling by `strict.py`, and its target normalised as every rule must judge it
 (`request_target`). `Http1ServerCodec` (server.py) is built on `H11Requests`,
-which holds no state of its own: it reads and sets the codec's.
+which declares the codec's fields and leaves setting them up to the codec.
 """
 
 from __future__ import annotations
@@ -25,9 +25,29 @@ else:  # the reference parser (with dataclasses): imported with the first connec
 
 
 class H11Requests:
-    """Parsing with h11, for `Http1ServerCodec`, whose `__init__` sets every field below."""
+    """Parsing with h11, for `Http1ServerCodec`: the codec's fields (slots) are declared
+    here, where both halves read them, and set by `Http1ServerCodec.__init__`."""
 
-    __slots__ = ()
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_buf",
+        "_chunks",
+        "_closing",
+        "_continued",
+        "_eof",
+        "_error",
+        "_h11",
+        "_head",
+        "_headers",
+        "_limits",
+        "_parser",
+        "_partial",
+        "_pending",
+        "_request",
+        "stream_length",
+        "streaming",
+    )
 
     _limits: Http1Limits
     _parser: h11.Connection
