@@ -2,8 +2,9 @@
 
 Everything here runs on asyncio (uvloop included) and trio alike, and every
 task belongs to an `async with` owner: a server's `serve`, a pool's context.
-I/O goes through anyio, except `streams.py`, which gives asyncio a leaner TCP
-stream of its own (see its docstring and docs/architecture.md for why).
+I/O goes through anyio, except `streams.py` and `loop_stream.py`, which give
+asyncio a leaner TCP stream of its own (see their docstrings and
+docs/architecture.md for why).
 Each protocol's own clients and servers live in its slice, `sofamesh.protocols.<name>`.
 """
 

@@ -18,7 +18,8 @@ RST_STREAM and the other streams carry on: a malformed header block, or DATA
 that does not add up to the message's content-length (RFC 9113 §8.1.1; a
 request's is found by the scan its rules make anyway, a response's by one
 of its own, and a stream without one pays a test per DATA frame). Stream
-bookkeeping lives in `lean_state.py`, payload shapes in `lean_shapes.py`;
+bookkeeping lives in `lean_state.py`, payload shapes in `lean_shapes.py`,
+the control frames (windows, resets, pings, settings) in `lean_control.py`;
 this module is the reader.
 """
 
@@ -35,8 +36,9 @@ from sofamesh.codecs.h2.events import (
     RawHeaders,
     StreamReset,
     TrailersReceived,
-    WindowOpened,
 )
+from sofamesh.codecs.h2.lean_control import RST_BEFORE_STREAMS as RST_BEFORE_STREAMS
+from sofamesh.codecs.h2.lean_control import LeanControl
 from sofamesh.codecs.h2.lean_guard import Calm
 from sofamesh.codecs.h2.lean_shapes import (
     SHAPED,
@@ -46,7 +48,7 @@ from sofamesh.codecs.h2.lean_shapes import (
     push_promise_shape,
     unpad,
 )
-from sofamesh.codecs.h2.lean_state import ConnError, LeanState
+from sofamesh.codecs.h2.lean_state import ConnError
 from sofamesh.codecs.h2.lean_stream import CLOSED_BY_END, CLOSED_BY_RESET, LeanStream
 from sofamesh.codecs.h2.malformed import (
     bad_content_length,
@@ -60,14 +62,12 @@ _STREAM_FRAMES = frozenset(
     {f.DATA, f.HEADERS, f.PRIORITY, f.RST_STREAM, f.PUSH_PROMISE, f.CONTINUATION}
 )
 _CONTINUATION_BACKLOG = 64  # frames in one header block, as h2 allows
-_MAX_WINDOW = 2**31 - 1
 _PLAIN_BLOCK = f.END_HEADERS | f.PADDED | f.PRIORITY_FLAG  # of these, END_HEADERS alone
 _PUSH = 0x100  # not a flag on the wire: the header block being collected is a PUSH_PROMISE's
 NAKED_CONTINUATION = "CONTINUATION without a header block"
-RST_BEFORE_STREAMS = "RST_STREAM before any stream"
 
 
-class LeanH2Codec(LeanState):
+class LeanH2Codec(LeanControl):
     """One HTTP/2 connection's protocol state, for a client (`client_side`) or a server."""
 
     def receive_data(self, data: bytes) -> list[Event]:
@@ -366,64 +366,3 @@ class LeanH2Codec(LeanState):
         if how == CLOSED_BY_END:
             raise ConnError(f.STREAM_CLOSED, f"HEADERS on closed stream {sid}")
         return False
-
-    # -- the other frames ---------------------------------------------------------------
-
-    def _window_update(self, sid: int, payload: bytes, out: list[Event]) -> None:
-        if len(payload) != 4:
-            raise ConnError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size")
-        self.guard.window_update()
-        increment = f.u32(payload)  # with the reserved bit set: out of range, as h2 has it
-        if not 0 < increment <= _MAX_WINDOW:
-            raise ConnError(f.PROTOCOL_ERROR, f"WINDOW_UPDATE of {increment}")
-        if not sid:
-            self._send_window += increment
-            if self._send_window > _MAX_WINDOW:
-                raise ConnError(f.FLOW_CONTROL_ERROR, "connection window above 2**31-1")
-            out.append(WindowOpened(stream_id=0))
-            return
-        stream = self._streams.get(sid)
-        if stream is None:
-            self._idle_check(sid)
-            return
-        stream.send_window += increment
-        if stream.send_window > _MAX_WINDOW:
-            self.reset(sid, f.FLOW_CONTROL_ERROR)
-            out.append(StreamReset(stream_id=sid, error_code=f.FLOW_CONTROL_ERROR, remote=True))
-            return
-        out.append(WindowOpened(stream_id=sid))
-
-    def _rst_stream(self, sid: int, payload: bytes, out: list[Event]) -> None:
-        if len(payload) != 4:
-            raise ConnError(f.FRAME_SIZE_ERROR, "RST_STREAM of the wrong size")
-        stream = self._streams.get(sid)
-        if stream is None:
-            if not self.highest_inbound_stream_id and not self._highest_outbound:
-                # No stream was ever opened, so this one is idle: RFC 9113 §6.4 (and h2,
-                # unless a received ALTSVC frame moved its connection state) call it an error.
-                raise ConnError(f.PROTOCOL_ERROR, RST_BEFORE_STREAMS)
-            return  # already closed, or idle (which h2 ignores once streams exist)
-        if not self.client_side and not stream.headers_out:
-            self.guard.premature()
-        self._close(stream, CLOSED_BY_RESET)
-        code = f.u32(payload)
-        out.append(StreamReset(stream_id=sid, error_code=code, remote=True))
-
-    def _ping(self, flags: int, payload: bytes) -> None:
-        if len(payload) != 8:
-            raise ConnError(f.FRAME_SIZE_ERROR, "PING of the wrong size")
-        if not flags & f.ACK:
-            self.guard.owe_ack()
-            self._out.append(f.ping_ack(payload))
-
-    def _settings(self, flags: int, payload: bytes, out: list[Event]) -> None:
-        if flags & f.ACK:
-            if payload:  # RFC 9113 §6.5 says FRAME_SIZE_ERROR; h2 says PROTOCOL_ERROR
-                raise ConnError(f.PROTOCOL_ERROR, "SETTINGS ACK with a payload")
-            self._our_settings_acked()
-            return
-        if len(payload) % 6:
-            raise ConnError(f.FRAME_SIZE_ERROR, "SETTINGS of the wrong size")
-        self.guard.owe_ack()
-        out.extend(self._peer_settings(f.setting_pairs(payload)))
-        self._out.append(f.SETTINGS_ACK)

@@ -219,7 +219,7 @@ class Http1ClientCodec:
         self._headers = headers = [(k.lower(), v) for k, v in response.headers.raw_items()]
         if len(headers) > limits.max_headers:
             raise HttpProtocolError(502, f"upstream sent over {limits.max_headers} header fields")
-        size = len(response.reason) + 16  # see Http1ServerCodec._start
+        size = len(response.reason) + 16  # see H11Requests._start (server_h11.py)
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"content-length" and self._streams(response.status_code, int(value)):

@@ -19,6 +19,8 @@ Persistence (RFC 9112 §9.3): HTTP/1.1 stays open unless either side says
 implement the 1.0 keep-alive extension). After a request asking to close, no
 further request is read (RFC 9112 §9.6: "MUST NOT process any further
 requests received on that connection").
+
+The h11 side (`H11Requests`, which this codec is built on) is `server_h11.py`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import TYPE_CHECKING
 from sofamesh.codecs.http1 import fast, paths, relayed_request, strict, writer
 from sofamesh.codecs.http1.errors import HttpIncompleteMessage, HttpProtocolError
 from sofamesh.codecs.http1.limits import DEFAULT_LIMITS, Http1Limits
-from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse, drop_connection_options
+from sofamesh.codecs.http1.messages import HttpRequest, HttpResponse
+from sofamesh.codecs.http1.server_h11 import H11Requests, request_target, status_for
 from sofamesh.lazy_imports import lazy_module
 
 if TYPE_CHECKING:
@@ -41,37 +44,17 @@ else:  # the reference parser (with dataclasses): imported with the first connec
 IDLE, HEAD, BODY = "idle", "head", "body"
 
 
-class Http1ServerCodec:
+class Http1ServerCodec(H11Requests):
     """One server connection's HTTP/1.1 state; sans-IO (no sockets, no clock)."""
 
-    __slots__ = (
-        "_body",
-        "_body_size",
-        "_buf",
-        "_check",
-        "_chunks",
-        "_closing",
-        "_continued",
-        "_eof",
-        "_error",
-        "_h11",
-        "_head",
-        "_headers",
-        "_limits",
-        "_parser",
-        "_partial",
-        "_pending",
-        "_request",
-        "stream_length",
-        "streaming",
-    )
+    __slots__ = ("_check",)  # the rest: `H11Requests`
 
     def __init__(self, limits: Http1Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._parser = self._new_parser()
-        self._request: h11.Request | None = None  # head read, body still coming
-        self._headers: list[tuple[bytes, bytes]] = []  # of _request, lowercased
-        self._body: list[bytes | bytearray] = []
+        self._request = None  # head read, body still coming
+        self._headers = []  # of _request, lowercased
+        self._body = []
         self._body_size = 0
         self._partial = False  # bytes of a not-yet-complete request are buffered
         self._buf = b""  # bytes not yet handed to h11 (the fast path reads them first)
@@ -79,15 +62,15 @@ class Http1ServerCodec:
         self._check = relayed_request.RequestCheck() if fast.LLHTTP else None
         self._h11 = False  # the current request is h11's to parse
         self._head = b""  # its bytes as received, until h11 has read its head (`strict.py`)
-        self._chunks: strict.ChunkLines | None = None  # its chunked body's framing, if any
+        self._chunks = None  # its chunked body's framing, if any
         # One entry per request handed out and not answered yet: (is HEAD, close after).
-        self._pending: collections.deque[tuple[bool, bool]] = collections.deque()
+        self._pending = collections.deque()
         self._closing = False  # no further request will be read
         self._eof = False  # the peer closed its sending side
         self._continued = False  # 100 Continue sent for the current request
-        self._error: HttpProtocolError | None = None
+        self._error = None
         self.streaming = False  # the current request's head is out, its body streams
-        self.stream_length: int | None = None  # that body's Content-Length, if it has one
+        self.stream_length = None  # that body's Content-Length, if it has one
 
     # -- input -------------------------------------------------------------
 
@@ -141,29 +124,9 @@ class Http1ServerCodec:
                     strict.check_request_head(self._head)
                 except HttpProtocolError as strict_error:
                     raise self._fail(strict_error) from None
-            raise self._fail(HttpProtocolError(_status_for(exc), str(exc))) from None
+            raise self._fail(HttpProtocolError(status_for(exc), str(exc))) from None
         except HttpProtocolError as exc:
             raise self._fail(exc) from None
-
-    def _parse(self) -> HttpRequest | None:
-        parser = self._parser
-        while True:
-            event = parser.next_event()
-            kind = type(event)
-            if kind is h11.Data:
-                self._add_body(event.data)  # type: ignore[union-attr]
-                if self.streaming:
-                    return self._streamed_head()
-            elif kind is h11.Request:
-                self._start(event)  # type: ignore[arg-type]
-                if self.streaming:
-                    return self._streamed_head()
-            elif kind is h11.EndOfMessage:
-                return self._finish()
-            else:  # NEED_DATA: a fresh parser never pauses or sees EOF
-                if self._eof:
-                    self._end_of_input()
-                return None
 
     def _fast(self) -> HttpRequest | None:
         """A plain request read without h11, or None (waiting, or handed to h11)."""
@@ -186,99 +149,13 @@ class Http1ServerCodec:
             return None
         method, target, headers, body, close, used = parsed
         if paths.CLEAN.fullmatch(target) is None:  # one C call for a clean target
-            target = _request_target(method, target, headers, self._limits)
+            target = request_target(method, target, headers, self._limits)
         self._pending.append((method == "HEAD", close))
         self._buf = self._buf[used:]
         self._partial = bool(self._buf)
         if close:
             self._closing = True
         return HttpRequest(method, target, headers, body, "1.1", self._limits.stream_threshold)
-
-    def _end_of_input(self) -> None:
-        self._closing = True
-        if self._partial or self._request is not None:
-            raise HttpIncompleteMessage(400, "peer closed the connection mid-request")
-
-    def _start(self, request: h11.Request) -> None:
-        limits = self._limits
-        # raw_items() is a plain list: iterating h11's Headers goes through
-        # Sequence.__getitem__ per field, which shows up in profiles.
-        self._headers = headers = [(k.lower(), v) for k, v in request.headers.raw_items()]
-        if len(headers) > limits.max_headers:
-            raise HttpProtocolError(431, f"more than {limits.max_headers} header fields")
-        if request.method == b"CONNECT":
-            raise HttpProtocolError(501, "CONNECT tunnels are not supported")
-        head, self._head = self._head, b""
-        if strict.check_request_head(head):
-            self._chunks = strict.ChunkLines()
-            self._chunks.feed(head[strict.head_end(head) :])
-        # h11 bounds only an *incomplete* head; a complete one that arrived in
-        # one read is measured here (field bytes plus ": " and CRLF per line).
-        size = len(request.target) + 16
-        for name, value in headers:
-            size += len(name) + len(value) + 4
-            if name == b"content-length" and int(value) > limits.stream_threshold > 0:
-                self.streaming, self.stream_length = True, int(value)
-            elif name == b"content-length" and int(value) > limits.max_body_size:
-                raise HttpProtocolError(413, f"body over {limits.max_body_size} bytes")
-        if size > limits.max_header_bytes:
-            raise HttpProtocolError(431, f"request head over {limits.max_header_bytes} bytes")
-        self._request = request
-        self._continued = False
-
-    def _add_body(self, chunk: bytearray) -> None:
-        self._body_size += len(chunk)
-        if self._body_size > self._limits.stream_threshold > 0:  # chunked, past the threshold
-            self.streaming, self.stream_length = True, None
-        elif self._body_size > self._limits.max_body_size:  # chunked bodies end up here
-            raise HttpProtocolError(413, f"body over {self._limits.max_body_size} bytes")
-        self._body.append(chunk)
-
-    def _finish(self) -> HttpRequest:
-        request, self._request = self._request, None
-        self._chunks = None
-        assert request is not None
-        body = b"".join(self._body)
-        self._body.clear()
-        self._body_size = 0
-        self._headers = drop_connection_options(self._headers)  # the fast path never has any
-        method = request.method.decode("latin-1")
-        target = _request_target(
-            method, request.target.decode("latin-1"), self._headers, self._limits
-        )
-        close = self._parser.their_state is not h11.DONE  # MUST_CLOSE: close or HTTP/1.0
-        self._pending.append((request.method == b"HEAD", close))
-        if close:
-            self._closing = True
-        else:
-            self._next_parser()
-        return HttpRequest(
-            method,
-            target,
-            self._headers,
-            body,
-            request.http_version.decode("latin-1"),
-            self._limits.stream_threshold,
-        )
-
-    def _streamed_head(self) -> HttpRequest:
-        """The head of a request whose body `body_data` hands out from here on.
-
-        Its connection closes after the response: the body may not have been
-        read whole by then, and no further request may follow an unread body.
-        """
-        request = self._request
-        assert request is not None
-        self._headers = drop_connection_options(self._headers)
-        method = request.method.decode("latin-1")
-        target = _request_target(
-            method, request.target.decode("latin-1"), self._headers, self._limits
-        )
-        self._pending.append((request.method == b"HEAD", True))
-        version = request.http_version.decode("latin-1")
-        return HttpRequest(
-            method, target, self._headers, b"", version, self._limits.stream_threshold
-        )
 
     def body_data(self, data: bytes | None) -> tuple[bytes, bool]:
         """Feed bytes of a streamed body (`b""` at EOF, None: none new); (body bytes, ended).
@@ -304,31 +181,6 @@ class Http1ServerCodec:
         elif self._eof:
             raise self._fail(HttpIncompleteMessage(400, "peer closed the connection mid-body"))
         return body, ended
-
-    def _next_pieces(self) -> bool:
-        """Collect the body pieces h11 has ready; whether the request ended."""
-        parser = self._parser
-        event = parser.next_event()
-        while type(event) is h11.Data:
-            self._body.append(event.data)
-            event = parser.next_event()
-        return type(event) is h11.EndOfMessage  # else NEED_DATA
-
-    def _next_parser(self) -> None:
-        leftover = self._parser.trailing_data[0]
-        self._parser = self._new_parser()
-        self._partial = bool(leftover)
-        self._h11 = False  # the next request tries the fast path again
-        self._buf = bytes(leftover)
-
-    def _new_parser(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._limits.max_header_bytes)
-
-    def _fail(self, error: HttpProtocolError) -> HttpProtocolError:
-        self.streaming = False
-        self._closing = True
-        self._error = error
-        return error
 
     # -- output ------------------------------------------------------------
 
@@ -414,32 +266,3 @@ class Http1ServerCodec:
     @property
     def unanswered(self) -> int:
         return len(self._pending)
-
-
-def _request_target(
-    method: str, target: str, headers: list[tuple[bytes, bytes]], limits: Http1Limits
-) -> str:
-    """The origin-form target with its path normalised (`paths.py`), as every rule must judge it.
-
-    An absolute-form target is reduced to origin form, its authority
-    replacing Host (RFC 9112 §3.2.2); `*` is for OPTIONS only (§3.2.4), and
-    authority form for CONNECT only (§3.2.3), which is refused before this.
-    """
-    action = limits.path_with_escaped_slashes_action
-    try:
-        if target.startswith("/"):
-            return paths.normalize_target(target, action)
-        if target == "*" and method == "OPTIONS":
-            return target
-        authority, origin = paths.split_absolute(target)
-        normalised = paths.normalize_target(origin, action)
-    except paths.PathError as exc:
-        raise HttpProtocolError(400, str(exc)) from None
-    host = authority.encode("latin-1")
-    headers[:] = [(k, host if k == b"host" else v) for k, v in headers]
-    return normalised
-
-
-def _status_for(exc: h11.RemoteProtocolError) -> int:
-    hint = exc.error_status_hint
-    return hint if hint in (400, 431, 501) else 400

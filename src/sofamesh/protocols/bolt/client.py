@@ -34,7 +34,6 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import attrs
 
 from sofamesh.codecs.bolt import (
     DEFAULT_LIMITS,
@@ -50,59 +49,19 @@ from sofamesh.codecs.bolt import (
     heartbeat,
     heartbeat_ack,
 )
-from sofamesh.deadlines import DeadlineWatch, Entry
+from sofamesh.deadlines import DeadlineWatch
+from sofamesh.protocols.bolt.calls import CallTimeoutError as CallTimeoutError
+from sofamesh.protocols.bolt.calls import CallWaiter, drains
+from sofamesh.protocols.bolt.calls import ConnectionStatistics as ConnectionStatistics
+from sofamesh.protocols.bolt.calls import HeartbeatConfig as HeartbeatConfig
 from sofamesh.protocols.bolt.io import DEFAULT_MAX_BUFFERED, FrameWriter, WriterClosedError
-from sofamesh.protocols.bolt.mapping import ERROR_HEADER
 from sofamesh.transport.errors import ConnectError, UpstreamProtocolError, UpstreamResetError
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.workers import Waker, wake, waker_class
+from sofamesh.transport.workers import wake, waker_class
 
 log = logging.getLogger("sofamesh.bolt")
 _new_object = object.__new__
 _BUSY = ResponseStatus.SERVER_THREADPOOL_BUSY
-
-
-@attrs.frozen(kw_only=True)
-class HeartbeatConfig:
-    """sofa-bolt's client defaults: 15 s idle, 1 s for the ack, 3 misses close."""
-
-    interval: float = attrs.field(default=15.0, validator=attrs.validators.gt(0))
-    timeout: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    max_missed: int = attrs.field(default=3, validator=attrs.validators.ge(1))
-    enabled: bool = True
-
-
-class CallTimeoutError(Exception):
-    """The call's deadline passed before its response arrived."""
-
-
-class _Waiter:
-    """One call's wait for its response: a `Waker` (on asyncio a bare future, awaited
-    without a wrapper) and what it was woken with."""
-
-    __slots__ = ("entry", "error", "response", "rid", "waker")
-
-    def __init__(self, waker: Waker) -> None:
-        self.waker = waker
-        self.response: ResponseFrame | None = None
-        self.error: Exception | None = None
-        self.rid = 0  # the call's id on the connection (`begin`)
-        self.entry: Entry | None = None  # its deadline on the watch (`begin`)
-
-    def cancel(self) -> None:
-        """The deadline watch's call: the deadline passed, wake the caller."""
-        if self.response is None and self.error is None:
-            self.error = CallTimeoutError("the deadline passed")
-        wake(self.waker)
-
-
-@attrs.frozen
-class ConnectionStatistics:
-    in_flight: int
-    calls: int
-    heartbeats_sent: int
-    heartbeats_missed: int
-    late_responses: int
 
 
 class BoltClientConnection:
@@ -125,7 +84,7 @@ class BoltClientConnection:
         self._stream = stream
         self._decoder = FrameDecoder(limits)
         self._writer = FrameWriter(stream)
-        self._ids: RequestIds[_Waiter] = RequestIds(first=first_request_id)
+        self._ids: RequestIds[CallWaiter] = RequestIds(first=first_request_id)
         self._hb = heartbeats or HeartbeatConfig()
         self._on_closed = on_closed
         self._scope: anyio.CancelScope | None = None
@@ -179,7 +138,7 @@ class BoltClientConnection:
 
     async def _call_behind(self, frame: RequestFrame, at: float) -> ResponseFrame:
         """`call` while the socket is behind: wait for room in the writer first."""
-        waiter = _Waiter(self._waker())
+        waiter = CallWaiter(self._waker())
         rid = self._ids.allocate(waiter)
         entry = self._deadlines.add(at, waiter) if at != math.inf else None
         self._calls += 1
@@ -209,7 +168,7 @@ class BoltClientConnection:
         at: float = math.inf,
         header: bytes | None = None,
         timeout_ms: int = 0,
-    ) -> _Waiter | None:
+    ) -> CallWaiter | None:
         """`call`'s first half, without a coroutine of its own (the sidecar's hot path):
         the frame queued under a fresh id and the deadline armed. Await the waiter's
         `waker`, then `finish(waiter)` (or `forget(waiter)` if the wait ends otherwise).
@@ -219,8 +178,8 @@ class BoltClientConnection:
         of its own (`encode_request_as`: a proxy's forward, no frame built for it)."""
         if self._closed or self._retired:
             return None
-        # `_Waiter(...)` without its Python `__init__` frame: one per proxied call.
-        waiter = _new_object(_Waiter)
+        # `CallWaiter(...)` without its Python `__init__` frame: one per proxied call.
+        waiter = _new_object(CallWaiter)
         waiter.waker, waiter.response, waiter.error, waiter.entry = self._waker(), None, None, None
         rid = waiter.rid = self._ids.allocate(waiter)
         try:
@@ -241,7 +200,7 @@ class BoltClientConnection:
         self._calls += 1
         return waiter
 
-    def finish(self, waiter: _Waiter) -> ResponseFrame:
+    def finish(self, waiter: CallWaiter) -> ResponseFrame:
         """The response `begin`'s waiter was woken with; raises as `call` does. Releases
         what `begin` took, as `forget` does, in the same Python call."""
         response = waiter.response
@@ -256,7 +215,7 @@ class BoltClientConnection:
         assert response is not None
         return response
 
-    def forget(self, waiter: _Waiter) -> None:
+    def forget(self, waiter: CallWaiter) -> None:
         """Release what `begin` took (a late response is then dropped)."""
         if waiter.response is None:  # a response took its id out as it arrived
             self._ids.pop(waiter.rid)
@@ -268,7 +227,7 @@ class BoltClientConnection:
         """Send a oneway request (no response will come); its id is still fresh."""
         if self._closed:
             raise ConnectError(f"bolt connection to {self.name} closed before sending")
-        rid = self._ids.allocate(_Waiter(self._waker()))
+        rid = self._ids.allocate(CallWaiter(self._waker()))
         self._ids.pop(rid)  # nothing waits, but the id is not reused next
         self._calls += 1
         try:
@@ -321,7 +280,7 @@ class BoltClientConnection:
                         waker = waiter.waker
                         if not waker.done():
                             waker.set_result(None)
-                        if frame.status == _BUSY and _draining(frame):
+                        if frame.status == _BUSY and drains(frame):
                             self._retire()
                     else:
                         self._dispatch(frame)
@@ -345,7 +304,7 @@ class BoltClientConnection:
             waker = waiter.waker
             if not waker.done():
                 waker.set_result(None)
-            if frame.status == ResponseStatus.SERVER_THREADPOOL_BUSY and _draining(frame):
+            if frame.status == ResponseStatus.SERVER_THREADPOOL_BUSY and drains(frame):
                 self._retire()
         elif frame.is_heartbeat:  # a server may probe too; answer as sofa-bolt does
             self._writer.write_nowait(encode(heartbeat_ack(frame)))
@@ -376,7 +335,7 @@ class BoltClientConnection:
                 return
 
     async def _ping(self, timeout: float) -> bool:
-        waiter = _Waiter(self._waker())
+        waiter = CallWaiter(self._waker())
         rid = self._ids.allocate(waiter)
         try:
             self._writer.write_nowait(encode(heartbeat(rid, timeout_ms=int(timeout * 1000))))
@@ -429,8 +388,3 @@ class BoltClientConnection:
         """Close now: calls in flight fail with `UpstreamResetError`."""
         self._shut("was closed by this side")
         await anyio.lowlevel.checkpoint()
-
-
-def _draining(frame: ResponseFrame) -> bool:
-    """Whether a busy answer says the server drains (a mesh server's mark on it)."""
-    return (ERROR_HEADER, "unavailable") in frame.headers()
