@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from http1_field_strategies import CONNECTION, NAME, OWS, VALUE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,17 +27,10 @@ from sofamesh.protocols.http.mapping import response_to_result, result_to_respon
 # differential test checks too (both runs then take the same way).
 needs_llhttp = pytest.mark.skipif(not fast.LLHTTP, reason="the relay reads with llhttp")
 
-NAME = st.text(alphabet="abcdeXYZ019-_.!~*'|`^#$%&+", min_size=1, max_size=8)
 SPECIAL = st.sampled_from(
     ["Keep-Alive", "KEEP-ALIVE", "Proxy-Authorization", "proxy-connection", "Trailer", "TE",
      "Upgrade", "Connection", "CONNECTION", "connection", "Content-Type", "Con", "Tex"]
 )  # fmt: skip
-VALUE = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
-    max_size=12,
-).map(lambda v: v.strip(" "))
-CONNECTION = st.sampled_from(["keep-alive", "Keep-Alive", "close", "CLOSE", "close, x", "x-a", ""])
-OWS = st.sampled_from(["", " ", "  ", "\t", " \t"])
 
 
 @st.composite

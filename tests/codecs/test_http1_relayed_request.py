@@ -10,6 +10,7 @@ the same bytes once each field line's name is lowercased and its OWS trimmed.
 from __future__ import annotations
 
 import pytest
+from http1_field_strategies import CONNECTION, NAME, OWS, VALUE
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -27,18 +28,11 @@ from sofamesh.protocols.http.mapping import (
 # differential test checks too (both runs then take the same way).
 needs_llhttp = pytest.mark.skipif(not fast.LLHTTP, reason="the relay checks with llhttp")
 
-NAME = st.text(alphabet="abcdeXYZ019-_.!~*'|`^#$%&+", min_size=1, max_size=8)
 SPECIAL = st.sampled_from(
     ["Host", "HOST", "Keep-Alive", "Proxy-Authorization", "proxy-connection", "Trailer", "TE",
      "Upgrade", "Expect", "Transfer-Encoding", "Connection", "CONNECTION", "X-Sofamesh-Service",
      "x-sofamesh-caller", "X-SOFAMESH-TIMEOUT-MS", "x-sofamesh-caller-id", "Hosts", "Con", "Tex"]
 )  # fmt: skip
-VALUE = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
-    max_size=12,
-).map(lambda v: v.strip(" "))
-CONNECTION = st.sampled_from(["keep-alive", "Keep-Alive", "close", "CLOSE", "close, x", "x-a", ""])
-OWS = st.sampled_from(["", " ", "  ", "\t", " \t"])
 TARGETS = st.one_of(
     st.sampled_from(["/", "/a/b?c=1"]),
     st.sampled_from(["/a/../b", "//x", "*", "http://h/x", "/%41", "/a b"]),
