@@ -54,7 +54,7 @@ from sofamesh.protocols.h2.call import (
     StreamCall,
     StreamReply,
 )
-from sofamesh.protocols.h2.relay import relay
+from sofamesh.protocols.h2.relay import CallerGone, relay
 from sofamesh.protocols.h2.server import H2Server
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
 from sofamesh.protocols.h2.support import H2Support
@@ -63,6 +63,7 @@ from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls import ALPN_H2, ClientTls
 
 log = logging.getLogger("sofamesh.grpc")
+_CANCELLED = int(GrpcStatus.CANCELLED)  # a call whose caller left before its answer was delivered
 
 Select = Callable[[Invocation], Handler | None]
 
@@ -170,6 +171,8 @@ def finish(stream: H2Stream, call: StreamCall, result: Result) -> Awaitable[None
 
 async def _finish_here(stream: H2Stream, call: StreamCall, result: Result) -> None:
     """End the caller's stream with a status the mesh made (or reset it mid-response)."""
+    if stream.error is not None:
+        return  # the caller reset the stream, or its connection is gone: nobody to answer
     sink = call.sink
     reply = result.payload
     if sink.committed and result.status is Status.UPSTREAM_RESET:
@@ -276,6 +279,10 @@ class GrpcSupport:
         """The relayed call's result, kept as the call's latest."""
         try:
             reply = await relay(self.pool, host, port, headers, call)
+        except CallerGone:
+            # The provider answered; the caller left before it had all of it (gRPC's
+            # CANCELLED): no failure of the provider's, nor a reason to try again.
+            result = Result(Status.OK, _CANCELLED, None, None, f"{inv.service}: the caller left")
         except (NotReplayable, StreamResetError, TransportError) as e:
             result = _failure(e, call, inv.service, host, port)
         else:

@@ -8,9 +8,12 @@ already here (a unary call usually arrives in one read), it is sent inline
 and no pump task is started.
 
 Failures come out as the transport's exceptions: `ConnectError` before any
-byte left, `StreamResetError` for a reset or lost connection (its `refused`
-says whether the upstream provably did not process the stream), and
-`NotReplayable` when a retry needs body bytes that were not kept.
+byte left, `StreamResetError` for a reset or lost connection upstream (its
+`refused` says whether the upstream provably did not process the stream),
+`NotReplayable` when a retry needs body bytes that were not kept, and
+`CallerGone` when the caller's own stream ended while its answer was relayed:
+the upstream answered, so that is no failure of the upstream's (a caller's reset
+can land after the answer woke the relay and before its cancellation reaches it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.protocols.h2.call import BodyReader, StreamCall, StreamReply
 from sofamesh.protocols.h2.client import H2Pool
 from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+
+
+class CallerGone(Exception):
+    """The caller's stream was reset, or its connection lost, while its answer was relayed."""
 
 
 async def relay(
@@ -79,8 +86,14 @@ async def _respond(up: H2Stream, call: StreamCall) -> StreamReply:
     if up.remote_closed and up.trailers is None and not up.chunks:
         return StreamReply(head, [], trailers_only=True)
     sink = call.sink
-    await sink.send_headers(head)
+    try:
+        await sink.send_headers(head)
+    except StreamResetError as e:
+        raise CallerGone(str(e)) from e
     call.body.forget()  # the caller saw a response: no attempt follows
     while (chunk := await up.receive_data()) is not None:
-        await sink.send_data(chunk)
+        try:
+            await sink.send_data(chunk)
+        except StreamResetError as e:
+            raise CallerGone(str(e)) from e
     return StreamReply(head, up.trailers or [])
