@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     import httptools as _httptools
 else:
     _httptools = fast._httptools
+MEMO_BYTES = 1024
+"""The longest head a connection remembers as its last relayed one (`ResponseCheck.last`)."""
 _HEADERS: Any = HttpResponse.__dict__["headers"]  # the slot the `headers` property fills
 _NEW = HttpResponse.__new__
 
@@ -136,10 +138,13 @@ class ResponseCheck:
     read as part of another message.
     """
 
-    __slots__ = ("_parser", "ended", "on_chunk_header", "on_message_complete", "plain")
+    __slots__ = ("_parser", "ended", "last", "on_chunk_header", "on_message_complete", "plain")
 
     def __init__(self) -> None:
         self._parser: Any = None
+        # The last head relayed (at most `MEMO_BYTES`) and what was read of it: a head
+        # byte-identical to it is the same verdict and the same fields (see `split_response`).
+        self.last: tuple[Any, ...] | None = None
         self.ended = [False]  # emptied at the end of a message
         self.plain = [True]  # emptied by a chunk header
         self.on_message_complete = self.ended.clear
@@ -172,7 +177,24 @@ def split_response(
     buf: bytes, limits: Http1Limits, check: ResponseCheck
 ) -> tuple[RelayedResponse, bool, int] | None:
     """The plain response `buf` holds, whole and alone, as a `RelayedResponse` (not to a
-    HEAD), and whether it closes the connection; None for anything else."""
+    HEAD), and whether it closes the connection; None for anything else.
+
+    A head byte-identical to the connection's last one relayed (`ResponseCheck.last`: an
+    upstream answers alike but for the body, bar a Date that changes once a second) was read
+    and checked whole then, and identical bytes read alike: only its body's length is
+    checked, against the Content-Length read then. Any other head is read in full and, if
+    relayed and at most `MEMO_BYTES` long, remembered in the last one's place.
+    """
+    last = check.last
+    if last is not None and buf.startswith(last[0]):
+        head, status, reason, start, kept, length, close = last
+        if len(head) + length != len(buf) or length > limits.max_body_size:
+            return None  # cut short or followed by more: the fast path decides, as before
+        response: RelayedResponse = _NEW(RelayedResponse)
+        response.status, response.reason, response.stream = status, reason, None
+        response.body = buf[len(head) :]
+        response._head, response._line_end, response._kept, response.relay = head, start, kept, None
+        return response, close, len(buf)
     if not fast.LLHTTP:
         return None
     end = buf.find(fast._HEAD_END, 0, limits.max_header_bytes + 4)
@@ -196,10 +218,13 @@ def split_response(
         return None  # too large, cut short, followed by bytes nobody asked for, or refused
     kept = b"".join(pieces[::3])[2:]
     body, head = buf[end + 4 :], buf[: end + 4]
+    reason = line[2]
+    if len(head) <= MEMO_BYTES:
+        check.last = (head, status, reason, start, kept, length, close)
     # Made without a call through the class (`type.__call__` runs `__init__` in an eval
     # loop of its own: a third more), as `__init__` would make it.
-    response: RelayedResponse = _NEW(RelayedResponse)
-    response.status, response.reason, response.body, response.stream = status, line[2], body, None
+    response = _NEW(RelayedResponse)
+    response.status, response.reason, response.body, response.stream = status, reason, body, None
     response._head, response._line_end, response._kept, response.relay = head, start, kept, None
     return response, close, len(buf)
 

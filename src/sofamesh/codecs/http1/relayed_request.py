@@ -33,7 +33,7 @@ from typing import Any
 from sofamesh.codecs.http1 import fast, paths
 from sofamesh.codecs.http1.limits import Http1Limits
 from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, HttpRequest, ParsedFields
-from sofamesh.codecs.http1.relayed import ResponseCheck
+from sofamesh.codecs.http1.relayed import MEMO_BYTES, ResponseCheck
 from sofamesh.model import CALLER_HEADER, SERVICE_HEADER, TIMEOUT_HEADER
 
 MESH_FIELDS = frozenset(h.encode() for h in (SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER))
@@ -171,7 +171,26 @@ def split_request(
     buf: bytes, limits: Http1Limits, check: RequestCheck
 ) -> tuple[RelayedRequest, bool, int] | None:
     """The plain request at the start of `buf` as a `RelayedRequest`, whether it asks to
-    close, and the bytes it used; None for anything `fast.split_request` should judge."""
+    close, and the bytes it used; None for anything `fast.split_request` should judge.
+
+    A head byte-identical to the connection's last one relayed (`RequestCheck.last`: a
+    client sends its requests alike) was read and checked whole then, and identical bytes
+    read alike: only its body's length is checked, against the Content-Length read then.
+    Any other head is read in full and, if relayed and at most `MEMO_BYTES` long,
+    remembered in the last one's place.
+    """
+    picked: Picked
+    last = check.last
+    if last is not None and buf.startswith(last[0]):
+        head, method, target, start, kept, picked, length, close = last
+        stop = len(head) + max(length, 0)
+        if length > limits.stream_threshold > 0 or length > limits.max_body_size:
+            return None
+        if stop > len(buf):
+            return None  # the body still arriving: the fast path waits, as before
+        request = _made(method, target, buf[len(head) : stop], limits.stream_threshold, head, start)
+        request.kept, request.picked = kept, picked
+        return request, close, stop
     end = buf.find(fast._HEAD_END, 0, limits.max_header_bytes + 4)
     line = None if end < 0 else fast._REQUEST_LINE.match(buf, 0, end + 2)
     if line is None:
@@ -185,7 +204,6 @@ def split_request(
     if len(hosts) != 1:
         return None  # h11 answers a missing or repeated Host (400)
     pieces = _SKIPPED.split(block)  # kept, name, value, kept, ..., kept
-    picked: Picked
     if len(pieces) == 1:  # nothing to skip: no framing, no mesh field
         length, close, picked = -1, False, (hosts[0].strip(_OWS), None, None, None)
         kept = block[2:]  # the block's first CRLF ends the request line
@@ -208,14 +226,10 @@ def split_request(
     ):
         return None  # a body to stream, too large or still arriving, a target to normalise,
         # or refused by llhttp: the fast path and h11 decide
-    request = _made(
-        line.group(1).decode("latin-1"),
-        target,
-        buf[end + 4 : stop],
-        limits.stream_threshold,
-        buf[: end + 4],
-        start,
-    )
+    method, head = line.group(1).decode("latin-1"), buf[: end + 4]
+    if len(head) <= MEMO_BYTES:
+        check.last = (head, method, target, start, kept, picked, length, close)
+    request = _made(method, target, buf[end + 4 : stop], limits.stream_threshold, head, start)
     request.kept, request.picked = kept, picked
     return request, close, stop
 
