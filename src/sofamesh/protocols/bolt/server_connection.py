@@ -1,7 +1,8 @@
 """One connection a Bolt server serves: its read loop, request tasks, writer and timers.
 
 Frames are read and dispatched in the read loop: a heartbeat answered on the
-spot, a request handed to a reused worker task (`transport.workers`), refused
+spot, a request handed to a worker task borrowed from the server's reserve
+(`transport.reserve`: workers outlive their connection, for the next), refused
 busy while the server drains or the process is over its buffer budget. The
 connection closes when idle, when a frame begun stalls, when its peer stops
 reading its replies, or (draining) once quiet. `BoltServer` (server.py)
@@ -35,7 +36,7 @@ from sofamesh.protocols.bolt.mapping import error_response, reply_of
 from sofamesh.transport.budget import OVERLOAD
 from sofamesh.transport.net import STREAM_ERRORS
 from sofamesh.transport.partial import PartialFrame
-from sofamesh.transport.workers import Workers
+from sofamesh.transport.reserve import Crew, WorkerReserve
 
 if TYPE_CHECKING:
     from sofamesh.protocols.bolt.server import BoltConnInfo, BoltServer
@@ -56,7 +57,11 @@ class ServerConnection:
     """One accepted connection: the read loop, its request tasks and its writer."""
 
     def __init__(
-        self, server: BoltServer, stream: anyio.abc.ByteStream, info: BoltConnInfo
+        self,
+        server: BoltServer,
+        stream: anyio.abc.ByteStream,
+        info: BoltConnInfo,
+        reserve: WorkerReserve[RequestFrame],
     ) -> None:
         self.server = server
         self.stream = stream
@@ -66,7 +71,7 @@ class ServerConnection:
         self._scope: anyio.CancelScope | None = None
         self._handlers: anyio.abc.TaskGroup | None = None
         self._draining = False
-        self._workers: Workers[RequestFrame]  # set by run()
+        self._workers: Crew[RequestFrame] = reserve.crew(self._handle)
         self._linger = False
         self._reads = 0
         self.opened = time.monotonic()
@@ -109,19 +114,20 @@ class ServerConnection:
                 async with anyio.create_task_group() as handlers:
                     self._scope = handlers.cancel_scope
                     self._handlers = handlers
-                    self._workers = Workers(handlers, self._handle, "bolt worker")
                     handlers.start_soon(self._watch_idle)
                     if self.server.draining:  # accepted as the drain began
                         self.begin_drain()
                     try:
                         await self._read()
                     finally:
-                        # Idle workers first return on their own (woken, not cancelled:
+                        # Idle workers first go back on their own (woken, not cancelled:
                         # a cancelled task costs anyio several loop passes to deliver to),
-                        # then the calls in flight are cancelled: the peer is gone, or we close.
+                        # the calls in flight are cancelled: the peer is gone, or we close.
                         self._workers.close()
                         handlers.cancel_scope.cancel()
                         self._handlers = None  # takes no task from now on
+                # Outside the cancelled scope: the cancelled calls end before the close.
+                await self._workers.wait_returned()
                 await self._last_words()
                 tg.cancel_scope.cancel()
         except Exception:
