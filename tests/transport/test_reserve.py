@@ -27,7 +27,7 @@ async def test_a_closed_crews_workers_serve_the_next_crew() -> None:
         done.append(item)
 
     async with anyio.create_task_group() as tg:
-        reserve: WorkerReserve[int] = WorkerReserve(tg)
+        reserve: WorkerReserve = WorkerReserve(tg)
         first = reserve.crew(handle)
         for i in range(3):
             first.submit(i)  # three at once: three workers
@@ -64,7 +64,7 @@ async def test_closing_a_crew_cancels_its_busy_workers_and_takes_them_back() -> 
             raise
 
     async with anyio.create_task_group() as tg:
-        reserve: WorkerReserve[int] = WorkerReserve(tg)
+        reserve: WorkerReserve = WorkerReserve(tg)
         crew = reserve.crew(handle)
         crew.submit(1)
         crew.submit(2)
@@ -73,6 +73,19 @@ async def test_closing_a_crew_cancels_its_busy_workers_and_takes_them_back() -> 
         with anyio.fail_after(5):
             await crew.wait_returned()
         assert (sorted(cancelled), reserve.idle_count) == ([1, 2], 2)
+        served: list[int] = []
+
+        async def record(item: int) -> None:
+            await anyio.lowlevel.checkpoint()  # not cancelled: a new scope, not the old one
+            served.append(item)
+
+        crew = reserve.crew(record)
+        crew.submit(3)
+        crew.submit(4)
+        await anyio.wait_all_tasks_blocked()
+        assert (sorted(served), reserve.started) == ([3, 4], 2)
+        crew.close()
+        await crew.wait_returned()
         reserve.close()
 
 
@@ -81,7 +94,7 @@ async def test_a_worker_coming_back_to_a_full_reserve_ends() -> None:
         await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
-        reserve: WorkerReserve[int] = WorkerReserve(tg, max_idle=2)
+        reserve: WorkerReserve = WorkerReserve(tg, max_idle=2)
         crew = reserve.crew(handle)
         for i in range(5):
             crew.submit(i)
@@ -100,7 +113,7 @@ async def test_a_sweep_ends_the_workers_idle_a_whole_timeout() -> None:
     async def handle(item: int) -> None:
         await anyio.lowlevel.checkpoint()
 
-    async def lend(reserve: WorkerReserve[int], n: int) -> None:
+    async def lend(reserve: WorkerReserve, n: int) -> None:
         crew = reserve.crew(handle)
         for i in range(n):
             crew.submit(i)
@@ -109,7 +122,7 @@ async def test_a_sweep_ends_the_workers_idle_a_whole_timeout() -> None:
         await crew.wait_returned()
 
     async with anyio.create_task_group() as tg:
-        reserve: WorkerReserve[int] = WorkerReserve(tg, idle_timeout=90, clock=clock.now)
+        reserve: WorkerReserve = WorkerReserve(tg, idle_timeout=90, clock=clock.now)
         await lend(reserve, 4)  # four idle since 1000
         clock.advance(60)
         await lend(reserve, 1)  # one of them used again, idle since 1060
@@ -133,7 +146,7 @@ async def test_cancelling_the_task_group_ends_idle_and_busy_workers() -> None:
             await anyio.sleep_forever()
 
     async with anyio.create_task_group() as tg:
-        reserve: WorkerReserve[int] = WorkerReserve(tg)
+        reserve: WorkerReserve = WorkerReserve(tg)
         done = reserve.crew(handle)
         done.submit(0)
         await anyio.wait_all_tasks_blocked()
@@ -156,7 +169,7 @@ async def test_a_worker_lent_to_a_closed_crew_is_cancelled() -> None:
         ran.append("finished")
 
     async with anyio.create_task_group() as tg:
-        reserve: WorkerReserve[int] = WorkerReserve(tg)
+        reserve: WorkerReserve = WorkerReserve(tg)
         crew = reserve.crew(handle)
         crew.submit(1)  # its task has not run yet
         crew.close()

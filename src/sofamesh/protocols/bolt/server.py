@@ -125,9 +125,7 @@ class BoltServer:
                 await anyio.aclose_forcefully(listener)
                 raise TypeError(f"bolt serves socket listeners, not {each!r}")
         async with anyio.create_task_group() as tg:
-            reserve: WorkerReserve[RequestFrame] = WorkerReserve(
-                tg, "bolt worker", idle_timeout=self.idle_timeout
-            )
+            reserve = WorkerReserve(tg, "bolt worker", idle_timeout=self.idle_timeout)
             tg.start_soon(reserve.sweep_every_idle_timeout)
 
             def admit(stream: anyio.abc.ByteStream) -> Awaitable[None]:
@@ -139,7 +137,7 @@ class BoltServer:
                 reserve.close()
                 tg.cancel_scope.cancel()  # the sweeps
 
-    async def _admit(self, stream: anyio.abc.ByteStream, reserve: WorkerReserve[Any]) -> None:
+    async def _admit(self, stream: anyio.abc.ByteStream, reserve: WorkerReserve) -> None:
         if not await self._life.admit(stream):
             return
         peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))

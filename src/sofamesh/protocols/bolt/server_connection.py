@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -41,6 +42,8 @@ from sofamesh.transport.reserve import Crew, WorkerReserve
 if TYPE_CHECKING:
     from sofamesh.protocols.bolt.server import BoltConnInfo, BoltServer
 
+Job = Callable[[], Awaitable[None]]  # a task of the connection's own: its writer, a timer
+
 log = logging.getLogger("sofamesh.bolt")
 
 DRAIN_QUIET = 0.5  # seconds without a request before a draining connection closes
@@ -61,7 +64,7 @@ class ServerConnection:
         server: BoltServer,
         stream: anyio.abc.ByteStream,
         info: BoltConnInfo,
-        reserve: WorkerReserve[RequestFrame],
+        reserve: WorkerReserve,
     ) -> None:
         self.server = server
         self.stream = stream
@@ -69,9 +72,12 @@ class ServerConnection:
         self.writer = FrameWriter(stream)
         self.in_flight = 0
         self._scope: anyio.CancelScope | None = None
-        self._handlers: anyio.abc.TaskGroup | None = None
         self._draining = False
+        # Every task of the connection is a reserve worker's: its requests', its writer's
+        # and its timers' (`transport.reserve`; no task is started per connection).
         self._workers: Crew[RequestFrame] = reserve.crew(self._handle)
+        self._writing: Crew[Job] = reserve.crew(self._job)
+        self._timers: Crew[Job] | None = reserve.crew(self._job)  # None once closed
         self._linger = False
         self._reads = 0
         self.opened = time.monotonic()
@@ -79,9 +85,9 @@ class ServerConnection:
         self.partial = PartialFrame()  # a frame begun and not yet whole (in the budget)
 
     def begin_drain(self) -> None:
-        if self._handlers is not None and not self._draining:
+        if self._scope is not None and self._timers is not None and not self._draining:
             self._draining = True
-            self._handlers.start_soon(self._close_when_quiet)
+            self._timers.submit(self._close_when_quiet)
 
     async def _close_when_quiet(self) -> None:
         """Close once a whole `DRAIN_QUIET` passed with nothing in flight or received."""
@@ -108,34 +114,48 @@ class ServerConnection:
         return self.info.peer
 
     async def run(self) -> None:
+        timers, writing = self._timers, self._writing
+        assert timers is not None
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self.writer.run)
-                async with anyio.create_task_group() as handlers:
-                    self._scope = handlers.cancel_scope
-                    self._handlers = handlers
-                    handlers.start_soon(self._watch_idle)
-                    if self.server.draining:  # accepted as the drain began
-                        self.begin_drain()
-                    try:
-                        await self._read()
-                    finally:
-                        # Idle workers first go back on their own (woken, not cancelled:
-                        # a cancelled task costs anyio several loop passes to deliver to),
-                        # the calls in flight are cancelled: the peer is gone, or we close.
-                        self._workers.close()
-                        handlers.cancel_scope.cancel()
-                        self._handlers = None  # takes no task from now on
-                # Outside the cancelled scope: the cancelled calls end before the close.
-                await self._workers.wait_returned()
-                await self._last_words()
-                tg.cancel_scope.cancel()
+            writing.submit(self.writer.run)
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                timers.submit(self._watch_idle)
+                if self.server.draining:  # accepted as the drain began
+                    self.begin_drain()
+                try:
+                    await self._read()
+                finally:
+                    # Idle workers first go back on their own (woken, not cancelled:
+                    # a cancelled task costs anyio several loop passes to deliver to),
+                    # the calls in flight and the timers are cancelled: the peer is
+                    # gone, or we close.
+                    self._workers.close()
+                    timers.close()
+                    self._timers = None  # takes no timer from now on
+            await self._workers.wait_returned()  # the cancelled calls end before the close
+            await timers.wait_returned()
+            await self._last_words()
         except Exception:
             log.exception("bolt connection from %s failed", self.info.peer)
         finally:
-            self.writer.close()  # what is still queued leaves the buffer budget
-            self.partial.release()
-            await anyio.aclose_forcefully(self.stream)
+            writing.close()  # the writer, if `_last_words` gave up on it
+            try:
+                await writing.wait_returned()
+            finally:
+                self.writer.close()  # what is still queued leaves the buffer budget
+                self.partial.release()
+                await anyio.aclose_forcefully(self.stream)
+
+    async def _job(self, job: Job) -> None:
+        """A task of the connection's own (its writer, a timer), on a reserve worker: its
+        failure ends this connection, not the server the worker belongs to."""
+        try:
+            await job()
+        except Exception:
+            log.exception("bolt connection from %s failed", self.info.peer)
+            if self._scope is not None:
+                self._scope.cancel()
 
     async def _read(self) -> None:
         server = self.server
