@@ -28,8 +28,10 @@ from sofamesh.codecs.bolt import (
     RequestFrame,
     ResponseFrame,
     encode,
+    encode_v1_reply,
     heartbeat_ack,
 )
+from sofamesh.codecs.bolt.codes import BOLT_V1
 from sofamesh.codecs.bolt.frames import FrameHeader
 from sofamesh.model import Result, Status
 from sofamesh.protocols.bolt.io import FrameWriter, WriterClosedError
@@ -252,6 +254,19 @@ class ServerConnection:
             response = await server.handler(frame, self.info)
             if response is not None and not frame.oneway:
                 if isinstance(response, Result):
+                    payload = response.payload
+                    if type(payload) is ResponseFrame and frame.version == BOLT_V1:
+                        # `reply_of`'s usual case, written directly: two Python calls
+                        # fewer per proxied call (`reply_of`, `_send`).
+                        data = encode_v1_reply(payload, frame.request_id)
+                        writer = self.writer
+                        try:  # noqa: SIM105
+                            writer.write_nowait(data)
+                        except WriterClosedError:
+                            pass  # the peer is gone: nowhere to answer
+                        if writer.buffered > server.max_write_buffer:
+                            self._overflowed()
+                        return
                     response = reply_of(response, frame)
                 self._send(response if isinstance(response, bytes) else encode(response))
         except HeaderMapError as exc:  # what the decoder left to the handler to find
@@ -275,7 +290,13 @@ class ServerConnection:
             writer.write_nowait(data)
         except WriterClosedError:
             pass  # the peer is gone: nowhere to answer
-        if writer.buffered > self.server.max_write_buffer and self._scope is not None:
+        if writer.buffered > self.server.max_write_buffer:
+            self._overflowed()
+
+    def _overflowed(self) -> None:
+        """The peer does not read its replies: close the connection."""
+        writer = self.writer
+        if self._scope is not None:
             OVERLOAD.count("bolt_write_buffer_overflows")
             log.warning(
                 "bolt %s does not read its replies: %d bytes queued; closing the connection",
