@@ -323,6 +323,8 @@ class ServerConnection:
         RST that can destroy the reply before the peer reads it (RFC 9112 9.6).
         """
         self.writer.finish()
+        if not self.writer.buffered and not self._linger:
+            return  # all sent, nothing to linger for: no scopes to enter (the usual close)
         errors: tuple[type[Exception], ...] = (anyio.EndOfStream, *STREAM_ERRORS)
         with anyio.CancelScope(shield=True), anyio.move_on_after(LINGER):
             await self.writer.finished.wait()
