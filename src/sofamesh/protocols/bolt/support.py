@@ -184,9 +184,7 @@ class BoltSupport:
         return bolt_server(handler, limits)
 
     async def send(self, host: str, port: int, inv: Invocation) -> Result:
-        now = inv.now  # the call's reading, with nothing awaited since (`sofamesh.chain`)
-        if now is None:
-            now = self._clock.now()
+        now = self._clock.now()
         at, remaining = math.inf, math.inf
         if inv.deadline is not None:  # on the mesh's clock; the pool waits on anyio's
             remaining = inv.deadline - now
