@@ -40,6 +40,7 @@ from sofamesh.protocols.bolt.server_connection import LINGER as LINGER
 from sofamesh.protocols.bolt.server_connection import ServerConnection
 from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import format_address
+from sofamesh.transport.reserve import WorkerReserve
 from sofamesh.transport.serving import ServerLifecycle, leaves
 from sofamesh.transport.tls import peer_identity
 from sofamesh.transport.tls_listener import TlsListener
@@ -115,20 +116,34 @@ class BoltServer:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Accept and serve connections until `drain` finishes them; closes `listener`."""
+        """Accept and serve connections until `drain` finishes them; closes `listener`.
+
+        The connections' workers come from a reserve of this serve's own, in a task group
+        around the accept loops: they outlive a connection, not the serve."""
         for each in leaves(listener):
             if not isinstance(each, (anyio.abc.SocketListener, TlsListener)):
                 await anyio.aclose_forcefully(listener)
                 raise TypeError(f"bolt serves socket listeners, not {each!r}")
-        await self._life.serve(listener, self._admit, task_status)
+        async with anyio.create_task_group() as tg:
+            reserve = WorkerReserve(tg, "bolt worker", idle_timeout=self.idle_timeout)
+            tg.start_soon(reserve.sweep_every_idle_timeout)
 
-    async def _admit(self, stream: anyio.abc.ByteStream) -> None:
+            def admit(stream: anyio.abc.ByteStream) -> Awaitable[None]:
+                return self._admit(stream, reserve)
+
+            try:
+                await self._life.serve(listener, admit, task_status)
+            finally:  # every connection has ended: its workers are back, idle
+                reserve.close()
+                tg.cancel_scope.cancel()  # the sweeps
+
+    async def _admit(self, stream: anyio.abc.ByteStream, reserve: WorkerReserve) -> None:
         if not await self._life.admit(stream):
             return
         peer = format_address(stream.extra(anyio.abc.SocketAttribute.remote_address, None))
         local = format_address(stream.extra(anyio.abc.SocketAttribute.local_address, None))
         info = BoltConnInfo(self._life.accepted, peer, local, peer_identity(stream))
-        conn = ServerConnection(self, stream, info)
+        conn = ServerConnection(self, stream, info, reserve)
         self._life.conns.add(conn)
         try:
             await conn.run()
