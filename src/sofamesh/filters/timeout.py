@@ -61,7 +61,7 @@ class TimeoutFilter:
             if inv.deadline is None or limit < inv.deadline:
                 inv.deadline = limit
             remaining = inv.deadline - now
-            if remaining <= 0:
+            if remaining <= 0.0:  # a float with a float: a specialised compare, not a generic one
                 return completed(
                     Result.failure(
                         Status.TIMEOUT, f"deadline for {inv.service} passed before the call"

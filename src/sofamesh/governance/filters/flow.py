@@ -203,7 +203,7 @@ class FlowFilter:
             pace = limiter.try_acquire(now)
             if not pace.admitted:
                 return completed(_limited(name, inv))
-            if pace.delay > 0 or limiter.holds_calls:
+            if pace.delay > 0.0 or limiter.holds_calls:  # float with float: specialised
                 return held(name, limiter, pace, now, inv, call_next)
             # A QPS admission has nothing to give back: no coroutine frame for the call.
             return call_next(inv)
