@@ -255,7 +255,7 @@ class Runtime:
             *self._traced("client"),  # the app's call, the sidecar's span its child
             StatsFilter(self.stats, "outbound", self.clock),  # the app's own view of its calls
             # The caller's deadline, held by `send` (which `via` calls) and sent on to the sidecar.
-            TimeoutFilter(self.policy_for, self.clock, enforce=False),
+            TimeoutFilter(self.policy_for, self.clock, enforce=False, policies=self.config),
         ]
         return build_chain(filters, via)
 
@@ -282,7 +282,7 @@ class Runtime:
                 *(extra or []),
                 # One deadline across all retries, held by `send` below (and checked by
                 # retries and balancing), so no cancel scope per call.
-                TimeoutFilter(self.policy_for, self.clock, enforce=False),
+                TimeoutFilter(self.policy_for, self.clock, enforce=False, policies=self.config),
                 # Retries (connect failures always, more per route policy), each to a new endpoint.
                 retry_filter(
                     gov, self.policy_for, self.stats, self.clock, gateway_codes=self.gateway_codes

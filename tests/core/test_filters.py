@@ -10,7 +10,7 @@ import pytest
 
 from sofamesh.chain import build_chain
 from sofamesh.clock import FakeClock
-from sofamesh.config import PolicyConfig
+from sofamesh.config import MeshConfig, PolicyConfig
 from sofamesh.endpoint import Endpoint
 from sofamesh.filters.deadline import InboundDeadlineFilter
 from sofamesh.filters.timeout import TimeoutFilter
@@ -295,3 +295,26 @@ async def test_the_watch_tells_anyios_time_without_reading_it() -> None:
             at = watch.time_in(seconds)
             assert before + seconds - 0.01 <= at <= anyio.current_time() + seconds + 0.01
         tg.cancel_scope.cancel()
+
+
+async def test_timeout_policies_are_read_once_when_composed() -> None:
+    clock = FakeClock()
+    asked: list[str] = []
+
+    def policy_for(service: str) -> PolicyConfig:
+        asked.append(service)
+        return policy(timeout=99)
+
+    policies = MeshConfig("app", policy=policy(timeout=30), services={"slow": policy(timeout=5)})
+    flt = TimeoutFilter(policy_for, clock, enforce=False, policies=policies)
+    deadlines: list[float | None] = []
+
+    async def note(inv: Invocation) -> Result:
+        deadlines.append(inv.deadline)
+        return Result(Status.OK)
+
+    chain = build_chain([flt], note)
+    for service in ("slow", "other"):
+        await chain(Invocation("http", service, "/"))
+    start = clock.now()
+    assert deadlines == [start + 5, start + 30] and asked == []

@@ -39,3 +39,15 @@ def test_runs_of_like_calls_are_counted_when_read() -> None:
     cs.reset()
     cs.record(Status.TIMEOUT, 1.0)
     assert cs.by_status == {Status.TIMEOUT: {0: 1}} and cs.total == 1
+
+
+def test_total_and_count_are_read_from_the_counts_kept() -> None:
+    cs = CallStats()
+    for status in (Status.OK, Status.OK, Status.TIMEOUT, Status.OK, Status.OK):
+        cs.record(status, 1.0, 0)
+    # The last run of OKs is not folded into `by_status` yet, and counts all the same.
+    assert (cs.total, cs.latency.count, cs.errors) == (5, 5, 1)
+    cs.reset()
+    assert (cs.total, cs.latency.count) == (0, 0)
+    cs.record(Status.OK, 2.0, 0)
+    assert (cs.total, cs.latency.count, cs.as_dict()["rq_time_ms"]["mean"]) == (1, 1, 2.0)

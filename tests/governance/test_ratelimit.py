@@ -224,3 +224,16 @@ def test_qps_over_longer_interval_compares_average_rate() -> None:
     q = QpsLimiter(FlowConfig(count=2, stat_interval=2.0, buckets=4))
     # passed 0, 1, 2 -> qps 0, 0.5, 1.0 (+1 <= 2: admit); passed 3 -> 1.5 + 1 > 2
     assert sum(q.try_acquire(T0 + i * 0.01).admitted for i in range(10)) == 3
+
+
+@pytest.mark.parametrize(
+    ("count", "interval", "admitted"),
+    # Sentinel's passed / interval + 1 > count, for fractional limits: (count - 1) * interval
+    # is 5.4 (6 pass), 1.5 (2 pass), 0.25 (1 passes), -0.5 (none), -1 (none), inf (all).
+    [(3.7, 2.0, 6), (2.5, 1.0, 2), (1.5, 0.5, 1), (0.5, 1.0, 0), (0, 1.0, 0), (1e400, 1.0, 20)],
+)
+def test_qps_fractional_limits_admit_as_sentinel_does(
+    count: float, interval: float, admitted: int
+) -> None:
+    q = QpsLimiter(FlowConfig(count=count, stat_interval=interval))
+    assert sum(q.try_acquire(T0 + i * 0.001).admitted for i in range(20)) == admitted

@@ -4,6 +4,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sofamesh.config.model import PolicyConfig
 from sofamesh.endpoint import Endpoint
@@ -40,6 +42,61 @@ def test_round_robin_equal_weights_cycles() -> None:
     e = eps(1, 1, 1)
     rr = RoundRobinBalancer()
     assert [rr.pick(e).port for _ in range(6)] == [1000, 1001, 1002, 1000, 1001, 1002]
+
+
+class SmoothReference:
+    """nginx's smooth weighted round robin as written, a walk per pick: what the balancer
+    must pick, whether it walks or takes the next index."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, int] = {}
+
+    def pick(self, candidates: list[Endpoint]) -> Endpoint:
+        if len(candidates) == 1:
+            return candidates[0]
+        total, best, best_weight = 0, None, 0
+        for ep in candidates:
+            w = ep.weight or 1
+            self.current[ep.key] = c = self.current.get(ep.key, 0) + w
+            total += w
+            if best is None or c > best_weight:
+                best, best_weight = ep, c
+        assert best is not None
+        self.current[best.key] = best_weight - total
+        return best
+
+
+POOL = [Endpoint("svc", "127.0.0.1", 2000 + i, weight=1 + (i == 4)) for i in range(6)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sets(st.integers(0, 5), min_size=1), st.integers(1, 12)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_round_robin_picks_as_the_smooth_walk_does(runs: list[tuple[set[int], int]]) -> None:
+    # Each run repeats one list object (a rotation), as the cluster and subsets pass them;
+    # the next run brings another, of equal weights or not (port 2004 weighs 2).
+    rr, ref = RoundRobinBalancer(), SmoothReference()
+    for members, picks in runs:
+        candidates = [POOL[i] for i in sorted(members)]
+        for _ in range(picks):
+            assert rr.pick(candidates) is ref.pick(candidates)
+        fresh = list(candidates)  # the same endpoints in a list of its own (a retry's)
+        assert rr.pick(fresh) is ref.pick(fresh)
+
+
+def test_round_robin_takes_turns_by_index_between_other_lists() -> None:
+    a, b, c = eps(1, 1, 1)
+    rr = RoundRobinBalancer()
+    rotation = [a, b, c]
+    assert [rr.pick(rotation) for _ in range(2)] == [a, b]
+    # Another list: the walk, from the weights the turns left (a -1, b -1, c 2).
+    assert rr.pick([a, c]) is c
+    assert [rr.pick(rotation) for _ in range(4)] == [c, a, b, c]
 
 
 def test_weighted_random_is_proportional() -> None:

@@ -169,3 +169,33 @@ def test_runtime_composition_follows_the_mode_unless_told() -> None:
     assert Runtime(sdk_in_sidecar_mode).composes is Composes.VIA_SIDECAR
     assert Runtime(sdk_in_sidecar_mode, composes=Composes.DIRECT).composes is Composes.DIRECT
     assert Composes.VIA_SIDECAR.value == "via the local sidecar"
+
+
+class PlansKept(dict[object, "Plan | None"]):
+    """`plans_by_route` as governance's `RoutePlans` is: plans by route, made once each."""
+
+    def __init__(self, plans: dict[str, Plan | None]) -> None:
+        super().__init__()
+        self._plans = plans
+        self.made: list[object] = []
+
+    def plan(self, inv: Invocation) -> Plan | None:
+        self.made.append(inv.route)
+        self[inv.route] = plan = self._plans[str(inv.route)]
+        return plan
+
+
+async def test_plans_by_route_are_made_once_per_route_and_read_after() -> None:
+    by_route = PlansKept({"canary": Plan(attempts=2), "plain": None})
+    flt = RetryFilter(
+        lambda s: PolicyConfig(), Stats(), FakeClock(), gateway_codes=CODES.__getitem__,
+        plans_by_route=by_route,
+    )  # fmt: skip
+    terminal, seen = answering(503, 200)
+    chain = build_chain([flt], terminal)
+    for route in ("canary", "canary", "plain", "plain"):
+        await chain(Invocation("http", "svc", "/", route=route))  # type: ignore[arg-type]
+    await chain(Invocation("http", "svc", "/"))  # no route: no plan, nothing asked
+    assert seen == [0, 1, 0, 0, 0, 0]  # the canary's plan retried its first call's 503
+    # Asked once for the canary's plan; a route without one is asked again each call.
+    assert by_route.made == ["canary", "plain", "plain"]

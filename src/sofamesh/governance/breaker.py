@@ -174,7 +174,7 @@ class CircuitBreaker:
         self._window = RollingWindow(config.stat_interval, config.buckets, columns=3)
         self.enforcer = Enforcer(config.enforcement, rand)
         rt = config.max_response_time
-        self._slow_after = math.inf if rt is None else rt
+        self._slow_after = math.inf if rt is None else float(rt)
         self._check = _STRATEGY_CHECKS[config.strategy]
         # The window column the strategy reads (errors, or slow calls): while it is zero no
         # threshold (>= 0) is exceeded, so a healthy window skips the check's call.
@@ -216,7 +216,6 @@ class CircuitBreaker:
         """
         if permit.verdict is not _ADMITTED:
             return
-        slow = elapsed > self._slow_after
         # Counted in the window inline (now's slot, the running sums): this runs on every call.
         window = self._window
         base = window.base if now < window.end else window.roll(now)
@@ -226,7 +225,10 @@ class CircuitBreaker:
         if failed:
             cells[base + 1] += 1
             totals[1] += 1
-        if slow:
+        # A compare that jumps, of two floats, is specialised; `slow = a > b` is not.
+        slow = False
+        if elapsed > self._slow_after:
+            slow = True
             cells[base + 2] += 1
             totals[2] += 1
         if permit.probe:

@@ -109,13 +109,12 @@ def retry_filter(
     Only routes carry retry policies, so without routes the filter looks for no plan
     (the runtime composes again when the rules change).
     """
-    plans = None
+    by_route = None
     if not isinstance(governance.current, NoRulesYet) and governance.current.document.routes:
         from sofamesh.governance.filters.retry import RoutePlans  # with a route's first rules
 
-        # The bound method, not the object: calling an instance goes through its type's
-        # `__call__` slot (about 1,000 instructions more than a bound method's call).
-        plans = RoutePlans(governance, rand).__call__
+        # Kept by route: a call's plan is one dict look-up, made once per route.
+        by_route = RoutePlans(governance, rand)
     return RetryFilter(
-        policy_for, stats, clock, gateway_codes=gateway_codes, plans=plans, sleep=sleep
+        policy_for, stats, clock, gateway_codes=gateway_codes, plans_by_route=by_route, sleep=sleep
     )

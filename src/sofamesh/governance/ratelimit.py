@@ -191,11 +191,10 @@ class QpsLimiter:
 
     holds_calls = False
 
-    __slots__ = ("_count", "_enforcer", "_interval", "_passed", "_per_sec", "_warm", "_window")
+    __slots__ = ("_cap", "_enforcer", "_interval", "_passed", "_per_sec", "_warm", "_window")
 
     def __init__(self, config: FlowConfig, rand: Callable[[], float] | None = None) -> None:
         self._window = RollingWindow(config.stat_interval, config.buckets)
-        self._count = config.count
         self._interval = config.stat_interval
         self._enforcer = Enforcer(config.enforcement, rand)
         self._passed = 0
@@ -203,25 +202,31 @@ class QpsLimiter:
         self._per_sec = _PerSecond()
         if config.behavior is Behavior.WARM_UP:
             self._warm = _WarmUpTokens(config.count, config.warm_up_period, config.cold_factor)
+        # Sentinel: passQps + acquireCount > count, with passQps = passed / interval, i.e.
+        # passed > (count - 1) * interval; for a whole `passed`, the same as passed > the
+        # floor of it: an int compare, specialised, on every call (None: warm-up's own limit).
+        cap = (config.count - 1) * config.stat_interval
+        self._cap = (math.floor(cap) if math.isfinite(cap) else cap) if self._warm is None else None
 
     def try_acquire(self, now: float) -> Pace:
         enforcer = self._enforcer
         if not (enforcer.always or enforcer.sample()):
             return SKIP
-        limit = self._count
-        if self._warm is not None:
+        cap = self._cap
+        if cap is None:
+            assert self._warm is not None
             second = self._per_sec.roll(now)
             self._warm.sync(second, self._per_sec.previous)
-            limit = self._warm.rate()
-        # Sentinel: passQps + acquireCount > count, with passQps = passed / interval.
+            cap = (self._warm.rate() - 1) * self._interval
         # Checked and counted in the window inline (one roll): this runs on every call.
         window = self._window
         slot = window.base if now < window.end else window.roll(now)
-        if window.sums[0] > (limit - 1) * self._interval:
+        if window.sums[0] > cap:
             return SHADOW if self._enforcer.reject() is Verdict.SHADOW else REJECT
         window.cells[slot] += 1
         window.sums[0] += 1
-        self._per_sec.count += 1
+        if self._warm is not None:  # warm-up's per-second count (nothing else reads it)
+            self._per_sec.count += 1
         self._passed += 1
         return ADMIT
 
@@ -232,7 +237,8 @@ class QpsLimiter:
         """Un-count an admission a later rule rejected (Sentinel counts passes after all rules)."""
         if pace.verdict is Verdict.ADMIT:
             self._window.add(now, 0, -1)
-            self._per_sec.count -= 1
+            if self._warm is not None:
+                self._per_sec.count -= 1
             self._passed -= 1
 
     def statistics(self, now: float) -> FlowStatistics:

@@ -51,7 +51,7 @@ def merge_state(into: Stats, state: dict[str, Any]) -> None:
 
 
 def _add(cs: CallStats, state: dict[str, Any]) -> None:
-    cs.total += int(state["total"])
+    # `total` is the sum of `by_status`, added below (the state's "total" is the same sum).
     cs.active += int(state["active"])
     for status, codes in state["by_status"].items():
         mine = cs.by_status.setdefault(Status(status), {})
@@ -59,7 +59,6 @@ def _add(cs: CallStats, state: dict[str, Any]) -> None:
             mine[int(code)] = mine.get(int(code), 0) + int(n)
     h = cs.latency
     h.counts = [a + int(b) for a, b in zip(h.counts, state["counts"], strict=True)]
-    h.count = sum(h.counts)
     h.sum_ms += float(state["sum_ms"])
 
 

@@ -99,9 +99,10 @@ class BalanceFilter:
             result.endpoint = ep
             end = now_of()
             status = result.status
-            cluster.record(
-                ep, status is not _OK and status.is_failure, status, (end - now) * 1000, end
-            )
+            if status is _OK:  # the common outcome, recorded without the failure's tests
+                cluster.settled(ep, (end - now) * 1000, end)
+            else:
+                cluster.record(ep, status.is_failure, status, (end - now) * 1000, end)
             return result
 
         return balance

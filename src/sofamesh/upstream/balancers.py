@@ -48,12 +48,41 @@ HashTableFactory = Callable[[Sequence[Endpoint]], HashTable]
 
 
 class RoundRobinBalancer:
+    """Smooth weighted round robin, by index while one list of equal weights repeats.
+
+    The smooth algorithm keeps a current weight per endpoint key and walks every
+    candidate on every pick. Over equal weights `w` and `n` candidates it cycles in
+    list order from all-zero weights, and after `k` picks of a cycle the weights are
+    ``(k - n) * w`` for the first `k` and ``k * w`` for the rest. So when a pick leaves
+    that state after one step (k = 1) and the next call brings the same list object
+    (a cluster's or a subset's rotation, kept until membership changes), the turn is
+    just the next index; the weights are written back, from `k`, when another list
+    comes. The picks are the smooth algorithm's exactly, without its walk.
+    """
+
+    __slots__ = ("_current", "_list", "_next", "_weight")
+
     def __init__(self) -> None:
         self._current: dict[str, int] = {}
+        self._list: Sequence[Endpoint] | None = None  # the list picked by index, if any
+        self._next = 0  # its next turn: `k`, the picks of this cycle so far
+        self._weight = 0  # the weight each of its endpoints has
 
     def pick(self, candidates: Sequence[Endpoint], inv: Invocation | None = None) -> Endpoint:
-        if len(candidates) == 1:
+        n = len(candidates)
+        if n == 1:
             return candidates[0]
+        if candidates is self._list:
+            k = self._next
+            self._next = k + 1 if k + 1 < n else 0
+            return candidates[k]
+        if self._list is not None:
+            self._write_back()
+        best = self._smooth(candidates)
+        self._by_index_from_here(candidates)
+        return best
+
+    def _smooth(self, candidates: Sequence[Endpoint]) -> Endpoint:
         total = 0
         best: Endpoint | None = None
         best_weight = 0
@@ -71,6 +100,29 @@ class RoundRobinBalancer:
             keep = {ep.key for ep in candidates}
             self._current = {k: v for k, v in cur.items() if k in keep}
         return best
+
+    def _by_index_from_here(self, candidates: Sequence[Endpoint]) -> None:
+        """Take the next picks by index if the smooth pick just made left the first step
+        of an equal-weight cycle (the first endpoint picked from all-zero weights)."""
+        w = candidates[0].weight or 1
+        n = len(candidates)
+        cur = self._current
+        if cur.get(candidates[0].key) != (1 - n) * w:
+            return
+        for ep in candidates[1:]:
+            if (ep.weight or 1) != w or cur.get(ep.key) != w:
+                return
+        self._list, self._next, self._weight = candidates, 1, w
+
+    def _write_back(self) -> None:
+        """The weights the smooth algorithm would hold after `k` picks of the cycle."""
+        candidates, k, w = self._list, self._next, self._weight
+        assert candidates is not None
+        n = len(candidates)
+        cur = self._current
+        for j, ep in enumerate(candidates):
+            cur[ep.key] = (k - n) * w if j < k else k * w
+        self._list = None
 
 
 def _weighted_choice(candidates: Sequence[Endpoint], rand: Callable[[], float]) -> Endpoint:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from sofamesh.upstream.removals import Change
     from sofamesh.upstream.success_rate import SuccessRateDetector
 
+# Read on every call: `Status.OK` is `EnumType.__getattr__`'s slow path on Python 3.11.
+_OK = Status.OK
 # The manager's logger too: a cluster's changes and the manager's decisions read as one.
 log = logging.getLogger("sofamesh.upstream.cluster")
 
@@ -221,6 +223,22 @@ class Cluster:
         if row is None:
             row = self._rows[ep.key] = self._stats.endpoint(self.service, ep.address)
         row.record(status, ms, 0)  # every argument given: a call filling a default costs more
+
+    def settled(self, ep: Endpoint, ms: float, now: float) -> None:
+        """An OK call on `ep`: `record(ep, False, Status.OK, ms, now)`, the common outcome,
+        without the tests and arguments it needs for the rest."""
+        key = ep.key
+        if self.success_rate is not None:
+            self.success_rate.record(key, True, now)
+        host = self.outlier.hosts.get(key)
+        if host is not None and not host.times_ejected:
+            host.streak = 0
+        else:  # never ejects on a success; decays a past ejection's count
+            self.outlier.record(key, False, now)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = self._stats.endpoint(self.service, ep.address)
+        row.record(_OK, ms, 0)
 
     def describe(self) -> dict[str, Any]:
         now = self._clock.now()

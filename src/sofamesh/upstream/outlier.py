@@ -44,7 +44,9 @@ class OutlierConfig:
 
 
 @attrs.define
-class _HostState:
+class HostState:
+    """One endpoint's streak and ejections (`Cluster` resets a healthy host's streak itself)."""
+
     streak: int = 0
     times_ejected: int = 0
     ejected_until: float | None = None
@@ -71,7 +73,7 @@ class OutlierDetector:
     def __init__(self, config: OutlierConfig) -> None:
         self.config = config
         # By endpoint key; `Cluster.record` resets a healthy host's streak itself.
-        self.hosts: dict[str, _HostState] = {}
+        self.hosts: dict[str, HostState] = {}
         self._ejections_total = 0
         self._overflow = 0
         # When the last ejection made so far ends: past it, no host is ejected, which
@@ -84,7 +86,7 @@ class OutlierDetector:
         for gone in self.hosts.keys() - keys:
             del self.hosts[gone]
         for new in keys - self.hosts.keys():
-            self.hosts[new] = _HostState()
+            self.hosts[new] = HostState()
 
     def is_ejected(self, key: str, now: float) -> bool:
         host = self.hosts.get(key)
@@ -112,14 +114,14 @@ class OutlierDetector:
             return False
         return self._eject(host, now)
 
-    def _decay(self, host: _HostState, now: float) -> None:
+    def _decay(self, host: HostState, now: float) -> None:
         if host.times_ejected and host.ejected_until is None:
             periods = int((now - host.back_since) // self.config.base_ejection_time)
             if periods > 0:
                 host.times_ejected = max(0, host.times_ejected - periods)
                 host.back_since = now
 
-    def _eject(self, host: _HostState, now: float) -> bool:
+    def _eject(self, host: HostState, now: float) -> bool:
         if not self._room_for_one_more(now):
             self._overflow += 1
             host.streak = 0

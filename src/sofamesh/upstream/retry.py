@@ -96,6 +96,19 @@ class RetryPlan(Protocol):
 RetryPlans = Callable[[Invocation], "RetryPlan | None"]
 
 
+class PlansByRoute(Protocol):
+    """Plans kept by the call's route (`inv.route`), read with one look-up; `plan` answers
+    when `get` has none: it makes the route's plan once, or says again it has none."""
+
+    def get(self, route: object, /) -> RetryPlan | None: ...
+
+    def plan(self, inv: Invocation) -> RetryPlan | None: ...
+
+
+def _no_plan(_inv: Invocation) -> None:
+    return None
+
+
 class RetryFilter:
     def __init__(
         self,
@@ -105,13 +118,17 @@ class RetryFilter:
         *,
         gateway_codes: GatewayCodes = no_gateway_codes,
         plans: RetryPlans | None = None,
+        plans_by_route: PlansByRoute | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
+        """`plans`: a call's plan, asked on every call; `plans_by_route`: plans by route,
+        read with one look-up (governance's routes). Neither: connect-failure retries only."""
         self._policy_for = policy_for
         self._stats = stats
         self._clock = clock
         self._gateway_codes = gateway_codes
         self._plans = plans
+        self._by_route = plans_by_route
         self._sleep = sleep
 
     def invoke(self, inv: Invocation, call_next: Handler) -> Awaitable[Result]:
@@ -122,10 +139,18 @@ class RetryFilter:
         # directly (unless the plan has a per-try timeout), and an answer that ends the
         # call (OK, without a plan retrying OK answers) costs no call but the try itself.
         plans, connect_retries, by_plan = self._plans, self._connect_retries, self._by_plan
-        attempt = self._attempt
+        attempt, by_route = self._attempt, self._by_route
+        kept = by_route.get if by_route is not None else None  # a bound dict method: C only
+        ask: RetryPlans = by_route.plan if by_route is not None else (plans or _no_plan)
 
         async def retry(inv: Invocation) -> Result:
-            plan = plans(inv) if plans is not None else None
+            if kept is not None:
+                route = inv.route
+                plan = kept(route) if route is not None else None
+                if plan is None and route is not None:
+                    plan = ask(inv)
+            else:
+                plan = ask(inv) if plans is not None else None
             if plan is None:
                 result = await call_next(inv)
                 if result.status is _OK:

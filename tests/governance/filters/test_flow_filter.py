@@ -153,3 +153,12 @@ async def test_enforced_share_zero_is_shadow_mode() -> None:
     assert all([(await handler(call())).ok for _ in range(5)])
     row = g.snapshot()["rules"]["rate_limits"][0]
     assert row["shadowed"] == 4 and row["rejected"] == 0 and row["passed"] == 1
+
+
+async def test_a_service_wide_limit_counts_every_method_and_caller_together() -> None:
+    clock = FakeClock()
+    g = governance({"rate_limits": [qps(3)]}, clock)
+    handler = chain([FlowFilter(g, clock, "inbound")], Terminal())
+    calls = [call(method="/a", caller="web"), call(method="/b", caller="batch"), call(method="/c")]
+    assert [(await handler(c)).ok for c in calls] == [True] * 3
+    assert not (await handler(call(method="/d", caller="mobile"))).ok

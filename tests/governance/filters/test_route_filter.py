@@ -126,6 +126,8 @@ async def test_empty_subset_is_no_endpoint_unless_fallback_any() -> None:
     assert (await handler(call())).status is Status.NO_ENDPOINT
     g.load({"routes": [route(split=[{"subset": {"version": "v9"}}], subset_fallback="any")]}, "t")
     assert (await handler(call())).ok and term.endpoints == [V1]
+    # Again, once the empty subset has been worked out: a fallback is no single-subset target.
+    assert (await handler(call())).ok and term.endpoints == [V1, V1]
 
 
 async def test_ejected_subset_falls_back_in_preference_order_then_panics() -> None:

@@ -116,9 +116,11 @@ class BreakerFilter:
 
         async def guard(inv: Invocation) -> Result:
             index = holder.current.breakers
-            found = index.cache.get((inv.service, inv.method))  # `lookup`'s hit, inline
+            found = index.whole.get(inv.service)  # service-wide rules only: by the name
             if found is None:
-                found = index.lookup(inv.service, inv.method)
+                found = index.cache.get((inv.service, inv.method))  # `lookup`'s hit, inline
+                if found is None:
+                    found = index.lookup(inv.service, inv.method)
             if not found:
                 return await call_next(inv)
             if len(found) > 1:

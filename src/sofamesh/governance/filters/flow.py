@@ -143,6 +143,13 @@ class FlowIndex:
             ((s, m, FlowResource(ls)) for (s, m), ls in grouped.items()), lambda r, _m: r
         )
         self.services = self._scope.services
+        # A service whose every limit is service-wide and for any caller, one limiter each:
+        # what applies to all its calls, found by the name alone (no key tuple per call).
+        self.whole = {
+            s: tuple(n for r in resources for n in r.for_call("", ""))
+            for s, resources in self._scope.whole.items()
+            if all(leaf.rule.caller == ANY_CALLER for r in resources for leaf in r.leaves)
+        }
         # What applies to (service, method, caller); the filter reads a hit itself.
         self.cache: BoundedDict[tuple[str, str, str], tuple[Named, ...]] = BoundedDict(max_keys)
 
@@ -187,11 +194,13 @@ class FlowFilter:
         def limit(inv: Invocation) -> Awaitable[Result]:
             state = holder.current
             index: FlowIndex = (state.outbound if outbound else state.inbound).rate_limits
-            if inv.service not in index.services:
-                return call_next(inv)
-            found = index.cache.get((inv.service, inv.method, inv.caller))  # `lookup`'s hit
+            found = index.whole.get(inv.service)  # service-wide limits only: by the name
             if found is None:
-                found = index.lookup(inv.service, inv.method, inv.caller)
+                if inv.service not in index.services:
+                    return call_next(inv)
+                found = index.cache.get((inv.service, inv.method, inv.caller))  # `lookup`'s hit
+                if found is None:
+                    found = index.lookup(inv.service, inv.method, inv.caller)
             if not found:
                 return call_next(inv)
             if len(found) > 1:
@@ -203,7 +212,7 @@ class FlowFilter:
             pace = limiter.try_acquire(now)
             if not pace.admitted:
                 return completed(_limited(name, inv))
-            if pace.delay > 0 or limiter.holds_calls:
+            if pace.delay > 0.0 or limiter.holds_calls:  # float with float: specialised
                 return held(name, limiter, pace, now, inv, call_next)
             # A QPS admission has nothing to give back: no coroutine frame for the call.
             return call_next(inv)

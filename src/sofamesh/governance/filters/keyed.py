@@ -51,7 +51,7 @@ class Carry:
 class ScopeIndex(Generic[T, R]):
     """Leaves by (service, method); `lookup` resolves and caches what applies to one call."""
 
-    __slots__ = ("_each", "_max", "_method", "_resolve", "_service", "cache", "services")
+    __slots__ = ("_each", "_max", "_method", "_resolve", "_service", "cache", "services", "whole")
 
     def __init__(
         self,
@@ -67,6 +67,15 @@ class ScopeIndex(Generic[T, R]):
             for service in aliases(given):
                 self._add(service, method, leaf)
         self.services = frozenset([*self._service, *self._each, *(s for s, _ in self._method)])
+        # What applies to a service whose every rule is service-wide, resolved for method "":
+        # for a `resolve` that answers a service-wide leaf alike for every method (the
+        # breakers'), `lookup`'s answer found by the name alone, with no key tuple per call.
+        by_method = {s for s, _ in self._method}
+        self.whole: dict[str, tuple[R, ...]] = {
+            s: tuple(resolve(leaf, "") for leaf in leaves)
+            for s, leaves in self._service.items()
+            if s not in self._each and s not in by_method
+        }
         # What applies to (service, method): a filter may read a hit itself, without `lookup`.
         self.cache: dict[tuple[str, str], tuple[R, ...]] = {}
         self._max = maxsize

@@ -1,7 +1,7 @@
 """A route's retry policy as a `RetryPlan` for `upstream/retry.py`'s `RetryFilter`.
 
-`RoutePlans` gives the retry filter a plan for a call whose `inv.route` carries
-a `RetryPolicy`; other calls get the filter's connect-failure retries. A plan
+`RoutePlans` gives the retry filter a plan, kept by route, for a call whose `inv.route`
+carries a `RetryPolicy`; other calls get the filter's connect-failure retries. A plan
 tries the call up to `attempts` times (the first included, as gRPC's
 ``maxAttempts``):
 
@@ -185,22 +185,24 @@ class PolicyPlan:
             self._leaf.per_try_timeouts += 1
 
 
-class RoutePlans:
-    """The retry filter's `plans`: a plan for a call whose route has a retry policy."""
+class RoutePlans(BoundedDict[object, "PolicyPlan | None"]):
+    """The retry filter's `plans_by_route`: a plan per target whose route has a retry policy.
+
+    A plan holds no per-call state, so the one made for a target serves every call it
+    routes; a target without a retry policy is kept too, as None, and asked about once.
+    """
 
     def __init__(self, holder: Holder | None, rand: Callable[[], float] = random.random) -> None:
+        super().__init__(4096)
         self._holder = holder
         self._rand = rand
-        # A plan holds no per-call state, so one per target serves every call it routes.
-        self._plans: BoundedDict[Target, PolicyPlan] = BoundedDict(4096)
 
-    def __call__(self, inv: Invocation) -> PolicyPlan | None:
+    def plan(self, inv: Invocation) -> PolicyPlan | None:
+        """The plan of `inv`'s route: made and kept the first time the route is seen."""
         target = inv.route
-        if not isinstance(target, Target) or target.retry is None:
-            return None
-        plan = self._plans.get(target)
-        if plan is None:
-            plan = self._plans.put(
-                target, PolicyPlan(target.retry, target, self._holder, self._rand)
-            )
-        return plan
+        if target in self:
+            return self[target]
+        plan = None
+        if isinstance(target, Target) and target.retry is not None:
+            plan = PolicyPlan(target.retry, target, self._holder, self._rand)
+        return self.put(target, plan)

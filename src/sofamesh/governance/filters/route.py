@@ -120,9 +120,10 @@ class CompiledRoute:
         # The weighted split, which the filter draws from: targets and their running weights
         # (none for a split of one entry, which `target` answers without a draw).
         self.targets = [self._target((SubsetFilter.of(w.subset), *fallback)) for w in rule.split]
-        self.cumulative: list[int] = []
+        # As floats: the draw is a float, and `bisect` compares a float with a float faster.
+        self.cumulative: list[float] = []
         for w in rule.split if len(rule.split) > 1 else ():
-            self.cumulative.append((self.cumulative[-1] if self.cumulative else 0) + w.weight)
+            self.cumulative.append((self.cumulative[-1] if self.cumulative else 0.0) + w.weight)
         self._default = self._target((None,))
         self._tags: BoundedDict[tuple[str, bool], Target] = BoundedDict(1024)
 

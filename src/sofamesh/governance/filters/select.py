@@ -233,7 +233,7 @@ class BalancingLeaf:
 class Target:
     """One way to choose endpoints: what a matched route (or a service's default) decided."""
 
-    __slots__ = ("_balancing", "_subsets", "budget", "leaf", "mirror", "name", "retry")
+    __slots__ = ("_balancing", "_one", "_subsets", "budget", "leaf", "mirror", "name", "retry")
 
     def __init__(
         self,
@@ -246,6 +246,9 @@ class Target:
     ) -> None:
         self.name = name
         self._subsets = subsets or (None,)
+        # A target of one subset (a split entry's, the common route): `pick` reads it
+        # without walking the preference list.
+        self._one = subsets[0] if len(subsets) == 1 else None
         self._balancing = balancing
         self.retry = retry
         self.budget = budget
@@ -259,11 +262,9 @@ class Target:
         view: ClusterView = cluster
         members: Sequence[Endpoint]
         healthy: Sequence[Endpoint]
-        subsets = self._subsets
-        subset = subsets[0]
+        subset = self._one
         if (
-            len(subsets) == 1
-            and subset is not None
+            subset is not None
             and subset._source is view.endpoints
             and view.health is None
             and view.success_rate is None
