@@ -70,7 +70,7 @@ class BalanceFilter:
             now = inv.now  # the call's reading (`sofamesh.chain`), else the clock's
             if not cluster.is_ready:
                 await wait_ready(cluster.ready, inv)
-                now = None  # taken before the wait
+                now = inv.now = None  # taken before the wait (for what follows too)
             if now is None:
                 now = now_of()
             if inv.deadline is not None and now >= inv.deadline:
