@@ -163,7 +163,7 @@ class LeanH2Codec(LeanControl):
             if len(payload) < 8:
                 raise ConnError(f.FRAME_SIZE_ERROR, "GOAWAY too short")
             last, code = f.u32(payload), f.u32(payload, 4)  # the R bit kept, as h2 has it
-            self.goaway = GoAway(error_code=code, last_stream_id=last, debug=payload[8:])
+            self.goaway = GoAway(code, last, payload[8:])
             out.append(self.goaway)
         elif ftype == f.CONTINUATION:
             # RFC 9113 §6.10, whatever the stream's state (h2 says STREAM_CLOSED on a closed one)
@@ -204,7 +204,7 @@ class LeanH2Codec(LeanControl):
                 self._credit(flow)  # nobody will read it: the window comes back at once
                 self._content_length_breach(sid, out)
                 return
-        out.append(DataReceived(stream_id=sid, data=data, flow_length=flow, end_stream=end))
+        out.append(DataReceived(sid, data, flow, end))
         if end:
             self._remote_end(stream)
 
@@ -213,7 +213,7 @@ class LeanH2Codec(LeanControl):
         malformed, a stream error; the application, which has its headers, hears of it."""
         self.guard.content_length_errors += 1
         self._stream_error(sid)
-        out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+        out.append(StreamReset(sid, f.PROTOCOL_ERROR, False))
 
     # -- HEADERS and CONTINUATION -------------------------------------------------------
 
@@ -296,7 +296,7 @@ class LeanH2Codec(LeanControl):
             self._stream_error(sid)
         else:
             stream.content_left = length
-            out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
+            out.append(HeadersReceived(sid, headers, end))
 
     def _more_headers(self, sid: int, headers: RawHeaders, end: bool, out: list[Event]) -> None:
         stream = self._streams[sid]
@@ -319,9 +319,9 @@ class LeanH2Codec(LeanControl):
         self._remote_end(stream)
         if any(k[:1] == b":" for k, _ in headers):  # RFC 9113 §8.1: no pseudo-fields
             self._stream_error(sid)
-            out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+            out.append(StreamReset(sid, f.PROTOCOL_ERROR, False))
         else:
-            out.append(TrailersReceived(stream_id=sid, headers=headers))
+            out.append(TrailersReceived(sid, headers))
 
     def _response(
         self, stream: LeanStream, headers: RawHeaders, end: bool, out: list[Event]
@@ -341,10 +341,10 @@ class LeanH2Codec(LeanControl):
         if problem:  # the application waits for this response: it must hear
             self.guard.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
-            out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+            out.append(StreamReset(sid, f.PROTOCOL_ERROR, False))
         else:
             stream.content_left = length
-            out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
+            out.append(HeadersReceived(sid, headers, end))
 
     def _stream_closed_error(self, sid: int, out: list[Event]) -> None:
         """A frame after the peer ended the stream (RFC 9113 §5.1): RST_STREAM(STREAM_CLOSED);
@@ -354,7 +354,7 @@ class LeanH2Codec(LeanControl):
             self._out.append(f.rst_stream(sid, f.STREAM_CLOSED))
             return
         self.reset(sid, f.STREAM_CLOSED)
-        out.append(StreamReset(stream_id=sid, error_code=f.STREAM_CLOSED, remote=True))
+        out.append(StreamReset(sid, f.STREAM_CLOSED, True))
 
     def _closed_check(self, sid: int) -> bool:
         """HEADERS on a stream that is gone: a stream error if it was reset (True), else

@@ -285,9 +285,9 @@ class LeanState:
                 self._peer_max_frame = value
             elif key == f.HEADER_TABLE_SIZE:
                 self._encoder.set_max_table_size(value)
-        events: list[Event] = [SettingsChanged(max_concurrent_streams=max_streams)]
+        events: list[Event] = [SettingsChanged(max_streams)]
         if window:
-            events.append(WindowOpened(stream_id=0))  # every stream's window moved
+            events.append(WindowOpened(0))  # every stream's window moved
         return events
 
     def _peer_window(self, value: int) -> None:
