@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import anyio
-
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.codecs.http1.paths import REJECT_REQUEST, PathError, normalize_target
@@ -57,7 +55,6 @@ class H2HttpHandler:
         self._max_body = max_body
         self._slashes = slashes  # path_with_escaped_slashes_action
         self._threshold = stream_threshold  # a response body above it streams (0: never)
-        self._scope: type[anyio.CancelScope] | None = None
 
     async def __call__(self, stream: H2Stream) -> None:
         assert stream.headers is not None
@@ -89,13 +86,11 @@ class H2HttpHandler:
         handler = self._handler
         if stream.conn.identity:  # mutual TLS: the caller is the verified peer
             handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
-        if self._scope is None:  # the backend's class: anyio.CancelScope looks it up per call
-            self._scope = type(anyio.CancelScope())
-        with self._scope() as scope:  # the caller's reset cancels the upstream call
-            stream.on_reset = scope.cancel
-            resp = await handler(req)
-        if scope.cancelled_caught:
-            return  # nobody is left to answer
+        # The caller's reset cancels the upstream call: the whole handler, through the
+        # scope of the worker that runs it (`H2Stream.cancel_handler`), nobody is left to answer.
+        stream.on_reset = stream.cancel_handler
+        resp = await handler(req)
+        stream.on_reset = None
         await _send_response(stream, resp)
 
 

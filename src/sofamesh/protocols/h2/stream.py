@@ -43,6 +43,7 @@ class H2Stream:
 
     __slots__ = (
         "_window_wait",
+        "cancel_handler",
         "chunks",
         "conn",
         "error",
@@ -64,7 +65,11 @@ class H2Stream:
         self.error: StreamResetError | None = None
         self.remote_closed = False
         self.local_closed = False
-        self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
+        # Called when the stream is reset or lost: a handler that wants to be cancelled
+        # then (its upstream call ended) sets it to `cancel_handler`, which `H2Server` sets
+        # while the handler runs (its worker's cancel scope: `CancellableWorkers`).
+        self.on_reset: Callable[[], None] | None = None
+        self.cancel_handler: Callable[[], None] | None = None
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.held = 0  # bytes buffered for it, request body or response (overload's measure)
         # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
