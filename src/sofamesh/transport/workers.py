@@ -1,4 +1,4 @@
-"""Worker tasks a multiplexed connection (Bolt, Dubbo) reuses, one per request in flight.
+"""Worker tasks a multiplexed connection (Bolt, Dubbo, HTTP/2) reuses, one per request in flight.
 
 Each request runs in a task of its own, so a slow one holds up nothing, but tasks are
 reused: starting an anyio task costs 13-17 µs. Every submitted item runs at once, on an
@@ -14,6 +14,9 @@ its wrapper, `asyncio.Event`'s Python code and a running-loop look-up per wait (
 `getpid` system call on Python 3.11); on trio the backend's `anyio.Event`. The workers'
 own wake-ups, one per request, go further (`Waker`): on asyncio the future itself, awaited
 and resolved without a wrapper object or a Python frame around the wait.
+
+`CancellableWorkers` (HTTP/2 streams) also lets a running handler be cancelled, through
+one cancel scope per worker rather than one per item.
 """
 
 from __future__ import annotations
