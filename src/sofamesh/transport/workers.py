@@ -1,4 +1,4 @@
-"""Worker tasks a multiplexed connection (Bolt, Dubbo) reuses, one per request in flight.
+"""Worker tasks a multiplexed connection (Bolt, Dubbo, HTTP/2) reuses, one per request in flight.
 
 Each request runs in a task of its own, so a slow one holds up nothing, but tasks are
 reused: starting an anyio task costs 13-17 µs. Every submitted item runs at once, on an
@@ -14,6 +14,9 @@ its wrapper, `asyncio.Event`'s Python code and a running-loop look-up per wait (
 `getpid` system call on Python 3.11); on trio the backend's `anyio.Event`. The workers'
 own wake-ups, one per request, go further (`Waker`): on asyncio the future itself, awaited
 and resolved without a wrapper object or a Python frame around the wait.
+
+`CancellableWorkers` (HTTP/2 streams) also lets a running handler be cancelled, through
+one cancel scope per worker rather than one per item.
 """
 
 from __future__ import annotations
@@ -175,3 +178,68 @@ class Workers(Generic[T]):
         for worker in idle:
             if worker.wake is not None:
                 wake(worker.wake)
+
+
+class CancellableWorkers(Workers[T]):
+    """`Workers` whose running handler can be cancelled: `handle(item, cancel)` gets the
+    `cancel` of its worker's cancel scope, good until the handler returns.
+
+    A worker keeps one cancel scope for every item it runs, where a handler that
+    entered a scope of its own per item (to be cancelled when an HTTP/2 stream is
+    reset) paid for building, entering and leaving it each time (anyio's asyncio
+    scope: about 20k instructions). A cancelled scope is spent: the worker leaves
+    it once the handler returned and enters a new one for its next item. The
+    handler must stop using `cancel` when it returns (a late `cancel` would end the
+    worker's next item)."""
+
+    def __init__(
+        self,
+        tg: anyio.abc.TaskGroup,
+        handle: Callable[[T, Callable[[], None]], Awaitable[None]],
+        name: str = "worker",
+    ) -> None:
+        super().__init__(tg, self._unused, name)
+        self._run = handle
+        self._scope = type(anyio.CancelScope())  # the backend's class, looked up once
+
+    async def _unused(self, item: T) -> None:  # pragma: no cover - `_work` calls `_run`
+        raise NotImplementedError
+
+    async def _work(self, item: T) -> None:
+        me: _Worker[T] = _Worker()
+        run, make = self._run, self._waker
+        while True:
+            with self._scope() as scope:
+                cancel = scope.cancel
+                while True:
+                    await run(item, cancel)
+                    if self._closed:
+                        return
+                    if scope.cancel_called:
+                        break  # spent: the next item runs in a new scope
+                    me.wake = waker = make()
+                    self._idle.append(me)
+                    try:
+                        await waker
+                    finally:
+                        if me.item is None and me in self._idle:  # cancelled while idle
+                            self._idle.remove(me)
+                    if me.item is None:  # closed
+                        return
+                    item, me.item = me.item, None
+            next_item = await self._next_item(me)
+            if next_item is None:
+                return
+            item = next_item
+
+    async def _next_item(self, me: _Worker[T]) -> T | None:
+        """The worker's next item once it is idle; None once the pool closed."""
+        me.wake = waker = self._waker()
+        self._idle.append(me)
+        try:
+            await waker
+        finally:
+            if me.item is None and me in self._idle:  # cancelled while idle
+                self._idle.remove(me)
+        item, me.item = me.item, None
+        return item

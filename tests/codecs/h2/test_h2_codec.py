@@ -119,6 +119,25 @@ def test_data_is_cut_at_the_peers_frame_size() -> None:
     assert sizes == [16_384, 16_384, 7_232]
 
 
+@pytest.mark.parametrize(
+    ("size", "window", "end"),
+    [(5, 65_535, True), (16_384, 65_535, False), (1000, 1000, True), (1001, 1000, False)],
+)
+def test_a_message_that_fits_goes_as_one_data_frame(size: int, window: int, end: bool) -> None:
+    """The one-frame path and the general one agree: the frame, the flags, the windows."""
+    small = H2Limits(stream_window=window, connection_window=window)
+    c, _ = pair(server_limits=small)
+    sid = c.next_stream_id()
+    c.send_headers(sid, REQ)
+    c.data_to_send()
+    sent = c.send_data(sid, b"m" * size, end_stream=end)
+    fits = min(size, window)
+    assert sent == fits
+    flags = 0x1 if end and size <= window else 0
+    assert c.data_to_send() == frame(0x0, flags, sid, b"m" * fits)
+    assert c.window(sid) == window - fits
+
+
 def test_malformed_request_resets_only_its_stream() -> None:
     c, s = pair()
     bad = c.next_stream_id()

@@ -38,6 +38,7 @@ from sofamesh.codecs.h2 import (
     StreamGone,
     TrailersReceived,
 )
+from sofamesh.codecs.h2.compression import HeaderEncoder
 from sofamesh.codecs.h2.differential import (
     BodyTally,
     breach_seen,
@@ -473,3 +474,19 @@ def test_a_reset_of_an_idle_stream_is_a_protocol_error() -> None:
             PREFACE + bytes.fromhex(FOUND["RST_STREAM of an idle stream after ALTSVC"])
         )
     assert (caught.value.error_code, caught.value.reason) == (PROTOCOL_ERROR, RST_BEFORE_STREAMS)
+
+
+@pytest.mark.parametrize("length", [5, 6, 7])
+def test_a_settings_ack_with_a_payload_inside_a_header_block_is_a_protocol_error(
+    length: int,
+) -> None:
+    """RFC 9113 §6.10: a frame other than CONTINUATION inside a header block is a connection
+    PROTOCOL_ERROR; h2 (hyperframe) refuses an ACK with a payload as PROTOCOL_ERROR too, so a
+    payload of a length that is no multiple of 6 is not FRAME_SIZE_ERROR here."""
+    head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a")]
+    opened = frame(1, 0, 1, HeaderEncoder().encode(head)[:3])  # no END_HEADERS
+    data = PREFACE + frame(4, 0, 0, b"") + opened + frame(4, 1, 0, bytes(length))
+    judge(server, data)
+    with pytest.raises(H2ConnectionError) as caught:
+        server("lean").receive_data(data)
+    assert caught.value.error_code == PROTOCOL_ERROR

@@ -31,11 +31,21 @@ one is reused only while that holds: the decoder replays a block's table
 insertions, and reuses a block that refers to the table only while the
 table is unchanged since; the encoder reuses its output only while it has
 inserted nothing and not resized.
+
+Verdicts are remembered too (`decode_judged`, process-wide, `_JUDGED_ENTRIES`
+blocks of at most `_JUDGED_OCTETS`): the fields of a request or response head
+and what the codec's rules made of them (malformed or not, its
+content-length), so a byte-identical head is neither decoded nor checked
+again. Only a block that changed nothing in the table (no literal with
+incremental indexing, no size update) is remembered, and one that read the
+table only while the table is unchanged: anything else is not byte-stable.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import decode_huffman
@@ -51,6 +61,10 @@ _NOT_INDEXED = frozenset({b"grpc-timeout"})  # a new value per request: indexing
 _BLOCK_CACHE_ENTRIES = 16
 _BLOCK_CACHE_OCTETS = 1024
 _HUFFMAN_CACHE_LIMIT = 4096
+_JUDGED_ENTRIES = 256
+_JUDGED_OCTETS = 2048
+_CHANGED_TABLE = -2  # `HeaderDecoder._read`: the last block inserted or resized
+V = TypeVar("V")
 _STATIC_FULL = {pair: i + 1 for i, pair in reversed(list(enumerate(STATIC)))}
 _STATIC_NAME = {name: i + 1 for i, (name, _) in reversed(list(enumerate(STATIC)))}
 _INDEXED = [bytes((0x80 | i,)) for i in range(0x7F)]  # an indexed field of one octet
@@ -65,6 +79,13 @@ class HeaderListTooLarge(Exception):
     """The decoded header list passed `max_header_list_size`."""
 
 
+# (decoder, block) -> (the table version the block read or -1, the header list limit it was
+# decoded under, the judge, its fields, the judge's verdict): `HeaderDecoder.decode_judged`.
+_judged: dict[
+    tuple[HeaderDecoder, bytes], tuple[int, int, Any, tuple[tuple[bytes, bytes], ...], Any]
+] = {}
+
+
 class HeaderDecoder:
     """The peer's HPACK context: decodes one header block at a time, in order."""
 
@@ -72,6 +93,7 @@ class HeaderDecoder:
         "_blocks",
         "_cache",
         "_capacity",
+        "_read",
         "_size",
         "_table",
         "_version",
@@ -92,17 +114,46 @@ class HeaderDecoder:
         # read or -1, the header list's size)
         self._blocks: dict[bytes, tuple[RawHeaders, RawHeaders, int, int, int]] = {}
         self._version = 0  # changes with every change of the table
+        # What the last block decoded depended on: the table version it read, -1 if
+        # nothing of the table, or _CHANGED_TABLE (it inserted or resized).
+        self._read = _CHANGED_TABLE
+
+    def decode_judged(self, block: bytes, judge: Callable[[RawHeaders], V]) -> tuple[RawHeaders, V]:
+        """`decode(block)` and `judge` (a pure function) of its fields; a block this decoder
+        decoded and judged alike before, and remembered then, is neither decoded nor judged
+        again (the fields come in a list of their own)."""
+        key = (self, block)
+        known = _judged.get(key)
+        if known is not None:
+            read, limit, how, remembered, verdict = known
+            if (
+                (read == -1 or read == self._version)
+                and how is judge
+                and limit == self.max_header_list_size
+            ):
+                return list(remembered), verdict
+        fields = self.decode(block)
+        verdict = judge(fields)
+        if self._read != _CHANGED_TABLE and len(block) <= _JUDGED_OCTETS:
+            if len(_judged) >= _JUDGED_ENTRIES:
+                del _judged[next(iter(_judged))]  # the oldest
+            entry = (self._read, self.max_header_list_size, judge, tuple(fields), verdict)
+            _judged[key] = entry
+        return fields, verdict
 
     def decode(self, block: bytes) -> RawHeaders:
         """The fields of one complete header block; `CompressionError` if it is invalid."""
         known = self._blocks.get(block)
         if known is not None and (known[3] == -1 or known[3] == self._version):
-            fields, added, added_size, _, total = known
+            fields, added, added_size, read, total = known
             if total > self.max_header_list_size:
                 raise HeaderListTooLarge(f"header list larger than {self.max_header_list_size}")
+            self._read = read
             if added:
                 self._replay(added, added_size)
+                self._read = _CHANGED_TABLE
             return list(fields)
+        self._read = _CHANGED_TABLE  # until the block decoded
         try:
             return self._decode(block)
         except (IndexError, HPACKDecodingError) as exc:
@@ -150,8 +201,10 @@ class HeaderDecoder:
             if total > limit:
                 raise HeaderListTooLarge(f"header list larger than {limit} octets")
             out.append(field)
+        read = version if reads_table else -1
         if end <= _BLOCK_CACHE_OCTETS and not resized and not (reads_table and added):
-            self._remember(block, out, added, version if reads_table else -1, total)
+            self._remember(block, out, added, read, total)
+        self._read = _CHANGED_TABLE if resized or added else read
         return out
 
     def _remember(

@@ -65,6 +65,8 @@ _CONTINUATION_BACKLOG = 64  # frames in one header block, as h2 allows
 _PLAIN_BLOCK = f.END_HEADERS | f.PADDED | f.PRIORITY_FLAG  # of these, END_HEADERS alone
 _PUSH = 0x100  # not a flag on the wire: the header block being collected is a PUSH_PROMISE's
 NAKED_CONTINUATION = "CONTINUATION without a header block"
+Verdict = tuple[str, int | None]  # `malformed_request`'s or `malformed_response`'s
+_UNJUDGED: Verdict = ("", None)  # trailers: their rule is the codec's own
 
 
 class LeanH2Codec(LeanControl):
@@ -163,7 +165,7 @@ class LeanH2Codec(LeanControl):
             if len(payload) < 8:
                 raise ConnError(f.FRAME_SIZE_ERROR, "GOAWAY too short")
             last, code = f.u32(payload), f.u32(payload, 4)  # the R bit kept, as h2 has it
-            self.goaway = GoAway(error_code=code, last_stream_id=last, debug=payload[8:])
+            self.goaway = GoAway(code, last, payload[8:])
             out.append(self.goaway)
         elif ftype == f.CONTINUATION:
             # RFC 9113 §6.10, whatever the stream's state (h2 says STREAM_CLOSED on a closed one)
@@ -204,7 +206,7 @@ class LeanH2Codec(LeanControl):
                 self._credit(flow)  # nobody will read it: the window comes back at once
                 self._content_length_breach(sid, out)
                 return
-        out.append(DataReceived(stream_id=sid, data=data, flow_length=flow, end_stream=end))
+        out.append(DataReceived(sid, data, flow, end))
         if end:
             self._remote_end(stream)
 
@@ -213,7 +215,7 @@ class LeanH2Codec(LeanControl):
         malformed, a stream error; the application, which has its headers, hears of it."""
         self.guard.content_length_errors += 1
         self._stream_error(sid)
-        out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+        out.append(StreamReset(sid, f.PROTOCOL_ERROR, False))
 
     # -- HEADERS and CONTINUATION -------------------------------------------------------
 
@@ -254,11 +256,21 @@ class LeanH2Codec(LeanControl):
     def _header_block(
         self, flags: int, sid: int, prefix: bytes, block: bytes, out: list[Event]
     ) -> None:
-        new = sid not in self._streams
-        if new and not self.client_side and sid > self.highest_inbound_stream_id:
+        stream = self._streams.get(sid)
+        if stream is None and not self.client_side and sid > self.highest_inbound_stream_id:
             self.guard.inbound_streams += 1
+        # A request's head (server side) or a response's (client side) comes with the verdict
+        # of its rules, remembered for a byte-identical block (`decode_judged`); the rules
+        # are pure, so judging a block that turns out to be refused or 1xx changes nothing.
+        if stream is None:
+            judge = None if self.client_side else malformed_request
+        else:
+            judge = None if stream.headers_in else malformed_response
         try:
-            headers = self._decoder.decode(block)
+            if judge is None:
+                headers, verdict = self._decoder.decode(block), _UNJUDGED
+            else:
+                headers, verdict = self._decoder.decode_judged(block, judge)
         except HeaderListTooLarge as exc:
             raise Calm(str(exc)) from exc
         except CompressionError as exc:
@@ -266,12 +278,14 @@ class LeanH2Codec(LeanControl):
         if flags & f.PRIORITY_FLAG and depends_on_itself(prefix, flags, sid):
             raise ConnError(f.PROTOCOL_ERROR, f"stream {sid} depends on itself")
         end = bool(flags & f.END_STREAM)
-        if new:
-            self._new_stream(sid, headers, end, out)
+        if stream is None:
+            self._new_stream(sid, headers, verdict, end, out)
         else:
-            self._more_headers(sid, headers, end, out)
+            self._more_headers(stream, headers, verdict, end, out)
 
-    def _new_stream(self, sid: int, headers: RawHeaders, end: bool, out: list[Event]) -> None:
+    def _new_stream(
+        self, sid: int, headers: RawHeaders, verdict: Verdict, end: bool, out: list[Event]
+    ) -> None:
         if self.client_side or not sid % 2 or sid <= self.highest_inbound_stream_id:
             if self._closed_check(sid):
                 return
@@ -285,7 +299,7 @@ class LeanH2Codec(LeanControl):
             self.guard.refused_streams += 1
             self.reset(sid, f.REFUSED_STREAM)  # safe for the peer to retry (RFC 9113 §8.7)
             return
-        problem, length = malformed_request(headers)
+        problem, length = verdict
         if problem:
             self.guard.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
@@ -296,10 +310,12 @@ class LeanH2Codec(LeanControl):
             self._stream_error(sid)
         else:
             stream.content_left = length
-            out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
+            out.append(HeadersReceived(sid, headers, end))
 
-    def _more_headers(self, sid: int, headers: RawHeaders, end: bool, out: list[Event]) -> None:
-        stream = self._streams[sid]
+    def _more_headers(
+        self, stream: LeanStream, headers: RawHeaders, verdict: Verdict, end: bool, out: list[Event]
+    ) -> None:
+        sid = stream.id
         if stream.remote_closed:
             self._stream_closed_error(sid, out)
             return
@@ -309,7 +325,7 @@ class LeanH2Codec(LeanControl):
                 if end:
                     raise ConnError(f.PROTOCOL_ERROR, "informational response ends the stream")
                 return  # 1xx: the final response is still to come
-            self._response(stream, headers, end, out)
+            self._response(stream, headers, verdict, end, out)
             return
         if not end:
             raise ConnError(f.PROTOCOL_ERROR, f"trailers without END_STREAM on stream {sid}")
@@ -319,18 +335,18 @@ class LeanH2Codec(LeanControl):
         self._remote_end(stream)
         if any(k[:1] == b":" for k, _ in headers):  # RFC 9113 §8.1: no pseudo-fields
             self._stream_error(sid)
-            out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+            out.append(StreamReset(sid, f.PROTOCOL_ERROR, False))
         else:
-            out.append(TrailersReceived(stream_id=sid, headers=headers))
+            out.append(TrailersReceived(sid, headers))
 
     def _response(
-        self, stream: LeanStream, headers: RawHeaders, end: bool, out: list[Event]
+        self, stream: LeanStream, headers: RawHeaders, verdict: Verdict, end: bool, out: list[Event]
     ) -> None:
         """A final response (client side); a HEAD's has no content, whatever its
         content-length says (RFC 9110 §9.3.2, RFC 9113 §8.1.1)."""
         sid = stream.id
         stream.headers_in = True
-        problem, length = malformed_response(headers)
+        problem, length = verdict
         if length is not None and (b":method", b"HEAD") in (stream.request or ()):
             length = None
         if end and length and not problem:
@@ -341,10 +357,10 @@ class LeanH2Codec(LeanControl):
         if problem:  # the application waits for this response: it must hear
             self.guard.content_length_errors += bad_content_length(headers)
             self._stream_error(sid)
-            out.append(StreamReset(stream_id=sid, error_code=f.PROTOCOL_ERROR, remote=False))
+            out.append(StreamReset(sid, f.PROTOCOL_ERROR, False))
         else:
             stream.content_left = length
-            out.append(HeadersReceived(stream_id=sid, headers=headers, end_stream=end))
+            out.append(HeadersReceived(sid, headers, end))
 
     def _stream_closed_error(self, sid: int, out: list[Event]) -> None:
         """A frame after the peer ended the stream (RFC 9113 §5.1): RST_STREAM(STREAM_CLOSED);
@@ -354,7 +370,7 @@ class LeanH2Codec(LeanControl):
             self._out.append(f.rst_stream(sid, f.STREAM_CLOSED))
             return
         self.reset(sid, f.STREAM_CLOSED)
-        out.append(StreamReset(stream_id=sid, error_code=f.STREAM_CLOSED, remote=True))
+        out.append(StreamReset(sid, f.STREAM_CLOSED, True))
 
     def _closed_check(self, sid: int) -> bool:
         """HEADERS on a stream that is gone: a stream error if it was reset (True), else

@@ -30,7 +30,7 @@ class LeanControl(LeanState):
             self._send_window += increment
             if self._send_window > _MAX_WINDOW:
                 raise ConnError(f.FLOW_CONTROL_ERROR, "connection window above 2**31-1")
-            out.append(WindowOpened(stream_id=0))
+            out.append(WindowOpened(0))
             return
         stream = self._streams.get(sid)
         if stream is None:
@@ -39,9 +39,9 @@ class LeanControl(LeanState):
         stream.send_window += increment
         if stream.send_window > _MAX_WINDOW:
             self.reset(sid, f.FLOW_CONTROL_ERROR)
-            out.append(StreamReset(stream_id=sid, error_code=f.FLOW_CONTROL_ERROR, remote=True))
+            out.append(StreamReset(sid, f.FLOW_CONTROL_ERROR, True))
             return
-        out.append(WindowOpened(stream_id=sid))
+        out.append(WindowOpened(sid))
 
     def _rst_stream(self, sid: int, payload: bytes, out: list[Event]) -> None:
         if len(payload) != 4:
@@ -57,7 +57,7 @@ class LeanControl(LeanState):
             self.guard.premature()
         self._close(stream, CLOSED_BY_RESET)
         code = f.u32(payload)
-        out.append(StreamReset(stream_id=sid, error_code=code, remote=True))
+        out.append(StreamReset(sid, code, True))
 
     def _ping(self, flags: int, payload: bytes) -> None:
         if len(payload) != 8:

@@ -60,6 +60,15 @@ def data_shape(flags: int, payload: bytes) -> None:
         unpad(payload)
 
 
+def settings_shape(flags: int, payload: bytes) -> None:
+    """hyperframe refuses an ACK with a payload before it counts the payload's octets, so that
+    is PROTOCOL_ERROR (h2's answer, inside a header block or not) whatever its length."""
+    if flags & f.ACK and payload:
+        raise ConnError(f.PROTOCOL_ERROR, "SETTINGS ACK with a payload")
+    if len(payload) % 6:
+        raise ConnError(f.FRAME_SIZE_ERROR, "SETTINGS of the wrong size")
+
+
 def push_promise_shape(flags: int, payload: bytes) -> None:
     start = 1 if flags & f.PADDED else 0
     if len(payload) < start + 4:
@@ -82,7 +91,7 @@ SHAPED: dict[int, Callable[[int, bytes], None]] = {
     f.HEADERS: block_start,  # type: ignore[dict-item]
     f.PRIORITY: sized("PRIORITY", lambda n: n == 5),
     f.RST_STREAM: sized("RST_STREAM", lambda n: n == 4),
-    f.SETTINGS: sized("SETTINGS", lambda n: n % 6 == 0),
+    f.SETTINGS: settings_shape,
     f.PING: sized("PING", lambda n: n == 8),
     f.GOAWAY: sized("GOAWAY", lambda n: n >= 8),
     f.WINDOW_UPDATE: sized("WINDOW_UPDATE", lambda n: n == 4),

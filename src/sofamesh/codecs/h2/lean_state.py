@@ -163,6 +163,17 @@ class LeanState:
                 self._local_end(stream)
             return 0
         window = min(stream.send_window, self._send_window)
+        if total <= window and total <= self._peer_max_frame:
+            # The common case, a whole message in one frame: no loop, no slicing.
+            flags = f.END_STREAM if end_stream else 0
+            head = f.HEADER.pack(total >> 8, total & 0xFF, f.DATA, flags, stream_id)
+            self._out += (head, data)  # type: ignore[arg-type]
+            self.guard.data_frames_sent += 1
+            stream.send_window -= total
+            self._send_window -= total
+            if end_stream:
+                self._local_end(stream)
+            return total
         frame, out, sent, pack = self._peer_max_frame, self._out, 0, f.HEADER.pack
         while sent < total and window > 0:
             n = min(total - sent, window, frame)
@@ -285,9 +296,9 @@ class LeanState:
                 self._peer_max_frame = value
             elif key == f.HEADER_TABLE_SIZE:
                 self._encoder.set_max_table_size(value)
-        events: list[Event] = [SettingsChanged(max_concurrent_streams=max_streams)]
+        events: list[Event] = [SettingsChanged(max_streams)]
         if window:
-            events.append(WindowOpened(stream_id=0))  # every stream's window moved
+            events.append(WindowOpened(0))  # every stream's window moved
         return events
 
     def _peer_window(self, value: int) -> None:

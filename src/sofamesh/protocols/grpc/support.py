@@ -111,7 +111,12 @@ class GrpcListener:
             inv.caller, inv.peer = app_of(stream.conn.identity), stream.conn.identity
         chain = self._chain_of(inv, head.refused)
         try:
-            result = chain if isinstance(chain, Result) else await self._run(chain, inv, stream)
+            if isinstance(chain, Result):
+                result: Result | None = chain
+            else:
+                stream.on_reset = stream.cancel_handler  # the caller's reset ends the call
+                result = await self._run(chain, inv, stream)
+                stream.on_reset = None
         finally:
             call.body.close()  # what a retry could have needed leaves the buffer budget
         if result is not None:
@@ -129,15 +134,21 @@ class GrpcListener:
         return chain
 
     async def _run(self, chain: Handler, inv: Invocation, stream: H2Stream) -> Result | None:
-        """The chain's result, or None if the caller reset the stream meanwhile."""
-        deadline = float("inf")
-        if self._enforce_deadline and inv.deadline is not None:
-            deadline = anyio.current_time() + inv.deadline - self._clock.now()
+        """The chain's result, or None if the caller reset the stream meanwhile.
+
+        The caller's reset cancels the whole handler, through the scope of the worker
+        that runs it (`H2Stream.cancel_handler`); a scope of its own only for a deadline
+        this listener enforces."""
+        if not self._enforce_deadline or inv.deadline is None:
+            try:
+                return await chain(inv)
+            except Exception:
+                log.exception("gRPC call to %s failed inside the mesh", inv.method)
+                return Result.failure(Status.INTERNAL, f"{inv.service}: internal mesh error")
+        deadline = anyio.current_time() + inv.deadline - self._clock.now()
         if self._scope is None:  # the backend's class: anyio.CancelScope looks it up per call
             self._scope = type(anyio.CancelScope())
-        # One scope for both ways a call ends early: the deadline, or the caller's reset.
-        with self._scope(deadline=deadline) as scope:
-            stream.on_reset = scope.cancel
+        with self._scope(deadline=deadline):
             try:
                 return await chain(inv)
             except Exception:

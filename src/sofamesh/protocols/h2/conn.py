@@ -48,7 +48,7 @@ from sofamesh.protocols.h2.stream import (
 )
 from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS
-from sofamesh.transport.workers import Signal, event_class
+from sofamesh.transport.workers import Signal, event_class, waker_class
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -87,6 +87,7 @@ class H2Connection:
         # One-waiter signals (a bare future on asyncio) for the writer's and each stream's
         # wake-ups: a few per call, where `anyio.Event` looks the backend up every time.
         self.signal = event_class()
+        self.waker = waker_class()  # a stream's read: a bare future on asyncio
         self._flush: Signal = self.signal()
         self._flush_due = False  # `_flush` is set: flush_soon need not set it again
         self._drained: anyio.Event | None = None
@@ -215,7 +216,8 @@ class H2Connection:
                         self.forget(s.id)
                 if (waiter := s.recv_wait) is not None:
                     s.recv_wait = None
-                    waiter.set()
+                    if not waiter.done():  # done: its wait was cancelled
+                        waiter.set_result(None)
             elif t is HeadersReceived:
                 assert isinstance(ev, HeadersReceived)
                 self._on_headers(ev)
@@ -229,7 +231,8 @@ class H2Connection:
                         self.forget(s.id)
                     if (waiter := s.recv_wait) is not None:
                         s.recv_wait = None
-                        waiter.set()
+                        if not waiter.done():
+                            waiter.set_result(None)
             elif t is WindowOpened:
                 assert isinstance(ev, WindowOpened)
                 self._window_opened(ev.stream_id)

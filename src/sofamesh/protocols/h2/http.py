@@ -13,9 +13,8 @@ request's `stream_threshold` is streamed (`bodies.py`); others are buffered up t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import anyio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from sofamesh.codecs.h2 import RawHeaders
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
@@ -57,46 +56,43 @@ class H2HttpHandler:
         self._max_body = max_body
         self._slashes = slashes  # path_with_escaped_slashes_action
         self._threshold = stream_threshold  # a response body above it streams (0: never)
-        self._scope: type[anyio.CancelScope] | None = None
 
-    async def __call__(self, stream: H2Stream) -> None:
+    def __call__(self, stream: H2Stream) -> Coroutine[Any, Any, None]:
+        """The stream's coroutine, returned: no frame of its own around the exchange."""
         assert stream.headers is not None
         method, target, headers = _request_head(stream.headers)
         try:  # the path every rule judges and the app receives (codecs/http1/paths.py)
             target = normalize_target(target, self._slashes)
         except PathError as exc:
             refusal = HttpResponse(400, [(b"content-type", b"text/plain")], f"{exc}\n".encode())
-            await _send_response(stream, refusal)
-            return
-        try:
-            await self._serve(stream, method, target, headers)
-        finally:  # the request body's bytes leave the buffer budget with the exchange
-            if stream.held:
-                OVERLOAD.held -= stream.held
-                stream.held = 0
+            return _send_response(stream, refusal)
+        return self._serve(stream, method, target, headers)
 
     async def _serve(
         self, stream: H2Stream, method: str, target: str, headers: list[tuple[bytes, bytes]]
     ) -> None:
-        if stream.remote_closed and not stream.chunks:
-            body: bytes | None = b""  # a GET's HEADERS ended the stream: nothing to read
-        else:
-            body = await _read_body(stream, self._max_body)
-        if body is None:
-            await _send_response(stream, _too_large())
-            return
-        req = HttpRequest(method, target, headers, body, stream_threshold=self._threshold)
-        handler = self._handler
-        if stream.conn.identity:  # mutual TLS: the caller is the verified peer
-            handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
-        if self._scope is None:  # the backend's class: anyio.CancelScope looks it up per call
-            self._scope = type(anyio.CancelScope())
-        with self._scope() as scope:  # the caller's reset cancels the upstream call
-            stream.on_reset = scope.cancel
+        try:
+            if stream.remote_closed and not stream.chunks:
+                body: bytes | None = b""  # a GET's HEADERS ended the stream: nothing to read
+            else:
+                body = await _read_body(stream, self._max_body)
+            if body is None:
+                await _send_response(stream, _too_large())
+                return
+            req = HttpRequest(method, target, headers, body, stream_threshold=self._threshold)
+            handler = self._handler
+            if stream.conn.identity:  # mutual TLS: the caller is the verified peer
+                handler = handler_for(handler, stream.conn.identity)  # type: ignore[arg-type,assignment]
+            # The caller's reset cancels the upstream call: the whole handler, through the scope
+            # of the worker that runs it (`H2Stream.cancel_handler`), nobody is left to answer.
+            stream.on_reset = stream.cancel_handler
             resp = await handler(req)
-        if scope.cancelled_caught:
-            return  # nobody is left to answer
-        await _send_response(stream, resp)
+            stream.on_reset = None
+            await _send_response(stream, resp)
+        finally:  # the request body's bytes leave the buffer budget with the exchange
+            if stream.held:
+                OVERLOAD.held -= stream.held
+                stream.held = 0
 
 
 # Request and response heads a connection repeats, split or built once (a client sends the

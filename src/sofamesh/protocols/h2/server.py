@@ -11,7 +11,9 @@ to that protocol's server the same way, so the port serves it too. A handler
 that fails resets its stream (INTERNAL_ERROR) and the connection's other
 streams carry on. A stream the peer reset before its
 handler started never runs it (no upstream call for a rapid reset); one reset
-while its handler runs cancels the handler (the handlers set `on_reset`).
+while its handler runs cancels the handler if it asked to (setting `on_reset` to
+`H2Stream.cancel_handler`, which cancels the scope its worker keeps:
+`CancellableWorkers`, no scope of its own per stream).
 
 `drain()` stops accepting, sends every connection a GOAWAY (NO_ERROR) so
 clients open no new streams, lets the streams in flight finish, and returns
@@ -42,7 +44,7 @@ from sofamesh.transport.budget import OVERLOAD, Holding
 from sofamesh.transport.net import STREAM_ERRORS, format_address
 from sofamesh.transport.serving import ServerLifecycle
 from sofamesh.transport.tls import peer_identity
-from sofamesh.transport.workers import Workers
+from sofamesh.transport.workers import CancellableWorkers
 
 log = logging.getLogger("sofamesh.h2")
 
@@ -169,7 +171,7 @@ class H2Server:
 
     async def _serve_h2(self, sock: anyio.abc.ByteStream, first: bytes) -> None:
         async with anyio.create_task_group() as tg:
-            workers = Workers(tg, self._run_handler, "h2 stream")
+            workers = CancellableWorkers(tg, self._run_handler, "h2 stream")
             conn = H2Connection(
                 sock,
                 H2Codec(client_side=False, limits=self.limits),
@@ -189,8 +191,9 @@ class H2Server:
                 workers.close()
                 tg.cancel_scope.cancel()  # handlers of a dead connection have nobody to answer
 
-    async def _run_handler(self, stream: H2Stream) -> None:
+    async def _run_handler(self, stream: H2Stream, cancel: Callable[[], None]) -> None:
         self._streams += 1
+        stream.cancel_handler = cancel  # for the handler's `on_reset`, while it runs
         try:
             if stream.error is not None:
                 return  # reset before its handler ran (a rapid reset): no upstream call
@@ -206,6 +209,7 @@ class H2Server:
             log.exception("h2 handler failed on stream %d from %s", stream.id, stream.conn.peer)
             stream.reset(INTERNAL_ERROR)
         finally:
+            stream.on_reset = stream.cancel_handler = None  # the scope serves the next stream
             stream.conn.finished(stream)
 
     async def drain(self) -> None:

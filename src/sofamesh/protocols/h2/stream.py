@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from sofamesh.codecs.h2 import CANCEL, RawHeaders, StreamGone
-from sofamesh.transport.workers import Signal
+from sofamesh.transport.workers import Signal, Waker
 
 if TYPE_CHECKING:
     from sofamesh.protocols.h2.conn import H2Connection
@@ -43,6 +43,7 @@ class H2Stream:
 
     __slots__ = (
         "_window_wait",
+        "cancel_handler",
         "chunks",
         "conn",
         "error",
@@ -64,12 +65,18 @@ class H2Stream:
         self.error: StreamResetError | None = None
         self.remote_closed = False
         self.local_closed = False
-        self.on_reset: Callable[[], None] | None = None  # e.g. cancel the handler's scope
+        # Called when the stream is reset or lost: a handler that wants to be cancelled
+        # then (its upstream call ended) sets it to `cancel_handler`, which `H2Server` sets
+        # while the handler runs (its worker's cancel scope: `CancellableWorkers`).
+        self.on_reset: Callable[[], None] | None = None
+        self.cancel_handler: Callable[[], None] | None = None
         self.chunks: deque[tuple[bytes, int]] = deque()
         self.held = 0  # bytes buffered for it, request body or response (overload's measure)
-        # One task reads a stream and one writes it: one-waiter signals (`conn.signal`).
-        # (the connection's reader wakes `recv_wait` itself for a call's DATA and trailers)
-        self.recv_wait: Signal | None = None
+        # One task reads a stream and one writes it: one-waiter signals (`conn.signal`);
+        # the reads, a few per call, await a bare `Waker` (`conn.waker`: on asyncio the
+        # future itself). The connection's reader wakes `recv_wait` itself for a call's DATA
+        # and trailers.
+        self.recv_wait: Waker | None = None
         self._window_wait: Signal | None = None
 
     # -- receiving ----------------------------------------------------------------------
@@ -79,8 +86,8 @@ class H2Stream:
         while self.headers is None:
             if self.error is not None:
                 raise self.error
-            self.recv_wait = ev = self.conn.signal()
-            await ev.wait()
+            self.recv_wait = waker = self.conn.waker()
+            await waker
         return self.headers
 
     async def receive_data(self) -> bytes | None:
@@ -91,8 +98,8 @@ class H2Stream:
                 return None
             if self.error is not None:
                 raise self.error
-            self.recv_wait = ev = self.conn.signal()
-            await ev.wait()
+            self.recv_wait = waker = self.conn.waker()
+            await waker
         data, flow = chunks.popleft()
         if flow:
             self.conn.ack(self.id, flow)
@@ -181,10 +188,11 @@ class H2Stream:
     # -- called by the connection -------------------------------------------------------
 
     def wake(self) -> None:
-        ev = self.recv_wait
-        if ev is not None:
+        waker = self.recv_wait
+        if waker is not None:
             self.recv_wait = None
-            ev.set()
+            if not waker.done():  # done: its wait was cancelled
+                waker.set_result(None)
 
     def wake_window(self) -> None:
         ev = self._window_wait
