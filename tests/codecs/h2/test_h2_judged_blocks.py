@@ -12,6 +12,7 @@ does (`judge`), whatever it remembered from the blocks before.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -161,3 +162,17 @@ def test_the_codec_reports_a_remembered_request_as_the_first() -> None:
     fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"h")]
     assert events == [HeadersReceived(1, fields, True), HeadersReceived(3, fields, True)]
     assert events[0].headers is not events[1].headers
+
+
+def test_a_closed_connections_decoder_is_not_kept_alive_by_its_remembered_blocks() -> None:
+    decoder = HeaderDecoder(16_384)
+    calls, rule = _counted()
+    plain = START + encode_integer(0, 4, 0x00) + _string(b"x-gone") + _string(b"1")
+    held = sys.getrefcount(decoder)
+    decoder.decode_judged(plain, rule)
+    decoder.decode_judged(plain, rule)
+    assert len(calls) == 1  # remembered,
+    assert sys.getrefcount(decoder) == held  # yet nothing more holds the decoder
+    fresh = HeaderDecoder(16_384)  # another connection's decoder: its own verdicts
+    fresh.decode_judged(plain, rule)
+    assert len(calls) == 2

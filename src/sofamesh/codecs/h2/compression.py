@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from itertools import count
 from typing import Any, TypeVar
 
 from hpack.exceptions import HPACKDecodingError
@@ -79,11 +80,12 @@ class HeaderListTooLarge(Exception):
     """The decoded header list passed `max_header_list_size`."""
 
 
-# (decoder, block) -> (the table version the block read or -1, the header list limit it was
-# decoded under, the judge, its fields, the judge's verdict): `HeaderDecoder.decode_judged`.
-_judged: dict[
-    tuple[HeaderDecoder, bytes], tuple[int, int, Any, tuple[tuple[bytes, bytes], ...], Any]
-] = {}
+# (decoder's serial, block) -> (the table version the block read or -1, the header list limit
+# it was decoded under, the judge, its fields, the judge's verdict):
+# `HeaderDecoder.decode_judged`. Keyed by a serial, not the decoder, so that a closed
+# connection's decoder is not kept alive by its entries (which wait for eviction).
+_judged: dict[tuple[int, bytes], tuple[int, int, Any, tuple[tuple[bytes, bytes], ...], Any]] = {}
+_serials = count()
 
 
 class HeaderDecoder:
@@ -94,6 +96,7 @@ class HeaderDecoder:
         "_cache",
         "_capacity",
         "_read",
+        "_serial",
         "_size",
         "_table",
         "_version",
@@ -102,6 +105,7 @@ class HeaderDecoder:
     )
 
     def __init__(self, max_header_list_size: int) -> None:
+        self._serial = next(_serials)  # its key in `_judged`
         self.max_header_list_size = max_header_list_size
         self.max_table_size = DEFAULT_TABLE_SIZE  # what we advertise (the default)
         # The table's size now: the peer may shrink it below what we advertise with a
@@ -122,7 +126,7 @@ class HeaderDecoder:
         """`decode(block)` and `judge` (a pure function) of its fields; a block this decoder
         decoded and judged alike before, and remembered then, is neither decoded nor judged
         again (the fields come in a list of their own)."""
-        key = (self, block)
+        key = (self._serial, block)
         known = _judged.get(key)
         if known is not None:
             read, limit, how, remembered, verdict = known
