@@ -219,7 +219,11 @@ def split_response(
     kept = b"".join(pieces[::3])[2:]
     body, head = buf[end + 4 :], buf[: end + 4]
     reason = line[2]
-    if len(head) <= MEMO_BYTES:
+    # A head that closes is not remembered (llhttp's parser takes nothing after it, so a
+    # repeat must be refused as it would be read), and clears the one before.
+    if close:
+        check.last = None
+    elif len(head) <= MEMO_BYTES:
         check.last = (head, status, reason, start, kept, length, close)
     # Made without a call through the class (`type.__call__` runs `__init__` in an eval
     # loop of its own: a third more), as `__init__` would make it.

@@ -227,7 +227,11 @@ def split_request(
         return None  # a body to stream, too large or still arriving, a target to normalise,
         # or refused by llhttp: the fast path and h11 decide
     method, head = line.group(1).decode("latin-1"), buf[: end + 4]
-    if len(head) <= MEMO_BYTES:
+    # A head that closes is not remembered (llhttp's parser takes nothing after it, so a
+    # repeat must be refused as it would be read), and clears the one before.
+    if close:
+        check.last = None
+    elif len(head) <= MEMO_BYTES:
         check.last = (head, method, target, start, kept, picked, length, close)
     request = _made(method, target, buf[end + 4 : stop], limits.stream_threshold, head, start)
     request.kept, request.picked = kept, picked
