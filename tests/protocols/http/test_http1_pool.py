@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import anyio.abc
 import pytest
+from anyio import wait_all_tasks_blocked
 from http1_support import echo, holding, raw_server, read_head, serving
 
 import sofamesh.transport.net
@@ -240,6 +241,43 @@ async def test_timeout_ends_a_stuck_exchange_and_drops_its_connection() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(release_past_the_deadline)
             assert await conn_id(pool, port, "/later") == b"2"
+
+
+async def test_a_slot_handed_to_a_cancelled_waiter_goes_on_to_the_next() -> None:
+    """/held's end hands its slot straight to the first waiter, which is cancelled before it
+    has run (its exchange then fails): the slot goes on to the next waiter, not lost."""
+    entered, release = anyio.Event(), anyio.Event()
+    waiter = anyio.CancelScope()
+    got: list[bytes | None] = []
+
+    async def first() -> None:
+        await conn_id(pool, port, "/held")
+        waiter.cancel()  # the slot is the waiter's now, and it has not run since
+
+    async def cancelled() -> None:
+        with waiter:
+            got.append(await conn_id(pool, port, "/cancelled"))
+
+    async def last() -> None:
+        got.append(await conn_id(pool, port, "/last"))
+
+    async with (
+        serving(Http1Server(holding("/held", entered, release))) as port,
+        Http1Pool(max_connections_per_endpoint=1) as pool,
+    ):
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(first)
+                await entered.wait()
+                for queued in (cancelled, last):  # queued in this order
+                    tg.start_soon(queued)
+                    await wait_all_tasks_blocked()
+                assert pool.statistics().waiting_requests == 2
+                release.set()
+        assert len(got) == 1 and waiter.cancelled_caught  # the last waiter's answer only
+        stats = pool.statistics()
+        assert (stats.waiting_requests, stats.idle_connections) == (0, 1)
+        assert await conn_id(pool, port) == got[0]  # the slot is free again
 
 
 async def test_timeout_covers_the_wait_for_a_slot() -> None:

@@ -7,11 +7,13 @@ Per endpoint (host, port):
 - idle connections are a LIFO stack: the most recently used one is reused
   first (warm, least likely to have been closed by the server), and the
   oldest sink to the bottom, where expiry finds them;
-- a semaphore of `max_connections_per_endpoint` slots bounds the open
-  connections: a request holds a slot while it uses a connection, and an
-  idle connection is only ever picked up by a slot holder, so open =
-  in use + idle never exceeds the limit. Waiters queue FIFO under the
-  call's deadline;
+- `max_connections_per_endpoint` slots bound the open connections: a
+  request holds a slot while it uses a connection, and an idle connection
+  is only ever picked up by a slot holder, so open = in use + idle never
+  exceeds the limit. Waiters queue FIFO under the call's deadline, and a
+  slot given up passes straight to the first of them. The slots are two
+  counters and a queue of events rather than an `anyio.Semaphore` (its
+  `acquire_nowait` and `release` were two calls a request);
 - an idle connection older than `idle_timeout` is closed: when a checkout
   finds it, and by a reaper task, on the injectable clock.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from types import TracebackType
 from typing import Any
 
@@ -77,12 +80,16 @@ _NONE: list[Http1Connection] = []  # shared, never modified
 
 
 class _Endpoint:
-    __slots__ = ("idle", "open", "slots")
+    """One (host, port)'s connections and slots. `free` slots are taken without waiting;
+    while `waiters` is not empty, `free` is 0 (a slot given up goes to the first waiter)."""
+
+    __slots__ = ("free", "idle", "open", "waiters")
 
     def __init__(self, max_connections: int) -> None:
         self.idle: list[Http1Connection] = []  # oldest first
         self.open = 0
-        self.slots = anyio.Semaphore(max_connections)
+        self.free = max_connections
+        self.waiters: deque[anyio.Event] = deque()
 
 
 class Http1Pool:
@@ -143,23 +150,37 @@ class Http1Pool:
         """
         if self._closed:
             raise PoolClosedError("pool is closed")
-        deadline = None if timeout is None else self._clock.now() + timeout
         endpoint = self._endpoints.get((host, port)) or self._new_endpoint(host, port)
-        slots = endpoint.slots
+        # One clock reading serves the deadline, the checkout and the first exchange's limit
+        # while nothing is awaited in between (the common case: a free slot, a fresh idle
+        # connection); anything awaited reads the clock again.
+        now: float | None
+        if endpoint.free:  # no coroutine, no scheduling round
+            endpoint.free -= 1
+            now = self._clock.now()
+            deadline = None if timeout is None else now + timeout
+        else:
+            deadline = await self._acquire(endpoint, timeout)
+            now = self._clock.now()
         try:
-            slots.acquire_nowait()  # the common case: no coroutine, no scheduling round
-        except anyio.WouldBlock:
-            await self._acquire(slots, timeout)
-        try:
-            conn, expired = self._checkout(endpoint)
+            conn, expired = self._checkout(endpoint, now)
             if expired:
                 await self._close_expired(endpoint, expired)
+                now = None
             while True:
                 reused = conn is not None
                 if conn is None:
                     conn = await self._connect(endpoint, host, port, deadline)
+                    now = None
                 try:  # the exchange inline: one coroutine frame fewer per request
-                    left = self._left(deadline)
+                    if deadline is None:
+                        left = None
+                    elif now is None:
+                        left = self._left(deadline)
+                    else:
+                        left, now = deadline - now, None
+                        if left <= 0:
+                            raise TimeoutError
                     if left is None or conn.limits_itself:
                         response = await conn.request(request, left)
                     else:  # a cancel scope's limit (trio), no frame more for it
@@ -175,7 +196,10 @@ class Http1Pool:
                     await self._discard(endpoint, conn)
                 return response
         finally:
-            slots.release()
+            if endpoint.waiters:
+                endpoint.waiters.popleft().set()  # the slot passes to the first waiter
+            else:
+                endpoint.free += 1
 
     def _retries(self, exc: BaseException, reused: bool) -> bool:
         """After a failed exchange: whether to try again on a fresh connection (a reused one
@@ -200,24 +224,38 @@ class Http1Pool:
             raise TimeoutError
         return left
 
-    async def _acquire(self, slots: anyio.Semaphore, timeout: float | None) -> None:
-        """Wait for a slot of a full endpoint, FIFO, under the call's timeout."""
+    async def _acquire(self, endpoint: _Endpoint, timeout: float | None) -> float | None:
+        """Wait for a slot of a full endpoint, FIFO, under the call's timeout; the call's
+        deadline (None without a timeout), counted from before the wait."""
+        deadline = None if timeout is None else self._clock.now() + timeout
+        got = anyio.Event()
+        endpoint.waiters.append(got)
         self._waiting += 1
         try:
             with anyio.fail_after(timeout):
-                await slots.acquire()
+                await got.wait()
+        except BaseException:
+            if got.is_set():  # handed a slot as it gave up (cancelled, timed out): pass it on
+                if endpoint.waiters:
+                    endpoint.waiters.popleft().set()
+                else:
+                    endpoint.free += 1
+            else:
+                endpoint.waiters.remove(got)
+            raise
         finally:
             self._waiting -= 1
+        return deadline
 
     def _checkout(
-        self, endpoint: _Endpoint
+        self, endpoint: _Endpoint, now: float
     ) -> tuple[Http1Connection | None, list[Http1Connection]]:
-        """The newest idle connection if still fresh, and the expired ones to close."""
+        """The newest idle connection if still fresh at `now`, and the expired ones to close."""
         idle = endpoint.idle
         if not idle:
             return None, _NONE
         conn = idle.pop()
-        if self._clock.now() - conn.idle_since < self.config.idle_timeout:
+        if now - conn.idle_since < self.config.idle_timeout:
             return conn, _NONE
         # LIFO: everything below the newest connection is older, so expired too.
         expired = [conn, *idle]
@@ -285,7 +323,7 @@ class Http1Pool:
             del idle[:fresh]
             await self._close_expired(endpoint, expired)
             closed += len(expired)
-            unused = endpoint.slots.value == self.config.max_connections_per_endpoint
+            unused = endpoint.free == self.config.max_connections_per_endpoint
             if unused and not endpoint.open:
                 del self._endpoints[key]  # nobody holds or awaits a slot: forget it
         return closed

@@ -160,20 +160,28 @@ class ServerConnection:
         handler = server.handler
         if self.info.identity:
             handler = handler_for(handler, self.info.identity)
-        overload = server.overload
+        overload, life, config = server.overload, server._life, server.config
         while True:
             request = None
             if codec.resting():
-                # The wait for the next request inline (a coroutine frame fewer per request);
-                # a head or body in pieces, and whatever else comes, takes `_next_request`.
-                self._arm(IDLE)
+                # The wait for the next request inline (a coroutine frame fewer per request),
+                # and so are `_arm(IDLE)` and `_feed` (a call each, and the server's `draining`
+                # property read once a request fewer); a head or body in pieces, and whatever
+                # else comes, takes `_next_request`.
+                if life.draining:  # a request already on its way is still served
+                    timeout = DRAIN_IDLE_GRACE
+                else:
+                    timeout = config.keepalive_timeout if self.served else config.header_timeout
+                self.deadline, self.phase = _now() + timeout, IDLE
                 try:
                     data = await self.stream.receive(65536)
                 except anyio.EndOfStream:
                     data = b""
                 finally:
                     self.deadline, self.phase = math.inf, None
-                self._feed(data)
+                self.reading += len(data)
+                overload.held += len(data)
+                codec.receive_data(data)
                 try:
                     request = self._take()
                 except HttpProtocolError as exc:
@@ -196,10 +204,10 @@ class ServerConnection:
                         response = await handler(request, self.info)
                         body = response.stream
                         if body is None:
-                            data = codec.encode_response(response, close=server.draining)
+                            data = codec.encode_response(response, close=life.draining)
                         else:
                             data, framing = codec.encode_streamed_head(
-                                response, close=server.draining
+                                response, close=life.draining
                             )
                         del response  # only its encoding outlives this line
                     except Exception:
@@ -212,7 +220,7 @@ class ServerConnection:
                 self.held = held  # the overload action's measure of this connection
                 if not try_send(self.stream, data):
                     # A client that stopped reading holds a response here; the sweeper ends it.
-                    self.deadline, self.phase = _now() + server.config.send_timeout, _SENDING
+                    self.deadline, self.phase = _now() + config.send_timeout, _SENDING
                     await self.stream.send(data)
                 if body is not None:
                     await relay_body(body, framing, self._send_timed, overload)
