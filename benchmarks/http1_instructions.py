@@ -52,6 +52,10 @@ from netutil import (
 )
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"  # what `wrk -H 'Host: bench'` sends
+# With --vary, each request carries a field of its own (as a request id or trace header
+# would), so no request's head repeats its connection's last one.
+VARY = 0
+VARIED = b"GET / HTTP/1.1\r\nHost: bench\r\nX-Request-Id: %08d\r\n\r\n"
 PARKED = {"overload": {"check_interval": 3600, "trim_heap": False}}
 
 
@@ -70,7 +74,8 @@ class _Caller(asyncio.Protocol):
     def _send(self) -> None:
         if self.state["left"] > 0 and self.transport is not None:
             self.state["left"] -= 1
-            self.transport.write(REQUEST)
+            vary = self.state["vary"]
+            self.transport.write(VARIED % self.state["left"] if vary else REQUEST)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -92,7 +97,7 @@ class _Caller(asyncio.Protocol):
 
 async def requests(port: int, n: int, connections: int) -> int:
     """Make exactly `n` requests through `port`; how many were not answered 200."""
-    state = {"n": n, "left": n, "done": 0, "errors": 0}
+    state = {"n": n, "left": n, "done": 0, "errors": 0, "vary": VARY}
     finished = asyncio.Event()
     loop = asyncio.get_running_loop()
     conns = [
@@ -218,8 +223,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000, help="calls of each step counted")
     ap.add_argument("--keep-dump", metavar="PATH", help="copy this tree's callgrind dump there")
     ap.add_argument("--quick", action="store_true", help="100 requests of warm-up, 200 counted")
+    ap.add_argument(
+        "--vary", action="store_true", help="a request id field in each request: no head repeats"
+    )
     add_baseline_arg(ap)
     args = ap.parse_args()
+    global VARY
+    VARY = int(args.vary)
     if args.quick:
         args.warm, args.requests, args.top, args.idle, args.steps = 100, 200, 5, 2, 200
     require_tools("valgrind", "nginx", "gcc")
