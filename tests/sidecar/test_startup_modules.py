@@ -71,6 +71,7 @@ NOT_AT_START = (
     "sofamesh.protocols.dubbo",
     "sofamesh.codecs.h2.lean",
     "sofamesh.codecs.h2.compression",
+    "sofamesh.codecs.h2.hpack_encoder",
     "sofamesh.codecs.grpc",
     "sofamesh.codecs.bolt",
     "sofamesh.codecs.dubbo",

@@ -38,7 +38,6 @@ from sofamesh.codecs.h2 import (
     StreamGone,
     TrailersReceived,
 )
-from sofamesh.codecs.h2.compression import HeaderEncoder
 from sofamesh.codecs.h2.differential import (
     BodyTally,
     breach_seen,
@@ -47,6 +46,7 @@ from sofamesh.codecs.h2.differential import (
     same_error,
     told,
 )
+from sofamesh.codecs.h2.hpack_encoder import HeaderEncoder
 from sofamesh.codecs.h2.lean import NAKED_CONTINUATION, RST_BEFORE_STREAMS
 
 Codec = LeanH2Codec | ReferenceH2Codec

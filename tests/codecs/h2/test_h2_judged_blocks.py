@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sofamesh.codecs.h2 import PREFACE, HeadersReceived, LeanH2Codec, ReferenceH2Codec
-from sofamesh.codecs.h2.compression import HeaderDecoder, encode_integer
+from sofamesh.codecs.h2.compression import HeaderDecoder
 from sofamesh.codecs.h2.differential import judge
+from sofamesh.codecs.h2.hpack_encoder import encode_integer
 from sofamesh.codecs.h2.malformed import malformed_request
 
 Codec = LeanH2Codec | ReferenceH2Codec

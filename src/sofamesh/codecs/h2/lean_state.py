@@ -9,9 +9,10 @@ frame reader in `lean.py` stays one concern.
 from __future__ import annotations
 
 from sofamesh.codecs.h2 import frames as f
-from sofamesh.codecs.h2.compression import HeaderDecoder, HeaderEncoder
+from sofamesh.codecs.h2.compression import HeaderDecoder
 from sofamesh.codecs.h2.errors import LocalProtocolError, StreamGone
 from sofamesh.codecs.h2.events import Event, GoAway, RawHeaders, SettingsChanged, WindowOpened
+from sofamesh.codecs.h2.hpack_encoder import HeaderEncoder
 from sofamesh.codecs.h2.lean_guard import LeanGuard
 from sofamesh.codecs.h2.lean_stream import CLOSED_BY_END, CLOSED_BY_RESET, LeanStream, ReceiveWindow
 from sofamesh.codecs.h2.limits import DEFAULT_H2_LIMITS, MAX_WINDOW, H2Limits
