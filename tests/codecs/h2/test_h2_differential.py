@@ -32,6 +32,7 @@ from sofamesh.codecs.h2 import (
     PREFACE,
     H2ConnectionError,
     H2Limits,
+    HeadersReceived,
     LeanH2Codec,
     LocalProtocolError,
     ReferenceH2Codec,
@@ -490,3 +491,17 @@ def test_a_settings_ack_with_a_payload_inside_a_header_block_is_a_protocol_error
     with pytest.raises(H2ConnectionError) as caught:
         server("lean").receive_data(data)
     assert caught.value.error_code == PROTOCOL_ERROR
+
+
+def test_a_request_with_an_informational_status_is_reset_where_h2_breaks_the_connection() -> None:
+    # :status 103 (literal, name index 8) on a request that ends its stream: malformed
+    # (RFC 9113 §8.3.1), a stream error for the lean codec; h2 breaks the connection.
+    block = b"\x82\x86\x84\x01\x01h" + b"\x08\x03103"
+    wire = PREFACE + frame(4, 0, 0, b"") + frame(1, 0x5, 1, block)
+    lean = server("lean")
+    assert isinstance(lean, LeanH2Codec)
+    assert not any(isinstance(ev, HeadersReceived) for ev in lean.receive_data(wire))
+    assert lean.stream_errors == 1
+    with pytest.raises(H2ConnectionError):
+        server("ref").receive_data(wire)
+    judge(server, wire)  # allowed: INFORMATIONAL_REQUEST

@@ -63,10 +63,6 @@ def _encoded(rep: tuple[Any, ...]) -> bytes:
     if rep[0] == "size":
         return encode_integer(rep[1], 5, 0x20)
     (first, prefix), name, val = rep[1], rep[2], rep[3]
-    if name in (8, b":status") and val[:1] == b"1":
-        # A request with an informational :status: h2 breaks the connection where the lean
-        # codec resets the stream, a difference older than remembered verdicts (not this).
-        val = b"2" + val[1:]
     if isinstance(name, int):
         return encode_integer(name, prefix, first) + _string(val)
     return encode_integer(0, prefix, first) + _string(name) + _string(val)
