@@ -123,9 +123,9 @@ def judge(make: Make, data: bytes) -> None:
         b, ref_why = told(ref, bytes(ref.pending_frame_bytes()))
     if b == ("error", f.PROTOCOL_ERROR) and "content-length" in ref_why and reset_here:
         return  # BAD_CONTENT_LENGTH
-    if b == ("error", f.PROTOCOL_ERROR) and ref_why.startswith(H2_INFORMATIONAL) and reset_here:
-        if a[0] == "events" and not lean.client_side:
-            return  # INFORMATIONAL_REQUEST
+    informational = ref_why.startswith(H2_INFORMATIONAL) and not lean.client_side
+    if b == ("error", f.PROTOCOL_ERROR) and informational and reset_here and a[0] == "events":
+        return  # INFORMATIONAL_REQUEST
     if alike(a, b, why) or _content_length_judged(make, data):
         return
     raise H2Mismatch(f"lean {_brief(a)} ({why}) != h2 {_brief(b)} ({ref_why})")
