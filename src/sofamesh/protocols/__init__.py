@@ -55,7 +55,7 @@ PROTOCOLS: dict[str, Registration] = {
     ),
     "grpc": Registration(
         "sofamesh.protocols.grpc.support:GrpcSupport", frozenset({14}), frozenset({"grpc"}),
-        False, _H2_ALPN, builds_on="h2",
+        True, _H2_ALPN, builds_on="h2",
     ),
     "bolt": Registration(
         "sofamesh.protocols.bolt.support:BoltSupport", frozenset({0x0004}), frozenset({"bolt"}),

@@ -44,6 +44,7 @@ from sofamesh.codecs.grpc_heads import (
 )
 from sofamesh.codecs.h2 import INTERNAL_ERROR, RawHeaders
 from sofamesh.config.model import LimitsConfig, PolicyConfig
+from sofamesh.filters.timeout import timed_out
 from sofamesh.model import Headers, Invocation, Result, Status
 from sofamesh.protocols.base import Route
 from sofamesh.protocols.h2.call import (
@@ -56,7 +57,7 @@ from sofamesh.protocols.h2.call import (
 )
 from sofamesh.protocols.h2.relay import CallerGone, relay
 from sofamesh.protocols.h2.server import H2Server
-from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+from sofamesh.protocols.h2.stream import DeadlineExpired, H2Stream, StreamResetError
 from sofamesh.protocols.h2.support import H2Support
 from sofamesh.security.spiffe import app_of
 from sofamesh.transport.errors import TransportError, failure_of
@@ -223,7 +224,7 @@ class GrpcSupport:
     """
 
     name = "grpc"
-    enforces_deadline = False  # Runtime.send holds the call to its deadline
+    enforces_deadline = True  # the relay holds the call to its deadline (`relay.py`)
     gateway_codes = frozenset({14})  # UNAVAILABLE
     endpoint_protocols = frozenset({"grpc"})
     health_probe = None
@@ -267,8 +268,12 @@ class GrpcSupport:
         if call.sink.committed:  # a retry after the caller saw a response cannot happen
             last = call.last_result
             return completed(last or Result.failure(Status.UPSTREAM_RESET, "already answered"))
-        now = self._clock.now()
-        timeout = None if inv.deadline is None else max(inv.deadline - now, 0.0)
+        timeout = None
+        if inv.deadline is not None:
+            timeout = inv.deadline - self._clock.now()
+            if timeout <= 0:
+                detail = f"deadline for {inv.service} passed before the call"
+                return completed(Result.failure(Status.TIMEOUT, detail))
         headers = request_headers(
             call.path,
             call.authority,
@@ -277,7 +282,7 @@ class GrpcSupport:
             caller=inv.caller,
             timeout=timeout,
         )
-        return self._relay(host, port, headers, inv, call)
+        return self._relay(host, port, headers, inv, call, timeout)
 
     async def _relay(
         self,
@@ -286,10 +291,14 @@ class GrpcSupport:
         headers: list[tuple[bytes, bytes]],
         inv: Invocation,
         call: StreamCall,
+        timeout: float | None,
     ) -> Result:
         """The relayed call's result, kept as the call's latest."""
         try:
-            reply = await relay(self.pool, host, port, headers, call)
+            reply = await relay(self.pool, host, port, headers, call, timeout)
+        except DeadlineExpired:
+            assert timeout is not None
+            result = timed_out(inv, timeout)
         except CallerGone:
             # The provider answered; the caller left before it had all of it (gRPC's
             # CANCELLED): no failure of the provider's, nor a reason to try again.

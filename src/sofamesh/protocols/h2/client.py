@@ -5,7 +5,8 @@ peer's SETTINGS_MAX_CONCURRENT_STREAMS; when all are full, a new connection
 is opened, up to `max_connections_per_endpoint`; past that, the caller waits
 for a stream to finish. Connections that received a GOAWAY take no new
 streams and leave the pool once their last stream ends; idle ones close
-after `idle_timeout`. Bookkeeping is synchronous; only connecting awaits.
+after `idle_timeout`. Bookkeeping is synchronous; only connecting awaits. The pool's
+`DeadlineWatch` ends streams at their calls' deadlines for the relay (`relay.py`).
 
 Opening a stream sends its headers at once: HTTP/2 stream ids must be used in
 increasing order (RFC 9113 §5.1.1), so an id is never reserved and sent later.
@@ -21,6 +22,7 @@ import anyio.abc
 import attrs
 
 from sofamesh.codecs.h2 import H2Codec, H2Limits, RawHeaders
+from sofamesh.deadlines import DeadlineWatch
 from sofamesh.protocols.h2.conn import H2Connection
 from sofamesh.protocols.h2.stream import H2Stream
 from sofamesh.transport.errors import ConnectError, PoolClosedError
@@ -77,10 +79,13 @@ class H2Pool:
         self.connect: Connect = connect  # mutual TLS replaces it (`use_tls`)
         self._opened = 0
         self._connect_errors = 0
+        # Ends streams at their calls' deadlines (`relay`), without a cancel scope per call.
+        self.deadlines = DeadlineWatch()
 
     async def __aenter__(self) -> H2Pool:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        await self._tg.start(self.deadlines.run)
         return self
 
     async def __aexit__(

@@ -10,20 +10,31 @@ and no pump task is started.
 Failures come out as the transport's exceptions: `ConnectError` before any
 byte left, `StreamResetError` for a reset or lost connection upstream (its
 `refused` says whether the upstream provably did not process the stream),
-`NotReplayable` when a retry needs body bytes that were not kept, and
+`NotReplayable` when a retry needs body bytes that were not kept,
+`DeadlineExpired` (a `StreamResetError`) when the call's `timeout` passed, and
 `CallerGone` when the caller's own stream ended while its answer was relayed:
 the upstream answered, so that is no failure of the upstream's (a caller's reset
 can land after the answer woke the relay and before its cancellation reaches it).
+
+The relay holds the call to its deadline itself (gRPC's `enforces_deadline`): when the
+request is whole and a pooled connection has room, every wait is on the upstream stream,
+so the pool's `DeadlineWatch` resets that stream at the deadline (`H2Stream.cancel`, CANCEL
+upstream) and the waits end in `DeadlineExpired`; an anyio cancel scope per call cost more
+than the rest of the deadline's work (its exit walks every enclosing scope). A relay that
+must connect, wait for room or pump a request still arriving runs under a cancel scope
+armed on the same watch. One wait is not on the upstream stream: handing the answer to a
+caller whose window is shut; the deadline then takes effect when that write returns, at
+the latest at the caller's send timeout.
 """
 
 from __future__ import annotations
 
 import anyio
 
-from sofamesh.codecs.h2 import RawHeaders
+from sofamesh.codecs.h2 import CANCEL, RawHeaders
 from sofamesh.protocols.h2.call import BodyReader, StreamCall, StreamReply
 from sofamesh.protocols.h2.client import H2Pool
-from sofamesh.protocols.h2.stream import H2Stream, StreamResetError
+from sofamesh.protocols.h2.stream import DeadlineExpired, H2Stream, StreamResetError
 
 
 class CallerGone(Exception):
@@ -36,15 +47,48 @@ async def relay(
     port: int,
     headers: RawHeaders,
     call: StreamCall,
+    timeout: float | None = None,
 ) -> StreamReply:
-    """Send `call` to `host:port` with `headers`; stream the response into `call.sink`."""
+    """Send `call` to `host:port` with `headers`; stream the response into `call.sink`.
+    With `timeout` (seconds), `DeadlineExpired` once it has passed."""
     reader = call.body.reader()
-    if reader.ended:
-        chunks = reader.take_ended()
-        end = not chunks
-        up = pool.open_stream_nowait(host, port, headers, end)
-        if up is None:
-            up = await pool.open_stream(host, port, headers, end)
+    chunks = reader.take_ended() if reader.ended else None
+    if chunks is not None:
+        up = pool.open_stream_nowait(host, port, headers, not chunks)
+        if up is not None:
+            # The common case: every wait below is on `up`, so the pool's deadline watch
+            # ends the call by resetting `up` (`H2Stream.cancel`), without a cancel scope.
+            watch = pool.deadlines
+            entry = None if timeout is None else watch.add(watch.time_in(timeout), up)
+            try:
+                if chunks:
+                    await _send_all(up, chunks)
+                return await _respond(up, call)
+            finally:
+                if entry is not None:
+                    watch.remove(entry)
+                up.conn.finished(up)
+    if timeout is None:
+        return await _relay_waiting(pool, host, port, headers, call, reader, chunks)
+    with pool.deadlines.cancel_after(timeout):
+        return await _relay_waiting(pool, host, port, headers, call, reader, chunks)
+    raise DeadlineExpired(CANCEL, "the call's deadline passed")
+
+
+async def _relay_waiting(
+    pool: H2Pool,
+    host: str,
+    port: int,
+    headers: RawHeaders,
+    call: StreamCall,
+    reader: BodyReader,
+    chunks: list[bytes] | None,
+) -> StreamReply:
+    """`relay` when the stream must wait to open (a connection to make, or no room on the
+    open ones) or the request is still arriving (a pump task sends it): under a cancel
+    scope when the call has a deadline, since it waits on more than the stream."""
+    if chunks is not None:
+        up = await pool.open_stream(host, port, headers, not chunks)
         try:
             if chunks:
                 await _send_all(up, chunks)

@@ -38,6 +38,10 @@ class StreamResetError(Exception):
         self.refused = refused
 
 
+class DeadlineExpired(StreamResetError):
+    """The call's deadline passed while the stream was under way: it was reset (CANCEL)."""
+
+
 class H2Stream:
     """One stream: headers and body in, headers, body and trailers out."""
 
@@ -177,13 +181,21 @@ class H2Stream:
         self.conn.send_stalled(self, progress=self.conn.window_updates != updates)
         self._raise_if_reset()
 
-    def reset(self, error_code: int = CANCEL) -> None:
-        """Abandon the stream (RST_STREAM), waking anyone waiting on it."""
+    def reset(self, error_code: int = CANCEL, error: StreamResetError | None = None) -> None:
+        """Abandon the stream (RST_STREAM), waking anyone waiting on it (with `error`)."""
         if self.error is None:
             self.conn.codec.reset(self.id, error_code)
             self.conn.flush_soon()
-            self.fail(StreamResetError(error_code, "reset locally"))
+            self.fail(error or StreamResetError(error_code, "reset locally"))
         self.conn.forget(self.id)
+
+    def cancel(self) -> None:
+        """A `DeadlineWatch`'s call (`deadlines.Cancellable`): the call's deadline passed.
+        The stream is reset (CANCEL) and every wait on it ends in `DeadlineExpired`, unless
+        the peer's side has ended: then the whole answer is here and wins, as it would over
+        a cancel scope's (anyio delivers no cancellation to a task whose wait is over)."""
+        if not self.remote_closed:
+            self.reset(CANCEL, DeadlineExpired(CANCEL, "the call's deadline passed"))
 
     # -- called by the connection -------------------------------------------------------
 
