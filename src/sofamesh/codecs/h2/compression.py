@@ -90,6 +90,8 @@ class HeaderDecoder:
         "_blocks",
         "_cache",
         "_capacity",
+        "_cycle",
+        "_cycled",
         "_read",
         "_serial",
         "_size",
@@ -116,6 +118,10 @@ class HeaderDecoder:
         # What the last block decoded depended on: the table version it read, -1 if
         # nothing of the table, or _CHANGED_TABLE (it inserted or resized).
         self._read = _CHANGED_TABLE
+        # The insertions of the remembered block replayed last, and the octets its replays
+        # in a row have added, nothing else having changed the table meanwhile (`_replay`).
+        self._cycle: RawHeaders | None = None
+        self._cycled = 0
 
     def decode_judged(self, block: bytes, judge: Callable[[RawHeaders], V]) -> tuple[RawHeaders, V]:
         """`decode(block)` and `judge` (a pure function) of its fields; a block this decoder
@@ -149,8 +155,9 @@ class HeaderDecoder:
                 raise HeaderListTooLarge(f"header list larger than {self.max_header_list_size}")
             self._read = read
             if added:
-                self._replay(added, added_size)
-                self._read = _CHANGED_TABLE
+                # A replay that left the table as it was leaves the block's verdict valid
+                # while the table stays so (its version); any other changed the table.
+                self._read = self._version if self._replay(added, added_size) else _CHANGED_TABLE
             return list(fields)
         self._read = _CHANGED_TABLE  # until the block decoded
         try:
@@ -253,6 +260,7 @@ class HeaderDecoder:
     def _add(self, field: tuple[bytes, bytes]) -> None:
         size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
         self._version += 1
+        self._cycle = None
         if size > self._capacity:  # RFC 7541 §4.4: empties the table, adds nothing
             self._table.clear()
             self._size = 0
@@ -261,22 +269,37 @@ class HeaderDecoder:
         self._size += size
         self._evict(self._capacity)
 
-    def _replay(self, added: RawHeaders, size: int) -> None:
+    def _replay(self, added: RawHeaders, size: int) -> bool:
         """A remembered block's insertions (`size` in the table) again, in order, evicting
-        once (a response head from nginx, say, adds five literals every time)."""
+        once (a response head from nginx, say, adds five literals every time). True if
+        the table is left exactly as it was, and then it is not touched.
+
+        The table holds the newest entries that fit its capacity. Once the same block's
+        replays in a row, with no other change between them, have added more octets than
+        the capacity, every entry comes from those replays: the table is the insertions'
+        cycle, cut to fit, and one more replay of the cycle leaves the same entries in the
+        same order (its insertions in front, as many octets evicted behind)."""
+        if added is self._cycle and self._cycled > self._capacity:
+            return True
         if size > self._capacity:  # one of them may empty the table: one at a time
             for field in added:
                 self._add(field)
-            return
+            return False
         self._version += 1
         self._table.extendleft(added)
         self._size += size
         self._evict(self._capacity)
+        if added is self._cycle:
+            self._cycled += size
+        else:
+            self._cycle, self._cycled = added, size
+        return False
 
     def _resize(self, size: int) -> None:
         if size > self.max_table_size:
             raise CompressionError(f"table size {size} above the {self.max_table_size} allowed")
         self._version += 1
+        self._cycle = None
         self._capacity = size
         self._evict(size)
 
