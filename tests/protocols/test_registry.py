@@ -9,6 +9,7 @@ import pytest
 
 from sofamesh import protocols
 from sofamesh.clock import MonotonicClock
+from sofamesh.codecs.grpc_heads import read_request
 from sofamesh.config.model import MeshConfig, PolicyConfig
 from sofamesh.config.structure import ConfigError, structure
 from sofamesh.protocols.grpc.support import GrpcSupport, is_grpc
@@ -72,3 +73,12 @@ def test_the_protocol_decisions() -> None:
 def test_grpc_streams_are_told_by_content_type(ctype: bytes, grpc: bool) -> None:
     assert is_grpc([(b":path", b"/a.B/C"), (b"content-type", ctype)]) is grpc
     assert not is_grpc([(b":path", b"/a.B/C")])
+
+
+def test_the_last_content_type_tells_a_grpc_stream_as_read_request_does() -> None:
+    grpc, json = (b"content-type", b"application/grpc"), (b"content-type", b"application/json")
+    for fields in ([grpc, json], [json, grpc], [grpc, (b"te", b"trailers")]):
+        head = [(b":path", b"/a.B/C"), *fields]
+        assert is_grpc(head) is read_request(head).is_grpc
+    assert is_grpc([(b":path", b"/a.B/C"), json, grpc, (b"te", b"trailers")])
+    assert not is_grpc([(b":path", b"/a.B/C"), grpc, json])

@@ -205,15 +205,16 @@ async def _finish_here(stream: H2Stream, call: StreamCall, result: Result) -> No
 
 
 def is_grpc(headers: RawHeaders) -> bool:
-    """A gRPC request: content-type application/grpc[+codec] (the last one, as `read_request`)."""
-    ctype = b""
-    for k, v in headers:
+    """A gRPC request: content-type application/grpc[+codec] (the last one, as `read_request`;
+    looked for from the end, where a request's head usually has it)."""
+    for k, v in reversed(headers):
         if k == b"content-type":
-            ctype = v
-    return ctype == _GRPC_TYPE or ctype.startswith(_GRPC_TYPE + b"+")
+            return v == _GRPC_TYPE or v.startswith(_GRPC_CODEC)
+    return False
 
 
 _GRPC_TYPE = CONTENT_TYPE.encode()
+_GRPC_CODEC = _GRPC_TYPE + b"+"
 
 
 class GrpcSupport:
