@@ -6,6 +6,8 @@ it arming and disarming a timer for a deadline that is almost never reached.
 sleeps until the earliest and cancels the scopes whose time has come, so a
 call pays for a plain cancel scope and a heap push. Removal is lazy (an entry
 is marked done and skipped); the heap is compacted when dead entries dominate.
+With nothing armed the task sleeps until the next `add`: an idle process's watch
+does not wake.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class DeadlineWatch:
         """anyio's clock `seconds` from now, without reading it: reading it costs a system
         call on Python 3.11 (the running loop's pid check). anyio's clock is the monotonic
         clock on asyncio and that clock plus a fixed offset on trio, which `run` measures
-        each time it wakes (at least once a second)."""
+        each time it wakes (at least once a second while anything is armed)."""
         return time.monotonic() + self._offset + seconds
 
     def cancel_after(self, seconds: float) -> WatchedScope:
@@ -83,6 +85,9 @@ class DeadlineWatch:
             heap = self._heap
             self._next = heap[0][0] if heap else math.inf  # type: ignore[assignment]
             self._wake = anyio.Event()
+            if not heap:  # nothing armed (`_fire` drops the removed entries too): asleep
+                await self._wake.wait()  # until `add`, not once a second
+                continue
             delay = min(self._next - anyio.current_time(), 1.0)
             with anyio.move_on_after(max(delay, 0.0)):
                 await self._wake.wait()
