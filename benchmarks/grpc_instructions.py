@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/grpc_instructions.py --baseline-src /work/base/src
     .venv/bin/python benchmarks/grpc_instructions.py --h2c     # plain GET over h2c instead
     .venv/bin/python benchmarks/grpc_instructions.py --quick   # 100 + 200 calls: a smoke run
+    .venv/bin/python benchmarks/grpc_instructions.py --opcodes # bytecodes per Python function
 
 Timings on a shared 2-core machine swing by 1.5-2x between runs; instruction counts repeat
 within about 1 %, so they judge a change to the sidecar's HTTP/2 path. The sidecar (asyncio +
@@ -30,17 +31,21 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import pstats
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import h2.config
 import h2.connection
 import h2.events
-from bolt_instructions import HERE, instrument, on, top, total_of
+import opcode_count
+from bolt_instructions import HERE, instrument, top, total_of
 from http1_instructions import PARKED
 from netutil import add_baseline_arg, free_port, require_tools, src_env, wait_port
 
@@ -138,7 +143,7 @@ async def phases(port: int, counts: list[int], args: argparse.Namespace) -> list
     errors = []
     for i, n in enumerate(counts):
         if i and not args.profile:
-            on(args.pid)()
+            args.switch(args.pid, True)
         state.update(n=n, left=n, done=0, errors=0, round=0)
         finished.clear()
         for caller in callers:
@@ -146,7 +151,7 @@ async def phases(port: int, counts: list[int], args: argparse.Namespace) -> list
         await finished.wait()
         errors.append(state["errors"])
     if not args.profile:
-        instrument(args.pid, False)
+        args.switch(args.pid, False)
     for caller in callers:
         assert caller.transport is not None
         caller.transport.close()
@@ -154,7 +159,8 @@ async def phases(port: int, counts: list[int], args: argparse.Namespace) -> list
 
 
 def start_sidecar(tmp: Path, src: str | None, out: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The sidecar under callgrind (or cProfile, for a dump named `*.prof`), once it listens."""
+    """The sidecar under callgrind (or cProfile, for a dump named `*.prof`; the bytecode
+    counter, `opcode_count.py`, for `*.json`), once it listens."""
     port = free_port()
     cfg = tmp / f"sidecar-{port}.json"
     cfg.write_text(json.dumps({
@@ -164,16 +170,42 @@ def start_sidecar(tmp: Path, src: str | None, out: Path) -> tuple[subprocess.Pop
     }))  # fmt: skip
     argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--backend", "asyncio",
             "--log-level", "WARNING"]  # fmt: skip
+    env = src_env(src)
     if out.suffix == ".prof":
         argv[1:1] = ["-m", "cProfile", "-o", str(out)]
+    elif out.suffix == ".json":
+        argv[1:2] = [str(HERE / "opcode_count.py")]  # in place of `-m`
+        env = {**(env or os.environ), "OPCODES_OUT": str(out)}
     else:
         argv[:0] = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                     f"--callgrind-out-file={out}"]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, env=src_env(src), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, 300)
     return proc, port
+
+
+def _signal(pid: int, on: bool) -> None:
+    """The bytecode counter's switch (`opcode_count.py`): on, or off and written out."""
+    os.kill(pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+
+
+def opcodes(tmp: Path, args: argparse.Namespace) -> None:
+    """This tree's sidecar under the bytecode counter: the Python functions that run the
+    most bytecodes per counted call."""
+    out = tmp / "opcodes.json"
+    sidecar, port = start_sidecar(tmp, args.src, out)
+    try:
+        args.pid, args.switch = sidecar.pid, _signal
+        errors = sum(asyncio.run(phases(port, [args.warm, args.calls], args)))
+        for _ in range(600):  # written by the signal's handler, between two bytecodes
+            if out.exists() and out.stat().st_size:
+                break
+            time.sleep(0.1)
+    finally:
+        sidecar.terminate()
+        sidecar.wait(120)
+    print(f"{args.calls} calls counted after {args.warm}, {errors} errors")
+    opcode_count.report(out, args.calls, args.top)
 
 
 def count(tmp: Path, src: str | None, args: argparse.Namespace) -> tuple[float, int, Path]:
@@ -181,7 +213,7 @@ def count(tmp: Path, src: str | None, args: argparse.Namespace) -> tuple[float, 
     out = tmp / f"callgrind-{'baseline' if src else 'this'}.out"
     sidecar, port = start_sidecar(tmp, src, out)
     try:
-        args.pid = sidecar.pid
+        args.pid, args.switch = sidecar.pid, instrument
         errors = sum(asyncio.run(phases(port, [args.warm, args.calls], args)))
     finally:
         sidecar.terminate()
@@ -259,12 +291,22 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="copy this tree's callgrind dump here")
     ap.add_argument("--profile", action="store_true",
                     help="no count: this tree's sidecar under cProfile, its top Python functions")  # fmt: skip
+    ap.add_argument("--opcodes", action="store_true",
+                    help="bytecodes per Python function instead (opcode_count.py)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="100 calls of warm-up, 200 counted")
     add_baseline_arg(ap)
     args = ap.parse_args()
     if args.quick:
         args.warm, args.calls, args.top = 100, 200, 5
     require_tools("valgrind", "nginx")
+    if args.opcodes:
+        with tempfile.TemporaryDirectory() as d:
+            procs = start_upstream(Path(d))
+            try:
+                opcodes(Path(d), args)
+            finally:
+                grpc_benchmark.stop_all(procs)
+        return
     if args.profile:
         with tempfile.TemporaryDirectory() as d:
             procs = start_upstream(Path(d))

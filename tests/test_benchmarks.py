@@ -25,6 +25,7 @@ HELPERS = {
     "attack_clients.py",
     "rpc_driver.py",
     "http1_steps.py",
+    "opcode_count.py",
 }  # shared code, not benchmarks
 
 # benchmark -> a pattern its output must match: a figure row, with a number
@@ -78,3 +79,20 @@ def test_quick_run_prints_its_figures(name: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(FIGURES[name], proc.stdout, re.M), proc.stdout[-3000:]
+
+
+def test_the_bytecode_profile_of_a_grpc_call_prints_its_table() -> None:
+    """`grpc_instructions.py --opcodes`: the sidecar under `opcode_count.py`, switched on
+    and off by signals around the counted calls."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "grpc_instructions.py"), "--quick", "--opcodes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^[\d,]+ bytecodes per call in Python functions$", proc.stdout, re.M)
+    assert re.search(r"^\| [\d,.]+ \| [\d.]+ \| h2/lean\.py:\d+ _receive \|$", proc.stdout, re.M)
