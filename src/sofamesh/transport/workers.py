@@ -21,6 +21,7 @@ one cancel scope per worker rather than one per item.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, Protocol, TypeVar
@@ -127,16 +128,13 @@ class _Worker(Generic[T]):
         self.wake: Waker | None = None
 
 
-class Workers(Generic[T]):
-    """Runs `handle(item)` for every submitted item at once, on tasks it reuses. Workers
-    live in `tg` until it is cancelled or `close()` is called."""
+class _WorkerPool(abc.ABC, Generic[T]):
+    """What both kinds of pool share: the idle workers, the hand-off of an item to one of
+    them (or to a new task in `tg`), and `close`. Each kind runs its own `_work` loop."""
 
-    def __init__(
-        self, tg: anyio.abc.TaskGroup, handle: Callable[[T], Awaitable[None]], name: str = "worker"
-    ) -> None:
+    def __init__(self, tg: anyio.abc.TaskGroup, name: str) -> None:
         self._tg = tg
         self._name = name
-        self._handle = handle
         self._idle: list[_Worker[T]] = []
         self._waker = waker_class()
         self._closed = False
@@ -152,6 +150,29 @@ class Workers(Generic[T]):
         else:
             self.started += 1
             self._tg.start_soon(self._work, item, name=self._name)
+
+    @abc.abstractmethod
+    async def _work(self, item: T) -> None:
+        """A worker's life: `item`, then every item handed to it while idle, until closed."""
+
+    def close(self) -> None:
+        """Idle workers return; busy ones return after their item."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            if worker.wake is not None:
+                wake(worker.wake)
+
+
+class Workers(_WorkerPool[T]):
+    """Runs `handle(item)` for every submitted item at once, on tasks it reuses. Workers
+    live in `tg` until it is cancelled or `close()` is called."""
+
+    def __init__(
+        self, tg: anyio.abc.TaskGroup, handle: Callable[[T], Awaitable[None]], name: str = "worker"
+    ) -> None:
+        super().__init__(tg, name)
+        self._handle = handle
 
     async def _work(self, item: T) -> None:
         me: _Worker[T] = _Worker()
@@ -171,16 +192,8 @@ class Workers(Generic[T]):
                 return
             item, me.item = me.item, None
 
-    def close(self) -> None:
-        """Idle workers return; busy ones return after their item."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for worker in idle:
-            if worker.wake is not None:
-                wake(worker.wake)
 
-
-class CancellableWorkers(Workers[T]):
+class CancellableWorkers(_WorkerPool[T]):
     """`Workers` whose running handler can be cancelled: `handle(item, cancel)` gets the
     `cancel` of its worker's cancel scope, good until the handler returns.
 
@@ -198,12 +211,9 @@ class CancellableWorkers(Workers[T]):
         handle: Callable[[T, Callable[[], None]], Awaitable[None]],
         name: str = "worker",
     ) -> None:
-        super().__init__(tg, self._unused, name)
+        super().__init__(tg, name)
         self._run = handle
         self._scope = type(anyio.CancelScope())  # the backend's class, looked up once
-
-    async def _unused(self, item: T) -> None:  # pragma: no cover - `_work` calls `_run`
-        raise NotImplementedError
 
     async def _work(self, item: T) -> None:
         me: _Worker[T] = _Worker()
