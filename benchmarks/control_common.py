@@ -15,7 +15,7 @@ import yaml
 
 import sofamesh.transport.net
 from sofamesh.cli.client import Client
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 
 PASSWORD = "benchmark-admin"
 

@@ -32,9 +32,9 @@ from sofamesh.governance.compose import (
     outbound_filters,
     retry_filter,
 )
+from sofamesh.governance.holder import Governance
 from sofamesh.governance.kind import Options
 from sofamesh.governance.source import (
-    Governance,
     RegistryRulesSource,
     RulesSource,
     rules_source,

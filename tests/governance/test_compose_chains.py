@@ -16,7 +16,7 @@ from sofamesh.filters.deadline import InboundDeadlineFilter
 from sofamesh.filters.stats import StatsFilter
 from sofamesh.filters.timeout import TimeoutFilter
 from sofamesh.governance.compose import inbound_filters, outbound_filters, retry_filter
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 from sofamesh.model import Result, Status
 from sofamesh.stats import Stats
 from sofamesh.upstream.balance import BalanceFilter

@@ -15,9 +15,9 @@ from sofamesh.chain import build_chain
 from sofamesh.clock import FakeClock
 from sofamesh.governance.filters.breaker import BreakerFilter
 from sofamesh.governance.filters.flow import FlowFilter
+from sofamesh.governance.holder import Governance
 from sofamesh.governance.source import (
     FileRulesSource,
-    Governance,
     InlineRulesSource,
     follow,
     rules_source,
@@ -235,8 +235,8 @@ async def _fail(call: Invocation) -> Result:
 async def test_governance_without_a_document_reads_as_the_empty_document() -> None:
     # Without a document the state is built on first read; until then nothing of the rules
     # model is loaded, yet what a reader sees must be the empty document's, version and all.
+    from sofamesh.governance.holder import Governance
     from sofamesh.governance.rules import EMPTY
-    from sofamesh.governance.source import Governance
 
     lazy, built = Governance(), Governance(document=EMPTY)
     assert lazy.version == built.version == EMPTY.version

@@ -41,7 +41,7 @@ import anyio.to_thread
 
 from sofamesh.codecs.http1 import DEFAULT_LIMITS, Http1Limits, HttpRequest
 from sofamesh.config.control_urls import ControlUrls
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.security.enroll import STATE_DIR, state_dir_of
 from sofamesh.transport.errors import TransportError

@@ -17,7 +17,7 @@ import anyio.abc
 from sofamesh.config import ConfigError
 from sofamesh.control.agent import ControlAgent
 from sofamesh.control.enroll import Enroller
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 from sofamesh.security.enroll import renew_time
 from sofamesh.stats import Stats
 

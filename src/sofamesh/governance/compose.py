@@ -31,8 +31,8 @@ import anyio.abc
 from sofamesh.chain import Filter
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
+from sofamesh.governance.holder import Governance, NoRulesYet
 from sofamesh.governance.kind import Compose, FilterSlot, Sleep
-from sofamesh.governance.source import Governance, NoRulesYet
 from sofamesh.stats import Stats
 from sofamesh.upstream.retry import GatewayCodes, RetryFilter
 

@@ -26,7 +26,7 @@ from sofamesh.chain import Handler
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
 from sofamesh.config import Address, LimitsConfig, MeshConfig, load_config
 from sofamesh.endpoint import Endpoint
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import HttpSupport, Server
 from sofamesh.protocols.http.mapping import request_to_invocation, result_to_response

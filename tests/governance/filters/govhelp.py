@@ -13,7 +13,7 @@ from sofamesh.clock import FakeClock
 from sofamesh.codecs.http1 import HttpResponse
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.state import Options
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 from sofamesh.model import Headers, Invocation, Result, Status
 from sofamesh.protocols.http.mapping import result_to_response
 

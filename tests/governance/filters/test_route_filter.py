@@ -12,7 +12,7 @@ from sofamesh.clock import FakeClock
 from sofamesh.endpoint import Endpoint
 from sofamesh.governance.filters.route import RouteFilter
 from sofamesh.governance.filters.state import Options
-from sofamesh.governance.source import Governance
+from sofamesh.governance.holder import Governance
 from sofamesh.model import Status
 from sofamesh.upstream.balance import BalanceFilter
 
