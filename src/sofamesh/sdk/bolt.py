@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from sofamesh.codecs.bolt import ResponseStatus, request
+from sofamesh.codecs.bolt.java_types import coerce, signature_of
 from sofamesh.codecs.bolt.sofarpc import (
     SofaCodecError,
     SofaRequest,
-    coerce,
     decode_response,
     encode_request,
     error_of,
-    signature_of,
     sofa_classes,
 )
 from sofamesh.codecs.hessian2 import ClassRegistry, JavaException

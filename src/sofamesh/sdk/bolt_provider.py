@@ -24,10 +24,10 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.codecs.bolt import Codec, RequestFrame, ResponseStatus, reply
+from sofamesh.codecs.bolt.java_types import coerce
 from sofamesh.codecs.bolt.sofarpc import (
     SofaCodecError,
     SofaRequest,
-    coerce,
     decode_request,
     encode_response,
     server_exception,

@@ -35,7 +35,8 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.codecs import dubbo, hessian2
-from sofamesh.codecs.bolt.sofarpc import STACK_TRACE_ARRAY, coerce
+from sofamesh.codecs.bolt.java_types import coerce
+from sofamesh.codecs.bolt.sofarpc import STACK_TRACE_ARRAY
 from sofamesh.codecs.dubbo import RequestFrame, Serialization, descriptors
 from sofamesh.codecs.dubbo import Status as DubboStatus
 from sofamesh.config import Address

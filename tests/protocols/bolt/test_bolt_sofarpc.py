@@ -21,13 +21,13 @@ from tests.codecs.bolt.bolt_vectors import (
 )
 
 from sofamesh.codecs.bolt import FrameDecoder, RequestFrame, ResponseFrame
+from sofamesh.codecs.bolt.java_types import coerce, signature_of
 from sofamesh.codecs.bolt.sofarpc import (
     RPC_SERVER_EXCEPTION,
     HeadUnreadable,
     SofaCodecError,
     SofaRequest,
     SofaResponse,
-    coerce,
     decode_request,
     decode_response,
     encode_request,
@@ -35,7 +35,6 @@ from sofamesh.codecs.bolt.sofarpc import (
     error_of,
     peek_request,
     server_exception,
-    signature_of,
     sofa_classes,
 )
 from sofamesh.codecs.hessian2 import (
