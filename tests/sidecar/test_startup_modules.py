@@ -39,7 +39,8 @@ from sofamesh.transport.heap import trim_heap
 # success-rate detector; the config holds their settings from `upstream.settings`) and the
 # hash tables with the first hashing balancer; the networked registries' URL parsing and
 # snapshot wrapper with an etcd or ZooKeeper URL; TLS's contexts, wraps and listeners with
-# `tls:` (`transport/tls_names.py` holds what a plaintext mesh names). Each entry covers
+# `tls:` (`transport/tls_names.py` holds what a plaintext mesh names); the asyncio
+# protocol under our own TCP stream with the first connection on asyncio. Each entry covers
 # its submodules.
 NOT_AT_START = (
     "cryptography",
@@ -102,7 +103,13 @@ NOT_AT_START = (
     "sofamesh.registry.snapshot",
     "sofamesh.transport.tls",
     "sofamesh.transport.tls_listener",
+    "sofamesh.transport.loop_protocol",
 )
+
+# Not loaded at all on trio: asyncio (with concurrent.futures, which it imports), uvloop
+# and anyio's asyncio backend. Our TCP stream asks for asyncio's loop only once asyncio is
+# loaded, and its asyncio protocol is imported where a stream is made on asyncio.
+NOT_ON_TRIO = ("asyncio", "_asyncio", "concurrent", "uvloop", "anyio._backends._asyncio")
 
 # What trio itself imports on its backend (its DTLS, its temporary files' helpers).
 TRIO_LOADS = {
@@ -275,6 +282,8 @@ def test_a_ready_sidecar_loads_no_optional_feature(tmp_path: Path, backend: str)
     assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
     heavy = {m for m in loaded if _within(m, NOT_AT_START)}
     assert heavy - TRIO_LOADS.get(backend, set()) == set()
+    if backend == "trio":
+        assert {m for m in loaded if _within(m, NOT_ON_TRIO)} == set()
     # Every thread is Python's (the report's, the token's worker): listeners on IP
     # literals are bound without a name look-up, which on uvloop starts libuv's threads.
     assert seen["threads"] == seen["python_threads"]

@@ -23,20 +23,22 @@ the socket's extra attributes. What differs: `send` and a `receive` that finds
 data buffered do not yield to the loop (a receive does after
 `_YIELD_EVERY` immediate returns in a row, so one busy connection cannot
 starve the others). On trio, anyio's own streams are used: they are already
-a thin layer over trio's sockets.
+a thin layer over trio's sockets, and asyncio is not imported at all: this
+module asks for the running loop only if asyncio is loaded, and imports
+`LoopProtocol` (an `asyncio.Protocol`) where it makes a `LoopStream`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -45,17 +47,23 @@ from sofamesh.transport.loop_stream import CLOSE_LINGER as CLOSE_LINGER
 from sofamesh.transport.loop_stream import READ_LIMIT as READ_LIMIT
 from sofamesh.transport.loop_stream import WRITE_HIGH_WATER as WRITE_HIGH_WATER
 from sofamesh.transport.loop_stream import LoopStream as LoopStream
-from sofamesh.transport.loop_stream import _Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("sofamesh.transport")
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The asyncio loop we run on, or None on any other backend (trio)."""
+    module = sys.modules.get("asyncio")
+    if module is None:  # never imported, so not running: trio, which does not import it
+        return None
     try:
-        return asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = module.get_running_loop()
     except RuntimeError:
         return None
+    return loop
 
 
 async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
@@ -63,7 +71,9 @@ async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
     loop = running_loop()
     if loop is None:
         return await anyio.connect_tcp(host, port)
-    transport, protocol = await loop.create_connection(_Protocol, host, port)
+    from sofamesh.transport.loop_protocol import LoopProtocol  # on asyncio only
+
+    transport, protocol = await loop.create_connection(LoopProtocol, host, port)
     return LoopStream(loop, transport, protocol)
 
 
@@ -91,9 +101,11 @@ class Accepted:
         if self._stream is not None:
             return self._stream
         assert self._sock is not None and self._loop is not None
+        from sofamesh.transport.loop_protocol import LoopProtocol  # on asyncio only
+
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport, protocol = await self._loop.connect_accepted_socket(_Protocol, self._sock)
+            transport, protocol = await self._loop.connect_accepted_socket(LoopProtocol, self._sock)
         except BaseException:
             self._sock.close()
             raise
@@ -152,6 +164,8 @@ async def serve_accepted(
 
 
 async def _wait_accept(loop: asyncio.AbstractEventLoop, raw: socket.socket) -> socket.socket:
+    import asyncio  # loaded: this runs on its loop
+
     try:
         client, _ = await loop.sock_accept(raw)
     except asyncio.CancelledError:
