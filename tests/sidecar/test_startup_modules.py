@@ -40,8 +40,9 @@ from sofamesh.transport.heap import trim_heap
 # hash tables with the first hashing balancer; the networked registries' URL parsing and
 # snapshot wrapper with an etcd or ZooKeeper URL; TLS's contexts, wraps and listeners with
 # `tls:` (`transport/tls_names.py` holds what a plaintext mesh names); the asyncio
-# protocol under our own TCP stream with the first connection on asyncio. Each entry covers
-# its submodules.
+# protocol under our own TCP stream with the first connection on asyncio; tracing (its
+# spans, tracer, export and filters) with `tracing.enabled`, its trace-context readers with
+# the first call an access log finds a trace id on. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -104,6 +105,8 @@ NOT_AT_START = (
     "sofamesh.transport.tls",
     "sofamesh.transport.tls_listener",
     "sofamesh.transport.loop_protocol",
+    "sofamesh.tracing",
+    "sofamesh.filters.tracing",
 )
 
 # Not loaded at all on trio: asyncio (with concurrent.futures, which it imports), uvloop
