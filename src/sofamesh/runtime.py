@@ -31,7 +31,7 @@ from sofamesh.governance.compose import (
     outbound_filters,
     retry_filter,
 )
-from sofamesh.governance.kind import Options
+from sofamesh.governance.options import Options
 from sofamesh.governance.source import (
     Governance,
     RegistryRulesSource,

@@ -42,7 +42,9 @@ from sofamesh.transport.heap import trim_heap
 # `tls:` (`transport/tls_names.py` holds what a plaintext mesh names); the asyncio
 # protocol under our own TCP stream with the first connection on asyncio; tracing (its
 # spans, tracer, export and filters) with `tracing.enabled`, its trace-context readers with
-# the first call an access log finds a trace id on. Each entry covers its submodules.
+# the first call an access log finds a trace id on; the rule kinds' declarations and the
+# keyed state they name with the first rules document (the options governance starts with
+# are in `governance.options`). Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -107,6 +109,9 @@ NOT_AT_START = (
     "sofamesh.transport.loop_protocol",
     "sofamesh.tracing",
     "sofamesh.filters.tracing",
+    "sofamesh.governance.kind",
+    "sofamesh.governance.filters.keyed",
+    "sofamesh.governance.rule_fields",
 )
 
 # Not loaded at all on trio: asyncio (with concurrent.futures, which it imports), uvloop
