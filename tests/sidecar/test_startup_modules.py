@@ -44,7 +44,9 @@ from sofamesh.transport.heap import trim_heap
 # spans, tracer, export and filters) with `tracing.enabled`, its trace-context readers with
 # the first call an access log finds a trace id on; the rule kinds' declarations and the
 # keyed state they name with the first rules document (the options governance starts with
-# are in `governance.options`). Each entry covers its submodules.
+# are in `governance.options`); the `http` module (HTTPStatus's phrases) with the first
+# status line written without a reason; SPIFFE IDs with the first mutual-TLS HTTP/1.1
+# caller. Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -112,6 +114,8 @@ NOT_AT_START = (
     "sofamesh.governance.kind",
     "sofamesh.governance.filters.keyed",
     "sofamesh.governance.rule_fields",
+    "http",
+    "sofamesh.security.spiffe",
 )
 
 # Not loaded at all on trio: asyncio (with concurrent.futures, which it imports), uvloop
