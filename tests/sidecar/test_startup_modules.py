@@ -45,7 +45,9 @@ from sofamesh.transport.heap import trim_heap
 # id on; the rule kinds' declarations and the keyed state they name with the first rules document
 # (the options governance starts with are in `governance.options`); the `http` module (HTTPStatus's
 # phrases) with the first status line written without a reason; SPIFFE IDs with the first mutual-TLS
-# HTTP/1.1 caller. Each entry covers its submodules.
+# HTTP/1.1 caller; a cluster's state, with the outlier detector and the balancers, with the first
+# cluster (the config holds outlier's settings and the balancers' names from `upstream.settings`).
+# Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -117,6 +119,9 @@ NOT_AT_START = (
     "sofamesh.security.spiffe",
     "idna",
     "zlib",
+    "sofamesh.upstream.cluster_state",
+    "sofamesh.upstream.outlier",
+    "sofamesh.upstream.balancers",
 )
 
 # Not loaded at all on trio: asyncio (with concurrent.futures, which it imports), uvloop
