@@ -137,7 +137,8 @@ from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 config = load_config(json.loads(sys.argv[1]), env={})
 Sidecar(config)
-print(json.dumps(sorted(sys.modules)))
+from sofamesh.lazy_imports import is_loaded
+print(json.dumps(sorted(m for m in list(sys.modules) if is_loaded(m))))  # bound unrun: not loaded
 """
 
 

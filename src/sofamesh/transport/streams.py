@@ -24,8 +24,9 @@ data buffered do not yield to the loop (a receive does after
 `_YIELD_EVERY` immediate returns in a row, so one busy connection cannot
 starve the others). On trio, anyio's own streams are used: they are already
 a thin layer over trio's sockets, and asyncio is not imported at all: this
-module asks for the running loop only if asyncio is loaded, and imports
-`LoopProtocol` (an `asyncio.Protocol`) where it makes a `LoopStream`.
+module asks for the running loop only if asyncio is loaded, and `LoopProtocol`
+(an `asyncio.Protocol`) is bound by `lazy_module`, run where the first
+`LoopStream` is made.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.abc
 
+from sofamesh.lazy_imports import lazy_module
 from sofamesh.transport.loop_stream import CLOSE_LINGER as CLOSE_LINGER
 from sofamesh.transport.loop_stream import READ_LIMIT as READ_LIMIT
 from sofamesh.transport.loop_stream import WRITE_HIGH_WATER as WRITE_HIGH_WATER
@@ -50,6 +52,10 @@ from sofamesh.transport.loop_stream import LoopStream as LoopStream
 
 if TYPE_CHECKING:
     import asyncio
+
+    from sofamesh.transport import loop_protocol
+else:  # run where the first stream is made on asyncio; never on trio
+    loop_protocol = lazy_module("sofamesh.transport.loop_protocol")
 
 log = logging.getLogger("sofamesh.transport")
 
@@ -71,9 +77,7 @@ async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
     loop = running_loop()
     if loop is None:
         return await anyio.connect_tcp(host, port)
-    from sofamesh.transport.loop_protocol import LoopProtocol  # on asyncio only
-
-    transport, protocol = await loop.create_connection(LoopProtocol, host, port)
+    transport, protocol = await loop.create_connection(loop_protocol.LoopProtocol, host, port)
     return LoopStream(loop, transport, protocol)
 
 
@@ -101,11 +105,11 @@ class Accepted:
         if self._stream is not None:
             return self._stream
         assert self._sock is not None and self._loop is not None
-        from sofamesh.transport.loop_protocol import LoopProtocol  # on asyncio only
-
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport, protocol = await self._loop.connect_accepted_socket(LoopProtocol, self._sock)
+            transport, protocol = await self._loop.connect_accepted_socket(
+                loop_protocol.LoopProtocol, self._sock
+            )
         except BaseException:
             self._sock.close()
             raise
@@ -164,18 +168,17 @@ async def serve_accepted(
 
 
 async def _wait_accept(loop: asyncio.AbstractEventLoop, raw: socket.socket) -> socket.socket:
-    import asyncio  # loaded: this runs on its loop
-
     try:
         client, _ = await loop.sock_accept(raw)
-    except asyncio.CancelledError:
-        # bpo-41317: a cancelled sock_accept leaves its reader registered.
-        with contextlib.suppress(ValueError, NotImplementedError):
-            loop.remove_reader(raw)
-        raise
     except OSError as exc:
         if raw.fileno() < 0:
             raise anyio.ClosedResourceError from exc
+        raise
+    except BaseException:
+        # bpo-41317: a cancelled sock_accept leaves its reader registered (caught here as
+        # any BaseException: asyncio's CancelledError, without naming asyncio).
+        with contextlib.suppress(ValueError, NotImplementedError):
+            loop.remove_reader(raw)
         raise
     return client
 
