@@ -25,7 +25,6 @@ from sofamesh.deadlines import DeadlineWatch
 from sofamesh.filters.deadline import InboundDeadlineFilter
 from sofamesh.filters.stats import Known, StatsFilter, known_unless_no_endpoint
 from sofamesh.filters.timeout import TimeoutFilter, timed_out
-from sofamesh.filters.tracing import AttemptSpanFilter, TracingFilter
 from sofamesh.governance.compose import (
     composition_key,
     inbound_filters,
@@ -33,7 +32,7 @@ from sofamesh.governance.compose import (
     retry_filter,
 )
 from sofamesh.governance.holder import Governance
-from sofamesh.governance.kind import Options
+from sofamesh.governance.options import Options
 from sofamesh.governance.source import (
     RegistryRulesSource,
     RulesSource,
@@ -46,13 +45,14 @@ from sofamesh.protocols.lazy import Holder, lazy_protocols
 from sofamesh.registry import open_registry
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
-from sofamesh.tracing import SpanBuffer, SpanExport, Tracer
-from sofamesh.tracing.span import Kind
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
 from sofamesh.upstream.cluster import ClusterManager
 
 if TYPE_CHECKING:
     from sofamesh.observability.istio import IstioMetrics, Reporter
+    from sofamesh.tracing.export import SpanBuffer
+    from sofamesh.tracing.span import Kind
+    from sofamesh.tracing.tracer import Tracer
     from sofamesh.transport.tls_listener import MeshTls
 
 
@@ -152,7 +152,10 @@ class Runtime:
         cfg = self.config.tracing
         if not cfg.enabled:
             return None
-        from sofamesh.tracing import otlp  # here: a sidecar without tracing never needs it
+        # Here: a sidecar without tracing never needs these.
+        from sofamesh.tracing import otlp
+        from sofamesh.tracing.export import SpanBuffer
+        from sofamesh.tracing.tracer import Tracer
 
         if cfg.otlp_endpoint is not None and not otlp.available():
             problem = "tracing.otlp_endpoint: needs the otel extra (pip install 'sofamesh[otel]')"
@@ -166,6 +169,7 @@ class Runtime:
         if cfg.otlp_endpoint is None or tracer is None or spans is None:
             return
         from sofamesh.tracing import otlp
+        from sofamesh.tracing.export import SpanExport
 
         http: Any = self.protocols["http"]
         exporter = otlp.OtlpHttpExporter(
@@ -288,7 +292,7 @@ class Runtime:
                     gov, self.policy_for, self.stats, self.clock, gateway_codes=self.gateway_codes
                 ),
                 # A span per try, naming its endpoint: the next hop's parent.
-                *([AttemptSpanFilter(self.tracer)] if self.tracer is not None else []),
+                *self._attempt_spans(),
                 # Choose the endpoint (or governance's route does), feed outlier ejection.
                 BalanceFilter(clusters, self.clock),
             ]
@@ -326,7 +330,19 @@ class Runtime:
 
     def _traced(self, kind: Kind) -> list[Filter]:
         """The hop's tracing filter when tracing is on; nothing at all when it is off."""
-        return [] if self.tracer is None else [TracingFilter(self.tracer, kind)]
+        if self.tracer is None:
+            return []
+        from sofamesh.filters.tracing import TracingFilter  # with tracing on only
+
+        return [TracingFilter(self.tracer, kind)]
+
+    def _attempt_spans(self) -> list[Filter]:
+        """A span per try when tracing is on; nothing at all when it is off."""
+        if self.tracer is None:
+            return []
+        from sofamesh.filters.tracing import AttemptSpanFilter  # with tracing on only
+
+        return [AttemptSpanFilter(self.tracer)]
 
     def _istio(self, reporter: Reporter, known: Known | None = None) -> list[Filter]:
         """Istio's standard metrics when `metrics.istio` is on."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 import itertools
 
 import pytest
@@ -22,6 +23,7 @@ from sofamesh.codecs.http1 import (
     strip_hop_by_hop,
 )
 from sofamesh.codecs.http1.paths import normalize_target
+from sofamesh.codecs.http1.writer import encode_response
 from sofamesh.model import Headers
 
 GET = HttpRequest("GET", "/a?b=1", [(b"host", b"svc"), (b"accept", b"*/*")])
@@ -591,3 +593,13 @@ def test_resting_is_the_idle_phase_of_a_connection_that_stays_open() -> None:
     assert server.next_request() is not None
     server.encode_response(HttpResponse(200))
     assert server.must_close and not resting(server)
+
+
+@pytest.mark.parametrize("status", [*(s for s in http.HTTPStatus if s >= 200), 299, 599])
+def test_a_status_without_a_reason_gets_the_standard_phrase_or_none(status: int) -> None:
+    # The phrase is `http.HTTPStatus`'s, looked up with the first such line (the `http`
+    # module stays unloaded until then); a code it does not name gets an empty reason.
+    phrase = http.HTTPStatus(status).phrase if status in set(http.HTTPStatus) else ""
+    expected = b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii"))
+    out, _ = encode_response(HttpResponse(int(status), [], b""), head=False, close=False)
+    assert out.startswith(expected)

@@ -21,26 +21,33 @@ import sofamesh.sidecar.__main__ as sidecar_main
 from sofamesh.sidecar.footprint import HelpFormatter, terminal_columns
 from sofamesh.transport.heap import trim_heap
 
-# Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK
-# (which the package's `__init__` offers) only by an SDK app; the h2 library only by the
-# lean HTTP/2 codec's differential reference; hashlib (OpenSSL's digests) and what imports
-# it (hmac, secrets) only with the first hash, rules document or admin request (trio's own
-# DTLS imports them on that backend); the workers' machinery only with `workers: N`, N > 1;
-# the rules document's model and every kind of rule only with a rules document (or a read of
-# the rules in force); every protocol but HTTP/1.1 (the admin API's) and its codecs only with
-# its first connection or call (protocols/lazy.py); workload identities (and datetime, which
-# they read certificates' dates with) only with `tls:`; tempfile (with shutil, bz2 and lzma)
-# only where a file needs it, not for the token's directory; h11, HTTP/1.1's reference
-# parser, only with the first HTTP/1.1 connection (`h11` itself is bound, by
-# `lazy_imports`, so its submodules tell whether it ran); llhttp (httptools) with the
-# first head the fast path splits; the admin API's handlers with its first request; Istio's
-# metrics with `metrics.istio`, OTLP export with `tracing.enabled`; upstream's machines
-# with the first cluster that runs them (the health checker, the removal guard, the
-# success-rate detector; the config holds their settings from `upstream.settings`) and the
-# hash tables with the first hashing balancer; the networked registries' URL parsing and
-# snapshot wrapper with an etcd or ZooKeeper URL; TLS's contexts, wraps and listeners with
-# `tls:` (`transport/tls_names.py` holds what a plaintext mesh names). Each entry covers
-# its submodules.
+# Loaded only when configured: TLS (cryptography), a YAML file, an etcd registry; the SDK (which the
+# package's `__init__` offers) only by an SDK app; the h2 library only by the lean HTTP/2 codec's
+# differential reference; hashlib (OpenSSL's digests) and what imports it (hmac, secrets) only with
+# the first hash, rules document or admin request (on trio, whose DTLS imports hmac, the sidecar
+# binds it unrun: `footprint.TRIO_DEFERRED`, with shutil, tempfile and idna, which trio imports
+# too); the workers' machinery only with `workers: N`, N > 1; the rules document's model and every
+# kind of rule only with a rules document (or a read of the rules in force); every protocol but
+# HTTP/1.1 (the admin API's) and its codecs only with its first connection or call
+# (protocols/lazy.py); workload identities (and datetime, which they read certificates' dates with)
+# only with `tls:`; tempfile (with shutil, bz2, lzma and zlib) only where a file needs it, not for
+# the token's directory; h11, HTTP/1.1's reference parser, only with the first HTTP/1.1 connection
+# (`h11` itself is bound, by `lazy_imports`, so its submodules tell whether it ran); llhttp
+# (httptools) with the first head the fast path splits; the admin API's handlers with its first
+# request; Istio's metrics with `metrics.istio`, OTLP export with `tracing.enabled`; upstream's
+# machines with the first cluster that runs them (the health checker, the removal guard, the
+# success-rate detector; the config holds their settings from `upstream.settings`) and the hash
+# tables with the first hashing balancer; the networked registries' URL parsing and snapshot wrapper
+# with an etcd or ZooKeeper URL; TLS's contexts, wraps and listeners with `tls:`
+# (`transport/tls_names.py` holds what a plaintext mesh names); the asyncio protocol under our own
+# TCP stream with the first connection on asyncio; tracing (its spans, tracer, export and filters)
+# with `tracing.enabled`, its trace-context readers with the first call an access log finds a trace
+# id on; the rule kinds' declarations and the keyed state they name with the first rules document
+# (the options governance starts with are in `governance.options`); the `http` module (HTTPStatus's
+# phrases) with the first status line written without a reason; SPIFFE IDs with the first mutual-TLS
+# HTTP/1.1 caller; a cluster's state, with the outlier detector and the balancers, with the first
+# cluster (the config holds outlier's settings and the balancers' names from `upstream.settings`).
+# Each entry covers its submodules.
 NOT_AT_START = (
     "cryptography",
     "yaml",
@@ -102,12 +109,25 @@ NOT_AT_START = (
     "sofamesh.registry.snapshot",
     "sofamesh.transport.tls",
     "sofamesh.transport.tls_listener",
+    "sofamesh.transport.loop_protocol",
+    "sofamesh.tracing",
+    "sofamesh.filters.tracing",
+    "sofamesh.governance.kind",
+    "sofamesh.governance.filters.keyed",
+    "sofamesh.governance.rule_fields",
+    "http",
+    "sofamesh.security.spiffe",
+    "idna",
+    "zlib",
+    "sofamesh.upstream.cluster_state",
+    "sofamesh.upstream.outlier",
+    "sofamesh.upstream.balancers",
 )
 
-# What trio itself imports on its backend (its DTLS, its temporary files' helpers).
-TRIO_LOADS = {
-    "trio": {"hashlib", "_hashlib", "hmac", "secrets", "tempfile", "shutil", "bz2", "lzma"}
-}
+# Not loaded at all on trio: asyncio (with concurrent.futures, which it imports), uvloop
+# and anyio's asyncio backend. Our TCP stream asks for asyncio's loop only once asyncio is
+# loaded, and its asyncio protocol is imported where a stream is made on asyncio.
+NOT_ON_TRIO = ("asyncio", "_asyncio", "concurrent", "uvloop", "anyio._backends._asyncio")
 
 BUILD = """
 import json, sys
@@ -117,7 +137,8 @@ from sofamesh.config import load_config
 from sofamesh.sidecar.app import Sidecar
 config = load_config(json.loads(sys.argv[1]), env={})
 Sidecar(config)
-print(json.dumps(sorted(sys.modules)))
+from sofamesh.lazy_imports import is_loaded
+print(json.dumps(sorted(m for m in list(sys.modules) if is_loaded(m))))  # bound unrun: not loaded
 """
 
 
@@ -229,12 +250,14 @@ def test_sidecar_process_keeps_no_generated_source(tmp_path: Path) -> None:
     assert seen["source"].startswith('"""')  # other source stays readable
 
 
-# The sidecar's own process, run to its READY line: what it has loaded then, once its
+# The sidecar's own process, run to its READY line: what it has run then, once its
 # loop, listeners and admin API run (argument parsing and serving included, not only
-# the construction BUILD covers). The READY line is read from a wrapped stdout.
+# the construction BUILD covers; a module bound by `lazy_module` and not yet run is not
+# counted). The READY line is read from a wrapped stdout.
 IDLE = """
 import json, os, sys, threading
 import sofamesh.sidecar.__main__ as main
+from sofamesh.lazy_imports import is_loaded
 ready = threading.Event()
 class Stdout:
     def write(self, text):
@@ -248,7 +271,8 @@ def report():
     with open("/proc/self/status") as f:
         native = next(int(ln.split()[1]) for ln in f if ln.startswith("Threads:"))
     with open(sys.argv[3], "w") as out:
-        json.dump({"modules": sorted(sys.modules), "threads": native,
+        json.dump({"modules": sorted(m for m in list(sys.modules) if is_loaded(m)),
+                   "threads": native,
                    "python_threads": threading.active_count()}, out)
     os._exit(0)
 sys.stdout = Stdout()
@@ -273,8 +297,9 @@ def test_a_ready_sidecar_loads_no_optional_feature(tmp_path: Path, backend: str)
     seen = ready_process(tmp_path, config, backend)
     loaded = set(seen["modules"])
     assert "sofamesh.protocols.lazy" in loaded  # the check sees what start-up loads
-    heavy = {m for m in loaded if _within(m, NOT_AT_START)}
-    assert heavy - TRIO_LOADS.get(backend, set()) == set()
+    assert {m for m in loaded if _within(m, NOT_AT_START)} == set()
+    if backend == "trio":
+        assert {m for m in loaded if _within(m, NOT_ON_TRIO)} == set()
     # Every thread is Python's (the report's, the token's worker): listeners on IP
     # literals are bound without a name look-up, which on uvloop starts libuv's threads.
     assert seen["threads"] == seen["python_threads"]
@@ -289,6 +314,39 @@ def test_help_is_as_wide_as_shutil_would_make_it(
     monkeypatch.setenv("COLUMNS", columns)
     assert terminal_columns() == shutil.get_terminal_size().columns
     assert HelpFormatter("sidecar")._width == argparse.HelpFormatter("sidecar")._width
+
+
+TRIO_FIRST_USES = """
+import json, sys
+from sofamesh.lazy_imports import is_loaded
+from sofamesh.sidecar.footprint import TRIO_DEFERRED, defer_trio_imports
+defer_trio_imports()
+import trio
+from trio._socket import encode_hostname
+unrun = [m for m in (*TRIO_DEFERRED, "hashlib", "bz2") if is_loaded(m)]
+encoded = encode_hostname("b\u00fccher.example").decode()
+import hmac
+compared = hmac.compare_digest(b"a", b"a")
+import shutil, tempfile
+print(json.dumps({
+    "unrun": unrun, "encoded": encoded, "compared": compared,
+    "which": shutil.which("sh") is not None, "tmp": isinstance(tempfile.gettempdir(), str),
+    "run": [is_loaded(m) for m in TRIO_DEFERRED],
+    "plain": [type(sys.modules[m]) is type(sys) for m in TRIO_DEFERRED],
+}))
+"""
+
+
+def test_what_trio_imports_and_an_idle_sidecar_never_runs_runs_on_first_use() -> None:
+    assert json.loads(run_python(TRIO_FIRST_USES)) == {
+        "unrun": [],  # trio imported them all, and ran none
+        "encoded": "xn--bcher-kva.example",
+        "compared": True,
+        "which": True,
+        "tmp": True,
+        "run": [True] * 4,
+        "plain": [True] * 4,
+    }
 
 
 FIRST_HEADS = """

@@ -278,3 +278,26 @@ async def test_a_burst_of_connections_is_accepted_and_each_served() -> None:
             await c.aclose()
     assert sorted(served) == sorted(b"hello %d" % i for i in range(20))
     assert replies == [b"HELLO %d" % i for i in range(20)]
+
+
+async def test_a_cancelled_accept_leaves_no_reader_and_the_next_accept_works(
+    anyio_backend_name: str,
+) -> None:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as multi:
+        port = multi.extra(anyio.abc.SocketAttribute.local_port)
+        listener = multi.listeners[0]
+        assert isinstance(listener, anyio.abc.SocketListener)
+        raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(accept, listener)  # nothing is queued: it waits for the loop
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+        if anyio_backend_name == "asyncio":  # bpo-41317: the cancelled wait's reader is gone
+            import asyncio
+
+            assert not asyncio.get_running_loop().remove_reader(raw)  # uvloop answers None
+        client = await connect_tcp("127.0.0.1", port)
+        server = await (await accept(listener)).open()
+        async with client, server:
+            await client.send(b"ping")
+            assert await read_exactly(server, 4) == b"ping"

@@ -29,9 +29,13 @@ from sofamesh.config.checks import (
 )
 from sofamesh.config.control_urls import ControlUrls
 from sofamesh.config.telemetry import AccessLogConfig, MetricsConfig, TracingConfig
-from sofamesh.upstream.balancers import BALANCERS
-from sofamesh.upstream.outlier import OutlierConfig
-from sofamesh.upstream.settings import HealthCheckConfig, RemovalConfig, SuccessRateConfig
+from sofamesh.upstream.settings import (
+    BALANCERS,
+    HealthCheckConfig,
+    OutlierConfig,
+    RemovalConfig,
+    SuccessRateConfig,
+)
 
 EscapedSlashesAction = Literal["KEEP_UNCHANGED", "REJECT_REQUEST", "UNESCAPE_AND_FORWARD"]
 Mode = Literal["sdk", "sidecar"]

@@ -32,12 +32,12 @@ from sofamesh.chain import Filter
 from sofamesh.clock import Clock
 from sofamesh.config.model import PolicyConfig
 from sofamesh.governance.holder import Governance, NoRulesYet
-from sofamesh.governance.kind import Compose, FilterSlot, Sleep
 from sofamesh.stats import Stats
 from sofamesh.upstream.retry import GatewayCodes, RetryFilter
 
 if TYPE_CHECKING:
     from sofamesh.governance.filters.state import Holder
+    from sofamesh.governance.kind import Compose, FilterSlot, Sleep
 
 
 def outbound_filters(
@@ -50,6 +50,10 @@ def outbound_filters(
     in_use_only: bool = False,
 ) -> list[Filter]:
     """Caller-side filters, outermost first; mirroring needs a task group to send copies in."""
+    if in_use_only and _no_rules(governance):
+        return []  # the empty document uses no kind: none need load
+    from sofamesh.governance.kind import Compose  # with the kinds, once there are rules
+
     ctx = Compose(governance, clock, "outbound", sleep, rand, task_group)
     return _filters(ctx, in_use_only)
 
@@ -62,12 +66,14 @@ def inbound_filters(
     in_use_only: bool = False,
 ) -> list[Filter]:
     """Provider-side filters, outermost first (after the inbound deadline check)."""
+    if in_use_only and _no_rules(governance):
+        return []  # the empty document uses no kind: none need load
+    from sofamesh.governance.kind import Compose  # with the kinds, once there are rules
+
     return _filters(Compose(governance, clock, "inbound", sleep), in_use_only)
 
 
 def _filters(ctx: Compose, in_use_only: bool) -> list[Filter]:
-    if in_use_only and _no_rules(ctx.governance):
-        return []  # the empty document uses no kind: none need load
     from sofamesh.governance.kinds import KINDS  # every kind's filters, with the first rules
 
     doc = ctx.governance.current.document

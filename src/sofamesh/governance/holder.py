@@ -20,7 +20,7 @@ import anyio
 from sofamesh.clock import Clock, MonotonicClock
 from sofamesh.config.structure import ConfigError
 from sofamesh.governance.filters.metrics import prometheus_lines
-from sofamesh.governance.kind import Options
+from sofamesh.governance.options import Options
 
 if TYPE_CHECKING:
     from sofamesh.governance.filters.degrade import Fallback

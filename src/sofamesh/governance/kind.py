@@ -21,6 +21,7 @@ import attrs
 from sofamesh.chain import Filter
 from sofamesh.clock import Clock
 from sofamesh.governance.filters.keyed import Carry
+from sofamesh.governance.options import Options as Options  # a kind's `Build` carries them
 
 if TYPE_CHECKING:
     from sofamesh.governance.filters.state import Holder
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
 DIRECTIONS = ("inbound", "outbound")
 Rows = list[dict[str, Any]]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@attrs.frozen
-class Options:
-    """Per-process settings that are not rules: randomness (pinned in tests), the local zone."""
-
-    rand: Callable[[], float] | None = None
-    local_zone: str = ""
-    max_keys: int = 10_000  # bound on per-method / per-caller / per-call-key caches
 
 
 @attrs.frozen

@@ -7,9 +7,13 @@ protocol's codes read to someone who expects Envoy's and Istio's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols.http.mapping import STATUS_TO_HTTP
-from sofamesh.tracing.propagation import Propagator
+
+if TYPE_CHECKING:
+    from sofamesh.tracing.propagation import Propagator
 
 # Envoy's response flags for the mesh's own outcomes (Envoy's access-log docs).
 FLAGS = {
@@ -25,7 +29,9 @@ FLAGS = {
 }
 PROTOCOL_NAMES = {"http": "HTTP/1.1", "h2": "HTTP/2", "grpc": "HTTP/2"}
 _GRPC_LIKE = frozenset({"grpc"})
-_ANY_FORMAT = Propagator(["w3c", "b3", "b3multi", "sofatracer"])
+# Every format's reader, made with the first call that carries a trace id: the tracing
+# modules stay unloaded in a sidecar with tracing off until one does.
+_any_format: Propagator | None = None
 
 
 def response_code(inv: Invocation, result: Result) -> int:
@@ -82,8 +88,16 @@ def trace_id(inv: Invocation) -> str:
     # One pass to see whether any format is there at all: most untraced calls carry none.
     if not any(k in _TRACE_NAMES for k, _ in inv.headers.items()):
         return ""
-    ctx = _ANY_FORMAT.extract(inv.headers, inv.protocol)
+    ctx = (_any_format or _read_any_format()).extract(inv.headers, inv.protocol)
     return ctx.trace_id if ctx is not None else ""
+
+
+def _read_any_format() -> Propagator:
+    global _any_format
+    from sofamesh.tracing.propagation import Propagator
+
+    _any_format = Propagator(["w3c", "b3", "b3multi", "sofatracer"])
+    return _any_format
 
 
 def request_method(inv: Invocation) -> str:

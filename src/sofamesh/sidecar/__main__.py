@@ -16,7 +16,11 @@ cannot be written: one line naming the cause).
 # ruff: noqa: E402  (the process is set up before the mesh's modules load)
 from __future__ import annotations
 
-from sofamesh.sidecar.footprint import HelpFormatter, keep_no_generated_source
+from sofamesh.sidecar.footprint import (
+    HelpFormatter,
+    defer_trio_imports,
+    keep_no_generated_source,
+)
 
 keep_no_generated_source()
 
@@ -199,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, object]:
+    """What `anyio.run` is given for `args.backend`; on trio, what trio imports and an idle
+    sidecar never runs is bound to run on first use before trio loads (`footprint.py`)."""
+    if args.backend == "trio":
+        defer_trio_imports()
     if args.backend == "asyncio" and not args.no_uvloop:
         try:
             import uvloop  # noqa: F401

@@ -12,6 +12,18 @@ argparse asks `shutil` for the terminal's width each time it makes a help
 formatter (every `add_argument` does), and `shutil` brings `bz2`, `lzma` and
 their libraries: `HelpFormatter` finds the width as `shutil.get_terminal_size`
 does, without them.
+
+trio imports, at its top, modules that only some of its paths run: `ctypes.util`
+imports `shutil` (with `bz2`, `lzma`, `zlib`) and `tempfile` for its fall-backs
+when `ldconfig` cannot find a library, its DTLS imports `hmac` (and with it
+`hashlib` and OpenSSL's digests) for its cookies, and its sockets import `idna`
+(with its tables and `unicodedata`) for host names that are not ASCII. On trio,
+the sidecar binds these by `lazy_imports.lazy_module` before trio loads, so each
+runs with the first read of one of its names (the module is then the real one,
+whoever imported it) and an idle sidecar runs none of them. Each is first read on
+the loop's thread (trio's name look-up encodes before its worker thread; the
+local API's token check), which matters on Python 3.11, whose lazy modules are
+not safe to run from two threads at once.
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ import linecache
 import os
 import sys
 from typing import Any
+
+from sofamesh.lazy_imports import lazy_module
 
 GENERATED = "<attrs generated"  # how the names of its source begin: "<attrs generated init ...>"
 
@@ -38,6 +52,16 @@ def keep_no_generated_source() -> None:
     """From now on, attrs classes made in this process leave no source in `linecache`."""
     if not isinstance(linecache.cache, _WithoutGeneratedSource):
         linecache.cache = _WithoutGeneratedSource(linecache.cache)
+
+
+# What trio imports at its top and an idle sidecar on trio never runs (see above).
+TRIO_DEFERRED = ("shutil", "tempfile", "hmac", "idna")
+
+
+def defer_trio_imports() -> None:
+    """Bind `TRIO_DEFERRED` to run on first use; before trio is imported to take effect."""
+    for name in TRIO_DEFERRED:
+        lazy_module(name)
 
 
 class HelpFormatter(argparse.HelpFormatter):

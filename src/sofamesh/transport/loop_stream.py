@@ -8,16 +8,18 @@ every `receive` a resume and a pause of the transport's reading (two
 waits only when there is nothing to read or the transport's write buffer is
 over its high-water mark. `streams.py` hands it out and re-exports it; its
 docstring says what stays the same as anyio's stream and what differs.
+
+The loop's side of the stream, an `asyncio.Protocol`, is in `loop_protocol.py`:
+this module does not import asyncio, so a process on trio, which names
+`LoopStream` (`type(stream) is LoopStream`) but never makes one, does not load it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import math
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -29,58 +31,14 @@ WRITE_HIGH_WATER = 64 * 1024  # bytes queued in the transport before `send` wait
 CLOSE_LINGER = 5.0  # seconds a closed stream's queued bytes get before the socket is cut
 _YIELD_EVERY = 32
 
+if TYPE_CHECKING:
+    import asyncio
 
-class _Protocol(asyncio.Protocol):
-    """The loop's side: buffers what arrives and wakes whoever waits on the stream."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
-        self.eof = False  # the peer will send no more (EOF, or the connection is gone)
-        self.lost = False  # the connection is gone
-        self.error: BaseException | None = None
-        self.reading_paused = False
-        self.writing_paused = False
-        self.read_waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, but have its methods.
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.buffered += len(data)
-        if self.buffered > READ_LIMIT and not self.reading_paused:
-            self.reading_paused = True
-            assert self.transport is not None
-            self.transport.pause_reading()
-        waiter = self.read_waiter  # `_wake` inline: this runs for every read
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        _wake(self.read_waiter)
-        return True  # keep our half open: a response may still be written
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = self.lost = True
-        self.error = exc
-        _wake(self.read_waiter)
-        _wake(self.drain_waiter)
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        _wake(self.drain_waiter)
+    from sofamesh.transport.loop_protocol import LoopProtocol
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
+def wake_waiter(waiter: asyncio.Future[None] | None) -> None:
+    """Resolve `waiter` if it is still pending (a wait of the stream's, or none)."""
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
 
@@ -89,7 +47,7 @@ class LoopStream(anyio.abc.SocketStream):
     """An anyio socket stream over an asyncio transport, without anyio's per-call overhead."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, protocol: _Protocol
+        self, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport, protocol: LoopProtocol
     ) -> None:
         self._loop = loop
         self._transport = transport
@@ -159,7 +117,7 @@ class LoopStream(anyio.abc.SocketStream):
             self._receiving = False
         return self._take(p, max_bytes)
 
-    def _take(self, p: _Protocol, max_bytes: int) -> bytes:
+    def _take(self, p: LoopProtocol, max_bytes: int) -> bytes:
         if self._closed:
             raise anyio.ClosedResourceError
         chunks = p.chunks
@@ -207,7 +165,7 @@ class LoopStream(anyio.abc.SocketStream):
         transport.write(item)
         return True
 
-    async def _drain(self, p: _Protocol) -> None:
+    async def _drain(self, p: LoopProtocol) -> None:
         while p.writing_paused and not p.lost:
             if self.deadline != math.inf:
                 self._arm_timer()
@@ -270,8 +228,8 @@ class LoopStream(anyio.abc.SocketStream):
         if self._timer is not None:
             self._timer.cancel()
         p = self._protocol
-        _wake(p.read_waiter)
-        _wake(p.drain_waiter)
+        wake_waiter(p.read_waiter)
+        wake_waiter(p.drain_waiter)
         return True
 
     async def aclose(self) -> None:

@@ -23,39 +23,53 @@ the socket's extra attributes. What differs: `send` and a `receive` that finds
 data buffered do not yield to the loop (a receive does after
 `_YIELD_EVERY` immediate returns in a row, so one busy connection cannot
 starve the others). On trio, anyio's own streams are used: they are already
-a thin layer over trio's sockets.
+a thin layer over trio's sockets, and asyncio is not imported at all: this
+module asks for the running loop only if asyncio is loaded, and `LoopProtocol`
+(an `asyncio.Protocol`) is bound by `lazy_module`, run where the first
+`LoopStream` is made.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
 
+from sofamesh.lazy_imports import lazy_module
 from sofamesh.transport.loop_stream import CLOSE_LINGER as CLOSE_LINGER
 from sofamesh.transport.loop_stream import READ_LIMIT as READ_LIMIT
 from sofamesh.transport.loop_stream import WRITE_HIGH_WATER as WRITE_HIGH_WATER
 from sofamesh.transport.loop_stream import LoopStream as LoopStream
-from sofamesh.transport.loop_stream import _Protocol
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from sofamesh.transport import loop_protocol
+else:  # run where the first stream is made on asyncio; never on trio
+    loop_protocol = lazy_module("sofamesh.transport.loop_protocol")
 
 log = logging.getLogger("sofamesh.transport")
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The asyncio loop we run on, or None on any other backend (trio)."""
+    module = sys.modules.get("asyncio")
+    if module is None:  # never imported, so not running: trio, which does not import it
+        return None
     try:
-        return asyncio.get_running_loop()
+        loop: asyncio.AbstractEventLoop = module.get_running_loop()
     except RuntimeError:
         return None
+    return loop
 
 
 async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
@@ -63,7 +77,7 @@ async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
     loop = running_loop()
     if loop is None:
         return await anyio.connect_tcp(host, port)
-    transport, protocol = await loop.create_connection(_Protocol, host, port)
+    transport, protocol = await loop.create_connection(loop_protocol.LoopProtocol, host, port)
     return LoopStream(loop, transport, protocol)
 
 
@@ -93,7 +107,9 @@ class Accepted:
         assert self._sock is not None and self._loop is not None
         try:
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport, protocol = await self._loop.connect_accepted_socket(_Protocol, self._sock)
+            transport, protocol = await self._loop.connect_accepted_socket(
+                loop_protocol.LoopProtocol, self._sock
+            )
         except BaseException:
             self._sock.close()
             raise
@@ -154,14 +170,15 @@ async def serve_accepted(
 async def _wait_accept(loop: asyncio.AbstractEventLoop, raw: socket.socket) -> socket.socket:
     try:
         client, _ = await loop.sock_accept(raw)
-    except asyncio.CancelledError:
-        # bpo-41317: a cancelled sock_accept leaves its reader registered.
-        with contextlib.suppress(ValueError, NotImplementedError):
-            loop.remove_reader(raw)
-        raise
     except OSError as exc:
         if raw.fileno() < 0:
             raise anyio.ClosedResourceError from exc
+        raise
+    except BaseException:
+        # bpo-41317: a cancelled sock_accept leaves its reader registered (caught here as
+        # any BaseException: asyncio's CancelledError, without naming asyncio).
+        with contextlib.suppress(ValueError, NotImplementedError):
+            loop.remove_reader(raw)
         raise
     return client
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -10,7 +11,10 @@ from sofamesh.chain import Handler
 from sofamesh.clock import Clock
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation, Result, Status
-from sofamesh.upstream.cluster import Cluster, ClusterManager
+from sofamesh.upstream.cluster import ClusterManager
+
+if TYPE_CHECKING:
+    from sofamesh.upstream.cluster_state import Cluster
 
 # How long a first call waits for a brand-new cluster's first registry answer.
 FIRST_SNAPSHOT_WAIT = 2.0

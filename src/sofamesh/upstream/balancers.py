@@ -27,6 +27,7 @@ import attrs
 
 from sofamesh.endpoint import Endpoint
 from sofamesh.model import Invocation
+from sofamesh.upstream.settings import BALANCERS as BALANCERS  # the config holds the names
 
 if TYPE_CHECKING:
     from sofamesh.upstream.hashing import MaglevConfig, RingHashConfig
@@ -243,7 +244,6 @@ FACTORIES: dict[str, BalancerFactory] = {
     "ring_hash": _ring,
     "maglev": _maglev,
 }
-BALANCERS = tuple(FACTORIES)
 
 
 def make_balancer(name: str, spec: BalancerSpec | None = None) -> Balancer:

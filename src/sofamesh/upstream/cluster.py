@@ -3,7 +3,8 @@
 A `Cluster` (cluster_state.py, re-exported here) follows one service's
 endpoint set from the registry and answers "which endpoint now?" A
 `ClusterManager` owns one watch task per service the mesh has called, inside
-its task group, and creates clusters on first use.
+its task group, and creates clusters on first use: `cluster_state.py`, with the
+outlier detector and the balancers it runs, is imported by the first.
 
 Per-name state is bounded, since any caller can name any service: a cluster
 unused for a whole `idle_timeout` (and with no call in flight) is dropped with
@@ -24,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Set
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -32,10 +33,10 @@ import anyio.abc
 from sofamesh.clock import Clock
 from sofamesh.registry.base import Registry
 from sofamesh.stats import Stats
-from sofamesh.upstream.cluster_state import Cluster as Cluster
-from sofamesh.upstream.cluster_state import ClusterPolicy as ClusterPolicy
 
 if TYPE_CHECKING:
+    from sofamesh.upstream.cluster_state import Cluster as Cluster
+    from sofamesh.upstream.cluster_state import ClusterPolicy as ClusterPolicy
     from sofamesh.upstream.health import ProbeConnect
 
 log = logging.getLogger("sofamesh.upstream.cluster")
@@ -43,6 +44,15 @@ log = logging.getLogger("sofamesh.upstream.cluster")
 ALIAS_RETRY = 1.0  # seconds between case-insensitive look-ups of a name that matched nothing
 MAX_CLUSTERS = 1000
 CLUSTER_IDLE_TIMEOUT = 600.0  # seconds
+
+
+def __getattr__(name: str) -> Any:
+    # `Cluster` and `ClusterPolicy` under their old address, loaded on first use.
+    if name in ("Cluster", "ClusterPolicy"):
+        from sofamesh.upstream import cluster_state
+
+        return getattr(cluster_state, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ClusterManager:
@@ -120,6 +130,8 @@ class ClusterManager:
     def _create(self, service: str) -> Cluster:
         if self._tg is None:
             raise RuntimeError("ClusterManager used outside its 'async with' block")
+        from sofamesh.upstream.cluster_state import Cluster  # with the first cluster
+
         policy = self._policy_for(service)
         cluster = Cluster(service, policy, self._stats, self._clock, self._protocols)
         if len(self.clusters) >= self.max_clusters and not self._make_room():

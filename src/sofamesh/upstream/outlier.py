@@ -24,23 +24,7 @@ from collections.abc import Iterable
 
 import attrs
 
-
-def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attr.name} must be positive, got {value}")
-
-
-@attrs.frozen
-class OutlierConfig:
-    """Defaults are Envoy's, except `max_ejection_percent` (Envoy: 10)."""
-
-    enabled: bool = True
-    consecutive_failures: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    base_ejection_time: float = attrs.field(default=30.0, validator=_positive)
-    max_ejection_time: float = attrs.field(default=300.0, validator=_positive)
-    max_ejection_percent: int = attrs.field(
-        default=50, validator=[attrs.validators.ge(0), attrs.validators.le(100)]
-    )
+from sofamesh.upstream.settings import OutlierConfig as OutlierConfig  # the config holds it
 
 
 @attrs.define

@@ -1,11 +1,13 @@
 """Upstream's settings the config model holds; each machine's module loads with its first use.
 
-`policy.health_check`, `policy.registry` and `policy.success_rate` are parsed at
-start with every config, whether or not a cluster ever runs them; the health
-checker (`health.py`), the removal guard (`removals.py`) and the success-rate
-detector (`success_rate.py`) are imported by the first cluster that needs
-them, so an idle sidecar holds only these classes. Each machine's module
-offers its settings' class under its old name as well.
+`policy.health_check`, `policy.registry`, `policy.success_rate`, `policy.outlier`
+and `policy.balancer` are parsed at start with every config, whether or not a
+cluster ever runs them; the health checker (`health.py`), the removal guard
+(`removals.py`), the success-rate detector (`success_rate.py`), the outlier
+detector (`outlier.py`) and the balancers (`balancers.py`) are imported by the
+first cluster that needs them (`cluster_state.py`, with the first cluster), so
+an idle sidecar holds only these classes and names. Each machine's module offers
+its settings' class under its old name as well.
 """
 
 from __future__ import annotations
@@ -21,6 +23,24 @@ from sofamesh import protocols
 def _above_zero(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attr.name} must be positive, got {value}")
+
+
+# The names `policy.balancer` and `load_balancing` rules take: `balancers.FACTORIES`'s keys
+# (a test holds the two equal).
+BALANCERS = ("round_robin", "random", "weighted_random", "least_request", "ring_hash", "maglev")
+
+
+@attrs.frozen
+class OutlierConfig:
+    """Defaults are Envoy's, except `max_ejection_percent` (Envoy: 10)."""
+
+    enabled: bool = True
+    consecutive_failures: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    base_ejection_time: float = attrs.field(default=30.0, validator=_above_zero)
+    max_ejection_time: float = attrs.field(default=300.0, validator=_above_zero)
+    max_ejection_percent: int = attrs.field(
+        default=50, validator=[attrs.validators.ge(0), attrs.validators.le(100)]
+    )
 
 
 def _known_kind(_inst: object, attr: attrs.Attribute[Any], value: str) -> None:

@@ -12,7 +12,6 @@ second message (CR/LF/NUL are never accepted).
 from __future__ import annotations
 
 import functools
-import http
 import re
 
 from sofamesh.codecs.http1.messages import FRAMING, HttpRequest, HttpResponse, checked
@@ -38,9 +37,6 @@ _REASON = re.compile(rb"[^\x00\r\n\x0b\x0c]*")  # RFC 9112 §4: HTAB / SP / VCHA
 # persistence is decided by the codec, so callers' values are replaced.
 _FRAMING = FRAMING
 
-_STATUS_LINES = {
-    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in http.HTTPStatus
-}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = (b"connection", b": ", b"close", b"\r\n")
 _METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
@@ -233,8 +229,15 @@ def _status_line(status: int, reason: bytes) -> bytes:
     # A proxy forwards its upstream's few distinct lines ("200 OK") over and over: checked
     # and formatted once each (an invalid reason raises, which is never cached).
     if not reason:
-        line = _STATUS_LINES.get(status)
-        return line if line is not None else b"HTTP/1.1 %d \r\n" % status
+        # The standard phrase (`http.HTTPStatus`'s), if any: the `http` module and its enums
+        # load with the first status line that needs one, not with the codec.
+        import http
+
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            return b"HTTP/1.1 %d \r\n" % status
+        return b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii"))
     if _REASON.fullmatch(reason) is None:
         raise ValueError(f"invalid reason phrase {reason!r}")
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)

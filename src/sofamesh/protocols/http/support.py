@@ -34,7 +34,6 @@ from sofamesh.protocols.http.pool import Http1Pool
 from sofamesh.protocols.http.probe import http_probe
 from sofamesh.protocols.http.relay import BodyTruncated
 from sofamesh.protocols.http.server import ConnInfo, Http1Handler, Http1Server
-from sofamesh.security.spiffe import app_of
 from sofamesh.transport.budget import OVERLOAD, Overload
 from sofamesh.transport.errors import TransportError, failure_of
 from sofamesh.transport.tls_names import ALPN_HTTP1
@@ -117,6 +116,8 @@ class VerifiedHttpHandler:
     """
 
     def __init__(self, inbound: InboundHttpHandler, identity: str) -> None:
+        from sofamesh.security.spiffe import app_of  # with mutual TLS only
+
         self._inbound = inbound
         self._identity = identity
         self._app = app_of(identity)
