@@ -88,7 +88,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("registry", ("sofamesh.registry",)),
     ("config loading", ("sofamesh.config",)),
     ("governance", ("sofamesh.governance",)),
-    ("runtime", ("sofamesh.runtime",)),
+    ("runtime", ("sofamesh.runtime", "sofamesh.runtime_extras")),
     # Transparent interception: the init rules, original destinations, virtual IPs, the DNS
     # proxy and the transparent listeners the sidecar starts.
     ("intercept", ("sofamesh.intercept",)),

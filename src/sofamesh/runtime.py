@@ -8,7 +8,6 @@ one place, each filter with a line on why it sits where it does.
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -43,6 +42,7 @@ from sofamesh.model import Invocation, Result, Status
 from sofamesh.protocols import ProtocolSupport
 from sofamesh.protocols.lazy import Holder, lazy_protocols
 from sofamesh.registry import open_registry
+from sofamesh.runtime_extras import mesh_tls, start_export, tracer_of
 from sofamesh.security.required import RequireMtlsFilter
 from sofamesh.stats import Stats
 from sofamesh.upstream.balance import BalanceFilter, ResolveFilter
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from sofamesh.tracing.export import SpanBuffer
     from sofamesh.tracing.span import Kind
     from sofamesh.tracing.tracer import Tracer
-    from sofamesh.transport.tls_listener import MeshTls
 
 
 class Composes(enum.Enum):
@@ -108,80 +107,16 @@ class Runtime:
         self._gov_tg: anyio.abc.TaskGroup | None = None
         self.deadlines = DeadlineWatch()
         self._stack = AsyncExitStack()
-        self.tls = self._mesh_tls()
-        self.spans: SpanBuffer | None = None
-        self.tracer = self._tracer()
+        self.tls = mesh_tls(config, self.stats, self.protocols)
+        traced = tracer_of(config, self.clock)
+        self.tracer: Tracer | None = None if traced is None else traced[0]
+        self.spans: SpanBuffer | None = None if traced is None else traced[1]
         metrics = config.metrics
         self.istio: IstioMetrics | None = None
         if metrics.istio:  # Istio's metrics (and their module) only when configured
             from sofamesh.observability.istio import IstioMetrics
 
             self.istio = IstioMetrics(metrics, config.app, config.metadata.version, self.tls)
-
-    def _mesh_tls(self) -> MeshTls | None:
-        """Mutual TLS on mesh hops when configured: every client calls mTLS endpoints over it."""
-        cfg = self.config.tls
-        if not cfg.enabled:
-            return None
-        # Here: identities load datetime with them, which a mesh without TLS never needs.
-        from sofamesh.security.identity import IdentityError, IdentityFiles, IdentitySource
-
-        try:
-            if cfg.cert is None:  # issued by the control plane: its agent enrolls before serving
-                # enroll needs cryptography (9 MB): only a mesh with tls: pays for it
-                from sofamesh.security.enroll import identity_files, state_dir_of
-
-                ws, app = self.config.workspace, self.config.app
-                assert ws is not None
-                files = identity_files(state_dir_of(os.environ), ws, app)
-                source = IdentitySource(files, pending=True)
-            else:
-                assert cfg.key is not None and cfg.trust_bundle is not None
-                source = IdentitySource(IdentityFiles(cfg.cert, cfg.key, cfg.trust_bundle))
-        except IdentityError as exc:
-            raise ConfigError([f"tls: {exc}"]) from None
-        from sofamesh.transport.tls_listener import MeshTls  # TLS's machinery, with `tls:`
-
-        tls = MeshTls(cfg.mode, source, count=self.stats.incr)
-        for proto in self.protocols.values():
-            proto.use_tls(tls.client)
-        return tls
-
-    def _tracer(self) -> Tracer | None:
-        """Spans when `tracing.enabled`: kept in a bounded buffer that export drains."""
-        cfg = self.config.tracing
-        if not cfg.enabled:
-            return None
-        # Here: a sidecar without tracing never needs these.
-        from sofamesh.tracing import otlp
-        from sofamesh.tracing.export import SpanBuffer
-        from sofamesh.tracing.tracer import Tracer
-
-        if cfg.otlp_endpoint is not None and not otlp.available():
-            problem = "tracing.otlp_endpoint: needs the otel extra (pip install 'sofamesh[otel]')"
-            raise ConfigError([problem])
-        self.spans = SpanBuffer(cfg.max_buffered_spans)
-        return Tracer(cfg, self.clock, self.spans.put, self.config.app)
-
-    async def _start_export(self, stack: AsyncExitStack, tg: anyio.abc.TaskGroup) -> None:
-        """OTLP export, when configured, over this runtime's own HTTP/1.1 client."""
-        cfg, tracer, spans = self.config.tracing, self.tracer, self.spans
-        if cfg.otlp_endpoint is None or tracer is None or spans is None:
-            return
-        from sofamesh.tracing import otlp
-        from sofamesh.tracing.export import SpanExport
-
-        http: Any = self.protocols["http"]
-        exporter = otlp.OtlpHttpExporter(
-            cfg.otlp_endpoint, http.pool.send, cfg.service_name or self.config.app,
-            tracer.wall_offset,
-        )  # fmt: skip
-        export = SpanExport(
-            spans, exporter, interval=cfg.export_interval, batch=cfg.max_export_batch,
-            timeout=cfg.export_timeout,
-        )  # fmt: skip
-        await tg.start(export.run)
-        stack.push_async_callback(export.aclose)  # the last spans, before the task group ends
 
     def _rules_source(self) -> RulesSource | None:
         cfg = self.config
@@ -210,7 +145,8 @@ class Runtime:
             self._gov_tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(self._gov_tg.cancel_scope.cancel)
             await self._gov_tg.start(self.deadlines.run)
-            await self._start_export(stack, self._gov_tg)
+            await start_export(self.config, self.tracer, self.spans, self.protocols, stack,
+                               self._gov_tg)  # fmt: skip
             if self.composes is Composes.DIRECT or self._registry_override is not None:
                 reg = self._registry_override or open_registry(self.config.registry)
                 self.registry = await stack.enter_async_context(reg)

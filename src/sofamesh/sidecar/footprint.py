@@ -20,10 +20,8 @@ when `ldconfig` cannot find a library, its DTLS imports `hmac` (and with it
 (with its tables and `unicodedata`) for host names that are not ASCII. On trio,
 the sidecar binds these by `lazy_imports.lazy_module` before trio loads, so each
 runs with the first read of one of its names (the module is then the real one,
-whoever imported it) and an idle sidecar runs none of them. Each is first read on
-the loop's thread (trio's name look-up encodes before its worker thread; the
-local API's token check), which matters on Python 3.11, whose lazy modules are
-not safe to run from two threads at once.
+whoever imported it) and an idle sidecar runs none of them. A first read from
+another thread is safe too: `lazy_module` runs a module once, under a lock.
 """
 
 from __future__ import annotations
