@@ -299,19 +299,11 @@ def main() -> None:
     if args.quick:
         args.warm, args.calls, args.top = 100, 200, 5
     require_tools("valgrind", "nginx")
-    if args.opcodes:
+    if args.opcodes or args.profile:  # this tree alone, under the bytecode counter or cProfile
         with tempfile.TemporaryDirectory() as d:
             procs = start_upstream(Path(d))
             try:
-                opcodes(Path(d), args)
-            finally:
-                grpc_benchmark.stop_all(procs)
-        return
-    if args.profile:
-        with tempfile.TemporaryDirectory() as d:
-            procs = start_upstream(Path(d))
-            try:
-                profile(Path(d), args)
+                (opcodes if args.opcodes else profile)(Path(d), args)
             finally:
                 grpc_benchmark.stop_all(procs)
         return

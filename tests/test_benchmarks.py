@@ -66,11 +66,11 @@ def test_every_benchmark_has_a_quick_run_here() -> None:
     assert found == set(FIGURES)
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
-def test_quick_run_prints_its_figures(name: str) -> None:
+def _quick(name: str, *flags: str) -> str:
+    """`name --quick` run as a user runs it; its output, once it exited 0."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), "--quick"],
+        [sys.executable, str(BENCHMARKS / name), "--quick", *flags],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -78,21 +78,18 @@ def test_quick_run_prints_its_figures(name: str) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(FIGURES[name], proc.stdout, re.M), proc.stdout[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_quick_run_prints_its_figures(name: str) -> None:
+    out = _quick(name)
+    assert re.search(FIGURES[name], out, re.M), out[-3000:]
 
 
 def test_the_bytecode_profile_of_a_grpc_call_prints_its_table() -> None:
     """`grpc_instructions.py --opcodes`: the sidecar under `opcode_count.py`, switched on
     and off by signals around the counted calls."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "grpc_instructions.py"), "--quick", "--opcodes"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"^[\d,]+ bytecodes per call in Python functions$", proc.stdout, re.M)
-    assert re.search(r"^\| [\d,.]+ \| [\d.]+ \| h2/lean\.py:\d+ _receive \|$", proc.stdout, re.M)
+    out = _quick("grpc_instructions.py", "--opcodes")
+    assert re.search(r"^[\d,]+ bytecodes per call in Python functions$", out, re.M)
+    assert re.search(r"^\| [\d,.]+ \| [\d.]+ \| h2/lean\.py:\d+ _receive \|$", out, re.M)
