@@ -8,4 +8,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
+export SOFAMESH_TEST_ALL_EXTRAS=1  # every extra is installed: a test that needs one must not skip
 exec .venv/bin/pytest -p no:cacheprovider "$@"

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
+from http1_llhttp import needs_llhttp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_http1_relayed import NGINX, responses
 from test_http1_relayed_request import requests
 
-from sofamesh.codecs.http1 import Http1Limits, fast
+from sofamesh.codecs.http1 import Http1Limits
 from sofamesh.codecs.http1.relayed import MEMO_BYTES, ResponseCheck, split_response
 from sofamesh.codecs.http1.relayed_request import RequestCheck, split_request
 
-pytestmark = pytest.mark.skipif(not fast.LLHTTP, reason="the relay reads with llhttp")
+pytestmark = needs_llhttp
 
 LIMITS = Http1Limits(max_body_size=64)
 GET = b"GET /a HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\n\r\n"

@@ -13,6 +13,7 @@ import re
 
 import pytest
 from http1_field_strategies import CONNECTION, NAME, OWS, VALUE
+from http1_llhttp import needs_llhttp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,6 @@ from sofamesh.protocols.http.mapping import response_to_result, result_to_respon
 
 # The relay reads with llhttp: with `SOFAMESH_PURE_PYTHON=1` nothing is relayed, which the
 # differential test checks too (both runs then take the same way).
-needs_llhttp = pytest.mark.skipif(not fast.LLHTTP, reason="the relay reads with llhttp")
 
 SPECIAL = st.sampled_from(
     ["Keep-Alive", "KEEP-ALIVE", "Proxy-Authorization", "proxy-connection", "Trailer", "TE",

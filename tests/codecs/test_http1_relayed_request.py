@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pytest
 from http1_field_strategies import CONNECTION, NAME, OWS, VALUE
+from http1_llhttp import needs_llhttp
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sofamesh.codecs.http1 import Http1Limits, Http1ServerCodec, HttpRequest, fast, writer
+from sofamesh.codecs.http1 import Http1Limits, Http1ServerCodec, HttpRequest, writer
 from sofamesh.codecs.http1 import server as server_module
 from sofamesh.codecs.http1.errors import HttpProtocolError
 from sofamesh.codecs.http1.relayed_request import RelayedRequest
@@ -26,7 +27,6 @@ from sofamesh.protocols.http.mapping import (
 
 # The relay checks with llhttp: with `SOFAMESH_PURE_PYTHON=1` nothing is relayed, which the
 # differential test checks too (both runs then take the same way).
-needs_llhttp = pytest.mark.skipif(not fast.LLHTTP, reason="the relay checks with llhttp")
 
 SPECIAL = st.sampled_from(
     ["Host", "HOST", "Keep-Alive", "Proxy-Authorization", "proxy-connection", "Trailer", "TE",
