@@ -57,6 +57,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"  # what `wrk -H 'Host: bench'
 VARY = 0
 VARIED = b"GET / HTTP/1.1\r\nHost: bench\r\nX-Request-Id: %08d\r\n\r\n"
 PARKED = {"overload": {"check_interval": 3600, "trim_heap": False}}
+ACCESS_LOG = False  # --access-log: the listener writes Envoy's default line per request
 
 
 class _Caller(asyncio.Protocol):
@@ -117,9 +118,12 @@ def start_sidecar(
     port = free_port()
     name = "baseline" if src else "this"
     cfg = tmp / f"sidecar-{name}-{port}.json"
+    listener: dict[str, object] = {"protocol": "http", "listen": f"127.0.0.1:{port}"}
+    if ACCESS_LOG:
+        listener["access_log"] = {"path": str(tmp / f"access-{name}.log")}
     cfg.write_text(json.dumps({
         "app": "bench", "registry": registry, "upgrade_socket": str(tmp / f"{port}.sock"),
-        "outbound": [{"protocol": "http", "listen": f"127.0.0.1:{port}"}], **PARKED,
+        "outbound": [listener], **PARKED,
     }))  # fmt: skip
     argv = [sys.executable, "-m", "sofamesh.sidecar", "-c", str(cfg), "--backend", "asyncio",
             "--log-level", "WARNING"]  # fmt: skip
@@ -226,10 +230,13 @@ def main() -> None:
     ap.add_argument(
         "--vary", action="store_true", help="a request id field in each request: no head repeats"
     )
+    ap.add_argument(
+        "--access-log", action="store_true", help="the listener writes an access log to a file"
+    )
     add_baseline_arg(ap)
     args = ap.parse_args()
-    global VARY
-    VARY = int(args.vary)
+    global VARY, ACCESS_LOG
+    VARY, ACCESS_LOG = int(args.vary), args.access_log
     if args.quick:
         args.warm, args.requests, args.top, args.idle, args.steps = 100, 200, 5, 2, 200
     require_tools("valgrind", "nginx", "gcc")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from sofamesh.endpoint import Endpoint
@@ -46,6 +47,10 @@ class Headers:
             if k == name:
                 return v
         return default
+
+    def carries_any(self, names: AbstractSet[str]) -> bool:
+        """Whether any of `names` (lowercase) is among these headers."""
+        return any(k in names for k, _ in self._items)
 
     def get_all(self, name: str) -> list[str]:
         return [v for k, v in self._items if k == name]

@@ -21,6 +21,7 @@ import attrs
 
 from sofamesh.chain import Handler
 from sofamesh.clock import Clock
+from sofamesh.codecs.http1.messages import HttpResponse
 from sofamesh.config.model import MeshConfig
 from sofamesh.config.telemetry import AccessLogConfig
 from sofamesh.model import Invocation, Result
@@ -63,11 +64,15 @@ def _start_time(r: Record) -> str:
 
 
 def _req(arg: str) -> Field:
-    names = [n.strip().lower() for n in arg.split("?")]
+    """`%REQ(X?Y)%`: the first of the names a request carries a value for."""
+    readers = [_request_header(n.strip().lower()) for n in arg.split("?")]
+    if len(readers) == 1:
+        only = readers[0]
+        return lambda r: only(r.inv) or None
 
     def read(r: Record) -> str | None:
-        for name in names:
-            value = _request_header(r.inv, name)
+        for reader in readers:
+            value = reader(r.inv)
             if value:
                 return value
         return None
@@ -75,26 +80,38 @@ def _req(arg: str) -> Field:
     return read
 
 
-def _request_header(inv: Invocation, name: str) -> str | None:
-    if name == ":method":
-        return call.request_method(inv)
-    if name == ":path":
-        return call.request_path(inv)
-    if name == ":authority":
-        return call.authority(inv)
-    return inv.headers.get(name)
+def _request_header(name: str) -> Callable[[Invocation], str | None]:
+    """The reader of one request header: a pseudo-header's from the call, others' by name."""
+    pseudo = _PSEUDO.get(name)
+    if pseudo is not None:
+        return pseudo
+    return lambda inv: inv.headers.get(name)
+
+
+_PSEUDO: dict[str, Callable[[Invocation], str | None]] = {
+    ":method": call.request_method,
+    ":path": call.request_path,
+    ":authority": call.authority,
+}
 
 
 def _resp(arg: str) -> Field:
-    name = arg.strip().lower().encode()
+    key = arg.strip().lower()
+    name = key.encode()
 
     def read(r: Record) -> str | None:
-        headers = getattr(r.result.payload, "headers", None)
-        if isinstance(headers, list):
-            for k, v in headers:
-                if isinstance(k, bytes) and k.lower() == name:
-                    return bytes(v).decode("latin-1")
-        return r.result.headers.get(arg.strip().lower())
+        payload = r.result.payload
+        if isinstance(payload, HttpResponse):  # a relayed one is read without parsing it
+            value = payload.header(name)
+            if value is not None:
+                return bytes(value).decode("latin-1")
+        else:
+            headers = getattr(payload, "headers", None)
+            if isinstance(headers, list):
+                for k, v in headers:
+                    if isinstance(k, bytes) and k.lower() == name:
+                        return bytes(v).decode("latin-1")
+        return r.result.headers.get(key)
 
     return read
 

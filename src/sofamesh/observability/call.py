@@ -86,7 +86,7 @@ _TRACE_NAMES = frozenset(
 def trace_id(inv: Invocation) -> str:
     """The call's trace id in any format it carries (the span's, when tracing is on)."""
     # One pass to see whether any format is there at all: most untraced calls carry none.
-    if not any(k in _TRACE_NAMES for k, _ in inv.headers.items()):
+    if not inv.headers.carries_any(_TRACE_NAMES):
         return ""
     ctx = (_any_format or _read_any_format()).extract(inv.headers, inv.protocol)
     return ctx.trace_id if ctx is not None else ""

@@ -99,6 +99,16 @@ class RelayedResponse(HttpResponse):
         self._head = self.relay = None
         _HEADERS.__set__(self, fields)
 
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of `name` (lowercase), as `headers` would give it, read from the
+        head without parsing it: the response stays relayed as bytes."""
+        head = self._head
+        if head is None:
+            return super().header(name)
+        if self.relay is not None and name in PROXY_DROP:  # forwarded: `headers` lacks them
+            return None
+        return first_value(head, self._line_end, name)
+
     def forward(self) -> bool:
         """Drop the hop-by-hop fields for forwarding; False if the fields were read already
         (the caller strips them from `headers` then)."""
@@ -119,6 +129,61 @@ class RelayedResponse(HttpResponse):
         )
 
     __hash__ = None
+
+
+# The last head looked up in and its lowercase, as one pair: swapped whole, so a thread
+# that reads it meanwhile sees one pair or the other, never a mix.
+_lowered: list[tuple[bytes, bytes]] = [(b"", b"")]
+
+
+def first_value(head: bytes, line_end: int, name: bytes) -> bytes | None:
+    """The first value of the field `name` (lowercase, no colon) in a relayed head whose
+    field lines begin at `line_end`, OWS trimmed; None if no line carries it.
+
+    The relay took the head only after llhttp (or `fast._FIELDS`) checked every field line:
+    `token:value` CRLF, no whitespace before the colon, no CR in a value, no obs-fold. So a
+    line that starts with `name:` in any case is that field, nothing else matches, and the
+    value ends at the line's CRLF: what parsing gives first, without a list of them all.
+    The lowercase head is kept for the next look-up in the same head (an access log reads
+    several fields of one message in a row).
+    """
+    pair = _lowered[0]  # `_lower`, inline: the access log's look-ups run it per field
+    if pair[0] is not head:
+        pair = _lowered[0] = (head, head.lower())
+    at = pair[1].find(b"\r\n" + name + b":", line_end - 2)
+    if at < 0:
+        return None
+    start = at + 3 + len(name)
+    return head[start : head.index(b"\r\n", start)].strip(b" \t")
+
+
+def _lower(head: bytes) -> bytes:
+    """`head` in lowercase, kept for the next look-up in the same head."""
+    pair = _lowered[0]
+    if pair[0] is not head:
+        pair = _lowered[0] = (head, head.lower())
+    return pair[1]
+
+
+_any_of: dict[frozenset[str], re.Pattern[bytes] | None] = {}  # by the set of names
+
+
+def carries_any(head: bytes, line_end: int, names: frozenset[str]) -> bool | None:
+    """Whether a relayed head carries any of the fields `names` (lowercase), found as
+    `first_value` finds one, all in one search; None if a name is no field name (a colon
+    or a character beyond ASCII in it), which the caller then looks for among the parsed
+    fields. The names are the caller's constants: a set's search is compiled once."""
+    if names in _any_of:
+        pattern = _any_of[names]
+    else:
+        valid = all(n.isascii() and ":" not in n for n in names)
+        alternatives = b"|".join(re.escape(n.encode()) for n in sorted(names))
+        pattern = re.compile(b"\r\n(?:" + alternatives + b"):") if valid and names else None
+        if len(_any_of) < 64:
+            _any_of[names] = pattern
+    if pattern is None:
+        return None
+    return pattern.search(_lower(head), line_end - 2) is not None
 
 
 def _parse(head: bytes, line_end: int) -> ParsedFields:

@@ -33,7 +33,7 @@ from typing import Any
 from sofamesh.codecs.http1 import fast, paths
 from sofamesh.codecs.http1.limits import Http1Limits
 from sofamesh.codecs.http1.messages import PROXY_DROP, HeaderList, HttpRequest, ParsedFields
-from sofamesh.codecs.http1.relayed import MEMO_BYTES, ResponseCheck
+from sofamesh.codecs.http1.relayed import MEMO_BYTES, ResponseCheck, carries_any, first_value
 from sofamesh.model import CALLER_HEADER, SERVICE_HEADER, TIMEOUT_HEADER
 
 MESH_FIELDS = frozenset(h.encode() for h in (SERVICE_HEADER, CALLER_HEADER, TIMEOUT_HEADER))
@@ -124,6 +124,22 @@ class RelayedRequest(HttpRequest):
     def headers(self, fields: HeaderList) -> None:
         self._head = self.relay = self.picked = None
         _HEADERS.__set__(self, fields)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of `name` (lowercase), as `headers` would give it; on the caller's
+        request, read from the head without parsing it (`relayed.first_value`)."""
+        head = self._head
+        if head is None or self._added is not None:  # an upstream copy's fields are rebuilt
+            return super().header(name)
+        return first_value(head, self._line_end, name)
+
+    def carries_any(self, names: frozenset[str]) -> bool | None:
+        """Whether the caller's request carries any of the fields `names` (lowercase), read
+        from the head without parsing it; None where `headers` must tell (`carries_any`)."""
+        head = self._head
+        if head is None or self._added is not None:
+            return None
+        return carries_any(head, self._line_end, names)
 
     def forward(
         self, method: str, target: str, lines: bytes, added: HeaderList, timeout: bytes | None

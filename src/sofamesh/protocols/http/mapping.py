@@ -12,6 +12,7 @@ status, so a caller (or its on-call engineer) can tell a mesh 503 from an app 50
 from __future__ import annotations
 
 import functools
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from sofamesh.codecs.http1 import HttpRequest, HttpResponse
@@ -116,6 +117,21 @@ class WireHeaders(Headers):
         None once decoded."""
         request = self.request
         return None if request is None else request.headers
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        request = self.request
+        if request is None or ":" in name or not name.isascii():  # decoded, or no field name
+            return Headers.get(self, name, default)
+        value = request.header(name.encode("latin-1"))  # one field, the rest left as they are
+        return default if value is None else value.decode("latin-1")
+
+    def carries_any(self, names: AbstractSet[str]) -> bool:
+        request = self.request
+        if type(request) is RelayedRequest and type(names) is frozenset:
+            found = request.carries_any(names)  # one search of the head, left unparsed
+            if found is not None:
+                return found
+        return Headers.carries_any(self, names)
 
     @property
     def _items(self) -> list[tuple[str, str]]:
