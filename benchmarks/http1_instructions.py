@@ -263,6 +263,11 @@ def main() -> None:
         if args.keep_dump:
             shutil.copy(counts["this tree"]["dump"], args.keep_dump)
         report(counts, args)
+        if ACCESS_LOG:  # written as each sidecar drained: a line per request, warm-up included
+            for name in trees:
+                log = tmp / f"access-{'baseline' if trees[name] else 'this'}.log"
+                lines = len(log.read_text().splitlines()) if log.exists() else 0
+                print(f"| {name}, access log lines | {lines:,} |")
         top(Path(counts["this tree"]["dump"]), args.requests, args.top)
         if split:
             report_steps(counts, split)

@@ -93,3 +93,11 @@ def test_the_bytecode_profile_of_a_grpc_call_prints_its_table() -> None:
     out = _quick("grpc_instructions.py", "--opcodes")
     assert re.search(r"^[\d,]+ bytecodes per call in Python functions$", out, re.M)
     assert re.search(r"^\| [\d,.]+ \| [\d.]+ \| h2/lean\.py:\d+ _receive \|$", out, re.M)
+
+
+def test_the_access_log_count_logs_every_request_it_counts() -> None:
+    """`http1_instructions.py --access-log`: the sidecar writes a line for each request,
+    the warm-up's and the counted ones (100 + 200 with --quick)."""
+    out = _quick("http1_instructions.py", "--access-log", "--no-parts")
+    assert re.search(FIGURES["http1_instructions.py"], out, re.M), out[-3000:]
+    assert re.search(r"^\| this tree, access log lines \| 300 \|$", out, re.M), out[-3000:]
