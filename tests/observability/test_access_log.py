@@ -189,3 +189,32 @@ async def test_a_stuck_disk_drops_lines_past_four_buffers_and_counts_them(tmp_pa
     assert sink.dropped == 6  # 11 bytes each: four lines are 44 bytes, past the 40 allowed
     await sink.aclose()
     assert (sink.written, len((tmp_path / "a.log").read_text().splitlines())) == (4, 4)
+
+
+async def test_an_idle_sink_sleeps_until_a_line_comes(tmp_path: Path) -> None:
+    """With nothing to write the sink's task waits for a line, not for its interval: at an
+    interval of ~0 a task that woke by the clock would never stop flushing. A line that
+    fills the buffer is written at once."""
+    path = tmp_path / "a.log"
+    sink = LogSink(str(path), flush_interval=1e-9, buffer_bytes=1)
+    flushes = 0
+    flush = sink.flush
+
+    async def counted() -> None:
+        nonlocal flushes
+        flushes += 1
+        await flush()
+
+    sink.flush = counted  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        await tg.start(sink.run)
+        with anyio.fail_after(10):
+            await anyio.wait_all_tasks_blocked()  # the task asleep, not looping on its clock
+        assert flushes == 0
+        sink.write("one\n")
+        with anyio.fail_after(10):
+            await anyio.wait_all_tasks_blocked()  # flushing it, in its thread
+        assert flushes == 1
+        tg.cancel_scope.cancel()  # the write in its thread finishes first
+    assert (sink.written, path.read_text()) == (1, "one\n")
+    await sink.aclose()

@@ -1,9 +1,10 @@
 """Where access-log lines go: stderr, stdout or a file, written off the event loop.
 
 `write` only appends to a list: a line costs the loop no system call. One task
-(owned by the sidecar's task group) writes what has gathered every
-`flush_interval` seconds, or as soon as `buffer_bytes` have gathered, in a worker
-thread, so a slow disk slows the log, never the calls. Past four buffers waiting
+(owned by the sidecar's task group) writes what has gathered `flush_interval`
+seconds after the first line of it, or as soon as `buffer_bytes` have gathered, in
+a worker thread, so a slow disk slows the log, never the calls; with no lines it
+sleeps until one comes (an idle sidecar does not wake for its log). Past four buffers waiting
 (the disk is stuck) lines are dropped and counted. A file is reopened on
 `reopen()` (SIGHUP) and when it was rotated away (its path names another file).
 """
@@ -30,6 +31,7 @@ class LogSink:
         self._lines: list[str] = []
         self._size = 0
         self._full = anyio.Event()
+        self._pending = anyio.Event()  # set by the first line since the last flush
         self._file: IO[str] | None = None
         self._reopen = False
         self._writing = anyio.Lock()  # the timer's flush and the final one never overlap
@@ -40,6 +42,8 @@ class LogSink:
         if self._size > 4 * self._limit:
             self.dropped += 1
             return
+        if not self._lines:
+            self._pending.set()
         self._lines.append(line)
         self._size += len(line)
         if self._size >= self._limit:
@@ -54,6 +58,7 @@ class LogSink:
     ) -> None:
         task_status.started()
         while True:
+            await self._pending.wait()
             with anyio.move_on_after(self._interval):
                 await self._full.wait()
             await self.flush()
@@ -66,7 +71,8 @@ class LogSink:
         if not self._lines:
             return
         chunk, count = "".join(self._lines), len(self._lines)
-        self._lines, self._size, self._full = [], 0, anyio.Event()
+        self._lines, self._size = [], 0
+        self._full, self._pending = anyio.Event(), anyio.Event()
         try:
             await anyio.to_thread.run_sync(self._write, chunk)
         except OSError as exc:
